@@ -1,0 +1,3 @@
+"""livehub: the control plane in front of SRS (rooms, signaling, stream lifecycle)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket boundary: aiohttp handlers, marshmallow schemas, middlewares."""

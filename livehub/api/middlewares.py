@@ -1,0 +1,90 @@
+"""One JSON error shape for every REST failure: ``{"error", "code", "details"}``.
+
+Errors are rendered here from a type → status table; handlers just raise.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from marshmallow import ValidationError
+
+from livehub.api.jsonio import json_response
+from livehub.domain.errors import (
+    Forbidden,
+    LivehubError,
+    RoomEnded,
+    RoomNotFound,
+    Unauthorized,
+)
+
+log = logging.getLogger(__name__)
+
+
+class BadRequest(LivehubError):
+    """Malformed input that never reached a schema (not JSON, wrong content)."""
+
+    code = "bad_request"
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.code = code
+
+
+STATUS: dict[type[LivehubError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    RoomNotFound: 404,
+    RoomEnded: 409,
+}
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> web.Response:
+    return json_response({"error": message, "code": code, "details": details}, status=status)
+
+
+def _status(exc: LivehubError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 400
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ValidationError as exc:
+        details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        fields = ", ".join(sorted(str(key) for key in details))
+        return error_response(400, "validation_error", f"Invalid input: {fields}", details)
+    except LivehubError as exc:
+        response = error_response(_status(exc), exc.code, exc.message, exc.details)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.empty_body:
+            raise
+        code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
+        response = error_response(exc.status, code, exc.reason)
+        for name in ("Allow", "WWW-Authenticate"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "Internal server error")

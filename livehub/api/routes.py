@@ -1,0 +1,38 @@
+"""The route table: every URL livehub serves, named, in one place."""
+
+from __future__ import annotations
+
+import aiohttp_cors
+from aiohttp import web
+
+from livehub.api import health, openapi, rooms, signaling, srs_hooks
+
+
+def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
+    router = app.router
+    rest = [
+        router.add_get("/api/rooms", rooms.list_rooms, name="rooms"),
+        router.add_post("/api/rooms", rooms.create_room, name="create_room"),
+        router.add_get("/api/rooms/{room_id}", rooms.get_room, name="room"),
+        router.add_post("/api/rooms/{room_id}/close", rooms.close_room, name="close_room"),
+        router.add_get("/api/openapi.json", openapi.openapi_json, name="openapi"),
+    ]
+    router.add_post("/api/hooks/srs", srs_hooks.srs_hook, name="srs_hooks")
+    router.add_post("/api/hooks/srs/heartbeat", srs_hooks.srs_heartbeat, name="srs_heartbeat")
+    router.add_get("/ws", signaling.websocket, name="ws")
+    router.add_get("/", signaling.root, name="index")
+    router.add_get("/healthz", health.healthz, name="healthz")
+    router.add_get("/readyz", health.readyz, name="readyz")
+    router.add_get("/metrics", health.metrics, name="metrics")
+    router.add_static("/static", signaling.STATIC, name="static")
+
+    options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+        allow_credentials=False,
+        expose_headers="*",
+        allow_headers=("Content-Type", "Authorization"),
+        allow_methods=("GET", "POST"),
+        max_age=3600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in cors_origins})
+    for route in rest:
+        cors.add(route)

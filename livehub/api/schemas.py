@@ -1,0 +1,134 @@
+"""Marshmallow schemas: separate input and output shapes, camelCase on the wire via data_key.
+
+Client input raises on unknown fields; SRS callback bodies exclude them (SRS adds fields
+between versions). The OpenAPI document is generated from these same classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, RAISE, Schema, fields, pre_load, validate
+
+from livehub.domain.rooms import HOOK_ACTIONS, RoomStatus
+
+TITLE_MAX = 100
+
+
+class RoomCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    title = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=TITLE_MAX),
+        metadata={"description": "Room title, 1-100 characters after trimming"},
+    )
+
+    @pre_load
+    def _strip(self, data: Any, **_: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("title"), str):
+            return {**data, "title": data["title"].strip()}
+        return data
+
+
+class RoomListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    status = fields.Enum(RoomStatus, by_value=True, load_default=None)
+    limit = fields.Integer(load_default=None, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class PlayUrlsSchema(Schema):
+    webrtc = fields.String(required=True)
+    whep = fields.String(required=True)
+    flv = fields.String(required=True)
+    hls = fields.String(required=True)
+
+
+class PublishSchema(Schema):
+    """Publish credentials: secret, shown only to the room's owner."""
+
+    token = fields.String(required=True)
+    rtmp_url = fields.String(required=True, data_key="rtmpUrl")
+    obs_server = fields.String(required=True, data_key="obsServer")
+    obs_stream_key = fields.String(required=True, data_key="obsStreamKey")
+    whip_url = fields.String(required=True, data_key="whipUrl")
+    srt_url = fields.String(required=True, data_key="srtUrl")
+
+
+class RoomSchema(Schema):
+    """A room as everyone may see it: no secrets."""
+
+    id = fields.String(required=True)
+    title = fields.String(required=True)
+    stream_key = fields.String(required=True, data_key="streamKey")
+    status = fields.Enum(RoomStatus, by_value=True, required=True)
+    start_time = fields.Integer(allow_none=True, required=True, data_key="startTime")
+    end_time = fields.Integer(allow_none=True, required=True, data_key="endTime")
+    created_at = fields.Integer(required=True, data_key="createdAt")
+    viewer_count = fields.Integer(required=True, data_key="viewerCount")
+    player_count = fields.Integer(required=True, data_key="playerCount")
+    reconnecting = fields.Boolean(required=True)
+    play_urls = fields.Nested(PlayUrlsSchema, required=True, data_key="playUrls")
+
+
+class OwnerRoomSchema(RoomSchema):
+    """A room as its owner sees it: with publish credentials."""
+
+    publish = fields.Nested(PublishSchema, required=True)
+
+
+class RoomCreatedSchema(OwnerRoomSchema):
+    owner_token = fields.String(
+        required=True,
+        data_key="ownerToken",
+        metadata={"description": "Shown once: keep it to close the room or join as host"},
+    )
+
+
+class CloseResultSchema(Schema):
+    success = fields.Boolean(required=True)
+    room = fields.Nested(RoomSchema, required=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True)
+    code = fields.String(required=True)
+    details = fields.Dict(allow_none=True, required=True)
+
+
+class SRSHookSchema(Schema):
+    """An SRS HTTP callback body (SRS 5/6). Only the fields livehub uses are declared."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    action = fields.String(required=True, validate=validate.OneOf(HOOK_ACTIONS))
+    client_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    app = fields.String(load_default="", validate=validate.Length(max=256))
+    stream = fields.String(load_default="", validate=validate.Length(max=512))
+    param = fields.String(load_default="", validate=validate.Length(max=4096))
+    stream_url = fields.String(load_default="", validate=validate.Length(max=1024))
+    service_id = fields.String(load_default=None, allow_none=True)
+    server_id = fields.String(load_default=None, allow_none=True)
+
+
+class SRSHeartbeatSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    server = fields.String(load_default=None, allow_none=True)
+    service = fields.String(load_default=None, allow_none=True)
+
+
+class SRSHookReplySchema(Schema):
+    code = fields.Integer(required=True, metadata={"description": "0 allows, non-zero refuses"})
+    msg = fields.String()
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(required=True)

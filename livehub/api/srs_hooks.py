@@ -1,0 +1,73 @@
+"""SRS HTTP callbacks: one endpoint for every action, authenticated by a shared secret that
+srs.conf carries in the hook URL's query. Allow is HTTP 200 ``{"code": 0}``; refuse is HTTP 200
+with a non-zero code (SRS refuses on either). End events are always acknowledged."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from aiohttp import web
+
+from livehub import keys
+from livehub.api.body import read_json
+from livehub.api.jsonio import json_response
+from livehub.api.middlewares import error_response
+from livehub.api.schemas import SRSHeartbeatSchema, SRSHookSchema
+from livehub.domain.rooms import HookEvent
+
+log = logging.getLogger(__name__)
+
+REFUSED = 1  # any non-zero code refuses the client
+_HOOK = SRSHookSchema()
+_HEARTBEAT = SRSHeartbeatSchema()
+
+
+def _authorized(request: web.Request) -> bool:
+    given = request.query.get("secret", "")
+    expected = request.app[keys.config].hook_secret
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+async def srs_hook(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return error_response(403, "bad_hook_secret", "Hook secret missing or wrong")
+    started = time.perf_counter()
+    data = _HOOK.load(await read_json(request))
+    event = HookEvent(
+        action=data["action"],
+        client_id=data["client_id"],
+        app=data["app"],
+        stream=data["stream"],
+        param=data["param"],
+        stream_url=data["stream_url"],
+        service_id=data["service_id"],
+    )
+    app = request.app
+    result = app[keys.rooms].handle_hook(event)
+    if result.srs_restarted:
+        log.warning("SRS restarted (service id changed): reconciling")
+        app[keys.reconciler].trigger()
+    metrics = app[keys.metrics]
+    metrics.hooks.labels(event.action, result.outcome).inc()
+    metrics.hook_seconds.labels(event.action).observe(time.perf_counter() - started)
+    room_id = result.room.id if result.room else "-"
+    if result.allowed:
+        log.info("%s client=%s room=%s: %s", event.action, event.client_id, room_id, result.outcome)
+        return json_response({"code": 0})
+    log.info("%s client=%s refused: %s", event.action, event.client_id, result.reason)
+    return json_response({"code": REFUSED, "msg": result.reason})
+
+
+async def srs_heartbeat(request: web.Request) -> web.Response:
+    """SRS's heartbeat: a changed ``service`` means SRS restarted.
+
+    SRS drops the heartbeat URL's query, so it cannot carry the secret. It is safe unsigned:
+    all it can do is make livehub ask SRS's own API for the truth sooner.
+    """
+    data = _HEARTBEAT.load(await read_json(request))
+    if request.app[keys.rooms].service_changed(data["service"]):
+        log.warning("SRS restarted (heartbeat service id changed): reconciling")
+        request.app[keys.reconciler].trigger()
+    return json_response({"code": 0})

@@ -1,0 +1,53 @@
+"""How rooms are shown: the public view, the owner's view (with publish credentials)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livehub.api.schemas import OwnerRoomSchema, RoomCreatedSchema, RoomSchema
+from livehub.domain.hub import Hub
+from livehub.domain.rooms import Room, RoomService
+from livehub.srs import PublicUrls
+
+_PUBLIC = RoomSchema()
+_OWNER = OwnerRoomSchema()
+_CREATED = RoomCreatedSchema()
+
+
+class RoomViews:
+    def __init__(self, rooms: RoomService, hub: Hub, urls: PublicUrls) -> None:
+        self._rooms = rooms
+        self._hub = hub
+        self._urls = urls
+
+    def _fields(self, room: Room) -> dict[str, Any]:
+        return {
+            "id": room.id,
+            "title": room.title,
+            "stream_key": room.stream_key,
+            "status": room.status,
+            "start_time": room.start_time,
+            "end_time": room.end_time,
+            "created_at": room.created_at,
+            "viewer_count": self._hub.count(room.id),
+            "player_count": self._rooms.player_count(room.id),
+            "reconnecting": room.reconnecting,
+            "play_urls": self._urls.play(room.stream_key),
+        }
+
+    def public(self, room: Room) -> dict[str, Any]:
+        result: dict[str, Any] = _PUBLIC.dump(self._fields(room))
+        return result
+
+    def owner(self, room: Room) -> dict[str, Any]:
+        fields = self._fields(room)
+        fields["publish"] = self._urls.publish(room.stream_key, room.publish_token)
+        result: dict[str, Any] = _OWNER.dump(fields)
+        return result
+
+    def created(self, room: Room, owner_token: str) -> dict[str, Any]:
+        fields = self._fields(room)
+        fields["publish"] = self._urls.publish(room.stream_key, room.publish_token)
+        fields["owner_token"] = owner_token
+        result: dict[str, Any] = _CREATED.dump(fields)
+        return result

@@ -1,0 +1,168 @@
+"""Configuration: one frozen dataclass read from ``LIVEHUB_*`` environment variables.
+
+Every value has an explicit cast; a bad value raises :class:`ConfigError` naming the variable.
+``__main__`` layers command-line flags over the environment with :meth:`Config.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _int(name: str, raw: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _float(name: str, raw: str, *, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value != value or value < minimum:  # NaN or below range
+        raise ConfigError(f"{name} must be a number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _list(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in raw.split(",") if item.strip())
+    if not items:
+        raise ConfigError(f"{name} must be a comma-separated list, got {raw!r}")
+    return items
+
+
+def _http_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _nonempty(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{name} must not be empty")
+    return raw.strip()
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"{name} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    return level
+
+
+def _port(name: str, raw: str) -> int:
+    return _int(name, raw, minimum=1, maximum=65535)
+
+
+def _token(name: str, raw: str) -> str:
+    value = raw.strip()
+    if len(value) < 16:
+        raise ConfigError(f"{name} must be at least 16 characters")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config:
+    """Settings of one livehub process. Field docs double as ``--help`` text."""
+
+    host: str = "0.0.0.0"
+    port: int = 8088
+    db_path: str = "livehub.db"
+    hook_secret: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
+    hook_secret_set: bool = False
+    admin_token: str | None = None
+    srs_api_url: str = "http://127.0.0.1:1985"
+    srs_app: str = "live"
+    public_host: str = "localhost"
+    rtmp_port: int = 1935
+    srs_http_port: int = 8080
+    srs_api_port: int = 1985
+    rtc_port: int = 8000
+    reconnect_window: float = 30.0
+    reconcile_interval: float = 10.0
+    shutdown_timeout: float = 10.0
+    cors_origins: tuple[str, ...] = ("*",)
+    ws_origins: tuple[str, ...] = ("*",)
+    log_level: str = "INFO"
+    # signaling limits
+    max_msg_size: int = 64 * 1024
+    heartbeat: float = 30.0
+    rate_per_s: float = 200.0
+    rate_burst: int = 400
+    max_rooms_per_connection: int = 16
+    max_members_per_room: int = 10_000
+    max_chat_length: int = 500
+    viewer_count_interval: float = 0.2
+    send_queue_bytes: int = 1024 * 1024
+    max_body_size: int = 16 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """Build a config from ``LIVEHUB_*`` variables; unknown variables are ignored."""
+        values: dict[str, Any] = {}
+        for name, (field, cast) in _ENV.items():
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[field] = cast(name, raw)
+        if "hook_secret" in values:
+            values["hook_secret_set"] = True
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        if "hook_secret" in changes:
+            changes.setdefault("hook_secret_set", True)
+        return dataclasses.replace(self, **changes)
+
+
+_ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "LIVEHUB_HOST": ("host", _nonempty),
+    "LIVEHUB_PORT": ("port", _port),
+    "LIVEHUB_DB": ("db_path", _nonempty),
+    "LIVEHUB_HOOK_SECRET": ("hook_secret", _token),
+    "LIVEHUB_ADMIN_TOKEN": ("admin_token", _token),
+    "LIVEHUB_SRS_API_URL": ("srs_api_url", _http_url),
+    "LIVEHUB_SRS_APP": ("srs_app", _nonempty),
+    "LIVEHUB_PUBLIC_HOST": ("public_host", _nonempty),
+    "LIVEHUB_RTMP_PORT": ("rtmp_port", _port),
+    "LIVEHUB_SRS_HTTP_PORT": ("srs_http_port", _port),
+    "LIVEHUB_SRS_API_PORT": ("srs_api_port", _port),
+    "LIVEHUB_RTC_PORT": ("rtc_port", _port),
+    "LIVEHUB_RECONNECT_WINDOW": ("reconnect_window", _float),
+    "LIVEHUB_RECONCILE_INTERVAL": ("reconcile_interval", _float),
+    "LIVEHUB_SHUTDOWN_TIMEOUT": ("shutdown_timeout", _float),
+    "LIVEHUB_CORS_ORIGINS": ("cors_origins", _list),
+    "LIVEHUB_WS_ORIGINS": ("ws_origins", _list),
+    "LIVEHUB_LOG_LEVEL": ("log_level", _log_level),
+    "LIVEHUB_MAX_MSG_SIZE": ("max_msg_size", lambda n, r: _int(n, r, minimum=1024)),
+    "LIVEHUB_HEARTBEAT": ("heartbeat", _float),
+    "LIVEHUB_RATE_PER_S": ("rate_per_s", lambda n, r: _float(n, r, minimum=1.0)),
+    "LIVEHUB_RATE_BURST": ("rate_burst", lambda n, r: _int(n, r, minimum=1)),
+    "LIVEHUB_MAX_ROOMS_PER_CONNECTION": (
+        "max_rooms_per_connection",
+        lambda n, r: _int(n, r, minimum=1),
+    ),
+    "LIVEHUB_MAX_MEMBERS_PER_ROOM": ("max_members_per_room", lambda n, r: _int(n, r, minimum=1)),
+    "LIVEHUB_MAX_CHAT_LENGTH": ("max_chat_length", lambda n, r: _int(n, r, minimum=1)),
+    "LIVEHUB_VIEWER_COUNT_INTERVAL": ("viewer_count_interval", _float),
+    "LIVEHUB_SEND_QUEUE_BYTES": ("send_queue_bytes", lambda n, r: _int(n, r, minimum=4096)),
+}
+
+ENV_VARS: tuple[str, ...] = tuple(_ENV)

@@ -1,0 +1,46 @@
+"""Domain errors. Each carries a stable snake_case ``code``; the API maps them to statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LivehubError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class RoomNotFound(LivehubError):
+    code = "room_not_found"
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__("Room not found", details={"roomId": room_id})
+
+
+class Unauthorized(LivehubError):
+    """No credentials were presented."""
+
+    code = "unauthorized"
+
+
+class Forbidden(LivehubError):
+    """Credentials were presented but do not grant this action."""
+
+    code = "forbidden"
+
+
+class RoomEnded(LivehubError):
+    code = "room_ended"
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__("Room has ended", details={"roomId": room_id})
+
+
+class HookRejected(LivehubError):
+    """An SRS callback is refused (on_publish/on_play); SRS then drops the client."""
+
+    code = "hook_rejected"

@@ -1,0 +1,269 @@
+"""The signaling protocol: what each client message does, and the events the server sends.
+
+Every decoded frame goes through :meth:`Signaling.handle`. A bad message is answered with an
+``error`` event (``code``, ``message``, ``inReplyTo``) and changes nothing; the connection stays
+open unless the client breaks policy (a sustained flood closes it with 1008). ``from`` on
+relayed messages is always the sender's server-assigned peer id; anything the client put there
+is replaced. The protocol is documented message by message in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from livehub.domain.errors import LivehubError
+from livehub.domain.hub import Hub, Peer, Sink, TokenBucket
+from livehub.domain.rooms import Room, RoomService, RoomStatus
+
+log = logging.getLogger(__name__)
+
+CLOSE_POLICY_VIOLATION = 1008
+RELAY_TYPES = frozenset({"offer", "answer", "candidate"})
+ROLES = ("viewer", "host")
+MAX_ID_LENGTH = 64
+MAX_NAME_LENGTH = 64
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Limits:
+    rate_per_s: float = 200.0
+    rate_burst: int = 400
+    max_rooms_per_connection: int = 16
+    max_members_per_room: int = 10_000
+    max_chat_length: int = 500
+
+
+class ProtocolError(LivehubError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+RoomView = Callable[[Room], dict[str, Any]]
+RoomCloser = Callable[[str], Room]
+
+
+class Signaling:
+    def __init__(
+        self,
+        hub: Hub,
+        rooms: RoomService,
+        *,
+        room_view: RoomView,
+        close_room: RoomCloser,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.hub = hub
+        self.rooms = rooms
+        self._room_view = room_view
+        self._close_room = close_room
+        self.limits = limits or Limits()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._throttled: dict[str, int] = {}
+        self._handlers: dict[str, Callable[[Peer, dict[str, Any], str], None]] = {
+            "join": self._join,
+            "leave": self._leave,
+            "offer": self._relay,
+            "answer": self._relay,
+            "candidate": self._relay,
+            "chat": self._chat,
+            "close-room": self._close,
+            "kick": self._kick,
+        }
+        rooms.subscribe(self.on_room_change)
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def open(self, sink: Sink) -> Peer:
+        peer = Peer(sink, TokenBucket(self.limits.rate_per_s, self.limits.rate_burst, self._clock))
+        self.hub.connect(peer)
+        return peer
+
+    def close(self, peer: Peer) -> None:
+        """The connection is gone (cleanly or not): leave every room, tell the others."""
+        for room_id in self.hub.disconnect(peer):
+            self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
+        self._throttled.pop(peer.id, None)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def reject(self, peer: Peer, code: str, message: str, **extra: Any) -> None:
+        self.hub.send(peer, {"type": "error", "code": code, "message": message, **extra})
+
+    def handle(self, peer: Peer, message: Any) -> None:
+        """Handle one decoded frame from ``peer``."""
+        if not peer.rate.take():
+            self._throttle(peer)
+            return
+        self._throttled.pop(peer.id, None)
+        if not isinstance(message, dict):
+            self.reject(peer, "invalid_message", "A message must be a JSON object")
+            return
+        kind = message.get("type")
+        if not isinstance(kind, str) or not kind:
+            self.reject(peer, "missing_type", "Field 'type' is required and must be a string")
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            self.reject(
+                peer, "unknown_type", f"Unknown message type {kind[:40]!r}", inReplyTo=kind[:40]
+            )
+            return
+        room_id = message.get("roomId")
+        if not isinstance(room_id, str) or not room_id or len(room_id) > MAX_ID_LENGTH:
+            self.reject(
+                peer,
+                "missing_room_id",
+                "Field 'roomId' is required and must be a room id",
+                inReplyTo=kind,
+            )
+            return
+        try:
+            handler(peer, message, room_id)
+        except LivehubError as exc:
+            self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
+
+    def _throttle(self, peer: Peer) -> None:
+        dropped = self._throttled.get(peer.id, 0) + 1
+        self._throttled[peer.id] = dropped
+        self.hub.stats.dropped += 1
+        if dropped == 1:
+            self.reject(peer, "rate_limited", "Too many messages: slow down")
+        elif dropped > self.limits.rate_burst:
+            log.info("closing peer %s: message flood", peer.id)
+            peer.closed = True
+            peer.sink.abort(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+
+    def _member_room(self, peer: Peer, room_id: str) -> None:
+        if not self.hub.is_member(peer, room_id):
+            raise ProtocolError("not_in_room", "Join the room first")
+
+    def _join(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        room = self.rooms.get(room_id)
+        if room.status is RoomStatus.ENDED:
+            raise ProtocolError("room_ended", "Room has ended")
+        name = message.get("name", "")
+        if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+            raise ProtocolError(
+                "invalid_name", f"Field 'name' must be a string of at most {MAX_NAME_LENGTH}"
+            )
+        role = message.get("role", "viewer")
+        if role not in ROLES:
+            raise ProtocolError("invalid_role", "Field 'role' must be 'viewer' or 'host'")
+        if role == "host":
+            token = message.get("token")
+            if not isinstance(token, str) or not self.rooms.is_owner(room, token):
+                raise ProtocolError("forbidden", "Joining as host needs the room's owner token")
+        already = self.hub.is_member(peer, room_id)
+        if not already:
+            if len(peer.rooms) >= self.limits.max_rooms_per_connection:
+                raise ProtocolError("too_many_rooms", "This connection has joined too many rooms")
+            if self.hub.count(room_id) >= self.limits.max_members_per_room:
+                raise ProtocolError("room_full", "Room is full")
+        self.hub.join(peer, room_id, name.strip(), role)
+        members = [member.describe(room_id) for member in self.hub.members(room_id)]
+        self.hub.send(
+            peer,
+            {
+                "type": "joined",
+                "roomId": room_id,
+                "peerId": peer.id,
+                "role": role,
+                "room": self._room_view(room),
+                "members": members,
+            },
+        )
+        if not already:
+            self.hub.broadcast(
+                room_id,
+                {"type": "peer-joined", "roomId": room_id, "peer": peer.describe(room_id)},
+                exclude=peer,
+            )
+
+    def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        if not self.hub.leave(peer, room_id):
+            raise ProtocolError("not_in_room", "Not a member of this room")
+        self.hub.send(peer, {"type": "left", "roomId": room_id})
+        self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
+
+    def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        self._member_room(peer, room_id)
+        out = {
+            "type": message["type"],
+            "roomId": room_id,
+            "payload": message.get("payload"),
+            "from": peer.id,
+        }
+        to = message.get("to")
+        if to is None:
+            self.hub.broadcast(room_id, out, exclude=peer)
+            return
+        if not isinstance(to, str):
+            raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
+        target = self.hub.member(room_id, to)
+        if target is None or target is peer:
+            raise ProtocolError("peer_not_found", "No such peer in this room")
+        out["to"] = to
+        self.hub.send(target, out)
+
+    def _chat(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        self._member_room(peer, room_id)
+        text = message.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ProtocolError("invalid_text", "Field 'text' must be a non-empty string")
+        if len(text) > self.limits.max_chat_length:
+            raise ProtocolError(
+                "chat_too_long",
+                f"Field 'text' must be at most {self.limits.max_chat_length} characters",
+            )
+        self.hub.broadcast(
+            room_id,
+            {
+                "type": "chat",
+                "roomId": room_id,
+                "from": peer.id,
+                "name": peer.names.get(room_id, ""),
+                "text": text,
+                "ts": int(self._wall_clock() * 1000),
+            },
+        )
+
+    def _require_host(self, peer: Peer, room_id: str) -> None:
+        self._member_room(peer, room_id)
+        if peer.roles.get(room_id) != "host":
+            raise ProtocolError("forbidden", "Only the room's host may do this")
+
+    def _close(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        self._require_host(peer, room_id)
+        self._close_room(room_id)
+
+    def _kick(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        self._require_host(peer, room_id)
+        target_id = message.get("peerId")
+        target = self.hub.member(room_id, target_id) if isinstance(target_id, str) else None
+        if target is None or target is peer:
+            raise ProtocolError("peer_not_found", "No such peer in this room")
+        self.hub.leave(target, room_id)
+        self.hub.send(target, {"type": "kicked", "roomId": room_id, "by": peer.id})
+        self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": target.id})
+
+    # -- room events ----------------------------------------------------------------------
+
+    def on_room_change(self, room: Room) -> None:
+        if room.id in self.hub.rooms:
+            self.hub.broadcast(
+                room.id,
+                {
+                    "type": "room-status",
+                    "roomId": room.id,
+                    "status": room.status.value,
+                    "room": self._room_view(room),
+                },
+            )

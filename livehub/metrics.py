@@ -1,0 +1,75 @@
+"""Prometheus metrics. Live state (rooms, connections, relay counters) is read at scrape time,
+so the WebSocket hot path pays nothing for it; hooks are counted as they are handled."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from livehub.domain.hub import Hub
+from livehub.domain.rooms import RoomService
+
+
+class _StateCollector(Collector):
+    def __init__(self, rooms: RoomService, hub: Hub) -> None:
+        self._rooms = rooms
+        self._hub = hub
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        by_status = GaugeMetricFamily("livehub_rooms", "Rooms by status", labels=["status"])
+        for status, count in self._rooms.counts_by_status().items():
+            by_status.add_metric([status.value], count)
+        yield by_status
+        yield GaugeMetricFamily(
+            "livehub_ws_connections", "Open signaling connections", value=len(self._hub.peers)
+        )
+        yield GaugeMetricFamily(
+            "livehub_ws_room_members",
+            "Room memberships over all signaling connections",
+            value=sum(len(members) for members in self._hub.rooms.values()),
+        )
+        stats = self._hub.stats
+        yield CounterMetricFamily(
+            "livehub_ws_messages_relayed", "Frames delivered to connections", value=stats.relayed
+        )
+        yield CounterMetricFamily(
+            "livehub_ws_messages_dropped",
+            "Frames not delivered (closed, slow or throttled peers)",
+            value=stats.dropped,
+        )
+        yield CounterMetricFamily(
+            "livehub_ws_slow_disconnects",
+            "Connections closed because their outbound queue stayed full",
+            value=stats.slow_disconnects,
+        )
+
+
+class Metrics:
+    def __init__(self, rooms: RoomService, hub: Hub) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StateCollector(rooms, hub))
+        self.hooks = Counter(
+            "livehub_srs_hooks",
+            "SRS callbacks by action and result",
+            ["action", "result"],
+            registry=self.registry,
+        )
+        self.hook_seconds = Histogram(
+            "livehub_srs_hook_seconds",
+            "Time to handle an SRS callback",
+            ["action"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.reconciles = Counter(
+            "livehub_srs_reconciles",
+            "Reconciliation runs against the SRS API by result",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

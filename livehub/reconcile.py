@@ -1,0 +1,64 @@
+"""Reconciliation with SRS: hooks can be lost (no retries, nothing sent when SRS stops), so
+live rooms are compared with SRS's own stream list at start-up, periodically, and whenever a
+hook's ``service_id`` shows SRS restarted. While SRS cannot be reached nothing is ended."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from livehub.domain.rooms import RoomService
+from livehub.metrics import Metrics
+from livehub.srs import SRSClient, SRSUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    def __init__(
+        self, rooms: RoomService, srs: SRSClient, metrics: Metrics, interval: float
+    ) -> None:
+        self._rooms = rooms
+        self._srs = srs
+        self._metrics = metrics
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self.last_run: float | None = None
+        self.last_ok: bool | None = None
+
+    def trigger(self) -> None:
+        """Reconcile as soon as possible (SRS restarted)."""
+        self._wake.set()
+
+    async def run_once(self) -> bool:
+        """One pass. True if SRS answered and live rooms were checked."""
+        self.last_run = time.time()
+        try:
+            publishing = await self._srs.publishing()
+        except SRSUnavailable as exc:
+            self.last_ok = False
+            self._metrics.reconciles.labels("unreachable").inc()
+            log.warning("reconciliation skipped, SRS API unreachable: %s", exc)
+            return False
+        if self._srs.service_id:
+            self._rooms.service_changed(self._srs.service_id)
+        changed = self._rooms.reconcile(publishing)
+        for room in changed:
+            log.info("room %s has no publisher in SRS: publisher gone", room.id)
+        self.last_ok = True
+        self._metrics.reconciles.labels("ok").inc()
+        return True
+
+    async def run(self) -> None:
+        """Forever: at start, every ``interval`` seconds, and when triggered."""
+        while True:
+            self._wake.clear()
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("reconciliation failed")
+            timeout = self._interval if self._interval > 0 else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)

@@ -1,0 +1,158 @@
+"""SRS adapters: the HTTP API client (kick, stream listing) and the URLs users see."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+
+from livehub.config import Config
+
+log = logging.getLogger(__name__)
+
+#: SRS answers API errors with HTTP 200 and a non-zero code
+SRS_CLIENT_NOT_FOUND = 2049
+
+
+class SRSUnavailable(Exception):
+    """The SRS HTTP API could not be reached or answered something unusable."""
+
+
+@dataclass(frozen=True)
+class PublicUrls:
+    """Play and publish URLs built from the configured public host and ports."""
+
+    host: str
+    app: str
+    rtmp_port: int
+    http_port: int
+    api_port: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> PublicUrls:
+        return cls(
+            host=config.public_host,
+            app=config.srs_app,
+            rtmp_port=config.rtmp_port,
+            http_port=config.srs_http_port,
+            api_port=config.srs_api_port,
+        )
+
+    def play(self, stream_key: str) -> dict[str, str]:
+        key = quote(stream_key)
+        query = urlencode({"app": self.app, "stream": stream_key})
+        return {
+            "webrtc": f"webrtc://{self.host}/{self.app}/{key}",
+            "whep": f"http://{self.host}:{self.api_port}/rtc/v1/whep/?{query}",
+            "flv": f"http://{self.host}:{self.http_port}/{self.app}/{key}.flv",
+            "hls": f"http://{self.host}:{self.http_port}/{self.app}/{key}.m3u8",
+        }
+
+    def publish(self, stream_key: str, token: str) -> dict[str, str]:
+        key = quote(stream_key)
+        secret = urlencode({"secret": token})
+        server = f"rtmp://{self.host}:{self.rtmp_port}/{self.app}"
+        whip_query = urlencode({"app": self.app, "stream": stream_key, "secret": token})
+        return {
+            "token": token,
+            "rtmp_url": f"{server}/{key}?{secret}",
+            "obs_server": server,
+            "obs_stream_key": f"{key}?{secret}",
+            "whip_url": f"http://{self.host}:{self.api_port}/rtc/v1/whip/?{whip_query}",
+            "srt_url": (
+                f"srt://{self.host}:10080?streamid=#!::r={self.app}/{key},secret={token},m=publish"
+            ),
+        }
+
+
+class SRSClient:
+    """The SRS HTTP API. Tracks reachability for ``/readyz``; never raises on kick."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, app: str) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._app = app
+        self.reachable: bool | None = None
+        self.last_error: str | None = None
+        self.last_ok: float | None = None
+        self.service_id: str | None = None
+
+    async def _request(self, method: str, path: str, **params: Any) -> dict[str, Any]:
+        url = f"{self._base}{path}"
+        try:
+            async with self._session.request(method, url, params=params or None) as resp:
+                if resp.status != 200:
+                    raise SRSUnavailable(f"{method} {path}: HTTP {resp.status}")
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self._failed(f"{method} {path}: {type(exc).__name__}: {exc}")
+            raise SRSUnavailable(self.last_error or "") from exc
+        except SRSUnavailable as exc:
+            self._failed(str(exc))
+            raise
+        if not isinstance(body, dict):
+            self._failed(f"{method} {path}: reply is not a JSON object")
+            raise SRSUnavailable(self.last_error or "")
+        self.reachable = True
+        self.last_error = None
+        self.last_ok = time.time()
+        service = body.get("service")
+        if isinstance(service, str) and service:
+            self.service_id = service
+        return body
+
+    def _failed(self, message: str) -> None:
+        if self.reachable is not False:
+            log.warning("SRS API unreachable: %s", message)
+        self.reachable = False
+        self.last_error = message
+
+    async def kick(self, client_id: str) -> bool:
+        """``DELETE /api/v1/clients/{id}``. Failures are logged, not raised."""
+        try:
+            body = await self._request("DELETE", f"/api/v1/clients/{quote(client_id, safe='')}")
+        except SRSUnavailable:
+            log.warning("could not kick SRS client %s", client_id)
+            return False
+        code = body.get("code")
+        if code == 0:
+            log.info("kicked SRS client %s", client_id)
+            return True
+        if code == SRS_CLIENT_NOT_FOUND:
+            log.info("SRS client %s already gone", client_id)
+        else:
+            log.warning("SRS refused to kick client %s: code %s", client_id, code)
+        return False
+
+    async def publishing(self, count: int = 1000) -> dict[str, str | None]:
+        """Streams of our app with an active publisher: stream name → publisher client id.
+
+        Raises :class:`SRSUnavailable` when SRS cannot tell (then nothing may be ended).
+        """
+        body = await self._request("GET", "/api/v1/streams/", start=0, count=count)
+        if body.get("code") != 0 or not isinstance(body.get("streams"), list):
+            self._failed(f"GET /api/v1/streams/: unexpected reply code {body.get('code')!r}")
+            raise SRSUnavailable(self.last_error or "")
+        result: dict[str, str | None] = {}
+        for stream in body["streams"]:
+            if not isinstance(stream, dict) or stream.get("app") != self._app:
+                continue
+            publish = stream.get("publish")
+            if isinstance(publish, dict) and publish.get("active") is True:
+                cid = publish.get("cid")
+                result[str(stream.get("name"))] = cid if isinstance(cid, str) else None
+        return result
+
+
+async def probe(client: SRSClient) -> bool:
+    """Whether the SRS API answers now (for readiness)."""
+    try:
+        await asyncio.wait_for(client.publishing(count=10), timeout=2)
+    except (SRSUnavailable, TimeoutError):
+        return False
+    return True

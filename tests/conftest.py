@@ -1,0 +1,116 @@
+"""Fixtures chain config → app → client; the app is built exactly as ``__main__`` builds it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from livehub.app import create_app
+from livehub.config import Config
+
+# the reference fixtures live in shared/, beside the checkout (also in CI)
+SHARED = Path(os.environ.get("LIVEHUB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+HOOKS_DIR = SHARED / "srs-hooks"
+HOOK_SECRET = "test-hook-secret-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+Client = TestClient[web.Request, web.Application]
+
+
+def hook_fixture(name: str) -> dict[str, Any]:
+    """A hook body from shared/srs-hooks (as SRS sends it)."""
+    data: dict[str, Any] = json.loads((HOOKS_DIR / name).read_text())
+    return data
+
+
+def captured_hooks(name: str) -> list[dict[str, Any]]:
+    lines = (HOOKS_DIR / "captured" / name).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def make_config(**overrides: Any) -> Config:
+    base: dict[str, Any] = {
+        "db_path": ":memory:",
+        "hook_secret": HOOK_SECRET,
+        "hook_secret_set": True,
+        "admin_token": ADMIN_TOKEN,
+        "srs_api_url": "http://127.0.0.1:9",
+        "reconcile_interval": 0.0,
+        "reconnect_window": 0.0,
+        "viewer_count_interval": 0.02,
+    }
+    base.update(overrides)
+    return Config(**base)
+
+
+@pytest.fixture
+def config() -> Config:
+    return make_config()
+
+
+@pytest.fixture
+def app(config: Config) -> web.Application:
+    return create_app(config)
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, app: web.Application) -> Client:
+    return await aiohttp_client(app)
+
+
+CreateRoom = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def create_room(client: Client) -> CreateRoom:
+    async def create(title: str = "Test room") -> dict[str, Any]:
+        resp = await client.post("/api/rooms", json={"title": title})
+        assert resp.status == 201, await resp.text()
+        data: dict[str, Any] = await resp.json()
+        return data
+
+    return create
+
+
+PostHook = Callable[..., Awaitable[tuple[int, Any]]]
+
+
+@pytest.fixture
+def post_hook(client: Client) -> PostHook:
+    async def post(body: dict[str, Any], secret: str = HOOK_SECRET) -> tuple[int, Any]:
+        # compact JSON, as SRS sends it
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        resp = await client.post(
+            f"/api/hooks/srs?secret={secret}",
+            data=raw.encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "SRS/5.0.216(Bee)"},
+        )
+        text = await resp.text()
+        try:
+            return resp.status, json.loads(text)
+        except ValueError:
+            return resp.status, text
+
+    return post
+
+
+def hook_for(room: dict[str, Any], name: str, **overrides: Any) -> dict[str, Any]:
+    """A fixture body pointed at ``room``: its stream key and (for publishes) its token."""
+    body = hook_fixture(name)
+    body["stream"] = room["streamKey"] + (".m3u8" if body["stream"].endswith(".m3u8") else "")
+    body["stream_url"] = f"/live/{room['streamKey']}"
+    token = room["publish"]["token"] if "publish" in room else "nope"
+    param = body.get("param", "")
+    body["param"] = param.replace("secret=abc", f"secret={token}").replace(
+        "stream=room42", f"stream={room['streamKey']}"
+    )
+    body.update(overrides)
+    return body
