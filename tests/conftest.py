@@ -105,8 +105,10 @@ def post_hook(client: Client) -> PostHook:
 def hook_for(room: dict[str, Any], name: str, **overrides: Any) -> dict[str, Any]:
     """A fixture body pointed at ``room``: its stream key and (for publishes) its token."""
     body = hook_fixture(name)
-    body["stream"] = room["streamKey"] + (".m3u8" if body["stream"].endswith(".m3u8") else "")
-    body["stream_url"] = f"/live/{room['streamKey']}"
+    if "stream" in body:  # on_close carries no stream
+        suffix = ".m3u8" if body["stream"].endswith(".m3u8") else ""
+        body["stream"] = room["streamKey"] + suffix
+        body["stream_url"] = f"/live/{room['streamKey']}"
     token = room["publish"]["token"] if "publish" in room else "nope"
     param = body.get("param", "")
     body["param"] = param.replace("secret=abc", f"secret={token}").replace(

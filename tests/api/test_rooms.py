@@ -151,9 +151,7 @@ async def test_create_validation(client: Client, body: Any, field: str) -> None:
 
 @pytest.mark.parametrize("raw", [b"", b"{bad", b"\xff\xfe", b'{"title": "a"'])
 async def test_create_malformed_json(client: Client, raw: bytes) -> None:
-    resp = await client.post(
-        "/api/rooms", data=raw, headers={"Content-Type": "application/json"}
-    )
+    resp = await client.post("/api/rooms", data=raw, headers={"Content-Type": "application/json"})
     assert resp.status == 400
     assert (await resp.json())["code"] == "invalid_json"
     assert await (await client.get("/api/rooms")).json() == []
@@ -250,9 +248,7 @@ async def test_openapi_document(client: Client) -> None:
     assert resp.status == 200
     spec = await resp.json()
     assert spec["openapi"].startswith("3.")
-    assert {"/api/rooms", "/api/rooms/{roomId}", "/api/rooms/{roomId}/close"} <= set(
-        spec["paths"]
-    )
+    assert {"/api/rooms", "/api/rooms/{roomId}", "/api/rooms/{roomId}/close"} <= set(spec["paths"])
     room = spec["components"]["schemas"]["Room"]
     assert {"streamKey", "viewerCount", "startTime", "playUrls"} <= set(room["properties"])
     assert "publish" not in room["properties"]
