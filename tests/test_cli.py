@@ -1,0 +1,140 @@
+"""The real entry point: ``python -m livehub`` as an operator runs it, and what it logs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import unused_port
+
+from livehub.__main__ import load_config
+from livehub.config import Config, ConfigError
+from tests.conftest import hook_fixture
+
+SECRET = "cli-hook-secret-abcdefghijklmnop"
+
+
+def test_config_from_env_and_flags() -> None:
+    config = load_config(
+        ["--port", "9001", "--db", ":memory:"],
+        env={
+            "LIVEHUB_PORT": "9000",
+            "LIVEHUB_RECONNECT_WINDOW": "5",
+            "LIVEHUB_HOOK_SECRET": SECRET,
+        },
+    )
+    assert config.port == 9001
+    assert config.db_path == ":memory:"
+    assert config.reconnect_window == 5.0
+    assert config.hook_secret == SECRET and config.hook_secret_set
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LIVEHUB_PORT", "eighty"),
+        ("LIVEHUB_PORT", "70000"),
+        ("LIVEHUB_RECONNECT_WINDOW", "-1"),
+        ("LIVEHUB_SRS_API_URL", "srs:1985"),
+        ("LIVEHUB_HOOK_SECRET", "short"),
+        ("LIVEHUB_LOG_LEVEL", "LOUD"),
+        ("LIVEHUB_CORS_ORIGINS", " , "),
+    ],
+)
+def test_bad_config_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env({name: value})
+
+
+def test_unset_hook_secret_is_random_and_unset() -> None:
+    one, two = Config.from_env({}), Config.from_env({})
+    assert not one.hook_secret_set
+    assert one.hook_secret != two.hook_secret and len(one.hook_secret) >= 32
+
+
+def test_bad_config_exits_2_with_message() -> None:
+    env = {**os.environ, "LIVEHUB_PORT": "nope"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "livehub"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert "LIVEHUB_PORT" in proc.stderr
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    port = unused_port()
+    log_path = tmp_path / "livehub.log"
+    env = {
+        **os.environ,
+        "LIVEHUB_HOOK_SECRET": SECRET,
+        "LIVEHUB_DB": str(tmp_path / "livehub.db"),
+        "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
+        "LIVEHUB_RECONNECT_WINDOW": "0",
+        "LIVEHUB_LOG_LEVEL": "DEBUG",
+    }
+    with log_path.open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "livehub", "--host", "127.0.0.1", "--port", str(port)),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as session:
+                for _ in range(100):
+                    try:
+                        async with session.get(f"{base}/healthz") as resp:
+                            if resp.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError(log_path.read_text())
+            yield base, log_path
+        finally:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), timeout=15)
+
+
+async def test_full_flow_keeps_secrets_out_of_logs(server: tuple[str, Path]) -> None:
+    base, log_path = server
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{base}/api/rooms", json={"title": "cli"}) as resp:
+            assert resp.status == 201
+            room = await resp.json()
+        token, owner = room["publish"]["token"], room["ownerToken"]
+        body = hook_fixture("on_publish.json")
+        body.update(
+            stream=room["streamKey"],
+            stream_url=f"/live/{room['streamKey']}",
+            param=f"?secret={token}",
+        )
+        async with session.post(f"{base}/api/hooks/srs?secret={SECRET}", json=body) as resp:
+            assert await resp.json() == {"code": 0}
+        async with session.ws_connect(f"{base}/ws") as ws:
+            await ws.send_json(
+                {"type": "join", "roomId": room["id"], "role": "host", "token": owner}
+            )
+            joined = json.loads((await ws.receive(timeout=5)).data)
+            assert joined["type"] == "joined" and joined["role"] == "host"
+            assert token not in json.dumps(joined) and owner not in json.dumps(joined)
+        headers = {"Authorization": f"Bearer {owner}"}
+        async with session.get(f"{base}/api/rooms/{room['id']}", headers=headers) as resp:
+            assert (await resp.json())["publish"]["token"] == token
+        async with session.post(f"{base}/api/rooms/{room['id']}/close", headers=headers) as resp:
+            assert (await resp.json())["room"]["status"] == "ended"
+    await asyncio.sleep(0.2)  # let the access log line of the last request be written
+    logged = log_path.read_text()
+    assert "POST /api/hooks/srs" in logged  # the access log is on…
+    assert "/api/rooms" in logged and "on_publish" in logged
+    for secret in (SECRET, token, owner):  # …but no secret is in it
+        assert secret not in logged
