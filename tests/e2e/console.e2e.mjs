@@ -1,0 +1,336 @@
+// Browser tests of the livehub web console in real headless Chromium.
+//
+// Run by tests/e2e/test_console.py against a livehub server it started; can also be run by hand:
+//   LIVEHUB_URL=http://127.0.0.1:8088 LIVEHUB_HOOK_SECRET=s node console.e2e.mjs
+// Environment: LIVEHUB_URL, LIVEHUB_HOOK_SECRET, CHROMIUM (default /usr/bin/chromium),
+// SCREENSHOT_DIR (default <repo>/docs/screenshots), HOOKS_DIR (default <repo>/../shared/srs-hooks).
+// Prints one JSON object on stdout: {"scenarios": {name: {ok, ms, error?, ...details}}}.
+// Progress and browser console errors go to stderr. Exit code 0 unless the harness itself broke.
+
+import { readFile, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BASE = (process.env.LIVEHUB_URL ?? 'http://127.0.0.1:8088').replace(/\/$/, '');
+const HOOK_SECRET = process.env.LIVEHUB_HOOK_SECRET ?? '';
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = process.env.SCREENSHOT_DIR ?? join(here, '..', '..', 'docs', 'screenshots');
+const HOOKS = process.env.HOOKS_DIR ?? join(here, '..', '..', '..', 'shared', 'srs-hooks');
+const T = 10_000; // default wait for anything the UI should show
+
+// Flags from shared/webrtc-testing.md. Playwright itself adds --headless and a fresh
+// --user-data-dir (a new temporary profile per launch), so they are not repeated here.
+const FLAGS = [
+  '--no-sandbox', '--disable-gpu',
+  '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection', '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-quic', '--disable-background-timer-throttling',
+  '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows',
+];
+
+const log = (...args) => console.error('[e2e]', ...args);
+const results = {};
+const pageErrors = [];
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function scenario(name, fn) {
+  const started = Date.now();
+  log(`${name}: start`);
+  try {
+    const details = (await fn()) ?? {};
+    results[name] = { ok: true, ms: Date.now() - started, ...details };
+    log(`${name}: ok (${Date.now() - started} ms)`);
+  } catch (err) {
+    results[name] = { ok: false, ms: Date.now() - started, error: String(err?.stack ?? err) };
+    log(`${name}: FAILED ${err?.stack ?? err}`);
+  }
+  return results[name].ok;
+}
+
+async function http(method, path, { body, token, raw = false } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const res = await fetch(BASE + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  if (raw) return { status: res.status, text };
+  if (!res.ok) throw new Error(`${method} ${path} -> HTTP ${res.status}: ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Post an SRS hook the way SRS would, for the room's stream and publish token. */
+async function postHook(file, streamKey, publishToken) {
+  const body = JSON.parse(await readFile(join(HOOKS, file), 'utf8'));
+  body.app = 'live';
+  body.stream = streamKey;
+  body.param = `?secret=${publishToken}`;
+  body.stream_url = `/live/${streamKey}`;
+  const res = await http('POST', `/api/hooks/srs?secret=${encodeURIComponent(HOOK_SECRET)}`, { body, raw: true });
+  check(res.status === 200, `hook ${file} -> HTTP ${res.status}: ${res.text}`);
+  const parsed = JSON.parse(res.text);
+  check(parsed === 0 || parsed?.code === 0, `hook ${file} was refused: ${res.text}`);
+  return parsed;
+}
+
+async function newPage(browser, label, { name, noCamera = false } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  if (name) await context.addInitScript((n) => localStorage.setItem('livehub.name', n), name);
+  if (noCamera) {
+    // Simulate a machine without a camera: every getUserMedia call fails like Chromium's own.
+    await context.addInitScript(() => {
+      navigator.mediaDevices.getUserMedia = () =>
+        Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));
+    });
+  }
+  const page = await context.newPage();
+  page.on('pageerror', (err) => { pageErrors.push(`${label}: ${err.message}`); log(`${label} pageerror: ${err.message}`); });
+  page.on('console', (msg) => { if (msg.type() === 'error') log(`${label} console.error: ${msg.text()}`); });
+  return page;
+}
+
+const tid = (id, extra = '') => `[data-testid="${id}"]${extra}`;
+
+async function shot(page, file) {
+  await mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, file), fullPage: true });
+}
+
+async function members(page) {
+  return page.$$eval(tid('member-item'), (items) => items.map((li) => ({
+    peerId: li.dataset.peerId, name: li.querySelector('[data-testid="member-name"]').textContent,
+  })));
+}
+
+async function waitForMembers(page, names) {
+  await page.waitForFunction((expected) => {
+    const shown = [...document.querySelectorAll('[data-testid="member-name"]')].map((e) => e.textContent).sort();
+    return JSON.stringify(shown) === JSON.stringify([...expected].sort());
+  }, names, { timeout: T });
+}
+
+async function waitForChat(page, text) {
+  await page.waitForFunction((t) => [...document.querySelectorAll('[data-testid="chat-message"] .chat-text')]
+    .some((e) => e.textContent === t), text, { timeout: T });
+}
+
+/** Wait until the video element has rendered `n` new frames; returns its size. */
+async function videoFrames(page, selector, n = 5, ms = 15_000) {
+  await page.waitForSelector(selector, { timeout: T });
+  return page.$eval(selector, (video, { n, ms }) => new Promise((resolve, reject) => {
+    let count = 0;
+    const timer = setTimeout(() => reject(new Error(`only ${count} frames in ${ms} ms (videoWidth ${video.videoWidth}, readyState ${video.readyState}, paused ${video.paused})`)), ms);
+    const step = () => {
+      count += 1;
+      if (count >= n && video.videoWidth > 0) {
+        clearTimeout(timer);
+        resolve({ frames: count, width: video.videoWidth, height: video.videoHeight });
+      } else {
+        video.requestVideoFrameCallback(step);
+      }
+    };
+    video.requestVideoFrameCallback(step);
+  }), { n, ms });
+}
+
+async function badge(page) {
+  return page.$eval(`${tid('room-page')} ${tid('status-badge')}`, (e) => e.dataset.status);
+}
+
+async function waitForBadge(page, status, scope = tid('room-page')) {
+  await page.waitForSelector(`${scope} ${tid('status-badge')}[data-status="${status}"]`, { timeout: T });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+const state = {};
+try {
+  const alice = await newPage(browser, 'alice', { name: 'alice' });
+  const bob = await newPage(browser, 'bob', { name: 'bob' });
+
+  await scenario('create_and_list', async () => {
+    await alice.goto(`${BASE}/`);
+    await alice.waitForSelector(tid('create-form'), { timeout: T });
+    const title = `Launch party ${Date.now() % 100000}`;
+    await alice.fill(tid('create-title'), title);
+    await alice.click(tid('create-submit'));
+    await alice.waitForSelector(`${tid('create-result')}:not([hidden])`, { timeout: T });
+    const field = (id) => alice.inputValue(tid(`field-${id}`));
+    const shown = {
+      obsServer: await field('obs-server'), streamKey: await field('stream-key'),
+      rtmpUrl: await field('rtmp-url'), whipUrl: await field('whip-url'), ownerToken: await field('owner-token'),
+    };
+    for (const [key, value] of Object.entries(shown)) check(value, `create result shows no ${key}`);
+    for (const id of ['obs-server', 'stream-key', 'rtmp-url', 'whip-url', 'owner-token']) {
+      check(await alice.isVisible(tid(`copy-${id}`)), `no copy button for ${id}`);
+    }
+    const href = await alice.getAttribute(tid('created-room-link'), 'href');
+    const roomId = decodeURIComponent(href.replace('#/room/', ''));
+    const stored = await alice.evaluate((id) => localStorage.getItem(`livehub.owner.${id}`), roomId);
+    check(stored === shown.ownerToken, 'owner token not stored in localStorage under livehub.owner.<roomId>');
+    // The server's view of the room matches what the page showed.
+    const owned = await http('GET', `/api/rooms/${roomId}`, { token: stored });
+    check(owned.publish.obsStreamKey === shown.streamKey, 'stream key differs from the API');
+    check(owned.publish.whipUrl === shown.whipUrl, 'WHIP URL differs from the API');
+    Object.assign(state, { roomId, title, ownerToken: stored, streamKey: owned.streamKey, publishToken: owned.publish.token });
+    await shot(alice, 'create.png');
+    // The list refreshes by polling: the new room appears without a reload.
+    const row = `${tid('room-row')}[data-room-id="${roomId}"]`;
+    await alice.waitForSelector(row, { timeout: T });
+    const rowText = await alice.textContent(row);
+    check(rowText.includes(title), 'room row does not show the title');
+    const rowStatus = await alice.$eval(`${row} ${tid('status-badge')}`, (e) => e.dataset.status);
+    check(rowStatus === 'preparing', `new room shows status ${rowStatus}`);
+    // A room created elsewhere shows up by polling, too.
+    const other = await http('POST', '/api/rooms', { body: { title: 'Created by the API' } });
+    await alice.waitForSelector(`${tid('room-row')}[data-room-id="${other.id}"]`, { timeout: 5000 });
+    return { roomId, rows: await alice.$$eval(tid('room-row'), (r) => r.length) };
+  });
+
+  await scenario('members_and_chat', async () => {
+    check(state.roomId, 'no room from create_and_list');
+    await alice.click(tid('created-room-link'));
+    await bob.goto(`${BASE}/#/room/${encodeURIComponent(state.roomId)}`);
+    await waitForMembers(alice, ['alice', 'bob']);
+    await waitForMembers(bob, ['alice', 'bob']);
+    await bob.fill(tid('chat-input'), 'hello from bob');
+    await bob.press(tid('chat-input'), 'Enter');
+    await waitForChat(alice, 'hello from bob');
+    await waitForChat(bob, 'hello from bob');
+    await alice.fill(tid('chat-input'), 'hi bob, welcome');
+    await alice.click(tid('chat-send'));
+    await waitForChat(bob, 'hi bob, welcome');
+    // The owner sees the owner panel; the viewer sees no owner controls and no secret anywhere.
+    check(await alice.isVisible(tid('owner-panel')), 'owner panel hidden for the owner');
+    check(!(await bob.isVisible(tid('owner-panel'))), 'owner panel visible to a viewer');
+    const bobHtml = await bob.content();
+    const bobStorage = await bob.evaluate(() => JSON.stringify(localStorage));
+    for (const secret of [state.ownerToken, state.publishToken]) {
+      check(!bobHtml.includes(secret) && !bobStorage.includes(secret), 'a secret reached the viewer page');
+    }
+    const viewers = { alice: await alice.textContent(`${tid('room-page')} ${tid('viewer-count')}`), bob: await bob.textContent(`${tid('room-page')} ${tid('viewer-count')}`) };
+    state.alicePeer = (await members(alice)).find((m) => m.name === 'alice').peerId;
+    state.bobPeer = (await members(bob)).find((m) => m.name === 'bob').peerId;
+    await shot(bob, 'room.png');
+    await shot(alice, 'room-owner.png');
+    return { members: await members(bob), viewers };
+  });
+
+  await scenario('cohost_call', async () => {
+    check(state.alicePeer && state.bobPeer, 'pages did not join');
+    await bob.click(`${tid('call-button')}[data-peer-id="${state.alicePeer}"]`);
+    const atAlice = await videoFrames(alice, `${tid('remote-video')}[data-peer-id="${state.bobPeer}"]`);
+    const atBob = await videoFrames(bob, `${tid('remote-video')}[data-peer-id="${state.alicePeer}"]`);
+    await bob.waitForSelector(`${tid('call-state')}[data-peer-id="${state.alicePeer}"][data-state="connected"]`, { timeout: T });
+    await alice.waitForSelector(`${tid('call-state')}[data-peer-id="${state.bobPeer}"][data-state="connected"]`, { timeout: T });
+    const camera = await bob.getAttribute(tid('camera-state'), 'data-state');
+    check(camera === 'on', `bob's camera state is ${camera}`);
+    check(await bob.isVisible(`${tid('hangup-button')}[data-peer-id="${state.alicePeer}"]`), 'no hang-up button during the call');
+    await shot(bob, 'call.png');
+    return { atAlice, atBob };
+  });
+
+  await scenario('call_without_camera', async () => {
+    check(state.alicePeer, 'alice did not join');
+    const carol = await newPage(browser, 'carol', { name: 'carol', noCamera: true });
+    await carol.goto(`${BASE}/#/room/${encodeURIComponent(state.roomId)}`);
+    await waitForMembers(carol, ['alice', 'bob', 'carol']);
+    const carolPeer = (await members(carol)).find((m) => m.name === 'carol').peerId;
+    await carol.click(`${tid('call-button')}[data-peer-id="${state.alicePeer}"]`);
+    // Carol has no camera: she still receives Alice's video, and the page says so.
+    const atCarol = await videoFrames(carol, `${tid('remote-video')}[data-peer-id="${state.alicePeer}"]`);
+    await carol.waitForSelector(`${tid('camera-state')}[data-state="none"]`, { timeout: T });
+    const text = await carol.textContent(tid('camera-state'));
+    check(/no camera/i.test(text), `camera state text is "${text}"`);
+    await carol.close();
+    // Alice sees Carol leave; her call with Carol ends, the one with Bob goes on.
+    await waitForMembers(alice, ['alice', 'bob']);
+    await alice.waitForSelector(`${tid('remote-tile')}[data-peer-id="${carolPeer}"]`, { state: 'detached', timeout: T });
+    check(await alice.isVisible(`${tid('remote-tile')}[data-peer-id="${state.bobPeer}"]`), "alice's call with bob ended too");
+    return { atCarol, cameraText: text };
+  });
+
+  await scenario('status_follows_srs_hooks', async () => {
+    check(state.streamKey && state.publishToken, 'no room');
+    await waitForBadge(bob, 'preparing');
+    await postHook('on_publish.json', state.streamKey, state.publishToken);
+    await waitForBadge(alice, 'live');
+    await waitForBadge(bob, 'live');
+    // No SRS runs in this test: the player must say so instead of spinning forever.
+    await bob.waitForSelector(`${tid('player-state')}[data-state="unavailable"]`, { timeout: 15_000 });
+    const playerText = await bob.textContent(tid('player-state'));
+    check(/stream not available/i.test(playerText), `player says "${playerText}"`);
+    await shot(bob, 'live.png');
+    // A fresh visitor's room list shows the live room (the list screenshot for the docs).
+    const dave = await newPage(browser, 'dave', { name: 'dave' });
+    await dave.goto(`${BASE}/`);
+    await waitForBadge(dave, 'live', `${tid('room-row')}[data-room-id="${state.roomId}"]`);
+    const viewers = await dave.textContent(`${tid('room-row')}[data-room-id="${state.roomId}"] ${tid('viewer-count')}`);
+    await shot(dave, 'list.png');
+    // ... and follows the status by polling, without a reload.
+    await postHook('on_unpublish.json', state.streamKey, state.publishToken);
+    await waitForBadge(alice, 'ended');
+    await waitForBadge(bob, 'ended');
+    await waitForBadge(dave, 'ended', `${tid('room-row')}[data-room-id="${state.roomId}"]`);
+    await dave.close();
+    return { playerText, listViewers: Number(viewers), final: await badge(bob) };
+  });
+
+  await scenario('owner_closes_room', async () => {
+    // A second room, created in Alice's browser, closed with the button; Bob watches it end.
+    await alice.goto(`${BASE}/#/`);
+    await alice.fill(tid('create-title'), 'Closing soon');
+    await alice.click(tid('create-submit'));
+    await alice.click(tid('created-room-link'));
+    const roomId = await alice.getAttribute(tid('room-page'), 'data-room-id');
+    await bob.goto(`${BASE}/#/room/${encodeURIComponent(roomId)}`);
+    await waitForMembers(bob, ['alice', 'bob']);
+    await alice.click(tid('close-room-button'));
+    await alice.click(tid('close-room-button')); // the second click confirms
+    await waitForBadge(alice, 'ended');
+    await waitForBadge(bob, 'ended');
+    const api = await http('GET', `/api/rooms/${roomId}`);
+    check(api.status === 'ended', `API says ${api.status}`);
+    // The list shows it as ended.
+    await bob.goto(`${BASE}/#/`);
+    await waitForBadge(bob, 'ended', `${tid('room-row')}[data-room-id="${roomId}"]`);
+    return { roomId };
+  });
+
+  await scenario('errors_are_shown', async () => {
+    // Unknown room: a clear message from the API's {error, code}.
+    await bob.goto(`${BASE}/#/room/no-such-room`);
+    await bob.waitForSelector(tid('room-not-found'), { timeout: T });
+    const banner = await bob.textContent(tid('error-banner'));
+    check(/not found/i.test(banner) && /404/.test(banner), `banner says "${banner}"`);
+    // A wrong owner token: the page says so and falls back to a viewer.
+    await bob.evaluate((id) => localStorage.setItem(`livehub.owner.${id}`, 'not-the-token'), state.roomId);
+    await bob.goto(`${BASE}/#/room/${encodeURIComponent(state.roomId)}`);
+    await bob.waitForFunction(() => /owner token (was refused|is not valid)/.test(document.querySelector('[data-testid="error-banner"]').textContent), null, { timeout: T });
+    check(!(await bob.isVisible(tid('owner-panel'))), 'owner panel shown for a refused token');
+    // A failing create shows the server's {error, code} (the failure is injected: a healthy
+    // server accepts every title the form lets through).
+    await bob.goto(`${BASE}/#/`);
+    await bob.route('**/api/rooms', (route) => (route.request().method() === 'POST'
+      ? route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: 'Storage is unavailable', code: 'storage_unavailable', details: null }) })
+      : route.fallback()));
+    await bob.fill(tid('create-title'), 'Doomed');
+    await bob.click(tid('create-submit'));
+    await bob.waitForFunction(() => /Could not create the room/.test(document.querySelector('[data-testid="error-banner"]').textContent), null, { timeout: T });
+    const createError = await bob.textContent(tid('error-banner'));
+    check(createError.includes('Storage is unavailable') && createError.includes('storage_unavailable'), `banner says "${createError}"`);
+    await bob.unroute('**/api/rooms');
+    await shot(bob, 'error.png');
+    return { banner, createError };
+  });
+} finally {
+  await browser.close();
+}
+
+console.log(JSON.stringify({ scenarios: results, pageErrors }));

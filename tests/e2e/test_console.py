@@ -1,0 +1,181 @@
+"""The web console in real headless Chromium, against a real livehub server process.
+
+One server and one browser run for the whole module: ``console.e2e.mjs`` (playwright-core)
+drives the pages through every scenario and prints a JSON report; each test below asserts on
+its scenario. SRS itself does not run: its hooks are posted the way SRS would post them, and the
+player's WHEP request to SRS is expected to fail with a clear "stream not available" state.
+
+Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and ``npm ci`` in ``tests/e2e``.
+Screenshots land in ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+NODE = shutil.which("node")
+HOOK_SECRET = "e2e-hook-secret-0123456789"
+# SRS hook bodies as SRS sends them, from shared/ beside the checkout (as in tests/conftest.py)
+SHARED = Path(os.environ.get("LIVEHUB_SHARED", ROOT.parent / "shared"))
+SCRIPT_TIMEOUT = 150
+
+if NODE is None or not Path(CHROMIUM).exists():
+    pytest.skip(
+        f"browser tests need node and Chromium at {CHROMIUM} "
+        "(apt-get install -y chromium nodejs npm; then npm ci in tests/e2e)",
+        allow_module_level=True,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"livehub exited with {proc.returncode} before answering HTTP")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"livehub did not answer {url} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVEHUB_HOST": "127.0.0.1",
+        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+        "LIVEHUB_RECONNECT_WINDOW": "0",
+        "LIVEHUB_RECONCILE_INTERVAL": "0",
+        "LIVEHUB_PUBLIC_HOST": "127.0.0.1",
+        # Nothing listens there: the player's WHEP request fails at once, as without SRS.
+        "LIVEHUB_SRS_API_PORT": str(free_port()),
+        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{base}/healthz", proc)
+            yield base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+
+
+@pytest.fixture(scope="module")
+def report(server: str) -> dict[str, Any]:
+    if not (HERE / "node_modules" / "playwright-core").is_dir():
+        pytest.fail("playwright-core is not installed: run `npm ci` in tests/e2e")
+    assert NODE is not None
+    env = {
+        **os.environ,
+        "LIVEHUB_URL": server,
+        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+        "CHROMIUM": CHROMIUM,
+        "SCREENSHOT_DIR": str(ROOT / "docs" / "screenshots"),
+        "HOOKS_DIR": str(SHARED / "srs-hooks"),
+    }
+    done = subprocess.run(
+        [NODE, str(HERE / "console.e2e.mjs")],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+        check=False,
+    )
+    sys.stderr.write(done.stderr[-6000:])
+    assert done.returncode == 0, (
+        f"console.e2e.mjs exited with {done.returncode}:\n{done.stderr[-3000:]}"
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def scenario(report: dict[str, Any], name: str) -> dict[str, Any]:
+    result: dict[str, Any] = report["scenarios"].get(name, {"ok": False, "error": "did not run"})
+    assert result["ok"], f"{name} failed in the browser:\n{result.get('error')}"
+    return result
+
+
+def test_create_room_and_see_it_listed(report: dict[str, Any]) -> None:
+    result = scenario(report, "create_and_list")
+    assert result["rows"] >= 2
+
+
+def test_two_pages_join_chat_and_see_each_other(report: dict[str, Any]) -> None:
+    result = scenario(report, "members_and_chat")
+    assert sorted(m["name"] for m in result["members"]) == ["alice", "bob"]
+
+
+def test_cohost_call_delivers_camera_video_both_ways(report: dict[str, Any]) -> None:
+    result = scenario(report, "cohost_call")
+    for side in ("atAlice", "atBob"):
+        assert result[side]["width"] > 0, side
+        assert result[side]["frames"] >= 5, side
+
+
+def test_call_without_camera_still_receives(report: dict[str, Any]) -> None:
+    result = scenario(report, "call_without_camera")
+    assert result["atCarol"]["width"] > 0
+    assert "no camera" in result["cameraText"].lower()
+
+
+def test_status_badge_follows_srs_hooks(report: dict[str, Any]) -> None:
+    result = scenario(report, "status_follows_srs_hooks")
+    assert result["final"] == "ended"
+
+
+def test_owner_closes_room(report: dict[str, Any]) -> None:
+    scenario(report, "owner_closes_room")
+
+
+def test_errors_are_shown(report: dict[str, Any]) -> None:
+    scenario(report, "errors_are_shown")
+
+
+def test_no_uncaught_page_errors(report: dict[str, Any]) -> None:
+    assert report["pageErrors"] == []
