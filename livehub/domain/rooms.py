@@ -7,6 +7,11 @@ window passes without a new publish, or at once when the window is 0. Closing a 
 for good: status never goes back from ``ended``. End events from client ids the room never
 accepted change nothing (SRS sends them for refused and busy publishers).
 
+Hooks can be lost, so :meth:`RoomService.reconcile` compares live rooms with SRS's stream list:
+a live room SRS does not list as published loses its publisher (through the same window),
+unless its publish was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once
+it has acquired it). Player counts live in memory only; they restart from zero.
+
 Every accepted change is written to the :class:`RoomStore` before it is announced, so a restart
 loses nothing that was acknowledged. Listeners hear about every change after it is stored.
 """
@@ -92,6 +97,10 @@ class RoomStore(Protocol):
 
     def save(self, room: Room) -> None: ...
 
+    def ping(self) -> bool:
+        """Whether the store works now (for readiness)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -103,6 +112,9 @@ class MemoryStore:
 
     def save(self, room: Room) -> None:
         pass
+
+    def ping(self) -> bool:
+        return True
 
     def close(self) -> None:
         pass
@@ -163,6 +175,11 @@ LIFECYCLE_ACTIONS = ("on_publish", "on_unpublish", "on_play", "on_stop")
 PASSIVE_ACTIONS = ("on_connect", "on_close", "on_dvr", "on_hls")
 HOOK_ACTIONS = LIFECYCLE_ACTIONS + PASSIVE_ACTIONS
 
+#: seconds after an accepted on_publish during which SRS may not list the stream as published
+#: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
+#: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
+PUBLISH_GRACE = 10.0
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class HookResult:
@@ -184,6 +201,7 @@ class RoomService:
         *,
         app: str = "live",
         reconnect_window: float = 30.0,
+        publish_grace: float = PUBLISH_GRACE,
         scheduler: Scheduler | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
@@ -198,6 +216,9 @@ class RoomService:
         self._players: dict[str, set[str]] = {}
         self._player_room: dict[str, str] = {}
         self._timers: dict[str, Cancellable] = {}
+        #: epoch ms of each room's last accepted on_publish (this process only)
+        self._published_at: dict[str, int] = {}
+        self.publish_grace_ms = int(publish_grace * 1000)
         self._listeners: list[RoomListener] = []
         self.last_service_id: str | None = None
 
@@ -244,8 +265,10 @@ class RoomService:
             publish_token=new_token(),
             owner_token_hash=hash_token(owner_token),
         )
+        # stored before it is indexed: a room the database refused is never shown
+        self._store.save(room)
         self._index(room)
-        self._changed(room)
+        self._notify(room)
         return room, owner_token
 
     def get(self, room_id: str) -> Room:
@@ -311,6 +334,7 @@ class RoomService:
         room.end_time = at
         room.reconnecting_since = None
         self._disarm_window(room)
+        self._published_at.pop(room.id, None)
         if room.publisher_client_id:
             self._by_publisher.pop(room.publisher_client_id, None)
         self._changed(room)
@@ -361,8 +385,8 @@ class RoomService:
         if room.status is RoomStatus.ENDED:
             raise HookRejected("room has ended")
         if room.status is RoomStatus.LIVE:
-            if room.publisher_client_id == event.client_id:
-                return room  # RTMP republish on the same connection
+            if room.publisher_client_id == event.client_id and not room.reconnecting:
+                return room  # a duplicated on_publish of the current publisher
             srs_restarted = (
                 event.service_id is not None
                 and room.publisher_service_id is not None
@@ -370,7 +394,8 @@ class RoomService:
             )
             if not room.reconnecting and not srs_restarted:
                 raise HookRejected("room already has a live publisher")
-            # the encoder came back inside the window: the same broadcast goes on
+            # the encoder came back inside the window (an RTMP republish on the same
+            # connection keeps its client id), or SRS restarted: the same broadcast goes on
             if room.publisher_client_id:
                 self._by_publisher.pop(room.publisher_client_id, None)
         else:
@@ -381,6 +406,7 @@ class RoomService:
         room.reconnecting_since = None
         self._disarm_window(room)
         self._by_publisher[event.client_id] = room
+        self._published_at[room.id] = self._clock()
         self._changed(room)
         return room
 
@@ -484,18 +510,24 @@ class RoomService:
     def live_rooms(self) -> list[Room]:
         return [room for room in self._rooms.values() if room.status is RoomStatus.LIVE]
 
-    def reconcile(self, publishing: dict[str, str | None]) -> list[Room]:
+    def reconcile(
+        self, publishing: dict[str, str | None], asked_at: int | None = None
+    ) -> list[Room]:
         """Compare live rooms with what SRS reports publishing.
 
         ``publishing`` maps the stream names SRS has an active publisher for (in our app) to
-        that publisher's client id when known. A live room absent there loses its publisher
-        (through the reconnect window). Returns the rooms that changed.
+        that publisher's client id when known; ``asked_at`` is when SRS was asked (epoch ms).
+        A live room absent there loses its publisher (through the reconnect window), unless
+        its publish was accepted less than the grace period before SRS was asked. Returns the
+        rooms that changed.
         """
+        asked_at = self._clock() if asked_at is None else asked_at
         changed = []
         for room in self.live_rooms():
-            if room.stream_key in publishing:
+            if room.stream_key in publishing or room.reconnecting:
                 continue
-            if room.reconnecting:
+            published_at = self._published_at.get(room.id)
+            if published_at is not None and published_at > asked_at - self.publish_grace_ms:
                 continue
             self.publisher_gone(room)
             changed.append(room)
