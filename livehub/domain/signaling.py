@@ -5,6 +5,13 @@ Every decoded frame goes through :meth:`Signaling.handle`. A bad message is answ
 open unless the client breaks policy (a sustained flood closes it with 1008). ``from`` on
 relayed messages is always the sender's server-assigned peer id; anything the client put there
 is replaced. The protocol is documented message by message in ``docs/protocol.md``.
+
+Rate limit: each connection has a token bucket. A message that finds it empty is dropped; the
+first drop of an episode is answered with one ``rate_limited`` error. An episode ends after
+:data:`FLOOD_QUIET_S` seconds without a drop; a connection that has more than ``rate_burst``
+messages dropped within one episode is flooding and is closed with 1008. Messages that get
+through in between do not end the episode, so a client that keeps sending far above the rate
+(and so gets a message through now and then) is still closed.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ RELAY_TYPES = frozenset({"offer", "answer", "candidate"})
 ROLES = ("viewer", "host")
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 64
+#: seconds without a dropped message that end a rate-limit episode
+FLOOD_QUIET_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,6 +44,16 @@ class Limits:
     max_rooms_per_connection: int = 16
     max_members_per_room: int = 10_000
     max_chat_length: int = 500
+
+
+class _Throttle:
+    """One rate-limit episode of a connection: messages dropped so far, time of the last."""
+
+    __slots__ = ("dropped", "last")
+
+    def __init__(self, now: float) -> None:
+        self.dropped = 0
+        self.last = now
 
 
 class ProtocolError(LivehubError):
@@ -66,7 +85,7 @@ class Signaling:
         self.limits = limits or Limits()
         self._clock = clock
         self._wall_clock = wall_clock
-        self._throttled: dict[str, int] = {}
+        self._throttled: dict[str, _Throttle] = {}
         self._handlers: dict[str, Callable[[Peer, dict[str, Any], str], None]] = {
             "join": self._join,
             "leave": self._leave,
@@ -99,10 +118,13 @@ class Signaling:
 
     def handle(self, peer: Peer, message: Any) -> None:
         """Handle one decoded frame from ``peer``."""
+        if peer.closed:
+            return  # being disconnected (flood, slow consumer): its last frames change nothing
         if not peer.rate.take():
             self._throttle(peer)
             return
-        self._throttled.pop(peer.id, None)
+        if self._throttled:
+            self._forgive(peer)
         if not isinstance(message, dict):
             self.reject(peer, "invalid_message", "A message must be a JSON object")
             return
@@ -131,15 +153,25 @@ class Signaling:
             self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
 
     def _throttle(self, peer: Peer) -> None:
-        dropped = self._throttled.get(peer.id, 0) + 1
-        self._throttled[peer.id] = dropped
+        now = self._clock()
+        episode = self._throttled.get(peer.id)
+        if episode is None:
+            episode = self._throttled[peer.id] = _Throttle(now)
+        episode.dropped += 1
+        episode.last = now
         self.hub.stats.dropped += 1
-        if dropped == 1:
+        if episode.dropped == 1:
             self.reject(peer, "rate_limited", "Too many messages: slow down")
-        elif dropped > self.limits.rate_burst:
+        elif episode.dropped > self.limits.rate_burst:
             log.info("closing peer %s: message flood", peer.id)
             peer.closed = True
             peer.sink.abort(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+
+    def _forgive(self, peer: Peer) -> None:
+        """End ``peer``'s rate-limit episode once it has gone quiet for long enough."""
+        episode = self._throttled.get(peer.id)
+        if episode is not None and self._clock() - episode.last >= FLOOD_QUIET_S:
+            del self._throttled[peer.id]
 
     def _member_room(self, peer: Peer, room_id: str) -> None:
         if not self.hub.is_member(peer, room_id):
@@ -149,12 +181,16 @@ class Signaling:
         room = self.rooms.get(room_id)
         if room.status is RoomStatus.ENDED:
             raise ProtocolError("room_ended", "Room has ended")
-        name = message.get("name", "")
+        name = message.get("name")
+        if name is None:
+            name = ""
         if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
             raise ProtocolError(
                 "invalid_name", f"Field 'name' must be a string of at most {MAX_NAME_LENGTH}"
             )
-        role = message.get("role", "viewer")
+        role = message.get("role")
+        if role is None:
+            role = "viewer"
         if role not in ROLES:
             raise ProtocolError("invalid_role", "Field 'role' must be 'viewer' or 'host'")
         if role == "host":
@@ -202,16 +238,22 @@ class Signaling:
             "from": peer.id,
         }
         to = message.get("to")
-        if to is None:
-            self.hub.broadcast(room_id, out, exclude=peer)
-            return
-        if not isinstance(to, str):
-            raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
-        target = self.hub.member(room_id, to)
-        if target is None or target is peer:
-            raise ProtocolError("peer_not_found", "No such peer in this room")
-        out["to"] = to
-        self.hub.send(target, out)
+        try:
+            if to is None:
+                self.hub.broadcast(room_id, out, exclude=peer)
+                return
+            if not isinstance(to, str):
+                raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
+            target = self.hub.member(room_id, to)
+            if target is None or target is peer:
+                raise ProtocolError("peer_not_found", "No such peer in this room")
+            out["to"] = to
+            self.hub.send(target, out)
+        except (TypeError, ValueError) as exc:
+            # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels);
+            # the hub encodes before it queues anything, so nothing was sent
+            log.debug("payload from peer %s not relayed: %s", peer.id, exc)
+            raise ProtocolError("invalid_payload", "Field 'payload' cannot be relayed") from None
 
     def _chat(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)

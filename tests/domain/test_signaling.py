@@ -1,0 +1,408 @@
+"""Unit tests of the signaling protocol over a fake sink: parsing, limits, rate limiting."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from livehub.domain.hub import Hub, Peer
+from livehub.domain.rooms import Room, RoomService
+from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, FLOOD_QUIET_S, Limits, Signaling
+from tests.domain.fakes import FakeSink, ManualLoop, make_hub
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass
+class World:
+    loop: ManualLoop
+    hub: Hub
+    rooms: RoomService
+    signaling: Signaling
+    clock: Clock
+    room: Room
+    owner_token: str
+    ended: Room
+
+    def connect(self) -> tuple[Peer, FakeSink]:
+        sink = FakeSink()
+        return self.signaling.open(sink), sink
+
+    def send(self, peer: Peer, message: Any) -> None:
+        self.signaling.handle(peer, message)
+        self.loop.run_soon()
+
+
+def room_view(room: Room) -> dict[str, Any]:
+    return {"id": room.id, "status": room.status.value}
+
+
+def make_world(limits: Limits | None = None) -> World:
+    loop = ManualLoop()
+    hub = make_hub(loop)
+    rooms = RoomService(reconnect_window=0)
+    clock = Clock()
+    signaling = Signaling(
+        hub,
+        rooms,
+        room_view=room_view,
+        close_room=lambda room_id: rooms.close(room_id)[0],
+        limits=limits,
+        clock=clock,
+        wall_clock=lambda: 1_700_000_000.5,
+    )
+    room, owner_token = rooms.create("Room")
+    ended, _ = rooms.create("Ended")
+    rooms.close(ended.id)
+    return World(loop, hub, rooms, signaling, clock, room, owner_token, ended)
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
+
+
+def errors(sink: FakeSink) -> list[dict[str, Any]]:
+    return sink.of_type("error")
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ([], {"code": "invalid_message", "message": "A message must be a JSON object"}),
+        ("join", {"code": "invalid_message", "message": "A message must be a JSON object"}),
+        (None, {"code": "invalid_message", "message": "A message must be a JSON object"}),
+        (
+            {"roomId": "r"},
+            {"code": "missing_type", "message": "Field 'type' is required and must be a string"},
+        ),
+        (
+            {"type": 7, "roomId": "r"},
+            {"code": "missing_type", "message": "Field 'type' is required and must be a string"},
+        ),
+        (
+            {"type": "dance", "roomId": "r"},
+            {
+                "code": "unknown_type",
+                "message": "Unknown message type 'dance'",
+                "inReplyTo": "dance",
+            },
+        ),
+        (
+            {"type": "join"},
+            {
+                "code": "missing_room_id",
+                "message": "Field 'roomId' is required and must be a room id",
+                "inReplyTo": "join",
+            },
+        ),
+        (
+            {"type": "offer", "roomId": ["r"]},
+            {
+                "code": "missing_room_id",
+                "message": "Field 'roomId' is required and must be a room id",
+                "inReplyTo": "offer",
+            },
+        ),
+        (
+            {"type": "chat", "roomId": "x" * 65},
+            {
+                "code": "missing_room_id",
+                "message": "Field 'roomId' is required and must be a room id",
+                "inReplyTo": "chat",
+            },
+        ),
+    ],
+)
+def test_malformed_messages_get_one_error(world: World, message: Any, expected: Any) -> None:
+    peer, sink = world.connect()
+    world.send(peer, message)
+    assert sink.messages() == [{"type": "error", **expected}]
+
+
+def test_a_payload_the_codec_cannot_encode_is_an_error_not_a_crash(world: World) -> None:
+    alice, alice_sink = world.connect()
+    bob, bob_sink = world.connect()
+    for peer in (alice, bob):
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    alice_sink.clear()
+    bob_sink.clear()
+
+    deep: Any = []
+    for _ in range(300):  # orjson encodes at most 254 levels
+        deep = [deep]
+    world.send(alice, {"type": "offer", "roomId": world.room.id, "payload": deep})
+    world.send(alice, {"type": "offer", "roomId": world.room.id, "payload": deep, "to": bob.id})
+
+    expected = {
+        "type": "error",
+        "code": "invalid_payload",
+        "message": "Field 'payload' cannot be relayed",
+        "inReplyTo": "offer",
+        "roomId": world.room.id,
+    }
+    assert alice_sink.messages() == [expected, expected]
+    assert bob_sink.messages() == []
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(codec="utf-8"), max_size=80)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(codec="utf-8"), max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+TYPES = ["join", "leave", "offer", "answer", "candidate", "chat", "close-room", "kick"]
+
+
+@st.composite
+def messages(draw: st.DrawFn, room_ids: list[str], peer_ids: list[str], token: str) -> Any:
+    """Arbitrary JSON, or objects shaped like protocol messages with arbitrary field values."""
+    if draw(st.integers(min_value=0, max_value=4)) == 0:
+        return draw(json_values)
+    message: dict[str, Any] = {}
+    if draw(st.integers(min_value=0, max_value=5)):
+        message["type"] = draw(st.sampled_from(TYPES) | json_values)
+    if draw(st.integers(min_value=0, max_value=5)):
+        message["roomId"] = draw(st.sampled_from(room_ids) | json_values)
+    optional = {
+        "name": st.text(max_size=70) | json_values,
+        "role": st.sampled_from(["viewer", "host"]) | json_values,
+        "token": st.just(token) | json_values,
+        "payload": json_values,
+        "to": st.sampled_from(peer_ids) | json_values,
+        "peerId": st.sampled_from(peer_ids) | json_values,
+        "text": st.text(st.characters(codec="utf-8"), max_size=600) | json_values,
+        "from": json_values,
+    }
+    for key, strategy in optional.items():
+        if draw(st.booleans()):
+            message[key] = draw(strategy)
+    return message
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_json_value_is_handled_or_answered_with_an_error(data: st.DataObject) -> None:
+    world = make_world(Limits(rate_per_s=1e9, rate_burst=10**6))
+    connections = [world.connect() for _ in range(3)]
+    peer_ids = [peer.id for peer, _ in connections] + ["nobody"]
+    room_ids = [world.room.id, world.ended.id, "missing"]
+    strategy = messages(room_ids, peer_ids, world.owner_token)
+
+    for _ in range(data.draw(st.integers(min_value=1, max_value=8))):
+        index = data.draw(st.integers(min_value=0, max_value=2))
+        peer, sink = connections[index]
+        message = data.draw(strategy)
+        before = len(sink.frames)
+        world.send(peer, message)  # never raises
+        replies = sink.messages()[before:]
+
+        for reply in replies:
+            assert isinstance(reply.get("type"), str)
+        failures = [reply for reply in replies if reply["type"] == "error"]
+        assert len(failures) <= 1
+        for failure in failures:
+            assert isinstance(failure["code"], str) and failure["code"]
+            assert isinstance(failure["message"], str) and failure["message"]
+        well_formed = (
+            isinstance(message, dict)
+            and message.get("type") in TYPES
+            and isinstance(message.get("roomId"), str)
+            and 0 < len(message["roomId"]) <= 64
+        )
+        if not well_formed:
+            assert len(failures) == 1, (message, replies)
+            assert len(replies) == 1
+        elif message["type"] == "join" and not failures:
+            assert replies[0]["type"] == "joined"
+        elif message["type"] == "leave" and not failures:
+            assert replies == [{"type": "left", "roomId": message["roomId"]}]
+        for other_peer, other_sink in connections:  # relays carry the server-set sender
+            for relayed in other_sink.messages():
+                if relayed["type"] in ("offer", "answer", "candidate"):
+                    assert relayed["from"] in peer_ids and relayed["from"] != other_peer.id
+
+        for room_id, members in world.hub.rooms.items():
+            assert members
+            assert world.hub.count(room_id) == len(
+                [peer for peer, _ in connections if room_id in peer.rooms]
+            )
+        assert world.ended.id not in world.hub.rooms
+        assert "missing" not in world.hub.rooms
+
+
+# -- limits ---------------------------------------------------------------------------------
+
+
+def test_rooms_per_connection_limit() -> None:
+    world = make_world(Limits(max_rooms_per_connection=1))
+    other, _ = world.rooms.create("Other")
+    peer, sink = world.connect()
+    world.send(peer, {"type": "join", "roomId": world.room.id})
+    world.send(peer, {"type": "join", "roomId": world.room.id})  # rejoining is not a new room
+    world.send(peer, {"type": "join", "roomId": other.id})
+    assert [m["type"] for m in sink.messages()] == ["joined", "joined", "error"]
+    assert errors(sink) == [
+        {
+            "type": "error",
+            "code": "too_many_rooms",
+            "message": "This connection has joined too many rooms",
+            "inReplyTo": "join",
+            "roomId": other.id,
+        }
+    ]
+
+
+def test_members_per_room_limit() -> None:
+    world = make_world(Limits(max_members_per_room=2))
+    joined = [world.connect() for _ in range(3)]
+    for peer, _ in joined:
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    assert world.hub.count(world.room.id) == 2
+    assert errors(joined[2][1]) == [
+        {
+            "type": "error",
+            "code": "room_full",
+            "message": "Room is full",
+            "inReplyTo": "join",
+            "roomId": world.room.id,
+        }
+    ]
+
+
+def test_chat_length_limit_is_configurable() -> None:
+    world = make_world(Limits(max_chat_length=5))
+    peer, sink = world.connect()
+    world.send(peer, {"type": "join", "roomId": world.room.id})
+    sink.clear()
+    world.send(peer, {"type": "chat", "roomId": world.room.id, "text": "12345"})
+    world.send(peer, {"type": "chat", "roomId": world.room.id, "text": "123456"})
+    assert sink.messages() == [
+        {
+            "type": "chat",
+            "roomId": world.room.id,
+            "from": peer.id,
+            "name": "",
+            "text": "12345",
+            "ts": 1_700_000_000_500,
+        },
+        {
+            "type": "error",
+            "code": "chat_too_long",
+            "message": "Field 'text' must be at most 5 characters",
+            "inReplyTo": "chat",
+            "roomId": world.room.id,
+        },
+    ]
+
+
+# -- rate limit -------------------------------------------------------------------------------
+
+RATE_LIMITED = {"type": "error", "code": "rate_limited", "message": "Too many messages: slow down"}
+
+
+def leave(world: World) -> dict[str, Any]:
+    return {"type": "leave", "roomId": "elsewhere"}  # answered with not_in_room every time
+
+
+def test_a_burst_passes_then_one_rate_limited_error() -> None:
+    world = make_world(Limits(rate_per_s=10, rate_burst=5))
+    peer, sink = world.connect()
+    for _ in range(8):
+        world.send(peer, leave(world))
+    codes = [message["code"] for message in sink.messages()]
+    assert codes == ["not_in_room"] * 5 + ["rate_limited"]
+    assert sink.messages()[-1] == RATE_LIMITED
+    assert sink.aborted is None
+
+    world.clock.now += 0.1  # one token back
+    world.send(peer, leave(world))
+    assert sink.messages()[-1]["code"] == "not_in_room"
+
+
+def test_a_sustained_flood_is_closed_with_1008_even_when_some_messages_get_through() -> None:
+    world = make_world(Limits(rate_per_s=10, rate_burst=5))
+    peer, sink = world.connect()
+    world.send(peer, {"type": "join", "roomId": world.room.id})
+    for _ in range(4):  # empties the bucket
+        world.send(peer, leave(world))
+    sink.clear()
+
+    sent = 0
+    while sink.aborted is None and sent < 1000:
+        world.clock.now += 0.05  # 20 messages/s against a rate of 10/s: every other one passes
+        world.send(peer, {"type": "chat", "roomId": world.room.id, "text": "spam"})
+        sent += 1
+
+    assert sink.aborted == (CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+    assert peer.closed
+    assert errors(sink) == [RATE_LIMITED]  # one error per episode, not one per drop
+    assert 1 < len(sink.of_type("chat")) < sent  # some got through, the episode went on
+    before = len(sink.frames)
+    world.send(peer, {"type": "leave", "roomId": world.room.id})
+    assert len(sink.frames) == before  # a closing peer's last frames change nothing
+    assert world.hub.is_member(peer, world.room.id)
+    world.signaling.close(peer)
+    assert world.hub.count(world.room.id) == 0
+
+
+def test_a_quiet_second_ends_the_episode() -> None:
+    world = make_world(Limits(rate_per_s=10, rate_burst=2))
+    peer, sink = world.connect()
+    for _ in range(3):
+        world.send(peer, leave(world))
+    world.clock.now += FLOOD_QUIET_S  # refills the bucket (2 tokens) and ends the episode
+    for _ in range(4):
+        world.send(peer, leave(world))
+    codes = [m["code"] for m in sink.messages()]
+    assert codes == ["not_in_room"] * 2 + ["rate_limited"] + ["not_in_room"] * 2 + ["rate_limited"]
+    assert sink.aborted is None
+
+
+# -- roles --------------------------------------------------------------------------------------
+
+
+def test_host_needs_the_owner_token(world: World) -> None:
+    peer, sink = world.connect()
+    world.send(peer, {"type": "join", "roomId": world.room.id, "role": "host", "token": "nope"})
+    world.send(peer, {"type": "join", "roomId": world.room.id, "role": "host"})
+    world.send(peer, {"type": "join", "roomId": world.room.id, "role": "admin"})
+    assert [(m["code"], m["message"]) for m in errors(sink)] == [
+        ("forbidden", "Joining as host needs the room's owner token"),
+        ("forbidden", "Joining as host needs the room's owner token"),
+        ("invalid_role", "Field 'role' must be 'viewer' or 'host'"),
+    ]
+    world.send(
+        peer,
+        {"type": "join", "roomId": world.room.id, "role": "host", "token": world.owner_token},
+    )
+    assert sink.messages()[-1]["role"] == "host"
+
+
+def test_null_name_and_role_mean_the_defaults(world: World) -> None:
+    peer, sink = world.connect()
+    world.send(peer, {"type": "join", "roomId": world.room.id, "name": None, "role": None})
+    joined = sink.messages()[-1]
+    assert joined["members"] == [{"peerId": peer.id, "name": "", "role": "viewer"}]
