@@ -57,6 +57,10 @@ _UPSERT = (
 )
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer livehub: refuse it rather than guess."""
+
+
 class SQLiteStore:
     """:class:`livehub.domain.rooms.RoomStore` on SQLite."""
 
@@ -75,15 +79,22 @@ class SQLiteStore:
         return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
     def migrate(self) -> None:
+        """Bring the schema up to date, one transaction per migration."""
         version = self.schema_version
         if version > len(MIGRATIONS):
-            raise RuntimeError(
+            self._db.close()
+            raise SchemaTooNew(
                 f"database {self.path} has schema version {version}, newer than this livehub "
-                f"({len(MIGRATIONS)}); upgrade livehub"
+                f"supports ({len(MIGRATIONS)}): upgrade livehub or restore a backup"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("migrating database to schema version %d", number)
-            self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+            log.info("migrating database %s to schema version %d", self.path, number)
+            try:
+                self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
 
     def load_all(self) -> list[Room]:
         rows = self._db.execute(
@@ -111,8 +122,9 @@ class SQLiteStore:
         )
 
     def ping(self) -> bool:
+        """Whether the database answers a read of the rooms table."""
         try:
-            self._db.execute("SELECT 1").fetchone()
+            self._db.execute("SELECT 1 FROM rooms LIMIT 1").fetchone()
         except sqlite3.Error:
             return False
         return True
