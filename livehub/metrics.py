@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -23,6 +23,11 @@ class _StateCollector(Collector):
         for status, count in self._rooms.counts_by_status().items():
             by_status.add_metric([status.value], count)
         yield by_status
+        yield GaugeMetricFamily(
+            "livehub_rooms_reconnecting",
+            "Live rooms whose publisher left and may reconnect within the window",
+            value=sum(1 for room in self._rooms.live_rooms() if room.reconnecting),
+        )
         yield GaugeMetricFamily(
             "livehub_ws_connections", "Open signaling connections", value=len(self._hub.peers)
         )
@@ -63,6 +68,11 @@ class Metrics:
             ["action"],
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self.srs_api_up = Gauge(
+            "livehub_srs_api_up",
+            "1 if the last reconciliation reached the SRS HTTP API, 0 if it could not",
+            registry=self.registry,
         )
         self.reconciles = Counter(
             "livehub_srs_reconciles",

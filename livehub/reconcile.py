@@ -27,6 +27,8 @@ class Reconciler:
         self._wake = asyncio.Event()
         self.last_run: float | None = None
         self.last_ok: bool | None = None
+        #: passes skipped because SRS could not be asked, since start-up
+        self.skipped = 0
 
     def trigger(self) -> None:
         """Reconcile as soon as possible (SRS restarted)."""
@@ -35,19 +37,23 @@ class Reconciler:
     async def run_once(self) -> bool:
         """One pass. True if SRS answered and live rooms were checked."""
         self.last_run = time.time()
+        asked_at = int(self.last_run * 1000)
         try:
             publishing = await self._srs.publishing()
         except SRSUnavailable as exc:
             self.last_ok = False
+            self.skipped += 1
+            self._metrics.srs_api_up.set(0)
             self._metrics.reconciles.labels("unreachable").inc()
             log.warning("reconciliation skipped, SRS API unreachable: %s", exc)
             return False
         if self._srs.service_id:
             self._rooms.service_changed(self._srs.service_id)
-        changed = self._rooms.reconcile(publishing)
+        changed = self._rooms.reconcile(publishing, asked_at)
         for room in changed:
             log.info("room %s has no publisher in SRS: publisher gone", room.id)
         self.last_ok = True
+        self._metrics.srs_api_up.set(1)
         self._metrics.reconciles.labels("ok").inc()
         return True
 

@@ -106,6 +106,9 @@ class SRSClient:
             self.service_id = service
         return body
 
+    def mark_unreachable(self, message: str) -> None:
+        self._failed(message)
+
     def _failed(self, message: str) -> None:
         if self.reachable is not False:
             log.warning("SRS API unreachable: %s", message)
@@ -129,30 +132,51 @@ class SRSClient:
             log.warning("SRS refused to kick client %s: code %s", client_id, code)
         return False
 
-    async def publishing(self, count: int = 1000) -> dict[str, str | None]:
+    async def publishing(self, count: int = 500, max_pages: int = 200) -> dict[str, str | None]:
         """Streams of our app with an active publisher: stream name → publisher client id.
 
+        Reads ``GET /api/v1/streams/?start=&count=`` page by page (SRS raises ``count`` to at
+        least 10 and lists no more than asked), so no stream is missed however many there are.
         Raises :class:`SRSUnavailable` when SRS cannot tell (then nothing may be ended).
         """
-        body = await self._request("GET", "/api/v1/streams/", start=0, count=count)
-        if body.get("code") != 0 or not isinstance(body.get("streams"), list):
-            self._failed(f"GET /api/v1/streams/: unexpected reply code {body.get('code')!r}")
-            raise SRSUnavailable(self.last_error or "")
+        count = max(count, 10)
         result: dict[str, str | None] = {}
-        for stream in body["streams"]:
-            if not isinstance(stream, dict) or stream.get("app") != self._app:
-                continue
-            publish = stream.get("publish")
-            if isinstance(publish, dict) and publish.get("active") is True:
-                cid = publish.get("cid")
-                result[str(stream.get("name"))] = cid if isinstance(cid, str) else None
-        return result
+        for page in range(max_pages):
+            body = await self._request("GET", "/api/v1/streams/", start=page * count, count=count)
+            streams = body.get("streams")
+            if body.get("code") != 0 or not isinstance(streams, list):
+                self._failed(f"GET /api/v1/streams/: unexpected reply code {body.get('code')!r}")
+                raise SRSUnavailable(self.last_error or "")
+            for stream in streams:
+                if not isinstance(stream, dict) or stream.get("app") != self._app:
+                    continue
+                publish = stream.get("publish")
+                if isinstance(publish, dict) and publish.get("active") is True:
+                    cid = publish.get("cid")
+                    result[str(stream.get("name"))] = cid if isinstance(cid, str) else None
+            if len(streams) < count:
+                return result
+        raise SRSUnavailable(f"GET /api/v1/streams/: more than {max_pages * count} streams")
+
+    async def ping(self) -> bool:
+        """``GET /api/v1/versions``: whether the API answers now. Never raises."""
+        try:
+            body = await self._request("GET", "/api/v1/versions")
+        except SRSUnavailable:
+            return False
+        if body.get("code") != 0:
+            self._failed(f"GET /api/v1/versions: reply code {body.get('code')!r}")
+            return False
+        return True
+
+
+PROBE_TIMEOUT = 2.0
 
 
 async def probe(client: SRSClient) -> bool:
-    """Whether the SRS API answers now (for readiness)."""
+    """Whether the SRS API answers now (for readiness), within :data:`PROBE_TIMEOUT`."""
     try:
-        await asyncio.wait_for(client.publishing(count=10), timeout=2)
-    except (SRSUnavailable, TimeoutError):
+        return await asyncio.wait_for(client.ping(), timeout=PROBE_TIMEOUT)
+    except TimeoutError:
+        client.mark_unreachable(f"GET /api/v1/versions: no answer within {PROBE_TIMEOUT:g} s")
         return False
-    return True

@@ -8,24 +8,31 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from livehub import keys
 from livehub.api.jsonio import json_response
 from livehub.srs import probe
-from livehub.storage import SQLiteStore
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves requests. Checks nothing else on purpose."""
     return json_response({"status": "ok", "checks": {}})
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Readiness: the database answers and the SRS API is reachable (503 otherwise).
+
+    ``reconcile`` tells how the last reconciliation went (``pending`` before the first one,
+    ``skipped`` while SRS could not be reached: then no room is ended on a guess).
+    """
     app = request.app
-    store = app[keys.store]
-    database = store.ping() if isinstance(store, SQLiteStore) else True
-    srs = await probe(app[keys.srs])
+    database = app[keys.store].ping()
+    srs_client = app[keys.srs]
+    srs = await probe(srs_client)
+    last_ok = app[keys.reconciler].last_ok
     checks = {
         "database": "ok" if database else "failing",
         "srs_api": "ok" if srs else "unreachable",
+        "reconcile": "pending" if last_ok is None else "ok" if last_ok else "skipped",
     }
-    if not srs and app[keys.srs].last_error:
-        checks["srs_api_error"] = app[keys.srs].last_error or ""
+    if not srs and srs_client.last_error:
+        checks["srs_api_error"] = srs_client.last_error
     ready = database and srs
     return json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},

@@ -1,0 +1,486 @@
+"""Reconciliation with SRS and the SRS API client, against a fake SRS HTTP API on loopback.
+
+:class:`FakeSRS` answers like SRS 5/6 (``shared/srs-contract.md`` §7): ``/api/v1/streams/``
+with the trailing slash (302 without it), ``count`` raised to at least 10, errors as HTTP 200
+with a non-zero ``code``. It can be switched down (connection refused: nothing listens), to
+HTTP 500, or to a non-zero code, and records every request and kick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import unused_port
+from prometheus_client.parser import text_string_to_metric_families
+from pytest_aiohttp import AiohttpClient
+
+from livehub import keys
+from livehub.app import create_app
+from livehub.config import Config
+from livehub.domain.rooms import RoomStatus
+from livehub.srs import SRSClient, SRSUnavailable
+from tests.conftest import HOOK_SECRET, HOOKS_DIR, Client, hook_for, make_config
+
+STREAMS_FIXTURE: dict[str, Any] = json.loads((HOOKS_DIR / "api" / "streams.json").read_text())
+CAPTURED_STREAMS: dict[str, Any] = json.loads(
+    (HOOKS_DIR / "captured" / "api-streams.json").read_text()
+)
+SERVICE = "t3q9z0bm"  # the service_id of the hook fixtures
+
+
+class FakeSRS:
+    """SRS's HTTP API, switchable: ``mode`` is ``up``, ``http500`` or ``code`` (code 1000)."""
+
+    def __init__(self) -> None:
+        self.port = unused_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mode = "up"
+        self.service = SERVICE
+        self.streams: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.kicks: list[str] = []
+        self.kick_code = 0
+        self.stream_reads = 0
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.router.add_get("/api/v1/streams/", self._streams)
+        app.router.add_get("/api/v1/streams", self._redirect)
+        app.router.add_get("/api/v1/versions", self._versions)
+        app.router.add_delete("/api/v1/clients/{id}", self._kick)
+        self.app = app
+
+    # -- switches ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._runner is None:
+            self._runner = web.AppRunner(self.app, access_log=None)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
+
+    async def stop(self) -> None:
+        """Down: nothing listens on the port any more (connection refused)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def publish(self, name: str, cid: str = "2o5x91ed", *, active: bool = True) -> None:
+        stream = copy.deepcopy(STREAMS_FIXTURE["streams"][0])
+        stream.update(id=f"vid-{len(self.streams):07d}", name=name, url=f"/live/{name}")
+        stream["publish"] = {"active": True, "cid": cid} if active else {"active": False}
+        self.unpublish(name)
+        self.streams.append(stream)
+
+    def unpublish(self, name: str) -> None:
+        self.streams = [stream for stream in self.streams if stream["name"] != name]
+
+    def restart(self, service: str) -> None:
+        """SRS restarted: a new service id, and no stream survives."""
+        self.service = service
+        self.streams = []
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def _head(self) -> dict[str, Any]:
+        return {"code": 0, "server": "vid-k8d2f1a", "service": self.service, "pid": "1"}
+
+    def _reply(self, body: dict[str, Any]) -> web.Response:
+        if self.mode == "http500":
+            return web.Response(status=500, text="Internal Server Error")
+        if self.mode == "code":
+            return web.json_response({"code": 1000})
+        return web.json_response(body)
+
+    async def _streams(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        self.stream_reads += 1
+        start = int(request.query.get("start", "0"))
+        count = max(10, int(request.query.get("count", "10")))
+        return self._reply({**self._head(), "streams": self.streams[start : start + count]})
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        raise web.HTTPFound("/api/v1/streams/")
+
+    async def _versions(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        data = {"major": 6, "minor": 0, "revision": 157, "version": "6.0.157"}
+        return self._reply({**self._head(), "data": data})
+
+    async def _kick(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        client_id = request.match_info["id"]
+        self.kicks.append(client_id)
+        if self.kick_code:
+            return self._reply({"code": self.kick_code})
+        return self._reply(self._head())
+
+
+@pytest.fixture
+async def srs() -> Any:
+    fake = FakeSRS()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
+    """Wait (bounded) until ``check()`` holds: for effects of background tasks."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+async def post_hook(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await client.post(
+        f"/api/hooks/srs?secret={HOOK_SECRET}",
+        data=json.dumps(body, separators=(",", ":")),
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status == 200
+    reply: dict[str, Any] = await resp.json()
+    return reply
+
+
+async def start(aiohttp_client: AiohttpClient, config: Config, *, grace: float = 0.0) -> Client:
+    app = create_app(config)
+    # reconciliation leaves a publish younger than the grace period alone (see PUBLISH_GRACE);
+    # these tests publish and then take the stream away at once
+    app[keys.rooms].publish_grace_ms = int(grace * 1000)
+    return await aiohttp_client(app)
+
+
+async def scrape(client: Client, name: str, **labels: str) -> float:
+    """One sample from ``/metrics``, parsed as Prometheus text."""
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    for family in text_string_to_metric_families(await resp.text()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+async def room_json(client: Client, room_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = await (await client.get(f"/api/rooms/{room_id}")).json()
+    return body
+
+
+async def live_room(client: Client, srs: FakeSRS, cid: str = "2o5x91ed") -> dict[str, Any]:
+    """A room whose publisher SRS lists (listed first: a reconcile may run during the hook)."""
+    room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
+    srs.publish(room["streamKey"], cid)
+    assert await post_hook(client, hook_for(room, "on_publish.json", client_id=cid)) == {"code": 0}
+    return room
+
+
+# -- the client against SRS's quirks -------------------------------------------------------
+
+
+async def test_streams_listing_reads_the_fixture_bodies(srs: FakeSRS) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = SRSClient(session, srs.url + "/", "live")
+        srs.streams = copy.deepcopy(STREAMS_FIXTURE["streams"])
+        # room7 is listed but its publish is not active: it does not count
+        assert await client.publishing() == {"room42": "2o5x91ed"}
+        srs.streams = copy.deepcopy(CAPTURED_STREAMS["streams"])
+        assert await client.publishing() == {"teststream": "4249m414"}
+        assert client.service_id == SERVICE and client.reachable is True
+        other = SRSClient(session, srs.url, "other-app")
+        assert await other.publishing() == {}
+    # the slashed path directly (no 302 round trip) and an explicit count
+    assert srs.requests[0] == ("GET", "/api/v1/streams/?start=0&count=500")
+
+
+async def test_streams_listing_pages_through_every_stream(srs: FakeSRS) -> None:
+    for i in range(25):
+        srs.publish(f"s{i:02d}", f"cid{i:05d}", active=i != 3)
+    async with aiohttp.ClientSession() as session:
+        client = SRSClient(session, srs.url, "live")
+        publishing = await client.publishing(count=10)
+    assert publishing == {f"s{i:02d}": f"cid{i:05d}" for i in range(25) if i != 3}
+    assert srs.requests == [
+        ("GET", "/api/v1/streams/?start=0&count=10"),
+        ("GET", "/api/v1/streams/?start=10&count=10"),
+        ("GET", "/api/v1/streams/?start=20&count=10"),
+    ]
+
+
+@pytest.mark.parametrize("mode", ["down", "http500", "code"])
+async def test_streams_listing_raises_when_srs_cannot_tell(srs: FakeSRS, mode: str) -> None:
+    if mode == "down":
+        await srs.stop()
+    srs.mode = mode
+    async with aiohttp.ClientSession() as session:
+        client = SRSClient(session, srs.url, "live")
+        with pytest.raises(SRSUnavailable):
+            await client.publishing()
+        assert client.reachable is False and client.last_error
+        assert not await client.ping()
+    if mode == "http500":
+        assert client.last_error == "GET /api/v1/versions: HTTP 500"
+    if mode == "code":
+        assert client.last_error == "GET /api/v1/versions: reply code 1000"
+
+
+async def test_kick_outcomes_are_logged_never_raised(
+    srs: FakeSRS, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="livehub.srs")
+    async with aiohttp.ClientSession() as session:
+        client = SRSClient(session, srs.url, "live")
+        assert await client.kick("2o5x91ed") is True
+        srs.kick_code = 2049
+        assert await client.kick("gone0000") is False
+        srs.kick_code = 400
+        assert await client.kick("noconn00") is False
+        srs.mode = "http500"
+        assert await client.kick("err00000") is False
+        await srs.stop()
+        assert await client.kick("down0000") is False
+    assert srs.kicks == ["2o5x91ed", "gone0000", "noconn00", "err00000"]
+    messages = [record.getMessage() for record in caplog.records]
+    assert "kicked SRS client 2o5x91ed" in messages
+    assert "SRS client gone0000 already gone" in messages
+    assert "SRS refused to kick client noconn00: code 400" in messages
+    assert "could not kick SRS client err00000" in messages
+    assert "could not kick SRS client down0000" in messages
+
+
+# -- reconciliation in the app ---------------------------------------------------------------
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def test_startup_reconciles_rooms_left_live_by_a_previous_run(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, tmp_path: Any
+) -> None:
+    config = make_config(
+        db_path=str(tmp_path / "livehub.db"), srs_api_url=srs.url, reconnect_window=0.3
+    )
+    first = await start(aiohttp_client, config)
+    kept = await live_room(first, srs, "keptcid1")
+    lost = await live_room(first, srs, "lostcid1")
+    lost_before = await room_json(first, lost["id"])
+    await first.close()
+
+    srs.unpublish(lost["streamKey"])  # SRS lost it while livehub was down
+    before = now_ms()
+    second = await start(aiohttp_client, config)
+    rooms = second.app[keys.rooms]
+    await eventually(lambda: rooms.get(lost["id"]).reconnecting)
+    assert await room_json(second, lost["id"]) == {**lost_before, "reconnecting": True}
+    kept_now = await room_json(second, kept["id"])
+    assert (kept_now["status"], kept_now["reconnecting"]) == ("live", False)
+    await eventually(lambda: rooms.get(lost["id"]).status is RoomStatus.ENDED)
+    ended = await room_json(second, lost["id"])
+    assert ended == {**lost_before, "status": "ended", "endTime": ended["endTime"]}
+    # endTime is the moment reconciliation found the publisher gone, not the window's end
+    assert before <= ended["endTime"] <= before + 1000
+    assert (await room_json(second, kept["id"]))["status"] == "live"
+
+
+async def test_periodic_reconcile_ends_a_room_whose_stream_went_away(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.2, reconcile_interval=0.05)
+    client = await start(aiohttp_client, config)
+    rooms = client.app[keys.rooms]
+    room = await live_room(client, srs)
+    reads = srs.stream_reads
+    await eventually(lambda: srs.stream_reads >= reads + 2)
+    assert (await room_json(client, room["id"]))["status"] == "live"  # SRS still has it
+    srs.unpublish(room["streamKey"])  # on_unpublish was lost
+    gone_after = now_ms()
+    await eventually(lambda: rooms.get(room["id"]).reconnecting)
+    assert (await room_json(client, room["id"]))["reconnecting"] is True
+    await eventually(lambda: rooms.get(room["id"]).status is RoomStatus.ENDED)
+    ended = await room_json(client, room["id"])
+    assert gone_after <= ended["endTime"] <= gone_after + 500
+
+
+async def test_an_inactive_publish_counts_as_gone(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.05)
+    client = await start(aiohttp_client, config)
+    room = await live_room(client, srs)
+    srs.publish(room["streamKey"], active=False)  # listed, but "publish":{"active":false}
+    await eventually(lambda: client.app[keys.rooms].get(room["id"]).status is RoomStatus.ENDED)
+
+
+async def test_a_fresh_publish_is_not_taken_for_gone(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.02)
+    client = await start(aiohttp_client, config, grace=10.0)
+    room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
+    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    # SRS has not acquired the stream yet: several reconciliations see it absent
+    reads = srs.stream_reads
+    await eventually(lambda: srs.stream_reads >= reads + 3)
+    assert (await room_json(client, room["id"]))["status"] == "live"
+
+
+async def test_a_changed_service_id_in_a_hook_triggers_reconciliation(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    # periodic reconciliation off: only start-up and the restart signal run it
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    await eventually(lambda: srs.stream_reads == 1)  # at start-up
+    room = await live_room(client, srs)
+    other: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "o"})).json()
+    # a hook from the same SRS process changes nothing
+    play = hook_for(other, "on_play.json")
+    assert await post_hook(client, play) == {"code": 0}
+    await asyncio.sleep(0.1)
+    assert srs.stream_reads == 1
+    # SRS restarts (SIGTERM: no on_unpublish); the next hook carries a new service_id
+    srs.restart("n3wsrv01")
+    restarted = hook_for(other, "on_play.json", service_id="n3wsrv01", client_id="p2")
+    assert await post_hook(client, restarted) == {"code": 0}
+    await eventually(lambda: srs.stream_reads == 2)
+    rooms = client.app[keys.rooms]
+    await eventually(lambda: rooms.get(room["id"]).status is RoomStatus.ENDED)
+    assert rooms.get(other["id"]).status is RoomStatus.PREPARING
+
+
+async def test_a_changed_service_in_the_heartbeat_triggers_reconciliation(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    await eventually(lambda: srs.stream_reads == 1)
+    room = await live_room(client, srs)
+    heartbeat: dict[str, Any] = json.loads((HOOKS_DIR / "heartbeat.json").read_text())
+    resp = await client.post("/api/hooks/srs/heartbeat", json=heartbeat)
+    assert resp.status == 200
+    await asyncio.sleep(0.1)
+    assert srs.stream_reads == 1  # same service
+    srs.restart("n3wsrv02")
+    resp = await client.post("/api/hooks/srs/heartbeat", json={**heartbeat, "service": "n3wsrv02"})
+    assert resp.status == 200
+    await eventually(lambda: client.app[keys.rooms].get(room["id"]).status is RoomStatus.ENDED)
+
+
+async def test_the_restarted_encoder_continues_the_broadcast(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """SRS restarted and the encoder came back first: same broadcast, new client id."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config, grace=10.0)
+    room = await live_room(client, srs)
+    before = await room_json(client, room["id"])
+    srs.restart("n3wsrv03")
+    again = hook_for(room, "on_publish.json", service_id="n3wsrv03", client_id="n3wc1i3n")
+    assert await post_hook(client, again) == {"code": 0}
+    # the reconciliation this triggers may not see the stream yet: the grace period covers it
+    await eventually(lambda: srs.stream_reads == 2)
+    await asyncio.sleep(0.05)
+    assert await room_json(client, room["id"]) == before
+    assert client.app[keys.rooms].get(room["id"]).publisher_client_id == "n3wc1i3n"
+
+
+@pytest.mark.parametrize("mode", ["down", "http500", "code"])
+async def test_nothing_is_ended_while_srs_cannot_be_asked(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.05)
+    client = await start(aiohttp_client, config)
+    room = await live_room(client, srs)
+    srs.unpublish(room["streamKey"])
+    srs.mode = mode
+    if mode == "down":
+        await srs.stop()
+    reconciler = client.app[keys.reconciler]
+    await eventually(lambda: reconciler.last_ok is False)
+    skipped = await scrape(client, "livehub_srs_reconciles_total", result="unreachable")
+    await eventually(lambda: reconciler.skipped >= 3)
+    assert await scrape(client, "livehub_srs_reconciles_total", result="unreachable") > skipped
+    assert await scrape(client, "livehub_srs_api_up") == 0
+    assert (await room_json(client, room["id"]))["status"] == "live"
+    assert any(
+        record.getMessage().startswith("reconciliation skipped, SRS API unreachable: GET ")
+        and record.levelno == logging.WARNING
+        for record in caplog.records
+    )
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    body = await ready.json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["srs_api"] == "unreachable"
+    assert body["checks"]["reconcile"] == "skipped"
+    assert body["checks"]["database"] == "ok"
+    # SRS is back, without the stream: now the room ends
+    srs.mode = "up"
+    await srs.start()
+    await eventually(lambda: client.app[keys.rooms].get(room["id"]).status is RoomStatus.ENDED)
+    assert (await client.get("/readyz")).status == 200
+
+
+# -- closing kicks the publisher -------------------------------------------------------------
+
+
+async def test_close_kicks_the_publisher_by_its_client_id(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    client = await start(aiohttp_client, make_config(srs_api_url=srs.url))
+    room = await live_room(client, srs, "k1ckm3e0")
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/close", headers={"Authorization": f"Bearer {room['ownerToken']}"}
+    )
+    assert resp.status == 200
+    await eventually(lambda: srs.kicks == ["k1ckm3e0"])
+    assert ("DELETE", "/api/v1/clients/k1ckm3e0") in srs.requests
+    # SRS then sends on_unpublish for the kicked client: acknowledged, nothing changes
+    after = await room_json(client, room["id"])
+    unpublish = hook_for(room, "on_unpublish.json", client_id="k1ckm3e0")
+    assert await post_hook(client, unpublish) == {"code": 0}
+    assert await room_json(client, room["id"]) == after
+
+
+async def test_a_room_without_a_publisher_kicks_nobody(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    client = await start(aiohttp_client, make_config(srs_api_url=srs.url))
+    room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/close", headers={"Authorization": f"Bearer {room['ownerToken']}"}
+    )
+    assert resp.status == 200
+    await asyncio.sleep(0.05)
+    assert srs.kicks == []
+
+
+@pytest.mark.parametrize("mode", ["down", "http500"])
+async def test_a_failed_kick_is_logged_not_fatal(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    client = await start(aiohttp_client, make_config(srs_api_url=srs.url))
+    room = await live_room(client, srs, "k1ckf41l")
+    srs.mode = mode
+    if mode == "down":
+        await srs.stop()
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/close", headers={"Authorization": f"Bearer {room['ownerToken']}"}
+    )
+    assert resp.status == 200
+    assert (await resp.json())["room"]["status"] == "ended"
+    await eventually(
+        lambda: any(r.getMessage() == "could not kick SRS client k1ckf41l" for r in caplog.records)
+    )
+    assert (await room_json(client, room["id"]))["status"] == "ended"
+    assert (await client.get("/healthz")).status == 200
