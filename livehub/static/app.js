@@ -76,6 +76,24 @@ function copyField(label, value, testid, { secret = false } = {}) {
       h('button', { type: 'button', class: 'copy', testid: `copy-${testid}`, onclick: (e) => copyText(value, e.currentTarget) }, 'Copy')));
 }
 
+/**
+ * Wait until the peer connection has gathered its candidates (at most `ms`), so that the offer
+ * sent to a WHIP/WHEP endpoint carries them: those endpoints take one offer and no trickle.
+ */
+function iceGathered(pc, ms = 2000) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== 'complete') return;
+      pc.removeEventListener('icegatheringstatechange', done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => { pc.removeEventListener('icegatheringstatechange', done); resolve(); }, ms);
+    pc.addEventListener('icegatheringstatechange', done);
+  });
+}
+
 // ---------------------------------------------------------------- error banner
 
 const errors = {
@@ -320,9 +338,10 @@ function roomView(root, roomId) {
 
   const ownerPanel = h('section', { class: 'card owner', testid: 'owner-panel', hidden: true });
   const localVideo = h('video', { testid: 'local-video', autoplay: true, playsInline: true, muted: true });
+  const localCaption = h('figcaption', {}, 'You · camera off');
   const cameraState = h('p', { class: 'muted', testid: 'camera-state' }, 'Camera: not started (it starts when you call, answer or go live).');
   const tiles = h('div', { class: 'tiles', testid: 'call-tiles' },
-    h('figure', { class: 'tile local' }, localVideo, h('figcaption', {}, 'You')));
+    h('figure', { class: 'tile local' }, localVideo, localCaption));
   const callBox = h('section', { class: 'card calls' },
     h('h2', {}, 'Co-host call'),
     h('p', { class: 'muted' }, 'Call another member to talk peer to peer. Incoming calls are answered automatically.'),
@@ -349,6 +368,10 @@ function roomView(root, roomId) {
 
   // --- room state
 
+  const idleText = () => (token
+    ? 'Not live yet: go live from the camera below, or publish with OBS or ffmpeg.'
+    : 'Waiting for the host to go live.');
+
   function setRoom(next) {
     if (!next) return;
     const before = room?.status;
@@ -360,7 +383,7 @@ function roomView(root, roomId) {
     playersEl.textContent = String(room.playerCount ?? 0);
     if (room.status !== before) {
       if (room.status === 'live') player.start({ manual: true });
-      else player.stop(room.status === 'ended' ? 'The room has ended.' : 'Waiting for the host to go live.');
+      else player.stop(room.status === 'ended' ? 'The room has ended.' : idleText());
       if (room.status === 'ended') publisher.stop();
     }
     renderOwner();
@@ -393,32 +416,35 @@ function roomView(root, roomId) {
     return true;
   }
 
-  // --- owner panel (only rendered with a valid owner token; viewers never get `publish`)
+  // --- owner panel (only shown with a valid owner token; viewers never get `publish`)
 
   let closeArmed = false;
+  const goLiveButton = h('button', { type: 'button', testid: 'go-live-button', onclick: () => publisher.start() }, 'Go live from camera');
+  const stopLiveButton = h('button', { type: 'button', testid: 'stop-live-button', onclick: () => publisher.stop() }, 'Stop publishing');
+  const closeButton = h('button', { type: 'button', class: 'danger', testid: 'close-room-button', onclick: closeRoom });
+  const publishState = h('p', { class: 'muted', testid: 'publish-state' });
+  ownerPanel.append(h('h2', {}, 'Owner'), h('div', { class: 'actions' }, goLiveButton, stopLiveButton, closeButton), publishState);
+  let obsShown = false;
+
+  /** Bring the owner panel up to date (in place, so an opened <details> stays open). */
   function renderOwner() {
-    if (!token || !room) { ownerPanel.hidden = true; return; }
-    ownerPanel.hidden = false;
+    ownerPanel.hidden = !token || !room;
+    if (ownerPanel.hidden) return;
     const ended = room.status === 'ended';
-    const goLive = h('button', {
-      type: 'button', testid: 'go-live-button', disabled: ended || !publish?.whipUrl || publisher.active,
-      onclick: () => publisher.start(),
-    }, 'Go live from camera');
-    const stopLive = h('button', { type: 'button', testid: 'stop-live-button', hidden: !publisher.active, onclick: () => publisher.stop() }, 'Stop publishing');
-    const close = h('button', {
-      type: 'button', class: 'danger', testid: 'close-room-button', disabled: ended, onclick: closeRoom,
-    }, closeArmed ? 'Click again to close the room' : 'Close room');
-    const obs = publish ? h('details', { class: 'obs' },
-      h('summary', {}, 'OBS / ffmpeg settings (private)'),
-      copyField('OBS server', publish.obsServer, 'obs-server', { secret: true }),
-      copyField('OBS stream key', publish.obsStreamKey, 'stream-key', { secret: true }),
-      copyField('RTMP URL (ffmpeg)', publish.rtmpUrl, 'rtmp-url', { secret: true }),
-      copyField('WHIP URL', publish.whipUrl, 'whip-url', { secret: true })) : null;
-    ownerPanel.replaceChildren(
-      h('h2', {}, 'Owner'),
-      h('div', { class: 'actions' }, goLive, stopLive, close),
-      h('p', { class: 'muted', testid: 'publish-state' }, publisher.state),
-      obs);
+    goLiveButton.disabled = ended || !publish?.whipUrl || publisher.active;
+    stopLiveButton.hidden = !publisher.active;
+    closeButton.disabled = ended;
+    closeButton.textContent = closeArmed ? 'Click again to close the room' : 'Close room';
+    publishState.textContent = publisher.state;
+    if (publish && !obsShown) {
+      obsShown = true;
+      ownerPanel.append(h('details', { class: 'obs' },
+        h('summary', {}, 'OBS / ffmpeg settings (private)'),
+        copyField('OBS server', publish.obsServer, 'obs-server', { secret: true }),
+        copyField('OBS stream key', publish.obsStreamKey, 'stream-key', { secret: true }),
+        copyField('RTMP URL (ffmpeg)', publish.rtmpUrl, 'rtmp-url', { secret: true }),
+        copyField('WHIP URL', publish.whipUrl, 'whip-url', { secret: true })));
+    }
   }
 
   async function closeRoom() {
@@ -454,6 +480,7 @@ function roomView(root, roomId) {
         try {
           const stream = await navigator.mediaDevices.getUserMedia(constraints);
           localVideo.srcObject = stream;
+          localCaption.textContent = 'You';
           cameraState.textContent = `Camera on${constraints.audio ? ' with microphone' : ' (no microphone)'}.`;
           cameraState.dataset.state = 'on';
           return stream;
@@ -484,7 +511,7 @@ function roomView(root, roomId) {
     async start({ manual = false } = {}) {
       this.stop();
       if (manual) this.attempts = 0;
-      if (room?.status !== 'live') { this.setState('idle', 'Waiting for the host to go live.'); return; }
+      if (room?.status !== 'live') { this.setState('idle', idleText()); return; }
       const whep = room.playUrls?.whep;
       if (!whep) { this.setState('unavailable', 'Stream not available: the room has no WHEP URL.'); return; }
       const generation = ++this.generation;
@@ -501,7 +528,7 @@ function roomView(root, roomId) {
         this.stop();
         // SRS may need a moment after on_publish before the stream plays: retry a few times.
         const retry = room?.status === 'live' && this.attempts < 3;
-        this.setState('unavailable', `Stream not available: ${reason}${retry ? ' Retrying…' : ''}`);
+        this.setState('unavailable', `Stream not available: ${reason}.${retry ? ' Retrying…' : ''}`);
         if (retry) {
           this.attempts += 1;
           this.retryTimer = setTimeout(() => this.start(), 2000 * this.attempts);
@@ -510,17 +537,19 @@ function roomView(root, roomId) {
       pc.onconnectionstatechange = () => {
         if (stale()) return;
         if (pc.connectionState === 'connected') { clearTimeout(timeout); this.setState('playing', ''); }
-        else if (pc.connectionState === 'failed') fail('the media connection to SRS failed.');
+        else if (pc.connectionState === 'failed') fail('the media connection to SRS failed');
         else if (pc.connectionState === 'disconnected') this.setState('connecting', 'Connection interrupted, waiting…');
       };
-      const timeout = setTimeout(() => fail('no media from SRS after 10 s.'), PLAYER_TIMEOUT_MS);
+      const timeout = setTimeout(() => fail('no media from SRS after 10 s'), PLAYER_TIMEOUT_MS);
       try {
         await pc.setLocalDescription(await pc.createOffer());
+        await iceGathered(pc);
+        if (stale()) return;
         let res;
         try {
           res = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
         } catch (err) {
-          throw new Error(`cannot reach SRS at ${new URL(whep).host} (${err.message}).`);
+          throw new Error(`cannot reach SRS at ${new URL(whep).host} (${err.message})`);
         }
         const answer = await res.text();
         if (res.status !== 201 && res.status !== 200) throw new Error(`SRS answered HTTP ${res.status} ${answer.trim().slice(0, 120)}`);
@@ -573,10 +602,12 @@ function roomView(root, roomId) {
       pc.onconnectionstatechange = () => {
         if (this.pc !== pc) return;
         if (pc.connectionState === 'connected') this.set('Publishing from the camera. The room goes live when SRS accepts the stream.');
-        if (pc.connectionState === 'failed') this.fail('the media connection to SRS failed.');
+        if (pc.connectionState === 'failed') this.fail('the media connection to SRS failed');
       };
       try {
         await pc.setLocalDescription(await pc.createOffer());
+        await iceGathered(pc);
+        if (this.pc !== pc) return;
         this.set('Sending the offer to SRS…');
         let res;
         try {
@@ -597,8 +628,8 @@ function roomView(root, roomId) {
     },
     fail(reason) {
       this.stop();
-      this.set(`Not publishing: ${reason}`, false);
-      errors.show(`Go live failed: ${reason}`, 'publish');
+      this.set(`Not publishing: ${reason}.`, false);
+      errors.show(`Go live failed: ${reason}.`, 'publish');
     },
     stop() {
       if (this.location) fetch(this.location, { method: 'DELETE' }).catch(() => {});
@@ -640,6 +671,9 @@ function roomView(root, roomId) {
           });
         }
       };
+      // A data channel only to learn at once that the other side hung up: its pc.close()
+      // closes the channel here, long before ICE would notice the silence.
+      this.pc.ondatachannel = (e) => this.watch(e.channel);
       this.pc.onconnectionstatechange = () => {
         const s = this.pc.connectionState;
         if (s === 'connected') this.setState('connected', 'connected');
@@ -648,6 +682,10 @@ function roomView(root, roomId) {
         else if (s === 'failed') this.end('the connection failed');
         else if (s === 'closed') this.end('call ended');
       };
+    }
+    watch(channel) {
+      this.channel = channel;
+      channel.onclose = () => this.end('the other side hung up');
     }
     setState(state, text) {
       this.stateEl.textContent = text;
@@ -689,8 +727,11 @@ function roomView(root, roomId) {
       for (const c of queued) await this.addCandidate(c);
     }
     end(reason, { quiet = false } = {}) {
+      if (this.ended) return;
+      this.ended = true;
       if (calls.get(this.peerId) === this) calls.delete(this.peerId);
       this.pc.onconnectionstatechange = null;
+      if (this.channel) this.channel.onclose = null;
       this.pc.close();
       this.video.srcObject = null;
       this.tile.remove();
@@ -706,6 +747,7 @@ function roomView(root, roomId) {
     calls.set(peerId, call);
     call.setState('calling', 'calling…');
     renderMembers();
+    call.watch(call.pc.createDataChannel('call'));
     call.run(async () => {
       await call.addLocalMedia();
       await call.pc.setLocalDescription(await call.pc.createOffer());
@@ -865,10 +907,12 @@ function roomView(root, roomId) {
       case 'viewer-count':
         setRoom({ viewerCount: msg.viewerCount });
         break;
-      case 'room-status':
+      case 'room-status': {
+        const before = room?.status;
         setRoom({ ...msg.room, status: msg.status });
-        chatSystem(`The room is now ${msg.status}.`);
+        if (msg.status !== before) chatSystem(`The room is now ${msg.status}.`);
         break;
+      }
       case 'chat':
         chatMessage(msg);
         break;

@@ -88,6 +88,15 @@ async function newPage(browser, label, { name, noCamera = false } = {}) {
         Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));
     });
   }
+  // Keep WebRTC media on loopback: Chromium also gathers candidates on the machine's other
+  // interfaces; remote candidates that are not 127.0.0.1 are dropped (the app is unchanged).
+  await context.addInitScript(() => {
+    const addIceCandidate = RTCPeerConnection.prototype.addIceCandidate;
+    RTCPeerConnection.prototype.addIceCandidate = function (candidate, ...rest) {
+      if (candidate?.candidate && !/ 127\.0\.0\.1 /.test(candidate.candidate)) return Promise.resolve();
+      return addIceCandidate.call(this, candidate, ...rest);
+    };
+  });
   const page = await context.newPage();
   page.on('pageerror', (err) => { pageErrors.push(`${label}: ${err.message}`); log(`${label} pageerror: ${err.message}`); });
   page.on('console', (msg) => { if (msg.type() === 'error') log(`${label} console.error: ${msg.text()}`); });
@@ -253,7 +262,12 @@ try {
     await waitForMembers(alice, ['alice', 'bob']);
     await alice.waitForSelector(`${tid('remote-tile')}[data-peer-id="${carolPeer}"]`, { state: 'detached', timeout: T });
     check(await alice.isVisible(`${tid('remote-tile')}[data-peer-id="${state.bobPeer}"]`), "alice's call with bob ended too");
-    return { atCarol, cameraText: text };
+    // Bob hangs up: Alice's side notices (the call's data channel closes) and ends it too.
+    const hungUp = Date.now();
+    await bob.click(`${tid('hangup-button')}[data-peer-id="${state.alicePeer}"]`);
+    await bob.waitForSelector(`${tid('remote-tile')}[data-peer-id="${state.alicePeer}"]`, { state: 'detached', timeout: T });
+    await alice.waitForSelector(`${tid('remote-tile')}[data-peer-id="${state.bobPeer}"]`, { state: 'detached', timeout: T });
+    return { atCarol, cameraText: text, hangupSeenMs: Date.now() - hungUp };
   });
 
   await scenario('status_follows_srs_hooks', async () => {
@@ -280,6 +294,36 @@ try {
     await waitForBadge(dave, 'ended', `${tid('room-row')}[data-room-id="${state.roomId}"]`);
     await dave.close();
     return { playerText, listViewers: Number(viewers), final: await badge(bob) };
+  });
+
+  await scenario('go_live_and_watch', async () => {
+    // A new room: Alice goes live from her (fake) camera over WHIP to the (fake) SRS, which
+    // asks livehub with on_publish; Bob's player then plays the stream over WHEP.
+    await alice.goto(`${BASE}/#/`);
+    await alice.fill(tid('create-title'), 'Camera show');
+    await alice.click(tid('create-submit'));
+    await alice.click(tid('created-room-link'));
+    const roomId = await alice.getAttribute(tid('room-page'), 'data-room-id');
+    await bob.goto(`${BASE}/#/room/${encodeURIComponent(roomId)}`);
+    await waitForMembers(bob, ['alice', 'bob']);
+    check(await badge(bob) === 'preparing', 'new room is not preparing');
+    await alice.click(tid('go-live-button'));
+    await waitForBadge(alice, 'live');
+    await waitForBadge(bob, 'live');
+    const player = await videoFrames(bob, tid('player-video'));
+    await bob.waitForSelector(`${tid('player-state')}[data-state="playing"]`, { state: 'attached', timeout: T });
+    await alice.waitForSelector(`${tid('stop-live-button')}:visible`, { timeout: T });
+    // SRS's on_play makes livehub count the player; the page hears it as a room-status.
+    const players = `${tid('room-page')} ${tid('player-count')}`;
+    await bob.waitForFunction((sel) => Number(document.querySelector(sel).textContent) >= 1, players, { timeout: T });
+    const playerCount = await bob.textContent(players);
+    await shot(bob, 'watch.png');
+    await alice.click(tid('stop-live-button'));
+    await waitForBadge(alice, 'ended');
+    await waitForBadge(bob, 'ended');
+    const after = await bob.textContent(tid('player-state'));
+    check(/ended/i.test(after), `player says "${after}" after the end`);
+    return { roomId, player, playerCount };
   });
 
   await scenario('owner_closes_room', async () => {

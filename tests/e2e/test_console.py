@@ -2,8 +2,8 @@
 
 One server and one browser run for the whole module: ``console.e2e.mjs`` (playwright-core)
 drives the pages through every scenario and prints a JSON report; each test below asserts on
-its scenario. SRS itself does not run: its hooks are posted the way SRS would post them, and the
-player's WHEP request to SRS is expected to fail with a clear "stream not available" state.
+its scenario. SRS itself does not run: ``fake_srs.py`` (aiortc) stands in for its WHIP/WHEP
+endpoints and posts its hooks, and some scenarios post hooks directly the way SRS would.
 
 Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and ``npm ci`` in ``tests/e2e``.
 Screenshots land in ``docs/screenshots/``.
@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -68,9 +68,23 @@ def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0
     raise RuntimeError(f"livehub did not answer {url} within {timeout} s")
 
 
+def stop(proc: subprocess.Popen[bytes], log: IO[bytes], name: str) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.seek(0)
+    sys.stderr.write(f"--- {name} log (tail)\n")
+    sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
+    """livehub on a free port, with a fake SRS whose WHIP/WHEP URLs the rooms point to."""
     port = free_port()
+    srs_port = free_port()
     env = {
         **os.environ,
         "LIVEHUB_HOST": "127.0.0.1",
@@ -78,11 +92,14 @@ def server() -> Iterator[str]:
         "LIVEHUB_RECONNECT_WINDOW": "0",
         "LIVEHUB_RECONCILE_INTERVAL": "0",
         "LIVEHUB_PUBLIC_HOST": "127.0.0.1",
-        # Nothing listens there: the player's WHEP request fails at once, as without SRS.
-        "LIVEHUB_SRS_API_PORT": str(free_port()),
+        # WHIP/WHEP URLs point to the fake SRS; its HTTP API (kick, reconcile) is not faked
+        # and nothing listens there, so livehub sees "SRS API unreachable" and carries on.
+        "LIVEHUB_SRS_API_PORT": str(srs_port),
         "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
     }
-    with tempfile.TemporaryFile() as log:
+    base = f"http://127.0.0.1:{port}"
+    hook_url = f"{base}/api/hooks/srs?secret={HOOK_SECRET}"
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryFile() as srs_log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
             cwd=ROOT,
@@ -90,19 +107,26 @@ def server() -> Iterator[str]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        srs = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "fake_srs.py"),
+                "--port",
+                str(srs_port),
+                "--hook-url",
+                hook_url,
+            ],
+            cwd=ROOT,
+            stdout=srs_log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            base = f"http://127.0.0.1:{port}"
             wait_for_http(f"{base}/healthz", proc)
+            wait_for_http(f"http://127.0.0.1:{srs_port}/", srs)
             yield base
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-4000:])
+            stop(srs, srs_log, "fake SRS")
+            stop(proc, log, "livehub")
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +156,8 @@ def report(server: str) -> dict[str, Any]:
         f"console.e2e.mjs exited with {done.returncode}:\n{done.stderr[-3000:]}"
     )
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    timings = {name: r.get("ms") for name, r in result["scenarios"].items()}
+    sys.stderr.write(f"scenario times (ms): {json.dumps(timings)}\n")
     return result
 
 
@@ -164,9 +190,21 @@ def test_call_without_camera_still_receives(report: dict[str, Any]) -> None:
     assert "no camera" in result["cameraText"].lower()
 
 
+def test_hang_up_ends_the_call_on_both_sides_at_once(report: dict[str, Any]) -> None:
+    result = scenario(report, "call_without_camera")
+    # the data channel closes with the peer connection; ICE alone would take ~15 s
+    assert result["hangupSeenMs"] < 5000
+
+
 def test_status_badge_follows_srs_hooks(report: dict[str, Any]) -> None:
     result = scenario(report, "status_follows_srs_hooks")
     assert result["final"] == "ended"
+
+
+def test_owner_goes_live_from_camera_and_viewer_watches(report: dict[str, Any]) -> None:
+    result = scenario(report, "go_live_and_watch")
+    assert result["player"]["width"] > 0
+    assert int(result["playerCount"]) >= 1  # Bob, and Alice watching herself
 
 
 def test_owner_closes_room(report: dict[str, Any]) -> None:
