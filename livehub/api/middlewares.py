@@ -29,13 +29,41 @@ class BadRequest(LivehubError):
 
     code = "bad_request"
 
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        close_connection: bool = False,
+    ) -> None:
         super().__init__(message, details=details)
         self.code = code
+        #: the request stream is unusable (undecodable body): answer, then close the connection
+        self.close_connection = close_connection
+
+
+class PayloadTooLarge(LivehubError):
+    code = "body_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body is larger than {limit} bytes", details={"maxBytes": limit})
+
+
+class UnsupportedMediaType(LivehubError):
+    code = "unsupported_media_type"
+
+    def __init__(self, given: str | None) -> None:
+        super().__init__(
+            "Content-Type must be application/json",
+            details={"contentType": given[:100] if given is not None else None},
+        )
 
 
 STATUS: dict[type[LivehubError], int] = {
     BadRequest: 400,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     Unauthorized: 401,
     Forbidden: 403,
     RoomNotFound: 404,
@@ -43,6 +71,9 @@ STATUS: dict[type[LivehubError], int] = {
 }
 
 _HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
@@ -73,6 +104,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, "validation_error", f"Invalid input: {fields}", details)
     except LivehubError as exc:
         response = error_response(_status(exc), exc.code, exc.message, exc.details)
+        if isinstance(exc, BadRequest) and exc.close_connection:
+            response.force_close()
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
@@ -80,7 +113,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or exc.empty_body:
             raise
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
-        response = error_response(exc.status, code, exc.reason)
+        # aiohttp's default text is "<status>: <reason>"; a custom one (CORS) says more
+        text = exc.text or ""
+        message = exc.reason if not text or text.startswith(f"{exc.status}: ") else text
+        response = error_response(exc.status, code, message)
         for name in ("Allow", "WWW-Authenticate"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]

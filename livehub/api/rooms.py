@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from livehub import keys
-from livehub.api.body import bearer_token, read_json
+from livehub.api.body import bearer_token, query_params, read_json
 from livehub.api.jsonio import json_response
 from livehub.api.schemas import RoomCreateSchema, RoomListQuerySchema
 from livehub.domain.rooms import Room
@@ -29,9 +29,9 @@ async def create_room(request: web.Request) -> web.Response:
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    query = _LIST_QUERY.load(dict(request.query))
+    query = _LIST_QUERY.load(query_params(request))
     rooms = request.app[keys.rooms].rooms(
-        status=query["status"], limit=query["limit"], offset=query["offset"]
+        status=query.get("status"), limit=query.get("limit"), offset=query["offset"]
     )
     views = request.app[keys.views]
     return json_response([views.public(room) for room in rooms])

@@ -13,6 +13,9 @@ from marshmallow import EXCLUDE, RAISE, Schema, fields, pre_load, validate
 from livehub.domain.rooms import HOOK_ACTIONS, RoomStatus
 
 TITLE_MAX = 100
+#: surrounding whitespace (trimmed before validation), at least one visible character and no
+#: control characters (C0, DEL, C1) inside. The same regex validates and is documented.
+TITLE_PATTERN = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$"
 
 
 class RoomCreateSchema(Schema):
@@ -21,8 +24,16 @@ class RoomCreateSchema(Schema):
 
     title = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=TITLE_MAX),
-        metadata={"description": "Room title, 1-100 characters after trimming"},
+        validate=[
+            validate.Length(min=1, max=TITLE_MAX),
+            validate.Regexp(
+                TITLE_PATTERN, error="Must contain a visible character and no control characters."
+            ),
+        ],
+        metadata={
+            "description": "Room title: 1-100 characters after trimming surrounding "
+            "whitespace, no control characters"
+        },
     )
 
     @pre_load
@@ -32,13 +43,25 @@ class RoomCreateSchema(Schema):
         return data
 
 
+LIST_LIMIT_MAX = 1000
+
+
 class RoomListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    status = fields.Enum(RoomStatus, by_value=True, load_default=None)
-    limit = fields.Integer(load_default=None, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    # no load_default=None: that would document the parameters as nullable, and a query
+    # string has no null; the handler reads absent ones with .get()
+    status = fields.Enum(RoomStatus, by_value=True, metadata={"description": "Only this status"})
+    limit = fields.Integer(
+        validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
+        metadata={"description": "At most this many rooms (default: all)"},
+    )
+    offset = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "Skip this many rooms first"},
+    )
 
 
 class PlayUrlsSchema(Schema):

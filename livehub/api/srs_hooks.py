@@ -34,7 +34,7 @@ async def srs_hook(request: web.Request) -> web.Response:
     if not _authorized(request):
         return error_response(403, "bad_hook_secret", "Hook secret missing or wrong")
     started = time.perf_counter()
-    data = _HOOK.load(await read_json(request))
+    data = _HOOK.load(await read_json(request, strict_content_type=False))
     event = HookEvent(
         action=data["action"],
         client_id=data["client_id"],
@@ -66,7 +66,7 @@ async def srs_heartbeat(request: web.Request) -> web.Response:
     SRS drops the heartbeat URL's query, so it cannot carry the secret. It is safe unsigned:
     all it can do is make livehub ask SRS's own API for the truth sooner.
     """
-    data = _HEARTBEAT.load(await read_json(request))
+    data = _HEARTBEAT.load(await read_json(request, strict_content_type=False))
     if request.app[keys.rooms].service_changed(data["service"]):
         log.warning("SRS restarted (heartbeat service id changed): reconciling")
         request.app[keys.reconciler].trigger()
