@@ -319,12 +319,17 @@ class RoomService:
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self, room_id: str) -> tuple[Room, str | None]:
-        """End a room for good. Idempotent. Returns the publisher's client id to kick, if any."""
+        """End a room for good. Idempotent. Returns the publisher's client id to kick, if any.
+
+        A room closed while its publisher is away ends at the unpublish, like one whose
+        reconnect window passes: the broadcast stopped then.
+        """
         room = self.get(room_id)
         if room.status is RoomStatus.ENDED:
             return room, None
         kick = room.publisher_client_id if room.status is RoomStatus.LIVE else None
-        self._end(room, self._clock())
+        at = self._clock() if room.reconnecting_since is None else room.reconnecting_since
+        self._end(room, at)
         return room, kick
 
     def _end(self, room: Room, at: int) -> None:

@@ -330,6 +330,18 @@ def test_close_ends_for_good_and_names_the_publisher_to_kick() -> None:
     assert room.end_time == T0 + 100
 
 
+def test_closing_during_the_window_ends_at_the_unpublish() -> None:
+    rooms, time, _ = service(window=30)
+    room, _ = rooms.create("x")
+    rooms.handle_hook(publish(room, "c1"))
+    time.advance(1_000)
+    rooms.handle_hook(unpublish("c1"))
+    time.advance(5_000)
+    assert rooms.close(room.id) == (room, "c1")
+    assert status(room) is RoomStatus.ENDED and room.end_time == T0 + 1_000
+    assert time.pending == 0
+
+
 def test_reload_rearms_an_open_window() -> None:
     rooms, time, store = service(window=30)
     room, _ = rooms.create("x")
@@ -485,7 +497,8 @@ def test_any_event_order_keeps_the_room_consistent(
             if kind == "advance":
                 assert room.end_time == was_reconnecting_since
             elif kind == "close":
-                assert room.end_time == max(time.now, start_time or 0)
+                expected = time.now if was_reconnecting_since is None else was_reconnecting_since
+                assert room.end_time == max(expected, start_time or 0)
             else:
                 assert kind in ("unpublish", "reconcile") and window == 0
                 assert room.end_time == time.now
