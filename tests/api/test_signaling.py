@@ -1,0 +1,915 @@
+"""The signaling WebSocket over real connections: protocol v2, limits, seed compatibility.
+
+Most clients are aiohttp WebSocket clients. :class:`RawWebSocket` speaks the protocol over a
+plain socket for what a well-behaved client cannot do: vanish without a close frame, or stop
+reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
+from pytest_aiohttp import AiohttpClient
+
+from livehub.app import create_app
+from tests.conftest import Client, CreateRoom, PostHook, hook_for, make_config
+
+WS = ClientWebSocketResponse
+TIMEOUT = 3.0
+
+Start = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+def start(aiohttp_client: AiohttpClient) -> Start:
+    """A client of an app built with ``make_config(**overrides)``."""
+
+    async def start(**overrides: Any) -> Client:
+        return await aiohttp_client(create_app(make_config(**overrides)))
+
+    return start
+
+
+async def new_room(client: Client, title: str = "Signaling room") -> dict[str, Any]:
+    resp = await client.post("/api/rooms", json={"title": title})
+    assert resp.status == 201
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+async def get_room(client: Client, room_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/rooms/{room_id}")
+    assert resp.status == 200
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+async def receive(
+    ws: WS, *, skip: tuple[str, ...] = ("viewer-count",), within: float = TIMEOUT
+) -> dict[str, Any]:
+    """The next event that is not one of ``skip`` (coalesced counts arrive at any time)."""
+    async with asyncio.timeout(within):
+        while True:
+            msg = await ws.receive()
+            assert msg.type is WSMsgType.TEXT, msg
+            data: dict[str, Any] = json.loads(msg.data)
+            if data["type"] not in skip:
+                return data
+
+
+async def expect(ws: WS, kind: str) -> dict[str, Any]:
+    event = await receive(ws)
+    assert event["type"] == kind, event
+    return event
+
+
+async def join(ws: WS, room_id: str, **fields: Any) -> dict[str, Any]:
+    await ws.send_json({"type": "join", "roomId": room_id, **fields})
+    return await expect(ws, "joined")
+
+
+async def joined_peers(client: Client, room_id: str, count: int) -> list[tuple[WS, str]]:
+    """``count`` connections joined to the room, each with its peer id; every earlier member
+    has seen every later one's ``peer-joined``, so no join event is left to read."""
+    peers: list[tuple[WS, str]] = []
+    for _ in range(count):
+        ws = await client.ws_connect("/ws")
+        peer_id = (await join(ws, room_id))["peerId"]
+        for earlier, _ in peers:
+            assert (await expect(earlier, "peer-joined"))["peer"]["peerId"] == peer_id
+        peers.append((ws, peer_id))
+    return peers
+
+
+def error(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message, **extra}
+
+
+async def metric(client: Client, name: str) -> float:
+    resp = await client.get("/metrics")
+    for line in (await resp.text()).splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} not exposed")
+
+
+class RawWebSocket:
+    """A WebSocket client over a plain socket, one frame at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(
+        cls, client: Client, path: str = "/ws", *, rcvbuf: int | None = None
+    ) -> RawWebSocket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (client.host, client.port))
+        except BaseException:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        async with asyncio.timeout(TIMEOUT):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    def send_frame(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header = bytes((0x80 | opcode, 0x80 | length))
+        elif length < 65536:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+        masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+        self.writer.write(header + mask + masked)
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.send_frame(0x1, json.dumps(message).encode())
+
+    async def receive(self) -> tuple[int, bytes]:
+        """The next frame from the server (unmasked, unfragmented): opcode and payload."""
+        head = await self.reader.readexactly(2)
+        length = head[1] & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return head[0] & 0x0F, await self.reader.readexactly(length)
+
+    async def receive_json(self) -> dict[str, Any]:
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                opcode, payload = await self.receive()
+                assert opcode == 0x1, (opcode, payload)
+                data: dict[str, Any] = json.loads(payload)
+                if data["type"] != "viewer-count":
+                    return data
+
+    def abort(self) -> None:
+        """Vanish: no close frame, no FIN handshake."""
+        self.writer.transport.abort()
+
+
+# -- join, leave, presence -------------------------------------------------------------------------
+
+
+async def test_join_answers_with_peer_id_room_state_and_members(client: Client) -> None:
+    room = await new_room(client)
+    alice = await client.ws_connect("/ws")
+    first = await join(alice, room["id"], name="  Alice  ")
+    bob = await client.ws_connect("/ws")
+    second = await join(bob, room["id"], name="Bob")
+
+    alice_id, bob_id = first["peerId"], second["peerId"]
+    assert isinstance(alice_id, str) and alice_id and alice_id != bob_id
+    public = await get_room(client, room["id"])
+    assert public["viewerCount"] == 2
+    assert second == {
+        "type": "joined",
+        "roomId": room["id"],
+        "peerId": bob_id,
+        "role": "viewer",
+        "room": public,
+        "members": [
+            {"peerId": alice_id, "name": "Alice", "role": "viewer"},
+            {"peerId": bob_id, "name": "Bob", "role": "viewer"},
+        ],
+    }
+    assert first["members"] == [{"peerId": alice_id, "name": "Alice", "role": "viewer"}]
+    assert first["room"]["viewerCount"] == 1
+    for secret in ("ownerToken", "publish"):
+        assert secret not in first["room"]
+    assert room["ownerToken"] not in json.dumps([first, second])
+    assert room["publish"]["token"] not in json.dumps([first, second])
+
+    assert await expect(alice, "peer-joined") == {
+        "type": "peer-joined",
+        "roomId": room["id"],
+        "peer": {"peerId": bob_id, "name": "Bob", "role": "viewer"},
+    }
+    assert await receive(alice, skip=()) == {
+        "type": "viewer-count",
+        "roomId": room["id"],
+        "viewerCount": 2,
+    }
+
+    await bob.send_json({"type": "leave", "roomId": room["id"]})
+    assert await expect(bob, "left") == {"type": "left", "roomId": room["id"]}
+    assert await expect(alice, "peer-left") == {
+        "type": "peer-left",
+        "roomId": room["id"],
+        "peerId": bob_id,
+    }
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+
+
+async def test_join_of_a_missing_or_ended_room_is_an_error(client: Client) -> None:
+    room = await new_room(client)
+    closed = await client.post(
+        f"/api/rooms/{room['id']}/close",
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    assert closed.status == 200
+    ws = await client.ws_connect("/ws")
+
+    await ws.send_json({"type": "join", "roomId": "doesnotexist"})
+    assert await receive(ws) == error(
+        "room_not_found", "Room not found", inReplyTo="join", roomId="doesnotexist"
+    )
+    await ws.send_json({"type": "join", "roomId": room["id"]})
+    assert await receive(ws) == error(
+        "room_ended", "Room has ended", inReplyTo="join", roomId=room["id"]
+    )
+    assert (await get_room(client, room["id"]))["viewerCount"] == 0
+
+
+async def test_joining_twice_counts_once(client: Client) -> None:
+    room = await new_room(client)
+    (alice, alice_id), (bob, bob_id) = await joined_peers(client, room["id"], 2)
+
+    again = await join(bob, room["id"], name="Bob")
+    assert again["peerId"] == bob_id
+    assert [member["peerId"] for member in again["members"]] == [alice_id, bob_id]
+    assert (await get_room(client, room["id"]))["viewerCount"] == 2
+
+    # alice hears no second peer-joined: her next event is bob's chat
+    await bob.send_json({"type": "chat", "roomId": room["id"], "text": "hi"})
+    assert (await receive(alice))["type"] == "chat"
+
+
+async def test_leave_without_join_is_an_error(client: Client) -> None:
+    room = await new_room(client)
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "leave", "roomId": room["id"]})
+    assert await receive(ws) == error(
+        "not_in_room", "Not a member of this room", inReplyTo="leave", roomId=room["id"]
+    )
+    await join(ws, room["id"])
+    await ws.send_json({"type": "leave", "roomId": room["id"]})
+    assert await expect(ws, "left") == {"type": "left", "roomId": room["id"]}
+    await ws.send_json({"type": "leave", "roomId": room["id"]})
+    assert (await receive(ws))["code"] == "not_in_room"
+    assert (await get_room(client, room["id"]))["viewerCount"] == 0
+
+
+async def test_viewer_count_is_distinct_connections_including_abrupt_disconnects(
+    client: Client,
+) -> None:
+    room = await new_room(client)
+    observer = await client.ws_connect("/ws")
+    await join(observer, room["id"])
+    vanishing = []
+    for _ in range(3):
+        raw = await RawWebSocket.connect(client)
+        raw.send_json({"type": "join", "roomId": room["id"]})
+        raw.send_json({"type": "join", "roomId": room["id"]})  # twice: still one
+        assert (await raw.receive_json())["type"] == "joined"
+        vanishing.append(raw)
+    polite = await client.ws_connect("/ws")
+    await join(polite, room["id"])
+    assert (await get_room(client, room["id"]))["viewerCount"] == 5
+
+    for raw in vanishing:
+        raw.abort()
+    gone: set[str] = set()
+    async with asyncio.timeout(TIMEOUT):
+        while len(gone) < 3:
+            event = await receive(observer)
+            if event["type"] == "peer-left":
+                gone.add(event["peerId"])
+    assert (await get_room(client, room["id"]))["viewerCount"] == 2
+
+    await polite.close()
+    assert (await expect(observer, "peer-left"))["roomId"] == room["id"]
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+
+
+# -- relay -----------------------------------------------------------------------------------------
+
+PAYLOADS: list[Any] = [
+    None,
+    {"type": "offer", "sdp": "v=0\r\no=- 46117 2 IN IP4 127.0.0.1\r\ns=-\r\n"},
+    {
+        "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 41563 typ host",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+        "usernameFragment": None,
+    },
+    {"nested": {"list": [1, 2.5, -3, True, False, None, {"deep": ["x", {"y": "ü 🎥"}]}]}},
+    ["an", "array"],
+    "a string",
+    18446744073709551615,
+    0.1,
+    {},
+]
+
+
+async def test_relay_goes_to_the_others_with_payload_untouched_and_server_set_from(
+    client: Client,
+) -> None:
+    room = await new_room(client)
+    peers = await joined_peers(client, room["id"], 3)
+    (sender, sender_id), receivers = peers[0], peers[1:]
+
+    for kind, payload in zip(["offer", "answer", "candidate"] * 3, PAYLOADS, strict=True):
+        await sender.send_json(
+            {
+                "type": kind,
+                "roomId": room["id"],
+                "payload": payload,
+                "from": "somebody-else",
+                "extra": "dropped",
+            }
+        )
+        for ws, _ in receivers:
+            assert await receive(ws) == {
+                "type": kind,
+                "roomId": room["id"],
+                "payload": payload,
+                "from": sender_id,
+            }
+    # a message without payload relays payload null; the sender never hears its own
+    await sender.send_json({"type": "candidate", "roomId": room["id"]})
+    for ws, _ in receivers:
+        assert (await receive(ws))["payload"] is None
+    await sender.send_json({"type": "chat", "roomId": room["id"], "text": "marker"})
+    assert (await receive(sender))["type"] == "chat"
+
+
+async def test_to_sends_to_that_peer_only(client: Client) -> None:
+    room = await new_room(client)
+    (alice, alice_id), (bob, bob_id), (carol, _) = await joined_peers(client, room["id"], 3)
+
+    payload = {"type": "offer", "sdp": "v=0\r\n"}
+    await alice.send_json({"type": "offer", "roomId": room["id"], "payload": payload, "to": bob_id})
+    assert await receive(bob) == {
+        "type": "offer",
+        "roomId": room["id"],
+        "payload": payload,
+        "from": alice_id,
+        "to": bob_id,
+    }
+    await bob.send_json({"type": "answer", "roomId": room["id"], "payload": 1, "to": alice_id})
+    assert await receive(alice) == {
+        "type": "answer",
+        "roomId": room["id"],
+        "payload": 1,
+        "from": bob_id,
+        "to": alice_id,
+    }
+    # carol got neither: the next thing she receives is this broadcast
+    await alice.send_json({"type": "candidate", "roomId": room["id"], "payload": "marker"})
+    assert (await receive(carol))["payload"] == "marker"
+
+
+async def test_relay_errors(client: Client) -> None:
+    room = await new_room(client)
+    outsider = await client.ws_connect("/ws")
+    [(alice, alice_id)] = await joined_peers(client, room["id"], 1)
+    rid = room["id"]
+
+    await outsider.send_json({"type": "offer", "roomId": rid, "payload": {}})
+    assert await receive(outsider) == error(
+        "not_in_room", "Join the room first", inReplyTo="offer", roomId=rid
+    )
+    await outsider.send_json({"type": "candidate", "roomId": rid, "payload": {}, "to": alice_id})
+    assert (await receive(outsider))["code"] == "not_in_room"
+
+    for to in ("nobody", alice_id):  # unknown peer, or oneself
+        await alice.send_json({"type": "offer", "roomId": rid, "payload": {}, "to": to})
+        assert await receive(alice) == error(
+            "peer_not_found", "No such peer in this room", inReplyTo="offer", roomId=rid
+        )
+    await alice.send_json({"type": "answer", "roomId": rid, "payload": {}, "to": 5})
+    assert await receive(alice) == error(
+        "invalid_to", "Field 'to' must be a peer id", inReplyTo="answer", roomId=rid
+    )
+    deep: Any = None
+    for _ in range(400):
+        deep = [deep]
+    await alice.send_json({"type": "offer", "roomId": rid, "payload": deep})
+    assert await receive(alice) == error(
+        "invalid_payload", "Field 'payload' cannot be relayed", inReplyTo="offer", roomId=rid
+    )
+    await alice.send_json({"type": "leave", "roomId": rid})
+    assert (await receive(alice))["type"] == "left"
+
+
+# -- chat ------------------------------------------------------------------------------------------
+
+
+async def test_chat_goes_to_every_member_with_sender_and_server_time(client: Client) -> None:
+    room = await new_room(client)
+    alice = await client.ws_connect("/ws")
+    alice_id = (await join(alice, room["id"], name="Alice"))["peerId"]
+    bob = await client.ws_connect("/ws")
+    await join(bob, room["id"], name="Bob")
+    await expect(alice, "peer-joined")
+
+    before = int(time.time() * 1000)
+    text = "é" * 500
+    await alice.send_json({"type": "chat", "roomId": room["id"], "text": text, "from": "x"})
+    got = [await expect(ws, "chat") for ws in (alice, bob)]
+    after = int(time.time() * 1000)
+    assert got[0] == got[1]
+    ts = got[0].pop("ts")
+    assert before <= ts <= after
+    assert got[0] == {
+        "type": "chat",
+        "roomId": room["id"],
+        "from": alice_id,
+        "name": "Alice",
+        "text": text,
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message"),
+    [
+        ("x" * 501, "chat_too_long", "Field 'text' must be at most 500 characters"),
+        ("", "invalid_text", "Field 'text' must be a non-empty string"),
+        ("   ", "invalid_text", "Field 'text' must be a non-empty string"),
+        (None, "invalid_text", "Field 'text' must be a non-empty string"),
+        (42, "invalid_text", "Field 'text' must be a non-empty string"),
+    ],
+)
+async def test_chat_errors(client: Client, text: Any, code: str, message: str) -> None:
+    room = await new_room(client)
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "chat", "roomId": room["id"], "text": "hi"})
+    assert (await receive(ws))["code"] == "not_in_room"
+    await join(ws, room["id"])
+    await ws.send_json({"type": "chat", "roomId": room["id"], "text": text})
+    assert await receive(ws) == error(code, message, inReplyTo="chat", roomId=room["id"])
+
+
+# -- roles: host, close-room, kick -----------------------------------------------------------------
+
+
+async def test_host_role_needs_the_owner_token(client: Client, create_room: CreateRoom) -> None:
+    room = await create_room()
+    other = await create_room()
+    ws = await client.ws_connect("/ws")
+    forbidden = error(
+        "forbidden",
+        "Joining as host needs the room's owner token",
+        inReplyTo="join",
+        roomId=room["id"],
+    )
+    for token in (None, "wrong", other["ownerToken"], room["publish"]["token"]):
+        await ws.send_json({"type": "join", "roomId": room["id"], "role": "host", "token": token})
+        assert await receive(ws) == forbidden
+    joined = await join(ws, room["id"], role="host", token=room["ownerToken"], name="Owner")
+    assert joined["role"] == "host"
+    assert joined["members"] == [{"peerId": joined["peerId"], "name": "Owner", "role": "host"}]
+    assert room["ownerToken"] not in json.dumps(joined)
+
+
+async def test_only_hosts_close_the_room(client: Client, create_room: CreateRoom) -> None:
+    room = await create_room()
+    host = await client.ws_connect("/ws")
+    await join(host, room["id"], role="host", token=room["ownerToken"])
+    viewer = await client.ws_connect("/ws")
+    await join(viewer, room["id"])
+    await expect(host, "peer-joined")
+
+    await viewer.send_json({"type": "close-room", "roomId": room["id"]})
+    assert await receive(viewer) == error(
+        "forbidden", "Only the room's host may do this", inReplyTo="close-room", roomId=room["id"]
+    )
+    assert (await get_room(client, room["id"]))["status"] == "preparing"
+
+    await host.send_json({"type": "close-room", "roomId": room["id"]})
+    pushed = [await expect(ws, "room-status") for ws in (host, viewer)]
+    ended = await get_room(client, room["id"])
+    assert ended["status"] == "ended"
+    assert isinstance(ended["endTime"], int)
+    for event in pushed:
+        assert event == {
+            "type": "room-status",
+            "roomId": room["id"],
+            "status": "ended",
+            "room": ended,
+        }
+
+    late = await client.ws_connect("/ws")
+    await late.send_json({"type": "join", "roomId": room["id"]})
+    assert (await receive(late))["code"] == "room_ended"
+
+
+async def test_only_hosts_kick(client: Client, create_room: CreateRoom) -> None:
+    room = await create_room()
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    host_id = (await join(host, rid, role="host", token=room["ownerToken"]))["peerId"]
+    viewer = await client.ws_connect("/ws")
+    viewer_id = (await join(viewer, rid))["peerId"]
+    other = await client.ws_connect("/ws")
+    await join(other, rid)
+    await expect(host, "peer-joined")
+    await expect(host, "peer-joined")
+    await expect(viewer, "peer-joined")
+
+    await viewer.send_json({"type": "kick", "roomId": rid, "peerId": host_id})
+    assert await receive(viewer) == error(
+        "forbidden", "Only the room's host may do this", inReplyTo="kick", roomId=rid
+    )
+    for target in ("nobody", host_id, None):
+        await host.send_json({"type": "kick", "roomId": rid, "peerId": target})
+        assert await receive(host) == error(
+            "peer_not_found", "No such peer in this room", inReplyTo="kick", roomId=rid
+        )
+
+    await host.send_json({"type": "kick", "roomId": rid, "peerId": viewer_id})
+    assert await expect(viewer, "kicked") == {"type": "kicked", "roomId": rid, "by": host_id}
+    for ws in (host, other):
+        assert await expect(ws, "peer-left") == {
+            "type": "peer-left",
+            "roomId": rid,
+            "peerId": viewer_id,
+        }
+    assert (await get_room(client, rid))["viewerCount"] == 2
+    await viewer.send_json({"type": "offer", "roomId": rid, "payload": {}})
+    assert (await receive(viewer))["code"] == "not_in_room"
+
+
+# -- room events -----------------------------------------------------------------------------------
+
+
+async def test_room_status_is_pushed_on_srs_hooks(
+    client: Client, create_room: CreateRoom, post_hook: PostHook
+) -> None:
+    room = await create_room()
+    ws = await client.ws_connect("/ws")
+    await join(ws, room["id"])
+
+    assert await post_hook(hook_for(room, "on_publish.json")) == (200, {"code": 0})
+    live = await expect(ws, "room-status")
+    assert live == {
+        "type": "room-status",
+        "roomId": room["id"],
+        "status": "live",
+        "room": await get_room(client, room["id"]),
+    }
+    assert live["room"]["status"] == "live" and live["room"]["viewerCount"] == 1
+
+    assert await post_hook(hook_for(room, "on_play.json")) == (200, {"code": 0})
+    played = await expect(ws, "room-status")
+    assert (played["status"], played["room"]["playerCount"]) == ("live", 1)
+
+    assert await post_hook(hook_for(room, "on_unpublish.json")) == (200, {"code": 0})
+    ended = await expect(ws, "room-status")
+    assert ended["status"] == "ended"
+    assert ended["room"] == await get_room(client, room["id"])
+    text = json.dumps([live, played, ended])
+    assert room["publish"]["token"] not in text and room["ownerToken"] not in text
+
+
+async def test_viewer_counts_are_coalesced_in_a_join_storm(start: Start) -> None:
+    interval = 0.5
+    client = await start(viewer_count_interval=interval)
+    room = await new_room(client)
+    n = 50
+    counts = [0] * n
+
+    async def member(index: int) -> None:
+        ws = await client.ws_connect("/ws")
+        await ws.send_json({"type": "join", "roomId": room["id"]})
+        while True:
+            event = await receive(ws, skip=(), within=10)
+            if event["type"] == "viewer-count":
+                counts[index] += 1
+                if event["viewerCount"] == n:
+                    return
+
+    began = time.monotonic()
+    async with asyncio.timeout(15):
+        await asyncio.gather(*(member(index) for index in range(n)))
+    took = time.monotonic() - began
+
+    # uncoalesced, join k would push k counts: 1 + 2 + ... + 50 = 1275 sends
+    pushes = int(took / interval) + 2
+    assert sum(counts) <= n * pushes
+    assert sum(counts) < n * (n + 1) // 4
+    assert (await get_room(client, room["id"]))["viewerCount"] == n
+
+
+# -- bad frames ------------------------------------------------------------------------------------
+
+
+async def test_bad_frames_get_an_error_and_the_socket_stays_open(client: Client) -> None:
+    room = await new_room(client)
+    ws = await client.ws_connect("/ws")
+    cases: list[tuple[Callable[[], Awaitable[None]], dict[str, Any]]] = [
+        (
+            lambda: ws.send_str("{not json"),
+            error("invalid_json", "Message is not valid JSON"),
+        ),
+        (
+            lambda: ws.send_str("[1, 2]"),
+            error("invalid_message", "A message must be a JSON object"),
+        ),
+        (
+            lambda: ws.send_str('"join"'),
+            error("invalid_message", "A message must be a JSON object"),
+        ),
+        (
+            lambda: ws.send_bytes(b'{"type": "join"}'),
+            error("binary_not_supported", "Send JSON text frames"),
+        ),
+        (
+            lambda: ws.send_json({"roomId": room["id"]}),
+            error("missing_type", "Field 'type' is required and must be a string"),
+        ),
+        (
+            lambda: ws.send_json({"type": "teleport", "roomId": room["id"]}),
+            error("unknown_type", "Unknown message type 'teleport'", inReplyTo="teleport"),
+        ),
+        (
+            lambda: ws.send_json({"type": "join"}),
+            error(
+                "missing_room_id",
+                "Field 'roomId' is required and must be a room id",
+                inReplyTo="join",
+            ),
+        ),
+        (
+            lambda: ws.send_json({"type": "offer", "roomId": 12, "payload": {}}),
+            error(
+                "missing_room_id",
+                "Field 'roomId' is required and must be a room id",
+                inReplyTo="offer",
+            ),
+        ),
+    ]
+    for send, expected in cases:
+        await send()
+        assert await receive(ws) == expected
+        assert not ws.closed
+    joined = await join(ws, room["id"])  # still open and working
+    assert joined["roomId"] == room["id"]
+
+
+async def test_a_frame_over_max_msg_size_closes_with_1009(start: Start) -> None:
+    client = await start(max_msg_size=1024)
+    room = await new_room(client)
+    (observer, _), (ws, peer_id) = await joined_peers(client, room["id"], 2)
+    text = "é" * 450  # 900 bytes of UTF-8; unknown fields are ignored: pad to the limit
+    chat = {"type": "chat", "roomId": room["id"], "text": text, "pad": ""}
+    chat["pad"] = "p" * (1023 - len(json.dumps(chat, ensure_ascii=False).encode()))
+    frame = json.dumps(chat, ensure_ascii=False)
+    assert len(frame.encode()) == 1023  # the largest message allowed
+    await ws.send_str(frame)
+    assert (await expect(ws, "chat"))["text"] == text
+
+    await ws.send_str(frame + " ")  # 1024 bytes: max_msg_size is exclusive
+    async with asyncio.timeout(TIMEOUT):
+        msg = await ws.receive()
+        while msg.type is WSMsgType.TEXT:  # a coalesced count may come first
+            msg = await ws.receive()
+    assert msg.type is WSMsgType.CLOSE
+    assert msg.data == 1009
+    assert (await expect(observer, "chat"))["text"] == text
+    assert (await expect(observer, "peer-left"))["peerId"] == peer_id
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+
+
+async def test_default_frame_limit_is_64_kib(client: Client) -> None:
+    ws = await client.ws_connect("/ws")
+    await ws.send_str(json.dumps({"type": "x", "roomId": "r", "pad": "x" * (64 * 1024)}))
+    async with asyncio.timeout(TIMEOUT):
+        msg = await ws.receive()
+    assert (msg.type, msg.data) == (WSMsgType.CLOSE, 1009)
+
+
+# -- rate limit ------------------------------------------------------------------------------------
+
+
+async def test_rate_limit_answers_rate_limited_then_closes_a_flood_with_1008(start: Start) -> None:
+    client = await start(rate_per_s=5, rate_burst=10)
+    ws = await client.ws_connect("/ws")
+    for _ in range(30):
+        await ws.send_json({"type": "leave", "roomId": "nowhere"})
+
+    replies = []
+    async with asyncio.timeout(TIMEOUT):
+        msg = await ws.receive()
+        while msg.type is WSMsgType.TEXT:
+            replies.append(json.loads(msg.data))
+            msg = await ws.receive()
+    assert [reply["code"] for reply in replies] == ["not_in_room"] * 10 + ["rate_limited"]
+    assert replies[-1] == error("rate_limited", "Too many messages: slow down")
+    assert (msg.type, msg.data, msg.extra) == (
+        WSMsgType.CLOSE,
+        1008,
+        "message rate limit exceeded",
+    )
+
+
+async def test_a_client_under_the_rate_is_never_throttled(start: Start) -> None:
+    client = await start(rate_per_s=50, rate_burst=20)
+    room = await new_room(client)
+    (sender, _), (receiver, _) = await joined_peers(client, room["id"], 2)
+    for seq in range(19):  # the rest of the burst (the join took one token), all at once
+        await sender.send_json({"type": "candidate", "roomId": room["id"], "payload": seq})
+    for seq in range(19):
+        assert (await receive(receiver))["payload"] == seq
+    await asyncio.sleep(0.1)  # time refills the bucket (5 tokens): nothing to await
+    await sender.send_json({"type": "candidate", "roomId": room["id"], "payload": "after"})
+    assert (await receive(receiver))["payload"] == "after"
+
+
+# -- limits ----------------------------------------------------------------------------------------
+
+
+async def test_rooms_per_connection_limit(start: Start) -> None:
+    client = await start(max_rooms_per_connection=2)
+    rooms = [await new_room(client, f"Room {index}") for index in range(3)]
+    ws = await client.ws_connect("/ws")
+    await join(ws, rooms[0]["id"])
+    await join(ws, rooms[1]["id"])
+    await ws.send_json({"type": "join", "roomId": rooms[2]["id"]})
+    assert await receive(ws) == error(
+        "too_many_rooms",
+        "This connection has joined too many rooms",
+        inReplyTo="join",
+        roomId=rooms[2]["id"],
+    )
+    await join(ws, rooms[1]["id"])  # rejoining a room it is in is fine
+    await ws.send_json({"type": "leave", "roomId": rooms[0]["id"]})
+    await expect(ws, "left")
+    assert (await join(ws, rooms[2]["id"]))["roomId"] == rooms[2]["id"]
+
+
+async def test_members_per_room_limit(start: Start) -> None:
+    client = await start(max_members_per_room=2)
+    room = await new_room(client)
+    await joined_peers(client, room["id"], 2)
+    third = await client.ws_connect("/ws")
+    await third.send_json({"type": "join", "roomId": room["id"]})
+    assert await receive(third) == error(
+        "room_full", "Room is full", inReplyTo="join", roomId=room["id"]
+    )
+    assert (await get_room(client, room["id"]))["viewerCount"] == 2
+
+
+# -- Origin ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/ws", "/"])
+async def test_origin_allow_list(start: Start, path: str) -> None:
+    client = await start(ws_origins=("https://ok.example",))
+    room = await new_room(client)
+
+    with pytest.raises(WSServerHandshakeError) as refused:
+        await client.ws_connect(path, headers={"Origin": "https://evil.example"})
+    assert refused.value.status == 403
+    resp = await client.get(
+        path,
+        headers={
+            "Origin": "https://evil.example",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+        },
+    )
+    assert resp.status == 403
+    assert await resp.json() == {
+        "error": "WebSocket Origin is not allowed",
+        "code": "origin_not_allowed",
+        "details": None,
+    }
+
+    listed = await client.ws_connect(path, headers={"Origin": "https://ok.example"})
+    assert (await join(listed, room["id"]))["roomId"] == room["id"]
+    no_origin = await client.ws_connect(path)  # not a browser
+    assert (await join(no_origin, room["id"]))["roomId"] == room["id"]
+
+
+# -- heartbeat -------------------------------------------------------------------------------------
+
+
+async def test_heartbeat_removes_a_dead_peer_in_bounded_time(start: Start) -> None:
+    heartbeat = 0.4
+    client = await start(heartbeat=heartbeat)
+    room = await new_room(client)
+    observer = await client.ws_connect("/ws")  # answers pings while it reads
+    await join(observer, room["id"])
+    dead = await client.ws_connect("/ws", autoping=False)  # never answers a ping
+    dead_id = (await join(dead, room["id"]))["peerId"]
+    began = time.monotonic()
+    await expect(observer, "peer-joined")
+
+    async with asyncio.timeout(3 * heartbeat):
+        event = await receive(observer, within=3 * heartbeat)
+    assert event == {"type": "peer-left", "roomId": room["id"], "peerId": dead_id}
+    assert time.monotonic() - began < 3 * heartbeat
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+
+
+# -- seed compatibility ----------------------------------------------------------------------------
+
+
+async def test_seed_clients_at_root_work_unchanged(client: Client) -> None:
+    room = await new_room(client)
+    rid = room["id"]
+    a = await client.ws_connect("/")
+    b = await client.ws_connect("/")
+    for ws in (a, b):  # the seed's join: no name, no role, no reply expected
+        await ws.send_str(json.dumps({"type": "join", "roomId": rid}))
+    await expect(a, "joined")
+    await expect(b, "joined")
+    await expect(a, "peer-joined")
+    assert (await get_room(client, rid))["viewerCount"] == 2
+
+    exchange = [
+        (a, b, {"type": "offer", "payload": {"type": "offer", "sdp": "v=0\r\n"}, "roomId": rid}),
+        (b, a, {"type": "answer", "payload": {"type": "answer", "sdp": "v=0\r\n"}, "roomId": rid}),
+        (a, b, {"type": "candidate", "payload": {"candidate": "candidate:1"}, "roomId": rid}),
+        (b, a, {"type": "candidate", "payload": None, "roomId": rid}),
+    ]
+    for sender, receiver, message in exchange:
+        await sender.send_str(json.dumps(message))
+        got = await receive(receiver, skip=("viewer-count", "peer-joined"))
+        assert {key: got[key] for key in message} == message  # the seed's fields, unchanged
+
+    await b.send_str(json.dumps({"type": "leave", "roomId": rid}))
+    await expect(b, "left")
+    assert (await get_room(client, rid))["viewerCount"] == 1
+
+
+async def test_root_without_upgrade_still_serves_the_console(client: Client) -> None:
+    resp = await client.get("/")
+    assert resp.status == 200
+    assert resp.content_type == "text/html"
+
+
+# -- slow consumers --------------------------------------------------------------------------------
+
+
+async def test_a_slow_consumer_is_closed_with_1013_and_does_not_delay_the_others(
+    start: Start,
+) -> None:
+    queue = 256 * 1024
+    client = await start(send_queue_bytes=queue, max_msg_size=1024 * 1024)
+    room = await new_room(client)
+    rid = room["id"]
+    slow = await RawWebSocket.connect(client, rcvbuf=4096)
+    slow.send_json({"type": "join", "roomId": rid})
+    slow_id = (await slow.receive_json())["peerId"]
+    (fast, _), (sender, _) = await joined_peers(client, rid, 2)
+    # the slow client reads nothing from here on
+
+    payload = "x" * (200 * 1024)
+    sent = 0
+    while await metric(client, "livehub_ws_slow_disconnects_total") == 0:
+        assert sent < 60, "the slow consumer was never disconnected"
+        await sender.send_json({"type": "candidate", "roomId": rid, "payload": [sent, payload]})
+        got = await receive(fast, skip=("viewer-count", "peer-joined"), within=2)
+        assert got["payload"][0] == sent  # delivered at once, in order
+        sent += 1
+    assert sent > 5  # kernel buffers absorbed a few megabytes first
+
+    # the server gives up on a silent peer after 2 s; read what it queued, up to its close
+    async with asyncio.timeout(1.5):
+        opcode, data = await slow.receive()
+        while opcode != 0x8:
+            opcode, data = await slow.receive()
+    code, reason = struct.unpack("!H", data[:2])[0], data[2:]
+    assert (code, reason) == (1013, b"outbound queue full")
+    slow.send_frame(0x8, data[:2])
+    assert await expect(fast, "peer-left") == {
+        "type": "peer-left",
+        "roomId": rid,
+        "peerId": slow_id,
+    }
+    slow.writer.close()
+
+    await sender.send_json({"type": "candidate", "roomId": rid, "payload": "after"})
+    assert (await receive(fast))["payload"] == "after"
+    assert (await get_room(client, rid))["viewerCount"] == 2
