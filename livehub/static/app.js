@@ -799,7 +799,7 @@ function roomView(root, roomId) {
       const self = m.peerId === myPeerId;
       const inCall = calls.has(m.peerId);
       const button = self ? null : inCall
-        ? h('button', { type: 'button', class: 'small', testid: 'hangup-button', dataset: { peerId: m.peerId }, onclick: () => calls.get(m.peerId)?.end('you hung up') }, 'Hang up')
+        ? h('button', { type: 'button', class: 'small danger', testid: 'hangup-button', dataset: { peerId: m.peerId }, onclick: () => calls.get(m.peerId)?.end('you hung up') }, 'Hang up')
         : h('button', { type: 'button', class: 'small', testid: 'call-button', dataset: { peerId: m.peerId }, onclick: () => startCall(m.peerId) }, 'Call');
       return h('li', { testid: 'member-item', dataset: { peerId: m.peerId, role: m.role ?? '' }, class: self ? 'self' : '' },
         h('span', { class: 'member-name', testid: 'member-name' }, m.name || m.peerId),
