@@ -5,7 +5,8 @@ drives the pages through every scenario and prints a JSON report; each test belo
 its scenario. SRS itself does not run: ``fake_srs.py`` (aiortc) stands in for its WHIP/WHEP
 endpoints and posts its hooks, and some scenarios post hooks directly the way SRS would.
 
-Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and ``npm ci`` in ``tests/e2e``.
+Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and playwright-core from
+``npm ci`` in ``tests/e2e`` (run by the tests themselves when ``node_modules`` is missing).
 Screenshots land in ``docs/screenshots/``.
 """
 
@@ -129,11 +130,31 @@ def server() -> Iterator[str]:
             stop(proc, log, "livehub")
 
 
+def install_playwright_core() -> None:
+    """``npm ci`` in tests/e2e unless done already (CI and ``make e2e`` may also do it)."""
+    if (HERE / "node_modules" / "playwright-core").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail(
+            "playwright-core is not installed and npm is missing: run `npm ci` in tests/e2e"
+        )
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"`npm ci` in tests/e2e failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
 @pytest.fixture(scope="module")
 def report(server: str) -> dict[str, Any]:
-    if not (HERE / "node_modules" / "playwright-core").is_dir():
-        pytest.fail("playwright-core is not installed: run `npm ci` in tests/e2e")
     assert NODE is not None
+    install_playwright_core()
     env = {
         **os.environ,
         "LIVEHUB_URL": server,
