@@ -871,7 +871,10 @@ function roomView(root, roomId) {
       members.clear();
       for (const call of [...calls.values()]) call.end('disconnected from livehub', { quiet: true });
       renderMembers();
-      if (closing) { setConnected('closed', 'disconnected'); return; }
+      if (closing) {
+        if (wsState.dataset.state !== 'closed') setConnected('closed', 'disconnected');
+        return;
+      }
       setConnected('reconnecting', `disconnected${e.code === 1006 ? '' : ` (${e.code})`}, retrying…`);
       retryTimer = setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 10000);
@@ -929,6 +932,14 @@ function roomView(root, roomId) {
       case 'left':
         break;
       case 'error':
+        if (msg.code === 'room_ended') {
+          // e.g. rejoining after a disconnect, when the room ended meanwhile
+          setRoom({ status: 'ended' });
+          closing = true;
+          ws?.close();
+          setConnected('closed', 'room ended: chat is closed');
+          break;
+        }
         errors.show(`livehub refused ${msg.inReplyTo ? `the ${msg.inReplyTo} message` : 'a message'}: ${msg.message ?? 'error'} [${msg.code ?? 'error'}]`, `ws:${msg.code}`);
         break;
       default:
