@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
+E2E_DEPS  := tests/e2e/node_modules/.package-lock.json
+
 .PHONY: run test lint check e2e fuzz bench clean
 
 $(BIN)/python:
@@ -19,10 +21,13 @@ $(DEV_STAMP): setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@ $(RUN_STAMP)
 
+$(E2E_DEPS): tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund --silent
+
 run: $(RUN_STAMP)  ## serve (LIVEHUB_* variables configure it; see README)
 	$(BIN)/livehub
 
-test: $(DEV_STAMP)  ## the whole suite, browser tests included when Chromium is installed
+test: $(DEV_STAMP) $(E2E_DEPS)  ## the whole suite; browser tests need Chromium (.ci/run installs it)
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)
@@ -32,7 +37,7 @@ lint: $(DEV_STAMP)
 
 check: lint test
 
-e2e: $(DEV_STAMP)  ## only the headless-Chromium tests
+e2e: $(DEV_STAMP) $(E2E_DEPS)  ## only the headless-Chromium tests
 	$(BIN)/pytest -m e2e tests/e2e
 
 fuzz: $(DEV_STAMP)  ## schemathesis against /api/openapi.json
