@@ -108,7 +108,13 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        # let kicks in flight finish (bounded), then cancel what is left before the session goes
         tasks = app[keys.background]
         pending = list(tasks)
         if pending:
-            await asyncio.wait(pending, timeout=config.shutdown_timeout / 2)
+            _, late = await asyncio.wait(pending, timeout=config.shutdown_timeout / 2)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("%d background tasks cancelled at shutdown", len(late))
+                await asyncio.wait(late)

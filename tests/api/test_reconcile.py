@@ -9,6 +9,7 @@ HTTP 500, or to a non-zero code, and records every request and kick.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -49,6 +50,8 @@ class FakeSRS:
         self.requests: list[tuple[str, str]] = []
         self.kicks: list[str] = []
         self.kick_code = 0
+        self.kick_delay = 0.0
+        self._stopping = asyncio.Event()
         self.stream_reads = 0
         self._runner: web.AppRunner | None = None
         app = web.Application()
@@ -63,11 +66,13 @@ class FakeSRS:
     async def start(self) -> None:
         if self._runner is None:
             self._runner = web.AppRunner(self.app, access_log=None)
+            self._stopping.clear()
             await self._runner.setup()
             await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
 
     async def stop(self) -> None:
         """Down: nothing listens on the port any more (connection refused)."""
+        self._stopping.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -119,6 +124,9 @@ class FakeSRS:
         self.requests.append((request.method, request.path_qs))
         client_id = request.match_info["id"]
         self.kicks.append(client_id)
+        if self.kick_delay:  # a hanging SRS, until it is stopped
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.kick_delay)
         if self.kick_code:
             return self._reply({"code": self.kick_code})
         return self._reply(self._head())
@@ -484,3 +492,20 @@ async def test_a_failed_kick_is_logged_not_fatal(
     )
     assert (await room_json(client, room["id"]))["status"] == "ended"
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_a_hanging_kick_does_not_hold_up_shutdown(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await start(aiohttp_client, make_config(srs_api_url=srs.url, shutdown_timeout=0.4))
+    room = await live_room(client, srs, "h4ng0000")
+    srs.kick_delay = 30.0
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/close", headers={"Authorization": f"Bearer {room['ownerToken']}"}
+    )
+    assert resp.status == 200
+    await eventually(lambda: srs.kicks == ["h4ng0000"])
+    started = time.monotonic()
+    await client.close()
+    assert time.monotonic() - started < 2
+    assert "1 background tasks cancelled at shutdown" in [r.getMessage() for r in caplog.records]
