@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# livehub vs the seed's Node server (express + ws), side by side, on the shared wsbench load
+# generator. Loopback only; every wsbench run is bounded by --timeout.
+#
+#   benchmarks/run.sh                              # fanout pairs joinstorm idle, once each
+#   benchmarks/run.sh fanout pairs                 # a subset
+#   REPEAT=3 benchmarks/run.sh                     # repeat each scenario (medians in the report)
+#   QUIET_WAIT=300 benchmarks/run.sh               # before each run wait (at most 300 s) until
+#                                                  # the host is quiet: busy < QUIET_MAX cores
+#                                                  # (default 0.3) over a 2 s sample
+#   TARGETS=livehub benchmarks/run.sh fanout       # one server only (no ratios)
+#   FANOUT_ARGS="-n 500" benchmarks/run.sh fanout  # replace a scenario's wsbench options
+#
+# For each scenario and repetition, each target is started fresh, measured and stopped, one after
+# the other (never two servers at once); seed and livehub alternate so both see similar host
+# load. /work/shared is read-only, so wsbench and the seed are copied to a scratch directory
+# (SCRATCH, default /tmp/livehub-bench) and `npm ci` runs there.
+#
+# Output: benchmarks/results/<UTC timestamp>/ (or OUT): TARGET/NAME.{txt,json},
+# TARGET/server-NAME.log, report.md (wsbench's report.js), summary.md (livehub/seed ratios
+# against the targets of issue 3) and machine.txt.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+SHARED="${SHARED:-$(cd "$ROOT/../shared" && pwd)}"
+SCRATCH="${SCRATCH:-/tmp/livehub-bench}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+OUT="${OUT:-$HERE/results/$(date -u +%Y%m%dT%H%M%SZ)}"
+SCENARIOS="${*:-fanout pairs joinstorm idle}"
+TARGETS="${TARGETS:-seed livehub}"
+REPEAT="${REPEAT:-1}"
+QUIET_WAIT="${QUIET_WAIT:-0}"
+QUIET_MAX="${QUIET_MAX:-0.3}"
+SEED_PORT="${SEED_PORT:-18088}"
+LIVEHUB_PORT="${LIVEHUB_PORT:-18089}"
+TIMEOUT="${TIMEOUT:-420}"   # wsbench --timeout per run, seconds
+# livehub's per-connection rate limit (default 200 msg/s, burst 400) caps one fanout sender at
+# 200 messages/s = 200,000 deliveries/s to 1,000 receivers; livehub goes faster than that, so the
+# limiter would drop the excess (counted as lost). Raise it for the load test only; set
+# LIVEHUB_BENCH_ENV="" to measure with the defaults.
+LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=1000000 LIVEHUB_RATE_BURST=1000000}"
+
+FANOUT_ARGS="${FANOUT_ARGS:-}"            # wsbench defaults: 1 room x 1000 receivers x 2000 messages
+PAIRS_ARGS="${PAIRS_ARGS:-}"              # 500 rooms x 2 peers x 20 rounds
+JOINSTORM_ARGS="${JOINSTORM_ARGS:-}"      # 2000 clients
+IDLE_ARGS="${IDLE_ARGS:--n 10000 -t 40}"  # 10,000 connections over 50 rooms, held 40 s (> livehub's 30 s heartbeat)
+
+# one fd per WebSocket: the server and the load generator each hold 10,000+ in `idle`
+hard="$(ulimit -Hn)"
+want=65536
+if [ "$hard" != "unlimited" ] && [ "$hard" -lt "$want" ]; then want="$hard"; fi
+ulimit -n "$want" 2>/dev/null || echo "run.sh: could not raise the fd limit (now $(ulimit -n))" >&2
+
+# -- scratch copies of the read-only load generator and seed peer ------------------------------
+prepare() {
+  mkdir -p "$SCRATCH/peers"
+  local src dst
+  for pair in "bench:bench" "peers/seed-node:peers/seed-node"; do
+    src="$SHARED/${pair%%:*}"; dst="$SCRATCH/${pair##*:}"
+    # refresh the sources when /work/shared changed, keep node_modules and dist
+    mkdir -p "$dst"
+    chmod -R u+w "$dst" 2>/dev/null || true
+    (cd "$src" && find . -path ./node_modules -prune -o -type f -print) | while read -r f; do
+      if ! cmp -s "$src/$f" "$dst/$f"; then mkdir -p "$(dirname "$dst/$f")"; cp "$src/$f" "$dst/$f"; fi
+    done
+    chmod -R u+w "$dst"
+    if [ ! -d "$dst/node_modules" ]; then
+      (cd "$dst" && npm ci --no-audit --no-fund --silent) >&2 || { echo "npm ci failed in $dst" >&2; exit 2; }
+    fi
+  done
+  local seed="$SCRATCH/peers/seed-node"
+  if [ ! -f "$seed/dist/signaling/index.js" ] || [ -n "$(find "$seed/src" -name '*.ts' -newer "$seed/dist/signaling/index.js")" ]; then
+    (cd "$seed" && ./node_modules/.bin/tsc -p .) >&2 || { echo "tsc failed for the seed" >&2; exit 2; }
+  fi
+}
+
+busy_cores() { # busy cores over a 2 s sample (user+nice+system+irq+softirq), as bench-seed.sh
+  local a b
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat); sleep 2
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat)
+  awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz/2}'
+}
+
+wait_quiet() {
+  [ "$QUIET_WAIT" -gt 0 ] || return 0
+  local end=$((SECONDS + QUIET_WAIT)) c
+  while :; do
+    c=$(busy_cores)
+    if awk -v c="$c" -v m="$QUIET_MAX" 'BEGIN{exit !(c < m)}'; then echo "host quiet ($c busy cores)" >&2; return 0; fi
+    if [ "$SECONDS" -ge "$end" ]; then echo "host still busy ($c cores) after ${QUIET_WAIT}s; running anyway" >&2; return 0; fi
+  done
+}
+
+# -- servers: each started so that $! is the server process itself (exec), for wsbench --pid ----
+SPID=""
+start_server() { # TARGET LOG
+  local target="$1" log="$2"
+  case "$target" in
+    seed)
+      (cd "$SCRATCH/peers/seed-node" && PORT="$SEED_PORT" NODE_ENV=production exec node dist/signaling/index.js) >"$log" 2>&1 &
+      ;;
+    livehub)
+      # shellcheck disable=SC2086
+      (cd "$ROOT" && export LIVEHUB_HOOK_SECRET=some-long-secret-value LIVEHUB_LOG_LEVEL=WARNING $LIVEHUB_BENCH_ENV &&
+        exec "$PYTHON" -m livehub --host 127.0.0.1 --port "$LIVEHUB_PORT" --db :memory:) >"$log" 2>&1 &
+      ;;
+    *) echo "unknown target $target" >&2; exit 2 ;;
+  esac
+  SPID=$!
+  local port; port="$(target_port "$target")"
+  for _ in $(seq 300); do
+    if curl -sf "http://127.0.0.1:$port/api/rooms" >/dev/null 2>&1; then
+      echo "$target server pid $SPID ($(cat "/proc/$SPID/comm" 2>/dev/null)) on port $port" >&2
+      return 0
+    fi
+    kill -0 "$SPID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$target server did not start on port $port (log: $log)" >&2
+  stop_server
+  return 1
+}
+
+stop_server() {
+  [ -n "$SPID" ] || return 0
+  if kill -0 "$SPID" 2>/dev/null; then kill "$SPID"; fi
+  for _ in $(seq 100); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$SPID" 2>/dev/null; then kill -9 "$SPID" 2>/dev/null; fi
+  wait "$SPID" 2>/dev/null
+  SPID=""
+}
+trap 'stop_server' EXIT
+trap 'exit 130' INT TERM
+
+target_port() { if [ "$1" = seed ]; then echo "$SEED_PORT"; else echo "$LIVEHUB_PORT"; fi; }
+ws_path() { if [ "$1" = seed ]; then echo "/"; else echo "/ws"; fi; }
+
+machine() {
+  echo "date: $(date -u +%FT%TZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "kernel: $(uname -sr)"
+  echo "python: $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  echo "node: $(node --version)"
+  echo "livehub commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- livehub 2>/dev/null || echo ' (livehub/ modified)')"
+  echo "packages: $("$PYTHON" -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("aiohttp", "uvloop", "orjson")))')"
+  echo "fd limit: $(ulimit -n)"
+  echo "livehub env: LIVEHUB_LOG_LEVEL=WARNING $LIVEHUB_BENCH_ENV"
+  echo "REPEAT=$REPEAT QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX TIMEOUT=$TIMEOUT"
+  echo "FANOUT_ARGS=$FANOUT_ARGS | PAIRS_ARGS=$PAIRS_ARGS | JOINSTORM_ARGS=$JOINSTORM_ARGS | IDLE_ARGS=$IDLE_ARGS"
+}
+
+prepare
+mkdir -p "$OUT"
+for target in $TARGETS; do mkdir -p "$OUT/$target"; done
+machine | tee "$OUT/machine.txt"
+BENCH="$SCRATCH/bench/wsbench.js"
+overall=0
+
+for scn in $SCENARIOS; do
+  var="$(echo "$scn" | tr '[:lower:]' '[:upper:]')_ARGS"
+  # shellcheck disable=SC2206
+  extra=(${!var:-})
+  for rep in $(seq "$REPEAT"); do
+    name="$scn"; [ "$REPEAT" -gt 1 ] && name="$scn.$rep"
+    for target in $TARGETS; do
+      dir="$OUT/$target"
+      wait_quiet
+      start_server "$target" "$dir/server-$name.log" || { overall=1; continue; }
+      port="$(target_port "$target")"
+      cmd=(node "$BENCH" --http "http://127.0.0.1:$port" --ws "ws://127.0.0.1:$port$(ws_path "$target")"
+        "$scn" --pid "$SPID" --json --timeout "$TIMEOUT" "${extra[@]}")
+      {
+        echo "\$ ${cmd[*]}"
+        echo "# $(date -u +%FT%TZ) host: $(nproc) cpus, loadavg $(cut -d' ' -f1-3 /proc/loadavg), $target server pid $SPID"
+      } >"$dir/$name.txt"
+      "${cmd[@]}" >"$dir/$name.stdout" 2>"$dir/$name.stderr"
+      rc=$?
+      sed '$d' "$dir/$name.stdout" >>"$dir/$name.txt"
+      tail -n 1 "$dir/$name.stdout" >"$dir/$name.json"
+      if [ -s "$dir/$name.stderr" ]; then sed 's/^/stderr: /' "$dir/$name.stderr" >>"$dir/$name.txt"; fi
+      echo "rc=$rc" >>"$dir/$name.txt"
+      rm -f "$dir/$name.stdout" "$dir/$name.stderr"
+      echo "== $target $name (rc=$rc)"; grep -v '^\$\|^#' "$dir/$name.txt" | head -n 40; echo
+      [ "$rc" = 0 ] || overall=1
+      stop_server
+    done
+  done
+done
+
+labels=()
+for target in $TARGETS; do labels+=(--label "$target=$OUT/$target"); done
+node "$SCRATCH/bench/report.js" "${labels[@]}" >"$OUT/report.md"
+"$PYTHON" "$HERE/compare.py" "$OUT" >"$OUT/summary.md" || overall=1
+cat "$OUT/report.md" "$OUT/summary.md"
+echo "results in $OUT"
+exit "$overall"
