@@ -108,11 +108,12 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        # let kicks in flight finish (bounded), then cancel what is left before the session goes
+        # let kicks in flight finish, then cancel what is left before the session goes. The
+        # budget: WebSockets close within T/2, handlers get T, kicks T/4: at worst 1.75 T.
         tasks = app[keys.background]
         pending = list(tasks)
         if pending:
-            _, late = await asyncio.wait(pending, timeout=config.shutdown_timeout / 2)
+            _, late = await asyncio.wait(pending, timeout=config.shutdown_timeout / 4)
             for task in late:
                 task.cancel()
             if late:

@@ -497,7 +497,7 @@ async def test_a_failed_kick_is_logged_not_fatal(
 async def test_a_hanging_kick_does_not_hold_up_shutdown(
     srs: FakeSRS, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = await start(aiohttp_client, make_config(srs_api_url=srs.url, shutdown_timeout=0.4))
+    client = await start(aiohttp_client, make_config(srs_api_url=srs.url, shutdown_timeout=0.8))
     room = await live_room(client, srs, "h4ng0000")
     srs.kick_delay = 30.0
     resp = await client.post(
