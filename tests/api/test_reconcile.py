@@ -9,6 +9,7 @@ HTTP 500, or to a non-zero code, and records every request and kick.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import json
@@ -54,7 +55,9 @@ class FakeSRS:
         self._stopping = asyncio.Event()
         self.stream_reads = 0
         self._runner: web.AppRunner | None = None
-        app = web.Application()
+        #: ``user:password`` when SRS's HTTP API Basic auth is on (SRS >= 5.0.152 / 6.0.40)
+        self.auth: str | None = None
+        app = web.Application(middlewares=[self._basic_auth])
         app.router.add_get("/api/v1/streams/", self._streams)
         app.router.add_get("/api/v1/streams", self._redirect)
         app.router.add_get("/api/v1/versions", self._versions)
@@ -93,6 +96,16 @@ class FakeSRS:
         self.streams = []
 
     # -- handlers ---------------------------------------------------------------------------
+
+    @web.middleware
+    async def _basic_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.auth is not None:
+            expected = "Basic " + base64.b64encode(self.auth.encode()).decode()
+            if request.headers.get("Authorization") != expected:
+                self.requests.append((request.method, "401 " + request.path_qs))
+                return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="SRS"'})
+        response: web.StreamResponse = await handler(request)
+        return response
 
     def _head(self) -> dict[str, Any]:
         return {"code": 0, "server": "vid-k8d2f1a", "service": self.service, "pid": "1"}
@@ -222,6 +235,26 @@ async def test_streams_listing_pages_through_every_stream(srs: FakeSRS) -> None:
         ("GET", "/api/v1/streams/?start=10&count=10"),
         ("GET", "/api/v1/streams/?start=20&count=10"),
     ]
+
+
+async def test_srs_api_basic_auth_from_the_url(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    srs.auth = "livehub:s3cret-pass"
+    srs.publish("stream-x", "cid00001")
+    async with aiohttp.ClientSession() as session:
+        anonymous = SRSClient(session, srs.url, "live")
+        with pytest.raises(SRSUnavailable):
+            await anonymous.publishing()
+        assert anonymous.last_error == "GET /api/v1/streams/: HTTP 401"
+        authed_url = srs.url.replace("http://", "http://livehub:s3cret-pass@")
+        authed = SRSClient(session, authed_url, "live")
+        assert await authed.publishing() == {"stream-x": "cid00001"}
+        assert await authed.kick("cid00001") is True
+    client = await start(aiohttp_client, make_config(srs_api_url=authed_url))
+    assert (await client.get("/readyz")).status == 200
+    # the password never reaches the logs or /readyz
+    assert not any("s3cret-pass" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.parametrize("mode", ["down", "http500", "code"])
