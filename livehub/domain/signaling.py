@@ -116,6 +116,16 @@ class Signaling:
     def reject(self, peer: Peer, code: str, message: str, **extra: Any) -> None:
         self.hub.send(peer, {"type": "error", "code": code, "message": message, **extra})
 
+    def bad_frame(self, peer: Peer, code: str, message: str) -> None:
+        """A frame that never became a message (not JSON, binary). It costs a token like any
+        other frame, so a flood of garbage is throttled and closed too; then its error."""
+        if peer.closed:
+            return
+        if not peer.rate.take():
+            self._throttle(peer)
+            return
+        self.reject(peer, code, message)
+
     def handle(self, peer: Peer, message: Any) -> None:
         """Handle one decoded frame from ``peer``."""
         if peer.closed:
@@ -164,6 +174,9 @@ class Signaling:
             self.reject(peer, "rate_limited", "Too many messages: slow down")
         elif episode.dropped > self.limits.rate_burst:
             log.info("closing peer %s: message flood", peer.id)
+            # what is already queued for it (its rate_limited error among them) goes out
+            # before the close frame; a closed peer's queue is otherwise discarded
+            self.hub.flush()
             peer.closed = True
             peer.sink.abort(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
 

@@ -381,6 +381,20 @@ def test_a_quiet_second_ends_the_episode() -> None:
     assert sink.aborted is None
 
 
+def test_bad_frames_count_against_the_rate_limit() -> None:
+    world = make_world(Limits(rate_per_s=10, rate_burst=3))
+    peer, sink = world.connect()
+    for _ in range(8):
+        world.signaling.bad_frame(peer, "invalid_json", "Message is not valid JSON")
+    world.loop.run_soon()
+    assert [m["code"] for m in sink.messages()] == ["invalid_json"] * 3 + ["rate_limited"]
+    assert sink.aborted == (CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+    before = len(sink.frames)
+    world.signaling.bad_frame(peer, "binary_not_supported", "Send JSON text frames")
+    world.loop.run_soon()
+    assert len(sink.frames) == before
+
+
 # -- roles --------------------------------------------------------------------------------------
 
 
