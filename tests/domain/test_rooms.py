@@ -429,99 +429,129 @@ def test_reconcile_after_reload_has_no_grace() -> None:
     assert again.reconcile({}, asked_at=time.now) == [again.get(room.id)]
 
 
-# -- property: any order of hooks leaves the room consistent --------------------------------
+# -- property: any order of hooks leaves every room consistent ---------------------------------
 
 CLIENTS = ("c1", "c2", "c3", "unknown")
+ROOMS = st.integers(min_value=0, max_value=1)
 
 events = st.one_of(
+    # publish: room, client, right token?, SRS service id (a change means SRS restarted)
     st.tuples(
-        st.just("publish"), st.sampled_from(CLIENTS), st.booleans(), st.sampled_from(("s1", "s2"))
+        st.just("publish"),
+        ROOMS,
+        st.sampled_from(CLIENTS),
+        st.booleans(),
+        st.sampled_from(("s1", "s2")),
     ),
     st.tuples(st.just("unpublish"), st.sampled_from(CLIENTS)),
-    st.tuples(st.just("play"), st.sampled_from(CLIENTS)),
+    st.tuples(st.just("play"), ROOMS, st.sampled_from(CLIENTS)),
     st.tuples(st.just("stop"), st.sampled_from(CLIENTS)),
-    st.tuples(st.just("close")),
+    st.tuples(st.just("close"), ROOMS),
+    st.tuples(st.just("expire"), ROOMS),  # a stray or early window timer
     st.tuples(st.just("advance"), st.integers(min_value=0, max_value=40_000)),
-    st.tuples(st.just("reconcile"), st.booleans()),
+    # reconcile: which rooms SRS lists as published
+    st.tuples(st.just("reconcile"), st.booleans(), st.booleans()),
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(window=st.sampled_from((0.0, 0.5, 30.0)), steps=st.lists(events, max_size=40))
-def test_any_event_order_keeps_the_room_consistent(
+class Expect:
+    """What the test knows about one room from the outside."""
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+        self.accepted = False
+        self.ended = False
+        self.start_time: int | None = None
+        self.end_time: int | None = None
+        self.reconnecting_since: int | None = None
+
+
+@settings(max_examples=400, deadline=None)
+@given(window=st.sampled_from((0.0, 0.5, 30.0)), steps=st.lists(events, max_size=50))
+def test_any_event_order_keeps_every_room_consistent(
     window: float, steps: list[tuple[object, ...]]
 ) -> None:
     rooms, time, store = service(window=window)
-    room, _ = rooms.create("x")
-    accepted_publish = False
-    ended = False
-    start_time: int | None = None
-    end_time: int | None = None
-    players: set[str] = set()
+    expect = [Expect(rooms.create(f"room {i}")[0]) for i in range(2)]
+    players: dict[str, int] = {}  # player client id -> room index it was last allowed into
     for step in steps:
         kind = step[0]
-        was_reconnecting_since = room.reconnecting_since
+        for e in expect:
+            e.reconnecting_since = e.room.reconnecting_since
         if kind == "publish":
-            _, client, good, srs = step
+            index, client, good, srs = step[1:]
+            e = expect[int(str(index))]
             token = None if good else "wrong"
-            result = rooms.handle_hook(publish(room, str(client), token, service_id=str(srs)))
+            result = rooms.handle_hook(publish(e.room, str(client), token, service_id=str(srs)))
             if result.allowed:
-                assert good and not ended
-                accepted_publish = True
-                assert status(room) is RoomStatus.LIVE and not room.reconnecting
+                assert good and not e.ended and result.room is e.room
+                e.accepted = True
+                assert status(e.room) is RoomStatus.LIVE and not e.room.reconnecting
+                assert e.room.publisher_client_id == client
             else:
-                assert not good or ended or status(room) is RoomStatus.LIVE
+                assert not good or e.ended or status(e.room) is RoomStatus.LIVE
         elif kind == "unpublish":
             assert rooms.handle_hook(unpublish(str(step[1]))).allowed
         elif kind == "play":
-            result = rooms.handle_hook(play(room, str(step[1])))
-            assert result.allowed is not ended
+            index, client = int(str(step[1])), str(step[2])
+            result = rooms.handle_hook(play(expect[index].room, client))
+            assert result.allowed is not expect[index].ended
             if result.allowed:
-                players.add(str(step[1]))
+                players[client] = index
         elif kind == "stop":
             assert rooms.handle_hook(stop(str(step[1]))).allowed
-            players.discard(str(step[1]))
+            players.pop(str(step[1]), None)
         elif kind == "close":
-            rooms.close(room.id)
+            rooms.close(expect[int(str(step[1]))].room.id)
+        elif kind == "expire":
+            rooms.expire(expect[int(str(step[1]))].room.id)
         elif kind == "advance":
             time.advance(int(str(step[1])))
         else:
-            present = bool(step[1])
-            rooms.reconcile({room.stream_key: None} if present else {})
+            listed: dict[str, str | None] = {
+                e.room.stream_key: None for e, on in zip(expect, step[1:], strict=True) if on
+            }
+            rooms.reconcile(listed)
 
-        # status never goes back from ended; live iff an accepted publish and no end
-        if ended:
-            assert status(room) is RoomStatus.ENDED
-        elif status(room) is RoomStatus.ENDED:
-            # what can end a room, and the end time each gives
-            if kind == "advance":
-                assert room.end_time == was_reconnecting_since
-            elif kind == "close":
-                expected = time.now if was_reconnecting_since is None else was_reconnecting_since
-                assert room.end_time == max(expected, start_time or 0)
-            else:
-                assert kind in ("unpublish", "reconcile") and window == 0
-                assert room.end_time == time.now
-        ended = status(room) is RoomStatus.ENDED
-        assert (status(room) is RoomStatus.LIVE) == (accepted_publish and not ended)
-        assert (status(room) is RoomStatus.PREPARING) == (not accepted_publish and not ended)
-        assert (room.start_time is not None) == accepted_publish
-        assert (room.end_time is not None) == ended
-        if room.start_time is not None and room.end_time is not None:
-            assert room.end_time >= room.start_time
-        # times, once set, never move
-        if start_time is not None:
-            assert room.start_time == start_time
-        if end_time is not None:
-            assert room.end_time == end_time
-        start_time, end_time = room.start_time, room.end_time
-        if room.reconnecting:
-            assert status(room) is RoomStatus.LIVE and window > 0
-        # counts never negative, and a player is counted once
-        assert rooms.player_count(room.id) == len(players) >= 0
-        # every change was stored
-        assert store.rows[room.id] == room
+        for index, e in enumerate(expect):
+            room = e.room
+            # status never goes back from ended; live iff an accepted publish and no end
+            if e.ended:
+                assert status(room) is RoomStatus.ENDED
+            elif status(room) is RoomStatus.ENDED:
+                # what can end a room, and the end time each gives
+                if kind in ("advance", "expire"):
+                    assert e.reconnecting_since is not None
+                    assert time.now >= e.reconnecting_since + window * 1000
+                    assert room.end_time == e.reconnecting_since
+                elif kind == "close":
+                    assert step[1] == index
+                    at = time.now if e.reconnecting_since is None else e.reconnecting_since
+                    assert room.end_time == max(at, e.start_time or 0)
+                else:
+                    assert kind in ("unpublish", "reconcile") and window == 0
+                    assert room.end_time == time.now
+            e.ended = status(room) is RoomStatus.ENDED
+            assert (status(room) is RoomStatus.LIVE) == (e.accepted and not e.ended)
+            assert (status(room) is RoomStatus.PREPARING) == (not e.accepted and not e.ended)
+            assert (room.start_time is not None) == e.accepted
+            assert (room.end_time is not None) == e.ended
+            if room.start_time is not None and room.end_time is not None:
+                assert room.end_time >= room.start_time
+            # times, once set, never move
+            if e.start_time is not None:
+                assert room.start_time == e.start_time
+            if e.end_time is not None:
+                assert room.end_time == e.end_time
+            e.start_time, e.end_time = room.start_time, room.end_time
+            if room.reconnecting:
+                assert status(room) is RoomStatus.LIVE and window > 0
+            # counts never negative; a player is counted once, in the room it last joined
+            expected_players = sum(1 for where in players.values() if where == index)
+            assert rooms.player_count(room.id) == expected_players >= 0
+            # every change was stored
+            assert store.rows[room.id] == room
     # a restart finds exactly what was stored
     again, _, _ = service(window=window, store=store)
     again.load()
-    assert again.get(room.id) == room
+    assert [again.get(e.room.id) for e in expect] == [e.room for e in expect]
