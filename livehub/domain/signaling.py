@@ -297,7 +297,10 @@ class Signaling:
 
     def _close(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._require_host(peer, room_id)
-        self._close_room(room_id)
+        if self.rooms.get(room_id).status is RoomStatus.ENDED:
+            # nothing would change, so no room-status would answer: say so
+            raise ProtocolError("room_ended", "Room has ended")
+        self._close_room(room_id)  # members hear room-status "ended"
 
     def _kick(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._require_host(peer, room_id)

@@ -516,6 +516,10 @@ async def test_only_hosts_close_the_room(client: Client, create_room: CreateRoom
             "room": ended,
         }
 
+    await host.send_json({"type": "close-room", "roomId": room["id"]})  # again
+    assert await receive(host) == error(
+        "room_ended", "Room has ended", inReplyTo="close-room", roomId=room["id"]
+    )
     late = await client.ws_connect("/ws")
     await late.send_json({"type": "join", "roomId": room["id"]})
     assert (await receive(late))["code"] == "room_ended"
