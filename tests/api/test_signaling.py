@@ -247,6 +247,27 @@ async def test_join_of_a_missing_or_ended_room_is_an_error(client: Client) -> No
     assert (await get_room(client, room["id"]))["viewerCount"] == 0
 
 
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ({"name": "n" * 65}, "invalid_name", "Field 'name' must be a string of at most 64"),
+        ({"name": ["Ana"]}, "invalid_name", "Field 'name' must be a string of at most 64"),
+        ({"role": "admin"}, "invalid_role", "Field 'role' must be 'viewer' or 'host'"),
+        ({"role": 1}, "invalid_role", "Field 'role' must be 'viewer' or 'host'"),
+    ],
+)
+async def test_join_field_errors(
+    client: Client, fields: dict[str, Any], code: str, message: str
+) -> None:
+    room = await new_room(client)
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "join", "roomId": room["id"], **fields})
+    assert await receive(ws) == error(code, message, inReplyTo="join", roomId=room["id"])
+    assert (await get_room(client, room["id"]))["viewerCount"] == 0
+    joined = await join(ws, room["id"], name="n" * 64, role=None)
+    assert joined["members"][0]["name"] == "n" * 64
+
+
 async def test_joining_twice_counts_once(client: Client) -> None:
     room = await new_room(client)
     (alice, alice_id), (bob, bob_id) = await joined_peers(client, room["id"], 2)

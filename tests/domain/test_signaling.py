@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livehub.domain.errors import RoomNotFound
 from livehub.domain.hub import Hub, Peer
 from livehub.domain.rooms import Room, RoomService
 from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, FLOOD_QUIET_S, Limits, Signaling
@@ -420,3 +423,30 @@ def test_null_name_and_role_mean_the_defaults(world: World) -> None:
     world.send(peer, {"type": "join", "roomId": world.room.id, "name": None, "role": None})
     joined = sink.messages()[-1]
     assert joined["members"] == [{"peerId": peer.id, "name": "", "role": "viewer"}]
+
+
+# -- docs/protocol.md matches the code ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_protocol_doc_lists_every_error_code_and_nothing_else() -> None:
+    sources = (ROOT / "livehub/domain/signaling.py").read_text() + (
+        ROOT / "livehub/api/signaling.py"
+    ).read_text()
+    raised = set(
+        re.findall(r'(?:ProtocolError\(|reject\(|bad_frame\()\s*(?:peer,\s*)?"(\w+)"', sources)
+    )
+    raised.add(RoomNotFound.code)  # rooms.get() raises it for a join of an unknown room
+    doc = (ROOT / "docs/protocol.md").read_text()
+    table = doc.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
+    assert documented == raised
+
+
+def test_the_protocol_doc_describes_every_client_message_type() -> None:
+    doc = (ROOT / "docs/protocol.md").read_text()
+    headings = re.findall(r"^### (.+)$", doc, re.M)
+    documented = {name for heading in headings for name in re.findall(r"`([\w-]+)`", heading)}
+    world = make_world()
+    assert set(world.signaling._handlers) <= documented
