@@ -227,10 +227,10 @@ async def test_sigterm_closes_websockets_with_1001_and_flushes_the_database(
             message = await ws.receive(timeout=5)
             while message.type is WSMsgType.TEXT:  # viewer counts may still be on the way
                 message = await ws.receive(timeout=5)
-            assert message.type is WSMsgType.CLOSE
-            assert (message.data, message.extra) == (WSCloseCode.GOING_AWAY, "server shutdown")
+            got = (message.type, message.data, message.extra)
+            assert got == (WSMsgType.CLOSE, WSCloseCode.GOING_AWAY, "server shutdown"), got
             assert ws.close_code == WSCloseCode.GOING_AWAY
-    assert await live.exit_code() == 0
+    assert await live.exit_code() == 0, live.log.read_text()
     wal = tmp_path / "livehub.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0  # checkpointed into the main file
     with sqlite3.connect(tmp_path / "livehub.db") as db:
