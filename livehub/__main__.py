@@ -20,6 +20,11 @@ from livehub.config import Config, ConfigError
 
 log = logging.getLogger("livehub")
 
+#: listen() backlog. aiohttp's default (128) overflows when a few hundred clients connect at
+#: once (a join storm, a reconnect wave after a restart): the kernel drops their SYNs and they
+#: retry after 1 s, 3 s, ... while the server idles. Linux caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
+
 
 class AccessLogger(AbstractAccessLogger):
     """Access log without query strings: hook URLs carry the shared secret there."""
@@ -106,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         host=config.host,
         port=config.port,
         shutdown_timeout=config.shutdown_timeout,
+        backlog=LISTEN_BACKLOG,
         access_log_class=AccessLogger,
         print=None,
     )

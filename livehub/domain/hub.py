@@ -5,17 +5,35 @@ Model: ``rooms`` maps a room id to an insertion-ordered dict ``peer id -> Peer``
 emptied room is deleted, and ``viewerCount`` is by definition ``len(rooms[room_id])``: the
 number of distinct connections joined, whatever order joins, leaves and disconnects come in.
 
-Fan-out encodes a message once (JSON and WebSocket frame) and appends the same bytes to each
-recipient's outbound buffer; one callback per loop iteration flushes every dirty buffer with a
-single write, so a burst of relayed messages costs one syscall per recipient, not per message.
-A recipient whose transport buffer stays above its limit is disconnected (1013) and never
-delays the others. Viewer-count pushes are coalesced per room per interval.
+Fan-out costs O(1) per broadcast and O(members) per loop iteration, not per message: a
+broadcast encodes the message once (JSON and WebSocket frame) and appends the bytes to the
+room's :class:`_Backlog`; one callback per loop iteration (:meth:`Hub.flush`) hands every
+member its share of every backlog plus its own queue (direct sends) in one write. So a burst
+of relayed messages costs one syscall per recipient, and a join storm, where every join is
+announced to every member, costs O(members) per iteration instead of O(members) per join.
+
+Each connection receives its frames in the order they were sent: a direct send first moves
+the peer's share of its rooms' backlogs into its own queue, a leave does the same before the
+peer stops being a member, and a peer in several rooms gets their frames merged in send order.
+A member that joins mid-iteration gets only what was broadcast after it joined.
+
+Big rooms are flushed at most once per ``members x BATCH_PER_MEMBER`` seconds (20 ms for
+1,000 members): a flush costs a write per member, so without that a room with a steady stream
+of broadcasts (joins announced during a join storm, a busy chat) would spend the whole CPU on
+writes of a frame or two each. The first broadcast after a quiet period goes out on the next
+iteration; what follows within the window waits for its end, in the same order. Rooms below
+``BATCH_MIN_MEMBERS`` are always flushed on the next iteration.
+
+A recipient whose transport buffer stays above its limit after a write is disconnected (1013)
+and never delays the others. Viewer-count pushes are coalesced per room per interval.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -23,10 +41,17 @@ log = logging.getLogger(__name__)
 
 #: close code for a recipient that cannot keep up (RFC 6455 "try again later")
 CLOSE_TRY_AGAIN_LATER = 1013
+#: seconds of flush interval per member for big rooms (a write costs ~5 µs of CPU on Linux)
+BATCH_PER_MEMBER = 20e-6
+#: rooms smaller than this are flushed on every loop iteration
+BATCH_MIN_MEMBERS = 100
 
 
 class Sink(Protocol):
-    """Where a peer's encoded frames go: the WebSocket transport, adapted by the API layer."""
+    """Where a peer's encoded frames go: the WebSocket transport, adapted by the API layer.
+
+    ``write`` gets one batch per flush, the frames in order; the list may be shared between
+    peers and must not be modified."""
 
     def write(self, frames: list[bytes]) -> None: ...
 
@@ -84,6 +109,7 @@ class Peer:
         self.rooms: set[str] = set()
         self.names: dict[str, str] = {}
         self.roles: dict[str, str] = {}
+        #: frames for this peer alone (direct sends, and backlog shares moved here), in order
         self.out: list[bytes] = []
         self.out_bytes = 0
         self.closed = False
@@ -106,6 +132,44 @@ class HubStats:
         self.slow_disconnects = 0
 
 
+class _Backlog:
+    """Frames broadcast to one room since the last flush.
+
+    ``start[peer]`` is the first frame the peer has not had yet when that is not frame 0 (it
+    joined mid-iteration, or its share was moved to its own queue); ``skip[peer]`` holds the
+    frames it sent itself. ``seqs`` are hub-wide send numbers, to merge several rooms.
+    ``due`` is when it may be flushed (0: on the next iteration)."""
+
+    __slots__ = ("due", "frames", "seqs", "skip", "start")
+
+    def __init__(self, due: float = 0.0) -> None:
+        self.due = due
+        self.frames: list[bytes] = []
+        self.seqs: list[int] = []
+        self.start: dict[Peer, int] = {}
+        self.skip: dict[Peer, set[int]] = {}
+
+    def share(self, peer: Peer) -> list[bytes]:
+        """The frames ``peer`` still has to get, in order."""
+        start = self.start.get(peer, 0)
+        skip = self.skip.get(peer)
+        if not skip:
+            return self.frames[start:] if start else self.frames
+        return [f for i, f in enumerate(self.frames[start:], start) if i not in skip]
+
+    def numbered_share(self, peer: Peer) -> list[tuple[int, bytes]]:
+        start = self.start.get(peer, 0)
+        skip = self.skip.get(peer) or ()
+        return [
+            (self.seqs[i], self.frames[i]) for i in range(start, len(self.frames)) if i not in skip
+        ]
+
+    def served(self, peer: Peer) -> None:
+        """``peer`` has had everything so far."""
+        self.start[peer] = len(self.frames)
+        self.skip.pop(peer, None)
+
+
 class Hub:
     def __init__(
         self,
@@ -115,6 +179,8 @@ class Hub:
         *,
         max_buffer: int = 1024 * 1024,
         count_interval: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        batch_per_member: float = BATCH_PER_MEMBER,
     ) -> None:
         self.rooms: dict[str, dict[str, Peer]] = {}
         self.peers: dict[str, Peer] = {}
@@ -124,8 +190,19 @@ class Hub:
         self._call_later = call_later
         self._max_buffer = max_buffer
         self._count_interval = count_interval
+        self._clock = clock
+        self._batch_per_member = batch_per_member
+        #: room id -> what was broadcast to it since the last flush
+        self._backlogs: dict[str, _Backlog] = {}
+        self._seq = 0
+        #: big room id -> earliest time of its next flush
+        self._next_flush: dict[str, float] = {}
+        self._timer_due: float | None = None
+        #: peers with frames in their own queue
         self._dirty: list[Peer] = []
         self._flush_scheduled = False
+        #: room id -> peer id -> the member's description, kept up to date by join/leave
+        self._described: dict[str, dict[str, dict[str, str]]] = {}
         self._count_dirty: set[str] = set()
         self._count_scheduled = False
 
@@ -137,10 +214,10 @@ class Hub:
 
     def disconnect(self, peer: Peer) -> list[str]:
         """Remove a peer from every room; returns the rooms it was in."""
+        peer.closed = True  # nothing more is delivered to it
         left = [room_id for room_id in list(peer.rooms) if self.leave(peer, room_id)]
         self.peers.pop(peer.id, None)
         self.stats.connections = len(self.peers)
-        peer.closed = True
         peer.out.clear()
         peer.out_bytes = 0
         return left
@@ -150,22 +227,38 @@ class Hub:
         members = self.rooms.setdefault(room_id, {})
         peer.names[room_id] = name
         peer.roles[room_id] = role
+        described = self._described.setdefault(room_id, {})
+        described[peer.id] = {"peerId": peer.id, "name": name, "role": role}
         if peer.id in members:
             return False
         members[peer.id] = peer
         peer.rooms.add(room_id)
+        backlog = self._backlogs.get(room_id)
+        if backlog is not None:
+            backlog.served(peer)  # what was sent before it joined is not for it
         self._count_changed(room_id)
         return True
 
     def leave(self, peer: Peer, room_id: str) -> bool:
         members = self.rooms.get(room_id)
-        if members is None or members.pop(peer.id, None) is None:
+        if members is None or peer.id not in members:
             return False
+        backlog = self._backlogs.get(room_id)
+        if backlog is not None:
+            if not peer.closed:
+                self._take_shares(peer)  # it was a member when those were sent
+            backlog.start.pop(peer, None)
+            backlog.skip.pop(peer, None)
+        del members[peer.id]
         peer.rooms.discard(room_id)
         peer.names.pop(room_id, None)
         peer.roles.pop(room_id, None)
-        if not members:
+        if members:
+            del self._described[room_id][peer.id]
+        else:
             del self.rooms[room_id]
+            del self._described[room_id]
+            self._next_flush.pop(room_id, None)
         self._count_changed(room_id)
         return True
 
@@ -179,61 +272,164 @@ class Hub:
     def members(self, room_id: str) -> Iterator[Peer]:
         return iter(list(self.rooms.get(room_id, {}).values()))
 
+    def describe_members(self, room_id: str) -> list[dict[str, str]]:
+        """``[member.describe(room_id) for member in members(room_id)]``, without building
+        the descriptions again on every join (the dicts are shared: do not modify them)."""
+        return list(self._described.get(room_id, {}).values())
+
     def member(self, room_id: str, peer_id: str) -> Peer | None:
         return self.rooms.get(room_id, {}).get(peer_id)
 
     # -- sending --------------------------------------------------------------------------
 
     def send(self, peer: Peer, message: dict[str, Any]) -> None:
-        self._enqueue(peer, self._encode(message))
+        frame = self._encode(message)  # first: a message that cannot be encoded sends nothing
+        if peer.closed:
+            self.stats.dropped += 1
+            return
+        self._take_shares(peer)
+        self._enqueue(peer, [frame])
 
     def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
-        """Send one message to every member but ``exclude``; encoded once. Returns recipients."""
+        """Send one message to every member but ``exclude``; encoded once, O(1) here (the
+        flush delivers it). Returns the number of recipients."""
         members = self.rooms.get(room_id)
         if not members:
             return 0
         frame = self._encode(message)
-        sent = 0
-        for peer in list(members.values()):
-            if peer is not exclude:
-                self._enqueue(peer, frame)
-                sent += 1
-        return sent
+        excluded = exclude is not None and members.get(exclude.id) is exclude
+        recipients = len(members) - excluded
+        if not recipients:
+            return 0
+        backlog = self._backlogs.get(room_id)
+        if backlog is None:
+            backlog = self._backlogs[room_id] = self._new_backlog(room_id, len(members))
+        if excluded:
+            assert exclude is not None
+            backlog.skip.setdefault(exclude, set()).add(len(backlog.frames))
+        backlog.frames.append(frame)
+        backlog.seqs.append(self._seq)
+        self._seq += 1
+        return recipients
 
-    def _enqueue(self, peer: Peer, frame: bytes) -> None:
-        if peer.closed:
-            self.stats.dropped += 1
-            return
+    def _new_backlog(self, room_id: str, members: int) -> _Backlog:
+        if members >= BATCH_MIN_MEMBERS:
+            due = self._next_flush.get(room_id, 0.0)
+            now = self._clock()
+            if due > now:
+                self._schedule_timer(due, now)
+                return _Backlog(due)
+        self._schedule_flush()
+        return _Backlog()
+
+    def _schedule_timer(self, due: float, now: float) -> None:
+        if self._timer_due is None or due < self._timer_due:
+            self._timer_due = due
+            self._call_later(due - now, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_due = None
+        self.flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._call_soon(self.flush)
+
+    def _take_shares(self, peer: Peer) -> None:
+        """Move the peer's share of its rooms' backlogs to its own queue (before a direct
+        send or a leave, so that it gets everything in send order)."""
+        if self._backlogs:
+            frames = self._shares(peer, self._backlogs)
+            if frames:
+                self._enqueue(peer, frames)
+
+    @staticmethod
+    def _shares(peer: Peer, backlogs: dict[str, _Backlog]) -> list[bytes]:
+        """The peer's share of every backlog of its rooms, merged in send order; from now on
+        the backlogs count it as served."""
+        numbered: list[list[tuple[int, bytes]]] = []
+        for room_id in peer.rooms:
+            backlog = backlogs.get(room_id)
+            if backlog is not None:
+                share = backlog.numbered_share(peer)
+                backlog.served(peer)
+                if share:
+                    numbered.append(share)
+        if not numbered:
+            return []
+        merged = numbered[0] if len(numbered) == 1 else heapq.merge(*numbered)
+        return [frame for _, frame in merged]
+
+    def _enqueue(self, peer: Peer, frames: list[bytes]) -> None:
         if not peer.out:
             self._dirty.append(peer)
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._call_soon(self.flush)
-        peer.out.append(frame)
-        peer.out_bytes += len(frame)
+            self._schedule_flush()
+        peer.out.extend(frames)
+        peer.out_bytes += sum(map(len, frames))
         if peer.out_bytes > self._max_buffer:
             self._too_slow(peer)
 
     def flush(self) -> None:
-        """Write every dirty peer's buffered frames, one write per peer."""
+        """Give every peer its frames of this iteration, one write per peer."""
         self._flush_scheduled = False
+        backlogs = self._backlogs
+        if any(backlog.due for backlog in backlogs.values()):
+            now = self._clock()
+            waiting = {rid: backlog for rid, backlog in backlogs.items() if backlog.due > now}
+            ready = {rid: backlog for rid, backlog in backlogs.items() if backlog.due <= now}
+        else:
+            now, waiting, ready = 0.0, {}, backlogs
+        self._backlogs = waiting
         dirty, self._dirty = self._dirty, []
-        relayed = 0
-        for peer in dirty:
-            if peer.closed or not peer.out:
+        several = len(backlogs) > 1
+        tangled: set[Peer] = set()  # members of more than one room with a backlog
+        for room_id, backlog in ready.items():
+            members = self.rooms.get(room_id)
+            if not members:
                 continue
-            frames, peer.out = peer.out, []
+            if len(members) >= BATCH_MIN_MEMBERS:
+                now = now or self._clock()
+                self._next_flush[room_id] = now + len(members) * self._batch_per_member
+            frames = backlog.frames
+            adjusted = backlog.start or backlog.skip
+            for peer in members.values():
+                if several and len(peer.rooms) > 1:
+                    tangled.add(peer)
+                elif adjusted and (peer in backlog.start or peer in backlog.skip):
+                    self._deliver(peer, backlog.share(peer))
+                else:
+                    self._deliver(peer, frames)
+        for peer in tangled:  # their frames of waiting rooms too, or they would be reordered
+            self._deliver(peer, self._shares(peer, backlogs))
+        for peer in dirty:  # what is left: peers with only direct frames
+            if peer.out:
+                self._deliver(peer, [])
+        if waiting:
+            self._schedule_timer(min(backlog.due for backlog in waiting.values()), self._clock())
+
+    def _deliver(self, peer: Peer, frames: list[bytes]) -> None:
+        """Write the peer's own queue, then ``frames``, in one write."""
+        if peer.closed:
+            self.stats.dropped += len(frames)
+            return
+        if peer.out:
+            batch, peer.out = peer.out, []
             peer.out_bytes = 0
-            relayed += len(frames)
-            try:
-                peer.sink.write(frames)
-            except Exception:
-                log.debug("write to peer %s failed", peer.id, exc_info=True)
-                self._too_slow(peer)
-                continue
-            if peer.sink.buffered() > self._max_buffer:
-                self._too_slow(peer)
-        self.stats.relayed += relayed
+            batch.extend(frames)
+        elif frames:
+            batch = frames
+        else:
+            return
+        self.stats.relayed += len(batch)
+        try:
+            peer.sink.write(batch)
+        except Exception:
+            log.debug("write to peer %s failed", peer.id, exc_info=True)
+            self._too_slow(peer)
+            return
+        if peer.sink.buffered() > self._max_buffer:
+            self._too_slow(peer)
 
     def _too_slow(self, peer: Peer) -> None:
         if peer.closed:

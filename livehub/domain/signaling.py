@@ -217,7 +217,7 @@ class Signaling:
             if self.hub.count(room_id) >= self.limits.max_members_per_room:
                 raise ProtocolError("room_full", "Room is full")
         self.hub.join(peer, room_id, name.strip(), role)
-        members = [member.describe(room_id) for member in self.hub.members(room_id)]
+        members = self.hub.describe_members(room_id)
         self.hub.send(
             peer,
             {
