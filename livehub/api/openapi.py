@@ -19,6 +19,7 @@ from livehub.api.schemas import (
     RoomCreateSchema,
     RoomListQuerySchema,
     RoomSchema,
+    SRSHeartbeatSchema,
     SRSHookReplySchema,
     SRSHookSchema,
 )
@@ -43,6 +44,34 @@ ROOM_ID = {
     "schema": {"type": "string", "minLength": 1},
 }
 BEARER: list[dict[str, list[str]]] = [{"ownerToken": []}]
+#: the SRS hook URL's query carries the shared secret (srs.conf keeps it when it posts)
+HOOK_SECRET = {
+    "in": "query",
+    "name": "secret",
+    "required": True,
+    "description": "The shared hook secret (LIVEHUB_HOOK_SECRET)",
+    "schema": {"type": "string"},
+}
+#: follow a created room to its other operations (used by stateful testing, and by readers)
+ROOM_LINKS = {
+    "GetRoom": {
+        "operationId": "getRoom",
+        "parameters": {"roomId": "$response.body#/id"},
+        "description": "The room just created",
+    },
+    "CloseRoom": {
+        "operationId": "closeRoom",
+        "parameters": {"roomId": "$response.body#/id"},
+        "description": "Close it (with the ownerToken as bearer token)",
+    },
+}
+
+DESCRIPTION = """Live rooms, WebSocket signaling (see docs/protocol.md), SRS hooks.
+
+Every REST error has one shape, `Error`: `{"error": message, "code": snake_case, "details":
+object or null}`; validation errors name the offending fields in `details`. This includes
+the answers no operation below lists: 404 `not_found` for an unknown path and 405
+`method_not_allowed` (with an `Allow` header) for a method a path does not support."""
 
 
 def build_spec() -> dict[str, Any]:
@@ -51,7 +80,7 @@ def build_spec() -> dict[str, Any]:
         version=__version__,
         openapi_version="3.0.3",
         plugins=[MarshmallowPlugin()],
-        info={"description": "Live rooms, WebSocket signaling (see docs/protocol.md), SRS hooks"},
+        info={"description": DESCRIPTION},
     )
     spec.components.security_scheme(
         "ownerToken", {"type": "http", "scheme": "bearer", "description": "owner or admin token"}
@@ -64,15 +93,22 @@ def build_spec() -> dict[str, Any]:
         ("RoomCreate", RoomCreateSchema),
         ("CloseResult", CloseResultSchema),
         ("SRSHook", SRSHookSchema),
+        ("SRSHeartbeat", SRSHeartbeatSchema),
         ("SRSHookReply", SRSHookReplySchema),
         ("Health", HealthSchema),
     ):
         spec.components.schema(name, schema=schema)
     bad = _error("Invalid input; `details` names the fields")
+    bad_body = _error(
+        "Invalid body: not JSON (`invalid_json`), unreadable (`invalid_body`), or not valid "
+        "for the schema (`validation_error`, `details` names the fields)"
+    )
+    too_large = _error("Body larger than the limit (`body_too_large`, `details.maxBytes`)")
     spec.path(
         path="/api/rooms",
         operations={
             "get": {
+                "operationId": "listRooms",
                 "summary": "List rooms, newest first",
                 "parameters": [{"in": "query", "schema": RoomListQuerySchema}],
                 "responses": {
@@ -81,12 +117,17 @@ def build_spec() -> dict[str, Any]:
                 },
             },
             "post": {
+                "operationId": "createRoom",
                 "summary": "Create a room; the reply alone carries the owner token",
                 "requestBody": _body("RoomCreate"),
                 "responses": {
-                    "201": _json("RoomCreated", "The room with its secrets"),
-                    "400": bad,
-                    "413": _error("Body too large"),
+                    "201": {
+                        **_json("RoomCreated", "The room with its secrets"),
+                        "links": ROOM_LINKS,
+                    },
+                    "400": bad_body,
+                    "413": too_large,
+                    "415": _error("Content-Type is not application/json"),
                 },
             },
         },
@@ -95,11 +136,15 @@ def build_spec() -> dict[str, Any]:
         path="/api/rooms/{roomId}",
         operations={
             "get": {
+                "operationId": "getRoom",
                 "summary": "A room (with publish credentials for its owner's bearer token)",
                 "parameters": [ROOM_ID],
                 "security": [{}, *BEARER],
                 "responses": {
-                    "200": _json({"oneOf": ["OwnerRoom", "Room"]}, "The room"),
+                    "200": _json(
+                        {"oneOf": ["OwnerRoom", "Room"]},
+                        "The room: `OwnerRoom` for the owner's token, `Room` for anyone else",
+                    ),
                     "404": _error("No such room"),
                 },
             },
@@ -109,6 +154,7 @@ def build_spec() -> dict[str, Any]:
         path="/api/rooms/{roomId}/close",
         operations={
             "post": {
+                "operationId": "closeRoom",
                 "summary": "End a room for good and kick its publisher",
                 "parameters": [ROOM_ID],
                 "security": BEARER,
@@ -125,38 +171,82 @@ def build_spec() -> dict[str, Any]:
         path="/api/hooks/srs",
         operations={
             "post": {
+                "operationId": "srsHook",
                 "summary": "SRS HTTP callbacks (on_publish, on_unpublish, on_play, on_stop)",
-                "parameters": [
-                    {
-                        "in": "query",
-                        "name": "secret",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
+                "description": "Refusals are HTTP 200 with a non-zero `code` and the reason "
+                "in `msg`. The body is parsed as JSON whatever its Content-Type.",
+                "parameters": [HOOK_SECRET],
                 "requestBody": _body("SRSHook"),
                 "responses": {
                     "200": _json("SRSHookReply", "code 0 allows, non-zero refuses"),
-                    "400": bad,
+                    "400": bad_body,
                     "403": _error("Hook secret missing or wrong"),
-                    "413": _error("Body too large"),
+                    "413": too_large,
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/api/hooks/srs/heartbeat",
+        operations={
+            "post": {
+                "operationId": "srsHeartbeat",
+                "summary": "SRS heartbeat: a changed `service` id makes livehub reconcile",
+                "description": "Takes no secret: SRS drops the heartbeat URL's query.",
+                "requestBody": _body("SRSHeartbeat"),
+                "responses": {
+                    "200": _json("SRSHookReply", "Acknowledged (always code 0)"),
+                    "400": bad_body,
+                    "413": too_large,
                 },
             },
         },
     )
     spec.path(
         path="/healthz",
-        operations={"get": {"summary": "Liveness", "responses": {"200": _json("Health", "Alive")}}},
+        operations={
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness",
+                "responses": {"200": _json("Health", "Alive")},
+            }
+        },
     )
     spec.path(
         path="/readyz",
         operations={
             "get": {
+                "operationId": "readyz",
                 "summary": "Readiness: database and SRS API",
                 "responses": {
                     "200": _json("Health", "Ready"),
                     "503": _json("Health", "Not ready"),
                 },
+            }
+        },
+    )
+    spec.path(
+        path="/metrics",
+        operations={
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/api/openapi.json",
+        operations={
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")},
             }
         },
     )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, pre_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate
 
 from livehub.domain.rooms import HOOK_ACTIONS, RoomStatus
 
 TITLE_MAX = 100
-#: surrounding whitespace (trimmed before validation), at least one visible character and no
-#: control characters (C0, DEL, C1) inside. The same regex validates and is documented.
+#: at least one visible character, no control characters (C0, DEL, C1) but in the surrounding
+#: whitespace, which is trimmed after validation. The OpenAPI document shows the same regex and
+#: length, so what it promises is exactly what is accepted.
 TITLE_PATTERN = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$"
 
 
@@ -31,16 +32,14 @@ class RoomCreateSchema(Schema):
             ),
         ],
         metadata={
-            "description": "Room title: 1-100 characters after trimming surrounding "
-            "whitespace, no control characters"
+            "description": "Room title, at most 100 characters with at least one visible; "
+            "no control characters; surrounding whitespace is trimmed"
         },
     )
 
-    @pre_load
-    def _strip(self, data: Any, **_: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("title"), str):
-            return {**data, "title": data["title"].strip()}
-        return data
+    @post_load
+    def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return {**data, "title": data["title"].strip()}
 
 
 LIST_LIMIT_MAX = 1000
