@@ -20,6 +20,7 @@ from livehub.domain.rooms import HookEvent
 log = logging.getLogger(__name__)
 
 REFUSED = 1  # any non-zero code refuses the client
+UNPARSED = "-"  # the action label of hooks refused before their body was read
 _HOOK = SRSHookSchema()
 _HEARTBEAT = SRSHeartbeatSchema()
 
@@ -31,10 +32,16 @@ def _authorized(request: web.Request) -> bool:
 
 
 async def srs_hook(request: web.Request) -> web.Response:
+    metrics = request.app[keys.metrics]
     if not _authorized(request):
+        metrics.hooks.labels(UNPARSED, "unauthorized").inc()
         return error_response(403, "bad_hook_secret", "Hook secret missing or wrong")
     started = time.perf_counter()
-    data = _HOOK.load(await read_json(request, strict_content_type=False))
+    try:
+        data = _HOOK.load(await read_json(request, strict_content_type=False))
+    except Exception:  # rendered by the error middleware; counted here
+        metrics.hooks.labels(UNPARSED, "invalid").inc()
+        raise
     event = HookEvent(
         action=data["action"],
         client_id=data["client_id"],
@@ -49,7 +56,6 @@ async def srs_hook(request: web.Request) -> web.Response:
     if result.srs_restarted:
         log.warning("SRS restarted (service id changed): reconciling")
         app[keys.reconciler].trigger()
-    metrics = app[keys.metrics]
     metrics.hooks.labels(event.action, result.outcome).inc()
     metrics.hook_seconds.labels(event.action).observe(time.perf_counter() - started)
     room_id = result.room.id if result.room else "-"

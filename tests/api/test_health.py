@@ -13,7 +13,7 @@ from pytest_aiohttp import AiohttpClient
 from livehub import keys
 from livehub.app import create_app
 from tests.api.test_reconcile import FakeSRS, eventually, post_hook, scrape
-from tests.conftest import Client, hook_for, make_config
+from tests.conftest import HOOK_SECRET, Client, hook_for, make_config
 
 
 @pytest.fixture
@@ -164,6 +164,13 @@ async def test_hook_counters_and_timing_by_action_and_result(
     assert 0 < total < 3
     inf = await scrape(client, "livehub_srs_hook_seconds_bucket", action="on_publish", le="+Inf")
     assert inf == 3
+    # refused before the body is read: wrong secret, malformed body
+    resp = await client.post("/api/hooks/srs?secret=wrong", json=hook_for(room, "on_play.json"))
+    assert resp.status == 403
+    resp = await client.post(f"/api/hooks/srs?secret={HOOK_SECRET}", data=b"{not json")
+    assert resp.status == 400
+    assert await hooks("-", "unauthorized") == 1
+    assert await hooks("-", "invalid") == 1
 
 
 async def test_connection_and_relay_counters(aiohttp_client: AiohttpClient) -> None:
