@@ -755,11 +755,6 @@ async def test_rate_limit_answers_rate_limited_then_closes_a_flood_with_1008(sta
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="livehub/api/signaling.py answers undecodable frames with Signaling.reject, which "
-    "skips the rate limit; it should call Signaling.bad_frame (lead informed)",
-)
 async def test_a_flood_of_undecodable_frames_is_rate_limited_too(start: Start) -> None:
     client = await start(rate_per_s=5, rate_burst=10)
     ws = await client.ws_connect("/ws")
