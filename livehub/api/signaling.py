@@ -1,22 +1,27 @@
 """The signaling WebSocket: upgrade, read frames, hand each message to the protocol, clean up.
 
-aiohttp serves the HTTP side: routing, the ``Origin`` check, the ``101 Switching Protocols``
-response. From then on the connection's bytes go to :class:`WebSocket`, installed with
-``RequestHandler.set_parser`` (the hook aiohttp's own ``WebSocketResponse`` uses), and the
-frames it writes go straight to the transport:
+:class:`WebSocket` is one upgraded connection. It cuts the incoming bytes into frames and
+handles every complete message synchronously, in arrival order; aiohttp's reader would queue
+each message and wake a handler task per message, which costs more than the message itself.
+Control frames (ping, pong, close), fragmentation, size and UTF-8 rules follow RFC 6455 as
+aiohttp applies them (same close codes: 1002, 1007, 1009). Outbound, the hub encodes a message
+once into a complete frame and :meth:`WebSocket.write` writes each peer's batch with one
+``transport.write``. Heartbeat: a ping after ``heartbeat`` seconds without a frame from the
+client; no answer within half that and the TCP connection is dropped (the peer leaves its
+rooms).
 
-- reading: each ``data_received`` chunk is cut into frames here and every complete message is
-  decoded and handled synchronously, in arrival order. aiohttp's reader would queue each
-  message and wake the handler task once per message, which costs more than the message
-  itself. Control frames (ping, pong, close), fragmentation, size and UTF-8 rules follow RFC
-  6455 as aiohttp applies them (same close codes: 1002, 1007, 1009).
-- writing: the hub encodes a message once into a complete frame and :meth:`WebSocket.write`
-  writes each peer's batch with one ``transport.write``.
-- heartbeat: a ping after ``heartbeat`` seconds without a frame from the client; no answer
-  within half that and the TCP connection is dropped (the peer leaves its rooms).
+A connection gets there in one of two ways:
 
-The request handler only waits for the connection to end, so aiohttp still owns the socket's
-lifecycle (shutdown, connection lost).
+- ``python -m livehub`` listens through :class:`SignalingSite`: :class:`UpgradeSniffer` reads
+  the request head of each new connection, answers a valid upgrade to ``/ws`` or ``/`` itself
+  (``101``, then the transport's protocol is the :class:`WebSocket`) and hands everything else,
+  bytes read so far included, to aiohttp's own protocol. An upgrade then costs about half the
+  CPU, and a held connection keeps no aiohttp request, response or task.
+- Through aiohttp (tests, a keep-alive connection that upgrades, anything the sniffer declines):
+  :func:`websocket` checks ``Origin`` and the handshake, sends the ``101`` and installs the
+  :class:`WebSocket` as the connection's payload parser (``RequestHandler.set_parser``, the
+  hook aiohttp's own ``WebSocketResponse`` uses); the handler then waits for the connection
+  to end.
 """
 
 from __future__ import annotations
@@ -24,16 +29,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import email.utils
 import hashlib
 import logging
+import re
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 from aiohttp import WSCloseCode, web
-from aiohttp.http import WS_KEY
+from aiohttp.http import SERVER_SOFTWARE, WS_KEY
 
 from livehub import keys
 from livehub.api.middlewares import error_response
@@ -107,12 +115,14 @@ class _ProtocolError(Exception):
         self.code = code
 
 
-class WebSocket:
-    """One upgraded signaling connection: the hub's sink and aiohttp's payload parser."""
+class WebSocket(asyncio.Protocol):
+    """One upgraded signaling connection: the hub's sink, and what reads the socket, either as
+    aiohttp's payload parser (``feed_data``/``feed_eof``) or as the transport's protocol."""
 
     __slots__ = (
         "_buffer",
         "_closing",
+        "_done",
         "_finished",
         "_fragments",
         "_fragments_opcode",
@@ -121,11 +131,11 @@ class WebSocket:
         "_last_frame",
         "_loop",
         "_max_msg_size",
+        "_on_end",
         "_pinged_at",
         "_signaling",
         "_timer",
         "_transport",
-        "done",
         "peer",
     )
 
@@ -136,8 +146,10 @@ class WebSocket:
         *,
         max_msg_size: int,
         heartbeat: float,
+        on_end: Callable[[], None] | None = None,
     ) -> None:
         self._transport = transport
+        self._on_end = on_end
         self._signaling = signaling
         self._max_msg_size = max_msg_size
         self._heartbeat = heartbeat
@@ -153,8 +165,15 @@ class WebSocket:
         self._timer: asyncio.TimerHandle | None = None
         if heartbeat:
             self._timer = self._loop.call_later(heartbeat, self._check_alive)
-        self.done: asyncio.Future[None] = self._loop.create_future()
+        self._done: asyncio.Future[None] | None = None
         self.peer: Peer = signaling.open(self)
+
+    async def wait_closed(self) -> None:
+        if self._finished:
+            return
+        if self._done is None:
+            self._done = self._loop.create_future()
+        await self._done
 
     # -- the hub's Sink ------------------------------------------------------------------------
 
@@ -252,8 +271,21 @@ class WebSocket:
         self._buffer = b""
         self._fragments = []
         self._signaling.close(self.peer)
-        if not self.done.done():
-            self.done.set_result(None)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+        if self._on_end is not None:
+            self._on_end()
+
+    # -- the transport's protocol (fast path, see UpgradeSniffer) --------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.feed_data(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.feed_eof()
 
     # -- frames ----------------------------------------------------------------------------------
 
@@ -422,10 +454,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     parser: Any = ws  # duck-typed as aiohttp's WebSocketReader: feed_data, feed_eof
     protocol.set_parser(parser)  # also feeds whatever arrived right behind the upgrade
     try:
-        await ws.done
-    finally:
-        if not ws.done.done():  # cancelled (shutdown): the connection is not ours any more
-            ws.close(WSCloseCode.GOING_AWAY, "server shutdown")
+        await ws.wait_closed()
+    finally:  # cancelled (shutdown): close it, the connection is not ours any more
+        ws.close(WSCloseCode.GOING_AWAY, "server shutdown")
     return response
 
 
@@ -449,6 +480,221 @@ async def close_all(app: web.Application) -> None:
     for ws in closing:
         ws.close(WSCloseCode.GOING_AWAY, "server shutdown")
     timeout = app[keys.config].shutdown_timeout / 2 or None
-    _, pending = await asyncio.wait([ws.done for ws in closing], timeout=timeout)
+    waiting = [asyncio.ensure_future(ws.wait_closed()) for ws in closing]
+    _, pending = await asyncio.wait(waiting, timeout=timeout)
+    for task in pending:
+        task.cancel()
     if pending:
         log.warning("%d WebSockets did not close in time", len(pending))
+
+
+# -- fast path: WebSocket upgrades answered before aiohttp's HTTP machinery ----------------------
+
+#: a request head longer than this is aiohttp's business (it enforces its own limits)
+_MAX_HEAD: Final = 8192
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_access_log = logging.getLogger("aiohttp.access")
+
+
+def parse_upgrade(head: bytes) -> tuple[str, dict[str, str]] | None:
+    """Path and lower-cased headers of a plain ``GET /ws`` or ``GET /`` HTTP/1.1 request head,
+    or None for anything else, or anything unusual (aiohttp then handles it)."""
+    try:
+        lines = head.decode("ascii").split("\r\n")
+    except UnicodeDecodeError:
+        return None
+    request_line = lines[0].split(" ")
+    if len(request_line) != 3 or request_line[0] != "GET" or request_line[2] != "HTTP/1.1":
+        return None
+    path = request_line[1].partition("?")[0]
+    if path not in ("/ws", "/"):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            return None
+        key = name.lower()
+        if key in headers:
+            return None
+        headers[key] = value.strip(" \t")
+    if "content-length" in headers or "transfer-encoding" in headers:
+        return None
+    return path, headers
+
+
+class UpgradeSniffer(asyncio.Protocol):
+    """The first protocol of every connection to :class:`SignalingSite`.
+
+    A valid WebSocket upgrade to ``/ws`` or ``/`` from an allowed origin gets its ``101`` here
+    and the connection is handed to a :class:`WebSocket`: no aiohttp request, response, tasks or
+    middlewares, for the connection's whole life (about half the CPU of an upgrade, and less
+    memory per held connection). Every other connection, a REST request, an upgrade aiohttp
+    must refuse, anything odd, goes to aiohttp's own protocol with the bytes read so far, so
+    it is served exactly as it would be without this class.
+    """
+
+    __slots__ = ("_app", "_head", "_server", "_transport")
+
+    def __init__(self, app: web.Application, server: web.Server) -> None:
+        self._app = app
+        self._server = server
+        self._head = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # a TCP transport
+
+    def data_received(self, data: bytes) -> None:
+        head = self._head + data if self._head else data
+        if not head.startswith(b"GET "):
+            if len(head) >= 4 or not b"GET ".startswith(head):
+                self._hand_over(head)
+            else:
+                self._head = head
+            return
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > _MAX_HEAD:
+                self._hand_over(head)
+            else:
+                self._head = head
+            return
+        upgrade = parse_upgrade(head[:end])
+        accept = self._accept(upgrade[1]) if upgrade is not None else None
+        if upgrade is None or accept is None:
+            self._hand_over(head)
+            return
+        self._upgrade(upgrade[0], accept, head[end + 4 :])
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+    def _accept(self, headers: dict[str, str]) -> str | None:
+        """The Sec-WebSocket-Accept value, if aiohttp's handler would accept this upgrade."""
+        if headers.get("upgrade", "").lower() != "websocket":
+            return None
+        if "upgrade" not in headers.get("connection", "").lower():
+            return None
+        if headers.get("sec-websocket-version", "") not in ("13", "8", "7"):
+            return None
+        allowed = self._app[keys.config].ws_origins
+        if "*" not in allowed and "origin" in headers and headers["origin"] not in allowed:
+            return None
+        key = headers.get("sec-websocket-key", "")
+        try:
+            if len(base64.b64decode(key, validate=True)) != 16:
+                return None
+        except binascii.Error:
+            return None
+        return base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest()).decode()
+
+    def _upgrade(self, path: str, accept: str, tail: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._transport = None
+        transport.write(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept}\r\nDate: {_http_date()}\r\n"
+                f"Server: {SERVER_SOFTWARE}\r\n\r\n"
+            ).encode()
+        )
+        config = self._app[keys.config]
+        on_end = None
+        if _access_log.isEnabledFor(logging.INFO):
+            on_end = _access_logger(transport, path, self._app[keys.signaling])
+        ws = WebSocket(
+            transport,
+            self._app[keys.signaling],
+            max_msg_size=config.max_msg_size,
+            heartbeat=config.heartbeat,
+            on_end=on_end,
+        )
+        transport.set_protocol(ws)
+        if tail:
+            ws.feed_data(tail)
+
+    def _hand_over(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        self._transport = None
+        self._head = b""
+        protocol = self._server()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(data)
+
+
+def _access_logger(
+    transport: asyncio.Transport, path: str, signaling: Signaling
+) -> Callable[[], None]:
+    """An access-log line when the connection ends, as aiohttp writes one for its upgrades."""
+    peer = transport.get_extra_info("peername")
+    remote = peer[0] if isinstance(peer, tuple) else "-"
+    began = time.monotonic()
+
+    def log_end() -> None:
+        elapsed = (time.monotonic() - began) * 1000
+        _access_log.info('%s "GET %s" 101 %.1fms', remote, path, elapsed)
+
+    return log_end
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class SignalingSite(web.BaseSite):
+    """A TCP site whose connections start with :class:`UpgradeSniffer`."""
+
+    __slots__ = ("_app_runner", "_host", "_listen_backlog", "_listening", "_port")
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, backlog: int = 128) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._app_runner = runner
+        self._host = host
+        self._port = port
+        self._listen_backlog = backlog
+        self._listening: asyncio.Server | None = None
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._app_runner.server
+        assert server is not None, "runner.setup() first"
+        app = self._app_runner.app
+        self._listening = await asyncio.get_running_loop().create_server(
+            lambda: UpgradeSniffer(app, server),
+            self._host,
+            self._port,
+            backlog=self._listen_backlog,
+            reuse_address=True,
+        )
+        if not self._port:  # an ephemeral port (tests): say which
+            self._port = self._listening.sockets[0].getsockname()[1]
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def stop(self) -> None:
+        if self._listening is not None:
+            self._listening.close()
+            self._listening = None
+        await super().stop()
