@@ -5,12 +5,13 @@ Model: ``rooms`` maps a room id to an insertion-ordered dict ``peer id -> Peer``
 emptied room is deleted, and ``viewerCount`` is by definition ``len(rooms[room_id])``: the
 number of distinct connections joined, whatever order joins, leaves and disconnects come in.
 
-Fan-out costs O(1) per broadcast and O(members) per loop iteration, not per message: a
-broadcast encodes the message once (JSON and WebSocket frame) and appends the bytes to the
-room's :class:`_Backlog`; one callback per loop iteration (:meth:`Hub.flush`) hands every
-member its share of every backlog plus its own queue (direct sends) in one write. So a burst
-of relayed messages costs one syscall per recipient, and a join storm, where every join is
-announced to every member, costs O(members) per iteration instead of O(members) per join.
+A broadcast encodes the message once (JSON and WebSocket frame). In a big room (100 members
+and more) it costs O(1): the bytes go to the room's :class:`_Backlog`, and one callback per
+loop iteration (:meth:`Hub.flush`) hands every member its share of every backlog plus its own
+queue (direct sends) in one write. So a burst of relayed messages costs one syscall per
+recipient, and a join storm, where every join is announced to every member, costs O(members)
+per flush instead of O(members) per join. In a small room the same bytes are appended to each
+member's own queue at once, which is cheaper than a backlog for a few members.
 
 Each connection receives its frames in the order they were sent: a direct send first moves
 the peer's share of its rooms' backlogs into its own queue, a leave does the same before the
@@ -293,11 +294,12 @@ class Hub:
             self.stats.dropped += 1
             return
         self._take_shares(peer)
-        self._enqueue(peer, [frame])
+        self._enqueue_frame(peer, frame)
 
     def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
-        """Send one message to every member but ``exclude``; encoded once, O(1) here (the
-        flush delivers it). Returns the number of recipients."""
+        """Send one message to every member but ``exclude``, encoded once. A small room's
+        members get it in their own queues at once; a big room's backlog takes it in O(1) and
+        the flush delivers it. Returns the number of recipients."""
         members = self.rooms.get(room_id)
         if not members:
             return 0
@@ -306,6 +308,18 @@ class Hub:
         recipients = len(members) - excluded
         if not recipients:
             return 0
+        if len(members) < BATCH_MIN_MEMBERS:  # cheaper than a backlog for a few members
+            earlier = bool(self._backlogs)  # frames of big rooms (or of this one) come first
+            for peer in list(members.values()):
+                if peer is exclude:
+                    continue
+                if peer.closed:
+                    self.stats.dropped += 1
+                    continue
+                if earlier:
+                    self._take_shares(peer)
+                self._enqueue_frame(peer, frame)
+            return recipients
         backlog = self._backlogs.get(room_id)
         if backlog is None:
             backlog = self._backlogs[room_id] = self._new_backlog(len(members))
@@ -364,6 +378,17 @@ class Hub:
             return []
         merged = numbered[0] if len(numbered) == 1 else heapq.merge(*numbered)
         return [frame for _, frame in merged]
+
+    def _enqueue_frame(self, peer: Peer, frame: bytes) -> None:
+        out = peer.out
+        if not out:
+            self._dirty.append(peer)
+            if not self._flush_scheduled:
+                self._schedule_flush()
+        out.append(frame)
+        peer.out_bytes += len(frame)
+        if peer.out_bytes > self._max_buffer:
+            self._too_slow(peer)
 
     def _enqueue(self, peer: Peer, frames: list[bytes]) -> None:
         if not peer.out:
