@@ -492,6 +492,9 @@ async def close_all(app: web.Application) -> None:
 
 #: a request head longer than this is aiohttp's business (it enforces its own limits)
 _MAX_HEAD: Final = 8192
+#: seconds a new connection may take to send its request head before aiohttp takes it over
+#: (and applies its own idle timeout): a client that connects and stalls is not held here
+HEAD_TIMEOUT: Final = 5.0
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _access_log = logging.getLogger("aiohttp.access")
 
@@ -534,16 +537,19 @@ class UpgradeSniffer(asyncio.Protocol):
     it is served exactly as it would be without this class.
     """
 
-    __slots__ = ("_app", "_head", "_server", "_transport")
+    __slots__ = ("_app", "_head", "_server", "_timer", "_transport")
 
     def __init__(self, app: web.Application, server: web.Server) -> None:
         self._app = app
         self._server = server
         self._head = b""
         self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # a TCP transport
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(HEAD_TIMEOUT, lambda: self._hand_over(self._head))
 
     def data_received(self, data: bytes) -> None:
         head = self._head + data if self._head else data
@@ -571,7 +577,16 @@ class UpgradeSniffer(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
+        self._done()
+
+    def _done(self) -> asyncio.Transport | None:
+        """This connection is decided (or gone): stop sniffing; the transport, if still open."""
+        transport, self._transport = self._transport, None
+        self._head = b""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return transport
 
     def _accept(self, headers: dict[str, str]) -> str | None:
         """The Sec-WebSocket-Accept value, if aiohttp's handler would accept this upgrade."""
@@ -593,10 +608,9 @@ class UpgradeSniffer(asyncio.Protocol):
         return base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest()).decode()
 
     def _upgrade(self, path: str, accept: str, tail: bytes) -> None:
-        transport = self._transport
+        transport = self._done()
         if transport is None or transport.is_closing():
             return
-        self._transport = None
         transport.write(
             (
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
@@ -620,15 +634,14 @@ class UpgradeSniffer(asyncio.Protocol):
             ws.feed_data(tail)
 
     def _hand_over(self, data: bytes) -> None:
-        transport = self._transport
+        transport = self._done()
         if transport is None:
             return
-        self._transport = None
-        self._head = b""
         protocol = self._server()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
-        protocol.data_received(data)
+        if data:
+            protocol.data_received(data)
 
 
 def _access_logger(

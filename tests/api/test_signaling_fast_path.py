@@ -21,6 +21,7 @@ from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from livehub import keys
+from livehub.api import signaling as signaling_module
 from livehub.api.signaling import SignalingSite, WebSocket, parse_upgrade
 from livehub.app import create_app
 from tests.api.test_signaling import *  # noqa: F403  (every test there runs here too)
@@ -31,13 +32,17 @@ from tests.conftest import Client, make_config
 class FastPathServer(TestServer):
     """aiohttp's test server, listening through SignalingSite instead of SockSite."""
 
+    def __init__(self, app: web.Application, *, runner_kwargs: dict[str, Any] | None = None):
+        super().__init__(app)
+        self._runner_kwargs = runner_kwargs or {}
+
     async def start_server(
         self, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any
     ) -> None:
         if self.runner:
             return
         self._loop = loop
-        self.runner = await self._make_runner(**kwargs)
+        self.runner = await self._make_runner(**kwargs, **self._runner_kwargs)
         await self.runner.setup()
         assert isinstance(self.runner, web.AppRunner)
         site = SignalingSite(self.runner, self.host, 0)
@@ -225,3 +230,26 @@ async def test_a_client_close_is_answered_with_1000_and_the_others_hear_peer_lef
     assert goes.close_code == 1000
     event = await receive(stays, skip=("viewer-count", "peer-joined"))
     assert event == {"type": "peer-left", "roomId": room["id"], "peerId": gone_id}
+
+
+async def test_a_stalled_connection_is_handed_to_aiohttp_and_its_idle_timeout(
+    aiohttp_client: AiohttpClient, app: web.Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(signaling_module, "HEAD_TIMEOUT", 0.05)
+    server = FastPathServer(app, runner_kwargs={"keepalive_timeout": 0.2})
+    client = cast(Client, await aiohttp_client(server))
+    reader, writer = await raw_connect(client)
+    writer.write(b"GET /ws HT")  # and then nothing: not held by the sniffer for ever
+    async with asyncio.timeout(3):
+        assert await reader.read() == b""  # aiohttp closed it as an idle connection
+    writer.close()
+
+    reader, writer = await raw_connect(client)
+    writer.write(b"GE")
+    await asyncio.sleep(0.1)  # handed over by now; the rest still makes one request
+    writer.write(b"T /api/rooms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    async with asyncio.timeout(3):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert aiohttp_requests(client) == 1
+    writer.close()
