@@ -493,7 +493,8 @@ async def close_all(app: web.Application) -> None:
 #: a request head longer than this is aiohttp's business (it enforces its own limits)
 _MAX_HEAD: Final = 8192
 #: seconds a new connection may take to send its request head before aiohttp takes it over
-#: (and applies its own idle timeout): a client that connects and stalls is not held here
+#: (and applies its own idle timeout): a client that connects and stalls is not held here.
+#: Checked every HEAD_TIMEOUT / 2, by one timer for all connections
 HEAD_TIMEOUT: Final = 5.0
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _access_log = logging.getLogger("aiohttp.access")
@@ -537,19 +538,26 @@ class UpgradeSniffer(asyncio.Protocol):
     it is served exactly as it would be without this class.
     """
 
-    __slots__ = ("_app", "_head", "_server", "_timer", "_transport")
+    __slots__ = ("_app", "_head", "_pending", "_server", "_transport", "since")
 
-    def __init__(self, app: web.Application, server: web.Server) -> None:
+    def __init__(
+        self, app: web.Application, server: web.Server, pending: set[UpgradeSniffer]
+    ) -> None:
         self._app = app
         self._server = server
+        self._pending = pending  # the site's undecided connections, swept for stalled ones
         self._head = b""
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # a TCP transport
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(HEAD_TIMEOUT, lambda: self._hand_over(self._head))
+        self.since = asyncio.get_running_loop().time()
+        self._pending.add(self)
+
+    def stalled(self) -> None:
+        """No full request head within :data:`HEAD_TIMEOUT`: aiohttp's, with what came."""
+        self._hand_over(self._head)
 
     def data_received(self, data: bytes) -> None:
         head = self._head + data if self._head else data
@@ -583,9 +591,7 @@ class UpgradeSniffer(asyncio.Protocol):
         """This connection is decided (or gone): stop sniffing; the transport, if still open."""
         transport, self._transport = self._transport, None
         self._head = b""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._pending.discard(self)
         return transport
 
     def _accept(self, headers: dict[str, str]) -> str | None:
@@ -671,9 +677,18 @@ def _http_date() -> str:
 
 
 class SignalingSite(web.BaseSite):
-    """A TCP site whose connections start with :class:`UpgradeSniffer`."""
+    """A TCP site whose connections start with :class:`UpgradeSniffer`; one timer hands the
+    connections that stall before a full request head to aiohttp."""
 
-    __slots__ = ("_app_runner", "_host", "_listen_backlog", "_listening", "_port")
+    __slots__ = (
+        "_app_runner",
+        "_host",
+        "_listen_backlog",
+        "_listening",
+        "_pending",
+        "_port",
+        "_sweeper",
+    )
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, *, backlog: int = 128) -> None:
         super().__init__(runner, backlog=backlog)
@@ -682,18 +697,25 @@ class SignalingSite(web.BaseSite):
         self._port = port
         self._listen_backlog = backlog
         self._listening: asyncio.Server | None = None
+        self._pending: set[UpgradeSniffer] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def name(self) -> str:
         return f"http://{self._host}:{self._port}"
 
+    @property
+    def port(self) -> int:
+        return self._port
+
     async def start(self) -> None:
         await super().start()
         server = self._app_runner.server
         assert server is not None, "runner.setup() first"
-        app = self._app_runner.app
-        self._listening = await asyncio.get_running_loop().create_server(
-            lambda: UpgradeSniffer(app, server),
+        app, pending = self._app_runner.app, self._pending
+        loop = asyncio.get_running_loop()
+        self._listening = await loop.create_server(
+            lambda: UpgradeSniffer(app, server, pending),
             self._host,
             self._port,
             backlog=self._listen_backlog,
@@ -701,12 +723,20 @@ class SignalingSite(web.BaseSite):
         )
         if not self._port:  # an ephemeral port (tests): say which
             self._port = self._listening.sockets[0].getsockname()[1]
+        self._sweep()
 
-    @property
-    def port(self) -> int:
-        return self._port
+    def _sweep(self) -> None:
+        """Every HEAD_TIMEOUT / 2: a connection undecided for HEAD_TIMEOUT goes to aiohttp."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() - HEAD_TIMEOUT
+        for sniffer in [each for each in self._pending if each.since <= deadline]:
+            sniffer.stalled()
+        self._sweeper = loop.call_later(HEAD_TIMEOUT / 2, self._sweep)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._listening is not None:
             self._listening.close()
             self._listening = None
