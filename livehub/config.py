@@ -104,8 +104,8 @@ class Config:
     # signaling limits
     max_msg_size: int = 64 * 1024
     heartbeat: float = 30.0
-    rate_per_s: float = 200.0
-    rate_burst: int = 400
+    rate_per_s: float = 2000.0
+    rate_burst: int = 4000
     max_rooms_per_connection: int = 16
     max_members_per_room: int = 10_000
     max_chat_length: int = 500

@@ -39,8 +39,8 @@ FLOOD_QUIET_S = 1.0
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Limits:
-    rate_per_s: float = 200.0
-    rate_burst: int = 400
+    rate_per_s: float = 2000.0
+    rate_burst: int = 4000
     max_rooms_per_connection: int = 16
     max_members_per_room: int = 10_000
     max_chat_length: int = 500
