@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -17,7 +15,6 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from livehub import __version__
-from livehub.api.signaling import SignalingSite
 from livehub.app import create_app
 from livehub.config import Config, ConfigError
 
@@ -109,46 +106,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     log.debug("config: %s", settings)
     _install_uvloop()
     log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
-    run(create_app(config), config)
-
-
-def run(app: web.Application, config: Config) -> None:
-    """``web.run_app`` with :class:`SignalingSite` for ``TCPSite``: WebSocket upgrades are
-    answered before aiohttp's request handling, everything else is served by aiohttp as usual.
-    SIGINT/SIGTERM stop it gracefully (on_shutdown closes WebSockets with 1001)."""
-    loop = asyncio.new_event_loop()  # uvloop's, once installed
-    asyncio.set_event_loop(loop)
-    main_task = loop.create_task(_serve(app, config))
-    try:
-        loop.run_until_complete(main_task)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
-    finally:
-        main_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            loop.run_until_complete(main_task)
-        leftover = asyncio.all_tasks(loop)
-        for task in leftover:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-
-
-async def _serve(app: web.Application, config: Config) -> None:
-    runner = web.AppRunner(
-        app,
-        handle_signals=True,
-        access_log_class=AccessLogger,
+    web.run_app(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        backlog=LISTEN_BACKLOG,
         shutdown_timeout=config.shutdown_timeout,
+        access_log_class=AccessLogger,
+        print=None,
     )
-    await runner.setup()
-    try:
-        site = SignalingSite(runner, config.host, config.port, backlog=LISTEN_BACKLOG)
-        await site.start()
-        await asyncio.Event().wait()  # until a signal raises GracefulExit
-    finally:
-        await runner.cleanup()
 
 
 if __name__ == "__main__":

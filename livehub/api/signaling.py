@@ -10,18 +10,10 @@ once into a complete frame and :meth:`WebSocket.write` writes each peer's batch 
 client; no answer within half that and the TCP connection is dropped (the peer leaves its
 rooms).
 
-A connection gets there in one of two ways:
-
-- ``python -m livehub`` listens through :class:`SignalingSite`: :class:`UpgradeSniffer` reads
-  the request head of each new connection, answers a valid upgrade to ``/ws`` or ``/`` itself
-  (``101``, then the transport's protocol is the :class:`WebSocket`) and hands everything else,
-  bytes read so far included, to aiohttp's own protocol. An upgrade then costs about half the
-  CPU, and a held connection keeps no aiohttp request, response or task.
-- Through aiohttp (tests, a keep-alive connection that upgrades, anything the sniffer declines):
-  :func:`websocket` checks ``Origin`` and the handshake, sends the ``101`` and installs the
-  :class:`WebSocket` as the connection's payload parser (``RequestHandler.set_parser``, the
-  hook aiohttp's own ``WebSocketResponse`` uses); the handler then waits for the connection
-  to end.
+A connection gets there through aiohttp: the ``/ws`` (or ``/``) route's handler
+:func:`websocket` checks ``Origin`` and the opening handshake, sends the ``101`` and installs the
+:class:`WebSocket` as the connection's payload parser (``RequestHandler.set_parser``, the hook
+aiohttp's own ``WebSocketResponse`` uses); the handler then waits for the connection to end.
 """
 
 from __future__ import annotations
@@ -29,19 +21,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import email.utils
 import hashlib
 import logging
-import re
 import struct
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import orjson
 from aiohttp import WSCloseCode, web
-from aiohttp.http import SERVER_SOFTWARE, WS_KEY
+from aiohttp.http import WS_KEY
 
 from livehub import keys
 from livehub.api.middlewares import error_response
@@ -115,9 +104,9 @@ class _ProtocolError(Exception):
         self.code = code
 
 
-class WebSocket(asyncio.Protocol):
-    """One upgraded signaling connection: the hub's sink, and what reads the socket, either as
-    aiohttp's payload parser (``feed_data``/``feed_eof``) or as the transport's protocol."""
+class WebSocket:
+    """One upgraded signaling connection: the hub's sink, and what reads the socket as
+    aiohttp's payload parser (``feed_data``/``feed_eof``)."""
 
     __slots__ = (
         "_buffer",
@@ -131,7 +120,6 @@ class WebSocket(asyncio.Protocol):
         "_last_frame",
         "_loop",
         "_max_msg_size",
-        "_on_end",
         "_pinged_at",
         "_signaling",
         "_timer",
@@ -146,10 +134,8 @@ class WebSocket(asyncio.Protocol):
         *,
         max_msg_size: int,
         heartbeat: float,
-        on_end: Callable[[], None] | None = None,
     ) -> None:
         self._transport = transport
-        self._on_end = on_end
         self._signaling = signaling
         self._max_msg_size = max_msg_size
         self._heartbeat = heartbeat
@@ -273,19 +259,6 @@ class WebSocket(asyncio.Protocol):
         self._signaling.close(self.peer)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
-        if self._on_end is not None:
-            self._on_end()
-
-    # -- the transport's protocol (fast path, see UpgradeSniffer) --------------------------------
-
-    def data_received(self, data: bytes) -> None:
-        self.feed_data(data)
-
-    def eof_received(self) -> bool | None:
-        return None  # the transport closes; connection_lost follows
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.feed_eof()
 
     # -- frames ----------------------------------------------------------------------------------
 
@@ -486,258 +459,3 @@ async def close_all(app: web.Application) -> None:
         task.cancel()
     if pending:
         log.warning("%d WebSockets did not close in time", len(pending))
-
-
-# -- fast path: WebSocket upgrades answered before aiohttp's HTTP machinery ----------------------
-
-#: a request head longer than this is aiohttp's business (it enforces its own limits)
-_MAX_HEAD: Final = 8192
-#: seconds a new connection may take to send its request head before aiohttp takes it over
-#: (and applies its own idle timeout): a client that connects and stalls is not held here.
-#: Checked every HEAD_TIMEOUT / 2, by one timer for all connections
-HEAD_TIMEOUT: Final = 5.0
-_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_access_log = logging.getLogger("aiohttp.access")
-
-
-def parse_upgrade(head: bytes) -> tuple[str, dict[str, str]] | None:
-    """Path and lower-cased headers of a plain ``GET /ws`` or ``GET /`` HTTP/1.1 request head,
-    or None for anything else, or anything unusual (aiohttp then handles it)."""
-    try:
-        lines = head.decode("ascii").split("\r\n")
-    except UnicodeDecodeError:
-        return None
-    request_line = lines[0].split(" ")
-    if len(request_line) != 3 or request_line[0] != "GET" or request_line[2] != "HTTP/1.1":
-        return None
-    path = request_line[1].partition("?")[0]
-    if path not in ("/ws", "/"):
-        return None
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not _TOKEN.fullmatch(name):
-            return None
-        key = name.lower()
-        if key in headers:
-            return None
-        headers[key] = value.strip(" \t")
-    if "content-length" in headers or "transfer-encoding" in headers:
-        return None
-    return path, headers
-
-
-class UpgradeSniffer(asyncio.Protocol):
-    """The first protocol of every connection to :class:`SignalingSite`.
-
-    A valid WebSocket upgrade to ``/ws`` or ``/`` from an allowed origin gets its ``101`` here
-    and the connection is handed to a :class:`WebSocket`: no aiohttp request, response, tasks or
-    middlewares, for the connection's whole life (about half the CPU of an upgrade, and less
-    memory per held connection). Every other connection, a REST request, an upgrade aiohttp
-    must refuse, anything odd, goes to aiohttp's own protocol with the bytes read so far, so
-    it is served exactly as it would be without this class.
-    """
-
-    __slots__ = ("_app", "_head", "_pending", "_server", "_transport", "since")
-
-    def __init__(
-        self, app: web.Application, server: web.Server, pending: set[UpgradeSniffer]
-    ) -> None:
-        self._app = app
-        self._server = server
-        self._pending = pending  # the site's undecided connections, swept for stalled ones
-        self._head = b""
-        self._transport: asyncio.Transport | None = None
-        self.since = 0.0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # a TCP transport
-        self.since = asyncio.get_running_loop().time()
-        self._pending.add(self)
-
-    def stalled(self) -> None:
-        """No full request head within :data:`HEAD_TIMEOUT`: aiohttp's, with what came."""
-        self._hand_over(self._head)
-
-    def data_received(self, data: bytes) -> None:
-        head = self._head + data if self._head else data
-        if not head.startswith(b"GET "):
-            if len(head) >= 4 or not b"GET ".startswith(head):
-                self._hand_over(head)
-            else:
-                self._head = head
-            return
-        end = head.find(b"\r\n\r\n")
-        if end < 0:
-            if len(head) > _MAX_HEAD:
-                self._hand_over(head)
-            else:
-                self._head = head
-            return
-        upgrade = parse_upgrade(head[:end])
-        accept = self._accept(upgrade[1]) if upgrade is not None else None
-        if upgrade is None or accept is None:
-            self._hand_over(head)
-            return
-        self._upgrade(upgrade[0], accept, head[end + 4 :])
-
-    def eof_received(self) -> bool | None:
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._done()
-
-    def _done(self) -> asyncio.Transport | None:
-        """This connection is decided (or gone): stop sniffing; the transport, if still open."""
-        transport, self._transport = self._transport, None
-        self._head = b""
-        self._pending.discard(self)
-        return transport
-
-    def _accept(self, headers: dict[str, str]) -> str | None:
-        """The Sec-WebSocket-Accept value, if aiohttp's handler would accept this upgrade."""
-        if headers.get("upgrade", "").lower() != "websocket":
-            return None
-        if "upgrade" not in headers.get("connection", "").lower():
-            return None
-        if headers.get("sec-websocket-version", "") not in ("13", "8", "7"):
-            return None
-        allowed = self._app[keys.config].ws_origins
-        if "*" not in allowed and "origin" in headers and headers["origin"] not in allowed:
-            return None
-        key = headers.get("sec-websocket-key", "")
-        try:
-            if len(base64.b64decode(key, validate=True)) != 16:
-                return None
-        except binascii.Error:
-            return None
-        return base64.b64encode(hashlib.sha1(key.encode() + WS_KEY).digest()).decode()
-
-    def _upgrade(self, path: str, accept: str, tail: bytes) -> None:
-        transport = self._done()
-        if transport is None or transport.is_closing():
-            return
-        transport.write(
-            (
-                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
-                f"Sec-WebSocket-Accept: {accept}\r\nDate: {_http_date()}\r\n"
-                f"Server: {SERVER_SOFTWARE}\r\n\r\n"
-            ).encode()
-        )
-        config = self._app[keys.config]
-        on_end = None
-        if _access_log.isEnabledFor(logging.INFO):
-            on_end = _access_logger(transport, path, self._app[keys.signaling])
-        ws = WebSocket(
-            transport,
-            self._app[keys.signaling],
-            max_msg_size=config.max_msg_size,
-            heartbeat=config.heartbeat,
-            on_end=on_end,
-        )
-        transport.set_protocol(ws)
-        if tail:
-            ws.feed_data(tail)
-
-    def _hand_over(self, data: bytes) -> None:
-        transport = self._done()
-        if transport is None:
-            return
-        protocol = self._server()
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        if data:
-            protocol.data_received(data)
-
-
-def _access_logger(
-    transport: asyncio.Transport, path: str, signaling: Signaling
-) -> Callable[[], None]:
-    """An access-log line when the connection ends, as aiohttp writes one for its upgrades."""
-    peer = transport.get_extra_info("peername")
-    remote = peer[0] if isinstance(peer, tuple) else "-"
-    began = time.monotonic()
-
-    def log_end() -> None:
-        elapsed = (time.monotonic() - began) * 1000
-        _access_log.info('%s "GET %s" 101 %.1fms', remote, path, elapsed)
-
-    return log_end
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
-    return _date_cache[1]
-
-
-class SignalingSite(web.BaseSite):
-    """A TCP site whose connections start with :class:`UpgradeSniffer`; one timer hands the
-    connections that stall before a full request head to aiohttp."""
-
-    __slots__ = (
-        "_app_runner",
-        "_host",
-        "_listen_backlog",
-        "_listening",
-        "_pending",
-        "_port",
-        "_sweeper",
-    )
-
-    def __init__(self, runner: web.AppRunner, host: str, port: int, *, backlog: int = 128) -> None:
-        super().__init__(runner, backlog=backlog)
-        self._app_runner = runner
-        self._host = host
-        self._port = port
-        self._listen_backlog = backlog
-        self._listening: asyncio.Server | None = None
-        self._pending: set[UpgradeSniffer] = set()
-        self._sweeper: asyncio.TimerHandle | None = None
-
-    @property
-    def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    async def start(self) -> None:
-        await super().start()
-        server = self._app_runner.server
-        assert server is not None, "runner.setup() first"
-        app, pending = self._app_runner.app, self._pending
-        loop = asyncio.get_running_loop()
-        self._listening = await loop.create_server(
-            lambda: UpgradeSniffer(app, server, pending),
-            self._host,
-            self._port,
-            backlog=self._listen_backlog,
-            reuse_address=True,
-        )
-        if not self._port:  # an ephemeral port (tests): say which
-            self._port = self._listening.sockets[0].getsockname()[1]
-        self._sweep()
-
-    def _sweep(self) -> None:
-        """Every HEAD_TIMEOUT / 2: a connection undecided for HEAD_TIMEOUT goes to aiohttp."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() - HEAD_TIMEOUT
-        for sniffer in [each for each in self._pending if each.since <= deadline]:
-            sniffer.stalled()
-        self._sweeper = loop.call_later(HEAD_TIMEOUT / 2, self._sweep)
-
-    async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        if self._listening is not None:
-            self._listening.close()
-            self._listening = None
-        await super().stop()
