@@ -8,15 +8,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from livehub import __version__
 from livehub.app import create_app
 from livehub.config import Config, ConfigError
+from livehub.storage import SchemaTooNew
 
 log = logging.getLogger("livehub")
 
@@ -103,18 +106,45 @@ def main(argv: Sequence[str] | None = None) -> None:
         for field in dataclasses.fields(config)
         if field.name not in ("hook_secret", "admin_token")
     }
+    settings["srs_api_url"] = redact_url(config.srs_api_url)
     log.debug("config: %s", settings)
+    logging.getLogger("aiohttp.server").addFilter(_malformed_requests_at_info)
     _install_uvloop()
     log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
-    web.run_app(
-        create_app(config),
-        host=config.host,
-        port=config.port,
-        backlog=LISTEN_BACKLOG,
-        shutdown_timeout=config.shutdown_timeout,
-        access_log_class=AccessLogger,
-        print=None,
-    )
+    try:
+        web.run_app(
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            backlog=LISTEN_BACKLOG,
+            shutdown_timeout=config.shutdown_timeout,
+            access_log_class=AccessLogger,
+            print=None,
+        )
+    except SchemaTooNew as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its userinfo (SRS API Basic auth), for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _malformed_requests_at_info(record: logging.LogRecord) -> bool:
+    """aiohttp logs a malformed HTTP request (a client's fault, answered 400) at ERROR with a
+    traceback; that is noise in an operator's error log, so it is lowered to INFO."""
+    if record.levelno >= logging.ERROR and record.exc_info:
+        error = record.exc_info[1]
+        if isinstance(error, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = None
+            record.exc_text = None
+    return True
 
 
 if __name__ == "__main__":

@@ -72,7 +72,6 @@ def create_app(config: Config) -> web.Application:
             max_chat_length=config.max_chat_length,
         ),
     )
-    app[keys.websockets] = set()
     app[keys.background] = set()
     app[keys.openapi] = build_spec()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
-from livehub.__main__ import load_config
+from livehub.__main__ import _malformed_requests_at_info, load_config, redact_url
 from livehub.config import Config, ConfigError
 from tests.conftest import hook_fixture
 
@@ -138,3 +139,31 @@ async def test_full_flow_keeps_secrets_out_of_logs(server: tuple[str, Path]) -> 
     assert "/api/rooms" in logged and "on_publish" in logged
     for secret in (SECRET, token, owner):  # …but no secret is in it
         assert secret not in logged
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://srs:1985", "http://srs:1985"),
+        ("http://livehub:s3cret@srs:1985/", "http://livehub:***@srs:1985/"),
+        ("https://u:p@example.com", "https://u:***@example.com"),
+    ],
+)
+def test_srs_api_password_is_redacted_for_logs(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_malformed_requests_are_logged_at_info() -> None:
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    try:
+        raise BadHttpMessage("Invalid header value char")
+    except BadHttpMessage:
+        bad = logging.LogRecord("aiohttp.server", logging.ERROR, "", 0, "Error", (), sys.exc_info())
+    try:
+        raise RuntimeError("a real bug")
+    except RuntimeError:
+        bug = logging.LogRecord("aiohttp.server", logging.ERROR, "", 0, "Error", (), sys.exc_info())
+    assert _malformed_requests_at_info(bad) and _malformed_requests_at_info(bug)
+    assert (bad.levelno, bad.exc_info) == (logging.INFO, None)
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None
