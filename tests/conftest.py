@@ -80,6 +80,18 @@ def create_room(client: Client) -> CreateRoom:
     return create
 
 
+async def send_hook(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    """Post a hook body as SRS does (compact JSON, the right secret); its JSON reply."""
+    resp = await client.post(
+        f"/api/hooks/srs?secret={HOOK_SECRET}",
+        data=json.dumps(body, separators=(",", ":")),
+        headers={"Content-Type": "application/json"},
+    )
+    assert resp.status == 200
+    reply: dict[str, Any] = await resp.json()
+    return reply
+
+
 PostHook = Callable[..., Awaitable[tuple[int, Any]]]
 
 

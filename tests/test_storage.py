@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from livehub import storage
 from livehub.app import create_app
 from livehub.domain.rooms import HookEvent, Room, RoomService, RoomStatus, hash_token
 from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore
-from tests.conftest import HOOK_SECRET, Client, hook_for, make_config
+from tests.conftest import hook_for, make_config
+from tests.conftest import send_hook as post_hook
 
 
 def db_bytes(path: Path) -> bytes:
@@ -201,17 +201,6 @@ def test_upgrade_from_an_empty_database(tmp_path: Path) -> None:
 
 
 # -- the app restarted on the same database file ------------------------------------------
-
-
-async def post_hook(client: Client, body: dict[str, Any]) -> dict[str, Any]:
-    resp = await client.post(
-        f"/api/hooks/srs?secret={HOOK_SECRET}",
-        data=json.dumps(body, separators=(",", ":")),
-        headers={"Content-Type": "application/json"},
-    )
-    assert resp.status == 200
-    reply: dict[str, Any] = await resp.json()
-    return reply
 
 
 async def test_rooms_and_tokens_survive_a_restart(

@@ -12,8 +12,9 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
-from tests.api.test_reconcile import FakeSRS, eventually, post_hook, scrape
+from tests.api.test_reconcile import FakeSRS, eventually, scrape
 from tests.conftest import HOOK_SECRET, Client, hook_for, make_config
+from tests.conftest import send_hook as post_hook
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
-from tests.api.test_reconcile import post_hook, room_json
+from tests.api.test_reconcile import room_json
 from tests.conftest import Client, hook_for, make_config
+from tests.conftest import send_hook as post_hook
 
 WINDOW = 0.3
 

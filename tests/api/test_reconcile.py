@@ -30,7 +30,8 @@ from livehub.app import create_app
 from livehub.config import Config
 from livehub.domain.rooms import RoomStatus
 from livehub.srs import SRSClient, SRSUnavailable
-from tests.conftest import HOOK_SECRET, HOOKS_DIR, Client, hook_for, make_config
+from tests.conftest import HOOKS_DIR, Client, hook_for, make_config
+from tests.conftest import send_hook as post_hook
 
 STREAMS_FIXTURE: dict[str, Any] = json.loads((HOOKS_DIR / "api" / "streams.json").read_text())
 CAPTURED_STREAMS: dict[str, Any] = json.loads(
@@ -160,17 +161,6 @@ async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
-
-
-async def post_hook(client: Client, body: dict[str, Any]) -> dict[str, Any]:
-    resp = await client.post(
-        f"/api/hooks/srs?secret={HOOK_SECRET}",
-        data=json.dumps(body, separators=(",", ":")),
-        headers={"Content-Type": "application/json"},
-    )
-    assert resp.status == 200
-    reply: dict[str, Any] = await resp.json()
-    return reply
 
 
 async def start(aiohttp_client: AiohttpClient, config: Config, *, grace: float = 0.0) -> Client:
