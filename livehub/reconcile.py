@@ -41,12 +41,16 @@ class Reconciler:
         try:
             publishing = await self._srs.publishing()
         except SRSUnavailable as exc:
+            # warn once per outage; every further skip (each interval) only at DEBUG
+            level = logging.DEBUG if self.last_ok is False else logging.WARNING
             self.last_ok = False
             self.skipped += 1
             self._metrics.srs_api_up.set(0)
             self._metrics.reconciles.labels("unreachable").inc()
-            log.warning("reconciliation skipped, SRS API unreachable: %s", exc)
+            log.log(level, "reconciliation skipped, SRS API unreachable: %s", exc)
             return False
+        if self.last_ok is False:
+            log.info("SRS API reachable again: reconciling")
         if self._srs.service_id:
             self._rooms.service_changed(self._srs.service_id)
         changed = self._rooms.reconcile(publishing, asked_at)
