@@ -92,6 +92,20 @@ async def send_hook(client: Client, body: dict[str, Any]) -> dict[str, Any]:
     return reply
 
 
+async def post_as_srs(client: Client, target: str, body: bytes) -> tuple[int, Any]:
+    """POST ``body`` to ``target`` with SRS's headers; the status and the (JSON) reply."""
+    resp = await client.post(
+        target,
+        data=body,
+        headers={"Content-Type": "application/json", "User-Agent": "SRS/5.0.216(Bee)"},
+    )
+    text = await resp.text()
+    try:
+        return resp.status, json.loads(text)
+    except ValueError:
+        return resp.status, text
+
+
 PostHook = Callable[..., Awaitable[tuple[int, Any]]]
 
 
@@ -100,16 +114,7 @@ def post_hook(client: Client) -> PostHook:
     async def post(body: dict[str, Any], secret: str = HOOK_SECRET) -> tuple[int, Any]:
         # compact JSON, as SRS sends it
         raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        resp = await client.post(
-            f"/api/hooks/srs?secret={secret}",
-            data=raw.encode(),
-            headers={"Content-Type": "application/json", "User-Agent": "SRS/5.0.216(Bee)"},
-        )
-        text = await resp.text()
-        try:
-            return resp.status, json.loads(text)
-        except ValueError:
-            return resp.status, text
+        return await post_as_srs(client, f"/api/hooks/srs?secret={secret}", raw.encode())
 
     return post
 

@@ -25,12 +25,11 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import pytest
 import yaml
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from livehub.config import Config
+from tests.conftest import Client, post_as_srs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LIVEHUB_SHARED", REPO.parent / "shared"))
@@ -41,8 +40,6 @@ HOOKS = ("on_publish", "on_unpublish", "on_play", "on_stop")
 HOOK_PATH = "/api/hooks/srs"
 HEARTBEAT_PATH = "/api/hooks/srs/heartbeat"
 HEALTH_PATH = "/healthz"
-
-Client = TestClient[web.Request, web.Application]
 
 
 # --- srs.conf: a recursive-descent parser for SRS's nginx-like syntax ---------------------------
@@ -693,19 +690,6 @@ async def compose_client(
 def path_and_query(raw: str) -> str:
     url = urlsplit(raw)
     return f"{url.path}?{url.query}" if url.query else url.path
-
-
-async def post_as_srs(client: Client, target: str, body: bytes) -> tuple[int, Any]:
-    resp = await client.post(
-        target,
-        data=body,
-        headers={"Content-Type": "application/json", "User-Agent": "SRS/5.0.216(Bee)"},
-    )
-    text = await resp.text()
-    try:
-        return resp.status, json.loads(text)
-    except ValueError:
-        return resp.status, text
 
 
 async def test_livehub_accepts_every_srs_conf_hook_url(compose_client: Client) -> None:

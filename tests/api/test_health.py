@@ -17,14 +17,6 @@ from tests.conftest import HOOK_SECRET, Client, hook_for, make_config
 from tests.conftest import send_hook as post_hook
 
 
-@pytest.fixture
-async def srs() -> Any:
-    fake = FakeSRS()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 async def test_healthz_is_liveness_only(aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(create_app(make_config()))  # SRS unreachable: still alive
     resp = await client.get("/healthz")

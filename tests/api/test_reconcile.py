@@ -146,14 +146,6 @@ class FakeSRS:
         return self._reply(self._head())
 
 
-@pytest.fixture
-async def srs() -> Any:
-    fake = FakeSRS()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
     """Wait (bounded) until ``check()`` holds: for effects of background tasks."""
     deadline = time.monotonic() + within
