@@ -97,6 +97,7 @@ export function lobbyView(root) {
       showCreated(room);
       titleInput.value = '';
       upsert(room, { found: true });
+      renderFooter();
     } catch (err) {
       showCreateError(err);
     } finally {

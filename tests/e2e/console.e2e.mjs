@@ -108,9 +108,9 @@ async function newPage(browser, label, { name, noCamera = false } = {}) {
 
 const tid = (id, extra = '') => `[data-testid="${id}"]${extra}`;
 
-async function shot(page, file) {
+async function shot(page, file, { fullPage = true } = {}) {
   await mkdir(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, file), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, file), fullPage });
 }
 
 async function members(page) {
@@ -222,7 +222,7 @@ async function standinScenarios() {
     const stored = await page.evaluate(() => localStorage.getItem('livehub.apiKey'));
     check(stored === 'e2e-api-key', `localStorage holds ${stored}`);
     check(JSON.stringify(auth) === JSON.stringify([null, 'Bearer not-the-key', 'Bearer e2e-api-key']), `Authorization headers sent: ${JSON.stringify(auth)}`);
-    await shot(page, 'api-key.png');
+    await shot(page, 'api-key.png', { fullPage: false });
     // Anonymous creation, rate limited: the second create in a row answers 429 Retry-After 17.
     await standin('POST', '/_standin/config', { mode: 'limited' });
     await page.fill(tid('create-title'), 'First');
@@ -246,6 +246,8 @@ async function standinScenarios() {
       await fresh.waitForFunction(() => document.querySelectorAll('[data-testid="room-row"]').length === 100, null, { timeout: T });
       const first = await fresh.textContent(tid('room-list-total'));
       check(first === `100 of ${total} rooms shown`, `total says "${first}" (X-Total-Count ${total})`);
+      await fresh.$eval(tid('room-list-more'), (b) => b.scrollIntoView({ block: 'end' }));
+      await shot(fresh, 'list-paged.png', { fullPage: false });
       await fresh.click(tid('room-list-more'));
       await fresh.waitForFunction(() => document.querySelectorAll('[data-testid="room-row"]').length === 200, null, { timeout: T });
       await fresh.click(tid('room-list-more'));
@@ -267,7 +269,6 @@ async function standinScenarios() {
       check(polls.length >= 4, `expected polls of live and preparing rooms, saw ${JSON.stringify(polls)}`);
       check(other.length === 0, `requests other than pages, active polls and single rooms: ${JSON.stringify(other)}`);
       check(single.every((r) => r.endsWith('/seed0002')), `single-room reads: ${JSON.stringify(single)}`);
-      await shot(fresh, 'list-paged.png');
       return { rows: await count(), first, last, pages: pages.length, polls: polls.length, single };
     } finally {
       await fresh.close();

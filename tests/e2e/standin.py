@@ -125,7 +125,11 @@ class Standin:
         headers = {"X-Total-Count": str(len(chosen))}
         if start + limit < len(chosen):
             cursor = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
-            query = {"limit": str(limit), "cursor": cursor, **({"status": status} if status else {})}
+            query = {
+                "limit": str(limit),
+                "cursor": cursor,
+                **({"status": status} if status else {}),
+            }
             url = request.url.with_query(query)
             headers["Link"] = f'<{url.path_qs}>; rel="next"'
         return web.json_response(page, headers=headers)
