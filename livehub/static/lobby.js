@@ -91,6 +91,8 @@ export function lobbyView(root) {
       return;
     }
     submit.disabled = true;
+    saveApiKey(keyInput.value.trim()); // Enter in the key field submits without a change event
+    keyState();
     try {
       const room = await api('POST', '/api/rooms', { body: { title }, token: apiKey() || undefined });
       saveOwnerToken(room.id, room.ownerToken);
@@ -111,9 +113,9 @@ export function lobbyView(root) {
       fieldError(`Title: ${reasons.join(' ')}`);
       titleInput.focus();
     } else if (err.status === 401 || err.status === 403) {
-      formError(err.status === 401 || !apiKey()
-        ? 'This server needs an API key to create rooms: enter one below.'
-        : `This server refused the API key (${err.message}): check the key below.`);
+      formError(apiKey()
+        ? `This server refused the API key (${err.message}): check the key below.`
+        : 'This server needs an API key to create rooms: enter one below.');
       keyBox.open = true;
       keyInput.focus();
     } else if (err.status === 429) {
@@ -158,7 +160,7 @@ export function lobbyView(root) {
       const owned = ownerToken(room.id)
         ? h('span', { class: 'tag', title: 'You own this room (token saved in this browser)' }, 'owner') : null;
       const tr = h('tr', { testid: 'room-row', dataset: { roomId: room.id } },
-        h('td', { class: 'title-cell' }, link, owned), h('td', {}, badge),
+        h('td', { class: 'title-cell' }, h('div', { class: 'title-wrap' }, link, owned)), h('td', {}, badge),
         h('td', { class: 'num' }, viewers), h('td', { class: 'num' }, players),
         h('td', { class: 'muted' }, time(room.createdAt)));
       row = { room, tr, badge, viewers, players, link };
@@ -267,17 +269,25 @@ export function lobbyView(root) {
     renderFooter();
   }
 
+  let loaded = false;
   async function poll() {
     try {
-      await pollActive();
-      errors.clear('poll');
+      if (loaded) {
+        await pollActive();
+        errors.clear('poll');
+      } else {
+        loaded = await loadFirst(); // the first page failed: read it again, not just the active rooms
+      }
     } catch (err) {
       if (!stopped) errors.show(describe('Could not refresh the rooms', err), 'poll');
     }
     if (!stopped) timer = setTimeout(poll, POLL_MS);
   }
 
-  loadFirst().then(() => { if (!stopped) timer = setTimeout(poll, POLL_MS); });
+  loadFirst().then((ok) => {
+    loaded = ok;
+    if (!stopped) timer = setTimeout(poll, POLL_MS);
+  });
   titleInput.focus();
 
   return () => { stopped = true; clearTimeout(timer); };

@@ -240,6 +240,10 @@ export function roomView(root, roomId) {
           setConnection('closed', 'room ended: chat is closed');
           break;
         }
+        if (msg.code === 'rate_limited') {
+          errors.show(`Slow down: livehub dropped ${msg.inReplyTo ? `a ${msg.inReplyTo} message` : 'a message'} (too many in a short time).`, 'ws:rate_limited');
+          break;
+        }
         errors.show(`livehub refused ${msg.inReplyTo ? `the ${msg.inReplyTo} message` : 'a message'}: ${msg.message ?? 'error'} [${msg.code ?? 'error'}]`, `ws:${msg.code}`);
         break;
       default:

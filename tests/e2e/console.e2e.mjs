@@ -207,6 +207,7 @@ async function standinScenarios() {
     const missing = await page.textContent(tid('create-error'));
     check(/needs an API key/i.test(missing), `401 says "${missing}"`);
     check(await page.isVisible(tid('api-key-input')), 'the API key field is not shown after a 401');
+    await shot(page, 'api-key.png', { fullPage: false });
     // A wrong key: 403, said as such.
     await page.fill(tid('api-key-input'), 'not-the-key');
     await page.press(tid('api-key-input'), 'Tab'); // change event: the key is saved
@@ -222,7 +223,6 @@ async function standinScenarios() {
     const stored = await page.evaluate(() => localStorage.getItem('livehub.apiKey'));
     check(stored === 'e2e-api-key', `localStorage holds ${stored}`);
     check(JSON.stringify(auth) === JSON.stringify([null, 'Bearer not-the-key', 'Bearer e2e-api-key']), `Authorization headers sent: ${JSON.stringify(auth)}`);
-    await shot(page, 'api-key.png', { fullPage: false });
     // Anonymous creation, rate limited: the second create in a row answers 429 Retry-After 17.
     await standin('POST', '/_standin/config', { mode: 'limited' });
     await page.fill(tid('create-title'), 'First');
