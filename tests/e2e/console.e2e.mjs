@@ -3,7 +3,9 @@
 // Run by tests/e2e/test_console.py against a livehub server it started; can also be run by hand:
 //   LIVEHUB_URL=http://127.0.0.1:8088 LIVEHUB_HOOK_SECRET=s node console.e2e.mjs
 // Environment: LIVEHUB_URL, LIVEHUB_HOOK_SECRET, CHROMIUM (default /usr/bin/chromium),
-// SCREENSHOT_DIR (default <repo>/docs/screenshots), HOOKS_DIR (default <repo>/../shared/srs-hooks).
+// SCREENSHOT_DIR (default <repo>/docs/screenshots), HOOKS_DIR (default <repo>/../shared/srs-hooks),
+// STANDIN_URL (optional: standin.py, for the scenarios standin_* that drive the console against
+// server contracts from parallel branches: API keys, 429, paged lists, presence above the limit).
 // Prints one JSON object on stdout: {"scenarios": {name: {ok, ms, error?, ...details}}}.
 // Progress and browser console errors go to stderr. Exit code 0 unless the harness itself broke.
 
@@ -18,6 +20,7 @@ const HOOK_SECRET = process.env.LIVEHUB_HOOK_SECRET ?? '';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.SCREENSHOT_DIR ?? join(here, '..', '..', 'docs', 'screenshots');
 const HOOKS = process.env.HOOKS_DIR ?? join(here, '..', '..', '..', 'shared', 'srs-hooks');
+const STANDIN = (process.env.STANDIN_URL ?? '').replace(/\/$/, '');
 const T = 10_000; // default wait for anything the UI should show
 
 // Flags from shared/webrtc-testing.md. Playwright itself adds --headless and a fresh
@@ -65,8 +68,8 @@ async function http(method, path, { body, token, raw = false } = {}) {
 }
 
 /** Post an SRS hook the way SRS would, for the room's stream and publish token. */
-async function postHook(file, streamKey, publishToken) {
-  const body = JSON.parse(await readFile(join(HOOKS, file), 'utf8'));
+async function postHook(file, streamKey, publishToken, overrides = {}) {
+  const body = { ...JSON.parse(await readFile(join(HOOKS, file), 'utf8')), ...overrides };
   body.app = 'live';
   body.stream = streamKey;
   body.param = `?secret=${publishToken}`;
@@ -105,9 +108,9 @@ async function newPage(browser, label, { name, noCamera = false } = {}) {
 
 const tid = (id, extra = '') => `[data-testid="${id}"]${extra}`;
 
-async function shot(page, file) {
+async function shot(page, file, { fullPage = true } = {}) {
   await mkdir(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, file), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, file), fullPage });
 }
 
 async function members(page) {
@@ -153,6 +156,173 @@ async function badge(page) {
 
 async function waitForBadge(page, status, scope = tid('room-page')) {
   await page.waitForSelector(`${scope} ${tid('status-badge')}[data-status="${status}"]`, { timeout: T });
+}
+
+/** The room page's "N viewer(s)" / "N player(s)" as shown, e.g. "1 viewer". */
+async function stat(page, id) {
+  return page.$eval(`${tid('room-page')} ${tid(id)}`, (e) => `${e.textContent} ${e.parentElement.querySelector('.unit').textContent}`);
+}
+
+/** Chat is closed on this page: input and button disabled, the closed line shown. */
+async function waitForChatClosed(page) {
+  await page.waitForSelector(`${tid('chat-closed')}:visible`, { timeout: T });
+  check(await page.isDisabled(tid('chat-input')), 'chat input still enabled after the end');
+  check(await page.isDisabled(tid('chat-send')), 'chat send button still enabled after the end');
+}
+
+/** The bounding boxes of `selectors` inside the page, by selector (null when absent). */
+async function boxes(page, selectors) {
+  return page.evaluate((sels) => Object.fromEntries(sels.map((sel) => {
+    const el = document.querySelector(sel);
+    if (!el) return [sel, null];
+    const r = el.getBoundingClientRect();
+    return [sel, { left: r.left, right: r.right, top: r.top, bottom: r.bottom, width: r.width, height: r.height }];
+  })), selectors);
+}
+
+const inside = (inner, outer, slack = 0.5) =>
+  inner && outer && inner.left >= outer.left - slack && inner.right <= outer.right + slack;
+
+async function standin(method, path, body) {
+  const res = await fetch(STANDIN + path, { method, headers: { 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  check(res.ok, `stand-in ${method} ${path} -> HTTP ${res.status}`);
+  return res.json();
+}
+
+// --- against standin.py: contracts that land with other branches (see standin.py's docstring)
+
+async function standinScenarios() {
+  const page = await newPage(browser, 'standin', { name: 'sam' });
+  const requests = () => standin('GET', '/_standin/requests');
+
+  await scenario('standin_create_needs_api_key', async () => {
+    await standin('POST', '/_standin/config', { mode: 'keys' });
+    await page.goto(`${STANDIN}/`);
+    await page.fill(tid('create-title'), 'Keyed room');
+    const auth = [];
+    page.on('request', (req) => { if (req.method() === 'POST' && req.url().endsWith('/api/rooms')) auth.push(req.headers().authorization ?? null); });
+    // No key: 401, the form asks for one and opens the key field.
+    await page.click(tid('create-submit'));
+    await page.waitForSelector(`${tid('create-error')}:visible`, { timeout: T });
+    const missing = await page.textContent(tid('create-error'));
+    check(/needs an API key/i.test(missing), `401 says "${missing}"`);
+    check(await page.isVisible(tid('api-key-input')), 'the API key field is not shown after a 401');
+    await shot(page, 'api-key.png', { fullPage: false });
+    // A wrong key: 403, said as such.
+    await page.fill(tid('api-key-input'), 'not-the-key');
+    await page.press(tid('api-key-input'), 'Tab'); // change event: the key is saved
+    await page.click(tid('create-submit'));
+    await page.waitForFunction(() => /refused the API key/.test(document.querySelector('[data-testid="create-error"]').textContent), null, { timeout: T });
+    const refused = await page.textContent(tid('create-error'));
+    // The right key: created, and the key is kept in this browser.
+    await page.fill(tid('api-key-input'), 'e2e-api-key');
+    await page.press(tid('api-key-input'), 'Tab');
+    await page.click(tid('create-submit'));
+    await page.waitForSelector(`${tid('create-result')}:not([hidden])`, { timeout: T });
+    check(!(await page.isVisible(tid('create-error'))), 'the create error stayed after success');
+    const stored = await page.evaluate(() => localStorage.getItem('livehub.apiKey'));
+    check(stored === 'e2e-api-key', `localStorage holds ${stored}`);
+    check(JSON.stringify(auth) === JSON.stringify([null, 'Bearer not-the-key', 'Bearer e2e-api-key']), `Authorization headers sent: ${JSON.stringify(auth)}`);
+    // Anonymous creation, rate limited: the second create in a row answers 429 Retry-After 17.
+    await standin('POST', '/_standin/config', { mode: 'limited' });
+    await page.fill(tid('create-title'), 'First');
+    await page.click(tid('create-submit'));
+    await page.waitForFunction(() => document.querySelector('[data-testid="created-title"]')?.textContent === 'First', null, { timeout: T });
+    await page.fill(tid('create-title'), 'Second');
+    await page.click(tid('create-submit'));
+    await page.waitForSelector(`${tid('create-error')}:visible`, { timeout: T });
+    const limited = await page.textContent(tid('create-error'));
+    check(/too many rooms created.*try again in 17 s/i.test(limited), `429 says "${limited}"`);
+    return { missing, refused, limited };
+  });
+
+  await scenario('standin_list_pages_and_polls_live', async () => {
+    const fresh = await newPage(browser, 'standin-list', { name: 'sue' });
+    try {
+      const total = (await (await fetch(`${STANDIN}/api/rooms?limit=1`)).headers.get('X-Total-Count'));
+      const before = (await requests()).length;
+      await fresh.goto(`${STANDIN}/`);
+      const count = () => fresh.$$eval(tid('room-row'), (r) => r.length);
+      await fresh.waitForFunction(() => document.querySelectorAll('[data-testid="room-row"]').length === 100, null, { timeout: T });
+      const first = await fresh.textContent(tid('room-list-total'));
+      check(first === `100 of ${total} rooms shown`, `total says "${first}" (X-Total-Count ${total})`);
+      await fresh.$eval(tid('room-list-more'), (b) => b.scrollIntoView({ block: 'end' }));
+      await shot(fresh, 'list-paged.png', { fullPage: false });
+      await fresh.click(tid('room-list-more'));
+      await fresh.waitForFunction(() => document.querySelectorAll('[data-testid="room-row"]').length === 200, null, { timeout: T });
+      await fresh.click(tid('room-list-more'));
+      await fresh.waitForFunction((n) => document.querySelectorAll('[data-testid="room-row"]').length === n, Number(total), { timeout: T });
+      check(!(await fresh.isVisible(tid('room-list-more'))), '"Show more" still shown on the last page');
+      const last = await fresh.textContent(tid('room-list-total'));
+      // Polling sees changes of live rooms: counts, and a room that ended.
+      await standin('PATCH', '/_standin/rooms/seed0001', { viewerCount: 9 });
+      await fresh.waitForFunction(() => document.querySelector('[data-room-id="seed0001"] [data-testid="viewer-count"]').textContent === '9', null, { timeout: T });
+      await standin('PATCH', '/_standin/rooms/seed0002', { status: 'ended' });
+      await waitForBadge(fresh, 'ended', `${tid('room-row')}[data-room-id="seed0002"]`);
+      await fresh.waitForTimeout(2500); // one more poll
+      const made = (await requests()).slice(before).filter((r) => r.startsWith('GET '));
+      const pages = made.filter((r) => /^GET \/api\/rooms\?limit=100$/.test(r) || /cursor=/.test(r));
+      const polls = made.filter((r) => /status=(live|preparing)/.test(r));
+      const single = made.filter((r) => /^GET \/api\/rooms\/[^/?]+$/.test(r));
+      const other = made.filter((r) => !pages.includes(r) && !polls.includes(r) && !single.includes(r));
+      check(pages.length === 3, `expected 3 page reads (first and two "more"), saw ${JSON.stringify(pages)}`);
+      check(polls.length >= 4, `expected polls of live and preparing rooms, saw ${JSON.stringify(polls)}`);
+      check(other.length === 0, `requests other than pages, active polls and single rooms: ${JSON.stringify(other)}`);
+      check(single.every((r) => r.endsWith('/seed0002')), `single-room reads: ${JSON.stringify(single)}`);
+      return { rows: await count(), first, last, pages: pages.length, polls: polls.length, single };
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  await scenario('standin_presence_counted', async () => {
+    // A crowded room (250 > the limit of 100): hosts listed, viewers counted.
+    await page.goto(`${STANDIN}/#/room/big`);
+    await waitForMembers(page, ['ann', 'sam']);
+    await page.waitForSelector(`${tid('member-summary')}[data-presence="counted"]:visible`, { timeout: T });
+    const summary = await page.textContent(tid('member-summary'));
+    check(/^250 viewers\b/.test(summary), `summary says "${summary}"`);
+    check(await page.isVisible(`${tid('call-button')}[data-peer-id="host-ann"]`), 'no call button for the host');
+    await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'big', viewerCount: 251 });
+    await page.waitForFunction(() => /^251 viewers/.test(document.querySelector('[data-testid="member-summary"]').textContent), null, { timeout: T });
+    await shot(page, 'presence.png');
+    // A room that crosses the limit while we are in it.
+    await page.goto(`${STANDIN}/#/room/seed0001`);
+    await waitForMembers(page, ['ann', 'sam', 'val', 'vic']);
+    check(!(await page.isVisible(tid('member-summary'))), 'summary shown below the limit');
+    await standin('POST', '/_standin/push', { type: 'presence-mode', roomId: 'seed0001', presence: 'counted' });
+    await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'seed0001', viewerCount: 101 });
+    await waitForMembers(page, ['ann', 'sam']);
+    await page.waitForFunction(() => /^101 viewers/.test(document.querySelector('[data-testid="member-summary"]').textContent), null, { timeout: T });
+    // Hosts are still announced; viewers are not listed (a stray announcement is ignored).
+    await standin('POST', '/_standin/push', { type: 'peer-joined', roomId: 'seed0001', peer: { peerId: 'host-hal', name: 'hal', role: 'host' } });
+    await standin('POST', '/_standin/push', { type: 'peer-joined', roomId: 'seed0001', peer: { peerId: 'viewer-vera', name: 'vera', role: 'viewer' } });
+    await waitForMembers(page, ['ann', 'hal', 'sam']);
+    // Back below the limit: the list goes on, and says how many it does not know by name.
+    await standin('POST', '/_standin/push', { type: 'presence-mode', roomId: 'seed0001', presence: 'full' });
+    await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'seed0001', viewerCount: 90 });
+    await page.waitForFunction(() => document.querySelector('[data-testid="member-summary"]').textContent === 'and 87 more not listed', null, { timeout: T });
+    return { summary };
+  });
+
+  await scenario('standin_chat_refused_after_end', async () => {
+    // The room ends between page load and a chat message: the server's room_ended closes chat.
+    await page.goto(`${STANDIN}/#/room/seed0001`);
+    await standin('PATCH', '/_standin/rooms/seed0001', { status: 'live' });
+    await page.waitForSelector(`${tid('ws-state')}[data-state="joined"]`, { timeout: T });
+    await page.fill(tid('chat-input'), 'still there?');
+    await page.press(tid('chat-input'), 'Enter');
+    await waitForChat(page, 'still there?');
+    await standin('PATCH', '/_standin/rooms/seed0001', { status: 'ended' });
+    await page.fill(tid('chat-input'), 'anyone?');
+    await page.press(tid('chat-input'), 'Enter');
+    await waitForChatClosed(page);
+    await waitForBadge(page, 'ended');
+    const errorsShown = await page.textContent(tid('error-banner'));
+    check(!/refused/.test(errorsShown), `room_ended shown as an error: "${errorsShown}"`);
+    return {};
+  });
+  await page.close();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -205,6 +375,12 @@ try {
   await scenario('members_and_chat', async () => {
     check(state.roomId, 'no room from create_and_list');
     await alice.click(tid('created-room-link'));
+    // Alone in the room: "1 viewer", not "1 viewers".
+    await waitForMembers(alice, ['alice']);
+    await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '1', `${tid('room-page')} ${tid('viewer-count')}`, { timeout: T });
+    const alone = await stat(alice, 'viewer-count');
+    check(alone === '1 viewer', `alone in the room the page says "${alone}"`);
+    check(await stat(alice, 'player-count') === '0 players', 'no players is not "0 players"');
     await bob.goto(`${BASE}/#/room/${encodeURIComponent(state.roomId)}`);
     await waitForMembers(alice, ['alice', 'bob']);
     await waitForMembers(bob, ['alice', 'bob']);
@@ -215,6 +391,9 @@ try {
     await alice.fill(tid('chat-input'), 'hi bob, welcome');
     await alice.click(tid('chat-send'));
     await waitForChat(bob, 'hi bob, welcome');
+    await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '2', `${tid('room-page')} ${tid('viewer-count')}`, { timeout: T });
+    const two = await stat(alice, 'viewer-count');
+    check(two === '2 viewers', `two in the room: "${two}"`);
     // The owner sees the owner panel; the viewer sees no owner controls and no secret anywhere.
     check(await alice.isVisible(tid('owner-panel')), 'owner panel hidden for the owner');
     check(!(await bob.isVisible(tid('owner-panel'))), 'owner panel visible to a viewer');
@@ -228,7 +407,7 @@ try {
     state.bobPeer = (await members(bob)).find((m) => m.name === 'bob').peerId;
     await shot(bob, 'room.png');
     await shot(alice, 'room-owner.png');
-    return { members: await members(bob), viewers };
+    return { members: await members(bob), viewers, alone, two };
   });
 
   await scenario('cohost_call', async () => {
@@ -293,7 +472,14 @@ try {
     await waitForBadge(bob, 'ended');
     await waitForBadge(dave, 'ended', `${tid('room-row')}[data-room-id="${state.roomId}"]`);
     await dave.close();
-    return { playerText, listViewers: Number(viewers), final: await badge(bob) };
+    // Chat is closed in an ended room: live on both pages, and after a reload alike.
+    await waitForChatClosed(alice);
+    await waitForChatClosed(bob);
+    const final = await badge(bob);
+    await bob.reload();
+    await waitForBadge(bob, 'ended');
+    await waitForChatClosed(bob);
+    return { playerText, listViewers: Number(viewers), final };
   });
 
   await scenario('go_live_and_watch', async () => {
@@ -347,6 +533,109 @@ try {
     return { roomId };
   });
 
+  await scenario('stale_close_reply', async () => {
+    // Issue 8 item 6: the close reply is built before SRS's on_stop hooks; the pushes they cause
+    // can arrive first. The reply is held back here until the page has shown those pushes.
+    await alice.goto(`${BASE}/#/`);
+    await alice.fill(tid('create-title'), 'Stale figures');
+    await alice.click(tid('create-submit'));
+    await alice.click(tid('created-room-link'));
+    const roomId = await alice.getAttribute(tid('room-page'), 'data-room-id');
+    const token = await alice.evaluate((id) => localStorage.getItem(`livehub.owner.${id}`), roomId);
+    const owned = await http('GET', `/api/rooms/${roomId}`, { token });
+    await waitForMembers(alice, ['alice']);
+    await postHook('on_publish.json', owned.streamKey, owned.publish.token);
+    await waitForBadge(alice, 'live');
+    const clients = ['stale-player-1', 'stale-player-2'];
+    for (const client_id of clients) await postHook('on_play.json', owned.streamKey, '', { client_id });
+    const players = `${tid('room-page')} ${tid('player-count')}`;
+    await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '2', players, { timeout: T });
+    let stale = null;
+    await alice.route('**/api/rooms/*/close', async (route) => {
+      const response = await route.fetch();
+      stale = await response.json();
+      // SRS stops the players after the close: their on_stop hooks push the new counts.
+      for (const client_id of clients) await postHook('on_stop.json', owned.streamKey, '', { client_id });
+      await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '0', players, { timeout: T });
+      await route.fulfill({ response, json: stale });
+    });
+    await alice.click(tid('close-room-button'));
+    await alice.click(tid('close-room-button'));
+    await waitForBadge(alice, 'ended');
+    // Wait until the held-back reply has been handed to the page, then let it settle.
+    const until = Date.now() + T;
+    while (stale === null && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    check(stale !== null, 'the close request never reached the route');
+    await alice.waitForTimeout(500);
+    await alice.unroute('**/api/rooms/*/close');
+    check(stale.room.playerCount === 2, `the close reply was not stale (playerCount ${stale.room.playerCount})`);
+    const api = await http('GET', `/api/rooms/${roomId}`);
+    const shown = await alice.textContent(players);
+    check(shown === String(api.playerCount), `page shows ${shown} players, the API ${api.playerCount}`);
+    const lines = await alice.$$eval(tid('chat-system'), (els) => els.map((e) => e.textContent));
+    check(lines.some((t) => t.includes('The room is now ended.')), `no "room ended" line in ${JSON.stringify(lines)}`);
+    await waitForChatClosed(alice);
+    return { roomId, staleReply: stale.room.playerCount, shown: Number(shown), api: api.playerCount };
+  });
+
+  await scenario('title_limits', async () => {
+    // Issue 8 item 6: the title field's limit and messages, and a 100-character title's layout.
+    await bob.goto(`${BASE}/#/`);
+    await bob.waitForSelector(tid('create-form'), { timeout: T });
+    const maxLength = await bob.getAttribute(tid('create-title'), 'maxlength');
+    check(maxLength === '100', `title maxlength is ${maxLength}`);
+    const posts = [];
+    const onRequest = (req) => { if (req.method() === 'POST' && req.url().endsWith('/api/rooms')) posts.push(req.url()); };
+    bob.on('request', onRequest);
+    // Whitespace only: an error at the field, and nothing is sent.
+    await bob.fill(tid('create-title'), '    ');
+    await bob.click(tid('create-submit'));
+    await bob.waitForSelector(`${tid('create-title-error')}:visible`, { timeout: T });
+    const blank = await bob.textContent(tid('create-title-error'));
+    check(/visible character/i.test(blank), `whitespace title says "${blank}"`);
+    check(posts.length === 0, 'a whitespace-only title was sent');
+    // Over the limit (typed elsewhere, e.g. by a script): the server's reason at the field.
+    await bob.$eval(tid('create-title'), (input) => { input.value = 'x'.repeat(101); });
+    await bob.click(tid('create-submit'));
+    await bob.waitForFunction(() => /Length must be between 1 and 100/.test(document.querySelector('[data-testid="create-title-error"]').textContent), null, { timeout: T });
+    const reason = await bob.textContent(tid('create-title-error'));
+    check(posts.length === 1, `expected one POST, saw ${posts.length}`);
+    const banner = await bob.textContent(tid('error-banner'));
+    check(!/Invalid input: title/.test(banner), `banner still says "${banner}"`);
+    bob.off('request', onRequest);
+    // Exactly 100 characters, one unbroken word (the worst case for wrapping).
+    const title = 'Supercalifragilisticexpialidocious'.repeat(3).slice(0, 100);
+    check(title.length === 100, 'title is not 100 characters');
+    await bob.fill(tid('create-title'), title);
+    await bob.click(tid('create-submit'));
+    await bob.waitForSelector(`${tid('create-result')}:not([hidden])`, { timeout: T });
+    check(!(await bob.isVisible(tid('create-title-error'))), 'the field error stayed after a good title');
+    const href = await bob.getAttribute(tid('created-room-link'), 'href');
+    const roomId = decodeURIComponent(href.replace('#/room/', ''));
+    const row = `${tid('room-row')}[data-room-id="${roomId}"]`;
+    await bob.waitForSelector(row, { timeout: T });
+    check(bob.viewportSize().width === 1280, 'viewport is not 1280 px wide');
+    const cells = [1, 2, 3, 4, 5].map((n) => `${row} td:nth-child(${n})`);
+    const b = await boxes(bob, ['.rooms-card', 'table.rooms', `${row} ${tid('status-badge')}`, `${tid('create-result')} h2`, tid('create-result'), ...cells]);
+    const card = b['.rooms-card'];
+    check(inside(b['table.rooms'], card), `table ${JSON.stringify(b['table.rooms'])} leaves its card ${JSON.stringify(card)}`);
+    for (const cell of cells) check(inside(b[cell], card), `${cell} ${JSON.stringify(b[cell])} leaves the card ${JSON.stringify(card)}`);
+    check(inside(b[`${row} ${tid('status-badge')}`], card), 'the status badge is outside the card');
+    check(b[cells[0]].height < 90, `the title row is ${b[cells[0]].height} px high`);
+    check(inside(b[`${tid('create-result')} h2`], b[tid('create-result')]), 'the created title leaves its card');
+    const scroll = await bob.evaluate(() => document.documentElement.scrollWidth);
+    check(scroll <= 1280, `the lobby scrolls sideways (${scroll} px)`);
+    await shot(bob, 'long-title.png');
+    // The room page's heading wraps too.
+    await bob.click(tid('created-room-link'));
+    await bob.waitForFunction((t) => document.querySelector('[data-testid="room-title"]').textContent === t, title, { timeout: T });
+    const head = await boxes(bob, ['.room-head', tid('room-title')]);
+    check(inside(head[tid('room-title')], head['.room-head']), 'the room title leaves the page head');
+    const roomScroll = await bob.evaluate(() => document.documentElement.scrollWidth);
+    check(roomScroll <= 1280, `the room page scrolls sideways (${roomScroll} px)`);
+    return { blank, reason, rowHeight: b[cells[0]].height, card, table: b['table.rooms'] };
+  });
+
   await scenario('errors_are_shown', async () => {
     // Unknown room: a clear message from the API's {error, code}.
     await bob.goto(`${BASE}/#/room/no-such-room`);
@@ -373,6 +662,8 @@ try {
     await shot(bob, 'error.png');
     return { banner, createError };
   });
+
+  if (STANDIN) await standinScenarios();
 } finally {
   await browser.close();
 }

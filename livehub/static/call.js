@@ -1,0 +1,172 @@
+// Co-host calls: one RTCPeerConnection per remote member, signaled through livehub
+// (offer / answer / candidate relayed by the WebSocket). Incoming calls are answered at once.
+
+import { errors, h } from './ui.js';
+
+/**
+ * send(msg): send on the room's socket; myPeerId(): this page's peer id;
+ * memberName(peerId); say(text): a system line in the chat; onChange(): re-render members.
+ */
+export function createCalls({ roomId, camera, send, myPeerId, memberName, say, onChange }) {
+  const calls = new Map(); // peerId -> Call
+  const tiles = h('div', { class: 'tiles', testid: 'call-tiles' }, camera.tile);
+  const el = h('section', { class: 'card calls' },
+    h('h2', {}, 'Co-host call'),
+    h('p', { class: 'muted' }, 'Call another member to talk peer to peer. Incoming calls are answered automatically.'),
+    camera.stateEl, tiles);
+
+  class Call {
+    constructor(peerId) {
+      this.peerId = peerId;
+      this.chain = Promise.resolve(); // signaling for one call is handled strictly in order
+      this.pending = []; // candidates that arrived before the remote description
+      this.pc = new RTCPeerConnection({ iceServers: [] });
+      this.remote = new MediaStream();
+      this.video = h('video', { testid: 'remote-video', autoplay: true, playsInline: true, dataset: { peerId } });
+      this.stateEl = h('span', { class: 'call-state', testid: 'call-state', dataset: { peerId } });
+      this.unmute = h('button', { type: 'button', class: 'small', hidden: true, onclick: () => { this.video.muted = false; this.unmute.hidden = true; } }, 'Unmute');
+      this.tile = h('figure', { class: 'tile', testid: 'remote-tile', dataset: { peerId } },
+        this.video, h('figcaption', {}, memberName(peerId), ' · ', this.stateEl, ' ', this.unmute));
+      tiles.append(this.tile);
+      this.pc.onicecandidate = (e) => send({ type: 'candidate', roomId, to: peerId, payload: e.candidate ? e.candidate.toJSON() : null });
+      this.pc.ontrack = (e) => {
+        this.remote.addTrack(e.track);
+        if (this.video.srcObject !== this.remote) {
+          this.video.srcObject = this.remote;
+          // Autoplay with sound may be refused before any click on the page: play muted then.
+          this.video.play().catch(() => {
+            this.video.muted = true;
+            this.unmute.hidden = false;
+            this.video.play().catch(() => {});
+          });
+        }
+      };
+      // A data channel only to learn at once that the other side hung up: its pc.close()
+      // closes the channel here, long before ICE would notice the silence.
+      this.pc.ondatachannel = (e) => this.watch(e.channel);
+      this.pc.onconnectionstatechange = () => {
+        const s = this.pc.connectionState;
+        if (s === 'connected') this.setState('connected', 'connected');
+        else if (s === 'connecting') this.setState('connecting', 'connecting…');
+        else if (s === 'disconnected') this.setState('connecting', 'connection interrupted…');
+        else if (s === 'failed') this.end('the connection failed');
+        else if (s === 'closed') this.end('call ended');
+      };
+    }
+    watch(channel) {
+      this.channel = channel;
+      channel.onclose = () => this.end('the other side hung up');
+    }
+    setState(state, text) {
+      this.stateEl.textContent = text;
+      this.stateEl.dataset.state = state;
+      this.tile.dataset.state = state;
+    }
+    run(step) {
+      this.chain = this.chain.then(step).catch((err) => {
+        if (calls.get(this.peerId) !== this) return;
+        errors.show(`Call with ${memberName(this.peerId)} failed: ${err.message}`, `call:${this.peerId}`);
+        this.end('failed');
+      });
+    }
+    async addLocalMedia() {
+      const stream = await camera.get();
+      const kinds = new Set();
+      for (const track of stream?.getTracks() ?? []) {
+        this.pc.addTrack(track, stream);
+        kinds.add(track.kind);
+      }
+      // Without a camera we still want to receive: ask for the missing kinds receive-only.
+      const existing = new Set(this.pc.getTransceivers().map((t) => t.receiver.track.kind));
+      for (const kind of ['video', 'audio']) {
+        if (!kinds.has(kind) && !existing.has(kind)) this.pc.addTransceiver(kind, { direction: 'recvonly' });
+      }
+    }
+    async addCandidate(payload) {
+      if (!this.pc.remoteDescription) { this.pending.push(payload); return; }
+      try {
+        // null or an empty candidate is the end-of-candidates marker.
+        if (payload === null || payload === undefined || payload.candidate === '') await this.pc.addIceCandidate();
+        else await this.pc.addIceCandidate(payload);
+      } catch (err) {
+        console.warn('addIceCandidate', err);
+      }
+    }
+    async flushCandidates() {
+      const queued = this.pending.splice(0);
+      for (const c of queued) await this.addCandidate(c);
+    }
+    end(reason, { quiet = false } = {}) {
+      if (this.ended) return;
+      this.ended = true;
+      if (calls.get(this.peerId) === this) calls.delete(this.peerId);
+      this.pc.onconnectionstatechange = null;
+      if (this.channel) this.channel.onclose = null;
+      this.pc.close();
+      this.video.srcObject = null;
+      this.tile.remove();
+      if (!quiet) say(`Call with ${memberName(this.peerId)}: ${reason}.`);
+      onChange();
+    }
+  }
+
+  function start(peerId) {
+    calls.get(peerId)?.end('replaced', { quiet: true });
+    errors.clear(`call:${peerId}`);
+    const call = new Call(peerId);
+    calls.set(peerId, call);
+    call.setState('calling', 'calling…');
+    onChange();
+    call.watch(call.pc.createDataChannel('call'));
+    call.run(async () => {
+      await call.addLocalMedia();
+      await call.pc.setLocalDescription(await call.pc.createOffer());
+      send({ type: 'offer', roomId, to: peerId, payload: call.pc.localDescription.toJSON() });
+    });
+  }
+
+  /** An offer, answer or candidate relayed by livehub. */
+  function onSignal(msg) {
+    const from = msg.from;
+    const me = myPeerId();
+    if (!from || from === me || (msg.to && msg.to !== me)) return;
+    let call = calls.get(from);
+    if (msg.type === 'offer') {
+      if (call && call.pc.signalingState === 'have-local-offer' && me > from) {
+        return; // both called at once: the peer with the larger id keeps its own offer
+      }
+      call?.end('replaced', { quiet: true });
+      call = new Call(from);
+      calls.set(from, call);
+      call.setState('answering', 'answering…');
+      onChange();
+      say(`${memberName(from)} is calling you; answering automatically.`);
+      call.run(async () => {
+        await call.pc.setRemoteDescription(msg.payload);
+        await call.flushCandidates();
+        await call.addLocalMedia();
+        await call.pc.setLocalDescription(await call.pc.createAnswer());
+        send({ type: 'answer', roomId, to: from, payload: call.pc.localDescription.toJSON() });
+      });
+    } else if (msg.type === 'answer' && call) {
+      call.run(async () => {
+        if (call.pc.signalingState !== 'have-local-offer') return;
+        await call.pc.setRemoteDescription(msg.payload);
+        await call.flushCandidates();
+      });
+    } else if (msg.type === 'candidate' && call) {
+      call.run(() => call.addCandidate(msg.payload));
+    }
+  }
+
+  return {
+    el,
+    start,
+    onSignal,
+    has: (peerId) => calls.has(peerId),
+    end: (peerId, reason, options) => calls.get(peerId)?.end(reason, options),
+    endAll(reason) {
+      for (const call of [...calls.values()]) call.end(reason, { quiet: true });
+    },
+  };
+}

@@ -1,0 +1,92 @@
+// The member panel. Up to the server's presence limit a room is in "full" presence: `joined`
+// lists everyone and peer-joined / peer-left keep the list. Above it ("counted") viewers are
+// counted, not announced: the panel lists the hosts (always announced) and this page, and shows
+// the exact number from `viewer-count` instead of the viewers' names.
+
+import { h, plural } from './ui.js';
+
+/** calls: {has(peerId), start(peerId), end(peerId, reason)}; myPeerId(): this page's peer. */
+export function createMembers({ myPeerId, calls }) {
+  const members = new Map(); // peerId -> {peerId, name, role}
+  const list = h('ul', { class: 'members', testid: 'member-list' });
+  const summary = h('p', { class: 'member-summary muted', testid: 'member-summary', hidden: true });
+  const el = h('section', { class: 'card', testid: 'member-panel' }, h('h2', {}, 'Members'), list, summary);
+  let presence = 'full';
+  let viewerCount = 0;
+  let wasCounted = false;
+
+  const isHost = (m) => m.role === 'host';
+  const kept = (m) => presence === 'full' || isHost(m) || m.peerId === myPeerId();
+
+  function render() {
+    const me = myPeerId();
+    const sorted = [...members.values()].sort((a, b) => (a.peerId === me ? -1 : b.peerId === me ? 1 : 0));
+    list.replaceChildren(...sorted.map((m) => {
+      const self = m.peerId === me;
+      const button = self ? null : calls.has(m.peerId)
+        ? h('button', { type: 'button', class: 'small danger', testid: 'hangup-button', dataset: { peerId: m.peerId }, onclick: () => calls.end(m.peerId, 'you hung up') }, 'Hang up')
+        : h('button', { type: 'button', class: 'small', testid: 'call-button', dataset: { peerId: m.peerId }, onclick: () => calls.start(m.peerId) }, 'Call');
+      return h('li', { testid: 'member-item', dataset: { peerId: m.peerId, role: m.role ?? '' }, class: self ? 'self' : '' },
+        h('span', { class: 'member-name', testid: 'member-name' }, m.name || m.peerId),
+        isHost(m) ? h('span', { class: 'tag' }, 'host') : null,
+        self ? h('span', { class: 'muted' }, ' (you)') : null,
+        button);
+    }));
+    el.dataset.presence = presence;
+    summary.dataset.presence = presence;
+    if (presence === 'counted') {
+      summary.hidden = false;
+      summary.textContent = `${viewerCount} ${plural(viewerCount, 'viewer')} in this room: too many to list, only hosts are shown.`;
+    } else {
+      // Back below the limit: viewers who came while counted were never announced.
+      const unlisted = wasCounted ? viewerCount - members.size : 0;
+      summary.hidden = unlisted <= 0;
+      summary.textContent = `and ${unlisted} more not listed`;
+    }
+  }
+
+  return {
+    el,
+    render,
+    get presence() { return presence; },
+    name: (peerId) => members.get(peerId)?.name || peerId,
+    /** From `joined`: the list, the mode and the exact count. */
+    reset({ list: given = [], mode = 'full', count = 0, self }) {
+      members.clear();
+      presence = mode === 'counted' ? 'counted' : 'full';
+      wasCounted = presence === 'counted';
+      viewerCount = count;
+      for (const m of given) if (kept(m)) members.set(m.peerId, m);
+      if (self && !members.has(self.peerId)) members.set(self.peerId, self);
+      render();
+    },
+    clear() {
+      members.clear();
+      render();
+    },
+    /** peer-joined: answers whether the peer is shown (viewers are not, above the limit). */
+    add(peer) {
+      if (!kept(peer)) return false;
+      members.set(peer.peerId, peer);
+      render();
+      return true;
+    },
+    remove(peerId) {
+      const had = members.delete(peerId);
+      render();
+      return had;
+    },
+    setPresence(mode) {
+      presence = mode === 'counted' ? 'counted' : 'full';
+      if (presence === 'counted') {
+        wasCounted = true;
+        for (const [id, m] of members) if (!kept(m)) members.delete(id);
+      }
+      render();
+    },
+    setViewerCount(n) {
+      viewerCount = n ?? 0;
+      render();
+    },
+  };
+}

@@ -1,0 +1,271 @@
+// The room page (#/room/<id>): wires the player, the owner panel and publisher, the co-host
+// calls, the member panel and the chat to the room's state and its WebSocket.
+//
+// Room state has two sources: pushes on the WebSocket (`joined`, `room-status`,
+// `viewer-count`) and REST replies (the first load, the close reply). A reply was built when
+// the server answered, and pushes sent after that can arrive before it, so a reply is applied
+// only if no push arrived while it was in flight and it is not older by `version`; otherwise
+// only what can never be stale is taken from it: that the room ended (ended is final).
+
+import { api, describe, roomPath } from './api.js';
+import { createCalls } from './call.js';
+import { createCamera } from './camera.js';
+import { createChat } from './chat.js';
+import { myName, ownerToken } from './identity.js';
+import { createMembers } from './members.js';
+import { createOwnerPanel } from './owner.js';
+import { createPlayer } from './player.js';
+import { createPublisher } from './publisher.js';
+import { createSocket } from './socket.js';
+import { countStat, errors, h, statusBadge, updateBadge } from './ui.js';
+
+/** True when `next` is known to describe an older state of the room than `current`. */
+function isOlder(next, current) {
+  if (!current) return false;
+  if (typeof next.version === 'number' && typeof current.version === 'number') return next.version < current.version;
+  if (typeof next.updatedAt === 'number' && typeof current.updatedAt === 'number') return next.updatedAt < current.updatedAt;
+  return false;
+}
+
+export function roomView(root, roomId) {
+  document.title = 'livehub · room';
+  let token = ownerToken(roomId);
+  let room = null;
+  let publish = null; // owner only: {whipUrl, obsServer, ...}; never shown to viewers
+  let myPeerId = null;
+  let joined = false;
+  let pushes = 0; // room states pushed on the WebSocket so far (see the top of this file)
+  let stopped = false;
+
+  const idleText = () => (token
+    ? 'Not live yet: go live from the camera below, or publish with OBS or ffmpeg.'
+    : 'Waiting for the host to go live.');
+
+  // --- parts
+  const send = (msg) => socket.send({ ...msg, roomId });
+  const camera = createCamera();
+  const player = createPlayer({ getRoom: () => room, idleText });
+  const chat = createChat({ send, myPeerId: () => myPeerId });
+  const calls = createCalls({
+    roomId, camera, send, myPeerId: () => myPeerId,
+    memberName: (peerId) => members.name(peerId), say: chat.say, onChange: () => members.render(),
+  });
+  const members = createMembers({ myPeerId: () => myPeerId, calls });
+  const publisher = createPublisher({ getWhipUrl: () => publish?.whipUrl ?? null, camera, onChange: renderOwner });
+  const owner = createOwnerPanel({ onGoLive: () => publisher.start(), onStopLive: () => publisher.stop(), onClose: closeRoom });
+  const socket = createSocket({
+    joinMessage: () => ({ type: 'join', roomId, name: myName(), ...(token ? { role: 'host', token } : {}) }),
+    onMessage: handle,
+    onState: setConnection,
+    onDrop(onPurpose) {
+      joined = false;
+      members.clear();
+      calls.endAll('disconnected from livehub');
+      if (onPurpose && wsState.dataset.state !== 'closed') setConnection('closed', 'disconnected');
+      renderChat();
+    },
+  });
+
+  // --- layout
+  const titleEl = h('h1', { testid: 'room-title' }, 'Loading…');
+  const badge = statusBadge('loading');
+  const viewers = countStat('viewer', 'viewer-count');
+  const players = countStat('player', 'player-count');
+  const wsState = h('span', { class: 'ws-state', testid: 'ws-state' }, 'connecting…');
+
+  root.append(h('div', { class: 'room-page', testid: 'room-page', dataset: { roomId } },
+    h('div', { class: 'room-head' },
+      h('a', { href: '#/', class: 'back' }, '← Rooms'),
+      titleEl, badge, viewers.el, players.el, wsState),
+    h('div', { class: 'room-grid' },
+      h('div', { class: 'main-col' }, player.el, owner.el, calls.el),
+      h('div', { class: 'side-col' }, members.el, chat.el))));
+
+  // --- room state
+
+  function setRoom(next) {
+    if (!next) return;
+    const before = room?.status;
+    const merged = { ...room, ...next };
+    if (before === 'ended') merged.status = 'ended'; // ended is final
+    room = merged;
+    titleEl.textContent = room.title || room.id;
+    titleEl.title = room.title || '';
+    document.title = `livehub · ${room.title || room.id}`;
+    updateBadge(badge, room);
+    viewers.set(room.viewerCount);
+    players.set(room.playerCount);
+    members.setViewerCount(room.viewerCount ?? 0);
+    if (room.status !== before) {
+      if (room.status === 'live') player.start({ manual: true });
+      else player.stop(room.status === 'ended' ? 'The room has ended.' : idleText());
+      if (room.status === 'ended') publisher.stop();
+      if (before) chat.say(`The room is now ${room.status}.`);
+    }
+    renderOwner();
+    renderChat();
+  }
+
+  /** A state pushed on the WebSocket: newer than any reply still in flight. */
+  function applyPush(next) {
+    if (!next) return;
+    pushes += 1;
+    if (isOlder(next, room)) return;
+    setRoom(next);
+  }
+
+  /** A REST reply to a request started when `pushes` was `seen`. */
+  function applyReply(reply, seen) {
+    if (!reply) return;
+    if (pushes === seen && !isOlder(reply, room)) setRoom(reply);
+    else if (reply.status === 'ended' && room?.status !== 'ended') setRoom({ status: 'ended', endTime: reply.endTime ?? null });
+  }
+
+  function renderOwner() {
+    owner.render({
+      visible: Boolean(token && room),
+      ended: room?.status === 'ended',
+      publish,
+      publishing: publisher.active,
+      publishText: publisher.state,
+    });
+  }
+
+  function renderChat() {
+    chat.setState(room?.status === 'ended' ? 'ended' : joined ? 'open' : 'disconnected');
+  }
+
+  function setConnection(state, text) {
+    wsState.textContent = text;
+    wsState.dataset.state = state;
+    renderChat();
+  }
+
+  async function load() {
+    const seen = pushes;
+    let reply;
+    try {
+      reply = await api('GET', roomPath(roomId), { token });
+    } catch (err) {
+      if (token && (err.status === 401 || err.status === 403)) {
+        errors.show(describe('The saved owner token was refused: you are a viewer here', err), 'owner');
+        token = null;
+        return load();
+      }
+      if (err.status === 404) {
+        root.replaceChildren(h('section', { class: 'card', testid: 'room-not-found' },
+          h('h1', {}, 'Room not found'), h('p', {}, `There is no room "${roomId}". `, h('a', { href: '#/' }, 'Back to the rooms'))));
+      }
+      errors.show(describe('Could not load the room', err), 'load');
+      return false;
+    }
+    publish = token ? reply?.publish ?? null : null;
+    if (reply) delete reply.publish; // keep the secret in one place only
+    if (token && !publish) {
+      // livehub answers a wrong token with the public room, without `publish`.
+      errors.show('The saved owner token is not valid for this room: you are a viewer here.', 'owner');
+      token = null;
+    }
+    applyReply(reply, seen);
+    return true;
+  }
+
+  async function closeRoom() {
+    errors.clear('close');
+    const seen = pushes;
+    try {
+      const res = await api('POST', `${roomPath(roomId)}/close`, { token });
+      if (stopped) return;
+      applyReply(res?.room ?? { status: 'ended' }, seen);
+    } catch (err) {
+      errors.show(describe('Could not close the room', err), 'close');
+    }
+    renderOwner();
+  }
+
+  // --- WebSocket messages
+
+  function handle(msg) {
+    switch (msg.type) {
+      case 'joined':
+        myPeerId = msg.peerId;
+        joined = true;
+        socket.joined();
+        members.reset({
+          list: msg.members ?? [],
+          mode: msg.presence,
+          count: msg.viewerCount ?? msg.room?.viewerCount ?? 0,
+          self: { peerId: myPeerId, name: myName(), role: msg.role },
+        });
+        setConnection('joined', `joined as ${msg.role ?? 'viewer'}`);
+        applyPush(msg.room);
+        break;
+      case 'presence-mode':
+        members.setPresence(msg.presence);
+        break;
+      case 'peer-joined':
+        if (members.add(msg.peer)) chat.say(`${msg.peer.name || msg.peer.peerId} joined.`);
+        break;
+      case 'peer-left': {
+        const name = members.name(msg.peerId);
+        calls.end(msg.peerId, 'the other side left', { quiet: true });
+        if (members.remove(msg.peerId)) chat.say(`${name} left.`);
+        break;
+      }
+      case 'viewer-count':
+        applyPush({ viewerCount: msg.viewerCount });
+        break;
+      case 'room-status':
+        applyPush({ ...msg.room, status: msg.status });
+        break;
+      case 'chat':
+        chat.message(msg);
+        break;
+      case 'offer':
+      case 'answer':
+      case 'candidate':
+        calls.onSignal(msg);
+        break;
+      case 'kicked':
+        errors.show('The host removed you from this room.', 'kicked');
+        socket.close();
+        break;
+      case 'left':
+        break;
+      case 'error':
+        if (msg.code === 'room_ended') {
+          // The room ended before this message reached it (a chat, a rejoin after a drop).
+          applyPush({ status: 'ended' });
+          socket.close();
+          setConnection('closed', 'room ended: chat is closed');
+          break;
+        }
+        if (msg.code === 'rate_limited') {
+          errors.show(`Slow down: livehub dropped ${msg.inReplyTo ? `a ${msg.inReplyTo} message` : 'a message'} (too many in a short time).`, 'ws:rate_limited');
+          break;
+        }
+        errors.show(`livehub refused ${msg.inReplyTo ? `the ${msg.inReplyTo} message` : 'a message'}: ${msg.message ?? 'error'} [${msg.code ?? 'error'}]`, `ws:${msg.code}`);
+        break;
+      default:
+        console.debug('unhandled message', msg);
+    }
+  }
+
+  // --- start and stop
+
+  setConnection('connecting', 'loading…');
+  load().then((ok) => {
+    if (!ok || stopped) return;
+    if (room.status === 'ended') setConnection('closed', 'room ended: chat is closed');
+    else socket.connect();
+  });
+
+  return () => {
+    stopped = true;
+    socket.close({ leave: { type: 'leave', roomId } });
+    calls.endAll('left the room');
+    player.stop();
+    publisher.stop();
+    camera.stop();
+  };
+}
