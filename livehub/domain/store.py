@@ -91,13 +91,15 @@ class RoomStore(Protocol):
 
 class PlayerCounts(Protocol):
     """SRS players per room (on_play/on_stop), once per SRS client id. In memory on one node;
-    a shared registry (Redis) in a cluster. ``count`` is synchronous: views read it."""
+    a shared registry (Redis) in a cluster. ``count`` is synchronous because views read it (a
+    shared registry keeps a local mirror)."""
 
-    def add(self, room_id: str, client_id: str) -> bool:
-        """Count a player; True if it was not counted in this room already."""
+    async def add(self, room_id: str, client_id: str) -> bool:
+        """Count a player; True if it was not counted in this room already (a client id
+        counted in another room moves)."""
         ...
 
-    def remove(self, client_id: str) -> str | None:
+    async def remove(self, client_id: str) -> str | None:
         """Forget a player; returns the room it was counted in."""
         ...
 
