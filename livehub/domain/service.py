@@ -28,6 +28,7 @@ import dataclasses
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, now_ms
@@ -45,21 +46,17 @@ PUBLISH_GRACE = 10.0
 MAX_ATTEMPTS = 8
 
 
-class Cancellable:
-    """What a scheduler returns (``asyncio.TimerHandle`` fits)."""
+class Cancellable(Protocol):
+    """What a scheduler returns (an ``asyncio.TimerHandle`` fits)."""
 
-    def cancel(self) -> None:  # pragma: no cover - a protocol in spirit
-        raise NotImplementedError
-
-
-Scheduler = Callable[[float, Callable[[], Awaitable[None]]], "CancelHandle"]
-RoomListener = Callable[[Room], None]
-#: asks SRS to drop a publisher (by SRS client id and the SRS service that accepted it)
-Kicker = Callable[[str], None]
-
-
-class CancelHandle:  # pragma: no cover - structural only
     def cancel(self) -> None: ...
+
+
+#: runs a coroutine function after a delay in seconds
+Scheduler = Callable[[float, Callable[[], Awaitable[None]]], Cancellable]
+RoomListener = Callable[[Room], None]
+#: asks SRS to drop a publisher by its SRS client id (in the background: it must not block)
+Kicker = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -136,7 +133,7 @@ class RoomService:
         self._scheduler = scheduler
         self._kick = kick
         self._clock = clock
-        self._timers: dict[str, CancelHandle] = {}
+        self._timers: dict[str, Cancellable] = {}
         self._listeners: list[RoomListener] = []
         self.last_service_id: str | None = None
 
@@ -169,7 +166,8 @@ class RoomService:
             publish_token=new_token(),
             owner_token_hash=hash_token(owner_token),
         )
-        await self._store.insert(room, [RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)])
+        created = RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)
+        await self._store.insert(room, [created])
         self._notify(room)
         return room, owner_token
 
@@ -411,10 +409,8 @@ class RoomService:
             raise HookRejected("no room has this stream")
         if room.status is RoomStatus.ENDED:
             raise HookRejected("room has ended")
-        left = None
         if await self.players.add(room.id, event.client_id):
             self._notify(room)
-        del left
         return room
 
     async def on_stop(self, event: HookEvent) -> Room | None:

@@ -78,8 +78,9 @@ class RoomStore(Protocol):
         """Preparing rooms created before ``created_before`` (the never-used TTL)."""
         ...
 
-    async def delete_ended_before(self, ended_before: int) -> int:
-        """Delete rooms that ended before ``ended_before``; returns how many."""
+    async def delete_ended_before(self, ended_before: int, limit: int = 1000) -> int:
+        """Delete at most ``limit`` rooms that ended before ``ended_before`` (a bounded batch:
+        call again while it returns ``limit``); returns how many."""
         ...
 
     async def ping(self) -> bool:
