@@ -180,3 +180,37 @@ async def probe(client: SRSClient) -> bool:
     except TimeoutError:
         client.mark_unreachable(f"GET /api/v1/versions: no answer within {PROBE_TIMEOUT:g} s")
         return False
+
+
+class Kicker:
+    """Kicks publishers from SRS in the background (the room service's injected kick).
+
+    The room service calls it synchronously; each kick runs as a task this object keeps until
+    it is done, and :meth:`drain` waits for (then cancels) what is left at shutdown. Kicks asked
+    for before the SRS client exists (start-up) are logged and dropped: reconciliation ends
+    what SRS still publishes for an ended room anyway.
+    """
+
+    def __init__(self) -> None:
+        self.client: SRSClient | None = None
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    def __call__(self, client_id: str) -> None:
+        if self.client is None:
+            log.warning("cannot kick SRS client %s: the SRS client is not started", client_id)
+            return
+        task = asyncio.ensure_future(self.client.kick(client_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> None:
+        """Let kicks in flight finish within ``timeout`` seconds; cancel the rest."""
+        pending = list(self._tasks)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d kicks cancelled at shutdown", len(late))
+            await asyncio.wait(late)

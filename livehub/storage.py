@@ -183,7 +183,7 @@ class SQLiteStore:
     def _stage(self, room: Room, events: Iterable[RoomEvent], first_seq: int) -> int:
         """Stage webhook rows for ``events`` of ``room``; returns how many events."""
         count = 0
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for count, event in enumerate(events, start=1):
             if not self.webhook_endpoints:
                 continue

@@ -6,7 +6,8 @@ from typing import Any
 
 from livehub.api.schemas import OwnerRoomSchema, RoomCreatedSchema, RoomSchema
 from livehub.domain.hub import Hub
-from livehub.domain.rooms import Room, RoomService
+from livehub.domain.room import Room
+from livehub.domain.service import RoomService
 from livehub.srs import PublicUrls
 
 _PUBLIC = RoomSchema()
@@ -15,6 +16,8 @@ _CREATED = RoomCreatedSchema()
 
 
 class RoomViews:
+    """:class:`livehub.domain.room.RoomPresenter` through the marshmallow schemas."""
+
     def __init__(self, rooms: RoomService, hub: Hub, urls: PublicUrls) -> None:
         self._rooms = rooms
         self._hub = hub

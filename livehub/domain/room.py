@@ -14,7 +14,7 @@ import enum
 import hmac
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from livehub.domain.tokens import hash_token
 
@@ -83,3 +83,13 @@ class RoomEvent:
     room_id: str
     at: int
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class RoomPresenter(Protocol):
+    """How rooms are shown to clients (the API implements it with its schemas)."""
+
+    def public(self, room: Room) -> dict[str, Any]: ...
+
+    def owner(self, room: Room) -> dict[str, Any]: ...
+
+    def created(self, room: Room, owner_token: str) -> dict[str, Any]: ...

@@ -28,7 +28,7 @@ import dataclasses
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, now_ms
@@ -101,6 +101,15 @@ class MemoryPlayers:
         return len(self._players.get(room_id, ()))
 
 
+class _NotOpen:
+    """Stands for the store until the app opens it: any use is a programming error."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("the room store is not open yet")
+
+
+_NOT_OPEN = cast(RoomStore, _NotOpen())
+
 #: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
 #: or None when nothing changes; may raise (HookRejected) to refuse
 Decision = Callable[[Room], list[RoomEvent] | None]
@@ -111,7 +120,7 @@ class RoomService:
 
     def __init__(
         self,
-        store: RoomStore,
+        store: RoomStore | None,
         *,
         players: PlayerCounts | None = None,
         app: str = "live",
@@ -123,7 +132,7 @@ class RoomService:
         kick: Kicker | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._store = store
+        self._store: RoomStore = store if store is not None else _NOT_OPEN
         self.players: PlayerCounts = players or MemoryPlayers()
         self._app = app
         self._window_ms = int(reconnect_window * 1000)
@@ -140,6 +149,10 @@ class RoomService:
     @property
     def store(self) -> RoomStore:
         return self._store
+
+    def use(self, store: RoomStore) -> None:
+        """Use ``store`` from now on (the app opens it in a cleanup context)."""
+        self._store = store
 
     def subscribe(self, listener: RoomListener) -> None:
         self._listeners.append(listener)

@@ -30,14 +30,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from livehub.domain.errors import LivehubError
 from livehub.domain.room import Room, RoomEvent, RoomStatus
 
 #: a keyset position: ``(created_at, id)`` of the last room of a page
 Cursor = tuple[int, str]
 
 
-class StoreUnavailable(RuntimeError):
-    """The store cannot be reached or refused the write (maps to 503)."""
+class StoreUnavailable(LivehubError):
+    """The store cannot be reached (maps to 503 ``database_unavailable``)."""
+
+    code = "database_unavailable"
 
 
 class RoomStore(Protocol):
