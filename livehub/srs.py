@@ -203,14 +203,14 @@ class Kicker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def drain(self, timeout: float) -> None:
-        """Let kicks in flight finish within ``timeout`` seconds; cancel the rest."""
+    async def drain(self, budget: float) -> None:
+        """Let kicks in flight finish within ``budget`` seconds; cancel the rest."""
         pending = list(self._tasks)
         if not pending:
             return
-        _, late = await asyncio.wait(pending, timeout=timeout)
+        _, late = await asyncio.wait(pending, timeout=budget)
         for task in late:
             task.cancel()
         if late:
-            log.warning("%d kicks cancelled at shutdown", len(late))
+            log.warning("%d publisher kicks cancelled at shutdown", len(late))
             await asyncio.wait(late)

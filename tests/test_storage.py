@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from livehub.domain.rooms import HookEvent, Room, RoomService, RoomStatus, hash_token
 from pytest_aiohttp import AiohttpClient
 
 from livehub import storage
 from livehub.app import create_app
-from livehub.domain.rooms import HookEvent, Room, RoomService, RoomStatus, hash_token
 from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore
-from tests.conftest import hook_for, make_config
-from tests.conftest import send_hook as post_hook
+from tests.conftest import hook_for, make_config, send_hook
 
 
 def db_bytes(path: Path) -> bytes:
@@ -210,7 +209,7 @@ async def test_rooms_and_tokens_survive_a_restart(
     first = await aiohttp_client(create_app(config))
     waiting = await (await first.post("/api/rooms", json={"title": "waiting"})).json()
     streaming = await (await first.post("/api/rooms", json={"title": "streaming"})).json()
-    assert await post_hook(first, hook_for(streaming, "on_publish.json")) == {"code": 0}
+    assert await send_hook(first, hook_for(streaming, "on_publish.json")) == {"code": 0}
     before = await (await first.get(f"/api/rooms/{streaming['id']}")).json()
     await first.close()
 
@@ -226,11 +225,11 @@ async def test_rooms_and_tokens_survive_a_restart(
     assert view["publish"] == waiting["publish"]
     # the publish token still lets the encoder in; a wrong one still does not
     wrong = hook_for(waiting, "on_publish.json", param="?secret=wrong")
-    assert (await post_hook(second, wrong))["code"] != 0
+    assert (await send_hook(second, wrong))["code"] != 0
     fresh = hook_for(waiting, "on_publish.json", client_id="n3wc1i3n")
-    assert await post_hook(second, fresh) == {"code": 0}
+    assert await send_hook(second, fresh) == {"code": 0}
     # the publisher accepted before the restart is still known by its client id
-    assert await post_hook(second, hook_for(streaming, "on_unpublish.json")) == {"code": 0}
+    assert await send_hook(second, hook_for(streaming, "on_unpublish.json")) == {"code": 0}
     gone = await (await second.get(f"/api/rooms/{streaming['id']}")).json()
     assert (gone["status"], gone["reconnecting"]) == ("live", True)
     # and the owner token still closes the room

@@ -74,7 +74,7 @@ async def srs_heartbeat(request: web.Request) -> web.Response:
     per :data:`livehub.reconcile.UNSIGNED_TRIGGER_INTERVAL` seconds however often it is sent.
     """
     data = _HEARTBEAT.load(await read_json(request, strict_content_type=False))
-    if request.app[keys.rooms].service_changed(data["service"]):
-        if request.app[keys.reconciler].trigger_unsigned():
-            log.warning("SRS restarted (heartbeat service id changed): reconciling")
+    app = request.app
+    if app[keys.rooms].service_changed(data["service"]) and app[keys.reconciler].trigger_unsigned():
+        log.warning("SRS restarted (heartbeat service id changed): reconciling")
     return json_response({"code": 0})

@@ -145,6 +145,7 @@ class RoomService:
         self._timers: dict[str, Cancellable] = {}
         self._listeners: list[RoomListener] = []
         self.last_service_id: str | None = None
+        self._last_created = 0
 
     @property
     def store(self) -> RoomStore:
@@ -170,7 +171,9 @@ class RoomService:
         """Create a room; returns it with the owner token (only its hash is kept)."""
         owner_token = new_token()
         room_id = new_room_id()
-        now = self._clock()
+        # creation times are unique in this process, so newest-first is creation order even
+        # for rooms created within one millisecond (ids break ties between processes)
+        now = self._last_created = max(self._clock(), self._last_created + 1)
         room = Room(
             id=room_id,
             title=title,

@@ -8,8 +8,6 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
 from livehub.domain.rooms import (
     HookEvent,
     Room,
@@ -19,6 +17,8 @@ from livehub.domain.rooms import (
     param_token,
     parse_param,
 )
+
+from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
 
 T0 = 1_700_000_000_000
 

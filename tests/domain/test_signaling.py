@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from livehub.domain.rooms import Room, RoomService
 
 from livehub.domain.errors import RoomNotFound
 from livehub.domain.hub import Hub, Peer
-from livehub.domain.rooms import Room, RoomService
 from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, FLOOD_QUIET_S, Limits, Signaling
 from tests.domain.fakes import FakeSink, ManualLoop, make_hub
 
