@@ -286,7 +286,11 @@ class SQLiteStore:
         return self._one("stream_key = ?", stream_key)
 
     async def get_by_publisher(self, client_id: str) -> Room | None:
-        return self._one("publisher_client_id = ? AND status != 'ended'", client_id)
+        return self._one(
+            "publisher_client_id = ? AND status != 'ended' "
+            "ORDER BY published_at DESC, created_at DESC LIMIT 1",
+            client_id,
+        )
 
     async def page(
         self, status: RoomStatus | None, limit: int, after: Cursor | None = None

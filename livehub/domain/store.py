@@ -51,7 +51,8 @@ class RoomStore(Protocol):
     async def get_by_stream(self, stream_key: str) -> Room | None: ...
 
     async def get_by_publisher(self, client_id: str) -> Room | None:
-        """The room not ended whose accepted publisher has this SRS client id."""
+        """The room not ended whose accepted publisher has this SRS client id (the one whose
+        publish was accepted last, should two carry it: SRS reuses ids after a restart)."""
         ...
 
     async def update(
