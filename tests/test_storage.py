@@ -1,18 +1,24 @@
-"""SQLite persistence: schema versions, what is stored (and what is not), restarts of the app."""
+"""SQLite persistence: schema versions, what is stored (and what is not), conditional writes,
+keyset pages, the webhook outbox, restarts of the app."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from livehub.domain.rooms import HookEvent, Room, RoomService, RoomStatus, hash_token
 from pytest_aiohttp import AiohttpClient
 
 from livehub import storage
 from livehub.app import create_app
+from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
+from livehub.domain.service import RoomService
+from livehub.domain.srs_params import HookEvent
+from livehub.domain.tokens import hash_token
 from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore
 from tests.conftest import hook_for, make_config, send_hook
 
@@ -36,23 +42,29 @@ def make_room(**overrides: Any) -> Room:
         "publisher_client_id": "2o5x91ed",
         "publisher_service_id": "t3q9z0bm",
         "reconnecting_since": 1_700_000_002_000,
+        "published_at": 1_700_000_001_000,
     }
     values.update(overrides)
     return Room(**values)
 
 
-def test_new_database_is_at_the_latest_version_in_wal_mode(tmp_path: Path) -> None:
+async def every_room(store: SQLiteStore) -> list[Room]:
+    """Every stored room, oldest first."""
+    return (await store.page(None, 1000))[::-1]
+
+
+async def test_new_database_is_at_the_latest_version_in_wal_mode(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "sub" / "livehub.db"))
     try:
-        assert store.schema_version == len(MIGRATIONS) >= 1
-        assert store.ping()
+        assert store.schema_version == len(MIGRATIONS) >= 2
+        assert await store.ping()
         journal = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
         assert journal == "wal"
     finally:
-        store.close()
+        await store.close()
 
 
-def test_every_field_round_trips(tmp_path: Path) -> None:
+async def test_every_field_round_trips(tmp_path: Path) -> None:
     path = str(tmp_path / "livehub.db")
     store = SQLiteStore(path)
     room = make_room()
@@ -64,24 +76,214 @@ def test_every_field_round_trips(tmp_path: Path) -> None:
         reconnecting_since=None,
         created_at=1_700_000_000_001,
     )
-    store.save(room)
-    store.save(ended)
-    room.title = "renamed"
-    store.save(room)  # an upsert, not a second row
-    store.close()
+    await store.insert(room)
+    await store.insert(ended)
+    assert (room.version, room.event_seq) == (1, 0)
+    renamed = dataclasses.replace(room, title="renamed")
+    assert await store.update(renamed, 1)  # an update of the row, not a second row
+    await store.close()
     again = SQLiteStore(path)
     try:
-        assert again.load_all() == [room, ended]
+        assert await every_room(again) == [renamed, ended]
+        assert renamed.version == 2
+        assert await again.get("zzz") == ended
+        assert await again.get_by_stream("stream-abc123def456") == renamed
+        assert await again.get_by_publisher("2o5x91ed") == renamed
+        assert await again.get("nope") is None and await again.get_by_stream("nope") is None
+        with pytest.raises(sqlite3.IntegrityError):  # one room per id and per stream key
+            await again.insert(make_room(id="other"))
     finally:
-        again.close()
+        await again.close()
 
 
-def test_close_checkpoints_the_wal(tmp_path: Path) -> None:
+async def test_a_conditional_update_on_a_stale_version_writes_nothing() -> None:
+    store = SQLiteStore(":memory:", webhook_endpoints=("https://a.example/h",))
+    room = make_room()
+    await store.insert(room)
+    first = dataclasses.replace(room, title="first")
+    second = dataclasses.replace(room, title="second")
+    event = RoomEvent(type=EventType.ROOM_ENDED, room_id=room.id, at=1)
+    assert await store.update(first, 1, [event])
+    assert not await store.update(second, 1, [event])
+    assert (second.version, second.event_seq) == (1, 0)  # the object is left as it was
+    assert await store.get(room.id) == first and (first.version, first.event_seq) == (2, 1)
+    rows = store._db.execute("SELECT count(*) FROM webhook_deliveries").fetchone()
+    assert rows == (1,)  # the losing write staged no event
+    assert not await store.update(dataclasses.replace(room, id="missing"), 1)
+
+
+async def test_publisher_lookup_ignores_ended_rooms_and_prefers_the_latest_publish() -> None:
+    store = SQLiteStore(":memory:")
+    old = make_room(id="old", stream_key="s-old", status=RoomStatus.ENDED, published_at=1)
+    older = make_room(id="older", stream_key="s-older", published_at=5)
+    newer = make_room(id="newer", stream_key="s-newer", published_at=9)
+    for room in (old, older, newer):
+        await store.insert(room)
+    assert await store.get_by_publisher("2o5x91ed") == newer
+    assert await store.get_by_publisher("unknown") is None
+
+
+async def test_keyset_pages_by_status_and_counts(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "livehub.db"))
+    statuses = [RoomStatus.ENDED, RoomStatus.PREPARING, RoomStatus.LIVE]
+    rooms = [
+        make_room(
+            id=f"r{i:03d}",
+            stream_key=f"s{i:03d}",
+            created_at=1000 + i // 2,  # pairs share a millisecond: the id breaks the tie
+            status=statuses[i % 3],
+        )
+        for i in range(30)
+    ]
+    for room in rooms:
+        await store.insert(room)
+    newest_first = sorted(rooms, key=lambda r: (r.created_at, r.id), reverse=True)
+    seen: list[Room] = []
+    after = None
+    while True:
+        page = await store.page(None, 7, after)
+        if not page:
+            break
+        seen.extend(page)
+        after = (page[-1].created_at, page[-1].id)
+    assert seen == newest_first
+    ended = await store.page(RoomStatus.ENDED, 4, (rooms[20].created_at, rooms[20].id))
+    expected = [r for r in newest_first if r.status is RoomStatus.ENDED and r.created_at <= 1010]
+    assert ended == [r for r in expected if (r.created_at, r.id) < (1010, "r020")][:4]
+    assert await store.count() == 30
+    assert [await store.count(status) for status in statuses] == [10, 10, 10]
+    assert {room.id for room in await store.live()} == {r.id for r in rooms if r.status == "live"}
+    # counts follow status changes and deletions (kept by triggers)
+    live = rooms[2]
+    assert await store.update(dataclasses.replace(live, status=RoomStatus.ENDED, end_time=5), 1)
+    assert [await store.count(status) for status in statuses] == [11, 10, 9]
+    assert await store.delete_ended_before(6, limit=3) == 1  # only that one ended before 6
+    assert await store.count() == 29 and await store.count(RoomStatus.ENDED) == 10
+    await store.close()
+
+
+async def test_due_queries(tmp_path: Path) -> None:
+    store = SQLiteStore(":memory:")
+    due = make_room(id="due", stream_key="s1", reconnecting_since=100)
+    later = make_room(id="later", stream_key="s2", reconnecting_since=200)
+    fresh = make_room(id="fresh", stream_key="s3", reconnecting_since=None)
+    stale = make_room(
+        id="stale",
+        stream_key="s4",
+        status=RoomStatus.PREPARING,
+        reconnecting_since=None,
+        created_at=50,
+    )
+    for room in (due, later, fresh, stale):
+        await store.insert(room)
+    assert [room.id for room in await store.reconnect_due(150)] == ["due"]
+    assert [room.id for room in await store.preparing_before(51)] == ["stale"]
+    assert await store.preparing_before(50) == []
+    await store.close()
+
+
+async def test_retention_deletes_in_bounded_batches() -> None:
+    store = SQLiteStore(":memory:")
+    for i in range(7):
+        await store.insert(
+            make_room(id=f"e{i}", stream_key=f"s{i}", status=RoomStatus.ENDED, end_time=i)
+        )
+    assert await store.delete_ended_before(5, limit=3) == 3
+    assert await store.delete_ended_before(5, limit=3) == 2
+    assert await store.delete_ended_before(5, limit=3) == 0
+    assert sorted(room.id for room in await store.page(None, 10)) == ["e5", "e6"]
+    await store.close()
+
+
+async def test_events_stage_one_delivery_per_endpoint_in_the_same_transaction() -> None:
+    endpoints = ("https://a.example/hook", "https://b.example/hook")
+    views: list[str] = []
+
+    def view(room: Room) -> dict[str, object]:
+        views.append(room.id)
+        return {"id": room.id, "status": room.status.value, "viewerCount": 0}
+
+    store = SQLiteStore(":memory:", webhook_endpoints=endpoints, event_view=view)
+    room = make_room(status=RoomStatus.PREPARING, reconnecting_since=None)
+    at = 1_796_050_000_123
+    await store.insert(room, [RoomEvent(type=EventType.ROOM_CREATED, room_id=room.id, at=at)])
+    live = dataclasses.replace(room, status=RoomStatus.LIVE)
+    assert await store.update(
+        live, 1, [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=at)]
+    )
+    await store.append_events(
+        [
+            RoomEvent(type=EventType.HOST_JOINED, room_id=room.id, at=at, extra={"peerId": "p1"}),
+            RoomEvent(type=EventType.HOST_LEFT, room_id="gone", at=at),  # no such room: dropped
+        ]
+    )
+    rows = store._db.execute(
+        "SELECT endpoint, room_id, seq, type, body, created_at, state, attempts, "
+        "next_attempt_at FROM webhook_deliveries ORDER BY id"
+    ).fetchall()
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        (endpoints[0], 1, "room.created"),
+        (endpoints[1], 1, "room.created"),
+        (endpoints[0], 2, "room.live"),
+        (endpoints[1], 2, "room.live"),
+        (endpoints[0], 3, "host.joined"),
+        (endpoints[1], 3, "host.joined"),
+    ]
+    assert all(r[1] == room.id and r[5] == at == r[8] and r[6:8] == ("pending", 0) for r in rows)
+    assert json.loads(rows[2][4]) == {
+        "type": "room.live",
+        "timestamp": "2026-11-30T14:46:40.123Z",
+        "data": {"id": room.id, "status": "live", "viewerCount": 0, "seq": 2},
+    }
+    assert json.loads(rows[4][4])["data"] == {
+        "id": room.id,
+        "status": "live",
+        "viewerCount": 0,
+        "peerId": "p1",
+        "seq": 3,
+    }
+    assert (await store.get(room.id)).event_seq == 3  # type: ignore[union-attr]
+    await store.close()
+
+
+async def test_without_endpoints_nothing_is_staged_but_seq_still_counts() -> None:
+    store = SQLiteStore(":memory:")
+    room = make_room()
+    await store.insert(room, [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=1)])
+    assert store._db.execute("SELECT count(*) FROM webhook_deliveries").fetchone() == (0,)
+    assert room.event_seq == 1
+    await store.close()
+
+
+async def test_webhook_bodies_carry_no_secret() -> None:
+    endpoints = ("https://a.example/hook",)
+    store = SQLiteStore(":memory:", webhook_endpoints=endpoints)
+    rooms = RoomService(store)
+    room, owner_token = await rooms.create("secret-free")
+    await rooms.handle_hook(
+        HookEvent(
+            action="on_publish",
+            client_id="c1",
+            app="live",
+            stream=room.stream_key,
+            param=f"?secret={room.publish_token}",
+        )
+    )
+    await rooms.close(room.id)
+    bodies = [row[0] for row in store._db.execute("SELECT body FROM webhook_deliveries")]
+    assert len(bodies) == 3
+    for body in bodies:
+        assert room.publish_token not in body and owner_token not in body
+        assert room.owner_token_hash not in body
+    await store.close()
+
+
+async def test_close_checkpoints_the_wal(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
     store = SQLiteStore(str(path))
-    store.save(make_room())
+    await store.insert(make_room())
     assert (tmp_path / "livehub.db-wal").stat().st_size > 0
-    store.close()
+    await store.close()
     wal = tmp_path / "livehub.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
     # the main file alone holds the room now
@@ -89,13 +291,13 @@ def test_close_checkpoints_the_wal(tmp_path: Path) -> None:
     assert row == [("abc123def456", "live")]
 
 
-def test_owner_tokens_are_never_written(tmp_path: Path) -> None:
+async def test_owner_tokens_are_never_written(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
-    store = SQLiteStore(str(path))
+    store = SQLiteStore(str(path), webhook_endpoints=("https://a.example/h",))
     rooms = RoomService(store)
-    created = [rooms.create(f"room {i}") for i in range(5)]
+    created = [await rooms.create(f"room {i}") for i in range(5)]
     room, _ = created[0]
-    rooms.handle_hook(
+    await rooms.handle_hook(
         HookEvent(
             action="on_publish",
             client_id="c1",
@@ -109,14 +311,14 @@ def test_owner_tokens_are_never_written(tmp_path: Path) -> None:
         assert owner_token.encode() not in data
         assert hash_token(owner_token).encode() in data
         assert stored.publish_token.encode() in data  # needed to check publishes and to show it
-    store.close()
+    await store.close()
     data = db_bytes(path)
     assert not any(owner_token.encode() in data for _, owner_token in created)
 
 
-def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
-    SQLiteStore(str(path)).close()
+    await SQLiteStore(str(path)).close()
     newer = len(MIGRATIONS) + 1
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {newer}")
@@ -132,7 +334,7 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
 
 async def test_the_app_does_not_start_on_a_newer_database(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
-    SQLiteStore(str(path)).close()
+    await SQLiteStore(str(path)).close()
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
     runner = web.AppRunner(create_app(make_config(db_path=str(path))))
@@ -143,13 +345,42 @@ async def test_the_app_does_not_start_on_a_newer_database(tmp_path: Path) -> Non
         await runner.cleanup()
 
 
-def test_upgrade_from_an_older_version_keeps_rooms(
+async def test_a_version_1_database_upgrades_with_its_rooms(tmp_path: Path) -> None:
+    """A database written before the store redesign (schema 1) keeps every room."""
+    path = tmp_path / "livehub.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+        for i, status in enumerate(("preparing", "live", "ended", "ended")):
+            db.execute(
+                "INSERT INTO rooms (id, title, stream_key, status, created_at, publish_token, "
+                "owner_token_hash, publisher_client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (f"r{i}", f"t{i}", f"s{i}", status, 1000 + i, "pt", "oh", "c1" if i else None),
+            )
+    store = SQLiteStore(str(path))
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        rooms = await every_room(store)
+        assert [(r.id, r.status.value, r.version, r.event_seq) for r in rooms] == [
+            ("r0", "preparing", 1, 0),
+            ("r1", "live", 1, 0),
+            ("r2", "ended", 1, 0),
+            ("r3", "ended", 1, 0),
+        ]
+        assert [await store.count(s) for s in RoomStatus] == [1, 1, 2]
+        assert (await store.get_by_publisher("c1")) == rooms[1]
+        updated = dataclasses.replace(rooms[0], title="after the upgrade")
+        assert await store.update(updated, 1)
+    finally:
+        await store.close()
+
+
+async def test_upgrade_from_an_older_version_keeps_rooms(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "livehub.db")
     old = SQLiteStore(path)
-    old.save(make_room())
-    old.close()
+    await old.insert(make_room())
+    await old.close()
     current = len(MIGRATIONS)
     monkeypatch.setattr(
         storage,
@@ -159,20 +390,20 @@ def test_upgrade_from_an_older_version_keeps_rooms(
     upgraded = SQLiteStore(path)
     try:
         assert upgraded.schema_version == current + 1
-        assert upgraded.load_all() == [make_room()]
+        assert await every_room(upgraded) == [make_room(version=1)]
         note = sqlite3.connect(path).execute("SELECT note FROM rooms").fetchall()
         assert note == [("",)]
     finally:
-        upgraded.close()
+        await upgraded.close()
 
 
-def test_a_failed_migration_leaves_the_database_as_it_was(
+async def test_a_failed_migration_leaves_the_database_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "livehub.db")
     old = SQLiteStore(path)
-    old.save(make_room())
-    old.close()
+    await old.insert(make_room())
+    await old.close()
     broken = "ALTER TABLE rooms ADD COLUMN note TEXT;\nALTER TABLE no_such_table ADD COLUMN x TEXT"
     monkeypatch.setattr(storage, "MIGRATIONS", (*MIGRATIONS, broken))
     with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
@@ -181,22 +412,22 @@ def test_a_failed_migration_leaves_the_database_as_it_was(
     again = SQLiteStore(path)
     try:
         assert again.schema_version == len(MIGRATIONS)
-        assert again.load_all() == [make_room()]
+        assert await every_room(again) == [make_room(version=1)]
         columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(rooms)")]
         assert "note" not in columns
     finally:
-        again.close()
+        await again.close()
 
 
-def test_upgrade_from_an_empty_database(tmp_path: Path) -> None:
+async def test_upgrade_from_an_empty_database(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
     sqlite3.connect(path).close()  # version 0, no tables
     store = SQLiteStore(str(path))
     try:
         assert store.schema_version == len(MIGRATIONS)
-        assert store.load_all() == []
+        assert await every_room(store) == []
     finally:
-        store.close()
+        await store.close()
 
 
 # -- the app restarted on the same database file ------------------------------------------

@@ -74,7 +74,8 @@ def service(
     store: SQLiteStore | None = None,
     grace: float = 0.0,
     kicked: list[str] | None = None,
-    **kw: float,
+    preparing_ttl: float = 0.0,
+    ended_retention: float = 0.0,
 ) -> tuple[RoomService, FakeTime, SQLiteStore]:
     time = FakeTime()
     store = store or SQLiteStore(":memory:")
@@ -85,7 +86,8 @@ def service(
         scheduler=time.schedule,
         clock=time.clock,
         kick=None if kicked is None else kicked.append,
-        **kw,
+        preparing_ttl=preparing_ttl,
+        ended_retention=ended_retention,
     )
     return rooms, time, store
 
@@ -187,7 +189,7 @@ async def test_authorize() -> None:
 
 
 async def test_publish_makes_room_live_and_wrong_token_is_refused() -> None:
-    rooms, time, store = service()
+    rooms, time, _ = service()
     room, _ = await rooms.create("x")
     refused = await rooms.handle_hook(publish(room, token="wrong"))
     assert (refused.allowed, refused.outcome) == (False, "rejected")
@@ -363,7 +365,7 @@ async def test_a_new_process_rearms_an_open_window() -> None:
 
 
 async def test_the_sweep_ends_a_window_opened_by_a_process_that_died() -> None:
-    rooms, time, store = service(window=30)
+    rooms, _, store = service(window=30)
     room, _ = await rooms.create("x")
     await rooms.handle_hook(publish(room, "c1"))
     await rooms.handle_hook(unpublish("c1"))
