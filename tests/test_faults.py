@@ -226,6 +226,7 @@ async def test_sigterm_closes_websockets_with_1001_and_flushes_the_database(
             assert got == (WSMsgType.CLOSE, WSCloseCode.GOING_AWAY, "server shutdown"), got
             assert ws.close_code == WSCloseCode.GOING_AWAY
     assert await live.exit_code() == 0, live.log.read_text()
+    assert "INFO livehub: livehub shut down cleanly" in live.log.read_text()
     wal = tmp_path / "livehub.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0  # checkpointed into the main file
     with sqlite3.connect(tmp_path / "livehub.db") as db:
