@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -44,6 +45,12 @@ class PublicUrls:
         )
 
     def play(self, stream_key: str) -> dict[str, str]:
+        """The play URLs of a stream (a fresh dict; built once per stream key: lists show
+        thousands)."""
+        return dict(self._play(stream_key))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one PublicUrls per app, never freed
+    def _play(self, stream_key: str) -> dict[str, str]:
         key = quote(stream_key)
         query = urlencode({"app": self.app, "stream": stream_key})
         return {

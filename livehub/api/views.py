@@ -39,6 +39,25 @@ class RoomViews:
         }
 
     def public(self, room: Room) -> dict[str, Any]:
+        """The public view, built directly: it is what lists render by the thousand, and
+        ``RoomSchema.dump`` costs ~60 µs a room. ``tests/api/test_views.py`` keeps the two
+        equal for every field."""
+        return {
+            "id": room.id,
+            "title": room.title,
+            "streamKey": room.stream_key,
+            "status": room.status.value,
+            "startTime": room.start_time,
+            "endTime": room.end_time,
+            "createdAt": room.created_at,
+            "viewerCount": self._hub.count(room.id),
+            "playerCount": self._rooms.player_count(room.id),
+            "reconnecting": room.reconnecting_since is not None,
+            "playUrls": self._urls.play(room.stream_key),
+        }
+
+    def public_by_schema(self, room: Room) -> dict[str, Any]:
+        """The public view through :class:`RoomSchema` (the reference for :meth:`public`)."""
         result: dict[str, Any] = _PUBLIC.dump(self._fields(room))
         return result
 
