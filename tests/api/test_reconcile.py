@@ -258,6 +258,23 @@ async def test_a_changed_service_in_the_heartbeat_triggers_reconciliation(
     await until_room(client.app[keys.rooms], room["id"], ended)
 
 
+async def test_unsigned_heartbeats_trigger_at_most_one_pass_per_interval(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """Anyone can post a heartbeat with a new ``service``: alternating services in a loop
+    makes livehub ask SRS once per UNSIGNED_TRIGGER_INTERVAL, not once per post."""
+    config = make_config(srs_api_url=srs.url, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    await eventually(lambda: srs.stream_reads == 1)
+    heartbeat: dict[str, Any] = json.loads((HOOKS_DIR / "heartbeat.json").read_text())
+    for i in range(20):
+        body = {**heartbeat, "service": f"fl00d{i % 2:03d}"}
+        assert (await client.post("/api/hooks/srs/heartbeat", json=body)).status == 200
+    await eventually(lambda: srs.stream_reads == 2)
+    await asyncio.sleep(0.2)
+    assert srs.stream_reads == 2  # the start-up pass and one triggered pass
+
+
 async def test_the_restarted_encoder_continues_the_broadcast(
     srs: FakeSRS, aiohttp_client: AiohttpClient
 ) -> None:
