@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import secrets
@@ -107,8 +106,8 @@ def build_database(path: Path, rooms: int, live: int, preparing: int) -> float:
 
 
 def cursor_for(created_at: int, room_id: str) -> str:
-    """The API's opaque cursor (livehub.api.rooms.encode_cursor) for a keyset position."""
-    return base64.urlsafe_b64encode(f"{created_at}.{room_id}".encode()).rstrip(b"=").decode()
+    """The API's cursor (livehub.api.rooms.encode_cursor) for a keyset position."""
+    return f"{created_at}.{room_id}"
 
 
 def rss_kib(pid: int) -> int:

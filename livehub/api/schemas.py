@@ -45,7 +45,8 @@ class RoomCreateSchema(Schema):
 
 LIST_LIMIT_MAX = 1000
 LIST_LIMIT_DEFAULT = 100
-CURSOR_MAX = 200
+#: ``<createdAt>.<id>``: the keyset position after which a page starts
+CURSOR_PATTERN = r"^[0-9]{1,15}\.[A-Za-z0-9_-]{1,64}$"
 
 
 class RoomListQuerySchema(Schema):
@@ -61,7 +62,7 @@ class RoomListQuerySchema(Schema):
         metadata={"description": f"At most this many rooms (default {LIST_LIMIT_DEFAULT})"},
     )
     cursor = fields.String(
-        validate=validate.Length(min=1, max=CURSOR_MAX),
+        validate=validate.Regexp(CURSOR_PATTERN, error="Not a cursor from a previous page."),
         metadata={
             "description": "Where the page starts: copy it from the previous page's "
             '`Link: <...>; rel="next"` (opaque)'

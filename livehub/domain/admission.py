@@ -60,19 +60,27 @@ class CreatePolicy:
             found |= hmac.compare_digest(key, digest)
         return found
 
-    def check(self, bearer: str | None, client: str) -> None:
-        """Allow a creation by ``bearer`` from address ``client``, or raise why not."""
+    def authenticate(self, bearer: str | None) -> bool:
+        """Check the credentials of a creation: raise why they do not do, or return whether
+        the creation is anonymous (then :meth:`take` it from its address's bucket)."""
         if self._keys:
             if not bearer:
                 raise Unauthorized("Creating a room needs Authorization: Bearer <API key>")
             if not (self._is_key(bearer) or self._is_admin(bearer)):
                 raise Forbidden("The API key is not valid")
-            return
-        if bearer and self._is_admin(bearer):
-            return
-        if self._burst <= 0:
-            return  # LIVEHUB_CREATE_RATE_PER_MIN=0: no limit
-        self._take(client)
+            return False
+        return not (bearer and self._is_admin(bearer))
+
+    def take(self, client: str) -> None:
+        """Count an anonymous creation from address ``client``; :class:`RateLimited` when
+        its bucket is empty."""
+        if self._burst > 0:  # LIVEHUB_CREATE_RATE_PER_MIN=0: no limit
+            self._take(client)
+
+    def check(self, bearer: str | None, client: str) -> None:
+        """Allow a creation by ``bearer`` from address ``client``, or raise why not."""
+        if self.authenticate(bearer):
+            self.take(client)
 
     def _take(self, client: str) -> None:
         now = self._clock()
