@@ -15,18 +15,21 @@ status are kept by triggers, so counting is O(1) whatever the history.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import orjson
 
 from livehub.domain.room import Room, RoomEvent, RoomStatus
-from livehub.domain.store import Cursor
+from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: rooms
@@ -120,8 +123,26 @@ _UPDATE = (
     + " WHERE id = ? AND version = ?"
 )
 
+#: milliseconds a write waits for another connection's lock once the store runs
+BUSY_TIMEOUT_MS = 100
+
 #: the public view of a room, for webhook bodies (injected: the API owns how rooms are shown)
 EventView = Callable[[Room], dict[str, Any]]
+
+
+def _unavailable(method: _M) -> _M:
+    """Report the database failing (locked by another writer, I/O error, closed) as
+    :class:`StoreUnavailable`; integrity errors (a duplicate) stay what they are."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except (sqlite3.OperationalError, sqlite3.ProgrammingError) as exc:
+            log.warning("database unavailable: %s", exc)
+            raise StoreUnavailable("The database is unavailable: try again") from exc
+
+    return cast(_M, wrapper)
 
 
 class SchemaTooNew(RuntimeError):
@@ -155,6 +176,9 @@ class SQLiteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self.migrate()
+        # from here on the event loop waits at most this long for another writer's lock (a
+        # backup tool, a second process): then the write fails with 503 database_unavailable
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @property
     def schema_version(self) -> int:
@@ -205,10 +229,11 @@ class SQLiteStore:
             )
         return count
 
+    @_unavailable
     async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        seq = room.event_seq
         try:
-            seq = room.event_seq
+            self._db.execute("BEGIN IMMEDIATE")
             room.version = 1
             room.event_seq = seq + len(events)
             self._db.execute(_INSERT, _values(room))
@@ -216,18 +241,18 @@ class SQLiteStore:
             self._db.execute("COMMIT")
         except BaseException:
             room.version, room.event_seq = 0, seq
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
 
+    @_unavailable
     async def update(
         self, room: Room, expected_version: int, events: Sequence[RoomEvent] = ()
     ) -> bool:
-        seq = room.event_seq
-        version = room.version
-        room.version = expected_version + 1
-        room.event_seq = seq + len(events)
-        self._db.execute("BEGIN IMMEDIATE")
+        seq, version = room.event_seq, room.version
         try:
+            self._db.execute("BEGIN IMMEDIATE")
+            room.version = expected_version + 1
+            room.event_seq = seq + len(events)
             cursor = self._db.execute(_UPDATE, (*_values(room)[1:], room.id, expected_version))
             if cursor.rowcount != 1:
                 self._db.execute("ROLLBACK")
@@ -237,15 +262,20 @@ class SQLiteStore:
             self._db.execute("COMMIT")
         except BaseException:
             room.version, room.event_seq = version, seq
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         return True
 
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    @_unavailable
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
         if not events:
             return
-        self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._db.execute("BEGIN IMMEDIATE")
             for event in events:
                 row = self._db.execute(f"{_SELECT} WHERE id = ?", (event.room_id,)).fetchone()
                 if row is None:
@@ -257,9 +287,10 @@ class SQLiteStore:
                 self._stage(room, [event], room.event_seq)
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
 
+    @_unavailable
     async def delete_ended_before(self, ended_before: int, limit: int = 1000) -> int:
         cursor = self._db.execute(
             "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms INDEXED BY rooms_ended "
@@ -279,12 +310,15 @@ class SQLiteStore:
         query = f"{_SELECT}{indexed} WHERE {where}"
         return [_room(row) for row in self._db.execute(query, args)]
 
+    @_unavailable
     async def get(self, room_id: str) -> Room | None:
         return self._one("id = ?", room_id)
 
+    @_unavailable
     async def get_by_stream(self, stream_key: str) -> Room | None:
         return self._one("stream_key = ?", stream_key)
 
+    @_unavailable
     async def get_by_publisher(self, client_id: str) -> Room | None:
         return self._one(
             "publisher_client_id = ? AND status != 'ended' "
@@ -292,6 +326,7 @@ class SQLiteStore:
             client_id,
         )
 
+    @_unavailable
     async def page(
         self, status: RoomStatus | None, limit: int, after: Cursor | None = None
     ) -> list[Room]:
@@ -307,6 +342,7 @@ class SQLiteStore:
         args.append(limit)
         return self._many(f"{clause} ORDER BY created_at DESC, id DESC LIMIT ?", *args)
 
+    @_unavailable
     async def count(self, status: RoomStatus | None = None) -> int:
         if status is None:
             row = self._db.execute("SELECT coalesce(sum(n), 0) FROM room_counts").fetchone()
@@ -316,9 +352,11 @@ class SQLiteStore:
             ).fetchone()
         return int(row[0])
 
+    @_unavailable
     async def live(self) -> list[Room]:
         return self._many("status = 'live' ORDER BY created_at, id")
 
+    @_unavailable
     async def reconnect_due(self, opened_before: int) -> list[Room]:
         return self._many(
             "reconnecting_since IS NOT NULL AND reconnecting_since <= ? AND status = 'live'",
@@ -326,6 +364,7 @@ class SQLiteStore:
             index="rooms_reconnecting",
         )
 
+    @_unavailable
     async def preparing_before(self, created_before: int, limit: int = 500) -> list[Room]:
         return self._many(
             "status = 'preparing' AND created_at < ? ORDER BY created_at, id LIMIT ?",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
 from livehub.domain.tokens import hash_token
 from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore
-from tests.conftest import hook_for, make_config, send_hook
+from tests.conftest import HOOK_SECRET, hook_for, make_config, send_hook
 
 
 def db_bytes(path: Path) -> bytes:
@@ -476,3 +477,38 @@ async def test_rooms_and_tokens_survive_a_restart(
     third = await aiohttp_client(create_app(config))
     got = await (await third.get(f"/api/rooms/{streaming['id']}")).json()
     assert got == {**closed, "viewerCount": 0, "playerCount": 0}
+
+
+async def test_a_locked_database_answers_503_quickly_and_recovers(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """Another writer holds the lock (a tool, a second process): the loop waits at most
+    BUSY_TIMEOUT_MS, the write answers 503 ``database_unavailable``, nothing half-done."""
+    path = tmp_path / "livehub.db"
+    client = await aiohttp_client(create_app(make_config(db_path=str(path))))
+    room = await (await client.post("/api/rooms", json={"title": "before"})).json()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, held
+    try:
+        started = time.perf_counter()
+        resp = await client.post("/api/rooms", json={"title": "while locked"})
+        took = time.perf_counter() - started
+        assert resp.status == 503
+        assert await resp.json() == {
+            "error": "The database is unavailable: try again",
+            "code": "database_unavailable",
+            "details": None,
+        }
+        assert took < storage.BUSY_TIMEOUT_MS / 1000 + 1.0
+        # an SRS publish is refused (fails closed), reads still work (WAL)
+        hook = await client.post(
+            f"/api/hooks/srs?secret={HOOK_SECRET}", json=hook_for(room, "on_publish.json")
+        )
+        assert hook.status == 503  # SRS refuses the publish on any non-200
+        assert (await client.get(f"/api/rooms/{room['id']}")).status == 200
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (await client.post("/api/rooms", json={"title": "after"})).status == 201
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert (await client.get("/api/rooms")).headers["X-Total-Count"] == "2"
