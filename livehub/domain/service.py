@@ -24,6 +24,7 @@ Listeners hear about every change after it is stored, and about player count cha
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import logging
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 #: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
 #: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
 PUBLISH_GRACE = 10.0
+#: rooms deleted per statement by the retention sweep, and statements per sweep at most
+RETENTION_BATCH = 1000
+RETENTION_BATCHES = 50
 #: how often a change is re-read and re-decided when other writers keep coming first
 MAX_ATTEMPTS = 8
 
@@ -278,7 +282,8 @@ class RoomService:
             return self._end(room, at)
 
         room, changed = await self._change(await self.get(room_id), decide)
-        assert room is not None
+        if room is None:  # deleted meanwhile (retention)
+            raise RoomNotFound(room_id)
         if changed and kick and self._kick is not None:
             log.info("room %s closed: kicking its publisher", room.id)
             self._kick(kick[0])
@@ -351,7 +356,8 @@ class RoomService:
             return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=now)]
 
         stored, _ = await self._change(room, decide)
-        assert stored is not None
+        if stored is None:  # deleted meanwhile (retention)
+            raise HookRejected("no room has this stream")
         return stored
 
     async def on_unpublish(self, event: HookEvent) -> Room | None:
@@ -466,7 +472,17 @@ class RoomService:
                     log.info("room %s never went live within the TTL: ended", room.id)
                     ended.append(done)
         if self._retention_ms > 0:
-            deleted = await self._store.delete_ended_before(now - self._retention_ms)
+            # bounded batches with the loop given back in between; what is left waits for
+            # the next sweep (a first sweep over a long history catches up over a few)
+            deleted = 0
+            for _ in range(RETENTION_BATCHES):
+                batch = await self._store.delete_ended_before(
+                    now - self._retention_ms, RETENTION_BATCH
+                )
+                deleted += batch
+                if batch < RETENTION_BATCH:
+                    break
+                await asyncio.sleep(0)
             if deleted:
                 log.info("deleted %d rooms ended before the retention period", deleted)
         return ended

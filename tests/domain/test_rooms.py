@@ -709,3 +709,35 @@ async def _run_steps(window: float, steps: list[tuple[object, ...]]) -> None:
     again, _, _ = service(window=window, store=store)
     assert [await again.get(e.room.id) for e in expect] == [e.room for e in expect]
     await store.close()
+
+
+async def test_a_long_history_is_deleted_in_bounded_batches() -> None:
+    rooms, _, store = service(ended_retention=1.0)
+    for i in range(2_500):
+        await store.insert(
+            Room(
+                id=f"old{i:05d}",
+                title="old",
+                stream_key=f"s{i:05d}",
+                status=RoomStatus.ENDED,
+                created_at=0,
+                end_time=1,
+                publish_token="pt",
+                owner_token_hash="oh",
+            )
+        )
+    await rooms.sweep()
+    assert await store.count() == 0
+
+
+async def test_close_of_a_room_deleted_meanwhile_is_not_found() -> None:
+    store = Interleaving(":memory:")
+    rooms, _, _ = service(store=store)
+    room, _ = await rooms.create("x")
+    store.before_update = lambda: _delete(store, room.id)
+    with pytest.raises(RoomNotFound):
+        await rooms.close(room.id)
+
+
+async def _delete(store: SQLiteStore, room_id: str) -> None:
+    store._db.execute("DELETE FROM rooms WHERE id = ?", (room_id,))
