@@ -20,7 +20,7 @@ from livehub.api.body import bearer_token, query_params, read_json
 from livehub.api.client_address import client_address
 from livehub.api.jsonio import json_response
 from livehub.api.schemas import RoomCreateSchema, RoomListQuerySchema
-from livehub.domain.room import Room
+from livehub.domain.room import Room, RoomPresenter
 from livehub.domain.store import Cursor
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,17 @@ def decode_cursor(text: str) -> Cursor:
     return int(created), room_id
 
 
+async def render_public(views: RoomPresenter, rooms: list[Room]) -> list[dict[str, Any]]:
+    """Public views of ``rooms``, :data:`RENDER_CHUNK` at a time with the loop given back in
+    between: a page of 1,000 never holds it for the whole page."""
+    body: list[dict[str, Any]] = []
+    for start in range(0, len(rooms), RENDER_CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        body.extend(views.public(room) for room in rooms[start : start + RENDER_CHUNK])
+    return body
+
+
 async def create_room(request: web.Request) -> web.Response:
     app = request.app
     policy = app[keys.create_policy]
@@ -61,13 +72,7 @@ async def list_rooms(request: web.Request) -> web.Response:
     service = request.app[keys.rooms]
     rooms = await service.page(status, limit + 1, after)
     total = await service.count(status)
-    views = request.app[keys.views]
-    body: list[dict[str, Any]] = []
-    for start in range(0, min(len(rooms), limit), RENDER_CHUNK):
-        if start:
-            await asyncio.sleep(0)
-        body.extend(views.public(room) for room in rooms[start : min(start + RENDER_CHUNK, limit)])
-    response = json_response(body)
+    response = json_response(await render_public(request.app[keys.views], rooms[:limit]))
     response.headers["X-Total-Count"] = str(total)
     if len(rooms) > limit:
         params = {"limit": str(limit), "cursor": encode_cursor(rooms[limit - 1])}

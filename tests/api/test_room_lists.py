@@ -14,6 +14,7 @@ from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from livehub import keys
+from livehub.api.rooms import render_public
 from livehub.app import create_app
 from livehub.domain.room import RoomStatus
 from livehub.storage import SQLiteStore
@@ -158,9 +159,28 @@ async def test_a_big_page_never_holds_the_loop_long(
     stop.set()
     await ticking
     assert sum(len(page) for page in every) == 5_000
-    # generous for a shared 2-core machine; a page rendered in one piece stalled ~100 ms
-    print(f"longest gap {max(gaps) * 1000:.1f} ms")
-    assert max(gaps) < 0.2, max(gaps)
+    # only a guard against a page held in one piece for long: on a shared 2-core machine the
+    # gaps also hold this client's own JSON parsing and other processes. The stall itself is
+    # measured by benchmarks/rooms_scale.py; that rendering yields is checked just below.
+    assert max(gaps) < 1.0, max(gaps)
+
+
+async def test_rendering_a_page_gives_the_loop_back_between_chunks(client: Client) -> None:
+    for i in range(3):
+        await client.post("/api/rooms", json={"title": f"r{i}"})
+    rooms = await client.app[keys.rooms].page(None, 3)
+    big = rooms * 100  # 300 rooms: three chunks
+    turns: list[int] = []
+
+    async def other() -> None:
+        turns.append(len(rendered))
+
+    rendered: list[dict[str, Any]] = []
+    task = asyncio.create_task(other())
+    rendered = await render_public(client.app[keys.views], big)
+    await task
+    assert turns == [0]  # the other task ran before the rendering was done
+    assert len(rendered) == 300 and rendered[:3] == rendered[3:6]
 
 
 async def test_a_preparing_room_past_the_ttl_ends_and_old_history_is_deleted(
