@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SchemaTooNew as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
+    # run_app returns once a signal (SIGTERM, SIGINT) stopped it and every cleanup ran
+    log.info("livehub shut down cleanly")
 
 
 def redact_url(url: str) -> str:

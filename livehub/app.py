@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -13,37 +13,71 @@ from aiohttp import web
 from livehub import keys
 from livehub.api.middlewares import error_middleware
 from livehub.api.openapi import build_spec
-from livehub.api.rooms import end_room
 from livehub.api.routes import setup_routes
 from livehub.api.signaling import close_all, encode
 from livehub.api.views import RoomViews
 from livehub.config import Config
+from livehub.domain.admission import CreatePolicy
 from livehub.domain.hub import Hub
-from livehub.domain.rooms import Cancellable, RoomService
+from livehub.domain.room import RoomStatus
+from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
-from livehub.srs import PublicUrls, SRSClient
+from livehub.srs import Kicker, PublicUrls, SRSClient
 from livehub.storage import SQLiteStore
 
 log = logging.getLogger(__name__)
 
+HOUR = 3600.0
+DAY = 24 * HOUR
 
-def _call_later(delay: float, callback: Callable[[], None]) -> Cancellable:
-    return asyncio.get_running_loop().call_later(delay, callback)
+
+class _Timers:
+    """The room service's scheduler: runs a coroutine function after a delay, as a task the
+    app cancels at shutdown."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, delay: float, callback: Callable[[], Awaitable[None]]) -> Cancellable:
+        return asyncio.get_running_loop().call_later(delay, self._run, callback)
+
+    def _run(self, callback: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.ensure_future(self._guard(callback))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    @staticmethod
+    async def _guard(callback: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await callback()
+        except Exception:
+            log.exception("room timer failed")
 
 
 def _call_soon(callback: Callable[[], None]) -> object:
     return asyncio.get_running_loop().call_soon(callback)
 
 
+def _call_later(delay: float, callback: Callable[[], None]) -> object:
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
 def create_app(config: Config) -> web.Application:
-    """Build the application. Synchronous and free of I/O: storage, the SRS client and the
-    reconciler start in cleanup contexts."""
+    """Build the application. Synchronous and free of I/O: storage, the SRS client, the
+    reconciler and the sweep start in cleanup contexts."""
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_size)
     app[keys.config] = config
+    kicker = Kicker()
     rooms = RoomService(
-        app=config.srs_app, reconnect_window=config.reconnect_window, scheduler=_call_later
+        None,
+        app=config.srs_app,
+        reconnect_window=config.reconnect_window,
+        preparing_ttl=config.preparing_ttl_hours * HOUR,
+        ended_retention=config.ended_retention_days * DAY,
+        scheduler=_Timers(),
+        kick=kicker,
     )
     hub = Hub(
         encode,
@@ -52,18 +86,22 @@ def create_app(config: Config) -> web.Application:
         max_buffer=config.send_queue_bytes,
         count_interval=config.viewer_count_interval,
     )
-    urls = PublicUrls.from_config(config)
-    views = RoomViews(rooms, hub, urls)
+    views = RoomViews(rooms, hub, PublicUrls.from_config(config))
     app[keys.rooms] = rooms
+    app[keys.kicker] = kicker
+    app[keys.create_policy] = CreatePolicy(
+        api_key_hashes=config.api_key_hashes,
+        admin_token=config.admin_token,
+        rate_per_min=config.create_rate_per_min,
+    )
     app[keys.hub] = hub
-    app[keys.urls] = urls
     app[keys.views] = views
     app[keys.metrics] = Metrics(rooms, hub)
     app[keys.signaling] = Signaling(
         hub,
         rooms,
         room_view=views.public,
-        close_room=lambda room_id: end_room(app, room_id),
+        close_room=rooms.close,
         limits=Limits(
             rate_per_s=config.rate_per_s,
             rate_burst=config.rate_burst,
@@ -72,11 +110,11 @@ def create_app(config: Config) -> web.Application:
             max_chat_length=config.max_chat_length,
         ),
     )
-    app[keys.background] = set()
     app[keys.openapi] = build_spec()
 
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(srs_ctx)
+    app.cleanup_ctx.append(sweep_ctx)
     app.on_shutdown.append(close_all)
     setup_routes(app, config.cors_origins)
     return app
@@ -84,13 +122,40 @@ def create_app(config: Config) -> web.Application:
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.config]
-    store = SQLiteStore(config.db_path)
+    rooms = app[keys.rooms]
+    store = SQLiteStore(config.db_path, event_view=app[keys.views].public)
     app[keys.store] = store
-    app[keys.rooms].load(store)
-    log.info("database %s: %d rooms", config.db_path, len(app[keys.rooms].rooms()))
+    rooms.use(store)
+    await rooms.rearm()
+    log.info(
+        "database %s: %d rooms live, %d preparing",
+        config.db_path,
+        await store.count(RoomStatus.LIVE),
+        await store.count(RoomStatus.PREPARING),
+    )
     yield
-    app[keys.rooms].shutdown()
-    store.close()
+    rooms.shutdown()
+    await store.close()
+
+
+async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
+    """End what is due (reconnect windows, the preparing TTL) and delete old history."""
+    rooms = app[keys.rooms]
+    interval = app[keys.config].sweep_interval
+
+    async def sweep() -> None:
+        while True:
+            try:
+                await rooms.sweep()
+            except Exception:
+                log.exception("room sweep failed")
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(sweep(), name="livehub-sweep")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -98,8 +163,8 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=5, connect=2)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         srs = SRSClient(session, config.srs_api_url, config.srs_app)
-        app[keys.http_session] = session
         app[keys.srs] = srs
+        app[keys.kicker].client = srs
         reconciler = Reconciler(app[keys.rooms], srs, app[keys.metrics], config.reconcile_interval)
         app[keys.reconciler] = reconciler
         task = asyncio.create_task(reconciler.run(), name="livehub-reconcile")
@@ -109,12 +174,5 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
         # let kicks in flight finish, then cancel what is left before the session goes. The
         # budget: WebSockets close within T/2, handlers get T, kicks T/4: at worst 1.75 T.
-        tasks = app[keys.background]
-        pending = list(tasks)
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=config.shutdown_timeout / 4)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning("%d background tasks cancelled at shutdown", len(late))
-                await asyncio.wait(late)
+        await app[keys.kicker].drain(config.shutdown_timeout / 4)
+        app[keys.kicker].client = None

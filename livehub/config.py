@@ -7,6 +7,8 @@ Every value has an explicit cast; a bad value raises :class:`ConfigError` naming
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import ipaddress
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -71,6 +73,30 @@ def _port(name: str, raw: str) -> int:
     return _int(name, raw, minimum=1, maximum=65535)
 
 
+def _api_keys(name: str, raw: str) -> frozenset[str]:
+    """API keys, kept only as SHA-256 hex digests from here on."""
+    keys = _list(name, raw)
+    for key in keys:
+        if len(key) < 16:
+            raise ConfigError(f"{name}: every key must be at least 16 characters")
+    return frozenset(hashlib.sha256(key.encode()).hexdigest() for key in keys)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(name: str, raw: str) -> tuple[Network, ...]:
+    networks = []
+    for item in _list(name, raw):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must list IP addresses or networks (CIDR), got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
 def _token(name: str, raw: str) -> str:
     value = raw.strip()
     if len(value) < 16:
@@ -112,6 +138,15 @@ class Config:
     viewer_count_interval: float = 0.2
     send_queue_bytes: int = 1024 * 1024
     max_body_size: int = 16 * 1024
+    # who may create rooms, and how history is kept
+    #: SHA-256 hex digests of the API keys (LIVEHUB_API_KEYS); empty: anonymous create
+    api_key_hashes: frozenset[str] = frozenset()
+    create_rate_per_min: int = 30
+    trusted_proxies: tuple[Network, ...] = ()
+    ended_retention_days: float = 0.0
+    preparing_ttl_hours: float = 168.0
+    #: seconds between sweeps (reconnect windows due, preparing TTL, retention)
+    sweep_interval: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -163,6 +198,11 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_MAX_CHAT_LENGTH": ("max_chat_length", lambda n, r: _int(n, r, minimum=1)),
     "LIVEHUB_VIEWER_COUNT_INTERVAL": ("viewer_count_interval", _float),
     "LIVEHUB_SEND_QUEUE_BYTES": ("send_queue_bytes", lambda n, r: _int(n, r, minimum=4096)),
+    "LIVEHUB_API_KEYS": ("api_key_hashes", _api_keys),
+    "LIVEHUB_CREATE_RATE_PER_MIN": ("create_rate_per_min", _int),
+    "LIVEHUB_TRUSTED_PROXIES": ("trusted_proxies", _networks),
+    "LIVEHUB_ENDED_RETENTION_DAYS": ("ended_retention_days", _float),
+    "LIVEHUB_PREPARING_TTL_HOURS": ("preparing_ttl_hours", _float),
 }
 
 ENV_VARS: tuple[str, ...] = tuple(_ENV)

@@ -1,32 +1,34 @@
-"""Typed application keys: everything the app keeps in its state, declared in one place."""
+"""Typed application keys: everything the app keeps in its state, declared in one place.
+
+Values are domain objects and adapters; nothing here imports :mod:`livehub.api` (wiring
+points one way: api → domain)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from livehub.api.views import RoomViews
 from livehub.config import Config
+from livehub.domain.admission import CreatePolicy
 from livehub.domain.hub import Hub
-from livehub.domain.rooms import RoomService, RoomStore
+from livehub.domain.room import RoomPresenter
+from livehub.domain.service import RoomService
 from livehub.domain.signaling import Signaling
+from livehub.domain.store import RoomStore
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
-from livehub.srs import PublicUrls, SRSClient
+from livehub.srs import Kicker, SRSClient
 
 config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
 rooms = web.AppKey("rooms", RoomService)
+create_policy = web.AppKey("create_policy", CreatePolicy)
 hub = web.AppKey("hub", Hub)
 signaling = web.AppKey("signaling", Signaling)
-views = web.AppKey("views", RoomViews)
-urls = web.AppKey("urls", PublicUrls)
+views = web.AppKey("views", RoomPresenter)
 metrics = web.AppKey("metrics", Metrics)
-http_session = web.AppKey("http_session", aiohttp.ClientSession)
 srs = web.AppKey("srs", SRSClient)
+kicker = web.AppKey("kicker", Kicker)
 reconciler = web.AppKey("reconciler", Reconciler)
-background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
 openapi = web.AppKey("openapi", dict[str, Any])

@@ -1,5 +1,6 @@
 """Prometheus metrics. Live state (rooms, connections, relay counters) is read at scrape time,
-so the WebSocket hot path pays nothing for it; hooks are counted as they are handled."""
+so the WebSocket hot path pays nothing for it; hooks are counted as they are handled. Room
+figures come from the store (counts by status are O(1) there), read before each render."""
 
 from __future__ import annotations
 
@@ -10,23 +11,26 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from livehub.domain.hub import Hub
-from livehub.domain.rooms import RoomService
+from livehub.domain.room import RoomStatus
+from livehub.domain.service import RoomService
 
 
 class _StateCollector(Collector):
-    def __init__(self, rooms: RoomService, hub: Hub) -> None:
-        self._rooms = rooms
+    def __init__(self, hub: Hub) -> None:
         self._hub = hub
+        #: room figures read from the store just before a render
+        self.by_status: dict[RoomStatus, int] = dict.fromkeys(RoomStatus, 0)
+        self.reconnecting = 0
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         by_status = GaugeMetricFamily("livehub_rooms", "Rooms by status", labels=["status"])
-        for status, count in self._rooms.counts_by_status().items():
+        for status, count in self.by_status.items():
             by_status.add_metric([status.value], count)
         yield by_status
         yield GaugeMetricFamily(
             "livehub_rooms_reconnecting",
             "Live rooms whose publisher left and may reconnect within the window",
-            value=sum(1 for room in self._rooms.live_rooms() if room.reconnecting),
+            value=self.reconnecting,
         )
         yield GaugeMetricFamily(
             "livehub_ws_connections", "Open signaling connections", value=len(self._hub.peers)
@@ -54,8 +58,10 @@ class _StateCollector(Collector):
 
 class Metrics:
     def __init__(self, rooms: RoomService, hub: Hub) -> None:
+        self._rooms = rooms
         self.registry = CollectorRegistry()
-        self.registry.register(_StateCollector(rooms, hub))
+        self._state = _StateCollector(hub)
+        self.registry.register(self._state)
         self.hooks = Counter(
             "livehub_srs_hooks",
             "SRS callbacks by action and result",
@@ -81,5 +87,9 @@ class Metrics:
             registry=self.registry,
         )
 
-    def render(self) -> bytes:
+    async def render(self) -> bytes:
+        for status in RoomStatus:
+            self._state.by_status[status] = await self._rooms.count(status)
+        live = await self._rooms.live_rooms()
+        self._state.reconnecting = sum(1 for room in live if room.reconnecting)
         return generate_latest(self.registry)

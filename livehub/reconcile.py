@@ -1,6 +1,10 @@
 """Reconciliation with SRS: hooks can be lost (no retries, nothing sent when SRS stops), so
 live rooms are compared with SRS's own stream list at start-up, periodically, and whenever a
-hook's ``service_id`` shows SRS restarted. While SRS cannot be reached nothing is ended."""
+hook's ``service_id`` shows SRS restarted. While SRS cannot be reached nothing is ended.
+
+An unsigned heartbeat (SRS cannot sign it) with a new ``service`` triggers a pass at most once
+per :data:`UNSIGNED_TRIGGER_INTERVAL` seconds, so anyone posting heartbeats cannot make
+livehub query SRS in a loop."""
 
 from __future__ import annotations
 
@@ -9,11 +13,14 @@ import contextlib
 import logging
 import time
 
-from livehub.domain.rooms import RoomService
+from livehub.domain.service import RoomService
 from livehub.metrics import Metrics
 from livehub.srs import SRSClient, SRSUnavailable
 
 log = logging.getLogger(__name__)
+
+#: seconds between two passes that unsigned heartbeats may trigger
+UNSIGNED_TRIGGER_INTERVAL = 10.0
 
 
 class Reconciler:
@@ -29,10 +36,21 @@ class Reconciler:
         self.last_ok: bool | None = None
         #: passes skipped because SRS could not be asked, since start-up
         self.skipped = 0
+        self._unsigned_at: float | None = None
 
     def trigger(self) -> None:
         """Reconcile as soon as possible (SRS restarted)."""
         self._wake.set()
+
+    def trigger_unsigned(self) -> bool:
+        """Reconcile soon for an unsigned request, unless one did within the interval.
+        Returns whether it triggered."""
+        now = time.monotonic()
+        if self._unsigned_at is not None and now - self._unsigned_at < UNSIGNED_TRIGGER_INTERVAL:
+            return False
+        self._unsigned_at = now
+        self.trigger()
+        return True
 
     async def run_once(self) -> bool:
         """One pass. True if SRS answered and live rooms were checked."""
@@ -53,7 +71,7 @@ class Reconciler:
             log.info("SRS API reachable again: reconciling")
         if self._srs.service_id:
             self._rooms.service_changed(self._srs.service_id)
-        changed = self._rooms.reconcile(publishing, asked_at)
+        changed = await self._rooms.reconcile(publishing, asked_at)
         for room in changed:
             log.info("room %s has no publisher in SRS: publisher gone", room.id)
         self.last_ok = True

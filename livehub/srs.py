@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -44,6 +45,12 @@ class PublicUrls:
         )
 
     def play(self, stream_key: str) -> dict[str, str]:
+        """The play URLs of a stream (a fresh dict; built once per stream key: lists show
+        thousands)."""
+        return dict(self._play(stream_key))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one PublicUrls per app, never freed
+    def _play(self, stream_key: str) -> dict[str, str]:
         key = quote(stream_key)
         query = urlencode({"app": self.app, "stream": stream_key})
         return {
@@ -180,3 +187,37 @@ async def probe(client: SRSClient) -> bool:
     except TimeoutError:
         client.mark_unreachable(f"GET /api/v1/versions: no answer within {PROBE_TIMEOUT:g} s")
         return False
+
+
+class Kicker:
+    """Kicks publishers from SRS in the background (the room service's injected kick).
+
+    The room service calls it synchronously; each kick runs as a task this object keeps until
+    it is done, and :meth:`drain` waits for (then cancels) what is left at shutdown. Kicks asked
+    for before the SRS client exists (start-up) are logged and dropped: reconciliation ends
+    what SRS still publishes for an ended room anyway.
+    """
+
+    def __init__(self) -> None:
+        self.client: SRSClient | None = None
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    def __call__(self, client_id: str) -> None:
+        if self.client is None:
+            log.warning("cannot kick SRS client %s: the SRS client is not started", client_id)
+            return
+        task = asyncio.ensure_future(self.client.kick(client_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, budget: float) -> None:
+        """Let kicks in flight finish within ``budget`` seconds; cancel the rest."""
+        pending = list(self._tasks)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=budget)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d publisher kicks cancelled at shutdown", len(late))
+            await asyncio.wait(late)

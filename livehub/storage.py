@@ -1,20 +1,35 @@
-"""SQLite persistence of rooms (the embedded default).
+"""SQLite persistence of rooms (the embedded default): :class:`RoomStore` on SQLite.
 
-One row per room, written in its own transaction on every accepted change. WAL journal with
-``synchronous=NORMAL``: a committed change survives the process being killed (``kill -9``); the
-WAL is fsynced at checkpoints. Owner tokens are stored only as SHA-256 hashes. The schema is
-versioned with ``PRAGMA user_version`` and upgraded by the ordered ``MIGRATIONS`` at start-up.
+Every accepted change is one transaction: the room row (a conditional update on ``version``)
+and, for each event it reports, ``rooms.event_seq`` incremented and one ``webhook_deliveries``
+row per configured endpoint. WAL journal with ``synchronous=NORMAL``: a committed change
+survives the process being killed (``kill -9``); the WAL is fsynced at checkpoints. Owner
+tokens are stored only as SHA-256 hashes. The schema is versioned with ``PRAGMA user_version``
+and upgraded by the ordered ``MIGRATIONS`` at start-up (append new ones; never edit one).
+
+The calls are synchronous sqlite3 underneath (tens of microseconds each: one row, or one page
+through an index) behind the async interface; nothing reads the whole table. Room counts per
+status are kept by triggers, so counting is O(1) whatever the history.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import logging
 import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
-from livehub.domain.rooms import Room, RoomStatus
+import orjson
+
+from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: rooms
@@ -35,6 +50,52 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX rooms_created_at ON rooms (created_at);
     """,
+    # 2: the store as source of truth: versions for conditional writes, event sequence, the
+    # webhook outbox, keyset and due-query indexes, counts kept by triggers
+    """
+    ALTER TABLE rooms ADD COLUMN published_at INTEGER;
+    ALTER TABLE rooms ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE rooms ADD COLUMN event_seq INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX rooms_created_at;
+    CREATE INDEX rooms_created ON rooms (created_at, id);
+    CREATE INDEX rooms_status_created ON rooms (status, created_at, id);
+    CREATE INDEX rooms_publisher ON rooms (publisher_client_id) WHERE status != 'ended';
+    CREATE INDEX rooms_reconnecting ON rooms (reconnecting_since)
+        WHERE reconnecting_since IS NOT NULL;
+    CREATE INDEX rooms_ended ON rooms (end_time) WHERE status = 'ended';
+    CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','delivered','failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at INTEGER
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+    CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint, room_id, id);
+    CREATE TABLE room_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL);
+    INSERT INTO room_counts (status, n)
+        SELECT s.status, (SELECT count(*) FROM rooms WHERE rooms.status = s.status)
+        FROM (SELECT 'preparing' AS status UNION ALL SELECT 'live' UNION ALL SELECT 'ended') s;
+    CREATE TRIGGER rooms_count_insert AFTER INSERT ON rooms BEGIN
+        UPDATE room_counts SET n = n + 1 WHERE status = NEW.status;
+    END;
+    CREATE TRIGGER rooms_count_delete AFTER DELETE ON rooms BEGIN
+        UPDATE room_counts SET n = n - 1 WHERE status = OLD.status;
+    END;
+    CREATE TRIGGER rooms_count_update AFTER UPDATE OF status ON rooms
+        WHEN OLD.status != NEW.status BEGIN
+        UPDATE room_counts SET n = n - 1 WHERE status = OLD.status;
+        UPDATE room_counts SET n = n + 1 WHERE status = NEW.status;
+    END;
+    """,
 )
 
 _COLUMNS = (
@@ -50,29 +111,74 @@ _COLUMNS = (
     "publisher_client_id",
     "publisher_service_id",
     "reconnecting_since",
+    "published_at",
+    "version",
+    "event_seq",
 )
-_UPSERT = (
-    f"INSERT INTO rooms ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)}) "
-    "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{col} = excluded.{col}" for col in _COLUMNS[1:])
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM rooms"
+_INSERT = f"INSERT INTO rooms ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+_UPDATE = (
+    "UPDATE rooms SET "
+    + ", ".join(f"{col} = ?" for col in _COLUMNS[1:])
+    + " WHERE id = ? AND version = ?"
 )
+
+#: milliseconds a write waits for another connection's lock once the store runs
+BUSY_TIMEOUT_MS = 100
+
+#: the public view of a room, for webhook bodies (injected: the API owns how rooms are shown)
+EventView = Callable[[Room], dict[str, Any]]
+
+
+def _unavailable(method: _M) -> _M:
+    """Report the database failing (locked by another writer, I/O error, closed) as
+    :class:`StoreUnavailable`; integrity errors (a duplicate) stay what they are."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except (sqlite3.OperationalError, sqlite3.ProgrammingError) as exc:
+            log.warning("database unavailable: %s", exc)
+            raise StoreUnavailable("The database is unavailable: try again") from exc
+
+    return cast(_M, wrapper)
 
 
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer livehub: refuse it rather than guess."""
 
 
-class SQLiteStore:
-    """:class:`livehub.domain.rooms.RoomStore` on SQLite."""
+def iso_ms(epoch_ms: int) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. ``2026-11-30T13:00:00.000Z``."""
+    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def __init__(self, path: str) -> None:
+
+class SQLiteStore:
+    """:class:`livehub.domain.store.RoomStore` on SQLite."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        webhook_endpoints: Sequence[str] = (),
+        event_view: EventView | None = None,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.webhook_endpoints = tuple(webhook_endpoints)
+        self._event_view = event_view or _bare_view
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self.migrate()
+        # from here on the event loop waits at most this long for another writer's lock (a
+        # backup tool, a second process): then the write fails with 503 database_unavailable
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @property
     def schema_version(self) -> int:
@@ -96,32 +202,177 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                 raise
 
-    def load_all(self) -> list[Room]:
-        rows = self._db.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM rooms ORDER BY created_at, rowid"
-        ).fetchall()
-        return [_room(row) for row in rows]
+    # -- writes ---------------------------------------------------------------------------
 
-    def save(self, room: Room) -> None:
-        self._db.execute(
-            _UPSERT,
-            (
-                room.id,
-                room.title,
-                room.stream_key,
-                room.status.value,
-                room.created_at,
-                room.start_time,
-                room.end_time,
-                room.publish_token,
-                room.owner_token_hash,
-                room.publisher_client_id,
-                room.publisher_service_id,
-                room.reconnecting_since,
-            ),
+    def _stage(self, room: Room, events: Iterable[RoomEvent], first_seq: int) -> int:
+        """Stage webhook rows for ``events`` of ``room``; returns how many events."""
+        count = 0
+        rows: list[tuple[object, ...]] = []
+        for count, event in enumerate(events, start=1):
+            if not self.webhook_endpoints:
+                continue
+            seq = first_seq + count
+            data = {**self._event_view(room), **event.extra, "seq": seq}
+            body = orjson.dumps(
+                {"type": event.type.value, "timestamp": iso_ms(event.at), "data": data}
+            ).decode()
+            rows.extend(
+                (endpoint, room.id, seq, event.type.value, body, event.at, event.at)
+                for endpoint in self.webhook_endpoints
+            )
+        if rows:
+            self._db.executemany(
+                "INSERT INTO webhook_deliveries "
+                "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return count
+
+    @_unavailable
+    async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
+        seq = room.event_seq
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            room.version = 1
+            room.event_seq = seq + len(events)
+            self._db.execute(_INSERT, _values(room))
+            self._stage(room, events, seq)
+            self._db.execute("COMMIT")
+        except BaseException:
+            room.version, room.event_seq = 0, seq
+            self._rollback()
+            raise
+
+    @_unavailable
+    async def update(
+        self, room: Room, expected_version: int, events: Sequence[RoomEvent] = ()
+    ) -> bool:
+        seq, version = room.event_seq, room.version
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            room.version = expected_version + 1
+            room.event_seq = seq + len(events)
+            cursor = self._db.execute(_UPDATE, (*_values(room)[1:], room.id, expected_version))
+            if cursor.rowcount != 1:
+                self._db.execute("ROLLBACK")
+                room.version, room.event_seq = version, seq
+                return False
+            self._stage(room, events, seq)
+            self._db.execute("COMMIT")
+        except BaseException:
+            room.version, room.event_seq = version, seq
+            self._rollback()
+            raise
+        return True
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    @_unavailable
+    async def append_events(self, events: Sequence[RoomEvent]) -> None:
+        if not events:
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for event in events:
+                row = self._db.execute(f"{_SELECT} WHERE id = ?", (event.room_id,)).fetchone()
+                if row is None:
+                    continue
+                room = _room(row)
+                self._db.execute(
+                    "UPDATE rooms SET event_seq = event_seq + 1 WHERE id = ?", (room.id,)
+                )
+                self._stage(room, [event], room.event_seq)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    @_unavailable
+    async def delete_ended_before(self, ended_before: int, limit: int = 1000) -> int:
+        cursor = self._db.execute(
+            "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms INDEXED BY rooms_ended "
+            "WHERE status = 'ended' AND end_time < ? LIMIT ?)",
+            (ended_before, limit),
+        )
+        return cursor.rowcount
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _one(self, where: str, *args: object) -> Room | None:
+        row = self._db.execute(f"{_SELECT} WHERE {where}", args).fetchone()
+        return None if row is None else _room(row)
+
+    def _many(self, where: str, *args: object, index: str = "") -> list[Room]:
+        indexed = f" INDEXED BY {index}" if index else ""
+        query = f"{_SELECT}{indexed} WHERE {where}"
+        return [_room(row) for row in self._db.execute(query, args)]
+
+    @_unavailable
+    async def get(self, room_id: str) -> Room | None:
+        return self._one("id = ?", room_id)
+
+    @_unavailable
+    async def get_by_stream(self, stream_key: str) -> Room | None:
+        return self._one("stream_key = ?", stream_key)
+
+    @_unavailable
+    async def get_by_publisher(self, client_id: str) -> Room | None:
+        return self._one(
+            "publisher_client_id = ? AND status != 'ended' "
+            "ORDER BY published_at DESC, created_at DESC LIMIT 1",
+            client_id,
         )
 
-    def ping(self) -> bool:
+    @_unavailable
+    async def page(
+        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+    ) -> list[Room]:
+        where: list[str] = []
+        args: list[object] = []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status.value)
+        if after is not None:
+            where.append("(created_at, id) < (?, ?)")
+            args.extend(after)
+        clause = " AND ".join(where) or "1"
+        args.append(limit)
+        return self._many(f"{clause} ORDER BY created_at DESC, id DESC LIMIT ?", *args)
+
+    @_unavailable
+    async def count(self, status: RoomStatus | None = None) -> int:
+        if status is None:
+            row = self._db.execute("SELECT coalesce(sum(n), 0) FROM room_counts").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT coalesce(sum(n), 0) FROM room_counts WHERE status = ?", (status.value,)
+            ).fetchone()
+        return int(row[0])
+
+    @_unavailable
+    async def live(self) -> list[Room]:
+        return self._many("status = 'live' ORDER BY created_at, id")
+
+    @_unavailable
+    async def reconnect_due(self, opened_before: int) -> list[Room]:
+        return self._many(
+            "reconnecting_since IS NOT NULL AND reconnecting_since <= ? AND status = 'live'",
+            opened_before,
+            index="rooms_reconnecting",
+        )
+
+    @_unavailable
+    async def preparing_before(self, created_before: int, limit: int = 500) -> list[Room]:
+        return self._many(
+            "status = 'preparing' AND created_at < ? ORDER BY created_at, id LIMIT ?",
+            created_before,
+            limit,
+        )
+
+    async def ping(self) -> bool:
         """Whether the database answers a read of the rooms table."""
         try:
             self._db.execute("SELECT 1 FROM rooms LIMIT 1").fetchone()
@@ -129,7 +380,7 @@ class SQLiteStore:
             return False
         return True
 
-    def close(self) -> None:
+    async def close(self) -> None:
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:  # pragma: no cover - best effort at shutdown
@@ -137,7 +388,57 @@ class SQLiteStore:
         self._db.close()
 
 
-def _room(row: tuple[object, ...]) -> Room:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    values["status"] = RoomStatus(str(values["status"]))
-    return Room(**values)  # type: ignore[arg-type]
+def _bare_view(room: Room) -> dict[str, Any]:
+    """The fields of a room safe to publish, when no view is injected."""
+    return {
+        "id": room.id,
+        "title": room.title,
+        "status": room.status.value,
+        "createdAt": room.created_at,
+        "startTime": room.start_time,
+        "endTime": room.end_time,
+    }
+
+
+def _values(room: Room) -> tuple[object, ...]:
+    return (
+        room.id,
+        room.title,
+        room.stream_key,
+        room.status.value,
+        room.created_at,
+        room.start_time,
+        room.end_time,
+        room.publish_token,
+        room.owner_token_hash,
+        room.publisher_client_id,
+        room.publisher_service_id,
+        room.reconnecting_since,
+        room.published_at,
+        room.version,
+        room.event_seq,
+    )
+
+
+def _room(row: Any) -> Room:
+    """A room from a row in ``_COLUMNS`` order (spelled out: pages build a thousand of them)."""
+    return Room(
+        id=row[0],
+        title=row[1],
+        stream_key=row[2],
+        status=_STATUS[row[3]],
+        created_at=row[4],
+        start_time=row[5],
+        end_time=row[6],
+        publish_token=row[7],
+        owner_token_hash=row[8],
+        publisher_client_id=row[9],
+        publisher_service_id=row[10],
+        reconnecting_since=row[11],
+        published_at=row[12],
+        version=row[13],
+        event_seq=row[14],
+    )
+
+
+_STATUS = {status.value: status for status in RoomStatus}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -15,6 +16,9 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from livehub.config import Config
+
+if TYPE_CHECKING:
+    from tests.fake_srs import FakeSRS
 
 # the reference fixtures live in shared/, beside the checkout (also in CI)
 SHARED = Path(os.environ.get("LIVEHUB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -80,10 +84,13 @@ def create_room(client: Client) -> CreateRoom:
     return create
 
 
-async def send_hook(client: Client, body: dict[str, Any]) -> dict[str, Any]:
-    """Post a hook body as SRS does (compact JSON, the right secret); its JSON reply."""
+async def send_hook(
+    client: Client | aiohttp.ClientSession, body: dict[str, Any], *, base_url: str = ""
+) -> dict[str, Any]:
+    """Post a hook body as SRS does (compact JSON, the right secret); its JSON reply. A test
+    client, or a session with the ``base_url`` of a livehub process."""
     resp = await client.post(
-        f"/api/hooks/srs?secret={HOOK_SECRET}",
+        f"{base_url}/api/hooks/srs?secret={HOOK_SECRET}",
         data=json.dumps(body, separators=(",", ":")),
         headers={"Content-Type": "application/json"},
     )
@@ -133,3 +140,14 @@ def hook_for(room: dict[str, Any], name: str, **overrides: Any) -> dict[str, Any
     )
     body.update(overrides)
     return body
+
+
+@pytest.fixture
+async def srs() -> AsyncIterator[FakeSRS]:
+    """The fake SRS HTTP API, listening on a free loopback port."""
+    from tests.fake_srs import FakeSRS  # it imports this module's HOOKS_DIR
+
+    fake = FakeSRS()
+    await fake.start()
+    yield fake
+    await fake.stop()

@@ -1,8 +1,12 @@
-"""SQLite persistence: schema versions, what is stored (and what is not), restarts of the app."""
+"""SQLite persistence: schema versions, what is stored (and what is not), conditional writes,
+keyset pages, the webhook outbox, restarts of the app."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +16,12 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import storage
 from livehub.app import create_app
-from livehub.domain.rooms import HookEvent, Room, RoomService, RoomStatus, hash_token
+from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
+from livehub.domain.service import RoomService
+from livehub.domain.srs_params import HookEvent
+from livehub.domain.tokens import hash_token
 from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore
-from tests.conftest import hook_for, make_config
-from tests.conftest import send_hook as post_hook
+from tests.conftest import HOOK_SECRET, hook_for, make_config, send_hook
 
 
 def db_bytes(path: Path) -> bytes:
@@ -37,23 +43,29 @@ def make_room(**overrides: Any) -> Room:
         "publisher_client_id": "2o5x91ed",
         "publisher_service_id": "t3q9z0bm",
         "reconnecting_since": 1_700_000_002_000,
+        "published_at": 1_700_000_001_000,
     }
     values.update(overrides)
     return Room(**values)
 
 
-def test_new_database_is_at_the_latest_version_in_wal_mode(tmp_path: Path) -> None:
+async def every_room(store: SQLiteStore) -> list[Room]:
+    """Every stored room, oldest first."""
+    return (await store.page(None, 1000))[::-1]
+
+
+async def test_new_database_is_at_the_latest_version_in_wal_mode(tmp_path: Path) -> None:
     store = SQLiteStore(str(tmp_path / "sub" / "livehub.db"))
     try:
-        assert store.schema_version == len(MIGRATIONS) >= 1
-        assert store.ping()
+        assert store.schema_version == len(MIGRATIONS) >= 2
+        assert await store.ping()
         journal = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
         assert journal == "wal"
     finally:
-        store.close()
+        await store.close()
 
 
-def test_every_field_round_trips(tmp_path: Path) -> None:
+async def test_every_field_round_trips(tmp_path: Path) -> None:
     path = str(tmp_path / "livehub.db")
     store = SQLiteStore(path)
     room = make_room()
@@ -65,24 +77,115 @@ def test_every_field_round_trips(tmp_path: Path) -> None:
         reconnecting_since=None,
         created_at=1_700_000_000_001,
     )
-    store.save(room)
-    store.save(ended)
-    room.title = "renamed"
-    store.save(room)  # an upsert, not a second row
-    store.close()
+    await store.insert(room)
+    await store.insert(ended)
+    assert (room.version, room.event_seq) == (1, 0)
+    renamed = dataclasses.replace(room, title="renamed")
+    assert await store.update(renamed, 1)  # an update of the row, not a second row
+    await store.close()
     again = SQLiteStore(path)
     try:
-        assert again.load_all() == [room, ended]
+        assert await every_room(again) == [renamed, ended]
+        assert renamed.version == 2
+        assert await again.get("zzz") == ended
+        assert await again.get_by_stream("stream-abc123def456") == renamed
+        assert await again.get_by_publisher("2o5x91ed") == renamed
+        assert await again.get("nope") is None and await again.get_by_stream("nope") is None
+        with pytest.raises(sqlite3.IntegrityError):  # one room per id and per stream key
+            await again.insert(make_room(id="other"))
     finally:
-        again.close()
+        await again.close()
 
 
-def test_close_checkpoints_the_wal(tmp_path: Path) -> None:
+async def test_events_stage_one_delivery_per_endpoint_in_the_same_transaction() -> None:
+    endpoints = ("https://a.example/hook", "https://b.example/hook")
+    views: list[str] = []
+
+    def view(room: Room) -> dict[str, object]:
+        views.append(room.id)
+        return {"id": room.id, "status": room.status.value, "viewerCount": 0}
+
+    store = SQLiteStore(":memory:", webhook_endpoints=endpoints, event_view=view)
+    room = make_room(status=RoomStatus.PREPARING, reconnecting_since=None)
+    at = 1_796_050_000_123
+    await store.insert(room, [RoomEvent(type=EventType.ROOM_CREATED, room_id=room.id, at=at)])
+    live = dataclasses.replace(room, status=RoomStatus.LIVE)
+    assert await store.update(
+        live, 1, [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=at)]
+    )
+    await store.append_events(
+        [
+            RoomEvent(type=EventType.HOST_JOINED, room_id=room.id, at=at, extra={"peerId": "p1"}),
+            RoomEvent(type=EventType.HOST_LEFT, room_id="gone", at=at),  # no such room: dropped
+        ]
+    )
+    rows = store._db.execute(
+        "SELECT endpoint, room_id, seq, type, body, created_at, state, attempts, "
+        "next_attempt_at FROM webhook_deliveries ORDER BY id"
+    ).fetchall()
+    assert [(r[0], r[2], r[3]) for r in rows] == [
+        (endpoints[0], 1, "room.created"),
+        (endpoints[1], 1, "room.created"),
+        (endpoints[0], 2, "room.live"),
+        (endpoints[1], 2, "room.live"),
+        (endpoints[0], 3, "host.joined"),
+        (endpoints[1], 3, "host.joined"),
+    ]
+    assert all(r[1] == room.id and r[5] == at == r[8] and r[6:8] == ("pending", 0) for r in rows)
+    assert json.loads(rows[2][4]) == {
+        "type": "room.live",
+        "timestamp": "2026-11-30T14:46:40.123Z",
+        "data": {"id": room.id, "status": "live", "viewerCount": 0, "seq": 2},
+    }
+    assert json.loads(rows[4][4])["data"] == {
+        "id": room.id,
+        "status": "live",
+        "viewerCount": 0,
+        "peerId": "p1",
+        "seq": 3,
+    }
+    assert (await store.get(room.id)).event_seq == 3  # type: ignore[union-attr]
+    await store.close()
+
+
+async def test_without_endpoints_nothing_is_staged_but_seq_still_counts() -> None:
+    store = SQLiteStore(":memory:")
+    room = make_room()
+    await store.insert(room, [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=1)])
+    assert store._db.execute("SELECT count(*) FROM webhook_deliveries").fetchone() == (0,)
+    assert room.event_seq == 1
+    await store.close()
+
+
+async def test_webhook_bodies_carry_no_secret() -> None:
+    endpoints = ("https://a.example/hook",)
+    store = SQLiteStore(":memory:", webhook_endpoints=endpoints)
+    rooms = RoomService(store)
+    room, owner_token = await rooms.create("secret-free")
+    await rooms.handle_hook(
+        HookEvent(
+            action="on_publish",
+            client_id="c1",
+            app="live",
+            stream=room.stream_key,
+            param=f"?secret={room.publish_token}",
+        )
+    )
+    await rooms.close(room.id)
+    bodies = [row[0] for row in store._db.execute("SELECT body FROM webhook_deliveries")]
+    assert len(bodies) == 3
+    for body in bodies:
+        assert room.publish_token not in body and owner_token not in body
+        assert room.owner_token_hash not in body
+    await store.close()
+
+
+async def test_close_checkpoints_the_wal(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
     store = SQLiteStore(str(path))
-    store.save(make_room())
+    await store.insert(make_room())
     assert (tmp_path / "livehub.db-wal").stat().st_size > 0
-    store.close()
+    await store.close()
     wal = tmp_path / "livehub.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
     # the main file alone holds the room now
@@ -90,13 +193,13 @@ def test_close_checkpoints_the_wal(tmp_path: Path) -> None:
     assert row == [("abc123def456", "live")]
 
 
-def test_owner_tokens_are_never_written(tmp_path: Path) -> None:
+async def test_owner_tokens_are_never_written(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
-    store = SQLiteStore(str(path))
+    store = SQLiteStore(str(path), webhook_endpoints=("https://a.example/h",))
     rooms = RoomService(store)
-    created = [rooms.create(f"room {i}") for i in range(5)]
+    created = [await rooms.create(f"room {i}") for i in range(5)]
     room, _ = created[0]
-    rooms.handle_hook(
+    await rooms.handle_hook(
         HookEvent(
             action="on_publish",
             client_id="c1",
@@ -110,14 +213,14 @@ def test_owner_tokens_are_never_written(tmp_path: Path) -> None:
         assert owner_token.encode() not in data
         assert hash_token(owner_token).encode() in data
         assert stored.publish_token.encode() in data  # needed to check publishes and to show it
-    store.close()
+    await store.close()
     data = db_bytes(path)
     assert not any(owner_token.encode() in data for _, owner_token in created)
 
 
-def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+async def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
-    SQLiteStore(str(path)).close()
+    await SQLiteStore(str(path)).close()
     newer = len(MIGRATIONS) + 1
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {newer}")
@@ -133,7 +236,7 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
 
 async def test_the_app_does_not_start_on_a_newer_database(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
-    SQLiteStore(str(path)).close()
+    await SQLiteStore(str(path)).close()
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
     runner = web.AppRunner(create_app(make_config(db_path=str(path))))
@@ -144,13 +247,42 @@ async def test_the_app_does_not_start_on_a_newer_database(tmp_path: Path) -> Non
         await runner.cleanup()
 
 
-def test_upgrade_from_an_older_version_keeps_rooms(
+async def test_a_version_1_database_upgrades_with_its_rooms(tmp_path: Path) -> None:
+    """A database written before the store redesign (schema 1) keeps every room."""
+    path = tmp_path / "livehub.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version = 1; COMMIT;")
+        for i, status in enumerate(("preparing", "live", "ended", "ended")):
+            db.execute(
+                "INSERT INTO rooms (id, title, stream_key, status, created_at, publish_token, "
+                "owner_token_hash, publisher_client_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (f"r{i}", f"t{i}", f"s{i}", status, 1000 + i, "pt", "oh", "c1" if i else None),
+            )
+    store = SQLiteStore(str(path))
+    try:
+        assert store.schema_version == len(MIGRATIONS)
+        rooms = await every_room(store)
+        assert [(r.id, r.status.value, r.version, r.event_seq) for r in rooms] == [
+            ("r0", "preparing", 1, 0),
+            ("r1", "live", 1, 0),
+            ("r2", "ended", 1, 0),
+            ("r3", "ended", 1, 0),
+        ]
+        assert [await store.count(s) for s in RoomStatus] == [1, 1, 2]
+        assert (await store.get_by_publisher("c1")) == rooms[1]
+        updated = dataclasses.replace(rooms[0], title="after the upgrade")
+        assert await store.update(updated, 1)
+    finally:
+        await store.close()
+
+
+async def test_upgrade_from_an_older_version_keeps_rooms(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "livehub.db")
     old = SQLiteStore(path)
-    old.save(make_room())
-    old.close()
+    await old.insert(make_room())
+    await old.close()
     current = len(MIGRATIONS)
     monkeypatch.setattr(
         storage,
@@ -160,20 +292,20 @@ def test_upgrade_from_an_older_version_keeps_rooms(
     upgraded = SQLiteStore(path)
     try:
         assert upgraded.schema_version == current + 1
-        assert upgraded.load_all() == [make_room()]
+        assert await every_room(upgraded) == [make_room(version=1)]
         note = sqlite3.connect(path).execute("SELECT note FROM rooms").fetchall()
         assert note == [("",)]
     finally:
-        upgraded.close()
+        await upgraded.close()
 
 
-def test_a_failed_migration_leaves_the_database_as_it_was(
+async def test_a_failed_migration_leaves_the_database_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "livehub.db")
     old = SQLiteStore(path)
-    old.save(make_room())
-    old.close()
+    await old.insert(make_room())
+    await old.close()
     broken = "ALTER TABLE rooms ADD COLUMN note TEXT;\nALTER TABLE no_such_table ADD COLUMN x TEXT"
     monkeypatch.setattr(storage, "MIGRATIONS", (*MIGRATIONS, broken))
     with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
@@ -182,22 +314,22 @@ def test_a_failed_migration_leaves_the_database_as_it_was(
     again = SQLiteStore(path)
     try:
         assert again.schema_version == len(MIGRATIONS)
-        assert again.load_all() == [make_room()]
+        assert await every_room(again) == [make_room(version=1)]
         columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(rooms)")]
         assert "note" not in columns
     finally:
-        again.close()
+        await again.close()
 
 
-def test_upgrade_from_an_empty_database(tmp_path: Path) -> None:
+async def test_upgrade_from_an_empty_database(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
     sqlite3.connect(path).close()  # version 0, no tables
     store = SQLiteStore(str(path))
     try:
         assert store.schema_version == len(MIGRATIONS)
-        assert store.load_all() == []
+        assert await every_room(store) == []
     finally:
-        store.close()
+        await store.close()
 
 
 # -- the app restarted on the same database file ------------------------------------------
@@ -210,7 +342,7 @@ async def test_rooms_and_tokens_survive_a_restart(
     first = await aiohttp_client(create_app(config))
     waiting = await (await first.post("/api/rooms", json={"title": "waiting"})).json()
     streaming = await (await first.post("/api/rooms", json={"title": "streaming"})).json()
-    assert await post_hook(first, hook_for(streaming, "on_publish.json")) == {"code": 0}
+    assert await send_hook(first, hook_for(streaming, "on_publish.json")) == {"code": 0}
     before = await (await first.get(f"/api/rooms/{streaming['id']}")).json()
     await first.close()
 
@@ -226,11 +358,11 @@ async def test_rooms_and_tokens_survive_a_restart(
     assert view["publish"] == waiting["publish"]
     # the publish token still lets the encoder in; a wrong one still does not
     wrong = hook_for(waiting, "on_publish.json", param="?secret=wrong")
-    assert (await post_hook(second, wrong))["code"] != 0
+    assert (await send_hook(second, wrong))["code"] != 0
     fresh = hook_for(waiting, "on_publish.json", client_id="n3wc1i3n")
-    assert await post_hook(second, fresh) == {"code": 0}
+    assert await send_hook(second, fresh) == {"code": 0}
     # the publisher accepted before the restart is still known by its client id
-    assert await post_hook(second, hook_for(streaming, "on_unpublish.json")) == {"code": 0}
+    assert await send_hook(second, hook_for(streaming, "on_unpublish.json")) == {"code": 0}
     gone = await (await second.get(f"/api/rooms/{streaming['id']}")).json()
     assert (gone["status"], gone["reconnecting"]) == ("live", True)
     # and the owner token still closes the room
@@ -246,3 +378,38 @@ async def test_rooms_and_tokens_survive_a_restart(
     third = await aiohttp_client(create_app(config))
     got = await (await third.get(f"/api/rooms/{streaming['id']}")).json()
     assert got == {**closed, "viewerCount": 0, "playerCount": 0}
+
+
+async def test_a_locked_database_answers_503_quickly_and_recovers(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """Another writer holds the lock (a tool, a second process): the loop waits at most
+    BUSY_TIMEOUT_MS, the write answers 503 ``database_unavailable``, nothing half-done."""
+    path = tmp_path / "livehub.db"
+    client = await aiohttp_client(create_app(make_config(db_path=str(path))))
+    room = await (await client.post("/api/rooms", json={"title": "before"})).json()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, held
+    try:
+        started = time.perf_counter()
+        resp = await client.post("/api/rooms", json={"title": "while locked"})
+        took = time.perf_counter() - started
+        assert resp.status == 503
+        assert await resp.json() == {
+            "error": "The database is unavailable: try again",
+            "code": "database_unavailable",
+            "details": None,
+        }
+        assert took < storage.BUSY_TIMEOUT_MS / 1000 + 1.0
+        # an SRS publish is refused (fails closed), reads still work (WAL)
+        hook = await client.post(
+            f"/api/hooks/srs?secret={HOOK_SECRET}", json=hook_for(room, "on_publish.json")
+        )
+        assert hook.status == 503  # SRS refuses the publish on any non-200
+        assert (await client.get(f"/api/rooms/{room['id']}")).status == 200
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (await client.post("/api/rooms", json={"title": "after"})).status == 201
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert (await client.get("/api/rooms")).headers["X-Total-Count"] == "2"

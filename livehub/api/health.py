@@ -22,7 +22,7 @@ async def readyz(request: web.Request) -> web.Response:
     ``skipped`` while SRS could not be reached: then no room is ended on a guess).
     """
     app = request.app
-    database = app[keys.store].ping()
+    database = await app[keys.store].ping()
     srs_client = app[keys.srs]
     srs = await probe(srs_client)
     last_ok = app[keys.reconciler].last_ok
@@ -41,7 +41,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[keys.metrics].render()
+    body = await request.app[keys.metrics].render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -14,12 +14,14 @@ from marshmallow import ValidationError
 
 from livehub.api.jsonio import json_response
 from livehub.domain.errors import (
+    Conflict,
     Forbidden,
     LivehubError,
-    RoomEnded,
+    RateLimited,
     RoomNotFound,
     Unauthorized,
 )
+from livehub.domain.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,9 @@ STATUS: dict[type[LivehubError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     RoomNotFound: 404,
-    RoomEnded: 409,
+    Conflict: 409,
+    RateLimited: 429,
+    StoreUnavailable: 503,
 }
 
 _HTTP_CODES = {
@@ -108,6 +112,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response.force_close()
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
     except web.HTTPException as exc:
         if exc.status < 400 or exc.empty_body:

@@ -66,6 +66,17 @@ ROOM_LINKS = {
     },
 }
 
+PAGE_HEADERS = {
+    "X-Total-Count": {
+        "description": "How many rooms match (all pages)",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Link": {
+        "description": 'The next page, `<url>; rel="next"` (absent on the last page)',
+        "schema": {"type": "string"},
+    },
+}
+
 DESCRIPTION = """Live rooms, WebSocket signaling (see docs/protocol.md), SRS hooks.
 
 Every REST error has one shape, `Error`: `{"error": message, "code": snake_case, "details":
@@ -84,6 +95,16 @@ def build_spec() -> dict[str, Any]:
     )
     spec.components.security_scheme(
         "ownerToken", {"type": "http", "scheme": "bearer", "description": "owner or admin token"}
+    )
+    spec.components.security_scheme(
+        "apiKey",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API key from LIVEHUB_API_KEYS, or the admin token. Needed to "
+            "create rooms when LIVEHUB_API_KEYS is set; without it creation is anonymous and "
+            "rate-limited per client address (LIVEHUB_CREATE_RATE_PER_MIN)",
+        },
     )
     for name, schema in (
         ("Error", ErrorSchema),
@@ -109,10 +130,13 @@ def build_spec() -> dict[str, Any]:
         operations={
             "get": {
                 "operationId": "listRooms",
-                "summary": "List rooms, newest first",
+                "summary": "One page of rooms, newest first",
                 "parameters": [{"in": "query", "schema": RoomListQuerySchema}],
                 "responses": {
-                    "200": _json({"type": "array", "items": "Room"}, "Rooms"),
+                    "200": {
+                        **_json({"type": "array", "items": "Room"}, "One page of rooms"),
+                        "headers": PAGE_HEADERS,
+                    },
                     "400": bad,
                 },
             },
@@ -120,14 +144,29 @@ def build_spec() -> dict[str, Any]:
                 "operationId": "createRoom",
                 "summary": "Create a room; the reply alone carries the owner token",
                 "requestBody": _body("RoomCreate"),
+                "security": [{}, {"apiKey": []}],
                 "responses": {
                     "201": {
                         **_json("RoomCreated", "The room with its secrets"),
                         "links": ROOM_LINKS,
                     },
                     "400": bad_body,
+                    "401": _error("API keys are configured and no bearer token was given"),
+                    "403": _error("The bearer token is neither an API key nor the admin token"),
                     "413": too_large,
                     "415": _error("Content-Type is not application/json"),
+                    "429": {
+                        **_error(
+                            "Anonymous creation over the rate limit for this client address "
+                            "(`rate_limited`, `details.retryAfter`)"
+                        ),
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds until a room may be created again",
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
+                    },
                 },
             },
         },

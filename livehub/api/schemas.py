@@ -10,7 +10,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate
 
-from livehub.domain.rooms import HOOK_ACTIONS, RoomStatus
+from livehub.domain.room import RoomStatus
+from livehub.domain.srs_params import HOOK_ACTIONS
 
 TITLE_MAX = 100
 #: at least one visible character, no control characters (C0, DEL, C1) but in the surrounding
@@ -43,6 +44,9 @@ class RoomCreateSchema(Schema):
 
 
 LIST_LIMIT_MAX = 1000
+LIST_LIMIT_DEFAULT = 100
+#: ``<createdAt>.<id>``: the keyset position after which a page starts
+CURSOR_PATTERN = r"^[0-9]{1,15}\.[A-Za-z0-9_-]{1,64}$"
 
 
 class RoomListQuerySchema(Schema):
@@ -53,13 +57,16 @@ class RoomListQuerySchema(Schema):
     # string has no null; the handler reads absent ones with .get()
     status = fields.Enum(RoomStatus, by_value=True, metadata={"description": "Only this status"})
     limit = fields.Integer(
+        load_default=LIST_LIMIT_DEFAULT,
         validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
-        metadata={"description": "At most this many rooms (default: all)"},
+        metadata={"description": f"At most this many rooms (default {LIST_LIMIT_DEFAULT})"},
     )
-    offset = fields.Integer(
-        load_default=0,
-        validate=validate.Range(min=0),
-        metadata={"description": "Skip this many rooms first"},
+    cursor = fields.String(
+        validate=validate.Regexp(CURSOR_PATTERN, error="Not a cursor from a previous page."),
+        metadata={
+            "description": "Where the page starts: copy it from the previous page's "
+            '`Link: <...>; rel="next"` (opaque)'
+        },
     )
 
 

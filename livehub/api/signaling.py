@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import hashlib
 import logging
 import struct
@@ -112,11 +113,13 @@ class WebSocket:
         "_buffer",
         "_closing",
         "_done",
+        "_draining",
         "_finished",
         "_fragments",
         "_fragments_opcode",
         "_fragments_size",
         "_heartbeat",
+        "_inbox",
         "_last_frame",
         "_loop",
         "_max_msg_size",
@@ -152,6 +155,9 @@ class WebSocket:
         if heartbeat:
             self._timer = self._loop.call_later(heartbeat, self._check_alive)
         self._done: asyncio.Future[None] | None = None
+        #: messages waiting for the one handling task (handling awaits the room store)
+        self._inbox: collections.deque[Any] = collections.deque()
+        self._draining: asyncio.Task[None] | None = None
         self.peer: Peer = signaling.open(self)
 
     async def wait_closed(self) -> None:
@@ -335,7 +341,20 @@ class WebSocket:
                 raise _ProtocolError(WSCloseCode.INVALID_TEXT, "text is not UTF-8") from None
             signaling.bad_frame(peer, "invalid_json", "Message is not valid JSON")
             return
-        signaling.handle(peer, message)
+        self._inbox.append(message)
+        if self._draining is None:
+            self._draining = self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Handle queued messages one at a time, in arrival order."""
+        try:
+            while self._inbox and not self._finished:
+                await self._signaling.handle(self.peer, self._inbox.popleft())
+        except Exception:
+            log.exception("peer %s: error handling a message", self.peer.id)
+            self._transport.abort()
+        finally:
+            self._draining = None
 
     # -- heartbeat -------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from livehub.api.body import read_json
 from livehub.api.jsonio import json_response
 from livehub.api.middlewares import error_response
 from livehub.api.schemas import SRSHeartbeatSchema, SRSHookSchema
-from livehub.domain.rooms import HookEvent
+from livehub.domain.srs_params import HookEvent
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ async def srs_hook(request: web.Request) -> web.Response:
         service_id=data["service_id"],
     )
     app = request.app
-    result = app[keys.rooms].handle_hook(event)
+    result = await app[keys.rooms].handle_hook(event)
     if result.srs_restarted:
         log.warning("SRS restarted (service id changed): reconciling")
         app[keys.reconciler].trigger()
@@ -70,10 +70,11 @@ async def srs_heartbeat(request: web.Request) -> web.Response:
     """SRS's heartbeat: a changed ``service`` means SRS restarted.
 
     SRS drops the heartbeat URL's query, so it cannot carry the secret. It is safe unsigned:
-    all it can do is make livehub ask SRS's own API for the truth sooner.
+    all it can do is make livehub ask SRS's own API for the truth sooner, and at most once
+    per :data:`livehub.reconcile.UNSIGNED_TRIGGER_INTERVAL` seconds however often it is sent.
     """
     data = _HEARTBEAT.load(await read_json(request, strict_content_type=False))
-    if request.app[keys.rooms].service_changed(data["service"]):
+    app = request.app
+    if app[keys.rooms].service_changed(data["service"]) and app[keys.reconciler].trigger_unsigned():
         log.warning("SRS restarted (heartbeat service id changed): reconciling")
-        request.app[keys.reconciler].trigger()
     return json_response({"code": 0})

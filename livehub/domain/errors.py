@@ -33,11 +33,20 @@ class Forbidden(LivehubError):
     code = "forbidden"
 
 
-class RoomEnded(LivehubError):
-    code = "room_ended"
+class RateLimited(LivehubError):
+    """Too many requests from one client; ``retry_after`` is in seconds."""
 
-    def __init__(self, room_id: str) -> None:
-        super().__init__("Room has ended", details={"roomId": room_id})
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retryAfter": retry_after})
+        self.retry_after = retry_after
+
+
+class Conflict(LivehubError):
+    """A change kept losing the race to other writers of the same room."""
+
+    code = "conflict"
 
 
 class HookRejected(LivehubError):

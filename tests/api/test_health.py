@@ -12,9 +12,9 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
-from tests.api.test_reconcile import FakeSRS, eventually, scrape
-from tests.conftest import HOOK_SECRET, Client, hook_for, make_config
-from tests.conftest import send_hook as post_hook
+from tests.conftest import HOOK_SECRET, Client, hook_for, make_config, send_hook
+from tests.fake_srs import FakeSRS
+from tests.helpers import eventually, scrape
 
 
 async def test_healthz_is_liveness_only(aiohttp_client: AiohttpClient) -> None:
@@ -117,10 +117,10 @@ async def test_room_gauges_follow_the_lifecycle(aiohttp_client: AiohttpClient) -
     assert await rooms_by_status(client) == {"preparing": 0, "live": 0, "ended": 0}
     rooms = [await (await client.post("/api/rooms", json={"title": "m"})).json() for _ in range(3)]
     assert await rooms_by_status(client) == {"preparing": 3, "live": 0, "ended": 0}
-    await post_hook(client, hook_for(rooms[0], "on_publish.json"))
+    await send_hook(client, hook_for(rooms[0], "on_publish.json"))
     assert await rooms_by_status(client) == {"preparing": 2, "live": 1, "ended": 0}
     assert await scrape(client, "livehub_rooms_reconnecting") == 0
-    await post_hook(client, hook_for(rooms[0], "on_unpublish.json"))
+    await send_hook(client, hook_for(rooms[0], "on_unpublish.json"))
     assert await scrape(client, "livehub_rooms_reconnecting") == 1
     resp = await client.post(
         f"/api/rooms/{rooms[0]['id']}/close",
@@ -140,12 +140,12 @@ async def test_hook_counters_and_timing_by_action_and_result(
     async def hooks(action: str, result: str) -> float:
         return await scrape(client, "livehub_srs_hooks_total", action=action, result=result)
 
-    await post_hook(client, hook_for(room, "on_publish.json", param="?secret=wrong"))
-    await post_hook(client, hook_for(room, "on_publish.json"))
-    await post_hook(client, hook_for(room, "on_publish.json"))  # duplicate: accepted again
-    await post_hook(client, hook_for(room, "on_unpublish.json", client_id="unkn0wn0"))
-    await post_hook(client, hook_for(room, "on_play.json"))
-    await post_hook(client, hook_for(room, "on_dvr.json"))
+    await send_hook(client, hook_for(room, "on_publish.json", param="?secret=wrong"))
+    await send_hook(client, hook_for(room, "on_publish.json"))
+    await send_hook(client, hook_for(room, "on_publish.json"))  # duplicate: accepted again
+    await send_hook(client, hook_for(room, "on_unpublish.json", client_id="unkn0wn0"))
+    await send_hook(client, hook_for(room, "on_play.json"))
+    await send_hook(client, hook_for(room, "on_dvr.json"))
     assert await hooks("on_publish", "rejected") == 1
     assert await hooks("on_publish", "accepted") == 2
     assert await hooks("on_unpublish", "ignored") == 1

@@ -12,9 +12,8 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
-from tests.api.test_reconcile import room_json
-from tests.conftest import Client, hook_for, make_config
-from tests.conftest import send_hook as post_hook
+from tests.conftest import Client, hook_for, make_config, send_hook
+from tests.helpers import room_json
 
 WINDOW = 0.3
 
@@ -61,14 +60,14 @@ async def test_reconnect_inside_the_window_continues_the_broadcast(
     room = await new_room(client)
     ws = await member(client, room["id"])
 
-    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     live = await next_status(ws)
     assert (live["roomId"], live["status"]) == (room["id"], "live")
     assert live["room"]["reconnecting"] is False
     start_time = live["room"]["startTime"]
     assert isinstance(start_time, int) and live["room"]["endTime"] is None
 
-    assert await post_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
     away = await next_status(ws)
     assert away["status"] == "live" and away["room"]["reconnecting"] is True
     assert away["room"]["startTime"] == start_time
@@ -76,14 +75,14 @@ async def test_reconnect_inside_the_window_continues_the_broadcast(
 
     # the encoder reconnects (a new connection, so a new client id) inside the window
     back_hook = hook_for(room, "on_publish.json", client_id="n3wc1i3n")
-    assert await post_hook(client, back_hook) == {"code": 0}
+    assert await send_hook(client, back_hook) == {"code": 0}
     back = await next_status(ws)
     assert back["status"] == "live" and back["room"]["reconnecting"] is False
     assert back["room"]["startTime"] == start_time and back["room"]["endTime"] is None
 
     # past the old window nothing happens: the next event is one this test causes
     await asyncio.sleep(WINDOW + 0.1)
-    assert await post_hook(client, hook_for(room, "on_play.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_play.json")) == {"code": 0}
     played = await next_status(ws)
     assert (played["status"], played["room"]["playerCount"]) == ("live", 1)
     await ws.close()
@@ -93,11 +92,11 @@ async def test_window_passes_and_the_room_ends_at_the_unpublish(lifecycle_client
     client = lifecycle_client
     room = await new_room(client)
     ws = await member(client, room["id"])
-    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     start_time = (await next_status(ws))["room"]["startTime"]
 
     before = now_ms()
-    assert await post_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
     after = now_ms()
     away = await next_status(ws)
     assert away["room"]["reconnecting"] is True
@@ -111,7 +110,7 @@ async def test_window_passes_and_the_room_ends_at_the_unpublish(lifecycle_client
     assert ended_seen - before >= WINDOW * 1000
     assert await room_json(client, room["id"]) == {**ended["room"], "viewerCount": 1}
     # a publish after the end is refused
-    refused = await post_hook(client, hook_for(room, "on_publish.json", client_id="l4t3c0m3"))
+    refused = await send_hook(client, hook_for(room, "on_publish.json", client_id="l4t3c0m3"))
     assert refused["code"] != 0
     await ws.close()
 
@@ -120,10 +119,10 @@ async def test_window_zero_ends_at_once(aiohttp_client: AiohttpClient) -> None:
     client = await aiohttp_client(create_app(make_config(reconnect_window=0.0)))
     room = await new_room(client)
     ws = await member(client, room["id"])
-    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     assert (await next_status(ws))["status"] == "live"
     before = now_ms()
-    assert await post_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
     ended = await next_status(ws)
     assert ended["status"] == "ended" and ended["room"]["reconnecting"] is False
     assert before <= ended["room"]["endTime"] <= now_ms()
@@ -134,22 +133,22 @@ async def test_busy_publisher_and_unknown_ids_change_nothing(lifecycle_client: C
     client = lifecycle_client
     room = await new_room(client)
     ws = await member(client, room["id"])
-    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     live = await next_status(ws)
     # a second encoder with the right token while the first is live: refused (busy)
-    busy = await post_hook(client, hook_for(room, "on_publish.srt.json", client_id="b2sy0000"))
+    busy = await send_hook(client, hook_for(room, "on_publish.srt.json", client_id="b2sy0000"))
     assert busy == {"code": 1, "msg": "room already has a live publisher"}
     # SRT then sends on_unpublish for the refused client; ids never accepted are ignored too
     for client_id in ("b2sy0000", "unkn0wn0"):
         hook = hook_for(room, "on_unpublish.srt.json", client_id=client_id)
-        assert await post_hook(client, hook) == {"code": 0}
+        assert await send_hook(client, hook) == {"code": 0}
     stop = hook_for(room, "on_stop.json", client_id="n0tp1ay3")
-    assert await post_hook(client, stop) == {"code": 0}
+    assert await send_hook(client, stop) == {"code": 0}
     # a duplicated on_publish of the live publisher is allowed and changes nothing
-    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     assert await room_json(client, room["id"]) == {**live["room"], "viewerCount": 1}
     # the next event is the one this play causes: nothing was announced in between
-    assert await post_hook(client, hook_for(room, "on_play.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_play.json")) == {"code": 0}
     played = await next_status(ws)
     assert played["room"] == {**live["room"], "playerCount": 1}
     await ws.close()
@@ -159,10 +158,10 @@ async def test_closing_while_reconnecting_ends_at_the_unpublish(lifecycle_client
     client = lifecycle_client
     room = await new_room(client)
     ws = await member(client, room["id"])
-    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     await next_status(ws)
     before = now_ms()
-    assert await post_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
     after = now_ms()
     assert (await next_status(ws))["room"]["reconnecting"] is True
     resp = await client.post(

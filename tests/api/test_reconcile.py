@@ -1,158 +1,27 @@
-"""Reconciliation with SRS and the SRS API client, against a fake SRS HTTP API on loopback.
-
-:class:`FakeSRS` answers like SRS 5/6 (``shared/srs-contract.md`` §7): ``/api/v1/streams/``
-with the trailing slash (302 without it), ``count`` raised to at least 10, errors as HTTP 200
-with a non-zero ``code``. It can be switched down (connection refused: nothing listens), to
-HTTP 500, or to a non-zero code, and records every request and kick.
-"""
+"""Reconciliation with SRS and the SRS API client, against the fake SRS HTTP API on loopback
+(:mod:`tests.fake_srs`)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import copy
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import unused_port
-from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
 from livehub.config import Config
-from livehub.domain.rooms import RoomStatus
+from livehub.domain.room import Room, RoomStatus
 from livehub.srs import SRSClient, SRSUnavailable
-from tests.conftest import HOOKS_DIR, Client, hook_for, make_config
-from tests.conftest import send_hook as post_hook
-
-STREAMS_FIXTURE: dict[str, Any] = json.loads((HOOKS_DIR / "api" / "streams.json").read_text())
-CAPTURED_STREAMS: dict[str, Any] = json.loads(
-    (HOOKS_DIR / "captured" / "api-streams.json").read_text()
-)
-SERVICE = "t3q9z0bm"  # the service_id of the hook fixtures
-
-
-class FakeSRS:
-    """SRS's HTTP API, switchable: ``mode`` is ``up``, ``http500`` or ``code`` (code 1000)."""
-
-    def __init__(self) -> None:
-        self.port = unused_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.mode = "up"
-        self.service = SERVICE
-        self.streams: list[dict[str, Any]] = []
-        self.requests: list[tuple[str, str]] = []
-        self.kicks: list[str] = []
-        self.kick_code = 0
-        self.kick_delay = 0.0
-        self._stopping = asyncio.Event()
-        self.stream_reads = 0
-        self._runner: web.AppRunner | None = None
-        #: ``user:password`` when SRS's HTTP API Basic auth is on (SRS >= 5.0.152 / 6.0.40)
-        self.auth: str | None = None
-        app = web.Application(middlewares=[self._basic_auth])
-        app.router.add_get("/api/v1/streams/", self._streams)
-        app.router.add_get("/api/v1/streams", self._redirect)
-        app.router.add_get("/api/v1/versions", self._versions)
-        app.router.add_delete("/api/v1/clients/{id}", self._kick)
-        self.app = app
-
-    # -- switches ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        if self._runner is None:
-            self._runner = web.AppRunner(self.app, access_log=None)
-            self._stopping.clear()
-            await self._runner.setup()
-            await web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True).start()
-
-    async def stop(self) -> None:
-        """Down: nothing listens on the port any more (connection refused)."""
-        self._stopping.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def publish(self, name: str, cid: str = "2o5x91ed", *, active: bool = True) -> None:
-        stream = copy.deepcopy(STREAMS_FIXTURE["streams"][0])
-        stream.update(id=f"vid-{len(self.streams):07d}", name=name, url=f"/live/{name}")
-        stream["publish"] = {"active": True, "cid": cid} if active else {"active": False}
-        self.unpublish(name)
-        self.streams.append(stream)
-
-    def unpublish(self, name: str) -> None:
-        self.streams = [stream for stream in self.streams if stream["name"] != name]
-
-    def restart(self, service: str) -> None:
-        """SRS restarted: a new service id, and no stream survives."""
-        self.service = service
-        self.streams = []
-
-    # -- handlers ---------------------------------------------------------------------------
-
-    @web.middleware
-    async def _basic_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if self.auth is not None:
-            expected = "Basic " + base64.b64encode(self.auth.encode()).decode()
-            if request.headers.get("Authorization") != expected:
-                self.requests.append((request.method, "401 " + request.path_qs))
-                return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="SRS"'})
-        response: web.StreamResponse = await handler(request)
-        return response
-
-    def _head(self) -> dict[str, Any]:
-        return {"code": 0, "server": "vid-k8d2f1a", "service": self.service, "pid": "1"}
-
-    def _reply(self, body: dict[str, Any]) -> web.Response:
-        if self.mode == "http500":
-            return web.Response(status=500, text="Internal Server Error")
-        if self.mode == "code":
-            return web.json_response({"code": 1000})
-        return web.json_response(body)
-
-    async def _streams(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, request.path_qs))
-        self.stream_reads += 1
-        start = int(request.query.get("start", "0"))
-        count = max(10, int(request.query.get("count", "10")))
-        return self._reply({**self._head(), "streams": self.streams[start : start + count]})
-
-    async def _redirect(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, request.path_qs))
-        raise web.HTTPFound("/api/v1/streams/")
-
-    async def _versions(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, request.path_qs))
-        data = {"major": 6, "minor": 0, "revision": 157, "version": "6.0.157"}
-        return self._reply({**self._head(), "data": data})
-
-    async def _kick(self, request: web.Request) -> web.Response:
-        self.requests.append((request.method, request.path_qs))
-        client_id = request.match_info["id"]
-        self.kicks.append(client_id)
-        if self.kick_delay:  # a hanging SRS, until it is stopped
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.kick_delay)
-        if self.kick_code:
-            return self._reply({"code": self.kick_code})
-        return self._reply(self._head())
-
-
-async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
-    """Wait (bounded) until ``check()`` holds: for effects of background tasks."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+from tests.conftest import HOOKS_DIR, Client, hook_for, make_config, send_hook
+from tests.fake_srs import CAPTURED_STREAMS, SERVICE, STREAMS_FIXTURE, FakeSRS
+from tests.helpers import eventually, room_json, scrape, until_room
 
 
 async def start(aiohttp_client: AiohttpClient, config: Config, *, grace: float = 0.0) -> Client:
@@ -163,27 +32,11 @@ async def start(aiohttp_client: AiohttpClient, config: Config, *, grace: float =
     return await aiohttp_client(app)
 
 
-async def scrape(client: Client, name: str, **labels: str) -> float:
-    """One sample from ``/metrics``, parsed as Prometheus text."""
-    resp = await client.get("/metrics")
-    assert resp.status == 200
-    for family in text_string_to_metric_families(await resp.text()):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    raise AssertionError(f"no sample {name}{labels}")
-
-
-async def room_json(client: Client, room_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = await (await client.get(f"/api/rooms/{room_id}")).json()
-    return body
-
-
 async def live_room(client: Client, srs: FakeSRS, cid: str = "2o5x91ed") -> dict[str, Any]:
     """A room whose publisher SRS lists (listed first: a reconcile may run during the hook)."""
     room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
     srs.publish(room["streamKey"], cid)
-    assert await post_hook(client, hook_for(room, "on_publish.json", client_id=cid)) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json", client_id=cid)) == {"code": 0}
     return room
 
 
@@ -283,6 +136,10 @@ async def test_kick_outcomes_are_logged_never_raised(
 # -- reconciliation in the app ---------------------------------------------------------------
 
 
+def ended(room: Room) -> bool:
+    return room.status is RoomStatus.ENDED
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -303,12 +160,12 @@ async def test_startup_reconciles_rooms_left_live_by_a_previous_run(
     before = now_ms()
     second = await start(aiohttp_client, config)
     rooms = second.app[keys.rooms]
-    await eventually(lambda: rooms.get(lost["id"]).reconnecting)
-    found_gone = rooms.get(lost["id"]).reconnecting_since
+    await until_room(rooms, lost["id"], lambda room: room.reconnecting)
+    found_gone = (await rooms.get(lost["id"])).reconnecting_since
     assert await room_json(second, lost["id"]) == {**lost_before, "reconnecting": True}
     kept_now = await room_json(second, kept["id"])
     assert (kept_now["status"], kept_now["reconnecting"]) == ("live", False)
-    await eventually(lambda: rooms.get(lost["id"]).status is RoomStatus.ENDED)
+    await until_room(rooms, lost["id"], lambda room: room.status is RoomStatus.ENDED)
     ended = await room_json(second, lost["id"])
     assert ended == {**lost_before, "status": "ended", "endTime": ended["endTime"]}
     # endTime is the moment reconciliation found the publisher gone, not the window's end
@@ -328,10 +185,10 @@ async def test_periodic_reconcile_ends_a_room_whose_stream_went_away(
     assert (await room_json(client, room["id"]))["status"] == "live"  # SRS still has it
     srs.unpublish(room["streamKey"])  # on_unpublish was lost
     gone_after = now_ms()
-    await eventually(lambda: rooms.get(room["id"]).reconnecting)
-    found_gone = rooms.get(room["id"]).reconnecting_since
+    await until_room(rooms, room["id"], lambda room: room.reconnecting)
+    found_gone = (await rooms.get(room["id"])).reconnecting_since
     assert (await room_json(client, room["id"]))["reconnecting"] is True
-    await eventually(lambda: rooms.get(room["id"]).status is RoomStatus.ENDED)
+    await until_room(rooms, room["id"], lambda room: room.status is RoomStatus.ENDED)
     ended = await room_json(client, room["id"])
     assert gone_after <= ended["endTime"] == found_gone
 
@@ -343,7 +200,7 @@ async def test_an_inactive_publish_counts_as_gone(
     client = await start(aiohttp_client, config)
     room = await live_room(client, srs)
     srs.publish(room["streamKey"], active=False)  # listed, but "publish":{"active":false}
-    await eventually(lambda: client.app[keys.rooms].get(room["id"]).status is RoomStatus.ENDED)
+    await until_room(client.app[keys.rooms], room["id"], ended)
 
 
 async def test_a_fresh_publish_is_not_taken_for_gone(
@@ -352,7 +209,7 @@ async def test_a_fresh_publish_is_not_taken_for_gone(
     config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.02)
     client = await start(aiohttp_client, config, grace=10.0)
     room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
-    assert await post_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     # SRS has not acquired the stream yet: several reconciliations see it absent
     reads = srs.stream_reads
     await eventually(lambda: srs.stream_reads >= reads + 3)
@@ -370,17 +227,17 @@ async def test_a_changed_service_id_in_a_hook_triggers_reconciliation(
     other: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "o"})).json()
     # a hook from the same SRS process changes nothing
     play = hook_for(other, "on_play.json")
-    assert await post_hook(client, play) == {"code": 0}
+    assert await send_hook(client, play) == {"code": 0}
     await asyncio.sleep(0.1)
     assert srs.stream_reads == 1
     # SRS restarts (SIGTERM: no on_unpublish); the next hook carries a new service_id
     srs.restart("n3wsrv01")
     restarted = hook_for(other, "on_play.json", service_id="n3wsrv01", client_id="p2")
-    assert await post_hook(client, restarted) == {"code": 0}
+    assert await send_hook(client, restarted) == {"code": 0}
     await eventually(lambda: srs.stream_reads == 2)
     rooms = client.app[keys.rooms]
-    await eventually(lambda: rooms.get(room["id"]).status is RoomStatus.ENDED)
-    assert rooms.get(other["id"]).status is RoomStatus.PREPARING
+    await until_room(rooms, room["id"], lambda room: room.status is RoomStatus.ENDED)
+    assert (await rooms.get(other["id"])).status is RoomStatus.PREPARING
 
 
 async def test_a_changed_service_in_the_heartbeat_triggers_reconciliation(
@@ -398,7 +255,24 @@ async def test_a_changed_service_in_the_heartbeat_triggers_reconciliation(
     srs.restart("n3wsrv02")
     resp = await client.post("/api/hooks/srs/heartbeat", json={**heartbeat, "service": "n3wsrv02"})
     assert resp.status == 200
-    await eventually(lambda: client.app[keys.rooms].get(room["id"]).status is RoomStatus.ENDED)
+    await until_room(client.app[keys.rooms], room["id"], ended)
+
+
+async def test_unsigned_heartbeats_trigger_at_most_one_pass_per_interval(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """Anyone can post a heartbeat with a new ``service``: alternating services in a loop
+    makes livehub ask SRS once per UNSIGNED_TRIGGER_INTERVAL, not once per post."""
+    config = make_config(srs_api_url=srs.url, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    await eventually(lambda: srs.stream_reads == 1)
+    heartbeat: dict[str, Any] = json.loads((HOOKS_DIR / "heartbeat.json").read_text())
+    for i in range(20):
+        body = {**heartbeat, "service": f"fl00d{i % 2:03d}"}
+        assert (await client.post("/api/hooks/srs/heartbeat", json=body)).status == 200
+    await eventually(lambda: srs.stream_reads == 2)
+    await asyncio.sleep(0.2)
+    assert srs.stream_reads == 2  # the start-up pass and one triggered pass
 
 
 async def test_the_restarted_encoder_continues_the_broadcast(
@@ -411,12 +285,12 @@ async def test_the_restarted_encoder_continues_the_broadcast(
     before = await room_json(client, room["id"])
     srs.restart("n3wsrv03")
     again = hook_for(room, "on_publish.json", service_id="n3wsrv03", client_id="n3wc1i3n")
-    assert await post_hook(client, again) == {"code": 0}
+    assert await send_hook(client, again) == {"code": 0}
     # the reconciliation this triggers may not see the stream yet: the grace period covers it
     await eventually(lambda: srs.stream_reads == 2)
     await asyncio.sleep(0.05)
     assert await room_json(client, room["id"]) == before
-    assert client.app[keys.rooms].get(room["id"]).publisher_client_id == "n3wc1i3n"
+    assert (await client.app[keys.rooms].get(room["id"])).publisher_client_id == "n3wc1i3n"
 
 
 @pytest.mark.parametrize("mode", ["down", "http500", "code"])
@@ -454,7 +328,7 @@ async def test_nothing_is_ended_while_srs_cannot_be_asked(
     # SRS is back, without the stream: now the room ends
     srs.mode = "up"
     await srs.start()
-    await eventually(lambda: client.app[keys.rooms].get(room["id"]).status is RoomStatus.ENDED)
+    await until_room(client.app[keys.rooms], room["id"], ended)
     assert (await client.get("/readyz")).status == 200
 
 
@@ -475,7 +349,7 @@ async def test_close_kicks_the_publisher_by_its_client_id(
     # SRS then sends on_unpublish for the kicked client: acknowledged, nothing changes
     after = await room_json(client, room["id"])
     unpublish = hook_for(room, "on_unpublish.json", client_id="k1ckm3e0")
-    assert await post_hook(client, unpublish) == {"code": 0}
+    assert await send_hook(client, unpublish) == {"code": 0}
     assert await room_json(client, room["id"]) == after
 
 
@@ -527,4 +401,4 @@ async def test_a_hanging_kick_does_not_hold_up_shutdown(
     started = time.monotonic()
     await client.close()
     assert time.monotonic() - started < 2
-    assert "1 background tasks cancelled at shutdown" in [r.getMessage() for r in caplog.records]
+    assert "1 publisher kicks cancelled at shutdown" in [r.getMessage() for r in caplog.records]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from tests.conftest import ADMIN_TOKEN, Client, CreateRoom, PostHook, hook_for
 
@@ -83,8 +84,11 @@ async def test_list_filter_and_pagination(
     assert [room["id"] for room in live] == [rooms[1]["id"]]
     preparing = await (await client.get("/api/rooms?status=preparing")).json()
     assert [room["id"] for room in preparing] == [rooms[3]["id"], rooms[2]["id"], rooms[0]["id"]]
-    page = await (await client.get("/api/rooms?limit=2&offset=1")).json()
-    assert [room["id"] for room in page] == [rooms[2]["id"], rooms[1]["id"]]
+    first = await client.get("/api/rooms?limit=3")
+    assert [room["id"] for room in await first.json()] == [r["id"] for r in rooms[:0:-1]]
+    second = await client.get(URL(first.links["next"]["url"]).path_qs)
+    assert [room["id"] for room in await second.json()] == [rooms[0]["id"]]
+    assert "Link" not in second.headers
 
 
 @pytest.mark.parametrize(
@@ -93,7 +97,9 @@ async def test_list_filter_and_pagination(
         ("status=paused", "status"),
         ("limit=0", "limit"),
         ("limit=abc", "limit"),
-        ("offset=-1", "offset"),
+        ("offset=1", "offset"),
+        ("cursor=", "cursor"),
+        ("cursor=bm9wZQ", "cursor"),
         ("color=red", "color"),
     ],
 )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 from hypothesis import given, settings
@@ -13,9 +14,24 @@ from hypothesis import strategies as st
 
 from livehub.domain.errors import RoomNotFound
 from livehub.domain.hub import Hub, Peer
-from livehub.domain.rooms import Room, RoomService
+from livehub.domain.room import Room
+from livehub.domain.service import RoomService
 from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, FLOOD_QUIET_S, Limits, Signaling
+from livehub.storage import SQLiteStore
 from tests.domain.fakes import FakeSink, ManualLoop, make_hub
+
+T = TypeVar("T")
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (the room store here is SQLite in memory, whose
+    calls complete at once) to its end, so these tests stay synchronous."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coro.close()
+    raise AssertionError("the coroutine suspended")
 
 
 class Clock:
@@ -42,7 +58,7 @@ class World:
         return self.signaling.open(sink), sink
 
     def send(self, peer: Peer, message: Any) -> None:
-        self.signaling.handle(peer, message)
+        drive(self.signaling.handle(peer, message))
         self.loop.run_soon()
 
 
@@ -53,20 +69,20 @@ def room_view(room: Room) -> dict[str, Any]:
 def make_world(limits: Limits | None = None) -> World:
     loop = ManualLoop()
     hub = make_hub(loop)
-    rooms = RoomService(reconnect_window=0)
+    rooms = RoomService(SQLiteStore(":memory:"), reconnect_window=0)
     clock = Clock()
     signaling = Signaling(
         hub,
         rooms,
         room_view=room_view,
-        close_room=lambda room_id: rooms.close(room_id)[0],
+        close_room=rooms.close,
         limits=limits,
         clock=clock,
         wall_clock=lambda: 1_700_000_000.5,
     )
-    room, owner_token = rooms.create("Room")
-    ended, _ = rooms.create("Ended")
-    rooms.close(ended.id)
+    room, owner_token = drive(rooms.create("Room"))
+    ended, _ = drive(rooms.create("Ended"))
+    ended = drive(rooms.close(ended.id))
     return World(loop, hub, rooms, signaling, clock, room, owner_token, ended)
 
 
@@ -261,7 +277,7 @@ def test_any_json_value_is_handled_or_answered_with_an_error(data: st.DataObject
 
 def test_rooms_per_connection_limit() -> None:
     world = make_world(Limits(max_rooms_per_connection=1))
-    other, _ = world.rooms.create("Other")
+    other, _ = drive(world.rooms.create("Other"))
     peer, sink = world.connect()
     world.send(peer, {"type": "join", "roomId": world.room.id})
     world.send(peer, {"type": "join", "roomId": world.room.id})  # rejoining is not a new room

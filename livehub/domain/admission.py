@@ -1,0 +1,106 @@
+"""Who may create rooms.
+
+With API keys configured, creating a room needs one of them (or the admin token) as the
+bearer: none is :class:`Unauthorized`, another is :class:`Forbidden`. Without keys (the
+embedded default, the seed's anonymous create), anyone may create, but each client address
+gets ``rate_per_min`` creations a minute (a token bucket with a burst of the same size); the
+admin token is not limited. Keys are compared as SHA-256 digests: the keys themselves are not
+kept.
+
+The per-address buckets are bounded: full (idle) buckets are dropped when the table grows, and
+beyond :data:`MAX_TRACKED` addresses the oldest are forgotten (they start again with a full
+bucket, which only errs towards letting someone create).
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection
+
+from livehub.domain.errors import Forbidden, RateLimited, Unauthorized
+from livehub.domain.tokens import hash_token
+
+MAX_TRACKED = 100_000
+
+
+class CreatePolicy:
+    def __init__(
+        self,
+        *,
+        api_key_hashes: Collection[str] = (),
+        admin_token: str | None = None,
+        rate_per_min: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._keys = frozenset(api_key_hashes)
+        self._admin = admin_token
+        self._rate = rate_per_min / 60.0
+        self._burst = float(rate_per_min)
+        self._clock = clock
+        #: client address -> (tokens, last refill), least recently used first
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    @property
+    def keyed(self) -> bool:
+        """Whether creation needs a key."""
+        return bool(self._keys)
+
+    def _is_admin(self, bearer: str) -> bool:
+        return bool(self._admin) and hmac.compare_digest(
+            (self._admin or "").encode(), bearer.encode()
+        )
+
+    def _is_key(self, bearer: str) -> bool:
+        digest = hash_token(bearer)
+        found = False
+        for key in self._keys:  # no early exit: the time says nothing about which key
+            found |= hmac.compare_digest(key, digest)
+        return found
+
+    def authenticate(self, bearer: str | None) -> bool:
+        """Check the credentials of a creation: raise why they do not do, or return whether
+        the creation is anonymous (then :meth:`take` it from its address's bucket)."""
+        if self._keys:
+            if not bearer:
+                raise Unauthorized("Creating a room needs Authorization: Bearer <API key>")
+            if not (self._is_key(bearer) or self._is_admin(bearer)):
+                raise Forbidden("The API key is not valid")
+            return False
+        return not (bearer and self._is_admin(bearer))
+
+    def take(self, client: str) -> None:
+        """Count an anonymous creation from address ``client``; :class:`RateLimited` when
+        its bucket is empty."""
+        if self._burst > 0:  # LIVEHUB_CREATE_RATE_PER_MIN=0: no limit
+            self._take(client)
+
+    def check(self, bearer: str | None, client: str) -> None:
+        """Allow a creation by ``bearer`` from address ``client``, or raise why not."""
+        if self.authenticate(bearer):
+            self.take(client)
+
+    def _take(self, client: str) -> None:
+        now = self._clock()
+        tokens, last = self._buckets.pop(client, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            retry_after = max(1, math.ceil((1.0 - tokens) / self._rate))
+            raise RateLimited(
+                f"Too many rooms created from this address: retry in {retry_after} s",
+                retry_after=retry_after,
+            )
+        self._buckets[client] = (tokens - 1.0, now)
+        if len(self._buckets) > MAX_TRACKED:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        refill = self._burst / self._rate if self._rate else 0.0
+        for address, (_, last) in list(self._buckets.items()):
+            if now - last >= refill:  # full again: the same as forgotten
+                del self._buckets[address]
+        while len(self._buckets) > MAX_TRACKED:
+            self._buckets.popitem(last=False)

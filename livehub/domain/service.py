@@ -1,0 +1,541 @@
+"""The room service: the stream lifecycle rules, over a :class:`RoomStore`.
+
+A room is created ``preparing``. SRS's on_publish with the room's publish token makes it
+``live`` and remembers the publisher's SRS ``client_id``; on_unpublish from that same client
+starts the reconnect window (the room stays live, ``reconnecting``), and the room ends when the
+window passes without a new publish, or at once when the window is 0. Closing a room ends it
+for good: status never goes back from ``ended``. End events from client ids the room never
+accepted change nothing (SRS sends them for refused and busy publishers).
+
+The store is the source of truth; nothing about a room is kept in this process. Every change is
+read → decide → conditional write on the room's ``version``, retried when another writer came
+first, so processes sharing a database never produce an impossible state and exactly one
+publisher wins a race. Reconnect deadlines are stored (``reconnecting_since``): a periodic
+:meth:`RoomService.sweep` ends rooms whose window passed (whoever opened it), and a local timer
+ends them on time in the process that opened it.
+
+Hooks can be lost, so :meth:`RoomService.reconcile` compares live rooms with SRS's stream list:
+a live room SRS does not list as published loses its publisher (through the same window),
+unless its publish was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once
+it has acquired it). Player counts sit behind :class:`PlayerCounts`.
+
+Listeners hear about every change after it is stored, and about player count changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, cast
+
+from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
+from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, now_ms
+from livehub.domain.srs_params import HookEvent, param_token, stream_of
+from livehub.domain.store import Cursor, PlayerCounts, RoomStore
+from livehub.domain.tokens import hash_token, new_room_id, new_token
+
+log = logging.getLogger(__name__)
+
+#: seconds after an accepted on_publish during which SRS may not list the stream as published
+#: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
+#: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
+PUBLISH_GRACE = 10.0
+#: rooms deleted per statement by the retention sweep, and statements per sweep at most
+RETENTION_BATCH = 1000
+RETENTION_BATCHES = 50
+#: how often a change is re-read and re-decided when other writers keep coming first
+MAX_ATTEMPTS = 8
+
+
+class Cancellable(Protocol):
+    """What a scheduler returns (an ``asyncio.TimerHandle`` fits)."""
+
+    def cancel(self) -> None: ...
+
+
+#: runs a coroutine function after a delay in seconds
+Scheduler = Callable[[float, Callable[[], Awaitable[None]]], Cancellable]
+RoomListener = Callable[[Room], None]
+#: asks SRS to drop a publisher by its SRS client id (in the background: it must not block)
+Kicker = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HookResult:
+    """What a callback did. ``allowed`` is SRS's answer; ``outcome`` is for metrics and logs."""
+
+    allowed: bool
+    outcome: str  # accepted | rejected | ignored
+    reason: str = ""
+    room: Room | None = None
+    srs_restarted: bool = False
+
+
+class MemoryPlayers:
+    """:class:`PlayerCounts` in this process's memory (embedded mode)."""
+
+    def __init__(self) -> None:
+        self._players: dict[str, set[str]] = {}
+        self._room_of: dict[str, str] = {}
+
+    async def add(self, room_id: str, client_id: str) -> bool:
+        players = self._players.setdefault(room_id, set())
+        if client_id in players:
+            return False
+        await self.remove(client_id)
+        players = self._players.setdefault(room_id, set())
+        players.add(client_id)
+        self._room_of[client_id] = room_id
+        return True
+
+    async def remove(self, client_id: str) -> str | None:
+        room_id = self._room_of.pop(client_id, None)
+        if room_id is not None:
+            players = self._players.get(room_id)
+            if players is not None:
+                players.discard(client_id)
+                if not players:
+                    del self._players[room_id]
+        return room_id
+
+    def count(self, room_id: str) -> int:
+        return len(self._players.get(room_id, ()))
+
+
+class _NotOpen:
+    """Stands for the store until the app opens it: any use is a programming error."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("the room store is not open yet")
+
+
+_NOT_OPEN = cast(RoomStore, _NotOpen())
+
+#: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
+#: or None when nothing changes; may raise (HookRejected) to refuse
+Decision = Callable[[Room], list[RoomEvent] | None]
+
+
+class RoomService:
+    """The room registry and the stream lifecycle rules."""
+
+    def __init__(
+        self,
+        store: RoomStore | None,
+        *,
+        players: PlayerCounts | None = None,
+        app: str = "live",
+        reconnect_window: float = 30.0,
+        publish_grace: float = PUBLISH_GRACE,
+        preparing_ttl: float = 0.0,
+        ended_retention: float = 0.0,
+        scheduler: Scheduler | None = None,
+        kick: Kicker | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._store: RoomStore = store if store is not None else _NOT_OPEN
+        self.players: PlayerCounts = players or MemoryPlayers()
+        self._app = app
+        self._window_ms = int(reconnect_window * 1000)
+        self.publish_grace_ms = int(publish_grace * 1000)
+        self._preparing_ttl_ms = int(preparing_ttl * 1000)
+        self._retention_ms = int(ended_retention * 1000)
+        self._scheduler = scheduler
+        self._kick = kick
+        self._clock = clock
+        self._timers: dict[str, Cancellable] = {}
+        self._listeners: list[RoomListener] = []
+        self.last_service_id: str | None = None
+        self._last_created = 0
+
+    @property
+    def store(self) -> RoomStore:
+        return self._store
+
+    def use(self, store: RoomStore) -> None:
+        """Use ``store`` from now on (the app opens it in a cleanup context)."""
+        self._store = store
+
+    def subscribe(self, listener: RoomListener) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, room: Room) -> None:
+        for listener in self._listeners:
+            try:
+                listener(room)
+            except Exception:
+                log.exception("room listener failed")
+
+    # -- registry -------------------------------------------------------------------------
+
+    async def create(self, title: str) -> tuple[Room, str]:
+        """Create a room; returns it with the owner token (only its hash is kept)."""
+        owner_token = new_token()
+        room_id = new_room_id()
+        # creation times are unique in this process, so newest-first is creation order even
+        # for rooms created within one millisecond (ids break ties between processes)
+        now = self._last_created = max(self._clock(), self._last_created + 1)
+        room = Room(
+            id=room_id,
+            title=title,
+            stream_key=f"stream-{room_id}",
+            created_at=now,
+            publish_token=new_token(),
+            owner_token_hash=hash_token(owner_token),
+        )
+        created = RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)
+        await self._store.insert(room, [created])
+        self._notify(room)
+        return room, owner_token
+
+    async def get(self, room_id: str) -> Room:
+        room = await self._store.get(room_id)
+        if room is None:
+            raise RoomNotFound(room_id)
+        return room
+
+    async def page(
+        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+    ) -> list[Room]:
+        """Rooms newest first (by creation time, then id), optionally of one status."""
+        return await self._store.page(status, limit, after)
+
+    async def count(self, status: RoomStatus | None = None) -> int:
+        return await self._store.count(status)
+
+    async def live_rooms(self) -> list[Room]:
+        return await self._store.live()
+
+    def player_count(self, room_id: str) -> int:
+        return self.players.count(room_id)
+
+    # -- authorization --------------------------------------------------------------------
+
+    def authorize(self, room: Room, bearer: str | None, admin_token: str | None) -> None:
+        """Owner token or admin token, else :class:`Unauthorized` / :class:`Forbidden`."""
+        if not bearer:
+            raise Unauthorized("This action needs Authorization: Bearer <owner token>")
+        if room.is_owner_token(bearer):
+            return
+        if admin_token and hmac.compare_digest(admin_token.encode(), bearer.encode()):
+            return
+        raise Forbidden("The token does not grant access to this room")
+
+    def is_owner(self, room: Room, token: str | None) -> bool:
+        return bool(token) and room.is_owner_token(token or "")
+
+    # -- conditional changes --------------------------------------------------------------
+
+    async def _change(self, room: Room | None, decide: Decision) -> tuple[Room | None, bool]:
+        """Read → decide → conditional write, again on a version conflict.
+
+        Returns the room as stored and whether this call changed it.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            if room is None:
+                return None, False
+            draft = dataclasses.replace(room)
+            events = decide(draft)
+            if events is None:
+                return room, False
+            if await self._store.update(draft, room.version, events):
+                self._after_write(draft)
+                self._notify(draft)
+                return draft, True
+            room = await self._store.get(room.id)
+        raise Conflict("The room changed too often to apply this change: try again")
+
+    def _after_write(self, room: Room) -> None:
+        if room.reconnecting_since is not None and room.status is RoomStatus.LIVE:
+            self._arm_window(room)
+        else:
+            self._disarm_window(room.id)
+
+    def _end(self, room: Room, at: int) -> list[RoomEvent]:
+        room.status = RoomStatus.ENDED
+        if room.start_time is not None:
+            at = max(at, room.start_time)
+        room.end_time = at
+        room.reconnecting_since = None
+        return [RoomEvent(type=EventType.ROOM_ENDED, room_id=room.id, at=self._clock())]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def close(self, room_id: str) -> Room:
+        """End a room for good and kick its publisher from SRS. Idempotent.
+
+        A room closed while its publisher is away ends at the unpublish, like one whose
+        reconnect window passes: the broadcast stopped then.
+        """
+        kick: list[str] = []
+
+        def decide(room: Room) -> list[RoomEvent] | None:
+            kick.clear()
+            if room.status is RoomStatus.ENDED:
+                return None
+            if room.status is RoomStatus.LIVE and room.publisher_client_id:
+                kick.append(room.publisher_client_id)
+            at = self._clock() if room.reconnecting_since is None else room.reconnecting_since
+            return self._end(room, at)
+
+        room, changed = await self._change(await self.get(room_id), decide)
+        if room is None:  # deleted meanwhile (retention)
+            raise RoomNotFound(room_id)
+        if changed and kick and self._kick is not None:
+            log.info("room %s closed: kicking its publisher", room.id)
+            self._kick(kick[0])
+        return room
+
+    async def handle_hook(self, event: HookEvent) -> HookResult:
+        """Dispatch one SRS callback on its action."""
+        restarted = self._note_service(event.service_id)
+        room: Room | None
+        try:
+            if event.action == "on_publish":
+                room = await self.on_publish(event)
+            elif event.action == "on_play":
+                room = await self.on_play(event)
+            elif event.action == "on_unpublish":
+                room = await self.on_unpublish(event)
+            elif event.action == "on_stop":
+                room = await self.on_stop(event)
+            else:
+                room = None
+        except HookRejected as exc:
+            return HookResult(
+                allowed=False, outcome="rejected", reason=exc.message, srs_restarted=restarted
+            )
+        return HookResult(
+            allowed=True,
+            outcome="accepted" if room is not None else "ignored",
+            room=room,
+            srs_restarted=restarted,
+        )
+
+    async def _room_for_stream(self, app: str, stream: str, stream_url: str = "") -> Room | None:
+        app, stream_key = stream_of(app, stream, stream_url)
+        if app != self._app:
+            return None
+        return await self._store.get_by_stream(stream_key)
+
+    async def on_publish(self, event: HookEvent) -> Room:
+        """Authorize a publisher. Raises :class:`HookRejected` with the reason to refuse."""
+        room = await self._room_for_stream(event.app, event.stream, event.stream_url)
+        if room is None:
+            raise HookRejected("no room has this stream")
+        token = param_token(event.param)
+        if token is None or not room.is_publish_token(token):
+            raise HookRejected("publish token missing or wrong")
+
+        def decide(room: Room) -> list[RoomEvent] | None:
+            now = self._clock()
+            if room.status is RoomStatus.ENDED:
+                raise HookRejected("room has ended")
+            if room.status is RoomStatus.LIVE:
+                if room.publisher_client_id == event.client_id and not room.reconnecting:
+                    return None  # a duplicated on_publish of the current publisher
+                srs_restarted = (
+                    event.service_id is not None
+                    and room.publisher_service_id is not None
+                    and event.service_id != room.publisher_service_id
+                )
+                if not room.reconnecting and not srs_restarted:
+                    raise HookRejected("room already has a live publisher")
+                # the encoder came back inside the window (an RTMP republish on the same
+                # connection keeps its client id), or SRS restarted: the broadcast goes on
+            else:
+                room.status = RoomStatus.LIVE
+                room.start_time = now
+            room.publisher_client_id = event.client_id
+            room.publisher_service_id = event.service_id
+            room.reconnecting_since = None
+            room.published_at = now
+            return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=now)]
+
+        stored, _ = await self._change(room, decide)
+        if stored is None:  # deleted meanwhile (retention)
+            raise HookRejected("no room has this stream")
+        return stored
+
+    async def on_unpublish(self, event: HookEvent) -> Room | None:
+        """The accepted publisher left. Unknown client ids are ignored (returns None)."""
+        room = await self._store.get_by_publisher(event.client_id)
+        if room is None:
+            return None
+        stored, changed = await self._change(
+            room, lambda room: self._publisher_gone(room, None, event.client_id)
+        )
+        return stored if changed else None
+
+    def _publisher_gone(
+        self, room: Room, at: int | None, client_id: str | None = None
+    ) -> list[RoomEvent] | None:
+        """The publisher is gone (on_unpublish or reconciliation): open the window or end."""
+        if room.status is not RoomStatus.LIVE or room.reconnecting:
+            return None
+        if client_id is not None and room.publisher_client_id != client_id:
+            return None
+        at = self._clock() if at is None else at
+        if self._window_ms <= 0:
+            return self._end(room, at)
+        room.reconnecting_since = at
+        return [RoomEvent(type=EventType.ROOM_RECONNECTING, room_id=room.id, at=self._clock())]
+
+    async def publisher_gone(self, room_id: str, at: int | None = None) -> Room | None:
+        stored, changed = await self._change(
+            await self._store.get(room_id), lambda room: self._publisher_gone(room, at)
+        )
+        return stored if changed else None
+
+    def _arm_window(self, room: Room) -> None:
+        self._disarm_window(room.id)
+        if self._scheduler is None or room.reconnecting_since is None:
+            return
+        due = room.reconnecting_since + self._window_ms - self._clock()
+        room_id = room.id
+
+        async def fire() -> None:
+            self._timers.pop(room_id, None)
+            await self.expire(room_id)
+
+        self._timers[room.id] = self._scheduler(max(due, 0) / 1000, fire)
+
+    def _disarm_window(self, room_id: str) -> None:
+        timer = self._timers.pop(room_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def expire(self, room_id: str) -> Room | None:
+        """End a room whose reconnect window has passed; ``endTime`` is the unpublish time."""
+
+        def decide(room: Room) -> list[RoomEvent] | None:
+            if room.status is not RoomStatus.LIVE or room.reconnecting_since is None:
+                return None
+            if self._clock() < room.reconnecting_since + self._window_ms:
+                return None
+            return self._end(room, room.reconnecting_since)
+
+        room = await self._store.get(room_id)
+        stored, changed = await self._change(room, decide)
+        if stored is not None and not changed and stored.reconnecting:
+            self._arm_window(stored)  # early (a stray timer): wait for the deadline
+        return stored if changed else None
+
+    async def on_play(self, event: HookEvent) -> Room:
+        """Allow a player of a room that has not ended; count it once per client id."""
+        room = await self._room_for_stream(event.app, event.stream, event.stream_url)
+        if room is None:
+            raise HookRejected("no room has this stream")
+        if room.status is RoomStatus.ENDED:
+            raise HookRejected("room has ended")
+        if await self.players.add(room.id, event.client_id):
+            self._notify(room)
+        return room
+
+    async def on_stop(self, event: HookEvent) -> Room | None:
+        room_id = await self.players.remove(event.client_id)
+        room = await self._store.get(room_id) if room_id else None
+        if room is not None:
+            self._notify(room)
+        return room
+
+    async def append_events(self, events: Sequence[RoomEvent]) -> None:
+        """Report events that change no room (viewers, hosts) to the webhook outbox."""
+        await self._store.append_events(events)
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    async def sweep(self) -> list[Room]:
+        """End what is due: reconnect windows that passed (opened by any process), and rooms
+        preparing longer than the TTL; delete ended rooms older than the retention. Returns
+        the rooms ended."""
+        now = self._clock()
+        ended: list[Room] = []
+        if self._window_ms > 0:
+            for room in await self._store.reconnect_due(now - self._window_ms):
+                done = await self.expire(room.id)
+                if done is not None:
+                    ended.append(done)
+        if self._preparing_ttl_ms > 0:
+
+            def stale(room: Room) -> list[RoomEvent] | None:
+                if room.status is not RoomStatus.PREPARING:
+                    return None
+                return self._end(room, self._clock())
+
+            for room in await self._store.preparing_before(now - self._preparing_ttl_ms):
+                done, changed = await self._change(room, stale)
+                if changed and done is not None:
+                    log.info("room %s never went live within the TTL: ended", room.id)
+                    ended.append(done)
+        if self._retention_ms > 0:
+            # bounded batches with the loop given back in between; what is left waits for
+            # the next sweep (a first sweep over a long history catches up over a few)
+            deleted = 0
+            for _ in range(RETENTION_BATCHES):
+                batch = await self._store.delete_ended_before(
+                    now - self._retention_ms, RETENTION_BATCH
+                )
+                deleted += batch
+                if batch < RETENTION_BATCH:
+                    break
+                await asyncio.sleep(0)
+            if deleted:
+                log.info("deleted %d rooms ended before the retention period", deleted)
+        return ended
+
+    async def rearm(self) -> None:
+        """Arm local timers for the reconnect windows open in the store (start-up)."""
+        for room in await self._store.live():
+            if room.reconnecting:
+                self._arm_window(room)
+
+    # -- reconciliation -------------------------------------------------------------------
+
+    def _note_service(self, service_id: str | None) -> bool:
+        """Remember SRS's service id; True when it changed (SRS restarted)."""
+        if not service_id:
+            return False
+        changed = self.last_service_id is not None and service_id != self.last_service_id
+        self.last_service_id = service_id
+        return changed
+
+    def service_changed(self, service_id: str | None) -> bool:
+        """Whether ``service_id`` differs from the last one seen (and remember it)."""
+        return self._note_service(service_id)
+
+    async def reconcile(
+        self, publishing: dict[str, str | None], asked_at: int | None = None
+    ) -> list[Room]:
+        """Compare live rooms with what SRS reports publishing.
+
+        ``publishing`` maps the stream names SRS has an active publisher for (in our app) to
+        that publisher's client id when known; ``asked_at`` is when SRS was asked (epoch ms).
+        A live room absent there loses its publisher (through the reconnect window), unless
+        its publish was accepted less than the grace period before SRS was asked. Returns the
+        rooms that changed.
+        """
+        asked_at = self._clock() if asked_at is None else asked_at
+        grace_from = asked_at - self.publish_grace_ms
+
+        def gone(room: Room) -> list[RoomEvent] | None:
+            if room.stream_key in publishing or room.reconnecting:
+                return None
+            if room.published_at is not None and room.published_at > grace_from:
+                return None
+            return self._publisher_gone(room, None)
+
+        changed = []
+        for room in await self._store.live():
+            stored, did = await self._change(room, gone)
+            if did and stored is not None:
+                changed.append(stored)
+        return changed
+
+    def shutdown(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

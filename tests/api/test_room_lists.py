@@ -1,0 +1,221 @@
+"""Room lists over real HTTP: one page by default, X-Total-Count, a next link through an opaque
+keyset cursor, the status filter, and history kept on disk (not in memory, not at start-up)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
+from yarl import URL
+
+from livehub import keys
+from livehub.api.rooms import render_public
+from livehub.app import create_app
+from livehub.domain.room import RoomStatus
+from livehub.storage import SQLiteStore
+from tests.conftest import Client, hook_for, make_config, send_hook
+from tests.helpers import until_room
+
+ORIGIN = "https://app.example.com"
+
+
+def fill(path: Path, count: int, *, status: str = "ended", start: int = 1_700_000_000_000) -> None:
+    """``count`` rooms written straight into the database (as a long history would be)."""
+    SQLiteStore(str(path))._db.close()  # create the schema
+    with sqlite3.connect(path) as db:
+        db.executemany(
+            "INSERT INTO rooms (id, title, stream_key, status, created_at, start_time, end_time, "
+            "publish_token, owner_token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, 'pt', 'oh')",
+            (
+                (
+                    f"h{i:07d}",
+                    f"old {i}",
+                    f"stream-h{i:07d}",
+                    status,
+                    start + i,
+                    start + i,
+                    start + i + 1 if status == "ended" else None,
+                )
+                for i in range(count)
+            ),
+        )
+
+
+async def pages(client: Client, url: str) -> list[list[dict[str, Any]]]:
+    """Follow the next links from ``url`` to the end."""
+    got = []
+    next_url: str | None = url
+    while next_url is not None:
+        resp = await client.get(next_url)
+        assert resp.status == 200, await resp.text()
+        got.append(await resp.json())
+        link = resp.links.get("next")
+        next_url = URL(link["url"]).path_qs if link else None
+        assert len(got) < 100
+    return got
+
+
+async def test_a_list_is_one_page_with_the_total_and_a_next_link(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "livehub.db"
+    fill(path, 250)
+    client = await aiohttp_client(create_app(make_config(db_path=str(path))))
+    resp = await client.get("/api/rooms")
+    assert resp.status == 200
+    first = await resp.json()
+    assert isinstance(first, list) and len(first) == 100  # the bare array, one page
+    assert [room["id"] for room in first] == [f"h{i:07d}" for i in range(249, 149, -1)]
+    assert resp.headers["X-Total-Count"] == "250"
+    link = resp.headers["Link"]
+    assert link.startswith("</api/rooms?") and link.endswith('>; rel="next"')
+    every = await pages(client, "/api/rooms?limit=60")
+    assert [len(page) for page in every] == [60, 60, 60, 60, 10]
+    ids = [room["id"] for page in every for room in page]
+    assert ids == [f"h{i:07d}" for i in range(249, -1, -1)]  # newest first, none twice
+
+
+async def test_pages_hold_still_while_rooms_are_created(client: Client) -> None:
+    created = [await client.post("/api/rooms", json={"title": f"r{i}"}) for i in range(5)]
+    ids = [(await resp.json())["id"] for resp in created]
+    resp = await client.get("/api/rooms?limit=2")
+    assert [room["id"] for room in await resp.json()] == ids[:2:-1][:2]
+    for i in range(3):  # newer rooms appear on the first page, not in the middle of a walk
+        assert (await client.post("/api/rooms", json={"title": f"new {i}"})).status == 201
+    rest = await pages(client, URL(resp.links["next"]["url"]).path_qs)
+    assert [room["id"] for page in rest for room in page] == ids[2::-1]
+    total = await client.get("/api/rooms")
+    assert total.headers["X-Total-Count"] == "8" and "Link" not in total.headers
+
+
+async def test_the_status_filter_pages_and_counts_only_that_status(client: Client) -> None:
+    rooms = [
+        await (await client.post("/api/rooms", json={"title": f"r{i}"})).json() for i in range(5)
+    ]
+    for room in rooms[1:4]:
+        body = hook_for(room, "on_publish.json", client_id=f"c{room['id']}")
+        assert await send_hook(client, body) == {"code": 0}
+    resp = await client.get("/api/rooms?status=live&limit=2")
+    assert resp.headers["X-Total-Count"] == "3"
+    assert [room["id"] for room in await resp.json()] == [rooms[3]["id"], rooms[2]["id"]]
+    next_url = URL(resp.links["next"]["url"])
+    assert next_url.query["status"] == "live" and next_url.query["limit"] == "2"
+    last = await client.get(next_url.path_qs)
+    assert [room["id"] for room in await last.json()] == [rooms[1]["id"]]
+    assert last.headers["X-Total-Count"] == "3" and "Link" not in last.headers
+    ended = await client.get("/api/rooms?status=ended")
+    assert await ended.json() == [] and ended.headers["X-Total-Count"] == "0"
+
+
+async def test_cors_exposes_the_paging_headers(client: Client) -> None:
+    for i in range(3):
+        await client.post("/api/rooms", json={"title": f"r{i}"})
+    resp = await client.get("/api/rooms?limit=1", headers={"Origin": ORIGIN})
+    exposed = {h.strip().lower() for h in resp.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"x-total-count", "link"} <= exposed
+
+
+async def test_history_is_not_loaded_at_start_up(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Ended rooms stay on disk: start-up reads nothing of them, and asking for one reads it."""
+    path = tmp_path / "livehub.db"
+    fill(path, 20_000)
+    started = time.perf_counter()
+    client = await aiohttp_client(create_app(make_config(db_path=str(path))))
+    took = time.perf_counter() - started
+    assert took < 1.0  # loading 20,000 rooms took seconds before
+    got = await (await client.get("/api/rooms/h0000007")).json()
+    assert (got["id"], got["status"], got["title"]) == ("h0000007", "ended", "old 7")
+    deep = await client.get("/api/rooms?status=ended&limit=1000")
+    assert deep.headers["X-Total-Count"] == "20000"
+
+
+async def test_a_big_page_never_holds_the_loop_long(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """While pages of 1,000 rooms are served, a ticker on the loop keeps ticking."""
+    path = tmp_path / "livehub.db"
+    fill(path, 5_000)
+    client = await aiohttp_client(create_app(make_config(db_path=str(path))))
+    gaps: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    every = await pages(client, "/api/rooms?limit=1000")
+    stop.set()
+    await ticking
+    assert sum(len(page) for page in every) == 5_000
+    # only a guard against a page held in one piece for long: on a shared 2-core machine the
+    # gaps also hold this client's own JSON parsing and other processes. The stall itself is
+    # measured by benchmarks/rooms_scale.py; that rendering yields is checked just below.
+    assert max(gaps) < 1.0, max(gaps)
+
+
+async def test_rendering_a_page_gives_the_loop_back_between_chunks(client: Client) -> None:
+    for i in range(3):
+        await client.post("/api/rooms", json={"title": f"r{i}"})
+    rooms = await client.app[keys.rooms].page(None, 3)
+    big = rooms * 100  # 300 rooms: three chunks
+    turns: list[int] = []
+
+    async def other() -> None:
+        turns.append(len(rendered))
+
+    rendered: list[dict[str, Any]] = []
+    task = asyncio.create_task(other())
+    rendered = await render_public(client.app[keys.views], big)
+    await task
+    assert turns == [0]  # the other task ran before the rendering was done
+    assert len(rendered) == 300 and rendered[:3] == rendered[3:6]
+
+
+async def test_a_preparing_room_past_the_ttl_ends_and_old_history_is_deleted(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "livehub.db"
+    long_ago = int(time.time() * 1000) - 400 * 24 * 3600 * 1000
+    fill(path, 3, status="ended", start=long_ago)  # ended 400 days ago
+    config = make_config(
+        db_path=str(path),
+        preparing_ttl_hours=0.3 / 3600,  # 0.3 s
+        ended_retention_days=365.0,
+        sweep_interval=0.05,
+    )
+    client = await aiohttp_client(create_app(config))
+    room = await (await client.post("/api/rooms", json={"title": "never used"})).json()
+    rooms = client.app[keys.rooms]
+    ended = await until_room(rooms, room["id"], lambda r: r.status is RoomStatus.ENDED)
+    assert ended.start_time is None and ended.end_time is not None
+    listed = await client.get("/api/rooms")
+    assert [r["id"] for r in await listed.json()] == [room["id"]]  # the old history is gone
+    assert listed.headers["X-Total-Count"] == "1"
+
+
+async def test_zero_ttl_and_retention_keep_everything(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "livehub.db"
+    fill(path, 2, status="ended", start=1)
+    config = make_config(
+        db_path=str(path), preparing_ttl_hours=0.0, ended_retention_days=0.0, sweep_interval=0.01
+    )
+    app: web.Application = create_app(config)
+    client = await aiohttp_client(app)
+    room = await (await client.post("/api/rooms", json={"title": "waits"})).json()
+    await asyncio.sleep(0.1)  # several sweeps
+    assert (await client.get("/api/rooms")).headers["X-Total-Count"] == "3"
+    assert (await (await client.get(f"/api/rooms/{room['id']}")).json())["status"] == "preparing"
