@@ -15,11 +15,12 @@ from livehub.api.middlewares import error_middleware
 from livehub.api.openapi import build_spec
 from livehub.api.rooms import end_room
 from livehub.api.routes import setup_routes
-from livehub.api.signaling import close_all, encode
+from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
+from livehub.api.websocket import encode
 from livehub.config import Config
 from livehub.domain.hub import Hub
-from livehub.domain.rooms import Cancellable, RoomService
+from livehub.domain.rooms import Cancellable, Room, RoomService
 from livehub.domain.signaling import Limits, Signaling
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
@@ -59,11 +60,15 @@ def create_app(config: Config) -> web.Application:
     app[keys.urls] = urls
     app[keys.views] = views
     app[keys.metrics] = Metrics(rooms, hub)
+
+    async def close_room(room_id: str) -> Room:
+        return end_room(app, room_id)
+
     app[keys.signaling] = Signaling(
         hub,
         rooms,
         room_view=views.public,
-        close_room=lambda room_id: end_room(app, room_id),
+        close_room=close_room,
         limits=Limits(
             rate_per_s=config.rate_per_s,
             rate_burst=config.rate_burst,
@@ -77,7 +82,7 @@ def create_app(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(srs_ctx)
-    app.on_shutdown.append(close_all)
+    app.on_shutdown.append(close_websockets)
     setup_routes(app, config.cors_origins)
     return app
 

@@ -5,13 +5,13 @@ Model: ``rooms`` maps a room id to an insertion-ordered dict ``peer id -> Peer``
 emptied room is deleted, and ``viewerCount`` is by definition ``len(rooms[room_id])``: the
 number of distinct connections joined, whatever order joins, leaves and disconnects come in.
 
-A broadcast encodes the message once (JSON and WebSocket frame). In a big room (100 members
-and more) it costs O(1): the bytes go to the room's :class:`_Backlog`, and one callback per
-loop iteration (:meth:`Hub.flush`) hands every member its share of every backlog plus its own
-queue (direct sends) in one write. So a burst of relayed messages costs one syscall per
-recipient, and a join storm, where every join is announced to every member, costs O(members)
-per flush instead of O(members) per join. In a small room the same bytes are appended to each
-member's own queue at once, which is cheaper than a backlog for a few members.
+A broadcast encodes the message once (the JSON text of one WebSocket message). In a big room
+(100 members and more) it costs O(1): the bytes go to the room's :class:`_Backlog`, and one
+callback per loop iteration (:meth:`Hub.flush`) hands every member its share of every backlog
+plus its own queue (direct sends) in one :meth:`Sink.write`. So a burst of relayed messages costs
+one hand-over per recipient, and a join storm, where every join is announced to every member,
+costs O(members) per flush instead of O(members) per join. In a small room the same bytes are
+appended to each member's own queue at once, which is cheaper than a backlog for a few members.
 
 Each connection receives its frames in the order they were sent: a direct send first moves
 the peer's share of its rooms' backlogs into its own queue, a leave does the same before the
@@ -55,10 +55,12 @@ BATCH_MIN_MEMBERS = 100
 
 
 class Sink(Protocol):
-    """Where a peer's encoded frames go: the WebSocket transport, adapted by the API layer.
+    """Where a peer's encoded messages go: its WebSocket, adapted by the API layer.
 
-    ``write`` gets one batch per flush, the frames in order; the list may be shared between
-    peers and must not be modified."""
+    ``write`` gets one batch per flush, one encoded message per WebSocket frame, in order; it must
+    not block (the API queues them), and the list may be shared between peers and must not be
+    modified. ``buffered`` is what is written but not yet taken by the peer, in bytes. ``abort``
+    closes the connection with ``code`` after what is already written."""
 
     def write(self, frames: list[bytes]) -> None: ...
 

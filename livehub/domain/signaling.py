@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livehub.domain.errors import LivehubError
@@ -63,7 +63,9 @@ class ProtocolError(LivehubError):
 
 
 RoomView = Callable[[Room], dict[str, Any]]
-RoomCloser = Callable[[str], Room]
+#: closes a room for good (and kicks its publisher); members hear ``room-status`` "ended"
+RoomCloser = Callable[[str], Awaitable[Room]]
+Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None]]
 
 
 class Signaling:
@@ -86,7 +88,7 @@ class Signaling:
         self._clock = clock
         self._wall_clock = wall_clock
         self._throttled: dict[str, _Throttle] = {}
-        self._handlers: dict[str, Callable[[Peer, dict[str, Any], str], None]] = {
+        self._handlers: dict[str, Handler] = {
             "join": self._join,
             "leave": self._leave,
             "offer": self._relay,
@@ -126,7 +128,7 @@ class Signaling:
             return
         self.reject(peer, code, message)
 
-    def handle(self, peer: Peer, message: Any) -> None:
+    async def handle(self, peer: Peer, message: Any) -> None:
         """Handle one decoded frame from ``peer``."""
         if peer.closed:
             return  # being disconnected (flood, slow consumer): its last frames change nothing
@@ -158,7 +160,7 @@ class Signaling:
             )
             return
         try:
-            handler(peer, message, room_id)
+            await handler(peer, message, room_id)
         except LivehubError as exc:
             self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
 
@@ -190,7 +192,7 @@ class Signaling:
         if not self.hub.is_member(peer, room_id):
             raise ProtocolError("not_in_room", "Join the room first")
 
-    def _join(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    async def _join(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         room = self.rooms.get(room_id)
         if room.status is RoomStatus.ENDED:
             raise ProtocolError("room_ended", "Room has ended")
@@ -236,13 +238,13 @@ class Signaling:
                 exclude=peer,
             )
 
-    def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    async def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         if not self.hub.leave(peer, room_id):
             raise ProtocolError("not_in_room", "Not a member of this room")
         self.hub.send(peer, {"type": "left", "roomId": room_id})
         self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
 
-    def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    async def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)
         out = {
             "type": message["type"],
@@ -268,7 +270,7 @@ class Signaling:
             log.debug("payload from peer %s not relayed: %s", peer.id, exc)
             raise ProtocolError("invalid_payload", "Field 'payload' cannot be relayed") from None
 
-    def _chat(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    async def _chat(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)
         text = message.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -295,14 +297,14 @@ class Signaling:
         if peer.roles.get(room_id) != "host":
             raise ProtocolError("forbidden", "Only the room's host may do this")
 
-    def _close(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    async def _close(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._require_host(peer, room_id)
         if self.rooms.get(room_id).status is RoomStatus.ENDED:
             # nothing would change, so no room-status would answer: say so
             raise ProtocolError("room_ended", "Room has ended")
-        self._close_room(room_id)  # members hear room-status "ended"
+        await self._close_room(room_id)  # members hear room-status "ended"
 
-    def _kick(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    async def _kick(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._require_host(peer, room_id)
         target_id = message.get("peerId")
         target = self.hub.member(room_id, target_id) if isinstance(target_id, str) else None

@@ -956,3 +956,90 @@ async def test_a_slow_consumer_is_closed_with_1013_and_does_not_delay_the_others
     await sender.send_json({"type": "candidate", "roomId": rid, "payload": "after"})
     assert (await receive(fast))["payload"] == "after"
     assert (await get_room(client, rid))["viewerCount"] == 2
+
+
+# -- the frame layer (aiohttp's WebSocketResponse), over a raw socket ------------------------------
+
+
+async def closed_with(raw: RawWebSocket) -> int:
+    """Read up to the server's close frame; its close code."""
+    async with asyncio.timeout(TIMEOUT):
+        opcode, data = await raw.receive()
+        while opcode != 0x8:
+            opcode, data = await raw.receive()
+    (code,) = struct.unpack("!H", data[:2])
+    return int(code)
+
+
+def send_raw_frame(raw: RawWebSocket, first: int, payload: bytes) -> None:
+    """A masked frame with the given first byte (FIN, RSV bits, opcode) as a client sends it."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = bytes((first, 0x80 | length))
+    else:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    raw.writer.write(header + mask + masked)
+
+
+async def test_a_fragmented_message_is_reassembled_and_a_ping_between_fragments_answered(
+    client: Client,
+) -> None:
+    room = await new_room(client)
+    raw = await RawWebSocket.connect(client)
+    text = json.dumps({"type": "join", "roomId": room["id"], "name": "Frägment"}).encode()
+    parts = [text[:5], text[5:20], text[20:]]
+    send_raw_frame(raw, 0x01, parts[0])  # text, not final
+    send_raw_frame(raw, 0x89, b"are you there")  # a ping in the middle
+    send_raw_frame(raw, 0x00, parts[1])  # continuation
+    send_raw_frame(raw, 0x80, parts[2])  # continuation, final
+    async with asyncio.timeout(TIMEOUT):
+        assert await raw.receive() == (0xA, b"are you there")
+    joined = await raw.receive_json()
+    assert (joined["type"], joined["members"][0]["name"]) == ("joined", "Frägment")
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+    raw.writer.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "payload", "code"),
+    [
+        (0x81, b'{"type": "chat", "text": "\xff\xfe"}', 1007),  # text that is not UTF-8
+        (0x81, "caf\u00e9".encode()[:-1], 1007),  # a truncated sequence
+        (0xC1, b'{"type": "join"}', 1002),  # RSV1 without a negotiated extension
+        (0x91, b'{"type": "join"}', 1002),  # RSV3
+        (0x89, b"p" * 126, 1002),  # a ping over 125 bytes
+        (0x09, b"ping", 1002),  # a fragmented control frame
+        (0x80, b"continuation of nothing", 1002),
+        (0x83, b"reserved opcode", 1002),
+    ],
+)
+async def test_a_broken_frame_closes_with_the_rfc_code_and_leaves_the_room(
+    client: Client, first: int, payload: bytes, code: int
+) -> None:
+    room = await new_room(client)
+    [(observer, _)] = await joined_peers(client, room["id"], 1)
+    raw = await RawWebSocket.connect(client)
+    raw.send_json({"type": "join", "roomId": room["id"]})
+    raw_id = (await raw.receive_json())["peerId"]
+    await expect(observer, "peer-joined")
+
+    send_raw_frame(raw, first, payload)
+    assert await closed_with(raw) == code
+    assert await expect(observer, "peer-left") == {
+        "type": "peer-left",
+        "roomId": room["id"],
+        "peerId": raw_id,
+    }
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+    raw.writer.close()
+
+
+async def test_a_fragmented_message_over_max_msg_size_closes_with_1009(start: Start) -> None:
+    client = await start(max_msg_size=2048)
+    raw = await RawWebSocket.connect(client)
+    send_raw_frame(raw, 0x01, b"x" * 1500)
+    send_raw_frame(raw, 0x80, b"x" * 1500)  # each fragment fits; the message does not
+    assert await closed_with(raw) == 1009
+    raw.writer.close()
