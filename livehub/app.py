@@ -72,6 +72,8 @@ def create_app(config: Config) -> web.Application:
         limits=Limits(
             rate_per_s=config.rate_per_s,
             rate_burst=config.rate_burst,
+            chat_rate_per_s=config.chat_rate_per_s,
+            chat_rate_burst=config.chat_rate_burst,
             max_rooms_per_connection=config.max_rooms_per_connection,
             max_members_per_room=config.max_members_per_room,
             max_chat_length=config.max_chat_length,

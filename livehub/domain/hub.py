@@ -44,6 +44,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from livehub.domain.ratelimit import UNLIMITED, ConnectionLimiter
+
 log = logging.getLogger(__name__)
 
 #: close code for a recipient that cannot keep up (RFC 6455 "try again later")
@@ -73,48 +75,28 @@ class Encoder(Protocol):
     def __call__(self, message: dict[str, Any]) -> bytes: ...
 
 
-class TokenBucket:
-    """Per-connection message rate limit."""
-
-    __slots__ = ("_clock", "_last", "_rate", "_tokens", "burst")
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self._rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._last = clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        tokens = min(self.burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            return False
-        self._tokens = tokens - 1.0
-        return True
-
-
 class Peer:
     """One signaling connection."""
 
     __slots__ = (
         "closed",
         "id",
+        "limiter",
         "names",
         "out",
         "out_bytes",
-        "rate",
         "roles",
         "rooms",
         "sink",
     )
 
-    def __init__(self, sink: Sink, rate: TokenBucket, peer_id: str | None = None) -> None:
+    def __init__(
+        self, sink: Sink, limiter: ConnectionLimiter = UNLIMITED, peer_id: str | None = None
+    ) -> None:
         self.id = peer_id or secrets.token_urlsafe(9)
         self.sink = sink
-        self.rate = rate
+        #: the connection's rate limits (the protocol's business; the hub never looks)
+        self.limiter = limiter
         self.rooms: set[str] = set()
         self.names: dict[str, str] = {}
         self.roles: dict[str, str] = {}

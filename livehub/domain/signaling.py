@@ -6,12 +6,8 @@ open unless the client breaks policy (a sustained flood closes it with 1008). ``
 relayed messages is always the sender's server-assigned peer id; anything the client put there
 is replaced. The protocol is documented message by message in ``docs/protocol.md``.
 
-Rate limit: each connection has a token bucket. A message that finds it empty is dropped; the
-first drop of an episode is answered with one ``rate_limited`` error. An episode ends after
-:data:`FLOOD_QUIET_S` seconds without a drop; a connection that has more than ``rate_burst``
-messages dropped within one episode is flooding and is closed with 1008. Messages that get
-through in between do not end the episode, so a client that keeps sending far above the rate
-(and so gets a message through now and then) is still closed.
+Rate limits (a general bucket for every frame, one for chat, floods closed with 1008) are in
+:mod:`livehub.domain.ratelimit`. Chat is closed, for everyone, once the room has ended.
 """
 
 from __future__ import annotations
@@ -22,8 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livehub.domain.errors import LivehubError
-from livehub.domain.hub import Hub, Peer, Sink, TokenBucket
+from livehub.domain.errors import LivehubError, RoomEnded
+from livehub.domain.hub import Hub, Peer, Sink
+from livehub.domain.ratelimit import ConnectionLimiter, Verdict
 from livehub.domain.rooms import Room, RoomService, RoomStatus
 
 log = logging.getLogger(__name__)
@@ -33,27 +30,20 @@ RELAY_TYPES = frozenset({"offer", "answer", "candidate"})
 ROLES = ("viewer", "host")
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 64
-#: seconds without a dropped message that end a rate-limit episode
-FLOOD_QUIET_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Limits:
-    rate_per_s: float = 2000.0
-    rate_burst: int = 4000
+    #: general message rate per connection (0: no limit), and its burst; more refusals than
+    #: ``rate_burst`` in one episode close the connection
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
+    #: chat messages per connection (0: no limit of their own), and their burst
+    chat_rate_per_s: float = 2.0
+    chat_rate_burst: int = 5
     max_rooms_per_connection: int = 16
     max_members_per_room: int = 10_000
     max_chat_length: int = 500
-
-
-class _Throttle:
-    """One rate-limit episode of a connection: messages dropped so far, time of the last."""
-
-    __slots__ = ("dropped", "last")
-
-    def __init__(self, now: float) -> None:
-        self.dropped = 0
-        self.last = now
 
 
 class ProtocolError(LivehubError):
@@ -87,7 +77,6 @@ class Signaling:
         self.limits = limits or Limits()
         self._clock = clock
         self._wall_clock = wall_clock
-        self._throttled: dict[str, _Throttle] = {}
         self._handlers: dict[str, Handler] = {
             "join": self._join,
             "leave": self._leave,
@@ -103,7 +92,16 @@ class Signaling:
     # -- connection lifecycle -------------------------------------------------------------
 
     def open(self, sink: Sink) -> Peer:
-        peer = Peer(sink, TokenBucket(self.limits.rate_per_s, self.limits.rate_burst, self._clock))
+        limits = self.limits
+        limiter = ConnectionLimiter(
+            rate_per_s=limits.rate_per_s,
+            rate_burst=limits.rate_burst,
+            chat_rate_per_s=limits.chat_rate_per_s,
+            chat_rate_burst=limits.chat_rate_burst,
+            flood_after=limits.rate_burst,
+            clock=self._clock,
+        )
+        peer = Peer(sink, limiter)
         self.hub.connect(peer)
         return peer
 
@@ -111,7 +109,6 @@ class Signaling:
         """The connection is gone (cleanly or not): leave every room, tell the others."""
         for room_id in self.hub.disconnect(peer):
             self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
-        self._throttled.pop(peer.id, None)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -123,8 +120,9 @@ class Signaling:
         other frame, so a flood of garbage is throttled and closed too; then its error."""
         if peer.closed:
             return
-        if not peer.rate.take():
-            self._throttle(peer)
+        verdict = peer.limiter.frame()
+        if verdict is not Verdict.PASS:
+            self._refused(peer, verdict)
             return
         self.reject(peer, code, message)
 
@@ -132,11 +130,10 @@ class Signaling:
         """Handle one decoded frame from ``peer``."""
         if peer.closed:
             return  # being disconnected (flood, slow consumer): its last frames change nothing
-        if not peer.rate.take():
-            self._throttle(peer)
+        verdict = peer.limiter.frame()
+        if verdict is not Verdict.PASS:
+            self._refused(peer, verdict)
             return
-        if self._throttled:
-            self._forgive(peer)
         if not isinstance(message, dict):
             self.reject(peer, "invalid_message", "A message must be a JSON object")
             return
@@ -164,29 +161,19 @@ class Signaling:
         except LivehubError as exc:
             self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
 
-    def _throttle(self, peer: Peer) -> None:
-        now = self._clock()
-        episode = self._throttled.get(peer.id)
-        if episode is None:
-            episode = self._throttled[peer.id] = _Throttle(now)
-        episode.dropped += 1
-        episode.last = now
+    def _refused(self, peer: Peer, verdict: Verdict, message: str = "", **extra: Any) -> None:
+        """A message the rate limit refused: dropped; answered once per episode; a flood closes
+        the connection."""
         self.hub.stats.dropped += 1
-        if episode.dropped == 1:
-            self.reject(peer, "rate_limited", "Too many messages: slow down")
-        elif episode.dropped > self.limits.rate_burst:
+        if verdict is Verdict.REFUSE_AND_TELL:
+            self.reject(peer, "rate_limited", message or "Too many messages: slow down", **extra)
+        elif verdict is Verdict.CLOSE:
             log.info("closing peer %s: message flood", peer.id)
             # what is already queued for it (its rate_limited error among them) goes out
             # before the close frame; a closed peer's queue is otherwise discarded
             self.hub.flush()
             peer.closed = True
             peer.sink.abort(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
-
-    def _forgive(self, peer: Peer) -> None:
-        """End ``peer``'s rate-limit episode once it has gone quiet for long enough."""
-        episode = self._throttled.get(peer.id)
-        if episode is not None and self._clock() - episode.last >= FLOOD_QUIET_S:
-            del self._throttled[peer.id]
 
     def _member_room(self, peer: Peer, room_id: str) -> None:
         if not self.hub.is_member(peer, room_id):
@@ -195,7 +182,7 @@ class Signaling:
     async def _join(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         room = self.rooms.get(room_id)
         if room.status is RoomStatus.ENDED:
-            raise ProtocolError("room_ended", "Room has ended")
+            raise RoomEnded(room_id)
         name = message.get("name")
         if name is None:
             name = ""
@@ -280,6 +267,18 @@ class Signaling:
                 "chat_too_long",
                 f"Field 'text' must be at most {self.limits.max_chat_length} characters",
             )
+        if self.rooms.get(room_id).status is RoomStatus.ENDED:
+            raise RoomEnded(room_id)  # chat is closed for everyone once the room has ended
+        verdict = peer.limiter.chat()
+        if verdict is not Verdict.PASS:
+            self._refused(
+                peer,
+                verdict,
+                "Too many chat messages: slow down",
+                inReplyTo="chat",
+                roomId=room_id,
+            )
+            return
         self.hub.broadcast(
             room_id,
             {
@@ -301,7 +300,7 @@ class Signaling:
         self._require_host(peer, room_id)
         if self.rooms.get(room_id).status is RoomStatus.ENDED:
             # nothing would change, so no room-status would answer: say so
-            raise ProtocolError("room_ended", "Room has ended")
+            raise RoomEnded(room_id)
         await self._close_room(room_id)  # members hear room-status "ended"
 
     async def _kick(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:

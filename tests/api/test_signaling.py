@@ -786,6 +786,92 @@ async def test_a_client_under_the_rate_is_never_throttled(start: Start) -> None:
     assert (await receive(receiver))["payload"] == "after"
 
 
+async def test_a_burst_of_3000_from_one_connection_is_mostly_refused_and_closed_1008(
+    client: Client,
+) -> None:
+    """At the defaults (50/s, burst 200): a flood is cut off and the room keeps working."""
+    room = await new_room(client)
+    rid = room["id"]
+    (flooder, flooder_id), (receiver, _), (other, other_id) = await joined_peers(client, rid, 3)
+    for seq in range(3000):
+        await flooder.send_json({"type": "candidate", "roomId": rid, "payload": seq})
+
+    replies: list[dict[str, Any]] = []
+    async with asyncio.timeout(TIMEOUT):
+        msg = await flooder.receive()
+        while msg.type is WSMsgType.TEXT:
+            replies.append(json.loads(msg.data))
+            msg = await flooder.receive()
+    assert (msg.type, msg.data, msg.extra) == (
+        WSMsgType.CLOSE,
+        1008,
+        "message rate limit exceeded",
+    )
+    assert [reply for reply in replies if reply["type"] == "error"] == [
+        error("rate_limited", "Too many messages: slow down")
+    ]
+
+    relayed: list[int] = []
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            event = await receive(receiver)
+            if event["type"] == "peer-left":
+                assert event["peerId"] == flooder_id
+                break
+            relayed.append(event["payload"])
+    assert 200 <= len(relayed) < 300  # the burst, and what the bucket refilled meanwhile
+    assert relayed == list(range(len(relayed)))  # in order, the rest refused
+
+    await other.send_json({"type": "candidate", "roomId": rid, "payload": "still works"})
+    assert await receive(receiver) == {
+        "type": "candidate",
+        "roomId": rid,
+        "payload": "still works",
+        "from": other_id,
+    }
+    assert (await get_room(client, rid))["viewerCount"] == 2
+
+
+async def test_chat_has_its_own_lower_limit(client: Client) -> None:
+    room = await new_room(client)
+    rid = room["id"]
+    (alice, _), (bob, _) = await joined_peers(client, rid, 2)
+    for index in range(7):
+        await alice.send_json({"type": "chat", "roomId": rid, "text": f"line {index}"})
+    await alice.send_json({"type": "candidate", "roomId": rid, "payload": "not chat"})
+
+    got = [await receive(bob) for _ in range(6)]
+    assert [event.get("text", event.get("payload")) for event in got] == [
+        *(f"line {index}" for index in range(5)),  # the chat burst
+        "not chat",  # other messages are not held back by the chat limit
+    ]
+    replies = [await receive(alice) for _ in range(6)]
+    assert [reply["type"] for reply in replies] == ["chat"] * 5 + ["error"]
+    assert replies[-1] == error(
+        "rate_limited", "Too many chat messages: slow down", inReplyTo="chat", roomId=rid
+    )
+    assert not alice.closed
+
+
+async def test_nobody_chats_in_an_ended_room(client: Client, create_room: CreateRoom) -> None:
+    room = await create_room()
+    rid = room["id"]
+    (alice, _), (bob, _) = await joined_peers(client, rid, 2)
+    closed = await client.post(
+        f"/api/rooms/{rid}/close", headers={"Authorization": f"Bearer {room['ownerToken']}"}
+    )
+    assert closed.status == 200
+    for ws in (alice, bob):
+        assert (await expect(ws, "room-status"))["status"] == "ended"
+
+    await alice.send_json({"type": "chat", "roomId": rid, "text": "anyone?"})
+    assert await receive(alice) == error(
+        "room_ended", "Room has ended", inReplyTo="chat", roomId=rid
+    )
+    await alice.send_json({"type": "leave", "roomId": rid})  # bob's next event: no chat
+    assert (await receive(bob))["type"] == "peer-left"
+
+
 # -- limits ----------------------------------------------------------------------------------------
 
 

@@ -12,10 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livehub.domain.errors import RoomNotFound
+from livehub.domain.errors import RoomEnded, RoomNotFound
 from livehub.domain.hub import Hub, Peer
+from livehub.domain.ratelimit import FLOOD_QUIET_S
 from livehub.domain.rooms import Room, RoomService
-from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, FLOOD_QUIET_S, Limits, Signaling
+from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, Limits, Signaling
 from tests.domain.fakes import FakeSink, ManualLoop, make_hub
 
 
@@ -457,6 +458,7 @@ def test_the_protocol_doc_lists_every_error_code_and_nothing_else() -> None:
         re.findall(r'(?:ProtocolError\(|reject\(|bad_frame\()\s*(?:peer,\s*)?"(\w+)"', sources)
     )
     raised.add(RoomNotFound.code)  # rooms.get() raises it for a join of an unknown room
+    raised.add(RoomEnded.code)  # join, chat or close-room in an ended room
     doc = (ROOT / "docs/protocol.md").read_text()
     table = doc.split("## Errors", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
@@ -469,3 +471,32 @@ def test_the_protocol_doc_describes_every_client_message_type() -> None:
     documented = {name for heading in headings for name in re.findall(r"`([\w-]+)`", heading)}
     world = make_world()
     assert set(world.signaling._handlers) <= documented
+
+
+def test_a_general_rate_of_0_turns_the_limit_off() -> None:
+    world = make_world(Limits(rate_per_s=0, rate_burst=5))
+    peer, sink = world.connect()
+    for _ in range(1000):
+        world.send(peer, leave(world))
+    assert [m["code"] for m in sink.messages()] == ["not_in_room"] * 1000
+    assert sink.aborted is None
+
+
+def test_refused_chats_count_towards_a_flood() -> None:
+    world = make_world(Limits(rate_per_s=0, rate_burst=10, chat_rate_per_s=1, chat_rate_burst=2))
+    peer, sink = world.connect()
+    world.send(peer, {"type": "join", "roomId": world.room.id})
+    sink.clear()
+    for _ in range(2 + 11):
+        world.send(peer, {"type": "chat", "roomId": world.room.id, "text": "spam"})
+    assert len(sink.of_type("chat")) == 2
+    assert errors(sink) == [
+        {
+            "type": "error",
+            "code": "rate_limited",
+            "message": "Too many chat messages: slow down",
+            "inReplyTo": "chat",
+            "roomId": world.room.id,
+        }
+    ]
+    assert sink.aborted == (CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
