@@ -77,6 +77,7 @@ def create_app(config: Config) -> web.Application:
             max_rooms_per_connection=config.max_rooms_per_connection,
             max_members_per_room=config.max_members_per_room,
             max_chat_length=config.max_chat_length,
+            presence_limit=config.presence_limit,
         ),
     )
     app[keys.background] = set()

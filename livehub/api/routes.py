@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from livehub.api import console, health, openapi, rooms, srs_hooks, websocket
+from livehub.api import console, health, members, openapi, rooms, srs_hooks, websocket
 
 
 def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
@@ -15,6 +15,7 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         router.add_post("/api/rooms", rooms.create_room, name="create_room"),
         router.add_get("/api/rooms/{room_id}", rooms.get_room, name="room"),
         router.add_post("/api/rooms/{room_id}/close", rooms.close_room, name="close_room"),
+        router.add_get("/api/rooms/{room_id}/members", members.list_members, name="members"),
         router.add_get("/api/openapi.json", openapi.openapi_json, name="openapi"),
     ]
     router.add_post("/api/hooks/srs", srs_hooks.srs_hook, name="srs_hooks")

@@ -38,6 +38,7 @@ and never delays the others. Viewer-count pushes are coalesced per room per inte
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import secrets
 import time
@@ -73,6 +74,64 @@ class Sink(Protocol):
 
 class Encoder(Protocol):
     def __call__(self, message: dict[str, Any]) -> bytes: ...
+
+
+class RoomHub(Protocol):
+    """What the signaling protocol needs from a hub: the port a cluster adapter implements.
+
+    :class:`Hub` is the in-process one. A Redis-backed one (``livehub/cluster/``) keeps the local
+    connections in a :class:`Hub` and carries what crosses processes over the bus: broadcasts
+    (encoded once, delivered by each process to its own members, the sender skipped), sends to a
+    peer id that lives elsewhere, and the member registry behind ``count``, ``describe_*`` and
+    ``page_members``. Membership changes stay synchronous; an adapter publishes them after the
+    fact. The members of a room are described as ``{"peerId", "name", "role"}``.
+    """
+
+    stats: HubStats
+
+    def connect(self, peer: Peer) -> None: ...
+
+    def disconnect(self, peer: Peer) -> list[str]:
+        """Leave every room; the rooms it was in."""
+        ...
+
+    def join(self, peer: Peer, room_id: str, name: str, role: str) -> bool:
+        """False if it was a member already (counted once)."""
+        ...
+
+    def leave(self, peer: Peer, room_id: str) -> bool: ...
+
+    def is_member(self, peer: Peer, room_id: str) -> bool: ...
+
+    def count(self, room_id: str) -> int:
+        """Exact number of members (distinct connections) of the room."""
+        ...
+
+    def member(self, room_id: str, peer_id: str) -> Peer | None:
+        """A member connected to this process."""
+        ...
+
+    def describe_members(self, room_id: str) -> list[dict[str, str]]: ...
+
+    def describe_hosts(self, room_id: str) -> list[dict[str, str]]: ...
+
+    def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]: ...
+
+    def send(self, peer: Peer, message: dict[str, Any]) -> None:
+        """To one local connection."""
+        ...
+
+    def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        """To the member ``peer_id`` of the room, wherever it is; False if it is not one."""
+        ...
+
+    def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
+        """To every member but ``exclude``, encoded once; the number of recipients."""
+        ...
+
+    def flush(self) -> None:
+        """Hand what is queued to the connections now."""
+        ...
 
 
 class Peer:
@@ -194,6 +253,8 @@ class Hub:
         self._flush_scheduled = False
         #: room id -> peer id -> the member's description, kept up to date by join/leave
         self._described: dict[str, dict[str, dict[str, str]]] = {}
+        #: room id -> peer id -> the description of a member that is a host
+        self._hosts: dict[str, dict[str, dict[str, str]]] = {}
         self._count_dirty: set[str] = set()
         self._count_scheduled = False
 
@@ -219,7 +280,11 @@ class Hub:
         peer.names[room_id] = name
         peer.roles[room_id] = role
         described = self._described.setdefault(room_id, {})
-        described[peer.id] = {"peerId": peer.id, "name": name, "role": role}
+        description = described[peer.id] = {"peerId": peer.id, "name": name, "role": role}
+        if role == "host":
+            self._hosts.setdefault(room_id, {})[peer.id] = description
+        elif room_id in self._hosts:
+            self._drop_host(room_id, peer.id)
         if peer.id in members:
             return False
         members[peer.id] = peer
@@ -241,6 +306,8 @@ class Hub:
             backlog.start.pop(peer, None)
             backlog.skip.pop(peer, None)
         del members[peer.id]
+        if room_id in self._hosts:
+            self._drop_host(room_id, peer.id)
         peer.rooms.discard(room_id)
         peer.names.pop(room_id, None)
         peer.roles.pop(room_id, None)
@@ -267,6 +334,24 @@ class Hub:
         the descriptions again on every join (the dicts are shared: do not modify them)."""
         return list(self._described.get(room_id, {}).values())
 
+    def describe_hosts(self, room_id: str) -> list[dict[str, str]]:
+        """The descriptions of the room's hosts, in join order (shared dicts, as above)."""
+        hosts = self._hosts.get(room_id)
+        return list(hosts.values()) if hosts else []
+
+    def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]:
+        """At most ``limit`` member descriptions from ``offset`` on, in join order."""
+        described = self._described.get(room_id)
+        if not described:
+            return []
+        return list(itertools.islice(described.values(), offset, offset + limit))
+
+    def _drop_host(self, room_id: str, peer_id: str) -> None:
+        hosts = self._hosts[room_id]
+        hosts.pop(peer_id, None)
+        if not hosts:
+            del self._hosts[room_id]
+
     def member(self, room_id: str, peer_id: str) -> Peer | None:
         return self.rooms.get(room_id, {}).get(peer_id)
 
@@ -279,6 +364,13 @@ class Hub:
             return
         self._take_shares(peer)
         self._enqueue_frame(peer, frame)
+
+    def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        target = self.member(room_id, peer_id)
+        if target is None:
+            return False
+        self.send(target, message)
+        return True
 
     def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
         """Send one message to every member but ``exclude``, encoded once. A small room's

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livehub.domain.errors import LivehubError, RoomEnded
-from livehub.domain.hub import Hub, Peer, Sink
+from livehub.domain.hub import Peer, RoomHub, Sink
 from livehub.domain.ratelimit import ConnectionLimiter, Verdict
 from livehub.domain.rooms import Room, RoomService, RoomStatus
 
@@ -44,6 +44,8 @@ class Limits:
     max_rooms_per_connection: int = 16
     max_members_per_room: int = 10_000
     max_chat_length: int = 500
+    #: members above which a room's viewers are counted, not announced
+    presence_limit: int = 100
 
 
 class ProtocolError(LivehubError):
@@ -61,7 +63,7 @@ Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None]]
 class Signaling:
     def __init__(
         self,
-        hub: Hub,
+        hub: RoomHub,
         rooms: RoomService,
         *,
         room_view: RoomView,
@@ -77,6 +79,8 @@ class Signaling:
         self.limits = limits or Limits()
         self._clock = clock
         self._wall_clock = wall_clock
+        #: rooms over the presence limit: viewers counted, not announced
+        self._counted: set[str] = set()
         self._handlers: dict[str, Handler] = {
             "join": self._join,
             "leave": self._leave,
@@ -107,8 +111,9 @@ class Signaling:
 
     def close(self, peer: Peer) -> None:
         """The connection is gone (cleanly or not): leave every room, tell the others."""
+        roles = dict(peer.roles)
         for room_id in self.hub.disconnect(peer):
-            self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
+            self._left(room_id, peer.id, roles.get(room_id))
 
     # -- messages -------------------------------------------------------------------------
 
@@ -205,8 +210,17 @@ class Signaling:
                 raise ProtocolError("too_many_rooms", "This connection has joined too many rooms")
             if self.hub.count(room_id) >= self.limits.max_members_per_room:
                 raise ProtocolError("room_full", "Room is full")
+        was_host = peer.roles.get(room_id) == "host"
         self.hub.join(peer, room_id, name.strip(), role)
-        members = self.hub.describe_members(room_id)
+        count = self.hub.count(room_id)
+        self._check_mode(room_id, count, joiner=peer)
+        counted = room_id in self._counted
+        if counted:  # O(hosts), not O(members)
+            members = self.hub.describe_hosts(room_id)
+            if role != "host":
+                members.append(peer.describe(room_id))
+        else:
+            members = self.hub.describe_members(room_id)
         self.hub.send(
             peer,
             {
@@ -216,9 +230,15 @@ class Signaling:
                 "role": role,
                 "room": self._room_view(room),
                 "members": members,
+                "presence": "counted" if counted else "full",
+                "viewerCount": count,
             },
         )
-        if not already:
+        # hosts are always announced; in a counted room a viewer is not, and a viewer that
+        # comes back as host is announced then
+        if (not already and (role == "host" or not counted)) or (
+            already and counted and role == "host" and not was_host
+        ):
             self.hub.broadcast(
                 room_id,
                 {"type": "peer-joined", "roomId": room_id, "peer": peer.describe(room_id)},
@@ -226,10 +246,11 @@ class Signaling:
             )
 
     async def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        role = peer.roles.get(room_id)
         if not self.hub.leave(peer, room_id):
             raise ProtocolError("not_in_room", "Not a member of this room")
         self.hub.send(peer, {"type": "left", "roomId": room_id})
-        self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
+        self._left(room_id, peer.id, role)
 
     async def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)
@@ -246,11 +267,9 @@ class Signaling:
                 return
             if not isinstance(to, str):
                 raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
-            target = self.hub.member(room_id, to)
-            if target is None or target is peer:
-                raise ProtocolError("peer_not_found", "No such peer in this room")
             out["to"] = to
-            self.hub.send(target, out)
+            if to == peer.id or not self.hub.send_to(room_id, to, out):
+                raise ProtocolError("peer_not_found", "No such peer in this room")
         except (TypeError, ValueError) as exc:
             # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels);
             # the hub encodes before it queues anything, so nothing was sent
@@ -309,14 +328,61 @@ class Signaling:
         target = self.hub.member(room_id, target_id) if isinstance(target_id, str) else None
         if target is None or target is peer:
             raise ProtocolError("peer_not_found", "No such peer in this room")
+        role = target.roles.get(room_id)
         self.hub.leave(target, room_id)
         self.hub.send(target, {"type": "kicked", "roomId": room_id, "by": peer.id})
-        self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": target.id})
+        if not self._left(room_id, target.id, role):
+            # a viewer of a counted room is not announced: the host who kicked it hears it
+            self.hub.send(peer, {"type": "peer-left", "roomId": room_id, "peerId": target.id})
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def _left(self, room_id: str, peer_id: str, role: str | None) -> bool:
+        """A member left (or was kicked, or disconnected): tell the room if its presence is
+        announced; True if it was."""
+        announced = role == "host" or room_id not in self._counted
+        if announced:
+            self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer_id})
+        self._check_mode(room_id, self.hub.count(room_id))
+        return announced
+
+    def _check_mode(self, room_id: str, count: int, joiner: Peer | None = None) -> None:
+        """Switch the room to counted presence above the limit, back to full presence at 90 %
+        of it or below (so a room at the limit does not flip on every join and leave), and tell
+        its members (but the joiner, whose ``joined`` says so)."""
+        limit = self.limits.presence_limit
+        if room_id not in self._counted:
+            if count > limit:
+                self._counted.add(room_id)
+                self.hub.broadcast(
+                    room_id,
+                    {
+                        "type": "presence-mode",
+                        "roomId": room_id,
+                        "presence": "counted",
+                        "viewerCount": count,
+                    },
+                    exclude=joiner,
+                )
+        elif count <= limit - limit // 10:
+            self._counted.discard(room_id)
+            if count:
+                self.hub.broadcast(
+                    room_id,
+                    {
+                        "type": "presence-mode",
+                        "roomId": room_id,
+                        "presence": "full",
+                        "viewerCount": count,
+                        "members": self.hub.describe_members(room_id),
+                    },
+                    exclude=joiner,
+                )
 
     # -- room events ----------------------------------------------------------------------
 
     def on_room_change(self, room: Room) -> None:
-        if room.id in self.hub.rooms:
+        if self.hub.count(room.id):
             self.hub.broadcast(
                 room.id,
                 {

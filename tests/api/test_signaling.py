@@ -22,7 +22,7 @@ from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
-from tests.conftest import Client, CreateRoom, PostHook, hook_for, make_config
+from tests.conftest import ADMIN_TOKEN, Client, CreateRoom, PostHook, hook_for, make_config
 
 WS = ClientWebSocketResponse
 TIMEOUT = 3.0
@@ -38,6 +38,14 @@ def start(aiohttp_client: AiohttpClient) -> Start:
         return await aiohttp_client(create_app(make_config(**overrides)))
 
     return start
+
+
+async def create_room_via(client: Client, title: str = "Big room") -> dict[str, Any]:
+    """A new room with its owner token."""
+    resp = await client.post("/api/rooms", json={"title": title})
+    assert resp.status == 201
+    data: dict[str, Any] = await resp.json()
+    return data
 
 
 async def new_room(client: Client, title: str = "Signaling room") -> dict[str, Any]:
@@ -198,6 +206,8 @@ async def test_join_answers_with_peer_id_room_state_and_members(client: Client) 
             {"peerId": alice_id, "name": "Alice", "role": "viewer"},
             {"peerId": bob_id, "name": "Bob", "role": "viewer"},
         ],
+        "presence": "full",
+        "viewerCount": 2,
     }
     assert first["members"] == [{"peerId": alice_id, "name": "Alice", "role": "viewer"}]
     assert first["room"]["viewerCount"] == 1
@@ -327,6 +337,148 @@ async def test_viewer_count_is_distinct_connections_including_abrupt_disconnects
     await polite.close()
     assert (await expect(observer, "peer-left"))["roomId"] == room["id"]
     assert (await get_room(client, room["id"]))["viewerCount"] == 1
+
+
+# -- presence in big rooms ------------------------------------------------------------------------
+
+
+async def test_above_the_presence_limit_viewers_are_counted_not_announced(start: Start) -> None:
+    client = await start(presence_limit=3)
+    room = await create_room_via(client)
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    host_id = (await join(host, rid, role="host", token=room["ownerToken"], name="Host"))["peerId"]
+    viewers = await joined_peers(client, rid, 2)  # 3 members: still full presence
+    for _ in viewers:
+        assert (await expect(host, "peer-joined"))["peer"]["role"] == "viewer"
+
+    fourth = await client.ws_connect("/ws")
+    joined = await join(fourth, rid, name="Fourth")
+    assert joined["presence"] == "counted"
+    assert joined["viewerCount"] == 4
+    assert joined["members"] == [
+        {"peerId": host_id, "name": "Host", "role": "host"},
+        {"peerId": joined["peerId"], "name": "Fourth", "role": "viewer"},
+    ]
+    for ws in (host, viewers[0][0], viewers[1][0]):  # no peer-joined: the mode changed
+        assert await expect(ws, "presence-mode") == {
+            "type": "presence-mode",
+            "roomId": rid,
+            "presence": "counted",
+            "viewerCount": 4,
+        }
+
+    # more viewers come and go unannounced; counts stay exact
+    fifth = await client.ws_connect("/ws")
+    fifth_id = (await join(fifth, rid))["peerId"]
+    await fifth.close()
+    co_host = await client.ws_connect("/ws")
+    co_host_id = (await join(co_host, rid, role="host", token=room["ownerToken"]))["peerId"]
+    got = await expect(host, "peer-joined")  # hosts are always announced
+    assert got["peer"] == {"peerId": co_host_id, "name": "", "role": "host"}
+    assert (await get_room(client, rid))["viewerCount"] == 5
+    seen: list[dict[str, Any]] = []
+    while not seen or seen[-1].get("viewerCount") != 5:
+        seen.append(await receive(viewers[0][0], skip=()))
+    # the fifth viewer's coming and going was never announced; the co-host was
+    assert fifth_id not in json.dumps(seen)
+    assert {event["type"] for event in seen} <= {"viewer-count", "peer-joined"}
+    assert [event["peer"]["peerId"] for event in seen if event["type"] == "peer-joined"] == [
+        co_host_id
+    ]
+
+    # a host can still call a viewer it knows by id (from the members page)
+    await co_host.send_json(
+        {"type": "offer", "roomId": rid, "payload": {"sdp": "v=0"}, "to": joined["peerId"]}
+    )
+    offer = await receive(fourth, skip=("viewer-count", "peer-joined"))
+    assert (offer["type"], offer["from"]) == ("offer", co_host_id)
+
+    # back to 90 % of the limit or below (here 3): full presence, with the member list
+    await fourth.close()
+    await co_host.send_json({"type": "leave", "roomId": rid})
+    assert await expect(host, "peer-left") == {
+        "type": "peer-left",
+        "roomId": rid,
+        "peerId": co_host_id,
+    }
+    switched = await expect(host, "presence-mode")
+    assert switched == {
+        "type": "presence-mode",
+        "roomId": rid,
+        "presence": "full",
+        "viewerCount": 3,
+        "members": [
+            {"peerId": host_id, "name": "Host", "role": "host"},
+            {"peerId": viewers[0][1], "name": "", "role": "viewer"},
+            {"peerId": viewers[1][1], "name": "", "role": "viewer"},
+        ],
+    }
+    assert fifth_id not in json.dumps(switched)
+    await viewers[1][0].close()  # full presence: announced again
+    assert (await expect(host, "peer-left"))["peerId"] == viewers[1][1]
+
+
+async def test_a_join_in_a_counted_room_costs_o1_messages(start: Start) -> None:
+    client = await start(presence_limit=5, viewer_count_interval=30.0)
+    room = await create_room_via(client)
+    rid = room["id"]
+    members = await joined_peers(client, rid, 5)
+    sixth = await client.ws_connect("/ws")
+    await join(sixth, rid)  # crosses the limit: every member hears presence-mode once
+    for ws, _ in members:
+        assert (await receive(ws, skip=()))["type"] == "presence-mode"
+    for _ in range(10):
+        ws = await client.ws_connect("/ws")
+        assert (await join(ws, rid))["presence"] == "counted"
+    # nothing was sent to the members for those ten joins (counts wait for their interval)
+    await members[0][0].send_json({"type": "chat", "roomId": rid, "text": "marker"})
+    for ws, _ in members:
+        assert (await receive(ws, skip=()))["text"] == "marker"
+    assert (await get_room(client, rid))["viewerCount"] == 16
+
+
+# -- members page (REST) ---------------------------------------------------------------------------
+
+
+async def test_the_owner_pages_through_the_members(start: Start) -> None:
+    client = await start(presence_limit=2)
+    room = await create_room_via(client)
+    rid = room["id"]
+    peers = await joined_peers(client, rid, 2)
+    for name in ("c", "d", "e"):
+        ws = await client.ws_connect("/ws")
+        peers.append((ws, (await join(ws, rid, name=name))["peerId"]))
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+
+    resp = await client.get(f"/api/rooms/{rid}/members?limit=2&offset=1", headers=owner)
+    assert resp.status == 200
+    assert await resp.json() == {
+        "members": [
+            {"peerId": peers[1][1], "name": "", "role": "viewer"},
+            {"peerId": peers[2][1], "name": "c", "role": "viewer"},
+        ],
+        "total": 5,
+        "limit": 2,
+        "offset": 1,
+    }
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    resp = await client.get(f"/api/rooms/{rid}/members", headers=admin)
+    body = await resp.json()
+    assert [member["peerId"] for member in body["members"]] == [peer_id for _, peer_id in peers]
+    assert (body["total"], body["limit"], body["offset"]) == (5, 100, 0)
+
+    resp = await client.get(f"/api/rooms/{rid}/members")
+    assert (resp.status, (await resp.json())["code"]) == (401, "unauthorized")
+    resp = await client.get(f"/api/rooms/{rid}/members", headers={"Authorization": "Bearer no"})
+    assert (resp.status, (await resp.json())["code"]) == (403, "forbidden")
+    resp = await client.get("/api/rooms/nope/members", headers=owner)
+    assert resp.status == 404
+    for query, field in (("limit=0", "limit"), ("offset=-1", "offset"), ("page=2", "page")):
+        resp = await client.get(f"/api/rooms/{rid}/members?{query}", headers=owner)
+        assert resp.status == 400
+        body = await resp.json()
+        assert body["code"] == "validation_error" and field in body["details"], body
 
 
 # -- relay -----------------------------------------------------------------------------------------

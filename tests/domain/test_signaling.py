@@ -500,3 +500,56 @@ def test_refused_chats_count_towards_a_flood() -> None:
         }
     ]
     assert sink.aborted == (CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+
+
+# -- presence -------------------------------------------------------------------------------------
+
+
+def test_presence_switches_above_the_limit_and_back_at_90_percent() -> None:
+    world = make_world(Limits(presence_limit=10))
+    host, host_sink = world.connect()
+    world.send(
+        host, {"type": "join", "roomId": world.room.id, "role": "host", "token": world.owner_token}
+    )
+    viewers = [world.connect() for _ in range(10)]
+    for peer, _ in viewers:
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    modes = [m["presence"] for m in host_sink.of_type("presence-mode")]
+    assert modes == ["counted"]  # at the 11th member
+    assert len(host_sink.of_type("peer-joined")) == 9  # the 11th was not announced
+    assert viewers[-1][1].of_type("joined")[0]["members"] == [
+        {"peerId": host.id, "name": "", "role": "host"},
+        {"peerId": viewers[-1][0].id, "name": "", "role": "viewer"},
+    ]
+
+    host_sink.clear()
+    world.signaling.close(viewers[0][0])  # 10 members: still counted (no flapping at the limit)
+    world.loop.run_soon()
+    assert host_sink.of_type("presence-mode") == []
+    assert host_sink.of_type("peer-left") == []
+    world.signaling.close(viewers[1][0])  # 9 members, 90 % of the limit: full again
+    world.loop.run_soon()
+    [full] = host_sink.of_type("presence-mode")
+    assert full["presence"] == "full" and full["viewerCount"] == 9
+    assert [m["peerId"] for m in full["members"]] == [host.id] + [p.id for p, _ in viewers[2:]]
+    world.signaling.close(viewers[2][0])
+    world.loop.run_soon()
+    assert host_sink.of_type("peer-left")[-1]["peerId"] == viewers[2][0].id  # announced again
+
+
+def test_a_host_that_kicks_in_a_counted_room_hears_the_peer_left() -> None:
+    world = make_world(Limits(presence_limit=2))
+    host, host_sink = world.connect()
+    world.send(
+        host, {"type": "join", "roomId": world.room.id, "role": "host", "token": world.owner_token}
+    )
+    viewers = [world.connect() for _ in range(3)]
+    for peer, _ in viewers:
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    host_sink.clear()
+    target = viewers[2][0]
+    world.send(host, {"type": "kick", "roomId": world.room.id, "peerId": target.id})
+    assert host_sink.of_type("peer-left") == [
+        {"type": "peer-left", "roomId": world.room.id, "peerId": target.id}
+    ]
+    assert viewers[0][1].of_type("peer-left") == []
