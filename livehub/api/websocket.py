@@ -45,13 +45,15 @@ def encode(message: dict[str, Any]) -> bytes:
 class Connection:
     """One signaling WebSocket as the hub's sink: an outbound queue and its writer task."""
 
-    __slots__ = ("_close", "_queue", "_queued", "_transport", "_writer", "_ws")
+    __slots__ = ("_close", "_earlier", "_queue", "_queued", "_transport", "_writer", "_ws")
 
     def __init__(self, ws: web.WebSocketResponse[Any], transport: asyncio.Transport | None) -> None:
         self._ws = ws
         self._transport = transport
         self._queue: list[bytes] = []
         self._queued = 0
+        #: bytes queued by earlier writes and not yet sent when the last write came
+        self._earlier = 0
         self._writer: asyncio.Task[None] | None = None
         #: (code, reason) once a close is asked for; nothing more is queued after it
         self._close: tuple[int, str] | None = None
@@ -61,14 +63,18 @@ class Connection:
     def write(self, frames: list[bytes]) -> None:
         if self._close is not None or self._ws.closed:
             return
+        self._earlier = self._queued
         self._queue.extend(frames)
         self._queued += sum(map(len, frames))
         if self._writer is None:
             self._writer = asyncio.create_task(self._send_queue())
 
     def buffered(self) -> int:
+        """What the peer has not taken yet: the transport's buffer, and what earlier writes
+        queued (the batch just written is not counted: the writer sends it on the next loop
+        iteration, and only a peer that does not read lets batches pile up)."""
         transport = self._transport
-        return self._queued + (transport.get_write_buffer_size() if transport is not None else 0)
+        return self._earlier + (transport.get_write_buffer_size() if transport is not None else 0)
 
     def abort(self, code: int, reason: str) -> None:
         """Close with ``code`` after what is already queued, within :data:`CLOSE_TIMEOUT`."""
@@ -82,6 +88,9 @@ class Connection:
         self._close = (code, reason)
         if self._writer is None:
             self._writer = asyncio.create_task(self._send_queue())
+        # a peer that reads nothing never takes the rest of its queue, nor the close frame:
+        # cut the TCP connection then (the handler's read ends, and the peer leaves the hub)
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._cut)
 
     async def wait_closed(self) -> None:
         if self._writer is not None:
@@ -115,10 +124,14 @@ class Connection:
             # the transport is gone or closing; the handler sees it and leaves the hub
             self._queue = []
             self._queued = 0
+        except Exception:
+            log.exception("writing to a WebSocket failed: cutting it")
+            self._cut()
         finally:
             self._writer = None
 
     def _cut(self) -> None:
+        """Drop the TCP connection (harmless once it is closed)."""
         self._queue = []
         self._queued = 0
         if self._transport is not None:

@@ -1281,3 +1281,30 @@ async def test_a_fragmented_message_over_max_msg_size_closes_with_1009(start: St
     send_raw_frame(raw, 0x80, b"x" * 1500)  # each fragment fits; the message does not
     assert await closed_with(raw) == 1009
     raw.writer.close()
+
+
+async def test_a_consumer_that_reads_nothing_is_cut_off_and_leaves_the_room(start: Start) -> None:
+    client = await start(send_queue_bytes=256 * 1024, max_msg_size=1024 * 1024)
+    rid = (await new_room(client))["id"]
+    silent = await RawWebSocket.connect(client, rcvbuf=4096)
+    silent.send_json({"type": "join", "roomId": rid})
+    silent_id = (await silent.receive_json())["peerId"]
+    (fast, _), (sender, _) = await joined_peers(client, rid, 2)
+    # the silent client never reads again, not even the close frame
+
+    payload = "x" * (100 * 1024)
+    sent = 0
+    while await metric(client, "livehub_ws_slow_disconnects_total") == 0:
+        assert sent < 100, "the silent consumer was never disconnected"
+        await sender.send_json({"type": "candidate", "roomId": rid, "payload": [sent, payload]})
+        assert (await receive(fast, skip=("viewer-count", "peer-joined")))["payload"][0] == sent
+        sent += 1
+    began = time.monotonic()
+    assert await receive(fast, within=4.0) == {
+        "type": "peer-left",
+        "roomId": rid,
+        "peerId": silent_id,
+    }
+    assert time.monotonic() - began < 3.0  # CLOSE_TIMEOUT (2 s), then the TCP connection goes
+    assert (await get_room(client, rid))["viewerCount"] == 2
+    silent.writer.close()
