@@ -228,7 +228,9 @@ def messages(draw: st.DrawFn, room_ids: list[str], peer_ids: list[str], token: s
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_any_json_value_is_handled_or_answered_with_an_error(data: st.DataObject) -> None:
-    world = make_world(Limits(rate_per_s=1e9, rate_burst=10**6))
+    # presence limit 1: rooms of two or three are counted, and switch back and forth
+    limit = data.draw(st.sampled_from([1, 100]))
+    world = make_world(Limits(rate_per_s=1e9, rate_burst=10**6, presence_limit=limit))
     connections = [world.connect() for _ in range(3)]
     peer_ids = [peer.id for peer, _ in connections] + ["nobody"]
     room_ids = [world.room.id, world.ended.id, "missing"]
@@ -274,6 +276,11 @@ def test_any_json_value_is_handled_or_answered_with_an_error(data: st.DataObject
             )
         assert world.ended.id not in world.hub.rooms
         assert "missing" not in world.hub.rooms
+        for room_id in world.hub.rooms:  # counted above the limit, full at 90 % or below
+            counted = room_id in world.signaling._counted
+            assert world.hub.count(room_id) > (limit - limit // 10 if counted else -1)
+            assert counted or world.hub.count(room_id) <= limit
+        assert world.signaling._counted <= set(world.hub.rooms)  # emptied rooms are forgotten
 
 
 # -- limits ---------------------------------------------------------------------------------
