@@ -14,8 +14,9 @@ from livehub import keys
 from livehub.api.middlewares import error_middleware
 from livehub.api.openapi import build_spec
 from livehub.api.routes import setup_routes
-from livehub.api.signaling import close_all, encode
+from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
+from livehub.api.websocket import encode
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.hub import Hub
@@ -105,9 +106,12 @@ def create_app(config: Config) -> web.Application:
         limits=Limits(
             rate_per_s=config.rate_per_s,
             rate_burst=config.rate_burst,
+            chat_rate_per_s=config.chat_rate_per_s,
+            chat_rate_burst=config.chat_rate_burst,
             max_rooms_per_connection=config.max_rooms_per_connection,
             max_members_per_room=config.max_members_per_room,
             max_chat_length=config.max_chat_length,
+            presence_limit=config.presence_limit,
         ),
     )
     app[keys.openapi] = build_spec()
@@ -115,7 +119,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(srs_ctx)
     app.cleanup_ctx.append(sweep_ctx)
-    app.on_shutdown.append(close_all)
+    app.on_shutdown.append(close_websockets)
     setup_routes(app, config.cors_origins)
     return app
 

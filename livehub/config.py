@@ -130,8 +130,11 @@ class Config:
     # signaling limits
     max_msg_size: int = 64 * 1024
     heartbeat: float = 30.0
-    rate_per_s: float = 2000.0
-    rate_burst: int = 4000
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
+    chat_rate_per_s: float = 2.0
+    chat_rate_burst: int = 5
+    presence_limit: int = 100
     max_rooms_per_connection: int = 16
     max_members_per_room: int = 10_000
     max_chat_length: int = 500
@@ -188,8 +191,11 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_LOG_LEVEL": ("log_level", _log_level),
     "LIVEHUB_MAX_MSG_SIZE": ("max_msg_size", lambda n, r: _int(n, r, minimum=1024)),
     "LIVEHUB_HEARTBEAT": ("heartbeat", _float),
-    "LIVEHUB_RATE_PER_S": ("rate_per_s", lambda n, r: _float(n, r, minimum=1.0)),
+    "LIVEHUB_RATE_PER_S": ("rate_per_s", _float),
     "LIVEHUB_RATE_BURST": ("rate_burst", lambda n, r: _int(n, r, minimum=1)),
+    "LIVEHUB_CHAT_RATE_PER_S": ("chat_rate_per_s", _float),
+    "LIVEHUB_CHAT_RATE_BURST": ("chat_rate_burst", lambda n, r: _int(n, r, minimum=1)),
+    "LIVEHUB_PRESENCE_LIMIT": ("presence_limit", lambda n, r: _int(n, r, minimum=1)),
     "LIVEHUB_MAX_ROOMS_PER_CONNECTION": (
         "max_rooms_per_connection",
         lambda n, r: _int(n, r, minimum=1),

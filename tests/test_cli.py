@@ -47,11 +47,24 @@ def test_config_from_env_and_flags() -> None:
         ("LIVEHUB_HOOK_SECRET", "short"),
         ("LIVEHUB_LOG_LEVEL", "LOUD"),
         ("LIVEHUB_CORS_ORIGINS", " , "),
+        ("LIVEHUB_RATE_PER_S", "-1"),
+        ("LIVEHUB_CHAT_RATE_PER_S", "fast"),
+        ("LIVEHUB_CHAT_RATE_BURST", "0"),
+        ("LIVEHUB_PRESENCE_LIMIT", "0"),
     ],
 )
 def test_bad_config_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Config.from_env({name: value})
+
+
+def test_rate_limits_default_and_turn_off() -> None:
+    defaults = Config.from_env({})
+    assert (defaults.rate_per_s, defaults.rate_burst) == (50.0, 200)
+    assert (defaults.chat_rate_per_s, defaults.chat_rate_burst) == (2.0, 5)
+    assert defaults.presence_limit == 100
+    off = Config.from_env({"LIVEHUB_RATE_PER_S": "0", "LIVEHUB_CHAT_RATE_PER_S": "0"})
+    assert (off.rate_per_s, off.chat_rate_per_s) == (0.0, 0.0)
 
 
 def test_unset_hook_secret_is_random_and_unset() -> None:

@@ -14,6 +14,8 @@ from livehub.api.schemas import (
     CloseResultSchema,
     ErrorSchema,
     HealthSchema,
+    MembersPageSchema,
+    MembersQuerySchema,
     OwnerRoomSchema,
     RoomCreatedSchema,
     RoomCreateSchema,
@@ -117,6 +119,7 @@ def build_spec() -> dict[str, Any]:
         ("SRSHeartbeat", SRSHeartbeatSchema),
         ("SRSHookReply", SRSHookReplySchema),
         ("Health", HealthSchema),
+        ("MembersPage", MembersPageSchema),
     ):
         spec.components.schema(name, schema=schema)
     bad = _error("Invalid input; `details` names the fields")
@@ -199,6 +202,24 @@ def build_spec() -> dict[str, Any]:
                 "security": BEARER,
                 "responses": {
                     "200": _json("CloseResult", "Closed (idempotent)"),
+                    "401": _error("No bearer token"),
+                    "403": _error("Wrong token"),
+                    "404": _error("No such room"),
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/api/rooms/{roomId}/members",
+        operations={
+            "get": {
+                "operationId": "listMembers",
+                "summary": "A room's signaling members (peer id, name, role), in join order, paged",
+                "parameters": [ROOM_ID, {"in": "query", "schema": MembersQuerySchema}],
+                "security": BEARER,
+                "responses": {
+                    "200": _json("MembersPage", "One page of members, and how many there are"),
+                    "400": bad,
                     "401": _error("No bearer token"),
                     "403": _error("Wrong token"),
                     "404": _error("No such room"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from livehub.api import health, openapi, rooms, signaling, srs_hooks
+from livehub.api import console, health, members, openapi, rooms, srs_hooks, websocket
 
 
 def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
@@ -15,16 +15,17 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         router.add_post("/api/rooms", rooms.create_room, name="create_room"),
         router.add_get("/api/rooms/{room_id}", rooms.get_room, name="room"),
         router.add_post("/api/rooms/{room_id}/close", rooms.close_room, name="close_room"),
+        router.add_get("/api/rooms/{room_id}/members", members.list_members, name="members"),
         router.add_get("/api/openapi.json", openapi.openapi_json, name="openapi"),
     ]
     router.add_post("/api/hooks/srs", srs_hooks.srs_hook, name="srs_hooks")
     router.add_post("/api/hooks/srs/heartbeat", srs_hooks.srs_heartbeat, name="srs_heartbeat")
-    router.add_get("/ws", signaling.websocket, name="ws")
-    router.add_get("/", signaling.root, name="index")
+    router.add_get("/ws", websocket.websocket, name="ws")
+    router.add_get("/", console.index, name="index")
     router.add_get("/healthz", health.healthz, name="healthz")
     router.add_get("/readyz", health.readyz, name="readyz")
     router.add_get("/metrics", health.metrics, name="metrics")
-    router.add_static("/static", signaling.STATIC, name="static")
+    router.add_static("/static", console.STATIC, name="static")
 
     options = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
         allow_credentials=False,

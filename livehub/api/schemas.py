@@ -161,3 +161,37 @@ class SRSHookReplySchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(required=True)
     checks = fields.Dict(required=True)
+
+
+MEMBERS_LIMIT_MAX = 1000
+
+
+class MembersQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    limit = fields.Integer(
+        load_default=100,
+        validate=validate.Range(min=1, max=MEMBERS_LIMIT_MAX),
+        metadata={"description": "At most this many members (default 100)"},
+    )
+    offset = fields.Integer(
+        load_default=0,
+        validate=validate.Range(min=0),
+        metadata={"description": "Skip this many members first (join order)"},
+    )
+
+
+class MemberSchema(Schema):
+    """A member of a room's signaling channel (one WebSocket connection)."""
+
+    peer_id = fields.String(required=True, data_key="peerId")
+    name = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(("viewer", "host")))
+
+
+class MembersPageSchema(Schema):
+    members = fields.List(fields.Nested(MemberSchema), required=True)
+    total = fields.Integer(required=True, metadata={"description": "All members of the room"})
+    limit = fields.Integer(required=True)
+    offset = fields.Integer(required=True)

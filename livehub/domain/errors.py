@@ -49,6 +49,15 @@ class Conflict(LivehubError):
     code = "conflict"
 
 
+class RoomEnded(LivehubError):
+    """The room has ended: nothing more can happen in it (join, chat, close)."""
+
+    code = "room_ended"
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__("Room has ended", details={"roomId": room_id})
+
+
 class HookRejected(LivehubError):
     """An SRS callback is refused (on_publish/on_play); SRS then drops the client."""
 

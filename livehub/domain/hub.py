@@ -5,13 +5,13 @@ Model: ``rooms`` maps a room id to an insertion-ordered dict ``peer id -> Peer``
 emptied room is deleted, and ``viewerCount`` is by definition ``len(rooms[room_id])``: the
 number of distinct connections joined, whatever order joins, leaves and disconnects come in.
 
-A broadcast encodes the message once (JSON and WebSocket frame). In a big room (100 members
-and more) it costs O(1): the bytes go to the room's :class:`_Backlog`, and one callback per
-loop iteration (:meth:`Hub.flush`) hands every member its share of every backlog plus its own
-queue (direct sends) in one write. So a burst of relayed messages costs one syscall per
-recipient, and a join storm, where every join is announced to every member, costs O(members)
-per flush instead of O(members) per join. In a small room the same bytes are appended to each
-member's own queue at once, which is cheaper than a backlog for a few members.
+A broadcast encodes the message once (the JSON text of one WebSocket message). In a big room
+(100 members and more) it costs O(1): the bytes go to the room's :class:`_Backlog`, and one
+callback per loop iteration (:meth:`Hub.flush`) hands every member its share of every backlog
+plus its own queue (direct sends) in one :meth:`Sink.write`. So a burst of relayed messages costs
+one hand-over per recipient, and a join storm, where every join is announced to every member,
+costs O(members) per flush instead of O(members) per join. In a small room the same bytes are
+appended to each member's own queue at once, which is cheaper than a backlog for a few members.
 
 Each connection receives its frames in the order they were sent: a direct send first moves
 the peer's share of its rooms' backlogs into its own queue, a leave does the same before the
@@ -38,11 +38,14 @@ and never delays the others. Viewer-count pushes are coalesced per room per inte
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
+
+from livehub.domain.ratelimit import UNLIMITED, ConnectionLimiter
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,12 @@ BATCH_MIN_MEMBERS = 100
 
 
 class Sink(Protocol):
-    """Where a peer's encoded frames go: the WebSocket transport, adapted by the API layer.
+    """Where a peer's encoded messages go: its WebSocket, adapted by the API layer.
 
-    ``write`` gets one batch per flush, the frames in order; the list may be shared between
-    peers and must not be modified."""
+    ``write`` gets one batch per flush, one encoded message per WebSocket frame, in order; it must
+    not block (the API queues them), and the list may be shared between peers and must not be
+    modified. ``buffered`` is what is written but not yet taken by the peer, in bytes. ``abort``
+    closes the connection with ``code`` after what is already written."""
 
     def write(self, frames: list[bytes]) -> None: ...
 
@@ -71,27 +76,62 @@ class Encoder(Protocol):
     def __call__(self, message: dict[str, Any]) -> bytes: ...
 
 
-class TokenBucket:
-    """Per-connection message rate limit."""
+class RoomHub(Protocol):
+    """What the signaling protocol needs from a hub: the port a cluster adapter implements.
 
-    __slots__ = ("_clock", "_last", "_rate", "_tokens", "burst")
+    :class:`Hub` is the in-process one. A Redis-backed one (``livehub/cluster/``) keeps the local
+    connections in a :class:`Hub` and carries what crosses processes over the bus: broadcasts
+    (encoded once, delivered by each process to its own members, the sender skipped), sends to a
+    peer id that lives elsewhere, and the member registry behind ``count``, ``describe_*`` and
+    ``page_members``. Membership changes stay synchronous; an adapter publishes them after the
+    fact. The members of a room are described as ``{"peerId", "name", "role"}``.
+    """
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
-        self._rate = rate
-        self.burst = float(burst)
-        self._tokens = float(burst)
-        self._clock = clock
-        self._last = clock()
+    stats: HubStats
 
-    def take(self) -> bool:
-        now = self._clock()
-        tokens = min(self.burst, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            return False
-        self._tokens = tokens - 1.0
-        return True
+    def connect(self, peer: Peer) -> None: ...
+
+    def disconnect(self, peer: Peer) -> list[str]:
+        """Leave every room; the rooms it was in."""
+        ...
+
+    def join(self, peer: Peer, room_id: str, name: str, role: str) -> bool:
+        """False if it was a member already (counted once)."""
+        ...
+
+    def leave(self, peer: Peer, room_id: str) -> bool: ...
+
+    def is_member(self, peer: Peer, room_id: str) -> bool: ...
+
+    def count(self, room_id: str) -> int:
+        """Exact number of members (distinct connections) of the room."""
+        ...
+
+    def member(self, room_id: str, peer_id: str) -> Peer | None:
+        """A member connected to this process."""
+        ...
+
+    def describe_members(self, room_id: str) -> list[dict[str, str]]: ...
+
+    def describe_hosts(self, room_id: str) -> list[dict[str, str]]: ...
+
+    def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]: ...
+
+    def send(self, peer: Peer, message: dict[str, Any]) -> None:
+        """To one local connection."""
+        ...
+
+    def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        """To the member ``peer_id`` of the room, wherever it is; False if it is not one."""
+        ...
+
+    def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
+        """To every member but ``exclude``, encoded once; the number of recipients."""
+        ...
+
+    def flush(self) -> None:
+        """Hand what is queued to the connections now."""
+        ...
 
 
 class Peer:
@@ -100,19 +140,22 @@ class Peer:
     __slots__ = (
         "closed",
         "id",
+        "limiter",
         "names",
         "out",
         "out_bytes",
-        "rate",
         "roles",
         "rooms",
         "sink",
     )
 
-    def __init__(self, sink: Sink, rate: TokenBucket, peer_id: str | None = None) -> None:
+    def __init__(
+        self, sink: Sink, limiter: ConnectionLimiter = UNLIMITED, peer_id: str | None = None
+    ) -> None:
         self.id = peer_id or secrets.token_urlsafe(9)
         self.sink = sink
-        self.rate = rate
+        #: the connection's rate limits (the protocol's business; the hub never looks)
+        self.limiter = limiter
         self.rooms: set[str] = set()
         self.names: dict[str, str] = {}
         self.roles: dict[str, str] = {}
@@ -210,6 +253,8 @@ class Hub:
         self._flush_scheduled = False
         #: room id -> peer id -> the member's description, kept up to date by join/leave
         self._described: dict[str, dict[str, dict[str, str]]] = {}
+        #: room id -> peer id -> the description of a member that is a host
+        self._hosts: dict[str, dict[str, dict[str, str]]] = {}
         self._count_dirty: set[str] = set()
         self._count_scheduled = False
 
@@ -235,7 +280,11 @@ class Hub:
         peer.names[room_id] = name
         peer.roles[room_id] = role
         described = self._described.setdefault(room_id, {})
-        described[peer.id] = {"peerId": peer.id, "name": name, "role": role}
+        description = described[peer.id] = {"peerId": peer.id, "name": name, "role": role}
+        if role == "host":
+            self._hosts.setdefault(room_id, {})[peer.id] = description
+        elif room_id in self._hosts:
+            self._drop_host(room_id, peer.id)
         if peer.id in members:
             return False
         members[peer.id] = peer
@@ -257,6 +306,8 @@ class Hub:
             backlog.start.pop(peer, None)
             backlog.skip.pop(peer, None)
         del members[peer.id]
+        if room_id in self._hosts:
+            self._drop_host(room_id, peer.id)
         peer.rooms.discard(room_id)
         peer.names.pop(room_id, None)
         peer.roles.pop(room_id, None)
@@ -283,6 +334,24 @@ class Hub:
         the descriptions again on every join (the dicts are shared: do not modify them)."""
         return list(self._described.get(room_id, {}).values())
 
+    def describe_hosts(self, room_id: str) -> list[dict[str, str]]:
+        """The descriptions of the room's hosts, in join order (shared dicts, as above)."""
+        hosts = self._hosts.get(room_id)
+        return list(hosts.values()) if hosts else []
+
+    def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]:
+        """At most ``limit`` member descriptions from ``offset`` on, in join order."""
+        described = self._described.get(room_id)
+        if not described:
+            return []
+        return list(itertools.islice(described.values(), offset, offset + limit))
+
+    def _drop_host(self, room_id: str, peer_id: str) -> None:
+        hosts = self._hosts[room_id]
+        hosts.pop(peer_id, None)
+        if not hosts:
+            del self._hosts[room_id]
+
     def member(self, room_id: str, peer_id: str) -> Peer | None:
         return self.rooms.get(room_id, {}).get(peer_id)
 
@@ -295,6 +364,13 @@ class Hub:
             return
         self._take_shares(peer)
         self._enqueue_frame(peer, frame)
+
+    def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        target = self.member(room_id, peer_id)
+        if target is None:
+            return False
+        self.send(target, message)
+        return True
 
     def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
         """Send one message to every member but ``exclude``, encoded once. A small room's

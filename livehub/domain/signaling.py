@@ -6,12 +6,8 @@ open unless the client breaks policy (a sustained flood closes it with 1008). ``
 relayed messages is always the sender's server-assigned peer id; anything the client put there
 is replaced. The protocol is documented message by message in ``docs/protocol.md``.
 
-Rate limit: each connection has a token bucket. A message that finds it empty is dropped; the
-first drop of an episode is answered with one ``rate_limited`` error. An episode ends after
-:data:`FLOOD_QUIET_S` seconds without a drop; a connection that has more than ``rate_burst``
-messages dropped within one episode is flooding and is closed with 1008. Messages that get
-through in between do not end the episode, so a client that keeps sending far above the rate
-(and so gets a message through now and then) is still closed.
+Rate limits (a general bucket for every frame, one for chat, floods closed with 1008) are in
+:mod:`livehub.domain.ratelimit`. Chat is closed, for everyone, once the room has ended.
 """
 
 from __future__ import annotations
@@ -22,8 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livehub.domain.errors import LivehubError
-from livehub.domain.hub import Hub, Peer, Sink, TokenBucket
+from livehub.domain.errors import LivehubError, RoomEnded
+from livehub.domain.hub import Peer, RoomHub, Sink
+from livehub.domain.ratelimit import ConnectionLimiter, Verdict
 from livehub.domain.room import Room, RoomStatus
 from livehub.domain.service import RoomService
 
@@ -34,27 +31,22 @@ RELAY_TYPES = frozenset({"offer", "answer", "candidate"})
 ROLES = ("viewer", "host")
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 64
-#: seconds without a dropped message that end a rate-limit episode
-FLOOD_QUIET_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Limits:
-    rate_per_s: float = 2000.0
-    rate_burst: int = 4000
+    #: general message rate per connection (0: no limit), and its burst; more refusals than
+    #: ``rate_burst`` in one episode close the connection
+    rate_per_s: float = 50.0
+    rate_burst: int = 200
+    #: chat messages per connection (0: no limit of their own), and their burst
+    chat_rate_per_s: float = 2.0
+    chat_rate_burst: int = 5
     max_rooms_per_connection: int = 16
     max_members_per_room: int = 10_000
     max_chat_length: int = 500
-
-
-class _Throttle:
-    """One rate-limit episode of a connection: messages dropped so far, time of the last."""
-
-    __slots__ = ("dropped", "last")
-
-    def __init__(self, now: float) -> None:
-        self.dropped = 0
-        self.last = now
+    #: members above which a room's viewers are counted, not announced
+    presence_limit: int = 100
 
 
 class ProtocolError(LivehubError):
@@ -64,13 +56,15 @@ class ProtocolError(LivehubError):
 
 
 RoomView = Callable[[Room], dict[str, Any]]
+#: closes a room for good (and kicks its publisher); members hear ``room-status`` "ended"
 RoomCloser = Callable[[str], Awaitable[Room]]
+Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None]]
 
 
 class Signaling:
     def __init__(
         self,
-        hub: Hub,
+        hub: RoomHub,
         rooms: RoomService,
         *,
         room_view: RoomView,
@@ -86,8 +80,9 @@ class Signaling:
         self.limits = limits or Limits()
         self._clock = clock
         self._wall_clock = wall_clock
-        self._throttled: dict[str, _Throttle] = {}
-        self._handlers: dict[str, Callable[[Peer, dict[str, Any], str], Awaitable[None]]] = {
+        #: rooms over the presence limit: viewers counted, not announced
+        self._counted: set[str] = set()
+        self._handlers: dict[str, Handler] = {
             "join": self._join,
             "leave": self._leave,
             "offer": self._relay,
@@ -102,15 +97,24 @@ class Signaling:
     # -- connection lifecycle -------------------------------------------------------------
 
     def open(self, sink: Sink) -> Peer:
-        peer = Peer(sink, TokenBucket(self.limits.rate_per_s, self.limits.rate_burst, self._clock))
+        limits = self.limits
+        limiter = ConnectionLimiter(
+            rate_per_s=limits.rate_per_s,
+            rate_burst=limits.rate_burst,
+            chat_rate_per_s=limits.chat_rate_per_s,
+            chat_rate_burst=limits.chat_rate_burst,
+            flood_after=limits.rate_burst,
+            clock=self._clock,
+        )
+        peer = Peer(sink, limiter)
         self.hub.connect(peer)
         return peer
 
     def close(self, peer: Peer) -> None:
         """The connection is gone (cleanly or not): leave every room, tell the others."""
+        roles = dict(peer.roles)
         for room_id in self.hub.disconnect(peer):
-            self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
-        self._throttled.pop(peer.id, None)
+            self._left(room_id, peer.id, roles.get(room_id))
 
     # -- messages -------------------------------------------------------------------------
 
@@ -122,8 +126,9 @@ class Signaling:
         other frame, so a flood of garbage is throttled and closed too; then its error."""
         if peer.closed:
             return
-        if not peer.rate.take():
-            self._throttle(peer)
+        verdict = peer.limiter.frame()
+        if verdict is not Verdict.PASS:
+            self._refused(peer, verdict)
             return
         self.reject(peer, code, message)
 
@@ -131,11 +136,10 @@ class Signaling:
         """Handle one decoded frame from ``peer``."""
         if peer.closed:
             return  # being disconnected (flood, slow consumer): its last frames change nothing
-        if not peer.rate.take():
-            self._throttle(peer)
+        verdict = peer.limiter.frame()
+        if verdict is not Verdict.PASS:
+            self._refused(peer, verdict)
             return
-        if self._throttled:
-            self._forgive(peer)
         if not isinstance(message, dict):
             self.reject(peer, "invalid_message", "A message must be a JSON object")
             return
@@ -163,29 +167,19 @@ class Signaling:
         except LivehubError as exc:
             self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
 
-    def _throttle(self, peer: Peer) -> None:
-        now = self._clock()
-        episode = self._throttled.get(peer.id)
-        if episode is None:
-            episode = self._throttled[peer.id] = _Throttle(now)
-        episode.dropped += 1
-        episode.last = now
+    def _refused(self, peer: Peer, verdict: Verdict, message: str = "", **extra: Any) -> None:
+        """A message the rate limit refused: dropped; answered once per episode; a flood closes
+        the connection."""
         self.hub.stats.dropped += 1
-        if episode.dropped == 1:
-            self.reject(peer, "rate_limited", "Too many messages: slow down")
-        elif episode.dropped > self.limits.rate_burst:
+        if verdict is Verdict.REFUSE_AND_TELL:
+            self.reject(peer, "rate_limited", message or "Too many messages: slow down", **extra)
+        elif verdict is Verdict.CLOSE:
             log.info("closing peer %s: message flood", peer.id)
             # what is already queued for it (its rate_limited error among them) goes out
             # before the close frame; a closed peer's queue is otherwise discarded
             self.hub.flush()
             peer.closed = True
             peer.sink.abort(CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
-
-    def _forgive(self, peer: Peer) -> None:
-        """End ``peer``'s rate-limit episode once it has gone quiet for long enough."""
-        episode = self._throttled.get(peer.id)
-        if episode is not None and self._clock() - episode.last >= FLOOD_QUIET_S:
-            del self._throttled[peer.id]
 
     def _member_room(self, peer: Peer, room_id: str) -> None:
         if not self.hub.is_member(peer, room_id):
@@ -194,7 +188,7 @@ class Signaling:
     async def _join(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         room = await self.rooms.get(room_id)
         if room.status is RoomStatus.ENDED:
-            raise ProtocolError("room_ended", "Room has ended")
+            raise RoomEnded(room_id)
         name = message.get("name")
         if name is None:
             name = ""
@@ -217,8 +211,17 @@ class Signaling:
                 raise ProtocolError("too_many_rooms", "This connection has joined too many rooms")
             if self.hub.count(room_id) >= self.limits.max_members_per_room:
                 raise ProtocolError("room_full", "Room is full")
+        was_host = peer.roles.get(room_id) == "host"
         self.hub.join(peer, room_id, name.strip(), role)
-        members = self.hub.describe_members(room_id)
+        count = self.hub.count(room_id)
+        self._check_mode(room_id, count, joiner=peer)
+        counted = room_id in self._counted
+        if counted:  # O(hosts), not O(members)
+            members = self.hub.describe_hosts(room_id)
+            if role != "host":
+                members.append(peer.describe(room_id))
+        else:
+            members = self.hub.describe_members(room_id)
         self.hub.send(
             peer,
             {
@@ -228,9 +231,15 @@ class Signaling:
                 "role": role,
                 "room": self._room_view(room),
                 "members": members,
+                "presence": "counted" if counted else "full",
+                "viewerCount": count,
             },
         )
-        if not already:
+        # hosts are always announced; in a counted room a viewer is not, and a viewer that
+        # comes back as host is announced then
+        if (not already and (role == "host" or not counted)) or (
+            already and counted and role == "host" and not was_host
+        ):
             self.hub.broadcast(
                 room_id,
                 {"type": "peer-joined", "roomId": room_id, "peer": peer.describe(room_id)},
@@ -238,10 +247,11 @@ class Signaling:
             )
 
     async def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        role = peer.roles.get(room_id)
         if not self.hub.leave(peer, room_id):
             raise ProtocolError("not_in_room", "Not a member of this room")
         self.hub.send(peer, {"type": "left", "roomId": room_id})
-        self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id})
+        self._left(room_id, peer.id, role)
 
     async def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)
@@ -258,11 +268,9 @@ class Signaling:
                 return
             if not isinstance(to, str):
                 raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
-            target = self.hub.member(room_id, to)
-            if target is None or target is peer:
-                raise ProtocolError("peer_not_found", "No such peer in this room")
             out["to"] = to
-            self.hub.send(target, out)
+            if to == peer.id or not self.hub.send_to(room_id, to, out):
+                raise ProtocolError("peer_not_found", "No such peer in this room")
         except (TypeError, ValueError) as exc:
             # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels);
             # the hub encodes before it queues anything, so nothing was sent
@@ -279,6 +287,18 @@ class Signaling:
                 "chat_too_long",
                 f"Field 'text' must be at most {self.limits.max_chat_length} characters",
             )
+        if (await self.rooms.get(room_id)).status is RoomStatus.ENDED:
+            raise RoomEnded(room_id)  # chat is closed for everyone once the room has ended
+        verdict = peer.limiter.chat()
+        if verdict is not Verdict.PASS:
+            self._refused(
+                peer,
+                verdict,
+                "Too many chat messages: slow down",
+                inReplyTo="chat",
+                roomId=room_id,
+            )
+            return
         self.hub.broadcast(
             room_id,
             {
@@ -300,7 +320,7 @@ class Signaling:
         self._require_host(peer, room_id)
         if (await self.rooms.get(room_id)).status is RoomStatus.ENDED:
             # nothing would change, so no room-status would answer: say so
-            raise ProtocolError("room_ended", "Room has ended")
+            raise RoomEnded(room_id)
         await self._close_room(room_id)  # members hear room-status "ended"
 
     async def _kick(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
@@ -309,14 +329,61 @@ class Signaling:
         target = self.hub.member(room_id, target_id) if isinstance(target_id, str) else None
         if target is None or target is peer:
             raise ProtocolError("peer_not_found", "No such peer in this room")
+        role = target.roles.get(room_id)
         self.hub.leave(target, room_id)
         self.hub.send(target, {"type": "kicked", "roomId": room_id, "by": peer.id})
-        self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": target.id})
+        if not self._left(room_id, target.id, role):
+            # a viewer of a counted room is not announced: the host who kicked it hears it
+            self.hub.send(peer, {"type": "peer-left", "roomId": room_id, "peerId": target.id})
+
+    # -- presence ---------------------------------------------------------------------------
+
+    def _left(self, room_id: str, peer_id: str, role: str | None) -> bool:
+        """A member left (or was kicked, or disconnected): tell the room if its presence is
+        announced; True if it was."""
+        announced = role == "host" or room_id not in self._counted
+        if announced:
+            self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer_id})
+        self._check_mode(room_id, self.hub.count(room_id))
+        return announced
+
+    def _check_mode(self, room_id: str, count: int, joiner: Peer | None = None) -> None:
+        """Switch the room to counted presence above the limit, back to full presence at 90 %
+        of it or below (so a room at the limit does not flip on every join and leave), and tell
+        its members (but the joiner, whose ``joined`` says so)."""
+        limit = self.limits.presence_limit
+        if room_id not in self._counted:
+            if count > limit:
+                self._counted.add(room_id)
+                self.hub.broadcast(
+                    room_id,
+                    {
+                        "type": "presence-mode",
+                        "roomId": room_id,
+                        "presence": "counted",
+                        "viewerCount": count,
+                    },
+                    exclude=joiner,
+                )
+        elif count <= limit - limit // 10:
+            self._counted.discard(room_id)
+            if count:
+                self.hub.broadcast(
+                    room_id,
+                    {
+                        "type": "presence-mode",
+                        "roomId": room_id,
+                        "presence": "full",
+                        "viewerCount": count,
+                        "members": self.hub.describe_members(room_id),
+                    },
+                    exclude=joiner,
+                )
 
     # -- room events ----------------------------------------------------------------------
 
     def on_room_change(self, room: Room) -> None:
-        if room.id in self.hub.rooms:
+        if self.hub.count(room.id):
             self.hub.broadcast(
                 room.id,
                 {

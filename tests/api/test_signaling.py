@@ -22,7 +22,7 @@ from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
-from tests.conftest import Client, CreateRoom, PostHook, hook_for, make_config
+from tests.conftest import ADMIN_TOKEN, Client, CreateRoom, PostHook, hook_for, make_config
 
 WS = ClientWebSocketResponse
 TIMEOUT = 3.0
@@ -38,6 +38,14 @@ def start(aiohttp_client: AiohttpClient) -> Start:
         return await aiohttp_client(create_app(make_config(**overrides)))
 
     return start
+
+
+async def create_room_via(client: Client, title: str = "Big room") -> dict[str, Any]:
+    """A new room with its owner token."""
+    resp = await client.post("/api/rooms", json={"title": title})
+    assert resp.status == 201
+    data: dict[str, Any] = await resp.json()
+    return data
 
 
 async def new_room(client: Client, title: str = "Signaling room") -> dict[str, Any]:
@@ -198,6 +206,8 @@ async def test_join_answers_with_peer_id_room_state_and_members(client: Client) 
             {"peerId": alice_id, "name": "Alice", "role": "viewer"},
             {"peerId": bob_id, "name": "Bob", "role": "viewer"},
         ],
+        "presence": "full",
+        "viewerCount": 2,
     }
     assert first["members"] == [{"peerId": alice_id, "name": "Alice", "role": "viewer"}]
     assert first["room"]["viewerCount"] == 1
@@ -327,6 +337,148 @@ async def test_viewer_count_is_distinct_connections_including_abrupt_disconnects
     await polite.close()
     assert (await expect(observer, "peer-left"))["roomId"] == room["id"]
     assert (await get_room(client, room["id"]))["viewerCount"] == 1
+
+
+# -- presence in big rooms ------------------------------------------------------------------------
+
+
+async def test_above_the_presence_limit_viewers_are_counted_not_announced(start: Start) -> None:
+    client = await start(presence_limit=3)
+    room = await create_room_via(client)
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    host_id = (await join(host, rid, role="host", token=room["ownerToken"], name="Host"))["peerId"]
+    viewers = await joined_peers(client, rid, 2)  # 3 members: still full presence
+    for _ in viewers:
+        assert (await expect(host, "peer-joined"))["peer"]["role"] == "viewer"
+
+    fourth = await client.ws_connect("/ws")
+    joined = await join(fourth, rid, name="Fourth")
+    assert joined["presence"] == "counted"
+    assert joined["viewerCount"] == 4
+    assert joined["members"] == [
+        {"peerId": host_id, "name": "Host", "role": "host"},
+        {"peerId": joined["peerId"], "name": "Fourth", "role": "viewer"},
+    ]
+    for ws in (host, viewers[0][0], viewers[1][0]):  # no peer-joined: the mode changed
+        assert await expect(ws, "presence-mode") == {
+            "type": "presence-mode",
+            "roomId": rid,
+            "presence": "counted",
+            "viewerCount": 4,
+        }
+
+    # more viewers come and go unannounced; counts stay exact
+    fifth = await client.ws_connect("/ws")
+    fifth_id = (await join(fifth, rid))["peerId"]
+    await fifth.close()
+    co_host = await client.ws_connect("/ws")
+    co_host_id = (await join(co_host, rid, role="host", token=room["ownerToken"]))["peerId"]
+    got = await expect(host, "peer-joined")  # hosts are always announced
+    assert got["peer"] == {"peerId": co_host_id, "name": "", "role": "host"}
+    assert (await get_room(client, rid))["viewerCount"] == 5
+    seen: list[dict[str, Any]] = []
+    while not seen or seen[-1].get("viewerCount") != 5:
+        seen.append(await receive(viewers[0][0], skip=()))
+    # the fifth viewer's coming and going was never announced; the co-host was
+    assert fifth_id not in json.dumps(seen)
+    assert {event["type"] for event in seen} <= {"viewer-count", "peer-joined"}
+    assert [event["peer"]["peerId"] for event in seen if event["type"] == "peer-joined"] == [
+        co_host_id
+    ]
+
+    # a host can still call a viewer it knows by id (from the members page)
+    await co_host.send_json(
+        {"type": "offer", "roomId": rid, "payload": {"sdp": "v=0"}, "to": joined["peerId"]}
+    )
+    offer = await receive(fourth, skip=("viewer-count", "peer-joined"))
+    assert (offer["type"], offer["from"]) == ("offer", co_host_id)
+
+    # back to 90 % of the limit or below (here 3): full presence, with the member list
+    await fourth.close()
+    await co_host.send_json({"type": "leave", "roomId": rid})
+    assert await expect(host, "peer-left") == {
+        "type": "peer-left",
+        "roomId": rid,
+        "peerId": co_host_id,
+    }
+    switched = await expect(host, "presence-mode")
+    assert switched == {
+        "type": "presence-mode",
+        "roomId": rid,
+        "presence": "full",
+        "viewerCount": 3,
+        "members": [
+            {"peerId": host_id, "name": "Host", "role": "host"},
+            {"peerId": viewers[0][1], "name": "", "role": "viewer"},
+            {"peerId": viewers[1][1], "name": "", "role": "viewer"},
+        ],
+    }
+    assert fifth_id not in json.dumps(switched)
+    await viewers[1][0].close()  # full presence: announced again
+    assert (await expect(host, "peer-left"))["peerId"] == viewers[1][1]
+
+
+async def test_a_join_in_a_counted_room_costs_o1_messages(start: Start) -> None:
+    client = await start(presence_limit=5, viewer_count_interval=30.0)
+    room = await create_room_via(client)
+    rid = room["id"]
+    members = await joined_peers(client, rid, 5)
+    sixth = await client.ws_connect("/ws")
+    await join(sixth, rid)  # crosses the limit: every member hears presence-mode once
+    for ws, _ in members:
+        assert (await receive(ws, skip=()))["type"] == "presence-mode"
+    for _ in range(10):
+        ws = await client.ws_connect("/ws")
+        assert (await join(ws, rid))["presence"] == "counted"
+    # nothing was sent to the members for those ten joins (counts wait for their interval)
+    await members[0][0].send_json({"type": "chat", "roomId": rid, "text": "marker"})
+    for ws, _ in members:
+        assert (await receive(ws, skip=()))["text"] == "marker"
+    assert (await get_room(client, rid))["viewerCount"] == 16
+
+
+# -- members page (REST) ---------------------------------------------------------------------------
+
+
+async def test_the_owner_pages_through_the_members(start: Start) -> None:
+    client = await start(presence_limit=2)
+    room = await create_room_via(client)
+    rid = room["id"]
+    peers = await joined_peers(client, rid, 2)
+    for name in ("c", "d", "e"):
+        ws = await client.ws_connect("/ws")
+        peers.append((ws, (await join(ws, rid, name=name))["peerId"]))
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+
+    resp = await client.get(f"/api/rooms/{rid}/members?limit=2&offset=1", headers=owner)
+    assert resp.status == 200
+    assert await resp.json() == {
+        "members": [
+            {"peerId": peers[1][1], "name": "", "role": "viewer"},
+            {"peerId": peers[2][1], "name": "c", "role": "viewer"},
+        ],
+        "total": 5,
+        "limit": 2,
+        "offset": 1,
+    }
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    resp = await client.get(f"/api/rooms/{rid}/members", headers=admin)
+    body = await resp.json()
+    assert [member["peerId"] for member in body["members"]] == [peer_id for _, peer_id in peers]
+    assert (body["total"], body["limit"], body["offset"]) == (5, 100, 0)
+
+    resp = await client.get(f"/api/rooms/{rid}/members")
+    assert (resp.status, (await resp.json())["code"]) == (401, "unauthorized")
+    resp = await client.get(f"/api/rooms/{rid}/members", headers={"Authorization": "Bearer no"})
+    assert (resp.status, (await resp.json())["code"]) == (403, "forbidden")
+    resp = await client.get("/api/rooms/nope/members", headers=owner)
+    assert resp.status == 404
+    for query, field in (("limit=0", "limit"), ("offset=-1", "offset"), ("page=2", "page")):
+        resp = await client.get(f"/api/rooms/{rid}/members?{query}", headers=owner)
+        assert resp.status == 400
+        body = await resp.json()
+        assert body["code"] == "validation_error" and field in body["details"], body
 
 
 # -- relay -----------------------------------------------------------------------------------------
@@ -786,6 +938,92 @@ async def test_a_client_under_the_rate_is_never_throttled(start: Start) -> None:
     assert (await receive(receiver))["payload"] == "after"
 
 
+async def test_a_burst_of_3000_from_one_connection_is_mostly_refused_and_closed_1008(
+    client: Client,
+) -> None:
+    """At the defaults (50/s, burst 200): a flood is cut off and the room keeps working."""
+    room = await new_room(client)
+    rid = room["id"]
+    (flooder, flooder_id), (receiver, _), (other, other_id) = await joined_peers(client, rid, 3)
+    for seq in range(3000):
+        await flooder.send_json({"type": "candidate", "roomId": rid, "payload": seq})
+
+    replies: list[dict[str, Any]] = []
+    async with asyncio.timeout(TIMEOUT):
+        msg = await flooder.receive()
+        while msg.type is WSMsgType.TEXT:
+            replies.append(json.loads(msg.data))
+            msg = await flooder.receive()
+    assert (msg.type, msg.data, msg.extra) == (
+        WSMsgType.CLOSE,
+        1008,
+        "message rate limit exceeded",
+    )
+    assert [reply for reply in replies if reply["type"] == "error"] == [
+        error("rate_limited", "Too many messages: slow down")
+    ]
+
+    relayed: list[int] = []
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            event = await receive(receiver)
+            if event["type"] == "peer-left":
+                assert event["peerId"] == flooder_id
+                break
+            relayed.append(event["payload"])
+    assert 200 <= len(relayed) < 300  # the burst, and what the bucket refilled meanwhile
+    assert relayed == list(range(len(relayed)))  # in order, the rest refused
+
+    await other.send_json({"type": "candidate", "roomId": rid, "payload": "still works"})
+    assert await receive(receiver) == {
+        "type": "candidate",
+        "roomId": rid,
+        "payload": "still works",
+        "from": other_id,
+    }
+    assert (await get_room(client, rid))["viewerCount"] == 2
+
+
+async def test_chat_has_its_own_lower_limit(client: Client) -> None:
+    room = await new_room(client)
+    rid = room["id"]
+    (alice, _), (bob, _) = await joined_peers(client, rid, 2)
+    for index in range(7):
+        await alice.send_json({"type": "chat", "roomId": rid, "text": f"line {index}"})
+    await alice.send_json({"type": "candidate", "roomId": rid, "payload": "not chat"})
+
+    got = [await receive(bob) for _ in range(6)]
+    assert [event.get("text", event.get("payload")) for event in got] == [
+        *(f"line {index}" for index in range(5)),  # the chat burst
+        "not chat",  # other messages are not held back by the chat limit
+    ]
+    replies = [await receive(alice) for _ in range(6)]
+    assert [reply["type"] for reply in replies] == ["chat"] * 5 + ["error"]
+    assert replies[-1] == error(
+        "rate_limited", "Too many chat messages: slow down", inReplyTo="chat", roomId=rid
+    )
+    assert not alice.closed
+
+
+async def test_nobody_chats_in_an_ended_room(client: Client, create_room: CreateRoom) -> None:
+    room = await create_room()
+    rid = room["id"]
+    (alice, _), (bob, _) = await joined_peers(client, rid, 2)
+    closed = await client.post(
+        f"/api/rooms/{rid}/close", headers={"Authorization": f"Bearer {room['ownerToken']}"}
+    )
+    assert closed.status == 200
+    for ws in (alice, bob):
+        assert (await expect(ws, "room-status"))["status"] == "ended"
+
+    await alice.send_json({"type": "chat", "roomId": rid, "text": "anyone?"})
+    assert await receive(alice) == error(
+        "room_ended", "Room has ended", inReplyTo="chat", roomId=rid
+    )
+    await alice.send_json({"type": "leave", "roomId": rid})  # bob's next event: no chat
+    assert (await receive(bob))["type"] == "peer-left"
+
+
 # -- limits ----------------------------------------------------------------------------------------
 
 
@@ -956,3 +1194,117 @@ async def test_a_slow_consumer_is_closed_with_1013_and_does_not_delay_the_others
     await sender.send_json({"type": "candidate", "roomId": rid, "payload": "after"})
     assert (await receive(fast))["payload"] == "after"
     assert (await get_room(client, rid))["viewerCount"] == 2
+
+
+# -- the frame layer (aiohttp's WebSocketResponse), over a raw socket ------------------------------
+
+
+async def closed_with(raw: RawWebSocket) -> int:
+    """Read up to the server's close frame; its close code."""
+    async with asyncio.timeout(TIMEOUT):
+        opcode, data = await raw.receive()
+        while opcode != 0x8:
+            opcode, data = await raw.receive()
+    (code,) = struct.unpack("!H", data[:2])
+    return int(code)
+
+
+def send_raw_frame(raw: RawWebSocket, first: int, payload: bytes) -> None:
+    """A masked frame with the given first byte (FIN, RSV bits, opcode) as a client sends it."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = bytes((first, 0x80 | length))
+    else:
+        header = struct.pack("!BBH", first, 0x80 | 126, length)
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    raw.writer.write(header + mask + masked)
+
+
+async def test_a_fragmented_message_is_reassembled_and_a_ping_between_fragments_answered(
+    client: Client,
+) -> None:
+    room = await new_room(client)
+    raw = await RawWebSocket.connect(client)
+    text = json.dumps({"type": "join", "roomId": room["id"], "name": "Frägment"}).encode()
+    parts = [text[:5], text[5:20], text[20:]]
+    send_raw_frame(raw, 0x01, parts[0])  # text, not final
+    send_raw_frame(raw, 0x89, b"are you there")  # a ping in the middle
+    send_raw_frame(raw, 0x00, parts[1])  # continuation
+    send_raw_frame(raw, 0x80, parts[2])  # continuation, final
+    async with asyncio.timeout(TIMEOUT):
+        assert await raw.receive() == (0xA, b"are you there")
+    joined = await raw.receive_json()
+    assert (joined["type"], joined["members"][0]["name"]) == ("joined", "Frägment")
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+    raw.writer.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "payload", "code"),
+    [
+        (0x81, b'{"type": "chat", "text": "\xff\xfe"}', 1007),  # text that is not UTF-8
+        (0x81, "caf\u00e9".encode()[:-1], 1007),  # a truncated sequence
+        (0xC1, b'{"type": "join"}', 1002),  # RSV1 without a negotiated extension
+        (0x91, b'{"type": "join"}', 1002),  # RSV3
+        (0x89, b"p" * 126, 1002),  # a ping over 125 bytes
+        (0x09, b"ping", 1002),  # a fragmented control frame
+        (0x80, b"continuation of nothing", 1002),
+        (0x83, b"reserved opcode", 1002),
+    ],
+)
+async def test_a_broken_frame_closes_with_the_rfc_code_and_leaves_the_room(
+    client: Client, first: int, payload: bytes, code: int
+) -> None:
+    room = await new_room(client)
+    [(observer, _)] = await joined_peers(client, room["id"], 1)
+    raw = await RawWebSocket.connect(client)
+    raw.send_json({"type": "join", "roomId": room["id"]})
+    raw_id = (await raw.receive_json())["peerId"]
+    await expect(observer, "peer-joined")
+
+    send_raw_frame(raw, first, payload)
+    assert await closed_with(raw) == code
+    assert await expect(observer, "peer-left") == {
+        "type": "peer-left",
+        "roomId": room["id"],
+        "peerId": raw_id,
+    }
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+    raw.writer.close()
+
+
+async def test_a_fragmented_message_over_max_msg_size_closes_with_1009(start: Start) -> None:
+    client = await start(max_msg_size=2048)
+    raw = await RawWebSocket.connect(client)
+    send_raw_frame(raw, 0x01, b"x" * 1500)
+    send_raw_frame(raw, 0x80, b"x" * 1500)  # each fragment fits; the message does not
+    assert await closed_with(raw) == 1009
+    raw.writer.close()
+
+
+async def test_a_consumer_that_reads_nothing_is_cut_off_and_leaves_the_room(start: Start) -> None:
+    client = await start(send_queue_bytes=256 * 1024, max_msg_size=1024 * 1024)
+    rid = (await new_room(client))["id"]
+    silent = await RawWebSocket.connect(client, rcvbuf=4096)
+    silent.send_json({"type": "join", "roomId": rid})
+    silent_id = (await silent.receive_json())["peerId"]
+    (fast, _), (sender, _) = await joined_peers(client, rid, 2)
+    # the silent client never reads again, not even the close frame
+
+    payload = "x" * (100 * 1024)
+    sent = 0
+    while await metric(client, "livehub_ws_slow_disconnects_total") == 0:
+        assert sent < 100, "the silent consumer was never disconnected"
+        await sender.send_json({"type": "candidate", "roomId": rid, "payload": [sent, payload]})
+        assert (await receive(fast, skip=("viewer-count", "peer-joined")))["payload"][0] == sent
+        sent += 1
+    began = time.monotonic()
+    assert await receive(fast, within=4.0) == {
+        "type": "peer-left",
+        "roomId": rid,
+        "peerId": silent_id,
+    }
+    assert time.monotonic() - began < 3.0  # CLOSE_TIMEOUT (2 s), then the TCP connection goes
+    assert (await get_room(client, rid))["viewerCount"] == 2
+    silent.writer.close()

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livehub.domain.hub import CLOSE_TRY_AGAIN_LATER, Hub, Peer, TokenBucket
+from livehub.domain.hub import CLOSE_TRY_AGAIN_LATER, Hub, Peer
 from tests.domain.fakes import CountingEncoder, FakeSink, ManualLoop, make_hub
 
 
 def new_peer(hub: Hub, sink: FakeSink | None = None, peer_id: str | None = None) -> Peer:
-    peer = Peer(sink or FakeSink(), TokenBucket(100.0, 100, time.monotonic), peer_id)
+    peer = Peer(sink or FakeSink(), peer_id=peer_id)
     hub.connect(peer)
     return peer
 

@@ -10,7 +10,6 @@ peer may get its frames later, never in another order or twice.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -18,7 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from livehub.domain import hub as hub_module
-from livehub.domain.hub import Hub, Peer, TokenBucket
+from livehub.domain.hub import Hub, Peer
 from tests.domain.fakes import CountingEncoder, FakeSink, ManualLoop, Timer, make_hub
 
 PEERS = 4
@@ -140,7 +139,7 @@ def check_against_reference(ops: list[tuple[str, int, str]], *, batching: bool) 
     clock = Clock()
     loop = TimedLoop(clock)
     hub = Hub(CountingEncoder(), loop.call_soon, loop.call_later, clock=clock)
-    peers = [Peer(FakeSink(), TokenBucket(1.0, 1, time.monotonic), f"p{i}") for i in range(PEERS)]
+    peers = [Peer(FakeSink(), peer_id=f"p{i}") for i in range(PEERS)]
     for peer in peers:
         hub.connect(peer)
     ref = Reference()
@@ -198,7 +197,7 @@ def check_against_reference(ops: list[tuple[str, int, str]], *, batching: bool) 
 def test_a_join_storm_writes_once_per_member_per_flush() -> None:
     loop = ManualLoop()
     hub: Hub = make_hub(loop)
-    peers = [Peer(FakeSink(), TokenBucket(1.0, 1, time.monotonic)) for _ in range(100)]
+    peers = [Peer(FakeSink()) for _ in range(100)]
     for peer in peers:  # each join announced to the members before it, as the protocol does
         hub.connect(peer)
         hub.join(peer, "r", "", "viewer")

@@ -6,32 +6,20 @@ import dataclasses
 import re
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livehub.domain.errors import RoomNotFound
+from livehub.domain.errors import RoomEnded, RoomNotFound
 from livehub.domain.hub import Hub, Peer
+from livehub.domain.ratelimit import FLOOD_QUIET_S
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService
-from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, FLOOD_QUIET_S, Limits, Signaling
+from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, Limits, Signaling
 from livehub.storage import SQLiteStore
 from tests.domain.fakes import FakeSink, ManualLoop, make_hub
-
-T = TypeVar("T")
-
-
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (the room store here is SQLite in memory, whose
-    calls complete at once) to its end, so these tests stay synchronous."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return cast(T, done.value)
-    coro.close()
-    raise AssertionError("the coroutine suspended")
 
 
 class Clock:
@@ -40,6 +28,9 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -62,6 +53,17 @@ class World:
         self.loop.run_soon()
 
 
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends: here the domain awaits nothing that waits."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coro.close()
+    raise AssertionError("the coroutine suspended")
+
+
 def room_view(room: Room) -> dict[str, Any]:
     return {"id": room.id, "status": room.status.value}
 
@@ -71,6 +73,7 @@ def make_world(limits: Limits | None = None) -> World:
     hub = make_hub(loop)
     rooms = RoomService(SQLiteStore(":memory:"), reconnect_window=0)
     clock = Clock()
+
     signaling = Signaling(
         hub,
         rooms,
@@ -224,7 +227,9 @@ def messages(draw: st.DrawFn, room_ids: list[str], peer_ids: list[str], token: s
 @settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_any_json_value_is_handled_or_answered_with_an_error(data: st.DataObject) -> None:
-    world = make_world(Limits(rate_per_s=1e9, rate_burst=10**6))
+    # presence limit 1: rooms of two or three are counted, and switch back and forth
+    limit = data.draw(st.sampled_from([1, 100]))
+    world = make_world(Limits(rate_per_s=1e9, rate_burst=10**6, presence_limit=limit))
     connections = [world.connect() for _ in range(3)]
     peer_ids = [peer.id for peer, _ in connections] + ["nobody"]
     room_ids = [world.room.id, world.ended.id, "missing"]
@@ -270,6 +275,11 @@ def test_any_json_value_is_handled_or_answered_with_an_error(data: st.DataObject
             )
         assert world.ended.id not in world.hub.rooms
         assert "missing" not in world.hub.rooms
+        for room_id in world.hub.rooms:  # counted above the limit, full at 90 % or below
+            counted = room_id in world.signaling._counted
+            assert world.hub.count(room_id) > (limit - limit // 10 if counted else -1)
+            assert counted or world.hub.count(room_id) <= limit
+        assert world.signaling._counted <= set(world.hub.rooms)  # emptied rooms are forgotten
 
 
 # -- limits ---------------------------------------------------------------------------------
@@ -448,12 +458,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_protocol_doc_lists_every_error_code_and_nothing_else() -> None:
     sources = (ROOT / "livehub/domain/signaling.py").read_text() + (
-        ROOT / "livehub/api/signaling.py"
+        ROOT / "livehub/api/websocket.py"
     ).read_text()
     raised = set(
         re.findall(r'(?:ProtocolError\(|reject\(|bad_frame\()\s*(?:peer,\s*)?"(\w+)"', sources)
     )
     raised.add(RoomNotFound.code)  # rooms.get() raises it for a join of an unknown room
+    raised.add(RoomEnded.code)  # join, chat or close-room in an ended room
     doc = (ROOT / "docs/protocol.md").read_text()
     table = doc.split("## Errors", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
@@ -466,3 +477,85 @@ def test_the_protocol_doc_describes_every_client_message_type() -> None:
     documented = {name for heading in headings for name in re.findall(r"`([\w-]+)`", heading)}
     world = make_world()
     assert set(world.signaling._handlers) <= documented
+
+
+def test_a_general_rate_of_0_turns_the_limit_off() -> None:
+    world = make_world(Limits(rate_per_s=0, rate_burst=5))
+    peer, sink = world.connect()
+    for _ in range(1000):
+        world.send(peer, leave(world))
+    assert [m["code"] for m in sink.messages()] == ["not_in_room"] * 1000
+    assert sink.aborted is None
+
+
+def test_refused_chats_count_towards_a_flood() -> None:
+    world = make_world(Limits(rate_per_s=0, rate_burst=10, chat_rate_per_s=1, chat_rate_burst=2))
+    peer, sink = world.connect()
+    world.send(peer, {"type": "join", "roomId": world.room.id})
+    sink.clear()
+    for _ in range(2 + 11):
+        world.send(peer, {"type": "chat", "roomId": world.room.id, "text": "spam"})
+    assert len(sink.of_type("chat")) == 2
+    assert errors(sink) == [
+        {
+            "type": "error",
+            "code": "rate_limited",
+            "message": "Too many chat messages: slow down",
+            "inReplyTo": "chat",
+            "roomId": world.room.id,
+        }
+    ]
+    assert sink.aborted == (CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+
+
+# -- presence -------------------------------------------------------------------------------------
+
+
+def test_presence_switches_above_the_limit_and_back_at_90_percent() -> None:
+    world = make_world(Limits(presence_limit=10))
+    host, host_sink = world.connect()
+    world.send(
+        host, {"type": "join", "roomId": world.room.id, "role": "host", "token": world.owner_token}
+    )
+    viewers = [world.connect() for _ in range(10)]
+    for peer, _ in viewers:
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    modes = [m["presence"] for m in host_sink.of_type("presence-mode")]
+    assert modes == ["counted"]  # at the 11th member
+    assert len(host_sink.of_type("peer-joined")) == 9  # the 11th was not announced
+    assert viewers[-1][1].of_type("joined")[0]["members"] == [
+        {"peerId": host.id, "name": "", "role": "host"},
+        {"peerId": viewers[-1][0].id, "name": "", "role": "viewer"},
+    ]
+
+    host_sink.clear()
+    world.signaling.close(viewers[0][0])  # 10 members: still counted (no flapping at the limit)
+    world.loop.run_soon()
+    assert host_sink.of_type("presence-mode") == []
+    assert host_sink.of_type("peer-left") == []
+    world.signaling.close(viewers[1][0])  # 9 members, 90 % of the limit: full again
+    world.loop.run_soon()
+    [full] = host_sink.of_type("presence-mode")
+    assert full["presence"] == "full" and full["viewerCount"] == 9
+    assert [m["peerId"] for m in full["members"]] == [host.id] + [p.id for p, _ in viewers[2:]]
+    world.signaling.close(viewers[2][0])
+    world.loop.run_soon()
+    assert host_sink.of_type("peer-left")[-1]["peerId"] == viewers[2][0].id  # announced again
+
+
+def test_a_host_that_kicks_in_a_counted_room_hears_the_peer_left() -> None:
+    world = make_world(Limits(presence_limit=2))
+    host, host_sink = world.connect()
+    world.send(
+        host, {"type": "join", "roomId": world.room.id, "role": "host", "token": world.owner_token}
+    )
+    viewers = [world.connect() for _ in range(3)]
+    for peer, _ in viewers:
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    host_sink.clear()
+    target = viewers[2][0]
+    world.send(host, {"type": "kick", "roomId": world.room.id, "peerId": target.id})
+    assert host_sink.of_type("peer-left") == [
+        {"type": "peer-left", "roomId": world.room.id, "peerId": target.id}
+    ]
+    assert viewers[0][1].of_type("peer-left") == []

@@ -1,0 +1,197 @@
+"""The signaling WebSocket endpoint: aiohttp's own ``WebSocketResponse`` does the handshake,
+frame parsing, control frames, heartbeat and the close handshake; this module checks ``Origin``,
+hands each message to the protocol (:class:`~livehub.domain.signaling.Signaling`) and adapts the
+socket to the hub's :class:`~livehub.domain.hub.Sink`.
+
+Inbound: the handler task is the only reader. It runs ``async for`` over the socket inside
+``try/finally`` that always leaves the hub, and handles each message before reading the next,
+so a connection's messages are handled in order. Text arrives as bytes (``decode_text=False``)
+and goes straight to ``orjson``; a text message that is not UTF-8 closes with 1007. aiohttp
+answers fragments, pings, bad frames (1002), oversized messages (1009) and heartbeats.
+
+Outbound: the hub encodes each message once (:func:`encode`) and hands every recipient its
+frames of one loop iteration in one :meth:`Connection.write`, which only appends to the
+connection's queue. A short-lived writer task per connection sends the queue with
+``send_frame`` (public API since aiohttp 3.11), so one recipient that waits for its transport to
+drain never delays the others, and each recipient gets its frames in order. ``buffered`` is what
+is queued plus the transport's write buffer; the hub closes a connection above
+``LIVEHUB_SEND_QUEUE_BYTES`` with 1013.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final, Literal
+
+import orjson
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from livehub import keys
+from livehub.api.middlewares import error_response
+
+log = logging.getLogger(__name__)
+
+#: seconds a closing connection has to take its last frames and the close frame before the TCP
+#: connection is cut (it may not be reading at all)
+CLOSE_TIMEOUT: Final = 2.0
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """The hub's encoder: a message as the JSON text of one frame."""
+    return orjson.dumps(message)
+
+
+class Connection:
+    """One signaling WebSocket as the hub's sink: an outbound queue and its writer task."""
+
+    __slots__ = ("_close", "_earlier", "_queue", "_queued", "_transport", "_writer", "_ws")
+
+    def __init__(self, ws: web.WebSocketResponse[Any], transport: asyncio.Transport | None) -> None:
+        self._ws = ws
+        self._transport = transport
+        self._queue: list[bytes] = []
+        self._queued = 0
+        #: bytes queued by earlier writes and not yet sent when the last write came
+        self._earlier = 0
+        self._writer: asyncio.Task[None] | None = None
+        #: (code, reason) once a close is asked for; nothing more is queued after it
+        self._close: tuple[int, str] | None = None
+
+    # -- the hub's Sink ------------------------------------------------------------------------
+
+    def write(self, frames: list[bytes]) -> None:
+        if self._close is not None or self._ws.closed:
+            return
+        self._earlier = self._queued
+        self._queue.extend(frames)
+        self._queued += sum(map(len, frames))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._send_queue())
+
+    def buffered(self) -> int:
+        """What the peer has not taken yet: the transport's buffer, and what earlier writes
+        queued (the batch just written is not counted: the writer sends it on the next loop
+        iteration, and only a peer that does not read lets batches pile up)."""
+        transport = self._transport
+        return self._earlier + (transport.get_write_buffer_size() if transport is not None else 0)
+
+    def abort(self, code: int, reason: str) -> None:
+        """Close with ``code`` after what is already queued, within :data:`CLOSE_TIMEOUT`."""
+        self.close(code, reason)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self._close is not None or self._ws.closed:
+            return
+        self._close = (code, reason)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._send_queue())
+        # a peer that reads nothing never takes the rest of its queue, nor the close frame:
+        # cut the TCP connection then (the handler's read ends, and the peer leaves the hub)
+        asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._cut)
+
+    async def wait_closed(self) -> None:
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    def closed(self) -> None:
+        """The handler is done with the socket: drop what was not sent, and make sure the TCP
+        connection goes even if the peer never reads what is still in its buffer."""
+        self._queue = []
+        self._queued = 0
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
+
+    async def _send_queue(self) -> None:
+        ws = self._ws
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                for frame in batch:
+                    self._queued -= len(frame)
+                    await ws.send_frame(frame, WSMsgType.TEXT)
+            if self._close is not None:
+                code, reason = self._close
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await ws.close(code=code, message=reason.encode(), drain=False)
+        except TimeoutError:
+            log.debug("connection did not take its close frame in time: cutting it")
+            self._cut()
+        except (ConnectionError, RuntimeError):
+            # the transport is gone or closing; the handler sees it and leaves the hub
+            self._queue = []
+            self._queued = 0
+        except Exception:
+            log.exception("writing to a WebSocket failed: cutting it")
+            self._cut()
+        finally:
+            self._writer = None
+
+    def _cut(self) -> None:
+        """Drop the TCP connection (harmless once it is closed)."""
+        self._queue = []
+        self._queued = 0
+        if self._transport is not None:
+            self._transport.abort()
+
+
+def _origin_allowed(request: web.Request) -> bool:
+    allowed = request.app[keys.config].ws_origins
+    if "*" in allowed:
+        return True
+    origin = request.headers.get("Origin")
+    return origin is None or origin in allowed
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """``/ws`` (and ``/`` with an upgrade): one signaling connection."""
+    if not _origin_allowed(request):
+        return error_response(403, "origin_not_allowed", "WebSocket Origin is not allowed")
+    config = request.app[keys.config]
+    ws: web.WebSocketResponse[Literal[False]] = web.WebSocketResponse(
+        timeout=CLOSE_TIMEOUT,  # for the peer's answer to our close frame
+        heartbeat=config.heartbeat or None,
+        max_msg_size=config.max_msg_size,
+        autoping=True,
+        compress=False,  # each frame is encoded once for all its recipients
+        decode_text=False,
+    )
+    await ws.prepare(request)
+    signaling = request.app[keys.signaling]
+    connection = Connection(ws, request.transport)
+    peer = signaling.open(connection)
+    invalid_text = False
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                try:
+                    message = orjson.loads(msg.data)
+                except orjson.JSONDecodeError:
+                    if not _is_utf8(msg.data):
+                        invalid_text = True
+                        break
+                    signaling.bad_frame(peer, "invalid_json", "Message is not valid JSON")
+                    continue
+                await signaling.handle(peer, message)
+            elif msg.type is WSMsgType.BINARY:
+                signaling.bad_frame(peer, "binary_not_supported", "Send JSON text frames")
+            else:  # ERROR: aiohttp has closed it (bad frame, heartbeat timeout)
+                log.debug("peer %s: %s", peer.id, ws.exception())
+                break
+    finally:
+        signaling.close(peer)
+        connection.closed()
+    if invalid_text:  # the room hears peer-left first, not after the close handshake
+        await ws.close(code=WSCloseCode.INVALID_TEXT, message=b"text is not UTF-8")
+    return ws
