@@ -1,0 +1,85 @@
+"""A room, its status and the events its changes report.
+
+A room is created ``preparing``, becomes ``live`` when SRS accepts its publisher and ends for
+good (``ended``); the rules live in :mod:`livehub.domain.service`. ``version`` counts the
+stored writes of the row (every lifecycle change is a conditional write on it, so several
+processes can share one database); ``event_seq`` counts the events the room reported (the
+webhook ``seq``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from livehub.domain.tokens import hash_token
+
+
+class RoomStatus(enum.StrEnum):
+    PREPARING = "preparing"
+    LIVE = "live"
+    ENDED = "ended"
+
+
+class EventType(enum.StrEnum):
+    """What a stored change reports (one webhook delivery per endpoint per event)."""
+
+    ROOM_CREATED = "room.created"
+    ROOM_LIVE = "room.live"
+    ROOM_RECONNECTING = "room.reconnecting"
+    ROOM_ENDED = "room.ended"
+    VIEWERS_UPDATED = "viewers.updated"
+    HOST_JOINED = "host.joined"
+    HOST_LEFT = "host.left"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclasses.dataclass(kw_only=True)
+class Room:
+    id: str
+    title: str
+    stream_key: str
+    status: RoomStatus = RoomStatus.PREPARING
+    created_at: int
+    start_time: int | None = None
+    end_time: int | None = None
+    publish_token: str
+    owner_token_hash: str
+    publisher_client_id: str | None = None
+    publisher_service_id: str | None = None
+    #: epoch ms of the on_unpublish that opened the reconnect window, while it is open
+    reconnecting_since: int | None = None
+    #: epoch ms of the last accepted on_publish (reconciliation's grace period)
+    published_at: int | None = None
+    #: stored writes of this row; a conditional update expects the version it read
+    version: int = 0
+    #: events this room reported so far (the last webhook ``seq``)
+    event_seq: int = 0
+
+    @property
+    def reconnecting(self) -> bool:
+        return self.reconnecting_since is not None
+
+    def is_owner_token(self, token: str) -> bool:
+        return hmac.compare_digest(self.owner_token_hash, hash_token(token))
+
+    def is_publish_token(self, token: str) -> bool:
+        return hmac.compare_digest(self.publish_token.encode(), token.encode())
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RoomEvent:
+    """One event a change reports. ``extra`` is merged into the room's public view in the
+    webhook body (e.g. ``{"peerId": ...}`` for host events); never a secret."""
+
+    type: EventType
+    room_id: str
+    at: int
+    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,104 @@
+"""The ports the room service owns: where rooms are stored, where players are counted.
+
+The store is the source of truth: the service keeps no room in memory, reads what it needs and
+writes every lifecycle change as a **conditional update** on ``version`` (read → decide →
+``update(room, expected_version, events)``; a ``False`` means another writer came first: read
+again and decide again). So several processes can share one database and two racing hooks
+never produce an impossible state.
+
+Every write takes the events it reports and, in the same transaction, increments
+``rooms.event_seq`` once per event and stages one ``webhook_deliveries`` row per configured
+endpoint per event (none configured: nothing staged). Adapters: SQLite (:mod:`livehub.storage`)
+and PostgreSQL; both pass the same behaviour suite (``tests/test_storage.py``).
+
+Semantics every adapter keeps:
+
+- ``insert`` stores a new room at ``version`` 1; the room's ``version`` and ``event_seq`` are
+  set on the object. A duplicate id or stream key raises.
+- ``update`` writes every column of ``room`` where ``id`` matches and ``version`` equals
+  ``expected_version``; on success ``room.version`` becomes ``expected_version + 1`` and
+  ``room.event_seq`` grows by ``len(events)``, and it returns True. Otherwise nothing is written
+  (neither row nor events) and it returns False.
+- ``get_by_publisher`` only finds rooms that have not ended.
+- ``page`` orders newest first by ``(created_at, id)``; ``after`` is the ``(created_at, id)``
+  of the last room of the previous page (keyset: O(limit) whatever the depth).
+- Reads return fresh objects: mutating one never changes the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from livehub.domain.room import Room, RoomEvent, RoomStatus
+
+#: a keyset position: ``(created_at, id)`` of the last room of a page
+Cursor = tuple[int, str]
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached or refused the write (maps to 503)."""
+
+
+class RoomStore(Protocol):
+    async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None: ...
+
+    async def get(self, room_id: str) -> Room | None: ...
+
+    async def get_by_stream(self, stream_key: str) -> Room | None: ...
+
+    async def get_by_publisher(self, client_id: str) -> Room | None:
+        """The room not ended whose accepted publisher has this SRS client id."""
+        ...
+
+    async def update(
+        self, room: Room, expected_version: int, events: Sequence[RoomEvent] = ()
+    ) -> bool: ...
+
+    async def append_events(self, events: Sequence[RoomEvent]) -> None:
+        """Events without a room change (viewers.updated, host.joined/left); events of rooms
+        that no longer exist are dropped."""
+        ...
+
+    async def page(
+        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+    ) -> list[Room]: ...
+
+    async def count(self, status: RoomStatus | None = None) -> int: ...
+
+    async def live(self) -> list[Room]:
+        """Every live room (reconciliation, metrics): bounded by what is on air."""
+        ...
+
+    async def reconnect_due(self, opened_before: int) -> list[Room]:
+        """Live rooms whose reconnect window opened at or before ``opened_before`` (epoch ms)."""
+        ...
+
+    async def preparing_before(self, created_before: int, limit: int = 500) -> list[Room]:
+        """Preparing rooms created before ``created_before`` (the never-used TTL)."""
+        ...
+
+    async def delete_ended_before(self, ended_before: int) -> int:
+        """Delete rooms that ended before ``ended_before``; returns how many."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the store works now (readiness)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class PlayerCounts(Protocol):
+    """SRS players per room (on_play/on_stop), once per SRS client id. In memory on one node;
+    a shared registry (Redis) in a cluster. ``count`` is synchronous: views read it."""
+
+    def add(self, room_id: str, client_id: str) -> bool:
+        """Count a player; True if it was not counted in this room already."""
+        ...
+
+    def remove(self, client_id: str) -> str | None:
+        """Forget a player; returns the room it was counted in."""
+        ...
+
+    def count(self, room_id: str) -> int: ...
