@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +24,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import asyncpg
 
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -94,6 +97,24 @@ class PostgresEngine:
 
     def database_url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def create_database(self) -> str:
+        """A fresh, empty database; returns its URL."""
+        name = f"t_{secrets.token_hex(6)}"
+        admin = await asyncpg.connect(self.url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        return self.database_url(name)
+
+    async def drop_database(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(self.url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
     def _run(self, *args: str) -> None:
         subprocess.run(

@@ -62,20 +62,9 @@ def redis_server(redis_engine: RedisEngine) -> Iterator[RedisEngine]:
 @pytest.fixture
 async def pg_url(postgres: PostgresEngine) -> AsyncIterator[str]:
     """A fresh, empty database of the session's PostgreSQL; dropped after the test."""
-    import asyncpg
-
-    name = f"t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres.url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield postgres.database_url(name)
-    admin = await asyncpg.connect(postgres.url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    url = await postgres.create_database()
+    yield url
+    await postgres.drop_database(url)
 
 
 @pytest.fixture

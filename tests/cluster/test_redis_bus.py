@@ -341,6 +341,10 @@ async def test_leader_lock_moves_when_the_holder_dies(
     redis_server: RedisEngine, redis_prefix: str
 ) -> None:
     changes: list[tuple[str, bool]] = []
+
+    def record(name: str) -> Callable[[bool], None]:
+        return lambda held: changes.append((name, held))
+
     locks = [
         LeaderLock(
             redis_server.url,
@@ -348,7 +352,7 @@ async def test_leader_lock_moves_when_the_holder_dies(
             name,
             prefix=redis_prefix,
             ttl=1.0,
-            on_change=lambda held, name=name: changes.append((name, held)),
+            on_change=record(name),
         )
         for name in ("a", "b")
     ]
