@@ -164,7 +164,9 @@ class RedisBus:
         await future
 
     async def count(self, room_id: str) -> int:
-        """Members of the room on live nodes; this node's own count if Redis is unreachable."""
+        """Members of the room on live nodes; this node's own count if Redis is unreachable.
+        This node's own earlier joins and leaves are written first (read your writes)."""
+        await self.flush()
         client = self._client
         if client is None or not self._healthy:
             return len(self._local.get(room_id, ()))
@@ -175,6 +177,8 @@ class RedisBus:
         return int(value)
 
     async def members(self, room_id: str) -> list[Member]:
+        """Members of the room on live nodes (this node's alone if Redis is unreachable)."""
+        await self.flush()
         client = self._client
         if client is None or not self._healthy:
             return self._local_members(room_id)
@@ -441,8 +445,12 @@ class RedisBus:
     def _dispatch(self, data: bytes) -> None:
         handler = self._handler
         head, _, frame = data.partition(b"\n")
-        header = orjson.loads(head)
-        if header["n"] == self.node_id or handler is None:
+        try:
+            header = orjson.loads(head)
+            if header["n"] == self.node_id or handler is None:
+                return
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("redis bus: ignored a malformed message on a livehub channel")
             return
         try:
             kind = header["k"]

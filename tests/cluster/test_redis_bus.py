@@ -272,6 +272,28 @@ async def test_a_node_presumed_dead_writes_its_presence_back(
     await eventually(back, 5)
 
 
+async def test_a_foreign_message_on_a_livehub_channel_is_ignored(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    import redis.asyncio as aioredis
+
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.publish(f"{b.prefix}room:r1", b"not json\nframe")
+        await client.publish(f"{b.prefix}room:r1", b"[1]\nframe")
+    finally:
+        await client.aclose()
+    a.broadcast("r1", b"real")
+    await a.flush()
+    await eventually(lambda: _true(bool(rec_b.rooms)), 5)
+    assert rec_b.rooms == [("r1", b"real", None)]
+    assert b.healthy and b.sessions == 1
+
+
 async def test_close_leaves_the_cluster_at_once(node: Nodes) -> None:
     a, _ = await node("a")
     b, _ = await node("b")
@@ -322,7 +344,7 @@ async def test_every_bus_counts_one_nodes_presence(one_bus: Bus) -> None:
     one_bus.join("r1", "p2", "bob", "viewer")
     one_bus.join("r2", "p2", "bob", "viewer")
     one_bus.leave("r2", "nobody")
-    await one_bus.flush()
+    # no flush: a node reads its own writes
     assert await one_bus.count("r1") == 2
     assert sorted(await one_bus.members("r1"), key=lambda m: m.peer_id) == [
         Member("r1", "p1", one_bus.node_id, "ann", "host"),
@@ -330,7 +352,6 @@ async def test_every_bus_counts_one_nodes_presence(one_bus: Bus) -> None:
     ]
     one_bus.leave("r1", "p1")
     one_bus.leave("r1", "p2")
-    await one_bus.flush()
     assert await one_bus.count("r1") == 0
     assert await one_bus.members("r1") == []
     assert await one_bus.count("r2") == 1
