@@ -204,14 +204,22 @@ class RedisBus:
             await asyncio.wait_for(self._ready.wait(), self.timeout if wait is None else wait)
 
     async def close(self) -> None:
-        """Leave the cluster cleanly: remove this node's presence and heartbeat."""
+        """Leave the cluster cleanly: write what is queued, then remove this node's presence
+        and heartbeat at once (other nodes hear ``presence_changed`` for its rooms). Close the
+        hub's WebSockets first, so their leaves are announced as usual."""
         self._closing = True
         client = self._client
         if client is not None and self._healthy:
             with contextlib.suppress(*SESSION_ERRORS):
-                await self._write_ops(client)
-                await client.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
-                await client.delete(self._alive_key)
+                await asyncio.wait_for(self.flush(), self.timeout)
+                rooms = list(self._local)
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
+                    pipe.delete(self._alive_key)
+                    for room_id in rooms:
+                        notice = {"k": "c", "n": self.node_id, "r": room_id}
+                        pipe.publish(self._room_channel(room_id), _pack(notice, b""))
+                    await pipe.execute()
         await self.stop()
 
     async def stop(self) -> None:
@@ -368,10 +376,9 @@ class RedisBus:
             self._wake.clear()
             await self._write_ops(client, pubsub)
 
-    async def _write_ops(self, client: aioredis.Redis, pubsub: PubSub | None = None) -> None:
+    async def _write_ops(self, client: aioredis.Redis, pubsub: PubSub) -> None:
         while self._ops:
-            if pubsub is not None:
-                await self._subscribe_new_rooms(pubsub)
+            await self._subscribe_new_rooms(pubsub)
             ops, self._ops = self._ops, []
             written = self._enqueued - len(self._ops)
             async with client.pipeline(transaction=False) as pipe:
@@ -380,11 +387,10 @@ class RedisBus:
                 await pipe.execute()
             self._written = max(self._written, written)
             self._release_flush_waiters()
-            if pubsub is not None:
-                gone = [room for room in self._subscribed if room not in self._local]
-                if gone:
-                    await pubsub.unsubscribe(*(self._room_channel(room) for room in gone))
-                    self._subscribed.difference_update(gone)
+            gone = [room for room in self._subscribed if room not in self._local]
+            if gone:
+                await pubsub.unsubscribe(*(self._room_channel(room) for room in gone))
+                self._subscribed.difference_update(gone)
 
     async def _subscribe_new_rooms(self, pubsub: PubSub) -> None:
         new = [room for room in self._local if room not in self._subscribed]

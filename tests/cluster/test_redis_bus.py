@@ -295,14 +295,18 @@ async def test_a_foreign_message_on_a_livehub_channel_is_ignored(
 
 
 async def test_close_leaves_the_cluster_at_once(node: Nodes) -> None:
-    a, _ = await node("a")
+    a, rec_a = await node("a")
     b, _ = await node("b")
+    a.join("r1", "pa", "ann", "viewer")
     b.join("r1", "pb", "bob", "viewer")
+    b.join("r1", "pb2", "bea", "viewer")  # queued, written by close
     await b.flush()
-    assert await a.count("r1") == 1
+    rec_a.changed.clear()
+    b.join("r1", "pb3", "cy", "viewer")
     await b.close()
-    assert await a.count("r1") == 0
-    assert await a.members("r1") == []
+    assert await a.count("r1") == 1
+    assert [m.peer_id for m in await a.members("r1")] == ["pa"]
+    await eventually(lambda: _true("r1" in rec_a.changed), 5)
 
 
 async def test_redis_down_at_start_then_up(redis_server: RedisEngine, redis_prefix: str) -> None:
