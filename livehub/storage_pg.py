@@ -275,6 +275,8 @@ class PostgresStore:
             except UNAVAILABLE as exc:
                 if attempt.committing or attempt_number == 2:
                     raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+                # the other pooled connections likely died with this one: replace them all
+                await self._pool.expire_connections()
                 log.debug("PostgreSQL connection lost (%s); retrying once", exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
