@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from livehub.cluster import scripts
 from livehub.cluster.redis_bus import SESSION_ERRORS, connect
@@ -120,3 +120,16 @@ class LeaderLock:
         while True:
             await asyncio.sleep(self.ttl / 3)
             await self._attempt()
+
+
+async def lead(lock: LeaderLock, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+    """Run ``job`` every ``interval`` seconds while this node holds ``lock``; forever (cancel the
+    task to stop). A failing job is logged and runs again at the next interval. For the
+    cluster-wide singletons: reconciliation with SRS, the reconnect-window sweep."""
+    while True:
+        if lock.is_leader:
+            try:
+                await job()
+            except Exception:
+                log.exception("leader job %s failed", lock.key)
+        await asyncio.sleep(interval)

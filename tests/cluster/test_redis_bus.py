@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from livehub.cluster.leader import LeaderLock
+from livehub.cluster.leader import LeaderLock, lead
 from livehub.cluster.redis_bus import RedisBus
 from livehub.domain.bus import Bus, LocalBus, Member
 from tests.engines import RedisEngine
@@ -402,6 +402,41 @@ async def test_leader_lock_moves_when_the_holder_dies(
             await third.close()
     finally:
         await second.close()
+
+
+async def test_a_leader_job_runs_on_one_node_at_a_time_and_moves(
+    redis_server: RedisEngine, redis_prefix: str
+) -> None:
+    runs: list[str] = []
+
+    def job_of(name: str) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            runs.append(name)
+            if len(runs) == 2:
+                raise RuntimeError("a failing run does not stop the loop")
+
+        return job
+
+    locks = {
+        name: LeaderLock(redis_server.url, "sweep", name, prefix=redis_prefix, ttl=0.6)
+        for name in ("a", "b")
+    }
+    for lock in locks.values():
+        await lock.start()
+    tasks = [asyncio.create_task(lead(lock, 0.05, job_of(n))) for n, lock in locks.items()]
+    try:
+        await eventually(lambda: _true(len(runs) >= 5), 5)
+        assert set(runs) == {"a"}
+        await locks["a"].abandon()
+        tasks[0].cancel()
+        before = len(runs)
+        await eventually(lambda: _true("b" in runs[before:]), 5)
+        assert set(runs[before:]) <= {"b"}
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await locks["b"].close()
 
 
 async def test_leader_lock_holder_steps_down_without_redis(
