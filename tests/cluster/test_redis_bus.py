@@ -330,15 +330,17 @@ async def test_redis_down_at_start_then_up(redis_server: RedisEngine, redis_pref
 
 
 @pytest.fixture(params=["local", "redis"])
-async def one_bus(request: pytest.FixtureRequest, node: Nodes) -> AsyncIterator[Bus]:
+async def one_bus(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Bus]:
+    """Each adapter; the in-process one needs no Redis."""
+    bus: Bus
     if request.param == "local":
-        bus: Bus = LocalBus("a")
-        await bus.start()
-        yield bus
-        await bus.close()
+        bus = LocalBus("a")
     else:
-        redis_bus, _ = await node("a")
-        yield redis_bus
+        server: RedisEngine = request.getfixturevalue("redis_server")
+        bus = RedisBus(server.url, node_id="a", prefix=redis_prefix, **FAST)
+    await bus.start()
+    yield bus
+    await bus.close()
 
 
 async def test_every_bus_counts_one_nodes_presence(one_bus: Bus) -> None:
