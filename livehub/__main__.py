@@ -107,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if field.name not in ("hook_secret", "admin_token")
     }
     settings["srs_api_url"] = redact_url(config.srs_api_url)
+    for name in ("database_url", "redis_url"):
+        if settings[name] is not None:
+            settings[name] = redact_url(settings[name])
     log.debug("config: %s", settings)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_at_info)
     _install_uvloop()

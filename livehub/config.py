@@ -62,6 +62,49 @@ def _nonempty(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _redacted(raw: str) -> str:
+    """``raw`` with the password of a URL's userinfo masked: config errors never echo secrets."""
+    try:
+        parts = urlsplit(raw)
+        password = parts.password
+    except ValueError:
+        return "(unparsable URL)"
+    return raw.replace(f":{password}@", ":***@") if password else raw
+
+
+def _database_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise ConfigError(f"{name} must be a postgresql:// URL, got {_redacted(value)!r}") from None
+    if parts.scheme not in ("postgresql", "postgres") or not (parts.netloc or parts.query):
+        raise ConfigError(
+            f"{name} must be a postgresql://user:password@host:port/database URL, "
+            f"got {_redacted(value)!r}"
+        )
+    return value
+
+
+def _redis_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise ConfigError(f"{name} must be a redis:// URL, got {_redacted(value)!r}") from None
+    if not (
+        (parts.scheme in ("redis", "rediss") and parts.hostname)
+        or (parts.scheme == "unix" and parts.path)
+    ):
+        raise ConfigError(
+            f"{name} must be a redis://[:password@]host:port/db (or rediss://, unix://) URL, "
+            f"got {_redacted(value)!r}"
+        )
+    return value
+
+
 def _log_level(name: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -150,6 +193,11 @@ class Config:
     preparing_ttl_hours: float = 168.0
     #: seconds between sweeps (reconnect windows due, preparing TTL, retention)
     sweep_interval: float = 5.0
+    # cluster mode (issue 9): both set = several livehub processes form one service
+    #: PostgreSQL instead of the SQLite file (``postgresql://...``); None: embedded SQLite
+    database_url: str | None = None
+    #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
+    redis_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -209,6 +257,9 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LIVEHUB_ENDED_RETENTION_DAYS": ("ended_retention_days", _float),
     "LIVEHUB_PREPARING_TTL_HOURS": ("preparing_ttl_hours", _float),
+    # cluster mode
+    "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
+    "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
 }
 
 ENV_VARS: tuple[str, ...] = tuple(_ENV)

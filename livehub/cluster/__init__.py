@@ -1,0 +1,1 @@
+"""Cluster mode adapters on Redis: the bus between nodes with presence, and a leader lock."""

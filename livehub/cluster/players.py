@@ -1,0 +1,192 @@
+"""SRS player counts shared through Redis (the store's ``PlayerCounts`` port, cluster mode).
+
+SRS calls ``on_play``/``on_stop`` on whichever node the proxy picks, so the registry of players
+(SRS client id -> room) lives in Redis; every change is one Lua call that also bumps a global
+sequence number and publishes ``room, count, seq`` on one channel. Each node keeps a mirror of
+the counts, so :meth:`count` stays synchronous (views read it): the mirror takes a room's count
+only from a newer sequence number, so replies and notices arriving in any order never move it
+backwards. On every (re)connection the node subscribes first, then loads a snapshot.
+
+Redis unreachable: :meth:`add` and :meth:`remove` count nothing (a warning per outage) and the
+mirror keeps the last known counts. The registry has no persistence of its own: after Redis
+restarts empty, counts start again from the players that come and go (reconciliation with the
+SRS API can restore them).
+
+Keys: ``P players:room`` (hash client -> room), ``P players:count`` (hash room -> players),
+``P players:seq`` (counter); channel ``P players``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from livehub.cluster.redis_bus import SESSION_ERRORS, connect
+
+log = logging.getLogger(__name__)
+
+#: ARGV: prefix, room, client. Returns {added (0/1), old room or "", old count, new count, seq}.
+ADD = """
+local p, room, client = ARGV[1], ARGV[2], ARGV[3]
+local rooms, counts = p .. 'players:room', p .. 'players:count'
+local old = redis.call('HGET', rooms, client)
+if old == room then return {0, '', 0, 0, 0} end
+local seq = redis.call('INCR', p .. 'players:seq')
+local old_n = 0
+if old then
+  old_n = redis.call('HINCRBY', counts, old, -1)
+  if old_n <= 0 then redis.call('HDEL', counts, old); old_n = 0 end
+  redis.call('PUBLISH', p .. 'players', old .. '\\n' .. old_n .. '\\n' .. seq)
+else
+  old = ''
+end
+redis.call('HSET', rooms, client, room)
+local n = redis.call('HINCRBY', counts, room, 1)
+redis.call('PUBLISH', p .. 'players', room .. '\\n' .. n .. '\\n' .. seq)
+return {1, old, old_n, n, seq}
+"""
+
+#: ARGV: prefix, client. Returns {room or "", count, seq}.
+REMOVE = """
+local p, client = ARGV[1], ARGV[2]
+local rooms, counts = p .. 'players:room', p .. 'players:count'
+local old = redis.call('HGET', rooms, client)
+if not old then return {'', 0, 0} end
+local seq = redis.call('INCR', p .. 'players:seq')
+redis.call('HDEL', rooms, client)
+local n = redis.call('HINCRBY', counts, old, -1)
+if n <= 0 then redis.call('HDEL', counts, old); n = 0 end
+redis.call('PUBLISH', p .. 'players', old .. '\\n' .. n .. '\\n' .. seq)
+return {old, n, seq}
+"""
+
+
+class RedisPlayers:
+    """``PlayerCounts`` on Redis with a local mirror (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "livehub:",
+        retry_interval: float = 0.5,
+        timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.retry_interval = retry_interval
+        self._client = connect(url, timeout=timeout)
+        self._timeout = timeout
+        #: room -> (players, sequence number of that figure)
+        self._counts: dict[str, tuple[int, int]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._outage_logged = False
+        self.healthy = False
+
+    def count(self, room_id: str) -> int:
+        return self._counts.get(room_id, (0, 0))[0]
+
+    async def add(self, room_id: str, client_id: str) -> bool:
+        try:
+            added, old, old_n, n, seq = await self._client.eval(
+                ADD, 0, self.prefix, room_id, client_id
+            )
+        except SESSION_ERRORS as exc:
+            self._outage(exc)
+            return False
+        if not added:
+            return False
+        if old:
+            self._apply(old.decode(), int(old_n), int(seq))
+        self._apply(room_id, int(n), int(seq))
+        return True
+
+    async def remove(self, client_id: str) -> str | None:
+        try:
+            room, n, seq = await self._client.eval(REMOVE, 0, self.prefix, client_id)
+        except SESSION_ERRORS as exc:
+            self._outage(exc)
+            return None
+        if not room:
+            return None
+        room_id: str = room.decode()
+        self._apply(room_id, int(n), int(seq))
+        return room_id
+
+    async def start(self) -> None:
+        """Start following the counts; waits up to ``timeout`` for the first snapshot."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="redis-players")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), self._timeout)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._client.aclose()
+
+    def _apply(self, room_id: str, players: int, seq: int) -> None:
+        current = self._counts.get(room_id)
+        if current is not None and current[1] >= seq:
+            return
+        self._counts[room_id] = (players, seq)
+
+    def _outage(self, exc: BaseException) -> None:
+        if not self._outage_logged:
+            log.warning("player counts: Redis unreachable (%s); players are not counted", exc)
+            self._outage_logged = True
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except SESSION_ERRORS as exc:
+                self._outage(exc)
+            except Exception:
+                log.exception("player counts: following Redis failed; starting again")
+            await asyncio.sleep(self.retry_interval)
+
+    async def _follow(self) -> None:
+        client = connect(self.url, timeout=self._timeout)
+        pubsub = client.pubsub()
+        try:
+            channel = f"{self.prefix}players"
+            await pubsub.subscribe(channel)
+            while (message := await pubsub.get_message(timeout=self._timeout)) is None or (
+                message["type"] != "subscribe"
+            ):
+                if message is None:
+                    raise TimeoutError("no subscription confirmation from Redis")
+            # subscribed: every later change arrives; now the state up to here
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.get(f"{self.prefix}players:seq")
+                pipe.hgetall(f"{self.prefix}players:count")
+                raw_seq, counts = await pipe.execute()
+            seq = int(raw_seq or 0)
+            snapshot = {room.decode(): int(n) for room, n in counts.items()}
+            for room_id in list(self._counts):
+                if room_id not in snapshot:
+                    self._counts.pop(room_id)
+            # a restarted Redis starts its sequence again: the snapshot replaces the mirror
+            self._counts.update({room_id: (n, seq) for room_id, n in snapshot.items()})
+            self.healthy = True
+            if self._outage_logged:
+                log.info("player counts: Redis reachable again")
+            self._outage_logged = False
+            self._ready.set()
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "message":
+                    room, n, change = message["data"].split(b"\n")
+                    self._apply(room.decode(), int(n), int(change))
+        finally:
+            self.healthy = False
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await client.aclose()

@@ -1,0 +1,540 @@
+"""The cluster bus on Redis: pub/sub between nodes, presence in hashes, a heartbeat per node.
+
+One node = one :class:`RedisBus`. Its state of truth is its own mirror of local membership
+(``room -> peer -> (name, role)``, kept by :meth:`join`/:meth:`leave`); Redis holds the union of
+every node's mirror, which a node can always rebuild from its own. That makes the failure cases
+simple:
+
+- **Redis lost**: the session ends (the pub/sub reader sees the socket close, or the heartbeat
+  times out), :attr:`healthy` turns false at once, broadcasts reach local members only
+  (:meth:`broadcast` drops what it cannot carry), and a new session is tried every
+  ``retry_interval``. A new session subscribes again, then in one MULTI removes this node's
+  stale entries and writes the mirror back: counts are exact again as soon as it commits.
+- **A node dies** (kill -9): its ``alive:`` key expires after ``node_ttl``, which already takes
+  its members out of every count; a survivor that wins the ``reap:<node>`` lock then deletes its
+  presence and calls :meth:`BusHandler.members_lost` so the hub announces ``peer-left``.
+- **A node was presumed dead** (paused longer than ``node_ttl``) and reaped: its next heartbeat
+  finds its ``alive:`` key gone and rebuilds presence from the mirror.
+
+Ordering: everything a node sends goes through one queue and one connection, pipelined in call
+order; each receiving node reads its room and node channels on one pub/sub connection, so a
+recipient gets a sender's broadcasts and direct sends in send order. A room's channel is
+subscribed (and the subscription confirmed) before the join that needs it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from livehub.cluster import scripts
+from livehub.domain.bus import BusHandler, Member
+
+log = logging.getLogger(__name__)
+
+#: what ends a Redis session: the server went away or answered nonsense
+SESSION_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+
+_Op = tuple[Any, ...]
+
+
+def connect(url: str, *, timeout: float = 2.0) -> aioredis.Redis:
+    """A redis-py client that fails fast instead of retrying: the callers have their own loops."""
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return client
+
+
+class RedisBus:
+    """:class:`livehub.domain.bus.Bus` on Redis (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str | None = None,
+        prefix: str = "livehub:",
+        heartbeat: float = 1.0,
+        node_ttl: float = 5.0,
+        reap_interval: float = 1.0,
+        retry_interval: float = 0.5,
+        timeout: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.node_id = node_id or secrets.token_hex(6)
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        self.node_ttl = node_ttl
+        self.reap_interval = reap_interval
+        self.retry_interval = retry_interval
+        self.timeout = timeout
+        self._handler: BusHandler | None = None
+        #: this node's members: room -> peer -> (name, role)
+        self._local: dict[str, dict[str, tuple[str, str]]] = {}
+        self._peer_rooms: dict[str, set[str]] = {}
+        self._ops: list[_Op] = []
+        self._accepting = False
+        self._healthy = False
+        self._wake = asyncio.Event()
+        self._enqueued = 0
+        self._written = 0
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._subscribed: set[str] = set()
+        self._sub_waiters: dict[str, asyncio.Future[None]] = {}
+        self._shas: dict[str, str] = {}
+        self._client: aioredis.Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._closing = False
+        self._outage_logged = False
+        #: messages dropped because Redis was unreachable (broadcasts and direct sends)
+        self.dropped = 0
+        #: sessions started (1 + reconnections)
+        self.sessions = 0
+
+    # -- keys -----------------------------------------------------------------------------
+    def _room_channel(self, room_id: str) -> str:
+        return f"{self.prefix}room:{room_id}"
+
+    def _node_channel(self, node_id: str) -> str:
+        return f"{self.prefix}node:{node_id}"
+
+    @property
+    def _alive_key(self) -> str:
+        return f"{self.prefix}alive:{self.node_id}"
+
+    # -- the Bus interface ----------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def set_handler(self, handler: BusHandler) -> None:
+        self._handler = handler
+
+    def join(self, room_id: str, peer_id: str, name: str, role: str) -> None:
+        self._local.setdefault(room_id, {})[peer_id] = (name, role)
+        self._peer_rooms.setdefault(peer_id, set()).add(room_id)
+        self._enqueue(("join", room_id, peer_id, name, role))
+
+    def leave(self, room_id: str, peer_id: str) -> None:
+        members = self._local.get(room_id)
+        if members is None or members.pop(peer_id, None) is None:
+            return
+        if not members:
+            del self._local[room_id]
+        rooms = self._peer_rooms.get(peer_id)
+        gone = True
+        if rooms is not None:
+            rooms.discard(room_id)
+            gone = not rooms
+            if gone:
+                del self._peer_rooms[peer_id]
+        self._enqueue(("leave", room_id, peer_id, gone))
+
+    def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
+        header = {"k": "b", "n": self.node_id, "r": room_id, "x": exclude}
+        self._enqueue(("publish", self._room_channel(room_id), _pack(header, frame)), drop=True)
+
+    def send(self, peer_id: str, frame: bytes) -> None:
+        header = {"k": "d", "n": self.node_id, "p": peer_id}
+        self._enqueue(("send", peer_id, _pack(header, frame)), drop=True)
+
+    async def flush(self) -> None:
+        """Wait until everything enqueued so far was written to Redis (or dropped)."""
+        if self._written >= self._enqueued:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((self._enqueued, future))
+        await future
+
+    async def count(self, room_id: str) -> int:
+        """Members of the room on live nodes; this node's own count if Redis is unreachable.
+        This node's own earlier joins and leaves are written first (read your writes)."""
+        await self.flush()
+        client = self._client
+        if client is None or not self._healthy:
+            return len(self._local.get(room_id, ()))
+        try:
+            value = await client.evalsha(self._shas["COUNT"], 0, self.prefix, room_id)
+        except SESSION_ERRORS:
+            return len(self._local.get(room_id, ()))
+        return int(value)
+
+    async def members(self, room_id: str) -> list[Member]:
+        """Members of the room on live nodes (this node's alone if Redis is unreachable)."""
+        await self.flush()
+        client = self._client
+        if client is None or not self._healthy:
+            return self._local_members(room_id)
+        try:
+            flat = await client.evalsha(self._shas["MEMBERS"], 0, self.prefix, room_id)
+        except SESSION_ERRORS:
+            return self._local_members(room_id)
+        out: list[Member] = []
+        for peer, raw in zip(flat[::2], flat[1::2], strict=True):
+            info = orjson.loads(raw)
+            out.append(Member(room_id, peer.decode(), info["node"], info["name"], info["role"]))
+        return out
+
+    def local_count(self, room_id: str) -> int:
+        return len(self._local.get(room_id, ()))
+
+    async def start(self, wait: float | None = None) -> None:
+        """Start the session loop; wait up to ``wait`` seconds (default ``timeout``) for the
+        first session. Redis being down is not an error: the node serves locally meanwhile."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"redis-bus-{self.node_id}")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), self.timeout if wait is None else wait)
+
+    async def close(self) -> None:
+        """Leave the cluster cleanly: write what is queued, then remove this node's presence
+        and heartbeat at once (other nodes hear ``presence_changed`` for its rooms). Close the
+        hub's WebSockets first, so their leaves are announced as usual."""
+        self._closing = True
+        client = self._client
+        if client is not None and self._healthy:
+            with contextlib.suppress(*SESSION_ERRORS):
+                await asyncio.wait_for(self.flush(), self.timeout)
+                rooms = list(self._local)
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
+                    pipe.delete(self._alive_key)
+                    for room_id in rooms:
+                        notice = {"k": "c", "n": self.node_id, "r": room_id}
+                        pipe.publish(self._room_channel(room_id), _pack(notice, b""))
+                    await pipe.execute()
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop without cleaning up, as a crash would (tests use it to play a dead node)."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._release_flush_waiters(everything=True)
+
+    # -- internals ------------------------------------------------------------------------
+    def _local_members(self, room_id: str) -> list[Member]:
+        return [
+            Member(room_id, peer, self.node_id, name, role)
+            for peer, (name, role) in self._local.get(room_id, {}).items()
+        ]
+
+    def _enqueue(self, op: _Op, *, drop: bool = False) -> None:
+        self._enqueued += 1
+        if not self._accepting:
+            # presence is rebuilt from the mirror when Redis is back; messages are lost
+            if drop:
+                self.dropped += 1
+            self._written = self._enqueued
+            self._release_flush_waiters()
+            return
+        self._ops.append(op)
+        self._wake.set()
+
+    def _release_flush_waiters(self, *, everything: bool = False) -> None:
+        waiting = []
+        for seq, future in self._flush_waiters:
+            if everything or seq <= self._written:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                waiting.append((seq, future))
+        self._flush_waiters = waiting
+
+    async def _run(self) -> None:
+        while True:
+            sessions = self.sessions
+            try:
+                await self._session()
+            except SESSION_ERRORS as exc:
+                # one warning per outage, not one per attempt
+                if self.sessions > sessions or not self._outage_logged:
+                    log.warning(
+                        "redis bus: %s unreachable (%s); serving local members only",
+                        _redact(self.url),
+                        exc,
+                    )
+                    self._outage_logged = True
+            except Exception:
+                log.exception("redis bus: session failed; starting a new one")
+            finally:
+                self._accepting = False
+                self._healthy = False
+                self._ops.clear()
+                self._written = self._enqueued
+                self._release_flush_waiters()
+                self._subscribed.clear()
+                for future in self._sub_waiters.values():
+                    if not future.done():
+                        future.cancel()
+                self._sub_waiters.clear()
+                client, self._client = self._client, None
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+            if self._closing:
+                break
+            self._ready.set()
+            await asyncio.sleep(self.retry_interval)
+
+    async def _session(self) -> None:
+        client = connect(self.url, timeout=self.timeout)
+        self._client = client
+        pubsub = client.pubsub()
+        try:
+            await client.ping()
+            self._shas = {
+                name: await client.script_load(getattr(scripts, name))
+                for name in ("JOIN", "LEAVE", "REAP", "COUNT", "MEMBERS", "SEND")
+            }
+            # everything from here on is queued; what came before is in the mirror
+            self._accepting = True
+            self._ops.clear()
+            rooms = list(self._local)
+            channels = [self._node_channel(self.node_id)] + [self._room_channel(r) for r in rooms]
+            await pubsub.subscribe(*channels)
+            await self._await_acks(pubsub, set(channels))
+            self._subscribed = set(rooms)
+            await self._rebuild(client)
+            self.sessions += 1
+            self._outage_logged = False
+            self._healthy = True
+            self._ready.set()
+            if self.sessions > 1:
+                log.info(
+                    "redis bus: %s reachable again; presence rebuilt (%d rooms)",
+                    _redact(self.url),
+                    len(rooms),
+                )
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._reader(pubsub))
+                group.create_task(self._writer(client, pubsub))
+                group.create_task(self._heartbeat(client))
+                group.create_task(self._reaper(client))
+        except* SESSION_ERRORS as group_error:
+            raise group_error.exceptions[0] from None
+        finally:
+            self._healthy = False
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _await_acks(self, pubsub: PubSub, channels: set[str]) -> None:
+        deadline = time.monotonic() + self.timeout
+        while channels:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no subscription confirmation from Redis")
+            message = await pubsub.get_message(timeout=remaining)
+            if message and message["type"] == "subscribe":
+                channels.discard(message["channel"].decode())
+
+    async def _rebuild(self, client: aioredis.Redis) -> None:
+        """Replace this node's presence in Redis by the mirror, atomically."""
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
+            for room_id, members in self._local.items():
+                for peer_id, (name, role) in members.items():
+                    pipe.evalsha(
+                        self._shas["JOIN"], 0, *self._join_args(room_id, peer_id, name, role)
+                    )
+            pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000))
+            pipe.zadd(f"{self.prefix}nodes", {self.node_id: time.time() * 1000})
+            for room_id in self._local:
+                pipe.publish(
+                    self._room_channel(room_id),
+                    _pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
+                )
+            await pipe.execute()
+
+    def _join_args(self, room_id: str, peer_id: str, name: str, role: str) -> tuple[str, ...]:
+        info = orjson.dumps({"node": self.node_id, "name": name, "role": role}).decode()
+        return (self.prefix, self.node_id, room_id, peer_id, info)
+
+    async def _writer(self, client: aioredis.Redis, pubsub: PubSub) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._write_ops(client, pubsub)
+
+    async def _write_ops(self, client: aioredis.Redis, pubsub: PubSub) -> None:
+        while self._ops:
+            await self._subscribe_new_rooms(pubsub)
+            ops, self._ops = self._ops, []
+            written = self._enqueued - len(self._ops)
+            async with client.pipeline(transaction=False) as pipe:
+                for op in ops:
+                    self._apply(pipe, op)
+                await pipe.execute()
+            self._written = max(self._written, written)
+            self._release_flush_waiters()
+            gone = [room for room in self._subscribed if room not in self._local]
+            if gone:
+                await pubsub.unsubscribe(*(self._room_channel(room) for room in gone))
+                self._subscribed.difference_update(gone)
+
+    async def _subscribe_new_rooms(self, pubsub: PubSub) -> None:
+        new = [room for room in self._local if room not in self._subscribed]
+        if not new:
+            return
+        loop = asyncio.get_running_loop()
+        futures = []
+        for room in new:
+            channel = self._room_channel(room)
+            future = self._sub_waiters.get(channel)
+            if future is None:
+                future = self._sub_waiters[channel] = loop.create_future()
+            futures.append(future)
+        await pubsub.subscribe(*(self._room_channel(room) for room in new))
+        self._subscribed.update(new)
+        await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
+
+    def _apply(self, pipe: Any, op: _Op) -> None:
+        kind = op[0]
+        if kind == "join":
+            _, room_id, peer_id, name, role = op
+            pipe.evalsha(self._shas["JOIN"], 0, *self._join_args(room_id, peer_id, name, role))
+            pipe.publish(
+                self._room_channel(room_id), _pack({"k": "c", "n": self.node_id, "r": room_id}, b"")
+            )
+        elif kind == "leave":
+            _, room_id, peer_id, gone = op
+            pipe.evalsha(
+                self._shas["LEAVE"],
+                0,
+                self.prefix,
+                self.node_id,
+                room_id,
+                peer_id,
+                "1" if gone else "0",
+            )
+            pipe.publish(
+                self._room_channel(room_id), _pack({"k": "c", "n": self.node_id, "r": room_id}, b"")
+            )
+        elif kind == "publish":
+            pipe.publish(op[1], op[2])
+        elif kind == "send":
+            pipe.evalsha(self._shas["SEND"], 0, self.prefix, op[1], op[2])
+
+    async def _reader(self, pubsub: PubSub) -> None:
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind == "subscribe":
+                future = self._sub_waiters.pop(message["channel"].decode(), None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+            elif kind == "message":
+                self._dispatch(message["data"])
+
+    def _dispatch(self, data: bytes) -> None:
+        handler = self._handler
+        head, _, frame = data.partition(b"\n")
+        try:
+            header = orjson.loads(head)
+            if header["n"] == self.node_id or handler is None:
+                return
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("redis bus: ignored a malformed message on a livehub channel")
+            return
+        try:
+            kind = header["k"]
+            if kind == "b":
+                handler.deliver_room(header["r"], frame, header.get("x"))
+            elif kind == "d":
+                handler.deliver_peer(header["p"], frame)
+            elif kind == "c":
+                handler.presence_changed(header["r"])
+        except Exception:
+            log.exception("redis bus: handler failed on a %s message", header.get("k"))
+
+    async def _heartbeat(self, client: aioredis.Redis) -> None:
+        nodes_key = f"{self.prefix}nodes"
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000), get=True)
+                pipe.zadd(nodes_key, {self.node_id: time.time() * 1000})
+                previous, _ = await pipe.execute()
+            if previous is None:
+                # our key had expired: a survivor may have reaped us; write the mirror back
+                log.warning(
+                    "redis bus: node %s was presumed dead; rebuilding presence", self.node_id
+                )
+                await self._rebuild(client)
+
+    async def _reaper(self, client: aioredis.Redis) -> None:
+        nodes_key = f"{self.prefix}nodes"
+        while True:
+            await asyncio.sleep(self.reap_interval)
+            nodes = cast(list[bytes], await client.zrange(nodes_key, 0, -1))
+            for raw in nodes:
+                node = raw.decode()
+                if node == self.node_id or await client.exists(f"{self.prefix}alive:{node}"):
+                    continue
+                await self._reap(client, node)
+
+    async def _reap(self, client: aioredis.Redis, node: str) -> None:
+        lock = f"{self.prefix}reap:{node}"
+        if not await client.set(lock, self.node_id, nx=True, px=10_000):
+            return
+        flat = await client.evalsha(self._shas["REAP"], 0, self.prefix, node)
+        members = [
+            Member(room.decode(), peer.decode(), node, name.decode(), role.decode())
+            for room, peer, name, role in zip(*[iter(flat)] * 4, strict=True)
+        ]
+        log.info("redis bus: node %s stopped heartbeating; reaped %d members", node, len(members))
+        rooms = {m.room_id for m in members}
+        if rooms:
+            async with client.pipeline(transaction=False) as pipe:
+                for room_id in rooms:
+                    pipe.publish(
+                        self._room_channel(room_id), _pack({"k": "c", "n": node, "r": room_id}, b"")
+                    )
+                await pipe.execute()
+        handler = self._handler
+        if handler is not None and members:
+            try:
+                handler.members_lost(members)
+            except Exception:
+                log.exception("redis bus: members_lost handler failed")
+            for room_id in rooms:
+                with contextlib.suppress(Exception):
+                    handler.presence_changed(room_id)
+
+
+def _pack(header: dict[str, Any], frame: bytes) -> bytes:
+    return orjson.dumps(header) + b"\n" + frame
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

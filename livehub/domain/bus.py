@@ -1,0 +1,130 @@
+"""The bus between livehub nodes: the port the signaling hub talks to in cluster mode.
+
+Model: every node keeps its own WebSocket connections in its hub. The bus carries what must
+reach the *other* nodes: room broadcasts (frames encoded once by the sender's hub, delivered by
+each recipient node's hub to its local members), direct sends to a peer connected elsewhere, and
+presence (which peer is in which room on which node, so ``viewerCount`` is exact cluster-wide).
+
+The hub's membership changes stay synchronous: :meth:`Bus.join`, :meth:`Bus.leave`,
+:meth:`Bus.broadcast` and :meth:`Bus.send` only enqueue, in call order, and never block; one
+writer sends them to the other nodes in that order, so each recipient keeps the sender's order.
+The sender's own node delivers locally and the bus never echoes a message back to it.
+:meth:`Bus.flush` waits until everything enqueued so far was handed to the engine.
+
+What comes in from other nodes reaches the hub through the :class:`BusHandler` it registers.
+Adapters: :class:`LocalBus` (one process, nothing to carry) here, and
+``livehub.cluster.redis_bus.RedisBus`` (Redis pub/sub and hashes) outside the domain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Protocol
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Member:
+    """One peer's presence in one room, as the cluster sees it."""
+
+    room_id: str
+    peer_id: str
+    node_id: str
+    name: str
+    role: str
+
+
+class BusHandler(Protocol):
+    """What a node's hub does with traffic from other nodes. Calls are synchronous and must not
+    raise (an exception is logged and the message dropped)."""
+
+    def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
+        """A broadcast from another node: hand ``frame`` to every local member of the room
+        except the peer ``exclude``."""
+
+    def deliver_peer(self, peer_id: str, frame: bytes) -> None:
+        """A direct send from another node to the local peer ``peer_id``."""
+
+    def presence_changed(self, room_id: str) -> None:
+        """Members joined or left the room on another node: counts may have changed."""
+
+    def members_lost(self, members: list[Member]) -> None:
+        """A node died and this node reaped its presence: announce ``peer-left`` for each
+        member (cluster-wide, through :meth:`Bus.broadcast`). Only one node gets this call."""
+
+
+class Bus(Protocol):
+    node_id: str
+
+    @property
+    def healthy(self) -> bool:
+        """Whether other nodes are reachable (for ``/readyz``); local serving goes on either way."""
+
+    def set_handler(self, handler: BusHandler) -> None: ...
+
+    def join(self, room_id: str, peer_id: str, name: str, role: str) -> None: ...
+
+    def leave(self, room_id: str, peer_id: str) -> None: ...
+
+    def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None: ...
+
+    def send(self, peer_id: str, frame: bytes) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def count(self, room_id: str) -> int:
+        """Members of the room on every live node."""
+
+    async def members(self, room_id: str) -> list[Member]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalBus:
+    """The embedded mode's bus: one node, so nothing leaves the process. Presence is this
+    node's own membership, so counts and member lists are still exact."""
+
+    def __init__(self, node_id: str = "local") -> None:
+        self.node_id = node_id
+        self._rooms: dict[str, dict[str, Member]] = {}
+
+    @property
+    def healthy(self) -> bool:
+        return True
+
+    def set_handler(self, handler: BusHandler) -> None:
+        pass
+
+    def join(self, room_id: str, peer_id: str, name: str, role: str) -> None:
+        self._rooms.setdefault(room_id, {})[peer_id] = Member(
+            room_id, peer_id, self.node_id, name, role
+        )
+
+    def leave(self, room_id: str, peer_id: str) -> None:
+        members = self._rooms.get(room_id)
+        if members is not None:
+            members.pop(peer_id, None)
+            if not members:
+                del self._rooms[room_id]
+
+    def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
+        pass
+
+    def send(self, peer_id: str, frame: bytes) -> None:
+        pass
+
+    async def flush(self) -> None:
+        pass
+
+    async def count(self, room_id: str) -> int:
+        return len(self._rooms.get(room_id, ()))
+
+    async def members(self, room_id: str) -> list[Member]:
+        return list(self._rooms.get(room_id, {}).values())
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        self._rooms.clear()

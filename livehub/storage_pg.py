@@ -1,0 +1,514 @@
+"""PostgreSQL persistence of rooms (cluster mode): :class:`RoomStore` on asyncpg.
+
+The same semantics as the SQLite store (:mod:`livehub.storage`), for several livehub processes
+sharing one database:
+
+- Every accepted change is one transaction: the room row, written as a **conditional update** on
+  ``version`` (``UPDATE ... WHERE id = $n AND version = $m``: of two nodes racing for one room
+  exactly one wins, the other gets ``False`` and decides again), and for each event it reports
+  ``rooms.event_seq`` incremented and one ``webhook_deliveries`` row per configured endpoint.
+- Versioned migrations in ``schema_migrations``, applied at start-up under a transaction-scoped
+  advisory lock, so nodes starting together migrate once; a database newer than this code is
+  refused (:class:`SchemaTooNew`).
+- Keyset paging on ``(created_at, id)``; counts per status kept by a trigger (O(1)).
+- A connection pool. Losing PostgreSQL raises :class:`livehub.domain.store.StoreUnavailable`
+  (the API answers 503 ``database_unavailable``). A statement that fails on a connection that
+  died (say, after a PostgreSQL restart) is retried once on a fresh connection when nothing can
+  have been committed; a failure during ``COMMIT`` is never retried (the outcome is unknown, so
+  it is reported, not guessed). What was acknowledged was committed: nothing acknowledged is
+  lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+import orjson
+
+from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.domain.store import Cursor, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: any constant identifies livehub's migration lock among advisory locks
+MIGRATION_LOCK = 0x6C697665_6875620  # "livehub"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: rooms (the SQLite schema as of its migration 2), the webhook outbox, counts by trigger
+    """
+    CREATE TABLE rooms (
+        id TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        stream_key TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL CHECK (status IN ('preparing', 'live', 'ended')),
+        created_at BIGINT NOT NULL,
+        start_time BIGINT,
+        end_time BIGINT,
+        publish_token TEXT NOT NULL,
+        owner_token_hash TEXT NOT NULL,
+        publisher_client_id TEXT,
+        publisher_service_id TEXT,
+        reconnecting_since BIGINT,
+        published_at BIGINT,
+        version INTEGER NOT NULL DEFAULT 1,
+        event_seq INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX rooms_created ON rooms (created_at, id);
+    CREATE INDEX rooms_status_created ON rooms (status, created_at, id);
+    CREATE INDEX rooms_publisher ON rooms (publisher_client_id) WHERE status != 'ended';
+    CREATE INDEX rooms_reconnecting ON rooms (reconnecting_since)
+        WHERE reconnecting_since IS NOT NULL;
+    CREATE INDEX rooms_ended ON rooms (end_time) WHERE status = 'ended';
+    CREATE TABLE webhook_deliveries (
+        id BIGSERIAL PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        room_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','delivered','failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at BIGINT
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+    CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint, room_id, id);
+    CREATE TABLE room_counts (status TEXT PRIMARY KEY, n BIGINT NOT NULL);
+    INSERT INTO room_counts (status, n) VALUES ('preparing', 0), ('live', 0), ('ended', 0);
+    CREATE FUNCTION rooms_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        -- one statement locks both rows in index order: no deadlock between transitions
+        IF TG_OP = 'INSERT' THEN
+            UPDATE room_counts SET n = n + 1 WHERE status = NEW.status;
+        ELSIF TG_OP = 'DELETE' THEN
+            UPDATE room_counts SET n = n - 1 WHERE status = OLD.status;
+        ELSIF OLD.status != NEW.status THEN
+            UPDATE room_counts
+                SET n = n + CASE WHEN status = NEW.status THEN 1 ELSE -1 END
+                WHERE status IN (OLD.status, NEW.status);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER rooms_count AFTER INSERT OR DELETE OR UPDATE OF status ON rooms
+        FOR EACH ROW EXECUTE FUNCTION rooms_count();
+    """,
+)
+
+_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+)
+
+_COLUMNS = (
+    "id",
+    "title",
+    "stream_key",
+    "status",
+    "created_at",
+    "start_time",
+    "end_time",
+    "publish_token",
+    "owner_token_hash",
+    "publisher_client_id",
+    "publisher_service_id",
+    "reconnecting_since",
+    "published_at",
+    "version",
+    "event_seq",
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM rooms"
+_INSERT = (
+    f"INSERT INTO rooms ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))})"
+)
+_UPDATE = (
+    "UPDATE rooms SET "
+    + ", ".join(f"{col} = ${n}" for n, col in enumerate(_COLUMNS[1:], start=1))
+    + f" WHERE id = ${len(_COLUMNS)} AND version = ${len(_COLUMNS) + 1}"
+)
+_STAGE = (
+    "INSERT INTO webhook_deliveries "
+    "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+
+#: what "PostgreSQL is unreachable" looks like from asyncpg
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash recovery, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.InterfaceError,  # connection closed under us
+    OSError,
+    TimeoutError,
+)
+
+#: the public view of a room, for webhook bodies (injected: the API owns how rooms are shown)
+EventView = Callable[[Room], dict[str, Any]]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer livehub: refuse it rather than guess."""
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """ISO 8601 in UTC with milliseconds (the same as the SQLite store's webhook bodies)."""
+    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Attempt:
+    """Whether a write reached COMMIT (then it must not be retried)."""
+
+    __slots__ = ("committing",)
+
+    def __init__(self) -> None:
+        self.committing = False
+
+
+class PostgresStore:
+    """:class:`livehub.domain.store.RoomStore` on PostgreSQL. Build it with :meth:`open`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        webhook_endpoints: Sequence[str] = (),
+        event_view: EventView | None = None,
+    ) -> None:
+        self._pool = pool
+        self.webhook_endpoints = tuple(webhook_endpoints)
+        self._event_view = event_view or _bare_view
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        command_timeout: float = 10.0,
+        webhook_endpoints: Sequence[str] = (),
+        event_view: EventView | None = None,
+    ) -> PostgresStore:
+        """Connect a pool and migrate; :class:`StoreUnavailable` if PostgreSQL cannot be
+        reached, :class:`SchemaTooNew` if the database is newer than this livehub."""
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=command_timeout,
+                timeout=command_timeout,
+            )
+        except UNAVAILABLE as exc:
+            raise StoreUnavailable(f"PostgreSQL unreachable: {exc}") from exc
+        store = cls(pool, webhook_endpoints=webhook_endpoints, event_view=event_view)
+        try:
+            await store.migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    # -- migrations -----------------------------------------------------------------------
+
+    async def schema_version(self) -> int:
+        async def run(conn: asyncpg.Connection, _: _Attempt) -> int:
+            return await self._version(conn)
+
+        return await self._with_connection(run)
+
+    @staticmethod
+    async def _version(conn: asyncpg.Connection) -> int:
+        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not exists:
+            return 0
+        return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations"))
+
+    async def migrate(self) -> None:
+        """Bring the schema up to date, one transaction per migration, each under the advisory
+        lock (another node migrating at the same time waits, then finds nothing to do)."""
+
+        async def run(conn: asyncpg.Connection, _: _Attempt) -> None:
+            while True:
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                    await conn.execute(_MIGRATIONS_TABLE)
+                    version = await self._version(conn)
+                    if version > len(MIGRATIONS):
+                        raise SchemaTooNew(
+                            f"database has schema version {version}, newer than this livehub "
+                            f"supports ({len(MIGRATIONS)}): upgrade livehub or restore a backup"
+                        )
+                    if version == len(MIGRATIONS):
+                        return
+                    log.info("migrating PostgreSQL database to schema version %d", version + 1)
+                    await conn.execute(MIGRATIONS[version])
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version) VALUES ($1)", version + 1
+                    )
+
+        await self._with_connection(run)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _with_connection(
+        self, work: Callable[[asyncpg.Connection, _Attempt], Awaitable[T]]
+    ) -> T:
+        """Run ``work`` on a pooled connection, retrying once on a fresh one if the connection
+        was found dead before anything could be committed."""
+        for attempt_number in (1, 2):
+            attempt = _Attempt()
+            try:
+                async with self._pool.acquire() as conn:
+                    return await work(conn, attempt)
+            except UNAVAILABLE as exc:
+                if attempt.committing or attempt_number == 2:
+                    raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+                # the other pooled connections likely died with this one: replace them all
+                await self._pool.expire_connections()
+                log.debug("PostgreSQL connection lost (%s); retrying once", exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """``work`` in a transaction; commit failures are reported, never retried."""
+
+        async def run(conn: asyncpg.Connection, attempt: _Attempt) -> T:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                result = await work(conn)
+            except BaseException:
+                if not conn.is_closed():
+                    await transaction.rollback()
+                raise
+            attempt.committing = True
+            await transaction.commit()
+            return result
+
+        return await self._with_connection(run)
+
+    async def _stage(
+        self, conn: asyncpg.Connection, room: Room, events: Iterable[RoomEvent], first_seq: int
+    ) -> None:
+        if not self.webhook_endpoints:
+            return
+        rows: list[tuple[str, str, int, str, str, int, int]] = []
+        for offset, event in enumerate(events, start=1):
+            seq = first_seq + offset
+            data = {**self._event_view(room), **event.extra, "seq": seq}
+            body = orjson.dumps(
+                {"type": event.type.value, "timestamp": iso_ms(event.at), "data": data}
+            ).decode()
+            rows.extend(
+                (endpoint, room.id, seq, event.type.value, body, event.at, event.at)
+                for endpoint in self.webhook_endpoints
+            )
+        if rows:
+            await conn.executemany(_STAGE, rows)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
+        seq, version = room.event_seq, room.version
+
+        async def work(conn: asyncpg.Connection) -> None:
+            room.version = 1
+            room.event_seq = seq + len(events)
+            await conn.execute(_INSERT, *_values(room))
+            await self._stage(conn, room, events, seq)
+
+        try:
+            await self._write(work)
+        except BaseException:
+            room.version, room.event_seq = version, seq
+            raise
+
+    async def update(
+        self, room: Room, expected_version: int, events: Sequence[RoomEvent] = ()
+    ) -> bool:
+        seq, version = room.event_seq, room.version
+
+        async def work(conn: asyncpg.Connection) -> bool:
+            room.version = expected_version + 1
+            room.event_seq = seq + len(events)
+            status = await conn.execute(_UPDATE, *_values(room)[1:], room.id, expected_version)
+            if status != "UPDATE 1":
+                raise _Conflict
+            await self._stage(conn, room, events, seq)
+            return True
+
+        try:
+            return await self._write(work)
+        except _Conflict:
+            room.version, room.event_seq = version, seq
+            return False
+        except BaseException:
+            room.version, room.event_seq = version, seq
+            raise
+
+    async def append_events(self, events: Sequence[RoomEvent]) -> None:
+        if not events:
+            return
+
+        async def work(conn: asyncpg.Connection) -> None:
+            for event in events:
+                row = await conn.fetchrow(
+                    "UPDATE rooms SET event_seq = event_seq + 1 WHERE id = $1 "
+                    f"RETURNING {', '.join(_COLUMNS)}",
+                    event.room_id,
+                )
+                if row is None:
+                    continue
+                room = _room(row)
+                await self._stage(conn, room, [event], room.event_seq - 1)
+
+        await self._write(work)
+
+    async def delete_ended_before(self, ended_before: int, limit: int = 1000) -> int:
+        async def work(conn: asyncpg.Connection) -> int:
+            status = await conn.execute(
+                "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms "
+                "WHERE status = 'ended' AND end_time < $1 LIMIT $2)",
+                ended_before,
+                limit,
+            )
+            return int(status.split()[-1])
+
+        return await self._write(work)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _fetch(self, query: str, *args: object) -> list[Room]:
+        async def run(conn: asyncpg.Connection, _: _Attempt) -> list[Room]:
+            return [_room(row) for row in await conn.fetch(query, *args)]
+
+        return await self._with_connection(run)
+
+    async def _fetch_one(self, where: str, *args: object) -> Room | None:
+        rooms = await self._fetch(f"{_SELECT} WHERE {where} LIMIT 1", *args)
+        return rooms[0] if rooms else None
+
+    async def get(self, room_id: str) -> Room | None:
+        return await self._fetch_one("id = $1", room_id)
+
+    async def get_by_stream(self, stream_key: str) -> Room | None:
+        return await self._fetch_one("stream_key = $1", stream_key)
+
+    async def get_by_publisher(self, client_id: str) -> Room | None:
+        return await self._fetch_one("publisher_client_id = $1 AND status != 'ended'", client_id)
+
+    async def page(
+        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+    ) -> list[Room]:
+        where: list[str] = []
+        args: list[object] = []
+        if status is not None:
+            args.append(status.value)
+            where.append(f"status = ${len(args)}")
+        if after is not None:
+            args.extend(after)
+            where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+        clause = " AND ".join(where) or "TRUE"
+        args.append(limit)
+        return await self._fetch(
+            f"{_SELECT} WHERE {clause} ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
+            *args,
+        )
+
+    async def count(self, status: RoomStatus | None = None) -> int:
+        async def run(conn: asyncpg.Connection, _: _Attempt) -> int:
+            if status is None:
+                value = await conn.fetchval("SELECT coalesce(sum(n), 0) FROM room_counts")
+            else:
+                value = await conn.fetchval(
+                    "SELECT coalesce(sum(n), 0) FROM room_counts WHERE status = $1", status.value
+                )
+            return int(value)
+
+        return await self._with_connection(run)
+
+    async def live(self) -> list[Room]:
+        return await self._fetch(f"{_SELECT} WHERE status = 'live' ORDER BY created_at, id")
+
+    async def reconnect_due(self, opened_before: int) -> list[Room]:
+        return await self._fetch(
+            f"{_SELECT} WHERE reconnecting_since IS NOT NULL AND reconnecting_since <= $1 "
+            "AND status = 'live'",
+            opened_before,
+        )
+
+    async def preparing_before(self, created_before: int, limit: int = 500) -> list[Room]:
+        return await self._fetch(
+            f"{_SELECT} WHERE status = 'preparing' AND created_at < $1 "
+            "ORDER BY created_at, id LIMIT $2",
+            created_before,
+            limit,
+        )
+
+    async def ping(self) -> bool:
+        """Whether the database answers a read of the rooms table now."""
+        try:
+            await asyncio.wait_for(self._fetch(f"{_SELECT} LIMIT 1"), 2.0)
+        except (StoreUnavailable, TimeoutError, asyncpg.PostgresError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self._pool.close(), 10.0)
+        except TimeoutError:  # pragma: no cover - a connection stuck in a query
+            log.warning("PostgreSQL pool did not close in 10 s; terminating it")
+            self._pool.terminate()
+
+
+class _Conflict(Exception):
+    """The conditional update matched no row: roll back, report False."""
+
+
+def _bare_view(room: Room) -> dict[str, Any]:
+    """The fields of a room safe to publish, when no view is injected."""
+    return {
+        "id": room.id,
+        "title": room.title,
+        "status": room.status.value,
+        "createdAt": room.created_at,
+        "startTime": room.start_time,
+        "endTime": room.end_time,
+    }
+
+
+def _values(room: Room) -> tuple[object, ...]:
+    return (
+        room.id,
+        room.title,
+        room.stream_key,
+        room.status.value,
+        room.created_at,
+        room.start_time,
+        room.end_time,
+        room.publish_token,
+        room.owner_token_hash,
+        room.publisher_client_id,
+        room.publisher_service_id,
+        room.reconnecting_since,
+        room.published_at,
+        room.version,
+        room.event_seq,
+    )
+
+
+def _room(row: asyncpg.Record) -> Room:
+    values = dict(row.items())
+    values["status"] = RoomStatus(values["status"])
+    return Room(**values)

@@ -1,0 +1,55 @@
+"""LIVEHUB_DATABASE_URL and LIVEHUB_REDIS_URL: parsed, checked, errors name the variable and
+never echo a password."""
+
+from __future__ import annotations
+
+import pytest
+
+from livehub.__main__ import redact_url
+from livehub.config import Config, ConfigError
+
+
+def test_cluster_mode_is_off_by_default() -> None:
+    config = Config.from_env({})
+    assert (config.database_url, config.redis_url) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "redis_url"),
+    [
+        ("postgresql://livehub:pw@db:5432/livehub", "redis://redis:6379/0"),
+        ("postgres://db/livehub", "rediss://:pw@redis.example:6380/1"),
+        ("postgresql:///livehub?host=/run/postgresql", "unix:///run/redis/redis.sock?db=0"),
+    ],
+)
+def test_cluster_urls_are_read(database_url: str, redis_url: str) -> None:
+    config = Config.from_env(
+        {"LIVEHUB_DATABASE_URL": f" {database_url} ", "LIVEHUB_REDIS_URL": redis_url}
+    )
+    assert (config.database_url, config.redis_url) == (database_url, redis_url)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LIVEHUB_DATABASE_URL", "mysql://root:hunter22@db/livehub"),
+        ("LIVEHUB_DATABASE_URL", "livehub.db"),
+        ("LIVEHUB_DATABASE_URL", "postgresql://u:hunter22@db:99999/livehub"),
+        ("LIVEHUB_DATABASE_URL", "postgresql://"),
+        ("LIVEHUB_REDIS_URL", "http://:hunter22@redis:6379"),
+        ("LIVEHUB_REDIS_URL", "redis://"),
+        ("LIVEHUB_REDIS_URL", "redis:6379"),
+        ("LIVEHUB_REDIS_URL", "redis://:hunter22@redis:port/0"),
+    ],
+)
+def test_bad_cluster_urls_name_the_variable_and_hide_the_password(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name) as raised:
+        Config.from_env({name: value})
+    assert "hunter22" not in str(raised.value)
+
+
+def test_the_debug_log_redacts_cluster_urls() -> None:
+    assert redact_url("postgresql://livehub:hunter22@db:5432/livehub") == (
+        "postgresql://livehub:***@db:5432/livehub"
+    )
+    assert redact_url("redis://:hunter22@redis:6379/0") == "redis://:***@redis:6379/0"

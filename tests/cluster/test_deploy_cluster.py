@@ -1,0 +1,131 @@
+"""The cluster compose file agrees with the nginx config, srs.conf and the app (read, not run:
+Docker is not available here), as tests/test_deploy.py does for the single-node stack."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from livehub.config import Config
+from tests.test_deploy import REPO, app_path, hook_urls, interpolate
+
+COMPOSE = REPO / "docker-compose.cluster.yml"
+NGINX = REPO / "deploy" / "nginx-cluster.conf"
+
+
+@functools.cache
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def env_of(name: str, shell: dict[str, str] | None = None) -> dict[str, str]:
+    raw = compose()["services"][name].get("environment", {})
+    return {key: interpolate(str(value), shell or {}) for key, value in raw.items()}
+
+
+def nodes() -> list[str]:
+    return sorted(name for name in compose()["services"] if name.startswith("livehub"))
+
+
+def node_config(name: str, shell: dict[str, str] | None = None) -> Config:
+    return Config.from_env(env_of(name, shell))
+
+
+def nginx() -> str:
+    # comments out: only directives count
+    return re.sub(r"#[^\n]*", "", NGINX.read_text())
+
+
+def published(service: str) -> dict[int, int]:
+    out = {}
+    for entry in compose()["services"][service].get("ports", []):
+        host, _, target = str(entry).partition(":")
+        out[int(target.split("/")[0])] = int(host)
+    return out
+
+
+def test_two_or_more_identical_nodes_in_cluster_mode() -> None:
+    assert len(nodes()) >= 2
+    configs = [node_config(name) for name in nodes()]  # each is a valid config
+    assert all(config == configs[0] for config in configs[1:])
+    config = configs[0]
+    assert config.database_url is not None and config.redis_url is not None
+    assert config.hook_secret == "change-me-hook-secret"
+    assert not any("ports" in compose()["services"][name] for name in nodes())  # proxy only
+
+
+def test_nodes_reach_postgres_and_redis_with_the_same_credentials() -> None:
+    shell = {"POSTGRES_PASSWORD": "s3cret-pw"}
+    config = node_config(nodes()[0], shell)
+    assert config.database_url is not None and config.redis_url is not None
+    db = urlsplit(config.database_url)
+    postgres = env_of("postgres", shell)
+    assert db.hostname == "postgres" and db.port == 5432
+    assert (db.username, db.password, db.path.lstrip("/")) == (
+        postgres["POSTGRES_USER"],
+        "s3cret-pw",
+        postgres["POSTGRES_DB"],
+    )
+    redis = urlsplit(config.redis_url)
+    assert redis.hostname == "redis" and redis.port == 6379
+    for name in nodes():
+        depends = compose()["services"][name]["depends_on"]
+        assert (
+            depends["postgres"]["condition"] == depends["redis"]["condition"] == ("service_healthy")
+        )
+    assert "postgres-data" in compose()["volumes"]
+    assert "--save" in compose()["services"]["redis"]["command"]
+
+
+def test_srs_hooks_go_through_the_proxy_with_the_nodes_secret() -> None:
+    shell = {"LIVEHUB_HOOK_SECRET": "one-secret-for-both-sides"}
+    config = node_config(nodes()[0], shell)
+    srs = env_of("srs", shell)
+    listen = int(re.search(r"\blisten\s+(\d+)\s*;", nginx())[1])  # type: ignore[index]
+    for hook in hook_urls():
+        url = urlsplit(srs[f"SRS_VHOST_HTTP_HOOKS_{hook.upper()}"])
+        assert (url.hostname, url.port) == ("proxy", listen)
+        assert url.path == app_path("srs_hooks")
+        assert parse_qs(url.query)["secret"] == [config.hook_secret]
+
+
+def test_the_proxy_balances_every_node_without_stickiness_and_upgrades_websockets() -> None:
+    conf = nginx()
+    upstream = re.search(r"upstream\s+livehub\s*\{([^}]*)\}", conf)
+    assert upstream is not None
+    servers = re.findall(r"server\s+([\w.-]+):(\d+)", upstream[1])
+    assert sorted(host for host, _ in servers) == nodes()
+    assert {int(port) for _, port in servers} == {node_config(n).port for n in nodes()}
+    assert not re.search(r"\b(ip_hash|hash|sticky)\b", upstream[1])
+    assert "proxy_pass http://livehub;" in conf
+    assert "proxy_http_version 1.1;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf
+    assert "proxy_set_header Connection $connection_upgrade;" in conf
+    timeout = int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf)[1])  # type: ignore[index]
+    assert timeout > node_config(nodes()[0]).heartbeat
+    listen = int(re.search(r"\blisten\s+(\d+)\s*;", conf)[1])  # type: ignore[index]
+    assert published("proxy") == {listen: listen}
+    assert int(re.search(r"client_max_body_size\s+(\d+)k;", conf)[1]) * 1024 >= (  # type: ignore[index]
+        node_config(nodes()[0]).max_body_size
+    )
+
+
+def test_the_proxy_never_logs_query_strings() -> None:
+    conf = nginx()
+    formats = re.findall(r"log_format\s+(\w+)\s+'([^;]*)'\s*;", conf)
+    assert formats, "an explicit log format, not nginx's default (which logs $request)"
+    for _, fmt in formats:
+        assert not re.search(r"\$(request|request_uri|args|query_string)\b", fmt)
+    for access_log in re.findall(r"access_log\s+([^;]+);", conf):
+        assert access_log.split()[-1] in {name for name, _ in formats} or access_log == "off"
+
+
+def test_nodes_stop_within_their_grace_period() -> None:
+    for name in nodes():
+        grace = str(compose()["services"][name]["stop_grace_period"])
+        assert float(grace.rstrip("s")) > node_config(name).shutdown_timeout

@@ -1,0 +1,460 @@
+"""The Redis bus against a real (throwaway) Redis, with several buses in one process as nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from livehub.cluster.leader import LeaderLock, lead
+from livehub.cluster.redis_bus import RedisBus
+from livehub.domain.bus import Bus, LocalBus, Member
+from tests.engines import RedisEngine
+
+FAST = {"heartbeat": 0.2, "node_ttl": 1.0, "reap_interval": 0.2, "retry_interval": 0.2}
+
+
+class Recorder:
+    """A node's hub as the bus sees it: records what arrives."""
+
+    def __init__(self) -> None:
+        self.rooms: list[tuple[str, bytes, str | None]] = []
+        self.peers: list[tuple[str, bytes]] = []
+        self.changed: list[str] = []
+        self.lost: list[Member] = []
+
+    def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
+        self.rooms.append((room_id, frame, exclude))
+
+    def deliver_peer(self, peer_id: str, frame: bytes) -> None:
+        self.peers.append((peer_id, frame))
+
+    def presence_changed(self, room_id: str) -> None:
+        self.changed.append(room_id)
+
+    def members_lost(self, members: list[Member]) -> None:
+        self.lost.extend(members)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> float:
+    """Seconds until ``check`` holds; fails after ``within`` seconds."""
+    start = time.monotonic()
+    while not await check():
+        if time.monotonic() - start > within:
+            pytest.fail(f"condition not met within {within} s")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+Nodes = Callable[..., Awaitable[tuple[RedisBus, Recorder]]]
+
+
+@pytest.fixture
+async def node(redis_server: RedisEngine, redis_prefix: str) -> AsyncIterator[Nodes]:
+    """Start a bus (a node) on the test's Redis; every node is closed after the test."""
+    started: list[RedisBus] = []
+
+    async def start(node_id: str, **options: Any) -> tuple[RedisBus, Recorder]:
+        settings = {**FAST, **options}
+        bus = RedisBus(redis_server.url, node_id=node_id, prefix=redis_prefix, **settings)
+        recorder = Recorder()
+        bus.set_handler(recorder)
+        await bus.start()
+        assert bus.healthy
+        started.append(bus)
+        return bus, recorder
+
+    yield start
+    for bus in started:
+        await bus.close()
+
+
+async def test_broadcast_reaches_every_other_node_in_order(node: Nodes) -> None:
+    a, rec_a = await node("a")
+    b, rec_b = await node("b")
+    c, rec_c = await node("c")
+    b.join("r1", "pb", "bob", "viewer")
+    c.join("r1", "pc", "carol", "viewer")
+    await b.flush()
+    await c.flush()
+    frames = [f'{{"type":"chat","n":{i}}}'.encode() for i in range(200)]
+    for frame in frames:
+        a.broadcast("r1", frame, exclude="pa")
+    await a.flush()
+
+    async def arrived() -> bool:
+        return len(rec_b.rooms) == 200 and len(rec_c.rooms) == 200
+
+    await eventually(arrived, 5)
+    assert rec_b.rooms == [("r1", frame, "pa") for frame in frames]
+    assert rec_c.rooms == rec_b.rooms
+    assert rec_a.rooms == []  # the sender's node delivers locally; no echo
+
+
+async def test_a_node_without_members_in_a_room_gets_none_of_its_broadcasts(node: Nodes) -> None:
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    b.leave("r1", "pb")
+    b.join("r2", "pb", "bob", "viewer")
+    await b.flush()
+    a.broadcast("r1", b"for r1")
+    a.broadcast("r2", b"for r2")
+    await a.flush()
+    await eventually(lambda: _true(bool(rec_b.rooms)), 5)
+    await asyncio.sleep(0.1)
+    assert rec_b.rooms == [("r2", b"for r2", None)]
+
+
+async def test_direct_send_reaches_the_peer_on_its_node_in_order_with_broadcasts(
+    node: Nodes,
+) -> None:
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    c, rec_c = await node("c")
+    b.join("r1", "pb", "bob", "viewer")
+    c.join("r1", "pc", "carol", "viewer")
+    await b.flush()
+    await c.flush()
+    a.send("pb", b"offer")
+    a.broadcast("r1", b"chat")
+    a.send("pb", b"candidate")
+    a.send("nobody", b"lost")  # unknown peer: dropped, nothing breaks
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.peers) == 2 and len(rec_c.rooms) == 1), 5)
+    assert rec_b.peers == [("pb", b"offer"), ("pb", b"candidate")]
+    assert rec_b.rooms == [("r1", b"chat", None)]
+    assert rec_c.peers == []
+    # after the peer leaves its last room, it is no longer reachable
+    b.leave("r1", "pb")
+    await b.flush()
+    a.send("pb", b"late")
+    a.broadcast("r1", b"marker")
+    await a.flush()
+    await eventually(lambda: _true(len(rec_c.rooms) == 2), 5)
+    assert rec_b.peers == [("pb", b"offer"), ("pb", b"candidate")]
+
+
+async def test_counts_and_members_are_exact_on_every_node(node: Nodes) -> None:
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    c, _ = await node("c")
+    a.join("r1", "p1", "ann", "host")
+    a.join("r1", "p2", "al", "viewer")
+    b.join("r1", "p3", "bob", "viewer")
+    b.join("r1", "p3", "bob", "viewer")  # a repeated join counts once
+    c.join("r1", "p4", "cy", "viewer")
+    c.join("r2", "p4", "cy", "viewer")
+    c.leave("r1", "nobody")  # leaving what one never joined changes nothing
+    for bus in (a, b, c):
+        await bus.flush()
+    assert [await bus.count("r1") for bus in (a, b, c)] == [4, 4, 4]
+    assert await a.count("r2") == 1
+    assert await a.count("never") == 0
+    members = sorted(await b.members("r1"), key=lambda m: m.peer_id)
+    assert members == [
+        Member("r1", "p1", "a", "ann", "host"),
+        Member("r1", "p2", "a", "al", "viewer"),
+        Member("r1", "p3", "b", "bob", "viewer"),
+        Member("r1", "p4", "c", "cy", "viewer"),
+    ]
+    a.leave("r1", "p2")
+    c.leave("r1", "p4")
+    await a.flush()
+    await c.flush()
+    assert [await bus.count("r1") for bus in (a, b, c)] == [2, 2, 2]
+    assert await c.count("r2") == 1
+    # other nodes hear that presence changed (to push viewer-count)
+    await eventually(lambda: _true("r1" in rec_b.changed), 5)
+
+
+async def test_a_dead_node_leaves_the_counts_and_one_survivor_reaps_it(node: Nodes) -> None:
+    # the default timings: the promise is "within 15 s of kill -9"
+    defaults = {"heartbeat": 1.0, "node_ttl": 5.0, "reap_interval": 1.0}
+    a, rec_a = await node("a", **defaults)
+    b, _ = await node("b", **defaults)
+    c, rec_c = await node("c", **defaults)
+    a.join("r1", "pa", "ann", "viewer")
+    b.join("r1", "pb1", "bob", "viewer")
+    b.join("r1", "pb2", "bea", "host")
+    b.join("r2", "pb1", "bob", "viewer")
+    c.join("r1", "pc", "cy", "viewer")
+    for bus in (a, b, c):
+        await bus.flush()
+    assert await a.count("r1") == 4
+    await b.stop()  # no goodbye: as kill -9
+
+    async def counted_out() -> bool:
+        return await a.count("r1") == 2 and await c.count("r1") == 2 and await a.count("r2") == 0
+
+    assert await eventually(counted_out, 15) < 15
+
+    async def reaped() -> bool:
+        return bool(rec_a.lost or rec_c.lost)
+
+    await eventually(reaped, 15)
+    await asyncio.sleep(0.5)
+    assert not (rec_a.lost and rec_c.lost)  # exactly one survivor announces
+    lost = sorted(rec_a.lost + rec_c.lost, key=lambda m: (m.room_id, m.peer_id))
+    assert lost == [
+        Member("r1", "pb1", "b", "bob", "viewer"),
+        Member("r1", "pb2", "b", "bea", "host"),
+        Member("r2", "pb1", "b", "bob", "viewer"),
+    ]
+    assert sorted(m.peer_id for m in await c.members("r1")) == ["pa", "pc"]
+    a.send("pb1", b"gone")  # the dead node's peers are unreachable, quietly
+    await a.flush()
+
+
+async def test_redis_lost_and_back_rebuilds_presence(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    a.join("r1", "pa1", "ann", "viewer")
+    a.join("r1", "pa2", "al", "viewer")
+    b.join("r1", "pb", "bob", "viewer")
+    await a.flush()
+    await b.flush()
+    assert await a.count("r1") == 3
+
+    redis_server.kill()
+
+    async def unhealthy() -> bool:
+        return not a.healthy and not b.healthy
+
+    assert await eventually(unhealthy, 10) < 10
+    # local serving goes on: membership changes while Redis is away are kept
+    a.leave("r1", "pa2")
+    a.join("r1", "pa3", "amy", "viewer")
+    a.broadcast("r1", b"while down")  # cannot reach b; dropped, no error
+    assert await a.count("r1") == 2  # this node's own count meanwhile
+    assert a.dropped == 1
+
+    redis_server.start()  # empty: no persistence
+
+    async def healthy() -> bool:
+        return a.healthy and b.healthy
+
+    assert await eventually(healthy, 10) < 10
+    assert await a.count("r1") == 3
+    assert await b.count("r1") == 3
+    assert sorted(m.peer_id for m in await b.members("r1")) == ["pa1", "pa3", "pb"]
+    a.broadcast("r1", b"after")
+    await a.flush()
+    await eventually(lambda: _true(bool(rec_b.rooms)), 5)
+    assert rec_b.rooms == [("r1", b"after", None)]
+
+
+async def test_a_node_presumed_dead_writes_its_presence_back(
+    node: Nodes, redis_server: RedisEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    import redis.asyncio as aioredis
+
+    a, _ = await node("a")
+    b, _ = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        # b's heartbeat key vanishes (a long pause would do the same): a reaps b
+        await client.delete(f"{b.prefix}alive:b")
+    finally:
+        await client.aclose()
+
+    async def back() -> bool:
+        return await a.count("r1") == 1 and [m.peer_id for m in await a.members("r1")] == ["pb"]
+
+    await eventually(lambda: _true("node b was presumed dead" in caplog.text), 5)
+    await eventually(back, 5)
+
+
+async def test_a_foreign_message_on_a_livehub_channel_is_ignored(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    import redis.asyncio as aioredis
+
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.publish(f"{b.prefix}room:r1", b"not json\nframe")
+        await client.publish(f"{b.prefix}room:r1", b"[1]\nframe")
+    finally:
+        await client.aclose()
+    a.broadcast("r1", b"real")
+    await a.flush()
+    await eventually(lambda: _true(bool(rec_b.rooms)), 5)
+    assert rec_b.rooms == [("r1", b"real", None)]
+    assert b.healthy and b.sessions == 1
+
+
+async def test_close_leaves_the_cluster_at_once(node: Nodes) -> None:
+    a, rec_a = await node("a")
+    b, _ = await node("b")
+    a.join("r1", "pa", "ann", "viewer")
+    b.join("r1", "pb", "bob", "viewer")
+    b.join("r1", "pb2", "bea", "viewer")  # queued, written by close
+    await b.flush()
+    rec_a.changed.clear()
+    b.join("r1", "pb3", "cy", "viewer")
+    await b.close()
+    assert await a.count("r1") == 1
+    assert [m.peer_id for m in await a.members("r1")] == ["pa"]
+    await eventually(lambda: _true("r1" in rec_a.changed), 5)
+
+
+async def test_redis_down_at_start_then_up(redis_server: RedisEngine, redis_prefix: str) -> None:
+    redis_server.stop()
+    bus = RedisBus(redis_server.url, node_id="a", prefix=redis_prefix, **FAST)
+    try:
+        await bus.start(wait=0.5)
+        assert not bus.healthy
+        bus.join("r1", "p1", "ann", "viewer")
+        assert await bus.count("r1") == 1
+        redis_server.start()
+        await eventually(lambda: _true(bus.healthy), 10)
+        other = RedisBus(redis_server.url, node_id="b", prefix=redis_prefix, **FAST)
+        await other.start()
+        try:
+            assert await other.count("r1") == 1
+        finally:
+            await other.close()
+    finally:
+        await bus.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+async def one_bus(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[Bus]:
+    """Each adapter; the in-process one needs no Redis."""
+    bus: Bus
+    if request.param == "local":
+        bus = LocalBus("a")
+    else:
+        server: RedisEngine = request.getfixturevalue("redis_server")
+        bus = RedisBus(server.url, node_id="a", prefix=redis_prefix, **FAST)
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
+async def test_every_bus_counts_one_nodes_presence(one_bus: Bus) -> None:
+    """The behaviour both adapters share, on a single node."""
+    one_bus.join("r1", "p1", "ann", "host")
+    one_bus.join("r1", "p2", "bob", "viewer")
+    one_bus.join("r1", "p2", "bob", "viewer")
+    one_bus.join("r2", "p2", "bob", "viewer")
+    one_bus.leave("r2", "nobody")
+    # no flush: a node reads its own writes
+    assert await one_bus.count("r1") == 2
+    assert sorted(await one_bus.members("r1"), key=lambda m: m.peer_id) == [
+        Member("r1", "p1", one_bus.node_id, "ann", "host"),
+        Member("r1", "p2", one_bus.node_id, "bob", "viewer"),
+    ]
+    one_bus.leave("r1", "p1")
+    one_bus.leave("r1", "p2")
+    assert await one_bus.count("r1") == 0
+    assert await one_bus.members("r1") == []
+    assert await one_bus.count("r2") == 1
+    assert one_bus.healthy
+
+
+async def test_leader_lock_moves_when_the_holder_dies(
+    redis_server: RedisEngine, redis_prefix: str
+) -> None:
+    changes: list[tuple[str, bool]] = []
+
+    def record(name: str) -> Callable[[bool], None]:
+        return lambda held: changes.append((name, held))
+
+    locks = [
+        LeaderLock(
+            redis_server.url,
+            "reconcile",
+            name,
+            prefix=redis_prefix,
+            ttl=1.0,
+            on_change=record(name),
+        )
+        for name in ("a", "b")
+    ]
+    first, second = locks
+    await first.start()
+    await second.start()
+    try:
+        assert first.is_leader and not second.is_leader
+        await asyncio.sleep(1.5)  # renewals keep it where it is
+        assert first.is_leader and not second.is_leader
+        await first.abandon()  # dies holding the lock
+        took = await eventually(lambda: _true(second.is_leader), 5)
+        assert took < 2.5  # ttl plus one renewal interval, with slack
+        assert changes == [("a", True), ("a", False), ("b", True)]
+        # a clean close hands it over at once
+        third = LeaderLock(redis_server.url, "reconcile", "c", prefix=redis_prefix, ttl=1.0)
+        await second.close()
+        await third.start()
+        try:
+            assert third.is_leader
+        finally:
+            await third.close()
+    finally:
+        await second.close()
+
+
+async def test_a_leader_job_runs_on_one_node_at_a_time_and_moves(
+    redis_server: RedisEngine, redis_prefix: str
+) -> None:
+    runs: list[str] = []
+
+    def job_of(name: str) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            runs.append(name)
+            if len(runs) == 2:
+                raise RuntimeError("a failing run does not stop the loop")
+
+        return job
+
+    locks = {
+        name: LeaderLock(redis_server.url, "sweep", name, prefix=redis_prefix, ttl=0.6)
+        for name in ("a", "b")
+    }
+    for lock in locks.values():
+        await lock.start()
+    tasks = [asyncio.create_task(lead(lock, 0.05, job_of(n))) for n, lock in locks.items()]
+    try:
+        await eventually(lambda: _true(len(runs) >= 5), 5)
+        assert set(runs) == {"a"}
+        await locks["a"].abandon()
+        tasks[0].cancel()
+        before = len(runs)
+        await eventually(lambda: _true("b" in runs[before:]), 5)
+        assert set(runs[before:]) <= {"b"}
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await locks["b"].close()
+
+
+async def test_leader_lock_holder_steps_down_without_redis(
+    redis_server: RedisEngine, redis_prefix: str
+) -> None:
+    lock = LeaderLock(redis_server.url, "sweep", "a", prefix=redis_prefix, ttl=1.0)
+    await lock.start()
+    try:
+        assert lock.is_leader
+        redis_server.kill()
+        await eventually(lambda: _true(not lock.is_leader), 3)
+        redis_server.start()
+        await eventually(lambda: _true(lock.is_leader), 5)
+    finally:
+        await lock.close()
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -1,0 +1,89 @@
+"""Player counts shared through Redis: any node counts, every node reads the same figure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from livehub.cluster.players import RedisPlayers
+from tests.engines import RedisEngine
+
+Start = Callable[[], Awaitable[RedisPlayers]]
+
+
+@pytest.fixture
+async def start(redis_server: RedisEngine, redis_prefix: str) -> AsyncIterator[Start]:
+    started: list[RedisPlayers] = []
+
+    async def start_one() -> RedisPlayers:
+        players = RedisPlayers(redis_server.url, prefix=redis_prefix, retry_interval=0.2)
+        await players.start()
+        started.append(players)
+        return players
+
+    yield start_one
+    for players in started:
+        await players.close()
+
+
+async def settled(check: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not settled within {within} s")
+        await asyncio.sleep(0.02)
+
+
+async def test_players_counted_on_one_node_are_seen_on_every_node(start: Start) -> None:
+    a, b = await start(), await start()
+    assert await a.add("r1", "c1")
+    assert await b.add("r1", "c2")
+    assert not await a.add("r1", "c2")  # once per client id, whichever node hears it
+    assert (a.count("r1"), b.count("r1")) == (2, 2)  # the caller's mirror at once
+    await settled(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    # a client id counted in another room moves
+    assert await b.add("r2", "c1")
+    await settled(
+        lambda: (a.count("r1"), a.count("r2"), b.count("r1"), b.count("r2")) == (1, 1, 1, 1)
+    )
+    assert await a.remove("c1") == "r2"
+    assert await a.remove("c1") is None
+    assert await b.remove("c2") == "r1"
+    await settled(lambda: [p.count(r) for p in (a, b) for r in ("r1", "r2")] == [0, 0, 0, 0])
+
+
+async def test_a_node_started_later_loads_the_counts(start: Start) -> None:
+    a = await start()
+    for n in range(5):
+        await a.add("r1", f"c{n}")
+    late = await start()
+    assert late.count("r1") == 5
+    assert late.count("other") == 0
+
+
+async def test_many_concurrent_changes_from_two_nodes_stay_exact(start: Start) -> None:
+    a, b = await start(), await start()
+    await asyncio.gather(
+        *(a.add("r1", f"a{n}") for n in range(50)), *(b.add("r1", f"b{n}") for n in range(50))
+    )
+    await asyncio.gather(*(b.remove(f"a{n}") for n in range(0, 50, 2)))
+    await settled(lambda: a.count("r1") == 75 and b.count("r1") == 75)
+
+
+async def test_redis_lost_then_back(start: Start, redis_server: RedisEngine) -> None:
+    a, b = await start(), await start()
+    await a.add("r1", "c1")
+    await settled(lambda: b.count("r1") == 1)
+    redis_server.kill()
+    assert not await a.add("r1", "c2")  # not counted, no error
+    assert await a.remove("c1") is None
+    await settled(lambda: not a.healthy and not b.healthy)
+    assert b.count("r1") == 1  # last known figure meanwhile
+    redis_server.start()  # empty
+    await settled(lambda: a.healthy and b.healthy, within=10)
+    assert (a.count("r1"), b.count("r1")) == (0, 0)
+    assert await b.add("r1", "c3")
+    await settled(lambda: a.count("r1") == 1)
