@@ -12,7 +12,8 @@ passing once the real server speaks the same contracts.
 
 Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and playwright-core from
 ``npm ci`` in ``tests/e2e`` (run by the tests themselves when ``node_modules`` is missing).
-Screenshots land in ``docs/screenshots/``.
+Screenshots land in a temporary directory; ``LIVEHUB_SCREENSHOTS=docs/screenshots`` (any
+directory) keeps them, e.g. to refresh the README's pictures.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def install_playwright_core() -> None:
 
 
 @pytest.fixture(scope="module")
-def report(server: str, standin: str) -> dict[str, Any]:
+def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     assert NODE is not None
     install_playwright_core()
     env = {
@@ -187,7 +188,9 @@ def report(server: str, standin: str) -> dict[str, Any]:
         "LIVEHUB_URL": server,
         "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
         "CHROMIUM": CHROMIUM,
-        "SCREENSHOT_DIR": str(ROOT / "docs" / "screenshots"),
+        "SCREENSHOT_DIR": os.environ.get(
+            "LIVEHUB_SCREENSHOTS", str(tmp_path_factory.mktemp("screenshots"))
+        ),
         "HOOKS_DIR": str(SHARED / "srs-hooks"),
         "STANDIN_URL": standin,
     }
