@@ -20,6 +20,7 @@ from livehub import __version__
 from livehub.app import create_app
 from livehub.config import Config, ConfigError
 from livehub.storage import SchemaTooNew
+from livehub.webhooks.settings import endpoint_label
 
 log = logging.getLogger("livehub")
 
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if field.name not in ("hook_secret", "admin_token")
     }
     settings["srs_api_url"] = redact_url(config.srs_api_url)
+    settings["webhook_urls"] = [endpoint_label(url) for url in config.webhook_urls]
     log.debug("config: %s", settings)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_at_info)
     _install_uvloop()

@@ -16,6 +16,8 @@ from livehub.domain.signaling import Signaling
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import PublicUrls, SRSClient
+from livehub.webhooks.dispatcher import Dispatcher
+from livehub.webhooks.queue import DeliveryQueue
 
 config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
@@ -30,3 +32,6 @@ srs = web.AppKey("srs", SRSClient)
 reconciler = web.AppKey("reconciler", Reconciler)
 background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
 openapi = web.AppKey("openapi", dict[str, Any])
+# webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
+webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)
+webhook_dispatcher = web.AppKey("webhook_dispatcher", Dispatcher)

@@ -20,6 +20,7 @@ from livehub.domain.errors import (
     RoomNotFound,
     Unauthorized,
 )
+from livehub.webhooks.queue import DeliveryNotFailed, DeliveryNotFound, WebhooksDisabled
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ STATUS: dict[type[LivehubError], int] = {
     Forbidden: 403,
     RoomNotFound: 404,
     RoomEnded: 409,
+    # webhooks
+    DeliveryNotFound: 404,
+    DeliveryNotFailed: 409,
+    WebhooksDisabled: 404,
 }
 
 _HTTP_CODES = {
