@@ -180,7 +180,6 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
 }
 
 
-
 # -- webhooks: parsed in livehub.webhooks.settings, which raises ValueError naming the variable
 def _webhook(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
     def cast(name: str, raw: str) -> T:

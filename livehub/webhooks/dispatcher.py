@@ -84,11 +84,16 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 if self.last_error is None:
-                    log.exception("webhook outbox unavailable; retrying every %.1f s", self.poll_interval)
+                    log.exception(
+                        "webhook outbox unavailable; retrying every %.1f s", self.poll_interval
+                    )
                 self.last_error = f"{type(exc).__name__}: {exc}"
             self._wake.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # races with the event being set, and the task would never stop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
 
     async def refresh_stats(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -121,7 +126,9 @@ class Dispatcher:
         if status is not None and 200 <= status < 300:
             await self.queue.delivered(row.id, self.now_ms(), status)
             self._count("delivered")
-            log.debug("webhook %s delivered to %s", message_id(row.id), endpoint_label(row.endpoint))
+            log.debug(
+                "webhook %s delivered to %s", message_id(row.id), endpoint_label(row.endpoint)
+            )
             return
         attempts = row.attempts + 1
         reason = error or f"HTTP {status}"

@@ -101,9 +101,7 @@ class DeliveryQueue(Protocol):
 
     async def get(self, delivery_id: int) -> Delivery | None: ...
 
-    async def list(
-        self, state: DeliveryState | None, limit: int, offset: int
-    ) -> list[Delivery]:
+    async def list(self, state: DeliveryState | None, limit: int, offset: int) -> list[Delivery]:
         """Rows newest first, optionally of one state."""
 
     async def retry(self, delivery_id: int, now: int) -> Delivery:

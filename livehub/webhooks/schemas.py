@@ -49,10 +49,14 @@ class DeliverySchema(Schema):
     )
     endpoint = fields.String(
         required=True,
-        metadata={"description": "Scheme, host and port of the endpoint (its path may hold a token)"},
+        metadata={
+            "description": "Scheme, host and port of the endpoint (its path may hold a token)"
+        },
     )
     room_id = fields.String(required=True, data_key="roomId")
-    seq = fields.Integer(required=True, metadata={"description": "The room's event sequence number"})
+    seq = fields.Integer(
+        required=True, metadata={"description": "The room's event sequence number"}
+    )
     type = fields.String(required=True)
     state = fields.Enum(DeliveryState, by_value=True, required=True)
     attempts = fields.Integer(required=True)

@@ -31,7 +31,9 @@ def parse_urls(name: str, raw: str) -> tuple[str, ...]:
             continue
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{name} must be comma-separated http(s) URLs, got {endpoint_label(url)!r}")
+            raise ValueError(
+                f"{name} must be comma-separated http(s) URLs, got {endpoint_label(url)!r}"
+            )
         if parts.fragment:
             raise ValueError(f"{name}: a webhook URL must not have a #fragment")
         if url in urls:

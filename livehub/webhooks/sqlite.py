@@ -126,9 +126,7 @@ class SQLiteDeliveryQueue:
 
         return await self._run(work)
 
-    async def list(
-        self, state: DeliveryState | None, limit: int, offset: int
-    ) -> list[Delivery]:
+    async def list(self, state: DeliveryState | None, limit: int, offset: int) -> list[Delivery]:
         def work(db: sqlite3.Connection) -> list[Delivery]:
             if state is None:
                 rows = db.execute(
