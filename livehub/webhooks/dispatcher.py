@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+
 import aiohttp
 
 from livehub import __version__

@@ -48,7 +48,7 @@ class Dispatchers:
         self,
         *,
         schedule: RetrySchedule = FAST,
-        timeout: float = 2.0,
+        attempt_timeout: float = 2.0,
         concurrency: int = 4,
         secrets: tuple[str, ...] = (SECRET,),
     ) -> Dispatcher:
@@ -57,7 +57,7 @@ class Dispatchers:
             aiohttp.ClientSession(),
             Signer(tuple(secret(value) for value in secrets)),
             schedule=schedule,
-            timeout=timeout,
+            timeout=attempt_timeout,
             concurrency=concurrency,
             poll_interval=0.02,
             stats_interval=0.0,
@@ -308,7 +308,7 @@ async def test_a_hanging_receiver_holds_only_its_slots(
     outbox.add([stuck.url], "r1", "room.live")
     outbox.add([fine.url], "r2", "room.live")
     started = time.monotonic()
-    await dispatchers(timeout=0.3, concurrency=2)
+    await dispatchers(attempt_timeout=0.3, concurrency=2)
     await fine.wait_for(1)
     assert time.monotonic() - started < 1.0
     await eventually(lambda: outbox.rows()[0]["attempts"] >= 1)
