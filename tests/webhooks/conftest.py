@@ -125,7 +125,8 @@ class Receiver:
     received: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[tuple[float, str, str]] = field(default_factory=list)  # (time, id, type)
     rejected: list[str] = field(default_factory=list)
-    hang: bool = False
+    #: seconds to sit on each request before answering (a stuck receiver)
+    hang: float = 0.0
     server: TestServer | None = None
 
     @property
@@ -143,7 +144,7 @@ class Receiver:
             return web.Response(status=400)
         self.attempts.append((time.monotonic(), headers["webhook-id"], payload["type"]))
         if self.hang:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(self.hang)
         status, reply_headers = self.replies.pop(0) if self.replies else self.default
         if 200 <= status < 300:
             self.received.append({"id": headers["webhook-id"], "headers": headers, **payload})
