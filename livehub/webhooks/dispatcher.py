@@ -133,7 +133,8 @@ class Dispatcher:
             return
         attempts = row.attempts + 1
         reason = error or f"HTTP {status}"
-        delay = self.schedule.delay(attempts, self._random, retry_after)
+        age = self._clock() - row.created_at / 1000
+        delay = self.schedule.delay(attempts, self._random, retry_after, age)
         if delay is None:
             await self.queue.fail(row.id, status=status, error=reason)
             self._count("failed")

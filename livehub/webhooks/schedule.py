@@ -3,8 +3,10 @@
 Retry *n* waits a uniformly random time between 0 and ``caps[n - 1]`` (full jitter: receivers
 coming back after an outage are not hit by every sender at once). The first caps are seconds, so
 an event whose first two attempts fail still arrives within 90 s and a receiver back after a
-short outage gets its events within a minute; later caps grow to an hour. After the last retry
-the delivery is ``failed``. ``Retry-After`` from the receiver pushes the next attempt back, up
+short outage gets its events within a minute; later caps grow to an hour. While an event is
+younger than ``recent`` (five minutes), no cap exceeds ``recent_cap`` (a minute) whatever the
+draws were, so the minute holds even when the first waits happened to be short. After the last
+retry the delivery is ``failed``. ``Retry-After`` from the receiver pushes the next attempt back, up
 to ``max_retry_after``.
 """
 
@@ -38,6 +40,9 @@ class RetrySchedule:
     caps: tuple[float, ...] = DEFAULT_CAPS
     #: a ``Retry-After`` longer than this is cut to it
     max_retry_after: float = 3600.0
+    #: an event younger than ``recent`` seconds waits at most ``recent_cap`` between attempts
+    recent: float = 300.0
+    recent_cap: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.caps or any(cap < 0 for cap in self.caps):
@@ -53,16 +58,21 @@ class RetrySchedule:
         attempts: int,
         random: Callable[[], float],
         retry_after: float | None = None,
+        age: float | None = None,
     ) -> float | None:
         """Seconds to wait after ``attempts`` failed attempts, or ``None``: give up.
 
-        ``random()`` returns a float in [0, 1) (``random.random``; tests pass a constant).
+        ``random()`` returns a float in [0, 1) (``random.random``; tests pass a constant);
+        ``age`` is the event's age in seconds.
         """
         if attempts < 1:
             raise ValueError("attempts counts failed attempts: at least 1")
         if attempts > len(self.caps):
             return None
-        wait = self.caps[attempts - 1] * random()
+        cap = self.caps[attempts - 1]
+        if age is not None and age < self.recent:
+            cap = min(cap, self.recent_cap)
+        wait = cap * random()
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         return wait
@@ -72,6 +82,8 @@ class RetrySchedule:
         return RetrySchedule(
             caps=tuple(cap * factor for cap in self.caps),
             max_retry_after=self.max_retry_after * factor,
+            recent=self.recent * factor,
+            recent_cap=self.recent_cap * factor,
         )
 
 
