@@ -37,7 +37,7 @@ def test_a_receiver_back_after_a_short_outage_gets_events_within_a_minute(
 
 
 def test_waits_grow_to_an_hour_and_the_schedule_lasts_24_hours() -> None:
-    assert list(SCHEDULE.caps) == sorted(SCHEDULE.caps[:-1]) + [SCHEDULE.caps[-1]]
+    assert list(SCHEDULE.caps) == [*sorted(SCHEDULE.caps[:-1]), SCHEDULE.caps[-1]]
     assert max(SCHEDULE.caps) == 3600
     # full jitter: each wait is uniform in [0, cap], so the expected total is half the caps
     assert sum(SCHEDULE.caps) / 2 == 24 * 3600
