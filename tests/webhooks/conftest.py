@@ -160,6 +160,15 @@ class Receiver:
     def seqs(self, room_id: str) -> list[int]:
         return [event["data"]["seq"] for event in self.received if event["data"]["id"] == room_id]
 
+    async def wait_for_types(self, types: list[str], within: float = 10.0) -> None:
+        """Until these event types arrived, in this order (others may come between)."""
+
+        def arrived() -> bool:
+            got = iter(self.types())
+            return all(wanted in got for wanted in types)
+
+        await eventually(arrived, within)
+
     async def wait_for(self, count: int, within: float = 10.0) -> None:
         await eventually(lambda: len(self.received) >= count, within)
         assert len(self.received) == count, self.received
