@@ -4,7 +4,10 @@ verified by the ``standardwebhooks`` package."""
 from __future__ import annotations
 
 import base64
+import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -115,3 +118,17 @@ def test_the_spec_example_signature() -> None:
         '{"test": 2432232314}',
     )
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_the_example_in_the_docs_is_signed_right() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    request = doc.split("```http\n")[1].split("```")[0]
+    head, body = request.split("\n\n", 1)
+    headers = dict(line.split(": ", 1) for line in head.splitlines()[1:])
+    doc_secret = re.search(r"example secret `(whsec_[^`]+)`", doc)
+    assert doc_secret is not None
+    signer = Signer((secret(doc_secret.group(1)),))
+    signed = signer.headers(headers["webhook-id"], int(headers["webhook-timestamp"]), body.strip())
+    assert signed["webhook-signature"] == headers["webhook-signature"]
+    data = json.loads(body)["data"]
+    assert "publish" not in data and "ownerToken" not in data and data["seq"] == 2
