@@ -25,6 +25,7 @@ from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import PublicUrls, SRSClient
 from livehub.storage import SQLiteStore
+from livehub.webhooks.setup import setup_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(srs_ctx)
     app.on_shutdown.append(close_all)
     setup_routes(app, config.cors_origins)
+    setup_webhooks(app, config)  # after storage_ctx: its cleanup context reads the outbox
     return app
 
 

@@ -16,7 +16,7 @@ from livehub.domain.signaling import Signaling
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import PublicUrls, SRSClient
-from livehub.webhooks.dispatcher import Dispatcher
+from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.queue import DeliveryQueue
 
 config = web.AppKey("config", Config)
@@ -35,3 +35,4 @@ openapi = web.AppKey("openapi", dict[str, Any])
 # webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
 webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)
 webhook_dispatcher = web.AppKey("webhook_dispatcher", Dispatcher)
+webhook_tuning = web.AppKey("webhook_tuning", Tuning)

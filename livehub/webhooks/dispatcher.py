@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -30,6 +31,16 @@ USER_AGENT = f"livehub-webhooks/{__version__}"
 MAX_ERROR_LENGTH = 300
 
 Outcome = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """How the dispatcher runs. The defaults are production's; tests replace
+    ``app[keys.webhook_tuning]`` before the app starts to run the schedule in milliseconds."""
+
+    schedule: RetrySchedule = dataclasses.field(default_factory=RetrySchedule)
+    poll_interval: float = 1.0
+    stats_interval: float = 5.0
 
 
 class Dispatcher:

@@ -14,10 +14,9 @@ from aiohttp import web
 from livehub import keys
 from livehub.config import Config
 from livehub.webhooks import api
-from livehub.webhooks.dispatcher import Dispatcher
+from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.metrics import WebhookMetrics
 from livehub.webhooks.queue import DeliveryQueue
-from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.settings import endpoint_label
 from livehub.webhooks.signing import Signer
 from livehub.webhooks.sqlite import SQLiteDeliveryQueue
@@ -33,21 +32,14 @@ def sqlite_queue(app: web.Application) -> DeliveryQueue:
 
 
 def setup_webhooks(
-    app: web.Application,
-    config: Config,
-    *,
-    queue: QueueFactory = sqlite_queue,
-    schedule: RetrySchedule | None = None,
-    poll_interval: float = 1.0,
-    stats_interval: float = 5.0,
+    app: web.Application, config: Config, *, queue: QueueFactory = sqlite_queue
 ) -> None:
     """Admin routes always (they answer ``webhooks_disabled`` when no URL is configured);
     metrics, the outbox and the dispatcher when ``LIVEHUB_WEBHOOK_URLS`` is set.
 
-    ``queue`` picks the outbox adapter (the cluster mode passes its PostgreSQL one);
-    ``schedule``, ``poll_interval`` and ``stats_interval`` are for tests that run the retry
-    schedule in milliseconds.
+    ``queue`` picks the outbox adapter (the cluster mode passes its PostgreSQL one).
     """
+    app[keys.webhook_tuning] = Tuning()
     router = app.router
     router.add_get("/api/webhooks/deliveries", api.list_deliveries, name="webhook_deliveries")
     router.add_post(
@@ -60,6 +52,7 @@ def setup_webhooks(
     metrics = WebhookMetrics(app[keys.metrics].registry)
 
     async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+        tuning = app[keys.webhook_tuning]
         outbox = queue(app)
         connector = aiohttp.TCPConnector(limit=config.webhook_concurrency)
         session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
@@ -67,11 +60,11 @@ def setup_webhooks(
             outbox,
             session,
             Signer(config.webhook_secrets),
-            schedule=schedule,
+            schedule=tuning.schedule,
             timeout=config.webhook_timeout,
             concurrency=config.webhook_concurrency,
-            poll_interval=poll_interval,
-            stats_interval=stats_interval,
+            poll_interval=tuning.poll_interval,
+            stats_interval=tuning.stats_interval,
             on_outcome=metrics.count,
         )
         metrics.read_stats_from(lambda: dispatcher.stats)

@@ -11,10 +11,11 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
+from livehub import keys
 from livehub.app import create_app
 from livehub.config import Config
+from livehub.webhooks.dispatcher import Tuning
 from livehub.webhooks.schedule import RetrySchedule
-from livehub.webhooks.setup import setup_webhooks
 from tests.conftest import ADMIN_TOKEN, Client, make_config
 from tests.webhooks.conftest import Outbox, Receiver, StartReceiver, eventually, secret
 
@@ -22,10 +23,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def webhook_app(config: Config, schedule: RetrySchedule | None = None) -> web.Application:
-    """The app as ``create_app`` will build it once the integrator wires webhooks in (then this
-    is ``create_app(config)`` alone, and the schedule comes from a test hook)."""
+    """The app as production builds it, with the dispatcher's timings shortened."""
     app = create_app(config)
-    setup_webhooks(app, config, schedule=schedule, poll_interval=0.02, stats_interval=0.0)
+    app[keys.webhook_tuning] = Tuning(
+        schedule=schedule or RetrySchedule(), poll_interval=0.02, stats_interval=0.0
+    )
     return app
 
 
