@@ -1,9 +1,11 @@
 """Webhooks through a crash: the real server (``python -m livehub``) with its receiver down is
 killed with -9, then both come back, and the receiver — verifying every signature with
-``standardwebhooks`` — gets ``room.created``, ``room.live`` and ``room.ended`` in that order.
+``standardwebhooks`` — gets every event, in order.
 
-Needs the store to write the outbox (branch ``store``): until its migrations create
-``webhook_deliveries`` this test is skipped.
+The first test drives the whole chain (REST and hooks → store → outbox → receiver) and needs the
+store to write the outbox (branch ``store``): until its migrations create ``webhook_deliveries``
+it is skipped. The second writes the rows itself, as the store does, so the dispatcher's side is
+tested in a real process either way.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from pytest_aiohttp import AiohttpServer
 from livehub.storage import MIGRATIONS
 from tests.conftest import ADMIN_TOKEN, hook_for
 from tests.test_faults import Server, post_hook
-from tests.webhooks.conftest import SECRET, Receiver
+from tests.webhooks.conftest import SECRET, Outbox, Receiver, eventually
 
-pytestmark = pytest.mark.skipif(
-    not any("webhook_deliveries" in migration for migration in MIGRATIONS),
+STORE_WRITES_OUTBOX = any("webhook_deliveries" in migration for migration in MIGRATIONS)
+needs_store_outbox = pytest.mark.skipif(
+    not STORE_WRITES_OUTBOX,
     reason="the store does not write the webhook outbox yet (room.created rows come with the "
     "store branch's migration of webhook_deliveries); enable after merging it",
 )
@@ -50,6 +53,7 @@ async def deliveries(session: aiohttp.ClientSession, url: str) -> list[dict[str,
         return rows
 
 
+@needs_store_outbox
 async def test_events_survive_a_down_receiver_and_a_kill_9(
     tmp_path: Path, started: list[Server], aiohttp_server: AiohttpServer
 ) -> None:
@@ -98,3 +102,51 @@ async def test_events_survive_a_down_receiver_and_a_kill_9(
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for event in receiver.received:
         assert room["ownerToken"] not in str(event) and room["publish"]["token"] not in str(event)
+
+
+async def test_outbox_rows_survive_a_down_receiver_and_a_kill_9(
+    tmp_path: Path, started: list[Server], aiohttp_server: AiohttpServer
+) -> None:
+    port = unused_port()
+    token = "path-token-0a1b2c3d4e5f"
+    url = f"http://127.0.0.1:{port}/hooks?token={token}"
+    env = {
+        "LIVEHUB_WEBHOOK_URLS": url,
+        "LIVEHUB_WEBHOOK_SECRET": SECRET,
+        "LIVEHUB_WEBHOOK_TIMEOUT": "2",
+        "LIVEHUB_LOG_LEVEL": "DEBUG",
+    }
+    db = tmp_path / "livehub.db"
+    first = Server(tmp_path, db, **env)
+    started.append(first)
+    await first.start()
+    outbox = Outbox(db)  # after the store's migrations: the table exists then, or is made here
+    try:
+        for step in ("room.created", "room.live", "room.ended"):
+            outbox.add([url], "r1", step)
+        deadline = time.monotonic() + 30
+        while outbox.rows()[0]["attempts"] < 1:
+            assert time.monotonic() < deadline, first.log.read_text()
+            await asyncio.sleep(0.05)
+        assert outbox.states() == ["pending"] * 3
+        first.send(signal.SIGKILL)
+        assert await first.exit_code() == -signal.SIGKILL
+
+        receiver = Receiver(secret=SECRET)
+        app = web.Application()
+        app.router.add_post("/hooks", receiver.handle)
+        receiver.server = await aiohttp_server(app, port=port)
+        second = Server(tmp_path, db, **env)
+        started.append(second)
+        await second.start()
+        # the next wait of a young event is at most a minute, a killed attempt's lease shorter
+        await receiver.wait_for(3, within=90)
+        assert receiver.types() == ["room.created", "room.live", "room.ended"]
+        assert receiver.rejected == []
+        await eventually(lambda: outbox.states() == ["delivered"] * 3)
+    finally:
+        outbox.close()
+    logs = first.log.read_text() + second.log.read_text()
+    assert "attempt 1 failed (cannot connect" in logs
+    for secret_text in (SECRET, SECRET.removeprefix("whsec_"), token):
+        assert secret_text not in logs
