@@ -88,10 +88,11 @@ class Dispatcher:
     async def run(self) -> None:
         """Claim and send until cancelled. A failing database is logged and retried."""
         while True:
+            # cleared before the work: a wake-up during it (a slot freed) is not lost
+            self._wake.clear()
             try:
                 await self.refresh_stats()
                 await self._claim_and_send()
-                self.last_error = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -100,7 +101,10 @@ class Dispatcher:
                         "webhook outbox unavailable; retrying every %.1f s", self.poll_interval
                     )
                 self.last_error = f"{type(exc).__name__}: {exc}"
-            self._wake.clear()
+            else:
+                if self.last_error is not None:
+                    log.info("webhook outbox available again")
+                self.last_error = None
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
             # races with the event being set, and the task would never stop
             with contextlib.suppress(TimeoutError):
