@@ -20,6 +20,7 @@ from livehub import __version__
 from livehub.app import create_app
 from livehub.config import Config, ConfigError
 from livehub.storage import SchemaTooNew
+from livehub.webhooks.settings import endpoint_label
 
 log = logging.getLogger("livehub")
 
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name in ("database_url", "redis_url"):
         if settings[name] is not None:
             settings[name] = redact_url(settings[name])
+    settings["webhook_urls"] = [endpoint_label(url) for url in config.webhook_urls]
     log.debug("config: %s", settings)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_at_info)
     _install_uvloop()

@@ -27,6 +27,7 @@ from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, PublicUrls, SRSClient
 from livehub.storage import SQLiteStore
+from livehub.webhooks.setup import setup_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +122,18 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(sweep_ctx)
     app.on_shutdown.append(close_websockets)
     setup_routes(app, config.cors_origins)
+    setup_webhooks(app, config)  # after storage_ctx: its cleanup context reads the outbox
     return app
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.config]
     rooms = app[keys.rooms]
-    store = SQLiteStore(config.db_path, event_view=app[keys.views].public)
+    store = SQLiteStore(
+        config.db_path,
+        webhook_endpoints=config.webhook_urls,
+        event_view=app[keys.views].public,
+    )
     app[keys.store] = store
     rooms.use(store)
     await rooms.rearm()

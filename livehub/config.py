@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from livehub.webhooks import settings as webhook_settings
+from livehub.webhooks.settings import WebhookSecret
+
 T = TypeVar("T")
 
 
@@ -198,6 +201,17 @@ class Config:
     database_url: str | None = None
     #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
     redis_url: str | None = None
+    # webhooks (docs/webhooks.md): no URL, no webhooks
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secrets: tuple[WebhookSecret, ...] = ()
+    webhook_timeout: float = 10.0
+    webhook_concurrency: int = 16
+
+    def __post_init__(self) -> None:
+        try:
+            webhook_settings.check(self.webhook_urls, self.webhook_secrets, self.db_path)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -261,5 +275,32 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
 }
+
+
+# -- webhooks: parsed in livehub.webhooks.settings, which raises ValueError naming the variable
+def _webhook(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
+    def cast(name: str, raw: str) -> T:
+        try:
+            return parse(name, raw)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    return cast
+
+
+_ENV.update(
+    {
+        "LIVEHUB_WEBHOOK_URLS": ("webhook_urls", _webhook(webhook_settings.parse_urls)),
+        "LIVEHUB_WEBHOOK_SECRET": ("webhook_secrets", _webhook(webhook_settings.parse_secrets)),
+        "LIVEHUB_WEBHOOK_TIMEOUT": (
+            "webhook_timeout",
+            lambda n, r: _float(n, r, minimum=0.1),
+        ),
+        "LIVEHUB_WEBHOOK_CONCURRENCY": (
+            "webhook_concurrency",
+            lambda n, r: _int(n, r, minimum=1, maximum=1000),
+        ),
+    }
+)
 
 ENV_VARS: tuple[str, ...] = tuple(_ENV)

@@ -19,6 +19,8 @@ from livehub.domain.store import RoomStore
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, SRSClient
+from livehub.webhooks.dispatcher import Dispatcher, Tuning
+from livehub.webhooks.queue import DeliveryQueue
 
 config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
@@ -32,3 +34,7 @@ srs = web.AppKey("srs", SRSClient)
 kicker = web.AppKey("kicker", Kicker)
 reconciler = web.AppKey("reconciler", Reconciler)
 openapi = web.AppKey("openapi", dict[str, Any])
+# webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
+webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)
+webhook_dispatcher = web.AppKey("webhook_dispatcher", Dispatcher)
+webhook_tuning = web.AppKey("webhook_tuning", Tuning)

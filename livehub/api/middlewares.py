@@ -18,10 +18,12 @@ from livehub.domain.errors import (
     Forbidden,
     LivehubError,
     RateLimited,
+    RoomEnded,
     RoomNotFound,
     Unauthorized,
 )
 from livehub.domain.store import StoreUnavailable
+from livehub.webhooks.queue import DeliveryNotFailed, DeliveryNotFound, WebhooksDisabled
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,11 @@ STATUS: dict[type[LivehubError], int] = {
     Conflict: 409,
     RateLimited: 429,
     StoreUnavailable: 503,
+    RoomEnded: 409,
+    # webhooks
+    DeliveryNotFound: 404,
+    DeliveryNotFailed: 409,
+    WebhooksDisabled: 404,
 }
 
 _HTTP_CODES = {

@@ -25,6 +25,7 @@ from livehub.api.schemas import (
     SRSHookReplySchema,
     SRSHookSchema,
 )
+from livehub.webhooks.schemas import DeliveryListQuerySchema, DeliverySchema
 
 
 def _json(schema: Any, description: str) -> dict[str, Any]:
@@ -310,7 +311,67 @@ def build_spec() -> dict[str, Any]:
             }
         },
     )
+    add_webhook_paths(spec)
     return spec.to_dict()
+
+
+# -- webhooks (livehub/webhooks, docs/webhooks.md) -----------------------------------------------
+
+DELIVERY_ID = {
+    "in": "path",
+    "name": "deliveryId",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+}
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+
+
+def add_webhook_paths(spec: APISpec) -> None:
+    spec.components.security_scheme(
+        "adminToken", {"type": "http", "scheme": "bearer", "description": "LIVEHUB_ADMIN_TOKEN"}
+    )
+    spec.components.schema("WebhookDelivery", schema=DeliverySchema)
+    disabled = _error("Webhooks are not configured (`webhooks_disabled`)")
+    spec.path(
+        path="/api/webhooks/deliveries",
+        operations={
+            "get": {
+                "operationId": "listWebhookDeliveries",
+                "summary": "Webhook deliveries, newest first, optionally of one state",
+                "parameters": [{"in": "query", "schema": DeliveryListQuerySchema}],
+                "security": ADMIN,
+                "responses": {
+                    "200": _json({"type": "array", "items": "WebhookDelivery"}, "Deliveries"),
+                    "400": _error("Invalid input; `details` names the fields"),
+                    "401": _error("No bearer token"),
+                    "403": _error("Not the admin token"),
+                    "404": disabled,
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/api/webhooks/deliveries/{deliveryId}/retry",
+        operations={
+            "post": {
+                "operationId": "retryWebhookDelivery",
+                "summary": "Send a failed delivery again, now, with a fresh retry schedule",
+                "parameters": [DELIVERY_ID],
+                "security": ADMIN,
+                "responses": {
+                    "200": _json("WebhookDelivery", "The delivery, pending again"),
+                    "400": _error("Invalid delivery id (`details.deliveryId`)"),
+                    "401": _error("No bearer token"),
+                    "403": _error("Not the admin token"),
+                    "404": _error(
+                        "No such delivery (`delivery_not_found`), or webhooks are not "
+                        "configured (`webhooks_disabled`)"
+                    ),
+                    "409": _error("The delivery is not failed (`delivery_not_failed`)"),
+                },
+            },
+        },
+    )
 
 
 async def openapi_json(request: web.Request) -> web.Response:

@@ -1,0 +1,232 @@
+"""The dispatcher: a background task that sends the outbox's due rows to their endpoints.
+
+It never blocks the loop (the queue adapter does its I/O off the loop) and never waits on a
+receiver but in its own tasks: at most ``concurrency`` attempts are in flight, each bounded by
+``timeout``; hooks, REST and signaling do not wait on any of it. A 2xx delivers; anything else
+(status, timeout, refused connection) schedules a retry from :class:`RetrySchedule`, honouring
+``Retry-After``, until the schedule is over and the row is ``failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from livehub import __version__
+from livehub.webhooks.queue import Delivery, DeliveryQueue, QueueStats
+from livehub.webhooks.schedule import RetrySchedule, parse_retry_after
+from livehub.webhooks.settings import endpoint_label
+from livehub.webhooks.signing import Signer, message_id
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"livehub-webhooks/{__version__}"
+MAX_ERROR_LENGTH = 300
+
+Outcome = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """How the dispatcher runs. The defaults are production's; tests replace
+    ``app[keys.webhook_tuning]`` before the app starts to run the schedule in milliseconds."""
+
+    schedule: RetrySchedule = dataclasses.field(default_factory=RetrySchedule)
+    poll_interval: float = 1.0
+    stats_interval: float = 5.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        queue: DeliveryQueue,
+        session: aiohttp.ClientSession,
+        signer: Signer,
+        *,
+        schedule: RetrySchedule | None = None,
+        timeout: float = 10.0,
+        concurrency: int = 16,
+        poll_interval: float = 1.0,
+        stats_interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = random.random,
+        on_outcome: Outcome | None = None,
+    ) -> None:
+        self.queue = queue
+        self.session = session
+        self.signer = signer
+        self.schedule = schedule or RetrySchedule()
+        self.timeout = timeout
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.stats_interval = stats_interval
+        self._clock = clock
+        self._random = random
+        self._on_outcome = on_outcome
+        #: a claimed row stays leased this long: past its attempt's timeout, with a margin
+        self.lease_ms = int((timeout * 2 + 5) * 1000)
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self.stats: QueueStats | None = None
+        self._stats_at = 0.0
+        self.last_error: str | None = None
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def wake(self) -> None:
+        """Look for due rows now rather than at the next poll (after a write, after a retry)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and send until cancelled. A failing database is logged and retried."""
+        while True:
+            # cleared before the work: a wake-up during it (a slot freed) is not lost
+            self._wake.clear()
+            try:
+                await self.refresh_stats()
+                await self._claim_and_send()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.last_error is None:
+                    log.exception(
+                        "webhook outbox unavailable; retrying every %.1f s", self.poll_interval
+                    )
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                if self.last_error is not None:
+                    log.info("webhook outbox available again")
+                self.last_error = None
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+            # races with the event being set, and the task would never stop
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
+
+    async def refresh_stats(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or self.stats is None or now - self._stats_at >= self.stats_interval:
+            self.stats = await self.queue.stats()
+            self._stats_at = now
+
+    async def _claim_and_send(self) -> None:
+        while True:
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                return
+            rows = await self.queue.claim(self.now_ms(), free, self.lease_ms)
+            for row in rows:
+                task = asyncio.create_task(self._deliver(row), name=f"livehub-webhook-{row.id}")
+                self._inflight.add(task)
+                task.add_done_callback(self._done)
+            if len(rows) < free:
+                return
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        # a slot is free, and the row's successor in its room may be due: look again
+        self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhook delivery task failed", exc_info=task.exception())
+
+    async def _deliver(self, row: Delivery) -> None:
+        status, error, retry_after = await self.attempt(row)
+        if status is not None and 200 <= status < 300:
+            await self.queue.delivered(row.id, self.now_ms(), status)
+            self._count("delivered")
+            log.debug(
+                "webhook %s delivered to %s", message_id(row.id), endpoint_label(row.endpoint)
+            )
+            return
+        attempts = row.attempts + 1
+        reason = error or f"HTTP {status}"
+        age = self._clock() - row.created_at / 1000
+        delay = self.schedule.delay(attempts, self._random, retry_after, age)
+        if delay is None:
+            await self.queue.fail(row.id, status=status, error=reason)
+            self._count("failed")
+            log.warning(
+                "webhook %s (%s, room %s, seq %d) to %s failed for good after %d attempts: %s",
+                message_id(row.id),
+                row.type,
+                row.room_id,
+                row.seq,
+                endpoint_label(row.endpoint),
+                attempts,
+                reason,
+            )
+            return
+        await self.queue.retry_later(
+            row.id, at=self.now_ms() + int(delay * 1000), status=status, error=reason
+        )
+        self._count("retried")
+        log.info(
+            "webhook %s to %s: attempt %d failed (%s), next in %.1f s",
+            message_id(row.id),
+            endpoint_label(row.endpoint),
+            attempts,
+            reason,
+            delay,
+        )
+
+    async def attempt(self, row: Delivery) -> tuple[int | None, str | None, float | None]:
+        """Send one row once: its status (or ``None``), an error text, ``Retry-After`` seconds."""
+        now = self._clock()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            **self.signer.headers(message_id(row.id), int(now), row.body),
+        }
+        try:
+            async with self.session.post(
+                row.endpoint,
+                data=row.body.encode(),
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+            ) as response:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+                # the answer's body is not needed; release the connection without reading it
+                return response.status, None, retry_after
+        except TimeoutError:
+            return None, f"timed out after {self.timeout:g} s", None
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return None, _error_text(exc, row.endpoint), None
+
+    def _count(self, outcome: str) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    async def stop(self, grace: float) -> None:
+        """Let attempts in flight finish for ``grace`` seconds, then cancel the rest (their
+        rows stay leased and are sent again when the lease ends: at least once)."""
+        pending = list(self._inflight)
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+
+
+def _error_text(exc: BaseException, endpoint: str) -> str:
+    """A short reason for ``last_error`` and logs, without the endpoint's URL: its path, query
+    or userinfo may carry a token (only scheme, host and port are shown)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        text = f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    elif isinstance(exc, aiohttp.InvalidURL):
+        text = "invalid URL"
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        text = f"{type(exc).__name__}: {exc.status} {exc.message}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text.replace(endpoint, endpoint_label(endpoint))[:MAX_ERROR_LENGTH]

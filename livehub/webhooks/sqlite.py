@@ -1,0 +1,195 @@
+"""The outbox on SQLite (embedded mode).
+
+Its own connection to the database file, used from one dedicated thread: the event loop never
+waits on SQLite's file lock while the store writes, and the store's connection is not shared
+across threads. WAL mode lets both connections work on the same file. The table itself is
+created by the store's migrations (:mod:`livehub.storage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from livehub.webhooks.queue import (
+    Delivery,
+    DeliveryNotFailed,
+    DeliveryNotFound,
+    DeliveryState,
+    QueueStats,
+)
+
+T = TypeVar("T")
+
+_COLUMNS = (
+    "id",
+    "endpoint",
+    "room_id",
+    "seq",
+    "type",
+    "body",
+    "created_at",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_status",
+    "last_error",
+    "delivered_at",
+)
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM webhook_deliveries"
+#: due heads: the oldest pending row of its (endpoint, room), due now
+_CLAIM = f"""
+{_SELECT} AS d
+WHERE d.state = 'pending' AND d.next_attempt_at <= :now
+  AND d.id = (
+    SELECT min(h.id) FROM webhook_deliveries AS h
+    WHERE h.endpoint = d.endpoint AND h.room_id = d.room_id AND h.state = 'pending'
+  )
+ORDER BY d.next_attempt_at, d.id
+LIMIT :limit
+"""
+
+
+class SQLiteDeliveryQueue:
+    """:class:`livehub.webhooks.queue.DeliveryQueue` on a SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        if path == ":memory:":
+            raise ValueError("the webhook outbox needs a database file, not :memory:")
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livehub-webhooks")
+        self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            self._db = db
+        return self._db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: work(self._connection()))
+
+    async def claim(self, now: int, limit: int, lease: int) -> list[Delivery]:
+        def work(db: sqlite3.Connection) -> list[Delivery]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(_CLAIM, {"now": now, "limit": limit}).fetchall()
+                db.executemany(
+                    "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?",
+                    [(now + lease, row[0]) for row in rows],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return [_delivery(row) for row in rows]
+
+        return await self._run(work)
+
+    async def delivered(self, delivery_id: int, now: int, status: int) -> None:
+        await self._update(
+            "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, "
+            "delivered_at = ?, last_status = ?, last_error = NULL WHERE id = ?",
+            (now, status, delivery_id),
+        )
+
+    async def retry_later(
+        self, delivery_id: int, *, at: int, status: int | None, error: str
+    ) -> None:
+        await self._update(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ?, "
+            "last_status = ?, last_error = ? WHERE id = ? AND state = 'pending'",
+            (at, status, error, delivery_id),
+        )
+
+    async def fail(self, delivery_id: int, *, status: int | None, error: str) -> None:
+        await self._update(
+            "UPDATE webhook_deliveries SET state = 'failed', attempts = attempts + 1, "
+            "last_status = ?, last_error = ? WHERE id = ? AND state = 'pending'",
+            (status, error, delivery_id),
+        )
+
+    async def _update(self, sql: str, params: tuple[Any, ...]) -> None:
+        await self._run(lambda db: db.execute(sql, params))
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        def work(db: sqlite3.Connection) -> Delivery | None:
+            row = db.execute(f"{_SELECT} WHERE id = ?", (delivery_id,)).fetchone()
+            return None if row is None else _delivery(row)
+
+        return await self._run(work)
+
+    async def list(self, state: DeliveryState | None, limit: int, offset: int) -> list[Delivery]:
+        def work(db: sqlite3.Connection) -> list[Delivery]:
+            if state is None:
+                rows = db.execute(
+                    f"{_SELECT} ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    f"{_SELECT} WHERE state = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                    (state.value, limit, offset),
+                ).fetchall()
+            return [_delivery(row) for row in rows]
+
+        return await self._run(work)
+
+    async def retry(self, delivery_id: int, now: int) -> Delivery:
+        def work(db: sqlite3.Connection) -> Delivery:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(f"{_SELECT} WHERE id = ?", (delivery_id,)).fetchone()
+                if row is None:
+                    raise DeliveryNotFound(delivery_id)
+                current = _delivery(row)
+                if current.state is not DeliveryState.FAILED:
+                    raise DeliveryNotFailed(delivery_id, current.state)
+                db.execute(
+                    "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, "
+                    "next_attempt_at = ? WHERE id = ?",
+                    (now, delivery_id),
+                )
+                row = db.execute(f"{_SELECT} WHERE id = ?", (delivery_id,)).fetchone()
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return _delivery(row)
+
+        return await self._run(work)
+
+    async def stats(self) -> QueueStats:
+        def work(db: sqlite3.Connection) -> QueueStats:
+            counts = dict.fromkeys(DeliveryState, 0)
+            for state, count in db.execute(
+                "SELECT state, count(*) FROM webhook_deliveries GROUP BY state"
+            ):
+                counts[DeliveryState(state)] = int(count)
+            oldest = db.execute(
+                "SELECT min(created_at) FROM webhook_deliveries WHERE state = 'pending'"
+            ).fetchone()[0]
+            return QueueStats(counts, None if oldest is None else int(oldest))
+
+        return await self._run(work)
+
+    async def close(self) -> None:
+        def work() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        self._executor.shutdown(wait=True)
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["state"] = DeliveryState(values["state"])
+    return Delivery(**values)

@@ -1,0 +1,201 @@
+"""Webhook fixtures: the outbox table (created here exactly as the store's migration does), rows
+written as the store writes them, and a real receiver that verifies every signature with the
+``standardwebhooks`` package."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from pytest_aiohttp import AiohttpServer
+from standardwebhooks.webhooks import Webhook
+
+from livehub.webhooks.settings import WebhookSecret
+
+#: BRIEF.md decision 2, verbatim (IF NOT EXISTS so the store's migration may have run first)
+DDL = """
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  endpoint TEXT NOT NULL,
+  room_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  body TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','delivered','failed')),
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  last_status INTEGER,
+  last_error TEXT,
+  delivered_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_order
+  ON webhook_deliveries (endpoint, room_id, id);
+"""
+
+SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
+OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-webhook-secret-for-rotation").decode()
+
+
+def secret(value: str = SECRET) -> WebhookSecret:
+    return WebhookSecret(base64.b64decode(value.removeprefix("whsec_")))
+
+
+class Outbox:
+    """The table, written as the store writes it: one row per endpoint per event."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(DDL)
+        self.seqs: dict[str, int] = {}
+
+    def add(
+        self,
+        endpoints: list[str],
+        room_id: str,
+        type: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        delay_ms: int = 0,
+    ) -> int:
+        seq = self.seqs[room_id] = self.seqs.get(room_id, 0) + 1
+        now = int(time.time() * 1000)
+        body = json.dumps(
+            {
+                "type": type,
+                "timestamp": "2026-11-30T13:00:00.000Z",
+                "data": {"id": room_id, "status": "live", **(extra or {}), "seq": seq},
+            },
+            separators=(",", ":"),
+        )
+        self.db.execute("BEGIN")
+        for endpoint in endpoints:
+            self.db.execute(
+                "INSERT INTO webhook_deliveries "
+                "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (endpoint, room_id, seq, type, body, now, now + delay_ms),
+            )
+        self.db.execute("COMMIT")
+        return seq
+
+    def rows(self) -> list[dict[str, Any]]:
+        cursor = self.db.execute("SELECT * FROM webhook_deliveries ORDER BY id")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def states(self) -> list[str]:
+        return [row["state"] for row in self.rows()]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Any:
+    box = Outbox(tmp_path / "livehub.db")
+    yield box
+    box.close()
+
+
+Reply = tuple[int, dict[str, str]]
+
+
+@dataclass
+class Receiver:
+    """An HTTP endpoint that verifies every request with ``standardwebhooks`` and records it.
+    ``replies`` are answered first, in order; then ``default``."""
+
+    secret: str = SECRET
+    replies: list[Reply] = field(default_factory=list)
+    default: Reply = (204, {})
+    received: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[tuple[float, str, str]] = field(default_factory=list)  # (time, id, type)
+    rejected: list[str] = field(default_factory=list)
+    #: seconds to sit on each request before answering (a stuck receiver)
+    hang: float = 0.0
+    server: TestServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/hooks"))
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = dict(request.headers)
+        try:
+            payload = Webhook(self.secret).verify(body, headers)
+        except Exception as exc:  # the test fails on any entry here
+            self.rejected.append(f"{type(exc).__name__}: {exc}")
+            return web.Response(status=400)
+        self.attempts.append((time.monotonic(), headers["webhook-id"], payload["type"]))
+        if self.hang:
+            await asyncio.sleep(self.hang)
+        status, reply_headers = self.replies.pop(0) if self.replies else self.default
+        if 200 <= status < 300:
+            self.received.append({"id": headers["webhook-id"], "headers": headers, **payload})
+        return web.Response(status=status, headers=reply_headers)
+
+    def types(self, room_id: str | None = None) -> list[str]:
+        return [
+            event["type"]
+            for event in self.received
+            if room_id is None or event["data"]["id"] == room_id
+        ]
+
+    def seqs(self, room_id: str) -> list[int]:
+        return [event["data"]["seq"] for event in self.received if event["data"]["id"] == room_id]
+
+    async def wait_for_types(self, types: list[str], within: float = 10.0) -> None:
+        """Until these event types arrived, in this order (others may come between)."""
+
+        def arrived() -> bool:
+            got = iter(self.types())
+            return all(wanted in got for wanted in types)
+
+        await eventually(arrived, within)
+
+    async def wait_for(self, count: int, within: float = 10.0) -> None:
+        await eventually(lambda: len(self.received) >= count, within)
+        assert len(self.received) == count, self.received
+
+
+StartReceiver = Callable[..., Awaitable[Receiver]]
+
+
+@pytest.fixture
+def receiver_factory(aiohttp_server: AiohttpServer) -> StartReceiver:
+    async def start(**options: Any) -> Receiver:
+        receiver = Receiver(**options)
+        app = web.Application()
+        app.router.add_post("/hooks", receiver.handle)
+        receiver.server = await aiohttp_server(app)
+        return receiver
+
+    return start
+
+
+@pytest.fixture
+async def receiver(receiver_factory: StartReceiver) -> Receiver:
+    return await receiver_factory()
+
+
+async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -1,0 +1,119 @@
+"""The outbox port on SQLite: heads only, leases, terminal states, listing, manual retry, stats.
+(The PostgreSQL adapter of the cluster mode runs this same suite when it exists.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from livehub.webhooks.queue import DeliveryNotFailed, DeliveryNotFound, DeliveryState
+from livehub.webhooks.sqlite import SQLiteDeliveryQueue
+from tests.webhooks.conftest import Outbox
+
+A, B = "http://a.example/hooks", "http://b.example/hooks"
+
+
+def now() -> int:
+    return int(time.time() * 1000)
+
+
+@pytest.fixture
+async def queue(outbox: Outbox) -> AsyncIterator[SQLiteDeliveryQueue]:
+    adapter = SQLiteDeliveryQueue(outbox.path)
+    yield adapter
+    await adapter.close()
+
+
+async def test_only_the_oldest_pending_row_of_each_endpoint_and_room_is_claimed(
+    outbox: Outbox, queue: SQLiteDeliveryQueue
+) -> None:
+    for step in ("room.created", "room.live", "room.ended"):
+        outbox.add([A, B], "r1", step)
+    outbox.add([A], "r2", "room.created")
+    claimed = await queue.claim(now(), 10, lease=60_000)
+    assert [(row.endpoint, row.room_id, row.seq) for row in claimed] == [
+        (A, "r1", 1),
+        (B, "r1", 1),
+        (A, "r2", 1),
+    ]
+    # leased: not claimed again, and the rows behind them wait
+    assert await queue.claim(now(), 10, lease=60_000) == []
+
+    await queue.delivered(claimed[0].id, now(), 200)
+    await queue.fail(claimed[1].id, status=500, error="HTTP 500")
+    await queue.retry_later(claimed[2].id, at=now() + 60_000, status=None, error="timed out")
+    again = await queue.claim(now(), 10, lease=60_000)
+    assert [(row.endpoint, row.room_id, row.seq) for row in again] == [(A, "r1", 2), (B, "r1", 2)]
+    rows = {row["id"]: row for row in outbox.rows()}
+    assert rows[claimed[0].id]["state"] == "delivered" and rows[claimed[0].id]["attempts"] == 1
+    assert rows[claimed[1].id]["state"] == "failed" and rows[claimed[1].id]["last_status"] == 500
+    assert rows[claimed[2].id]["attempts"] == 1 and rows[claimed[2].id]["last_error"] == "timed out"
+
+
+async def test_claim_respects_the_limit_and_due_time(
+    outbox: Outbox, queue: SQLiteDeliveryQueue
+) -> None:
+    for room in ("r1", "r2", "r3"):
+        outbox.add([A], room, "room.created")
+    outbox.add([A], "r4", "room.created", delay_ms=60_000)
+    first = await queue.claim(now(), 2, lease=60_000)
+    second = await queue.claim(now(), 2, lease=60_000)
+    assert [row.room_id for row in first + second] == ["r1", "r2", "r3"]
+    later = await queue.claim(now() + 61_000, 10, lease=60_000)
+    assert sorted(row.room_id for row in later) == ["r1", "r2", "r3", "r4"]  # leases over
+
+
+async def test_list_pages_newest_first_by_state(outbox: Outbox, queue: SQLiteDeliveryQueue) -> None:
+    for number in range(5):
+        outbox.add([A], f"r{number}", "room.created")
+    [head, *_] = await queue.claim(now(), 1, lease=1000)
+    await queue.fail(head.id, status=None, error="cannot connect")
+    listed = await queue.list(None, 3, 0)
+    assert [row.room_id for row in listed] == ["r4", "r3", "r2"]
+    assert [row.room_id for row in await queue.list(None, 3, 3)] == ["r1", "r0"]
+    assert [row.id for row in await queue.list(DeliveryState.FAILED, 10, 0)] == [head.id]
+    assert len(await queue.list(DeliveryState.PENDING, 10, 0)) == 4
+    assert await queue.list(DeliveryState.DELIVERED, 10, 0) == []
+
+
+async def test_retry_only_a_failed_row(outbox: Outbox, queue: SQLiteDeliveryQueue) -> None:
+    outbox.add([A], "r1", "room.created")
+    [row] = await queue.claim(now(), 1, lease=1000)
+    with pytest.raises(DeliveryNotFailed):
+        await queue.retry(row.id, now())
+    await queue.fail(row.id, status=503, error="HTTP 503")
+    at = now()
+    retried = await queue.retry(row.id, at)
+    assert (retried.state, retried.attempts, retried.next_attempt_at) == (
+        DeliveryState.PENDING,
+        0,
+        at,
+    )
+    assert retried.last_status == 503  # the history stays until the next attempt
+    with pytest.raises(DeliveryNotFound):
+        await queue.retry(row.id + 100, now())
+    assert await queue.get(row.id + 100) is None
+    assert await queue.get(row.id) == retried
+
+
+async def test_stats(outbox: Outbox, queue: SQLiteDeliveryQueue) -> None:
+    empty = await queue.stats()
+    assert empty.counts == dict.fromkeys(DeliveryState, 0)
+    assert empty.oldest_pending_created_at is None
+    outbox.add([A, B], "r1", "room.created")
+    [first, _] = await queue.claim(now(), 2, lease=1000)
+    await queue.delivered(first.id, now(), 204)
+    stats = await queue.stats()
+    assert stats.counts == {
+        DeliveryState.PENDING: 1,
+        DeliveryState.DELIVERED: 1,
+        DeliveryState.FAILED: 0,
+    }
+    assert stats.oldest_pending_created_at == outbox.rows()[1]["created_at"]
+
+
+def test_memory_databases_are_refused() -> None:
+    with pytest.raises(ValueError, match="file"):
+        SQLiteDeliveryQueue(":memory:")
