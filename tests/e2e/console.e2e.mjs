@@ -212,7 +212,7 @@ async function standinScenarios() {
     await page.fill(tid('api-key-input'), 'not-the-key');
     await page.press(tid('api-key-input'), 'Tab'); // change event: the key is saved
     await page.click(tid('create-submit'));
-    await page.waitForFunction(() => /refused the API key/.test(document.querySelector('[data-testid="create-error"]').textContent), null, { timeout: T });
+    await page.waitForFunction(() => /refused the API key/.test(document.querySelector('[data-testid="create-error"]')?.textContent), null, { timeout: T });
     const refused = await page.textContent(tid('create-error'));
     // The right key: created, and the key is kept in this browser.
     await page.fill(tid('api-key-input'), 'e2e-api-key');
@@ -256,7 +256,7 @@ async function standinScenarios() {
       const last = await fresh.textContent(tid('room-list-total'));
       // Polling sees changes of live rooms: counts, and a room that ended.
       await standin('PATCH', '/_standin/rooms/seed0001', { viewerCount: 9 });
-      await fresh.waitForFunction(() => document.querySelector('[data-room-id="seed0001"] [data-testid="viewer-count"]').textContent === '9', null, { timeout: T });
+      await fresh.waitForFunction(() => document.querySelector('[data-room-id="seed0001"] [data-testid="viewer-count"]')?.textContent === '9', null, { timeout: T });
       await standin('PATCH', '/_standin/rooms/seed0002', { status: 'ended' });
       await waitForBadge(fresh, 'ended', `${tid('room-row')}[data-room-id="seed0002"]`);
       await fresh.waitForTimeout(2500); // one more poll
@@ -284,7 +284,7 @@ async function standinScenarios() {
     check(/^250 viewers\b/.test(summary), `summary says "${summary}"`);
     check(await page.isVisible(`${tid('call-button')}[data-peer-id="host-ann"]`), 'no call button for the host');
     await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'big', viewerCount: 251 });
-    await page.waitForFunction(() => /^251 viewers/.test(document.querySelector('[data-testid="member-summary"]').textContent), null, { timeout: T });
+    await page.waitForFunction(() => /^251 viewers/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
     await shot(page, 'presence.png');
     // A room that crosses the limit while we are in it.
     await page.goto(`${STANDIN}/#/room/seed0001`);
@@ -293,7 +293,7 @@ async function standinScenarios() {
     await standin('POST', '/_standin/push', { type: 'presence-mode', roomId: 'seed0001', presence: 'counted' });
     await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'seed0001', viewerCount: 101 });
     await waitForMembers(page, ['ann', 'sam']);
-    await page.waitForFunction(() => /^101 viewers/.test(document.querySelector('[data-testid="member-summary"]').textContent), null, { timeout: T });
+    await page.waitForFunction(() => /^101 viewers/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
     // Hosts are still announced; viewers are not listed (a stray announcement is ignored).
     await standin('POST', '/_standin/push', { type: 'peer-joined', roomId: 'seed0001', peer: { peerId: 'host-hal', name: 'hal', role: 'host' } });
     await standin('POST', '/_standin/push', { type: 'peer-joined', roomId: 'seed0001', peer: { peerId: 'viewer-vera', name: 'vera', role: 'viewer' } });
@@ -301,7 +301,7 @@ async function standinScenarios() {
     // Back below the limit: the list goes on, and says how many it does not know by name.
     await standin('POST', '/_standin/push', { type: 'presence-mode', roomId: 'seed0001', presence: 'full' });
     await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'seed0001', viewerCount: 90 });
-    await page.waitForFunction(() => document.querySelector('[data-testid="member-summary"]').textContent === 'and 87 more not listed', null, { timeout: T });
+    await page.waitForFunction(() => document.querySelector('[data-testid="member-summary"]')?.textContent === 'and 87 more not listed', null, { timeout: T });
     return { summary };
   });
 
@@ -377,7 +377,7 @@ try {
     await alice.click(tid('created-room-link'));
     // Alone in the room: "1 viewer", not "1 viewers".
     await waitForMembers(alice, ['alice']);
-    await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '1', `${tid('room-page')} ${tid('viewer-count')}`, { timeout: T });
+    await alice.waitForFunction((sel) => document.querySelector(sel)?.textContent === '1', `${tid('room-page')} ${tid('viewer-count')}`, { timeout: T });
     const alone = await stat(alice, 'viewer-count');
     check(alone === '1 viewer', `alone in the room the page says "${alone}"`);
     check(await stat(alice, 'player-count') === '0 players', 'no players is not "0 players"');
@@ -391,7 +391,7 @@ try {
     await alice.fill(tid('chat-input'), 'hi bob, welcome');
     await alice.click(tid('chat-send'));
     await waitForChat(bob, 'hi bob, welcome');
-    await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '2', `${tid('room-page')} ${tid('viewer-count')}`, { timeout: T });
+    await alice.waitForFunction((sel) => document.querySelector(sel)?.textContent === '2', `${tid('room-page')} ${tid('viewer-count')}`, { timeout: T });
     const two = await stat(alice, 'viewer-count');
     check(two === '2 viewers', `two in the room: "${two}"`);
     // The owner sees the owner panel; the viewer sees no owner controls and no secret anywhere.
@@ -501,7 +501,7 @@ try {
     await alice.waitForSelector(`${tid('stop-live-button')}:visible`, { timeout: T });
     // SRS's on_play makes livehub count the player; the page hears it as a room-status.
     const players = `${tid('room-page')} ${tid('player-count')}`;
-    await bob.waitForFunction((sel) => Number(document.querySelector(sel).textContent) >= 1, players, { timeout: T });
+    await bob.waitForFunction((sel) => Number(document.querySelector(sel)?.textContent) >= 1, players, { timeout: T });
     const playerCount = await bob.textContent(players);
     await shot(bob, 'watch.png');
     await alice.click(tid('stop-live-button'));
@@ -549,14 +549,14 @@ try {
     const clients = ['stale-player-1', 'stale-player-2'];
     for (const client_id of clients) await postHook('on_play.json', owned.streamKey, '', { client_id });
     const players = `${tid('room-page')} ${tid('player-count')}`;
-    await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '2', players, { timeout: T });
+    await alice.waitForFunction((sel) => document.querySelector(sel)?.textContent === '2', players, { timeout: T });
     let stale = null;
     await alice.route('**/api/rooms/*/close', async (route) => {
       const response = await route.fetch();
       stale = await response.json();
       // SRS stops the players after the close: their on_stop hooks push the new counts.
       for (const client_id of clients) await postHook('on_stop.json', owned.streamKey, '', { client_id });
-      await alice.waitForFunction((sel) => document.querySelector(sel).textContent === '0', players, { timeout: T });
+      await alice.waitForFunction((sel) => document.querySelector(sel)?.textContent === '0', players, { timeout: T });
       await route.fulfill({ response, json: stale });
     });
     await alice.click(tid('close-room-button'));
@@ -597,7 +597,7 @@ try {
     // Over the limit (typed elsewhere, e.g. by a script): the server's reason at the field.
     await bob.$eval(tid('create-title'), (input) => { input.value = 'x'.repeat(101); });
     await bob.click(tid('create-submit'));
-    await bob.waitForFunction(() => /Length must be between 1 and 100/.test(document.querySelector('[data-testid="create-title-error"]').textContent), null, { timeout: T });
+    await bob.waitForFunction(() => /Length must be between 1 and 100/.test(document.querySelector('[data-testid="create-title-error"]')?.textContent), null, { timeout: T });
     const reason = await bob.textContent(tid('create-title-error'));
     check(posts.length === 1, `expected one POST, saw ${posts.length}`);
     const banner = await bob.textContent(tid('error-banner'));
@@ -628,7 +628,7 @@ try {
     await shot(bob, 'long-title.png');
     // The room page's heading wraps too.
     await bob.click(tid('created-room-link'));
-    await bob.waitForFunction((t) => document.querySelector('[data-testid="room-title"]').textContent === t, title, { timeout: T });
+    await bob.waitForFunction((t) => document.querySelector('[data-testid="room-title"]')?.textContent === t, title, { timeout: T });
     const head = await boxes(bob, ['.room-head', tid('room-title')]);
     check(inside(head[tid('room-title')], head['.room-head']), 'the room title leaves the page head');
     const roomScroll = await bob.evaluate(() => document.documentElement.scrollWidth);
@@ -645,7 +645,7 @@ try {
     // A wrong owner token: the page says so and falls back to a viewer.
     await bob.evaluate((id) => localStorage.setItem(`livehub.owner.${id}`, 'not-the-token'), state.roomId);
     await bob.goto(`${BASE}/#/room/${encodeURIComponent(state.roomId)}`);
-    await bob.waitForFunction(() => /owner token (was refused|is not valid)/.test(document.querySelector('[data-testid="error-banner"]').textContent), null, { timeout: T });
+    await bob.waitForFunction(() => /owner token (was refused|is not valid)/.test(document.querySelector('[data-testid="error-banner"]')?.textContent), null, { timeout: T });
     check(!(await bob.isVisible(tid('owner-panel'))), 'owner panel shown for a refused token');
     // A failing create shows the server's {error, code} (the failure is injected: a healthy
     // server accepts every title the form lets through).
@@ -655,7 +655,7 @@ try {
       : route.fallback()));
     await bob.fill(tid('create-title'), 'Doomed');
     await bob.click(tid('create-submit'));
-    await bob.waitForFunction(() => /Could not create the room/.test(document.querySelector('[data-testid="error-banner"]').textContent), null, { timeout: T });
+    await bob.waitForFunction(() => /Could not create the room/.test(document.querySelector('[data-testid="error-banner"]')?.textContent), null, { timeout: T });
     const createError = await bob.textContent(tid('error-banner'));
     check(createError.includes('Storage is unavailable') && createError.includes('storage_unavailable'), `banner says "${createError}"`);
     await bob.unroute('**/api/rooms');
