@@ -25,6 +25,7 @@ class Recorder:
         self.peers: list[tuple[str, bytes]] = []
         self.changed: list[str] = []
         self.lost: list[Member] = []
+        self.notices: list[tuple[str, bytes]] = []
 
     def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
         self.rooms.append((room_id, frame, exclude))
@@ -37,6 +38,9 @@ class Recorder:
 
     def members_lost(self, members: list[Member]) -> None:
         self.lost.extend(members)
+
+    def room_changed(self, room_id: str, notice: bytes) -> None:
+        self.notices.append((room_id, notice))
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> float:
