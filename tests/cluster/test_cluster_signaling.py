@@ -32,7 +32,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 class Node:
     """One ``python -m livehub`` process of the cluster, logging to a file."""
 
-    def __init__(self, tmp_path: Path, name: str, database_url: str, redis_url: str) -> None:
+    def __init__(
+        self, tmp_path: Path, name: str, database_url: str, redis_url: str, **env: str
+    ) -> None:
         self.name = name
         self.port = unused_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -50,6 +52,7 @@ class Node:
             "LIVEHUB_VIEWER_COUNT_INTERVAL": "0.05",
             "LIVEHUB_DATABASE_URL": database_url,
             "LIVEHUB_REDIS_URL": redis_url,
+            **env,
         }
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -149,10 +152,10 @@ class Cluster:
         self.members: list[Member] = []
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
 
-    async def start(self, *names: str) -> list[Node]:
+    async def start(self, *names: str, **env: str) -> list[Node]:
         started = []
         for name in names:  # one after the other: the first one migrates the database
-            node = Node(self.tmp_path, name, self.database_url, self.redis_url)
+            node = Node(self.tmp_path, name, self.database_url, self.redis_url, **env)
             self.nodes.append(node)
             await node.start()
             started.append(node)
@@ -334,6 +337,28 @@ async def test_a_room_closed_on_one_node_reaches_members_on_another(cluster: Clu
     await viewer.send(type="chat", roomId=room["id"], text="late")
     error = await viewer.until(lambda e: e["type"] == "error")
     assert error["code"] == "room_ended"
+
+
+async def test_counted_presence_is_decided_on_every_node_once(cluster: Cluster) -> None:
+    """Above the presence limit, members on every node switch to counted presence, each told
+    once by its own node; viewers joining then are counted, not announced."""
+    a, b, c = await cluster.start("a", "b", "c", LIVEHUB_PRESENCE_LIMIT="2")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10)
+    bob = await cluster.join(c, room, "bob")  # 3 > 2
+    assert bob.of_type("joined")[0]["presence"] == "counted"
+    for member in (host, ann):
+        mode = await member.until(lambda e: e["type"] == "presence-mode")
+        assert mode["presence"] == "counted"
+    await settle(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10)
+    cid = await cluster.join(b, room, "cid")
+    await settle(lambda: counts_are(cluster, room_id, 4, [host, ann, bob, cid]), 10)
+    assert not any(e["peer"]["peerId"] == cid.peer_id for e in host.of_type("peer-joined"))
+    for member in (host, ann):
+        assert len(member.of_type("presence-mode")) == 1
 
 
 # -- failures -----------------------------------------------------------------------------------

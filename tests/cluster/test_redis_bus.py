@@ -113,6 +113,25 @@ async def test_a_node_without_members_in_a_room_gets_none_of_its_broadcasts(node
     assert rec_b.rooms == [("r2", b"for r2", None)]
 
 
+async def test_a_room_notice_reaches_the_other_nodes_with_members_in_order(node: Nodes) -> None:
+    a, rec_a = await node("a")
+    b, rec_b = await node("b")
+    c, rec_c = await node("c")
+    a.join("r1", "pa", "ann", "host")
+    b.join("r1", "pb", "bob", "viewer")
+    c.join("r2", "pc", "cid", "viewer")  # no member of r1 on c
+    await asyncio.gather(a.flush(), b.flush(), c.flush())
+    a.notify("r1", b'{"n": 1}')
+    a.broadcast("r1", b"between")
+    a.notify("r1", b'{"n": 2}')
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.notices) == 2), 5)
+    assert rec_b.notices == [("r1", b'{"n": 1}'), ("r1", b'{"n": 2}')]
+    assert rec_b.rooms == [("r1", b"between", None)]
+    await asyncio.sleep(0.1)
+    assert rec_a.notices == [] and rec_c.notices == []  # no echo; c has no member of r1
+
+
 async def test_direct_send_reaches_the_peer_on_its_node_in_order_with_broadcasts(
     node: Nodes,
 ) -> None:
