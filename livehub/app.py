@@ -17,8 +17,10 @@ from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
+from livehub.cluster.redis_bus import RedisBus
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
+from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Hub
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
@@ -27,6 +29,7 @@ from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, PublicUrls, SRSClient
 from livehub.storage import SQLiteStore
+from livehub.storage_pg import PostgresStore
 from livehub.webhooks.setup import setup_webhooks
 
 log = logging.getLogger(__name__)
@@ -81,13 +84,7 @@ def create_app(config: Config) -> web.Application:
         scheduler=_Timers(),
         kick=kicker,
     )
-    hub = Hub(
-        encode,
-        _call_soon,
-        _call_later,
-        max_buffer=config.send_queue_bytes,
-        count_interval=config.viewer_count_interval,
-    )
+    hub = _hub(config)
     views = RoomViews(rooms, hub, PublicUrls.from_config(config))
     app[keys.rooms] = rooms
     app[keys.kicker] = kicker
@@ -117,6 +114,9 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.openapi] = build_spec()
 
+    if isinstance(hub, ClusterHub):
+        app[keys.bus] = hub.bus
+        app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(srs_ctx)
     app.cleanup_ctx.append(sweep_ctx)
@@ -126,14 +126,56 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
+# -- cluster signaling: the hub on the Redis bus (LIVEHUB_REDIS_URL) ---------------------------
+
+
+def _hub(config: Config) -> Hub:
+    """The in-process hub; in cluster mode the same, on the Redis bus between nodes."""
+    max_buffer, count_interval = config.send_queue_bytes, config.viewer_count_interval
+    if config.redis_url:
+        return ClusterHub(
+            RedisBus(config.redis_url),
+            encode,
+            _call_soon,
+            _call_later,
+            max_buffer=max_buffer,
+            count_interval=count_interval,
+        )
+    return Hub(
+        encode, _call_soon, _call_later, max_buffer=max_buffer, count_interval=count_interval
+    )
+
+
+async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Join the cluster (Redis down is no error: the node serves its own members meanwhile);
+    leave it after the WebSockets are closed, so their leaves are announced first."""
+    hub = app[keys.hub]
+    assert isinstance(hub, ClusterHub)
+    await hub.start()
+    log.info("cluster bus: node %s, redis %s", hub.bus.node_id, "up" if hub.bus.healthy else "down")
+    yield
+    await hub.close()
+
+
+# -- end of cluster signaling ------------------------------------------------------------------
+
+
+async def _open_store(app: web.Application) -> SQLiteStore | PostgresStore:
+    """SQLite, or PostgreSQL when LIVEHUB_DATABASE_URL is set; either stages a webhook row per
+    LIVEHUB_WEBHOOK_URLS endpoint with every change."""
+    config = app[keys.config]
+    view = app[keys.views].public
+    if config.database_url:
+        return await PostgresStore.open(
+            config.database_url, webhook_endpoints=config.webhook_urls, event_view=view
+        )
+    return SQLiteStore(config.db_path, webhook_endpoints=config.webhook_urls, event_view=view)
+
+
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.config]
     rooms = app[keys.rooms]
-    store = SQLiteStore(
-        config.db_path,
-        webhook_endpoints=config.webhook_urls,
-        event_view=app[keys.views].public,
-    )
+    store = await _open_store(app)
     app[keys.store] = store
     rooms.use(store)
     await rooms.rearm()

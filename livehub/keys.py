@@ -11,6 +11,7 @@ from aiohttp import web
 
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
+from livehub.domain.bus import Bus
 from livehub.domain.hub import Hub
 from livehub.domain.room import RoomPresenter
 from livehub.domain.service import RoomService
@@ -27,6 +28,8 @@ store = web.AppKey("store", RoomStore)
 rooms = web.AppKey("rooms", RoomService)
 create_policy = web.AppKey("create_policy", CreatePolicy)
 hub = web.AppKey("hub", Hub)
+#: the bus between nodes (cluster mode only)
+bus = web.AppKey("bus", Bus)
 signaling = web.AppKey("signaling", Signaling)
 views = web.AppKey("views", RoomPresenter)
 metrics = web.AppKey("metrics", Metrics)

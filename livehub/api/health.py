@@ -19,7 +19,8 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: the database answers and the SRS API is reachable (503 otherwise).
 
     ``reconcile`` tells how the last reconciliation went (``pending`` before the first one,
-    ``skipped`` while SRS could not be reached: then no room is ended on a guess).
+    ``skipped`` while SRS could not be reached: then no room is ended on a guess). In cluster
+    mode ``redis`` tells whether the other nodes are reachable; it does not make the node unready.
     """
     app = request.app
     database = await app[keys.store].ping()
@@ -31,6 +32,11 @@ async def readyz(request: web.Request) -> web.Response:
         "srs_api": "ok" if srs else "unreachable",
         "reconcile": "pending" if last_ok is None else "ok" if last_ok else "skipped",
     }
+    bus = app.get(keys.bus)
+    if bus is not None:
+        # reported, not required: a node without Redis still serves REST and its own members,
+        # and taking every node out of the balancer at once would be worse
+        checks["redis"] = "ok" if bus.healthy else "unreachable"
     if not srs and srs_client.last_error:
         checks["srs_api_error"] = srs_client.last_error
     ready = database and srs

@@ -20,6 +20,7 @@ async def list_members(request: web.Request) -> web.Response:
     room = await service.get(request.match_info["room_id"])
     service.authorize(room, bearer_token(request), app[keys.config].admin_token)
     hub = app[keys.hub]
+    await hub.load(room.id)  # members on every node
     members = hub.page_members(room.id, query["limit"], query["offset"])
     page = {
         "members": [

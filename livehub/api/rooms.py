@@ -72,6 +72,7 @@ async def list_rooms(request: web.Request) -> web.Response:
     service = request.app[keys.rooms]
     rooms = await service.page(status, limit + 1, after)
     total = await service.count(status)
+    await request.app[keys.hub].prefetch([room.id for room in rooms[:limit]])
     response = json_response(await render_public(request.app[keys.views], rooms[:limit]))
     response.headers["X-Total-Count"] = str(total)
     if len(rooms) > limit:
@@ -87,6 +88,7 @@ async def get_room(request: web.Request) -> web.Response:
     service = request.app[keys.rooms]
     room = await service.get(request.match_info["room_id"])
     views = request.app[keys.views]
+    await request.app[keys.hub].prefetch([room.id])
     token = bearer_token(request)
     if token and service.is_owner(room, token):
         return json_response(views.owner(room))
@@ -99,4 +101,5 @@ async def close_room(request: web.Request) -> web.Response:
     room = await service.get(request.match_info["room_id"])
     service.authorize(room, bearer_token(request), app[keys.config].admin_token)
     room = await service.close(room.id)
+    await app[keys.hub].prefetch([room.id])
     return json_response({"success": True, "room": app[keys.views].public(room)})

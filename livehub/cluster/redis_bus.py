@@ -155,6 +155,10 @@ class RedisBus:
         header = {"k": "d", "n": self.node_id, "p": peer_id}
         self._enqueue(("send", peer_id, _pack(header, frame)), drop=True)
 
+    def notify(self, room_id: str, notice: bytes) -> None:
+        header = {"k": "s", "n": self.node_id, "r": room_id}
+        self._enqueue(("publish", self._room_channel(room_id), _pack(header, notice)), drop=True)
+
     async def flush(self) -> None:
         """Wait until everything enqueued so far was written to Redis (or dropped)."""
         if self._written >= self._enqueued:
@@ -175,6 +179,22 @@ class RedisBus:
         except SESSION_ERRORS:
             return len(self._local.get(room_id, ()))
         return int(value)
+
+    async def counts(self, room_ids: list[str]) -> dict[str, int]:
+        """:meth:`count` of several rooms, pipelined (local counts if Redis is unreachable)."""
+        await self.flush()
+        local = {room_id: len(self._local.get(room_id, ())) for room_id in room_ids}
+        client = self._client
+        if client is None or not self._healthy or not room_ids:
+            return local
+        try:
+            async with client.pipeline(transaction=False) as pipe:
+                for room_id in room_ids:
+                    pipe.evalsha(self._shas["COUNT"], 0, self.prefix, room_id)
+                values = await pipe.execute()
+        except SESSION_ERRORS:
+            return local
+        return {room_id: int(value) for room_id, value in zip(room_ids, values, strict=True)}
 
     async def members(self, room_id: str) -> list[Member]:
         """Members of the room on live nodes (this node's alone if Redis is unreachable)."""
@@ -466,6 +486,8 @@ class RedisBus:
                 handler.deliver_peer(header["p"], frame)
             elif kind == "c":
                 handler.presence_changed(header["r"])
+            elif kind == "s":
+                handler.room_changed(header["r"], frame)
         except Exception:
             log.exception("redis bus: handler failed on a %s message", header.get("k"))
 

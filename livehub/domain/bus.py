@@ -51,9 +51,15 @@ class BusHandler(Protocol):
         """A node died and this node reaped its presence: announce ``peer-left`` for each
         member (cluster-wide, through :meth:`Bus.broadcast`). Only one node gets this call."""
 
+    def room_changed(self, room_id: str, notice: bytes) -> None:
+        """Another node changed the room (status, lifecycle): ``notice`` is what it sent with
+        :meth:`Bus.notify`; tell this node's members."""
+
 
 class Bus(Protocol):
     node_id: str
+    #: sessions with the other nodes so far (a new one follows an outage)
+    sessions: int
 
     @property
     def healthy(self) -> bool:
@@ -69,10 +75,16 @@ class Bus(Protocol):
 
     def send(self, peer_id: str, frame: bytes) -> None: ...
 
+    def notify(self, room_id: str, notice: bytes) -> None:
+        """A room-changed notice for the nodes with members in the room (not this one)."""
+
     async def flush(self) -> None: ...
 
     async def count(self, room_id: str) -> int:
         """Members of the room on every live node."""
+
+    async def counts(self, room_ids: list[str]) -> dict[str, int]:
+        """:meth:`count` of several rooms in one round trip."""
 
     async def members(self, room_id: str) -> list[Member]: ...
 
@@ -87,6 +99,7 @@ class LocalBus:
 
     def __init__(self, node_id: str = "local") -> None:
         self.node_id = node_id
+        self.sessions = 1
         self._rooms: dict[str, dict[str, Member]] = {}
 
     @property
@@ -114,11 +127,17 @@ class LocalBus:
     def send(self, peer_id: str, frame: bytes) -> None:
         pass
 
+    def notify(self, room_id: str, notice: bytes) -> None:
+        pass
+
     async def flush(self) -> None:
         pass
 
     async def count(self, room_id: str) -> int:
         return len(self._rooms.get(room_id, ()))
+
+    async def counts(self, room_ids: list[str]) -> dict[str, int]:
+        return {room_id: len(self._rooms.get(room_id, ())) for room_id in room_ids}
 
     async def members(self, room_id: str) -> list[Member]:
         return list(self._rooms.get(room_id, {}).values())

@@ -129,9 +129,46 @@ class RoomHub(Protocol):
         """To every member but ``exclude``, encoded once; the number of recipients."""
         ...
 
+    def broadcast_local(
+        self, room_id: str, message: dict[str, Any], exclude: Peer | None = None
+    ) -> int:
+        """To the members connected to this process only (what every node decides for its
+        own members: presence modes)."""
+        ...
+
+    def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
+        """A room-changed message (``make()``) to every member, wherever it is. Each process
+        builds what its members get (its own viewer count)."""
+        ...
+
+    async def load(self, room_id: str) -> None:
+        """Bring the room's members from every process up to date (before a join, or a page
+        of members); nothing to do in one process."""
+        ...
+
+    async def prefetch(self, room_ids: list[str]) -> None:
+        """Read the rooms' cluster-wide counts before views are rendered; nothing to do in one
+        process."""
+        ...
+
+    def listen(self, listener: PresenceListener) -> None:
+        """Who hears what changes elsewhere (members on other nodes, lost nodes)."""
+        ...
+
     def flush(self) -> None:
         """Hand what is queued to the connections now."""
         ...
+
+
+class PresenceListener(Protocol):
+    """The protocol's side of presence that other processes change (cluster mode only)."""
+
+    def presence_changed(self, room_id: str, count: int) -> None:
+        """Members came or went on other nodes: ``count`` is the room's count now."""
+
+    def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
+        """A dead node's members of the room (peer id, role), reaped by this process alone;
+        ``count`` is the room's count before they went."""
 
 
 class Peer:
@@ -379,7 +416,26 @@ class Hub:
         members = self.rooms.get(room_id)
         if not members:
             return 0
-        frame = self._encode(message)
+        return self._fan_out(room_id, members, self._encode(message), exclude)
+
+    def broadcast_frame(self, room_id: str, frame: bytes, exclude: Peer | None = None) -> int:
+        """:meth:`broadcast` of a message already encoded (one from another node)."""
+        members = self.rooms.get(room_id)
+        if not members:
+            return 0
+        return self._fan_out(room_id, members, frame, exclude)
+
+    def send_frame(self, peer: Peer, frame: bytes) -> None:
+        """:meth:`send` of a message already encoded (one from another node)."""
+        if peer.closed:
+            self.stats.dropped += 1
+            return
+        self._take_shares(peer)
+        self._enqueue_frame(peer, frame)
+
+    def _fan_out(
+        self, room_id: str, members: dict[str, Peer], frame: bytes, exclude: Peer | None
+    ) -> int:
         excluded = exclude is not None and members.get(exclude.id) is exclude
         recipients = len(members) - excluded
         if not recipients:
@@ -406,6 +462,24 @@ class Hub:
         backlog.seqs.append(self._seq)
         self._seq += 1
         return recipients
+
+    def broadcast_local(
+        self, room_id: str, message: dict[str, Any], exclude: Peer | None = None
+    ) -> int:
+        return self.broadcast(room_id, message, exclude)
+
+    def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
+        if room_id in self.rooms:
+            self.broadcast(room_id, make())
+
+    async def load(self, room_id: str) -> None:
+        return None
+
+    async def prefetch(self, room_ids: list[str]) -> None:
+        return None
+
+    def listen(self, listener: PresenceListener) -> None:
+        return None
 
     def _new_backlog(self, members: int) -> _Backlog:
         if members >= BATCH_MIN_MEMBERS:

@@ -93,6 +93,7 @@ class Signaling:
             "kick": self._kick,
         }
         rooms.subscribe(self.on_room_change)
+        hub.listen(self)
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class Signaling:
             token = message.get("token")
             if not isinstance(token, str) or not self.rooms.is_owner(room, token):
                 raise ProtocolError("forbidden", "Joining as host needs the room's owner token")
+        await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
         already = self.hub.is_member(peer, room_id)
         if not already:
             if len(peer.rooms) >= self.limits.max_rooms_per_connection:
@@ -355,7 +357,7 @@ class Signaling:
         if room_id not in self._counted:
             if count > limit:
                 self._counted.add(room_id)
-                self.hub.broadcast(
+                self.hub.broadcast_local(
                     room_id,
                     {
                         "type": "presence-mode",
@@ -368,7 +370,7 @@ class Signaling:
         elif count <= limit - limit // 10:
             self._counted.discard(room_id)
             if count:
-                self.hub.broadcast(
+                self.hub.broadcast_local(
                     room_id,
                     {
                         "type": "presence-mode",
@@ -383,13 +385,28 @@ class Signaling:
     # -- room events ----------------------------------------------------------------------
 
     def on_room_change(self, room: Room) -> None:
-        if self.hub.count(room.id):
-            self.hub.broadcast(
-                room.id,
-                {
-                    "type": "room-status",
-                    "roomId": room.id,
-                    "status": room.status.value,
-                    "room": self._room_view(room),
-                },
-            )
+        self.hub.announce_room(
+            room.id,
+            lambda: {
+                "type": "room-status",
+                "roomId": room.id,
+                "status": room.status.value,
+                "room": self._room_view(room),
+            },
+        )
+
+    # -- what other nodes change (cluster mode) ---------------------------------------------
+
+    def presence_changed(self, room_id: str, count: int) -> None:
+        """Members came or went on other nodes: this node's members may change mode."""
+        self._check_mode(room_id, count)
+
+    def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
+        """A dead node's members, reaped here: announce them where presence applies (every
+        node's members hear it through the bus)."""
+        counted = room_id in self._counted or count > self.limits.presence_limit
+        for peer_id, role in members:
+            if role == "host" or not counted:
+                self.hub.broadcast(
+                    room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer_id}
+                )

@@ -25,6 +25,7 @@ class Recorder:
         self.peers: list[tuple[str, bytes]] = []
         self.changed: list[str] = []
         self.lost: list[Member] = []
+        self.notices: list[tuple[str, bytes]] = []
 
     def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
         self.rooms.append((room_id, frame, exclude))
@@ -37,6 +38,9 @@ class Recorder:
 
     def members_lost(self, members: list[Member]) -> None:
         self.lost.extend(members)
+
+    def room_changed(self, room_id: str, notice: bytes) -> None:
+        self.notices.append((room_id, notice))
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> float:
@@ -107,6 +111,25 @@ async def test_a_node_without_members_in_a_room_gets_none_of_its_broadcasts(node
     await eventually(lambda: _true(bool(rec_b.rooms)), 5)
     await asyncio.sleep(0.1)
     assert rec_b.rooms == [("r2", b"for r2", None)]
+
+
+async def test_a_room_notice_reaches_the_other_nodes_with_members_in_order(node: Nodes) -> None:
+    a, rec_a = await node("a")
+    b, rec_b = await node("b")
+    c, rec_c = await node("c")
+    a.join("r1", "pa", "ann", "host")
+    b.join("r1", "pb", "bob", "viewer")
+    c.join("r2", "pc", "cid", "viewer")  # no member of r1 on c
+    await asyncio.gather(a.flush(), b.flush(), c.flush())
+    a.notify("r1", b'{"n": 1}')
+    a.broadcast("r1", b"between")
+    a.notify("r1", b'{"n": 2}')
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.notices) == 2), 5)
+    assert rec_b.notices == [("r1", b'{"n": 1}'), ("r1", b'{"n": 2}')]
+    assert rec_b.rooms == [("r1", b"between", None)]
+    await asyncio.sleep(0.1)
+    assert rec_a.notices == [] and rec_c.notices == []  # no echo; c has no member of r1
 
 
 async def test_direct_send_reaches_the_peer_on_its_node_in_order_with_broadcasts(

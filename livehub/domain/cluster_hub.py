@@ -1,0 +1,285 @@
+"""The signaling hub of one node in a cluster: local fan-out as in one process, plus the bus.
+
+Model: the node's own connections live in the :class:`~livehub.domain.hub.Hub` it extends, and
+fan-out to them is exactly the in-process one. What crosses nodes goes through the
+:class:`~livehub.domain.bus.Bus`, which keeps every node's calls in order:
+
+- a broadcast is encoded once, delivered here, and handed to the bus once (the bus never echoes
+  it back); other nodes deliver the same bytes to their members (:meth:`deliver_room`);
+- a send to a peer of another node goes over the bus to that node (:meth:`deliver_peer`);
+- joins and leaves are mirrored to the bus, which keeps cluster presence. For each room with
+  local members this node keeps the other nodes' members (``_remote``), read from the bus when a
+  presence notice comes (:meth:`presence_changed`, coalesced: one read in flight per room), so
+  ``count``, ``describe_members`` and ``page_members`` stay synchronous and exact once the read
+  is done. Rooms without local members are read when asked (:meth:`load`, :meth:`prefetch`);
+- ``viewer-count`` and ``presence-mode`` are each node's own decision for its own members
+  (pushed locally when the count changes, whoever changed it): no duplicates across nodes;
+- a room change (``room-status``) is delivered here and sent to the other nodes as a notice
+  (:meth:`announce_room`); each puts its own viewer count in (:meth:`room_changed`).
+
+When the bus's session to the other nodes ends or starts again (Redis lost and back), every
+local room is read again: counts are this node's own while the others cannot be reached, and
+exact again once the bus has rebuilt presence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from livehub.domain.bus import Bus, Member
+from livehub.domain.hub import Encoder, Hub, Peer, PresenceListener
+
+log = logging.getLogger(__name__)
+
+#: snapshots of rooms without local members kept for views (reset beyond this many)
+MAX_PEEKED = 4096
+
+
+class ClusterHub(Hub):
+    def __init__(
+        self,
+        bus: Bus,
+        encode: Encoder,
+        call_soon: Callable[[Callable[[], None]], object],
+        call_later: Callable[[float, Callable[[], None]], object],
+        *,
+        watch_interval: float = 0.25,
+        **options: Any,
+    ) -> None:
+        super().__init__(encode, call_soon, call_later, **options)
+        self.bus = bus
+        self._watch_interval = watch_interval
+        #: room with local members -> peer id -> description of a member on another node
+        self._remote: dict[str, dict[str, dict[str, str]]] = {}
+        #: rooms without local members, as last read: their other-node members and counts
+        self._peeked: dict[str, dict[str, dict[str, str]]] = {}
+        self._peeked_counts: dict[str, int] = {}
+        self._refreshing: set[str] = set()
+        self._stale: set[str] = set()
+        self._listener: PresenceListener | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        bus.set_handler(self)
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.bus.start()
+        self._watcher = asyncio.create_task(self._watch(), name="livehub-cluster-hub")
+
+    async def close(self) -> None:
+        """After the WebSockets are closed (their leaves go out first)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.bus.close()
+
+    async def _watch(self) -> None:
+        """Read every local room again when the bus's session changes (lost or back)."""
+        seen = (self.bus.healthy, self.bus.sessions)
+        while True:
+            await asyncio.sleep(self._watch_interval)
+            now = (self.bus.healthy, self.bus.sessions)
+            if now != seen:
+                seen = now
+                for room_id in list(self.rooms):
+                    self._refresh(room_id)
+
+    # -- membership -------------------------------------------------------------------------
+
+    def join(self, peer: Peer, room_id: str, name: str, role: str) -> bool:
+        new_room = room_id not in self.rooms
+        added = super().join(peer, room_id, name, role)
+        self.bus.join(room_id, peer.id, name, role)
+        if new_room:
+            self._remote[room_id] = self._peeked.pop(room_id, {})
+            self._peeked_counts.pop(room_id, None)
+            self._refresh(room_id)  # after our join is written: nothing between is missed
+        return added
+
+    def leave(self, peer: Peer, room_id: str) -> bool:
+        left = super().leave(peer, room_id)
+        if left:
+            self.bus.leave(room_id, peer.id)
+            if room_id not in self.rooms:
+                self._remote.pop(room_id, None)
+        return left
+
+    def count(self, room_id: str) -> int:
+        members = self.rooms.get(room_id)
+        if members:
+            return len(members) + len(self._remote.get(room_id, ()))
+        return self._peeked_counts.get(room_id, 0)
+
+    def _others(self, room_id: str) -> dict[str, dict[str, str]]:
+        if room_id in self.rooms:
+            return self._remote.get(room_id, {})
+        return self._peeked.get(room_id, {})
+
+    def describe_members(self, room_id: str) -> list[dict[str, str]]:
+        return super().describe_members(room_id) + list(self._others(room_id).values())
+
+    def describe_hosts(self, room_id: str) -> list[dict[str, str]]:
+        others = [d for d in self._others(room_id).values() if d["role"] == "host"]
+        return super().describe_hosts(room_id) + others
+
+    def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]:
+        local = self._described.get(room_id, {}).values()
+        everyone = itertools.chain(local, self._others(room_id).values())
+        return list(itertools.islice(everyone, offset, offset + limit))
+
+    async def load(self, room_id: str) -> None:
+        if room_id in self.rooms:
+            return  # kept up to date by the bus's notices
+        others = self._describe(await self.bus.members(room_id))
+        if len(self._peeked) >= MAX_PEEKED:
+            self._peeked.clear()
+        self._peeked[room_id] = others
+        self._peeked_counts[room_id] = len(others)
+
+    async def prefetch(self, room_ids: list[str]) -> None:
+        wanted = [room_id for room_id in room_ids if room_id not in self.rooms]
+        if not wanted:
+            return
+        counts = await self.bus.counts(wanted)
+        if len(self._peeked_counts) + len(counts) > MAX_PEEKED:
+            self._peeked_counts.clear()
+        self._peeked_counts.update(counts)
+
+    def listen(self, listener: PresenceListener) -> None:
+        self._listener = listener
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
+        frame = self._encode(message)
+        recipients = self.broadcast_frame(room_id, frame, exclude)
+        self.bus.broadcast(room_id, frame, exclude.id if exclude is not None else None)
+        return recipients + len(self._remote.get(room_id, ()))
+
+    def broadcast_local(
+        self, room_id: str, message: dict[str, Any], exclude: Peer | None = None
+    ) -> int:
+        return Hub.broadcast(self, room_id, message, exclude)
+
+    def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        target = self.member(room_id, peer_id)
+        if target is not None:
+            self.send(target, message)
+            return True
+        if peer_id not in self._remote.get(room_id, ()):
+            return False
+        self.bus.send(peer_id, self._encode(message))
+        return True
+
+    def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
+        message = make()
+        if room_id in self.rooms:
+            Hub.broadcast(self, room_id, message)
+        self.bus.notify(room_id, self._encode(message))
+
+    def push_counts(self) -> None:
+        """Each node pushes the count to its own members."""
+        self._count_scheduled = False
+        dirty, self._count_dirty = self._count_dirty, set()
+        for room_id in dirty:
+            Hub.broadcast(
+                self,
+                room_id,
+                {"type": "viewer-count", "roomId": room_id, "viewerCount": self.count(room_id)},
+            )
+
+    # -- the bus's handler ------------------------------------------------------------------
+
+    def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
+        self.broadcast_frame(room_id, frame, self.peers.get(exclude) if exclude else None)
+
+    def deliver_peer(self, peer_id: str, frame: bytes) -> None:
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            self.send_frame(peer, frame)
+
+    def presence_changed(self, room_id: str) -> None:
+        if room_id in self.rooms:
+            self._refresh(room_id)
+
+    def members_lost(self, members: list[Member]) -> None:
+        by_room: dict[str, list[tuple[str, str]]] = {}
+        for member in members:
+            by_room.setdefault(member.room_id, []).append((member.peer_id, member.role))
+        self._spawn(self._announce_lost(by_room))
+
+    def room_changed(self, room_id: str, notice: bytes) -> None:
+        if room_id not in self.rooms:
+            return
+        message = json.loads(notice)
+        room = message.get("room")
+        if isinstance(room, dict) and "viewerCount" in room:
+            room["viewerCount"] = self.count(room_id)  # this node's view of the count
+        Hub.broadcast(self, room_id, message)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _describe(self, members: list[Member]) -> dict[str, dict[str, str]]:
+        node = self.bus.node_id
+        return {
+            m.peer_id: {"peerId": m.peer_id, "name": m.name, "role": m.role}
+            for m in members
+            if m.node_id != node
+        }
+
+    def _spawn(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refresh(self, room_id: str) -> None:
+        """Read the room's members on other nodes again (one read in flight per room; a
+        notice during it makes it read once more)."""
+        if room_id in self._refreshing:
+            self._stale.add(room_id)
+            return
+        self._refreshing.add(room_id)
+        self._spawn(self._read(room_id))
+
+    async def _read(self, room_id: str) -> None:
+        try:
+            while True:
+                self._stale.discard(room_id)
+                members = await self.bus.members(room_id)
+                if room_id in self.rooms:
+                    others = self._describe(members)
+                    if others != self._remote.get(room_id):
+                        self._remote[room_id] = others
+                        self._count_changed(room_id)
+                        if self._listener is not None:
+                            self._listener.presence_changed(room_id, self.count(room_id))
+                if room_id not in self._stale:
+                    break
+        except Exception:
+            log.exception("reading the members of room %s failed", room_id)
+        finally:
+            self._refreshing.discard(room_id)
+
+    async def _announce_lost(self, by_room: dict[str, list[tuple[str, str]]]) -> None:
+        for room_id, lost in by_room.items():
+            try:
+                count = await self.bus.count(room_id) + len(lost)
+            except Exception:
+                log.exception("counting room %s failed", room_id)
+                continue
+            if self._listener is not None:
+                self._listener.members_lost(room_id, lost, count)
+            if room_id in self.rooms:
+                self._refresh(room_id)

@@ -1,0 +1,182 @@
+"""The cluster hub against a real (throwaway) Redis, with several hubs in one process as nodes:
+fan-out across nodes, exact counts and member lists, room notices, a dead node's members."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from livehub.cluster.redis_bus import RedisBus
+from livehub.domain.cluster_hub import ClusterHub
+from livehub.domain.hub import Peer
+from tests.engines import RedisEngine
+
+FAST = {"heartbeat": 0.2, "node_ttl": 1.0, "reap_interval": 0.2, "retry_interval": 0.2}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def write(self, frames: list[bytes]) -> None:
+        self.frames.extend(frames)
+
+    def buffered(self) -> int:
+        return 0
+
+    def abort(self, code: int, reason: str) -> None:
+        pass
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [json.loads(frame) for frame in self.frames]
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.changed: list[tuple[str, int]] = []
+        self.lost: list[tuple[str, list[tuple[str, str]], int]] = []
+
+    def presence_changed(self, room_id: str, count: int) -> None:
+        self.changed.append((room_id, count))
+
+    def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
+        self.lost.append((room_id, members, count))
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()
+
+
+def _call_soon(callback: Callable[[], None]) -> object:
+    return asyncio.get_running_loop().call_soon(callback)
+
+
+def _call_later(delay: float, callback: Callable[[], None]) -> object:
+    return asyncio.get_running_loop().call_later(delay, callback)
+
+
+async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {within} s")
+        await asyncio.sleep(0.02)
+
+
+Nodes = Callable[[str], Awaitable[tuple[ClusterHub, Listener]]]
+
+
+@pytest.fixture
+async def node(redis_server: RedisEngine, redis_prefix: str) -> AsyncIterator[Nodes]:
+    started: list[ClusterHub] = []
+
+    async def start(node_id: str) -> tuple[ClusterHub, Listener]:
+        bus = RedisBus(redis_server.url, node_id=node_id, prefix=redis_prefix, **FAST)
+        hub = ClusterHub(
+            bus, _encode, _call_soon, _call_later, count_interval=0.01, watch_interval=0.05
+        )
+        listener = Listener()
+        hub.listen(listener)
+        await hub.start()
+        started.append(hub)
+        return hub, listener
+
+    yield start
+    for hub in started:
+        await hub.close()
+
+
+def connect(hub: ClusterHub, peer_id: str) -> tuple[Peer, Sink]:
+    sink = Sink()
+    peer = Peer(sink, peer_id=peer_id)
+    hub.connect(peer)
+    return peer, sink
+
+
+async def test_counts_members_and_sends_cross_nodes(node: Nodes) -> None:
+    a, _ = await node("a")
+    b, _ = await node("b")
+    pa, sink_a = connect(a, "pa")
+    pb, sink_b = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    described = sorted(d["peerId"] for d in a.describe_members("r1"))
+    assert described == ["pa", "pb"] == sorted(d["peerId"] for d in b.describe_members("r1"))
+    assert [d["peerId"] for d in b.describe_hosts("r1")] == ["pa"]
+    assert len(a.page_members("r1", 1, 0) + a.page_members("r1", 1, 1)) == 2
+    assert a.page_members("r1", 10, 2) == []
+    # each node pushed the exact count to its own member
+    await eventually(
+        lambda: {"type": "viewer-count", "roomId": "r1", "viewerCount": 2} in sink_b.messages()
+    )
+
+    for i in range(10):
+        if i % 2:
+            a.broadcast("r1", {"type": "chat", "i": i}, exclude=pa)
+        else:
+            assert a.send_to("r1", "pb", {"type": "offer", "i": i})
+    await eventually(lambda: any(m.get("i") == 9 for m in sink_b.messages()))
+    assert [m["i"] for m in sink_b.messages() if "i" in m] == list(range(10))
+    assert not any("i" in m for m in sink_a.messages())  # no echo to the sender
+    assert not a.send_to("r1", "nobody", {"type": "offer"})
+
+    # a room without local members is read on demand (views, the members endpoint)
+    c, _ = await node("c")
+    await c.prefetch(["r1"])
+    assert c.count("r1") == 2
+    await c.load("r1")
+    assert sorted(d["peerId"] for d in c.page_members("r1", 10, 0)) == ["pa", "pb"]
+
+    b.disconnect(pb)
+    await eventually(lambda: a.count("r1") == 1)
+    assert c.count("r1") == 2  # a snapshot until it is read again
+    await c.prefetch(["r1"])
+    assert c.count("r1") == 1
+
+
+async def test_a_room_notice_carries_each_nodes_own_count(node: Nodes) -> None:
+    a, _ = await node("a")
+    b, _ = await node("b")
+    c, _ = await node("c")  # no member: changes the room, as a hook on any node does
+    pa, sink_a = connect(a, "pa")
+    pb, sink_b = connect(b, "pb")
+    a.join(pa, "r1", "", "viewer")
+    b.join(pb, "r1", "", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    c.announce_room("r1", lambda: {"type": "room-status", "room": {"viewerCount": 0}})
+
+    def told(sink: Sink) -> Callable[[], bool]:
+        return lambda: any(m["type"] == "room-status" for m in sink.messages())
+
+    for sink in (sink_a, sink_b):
+        await eventually(told(sink))
+    await asyncio.sleep(0.1)
+    for sink in (sink_a, sink_b):
+        statuses = [m for m in sink.messages() if m["type"] == "room-status"]
+        assert statuses == [{"type": "room-status", "room": {"viewerCount": 2}}]
+
+
+async def test_a_dead_nodes_members_are_reported_once(node: Nodes) -> None:
+    a, listen_a = await node("a")
+    b, listen_b = await node("b")
+    c, _ = await node("c")
+    pa, _ = connect(a, "pa")
+    pb, _ = connect(b, "pb")
+    pc, _ = connect(c, "pc")
+    a.join(pa, "r1", "", "viewer")
+    b.join(pb, "r1", "", "viewer")
+    c.join(pc, "r1", "", "host")
+    await eventually(lambda: a.count("r1") == 3 and b.count("r1") == 3)
+    assert isinstance(c.bus, RedisBus)
+    await c.bus.stop()  # as a crash would: no goodbye
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await eventually(lambda: bool(listen_a.lost or listen_b.lost))
+    await asyncio.sleep(0.3)
+    assert listen_a.lost + listen_b.lost == [("r1", [("pc", "host")], 3)]
+    assert ("r1", 2) in listen_a.changed and ("r1", 2) in listen_b.changed

@@ -1,0 +1,427 @@
+"""Whole-cluster signaling: three ``python -m livehub`` processes on one throwaway PostgreSQL and
+one throwaway Redis, driven over real HTTP and WebSocket connections on 127.0.0.1.
+
+What a member on one node sends reaches members on the others in send order, presence and
+``viewerCount`` are exact on every node (REST and WebSocket), a node killed with -9 leaves the
+counts and is announced, a Redis restart is reported and recovered from without a restart, and a
+room change made on one node reaches members on another as ``room-status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import unused_port
+
+from tests.conftest import ADMIN_TOKEN, HOOK_SECRET
+from tests.engines import RedisEngine
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class Node:
+    """One ``python -m livehub`` process of the cluster, logging to a file."""
+
+    def __init__(
+        self, tmp_path: Path, name: str, database_url: str, redis_url: str, **env: str
+    ) -> None:
+        self.name = name
+        self.port = unused_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+        self.log = tmp_path / f"node-{name}.log"
+        self.db = tmp_path / f"unused-{name}.db"
+        self.env = {
+            **os.environ,
+            "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+            "LIVEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+            "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
+            "LIVEHUB_RECONCILE_INTERVAL": "0",
+            "LIVEHUB_SHUTDOWN_TIMEOUT": "3",
+            "LIVEHUB_CREATE_RATE_PER_MIN": "0",
+            "LIVEHUB_VIEWER_COUNT_INTERVAL": "0.05",
+            "LIVEHUB_DATABASE_URL": database_url,
+            "LIVEHUB_REDIS_URL": redis_url,
+            **env,
+        }
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "livehub",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--db",
+                str(self.db),
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as session:
+            while True:
+                assert self.proc.returncode is None, self.log.read_text()
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(self.url + "/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                assert time.monotonic() < deadline, f"node {self.name} did not start in time"
+                await asyncio.sleep(0.05)
+
+    async def kill(self) -> None:
+        """kill -9: no goodbye to the cluster."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def peer_joined(peer_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["type"] == "peer-joined" and e["peer"]["peerId"] == peer_id
+
+
+def peer_left(peer_id: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda e: e["type"] == "peer-left" and e["peerId"] == peer_id
+
+
+class Member:
+    """One signaling connection; every event it receives is kept, in order."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.events: list[dict[str, Any]] = []
+        self.peer_id = ""
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type is aiohttp.WSMsgType.TEXT:
+                self.events.append(msg.json())
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send_json(message)
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [event for event in self.events if event["type"] == kind]
+
+    async def until(
+        self, check: Callable[[dict[str, Any]], bool], within: float = 10.0
+    ) -> dict[str, Any]:
+        """The first event that ``check`` accepts, waiting for it (bounded)."""
+        deadline = time.monotonic() + within
+        while True:
+            for event in self.events:
+                if check(event):
+                    return event
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such event in time; got {self.events[-10:]}")
+            await asyncio.sleep(0.02)
+
+    def last_count(self) -> int | None:
+        counts = self.of_type("viewer-count")
+        return counts[-1]["viewerCount"] if counts else None
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+class Cluster:
+    def __init__(self, tmp_path: Path, database_url: str, redis_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.nodes: list[Node] = []
+        self.members: list[Member] = []
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    async def start(self, *names: str, **env: str) -> list[Node]:
+        started = []
+        for name in names:  # one after the other: the first one migrates the database
+            node = Node(self.tmp_path, name, self.database_url, self.redis_url, **env)
+            self.nodes.append(node)
+            await node.start()
+            started.append(node)
+        return started
+
+    async def create_room(self, node: Node) -> dict[str, Any]:
+        async with self.session.post(f"{node.url}/api/rooms", json={"title": "x"}) as resp:
+            assert resp.status == 201
+            room: dict[str, Any] = await resp.json()
+            return room
+
+    async def get(self, node: Node, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with self.session.get(node.url + path, **kwargs) as resp:
+            return resp.status, await resp.json()
+
+    async def viewer_count(self, node: Node, room_id: str) -> int:
+        status, body = await self.get(node, f"/api/rooms/{room_id}")
+        assert status == 200, body
+        count: int = body["viewerCount"]
+        return count
+
+    async def join(
+        self, node: Node, room: dict[str, Any], name: str, *, host: bool = False
+    ) -> Member:
+        ws = await self.session.ws_connect(node.ws_url)
+        member = Member(ws)
+        self.members.append(member)
+        message: dict[str, Any] = {"type": "join", "roomId": room["id"], "name": name}
+        if host:
+            message.update(role="host", token=room["ownerToken"])
+        await member.send(**message)
+        joined = await member.until(lambda e: e["type"] in ("joined", "error"))
+        assert joined["type"] == "joined", joined
+        member.peer_id = joined["peerId"]
+        return member
+
+    async def close(self) -> None:
+        for member in self.members:
+            with contextlib.suppress(Exception):
+                await member.close()
+        await self.session.close()
+        for node in self.nodes:
+            await node.kill()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, pg_url: str, redis_server: RedisEngine) -> AsyncIterator[Cluster]:
+    # each test has its own database; the Redis is shared, and rooms are never shared
+    instance = Cluster(tmp_path, pg_url, redis_server.url)
+    yield instance
+    await instance.close()
+
+
+async def settle(check: Callable[[], Awaitable[bool]], within: float) -> float:
+    """Seconds until ``check`` holds; fails after ``within`` seconds."""
+    start = time.monotonic()
+    while not await check():
+        assert time.monotonic() - start < within, "condition not met in time"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - start
+
+
+async def counts_are(cluster: Cluster, room_id: str, expected: int, members: list[Member]) -> bool:
+    """Every node's REST view and every member's last ``viewer-count`` say ``expected``."""
+    for node in cluster.nodes:
+        alive = node.proc is not None and node.proc.returncode is None
+        if alive and await cluster.viewer_count(node, room_id) != expected:
+            return False
+    return all(member.last_count() == expected for member in members)
+
+
+# -- messages across nodes ----------------------------------------------------------------------
+
+
+async def test_relays_chat_and_presence_cross_nodes_in_order(cluster: Cluster) -> None:
+    a, b, c = await cluster.start("a", "b", "c")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10)
+    bob = await cluster.join(c, room, "bob")
+    await settle(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10)
+
+    # the last joiner's member list holds everyone, on every node
+    joined = bob.of_type("joined")[0]
+    assert joined["viewerCount"] == 3
+    assert sorted((m["peerId"], m["name"], m["role"]) for m in joined["members"]) == sorted(
+        [
+            (host.peer_id, "host", "host"),
+            (ann.peer_id, "ann", "viewer"),
+            (bob.peer_id, "bob", "viewer"),
+        ]
+    )
+    # presence: the earlier members heard of the later ones, across nodes
+    for member, later in ((host, [ann, bob]), (ann, [bob])):
+        for peer in later:
+            await member.until(peer_joined(peer.peer_id))
+
+    # a relay with `to`, B -> A, and `from` set by the server whatever the client says
+    await ann.send(
+        type="offer", roomId=room_id, to=host.peer_id, payload={"sdp": "o"}, **{"from": "x"}
+    )
+    offer = await host.until(lambda e: e["type"] == "offer")
+    assert offer == {
+        "type": "offer",
+        "roomId": room_id,
+        "payload": {"sdp": "o"},
+        "from": ann.peer_id,
+        "to": host.peer_id,
+    }
+    assert not bob.of_type("offer")
+
+    # A -> C: direct sends and broadcasts interleaved, in send order
+    for i in range(20):
+        if i % 2:
+            await host.send(type="candidate", roomId=room_id, payload={"i": i})
+        else:
+            await host.send(type="candidate", roomId=room_id, to=bob.peer_id, payload={"i": i})
+    await bob.until(lambda e: e["type"] == "candidate" and e["payload"] == {"i": 19})
+    assert [e["payload"]["i"] for e in bob.of_type("candidate")] == list(range(20))
+    assert {e["from"] for e in bob.of_type("candidate")} == {host.peer_id}
+    await ann.until(lambda e: e["type"] == "candidate" and e["payload"] == {"i": 19})
+    assert [e["payload"]["i"] for e in ann.of_type("candidate")] == list(range(1, 20, 2))
+    assert not host.of_type("candidate")  # the sender is skipped
+
+    # chat from C reaches A and B in order, with the sender's name
+    for i in range(5):
+        await bob.send(type="chat", roomId=room_id, text=f"hello {i}")
+    for member in (host, ann, bob):
+        await member.until(lambda e: e["type"] == "chat" and e["text"] == "hello 4")
+        chats = member.of_type("chat")
+        assert [(e["text"], e["from"], e["name"]) for e in chats] == [
+            (f"hello {i}", bob.peer_id, "bob") for i in range(5)
+        ]
+
+    # the members endpoint pages the whole cluster, from any node
+    for node in (a, b, c):
+        status, page = await cluster.get(
+            node, f"/api/rooms/{room_id}/members?limit=2", headers=ADMIN
+        )
+        assert status == 200, page
+        assert page["total"] == 3 and len(page["members"]) == 2
+        status, rest = await cluster.get(
+            node, f"/api/rooms/{room_id}/members?limit=2&offset=2", headers=ADMIN
+        )
+        assert rest["total"] == 3 and len(rest["members"]) == 1
+        assert {m["peerId"] for m in page["members"] + rest["members"]} == {
+            host.peer_id,
+            ann.peer_id,
+            bob.peer_id,
+        }
+
+    # a member leaves on B: A and C hear it, counts are exact everywhere
+    await ann.close()
+    for member in (host, bob):
+        await member.until(peer_left(ann.peer_id))
+    await settle(lambda: counts_are(cluster, room_id, 2, [host, bob]), 10)
+
+
+async def test_a_room_closed_on_one_node_reaches_members_on_another(cluster: Cluster) -> None:
+    a, b, c = await cluster.start("a", "b", "c")
+    room = await cluster.create_room(b)
+    host = await cluster.join(b, room, "host", host=True)
+    viewer = await cluster.join(c, room, "viewer")
+    await settle(lambda: counts_are(cluster, room["id"], 2, [host, viewer]), 10)
+
+    async with cluster.session.post(f"{a.url}/api/rooms/{room['id']}/close", headers=ADMIN) as resp:
+        assert resp.status == 200
+    for member in (viewer, host):
+        status = await member.until(lambda e: e["type"] == "room-status")
+        assert status["status"] == "ended"
+        assert status["room"]["id"] == room["id"]
+        assert status["room"]["viewerCount"] == 2  # each node's own (exact) count
+        assert "ownerToken" not in status["room"] and "publish" not in status["room"]
+        assert len(member.of_type("room-status")) == 1  # one notice, not one per node
+    # chat is closed everywhere now
+    await viewer.send(type="chat", roomId=room["id"], text="late")
+    error = await viewer.until(lambda e: e["type"] == "error")
+    assert error["code"] == "room_ended"
+
+
+async def test_counted_presence_is_decided_on_every_node_once(cluster: Cluster) -> None:
+    """Above the presence limit, members on every node switch to counted presence, each told
+    once by its own node; viewers joining then are counted, not announced."""
+    a, b, c = await cluster.start("a", "b", "c", LIVEHUB_PRESENCE_LIMIT="2")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10)
+    bob = await cluster.join(c, room, "bob")  # 3 > 2
+    assert bob.of_type("joined")[0]["presence"] == "counted"
+    for member in (host, ann):
+        mode = await member.until(lambda e: e["type"] == "presence-mode")
+        assert mode["presence"] == "counted"
+    await settle(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10)
+    cid = await cluster.join(b, room, "cid")
+    await settle(lambda: counts_are(cluster, room_id, 4, [host, ann, bob, cid]), 10)
+    assert not any(e["peer"]["peerId"] == cid.peer_id for e in host.of_type("peer-joined"))
+    for member in (host, ann):
+        assert len(member.of_type("presence-mode")) == 1
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+async def test_a_node_killed_leaves_the_counts_and_is_announced(cluster: Cluster) -> None:
+    a, b, c = await cluster.start("a", "b", "c")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    doomed = [await cluster.join(c, room, f"c{i}") for i in range(2)]
+    await settle(lambda: counts_are(cluster, room_id, 4, [host, ann]), 10)
+
+    await c.kill()
+    took = await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 15)
+    assert took < 15
+    for member in (host, ann):
+        for gone in doomed:
+            event = await member.until(peer_left(gone.peer_id), within=2)
+            assert event == {"type": "peer-left", "roomId": room_id, "peerId": gone.peer_id}
+        # announced once (one survivor reaps the dead node)
+        assert len(member.of_type("peer-left")) == 2
+
+
+async def test_redis_lost_and_back_without_a_restart(
+    cluster: Cluster, redis_server: RedisEngine
+) -> None:
+    a, b = await cluster.start("a", "b")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10)
+
+    async def redis_check(node: Node) -> str:
+        _, body = await cluster.get(node, "/readyz")
+        check: str = body["checks"]["redis"]
+        return check
+
+    assert await redis_check(a) == "ok"
+    redis_server.kill()
+
+    async def reported_down() -> bool:
+        return all([await redis_check(node) == "unreachable" for node in (a, b)])
+
+    assert await settle(reported_down, 10) < 10
+    # the nodes keep serving REST and their own members
+    late = await cluster.join(a, room, "late")
+    await host.until(peer_joined(late.peer_id))
+    await host.send(type="chat", roomId=room_id, text="still here")
+    await late.until(lambda e: e["type"] == "chat" and e["text"] == "still here")
+    assert await cluster.viewer_count(b, room_id) >= 1
+
+    redis_server.start()
+
+    async def recovered() -> bool:
+        if not all([await redis_check(node) == "ok" for node in (a, b)]):
+            return False
+        return await counts_are(cluster, room_id, 3, [host, ann, late])
+
+    assert await settle(recovered, 10) < 10
+    # messages cross nodes again
+    await ann.send(type="chat", roomId=room_id, text="back")
+    for member in (host, late):
+        await member.until(lambda e: e["type"] == "chat" and e["text"] == "back")
