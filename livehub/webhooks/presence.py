@@ -67,7 +67,11 @@ class PresenceEvents:
             return
         if role == "host":
             kind = EventType.HOST_JOINED if joined else EventType.HOST_LEFT
-            self._stage(RoomEvent(kind, room_id, self._wall_clock(), {"peerId": peer_id}))
+            self._stage(
+                RoomEvent(
+                    type=kind, room_id=room_id, at=self._wall_clock(), extra={"peerId": peer_id}
+                )
+            )
         self._viewers_changed(room_id)
 
     def _viewers_changed(self, room_id: str) -> None:
@@ -87,7 +91,9 @@ class PresenceEvents:
                 self._reported.pop(room_id, None)  # an empty room is forgotten
             return
         self._reported[room_id] = (count, self._clock())
-        self._stage(RoomEvent(EventType.VIEWERS_UPDATED, room_id, self._wall_clock()))
+        self._stage(
+            RoomEvent(type=EventType.VIEWERS_UPDATED, room_id=room_id, at=self._wall_clock())
+        )
         if count == 0:
             # keep the throttle for an interval (a room flapping 0 ↔ 1 is not reported on
             # every flap), then forget the room

@@ -1,0 +1,180 @@
+"""Every webhook event type, from the app as production builds it, over real HTTP and
+WebSocket connections to a receiver that verifies every signature: the lifecycle events of
+``domain/service.py``, the host joining and leaving, throttled exact viewer counts, and no
+secret in any body."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientWebSocketResponse
+from pytest_aiohttp import AiohttpClient
+
+from livehub import keys
+from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_for, send_hook
+from tests.webhooks.conftest import SECRET, Receiver, StartReceiver, eventually
+from tests.webhooks.test_admin import start
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def create(client: Client, title: str = "Events") -> dict[str, Any]:
+    resp = await client.post("/api/rooms", json={"title": title})
+    assert resp.status == 201, await resp.text()
+    room: dict[str, Any] = await resp.json()
+    return room
+
+
+async def join(ws: ClientWebSocketResponse, room_id: str, **fields: Any) -> dict[str, Any]:
+    await ws.send_json({"type": "join", "roomId": room_id, **fields})
+    while True:
+        message: dict[str, Any] = await ws.receive_json(timeout=5)
+        if message["type"] == "joined":
+            return message
+
+
+def stamp(event: dict[str, Any]) -> float:
+    """When the event was written (its ``timestamp``), in epoch seconds."""
+    moment = datetime.datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+    return moment.timestamp()
+
+
+def events(receiver: Receiver, room_id: str) -> list[tuple[str, int, int]]:
+    """(type, seq, viewerCount) of the room's events, as received."""
+    return [
+        (event["type"], event["data"]["seq"], event["data"]["viewerCount"])
+        for event in receiver.received
+        if event["data"]["id"] == room_id
+    ]
+
+
+async def test_host_events_and_throttled_exact_viewer_counts(
+    aiohttp_client: AiohttpClient, tmp_path: Path, receiver_factory: StartReceiver
+) -> None:
+    receiver = await receiver_factory()
+    interval = 0.4
+    client, _ = await start(
+        aiohttp_client, tmp_path, receiver, webhook_viewers_interval=interval
+    )
+    room = await create(client)
+    rid = room["id"]
+    async with client.ws_connect("/ws") as host:
+        host_id = (await join(host, rid, role="host", token=room["ownerToken"]))["peerId"]
+        # the first change after a quiet period is reported at once
+        await receiver.wait_for_types(["room.created", "host.joined", "viewers.updated"])
+        viewers = [await client.ws_connect("/ws") for _ in range(3)]
+        for ws in viewers:
+            await join(ws, rid)
+        # three joins within the interval: one report, with the count when it was written
+        await eventually(lambda: len(receiver.received) == 4, within=5)
+        reports = [e for e in receiver.received if e["type"] == "viewers.updated"]
+        apart = stamp(reports[1]) - stamp(reports[0])
+        assert apart >= interval * 0.9, apart
+        await host.close()
+        await eventually(lambda: len(receiver.received) == 6, within=5)
+        # a join and a leave that cancel out within the interval: no report
+        extra = await client.ws_connect("/ws")
+        await join(extra, rid)
+        await extra.close()
+        await asyncio.sleep(interval * 2)
+        for ws in viewers:
+            await ws.close()
+        await eventually(lambda: events(receiver, rid)[-1][2] == 0, within=5)
+    # the first leave after a quiet period may be reported at once (2), the rest once the
+    # interval has passed (0)
+    assert events(receiver, rid)[6:] in (
+        [("viewers.updated", 7, 0)],
+        [("viewers.updated", 7, 2), ("viewers.updated", 8, 0)],
+        [("viewers.updated", 7, 1), ("viewers.updated", 8, 0)],
+    )
+    assert events(receiver, rid)[:6] == [
+        ("room.created", 1, 0),
+        ("host.joined", 2, 1),
+        ("viewers.updated", 3, 1),
+        ("viewers.updated", 4, 4),
+        ("host.left", 5, 3),
+        ("viewers.updated", 6, 3),
+    ]
+    hosts = [event for event in receiver.received if event["type"].startswith("host.")]
+    assert [event["data"]["peerId"] for event in hosts] == [host_id, host_id]
+    assert receiver.rejected == []
+
+
+async def test_a_viewer_is_not_a_host_and_a_role_change_is_reported(
+    aiohttp_client: AiohttpClient, tmp_path: Path, receiver_factory: StartReceiver
+) -> None:
+    receiver = await receiver_factory()
+    client, _ = await start(aiohttp_client, tmp_path, receiver, webhook_viewers_interval=60)
+    room = await create(client)
+    async with client.ws_connect("/ws") as ws:
+        await join(ws, room["id"])  # a viewer: no host event
+        await join(ws, room["id"], role="host", token=room["ownerToken"])  # now the host
+        await join(ws, room["id"])  # a viewer again
+        await receiver.wait_for_types(["host.joined", "host.left"])
+    assert [event["type"] for event in receiver.received] == [
+        "room.created",
+        "viewers.updated",
+        "host.joined",
+        "host.left",
+    ]
+
+
+async def test_every_event_type_and_no_secret_in_any_body(
+    aiohttp_client: AiohttpClient, tmp_path: Path, receiver_factory: StartReceiver
+) -> None:
+    receiver = await receiver_factory()
+    client, outbox = await start(
+        aiohttp_client, tmp_path, receiver, reconnect_window=30.0, webhook_viewers_interval=0.1
+    )
+    room = await create(client)
+    rid = room["id"]
+    async with client.ws_connect("/ws") as host:
+        await join(host, rid, role="host", token=room["ownerToken"])
+        await receiver.wait_for_types(["viewers.updated"])
+        assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+        assert await send_hook(client, hook_for(room, "on_unpublish.json")) == {"code": 0}
+        assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+        resp = await client.post(f"/api/rooms/{rid}/close", headers=ADMIN)
+        assert resp.status == 200, await resp.text()
+    lifecycle = ["room.created", "host.joined", "viewers.updated", "room.live"]
+    lifecycle += ["room.reconnecting", "room.live", "room.ended", "host.left"]
+    await receiver.wait_for_types(lifecycle)
+    await eventually(lambda: receiver.types()[-1] == "viewers.updated")  # 0 after the host
+    assert set(receiver.types()) == {
+        "room.created",
+        "room.live",
+        "room.reconnecting",
+        "room.ended",
+        "viewers.updated",
+        "host.joined",
+        "host.left",
+    }
+    by_type = {event["type"]: event["data"] for event in receiver.received}
+    assert by_type["room.reconnecting"]["reconnecting"] is True
+    assert by_type["room.live"]["reconnecting"] is False
+    assert by_type["room.ended"]["status"] == "ended"
+    assert receiver.seqs(rid) == list(range(1, len(receiver.received) + 1))
+
+    key = base64.b64decode(SECRET.removeprefix("whsec_"))
+    forbidden = {
+        "publish token": room["publish"]["token"],
+        "owner token": room["ownerToken"],
+        "hook secret": HOOK_SECRET,
+        "admin token": ADMIN_TOKEN,
+        "webhook secret": SECRET.removeprefix("whsec_"),
+        "webhook key": key.decode(),
+    }
+    bodies = [row["body"] for row in outbox.rows()]
+    bodies += [json.dumps(event) for event in receiver.received]
+    assert len(bodies) == 2 * len(receiver.received)
+    for body in bodies:
+        for name, secret in forbidden.items():
+            assert secret not in body, f"{name} in a webhook body"
+    public = await (await client.get(f"/api/rooms/{rid}")).json()
+    assert set(by_type["room.ended"]) == set(public) | {"seq"}
+    assert client.app is not None and keys.webhook_dispatcher in client.app
