@@ -16,8 +16,10 @@ from aiohttp import ClientWebSocketResponse
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
-from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_for, send_hook
-from tests.webhooks.conftest import SECRET, Receiver, StartReceiver, eventually
+from livehub.app import create_app
+from livehub.webhooks.dispatcher import Tuning
+from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_for, make_config, send_hook
+from tests.webhooks.conftest import SECRET, Outbox, Receiver, StartReceiver, eventually, secret
 from tests.webhooks.test_admin import start
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -58,9 +60,7 @@ async def test_host_events_and_throttled_exact_viewer_counts(
 ) -> None:
     receiver = await receiver_factory()
     interval = 0.4
-    client, _ = await start(
-        aiohttp_client, tmp_path, receiver, webhook_viewers_interval=interval
-    )
+    client, _ = await start(aiohttp_client, tmp_path, receiver, webhook_viewers_interval=interval)
     room = await create(client)
     rid = room["id"]
     async with client.ws_connect("/ws") as host:
@@ -173,8 +173,44 @@ async def test_every_event_type_and_no_secret_in_any_body(
     bodies += [json.dumps(event) for event in receiver.received]
     assert len(bodies) == 2 * len(receiver.received)
     for body in bodies:
-        for name, secret in forbidden.items():
-            assert secret not in body, f"{name} in a webhook body"
+        for name, value in forbidden.items():
+            assert value not in body, f"{name} in a webhook body"
     public = await (await client.get(f"/api/rooms/{rid}")).json()
     assert set(by_type["room.ended"]) == set(public) | {"seq"}
     assert client.app is not None and keys.webhook_dispatcher in client.app
+
+
+async def test_a_write_wakes_the_dispatcher_and_delivered_rows_are_pruned(
+    aiohttp_client: AiohttpClient, tmp_path: Path, receiver_factory: StartReceiver
+) -> None:
+    receiver = await receiver_factory()
+    db = tmp_path / "livehub.db"
+    config = make_config(
+        db_path=str(db),
+        webhook_urls=(receiver.url,),
+        webhook_secrets=(secret(),),
+        webhook_retention_days=0.5 / 86400,  # half a second
+        webhook_viewers_interval=0.1,
+    )
+    app = create_app(config)
+    # polls far apart: only the wake-up after a write can deliver within the test's bounds
+    app[keys.webhook_tuning] = Tuning(poll_interval=30.0, stats_interval=0.0, prune_interval=0.1)
+    client = await aiohttp_client(app)
+    await asyncio.sleep(0.2)  # the dispatcher's first look found nothing; it sleeps 30 s now
+    room = await create(client)
+    await receiver.wait_for(1, within=2)
+    async with client.ws_connect("/ws") as host:
+        await join(host, room["id"], role="host", token=room["ownerToken"])
+        await receiver.wait_for(3, within=2)  # presence events wake it too
+    await receiver.wait_for(5, within=2)
+    outbox = Outbox(db)
+    try:
+        assert [row["state"] for row in outbox.rows()] == ["delivered"] * 5
+        # the dispatcher prunes when it wakes: a write after the retention has passed
+        await asyncio.sleep(0.6)
+        await create(client, "another")
+        await receiver.wait_for(6, within=2)
+        await eventually(lambda: len(outbox.rows()) == 1, within=3)
+        assert outbox.rows()[0]["seq"] == 1 and outbox.rows()[0]["state"] == "delivered"
+    finally:
+        outbox.close()
