@@ -8,7 +8,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import asyncpg
@@ -39,6 +39,14 @@ async def rows(pg_url: str) -> AsyncIterator[PostgresRows]:
     await conn.close()
 
 
+def recorder(*into: list[str]) -> Callable[[str], None]:
+    def record(outcome: str) -> None:
+        for outcomes in into:
+            outcomes.append(outcome)
+
+    return record
+
+
 async def test_two_nodes_deliver_every_event_once_and_in_order(
     pg_url: str, rows: PostgresRows, receiver_factory: StartReceiver
 ) -> None:
@@ -58,10 +66,7 @@ async def test_two_nodes_deliver_every_event_once_and_in_order(
             poll_interval=0.01,
             stats_interval=0.0,
             random=lambda: 0.5,
-            on_outcome=lambda outcome, node=node: (
-                outcomes.append(outcome),
-                per_node[node].append(outcome),
-            ),
+            on_outcome=recorder(outcomes, per_node[node]),
         )
         nodes.append((dispatcher, asyncio.create_task(dispatcher.run())))
     try:
