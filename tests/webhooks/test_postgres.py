@@ -15,14 +15,17 @@ import asyncpg
 import pytest
 
 from livehub.app import create_app
+from livehub.domain.service import RoomService
 from livehub.storage_pg import PostgresStore
 from livehub.webhooks.dispatcher import Dispatcher
 from livehub.webhooks.postgres import PostgresDeliveryQueue
+from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.setup import default_queue
 from livehub.webhooks.signing import Signer
 from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 from tests.conftest import make_config
+from tests.engines import PostgresEngine
 from tests.webhooks.conftest import StartReceiver, eventually, secret
 from tests.webhooks.test_queue import PostgresRows
 
@@ -134,3 +137,41 @@ async def test_cluster_mode_uses_the_postgresql_outbox(tmp_path: object) -> None
     sqlite_queue = default_queue(create_app(embedded))
     assert isinstance(sqlite_queue, SQLiteDeliveryQueue)
     await sqlite_queue.close()
+
+
+async def test_presence_events_wait_out_a_postgresql_outage(
+    pg_url: str, postgres: PostgresEngine
+) -> None:
+    endpoint = "http://a.example/hooks"
+    store = await PostgresStore.open(pg_url, webhook_endpoints=[endpoint], command_timeout=2)
+    rooms = RoomService(store)
+    room, _ = await rooms.create("presence")
+    viewers = {room.id: 0}
+    presence = PresenceEvents(rooms, viewers.__getitem__, interval=0.05)
+    presence.start()
+    conn: asyncpg.Connection | None = None
+    try:
+        postgres.stop()
+        viewers[room.id] = 1
+        presence.on_presence(room.id, "peer1", "host", True)
+        await asyncio.sleep(0.5)  # staging failed: the events wait
+        postgres.start()
+        conn = await asyncpg.connect(pg_url)
+
+        async def staged() -> list[tuple[int, str]]:
+            assert conn is not None
+            rows = await conn.fetch("SELECT seq, type FROM webhook_deliveries ORDER BY id")
+            return [(row["seq"], row["type"]) for row in rows]
+
+        deadline = time.monotonic() + 10
+        while len(await staged()) < 3:
+            assert time.monotonic() < deadline, await staged()
+            await asyncio.sleep(0.1)
+        assert await staged() == [(1, "room.created"), (2, "host.joined"), (3, "viewers.updated")]
+        bodies = await conn.fetch("SELECT body FROM webhook_deliveries WHERE seq = 2")
+        assert '"peerId":"peer1"' in bodies[0]["body"]
+    finally:
+        await presence.close()
+        await store.close()
+        if conn is not None:
+            await conn.close()
