@@ -9,6 +9,7 @@ import asyncio
 import base64
 import datetime
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -205,12 +206,58 @@ async def test_a_write_wakes_the_dispatcher_and_delivered_rows_are_pruned(
     await receiver.wait_for(5, within=2)
     outbox = Outbox(db)
     try:
-        assert [row["state"] for row in outbox.rows()] == ["delivered"] * 5
+        await eventually(lambda: outbox.states() == ["delivered"] * 5)
         # the dispatcher prunes when it wakes: a write after the retention has passed
         await asyncio.sleep(0.6)
         await create(client, "another")
         await receiver.wait_for(6, within=2)
-        await eventually(lambda: len(outbox.rows()) == 1, within=3)
-        assert outbox.rows()[0]["seq"] == 1 and outbox.rows()[0]["state"] == "delivered"
+        # the five old rows deleted; the new one (delivered just now) kept
+        await eventually(
+            lambda: [(row["seq"], row["state"]) for row in outbox.rows()] == [(1, "delivered")],
+            within=3,
+        )
     finally:
         outbox.close()
+
+
+async def test_endings_by_sweep_ttl_and_reconciliation_are_reported(
+    aiohttp_client: AiohttpClient, tmp_path: Path, receiver_factory: StartReceiver
+) -> None:
+    """What docs/webhooks.md says of ``room.reconnecting`` and ``room.ended`` besides hooks and
+    closes: reconciliation losing the publisher, the window passing, the preparing TTL."""
+    receiver = await receiver_factory()
+    client, _ = await start(
+        aiohttp_client,
+        tmp_path,
+        receiver,
+        reconnect_window=0.3,
+        preparing_ttl_hours=0.5 / 3600,  # half a second
+        sweep_interval=3600.0,  # swept by the test, not by the app
+    )
+    assert client.app is not None
+    rooms = client.app[keys.rooms]
+    idle = await create(client, "never live")
+    lost = await create(client, "hook lost")
+    assert await send_hook(client, hook_for(lost, "on_publish.json")) == {"code": 0}
+    # SRS no longer lists the stream (its on_unpublish was lost), after the publish grace
+    asked_at = int(time.time() * 1000) + rooms.publish_grace_ms + 1
+    assert [room.id for room in await rooms.reconcile({}, asked_at)] == [lost["id"]]
+    await asyncio.sleep(0.6)
+    ended = {room.id for room in await rooms.sweep()}
+    # the window's own timer may have ended the lost room before the sweep looked
+    assert idle["id"] in ended
+    await receiver.wait_for_types(["room.reconnecting", "room.ended"])
+    await eventually(lambda: "room.ended" in receiver.types(idle["id"]))
+    assert receiver.types(lost["id"]) == [
+        "room.created",
+        "room.live",
+        "room.reconnecting",
+        "room.ended",
+    ]
+    assert receiver.types(idle["id"]) == ["room.created", "room.ended"]
+    [lost_end] = [
+        event["data"]
+        for event in receiver.received
+        if event["type"] == "room.ended" and event["data"]["id"] == lost["id"]
+    ]
+    assert (lost_end["status"], lost_end["reconnecting"]) == ("ended", False)
