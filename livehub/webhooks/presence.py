@@ -82,7 +82,7 @@ class PresenceEvents:
         loop = asyncio.get_running_loop()
         self._timers[room_id] = loop.call_later(max(delay, 0.0), self._report_viewers, room_id)
 
-    def _report_viewers(self, room_id: str) -> None:
+    def _report_viewers(self, room_id: str, *, final: bool = False) -> None:
         self._timers.pop(room_id, None)
         count = self._count(room_id)
         reported = self._reported.get(room_id)
@@ -94,7 +94,7 @@ class PresenceEvents:
         self._stage(
             RoomEvent(type=EventType.VIEWERS_UPDATED, room_id=room_id, at=self._wall_clock())
         )
-        if count == 0:
+        if count == 0 and not final:
             # keep the throttle for an interval (a room flapping 0 ↔ 1 is not reported on
             # every flap), then forget the room
             self._timers[room_id] = asyncio.get_running_loop().call_later(
@@ -144,12 +144,16 @@ class PresenceEvents:
         return True
 
     async def close(self) -> None:
-        """Stop the timers and the task, then stage what is pending once (the hosts of a
-        shutting-down node left: their ``host.left`` is written)."""
+        """Stop the timers and the task, then stage what is pending once: the members of a
+        shutting-down node have left, so their hosts' ``host.left`` and the rooms' last counts
+        (reported now rather than when the interval would have passed) are written."""
         self._closed = True
+        due = list(self._timers)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        for room_id in due:
+            self._report_viewers(room_id, final=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

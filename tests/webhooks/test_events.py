@@ -261,3 +261,29 @@ async def test_endings_by_sweep_ttl_and_reconciliation_are_reported(
         if event["type"] == "room.ended" and event["data"]["id"] == lost["id"]
     ]
     assert (lost_end["status"], lost_end["reconnecting"]) == ("ended", False)
+
+
+async def test_a_shutdown_writes_host_left_and_the_last_counts(
+    aiohttp_client: AiohttpClient, tmp_path: Path, receiver_factory: StartReceiver
+) -> None:
+    receiver = await receiver_factory()
+    client, outbox = await start(aiohttp_client, tmp_path, receiver, webhook_viewers_interval=60)
+    room = await create(client)
+    host = await client.ws_connect("/ws")
+    await join(host, room["id"], role="host", token=room["ownerToken"])
+    viewer = await client.ws_connect("/ws")
+    await join(viewer, room["id"])  # 2 members: not reported yet (throttled for 60 s)
+    await receiver.wait_for_types(["room.created", "host.joined", "viewers.updated"])
+    await client.close()  # the process shuts down with both connected
+    staged = [(row["type"], json.loads(row["body"])["data"]) for row in outbox.rows()]
+    assert [(kind, data["seq"]) for kind, data in staged] == [
+        ("room.created", 1),
+        ("host.joined", 2),
+        ("viewers.updated", 3),
+        ("host.left", 4),
+        ("viewers.updated", 5),
+    ]
+    # each count is the one when its row was written (the viewer may still be connected when
+    # host.left is); the last one is reported at shutdown rather than a minute later
+    assert [data["viewerCount"] for _, data in staged] in ([0, 1, 1, 0, 0], [0, 1, 1, 1, 0])
+    outbox.close()
