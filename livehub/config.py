@@ -206,10 +206,18 @@ class Config:
     webhook_secrets: tuple[WebhookSecret, ...] = ()
     webhook_timeout: float = 10.0
     webhook_concurrency: int = 16
+    #: seconds between two viewers.updated of one room (per node)
+    webhook_viewers_interval: float = 10.0
+    #: days a delivered webhook row is kept (0: for ever); failed rows are always kept
+    webhook_retention_days: float = 7.0
 
     def __post_init__(self) -> None:
         try:
-            webhook_settings.check(self.webhook_urls, self.webhook_secrets, self.db_path)
+            webhook_settings.check(
+                self.webhook_urls,
+                self.webhook_secrets,
+                self.db_path if self.database_url is None else self.database_url,
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
@@ -300,6 +308,11 @@ _ENV.update(
             "webhook_concurrency",
             lambda n, r: _int(n, r, minimum=1, maximum=1000),
         ),
+        "LIVEHUB_WEBHOOK_VIEWERS_INTERVAL": (
+            "webhook_viewers_interval",
+            lambda n, r: _float(n, r, minimum=0.1),
+        ),
+        "LIVEHUB_WEBHOOK_RETENTION_DAYS": ("webhook_retention_days", _float),
     }
 )
 

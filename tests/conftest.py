@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from livehub.config import Config
+from tests.engines import EngineUnavailable, PostgresEngine
 
 if TYPE_CHECKING:
     from tests.fake_srs import FakeSRS
@@ -151,3 +152,35 @@ async def srs() -> AsyncIterator[FakeSRS]:
     await fake.start()
     yield fake
     await fake.stop()
+
+
+# -- a throwaway PostgreSQL (cluster tests, the webhook queue suite) -------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[PostgresEngine]:
+    try:
+        engine = PostgresEngine()
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    engine.start()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def postgres(postgres_engine: PostgresEngine) -> Iterator[PostgresEngine]:
+    """The session's PostgreSQL, running again after the test whatever the test did to it."""
+    if postgres_engine.process is None or postgres_engine.process.poll() is not None:
+        postgres_engine.start()
+    yield postgres_engine
+    if postgres_engine.process is None or postgres_engine.process.poll() is not None:
+        postgres_engine.start()
+
+
+@pytest.fixture
+async def pg_url(postgres: PostgresEngine) -> AsyncIterator[str]:
+    """A fresh, empty database of the session's PostgreSQL; dropped after the test."""
+    url = await postgres.create_database()
+    yield url
+    await postgres.drop_database(url)

@@ -59,6 +59,10 @@ RoomView = Callable[[Room], dict[str, Any]]
 #: closes a room for good (and kicks its publisher); members hear ``room-status`` "ended"
 RoomCloser = Callable[[str], Awaitable[Room]]
 Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None]]
+#: hears every join and leave on this node: ``(room_id, peer_id, role, joined)``; a role change
+#: is a leave with the old role, then a join with the new one. Synchronous: it must not block
+#: (the webhooks' presence events only queue)
+PresenceListener = Callable[[str, str, str | None, bool], None]
 
 
 class Signaling:
@@ -92,8 +96,19 @@ class Signaling:
             "close-room": self._close,
             "kick": self._kick,
         }
+        self._presence_listeners: list[PresenceListener] = []
         rooms.subscribe(self.on_room_change)
         hub.listen(self)
+
+    def subscribe_presence(self, listener: PresenceListener) -> None:
+        self._presence_listeners.append(listener)
+
+    def _presence(self, room_id: str, peer_id: str, role: str | None, joined: bool) -> None:
+        for listener in self._presence_listeners:
+            try:
+                listener(room_id, peer_id, role, joined)
+            except Exception:
+                log.exception("presence listener failed")
 
     # -- connection lifecycle -------------------------------------------------------------
 
@@ -213,8 +228,14 @@ class Signaling:
                 raise ProtocolError("too_many_rooms", "This connection has joined too many rooms")
             if self.hub.count(room_id) >= self.limits.max_members_per_room:
                 raise ProtocolError("room_full", "Room is full")
-        was_host = peer.roles.get(room_id) == "host"
+        old_role = peer.roles.get(room_id)
+        was_host = old_role == "host"
         self.hub.join(peer, room_id, name.strip(), role)
+        if not already:
+            self._presence(room_id, peer.id, role, True)
+        elif old_role != role:
+            self._presence(room_id, peer.id, old_role, False)
+            self._presence(room_id, peer.id, role, True)
         count = self.hub.count(room_id)
         self._check_mode(room_id, count, joiner=peer)
         counted = room_id in self._counted
@@ -343,6 +364,7 @@ class Signaling:
     def _left(self, room_id: str, peer_id: str, role: str | None) -> bool:
         """A member left (or was kicked, or disconnected): tell the room if its presence is
         announced; True if it was."""
+        self._presence(room_id, peer_id, role, False)
         announced = role == "host" or room_id not in self._counted
         if announced:
             self.hub.broadcast(room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer_id})

@@ -4,7 +4,8 @@ delivers it at least once, in order per room and endpoint.
 
 Modules, one noun each: ``settings`` (parsing ``LIVEHUB_WEBHOOK_*``), ``signing``,
 ``schedule`` (the retry schedule, a pure function), ``queue`` (the outbox port),
-``sqlite`` (its embedded adapter), ``dispatcher`` (the background sender), ``api`` (admin
+``sqlite`` and ``postgres`` (its embedded and cluster adapters), ``dispatcher`` (the
+background sender), ``presence`` (host and viewer-count events from signaling), ``api`` (admin
 endpoints), ``metrics``, and ``setup`` (wiring into the app). This package's ``__init__``
 imports nothing, so ``livehub.config`` can import ``settings`` without pulling in aiohttp.
 """

@@ -41,6 +41,13 @@ class Tuning:
     schedule: RetrySchedule = dataclasses.field(default_factory=RetrySchedule)
     poll_interval: float = 1.0
     stats_interval: float = 5.0
+    #: seconds between prunes of delivered rows past their retention
+    prune_interval: float = 300.0
+
+
+#: delivered rows deleted per statement by a prune, and statements per prune at most
+PRUNE_BATCH = 1000
+PRUNE_BATCHES = 20
 
 
 class Dispatcher:
@@ -55,6 +62,8 @@ class Dispatcher:
         concurrency: int = 16,
         poll_interval: float = 1.0,
         stats_interval: float = 5.0,
+        retention: float = 0.0,
+        prune_interval: float = 300.0,
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
         on_outcome: Outcome | None = None,
@@ -67,6 +76,10 @@ class Dispatcher:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.stats_interval = stats_interval
+        #: seconds a delivered row is kept (0: for ever)
+        self.retention = retention
+        self.prune_interval = prune_interval
+        self._pruned_at: float | None = None
         self._clock = clock
         self._random = random
         self._on_outcome = on_outcome
@@ -93,6 +106,7 @@ class Dispatcher:
             try:
                 await self.refresh_stats()
                 await self._claim_and_send()
+                await self.prune()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -116,6 +130,27 @@ class Dispatcher:
         if force or self.stats is None or now - self._stats_at >= self.stats_interval:
             self.stats = await self.queue.stats()
             self._stats_at = now
+
+    async def prune(self, *, force: bool = False) -> int:
+        """Delete delivered rows older than the retention, in bounded batches, at most every
+        ``prune_interval`` seconds; returns how many."""
+        if self.retention <= 0:
+            return 0
+        now = time.monotonic()
+        recent = self._pruned_at is not None and now - self._pruned_at < self.prune_interval
+        if recent and not force:
+            return 0
+        self._pruned_at = now
+        before = self.now_ms() - int(self.retention * 1000)
+        deleted = 0
+        for _ in range(PRUNE_BATCHES):
+            batch = await self.queue.prune(before, PRUNE_BATCH)
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                break
+        if deleted:
+            log.info("deleted %d webhook deliveries past their retention", deleted)
+        return deleted
 
     async def _claim_and_send(self) -> None:
         while True:

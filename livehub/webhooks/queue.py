@@ -108,6 +108,10 @@ class DeliveryQueue(Protocol):
         """A failed row back to pending, due now, with a fresh schedule (attempts 0).
         :class:`DeliveryNotFound`, :class:`DeliveryNotFailed` otherwise."""
 
+    async def prune(self, delivered_before: int, limit: int) -> int:
+        """Delete at most ``limit`` delivered rows delivered before ``delivered_before``
+        (retention; failed and pending rows are kept); returns how many."""
+
     async def stats(self) -> QueueStats: ...
 
     async def close(self) -> None: ...

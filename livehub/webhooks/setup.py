@@ -16,6 +16,8 @@ from livehub.config import Config
 from livehub.webhooks import api
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.metrics import WebhookMetrics
+from livehub.webhooks.postgres import PostgresDeliveryQueue
+from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.queue import DeliveryQueue
 from livehub.webhooks.settings import endpoint_label
 from livehub.webhooks.signing import Signer
@@ -25,19 +27,36 @@ log = logging.getLogger(__name__)
 
 QueueFactory = Callable[[web.Application], DeliveryQueue]
 
+DAY = 86400.0
 
-def sqlite_queue(app: web.Application) -> DeliveryQueue:
-    """The embedded outbox: the store's database file, through a connection of its own."""
-    return SQLiteDeliveryQueue(app[keys.config].db_path)
+
+def default_queue(app: web.Application) -> DeliveryQueue:
+    """The outbox where the store writes it: PostgreSQL when ``LIVEHUB_DATABASE_URL`` is set
+    (shared by every node), else the SQLite file through a connection of its own."""
+    config = app[keys.config]
+    if config.database_url is not None:
+        return PostgresDeliveryQueue(config.database_url)
+    return SQLiteDeliveryQueue(config.db_path)
+
+
+class _Wakeup:
+    """Wakes the running dispatcher (if any) right after a write that may have staged rows,
+    rather than at its next poll."""
+
+    def __init__(self) -> None:
+        self.dispatcher: Dispatcher | None = None
+
+    def __call__(self, *_: object) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
 
 def setup_webhooks(
-    app: web.Application, config: Config, *, queue: QueueFactory = sqlite_queue
+    app: web.Application, config: Config, *, queue: QueueFactory = default_queue
 ) -> None:
     """Admin routes always (they answer ``webhooks_disabled`` when no URL is configured);
-    metrics, the outbox and the dispatcher when ``LIVEHUB_WEBHOOK_URLS`` is set.
-
-    ``queue`` picks the outbox adapter (the cluster mode passes its PostgreSQL one).
+    metrics, the outbox, the dispatcher and the presence events when ``LIVEHUB_WEBHOOK_URLS``
+    is set. Call it after the room service and signaling are in ``app``.
     """
     app[keys.webhook_tuning] = Tuning()
     router = app.router
@@ -50,6 +69,9 @@ def setup_webhooks(
     if not config.webhook_urls:
         return
     metrics = WebhookMetrics(app[keys.metrics].registry)
+    wakeup = _Wakeup()
+    # every stored room change (and player count change: a harmless extra look) wakes it
+    app[keys.rooms].subscribe(wakeup)
 
     async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         tuning = app[keys.webhook_tuning]
@@ -65,12 +87,23 @@ def setup_webhooks(
             concurrency=config.webhook_concurrency,
             poll_interval=tuning.poll_interval,
             stats_interval=tuning.stats_interval,
+            retention=config.webhook_retention_days * DAY,
+            prune_interval=tuning.prune_interval,
             on_outcome=metrics.count,
+        )
+        presence = PresenceEvents(
+            app[keys.rooms],
+            app[keys.hub].count,
+            interval=config.webhook_viewers_interval,
+            on_staged=wakeup,
         )
         metrics.read_stats_from(lambda: dispatcher.stats)
         app[keys.webhook_queue] = outbox
         app[keys.webhook_dispatcher] = dispatcher
+        wakeup.dispatcher = dispatcher
         task = asyncio.create_task(dispatcher.run(), name="livehub-webhooks")
+        presence.start()
+        app[keys.signaling].subscribe_presence(presence.on_presence)
         log.info(
             "webhooks to %s (%d secret%s)",
             ", ".join(endpoint_label(url) for url in config.webhook_urls),
@@ -80,6 +113,9 @@ def setup_webhooks(
         try:
             yield
         finally:
+            # the WebSockets are closed by now (on_shutdown): their host.left are staged
+            await presence.close()
+            wakeup.dispatcher = None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

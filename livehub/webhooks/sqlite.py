@@ -165,6 +165,17 @@ class SQLiteDeliveryQueue:
 
         return await self._run(work)
 
+    async def prune(self, delivered_before: int, limit: int) -> int:
+        def work(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+                "WHERE state = 'delivered' AND delivered_at < ? LIMIT ?)",
+                (delivered_before, limit),
+            )
+            return cursor.rowcount
+
+        return await self._run(work)
+
     async def stats(self) -> QueueStats:
         def work(db: sqlite3.Connection) -> QueueStats:
             counts = dict.fromkeys(DeliveryState, 0)

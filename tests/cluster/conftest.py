@@ -1,4 +1,6 @@
-"""Fixtures for the cluster engines: one throwaway PostgreSQL and one Redis per test session.
+"""Fixtures for the cluster engines: one throwaway Redis per test session (PostgreSQL's
+``postgres_engine``, ``postgres`` and ``pg_url`` are in ``tests/conftest.py``: the webhook
+queue suite uses them too).
 
 Each test gets its own PostgreSQL database (``pg_url``) and its own Redis key prefix
 (``redis_prefix``), so tests stay independent while the servers start only once. Fault tests
@@ -10,22 +12,11 @@ Chromium); ``.ci/run`` installs them.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from tests.engines import EngineUnavailable, PostgresEngine, RedisEngine
-
-
-@pytest.fixture(scope="session")
-def postgres_engine() -> Iterator[PostgresEngine]:
-    try:
-        engine = PostgresEngine()
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    engine.start()
-    yield engine
-    engine.close()
+from tests.engines import EngineUnavailable, RedisEngine
 
 
 @pytest.fixture(scope="session")
@@ -40,16 +31,6 @@ def redis_engine() -> Iterator[RedisEngine]:
 
 
 @pytest.fixture
-def postgres(postgres_engine: PostgresEngine) -> Iterator[PostgresEngine]:
-    """The session's PostgreSQL, running again after the test whatever the test did to it."""
-    if postgres_engine.process is None or postgres_engine.process.poll() is not None:
-        postgres_engine.start()
-    yield postgres_engine
-    if postgres_engine.process is None or postgres_engine.process.poll() is not None:
-        postgres_engine.start()
-
-
-@pytest.fixture
 def redis_server(redis_engine: RedisEngine) -> Iterator[RedisEngine]:
     """The session's Redis, running again after the test whatever the test did to it."""
     if redis_engine.process is None or redis_engine.process.poll() is not None:
@@ -57,14 +38,6 @@ def redis_server(redis_engine: RedisEngine) -> Iterator[RedisEngine]:
     yield redis_engine
     if redis_engine.process is None or redis_engine.process.poll() is not None:
         redis_engine.start()
-
-
-@pytest.fixture
-async def pg_url(postgres: PostgresEngine) -> AsyncIterator[str]:
-    """A fresh, empty database of the session's PostgreSQL; dropped after the test."""
-    url = await postgres.create_database()
-    yield url
-    await postgres.drop_database(url)
 
 
 @pytest.fixture

@@ -73,14 +73,7 @@ class Outbox:
     ) -> int:
         seq = self.seqs[room_id] = self.seqs.get(room_id, 0) + 1
         now = int(time.time() * 1000)
-        body = json.dumps(
-            {
-                "type": type,
-                "timestamp": "2026-11-30T13:00:00.000Z",
-                "data": {"id": room_id, "status": "live", **(extra or {}), "seq": seq},
-            },
-            separators=(",", ":"),
-        )
+        body = self.body(room_id, type, seq, extra)
         self.db.execute("BEGIN")
         for endpoint in endpoints:
             self.db.execute(
@@ -91,6 +84,17 @@ class Outbox:
             )
         self.db.execute("COMMIT")
         return seq
+
+    @staticmethod
+    def body(room_id: str, type: str, seq: int, extra: dict[str, Any] | None = None) -> str:
+        return json.dumps(
+            {
+                "type": type,
+                "timestamp": "2026-11-30T13:00:00.000Z",
+                "data": {"id": room_id, "status": "live", **(extra or {}), "seq": seq},
+            },
+            separators=(",", ":"),
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         cursor = self.db.execute("SELECT * FROM webhook_deliveries ORDER BY id")

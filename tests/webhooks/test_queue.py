@@ -1,15 +1,26 @@
-"""The outbox port on SQLite: heads only, leases, terminal states, listing, manual retry, stats.
-(The PostgreSQL adapter of the cluster mode runs this same suite when it exists.)"""
+"""The outbox port, one suite over both adapters (SQLite embedded, PostgreSQL cluster): heads
+only, leases, terminal states, listing, manual retry, retention, stats."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Protocol
 
+import asyncpg
 import pytest
 
-from livehub.webhooks.queue import DeliveryNotFailed, DeliveryNotFound, DeliveryState
+from livehub.storage_pg import PostgresStore
+from livehub.webhooks.postgres import PostgresDeliveryQueue
+from livehub.webhooks.queue import (
+    DeliveryNotFailed,
+    DeliveryNotFound,
+    DeliveryQueue,
+    DeliveryState,
+)
 from livehub.webhooks.sqlite import SQLiteDeliveryQueue
+from tests.engines import PostgresEngine
 from tests.webhooks.conftest import Outbox
 
 A, B = "http://a.example/hooks", "http://b.example/hooks"
@@ -19,19 +30,115 @@ def now() -> int:
     return int(time.time() * 1000)
 
 
+class Rows(Protocol):
+    """The table as the store writes it, on one engine."""
+
+    async def add(
+        self,
+        endpoints: list[str],
+        room_id: str,
+        type: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        delay_ms: int = 0,
+    ) -> int: ...
+
+    async def rows(self) -> list[dict[str, Any]]: ...
+
+
+class SQLiteRows:
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def add(self, endpoints: list[str], room_id: str, type: str, **options: Any) -> int:
+        return self.outbox.add(endpoints, room_id, type, **options)
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return self.outbox.rows()
+
+
+class PostgresRows:
+    """Rows written with the same bodies as :class:`Outbox`, in PostgreSQL (the table made by
+    the store's migrations)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.seqs: dict[str, int] = {}
+
+    async def add(
+        self,
+        endpoints: list[str],
+        room_id: str,
+        type: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        delay_ms: int = 0,
+    ) -> int:
+        seq = self.seqs[room_id] = self.seqs.get(room_id, 0) + 1
+        at = now()
+        body = Outbox.body(room_id, type, seq, extra)
+        async with self.conn.transaction():
+            for endpoint in endpoints:
+                await self.conn.execute(
+                    "INSERT INTO webhook_deliveries "
+                    "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    endpoint,
+                    room_id,
+                    seq,
+                    type,
+                    body,
+                    at,
+                    at + delay_ms,
+                )
+        return seq
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return [
+            dict(row)
+            for row in await self.conn.fetch("SELECT * FROM webhook_deliveries ORDER BY id")
+        ]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Rows, DeliveryQueue]]:
+    if request.param == "sqlite":
+        box = Outbox(tmp_path / "livehub.db")
+        sqlite_queue = SQLiteDeliveryQueue(box.path)
+        yield SQLiteRows(box), sqlite_queue
+        await sqlite_queue.close()
+        box.close()
+        return
+    postgres: PostgresEngine = request.getfixturevalue("postgres")
+    url = await postgres.create_database()
+    store = await PostgresStore.open(url)  # its migrations make the table
+    await store.close()
+    conn = await asyncpg.connect(url)
+    pg_queue = PostgresDeliveryQueue(url)
+    yield PostgresRows(conn), pg_queue
+    await pg_queue.close()
+    await conn.close()
+    await postgres.drop_database(url)
+
+
 @pytest.fixture
-async def queue(outbox: Outbox) -> AsyncIterator[SQLiteDeliveryQueue]:
-    adapter = SQLiteDeliveryQueue(outbox.path)
-    yield adapter
-    await adapter.close()
+def outbox(engine: tuple[Rows, DeliveryQueue]) -> Rows:
+    return engine[0]
+
+
+@pytest.fixture
+def queue(engine: tuple[Rows, DeliveryQueue]) -> DeliveryQueue:
+    return engine[1]
 
 
 async def test_only_the_oldest_pending_row_of_each_endpoint_and_room_is_claimed(
-    outbox: Outbox, queue: SQLiteDeliveryQueue
+    outbox: Rows, queue: DeliveryQueue
 ) -> None:
     for step in ("room.created", "room.live", "room.ended"):
-        outbox.add([A, B], "r1", step)
-    outbox.add([A], "r2", "room.created")
+        await outbox.add([A, B], "r1", step)
+    await outbox.add([A], "r2", "room.created")
     claimed = await queue.claim(now(), 10, lease=60_000)
     assert [(row.endpoint, row.room_id, row.seq) for row in claimed] == [
         (A, "r1", 1),
@@ -46,18 +153,16 @@ async def test_only_the_oldest_pending_row_of_each_endpoint_and_room_is_claimed(
     await queue.retry_later(claimed[2].id, at=now() + 60_000, status=None, error="timed out")
     again = await queue.claim(now(), 10, lease=60_000)
     assert [(row.endpoint, row.room_id, row.seq) for row in again] == [(A, "r1", 2), (B, "r1", 2)]
-    rows = {row["id"]: row for row in outbox.rows()}
+    rows = {row["id"]: row for row in (await outbox.rows())}
     assert rows[claimed[0].id]["state"] == "delivered" and rows[claimed[0].id]["attempts"] == 1
     assert rows[claimed[1].id]["state"] == "failed" and rows[claimed[1].id]["last_status"] == 500
     assert rows[claimed[2].id]["attempts"] == 1 and rows[claimed[2].id]["last_error"] == "timed out"
 
 
-async def test_claim_respects_the_limit_and_due_time(
-    outbox: Outbox, queue: SQLiteDeliveryQueue
-) -> None:
+async def test_claim_respects_the_limit_and_due_time(outbox: Rows, queue: DeliveryQueue) -> None:
     for room in ("r1", "r2", "r3"):
-        outbox.add([A], room, "room.created")
-    outbox.add([A], "r4", "room.created", delay_ms=60_000)
+        await outbox.add([A], room, "room.created")
+    await outbox.add([A], "r4", "room.created", delay_ms=60_000)
     first = await queue.claim(now(), 2, lease=60_000)
     second = await queue.claim(now(), 2, lease=60_000)
     assert [row.room_id for row in first + second] == ["r1", "r2", "r3"]
@@ -65,9 +170,9 @@ async def test_claim_respects_the_limit_and_due_time(
     assert sorted(row.room_id for row in later) == ["r1", "r2", "r3", "r4"]  # leases over
 
 
-async def test_list_pages_newest_first_by_state(outbox: Outbox, queue: SQLiteDeliveryQueue) -> None:
+async def test_list_pages_newest_first_by_state(outbox: Rows, queue: DeliveryQueue) -> None:
     for number in range(5):
-        outbox.add([A], f"r{number}", "room.created")
+        await outbox.add([A], f"r{number}", "room.created")
     [head, *_] = await queue.claim(now(), 1, lease=1000)
     await queue.fail(head.id, status=None, error="cannot connect")
     listed = await queue.list(None, 3, 0)
@@ -78,8 +183,8 @@ async def test_list_pages_newest_first_by_state(outbox: Outbox, queue: SQLiteDel
     assert await queue.list(DeliveryState.DELIVERED, 10, 0) == []
 
 
-async def test_retry_only_a_failed_row(outbox: Outbox, queue: SQLiteDeliveryQueue) -> None:
-    outbox.add([A], "r1", "room.created")
+async def test_retry_only_a_failed_row(outbox: Rows, queue: DeliveryQueue) -> None:
+    await outbox.add([A], "r1", "room.created")
     [row] = await queue.claim(now(), 1, lease=1000)
     with pytest.raises(DeliveryNotFailed):
         await queue.retry(row.id, now())
@@ -98,11 +203,11 @@ async def test_retry_only_a_failed_row(outbox: Outbox, queue: SQLiteDeliveryQueu
     assert await queue.get(row.id) == retried
 
 
-async def test_stats(outbox: Outbox, queue: SQLiteDeliveryQueue) -> None:
+async def test_stats(outbox: Rows, queue: DeliveryQueue) -> None:
     empty = await queue.stats()
     assert empty.counts == dict.fromkeys(DeliveryState, 0)
     assert empty.oldest_pending_created_at is None
-    outbox.add([A, B], "r1", "room.created")
+    await outbox.add([A, B], "r1", "room.created")
     [first, _] = await queue.claim(now(), 2, lease=1000)
     await queue.delivered(first.id, now(), 204)
     stats = await queue.stats()
@@ -111,9 +216,29 @@ async def test_stats(outbox: Outbox, queue: SQLiteDeliveryQueue) -> None:
         DeliveryState.DELIVERED: 1,
         DeliveryState.FAILED: 0,
     }
-    assert stats.oldest_pending_created_at == outbox.rows()[1]["created_at"]
+    assert stats.oldest_pending_created_at == (await outbox.rows())[1]["created_at"]
 
 
 def test_memory_databases_are_refused() -> None:
     with pytest.raises(ValueError, match="file"):
         SQLiteDeliveryQueue(":memory:")
+
+
+async def test_prune_deletes_only_delivered_rows_past_the_retention(
+    outbox: Rows, queue: DeliveryQueue
+) -> None:
+    for room in ("r1", "r2", "r3"):
+        await outbox.add([A], room, "room.created")
+    old, recent, failed = await queue.claim(now(), 3, lease=1000)
+    await queue.delivered(old.id, now() - 10_000, 204)
+    await queue.delivered(recent.id, now(), 204)
+    await queue.fail(failed.id, status=500, error="HTTP 500")
+    await outbox.add([A], "r1", "room.live")  # pending
+    assert await queue.prune(now() - 5_000, 10) == 1
+    assert [(row["room_id"], row["state"]) for row in await outbox.rows()] == [
+        ("r2", "delivered"),
+        ("r3", "failed"),
+        ("r1", "pending"),
+    ]
+    assert await queue.prune(now() + 1, 10) == 1  # the recent one, once it is old enough
+    assert await queue.prune(now() + 1, 10) == 0

@@ -40,6 +40,22 @@ def test_urls_and_secrets_from_the_environment() -> None:
 def test_unset_means_no_webhooks() -> None:
     config = Config.from_env({})
     assert (config.webhook_urls, config.webhook_secrets) == ((), ())
+    assert (config.webhook_viewers_interval, config.webhook_retention_days) == (10.0, 7.0)
+
+
+def test_presence_interval_retention_and_the_postgresql_outbox_from_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "LIVEHUB_WEBHOOK_URLS": "http://a.example/x",
+            "LIVEHUB_WEBHOOK_SECRET": SECRET,
+            "LIVEHUB_WEBHOOK_VIEWERS_INTERVAL": "2.5",
+            "LIVEHUB_WEBHOOK_RETENTION_DAYS": "0",
+            # cluster mode: the outbox is in PostgreSQL, so no database file is needed
+            "LIVEHUB_DB": ":memory:",
+            "LIVEHUB_DATABASE_URL": "postgresql://livehub@db.example/livehub",
+        }
+    )
+    assert (config.webhook_viewers_interval, config.webhook_retention_days) == (2.5, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +72,9 @@ def test_unset_means_no_webhooks() -> None:
         ({"LIVEHUB_WEBHOOK_SECRET": f"{SECRET},{SECRET},{SECRET}"}, "LIVEHUB_WEBHOOK_SECRET"),
         ({"LIVEHUB_WEBHOOK_TIMEOUT": "0"}, "LIVEHUB_WEBHOOK_TIMEOUT"),
         ({"LIVEHUB_WEBHOOK_CONCURRENCY": "0"}, "LIVEHUB_WEBHOOK_CONCURRENCY"),
+        ({"LIVEHUB_WEBHOOK_VIEWERS_INTERVAL": "0"}, "LIVEHUB_WEBHOOK_VIEWERS_INTERVAL"),
+        ({"LIVEHUB_WEBHOOK_VIEWERS_INTERVAL": "often"}, "LIVEHUB_WEBHOOK_VIEWERS_INTERVAL"),
+        ({"LIVEHUB_WEBHOOK_RETENTION_DAYS": "-1"}, "LIVEHUB_WEBHOOK_RETENTION_DAYS"),
         (
             {
                 "LIVEHUB_WEBHOOK_URLS": "http://a.example/x",

@@ -1,0 +1,195 @@
+"""The outbox on PostgreSQL (cluster mode): several nodes share one queue.
+
+A claim is one statement: ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``. Of the
+due heads (the oldest pending row of each endpoint and room) it takes the ones no other
+dispatcher is claiming at that instant, and leases them (``next_attempt_at`` moved past the
+attempt's timeout) in the same transaction. A dispatcher whose statement started before another
+one's claim committed either skips the locked row or, re-checking it after the commit (READ
+COMMITTED re-evaluates ``WHERE`` on the new row version), finds it leased: so in the normal
+case each row is sent by one node only. A node that dies mid-attempt leaves a lease that
+expires, and the row is sent again (at least once). The table is created by the store's
+migrations (:mod:`livehub.storage_pg`); this adapter has a small pool of its own, opened on
+first use, so it never competes with room writes for the store's connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+
+from livehub.webhooks.queue import (
+    Delivery,
+    DeliveryNotFailed,
+    DeliveryNotFound,
+    DeliveryState,
+    QueueStats,
+)
+
+_COLUMNS = (
+    "id",
+    "endpoint",
+    "room_id",
+    "seq",
+    "type",
+    "body",
+    "created_at",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_status",
+    "last_error",
+    "delivered_at",
+)
+_LIST = ", ".join(_COLUMNS)
+_SELECT = f"SELECT {_LIST} FROM webhook_deliveries"
+#: due heads nobody else is claiming, oldest due first, leased in the same statement
+#: (RETURNING keeps no order: the caller sorts)
+_CLAIM = f"""
+UPDATE webhook_deliveries SET next_attempt_at = $3
+WHERE id IN (
+    SELECT d.id FROM webhook_deliveries AS d
+    WHERE d.state = 'pending' AND d.next_attempt_at <= $1
+      AND NOT EXISTS (
+        SELECT 1 FROM webhook_deliveries AS h
+        WHERE h.endpoint = d.endpoint AND h.room_id = d.room_id
+          AND h.state = 'pending' AND h.id < d.id
+      )
+    ORDER BY d.next_attempt_at, d.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING {_LIST}
+"""
+
+
+class PostgresDeliveryQueue:
+    """:class:`livehub.webhooks.queue.DeliveryQueue` on PostgreSQL."""
+
+    def __init__(self, url: str, *, max_size: int = 4, command_timeout: float = 10.0) -> None:
+        self.url = url
+        self._max_size = max_size
+        self._command_timeout = command_timeout
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def _connection_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.url,
+                        min_size=1,
+                        max_size=self._max_size,
+                        command_timeout=self._command_timeout,
+                        timeout=self._command_timeout,
+                    )
+        return self._pool
+
+    async def claim(self, now: int, limit: int, lease: int) -> list[Delivery]:
+        pool = await self._connection_pool()
+        rows = await pool.fetch(_CLAIM, now, limit, now + lease)
+        return sorted((_delivery(row) for row in rows), key=lambda row: row.id)
+
+    async def delivered(self, delivery_id: int, now: int, status: int) -> None:
+        await self._execute(
+            "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, "
+            "delivered_at = $1, last_status = $2, last_error = NULL WHERE id = $3",
+            now,
+            status,
+            delivery_id,
+        )
+
+    async def retry_later(
+        self, delivery_id: int, *, at: int, status: int | None, error: str
+    ) -> None:
+        await self._execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $1, "
+            "last_status = $2, last_error = $3 WHERE id = $4 AND state = 'pending'",
+            at,
+            status,
+            error,
+            delivery_id,
+        )
+
+    async def fail(self, delivery_id: int, *, status: int | None, error: str) -> None:
+        await self._execute(
+            "UPDATE webhook_deliveries SET state = 'failed', attempts = attempts + 1, "
+            "last_status = $1, last_error = $2 WHERE id = $3 AND state = 'pending'",
+            status,
+            error,
+            delivery_id,
+        )
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        pool = await self._connection_pool()
+        result: str = await pool.execute(sql, *args)
+        return result
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        pool = await self._connection_pool()
+        row = await pool.fetchrow(f"{_SELECT} WHERE id = $1", delivery_id)
+        return None if row is None else _delivery(row)
+
+    async def list(self, state: DeliveryState | None, limit: int, offset: int) -> list[Delivery]:
+        pool = await self._connection_pool()
+        if state is None:
+            rows = await pool.fetch(f"{_SELECT} ORDER BY id DESC LIMIT $1 OFFSET $2", limit, offset)
+        else:
+            rows = await pool.fetch(
+                f"{_SELECT} WHERE state = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+                state.value,
+                limit,
+                offset,
+            )
+        return [_delivery(row) for row in rows]
+
+    async def retry(self, delivery_id: int, now: int) -> Delivery:
+        pool = await self._connection_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(f"{_SELECT} WHERE id = $1 FOR UPDATE", delivery_id)
+            if row is None:
+                raise DeliveryNotFound(delivery_id)
+            current = _delivery(row)
+            if current.state is not DeliveryState.FAILED:
+                raise DeliveryNotFailed(delivery_id, current.state)
+            row = await conn.fetchrow(
+                "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, "
+                f"next_attempt_at = $1 WHERE id = $2 RETURNING {_LIST}",
+                now,
+                delivery_id,
+            )
+        return _delivery(row)
+
+    async def prune(self, delivered_before: int, limit: int) -> int:
+        result = await self._execute(
+            "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+            "WHERE state = 'delivered' AND delivered_at < $1 LIMIT $2)",
+            delivered_before,
+            limit,
+        )
+        return int(result.rsplit(" ", 1)[1])
+
+    async def stats(self) -> QueueStats:
+        pool = await self._connection_pool()
+        counts = dict.fromkeys(DeliveryState, 0)
+        for row in await pool.fetch(
+            "SELECT state, count(*) AS n FROM webhook_deliveries GROUP BY state"
+        ):
+            counts[DeliveryState(row["state"])] = int(row["n"])
+        oldest = await pool.fetchval(
+            "SELECT min(created_at) FROM webhook_deliveries WHERE state = 'pending'"
+        )
+        return QueueStats(counts, None if oldest is None else int(oldest))
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    values = {column: row[column] for column in _COLUMNS}
+    values["state"] = DeliveryState(values["state"])
+    return Delivery(**values)
