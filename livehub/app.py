@@ -80,6 +80,7 @@ def create_app(config: Config) -> web.Application:
         scheduler=_Timers(),
         kick=kicker,
         origin_of=kicker.origin_of,
+        origin_lost=kicker.origin_lost,
     )
     hub = Hub(
         encode,

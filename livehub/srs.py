@@ -247,6 +247,14 @@ class SRSOrigins:
             name = origin
         return self._by_name.get(name) if name is not None else None
 
+    def lost(self, server_id: str | None, origin: str | None) -> bool:
+        """Whether a publisher's origin is known to be down: its API failed the last call
+        (with one origin, never: there is nowhere else to publish)."""
+        if len(self.clients) == 1:
+            return False
+        client = self.route(server_id, origin)
+        return client is not None and client.reachable is False
+
     async def learn(self) -> None:
         """Ask every origin whose server id is not known yet (``/api/v1/versions``)."""
         unknown = [client for client in self.clients if client.server_id is None]
@@ -279,6 +287,10 @@ class Kicker:
     def origin_of(self, server_id: str | None) -> str | None:
         """The room service's ``origin_of``: None until the origins are started."""
         return self.origins.origin_of(server_id) if self.origins is not None else None
+
+    def origin_lost(self, server_id: str | None, origin: str | None) -> bool:
+        """The room service's ``origin_lost``: False until the origins are started."""
+        return self.origins.lost(server_id, origin) if self.origins is not None else False
 
     def __call__(self, publisher: Publisher) -> None:
         if self.origins is None:

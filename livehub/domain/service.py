@@ -14,6 +14,11 @@ publisher wins a race. Reconnect deadlines are stored (``reconnecting_since``): 
 :meth:`RoomService.sweep` ends rooms whose window passed (whoever opened it), and a local timer
 ends them on time in the process that opened it.
 
+The room remembers which SRS accepted its publisher (the hook's ``server_id`` and the name of
+the configured origin it belongs to), so kicks and reconciliation go to that SRS. A publisher
+on another origin cannot take over a live room, unless the room's origin is known to be down
+(then the encoder has moved).
+
 Hooks can be lost, so :meth:`RoomService.reconcile` compares live rooms with SRS's stream list:
 a live room SRS does not list as published loses its publisher (through the same window),
 unless its publish was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once
@@ -75,10 +80,16 @@ class Publisher:
 Kicker = Callable[[Publisher], None]
 #: the name of the configured SRS origin a hook's ``server_id`` belongs to, if known
 OriginOf = Callable[[str | None], str | None]
+#: whether the SRS origin of a publisher (``server_id``, origin name) is known to be down now
+OriginLost = Callable[[str | None, str | None], bool]
 
 
 def _no_origin(server_id: str | None) -> str | None:
     return None
+
+
+def _never_lost(server_id: str | None, origin: str | None) -> bool:
+    return False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -153,6 +164,7 @@ class RoomService:
         scheduler: Scheduler | None = None,
         kick: Kicker | None = None,
         origin_of: OriginOf = _no_origin,
+        origin_lost: OriginLost = _never_lost,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store: RoomStore = store if store is not None else _NOT_OPEN
@@ -165,6 +177,7 @@ class RoomService:
         self._scheduler = scheduler
         self._kick = kick
         self._origin_of = origin_of
+        self._origin_lost = origin_lost
         self._clock = clock
         self._timers: dict[str, Cancellable] = {}
         self._listeners: list[RoomListener] = []
@@ -377,10 +390,16 @@ class RoomService:
                     and room.publisher_service_id is not None
                     and event.service_id != room.publisher_service_id
                 )
-                if not room.reconnecting and not srs_restarted:
+                # the encoder moved to another SRS origin because its own is down (which sent
+                # no on_unpublish and which reconciliation cannot ask)
+                moved = not same_server and self._origin_lost(
+                    room.publisher_server_id, room.publisher_origin
+                )
+                if not room.reconnecting and not srs_restarted and not moved:
                     raise HookRejected("room already has a live publisher")
                 # the encoder came back inside the window (an RTMP republish on the same
-                # connection keeps its client id), or SRS restarted: the broadcast goes on
+                # connection keeps its client id), SRS restarted, or the encoder moved to
+                # another origin: the broadcast goes on
             else:
                 room.status = RoomStatus.LIVE
                 room.start_time = now

@@ -234,6 +234,27 @@ async def test_one_origin_s_publisher_cannot_take_over_a_room_live_on_another(
     assert (await stored(client, room["id"])).publisher_client_id == "again003"
 
 
+async def test_an_encoder_moves_to_another_origin_when_its_own_is_down(
+    origins: tuple[FakeSRS, FakeSRS], aiohttp_client: AiohttpClient
+) -> None:
+    """Origin A crashes (no on_unpublish) and the encoder publishes to B: A cannot be asked,
+    so its room would stay live for ever; once livehub has seen A down, B's publisher takes
+    the room over, and the room's kicks go to B from then on."""
+    a, b = origins
+    client = await start(aiohttp_client, two_origins(a, b))
+    room = await create_room(client)
+    await publish_on(client, a, room, "first001")
+    await a.stop()
+    assert await client.app[keys.reconciler].run_once() is False  # A did not answer
+    await publish_on(client, b, room, "moved002")
+    moved = await stored(client, room["id"])
+    assert (moved.status, moved.publisher_client_id) == (RoomStatus.LIVE, "moved002")
+    assert (moved.publisher_server_id, moved.publisher_origin) == (SERVER_B, "srs-b")
+    await close(client, room)
+    await eventually(lambda: b.kicks == ["moved002"])
+    assert a.kicks == []
+
+
 async def test_hooks_from_two_origins_are_not_taken_for_restarts(
     origins: tuple[FakeSRS, FakeSRS],
     aiohttp_client: AiohttpClient,
