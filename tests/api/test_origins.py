@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
@@ -370,3 +374,36 @@ async def test_all_origins_down_skips_the_pass(
     assert reconciler.skipped == skipped + 1
     assert reconciler.unanswered == ("srs-a", "srs-b")
     assert (await stored(client, room["id"])).status is RoomStatus.LIVE
+
+
+async def test_origin_credentials_never_reach_the_log(
+    origins: tuple[FakeSRS, FakeSRS], tmp_path: Path
+) -> None:
+    """The whole process at DEBUG (which logs its settings) with a password in an origin URL."""
+    a, b = origins
+    port = unused_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LIVEHUB_")}
+    env.update(
+        LIVEHUB_HOST="127.0.0.1",
+        LIVEHUB_PORT=str(port),
+        LIVEHUB_DB=str(tmp_path / "livehub.db"),
+        LIVEHUB_LOG_LEVEL="DEBUG",
+        LIVEHUB_SRS_API_URLS=f"srs-a={a.url},srs-b=http://admin:hunter2-origin@127.0.0.1:{b.port}",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "livehub",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        # both origins are asked at start-up (the first reconciliation)
+        await eventually(lambda: a.stream_reads > 0 and b.stream_reads > 0, within=20)
+    finally:
+        proc.terminate()
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=20)
+    log = out.decode()
+    assert "srs-b" in log and "admin:***@" in log
+    assert "hunter2-origin" not in log
