@@ -1,4 +1,7 @@
-"""``livehub`` / ``python -m livehub``: read config (environment, then flags), log, serve."""
+"""``livehub`` / ``python -m livehub``: read config (environment, then flags), log, serve.
+
+``livehub migrate-db --from livehub.db [--to postgresql://...]`` copies an embedded database
+into PostgreSQL instead (:mod:`livehub.migrate_db`)."""
 
 from __future__ import annotations
 
@@ -49,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="livehub",
         description="livehub: rooms REST API, WebSocket signaling and SRS hooks. Every flag "
         "overrides its LIVEHUB_* environment variable.",
+        epilog="livehub migrate-db --from livehub.db [--to postgresql://...]: copy an embedded "
+        "SQLite database into PostgreSQL (cluster mode); see livehub migrate-db --help.",
     )
     parser.add_argument("--version", action="version", version=f"livehub {__version__}")
     parser.add_argument("--host", help="bind address (LIVEHUB_HOST, default 0.0.0.0)")
@@ -89,6 +94,11 @@ def _install_uvloop() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "migrate-db":
+        from livehub.migrate_db import main as migrate_db
+
+        raise SystemExit(migrate_db(args[1:]))
     try:
         config = load_config(argv)
     except ConfigError as exc:
@@ -108,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if field.name not in ("hook_secret", "admin_token")
     }
     settings["srs_api_url"] = redact_url(config.srs_api_url)
+    settings["srs_api_urls"] = tuple((name, redact_url(url)) for name, url in config.srs_api_urls)
     for name in ("database_url", "redis_url"):
         if settings[name] is not None:
             settings[name] = redact_url(settings[name])

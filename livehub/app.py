@@ -27,7 +27,7 @@ from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
-from livehub.srs import Kicker, PublicUrls, SRSClient
+from livehub.srs import Kicker, PublicUrls, SRSClient, SRSOrigins
 from livehub.storage import SQLiteStore
 from livehub.storage_pg import PostgresStore
 from livehub.webhooks.setup import setup_webhooks
@@ -83,6 +83,8 @@ def create_app(config: Config) -> web.Application:
         ended_retention=config.ended_retention_days * DAY,
         scheduler=_Timers(),
         kick=kicker,
+        origin_of=kicker.origin_of,
+        origin_lost=kicker.origin_lost,
     )
     hub = _hub(config)
     views = RoomViews(rooms, hub, PublicUrls.from_config(config))
@@ -214,10 +216,16 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.config]
     timeout = aiohttp.ClientTimeout(total=5, connect=2)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        srs = SRSClient(session, config.srs_api_url, config.srs_app)
-        app[keys.srs] = srs
-        app[keys.kicker].client = srs
-        reconciler = Reconciler(app[keys.rooms], srs, app[keys.metrics], config.reconcile_interval)
+        # one SRS or several origins (kicks and reconciliation go to a room's own origin)
+        origins = SRSOrigins(
+            SRSClient(session, url, config.srs_app, name=name) for name, url in config.srs_origins
+        )
+        app[keys.srs_origins] = origins
+        app[keys.srs] = origins.primary
+        app[keys.kicker].origins = origins
+        reconciler = Reconciler(
+            app[keys.rooms], origins, app[keys.metrics], config.reconcile_interval
+        )
         app[keys.reconciler] = reconciler
         task = asyncio.create_task(reconciler.run(), name="livehub-reconcile")
         yield
@@ -227,4 +235,4 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         # let kicks in flight finish, then cancel what is left before the session goes. The
         # budget: WebSockets close within T/2, handlers get T, kicks T/4: at worst 1.75 T.
         await app[keys.kicker].drain(config.shutdown_timeout / 4)
-        app[keys.kicker].client = None
+        app[keys.kicker].origins = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -57,6 +58,37 @@ def _http_url(name: str, raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
     return raw.rstrip("/")
+
+
+_ORIGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}")
+
+
+def _srs_api_urls(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """``url,url`` or ``name=url,name=url``: the SRS origins' HTTP APIs. A bare URL is named
+    after its ``host:port``; names are unique (rooms remember their origin by name)."""
+    origins: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        label, sep, url = item.partition("=")
+        if not sep or "://" in label:
+            label, url = "", item
+        try:
+            url = _http_url(name, url.strip())
+        except ConfigError:
+            raise ConfigError(f"{name}: {_redacted(url.strip())!r} is not an http(s) URL") from None
+        parts = urlsplit(url)
+        label = label.strip() or f"{parts.hostname}:{parts.port or 80}"
+        if not _ORIGIN_NAME.fullmatch(label):
+            raise ConfigError(
+                f"{name}: origin name {label!r} must be letters, digits, '_', '.', ':' or '-'"
+            )
+        if label in origins:
+            raise ConfigError(f"{name}: origin {label!r} is given twice")
+        origins[label] = url
+    if not origins:
+        raise ConfigError(f"{name} must list at least one SRS API URL")
+    return tuple(origins.items())
 
 
 def _nonempty(name: str, raw: str) -> str:
@@ -150,6 +182,10 @@ def _token(name: str, raw: str) -> str:
     return value
 
 
+#: the name of the one SRS origin given by LIVEHUB_SRS_API_URL
+DEFAULT_ORIGIN = "srs"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
     """Settings of one livehub process. Field docs double as ``--help`` text."""
@@ -161,6 +197,9 @@ class Config:
     hook_secret_set: bool = False
     admin_token: str | None = None
     srs_api_url: str = "http://127.0.0.1:1985"
+    #: several SRS origins as ``(name, API URL)`` (LIVEHUB_SRS_API_URLS); empty: the one
+    #: ``srs_api_url``, named :data:`DEFAULT_ORIGIN`
+    srs_api_urls: tuple[tuple[str, str], ...] = ()
     srs_app: str = "live"
     public_host: str = "localhost"
     rtmp_port: int = 1935
@@ -232,7 +271,18 @@ class Config:
             values[field] = cast(name, raw)
         if "hook_secret" in values:
             values["hook_secret_set"] = True
+        if "srs_api_url" in values and "srs_api_urls" in values:
+            raise ConfigError(
+                "LIVEHUB_SRS_API_URL and LIVEHUB_SRS_API_URLS are both set: "
+                "give one SRS in the first or every SRS in the second"
+            )
         return cls(**values)
+
+    @property
+    def srs_origins(self) -> tuple[tuple[str, str], ...]:
+        """Every SRS origin as ``(name, API URL)``; one named :data:`DEFAULT_ORIGIN` unless
+        LIVEHUB_SRS_API_URLS lists several."""
+        return self.srs_api_urls or ((DEFAULT_ORIGIN, self.srs_api_url),)
 
     def replace(self, **changes: Any) -> Config:
         if "hook_secret" in changes:
@@ -247,6 +297,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_HOOK_SECRET": ("hook_secret", _token),
     "LIVEHUB_ADMIN_TOKEN": ("admin_token", _token),
     "LIVEHUB_SRS_API_URL": ("srs_api_url", _http_url),
+    "LIVEHUB_SRS_API_URLS": ("srs_api_urls", _srs_api_urls),
     "LIVEHUB_SRS_APP": ("srs_app", _nonempty),
     "LIVEHUB_PUBLIC_HOST": ("public_host", _nonempty),
     "LIVEHUB_RTMP_PORT": ("rtmp_port", _port),

@@ -19,7 +19,7 @@ from livehub.domain.signaling import Signaling
 from livehub.domain.store import RoomStore
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
-from livehub.srs import Kicker, SRSClient
+from livehub.srs import Kicker, SRSClient, SRSOrigins
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.queue import DeliveryQueue
 
@@ -33,7 +33,9 @@ bus = web.AppKey("bus", Bus)
 signaling = web.AppKey("signaling", Signaling)
 views = web.AppKey("views", RoomPresenter)
 metrics = web.AppKey("metrics", Metrics)
+#: the first SRS origin (readiness); every origin is in ``srs_origins``
 srs = web.AppKey("srs", SRSClient)
+srs_origins = web.AppKey("srs_origins", SRSOrigins)
 kicker = web.AppKey("kicker", Kicker)
 reconciler = web.AppKey("reconciler", Reconciler)
 openapi = web.AppKey("openapi", dict[str, Any])

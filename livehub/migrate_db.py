@@ -33,7 +33,7 @@ from livehub.storage_pg import UNAVAILABLE, PostgresStore, SchemaTooNew
 log = logging.getLogger(__name__)
 
 #: the SQLite schema versions this copy understands (``PRAGMA user_version``)
-SQLITE_VERSIONS = (1, 2)
+SQLITE_VERSIONS = (1, 2, 3)
 
 ROOM_COLUMNS = (
     "id",
@@ -51,9 +51,17 @@ ROOM_COLUMNS = (
     "published_at",
     "version",
     "event_seq",
+    "publisher_server_id",
+    "publisher_origin",
 )
 #: columns an older SQLite schema lacks, and what they mean there
-ROOM_DEFAULTS: dict[str, int | None] = {"published_at": None, "version": 1, "event_seq": 0}
+ROOM_DEFAULTS: dict[str, int | None] = {
+    "published_at": None,
+    "version": 1,
+    "event_seq": 0,
+    "publisher_server_id": None,
+    "publisher_origin": None,
+}
 
 DELIVERY_COLUMNS = (
     "id",

@@ -4,7 +4,13 @@ hook's ``service_id`` shows SRS restarted. While SRS cannot be reached nothing i
 
 An unsigned heartbeat (SRS cannot sign it) with a new ``service`` triggers a pass at most once
 per :data:`UNSIGNED_TRIGGER_INTERVAL` seconds, so anyone posting heartbeats cannot make
-livehub query SRS in a loop."""
+livehub query SRS in a loop.
+
+With several SRS origins every pass asks each of them at once. A live room keeps its publisher
+while any origin that answered lists its stream; it loses it only when its own origin (the one
+whose ``server_id`` its publisher's hook carried) answered without it. Rooms of an origin that
+did not answer are left alone, and a room whose origin is unknown is only judged when every
+origin answered."""
 
 from __future__ import annotations
 
@@ -13,9 +19,10 @@ import contextlib
 import logging
 import time
 
+from livehub.domain.room import Room
 from livehub.domain.service import RoomService
 from livehub.metrics import Metrics
-from livehub.srs import SRSClient, SRSUnavailable
+from livehub.srs import SRSClient, SRSOrigins, SRSUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +32,10 @@ UNSIGNED_TRIGGER_INTERVAL = 10.0
 
 class Reconciler:
     def __init__(
-        self, rooms: RoomService, srs: SRSClient, metrics: Metrics, interval: float
+        self, rooms: RoomService, srs: SRSClient | SRSOrigins, metrics: Metrics, interval: float
     ) -> None:
         self._rooms = rooms
-        self._srs = srs
+        self._origins = srs if isinstance(srs, SRSOrigins) else SRSOrigins([srs])
         self._metrics = metrics
         self._interval = interval
         self._wake = asyncio.Event()
@@ -37,6 +44,8 @@ class Reconciler:
         #: passes skipped because SRS could not be asked, since start-up
         self.skipped = 0
         self._unsigned_at: float | None = None
+        #: origins that did not answer the last pass (their rooms were left alone)
+        self.unanswered: tuple[str, ...] = ()
 
     def trigger(self) -> None:
         """Reconcile as soon as possible (SRS restarted)."""
@@ -53,27 +62,58 @@ class Reconciler:
         return True
 
     async def run_once(self) -> bool:
-        """One pass. True if SRS answered and live rooms were checked."""
+        """One pass. True if every SRS origin answered and live rooms were checked (with
+        several origins, the rooms of those that answered are checked either way)."""
         self.last_run = time.time()
         asked_at = int(self.last_run * 1000)
-        try:
-            publishing = await self._srs.publishing()
-        except SRSUnavailable as exc:
+        clients = self._origins.clients
+        replies = await asyncio.gather(
+            *(client.publishing() for client in clients), return_exceptions=True
+        )
+        publishing: dict[str, str | None] = {}
+        answered: set[str] = set()
+        failed: list[tuple[str, BaseException]] = []
+        for client, reply in zip(clients, replies, strict=True):
+            if isinstance(reply, SRSUnavailable):
+                failed.append((client.name, reply))
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                answered.add(client.name)
+                publishing.update(reply)
+                if client.service_id:
+                    self._rooms.service_changed(client.service_id, client.server_id)
+        self.unanswered = tuple(name for name, _ in failed)
+        if failed:
             # warn once per outage; every further skip (each interval) only at DEBUG
             level = logging.DEBUG if self.last_ok is False else logging.WARNING
             self.last_ok = False
             self.skipped += 1
             self._metrics.srs_api_up.set(0)
             self._metrics.reconciles.labels("unreachable").inc()
-            log.log(level, "reconciliation skipped, SRS API unreachable: %s", exc)
-            return False
-        if self.last_ok is False:
+            for name, exc in failed:
+                if len(clients) == 1:
+                    log.log(level, "reconciliation skipped, SRS API unreachable: %s", exc)
+                else:
+                    log.log(level, "reconciliation skips SRS origin %s, unreachable: %s", name, exc)
+            if not answered:
+                return False
+        elif self.last_ok is False:
             log.info("SRS API reachable again: reconciling")
-        if self._srs.service_id:
-            self._rooms.service_changed(self._srs.service_id)
-        changed = await self._rooms.reconcile(publishing, asked_at)
+        origins = self._origins
+
+        def judged(room: Room) -> bool:
+            """Whether the origin of the room's publisher answered."""
+            client = origins.route(room.publisher_server_id, room.publisher_origin)
+            return client.name in answered if client is not None else not failed
+
+        changed = await self._rooms.reconcile(
+            publishing, asked_at, answered=judged if len(clients) > 1 else None
+        )
         for room in changed:
             log.info("room %s has no publisher in SRS: publisher gone", room.id)
+        if failed:
+            return False
         self.last_ok = True
         self._metrics.srs_api_up.set(1)
         self._metrics.reconciles.labels("ok").inc()

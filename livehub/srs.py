@@ -6,13 +6,15 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 
-from livehub.config import Config
+from livehub.config import DEFAULT_ORIGIN, Config
+from livehub.domain.service import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +80,27 @@ class PublicUrls:
 
 
 class SRSClient:
-    """The SRS HTTP API. Tracks reachability for ``/readyz``; never raises on kick."""
+    """The SRS HTTP API of one origin. Tracks reachability for ``/readyz`` and learns the
+    origin's ``server`` and ``service`` ids from every reply; never raises on kick."""
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, app: str) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        app: str,
+        name: str = DEFAULT_ORIGIN,
+    ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
         self._app = app
+        self.name = name
         self.reachable: bool | None = None
         self.last_error: str | None = None
         self.last_ok: float | None = None
         self.service_id: str | None = None
+        #: the SRS ``server_id`` (every API reply's ``server`` since 5.0.135): hooks from this
+        #: origin carry it, so it tells which origin accepted a publisher
+        self.server_id: str | None = None
 
     async def _request(self, method: str, path: str, **params: Any) -> dict[str, Any]:
         url = f"{self._base}{path}"
@@ -111,6 +124,9 @@ class SRSClient:
         service = body.get("service")
         if isinstance(service, str) and service:
             self.service_id = service
+        server = body.get("server")
+        if isinstance(server, str) and server:
+            self.server_id = server
         return body
 
     def mark_unreachable(self, message: str) -> None:
@@ -118,7 +134,7 @@ class SRSClient:
 
     def _failed(self, message: str) -> None:
         if self.reachable is not False:
-            log.warning("SRS API unreachable: %s", message)
+            log.warning("SRS API %s unreachable: %s", self.name, message)
         self.reachable = False
         self.last_error = message
 
@@ -189,26 +205,118 @@ async def probe(client: SRSClient) -> bool:
         return False
 
 
+class SRSOrigins:
+    """The configured SRS origins (one or several), by name.
+
+    Which origin accepted a publisher is told by the hook's ``server_id``: each origin's API
+    reports its own in every reply (``server``), learned on every call (reconciliation asks
+    every origin at start-up and each interval). Hooks come from SRS's address, which behind
+    a proxy is the proxy's, so the address is not used. Every origin needs its own server id:
+    a fresh container makes one; never give two origins the same ``SRS_SERVER_ID`` or share
+    their ``objs/srs.id``.
+    """
+
+    def __init__(self, clients: Iterable[SRSClient]) -> None:
+        self.clients = tuple(clients)
+        if not self.clients:
+            raise ValueError("at least one SRS origin is needed")
+        self._by_name = {client.name: client for client in self.clients}
+
+    @property
+    def primary(self) -> SRSClient:
+        return self.clients[0]
+
+    def origin_of(self, server_id: str | None) -> str | None:
+        """The name of the origin whose API reported ``server_id``; with one origin, that one
+        (an SRS older than 5.0.135 reports none)."""
+        if len(self.clients) == 1:
+            return self.clients[0].name
+        if not server_id:
+            return None
+        matches = [client.name for client in self.clients if client.server_id == server_id]
+        if len(matches) > 1:
+            log.error("SRS origins %s report the same server id %s", matches, server_id)
+            return None
+        return matches[0] if matches else None
+
+    def route(self, server_id: str | None, origin: str | None) -> SRSClient | None:
+        """The origin of a publisher: by its server id as learned now (a renamed origin keeps
+        it), else by the origin name stored with the room."""
+        name = self.origin_of(server_id)
+        if name is None and origin is not None and origin in self._by_name:
+            name = origin
+        return self._by_name.get(name) if name is not None else None
+
+    def lost(self, server_id: str | None, origin: str | None) -> bool:
+        """Whether a publisher's origin is known to be down: its API failed the last call
+        (with one origin, never: there is nowhere else to publish)."""
+        if len(self.clients) == 1:
+            return False
+        client = self.route(server_id, origin)
+        return client is not None and client.reachable is False
+
+    async def learn(self) -> None:
+        """Ask every origin whose server id is not known yet (``/api/v1/versions``)."""
+        unknown = [client for client in self.clients if client.server_id is None]
+        if unknown:
+            await asyncio.gather(*(probe(client) for client in unknown))
+
+
 class Kicker:
-    """Kicks publishers from SRS in the background (the room service's injected kick).
+    """Kicks publishers from SRS in the background (the room service's injected kick), on the
+    origin that accepted them.
 
     The room service calls it synchronously; each kick runs as a task this object keeps until
     it is done, and :meth:`drain` waits for (then cancels) what is left at shutdown. Kicks asked
-    for before the SRS client exists (start-up) are logged and dropped: reconciliation ends
-    what SRS still publishes for an ended room anyway.
+    for before the SRS origins exist (start-up) are logged and dropped: reconciliation ends
+    what SRS still publishes for an ended room anyway. A publisher whose origin cannot be told
+    (its SRS sent no ``server_id`` and no origin name was stored, or the origins are down) is
+    kicked on every origin: SRS client ids are random per origin, elsewhere the kick answers
+    "client not found".
     """
 
     def __init__(self) -> None:
-        self.client: SRSClient | None = None
+        self.origins: SRSOrigins | None = None
         self._tasks: set[asyncio.Task[bool]] = set()
 
-    def __call__(self, client_id: str) -> None:
-        if self.client is None:
-            log.warning("cannot kick SRS client %s: the SRS client is not started", client_id)
+    @property
+    def client(self) -> SRSClient | None:
+        """The first origin (one-SRS set-ups and readiness)."""
+        return self.origins.primary if self.origins is not None else None
+
+    def origin_of(self, server_id: str | None) -> str | None:
+        """The room service's ``origin_of``: None until the origins are started."""
+        return self.origins.origin_of(server_id) if self.origins is not None else None
+
+    def origin_lost(self, server_id: str | None, origin: str | None) -> bool:
+        """The room service's ``origin_lost``: False until the origins are started."""
+        return self.origins.lost(server_id, origin) if self.origins is not None else False
+
+    def __call__(self, publisher: Publisher) -> None:
+        if self.origins is None:
+            log.warning(
+                "cannot kick SRS client %s: the SRS client is not started", publisher.client_id
+            )
             return
-        task = asyncio.ensure_future(self.client.kick(client_id))
+        task = asyncio.ensure_future(self._kick(self.origins, publisher))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _kick(origins: SRSOrigins, publisher: Publisher) -> bool:
+        client = origins.route(publisher.server_id, publisher.origin)
+        if client is None and publisher.server_id:
+            await origins.learn()
+            client = origins.route(publisher.server_id, publisher.origin)
+        if client is not None:
+            return await client.kick(publisher.client_id)
+        log.warning(
+            "origin of SRS client %s unknown: kicking it on every origin", publisher.client_id
+        )
+        results = await asyncio.gather(
+            *(each.kick(publisher.client_id) for each in origins.clients)
+        )
+        return any(results)
 
     async def drain(self, budget: float) -> None:
         """Let kicks in flight finish within ``budget`` seconds; cancel the rest."""

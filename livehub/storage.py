@@ -96,6 +96,12 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE room_counts SET n = n + 1 WHERE status = NEW.status;
     END;
     """,
+    # 3: several SRS origins: which SRS accepted the publisher (kicks and reconciliation go
+    # to that origin's API)
+    """
+    ALTER TABLE rooms ADD COLUMN publisher_server_id TEXT;
+    ALTER TABLE rooms ADD COLUMN publisher_origin TEXT;
+    """,
 )
 
 _COLUMNS = (
@@ -114,6 +120,8 @@ _COLUMNS = (
     "published_at",
     "version",
     "event_seq",
+    "publisher_server_id",
+    "publisher_origin",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM rooms"
 _INSERT = f"INSERT INTO rooms ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
@@ -417,6 +425,8 @@ def _values(room: Room) -> tuple[object, ...]:
         room.published_at,
         room.version,
         room.event_seq,
+        room.publisher_server_id,
+        room.publisher_origin,
     )
 
 
@@ -438,6 +448,8 @@ def _room(row: Any) -> Room:
         published_at=row[12],
         version=row[13],
         event_seq=row[14],
+        publisher_server_id=row[15],
+        publisher_origin=row[16],
     )
 
 

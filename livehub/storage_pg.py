@@ -102,6 +102,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER rooms_count AFTER INSERT OR DELETE OR UPDATE OF status ON rooms
         FOR EACH ROW EXECUTE FUNCTION rooms_count();
     """,
+    # 2: several SRS origins (SQLite migration 3): which SRS accepted the publisher
+    """
+    ALTER TABLE rooms ADD COLUMN publisher_server_id TEXT;
+    ALTER TABLE rooms ADD COLUMN publisher_origin TEXT;
+    """,
 )
 
 _MIGRATIONS_TABLE = (
@@ -125,6 +130,8 @@ _COLUMNS = (
     "published_at",
     "version",
     "event_seq",
+    "publisher_server_id",
+    "publisher_origin",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM rooms"
 _INSERT = (
@@ -505,6 +512,8 @@ def _values(room: Room) -> tuple[object, ...]:
         room.published_at,
         room.version,
         room.event_seq,
+        room.publisher_server_id,
+        room.publisher_origin,
     )
 
 

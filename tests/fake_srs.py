@@ -3,7 +3,9 @@
 :class:`FakeSRS` answers like SRS 5/6 (``shared/srs-contract.md`` §7): ``/api/v1/streams/``
 with the trailing slash (302 without it), ``count`` raised to at least 10, errors as HTTP 200
 with a non-zero ``code``. It can be switched down (connection refused: nothing listens), to
-HTTP 500, or to a non-zero code, and records every request and kick.
+HTTP 500, or to a non-zero code, and records every request and kick. Several of them stand
+for several SRS origins: give each its own ``server`` id (every API reply carries it, like the
+``server_id`` of the hooks that origin sends: :meth:`FakeSRS.hook`).
 """
 
 from __future__ import annotations
@@ -25,16 +27,18 @@ CAPTURED_STREAMS: dict[str, Any] = json.loads(
     (HOOKS_DIR / "captured" / "api-streams.json").read_text()
 )
 SERVICE = "t3q9z0bm"  # the service_id of the hook fixtures
+SERVER = "vid-k8d2f1a"  # the server_id of its API replies
 
 
 class FakeSRS:
     """SRS's HTTP API, switchable: ``mode`` is ``up``, ``http500`` or ``code`` (code 1000)."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: str = SERVER, service: str = SERVICE) -> None:
         self.port = unused_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mode = "up"
-        self.service = SERVICE
+        self.server = server
+        self.service = service
         self.streams: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         self.kicks: list[str] = []
@@ -78,6 +82,10 @@ class FakeSRS:
     def unpublish(self, name: str) -> None:
         self.streams = [stream for stream in self.streams if stream["name"] != name]
 
+    def hook(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A hook body as this SRS sends it: its own ``server_id`` and ``service_id``."""
+        return {**body, "server_id": self.server, "service_id": self.service}
+
     def restart(self, service: str) -> None:
         """SRS restarted: a new service id, and no stream survives."""
         self.service = service
@@ -96,7 +104,7 @@ class FakeSRS:
         return response
 
     def _head(self) -> dict[str, Any]:
-        return {"code": 0, "server": "vid-k8d2f1a", "service": self.service, "pid": "1"}
+        return {"code": 0, "server": self.server, "service": self.service, "pid": "1"}
 
     def _reply(self, body: dict[str, Any]) -> web.Response:
         if self.mode == "http500":

@@ -50,6 +50,7 @@ async def srs_hook(request: web.Request) -> web.Response:
         param=data["param"],
         stream_url=data["stream_url"],
         service_id=data["service_id"],
+        server_id=data["server_id"],
     )
     app = request.app
     result = await app[keys.rooms].handle_hook(event)
@@ -75,6 +76,7 @@ async def srs_heartbeat(request: web.Request) -> web.Response:
     """
     data = _HEARTBEAT.load(await read_json(request, strict_content_type=False))
     app = request.app
-    if app[keys.rooms].service_changed(data["service"]) and app[keys.reconciler].trigger_unsigned():
+    restarted = app[keys.rooms].service_changed(data["service"], data["server"])
+    if restarted and app[keys.reconciler].trigger_unsigned():
         log.warning("SRS restarted (heartbeat service id changed): reconciling")
     return json_response({"code": 0})

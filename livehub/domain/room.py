@@ -54,6 +54,10 @@ class Room:
     owner_token_hash: str
     publisher_client_id: str | None = None
     publisher_service_id: str | None = None
+    #: the SRS ``server_id`` of the accepted publisher's hook, and the name of the configured
+    #: SRS origin it belongs to (kicks and reconciliation go to that origin's API)
+    publisher_server_id: str | None = None
+    publisher_origin: str | None = None
     #: epoch ms of the on_unpublish that opened the reconnect window, while it is open
     reconnecting_since: int | None = None
     #: epoch ms of the last accepted on_publish (reconciliation's grace period)

@@ -14,6 +14,11 @@ publisher wins a race. Reconnect deadlines are stored (``reconnecting_since``): 
 :meth:`RoomService.sweep` ends rooms whose window passed (whoever opened it), and a local timer
 ends them on time in the process that opened it.
 
+The room remembers which SRS accepted its publisher (the hook's ``server_id`` and the name of
+the configured origin it belongs to), so kicks and reconciliation go to that SRS. A publisher
+on another origin cannot take over a live room, unless the room's origin is known to be down
+(then the encoder has moved).
+
 Hooks can be lost, so :meth:`RoomService.reconcile` compares live rooms with SRS's stream list:
 a live room SRS does not list as published loses its publisher (through the same window),
 unless its publish was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once
@@ -59,8 +64,32 @@ class Cancellable(Protocol):
 #: runs a coroutine function after a delay in seconds
 Scheduler = Callable[[float, Callable[[], Awaitable[None]]], Cancellable]
 RoomListener = Callable[[Room], None]
-#: asks SRS to drop a publisher by its SRS client id (in the background: it must not block)
-Kicker = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Publisher:
+    """A publisher to kick: its SRS client id and the SRS that accepted it (``server_id``
+    from the hook, ``origin`` the configured SRS it was matched to; either may be unknown)."""
+
+    client_id: str
+    server_id: str | None = None
+    origin: str | None = None
+
+
+#: asks SRS to drop a publisher (in the background: it must not block)
+Kicker = Callable[[Publisher], None]
+#: the name of the configured SRS origin a hook's ``server_id`` belongs to, if known
+OriginOf = Callable[[str | None], str | None]
+#: whether the SRS origin of a publisher (``server_id``, origin name) is known to be down now
+OriginLost = Callable[[str | None, str | None], bool]
+
+
+def _no_origin(server_id: str | None) -> str | None:
+    return None
+
+
+def _never_lost(server_id: str | None, origin: str | None) -> bool:
+    return False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -134,6 +163,8 @@ class RoomService:
         ended_retention: float = 0.0,
         scheduler: Scheduler | None = None,
         kick: Kicker | None = None,
+        origin_of: OriginOf = _no_origin,
+        origin_lost: OriginLost = _never_lost,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store: RoomStore = store if store is not None else _NOT_OPEN
@@ -145,10 +176,13 @@ class RoomService:
         self._retention_ms = int(ended_retention * 1000)
         self._scheduler = scheduler
         self._kick = kick
+        self._origin_of = origin_of
+        self._origin_lost = origin_lost
         self._clock = clock
         self._timers: dict[str, Cancellable] = {}
         self._listeners: list[RoomListener] = []
-        self.last_service_id: str | None = None
+        #: the last SRS service id seen per SRS server id (None: an SRS that sends none)
+        self._service_ids: dict[str | None, str] = {}
         self._last_created = 0
 
     @property
@@ -270,14 +304,20 @@ class RoomService:
         A room closed while its publisher is away ends at the unpublish, like one whose
         reconnect window passes: the broadcast stopped then.
         """
-        kick: list[str] = []
+        kick: list[Publisher] = []
 
         def decide(room: Room) -> list[RoomEvent] | None:
             kick.clear()
             if room.status is RoomStatus.ENDED:
                 return None
             if room.status is RoomStatus.LIVE and room.publisher_client_id:
-                kick.append(room.publisher_client_id)
+                kick.append(
+                    Publisher(
+                        client_id=room.publisher_client_id,
+                        server_id=room.publisher_server_id,
+                        origin=room.publisher_origin,
+                    )
+                )
             at = self._clock() if room.reconnecting_since is None else room.reconnecting_since
             return self._end(room, at)
 
@@ -291,7 +331,7 @@ class RoomService:
 
     async def handle_hook(self, event: HookEvent) -> HookResult:
         """Dispatch one SRS callback on its action."""
-        restarted = self._note_service(event.service_id)
+        restarted = self._note_service(event.service_id, event.server_id)
         room: Room | None
         try:
             if event.action == "on_publish":
@@ -329,6 +369,7 @@ class RoomService:
         token = param_token(event.param)
         if token is None or not room.is_publish_token(token):
             raise HookRejected("publish token missing or wrong")
+        origin = self._origin_of(event.server_id)
 
         def decide(room: Room) -> list[RoomEvent] | None:
             now = self._clock()
@@ -337,20 +378,35 @@ class RoomService:
             if room.status is RoomStatus.LIVE:
                 if room.publisher_client_id == event.client_id and not room.reconnecting:
                     return None  # a duplicated on_publish of the current publisher
+                # a new service id of the same SRS (another origin has its own service id)
+                same_server = (
+                    event.server_id is None
+                    or room.publisher_server_id is None
+                    or event.server_id == room.publisher_server_id
+                )
                 srs_restarted = (
-                    event.service_id is not None
+                    same_server
+                    and event.service_id is not None
                     and room.publisher_service_id is not None
                     and event.service_id != room.publisher_service_id
                 )
-                if not room.reconnecting and not srs_restarted:
+                # the encoder moved to another SRS origin because its own is down (which sent
+                # no on_unpublish and which reconciliation cannot ask)
+                moved = not same_server and self._origin_lost(
+                    room.publisher_server_id, room.publisher_origin
+                )
+                if not room.reconnecting and not srs_restarted and not moved:
                     raise HookRejected("room already has a live publisher")
                 # the encoder came back inside the window (an RTMP republish on the same
-                # connection keeps its client id), or SRS restarted: the broadcast goes on
+                # connection keeps its client id), SRS restarted, or the encoder moved to
+                # another origin: the broadcast goes on
             else:
                 room.status = RoomStatus.LIVE
                 room.start_time = now
             room.publisher_client_id = event.client_id
             room.publisher_service_id = event.service_id
+            room.publisher_server_id = event.server_id
+            room.publisher_origin = origin
             room.reconnecting_since = None
             room.published_at = now
             return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=now)]
@@ -495,34 +551,43 @@ class RoomService:
 
     # -- reconciliation -------------------------------------------------------------------
 
-    def _note_service(self, service_id: str | None) -> bool:
-        """Remember SRS's service id; True when it changed (SRS restarted)."""
+    def _note_service(self, service_id: str | None, server_id: str | None = None) -> bool:
+        """Remember the service id of the SRS ``server_id``; True when it changed (that SRS
+        restarted). Each origin has its own: several origins never look like restarts."""
         if not service_id:
             return False
-        changed = self.last_service_id is not None and service_id != self.last_service_id
-        self.last_service_id = service_id
-        return changed
+        last = self._service_ids.get(server_id)
+        self._service_ids[server_id] = service_id
+        return last is not None and service_id != last
 
-    def service_changed(self, service_id: str | None) -> bool:
-        """Whether ``service_id`` differs from the last one seen (and remember it)."""
-        return self._note_service(service_id)
+    def service_changed(self, service_id: str | None, server_id: str | None = None) -> bool:
+        """Whether ``service_id`` differs from the last one seen from the SRS ``server_id``
+        (and remember it)."""
+        return self._note_service(service_id, server_id)
 
     async def reconcile(
-        self, publishing: dict[str, str | None], asked_at: int | None = None
+        self,
+        publishing: dict[str, str | None],
+        asked_at: int | None = None,
+        answered: Callable[[Room], bool] | None = None,
     ) -> list[Room]:
         """Compare live rooms with what SRS reports publishing.
 
         ``publishing`` maps the stream names SRS has an active publisher for (in our app) to
         that publisher's client id when known; ``asked_at`` is when SRS was asked (epoch ms).
         A live room absent there loses its publisher (through the reconnect window), unless
-        its publish was accepted less than the grace period before SRS was asked. Returns the
-        rooms that changed.
+        its publish was accepted less than the grace period before SRS was asked. With several
+        SRS origins, ``answered`` tells whether the origin of a room's publisher was asked
+        (rooms of an origin that did not answer keep their publisher). Returns the rooms that
+        changed.
         """
         asked_at = self._clock() if asked_at is None else asked_at
         grace_from = asked_at - self.publish_grace_ms
 
         def gone(room: Room) -> list[RoomEvent] | None:
             if room.stream_key in publishing or room.reconnecting:
+                return None
+            if answered is not None and not answered(room):
                 return None
             if room.published_at is not None and room.published_at > grace_from:
                 return None

@@ -26,6 +26,8 @@ class HookEvent:
     param: str = ""
     stream_url: str = ""
     service_id: str | None = None
+    #: the SRS that sent it (``server_id``, persistent per SRS container; absent before 4.0.185)
+    server_id: str | None = None
 
 
 def parse_param(param: str) -> dict[str, str]:

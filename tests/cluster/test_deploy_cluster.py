@@ -4,17 +4,32 @@ Docker is not available here), as tests/test_deploy.py does for the single-node 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import yaml
 
 from livehub.config import Config
-from tests.test_deploy import REPO, app_path, hook_urls, interpolate
+from tests.test_deploy import (
+    HOOKS,
+    REPO,
+    Directive,
+    app_path,
+    hook_urls,
+    interpolate,
+    parse_srs_conf,
+    srs_conf,
+)
 
 COMPOSE = REPO / "docker-compose.cluster.yml"
 NGINX = REPO / "deploy" / "nginx-cluster.conf"
+SRS_CLUSTER = REPO / "deploy" / "srs-cluster.conf"
 
 
 @functools.cache
@@ -129,3 +144,117 @@ def test_nodes_stop_within_their_grace_period() -> None:
     for name in nodes():
         grace = str(compose()["services"][name]["stop_grace_period"])
         assert float(grace.rstrip("s")) > node_config(name).shutdown_timeout
+
+
+# -- SRS: hooks and heartbeats through the proxy (deploy/srs-cluster.conf) --------------------
+
+
+@functools.cache
+def srs_cluster_conf() -> Directive:
+    return parse_srs_conf(SRS_CLUSTER.read_text())
+
+
+def cluster_vhost() -> Directive:
+    [vhost] = [d for d in srs_cluster_conf().all("vhost") if d.args == ("__defaultVhost__",)]
+    return vhost
+
+
+def proxy_listen() -> int:
+    return int(re.search(r"\blisten\s+(\d+)\s*;", nginx())[1])  # type: ignore[index]
+
+
+def test_srs_runs_the_cluster_conf() -> None:
+    srs = compose()["services"]["srs"]
+    assert "./deploy/srs-cluster.conf:/usr/local/srs/conf/livehub.conf:ro" in srs["volumes"]
+    assert srs["command"] == ["./objs/srs", "-c", "conf/livehub.conf"]
+
+
+def test_every_livehub_url_of_the_srs_cluster_conf_goes_through_the_proxy() -> None:
+    hooks = cluster_vhost().one("http_hooks")
+    assert hooks.value("enabled") == "on"
+    config = node_config(nodes()[0])
+    for name in HOOKS:
+        url = urlsplit(hooks.value(name))
+        assert (url.scheme, url.hostname, url.port) == ("http", "proxy", proxy_listen())
+        assert url.path == app_path("srs_hooks")
+        assert parse_qs(url.query)["secret"] == [config.hook_secret]
+    heartbeat = srs_cluster_conf().one("heartbeat")
+    assert heartbeat.value("enabled") == "on"
+    url = urlsplit(heartbeat.value("url"))
+    assert (url.scheme, url.hostname, url.port) == ("http", "proxy", proxy_listen())
+    assert url.path == app_path("srs_heartbeat") and not url.query
+    # by default compose's overrides are the conf's own URLs (the secret is the only variable)
+    srs = env_of("srs")
+    for name in HOOKS:
+        assert srs[f"SRS_VHOST_HTTP_HOOKS_{name.upper()}"] == hooks.value(name)
+
+
+def _without_livehub_urls(directive: Directive) -> tuple[object, ...]:
+    """A directive tree with line numbers dropped and livehub's host made neutral."""
+    args = tuple(
+        re.sub(r"^http://(livehub|proxy):8088/", "http://LIVEHUB/", a) for a in directive.args
+    )
+    block = None
+    if directive.block is not None:
+        block = tuple(_without_livehub_urls(child) for child in directive.block)
+    return (directive.name, args, block)
+
+
+def test_the_srs_cluster_conf_is_srs_conf_but_for_where_livehub_is() -> None:
+    """One SRS set-up: the cluster's conf cannot drift from the single node's."""
+    assert _without_livehub_urls(srs_cluster_conf()) == _without_livehub_urls(srs_conf())
+    assert "http://livehub:" not in SRS_CLUSTER.read_text()
+
+
+# -- the network: the nodes believe the proxy, and only it ------------------------------------
+
+
+def test_nodes_trust_the_proxy_network_and_only_it() -> None:
+    [subnet] = [
+        ipaddress.ip_network(entry["subnet"])
+        for entry in compose()["networks"]["cluster"]["ipam"]["config"]
+    ]
+    for name in nodes():
+        assert node_config(name).trusted_proxies == (subnet,)
+        assert subnet.is_private
+    for name, service in compose()["services"].items():
+        assert service.get("networks") == ["cluster"], name
+
+
+def test_the_proxy_does_not_serve_node_metrics() -> None:
+    conf = nginx()
+    block = re.search(r"location\s*=\s*/metrics\s*\{([^}]*)\}", conf)
+    assert block is not None and "return 404;" in block[1]
+
+
+def test_nginx_accepts_the_config(tmp_path: Path) -> None:
+    """``nginx -t`` on deploy/nginx-cluster.conf, node host names pointed at loopback (nginx
+    resolves upstream names while testing; the compose network is not here)."""
+    binary = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
+    if binary is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light)")
+    text = NGINX.read_text()
+    for name in nodes():
+        text = re.sub(rf"\bserver\s+{name}:", "server 127.0.0.1:", text)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    result = subprocess.run(
+        [
+            binary,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(conf),
+            "-g",
+            f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log;",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr

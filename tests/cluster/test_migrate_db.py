@@ -45,6 +45,10 @@ def sqlite_db(path: Path, version: int, rooms: int) -> list[dict[str, Any]]:
             "published_at": T0 + n + 5 if "published_at" in present and n % 3 else None,
             "version": 3 if "version" in present else 1,
             "event_seq": n % 4 if "event_seq" in present else 0,
+            "publisher_server_id": (
+                "vid-orig001" if "publisher_server_id" in present and n % 3 == 1 else None
+            ),
+            "publisher_origin": "srs-a" if "publisher_origin" in present and n % 3 == 1 else None,
         }
         columns = [c for c in present if c in row]
         db.execute(

@@ -85,7 +85,7 @@ def service(
         publish_grace=grace,
         scheduler=time.schedule,
         clock=time.clock,
-        kick=None if kicked is None else kicked.append,
+        kick=None if kicked is None else (lambda publisher: kicked.append(publisher.client_id)),
         preparing_ttl=preparing_ttl,
         ended_retention=ended_retention,
     )
