@@ -136,35 +136,6 @@ async def test_history_is_not_loaded_at_start_up(
     assert deep.headers["X-Total-Count"] == "20000"
 
 
-async def test_a_big_page_never_holds_the_loop_long(
-    aiohttp_client: AiohttpClient, tmp_path: Path
-) -> None:
-    """While pages of 1,000 rooms are served, a ticker on the loop keeps ticking."""
-    path = tmp_path / "livehub.db"
-    fill(path, 5_000)
-    client = await aiohttp_client(create_app(make_config(db_path=str(path))))
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    ticking = asyncio.create_task(ticker())
-    every = await pages(client, "/api/rooms?limit=1000")
-    stop.set()
-    await ticking
-    assert sum(len(page) for page in every) == 5_000
-    # only a guard against a page held in one piece for long: on a shared 2-core machine the
-    # gaps also hold this client's own JSON parsing and other processes. The stall itself is
-    # measured by benchmarks/rooms_scale.py; that rendering yields is checked just below.
-    assert max(gaps) < 1.0, max(gaps)
-
-
 async def test_rendering_a_page_gives_the_loop_back_between_chunks(client: Client) -> None:
     for i in range(3):
         await client.post("/api/rooms", json={"title": f"r{i}"})
