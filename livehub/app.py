@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -17,16 +20,20 @@ from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
-from livehub.config import Config
+from livehub.cluster.leader import LeaderLock, lead
+from livehub.cluster.players import RedisPlayers
+from livehub.config import Config, redact_url
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.hub import Hub
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
+from livehub.domain.store import RoomStore
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, PublicUrls, SRSClient
 from livehub.storage import SQLiteStore
+from livehub.storage_pg import PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +124,7 @@ def create_app(config: Config) -> web.Application:
     app[keys.openapi] = build_spec()
 
     app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(leader_ctx)
     app.cleanup_ctx.append(srs_ctx)
     app.cleanup_ctx.append(sweep_ctx)
     app.on_shutdown.append(close_websockets)
@@ -125,27 +133,64 @@ def create_app(config: Config) -> web.Application:
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The room store (PostgreSQL with ``LIVEHUB_DATABASE_URL``, else the SQLite file) and the
+    player counts (Redis with ``LIVEHUB_REDIS_URL``, else this process's memory)."""
     config = app[keys.config]
     rooms = app[keys.rooms]
-    store = SQLiteStore(config.db_path, event_view=app[keys.views].public)
-    app[keys.store] = store
-    rooms.use(store)
-    await rooms.rearm()
-    log.info(
-        "database %s: %d rooms live, %d preparing",
-        config.db_path,
-        await store.count(RoomStatus.LIVE),
-        await store.count(RoomStatus.PREPARING),
-    )
+    store: RoomStore
+    if config.database_url is not None:
+        store = await PostgresStore.open(config.database_url, event_view=app[keys.views].public)
+        where = redact_url(config.database_url)
+    else:
+        store = SQLiteStore(config.db_path, event_view=app[keys.views].public)
+        where = config.db_path
+    players: RedisPlayers | None = None
+    try:
+        if config.redis_url is not None:
+            players = RedisPlayers(config.redis_url)
+            await players.start()  # waits up to 2 s for Redis; never fails
+        app[keys.store] = store
+        rooms.use(store, players)
+        await rooms.rearm()
+        log.info(
+            "database %s: %d rooms live, %d preparing",
+            where,
+            await store.count(RoomStatus.LIVE),
+            await store.count(RoomStatus.PREPARING),
+        )
+    except BaseException:
+        if players is not None:
+            await players.close()
+        await store.close()
+        raise
     yield
     rooms.shutdown()
+    if players is not None:
+        await players.close()
     await store.close()
+
+
+async def leader_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cluster mode: the leader lock under which one node at a time reconciles with SRS and
+    sweeps; it moves to another node within a few seconds when its holder dies. Embedded
+    mode: no lock (the one process always leads)."""
+    config = app[keys.config]
+    if not config.cluster or config.redis_url is None:
+        yield
+        return
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    lock = LeaderLock(config.redis_url, "housekeeping", owner)
+    await lock.start()
+    app[keys.leader] = lock
+    yield
+    await lock.close()  # released at once: another node takes over without waiting the TTL
 
 
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     """End what is due (reconnect windows, the preparing TTL) and delete old history."""
     rooms = app[keys.rooms]
     interval = app[keys.config].sweep_interval
+    lock = app.get(keys.leader)
 
     async def sweep() -> None:
         while True:
@@ -155,7 +200,10 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.exception("room sweep failed")
             await asyncio.sleep(interval)
 
-    task = asyncio.create_task(sweep(), name="livehub-sweep")
+    # in a cluster, the leader sweeps for every node (a window opened by a node that died
+    # still ends on time: its deadline is stored)
+    job = sweep() if lock is None else lead(lock, interval, rooms.sweep)
+    task = asyncio.create_task(job, name="livehub-sweep")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -169,7 +217,14 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         srs = SRSClient(session, config.srs_api_url, config.srs_app)
         app[keys.srs] = srs
         app[keys.kicker].client = srs
-        reconciler = Reconciler(app[keys.rooms], srs, app[keys.metrics], config.reconcile_interval)
+        lock = app.get(keys.leader)
+        reconciler = Reconciler(
+            app[keys.rooms],
+            srs,
+            app[keys.metrics],
+            config.reconcile_interval,
+            leader=None if lock is None else lambda: lock.is_leader,
+        )
         app[keys.reconciler] = reconciler
         task = asyncio.create_task(reconciler.run(), name="livehub-reconcile")
         yield

@@ -12,7 +12,7 @@ import ipaddress
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
 
@@ -70,6 +70,15 @@ def _redacted(raw: str) -> str:
     except ValueError:
         return "(unparsable URL)"
     return raw.replace(f":{password}@", ":***@") if password else raw
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its userinfo (SRS API Basic auth), for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _database_url(name: str, raw: str) -> str:
@@ -198,6 +207,13 @@ class Config:
     database_url: str | None = None
     #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
     redis_url: str | None = None
+    #: processes sharing the port (SO_REUSEPORT); more than 1 needs cluster mode
+    workers: int = 1
+
+    @property
+    def cluster(self) -> bool:
+        """Cluster mode: rooms in PostgreSQL and nodes joined through Redis."""
+        return self.database_url is not None and self.redis_url is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -210,7 +226,18 @@ class Config:
             values[field] = cast(name, raw)
         if "hook_secret" in values:
             values["hook_secret_set"] = True
-        return cls(**values)
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Rules between settings; :class:`ConfigError` names the variables."""
+        if self.workers > 1 and not self.cluster:
+            raise ConfigError(
+                f"LIVEHUB_WORKERS={self.workers} needs cluster mode: set LIVEHUB_DATABASE_URL "
+                "and LIVEHUB_REDIS_URL (one process serves embedded mode: SQLite and the "
+                "in-process hub cannot be shared)"
+            )
 
     def replace(self, **changes: Any) -> Config:
         if "hook_secret" in changes:
@@ -257,9 +284,11 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LIVEHUB_ENDED_RETENTION_DAYS": ("ended_retention_days", _float),
     "LIVEHUB_PREPARING_TTL_HOURS": ("preparing_ttl_hours", _float),
+    "LIVEHUB_SWEEP_INTERVAL": ("sweep_interval", lambda n, r: _float(n, r, minimum=0.05)),
     # cluster mode
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
+    "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
 }
 
 ENV_VARS: tuple[str, ...] = tuple(_ENV)

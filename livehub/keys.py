@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from livehub.cluster.leader import LeaderLock
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.hub import Hub
@@ -31,4 +32,6 @@ metrics = web.AppKey("metrics", Metrics)
 srs = web.AppKey("srs", SRSClient)
 kicker = web.AppKey("kicker", Kicker)
 reconciler = web.AppKey("reconciler", Reconciler)
+#: cluster mode only: the lock of the node that reconciles and sweeps
+leader = web.AppKey("leader", LeaderLock)
 openapi = web.AppKey("openapi", dict[str, Any])

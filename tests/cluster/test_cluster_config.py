@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from livehub.__main__ import redact_url
-from livehub.config import Config, ConfigError
+from livehub.config import Config, ConfigError, redact_url
 
 
 def test_cluster_mode_is_off_by_default() -> None:
