@@ -131,7 +131,8 @@ async def create_room(session: aiohttp.ClientSession, node: Node, title: str) ->
 async def room_on(session: aiohttp.ClientSession, node: Node, room_id: str) -> dict[str, Any]:
     status, body = await get_json(session, f"{node.url}/api/rooms/{room_id}")
     assert status == 200, (node.name, body)
-    return body
+    room: dict[str, Any] = body
+    return room
 
 
 async def until(check: Any, within: float, every: float = 0.1) -> Any:
