@@ -11,6 +11,8 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -157,10 +159,21 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
 
 
 def _worker(config: Config) -> None:
-    """One of ``--workers N`` processes (forked): the parent's signal handlers do not apply."""
+    """One of ``--workers N`` processes (forked): the parent's signal handlers do not apply,
+    and a worker whose parent died (kill -9) shuts itself down rather than linger."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
     serve(config, reuse_port=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    log.warning("the supervisor (pid %d) is gone: shutting down", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def supervise(config: Config) -> int:
@@ -195,7 +208,8 @@ def supervise(config: Config) -> int:
         ", ".join(str(worker.pid) for worker in workers),
     )
     while running := [worker.sentinel for worker in workers if worker.exitcode is None]:
-        multiprocessing.connection.wait(running)
+        # a timeout too: exit codes are read again at least every second whatever wakes it
+        multiprocessing.connection.wait(running, timeout=1.0)
         if not stopping and any(worker.exitcode is not None for worker in workers):
             early = next(worker for worker in workers if worker.exitcode is not None)
             log.error("worker %s exited with %s: stopping the others", early.pid, early.exitcode)

@@ -59,6 +59,7 @@ class Node:
                 env=self.env,
                 stdout=log,
                 stderr=log,
+                start_new_session=True,  # kill() takes its workers too
             )
         if wait:
             await self.wait_ready()
@@ -92,7 +93,8 @@ class Node:
     async def kill(self) -> None:
         """SIGKILL, as a crash would: no cleanup, no lock released."""
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             await self.proc.wait()
 
     @property
