@@ -18,7 +18,7 @@ import pytest
 from livehub.storage_pg import PostgresStore
 from tests.cluster.nodes import ROOT, Node, create_room, get_json, hook, room_on, until
 from tests.conftest import hook_for
-from tests.engines import EngineUnavailable, PostgresEngine, RedisEngine
+from tests.engines import EngineUnavailable, PostgresEngine, RedisEngine, free_port
 
 StartNode = Callable[..., Node]
 
@@ -133,6 +133,26 @@ async def test_a_newer_postgres_schema_is_refused_at_start_with_one_line(
     log = node.text()
     assert "Traceback" not in log
     assert "database has schema version 99, newer than this livehub supports" in log
+
+
+def test_postgres_unreachable_at_start_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    done = subprocess.run(
+        [sys.executable, "-m", "livehub", "--host", "127.0.0.1", "--port", str(free_port())],
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "LIVEHUB_DATABASE_URL": f"postgresql://livehub:hunter22@127.0.0.1:{port}/livehub",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "ERROR livehub: cannot start: PostgreSQL unreachable: " in done.stderr
+    assert "Traceback" not in done.stderr and "hunter22" not in done.stderr
 
 
 # -- livehub --workers N --------------------------------------------------------------------
