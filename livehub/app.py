@@ -28,7 +28,7 @@ from livehub.domain.hub import Hub
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
-from livehub.domain.store import RoomStore
+from livehub.domain.store import RoomStore, StoreUnavailable
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, PublicUrls, SRSClient
@@ -192,17 +192,32 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     interval = app[keys.config].sweep_interval
     lock = app.get(keys.leader)
 
+    unavailable = False
+
+    async def sweep_once() -> None:
+        nonlocal unavailable
+        try:
+            await rooms.sweep()
+        except StoreUnavailable as exc:  # once per outage, not a traceback per interval
+            if not unavailable:
+                log.warning("room sweep skipped until the database is back: %s", exc.message)
+            unavailable = True
+            return
+        if unavailable:
+            log.info("room sweep: the database is back")
+        unavailable = False
+
     async def sweep() -> None:
         while True:
             try:
-                await rooms.sweep()
+                await sweep_once()
             except Exception:
                 log.exception("room sweep failed")
             await asyncio.sleep(interval)
 
     # in a cluster, the leader sweeps for every node (a window opened by a node that died
     # still ends on time: its deadline is stored)
-    job = sweep() if lock is None else lead(lock, interval, rooms.sweep)
+    job = sweep() if lock is None else lead(lock, interval, sweep_once)
     task = asyncio.create_task(job, name="livehub-sweep")
     yield
     task.cancel()
