@@ -206,6 +206,19 @@ def redis_server(redis_engine: RedisEngine) -> Iterator[RedisEngine]:
 
 
 @pytest.fixture
+def redis_alone() -> Iterator[RedisEngine]:
+    """A Redis of this test alone (whole-process nodes use livehub's default key prefix):
+    leader locks and player counts start empty, and the test may kill it."""
+    try:
+        engine = RedisEngine()
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    engine.start()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
 async def pg_url(postgres: PostgresEngine) -> AsyncIterator[str]:
     """A fresh, empty database of the session's PostgreSQL; dropped after the test."""
     url = await postgres.create_database()

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +18,9 @@ import pytest
 from livehub.storage_pg import PostgresStore
 from tests.cluster.nodes import ROOT, Node, create_room, get_json, hook, room_on, until
 from tests.conftest import hook_for
-from tests.engines import EngineUnavailable, PostgresEngine, RedisEngine, free_port
+from tests.engines import PostgresEngine, RedisEngine, free_port
 
 StartNode = Callable[..., Node]
-
-
-@pytest.fixture
-def redis_alone() -> Iterator[RedisEngine]:
-    try:
-        engine = RedisEngine()
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    engine.start()
-    yield engine
-    engine.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +18,12 @@ import pytest
 
 from tests.cluster.nodes import Node, create_room, get_json, hook, room_on, until
 from tests.conftest import hook_for
-from tests.engines import EngineUnavailable, RedisEngine
+from tests.engines import RedisEngine
 
 WINDOW = 2.0  # the reconnect window of these nodes, seconds
 SWEEP = 0.3  # their sweep interval
 
 StartNode = Callable[..., Node]
-
-
-@pytest.fixture
-def redis_alone() -> Iterator[RedisEngine]:
-    """A Redis of this test alone: leader locks and player counts start empty."""
-    try:
-        engine = RedisEngine()
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    engine.start()
-    yield engine
-    engine.close()
 
 
 @pytest.fixture
