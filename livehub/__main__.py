@@ -6,12 +6,17 @@ into PostgreSQL instead (:mod:`livehub.migrate_db`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -21,8 +26,10 @@ from aiohttp.web_response import StreamResponse
 
 from livehub import __version__
 from livehub.app import create_app
-from livehub.config import Config, ConfigError
+from livehub.config import Config, ConfigError, redact_url
+from livehub.domain.store import StoreUnavailable
 from livehub.storage import SchemaTooNew
+from livehub.storage_pg import SchemaTooNew as PgSchemaTooNew
 from livehub.webhooks.settings import endpoint_label
 
 log = logging.getLogger("livehub")
@@ -65,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
         "--reconnect-window", help="seconds an encoder may reconnect (LIVEHUB_RECONNECT_WINDOW)"
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, ... (LIVEHUB_LOG_LEVEL)")
+    parser.add_argument(
+        "--workers",
+        help="processes sharing the port; more than 1 needs cluster mode (LIVEHUB_WORKERS)",
+    )
     return parser
 
 
@@ -80,6 +91,7 @@ def load_config(argv: Sequence[str] | None = None, env: dict[str, str] | None = 
         "LIVEHUB_PUBLIC_HOST": args.public_host,
         "LIVEHUB_RECONNECT_WINDOW": args.reconnect_window,
         "LIVEHUB_LOG_LEVEL": args.log_level,
+        "LIVEHUB_WORKERS": args.workers,
     }
     merged.update({name: value for name, value in flags.items() if value is not None})
     return Config.from_env(merged)
@@ -104,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"livehub: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # several workers log into one stream: each line says which process wrote it
+    process = " [%(process)d]" if config.workers > 1 else ""
     logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=config.log_level,
+        format=f"%(asctime)s %(levelname)s{process} %(name)s: %(message)s",
     )
     if not config.hook_secret_set:
         log.warning(
@@ -125,6 +140,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings["webhook_urls"] = [endpoint_label(url) for url in config.webhook_urls]
     log.debug("config: %s", settings)
     logging.getLogger("aiohttp.server").addFilter(_malformed_requests_at_info)
+    if config.workers > 1:
+        raise SystemExit(supervise(config))
+    serve(config)
+
+
+def serve(config: Config, *, reuse_port: bool = False) -> None:
+    """Run one livehub process until a signal stops it; SystemExit(2) for a database newer
+    than this livehub, SystemExit(1) for a PostgreSQL unreachable at start-up."""
     _install_uvloop()
     log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
     try:
@@ -133,24 +156,82 @@ def main(argv: Sequence[str] | None = None) -> None:
             host=config.host,
             port=config.port,
             backlog=LISTEN_BACKLOG,
+            reuse_port=reuse_port or None,
             shutdown_timeout=config.shutdown_timeout,
             access_log_class=AccessLogger,
             print=None,
         )
-    except SchemaTooNew as exc:
+    except (SchemaTooNew, PgSchemaTooNew) as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
+    except StoreUnavailable as exc:
+        log.error("cannot start: %s", exc.message)
+        raise SystemExit(1) from None
     # run_app returns once a signal (SIGTERM, SIGINT) stopped it and every cleanup ran
     log.info("livehub shut down cleanly")
 
 
-def redact_url(url: str) -> str:
-    """``url`` without the password of its userinfo (SRS API Basic auth), for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+def _worker(config: Config) -> None:
+    """One of ``--workers N`` processes (forked): the parent's signal handlers do not apply,
+    and a worker whose parent died (kill -9) shuts itself down rather than linger."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
+    serve(config, reuse_port=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    log.warning("the supervisor (pid %d) is gone: shutting down", parent)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def supervise(config: Config) -> int:
+    """``--workers N``: N processes serving one port (SO_REUSEPORT: the kernel spreads new
+    connections over them), each a full cluster node. SIGTERM or SIGINT to this parent is
+    passed to every worker, which shuts down as a single process does; a worker that exits
+    by itself stops the others too (the orchestrator restarts the whole). Returns the exit
+    status: 0 when every worker shut down cleanly, 2 for a refused database, else 1."""
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_worker, args=(config,), name=f"livehub-worker-{n}")
+        for n in range(1, config.workers + 1)
+    ]
+    stopping = False
+
+    def stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for worker in workers:
+        worker.start()
+    log.info(
+        "livehub: %d workers on port %d (pids %s)",
+        len(workers),
+        config.port,
+        ", ".join(str(worker.pid) for worker in workers),
+    )
+    while running := [worker.sentinel for worker in workers if worker.exitcode is None]:
+        # a timeout too: exit codes are read again at least every second whatever wakes it
+        multiprocessing.connection.wait(running, timeout=1.0)
+        if not stopping and any(worker.exitcode is not None for worker in workers):
+            early = next(worker for worker in workers if worker.exitcode is not None)
+            log.error("worker %s exited with %s: stopping the others", early.pid, early.exitcode)
+            stop()
+    codes = [worker.exitcode for worker in workers]
+    if all(code == 0 for code in codes):
+        log.info("livehub: every worker shut down cleanly")
+        return 0
+    return 2 if 2 in codes else 1
 
 
 def _malformed_requests_at_info(record: logging.LogRecord) -> bool:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -17,14 +20,17 @@ from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
+from livehub.cluster.leader import LeaderLock, lead
+from livehub.cluster.players import RedisPlayers
 from livehub.cluster.redis_bus import RedisBus
-from livehub.config import Config
+from livehub.config import Config, redact_url
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Hub
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
+from livehub.domain.store import StoreUnavailable
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, PublicUrls, SRSClient, SRSOrigins
@@ -120,6 +126,7 @@ def create_app(config: Config) -> web.Application:
         app[keys.bus] = hub.bus
         app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(leader_ctx)
     app.cleanup_ctx.append(srs_ctx)
     app.cleanup_ctx.append(sweep_ctx)
     app.on_shutdown.append(close_websockets)
@@ -175,37 +182,87 @@ async def _open_store(app: web.Application) -> SQLiteStore | PostgresStore:
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The room store (PostgreSQL with ``LIVEHUB_DATABASE_URL``, else the SQLite file) and the
+    player counts (Redis with ``LIVEHUB_REDIS_URL``, else this process's memory)."""
     config = app[keys.config]
     rooms = app[keys.rooms]
     store = await _open_store(app)
-    app[keys.store] = store
-    rooms.use(store)
-    await rooms.rearm()
-    log.info(
-        "database %s: %d rooms live, %d preparing",
-        config.db_path,
-        await store.count(RoomStatus.LIVE),
-        await store.count(RoomStatus.PREPARING),
-    )
+    where = config.db_path if config.database_url is None else redact_url(config.database_url)
+    players: RedisPlayers | None = None
+    try:
+        if config.redis_url is not None:
+            players = RedisPlayers(config.redis_url)
+            await players.start()  # waits up to 2 s for Redis; never fails
+        app[keys.store] = store
+        rooms.use(store, players)
+        await rooms.rearm()
+        log.info(
+            "database %s: %d rooms live, %d preparing",
+            where,
+            await store.count(RoomStatus.LIVE),
+            await store.count(RoomStatus.PREPARING),
+        )
+    except BaseException:
+        if players is not None:
+            await players.close()
+        await store.close()
+        raise
     yield
     rooms.shutdown()
+    if players is not None:
+        await players.close()
     await store.close()
+
+
+async def leader_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cluster mode: the leader lock under which one node at a time reconciles with SRS and
+    sweeps; it moves to another node within a few seconds when its holder dies. Embedded
+    mode: no lock (the one process always leads)."""
+    config = app[keys.config]
+    if not config.cluster or config.redis_url is None:
+        yield
+        return
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+    lock = LeaderLock(config.redis_url, "housekeeping", owner)
+    await lock.start()
+    app[keys.leader] = lock
+    yield
+    await lock.close()  # released at once: another node takes over without waiting the TTL
 
 
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     """End what is due (reconnect windows, the preparing TTL) and delete old history."""
     rooms = app[keys.rooms]
     interval = app[keys.config].sweep_interval
+    lock = app.get(keys.leader)
+
+    unavailable = False
+
+    async def sweep_once() -> None:
+        nonlocal unavailable
+        try:
+            await rooms.sweep()
+        except StoreUnavailable as exc:  # once per outage, not a traceback per interval
+            if not unavailable:
+                log.warning("room sweep skipped until the database is back: %s", exc.message)
+            unavailable = True
+            return
+        if unavailable:
+            log.info("room sweep: the database is back")
+        unavailable = False
 
     async def sweep() -> None:
         while True:
             try:
-                await rooms.sweep()
+                await sweep_once()
             except Exception:
                 log.exception("room sweep failed")
             await asyncio.sleep(interval)
 
-    task = asyncio.create_task(sweep(), name="livehub-sweep")
+    # in a cluster, the leader sweeps for every node (a window opened by a node that died
+    # still ends on time: its deadline is stored)
+    job = sweep() if lock is None else lead(lock, interval, sweep_once)
+    task = asyncio.create_task(job, name="livehub-sweep")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -223,8 +280,13 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.srs_origins] = origins
         app[keys.srs] = origins.primary
         app[keys.kicker].origins = origins
+        lock = app.get(keys.leader)
         reconciler = Reconciler(
-            app[keys.rooms], origins, app[keys.metrics], config.reconcile_interval
+            app[keys.rooms],
+            origins,
+            app[keys.metrics],
+            config.reconcile_interval,
+            leader=None if lock is None else lambda: lock.is_leader,
         )
         app[keys.reconciler] = reconciler
         task = asyncio.create_task(reconciler.run(), name="livehub-reconcile")

@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from livehub.webhooks import settings as webhook_settings
 from livehub.webhooks.settings import WebhookSecret
@@ -105,6 +105,15 @@ def _redacted(raw: str) -> str:
     except ValueError:
         return "(unparsable URL)"
     return raw.replace(f":{password}@", ":***@") if password else raw
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password of its userinfo (SRS API Basic auth), for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _database_url(name: str, raw: str) -> str:
@@ -250,6 +259,9 @@ class Config:
     #: days a delivered webhook row is kept (0: for ever); failed rows are always kept
     webhook_retention_days: float = 7.0
 
+    #: processes sharing the port (SO_REUSEPORT); more than 1 needs cluster mode
+    workers: int = 1
+
     def __post_init__(self) -> None:
         try:
             webhook_settings.check(
@@ -259,6 +271,11 @@ class Config:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+    @property
+    def cluster(self) -> bool:
+        """Cluster mode: rooms in PostgreSQL and nodes joined through Redis."""
+        return self.database_url is not None and self.redis_url is not None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -276,7 +293,18 @@ class Config:
                 "LIVEHUB_SRS_API_URL and LIVEHUB_SRS_API_URLS are both set: "
                 "give one SRS in the first or every SRS in the second"
             )
-        return cls(**values)
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Rules between settings; :class:`ConfigError` names the variables."""
+        if self.workers > 1 and not self.cluster:
+            raise ConfigError(
+                f"LIVEHUB_WORKERS={self.workers} needs cluster mode: set LIVEHUB_DATABASE_URL "
+                "and LIVEHUB_REDIS_URL (one process serves embedded mode: SQLite and the "
+                "in-process hub cannot be shared)"
+            )
 
     @property
     def srs_origins(self) -> tuple[tuple[str, str], ...]:
@@ -330,9 +358,11 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LIVEHUB_ENDED_RETENTION_DAYS": ("ended_retention_days", _float),
     "LIVEHUB_PREPARING_TTL_HOURS": ("preparing_ttl_hours", _float),
+    "LIVEHUB_SWEEP_INTERVAL": ("sweep_interval", lambda n, r: _float(n, r, minimum=0.05)),
     # cluster mode
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
+    "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
 }
 
 

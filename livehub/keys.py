@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from livehub.cluster.leader import LeaderLock
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
@@ -38,6 +39,8 @@ srs = web.AppKey("srs", SRSClient)
 srs_origins = web.AppKey("srs_origins", SRSOrigins)
 kicker = web.AppKey("kicker", Kicker)
 reconciler = web.AppKey("reconciler", Reconciler)
+#: cluster mode only: the lock of the node that reconciles and sweeps
+leader = web.AppKey("leader", LeaderLock)
 openapi = web.AppKey("openapi", dict[str, Any])
 # webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
 webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)

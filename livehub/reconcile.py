@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService
@@ -31,11 +32,24 @@ UNSIGNED_TRIGGER_INTERVAL = 10.0
 
 
 class Reconciler:
+    """Runs reconciliation passes. ``leader`` (cluster mode) tells whether this node holds the
+    leader lock: the start-up and periodic passes run only there, so one node at a time asks
+    SRS; a pass triggered here (a hook showed SRS restarted) runs on this node anyway, as it is
+    rare and safe to repeat (every change is a conditional write)."""
+
     def __init__(
-        self, rooms: RoomService, srs: SRSClient | SRSOrigins, metrics: Metrics, interval: float
+        self,
+        rooms: RoomService,
+        srs: SRSClient | SRSOrigins,
+        metrics: Metrics,
+        interval: float,
+        *,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self._rooms = rooms
         self._origins = srs if isinstance(srs, SRSOrigins) else SRSOrigins([srs])
+        self._leader = leader
+        self._triggered = False
         self._metrics = metrics
         self._interval = interval
         self._wake = asyncio.Event()
@@ -49,7 +63,13 @@ class Reconciler:
 
     def trigger(self) -> None:
         """Reconcile as soon as possible (SRS restarted)."""
+        self._triggered = True
         self._wake.set()
+
+    @property
+    def leading(self) -> bool:
+        """Whether the scheduled passes run on this node (always, outside cluster mode)."""
+        return self._leader is None or self._leader()
 
     def trigger_unsigned(self) -> bool:
         """Reconcile soon for an unsigned request, unless one did within the interval.
@@ -123,8 +143,10 @@ class Reconciler:
         """Forever: at start, every ``interval`` seconds, and when triggered."""
         while True:
             self._wake.clear()
+            triggered, self._triggered = self._triggered, False
             try:
-                await self.run_once()
+                if triggered or self.leading:
+                    await self.run_once()
             except Exception:
                 log.exception("reconciliation failed")
             timeout = self._interval if self._interval > 0 else None

@@ -402,8 +402,8 @@ class PostgresStore:
 
         return await self._with_connection(run)
 
-    async def _fetch_one(self, where: str, *args: object) -> Room | None:
-        rooms = await self._fetch(f"{_SELECT} WHERE {where} LIMIT 1", *args)
+    async def _fetch_one(self, where: str, *args: object, order: str = "") -> Room | None:
+        rooms = await self._fetch(f"{_SELECT} WHERE {where} {order} LIMIT 1", *args)
         return rooms[0] if rooms else None
 
     async def get(self, room_id: str) -> Room | None:
@@ -413,7 +413,12 @@ class PostgresStore:
         return await self._fetch_one("stream_key = $1", stream_key)
 
     async def get_by_publisher(self, client_id: str) -> Room | None:
-        return await self._fetch_one("publisher_client_id = $1 AND status != 'ended'", client_id)
+        # SRS reuses client ids after a restart: the publish accepted last is the one meant
+        return await self._fetch_one(
+            "publisher_client_id = $1 AND status != 'ended'",
+            client_id,
+            order="ORDER BY published_at DESC NULLS LAST, created_at DESC",
+        )
 
     async def page(
         self, status: RoomStatus | None, limit: int, after: Cursor | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from livehub.config import Config
-from tests.engines import EngineUnavailable, PostgresEngine
+from tests.engines import EngineUnavailable, PostgresEngine, RedisEngine
 
 if TYPE_CHECKING:
     from tests.fake_srs import FakeSRS
@@ -154,13 +155,29 @@ async def srs() -> AsyncIterator[FakeSRS]:
     await fake.stop()
 
 
-# -- a throwaway PostgreSQL (cluster tests, the webhook queue suite) -------------------------
+# -- throwaway PostgreSQL and Redis (tests/engines.py) ------------------------------------------
+# One of each per test session, shared by the store behaviour suite (tests/test_store_behaviour.py)
+# and the cluster tests (tests/cluster/). Each test gets its own PostgreSQL database (``pg_url``)
+# and its own Redis key prefix (``redis_prefix``). Fault tests stop, kill and restart the
+# session's servers; the fixtures bring them back up afterwards. Without the Debian packages the
+# tests skip with the reason (as the browser tests do without Chromium); ``.ci/run`` installs them.
 
 
 @pytest.fixture(scope="session")
 def postgres_engine() -> Iterator[PostgresEngine]:
     try:
         engine = PostgresEngine()
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    engine.start()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def redis_engine() -> Iterator[RedisEngine]:
+    try:
+        engine = RedisEngine()
     except EngineUnavailable as exc:
         pytest.skip(str(exc))
     engine.start()
@@ -179,8 +196,37 @@ def postgres(postgres_engine: PostgresEngine) -> Iterator[PostgresEngine]:
 
 
 @pytest.fixture
+def redis_server(redis_engine: RedisEngine) -> Iterator[RedisEngine]:
+    """The session's Redis, running again after the test whatever the test did to it."""
+    if redis_engine.process is None or redis_engine.process.poll() is not None:
+        redis_engine.start()
+    yield redis_engine
+    if redis_engine.process is None or redis_engine.process.poll() is not None:
+        redis_engine.start()
+
+
+@pytest.fixture
+def redis_alone() -> Iterator[RedisEngine]:
+    """A Redis of this test alone (whole-process nodes use livehub's default key prefix):
+    leader locks and player counts start empty, and the test may kill it."""
+    try:
+        engine = RedisEngine()
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))
+    engine.start()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
 async def pg_url(postgres: PostgresEngine) -> AsyncIterator[str]:
     """A fresh, empty database of the session's PostgreSQL; dropped after the test."""
     url = await postgres.create_database()
     yield url
     await postgres.drop_database(url)
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key and channel prefix of this test alone."""
+    return f"t{secrets.token_hex(4)}:"

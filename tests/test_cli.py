@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import unused_port
 
-from livehub.__main__ import _malformed_requests_at_info, load_config, redact_url
-from livehub.config import Config, ConfigError
+from livehub.__main__ import _malformed_requests_at_info, load_config
+from livehub.config import Config, ConfigError, redact_url
 from tests.conftest import hook_fixture
 
 SECRET = "cli-hook-secret-abcdefghijklmnop"

@@ -1,179 +1,347 @@
-"""The behaviour every :class:`RoomStore` adapter keeps (``livehub/domain/store.py``), run
-against each adapter through the parametrized ``store`` fixture. An adapter joins by adding
-itself to ``ADAPTERS`` (PostgreSQL: a fixture that opens it on the test database and skips
-without one); adapter-specific checks (SQLite's files, migrations, the outbox rows as stored)
-stay in that adapter's own test module."""
+"""The behaviour every :class:`RoomStore` adapter keeps (``livehub/domain/store.py``), run against
+each adapter in ``ADAPTERS``: SQLite (embedded) and PostgreSQL (cluster; skipped with the reason
+where PostgreSQL is not installed). Adapter-specific checks stay with the adapter: SQLite's
+files and migrations in ``tests/test_storage.py``; what only a shared server brings (nodes
+migrating together, racing pools, restarts) in ``tests/cluster/test_storage_pg.py``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
-from livehub.domain.store import RoomStore
+from livehub.domain.store import RoomStore, StoreUnavailable
 from livehub.domain.tokens import hash_token
 from livehub.storage import SQLiteStore
+from livehub.storage_pg import PostgresStore
+from tests.engines import PostgresEngine
+
+ENDPOINTS = ("http://hooks.example/a", "http://hooks.example/b")
+T0 = 1_790_000_000_000
 
 
-async def sqlite_store(tmp_path: Path) -> RoomStore:
-    return SQLiteStore(str(tmp_path / "livehub.db"), webhook_endpoints=("https://a.example/h",))
+@dataclasses.dataclass
+class Opened:
+    """An adapter on an empty database, and a reader of the webhook rows it staged (what a
+    webhook sender would read)."""
+
+    store: RoomStore
+    read: Callable[[str], Any]  # query -> rows as dicts (awaitable)
+
+    async def deliveries(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await self.read(
+            "SELECT endpoint, room_id, seq, type, body, state, attempts "
+            "FROM webhook_deliveries ORDER BY id"
+        )
+        return rows
 
 
-ADAPTERS: dict[str, Callable[[Path], Awaitable[RoomStore]]] = {"sqlite": sqlite_store}
+Adapter = Callable[
+    [pytest.FixtureRequest, tuple[str, ...]], contextlib.AbstractAsyncContextManager[Opened]
+]
+
+
+@contextlib.asynccontextmanager
+async def sqlite_adapter(
+    request: pytest.FixtureRequest, endpoints: tuple[str, ...]
+) -> AsyncIterator[Opened]:
+    path = str(request.getfixturevalue("tmp_path") / "livehub.db")
+    store = SQLiteStore(path, webhook_endpoints=endpoints)
+
+    async def read(query: str) -> list[dict[str, Any]]:
+        db = sqlite3.connect(path)
+        try:
+            cursor = db.execute(query)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor]
+        finally:
+            db.close()
+
+    try:
+        yield Opened(store, read)
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def postgres_adapter(
+    request: pytest.FixtureRequest, endpoints: tuple[str, ...]
+) -> AsyncIterator[Opened]:
+    engine: PostgresEngine = request.getfixturevalue("postgres")  # skips without PostgreSQL
+    url = await engine.create_database()
+    store = await PostgresStore.open(url, webhook_endpoints=endpoints)
+
+    async def read(query: str) -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(row.items()) for row in await conn.fetch(query)]
+        finally:
+            await conn.close()
+
+    try:
+        yield Opened(store, read)
+    finally:
+        await store.close()
+        await engine.drop_database(url)
+
+
+ADAPTERS: dict[str, Adapter] = {"sqlite": sqlite_adapter, "postgres": postgres_adapter}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RoomStore]:
-    opened = await ADAPTERS[request.param](tmp_path)
-    yield opened
-    await opened.close()
+async def outbox(request: pytest.FixtureRequest) -> AsyncIterator[Opened]:
+    """An adapter with two webhook endpoints configured."""
+    async with ADAPTERS[request.param](request, ENDPOINTS) as opened:
+        yield opened
 
 
-def make_room(**overrides: Any) -> Room:
+@pytest.fixture(params=sorted(ADAPTERS))
+async def quiet(request: pytest.FixtureRequest) -> AsyncIterator[Opened]:
+    """An adapter with no webhook endpoints configured."""
+    async with ADAPTERS[request.param](request, ()) as opened:
+        yield opened
+
+
+def make_room(n: int, *, created_at: int | None = None, **changes: Any) -> Room:
     values: dict[str, Any] = {
-        "id": "abc123def456",
-        "title": "测试 room",
-        "stream_key": "stream-abc123def456",
-        "status": RoomStatus.LIVE,
-        "created_at": 1_700_000_000_000,
-        "start_time": 1_700_000_001_000,
-        "end_time": None,
-        "publish_token": "publish-token",
-        "owner_token_hash": hash_token("owner-token"),
-        "publisher_client_id": "2o5x91ed",
-        "publisher_service_id": "t3q9z0bm",
-        "reconnecting_since": 1_700_000_002_000,
-        "published_at": 1_700_000_001_000,
+        "id": f"room{n:03d}",
+        "title": f"测试 room {n}",
+        "stream_key": f"key{n:03d}",
+        "created_at": T0 + n if created_at is None else created_at,
+        "publish_token": f"publish-secret-{n}",
+        "owner_token_hash": hash_token(f"owner-secret-{n}"),
     }
-    values.update(overrides)
+    values.update(changes)
     return Room(**values)
 
 
-async def test_rooms_round_trip_and_reads_are_fresh_objects(store: RoomStore) -> None:
-    room = make_room()
+def event(kind: EventType, room: Room, at: int = T0, **extra: Any) -> RoomEvent:
+    return RoomEvent(type=kind, room_id=room.id, at=at, extra=extra)
+
+
+async def test_insert_then_read_by_every_key_as_fresh_objects(quiet: Opened) -> None:
+    store = quiet.store
+    room = make_room(
+        1,
+        publisher_client_id="c1",
+        publisher_service_id="t3q9z0bm",
+        status=RoomStatus.LIVE,
+        start_time=T0 + 5,
+        reconnecting_since=T0 + 7,
+        published_at=T0 + 5,
+    )
     await store.insert(room)
     assert (room.version, room.event_seq) == (1, 0)
-    got = await store.get(room.id)
-    assert got == room and got is not room
-    assert got is not None
-    got.title = "changed here only"
-    assert await store.get(room.id) == room
-    assert await store.get_by_stream(room.stream_key) == room
-    assert await store.get("nope") is None and await store.get_by_stream("nope") is None
+    for found in (
+        await store.get("room001"),
+        await store.get_by_stream("key001"),
+        await store.get_by_publisher("c1"),
+    ):
+        assert found == room
+        assert found is not room
+    assert await store.get("nope") is None
+    assert await store.get_by_stream("nope") is None
+    # reads are fresh objects: mutating one changes nothing stored
+    copy = await store.get("room001")
+    assert copy is not None
+    copy.title = "changed here only"
+    assert await store.get("room001") == room
     assert await store.ping()
 
 
-async def test_a_duplicate_id_or_stream_key_is_refused(store: RoomStore) -> None:
-    await store.insert(make_room())
-    with pytest.raises(Exception):  # noqa: B017 - each adapter's integrity error
-        await store.insert(make_room(stream_key="other"))
-    with pytest.raises(Exception):  # noqa: B017
-        await store.insert(make_room(id="other"))
+async def test_a_duplicate_id_or_stream_key_raises_and_is_not_unavailability(
+    quiet: Opened,
+) -> None:
+    store = quiet.store
+    await store.insert(make_room(1))
+    for duplicate in (make_room(1, stream_key="other"), make_room(2, stream_key="key001")):
+        with pytest.raises(Exception) as raised:
+            await store.insert(duplicate)
+        assert not isinstance(raised.value, StoreUnavailable)
+        assert duplicate.version == 0  # not stored
     assert await store.count() == 1
 
 
-async def test_events_count_into_event_seq(store: RoomStore) -> None:
-    room = make_room()
-    await store.insert(room, [RoomEvent(type=EventType.ROOM_CREATED, room_id=room.id, at=1)])
-    went = dataclasses.replace(room, status=RoomStatus.ENDED, end_time=2)
-    events = [RoomEvent(type=EventType.ROOM_ENDED, room_id=room.id, at=2)]
-    assert await store.update(went, 1, events)
-    await store.append_events([RoomEvent(type=EventType.HOST_LEFT, room_id=room.id, at=3)])
-    await store.append_events([RoomEvent(type=EventType.HOST_LEFT, room_id="gone", at=3)])
-    stored = await store.get(room.id)
-    assert stored is not None and (stored.version, stored.event_seq) == (2, 3)
-
-
-async def test_a_conditional_update_on_a_stale_version_writes_nothing(store: RoomStore) -> None:
-    room = make_room()
-    await store.insert(room)
-    first = dataclasses.replace(room, title="first")
-    second = dataclasses.replace(room, title="second")
-    event = RoomEvent(type=EventType.ROOM_ENDED, room_id=room.id, at=1)
-    assert await store.update(first, 1, [event])
-    assert not await store.update(second, 1, [event])
-    assert (second.version, second.event_seq) == (1, 0)  # the object is left as it was
-    assert await store.get(room.id) == first and (first.version, first.event_seq) == (2, 1)
+async def test_a_conditional_update_writes_only_on_the_expected_version(outbox: Opened) -> None:
+    store = outbox.store
+    room = make_room(1)
+    await store.insert(room, [event(EventType.ROOM_CREATED, room)])
+    first = await store.get(room.id)
+    second = await store.get(room.id)
+    assert first is not None and second is not None
+    first.status, first.start_time, first.publisher_client_id = RoomStatus.LIVE, T0 + 9, "c1"
+    assert await store.update(first, 1, [event(EventType.ROOM_LIVE, first, T0 + 9)])
+    assert (first.version, first.event_seq) == (2, 2)
+    # the second writer read version 1 too: it loses, and nothing of it is written
+    second.status, second.end_time = RoomStatus.ENDED, T0 + 10
+    assert not await store.update(second, 1, [event(EventType.ROOM_ENDED, second, T0 + 10)])
+    assert (second.version, second.event_seq) == (1, 1)  # the object is left as it was
+    assert await store.get(room.id) == first
+    assert [(r["type"], r["seq"]) for r in await outbox.deliveries()] == [
+        ("room.created", 1),
+        ("room.created", 1),
+        ("room.live", 2),
+        ("room.live", 2),
+    ]
+    # the loser reads again and decides again
+    assert await store.update(first, 2) is True
+    assert first.version == 3
+    # a room that is not there is never written
     assert not await store.update(dataclasses.replace(room, id="missing"), 1)
 
 
+async def test_events_are_staged_once_per_endpoint_with_the_public_view(outbox: Opened) -> None:
+    store = outbox.store
+    room = make_room(7)
+    await store.insert(room, [event(EventType.ROOM_CREATED, room, T0 + 1)])
+    room.status = RoomStatus.LIVE
+    await store.update(
+        room,
+        1,
+        [
+            event(EventType.ROOM_LIVE, room, T0 + 2),
+            event(EventType.HOST_JOINED, room, T0 + 3, peerId="p1"),
+        ],
+    )
+    rows = await outbox.deliveries()
+    assert [(r["endpoint"], r["seq"], r["type"]) for r in rows] == [
+        (ENDPOINTS[0], 1, "room.created"),
+        (ENDPOINTS[1], 1, "room.created"),
+        (ENDPOINTS[0], 2, "room.live"),
+        (ENDPOINTS[1], 2, "room.live"),
+        (ENDPOINTS[0], 3, "host.joined"),
+        (ENDPOINTS[1], 3, "host.joined"),
+    ]
+    assert {(r["state"], r["attempts"], r["room_id"]) for r in rows} == {("pending", 0, "room007")}
+    body = json.loads(rows[4]["body"])
+    assert body["type"] == "host.joined"
+    assert body["timestamp"] == "2026-09-21T14:13:20.003Z"
+    assert (body["data"]["id"], body["data"]["peerId"], body["data"]["seq"]) == ("room007", "p1", 3)
+    for row in rows:  # never a secret in a webhook body
+        assert "secret" not in row["body"]
+        assert room.owner_token_hash not in row["body"]
+
+
+async def test_without_endpoints_nothing_is_staged_but_seq_counts(quiet: Opened) -> None:
+    store = quiet.store
+    room = make_room(1)
+    await store.insert(room, [event(EventType.ROOM_CREATED, room)])
+    await store.append_events([event(EventType.VIEWERS_UPDATED, room)])
+    stored = await store.get(room.id)
+    assert stored is not None and stored.event_seq == 2
+    assert await quiet.deliveries() == []
+
+
+async def test_append_events_counts_and_stages_and_drops_unknown_rooms(outbox: Opened) -> None:
+    store = outbox.store
+    room = make_room(1)
+    await store.insert(room)
+    gone = make_room(2)
+    await store.append_events(
+        [
+            event(EventType.VIEWERS_UPDATED, room, viewers=3),
+            event(EventType.VIEWERS_UPDATED, gone),
+            event(EventType.HOST_LEFT, room),
+        ]
+    )
+    stored = await store.get(room.id)
+    assert stored is not None and (stored.version, stored.event_seq) == (1, 2)
+    rows = await outbox.deliveries()
+    assert [(r["room_id"], r["seq"], r["type"]) for r in rows[::2]] == [
+        ("room001", 1, "viewers.updated"),
+        ("room001", 2, "host.left"),
+    ]
+    assert json.loads(rows[0]["body"])["data"]["viewers"] == 3
+
+
 async def test_publisher_lookup_ignores_ended_rooms_and_prefers_the_latest_publish(
-    store: RoomStore,
+    quiet: Opened,
 ) -> None:
-    old = make_room(id="old", stream_key="s-old", status=RoomStatus.ENDED, published_at=1)
-    older = make_room(id="older", stream_key="s-older", published_at=5)
-    newer = make_room(id="newer", stream_key="s-newer", published_at=9)
-    for room in (old, older, newer):
+    store = quiet.store
+    client = "2o5x91ed"
+    ended = make_room(1, publisher_client_id=client, status=RoomStatus.ENDED, published_at=T0 + 20)
+    older = make_room(2, publisher_client_id=client, status=RoomStatus.LIVE, published_at=T0 + 5)
+    newer = make_room(3, publisher_client_id=client, status=RoomStatus.LIVE, published_at=T0 + 9)
+    for room in (ended, newer, older):  # insertion order is not what decides
         await store.insert(room)
-    assert await store.get_by_publisher("2o5x91ed") == newer
+    assert await store.get_by_publisher("2o5x91ed") == newer  # SRS reuses ids after a restart
     assert await store.get_by_publisher("unknown") is None
 
 
-async def test_keyset_pages_by_status_and_counts(store: RoomStore) -> None:
+async def test_keyset_pages_cover_every_room_once_newest_first(quiet: Opened) -> None:
+    store = quiet.store
     statuses = [RoomStatus.ENDED, RoomStatus.PREPARING, RoomStatus.LIVE]
-    rooms = [
-        make_room(
-            id=f"r{i:03d}",
-            stream_key=f"s{i:03d}",
-            created_at=1000 + i // 2,  # pairs share a millisecond: the id breaks the tie
-            status=statuses[i % 3],
-        )
-        for i in range(30)
-    ]
+    # three rooms per millisecond: the id breaks the tie
+    rooms = [make_room(n, created_at=T0 + n // 3, status=statuses[n % 3]) for n in range(25)]
     for room in rooms:
         await store.insert(room)
     newest_first = sorted(rooms, key=lambda r: (r.created_at, r.id), reverse=True)
     seen: list[Room] = []
     after = None
-    while True:
-        page = await store.page(None, 7, after)
-        if not page:
-            break
+    while page := await store.page(None, 7, after):
         seen.extend(page)
         after = (page[-1].created_at, page[-1].id)
     assert seen == newest_first
-    ended = await store.page(RoomStatus.ENDED, 4, (rooms[20].created_at, rooms[20].id))
-    expected = [r for r in newest_first if r.status is RoomStatus.ENDED and r.created_at <= 1010]
-    assert ended == [r for r in expected if (r.created_at, r.id) < (1010, "r020")][:4]
-    assert await store.count() == 30
-    assert [await store.count(status) for status in statuses] == [10, 10, 10]
-    assert {room.id for room in await store.live()} == {r.id for r in rooms if r.status == "live"}
-    # counts follow status changes and deletions (kept by triggers)
-    live = rooms[2]
-    assert await store.update(dataclasses.replace(live, status=RoomStatus.ENDED, end_time=5), 1)
-    assert [await store.count(status) for status in statuses] == [11, 10, 9]
-    assert await store.delete_ended_before(6, limit=3) == 1  # only that one ended before 6
-    assert await store.count() == 29 and await store.count(RoomStatus.ENDED) == 10
-
-
-async def test_due_queries(store: RoomStore) -> None:
-    due = make_room(id="due", stream_key="s1", reconnecting_since=100)
-    later = make_room(id="later", stream_key="s2", reconnecting_since=200)
-    fresh = make_room(id="fresh", stream_key="s3", reconnecting_since=None)
-    stale = make_room(
-        id="stale",
-        stream_key="s4",
-        status=RoomStatus.PREPARING,
-        reconnecting_since=None,
-        created_at=50,
+    for status in statuses:
+        expected = [r for r in newest_first if r.status is status]
+        first = await store.page(status, 3)
+        rest = await store.page(status, 10, (first[-1].created_at, first[-1].id))
+        assert first + rest == expected
+    # a cursor is a position, not a room: any (created_at, id) pair works
+    assert (
+        await store.page(None, 2, (T0 + 4, "room013"))
+        == [r for r in newest_first if (r.created_at, r.id) < (T0 + 4, "room013")][:2]
     )
-    for room in (due, later, fresh, stale):
+
+
+async def test_counts_follow_inserts_transitions_and_deletes(quiet: Opened) -> None:
+    store = quiet.store
+    rooms = [make_room(n) for n in range(6)]
+    for room in rooms:
         await store.insert(room)
-    assert [room.id for room in await store.reconnect_due(150)] == ["due"]
-    assert [room.id for room in await store.preparing_before(51)] == ["stale"]
-    assert await store.preparing_before(50) == []
+    for room in rooms[:3]:
+        room.status = RoomStatus.LIVE
+        assert await store.update(room, room.version)
+    rooms[0].status, rooms[0].end_time = RoomStatus.ENDED, T0 + 100
+    assert await store.update(rooms[0], rooms[0].version)
+    rooms[5].status, rooms[5].end_time = RoomStatus.ENDED, T0 + 200
+    assert await store.update(rooms[5], rooms[5].version)
+    counts = [await store.count(s) for s in RoomStatus] + [await store.count()]
+    assert counts == [2, 2, 2, 6]  # preparing, live, ended, all
+    assert {r.id for r in await store.live()} == {"room001", "room002"}
+    assert await store.delete_ended_before(T0 + 150) == 1
+    assert (await store.count(RoomStatus.ENDED), await store.count()) == (1, 5)
+    assert await store.get(rooms[0].id) is None
 
 
-async def test_retention_deletes_in_bounded_batches(store: RoomStore) -> None:
-    for i in range(7):
-        await store.insert(
-            make_room(id=f"e{i}", stream_key=f"s{i}", status=RoomStatus.ENDED, end_time=i)
-        )
-    assert await store.delete_ended_before(5, limit=3) == 3
-    assert await store.delete_ended_before(5, limit=3) == 2
-    assert await store.delete_ended_before(5, limit=3) == 0
-    assert sorted(room.id for room in await store.page(None, 10)) == ["e5", "e6"]
+async def test_due_queries(quiet: Opened) -> None:
+    store = quiet.store
+    live = make_room(1, status=RoomStatus.LIVE, reconnecting_since=T0 + 10)
+    later = make_room(2, status=RoomStatus.LIVE, reconnecting_since=T0 + 50)
+    steady = make_room(3, status=RoomStatus.LIVE)
+    old = make_room(4, created_at=T0 - 1000)
+    fresh = make_room(5)
+    for room in (live, later, steady, old, fresh):
+        await store.insert(room)
+    assert [r.id for r in await store.reconnect_due(T0 + 10)] == ["room001"]
+    assert sorted(r.id for r in await store.reconnect_due(T0 + 60)) == ["room001", "room002"]
+    assert [r.id for r in await store.live()] == ["room001", "room002", "room003"]
+    assert [r.id for r in await store.preparing_before(T0)] == ["room004"]
+    assert await store.preparing_before(T0 - 1000) == []
+    assert [r.id for r in await store.preparing_before(T0 + 100, limit=1)] == ["room004"]
+
+
+async def test_retention_deletes_in_bounded_batches(quiet: Opened) -> None:
+    store = quiet.store
+    for n in range(7):
+        await store.insert(make_room(n, status=RoomStatus.ENDED, end_time=T0 + n))
+    await store.insert(make_room(9, status=RoomStatus.LIVE))
+    assert [await store.delete_ended_before(T0 + 5, limit=2) for _ in range(4)] == [2, 2, 1, 0]
+    assert sorted(r.id for r in await store.page(None, 10)) == ["room005", "room006", "room009"]

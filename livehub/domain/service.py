@@ -189,9 +189,12 @@ class RoomService:
     def store(self) -> RoomStore:
         return self._store
 
-    def use(self, store: RoomStore) -> None:
-        """Use ``store`` from now on (the app opens it in a cleanup context)."""
+    def use(self, store: RoomStore, players: PlayerCounts | None = None) -> None:
+        """Use ``store`` (and ``players``, when given) from now on: the app opens them in a
+        cleanup context."""
         self._store = store
+        if players is not None:
+            self.players = players
 
     def subscribe(self, listener: RoomListener) -> None:
         self._listeners.append(listener)

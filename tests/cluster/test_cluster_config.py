@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from livehub.__main__ import redact_url
-from livehub.config import Config, ConfigError
+from livehub.config import Config, ConfigError, redact_url
 
 
 def test_cluster_mode_is_off_by_default() -> None:
@@ -53,3 +52,32 @@ def test_the_debug_log_redacts_cluster_urls() -> None:
         "postgresql://livehub:***@db:5432/livehub"
     )
     assert redact_url("redis://:hunter22@redis:6379/0") == "redis://:***@redis:6379/0"
+
+
+def test_workers_default_to_one_and_need_cluster_mode_beyond() -> None:
+    assert Config.from_env({}).workers == 1
+    cluster = {"LIVEHUB_DATABASE_URL": "postgresql://db/livehub", "LIVEHUB_REDIS_URL": "redis://r"}
+    config = Config.from_env({**cluster, "LIVEHUB_WORKERS": "4"})
+    assert (config.workers, config.cluster) == (4, True)
+    assert Config.from_env({"LIVEHUB_WORKERS": "1"}).cluster is False
+    for partial in (
+        {},
+        {"LIVEHUB_DATABASE_URL": cluster["LIVEHUB_DATABASE_URL"]},
+        {"LIVEHUB_REDIS_URL": cluster["LIVEHUB_REDIS_URL"]},
+    ):
+        with pytest.raises(ConfigError, match="LIVEHUB_WORKERS=2 needs cluster mode"):
+            Config.from_env({**partial, "LIVEHUB_WORKERS": "2"})
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "257", "1.5"])
+def test_bad_workers_name_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="LIVEHUB_WORKERS"):
+        Config.from_env({"LIVEHUB_WORKERS": value})
+
+
+def test_sweep_interval_is_read_and_checked() -> None:
+    assert Config.from_env({}).sweep_interval == 5.0
+    assert Config.from_env({"LIVEHUB_SWEEP_INTERVAL": "0.5"}).sweep_interval == 0.5
+    for value in ("0", "x", "nan"):
+        with pytest.raises(ConfigError, match="LIVEHUB_SWEEP_INTERVAL"):
+            Config.from_env({"LIVEHUB_SWEEP_INTERVAL": value})
