@@ -1,4 +1,4 @@
-"""Ratios livehub/seed from a ``benchmarks/run.sh`` results directory, against issue 3's targets.
+"""Ratios livehub/seed from a ``benchmarks/run.sh`` results directory, against issue 8's targets.
 
     python benchmarks/compare.py RESULTS_DIR > summary.md
 
@@ -29,11 +29,13 @@ class Metric:
     better: str = "higher"
     target: float | None = None
     digits: int = 1
+    #: an absolute bound on livehub's own median (same direction), where the target is no ratio
+    limit: float | None = None
 
 
 METRICS = (
-    Metric("fanout", "deliveries/s", "deliveries_per_s", "higher", 1.5, 0),
-    Metric("fanout", "server CPU µs per delivery", "server_cpu_us_per_delivery", "lower", 0.67, 2),
+    Metric("fanout", "deliveries/s", "deliveries_per_s", "higher", 2.0, 0),
+    Metric("fanout", "server CPU µs per delivery", "server_cpu_us_per_delivery", "lower", 0.5, 2),
     Metric("fanout", "latency p50 ms", "latency_ms.p50", "lower"),
     Metric("fanout", "latency p99 ms", "latency_ms.p99", "lower"),
     Metric("fanout", "server cores", "server.cpu_util", "lower", None, 2),
@@ -46,7 +48,7 @@ METRICS = (
     Metric("joinstorm", "joins/s", "joins_per_s", "higher", None, 0),
     Metric("joinstorm", "confirmed joins/s", "confirmed_joins_per_s", "higher", None, 0),
     Metric("joinstorm", "other cores on host", "host_join.other_cores", "lower", None, 2),
-    Metric("idle", "RSS per connection kB", "rss_per_conn_kb", "lower"),
+    Metric("idle", "RSS per connection kB", "rss_per_conn_kb", "lower", limit=20.0),
     Metric("idle", "server CPU µs per conn", "server_cpu_us_per_connection", "lower", digits=0),
     Metric("idle", "idle server cores", "server_hold.cpu_util", "lower", None, 3),
 )
@@ -141,6 +143,11 @@ def main(argv: list[str]) -> int:
         s_med, l_med = median(s_runs, metric.path), median(l_runs, metric.path)
         ratio = f"{l_med / s_med:.2f}" if s_med and l_med is not None else "n/a"
         goal = verdict(l_med / s_med, metric) if s_med and l_med is not None else ""
+        if metric.limit is not None and l_med is not None:
+            met = l_med >= metric.limit if metric.better == "higher" else l_med <= metric.limit
+            sign = "≥" if metric.better == "higher" else "≤"
+            goal = f"livehub {sign} {metric.limit:g}: {'met' if met else 'MISSED'}"
+            missed = missed or not met
         if metric.target is not None and not goal.endswith("met"):
             missed = True
             goal = goal or f"target {metric.target:g}x: no data"

@@ -281,18 +281,26 @@ async def main() -> None:
     parser.add_argument("--creates", type=int, default=2000)
     parser.add_argument("--scratch", type=Path, default=None, help="where the databases go")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep full.db/empty.db already in --scratch (built by an earlier run, same --rooms)",
+    )
     args = parser.parse_args()
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="livehub-rooms-scale-"))
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         full, empty = scratch / "full.db", scratch / "empty.db"
-        for path in (full, empty):
-            for stale in scratch.glob(path.name + "*"):
-                stale.unlink()
-        built = build_database(full, args.rooms, args.live, args.preparing)
-        build_database(empty, 0, 0, 0)
-        print(f"built {args.rooms} rooms in {built:.1f} s ({full.stat().st_size >> 20} MiB)")
+        if args.reuse and full.exists() and empty.exists():
+            print(f"reusing {full} ({full.stat().st_size >> 20} MiB)")
+        else:
+            for path in (full, empty):
+                for stale in scratch.glob(path.name + "*"):
+                    stale.unlink()
+            built = build_database(full, args.rooms, args.live, args.preparing)
+            build_database(empty, 0, 0, 0)
+            print(f"built {args.rooms} rooms in {built:.1f} s ({full.stat().st_size >> 20} MiB)")
         report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version}}
         for name, path, rooms in (("empty", empty, 0), ("full", full, args.rooms)):
             report[name] = await measure(

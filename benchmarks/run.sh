@@ -39,8 +39,10 @@ TIMEOUT="${TIMEOUT:-420}"   # wsbench --timeout per run, seconds
 # defaults). By default the benchmarks run with the general rate limit off
 # (LIVEHUB_RATE_PER_S=0): the fanout sender sends ~1,000 messages/s from one connection, far
 # above the 50/s a real client needs, and a limit meant to stop floods would drop most of them.
-# Chat keeps its limit (the scenarios send no chat).
-LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0}"
+# Chat keeps its limit (the scenarios send no chat). Anonymous room creation is not limited
+# either (LIVEHUB_CREATE_RATE_PER_MIN=0): pairs creates 500 rooms from one address in a second,
+# idle 50, far above the default 30 a minute.
+LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0 LIVEHUB_CREATE_RATE_PER_MIN=0}"
 
 FANOUT_ARGS="${FANOUT_ARGS:-}"            # wsbench defaults: 1 room x 1000 receivers x 2000 messages
 PAIRS_ARGS="${PAIRS_ARGS:-}"              # 500 rooms x 2 peers x 20 rounds

@@ -9,11 +9,16 @@ and upgraded by the ordered ``MIGRATIONS`` at start-up (append new ones; never e
 
 The calls are synchronous sqlite3 underneath (tens of microseconds each: one row, or one page
 through an index) behind the async interface; nothing reads the whole table. Room counts per
-status are kept by triggers, so counting is O(1) whatever the history.
+status are kept by triggers, so counting is O(1) whatever the history. The one read that is not
+that small, a list page (a page of 1,000 rooms takes ~10 ms to read and build), runs off the
+event loop: on a file database, in one worker thread with its own read-only connection (WAL lets
+it read while the loop's connection writes; it sees every committed change).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import datetime
 import functools
 import logging
@@ -187,6 +192,12 @@ class SQLiteStore:
         # from here on the event loop waits at most this long for another writer's lock (a
         # backup tool, a second process): then the write fails with 503 database_unavailable
         self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        #: pages are read here, off the event loop (a ``:memory:`` database is private to its
+        #: connection, so it is read inline)
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_db: sqlite3.Connection | None = None
+        if path != ":memory:":
+            self._reader = concurrent.futures.ThreadPoolExecutor(1, "livehub-sqlite-read")
 
     @property
     def schema_version(self) -> int:
@@ -318,6 +329,17 @@ class SQLiteStore:
         query = f"{_SELECT}{indexed} WHERE {where}"
         return [_room(row) for row in self._db.execute(query, args)]
 
+    def _read_many(self, where: str, *args: object) -> list[Room]:
+        """``_many`` on the reader thread's own connection (opened there on first use)."""
+        db = self._reader_db
+        if db is None:
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            db = self._reader_db = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return [_room(row) for row in db.execute(f"{_SELECT} WHERE {where}", args)]
+
     @_unavailable
     async def get(self, room_id: str) -> Room | None:
         return self._one("id = ?", room_id)
@@ -348,7 +370,13 @@ class SQLiteStore:
             args.extend(after)
         clause = " AND ".join(where) or "1"
         args.append(limit)
-        return self._many(f"{clause} ORDER BY created_at DESC, id DESC LIMIT ?", *args)
+        query = f"{clause} ORDER BY created_at DESC, id DESC LIMIT ?"
+        if self._reader is None:
+            return self._many(query, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._reader, functools.partial(self._read_many, query, *args)
+        )
 
     @_unavailable
     async def count(self, status: RoomStatus | None = None) -> int:
@@ -394,6 +422,11 @@ class SQLiteStore:
         except sqlite3.Error:  # pragma: no cover - best effort at shutdown
             log.warning("WAL checkpoint at shutdown failed", exc_info=True)
         self._db.close()
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            if self._reader_db is not None:
+                reader.submit(self._reader_db.close)
+            reader.shutdown(wait=True)
 
 
 def _bare_view(room: Room) -> dict[str, Any]:

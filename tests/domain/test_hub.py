@@ -184,6 +184,37 @@ def test_a_join_storm_costs_one_viewer_count_per_member_not_n_squared() -> None:
     assert sink_of(peers[-1]).of_type("viewer-count")[-1]["viewerCount"] == 30
 
 
+def test_a_big_rooms_viewer_counts_are_spaced_by_its_size_and_stay_exact() -> None:
+    loop = ManualLoop()
+    now = [100.0]
+    hub = Hub(
+        CountingEncoder(), loop.call_soon, loop.call_later, count_interval=0.2, clock=lambda: now[0]
+    )
+    peers = [new_peer(hub) for _ in range(1000)]
+    for peer in peers:
+        hub.join(peer, "r", "", "viewer")
+
+    def fire() -> None:  # the timers due now (push_counts reschedules itself)
+        timers, loop.timers = loop.timers, []
+        for timer in timers:
+            timer.callback()
+        loop.run_soon()
+
+    fire()
+    first = sink_of(peers[0]).of_type("viewer-count")
+    assert first == [{"type": "viewer-count", "roomId": "r", "viewerCount": 1000}]
+
+    hub.join(new_peer(hub), "r", "", "viewer")
+    for _ in range(2):  # 0.4 s later: under 1,000 x COUNT_PER_MEMBER = 0.5 s, nothing yet
+        now[0] += 0.2
+        fire()
+    assert len(sink_of(peers[0]).of_type("viewer-count")) == 1
+    now[0] += 0.2
+    fire()
+    assert sink_of(peers[0]).of_type("viewer-count")[-1]["viewerCount"] == 1001
+    assert hub.count("r") == 1001
+
+
 def test_viewer_count_of_a_room_that_emptied_is_not_sent() -> None:
     loop = ManualLoop()
     hub = make_hub(loop)
