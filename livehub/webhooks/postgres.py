@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from livehub.store_rows import DELIVERY_COLUMNS
 from livehub.webhooks.queue import (
     Delivery,
     DeliveryNotFailed,
@@ -27,22 +28,7 @@ from livehub.webhooks.queue import (
     QueueStats,
 )
 
-_COLUMNS = (
-    "id",
-    "endpoint",
-    "room_id",
-    "seq",
-    "type",
-    "body",
-    "created_at",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
-)
-_LIST = ", ".join(_COLUMNS)
+_LIST = ", ".join(DELIVERY_COLUMNS)
 _SELECT = f"SELECT {_LIST} FROM webhook_deliveries"
 #: due heads nobody else is claiming, oldest due first, leased in the same statement
 #: (RETURNING keeps no order: the caller sorts)
@@ -190,6 +176,6 @@ class PostgresDeliveryQueue:
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
-    values = {column: row[column] for column in _COLUMNS}
+    values = {column: row[column] for column in DELIVERY_COLUMNS}
     values["state"] = DeliveryState(values["state"])
     return Delivery(**values)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from livehub.store_rows import DELIVERY_COLUMNS
 from livehub.webhooks.queue import (
     Delivery,
     DeliveryNotFailed,
@@ -24,22 +25,7 @@ from livehub.webhooks.queue import (
 
 T = TypeVar("T")
 
-_COLUMNS = (
-    "id",
-    "endpoint",
-    "room_id",
-    "seq",
-    "type",
-    "body",
-    "created_at",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
-)
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM webhook_deliveries"
+_SELECT = f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM webhook_deliveries"
 #: due heads: the oldest pending row of its (endpoint, room), due now
 _CLAIM = f"""
 {_SELECT} AS d
@@ -201,6 +187,6 @@ class SQLiteDeliveryQueue:
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:
-    values = dict(zip(_COLUMNS, row, strict=True))
+    values = dict(zip(DELIVERY_COLUMNS, row, strict=True))
     values["state"] = DeliveryState(values["state"])
     return Delivery(**values)

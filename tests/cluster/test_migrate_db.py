@@ -13,8 +13,9 @@ import pytest
 
 from livehub import storage
 from livehub.domain.room import EventType, RoomEvent, RoomStatus
-from livehub.migrate_db import ROOM_COLUMNS, copy_sqlite_to_postgres, main
+from livehub.migrate_db import copy_sqlite_to_postgres, main
 from livehub.storage_pg import PostgresStore
+from livehub.store_rows import ROOM_COLUMNS
 
 T0 = 1_790_000_000_000
 SCHEMAS = list(range(1, len(storage.MIGRATIONS) + 1))
