@@ -129,6 +129,21 @@ _STAGE = (
 BUSY_TIMEOUT_MS = 100
 
 
+def apply_migrations(db: sqlite3.Connection, name: str, upto: int | None = None) -> None:
+    """Apply the ``MIGRATIONS`` ``db`` lacks up to schema version ``upto`` (default: all), one
+    transaction each (``PRAGMA user_version`` moves with each). Tests build older schemas with
+    ``upto``."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:upto], start=version + 1):
+        log.info("migrating database %s to schema version %d", name, number)
+        try:
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
 def _unavailable(method: _M) -> _M:
     """Report the database failing (locked by another writer, I/O error, closed) as
     :class:`StoreUnavailable`; integrity errors (a duplicate) stay what they are."""
@@ -183,14 +198,7 @@ class SQLiteStore:
         if version > len(MIGRATIONS):
             self._db.close()
             raise SchemaTooNew(schema_too_new(f"database {self.path}", version, len(MIGRATIONS)))
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("migrating database %s to schema version %d", self.path, number)
-            try:
-                self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+        apply_migrations(self._db, self.path)
 
     # -- writes ---------------------------------------------------------------------------
 

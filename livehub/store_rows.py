@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.webhooks.queue import Delivery, DeliveryState
 
 #: the ``rooms`` columns, in the order of :func:`room_values` and :func:`room_from_row`
 ROOM_COLUMNS = (
@@ -131,6 +132,14 @@ def room_from_row(row: Any) -> Room:
 
 
 _STATUS = {status.value: status for status in RoomStatus}
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    """A delivery from a ``webhook_deliveries`` row in :data:`DELIVERY_COLUMNS` order (a sqlite3
+    tuple or an asyncpg record)."""
+    values = dict(zip(DELIVERY_COLUMNS, row, strict=True))
+    values["state"] = DeliveryState(values["state"])
+    return Delivery(**values)
 
 
 def outbox_rows(

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from livehub.domain.room import RoomStatus
-from livehub.storage import MIGRATIONS, SQLiteStore
+from livehub.storage import MIGRATIONS, SQLiteStore, apply_migrations
 from tests.test_storage import every_room, make_room
 
 
@@ -34,8 +34,7 @@ async def test_the_publisher_origin_is_stored_and_updated(tmp_path: Path) -> Non
 async def test_a_version_2_database_upgrades_to_origins_with_its_rooms(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
     with sqlite3.connect(path) as db:
-        for number, script in enumerate(MIGRATIONS[:2], start=1):
-            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        apply_migrations(db, str(path), upto=2)
         db.execute(
             "INSERT INTO rooms (id, title, stream_key, status, created_at, publish_token, "
             "owner_token_hash, publisher_client_id, publisher_service_id, version) "

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from livehub.store_rows import DELIVERY_COLUMNS
+from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
 from livehub.webhooks.queue import (
     Delivery,
     DeliveryNotFailed,
@@ -75,7 +75,7 @@ class SQLiteDeliveryQueue:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return [_delivery(row) for row in rows]
+            return [delivery_from_row(row) for row in rows]
 
         return await self._run(work)
 
@@ -108,7 +108,7 @@ class SQLiteDeliveryQueue:
     async def get(self, delivery_id: int) -> Delivery | None:
         def work(db: sqlite3.Connection) -> Delivery | None:
             row = db.execute(f"{_SELECT} WHERE id = ?", (delivery_id,)).fetchone()
-            return None if row is None else _delivery(row)
+            return None if row is None else delivery_from_row(row)
 
         return await self._run(work)
 
@@ -123,7 +123,7 @@ class SQLiteDeliveryQueue:
                     f"{_SELECT} WHERE state = ? ORDER BY id DESC LIMIT ? OFFSET ?",
                     (state.value, limit, offset),
                 ).fetchall()
-            return [_delivery(row) for row in rows]
+            return [delivery_from_row(row) for row in rows]
 
         return await self._run(work)
 
@@ -134,7 +134,7 @@ class SQLiteDeliveryQueue:
                 row = db.execute(f"{_SELECT} WHERE id = ?", (delivery_id,)).fetchone()
                 if row is None:
                     raise DeliveryNotFound(delivery_id)
-                current = _delivery(row)
+                current = delivery_from_row(row)
                 if current.state is not DeliveryState.FAILED:
                     raise DeliveryNotFailed(delivery_id, current.state)
                 db.execute(
@@ -147,7 +147,7 @@ class SQLiteDeliveryQueue:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return _delivery(row)
+            return delivery_from_row(row)
 
         return await self._run(work)
 
@@ -184,9 +184,3 @@ class SQLiteDeliveryQueue:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, work)
         self._executor.shutdown(wait=True)
-
-
-def _delivery(row: tuple[Any, ...]) -> Delivery:
-    values = dict(zip(DELIVERY_COLUMNS, row, strict=True))
-    values["state"] = DeliveryState(values["state"])
-    return Delivery(**values)

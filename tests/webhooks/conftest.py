@@ -1,5 +1,5 @@
-"""Webhook fixtures: the outbox table (created here exactly as the store's migration does), rows
-written as the store writes them, and a real receiver that verifies every signature with the
+"""Webhook fixtures: the outbox table (created by the store's own migrations), rows written as
+the store writes them, and a real receiver that verifies every signature with the
 ``standardwebhooks`` package."""
 
 from __future__ import annotations
@@ -20,29 +20,8 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 from standardwebhooks.webhooks import Webhook
 
+from livehub.storage import apply_migrations
 from livehub.webhooks.settings import WebhookSecret
-
-#: BRIEF.md decision 2, verbatim (IF NOT EXISTS so the store's migration may have run first)
-DDL = """
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  endpoint TEXT NOT NULL,
-  room_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  body TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','delivered','failed')),
-  attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at INTEGER NOT NULL,
-  last_status INTEGER,
-  last_error TEXT,
-  delivered_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_order
-  ON webhook_deliveries (endpoint, room_id, id);
-"""
 
 SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-webhook-secret-for-rotation").decode()
@@ -59,7 +38,7 @@ class Outbox:
         self.path = str(path)
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(DDL)
+        apply_migrations(self.db, self.path)  # the store's own schema, outbox included
         self.seqs: dict[str, int] = {}
 
     def add(
