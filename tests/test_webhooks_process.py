@@ -25,7 +25,7 @@ from pytest_aiohttp import AiohttpServer
 
 from livehub.storage import MIGRATIONS
 from tests.conftest import ADMIN_TOKEN, hook_for, send_hook
-from tests.test_faults import Server
+from tests.processes import Server
 from tests.webhooks.conftest import SECRET, Outbox, Receiver, eventually
 
 STORE_WRITES_OUTBOX = any("webhook_deliveries" in migration for migration in MIGRATIONS)
