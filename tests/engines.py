@@ -67,7 +67,7 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-class _Engine:
+class Engine:
     """One server process in its own process group, logging to ``log`` in ``dir``: ``start``,
     ``stop`` (``stop_signal``, then ``SIGKILL`` after ``stop_within`` s), ``kill``, ``restart``
     on the same port and data, ``close`` (kill and remove ``dir``)."""
@@ -83,16 +83,26 @@ class _Engine:
         raise NotImplementedError
 
     def _spawn(self, argv: list[str], timeout: float, **popen: Any) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
+        assert not self.running, "already running"
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 argv, stdout=log, stderr=log, start_new_session=True, **popen
             )
         _wait_port(self.port, timeout, self.process, self.log)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure_running(self) -> None:
+        """Start it again if a test stopped or killed it."""
+        if not self.running:
+            self.start()
+
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if not self.running:
             return
+        assert self.process is not None
         self.process.send_signal(self.stop_signal)
         try:
             self.process.wait(self.stop_within)
@@ -114,7 +124,7 @@ class _Engine:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-class PostgresEngine(_Engine):
+class PostgresEngine(Engine):
     """One throwaway PostgreSQL cluster: ``start``, ``stop``, ``kill``, ``restart``.
 
     ``url`` connects as the ``postgres`` superuser (trust authentication, TCP on 127.0.0.1)."""
@@ -246,7 +256,7 @@ class PostgresEngine(_Engine):
         time.sleep(0.1)
 
 
-class RedisEngine(_Engine):
+class RedisEngine(Engine):
     """One throwaway Redis without persistence: a restart starts empty, as a lost Redis does."""
 
     def __init__(self, base_dir: Path | None = None) -> None:
