@@ -21,6 +21,7 @@ from pytest_aiohttp import AiohttpServer
 from standardwebhooks.webhooks import Webhook
 
 from livehub.storage import apply_migrations
+from livehub.store_rows import STAGED_COLUMNS, OutboxRow
 from livehub.webhooks.settings import WebhookSecret
 
 SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
@@ -50,17 +51,13 @@ class Outbox:
         extra: dict[str, Any] | None = None,
         delay_ms: int = 0,
     ) -> int:
-        seq = self.seqs[room_id] = self.seqs.get(room_id, 0) + 1
-        now = int(time.time() * 1000)
-        body = self.body(room_id, type, seq, extra)
+        seq, rows = staged(self.seqs, endpoints, room_id, type, extra, delay_ms)
         self.db.execute("BEGIN")
-        for endpoint in endpoints:
-            self.db.execute(
-                "INSERT INTO webhook_deliveries "
-                "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (endpoint, room_id, seq, type, body, now, now + delay_ms),
-            )
+        self.db.executemany(
+            f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in STAGED_COLUMNS)})",
+            rows,
+        )
         self.db.execute("COMMIT")
         return seq
 
@@ -85,6 +82,24 @@ class Outbox:
 
     def close(self) -> None:
         self.db.close()
+
+
+def staged(
+    seqs: dict[str, int],
+    endpoints: list[str],
+    room_id: str,
+    type: str,
+    extra: dict[str, Any] | None = None,
+    delay_ms: int = 0,
+) -> tuple[int, list[OutboxRow]]:
+    """The room's next seq (counted in ``seqs``) and its rows in ``STAGED_COLUMNS`` order, one
+    per endpoint, due ``delay_ms`` from now, with :meth:`Outbox.body` bodies."""
+    seq = seqs[room_id] = seqs.get(room_id, 0) + 1
+    now = int(time.time() * 1000)
+    body = Outbox.body(room_id, type, seq, extra)
+    return seq, [
+        (endpoint, room_id, seq, type, body, now, now + delay_ms) for endpoint in endpoints
+    ]
 
 
 @pytest.fixture
