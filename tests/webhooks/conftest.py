@@ -175,14 +175,21 @@ class Receiver:
 StartReceiver = Callable[..., Awaitable[Receiver]]
 
 
+async def start_receiver(
+    aiohttp_server: AiohttpServer, *, port: int | None = None, **options: Any
+) -> Receiver:
+    """A :class:`Receiver` serving ``/hooks`` (on ``port``, or a free one)."""
+    receiver = Receiver(**options)
+    app = web.Application()
+    app.router.add_post("/hooks", receiver.handle)
+    receiver.server = await aiohttp_server(app, port=port)
+    return receiver
+
+
 @pytest.fixture
 def receiver_factory(aiohttp_server: AiohttpServer) -> StartReceiver:
     async def start(**options: Any) -> Receiver:
-        receiver = Receiver(**options)
-        app = web.Application()
-        app.router.add_post("/hooks", receiver.handle)
-        receiver.server = await aiohttp_server(app)
-        return receiver
+        return await start_receiver(aiohttp_server, **options)
 
     return start
 
