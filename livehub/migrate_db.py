@@ -29,31 +29,13 @@ import asyncpg
 from livehub.config import Config, ConfigError
 from livehub.domain.store import StoreUnavailable
 from livehub.storage_pg import UNAVAILABLE, PostgresStore, SchemaTooNew
+from livehub.store_rows import DELIVERY_COLUMNS, ROOM_COLUMNS
 
 log = logging.getLogger(__name__)
 
 #: the SQLite schema versions this copy understands (``PRAGMA user_version``)
 SQLITE_VERSIONS = (1, 2, 3)
 
-ROOM_COLUMNS = (
-    "id",
-    "title",
-    "stream_key",
-    "status",
-    "created_at",
-    "start_time",
-    "end_time",
-    "publish_token",
-    "owner_token_hash",
-    "publisher_client_id",
-    "publisher_service_id",
-    "reconnecting_since",
-    "published_at",
-    "version",
-    "event_seq",
-    "publisher_server_id",
-    "publisher_origin",
-)
 #: columns an older SQLite schema lacks, and what they mean there
 ROOM_DEFAULTS: dict[str, int | None] = {
     "published_at": None,
@@ -62,22 +44,6 @@ ROOM_DEFAULTS: dict[str, int | None] = {
     "publisher_server_id": None,
     "publisher_origin": None,
 }
-
-DELIVERY_COLUMNS = (
-    "id",
-    "endpoint",
-    "room_id",
-    "seq",
-    "type",
-    "body",
-    "created_at",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
-)
 
 
 class MigrationRefused(RuntimeError):

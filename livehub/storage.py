@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime
 import functools
 import logging
 import sqlite3
@@ -27,10 +26,18 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import orjson
-
 from livehub.domain.room import Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
+from livehub.store_rows import (
+    ROOM_COLUMNS,
+    STAGED_COLUMNS,
+    EventView,
+    bare_view,
+    outbox_rows,
+    room_from_row,
+    room_values,
+    schema_too_new,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,38 +116,37 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_COLUMNS = (
-    "id",
-    "title",
-    "stream_key",
-    "status",
-    "created_at",
-    "start_time",
-    "end_time",
-    "publish_token",
-    "owner_token_hash",
-    "publisher_client_id",
-    "publisher_service_id",
-    "reconnecting_since",
-    "published_at",
-    "version",
-    "event_seq",
-    "publisher_server_id",
-    "publisher_origin",
+_SELECT = f"SELECT {', '.join(ROOM_COLUMNS)} FROM rooms"
+_INSERT = (
+    f"INSERT INTO rooms ({', '.join(ROOM_COLUMNS)}) VALUES ({', '.join('?' for _ in ROOM_COLUMNS)})"
 )
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM rooms"
-_INSERT = f"INSERT INTO rooms ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 _UPDATE = (
     "UPDATE rooms SET "
-    + ", ".join(f"{col} = ?" for col in _COLUMNS[1:])
+    + ", ".join(f"{col} = ?" for col in ROOM_COLUMNS[1:])
     + " WHERE id = ? AND version = ?"
+)
+_STAGE = (
+    f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in STAGED_COLUMNS)})"
 )
 
 #: milliseconds a write waits for another connection's lock once the store runs
 BUSY_TIMEOUT_MS = 100
 
-#: the public view of a room, for webhook bodies (injected: the API owns how rooms are shown)
-EventView = Callable[[Room], dict[str, Any]]
+
+def apply_migrations(db: sqlite3.Connection, name: str, upto: int | None = None) -> None:
+    """Apply the ``MIGRATIONS`` ``db`` lacks up to schema version ``upto`` (default: all), one
+    transaction each (``PRAGMA user_version`` moves with each). Tests build older schemas with
+    ``upto``."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in enumerate(MIGRATIONS[version:upto], start=version + 1):
+        log.info("migrating database %s to schema version %d", name, number)
+        try:
+            db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
 
 def _unavailable(method: _M) -> _M:
@@ -162,12 +168,6 @@ class SchemaTooNew(RuntimeError):
     """The database was written by a newer livehub: refuse it rather than guess."""
 
 
-def iso_ms(epoch_ms: int) -> str:
-    """ISO 8601 in UTC with milliseconds, e.g. ``2026-11-30T13:00:00.000Z``."""
-    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, tz=datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class SQLiteStore:
     """:class:`livehub.domain.store.RoomStore` on SQLite."""
 
@@ -183,7 +183,7 @@ class SQLiteStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.webhook_endpoints = tuple(webhook_endpoints)
-        self._event_view = event_view or _bare_view
+        self._event_view = event_view or bare_view
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -208,45 +208,16 @@ class SQLiteStore:
         version = self.schema_version
         if version > len(MIGRATIONS):
             self._db.close()
-            raise SchemaTooNew(
-                f"database {self.path} has schema version {version}, newer than this livehub "
-                f"supports ({len(MIGRATIONS)}): upgrade livehub or restore a backup"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("migrating database %s to schema version %d", self.path, number)
-            try:
-                self._db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
-            except sqlite3.Error:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+            raise SchemaTooNew(schema_too_new(f"database {self.path}", version, len(MIGRATIONS)))
+        apply_migrations(self._db, self.path)
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _stage(self, room: Room, events: Iterable[RoomEvent], first_seq: int) -> int:
-        """Stage webhook rows for ``events`` of ``room``; returns how many events."""
-        count = 0
-        rows: list[tuple[object, ...]] = []
-        for count, event in enumerate(events, start=1):
-            if not self.webhook_endpoints:
-                continue
-            seq = first_seq + count
-            data = {**self._event_view(room), **event.extra, "seq": seq}
-            body = orjson.dumps(
-                {"type": event.type.value, "timestamp": iso_ms(event.at), "data": data}
-            ).decode()
-            rows.extend(
-                (endpoint, room.id, seq, event.type.value, body, event.at, event.at)
-                for endpoint in self.webhook_endpoints
-            )
+    def _stage(self, room: Room, events: Iterable[RoomEvent], first_seq: int) -> None:
+        """Stage webhook rows for ``events`` of ``room``."""
+        rows = outbox_rows(self.webhook_endpoints, self._event_view, room, events, first_seq)
         if rows:
-            self._db.executemany(
-                "INSERT INTO webhook_deliveries "
-                "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-        return count
+            self._db.executemany(_STAGE, rows)
 
     @_unavailable
     async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
@@ -255,7 +226,7 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
             room.version = 1
             room.event_seq = seq + len(events)
-            self._db.execute(_INSERT, _values(room))
+            self._db.execute(_INSERT, room_values(room))
             self._stage(room, events, seq)
             self._db.execute("COMMIT")
         except BaseException:
@@ -272,7 +243,7 @@ class SQLiteStore:
             self._db.execute("BEGIN IMMEDIATE")
             room.version = expected_version + 1
             room.event_seq = seq + len(events)
-            cursor = self._db.execute(_UPDATE, (*_values(room)[1:], room.id, expected_version))
+            cursor = self._db.execute(_UPDATE, (*room_values(room)[1:], room.id, expected_version))
             if cursor.rowcount != 1:
                 self._db.execute("ROLLBACK")
                 room.version, room.event_seq = version, seq
@@ -299,7 +270,7 @@ class SQLiteStore:
                 row = self._db.execute(f"{_SELECT} WHERE id = ?", (event.room_id,)).fetchone()
                 if row is None:
                     continue
-                room = _room(row)
+                room = room_from_row(row)
                 self._db.execute(
                     "UPDATE rooms SET event_seq = event_seq + 1 WHERE id = ?", (room.id,)
                 )
@@ -322,12 +293,12 @@ class SQLiteStore:
 
     def _one(self, where: str, *args: object) -> Room | None:
         row = self._db.execute(f"{_SELECT} WHERE {where}", args).fetchone()
-        return None if row is None else _room(row)
+        return None if row is None else room_from_row(row)
 
     def _many(self, where: str, *args: object, index: str = "") -> list[Room]:
         indexed = f" INDEXED BY {index}" if index else ""
         query = f"{_SELECT}{indexed} WHERE {where}"
-        return [_room(row) for row in self._db.execute(query, args)]
+        return [room_from_row(row) for row in self._db.execute(query, args)]
 
     def _read_many(self, where: str, *args: object) -> list[Room]:
         """``_many`` on the reader thread's own connection (opened there on first use)."""
@@ -338,7 +309,7 @@ class SQLiteStore:
                 uri, uri=True, isolation_level=None, check_same_thread=False
             )
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        return [_room(row) for row in db.execute(f"{_SELECT} WHERE {where}", args)]
+        return [room_from_row(row) for row in db.execute(f"{_SELECT} WHERE {where}", args)]
 
     @_unavailable
     async def get(self, room_id: str) -> Room | None:
@@ -427,63 +398,3 @@ class SQLiteStore:
             if self._reader_db is not None:
                 reader.submit(self._reader_db.close)
             reader.shutdown(wait=True)
-
-
-def _bare_view(room: Room) -> dict[str, Any]:
-    """The fields of a room safe to publish, when no view is injected."""
-    return {
-        "id": room.id,
-        "title": room.title,
-        "status": room.status.value,
-        "createdAt": room.created_at,
-        "startTime": room.start_time,
-        "endTime": room.end_time,
-    }
-
-
-def _values(room: Room) -> tuple[object, ...]:
-    return (
-        room.id,
-        room.title,
-        room.stream_key,
-        room.status.value,
-        room.created_at,
-        room.start_time,
-        room.end_time,
-        room.publish_token,
-        room.owner_token_hash,
-        room.publisher_client_id,
-        room.publisher_service_id,
-        room.reconnecting_since,
-        room.published_at,
-        room.version,
-        room.event_seq,
-        room.publisher_server_id,
-        room.publisher_origin,
-    )
-
-
-def _room(row: Any) -> Room:
-    """A room from a row in ``_COLUMNS`` order (spelled out: pages build a thousand of them)."""
-    return Room(
-        id=row[0],
-        title=row[1],
-        stream_key=row[2],
-        status=_STATUS[row[3]],
-        created_at=row[4],
-        start_time=row[5],
-        end_time=row[6],
-        publish_token=row[7],
-        owner_token_hash=row[8],
-        publisher_client_id=row[9],
-        publisher_service_id=row[10],
-        reconnecting_since=row[11],
-        published_at=row[12],
-        version=row[13],
-        event_seq=row[14],
-        publisher_server_id=row[15],
-        publisher_origin=row[16],
-    )
-
-
-_STATUS = {status.value: status for status in RoomStatus}

@@ -22,16 +22,24 @@ sharing one database:
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
-import orjson
 
 from livehub.domain.room import Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
+from livehub.store_rows import (
+    ROOM_COLUMNS,
+    STAGED_COLUMNS,
+    EventView,
+    bare_view,
+    outbox_rows,
+    room_from_row,
+    room_values,
+    schema_too_new,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,39 +122,19 @@ _MIGRATIONS_TABLE = (
     "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
 )
 
-_COLUMNS = (
-    "id",
-    "title",
-    "stream_key",
-    "status",
-    "created_at",
-    "start_time",
-    "end_time",
-    "publish_token",
-    "owner_token_hash",
-    "publisher_client_id",
-    "publisher_service_id",
-    "reconnecting_since",
-    "published_at",
-    "version",
-    "event_seq",
-    "publisher_server_id",
-    "publisher_origin",
-)
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM rooms"
+_SELECT = f"SELECT {', '.join(ROOM_COLUMNS)} FROM rooms"
 _INSERT = (
-    f"INSERT INTO rooms ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))})"
+    f"INSERT INTO rooms ({', '.join(ROOM_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(ROOM_COLUMNS) + 1))})"
 )
 _UPDATE = (
     "UPDATE rooms SET "
-    + ", ".join(f"{col} = ${n}" for n, col in enumerate(_COLUMNS[1:], start=1))
-    + f" WHERE id = ${len(_COLUMNS)} AND version = ${len(_COLUMNS) + 1}"
+    + ", ".join(f"{col} = ${n}" for n, col in enumerate(ROOM_COLUMNS[1:], start=1))
+    + f" WHERE id = ${len(ROOM_COLUMNS)} AND version = ${len(ROOM_COLUMNS) + 1}"
 )
 _STAGE = (
-    "INSERT INTO webhook_deliveries "
-    "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(STAGED_COLUMNS) + 1))})"
 )
 
 #: what "PostgreSQL is unreachable" looks like from asyncpg
@@ -159,18 +147,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
-#: the public view of a room, for webhook bodies (injected: the API owns how rooms are shown)
-EventView = Callable[[Room], dict[str, Any]]
-
 
 class SchemaTooNew(RuntimeError):
     """The database was migrated by a newer livehub: refuse it rather than guess."""
-
-
-def iso_ms(epoch_ms: int) -> str:
-    """ISO 8601 in UTC with milliseconds (the same as the SQLite store's webhook bodies)."""
-    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, tz=datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class _Attempt:
@@ -194,7 +173,7 @@ class PostgresStore:
     ) -> None:
         self._pool = pool
         self.webhook_endpoints = tuple(webhook_endpoints)
-        self._event_view = event_view or _bare_view
+        self._event_view = event_view or bare_view
 
     @classmethod
     async def open(
@@ -253,10 +232,7 @@ class PostgresStore:
                     await conn.execute(_MIGRATIONS_TABLE)
                     version = await self._version(conn)
                     if version > len(MIGRATIONS):
-                        raise SchemaTooNew(
-                            f"database has schema version {version}, newer than this livehub "
-                            f"supports ({len(MIGRATIONS)}): upgrade livehub or restore a backup"
-                        )
+                        raise SchemaTooNew(schema_too_new("database", version, len(MIGRATIONS)))
                     if version == len(MIGRATIONS):
                         return
                     log.info("migrating PostgreSQL database to schema version %d", version + 1)
@@ -308,19 +284,7 @@ class PostgresStore:
     async def _stage(
         self, conn: asyncpg.Connection, room: Room, events: Iterable[RoomEvent], first_seq: int
     ) -> None:
-        if not self.webhook_endpoints:
-            return
-        rows: list[tuple[str, str, int, str, str, int, int]] = []
-        for offset, event in enumerate(events, start=1):
-            seq = first_seq + offset
-            data = {**self._event_view(room), **event.extra, "seq": seq}
-            body = orjson.dumps(
-                {"type": event.type.value, "timestamp": iso_ms(event.at), "data": data}
-            ).decode()
-            rows.extend(
-                (endpoint, room.id, seq, event.type.value, body, event.at, event.at)
-                for endpoint in self.webhook_endpoints
-            )
+        rows = outbox_rows(self.webhook_endpoints, self._event_view, room, events, first_seq)
         if rows:
             await conn.executemany(_STAGE, rows)
 
@@ -332,7 +296,7 @@ class PostgresStore:
         async def work(conn: asyncpg.Connection) -> None:
             room.version = 1
             room.event_seq = seq + len(events)
-            await conn.execute(_INSERT, *_values(room))
+            await conn.execute(_INSERT, *room_values(room))
             await self._stage(conn, room, events, seq)
 
         try:
@@ -349,7 +313,7 @@ class PostgresStore:
         async def work(conn: asyncpg.Connection) -> bool:
             room.version = expected_version + 1
             room.event_seq = seq + len(events)
-            status = await conn.execute(_UPDATE, *_values(room)[1:], room.id, expected_version)
+            status = await conn.execute(_UPDATE, *room_values(room)[1:], room.id, expected_version)
             if status != "UPDATE 1":
                 raise _Conflict
             await self._stage(conn, room, events, seq)
@@ -372,12 +336,12 @@ class PostgresStore:
             for event in events:
                 row = await conn.fetchrow(
                     "UPDATE rooms SET event_seq = event_seq + 1 WHERE id = $1 "
-                    f"RETURNING {', '.join(_COLUMNS)}",
+                    f"RETURNING {', '.join(ROOM_COLUMNS)}",
                     event.room_id,
                 )
                 if row is None:
                     continue
-                room = _room(row)
+                room = room_from_row(row)
                 await self._stage(conn, room, [event], room.event_seq - 1)
 
         await self._write(work)
@@ -398,7 +362,7 @@ class PostgresStore:
 
     async def _fetch(self, query: str, *args: object) -> list[Room]:
         async def run(conn: asyncpg.Connection, _: _Attempt) -> list[Room]:
-            return [_room(row) for row in await conn.fetch(query, *args)]
+            return [room_from_row(row) for row in await conn.fetch(query, *args)]
 
         return await self._with_connection(run)
 
@@ -486,43 +450,3 @@ class PostgresStore:
 
 class _Conflict(Exception):
     """The conditional update matched no row: roll back, report False."""
-
-
-def _bare_view(room: Room) -> dict[str, Any]:
-    """The fields of a room safe to publish, when no view is injected."""
-    return {
-        "id": room.id,
-        "title": room.title,
-        "status": room.status.value,
-        "createdAt": room.created_at,
-        "startTime": room.start_time,
-        "endTime": room.end_time,
-    }
-
-
-def _values(room: Room) -> tuple[object, ...]:
-    return (
-        room.id,
-        room.title,
-        room.stream_key,
-        room.status.value,
-        room.created_at,
-        room.start_time,
-        room.end_time,
-        room.publish_token,
-        room.owner_token_hash,
-        room.publisher_client_id,
-        room.publisher_service_id,
-        room.reconnecting_since,
-        room.published_at,
-        room.version,
-        room.event_seq,
-        room.publisher_server_id,
-        room.publisher_origin,
-    )
-
-
-def _room(row: asyncpg.Record) -> Room:
-    values = dict(row.items())
-    values["status"] = RoomStatus(values["status"])
-    return Room(**values)

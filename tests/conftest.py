@@ -7,7 +7,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import pytest
@@ -17,7 +17,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from livehub.config import Config
-from tests.engines import EngineUnavailable, PostgresEngine, RedisEngine
+from tests.engines import Engine, EngineUnavailable, PostgresEngine, RedisEngine
 
 if TYPE_CHECKING:
     from tests.fake_srs import FakeSRS
@@ -163,59 +163,51 @@ async def srs() -> AsyncIterator[FakeSRS]:
 # tests skip with the reason (as the browser tests do without Chromium); ``.ci/run`` installs them.
 
 
-@pytest.fixture(scope="session")
-def postgres_engine() -> Iterator[PostgresEngine]:
+E = TypeVar("E", bound=Engine)
+
+
+def _engine(kind: type[E]) -> Iterator[E]:
+    """A started engine of ``kind``, closed afterwards; the test skips without its packages."""
     try:
-        engine = PostgresEngine()
+        engine = kind()
     except EngineUnavailable as exc:
         pytest.skip(str(exc))
     engine.start()
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[PostgresEngine]:
+    yield from _engine(PostgresEngine)
 
 
 @pytest.fixture(scope="session")
 def redis_engine() -> Iterator[RedisEngine]:
-    try:
-        engine = RedisEngine()
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    engine.start()
-    yield engine
-    engine.close()
+    yield from _engine(RedisEngine)
 
 
 @pytest.fixture
 def postgres(postgres_engine: PostgresEngine) -> Iterator[PostgresEngine]:
     """The session's PostgreSQL, running again after the test whatever the test did to it."""
-    if postgres_engine.process is None or postgres_engine.process.poll() is not None:
-        postgres_engine.start()
+    postgres_engine.ensure_running()
     yield postgres_engine
-    if postgres_engine.process is None or postgres_engine.process.poll() is not None:
-        postgres_engine.start()
+    postgres_engine.ensure_running()
 
 
 @pytest.fixture
 def redis_server(redis_engine: RedisEngine) -> Iterator[RedisEngine]:
     """The session's Redis, running again after the test whatever the test did to it."""
-    if redis_engine.process is None or redis_engine.process.poll() is not None:
-        redis_engine.start()
+    redis_engine.ensure_running()
     yield redis_engine
-    if redis_engine.process is None or redis_engine.process.poll() is not None:
-        redis_engine.start()
+    redis_engine.ensure_running()
 
 
 @pytest.fixture
 def redis_alone() -> Iterator[RedisEngine]:
     """A Redis of this test alone (whole-process nodes use livehub's default key prefix):
     leader locks and player counts start empty, and the test may kill it."""
-    try:
-        engine = RedisEngine()
-    except EngineUnavailable as exc:
-        pytest.skip(str(exc))
-    engine.start()
-    yield engine
-    engine.close()
+    yield from _engine(RedisEngine)
 
 
 @pytest.fixture

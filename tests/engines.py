@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -66,10 +67,71 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-class PostgresEngine:
+class Engine:
+    """One server process in its own process group, logging to ``log`` in ``dir``: ``start``,
+    ``stop`` (``stop_signal``, then ``SIGKILL`` after ``stop_within`` s), ``kill``, ``restart``
+    on the same port and data, ``close`` (kill and remove ``dir``)."""
+
+    stop_signal = signal.SIGTERM
+    stop_within = 10.0
+    dir: Path
+    log: Path
+    port: int
+    process: subprocess.Popen[bytes] | None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def _spawn(self, argv: list[str], timeout: float, **popen: Any) -> None:
+        assert not self.running, "already running"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=log, start_new_session=True, **popen
+            )
+        _wait_port(self.port, timeout, self.process, self.log)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ensure_running(self) -> None:
+        """Start it again if a test stopped or killed it."""
+        if not self.running:
+            self.start()
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        assert self.process is not None
+        self.process.send_signal(self.stop_signal)
+        try:
+            self.process.wait(self.stop_within)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process is None:
+            return
+        _kill_group(self.process, signal.SIGKILL)
+        self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PostgresEngine(Engine):
     """One throwaway PostgreSQL cluster: ``start``, ``stop``, ``kill``, ``restart``.
 
     ``url`` connects as the ``postgres`` superuser (trust authentication, TCP on 127.0.0.1)."""
+
+    #: fast shutdown: sessions are disconnected, data is kept
+    stop_signal = signal.SIGINT
+    stop_within = 30.0
 
     def __init__(self, base_dir: Path | None = None) -> None:
         bin_dir = next((d for d in PG_BIN_DIRS if (d / "postgres").exists()), None)
@@ -145,9 +207,7 @@ class PostgresEngine:
         )
 
     def start(self, timeout: float = 30.0) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        log = self.log.open("ab")
-        self.process = subprocess.Popen(
+        self._spawn(
             [
                 str(self.bin_dir / "postgres"),
                 "-D",
@@ -169,15 +229,11 @@ class PostgresEngine:
                 "-c",
                 "shared_buffers=16MB",
             ],
-            stdout=log,
-            stderr=log,
+            timeout,
             user=self._user,
             group=self._user,
             extra_groups=[] if self._user else None,
-            start_new_session=True,
         )
-        log.close()
-        _wait_port(self.port, timeout, self.process, self.log)
         # the port opens before recovery ends: wait for the server to accept sessions
         deadline = time.monotonic() + timeout
         while True:
@@ -191,35 +247,16 @@ class PostgresEngine:
                 raise RuntimeError(f"PostgreSQL not ready in {timeout} s: {_tail(self.log)}")
             time.sleep(0.05)
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): sessions are disconnected, data is kept."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
     def kill(self) -> None:
         """SIGKILL the postmaster and every backend, as a crash would."""
         if self.process is None:
             return
-        _kill_group(self.process, signal.SIGKILL)
-        self.process.wait(10)
+        super().kill()
         # backends die with the group; give the kernel a moment to release their sockets
         time.sleep(0.1)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
-    def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class RedisEngine:
+class RedisEngine(Engine):
     """One throwaway Redis without persistence: a restart starts empty, as a lost Redis does."""
 
     def __init__(self, base_dir: Path | None = None) -> None:
@@ -235,9 +272,7 @@ class RedisEngine:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        log = self.log.open("ab")
-        self.process = subprocess.Popen(
+        self._spawn(
             [
                 REDIS_SERVER,
                 "--port",
@@ -255,32 +290,5 @@ class RedisEngine:
                 "--protected-mode",
                 "yes",
             ],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
+            timeout,
         )
-        log.close()
-        _wait_port(self.port, timeout, self.process, self.log)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process is None:
-            return
-        _kill_group(self.process, signal.SIGKILL)
-        self.process.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)

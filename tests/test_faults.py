@@ -13,13 +13,11 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import random
 import secrets
 import signal
 import sqlite3
 import struct
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +26,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import WSCloseCode, WSMsgType
-from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
@@ -36,78 +33,10 @@ from livehub.app import create_app
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
 from livehub.storage import MIGRATIONS, SQLiteStore
-from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_for, make_config, send_hook
+from tests.conftest import Client, hook_for, make_config, send_hook
 from tests.fake_srs import FakeSRS
 from tests.helpers import eventually
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class Server:
-    """One ``python -m livehub`` process on a loopback port, logging to a file."""
-
-    def __init__(self, tmp_path: Path, db: Path, **env: str) -> None:
-        self.port = unused_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db = db
-        self.log = tmp_path / f"livehub-{self.port}.log"
-        self.env = {
-            **os.environ,
-            "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-            "LIVEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
-            "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
-            "LIVEHUB_RECONCILE_INTERVAL": "0",
-            "LIVEHUB_RECONNECT_WINDOW": "30",
-            "LIVEHUB_SHUTDOWN_TIMEOUT": "5",
-            "LIVEHUB_CREATE_RATE_PER_MIN": "0",  # the writers create far more than 30
-            **env,
-        }
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, *, wait: bool = True) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "livehub",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--db",
-                str(self.db),
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
-        if wait:
-            await self.wait_ready()
-
-    async def wait_ready(self) -> None:
-        deadline = time.monotonic() + 20
-        async with aiohttp.ClientSession() as session:
-            while True:
-                assert self.proc is not None and self.proc.returncode is None, self.log.read_text()
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                assert time.monotonic() < deadline, "livehub did not start in time"
-                await asyncio.sleep(0.05)
-
-    def send(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def exit_code(self, within: float = 10.0) -> int:
-        assert self.proc is not None
-        return await asyncio.wait_for(self.proc.wait(), within)
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
+from tests.processes import Server
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
 from livehub.domain.tokens import hash_token
-from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore
+from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore, apply_migrations
 from tests.conftest import HOOK_SECRET, hook_for, make_config, send_hook
 
 
@@ -272,6 +272,31 @@ async def test_a_version_1_database_upgrades_with_its_rooms(tmp_path: Path) -> N
         assert (await store.get_by_publisher("c1")) == rooms[1]
         updated = dataclasses.replace(rooms[0], title="after the upgrade")
         assert await store.update(updated, 1)
+    finally:
+        await store.close()
+
+
+async def test_a_version_2_database_upgrades_to_origins_with_its_rooms(tmp_path: Path) -> None:
+    path = tmp_path / "livehub.db"
+    with sqlite3.connect(path) as db:
+        apply_migrations(db, str(path), upto=2)
+        db.execute(
+            "INSERT INTO rooms (id, title, stream_key, status, created_at, publish_token, "
+            "owner_token_hash, publisher_client_id, publisher_service_id, version) "
+            "VALUES ('r1', 't', 's1', 'live', 1000, 'pt', 'oh', 'c1', 'svc1', 4)"
+        )
+    store = SQLiteStore(str(path))
+    try:
+        assert store.schema_version == len(MIGRATIONS) >= 3
+        [room] = await every_room(store)
+        assert (room.id, room.status, room.version, room.publisher_service_id) == (
+            "r1",
+            RoomStatus.LIVE,
+            4,
+            "svc1",
+        )
+        assert (room.publisher_server_id, room.publisher_origin) == (None, None)
+        assert await store.count(RoomStatus.LIVE) == 1
     finally:
         await store.close()
 

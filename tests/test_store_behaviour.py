@@ -261,6 +261,28 @@ async def test_append_events_counts_and_stages_and_drops_unknown_rooms(outbox: O
     assert json.loads(rows[0]["body"])["data"]["viewers"] == 3
 
 
+async def test_the_publisher_origin_is_stored_and_updated(quiet: Opened) -> None:
+    store = quiet.store
+    room = make_room(
+        1,
+        status=RoomStatus.LIVE,
+        publisher_client_id="c1",
+        publisher_server_id="vid-aaaaaa1",
+        publisher_origin="srs-a",
+    )
+    await store.insert(room)
+    assert await store.get(room.id) == room
+    moved = dataclasses.replace(
+        room, publisher_client_id="c2", publisher_server_id="vid-bbbbbb2", publisher_origin="b"
+    )
+    assert await store.update(moved, room.version)
+    again = await store.get(room.id)
+    assert again is not None
+    assert (again.publisher_server_id, again.publisher_origin) == ("vid-bbbbbb2", "b")
+    assert await store.get_by_publisher("c2") == again
+    assert [r.publisher_origin for r in await store.live()] == ["b"]
+
+
 async def test_publisher_lookup_ignores_ended_rooms_and_prefers_the_latest_publish(
     quiet: Opened,
 ) -> None:

@@ -19,14 +19,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
 from livehub.storage import MIGRATIONS
 from tests.conftest import ADMIN_TOKEN, hook_for, send_hook
-from tests.test_faults import Server
-from tests.webhooks.conftest import SECRET, Outbox, Receiver, eventually
+from tests.processes import Server
+from tests.webhooks.conftest import SECRET, Outbox, eventually, start_receiver
 
 STORE_WRITES_OUTBOX = any("webhook_deliveries" in migration for migration in MIGRATIONS)
 needs_store_outbox = pytest.mark.skipif(
@@ -86,10 +85,7 @@ async def test_events_survive_a_down_receiver_and_a_kill_9(
     first.send(signal.SIGKILL)
     assert await first.exit_code() == -signal.SIGKILL
 
-    receiver = Receiver(secret=SECRET)
-    app = web.Application()
-    app.router.add_post("/hooks", receiver.handle)
-    receiver.server = await aiohttp_server(app, port=port)
+    receiver = await start_receiver(aiohttp_server, port=port, secret=SECRET)
     second = Server(tmp_path, db, **env)
     started.append(second)
     await second.start()
@@ -134,10 +130,7 @@ async def test_outbox_rows_survive_a_down_receiver_and_a_kill_9(
         first.send(signal.SIGKILL)
         assert await first.exit_code() == -signal.SIGKILL
 
-        receiver = Receiver(secret=SECRET)
-        app = web.Application()
-        app.router.add_post("/hooks", receiver.handle)
-        receiver.server = await aiohttp_server(app, port=port)
+        receiver = await start_receiver(aiohttp_server, port=port, secret=SECRET)
         second = Server(tmp_path, db, **env)
         started.append(second)
         await second.start()

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
 from livehub.webhooks.queue import (
     Delivery,
     DeliveryNotFailed,
@@ -27,22 +28,7 @@ from livehub.webhooks.queue import (
     QueueStats,
 )
 
-_COLUMNS = (
-    "id",
-    "endpoint",
-    "room_id",
-    "seq",
-    "type",
-    "body",
-    "created_at",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
-)
-_LIST = ", ".join(_COLUMNS)
+_LIST = ", ".join(DELIVERY_COLUMNS)
 _SELECT = f"SELECT {_LIST} FROM webhook_deliveries"
 #: due heads nobody else is claiming, oldest due first, leased in the same statement
 #: (RETURNING keeps no order: the caller sorts)
@@ -90,7 +76,7 @@ class PostgresDeliveryQueue:
     async def claim(self, now: int, limit: int, lease: int) -> list[Delivery]:
         pool = await self._connection_pool()
         rows = await pool.fetch(_CLAIM, now, limit, now + lease)
-        return sorted((_delivery(row) for row in rows), key=lambda row: row.id)
+        return sorted((delivery_from_row(row) for row in rows), key=lambda row: row.id)
 
     async def delivered(self, delivery_id: int, now: int, status: int) -> None:
         await self._execute(
@@ -130,7 +116,7 @@ class PostgresDeliveryQueue:
     async def get(self, delivery_id: int) -> Delivery | None:
         pool = await self._connection_pool()
         row = await pool.fetchrow(f"{_SELECT} WHERE id = $1", delivery_id)
-        return None if row is None else _delivery(row)
+        return None if row is None else delivery_from_row(row)
 
     async def list(self, state: DeliveryState | None, limit: int, offset: int) -> list[Delivery]:
         pool = await self._connection_pool()
@@ -143,7 +129,7 @@ class PostgresDeliveryQueue:
                 limit,
                 offset,
             )
-        return [_delivery(row) for row in rows]
+        return [delivery_from_row(row) for row in rows]
 
     async def retry(self, delivery_id: int, now: int) -> Delivery:
         pool = await self._connection_pool()
@@ -151,7 +137,7 @@ class PostgresDeliveryQueue:
             row = await conn.fetchrow(f"{_SELECT} WHERE id = $1 FOR UPDATE", delivery_id)
             if row is None:
                 raise DeliveryNotFound(delivery_id)
-            current = _delivery(row)
+            current = delivery_from_row(row)
             if current.state is not DeliveryState.FAILED:
                 raise DeliveryNotFailed(delivery_id, current.state)
             row = await conn.fetchrow(
@@ -160,7 +146,7 @@ class PostgresDeliveryQueue:
                 now,
                 delivery_id,
             )
-        return _delivery(row)
+        return delivery_from_row(row)
 
     async def prune(self, delivered_before: int, limit: int) -> int:
         result = await self._execute(
@@ -187,9 +173,3 @@ class PostgresDeliveryQueue:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-
-def _delivery(row: asyncpg.Record) -> Delivery:
-    values = {column: row[column] for column in _COLUMNS}
-    values["state"] = DeliveryState(values["state"])
-    return Delivery(**values)

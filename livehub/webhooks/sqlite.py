@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
 from livehub.webhooks.queue import (
     Delivery,
     DeliveryNotFailed,
@@ -24,22 +25,7 @@ from livehub.webhooks.queue import (
 
 T = TypeVar("T")
 
-_COLUMNS = (
-    "id",
-    "endpoint",
-    "room_id",
-    "seq",
-    "type",
-    "body",
-    "created_at",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
-)
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM webhook_deliveries"
+_SELECT = f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM webhook_deliveries"
 #: due heads: the oldest pending row of its (endpoint, room), due now
 _CLAIM = f"""
 {_SELECT} AS d
@@ -89,7 +75,7 @@ class SQLiteDeliveryQueue:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return [_delivery(row) for row in rows]
+            return [delivery_from_row(row) for row in rows]
 
         return await self._run(work)
 
@@ -122,7 +108,7 @@ class SQLiteDeliveryQueue:
     async def get(self, delivery_id: int) -> Delivery | None:
         def work(db: sqlite3.Connection) -> Delivery | None:
             row = db.execute(f"{_SELECT} WHERE id = ?", (delivery_id,)).fetchone()
-            return None if row is None else _delivery(row)
+            return None if row is None else delivery_from_row(row)
 
         return await self._run(work)
 
@@ -137,7 +123,7 @@ class SQLiteDeliveryQueue:
                     f"{_SELECT} WHERE state = ? ORDER BY id DESC LIMIT ? OFFSET ?",
                     (state.value, limit, offset),
                 ).fetchall()
-            return [_delivery(row) for row in rows]
+            return [delivery_from_row(row) for row in rows]
 
         return await self._run(work)
 
@@ -148,7 +134,7 @@ class SQLiteDeliveryQueue:
                 row = db.execute(f"{_SELECT} WHERE id = ?", (delivery_id,)).fetchone()
                 if row is None:
                     raise DeliveryNotFound(delivery_id)
-                current = _delivery(row)
+                current = delivery_from_row(row)
                 if current.state is not DeliveryState.FAILED:
                     raise DeliveryNotFailed(delivery_id, current.state)
                 db.execute(
@@ -161,7 +147,7 @@ class SQLiteDeliveryQueue:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return _delivery(row)
+            return delivery_from_row(row)
 
         return await self._run(work)
 
@@ -198,9 +184,3 @@ class SQLiteDeliveryQueue:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, work)
         self._executor.shutdown(wait=True)
-
-
-def _delivery(row: tuple[Any, ...]) -> Delivery:
-    values = dict(zip(_COLUMNS, row, strict=True))
-    values["state"] = DeliveryState(values["state"])
-    return Delivery(**values)

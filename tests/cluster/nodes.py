@@ -4,98 +4,26 @@ all on one PostgreSQL database and one Redis, logging to files of the test's dir
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import unused_port
 
-from tests.conftest import ADMIN_TOKEN, HOOK_SECRET
+from tests.conftest import HOOK_SECRET
+from tests.processes import ROOT, LivehubProcess
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "Node", "StartNode", "create_room", "get_json", "hook", "room_on", "until"]
 
 
-class Node:
-    """One livehub process; ``args`` go on its command line (``--workers 2``)."""
+class Node(LivehubProcess):
+    """One cluster node; ``args`` go on its command line (``--workers 2``); it runs in
+    ``tmp_path`` and logs to ``tmp_path/<name>.log``."""
 
     def __init__(self, name: str, tmp_path: Path, env: dict[str, str], *args: str) -> None:
-        self.name = name
-        self.port = unused_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / f"{name}.log"
-        self.cwd = tmp_path
-        self.args = args
-        self.env = {
-            **os.environ,
-            "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-            "LIVEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
-            "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
-            "LIVEHUB_RECONCILE_INTERVAL": "0",
-            "LIVEHUB_SHUTDOWN_TIMEOUT": "3",
-            "LIVEHUB_CREATE_RATE_PER_MIN": "0",
-            "PYTHONPATH": str(ROOT),
-            **env,
-        }
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, *, wait: bool = True) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "livehub",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                *self.args,
-                cwd=self.cwd,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,  # kill() takes its workers too
-            )
-        if wait:
-            await self.wait_ready()
-
-    async def wait_ready(self, within: float = 30.0) -> None:
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as session:
-            while True:
-                assert self.proc is not None and self.proc.returncode is None, self.text()
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                assert time.monotonic() < deadline, f"{self.name} did not start: {self.text()}"
-                await asyncio.sleep(0.05)
-
-    def text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-
-    def send(self, sig: signal.Signals) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def exit_code(self, within: float = 15.0) -> int:
-        assert self.proc is not None
-        return await asyncio.wait_for(self.proc.wait(), within)
-
-    async def kill(self) -> None:
-        """SIGKILL, as a crash would: no cleanup, no lock released."""
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            await self.proc.wait()
+        super().__init__(name, tmp_path, env, *args, cwd=tmp_path)
 
     @property
     def leads(self) -> bool:
@@ -103,6 +31,10 @@ class Node:
         text = self.text()
         took = text.rfind("took leader lock livehub:leader:housekeeping")
         return took >= 0 and took > text.rfind("lost leader lock livehub:leader:housekeeping")
+
+
+#: the ``make_node`` fixture (tests/cluster/conftest.py): ``make_node(name, *args, **env)``
+StartNode = Callable[..., Node]
 
 
 async def hook(

@@ -7,37 +7,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-import pytest
 
 from livehub.storage_pg import PostgresStore
-from tests.cluster.nodes import ROOT, Node, create_room, get_json, hook, room_on, until
+from tests.cluster.nodes import ROOT, StartNode, create_room, get_json, hook, room_on, until
 from tests.conftest import hook_for
-from tests.engines import PostgresEngine, RedisEngine, free_port
-
-StartNode = Callable[..., Node]
-
-
-@pytest.fixture
-async def make_node(
-    tmp_path: Path, pg_url: str, redis_alone: RedisEngine
-) -> AsyncIterator[StartNode]:
-    nodes: list[Node] = []
-
-    def make(name: str, *args: str, **env: str) -> Node:
-        settings = {"LIVEHUB_DATABASE_URL": pg_url, "LIVEHUB_REDIS_URL": redis_alone.url, **env}
-        node = Node(name, tmp_path, settings, *args)
-        nodes.append(node)
-        return node
-
-    yield make
-    for node in nodes:
-        await node.kill()
+from tests.engines import PostgresEngine, free_port
 
 
 async def post(

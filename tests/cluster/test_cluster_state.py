@@ -9,45 +9,21 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.cluster.nodes import Node, create_room, get_json, hook, room_on, until
+from tests.cluster.nodes import Node, StartNode, create_room, get_json, hook, room_on, until
 from tests.conftest import hook_for
-from tests.engines import RedisEngine
 
 WINDOW = 2.0  # the reconnect window of these nodes, seconds
 SWEEP = 0.3  # their sweep interval
 
-StartNode = Callable[..., Node]
-
 
 @pytest.fixture
-async def make_node(
-    tmp_path: Path, pg_url: str, redis_alone: RedisEngine
-) -> AsyncIterator[StartNode]:
-    """Builds nodes of one cluster (not started); every one is killed after the test."""
-    nodes: list[Node] = []
-
-    def make(name: str, *args: str, **env: str) -> Node:
-        settings = {
-            "LIVEHUB_DATABASE_URL": pg_url,
-            "LIVEHUB_REDIS_URL": redis_alone.url,
-            "LIVEHUB_RECONNECT_WINDOW": str(WINDOW),
-            "LIVEHUB_SWEEP_INTERVAL": str(SWEEP),
-            **env,
-        }
-        node = Node(name, tmp_path, settings, *args)
-        nodes.append(node)
-        return node
-
-    yield make
-    for node in nodes:
-        await node.kill()
+def node_settings() -> dict[str, str]:
+    return {"LIVEHUB_RECONNECT_WINDOW": str(WINDOW), "LIVEHUB_SWEEP_INTERVAL": str(SWEEP)}
 
 
 @pytest.fixture

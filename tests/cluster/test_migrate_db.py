@@ -13,8 +13,9 @@ import pytest
 
 from livehub import storage
 from livehub.domain.room import EventType, RoomEvent, RoomStatus
-from livehub.migrate_db import ROOM_COLUMNS, copy_sqlite_to_postgres, main
+from livehub.migrate_db import copy_sqlite_to_postgres, main
 from livehub.storage_pg import PostgresStore
+from livehub.store_rows import ROOM_COLUMNS
 
 T0 = 1_790_000_000_000
 SCHEMAS = list(range(1, len(storage.MIGRATIONS) + 1))
@@ -24,8 +25,7 @@ def sqlite_db(path: Path, version: int, rooms: int) -> list[dict[str, Any]]:
     """A SQLite database at schema ``version`` (the embedded store's own migrations) holding
     ``rooms`` rooms; returns them as rows."""
     db = sqlite3.connect(path)
-    for number, script in enumerate(storage.MIGRATIONS[:version], start=1):
-        db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+    storage.apply_migrations(db, str(path), upto=version)
     present = [row[1] for row in db.execute("PRAGMA table_info(rooms)")]
     rows = []
     for n in range(rooms):

@@ -1,42 +1,20 @@
 """What only PostgreSQL's store has to keep, as a server several processes share: nodes migrating
-together, a newer schema refused, racing writers from two pools, a PostgreSQL restart or kill
-under a running store. The behaviour every adapter keeps (SQLite and PostgreSQL alike) is the
-suite in ``tests/test_store_behaviour.py``."""
+together, an older schema upgraded with its rooms and a newer one refused, racing writers from
+two pools, a PostgreSQL restart or kill under a running store. The behaviour every adapter keeps
+(SQLite and PostgreSQL alike) is the suite in ``tests/test_store_behaviour.py``."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import asyncpg
 import pytest
 
-from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
+from livehub.domain.room import EventType, RoomStatus
 from livehub.domain.store import StoreUnavailable
-from livehub.domain.tokens import hash_token
 from livehub.storage_pg import MIGRATIONS, PostgresStore, SchemaTooNew
 from tests.engines import PostgresEngine
-
-ENDPOINTS = ("http://hooks.example/a", "http://hooks.example/b")
-T0 = 1_790_000_000_000
-
-
-def make_room(n: int, *, created_at: int | None = None, **changes: Any) -> Room:
-    values: dict[str, Any] = {
-        "id": f"room{n:03d}",
-        "title": f"Room {n}",
-        "stream_key": f"key{n:03d}",
-        "created_at": T0 + n if created_at is None else created_at,
-        "publish_token": f"publish-secret-{n}",
-        "owner_token_hash": hash_token(f"owner-secret-{n}"),
-    }
-    values.update(changes)
-    return Room(**values)
-
-
-def event(kind: EventType, room: Room, at: int = T0, **extra: Any) -> RoomEvent:
-    return RoomEvent(type=kind, room_id=room.id, at=at, extra=extra)
-
+from tests.test_store_behaviour import ENDPOINTS, event, make_room
 
 # -- PostgreSQL only: a server shared by several processes ----------------------------------
 
@@ -66,6 +44,34 @@ async def test_a_newer_schema_is_refused(pg_url: str) -> None:
         await conn.close()
     with pytest.raises(SchemaTooNew, match="schema version 99"):
         await PostgresStore.open(pg_url)
+
+
+async def test_a_schema_1_database_upgrades_to_origins_with_its_rooms(pg_url: str) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        await conn.execute(MIGRATIONS[0])
+        await conn.execute("INSERT INTO schema_migrations (version) VALUES (1)")
+        await conn.execute(
+            "INSERT INTO rooms (id, title, stream_key, status, created_at, publish_token, "
+            "owner_token_hash, publisher_client_id, version) "
+            "VALUES ('r1', 't', 's1', 'live', 1000, 'pt', 'oh', 'c1', 4)"
+        )
+    finally:
+        await conn.close()
+    store = await PostgresStore.open(pg_url)
+    try:
+        assert await store.schema_version() == len(MIGRATIONS) >= 2
+        room = await store.get("r1")
+        assert room is not None
+        assert (room.status, room.version, room.publisher_client_id) == (RoomStatus.LIVE, 4, "c1")
+        assert (room.publisher_server_id, room.publisher_origin) == (None, None)
+        assert await store.count(RoomStatus.LIVE) == 1
+    finally:
+        await store.close()
 
 
 async def test_racing_conditional_updates_from_two_pools_exactly_one_wins(pg_url: str) -> None:

@@ -1,5 +1,5 @@
-"""Webhook fixtures: the outbox table (created here exactly as the store's migration does), rows
-written as the store writes them, and a real receiver that verifies every signature with the
+"""Webhook fixtures: the outbox table (created by the store's own migrations), rows written as
+the store writes them, and a real receiver that verifies every signature with the
 ``standardwebhooks`` package."""
 
 from __future__ import annotations
@@ -20,29 +20,9 @@ from aiohttp.test_utils import TestServer
 from pytest_aiohttp import AiohttpServer
 from standardwebhooks.webhooks import Webhook
 
+from livehub.storage import apply_migrations
+from livehub.store_rows import STAGED_COLUMNS, OutboxRow
 from livehub.webhooks.settings import WebhookSecret
-
-#: BRIEF.md decision 2, verbatim (IF NOT EXISTS so the store's migration may have run first)
-DDL = """
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  endpoint TEXT NOT NULL,
-  room_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  type TEXT NOT NULL,
-  body TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending','delivered','failed')),
-  attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_at INTEGER NOT NULL,
-  last_status INTEGER,
-  last_error TEXT,
-  delivered_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_order
-  ON webhook_deliveries (endpoint, room_id, id);
-"""
 
 SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-webhook-secret-for-rotation").decode()
@@ -59,7 +39,7 @@ class Outbox:
         self.path = str(path)
         self.db = sqlite3.connect(self.path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(DDL)
+        apply_migrations(self.db, self.path)  # the store's own schema, outbox included
         self.seqs: dict[str, int] = {}
 
     def add(
@@ -71,17 +51,13 @@ class Outbox:
         extra: dict[str, Any] | None = None,
         delay_ms: int = 0,
     ) -> int:
-        seq = self.seqs[room_id] = self.seqs.get(room_id, 0) + 1
-        now = int(time.time() * 1000)
-        body = self.body(room_id, type, seq, extra)
+        seq, rows = staged(self.seqs, endpoints, room_id, type, extra, delay_ms)
         self.db.execute("BEGIN")
-        for endpoint in endpoints:
-            self.db.execute(
-                "INSERT INTO webhook_deliveries "
-                "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (endpoint, room_id, seq, type, body, now, now + delay_ms),
-            )
+        self.db.executemany(
+            f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in STAGED_COLUMNS)})",
+            rows,
+        )
         self.db.execute("COMMIT")
         return seq
 
@@ -106,6 +82,24 @@ class Outbox:
 
     def close(self) -> None:
         self.db.close()
+
+
+def staged(
+    seqs: dict[str, int],
+    endpoints: list[str],
+    room_id: str,
+    type: str,
+    extra: dict[str, Any] | None = None,
+    delay_ms: int = 0,
+) -> tuple[int, list[OutboxRow]]:
+    """The room's next seq (counted in ``seqs``) and its rows in ``STAGED_COLUMNS`` order, one
+    per endpoint, due ``delay_ms`` from now, with :meth:`Outbox.body` bodies."""
+    seq = seqs[room_id] = seqs.get(room_id, 0) + 1
+    now = int(time.time() * 1000)
+    body = Outbox.body(room_id, type, seq, extra)
+    return seq, [
+        (endpoint, room_id, seq, type, body, now, now + delay_ms) for endpoint in endpoints
+    ]
 
 
 @pytest.fixture
@@ -181,14 +175,21 @@ class Receiver:
 StartReceiver = Callable[..., Awaitable[Receiver]]
 
 
+async def start_receiver(
+    aiohttp_server: AiohttpServer, *, port: int | None = None, **options: Any
+) -> Receiver:
+    """A :class:`Receiver` serving ``/hooks`` (on ``port``, or a free one)."""
+    receiver = Receiver(**options)
+    app = web.Application()
+    app.router.add_post("/hooks", receiver.handle)
+    receiver.server = await aiohttp_server(app, port=port)
+    return receiver
+
+
 @pytest.fixture
 def receiver_factory(aiohttp_server: AiohttpServer) -> StartReceiver:
     async def start(**options: Any) -> Receiver:
-        receiver = Receiver(**options)
-        app = web.Application()
-        app.router.add_post("/hooks", receiver.handle)
-        receiver.server = await aiohttp_server(app)
-        return receiver
+        return await start_receiver(aiohttp_server, **options)
 
     return start
 

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from livehub.storage_pg import PostgresStore
+from livehub.store_rows import STAGED_COLUMNS
 from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.queue import (
     DeliveryNotFailed,
@@ -21,7 +22,7 @@ from livehub.webhooks.queue import (
 )
 from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 from tests.engines import PostgresEngine
-from tests.webhooks.conftest import Outbox
+from tests.webhooks.conftest import Outbox, staged
 
 A, B = "http://a.example/hooks", "http://b.example/hooks"
 
@@ -74,23 +75,13 @@ class PostgresRows:
         extra: dict[str, Any] | None = None,
         delay_ms: int = 0,
     ) -> int:
-        seq = self.seqs[room_id] = self.seqs.get(room_id, 0) + 1
-        at = now()
-        body = Outbox.body(room_id, type, seq, extra)
+        seq, rows = staged(self.seqs, endpoints, room_id, type, extra, delay_ms)
         async with self.conn.transaction():
-            for endpoint in endpoints:
-                await self.conn.execute(
-                    "INSERT INTO webhook_deliveries "
-                    "(endpoint, room_id, seq, type, body, created_at, next_attempt_at) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    endpoint,
-                    room_id,
-                    seq,
-                    type,
-                    body,
-                    at,
-                    at + delay_ms,
-                )
+            await self.conn.executemany(
+                f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
+                f"VALUES ({', '.join(f'${n}' for n in range(1, len(STAGED_COLUMNS) + 1))})",
+                rows,
+            )
         return seq
 
     async def rows(self) -> list[dict[str, Any]]:

@@ -1,0 +1,177 @@
+"""The rows both room stores write (:mod:`livehub.storage` on SQLite, :mod:`livehub.storage_pg`
+on PostgreSQL) and the SQLite → PostgreSQL copy (:mod:`livehub.migrate_db`) moves.
+
+One definition of the ``rooms`` and ``webhook_deliveries`` columns, of how a :class:`Room` maps
+to and from a ``rooms`` row, and of the outbox rows a store write stages for its events (the
+exact webhook body included), so the two adapters cannot drift apart. Plain Python: the SQL
+dialects (placeholders, transactions, migrations) stay in the adapters.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.webhooks.queue import Delivery, DeliveryState
+
+#: the ``rooms`` columns, in the order of :func:`room_values` and :func:`room_from_row`
+ROOM_COLUMNS = (
+    "id",
+    "title",
+    "stream_key",
+    "status",
+    "created_at",
+    "start_time",
+    "end_time",
+    "publish_token",
+    "owner_token_hash",
+    "publisher_client_id",
+    "publisher_service_id",
+    "reconnecting_since",
+    "published_at",
+    "version",
+    "event_seq",
+    "publisher_server_id",
+    "publisher_origin",
+)
+
+#: the ``webhook_deliveries`` columns (the outbox; created by the stores' migrations)
+DELIVERY_COLUMNS = (
+    "id",
+    "endpoint",
+    "room_id",
+    "seq",
+    "type",
+    "body",
+    "created_at",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_status",
+    "last_error",
+    "delivered_at",
+)
+
+#: what a store write fills in a new outbox row (the rest keep their defaults), in the order
+#: of :func:`outbox_rows`
+STAGED_COLUMNS = ("endpoint", "room_id", "seq", "type", "body", "created_at", "next_attempt_at")
+
+#: the public view of a room, for webhook bodies (injected: the API owns how rooms are shown)
+EventView = Callable[[Room], dict[str, Any]]
+
+OutboxRow = tuple[str, str, int, str, str, int, int]
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """ISO 8601 in UTC with milliseconds, e.g. ``2026-11-30T13:00:00.000Z``."""
+    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def bare_view(room: Room) -> dict[str, Any]:
+    """The fields of a room safe to publish, when no view is injected."""
+    return {
+        "id": room.id,
+        "title": room.title,
+        "status": room.status.value,
+        "createdAt": room.created_at,
+        "startTime": room.start_time,
+        "endTime": room.end_time,
+    }
+
+
+def room_values(room: Room) -> tuple[object, ...]:
+    """``room`` as a ``rooms`` row, in :data:`ROOM_COLUMNS` order."""
+    return (
+        room.id,
+        room.title,
+        room.stream_key,
+        room.status.value,
+        room.created_at,
+        room.start_time,
+        room.end_time,
+        room.publish_token,
+        room.owner_token_hash,
+        room.publisher_client_id,
+        room.publisher_service_id,
+        room.reconnecting_since,
+        room.published_at,
+        room.version,
+        room.event_seq,
+        room.publisher_server_id,
+        room.publisher_origin,
+    )
+
+
+def room_from_row(row: Any) -> Room:
+    """A room from a row in :data:`ROOM_COLUMNS` order (a sqlite3 tuple or an asyncpg record;
+    spelled out: pages build a thousand of them)."""
+    return Room(
+        id=row[0],
+        title=row[1],
+        stream_key=row[2],
+        status=_STATUS[row[3]],
+        created_at=row[4],
+        start_time=row[5],
+        end_time=row[6],
+        publish_token=row[7],
+        owner_token_hash=row[8],
+        publisher_client_id=row[9],
+        publisher_service_id=row[10],
+        reconnecting_since=row[11],
+        published_at=row[12],
+        version=row[13],
+        event_seq=row[14],
+        publisher_server_id=row[15],
+        publisher_origin=row[16],
+    )
+
+
+_STATUS = {status.value: status for status in RoomStatus}
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    """A delivery from a ``webhook_deliveries`` row in :data:`DELIVERY_COLUMNS` order (a sqlite3
+    tuple or an asyncpg record)."""
+    values = dict(zip(DELIVERY_COLUMNS, row, strict=True))
+    values["state"] = DeliveryState(values["state"])
+    return Delivery(**values)
+
+
+def outbox_rows(
+    endpoints: Sequence[str],
+    view: EventView,
+    room: Room,
+    events: Iterable[RoomEvent],
+    first_seq: int,
+) -> list[OutboxRow]:
+    """The ``webhook_deliveries`` rows (:data:`STAGED_COLUMNS`) for ``events`` of ``room``:
+    one per endpoint per event, the events numbered from ``first_seq + 1``. The body is the
+    exact JSON to send: ``{"type", "timestamp", "data"}``, ``data`` being the room's public
+    view plus the event's extra fields and ``"seq"``. No endpoints, no rows."""
+    if not endpoints:
+        return []
+    rows: list[OutboxRow] = []
+    for offset, event in enumerate(events, start=1):
+        seq = first_seq + offset
+        data = {**view(room), **event.extra, "seq": seq}
+        body = orjson.dumps(
+            {"type": event.type.value, "timestamp": iso_ms(event.at), "data": data}
+        ).decode()
+        rows.extend(
+            (endpoint, room.id, seq, event.type.value, body, event.at, event.at)
+            for endpoint in endpoints
+        )
+    return rows
+
+
+def schema_too_new(where: str, version: int, supported: int) -> str:
+    """The message of a store refusing a database migrated by a newer livehub."""
+    return (
+        f"{where} has schema version {version}, newer than this livehub supports "
+        f"({supported}): upgrade livehub or restore a backup"
+    )
