@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# livehub in cluster mode (PostgreSQL + Redis, one or two nodes) against embedded mode (one node,
+# SQLite) and the seed's Node server, on the shared wsbench load generator. Loopback only; every
+# wsbench run is bounded by --timeout. (issue 9, "Measured"; benchmarks/run.sh stays the
+# single-node comparison.)
+#
+#   benchmarks/cluster.sh                          # fanout pairs joinstorm, every target once
+#   REPEAT=3 benchmarks/cluster.sh                 # medians over 3 (the report shows min-max)
+#   TARGETS="embedded cluster2" benchmarks/cluster.sh pairs
+#   FANOUT_ARGS="-n 50 -k 100" PAIRS_ARGS="-p 20" JOINSTORM_ARGS="-n 50" benchmarks/cluster.sh
+#   QUIET_WAIT=120 benchmarks/cluster.sh           # wait (at most 120 s) for a quiet host first
+#
+# Targets, each started fresh for each scenario and repetition, one after the other:
+#   seed      the seed's express + ws server (one Node process)
+#   embedded  one livehub node, SQLite (a fresh file per run): what `make run` starts
+#   cluster1  one livehub node in cluster mode: LIVEHUB_DATABASE_URL + LIVEHUB_REDIS_URL
+#   cluster2  two livehub nodes in cluster mode on the same PostgreSQL and Redis; the clients
+#             alternate between them (client i connects to node i mod 2), REST goes to node 1
+# PostgreSQL and Redis are throwaway servers on private ports of 127.0.0.1
+# (benchmarks/cluster_engines.py, from tests/engines.py), started once; each cluster run gets a
+# new empty database and an emptied Redis.
+#
+# wsbench takes one --ws URL, so the script runs a patched copy (benchmarks/wsbench-multi.patch,
+# applied to the scratch copy as wsbench-multi.js; the original stays untouched): `--ws` takes
+# several URLs (client i uses URL i mod count), fanout reports latency on the sender's node and
+# on the other node apart, and `--aux-pid NAME=PID,...` reports other processes' CPU (Redis,
+# PostgreSQL with its backends, each node) in the same measured window as the server's.
+# Everything else (scenarios, pacing, metrics) is wsbench's own. `--pid` sums the nodes.
+# In pairs, peer A is client 2p and B is 2p+1, so with two nodes every pair spans both.
+#
+# Output: benchmarks/results/cluster-<UTC timestamp>/ (or OUT): TARGET/NAME.{txt,json},
+# TARGET/server-NAME.log, report.md (wsbench's report.js), summary.md
+# (benchmarks/cluster_compare.py) and machine.txt.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+SHARED="${SHARED:-$(cd "$ROOT/../shared" && pwd)}"
+SCRATCH="${SCRATCH:-/tmp/livehub-clbench}"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+OUT="${OUT:-$HERE/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}"
+SCENARIOS="${*:-fanout pairs joinstorm}"
+TARGETS="${TARGETS:-seed embedded cluster1 cluster2}"
+REPEAT="${REPEAT:-1}"
+QUIET_WAIT="${QUIET_WAIT:-0}"
+QUIET_MAX="${QUIET_MAX:-0.3}"
+SEED_PORT="${SEED_PORT:-18188}"
+LIVEHUB_PORT="${LIVEHUB_PORT:-18189}"   # node 2 listens on LIVEHUB_PORT + 1
+TIMEOUT="${TIMEOUT:-300}"   # wsbench --timeout per run, seconds
+# as benchmarks/run.sh: the general rate limit off (the fanout sender sends ~1,000 messages/s
+# from one connection); room creation unlimited too (pairs creates 500 rooms from one address)
+LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0 LIVEHUB_CREATE_RATE_PER_MIN=0}"
+
+FANOUT_ARGS="${FANOUT_ARGS:-}"        # wsbench defaults: 1 room x 1000 receivers x 2000 messages
+PAIRS_ARGS="${PAIRS_ARGS:-}"          # 500 rooms x 2 peers x 20 rounds
+JOINSTORM_ARGS="${JOINSTORM_ARGS:-}"  # 2000 clients
+
+hard="$(ulimit -Hn)"
+want=65536
+if [ "$hard" != "unlimited" ] && [ "$hard" -lt "$want" ]; then want="$hard"; fi
+ulimit -n "$want" 2>/dev/null || echo "cluster.sh: could not raise the fd limit (now $(ulimit -n))" >&2
+
+# -- scratch copies of the read-only load generator and seed peer, and the patched wsbench -------
+prepare() {
+  mkdir -p "$SCRATCH/peers"
+  local src dst
+  for pair in "bench:bench" "peers/seed-node:peers/seed-node"; do
+    src="$SHARED/${pair%%:*}"; dst="$SCRATCH/${pair##*:}"
+    mkdir -p "$dst"
+    chmod -R u+w "$dst" 2>/dev/null || true
+    (cd "$src" && find . -path ./node_modules -prune -o -type f -print) | while read -r f; do
+      if ! cmp -s "$src/$f" "$dst/$f"; then mkdir -p "$(dirname "$dst/$f")"; cp "$src/$f" "$dst/$f"; fi
+    done
+    chmod -R u+w "$dst"
+    if [ ! -d "$dst/node_modules" ]; then
+      (cd "$dst" && npm ci --no-audit --no-fund --silent) >&2 || { echo "npm ci failed in $dst" >&2; exit 2; }
+    fi
+  done
+  local seed="$SCRATCH/peers/seed-node"
+  if [ ! -f "$seed/dist/signaling/index.js" ] || [ -n "$(find "$seed/src" -name '*.ts' -newer "$seed/dist/signaling/index.js")" ]; then
+    (cd "$seed" && ./node_modules/.bin/tsc -p .) >&2 || { echo "tsc failed for the seed" >&2; exit 2; }
+  fi
+  patch -s -o "$SCRATCH/bench/wsbench-multi.js" "$SCRATCH/bench/wsbench.js" <"$HERE/wsbench-multi.patch" ||
+    { echo "wsbench-multi.patch does not apply to $SHARED/bench/wsbench.js" >&2; exit 2; }
+}
+
+busy_cores() { # busy cores over a 2 s sample (user+nice+system+irq+softirq)
+  local a b
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat); sleep 2
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat)
+  awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz/2}'
+}
+
+wait_quiet() {
+  [ "$QUIET_WAIT" -gt 0 ] || return 0
+  local end=$((SECONDS + QUIET_WAIT)) c
+  while :; do
+    c=$(busy_cores)
+    if awk -v c="$c" -v m="$QUIET_MAX" 'BEGIN{exit !(c < m)}'; then echo "host quiet ($c busy cores)" >&2; return 0; fi
+    if [ "$SECONDS" -ge "$end" ]; then echo "host still busy ($c cores) after ${QUIET_WAIT}s; running anyway" >&2; return 0; fi
+  done
+}
+
+# -- PostgreSQL + Redis, once for the whole script -----------------------------------------------
+ENGINES_PID=""
+PG_URL="" PG_PID="" REDIS_URL="" REDIS_PID="" PG_VERSION=""
+start_engines() {
+  local env="$OUT/engines.env"
+  rm -f "$env"
+  "$PYTHON" "$HERE/cluster_engines.py" serve "$env" 2>"$OUT/engines.log" &
+  ENGINES_PID=$!
+  for _ in $(seq 600); do
+    [ -s "$env" ] && break
+    kill -0 "$ENGINES_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -s "$env" ] || { echo "PostgreSQL/Redis did not start: $(tail -5 "$OUT/engines.log")" >&2; exit 2; }
+  # shellcheck disable=SC1090
+  . "$env"
+  echo "engines: PostgreSQL $PG_VERSION pid $PG_PID, Redis pid $REDIS_PID (private ports)" >&2
+}
+
+stop_engines() {
+  [ -n "$ENGINES_PID" ] || return 0
+  kill -TERM "$ENGINES_PID" 2>/dev/null
+  for _ in $(seq 150); do kill -0 "$ENGINES_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$ENGINES_PID" 2>/dev/null && kill -9 "$ENGINES_PID" 2>/dev/null
+  wait "$ENGINES_PID" 2>/dev/null
+  ENGINES_PID=""
+}
+
+# -- servers: each `exec`ed so that its pid is the server process itself, for wsbench --pid ------
+SPIDS=()       # server processes of the current target
+HTTP_URL="" WS_URLS="" AUX=""
+DBFILE=""
+
+wait_http() { # PORT PID LOG
+  for _ in $(seq 300); do
+    if curl -sf "http://127.0.0.1:$1/api/rooms" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$2" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server pid $2 did not answer on port $1 (log: $3)" >&2
+  return 1
+}
+
+start_livehub() { # PORT LOG [VAR=VALUE ...]: one livehub process
+  local port="$1" log="$2"; shift 2
+  # shellcheck disable=SC2086
+  (cd "$ROOT" && export LIVEHUB_HOOK_SECRET=some-long-secret-value LIVEHUB_LOG_LEVEL=WARNING \
+      LIVEHUB_RECONCILE_INTERVAL=0 $LIVEHUB_BENCH_ENV "$@" &&
+    exec "$PYTHON" -m livehub --host 127.0.0.1 --port "$port") >>"$log" 2>&1 &
+  SPIDS+=($!)
+  wait_http "$port" "$!" "$log"
+}
+
+start_target() { # TARGET LOG
+  local target="$1" log="$2" db
+  SPIDS=() AUX=""
+  : >"$log"
+  case "$target" in
+    seed)
+      (cd "$SCRATCH/peers/seed-node" && PORT="$SEED_PORT" NODE_ENV=production exec node dist/signaling/index.js) >"$log" 2>&1 &
+      SPIDS+=($!)
+      HTTP_URL="http://127.0.0.1:$SEED_PORT" WS_URLS="ws://127.0.0.1:$SEED_PORT/"
+      wait_http "$SEED_PORT" "${SPIDS[0]}" "$log" || return 1
+      ;;
+    embedded)
+      DBFILE="$SCRATCH/embedded-$$.db"
+      rm -f "$DBFILE" "$DBFILE-wal" "$DBFILE-shm"
+      HTTP_URL="http://127.0.0.1:$LIVEHUB_PORT" WS_URLS="ws://127.0.0.1:$LIVEHUB_PORT/ws"
+      start_livehub "$LIVEHUB_PORT" "$log" LIVEHUB_DB="$DBFILE" || return 1
+      ;;
+    cluster1 | cluster2)
+      db="$("$PYTHON" "$HERE/cluster_engines.py" fresh "$PG_URL" "$REDIS_URL")" || return 1
+      local env=(LIVEHUB_DATABASE_URL="$db" LIVEHUB_REDIS_URL="$REDIS_URL")
+      HTTP_URL="http://127.0.0.1:$LIVEHUB_PORT" WS_URLS="ws://127.0.0.1:$LIVEHUB_PORT/ws"
+      start_livehub "$LIVEHUB_PORT" "$log" "${env[@]}" || return 1
+      AUX="node1=${SPIDS[0]}"
+      if [ "$target" = cluster2 ]; then
+        start_livehub "$((LIVEHUB_PORT + 1))" "$log" "${env[@]}" || return 1
+        WS_URLS="$WS_URLS,ws://127.0.0.1:$((LIVEHUB_PORT + 1))/ws"
+        AUX="$AUX,node2=${SPIDS[1]}"
+      fi
+      AUX="$AUX,redis=$REDIS_PID,postgres=$PG_PID"
+      ;;
+    *) echo "unknown target $target" >&2; exit 2 ;;
+  esac
+  echo "$target: server pid(s) ${SPIDS[*]}" >&2
+}
+
+stop_target() {
+  local pid
+  for pid in "${SPIDS[@]}"; do kill -0 "$pid" 2>/dev/null && kill "$pid"; done
+  for pid in "${SPIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  SPIDS=()
+  if [ -n "$DBFILE" ]; then rm -f "$DBFILE" "$DBFILE-wal" "$DBFILE-shm"; DBFILE=""; fi
+}
+trap 'stop_target; stop_engines' EXIT
+trap 'exit 130' INT TERM
+
+machine() {
+  echo "date: $(date -u +%FT%TZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "kernel: $(uname -sr)"
+  echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "python: $("$PYTHON" -c 'import sys; print(sys.version.split()[0])')"
+  echo "node: $(node --version)"
+  echo "postgresql: $PG_VERSION; redis: $(redis-server --version 2>/dev/null | sed 's/.*v=\([^ ]*\).*/\1/')"
+  echo "livehub commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- livehub 2>/dev/null || echo ' (livehub/ modified)')"
+  echo "packages: $("$PYTHON" -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("aiohttp", "uvloop", "orjson", "asyncpg", "redis")))')"
+  echo "fd limit: $(ulimit -n)"
+  echo "livehub env: LIVEHUB_LOG_LEVEL=WARNING LIVEHUB_RECONCILE_INTERVAL=0 $LIVEHUB_BENCH_ENV"
+  echo "TARGETS=$TARGETS SCENARIOS=$SCENARIOS REPEAT=$REPEAT QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX TIMEOUT=$TIMEOUT"
+  echo "FANOUT_ARGS=$FANOUT_ARGS | PAIRS_ARGS=$PAIRS_ARGS | JOINSTORM_ARGS=$JOINSTORM_ARGS"
+}
+
+prepare
+mkdir -p "$OUT"
+for target in $TARGETS; do mkdir -p "$OUT/$target"; done
+case " $TARGETS " in *" cluster"*) start_engines ;; esac
+machine | tee "$OUT/machine.txt"
+BENCH="$SCRATCH/bench/wsbench-multi.js"
+overall=0
+
+for scn in $SCENARIOS; do
+  var="$(echo "$scn" | tr '[:lower:]' '[:upper:]')_ARGS"
+  # shellcheck disable=SC2206
+  extra=(${!var:-})
+  for rep in $(seq "$REPEAT"); do
+    name="$scn"; [ "$REPEAT" -gt 1 ] && name="$scn.$rep"
+    for target in $TARGETS; do
+      dir="$OUT/$target"
+      wait_quiet
+      if ! start_target "$target" "$dir/server-$name.log"; then stop_target; overall=1; continue; fi
+      pids="$(IFS=,; echo "${SPIDS[*]}")"
+      cmd=(node "$BENCH" --http "$HTTP_URL" --ws "$WS_URLS" "$scn" --pid "$pids" --json --timeout "$TIMEOUT")
+      [ -n "$AUX" ] && cmd+=(--aux-pid "$AUX")
+      cmd+=("${extra[@]}")
+      {
+        echo "\$ ${cmd[*]}"
+        echo "# $(date -u +%FT%TZ) host: $(nproc) cpus, loadavg $(cut -d' ' -f1-3 /proc/loadavg), $target server pid(s) $pids"
+      } >"$dir/$name.txt"
+      "${cmd[@]}" >"$dir/$name.stdout" 2>"$dir/$name.stderr"
+      rc=$?
+      sed '$d' "$dir/$name.stdout" >>"$dir/$name.txt"
+      tail -n 1 "$dir/$name.stdout" >"$dir/$name.json"
+      if [ -s "$dir/$name.stderr" ]; then sed 's/^/stderr: /' "$dir/$name.stderr" >>"$dir/$name.txt"; fi
+      echo "rc=$rc" >>"$dir/$name.txt"
+      rm -f "$dir/$name.stdout" "$dir/$name.stderr"
+      echo "== $target $name (rc=$rc)"; grep -v '^\$\|^#' "$dir/$name.txt" | head -n 40; echo
+      [ "$rc" = 0 ] || overall=1
+      stop_target
+    done
+  done
+done
+
+labels=()
+for target in $TARGETS; do labels+=(--label "$target=$OUT/$target"); done
+node "$SCRATCH/bench/report.js" "${labels[@]}" >"$OUT/report.md"
+"$PYTHON" "$HERE/cluster_compare.py" "$OUT" >"$OUT/summary.md" || overall=1
+echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+cat "$OUT/summary.md"
+echo "results in $OUT"
+exit "$overall"
