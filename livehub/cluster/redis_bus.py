@@ -50,14 +50,26 @@ SESSION_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.
 _Op = tuple[Any, ...]
 
 
+#: connections one client opens to Redis at most; a burst of calls beyond it waits for one
+MAX_CONNECTIONS = 64
+#: seconds a call may wait for a free connection before it fails
+POOL_WAIT = 10.0
+
+
 def connect(url: str, *, timeout: float = 2.0) -> aioredis.Redis:
-    """A redis-py client that fails fast instead of retrying: the callers have their own loops."""
-    client: aioredis.Redis = aioredis.Redis.from_url(
+    """A redis-py client that fails fast instead of retrying (the callers have their own
+    loops) on a bounded pool that makes a burst wait for a connection: redis-py's default pool
+    raises ``MaxConnectionsError`` past 100 connections, which a join storm reading the members
+    of hundreds of rooms at once reached, and which looked like Redis being gone."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
     )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
 

@@ -481,3 +481,20 @@ async def test_leader_lock_holder_steps_down_without_redis(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_burst_of_reads_beyond_the_pool_waits_instead_of_failing(node: Nodes) -> None:
+    """A join storm over hundreds of rooms reads their members all at once: more calls than
+    the client has connections must queue for one, not end the session as if Redis were gone
+    (redis-py's default pool raised MaxConnectionsError past 100)."""
+    a, _ = await node("a")
+    b, _ = await node("b")
+    rooms = [f"room-{n}" for n in range(300)]
+    for room_id in rooms:
+        a.join(room_id, f"p-{room_id}", "", "viewer")
+    await a.flush()
+    counts = await asyncio.gather(*(b.count(room_id) for room_id in rooms))
+    members = await asyncio.gather(*(b.members(room_id) for room_id in rooms))
+    assert counts == [1] * len(rooms)
+    assert [[m.peer_id for m in listed] for listed in members] == [[f"p-{r}"] for r in rooms]
+    assert a.healthy and b.healthy
