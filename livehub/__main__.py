@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -150,9 +151,16 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
     than this livehub, SystemExit(1) for a PostgreSQL unreachable at start-up."""
     _install_uvloop()
     log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
+    app = create_app(config)
+    # What start-up made (modules, classes, schemas: ~60,000 objects) lives as long as the
+    # process. A full garbage collection walks every object it holds; unfrozen, that took
+    # ~50 ms of CPU (the GIL held: the loop stalls), and big list pages allocate enough to
+    # trigger one every ~100 pages of 1,000 rooms (docs/benchmarks.md, rooms at scale).
+    gc.collect()
+    gc.freeze()
     try:
         web.run_app(
-            create_app(config),
+            app,
             host=config.host,
             port=config.port,
             backlog=LISTEN_BACKLOG,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ log = logging.getLogger(__name__)
 
 #: SRS answers API errors with HTTP 200 and a non-zero code
 SRS_CLIENT_NOT_FOUND = 2049
+
+
+#: a stream key made only of what ``quote`` and ``quote_plus`` leave as it is (every key
+#: livehub makes) goes into URLs as it is
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 
 
 class SRSUnavailable(Exception):
@@ -47,9 +53,27 @@ class PublicUrls:
         )
 
     def play(self, stream_key: str) -> dict[str, str]:
-        """The play URLs of a stream (a fresh dict; built once per stream key: lists show
-        thousands)."""
+        """The play URLs of a stream (a fresh dict). Lists show thousands: a key that needs no
+        escaping is appended to prefixes built once; any other is built once per key."""
+        if _URL_SAFE(stream_key):
+            webrtc, whep, http = self._play_prefixes
+            return {
+                "webrtc": webrtc + stream_key,
+                "whep": whep + stream_key,
+                "flv": f"{http}{stream_key}.flv",
+                "hls": f"{http}{stream_key}.m3u8",
+            }
         return dict(self._play(stream_key))
+
+    @functools.cached_property
+    def _play_prefixes(self) -> tuple[str, str, str]:
+        """What :meth:`_play` puts before a stream key that needs no escaping."""
+        app = urlencode({"app": self.app})
+        return (
+            f"webrtc://{self.host}/{self.app}/",
+            f"http://{self.host}:{self.api_port}/rtc/v1/whep/?{app}&stream=",
+            f"http://{self.host}:{self.http_port}/{self.app}/",
+        )
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one PublicUrls per app, never freed
     def _play(self, stream_key: str) -> dict[str, str]:

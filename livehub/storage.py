@@ -12,7 +12,8 @@ through an index) behind the async interface; nothing reads the whole table. Roo
 status are kept by triggers, so counting is O(1) whatever the history. The one read that is not
 that small, a list page (a page of 1,000 rooms takes ~10 ms to read and build), runs off the
 event loop: on a file database, in one worker thread with its own read-only connection (WAL lets
-it read while the loop's connection writes; it sees every committed change).
+it read while the loop's connection writes; it sees every committed change). ``render_page``
+also renders the page there (the API builds its JSON body from the rows).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.domain.room import LISTED_COLUMNS, ListedRoom, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
     ROOM_COLUMNS,
@@ -42,6 +43,7 @@ from livehub.store_rows import (
 log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=Callable[..., Awaitable[Any]])
+_T = TypeVar("_T")
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: rooms
@@ -120,6 +122,7 @@ _SELECT = f"SELECT {', '.join(ROOM_COLUMNS)} FROM rooms"
 _INSERT = (
     f"INSERT INTO rooms ({', '.join(ROOM_COLUMNS)}) VALUES ({', '.join('?' for _ in ROOM_COLUMNS)})"
 )
+_SELECT_LISTED = f"SELECT {', '.join(LISTED_COLUMNS)} FROM rooms"
 _UPDATE = (
     "UPDATE rooms SET "
     + ", ".join(f"{col} = ?" for col in ROOM_COLUMNS[1:])
@@ -300,8 +303,8 @@ class SQLiteStore:
         query = f"{_SELECT}{indexed} WHERE {where}"
         return [room_from_row(row) for row in self._db.execute(query, args)]
 
-    def _read_many(self, where: str, *args: object) -> list[Room]:
-        """``_many`` on the reader thread's own connection (opened there on first use)."""
+    def _reader_connection(self) -> sqlite3.Connection:
+        """The reader thread's own read-only connection (opened there on first use)."""
         db = self._reader_db
         if db is None:
             uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
@@ -309,7 +312,19 @@ class SQLiteStore:
                 uri, uri=True, isolation_level=None, check_same_thread=False
             )
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return db
+
+    def _read_many(self, where: str, *args: object) -> list[Room]:
+        """``_many`` on the reader thread's connection."""
+        db = self._reader_connection()
         return [room_from_row(row) for row in db.execute(f"{_SELECT} WHERE {where}", args)]
+
+    def _read_render(
+        self, query: str, args: Sequence[object], render: Callable[[list[ListedRoom]], _T]
+    ) -> _T:
+        """``render`` of a listed page, both on the reader thread: one ``fetchall``, then one
+        call (the GIL is held for as few Python steps as possible)."""
+        return render(self._reader_connection().execute(query, args).fetchall())
 
     @_unavailable
     async def get(self, room_id: str) -> Room | None:
@@ -331,23 +346,28 @@ class SQLiteStore:
     async def page(
         self, status: RoomStatus | None, limit: int, after: Cursor | None = None
     ) -> list[Room]:
-        where: list[str] = []
-        args: list[object] = []
-        if status is not None:
-            where.append("status = ?")
-            args.append(status.value)
-        if after is not None:
-            where.append("(created_at, id) < (?, ?)")
-            args.extend(after)
-        clause = " AND ".join(where) or "1"
-        args.append(limit)
-        query = f"{clause} ORDER BY created_at DESC, id DESC LIMIT ?"
+        query, args = page_query(status, limit, after)
         if self._reader is None:
             return self._many(query, *args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._reader, functools.partial(self._read_many, query, *args)
         )
+
+    @_unavailable
+    async def render_page(
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None,
+        render: Callable[[list[ListedRoom]], _T],
+    ) -> _T:
+        where, args = page_query(status, limit, after)
+        query = f"{_SELECT_LISTED} WHERE {where}"
+        if self._reader is None:
+            return render(self._db.execute(query, args).fetchall())
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, self._read_render, query, args, render)
 
     @_unavailable
     async def count(self, status: RoomStatus | None = None) -> int:
@@ -398,3 +418,21 @@ class SQLiteStore:
             if self._reader_db is not None:
                 reader.submit(self._reader_db.close)
             reader.shutdown(wait=True)
+
+
+def page_query(
+    status: RoomStatus | None, limit: int, after: Cursor | None
+) -> tuple[str, list[object]]:
+    """The WHERE clause (with ORDER BY and LIMIT) of a keyset page and its arguments: a range
+    of ``rooms_created`` or ``rooms_status_created`` read backwards, never a sort."""
+    where: list[str] = []
+    args: list[object] = []
+    if status is not None:
+        where.append("status = ?")
+        args.append(status.value)
+    if after is not None:
+        where.append("(created_at, id) < (?, ?)")
+        args.extend(after)
+    clause = " AND ".join(where) or "1"
+    args.append(limit)
+    return f"{clause} ORDER BY created_at DESC, id DESC LIMIT ?", args

@@ -24,11 +24,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import asyncpg
 
-from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.domain.room import LISTED_COLUMNS, ListedRoom, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
     ROOM_COLUMNS,
@@ -387,20 +387,26 @@ class PostgresStore:
     async def page(
         self, status: RoomStatus | None, limit: int, after: Cursor | None = None
     ) -> list[Room]:
-        where: list[str] = []
-        args: list[object] = []
-        if status is not None:
-            args.append(status.value)
-            where.append(f"status = ${len(args)}")
-        if after is not None:
-            args.extend(after)
-            where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
-        clause = " AND ".join(where) or "TRUE"
-        args.append(limit)
-        return await self._fetch(
-            f"{_SELECT} WHERE {clause} ORDER BY created_at DESC, id DESC LIMIT ${len(args)}",
-            *args,
-        )
+        where, args = _page_query(status, limit, after)
+        return await self._fetch(f"{_SELECT} WHERE {where}", *args)
+
+    async def render_page(
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None,
+        render: Callable[[list[ListedRoom]], T],
+    ) -> T:
+        where, args = _page_query(status, limit, after)
+        query = f"SELECT {', '.join(LISTED_COLUMNS)} FROM rooms WHERE {where}"
+
+        async def run(conn: asyncpg.Connection, _: _Attempt) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            return rows
+
+        rows = await self._with_connection(run)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, _render_records, render, rows)
 
     async def count(self, status: RoomStatus | None = None) -> int:
         async def run(conn: asyncpg.Connection, _: _Attempt) -> int:
@@ -450,3 +456,25 @@ class PostgresStore:
 
 class _Conflict(Exception):
     """The conditional update matched no row: roll back, report False."""
+
+
+def _page_query(
+    status: RoomStatus | None, limit: int, after: Cursor | None
+) -> tuple[str, list[object]]:
+    """The WHERE clause (with ORDER BY and LIMIT) of a keyset page and its arguments."""
+    where: list[str] = []
+    args: list[object] = []
+    if status is not None:
+        args.append(status.value)
+        where.append(f"status = ${len(args)}")
+    if after is not None:
+        args.extend(after)
+        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    clause = " AND ".join(where) or "TRUE"
+    args.append(limit)
+    return f"{clause} ORDER BY created_at DESC, id DESC LIMIT ${len(args)}", args
+
+
+def _render_records(render: Callable[[list[ListedRoom]], T], rows: list[asyncpg.Record]) -> T:
+    """``render`` of a page's records, as the tuples it takes (in the default executor)."""
+    return render(cast(list[ListedRoom], [tuple(row) for row in rows]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import storage
 from livehub.app import create_app
-from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
+from livehub.domain.room import LISTED_COLUMNS, EventType, Room, RoomEvent, RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
 from livehub.domain.tokens import hash_token
@@ -438,3 +439,67 @@ async def test_a_locked_database_answers_503_quickly_and_recovers(
     assert (await client.post("/api/rooms", json={"title": "after"})).status == 201
     assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
     assert (await client.get("/api/rooms")).headers["X-Total-Count"] == "2"
+
+
+@pytest.mark.parametrize("status", [None, RoomStatus.LIVE, RoomStatus.ENDED])
+@pytest.mark.parametrize("after", [None, (1_700_000_000_500, "room00500")])
+async def test_pages_read_a_range_of_an_index_and_counts_read_the_counts_table(
+    tmp_path: Path, status: RoomStatus | None, after: tuple[int, str] | None
+) -> None:
+    """Any page costs O(limit): SQLite walks ``rooms_created`` (``rooms_status_created`` with a
+    status) backwards from the cursor and never sorts; X-Total-Count reads ``room_counts``."""
+    store = SQLiteStore(str(tmp_path / "livehub.db"))
+    for n in range(1000):
+        status_n = [RoomStatus.ENDED, RoomStatus.LIVE, RoomStatus.PREPARING][n % 3]
+        await store.insert(
+            make_room(id=f"room{n:05d}", stream_key=f"k{n}", created_at=1_700_000_000_000 + n)
+            if status_n is RoomStatus.LIVE
+            else make_room(
+                id=f"room{n:05d}",
+                stream_key=f"k{n}",
+                created_at=1_700_000_000_000 + n,
+                status=status_n,
+                reconnecting_since=None,
+            )
+        )
+    where, args = storage.page_query(status, 101, after)
+    query = f"SELECT {', '.join(LISTED_COLUMNS)} FROM rooms WHERE {where}"  # what lists read
+    plan = store._db.execute(f"EXPLAIN QUERY PLAN {query}", args)
+    steps = [row[3] for row in plan]
+    index = "rooms_created" if status is None else "rooms_status_created"
+    assert len(steps) == 1 and f"USING INDEX {index}" in steps[0], steps  # no TEMP B-TREE
+    if after is not None:
+        assert "(created_at,id)<(?,?)" in steps[0]  # a range of the index, not a filter
+    counted = "" if status is None else " WHERE status = ?"
+    plan = store._db.execute(
+        f"EXPLAIN QUERY PLAN SELECT coalesce(sum(n), 0) FROM room_counts{counted}",
+        () if status is None else (status.value,),
+    )
+    assert all("room_counts" in row[3] for row in plan)
+    expected = 1000 if status is None else 333 + (status is RoomStatus.ENDED)
+    assert await store.count(status) == expected
+    await store.close()
+
+
+async def test_a_page_is_rendered_in_the_reader_thread(tmp_path: Path) -> None:
+    """On a file database, the page's rows are read and rendered off the event loop's thread
+    (``:memory:`` is private to its connection: read and rendered inline)."""
+    loop_thread = threading.get_ident()
+    for path in (str(tmp_path / "livehub.db"), ":memory:"):
+        store = SQLiteStore(path)
+        await store.insert(make_room())
+        seen: list[tuple[int, list[Any]]] = []
+
+        def render(rows: list[Any]) -> str:
+            seen.append((threading.get_ident(), rows))  # noqa: B023 - called before the loop goes on
+            return "rendered"
+
+        assert await store.render_page(None, 10, None, render) == "rendered"
+        [(thread, rows)] = seen
+        room = make_room()
+        assert rows == [
+            (room.id, room.title, room.stream_key, "live", room.created_at, room.start_time,
+             room.end_time, room.reconnecting_since)
+        ]  # fmt: skip
+        assert (thread != loop_thread) is (path != ":memory:")
+        await store.close()

@@ -323,6 +323,39 @@ async def test_keyset_pages_cover_every_room_once_newest_first(quiet: Opened) ->
     )
 
 
+async def test_rendered_pages_hand_the_listed_columns_of_the_same_rooms(quiet: Opened) -> None:
+    store = quiet.store
+    statuses = [RoomStatus.ENDED, RoomStatus.PREPARING, RoomStatus.LIVE]
+    rooms = [
+        make_room(
+            n,
+            created_at=T0 + n // 2,
+            status=statuses[n % 3],
+            start_time=None if n % 3 == 1 else T0 + n,
+            end_time=T0 + n + 1 if n % 3 == 0 else None,
+            reconnecting_since=T0 + n if n == 5 else None,
+        )
+        for n in range(12)
+    ]
+    for room in rooms:
+        await store.insert(room)
+
+    def rows_of(page: list[Room]) -> list[tuple[object, ...]]:
+        return [
+            (r.id, r.title, r.stream_key, r.status.value, r.created_at, r.start_time,
+             r.end_time, r.reconnecting_since)
+            for r in page
+        ]  # fmt: skip
+
+    for status in (None, *statuses):
+        for after in (None, (T0 + 3, "room007")):
+            for limit in (1, 3, 20):
+                got = await store.render_page(status, limit, after, list)
+                assert got == rows_of(await store.page(status, limit, after))
+                assert all(type(row) is tuple for row in got)
+    assert any(row[7] is not None for row in await store.render_page(None, 20, None, list))
+
+
 async def test_counts_follow_inserts_transitions_and_deletes(quiet: Opened) -> None:
     store = quiet.store
     rooms = [make_room(n) for n in range(6)]

@@ -4,15 +4,20 @@ Lists are pages: at most ``limit`` rooms (default 100), newest first, as a bare 
 seed's clients read that shape); ``X-Total-Count`` carries how many rooms match and
 ``Link: <...>; rel="next"`` the next page. Clients copy the cursor from the link: it is the
 keyset position ``<createdAt>.<id>`` of the page's last room, so any page costs O(page size).
-Big pages are rendered in chunks that give the event loop back in between.
+
+A page's JSON body is built where the store reads it (SQLite: its reader thread), straight from
+the rows (no ``Room``, no schema) in one ``orjson.dumps``; the loop only fills in the viewer and
+player counts, its own state, and encodes again only when a room on the page has any.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+import functools
 import logging
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from livehub import keys
@@ -20,20 +25,19 @@ from livehub.api.body import bearer_token, query_params, read_json
 from livehub.api.client_address import client_address
 from livehub.api.jsonio import json_response
 from livehub.api.schemas import RoomCreateSchema, RoomListQuerySchema
-from livehub.domain.room import Room, RoomPresenter
+from livehub.domain.room import ListedRoom, RoomPresenter
 from livehub.domain.store import Cursor
 
 log = logging.getLogger(__name__)
 
 _CREATE = RoomCreateSchema()
 _LIST_QUERY = RoomListQuerySchema()
-#: rooms rendered between two yields to the event loop while a page is built
-RENDER_CHUNK = 100
 
 
-def encode_cursor(room: Room) -> str:
+def encode_cursor(position: Cursor) -> str:
     """``<createdAt>.<id>`` of a page's last room (``CURSOR_PATTERN``; clients copy it)."""
-    return f"{room.created_at}.{room.id}"
+    created_at, room_id = position
+    return f"{created_at}.{room_id}"
 
 
 def decode_cursor(text: str) -> Cursor:
@@ -42,15 +46,24 @@ def decode_cursor(text: str) -> Cursor:
     return int(created), room_id
 
 
-async def render_public(views: RoomPresenter, rooms: list[Room]) -> list[dict[str, Any]]:
-    """Public views of ``rooms``, :data:`RENDER_CHUNK` at a time with the loop given back in
-    between: a page of 1,000 never holds it for the whole page."""
-    body: list[dict[str, Any]] = []
-    for start in range(0, len(rooms), RENDER_CHUNK):
-        if start:
-            await asyncio.sleep(0)
-        body.extend(views.public(room) for room in rooms[start : start + RENDER_CHUNK])
-    return body
+@dataclasses.dataclass(frozen=True, slots=True)
+class RenderedPage:
+    """A list page as the store's thread leaves it."""
+
+    #: the public views, viewer and player counts still 0
+    views: list[dict[str, Any]]
+    #: ``views`` as JSON: the body when no room on the page has a viewer or a player
+    body: bytes
+    #: the keyset position of the last room shown, when another page follows
+    next_after: Cursor | None
+
+
+def render_page(views: RoomPresenter, limit: int, rows: list[ListedRoom]) -> RenderedPage:
+    """A page from ``limit + 1`` rows at most (one more tells whether another page follows).
+    Runs off the event loop: builds the views and encodes them in one call."""
+    shown = views.listed(rows[:limit])
+    last = rows[limit - 1] if len(rows) > limit else None
+    return RenderedPage(shown, orjson.dumps(shown), None if last is None else (last[4], last[0]))
 
 
 async def create_room(request: web.Request) -> web.Response:
@@ -69,14 +82,17 @@ async def list_rooms(request: web.Request) -> web.Response:
     query = _LIST_QUERY.load(query_params(request))
     after = decode_cursor(query["cursor"]) if "cursor" in query else None
     status, limit = query.get("status"), query["limit"]
-    service = request.app[keys.rooms]
-    rooms = await service.page(status, limit + 1, after)
+    app = request.app
+    service, views = app[keys.rooms], app[keys.views]
+    render = functools.partial(render_page, views, limit)
+    page = await service.render_page(status, limit + 1, after, render)
     total = await service.count(status)
-    await request.app[keys.hub].prefetch([room.id for room in rooms[:limit]])
-    response = json_response(await render_public(request.app[keys.views], rooms[:limit]))
+    await app[keys.hub].prefetch([view["id"] for view in page.views])
+    body = orjson.dumps(page.views) if views.count_into(page.views) else page.body
+    response = web.Response(body=body, content_type="application/json")
     response.headers["X-Total-Count"] = str(total)
-    if len(rooms) > limit:
-        params = {"limit": str(limit), "cursor": encode_cursor(rooms[limit - 1])}
+    if page.next_after is not None:
+        params = {"limit": str(limit), "cursor": encode_cursor(page.next_after)}
         if status is not None:
             params["status"] = status.value
         next_url = request.rel_url.with_query(params)

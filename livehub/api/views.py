@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from livehub.api.schemas import OwnerRoomSchema, RoomCreatedSchema, RoomSchema
 from livehub.domain.hub import Hub
-from livehub.domain.room import Room
+from livehub.domain.room import ListedRoom, Room
 from livehub.domain.service import RoomService
 from livehub.srs import PublicUrls
 
@@ -55,6 +56,51 @@ class RoomViews:
             "reconnecting": room.reconnecting_since is not None,
             "playUrls": self._urls.play(room.stream_key),
         }
+
+    def listed(self, rows: Sequence[ListedRoom]) -> list[dict[str, Any]]:
+        """:meth:`public` of a list page's rooms, straight from their rows, counts at 0 (the
+        store may run this in its reader thread: it reads the rows and the URLs, nothing that
+        changes). With :meth:`count_into` it equals :meth:`public` field for field, in the
+        same order (``tests/api/test_views.py``)."""
+        play = self._urls.play
+        return [
+            {
+                "id": room_id,
+                "title": title,
+                "streamKey": stream_key,
+                "status": status,
+                "startTime": start_time,
+                "endTime": end_time,
+                "createdAt": created_at,
+                "viewerCount": 0,
+                "playerCount": 0,
+                "reconnecting": reconnecting_since is not None,
+                "playUrls": play(stream_key),
+            }
+            for (
+                room_id,
+                title,
+                stream_key,
+                status,
+                created_at,
+                start_time,
+                end_time,
+                reconnecting_since,
+            ) in rows
+        ]
+
+    def count_into(self, views: list[dict[str, Any]]) -> bool:
+        """The viewer and player counts of :meth:`listed` views, filled in on the event loop
+        (most rooms of a long history have none); whether any is not 0."""
+        viewers, players = self._hub.count, self._rooms.player_count
+        counted = False
+        for view in views:
+            room_id = view["id"]
+            watching, playing = viewers(room_id), players(room_id)
+            if watching or playing:
+                view["viewerCount"], view["playerCount"] = watching, playing
+                counted = True
+        return counted
 
     def public_by_schema(self, room: Room) -> dict[str, Any]:
         """The public view through :class:`RoomSchema` (the reference for :meth:`public`)."""

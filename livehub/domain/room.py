@@ -13,7 +13,7 @@ import dataclasses
 import enum
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from livehub.domain.tokens import hash_token
@@ -78,6 +78,21 @@ class Room:
         return hmac.compare_digest(self.publish_token.encode(), token.encode())
 
 
+#: what a list page shows of a room (no secret), in this order: ``id, title, stream_key,
+#: status, created_at, start_time, end_time, reconnecting_since`` (status as its value)
+ListedRoom = tuple[str, str, str, str, int, int | None, int | None, int | None]
+LISTED_COLUMNS = (
+    "id",
+    "title",
+    "stream_key",
+    "status",
+    "created_at",
+    "start_time",
+    "end_time",
+    "reconnecting_since",
+)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RoomEvent:
     """One event a change reports. ``extra`` is merged into the room's public view in the
@@ -93,6 +108,17 @@ class RoomPresenter(Protocol):
     """How rooms are shown to clients (the API implements it with its schemas)."""
 
     def public(self, room: Room) -> dict[str, Any]: ...
+
+    def listed(self, rows: Sequence[ListedRoom]) -> list[dict[str, Any]]:
+        """The public views of a list page's rooms built from their rows, with the viewer and
+        player counts left at 0: it reads no state that changes, so the store may call it off
+        the event loop (``RoomStore.render_page``)."""
+        ...
+
+    def count_into(self, views: list[dict[str, Any]]) -> bool:
+        """Fill in the counts of :meth:`listed` views (on the event loop: they are its
+        state); whether any is not 0."""
+        ...
 
     def owner(self, room: Room) -> dict[str, Any]: ...
 

@@ -34,10 +34,10 @@ import dataclasses
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
-from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, now_ms
+from livehub.domain.room import EventType, ListedRoom, Room, RoomEvent, RoomStatus, now_ms
 from livehub.domain.srs_params import HookEvent, param_token, stream_of
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
 from livehub.domain.tokens import hash_token, new_room_id, new_token
@@ -142,6 +142,7 @@ class _NotOpen:
 
 
 _NOT_OPEN = cast(RoomStore, _NotOpen())
+_T = TypeVar("_T")
 
 #: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
 #: or None when nothing changes; may raise (HookRejected) to refuse
@@ -239,6 +240,17 @@ class RoomService:
     ) -> list[Room]:
         """Rooms newest first (by creation time, then id), optionally of one status."""
         return await self._store.page(status, limit, after)
+
+    async def render_page(
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None,
+        render: Callable[[list[ListedRoom]], _T],
+    ) -> _T:
+        """``render`` of the rows of :meth:`page`'s rooms, off the event loop where the store
+        can (``RoomStore.render_page``)."""
+        return await self._store.render_page(status, limit, after, render)
 
     async def count(self, status: RoomStatus | None = None) -> int:
         return await self._store.count(status)

@@ -22,19 +22,26 @@ Semantics every adapter keeps:
 - ``get_by_publisher`` only finds rooms that have not ended.
 - ``page`` orders newest first by ``(created_at, id)``; ``after`` is the ``(created_at, id)``
   of the last room of the previous page (keyset: O(limit) whatever the depth).
+- ``render_page`` reads the rooms ``page`` would, only their ``LISTED_COLUMNS`` (one
+  ``ListedRoom`` tuple each), and hands the list to ``render`` where that costs the event loop
+  least (SQLite: its reader thread; PostgreSQL: the default executor once the rows arrived).
+  ``render`` may run in another thread: it reads only its argument and state that never
+  changes.
 - Reads return fresh objects: mutating one never changes the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 from livehub.domain.errors import LivehubError
-from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
 
 #: a keyset position: ``(created_at, id)`` of the last room of a page
 Cursor = tuple[int, str]
+
+_T = TypeVar("_T")
 
 
 class StoreUnavailable(LivehubError):
@@ -67,6 +74,17 @@ class RoomStore(Protocol):
     async def page(
         self, status: RoomStatus | None, limit: int, after: Cursor | None = None
     ) -> list[Room]: ...
+
+    async def render_page(
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None,
+        render: Callable[[list[ListedRoom]], _T],
+    ) -> _T:
+        """``render`` of the rooms ``page`` would return, as :data:`ListedRoom` rows; possibly
+        called in another thread (see the module's notes)."""
+        ...
 
     async def count(self, status: RoomStatus | None = None) -> int: ...
 

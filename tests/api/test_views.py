@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote, urlencode
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from livehub import keys
 from livehub.api.views import RoomViews
-from livehub.domain.room import RoomStatus
+from livehub.domain.room import LISTED_COLUMNS, RoomStatus
+from livehub.srs import PublicUrls
 from tests.conftest import Client, hook_for, send_hook
 
 
@@ -26,7 +33,35 @@ async def test_the_fast_public_view_equals_the_schema_dump(client: Client) -> No
     for room in stored:
         assert views.public(room) == views.public_by_schema(room)
         assert list(views.public(room)) == list(views.public_by_schema(room))  # same order
+    # lists build the same views from rows (off the loop), then fill in the counts
+    rows = [tuple(getattr(room, column) for column in LISTED_COLUMNS) for room in stored]
+    listed = views.listed([(row[0], row[1], row[2], row[3].value, *row[4:]) for row in rows])
+    assert [view["playerCount"] for view in listed] == [0, 0, 0]
+    assert views.count_into(listed)  # the live room has a player
+    for view, room in zip(listed, stored, strict=True):
+        assert view == views.public(room) and list(view) == list(views.public(room))
+    assert not views.count_into(views.listed(rows[:1]))  # nobody in the preparing room
     # a view is the caller's own: changing one changes no other
     first = views.public(stored[0])
     first["playUrls"]["flv"] = "changed"
     assert views.public(stored[0])["playUrls"]["flv"] != "changed"
+
+
+@pytest.mark.parametrize("app", ["live", "my app/2"])
+@given(
+    stream_key=st.one_of(
+        st.from_regex(r"[A-Za-z0-9_.~-]+", fullmatch=True), st.text(min_size=1, max_size=40)
+    )
+)
+def test_play_urls_escape_every_stream_key(app: str, stream_key: str) -> None:
+    """Keys that need no escaping take a shortcut (lists show thousands): the URLs are the
+    same as escaping every key gives."""
+    urls = PublicUrls(host="media.example", app=app, rtmp_port=1935, http_port=8080, api_port=1985)
+    key = quote(stream_key)
+    query = urlencode({"app": app, "stream": stream_key})
+    assert urls.play(stream_key) == {
+        "webrtc": f"webrtc://media.example/{app}/{key}",
+        "whep": f"http://media.example:1985/rtc/v1/whep/?{query}",
+        "flv": f"http://media.example:8080/{app}/{key}.flv",
+        "hls": f"http://media.example:8080/{app}/{key}.m3u8",
+    }
