@@ -281,13 +281,18 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.srs] = origins.primary
         app[keys.kicker].origins = origins
         lock = app.get(keys.leader)
+        shared = app[keys.rooms].players
+        players = shared if isinstance(shared, RedisPlayers) else None
         reconciler = Reconciler(
             app[keys.rooms],
             origins,
             app[keys.metrics],
             config.reconcile_interval,
             leader=None if lock is None else lambda: lock.is_leader,
+            player_sessions=None if players is None else lambda: players.sessions,
         )
+        if players is not None:  # Redis back (maybe empty): the leader restores the players
+            players.on_session = reconciler.players_reset
         app[keys.reconciler] = reconciler
         task = asyncio.create_task(reconciler.run(), name="livehub-reconcile")
         yield

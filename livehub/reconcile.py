@@ -45,6 +45,7 @@ class Reconciler:
         interval: float,
         *,
         leader: Callable[[], bool] | None = None,
+        player_sessions: Callable[[], int] | None = None,
     ) -> None:
         self._rooms = rooms
         self._origins = srs if isinstance(srs, SRSOrigins) else SRSOrigins([srs])
@@ -60,6 +61,18 @@ class Reconciler:
         self._unsigned_at: float | None = None
         #: origins that did not answer the last pass (their rooms were left alone)
         self.unanswered: tuple[str, ...] = ()
+        #: cluster mode: the shared player registry's sessions with Redis; when it changed
+        #: since the players were last restored, a pass lists SRS's players again
+        self._player_sessions = player_sessions
+        self._players_restored_for = 0
+        #: players counted again from SRS's client list, since start-up
+        self.players_restored = 0
+
+    def players_reset(self) -> None:
+        """The player registry has a new session (Redis may have restarted empty): the
+        leader restores the players from SRS now; other nodes leave it to the leader."""
+        if self.leading:
+            self.trigger()
 
     def trigger(self) -> None:
         """Reconcile as soon as possible (SRS restarted)."""
@@ -132,12 +145,35 @@ class Reconciler:
         )
         for room in changed:
             log.info("room %s has no publisher in SRS: publisher gone", room.id)
+        await self._restore_players([c for c in clients if c.name in answered])
         if failed:
             return False
         self.last_ok = True
         self._metrics.srs_api_up.set(1)
         self._metrics.reconciles.labels("ok").inc()
         return True
+
+    async def _restore_players(self, clients: list[SRSClient]) -> None:
+        """After the shared player registry started a new session (Redis back, maybe empty;
+        or this node's first pass): count SRS's players again. Only once every origin
+        answered, so no origin's players are missed."""
+        if self._player_sessions is None or len(clients) < len(self._origins.clients):
+            return
+        sessions = self._player_sessions()
+        if sessions == self._players_restored_for:
+            return
+        players: dict[str, str] = {}
+        try:
+            for reply in await asyncio.gather(*(client.players() for client in clients)):
+                players.update(reply)
+        except SRSUnavailable as exc:
+            log.warning("player counts not restored, SRS client list unavailable: %s", exc)
+            return
+        added = await self._rooms.restore_players(players)
+        self._players_restored_for = sessions
+        self.players_restored += added
+        if added:
+            log.info("player counts restored from SRS: %d players counted again", added)
 
     async def run(self) -> None:
         """Forever: at start, every ``interval`` seconds, and when triggered."""

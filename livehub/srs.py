@@ -16,6 +16,7 @@ import aiohttp
 
 from livehub.config import DEFAULT_ORIGIN, Config
 from livehub.domain.service import Publisher
+from livehub.domain.srs_params import stream_of
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,34 @@ class SRSClient:
             if len(streams) < count:
                 return result
         raise SRSUnavailable(f"GET /api/v1/streams/: more than {max_pages * count} streams")
+
+    async def players(self, count: int = 500, max_pages: int = 200) -> dict[str, str]:
+        """Players of our app's streams: SRS client id → stream key (publishers left out).
+
+        Reads ``GET /api/v1/clients/?start=&count=`` page by page; the stream is the client's
+        ``url`` (``/app/stream``, a play extension stripped). Raises :class:`SRSUnavailable`
+        when SRS cannot tell.
+        """
+        count = max(count, 10)
+        result: dict[str, str] = {}
+        for page in range(max_pages):
+            body = await self._request("GET", "/api/v1/clients/", start=page * count, count=count)
+            clients = body.get("clients")
+            if body.get("code") != 0 or not isinstance(clients, list):
+                self._failed(f"GET /api/v1/clients/: unexpected reply code {body.get('code')!r}")
+                raise SRSUnavailable(self.last_error or "")
+            for client in clients:
+                if not isinstance(client, dict) or client.get("publish") is not False:
+                    continue
+                cid, url = client.get("id"), client.get("url")
+                if not isinstance(cid, str) or not cid or not isinstance(url, str):
+                    continue
+                app, stream = stream_of("", "", url.partition("?")[0])
+                if app == self._app and stream:
+                    result[cid] = stream
+            if len(clients) < count:
+                return result
+        raise SRSUnavailable(f"GET /api/v1/clients/: more than {max_pages * count} clients")
 
     async def ping(self) -> bool:
         """``GET /api/v1/versions``: whether the API answers now. Never raises."""

@@ -40,6 +40,8 @@ class FakeSRS:
         self.server = server
         self.service = service
         self.streams: list[dict[str, Any]] = []
+        #: ``/api/v1/clients/``: publishers and players (see :meth:`play`)
+        self.clients: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
         self.kicks: list[str] = []
         self.kick_code = 0
@@ -53,6 +55,7 @@ class FakeSRS:
         app.router.add_get("/api/v1/streams/", self._streams)
         app.router.add_get("/api/v1/streams", self._redirect)
         app.router.add_get("/api/v1/versions", self._versions)
+        app.router.add_get("/api/v1/clients/", self._clients)
         app.router.add_delete("/api/v1/clients/{id}", self._kick)
         self.app = app
 
@@ -78,6 +81,29 @@ class FakeSRS:
         stream["publish"] = {"active": True, "cid": cid} if active else {"active": False}
         self.unpublish(name)
         self.streams.append(stream)
+
+    def play(self, name: str, cid: str, kind: str = "flv-play") -> None:
+        """A player of the stream ``name`` in ``/api/v1/clients/`` (as SRS lists one)."""
+        extension = {"flv-play": ".flv", "hls-play": ".m3u8"}.get(kind, "")
+        self.clients.append(
+            {
+                "id": cid,
+                "vhost": "vid-0l3x8c2",
+                "stream": "vid-5y0w4ka",
+                "ip": "203.0.113.25",
+                "pageUrl": "",
+                "swfUrl": "",
+                "tcUrl": "http://srs.example.com/live",
+                "url": f"/live/{name}",
+                "name": name + extension,
+                "type": kind,
+                "publish": False,
+                "alive": 1.0,
+                "send_bytes": 0,
+                "recv_bytes": 0,
+                "kbps": {"recv_30s": 0, "send_30s": 0},
+            }
+        )
 
     def unpublish(self, name: str) -> None:
         self.streams = [stream for stream in self.streams if stream["name"] != name]
@@ -119,6 +145,12 @@ class FakeSRS:
         start = int(request.query.get("start", "0"))
         count = max(10, int(request.query.get("count", "10")))
         return self._reply({**self._head(), "streams": self.streams[start : start + count]})
+
+    async def _clients(self, request: web.Request) -> web.Response:
+        self.requests.append((request.method, request.path_qs))
+        start = int(request.query.get("start", "0"))
+        count = max(10, int(request.query.get("count", "10")))
+        return self._reply({**self._head(), "clients": self.clients[start : start + count]})
 
     async def _redirect(self, request: web.Request) -> web.Response:
         self.requests.append((request.method, request.path_qs))

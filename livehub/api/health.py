@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -21,15 +24,22 @@ async def readyz(request: web.Request) -> web.Response:
     ``reconcile`` tells how the last reconciliation went (``pending`` before the first one,
     ``skipped`` while SRS could not be reached: then no room is ended on a guess). In cluster
     mode ``redis`` tells whether the other nodes are reachable; it does not make the node unready.
+
+    With several SRS origins every one is probed at once (each within the probe timeout) and
+    reported in ``srs_origins``; ``srs_api`` is ``ok`` when all answer, ``degraded`` when some
+    do (ready: encoders move to an origin that answers, and the down one's rooms are kept until
+    it is back), ``unreachable`` when none does (not ready, as with one origin).
     """
     app = request.app
-    database = await app[keys.store].ping()
-    srs_client = app[keys.srs]
-    srs = await probe(srs_client)
+    origins = app[keys.srs_origins].clients
+    database, *answers = await asyncio.gather(
+        app[keys.store].ping(), *(probe(client) for client in origins)
+    )
+    up = sum(answers)
     last_ok = app[keys.reconciler].last_ok
-    checks = {
+    checks: dict[str, Any] = {
         "database": "ok" if database else "failing",
-        "srs_api": "ok" if srs else "unreachable",
+        "srs_api": "ok" if up == len(origins) else "degraded" if up else "unreachable",
         "reconcile": "pending" if last_ok is None else "ok" if last_ok else "skipped",
     }
     bus = app.get(keys.bus)
@@ -37,9 +47,22 @@ async def readyz(request: web.Request) -> web.Response:
         # reported, not required: a node without Redis still serves REST and its own members,
         # and taking every node out of the balancer at once would be worse
         checks["redis"] = "ok" if bus.healthy else "unreachable"
-    if not srs and srs_client.last_error:
-        checks["srs_api_error"] = srs_client.last_error
-    ready = database and srs
+    if len(origins) == 1:
+        if not up and origins[0].last_error:
+            checks["srs_api_error"] = origins[0].last_error
+    else:
+        checks["srs_origins"] = {
+            client.name: "ok" if ok else "unreachable"
+            for client, ok in zip(origins, answers, strict=True)
+        }
+        errors = {
+            client.name: client.last_error
+            for client, ok in zip(origins, answers, strict=True)
+            if not ok and client.last_error
+        }
+        if errors:
+            checks["srs_api_errors"] = errors
+    ready = bool(database) and up > 0
     return json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status=200 if ready else 503,

@@ -9,8 +9,9 @@ backwards. On every (re)connection the node subscribes first, then loads a snaps
 
 Redis unreachable: :meth:`add` and :meth:`remove` count nothing (a warning per outage) and the
 mirror keeps the last known counts. The registry has no persistence of its own: after Redis
-restarts empty, counts start again from the players that come and go (reconciliation with the
-SRS API can restore them).
+restarts empty, counts start again from the players that come and go, and the reconciliation
+leader restores them from SRS's client list: every new session (:attr:`sessions`) calls
+:attr:`on_session`, and the leader's next pass lists SRS's players again.
 
 Keys: ``P players:room`` (hash client -> room), ``P players:count`` (hash room -> players),
 ``P players:seq`` (counter); channel ``P players``.
@@ -21,6 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from livehub.cluster.redis_bus import SESSION_ERRORS, connect
 
@@ -84,15 +89,17 @@ class RedisPlayers:
         self._ready = asyncio.Event()
         self._outage_logged = False
         self.healthy = False
+        #: sessions with Redis so far (a new one follows an outage, maybe an empty Redis)
+        self.sessions = 0
+        #: called after each session's snapshot is loaded (the app wakes reconciliation)
+        self.on_session: Callable[[], None] | None = None
 
     def count(self, room_id: str) -> int:
         return self._counts.get(room_id, (0, 0))[0]
 
     async def add(self, room_id: str, client_id: str) -> bool:
         try:
-            added, old, old_n, n, seq = await self._client.eval(
-                ADD, 0, self.prefix, room_id, client_id
-            )
+            added, old, old_n, n, seq = await self._eval(ADD, room_id, client_id)
         except SESSION_ERRORS as exc:
             self._outage(exc)
             return False
@@ -105,7 +112,7 @@ class RedisPlayers:
 
     async def remove(self, client_id: str) -> str | None:
         try:
-            room, n, seq = await self._client.eval(REMOVE, 0, self.prefix, client_id)
+            room, n, seq = await self._eval(REMOVE, client_id)
         except SESSION_ERRORS as exc:
             self._outage(exc)
             return None
@@ -114,6 +121,15 @@ class RedisPlayers:
         room_id: str = room.decode()
         self._apply(room_id, int(n), int(seq))
         return room_id
+
+    async def _eval(self, script: str, *args: str) -> Any:
+        """Run one of the scripts; once more on a fresh connection if the pooled one died
+        (Redis restarted since: the first call after would fail, and the hook be lost). Both
+        scripts are idempotent, so a retry never counts twice."""
+        try:
+            return await self._client.eval(script, 0, self.prefix, *args)
+        except RedisConnectionError:
+            return await self._client.eval(script, 0, self.prefix, *args)
 
     async def start(self) -> None:
         """Start following the counts; waits up to ``timeout`` for the first snapshot."""
@@ -175,6 +191,12 @@ class RedisPlayers:
             # a restarted Redis starts its sequence again: the snapshot replaces the mirror
             self._counts.update({room_id: (n, seq) for room_id, n in snapshot.items()})
             self.healthy = True
+            self.sessions += 1
+            if self.on_session is not None:
+                try:
+                    self.on_session()
+                except Exception:
+                    log.exception("player counts: session callback failed")
             if self._outage_logged:
                 log.info("player counts: Redis reachable again")
             self._outage_logged = False

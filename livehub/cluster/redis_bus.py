@@ -171,6 +171,32 @@ class RedisBus:
         header = {"k": "s", "n": self.node_id, "r": room_id}
         self._enqueue(("publish", self._room_channel(room_id), _pack(header, notice)), drop=True)
 
+    def kick(self, room_id: str, peer_id: str, by: str) -> None:
+        header = {"k": "k", "n": self.node_id, "p": peer_id, "r": room_id, "by": by}
+        self._enqueue(("send", peer_id, _pack(header, b"")), drop=True)
+
+    async def member(self, room_id: str, peer_id: str) -> Member | None:
+        """One registry read (the member's entry and its node's heartbeat); this node's own
+        mirror if Redis is unreachable."""
+        await self.flush()
+        client = self._client
+        local = self._local.get(room_id, {}).get(peer_id)
+        mine = Member(room_id, peer_id, self.node_id, *local) if local is not None else None
+        if client is None or not self._healthy:
+            return mine
+        try:
+            raw = await client.hget(f"{self.prefix}room:{room_id}:members", peer_id)
+            if raw is None:
+                return None
+            info = orjson.loads(raw)
+            if info["node"] != self.node_id and not await client.exists(
+                f"{self.prefix}alive:{info['node']}"
+            ):
+                return None  # a dead node's member, not reaped yet
+        except SESSION_ERRORS:
+            return mine
+        return Member(room_id, peer_id, info["node"], info["name"], info["role"])
+
     async def flush(self) -> None:
         """Wait until everything enqueued so far was written to Redis (or dropped)."""
         if self._written >= self._enqueued:
@@ -500,6 +526,8 @@ class RedisBus:
                 handler.presence_changed(header["r"])
             elif kind == "s":
                 handler.room_changed(header["r"], frame)
+            elif kind == "k":
+                handler.kick_peer(header["r"], header["p"], header["by"])
         except Exception:
             log.exception("redis bus: handler failed on a %s message", header.get("k"))
 

@@ -55,6 +55,10 @@ class BusHandler(Protocol):
         """Another node changed the room (status, lifecycle): ``notice`` is what it sent with
         :meth:`Bus.notify`; tell this node's members."""
 
+    def kick_peer(self, room_id: str, peer_id: str, by: str) -> None:
+        """A host on another node kicked the local peer ``peer_id`` out of the room (sent with
+        :meth:`Bus.kick`): remove it and announce it as a local kick would."""
+
 
 class Bus(Protocol):
     node_id: str
@@ -77,6 +81,13 @@ class Bus(Protocol):
 
     def notify(self, room_id: str, notice: bytes) -> None:
         """A room-changed notice for the nodes with members in the room (not this one)."""
+
+    def kick(self, room_id: str, peer_id: str, by: str) -> None:
+        """Ask the node of ``peer_id`` to remove it from the room (a kick by the host ``by``)."""
+
+    async def member(self, room_id: str, peer_id: str) -> Member | None:
+        """The peer's membership of the room on a live node, read from the registry (None if
+        it is not a member anywhere)."""
 
     async def flush(self) -> None: ...
 
@@ -129,6 +140,12 @@ class LocalBus:
 
     def notify(self, room_id: str, notice: bytes) -> None:
         pass
+
+    def kick(self, room_id: str, peer_id: str, by: str) -> None:
+        pass
+
+    async def member(self, room_id: str, peer_id: str) -> Member | None:
+        return self._rooms.get(room_id, {}).get(peer_id)
 
     async def flush(self) -> None:
         pass

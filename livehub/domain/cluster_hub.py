@@ -6,7 +6,11 @@ fan-out to them is exactly the in-process one. What crosses nodes goes through t
 
 - a broadcast is encoded once, delivered here, and handed to the bus once (the bus never echoes
   it back); other nodes deliver the same bytes to their members (:meth:`deliver_room`);
-- a send to a peer of another node goes over the bus to that node (:meth:`deliver_peer`);
+- a send to a peer of another node goes over the bus to that node (:meth:`deliver_peer`); a
+  peer this node has not heard of yet (it joined a moment ago elsewhere) is looked up in the
+  registry before the sender is told ``peer_not_found`` (:meth:`send_elsewhere`);
+- a host's kick of a member on another node goes to that node as a notice (:meth:`kick_peer`),
+  which removes the member and announces it as a local kick would;
 - joins and leaves are mirrored to the bus, which keeps cluster presence. For each room with
   local members this node keeps the other nodes' members (``_remote``), read from the bus when a
   presence notice comes (:meth:`presence_changed`, coalesced: one read in flight per room), so
@@ -183,6 +187,20 @@ class ClusterHub(Hub):
         self.bus.send(peer_id, self._encode(message))
         return True
 
+    async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        if not await self._member_elsewhere(room_id, peer_id):
+            return False
+        self.bus.send(peer_id, self._encode(message))
+        return True
+
+    async def kick_elsewhere(self, room_id: str, peer_id: str, by: str) -> bool:
+        if peer_id not in self._remote.get(room_id, ()) and not await self._member_elsewhere(
+            room_id, peer_id
+        ):
+            return False
+        self.bus.kick(room_id, peer_id, by)
+        return True
+
     def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
         message = make()
         if room_id in self.rooms:
@@ -220,6 +238,10 @@ class ClusterHub(Hub):
             by_room.setdefault(member.room_id, []).append((member.peer_id, member.role))
         self._spawn(self._announce_lost(by_room))
 
+    def kick_peer(self, room_id: str, peer_id: str, by: str) -> None:
+        if self._listener is not None and self.member(room_id, peer_id) is not None:
+            self._listener.kick_requested(room_id, peer_id, by)
+
     def room_changed(self, room_id: str, notice: bytes) -> None:
         if room_id not in self.rooms:
             return
@@ -238,6 +260,12 @@ class ClusterHub(Hub):
             for m in members
             if m.node_id != node
         }
+
+    async def _member_elsewhere(self, room_id: str, peer_id: str) -> bool:
+        """Whether the registry knows ``peer_id`` as a member of the room on another live node
+        (this node's view of the room may not have read it yet)."""
+        member = await self.bus.member(room_id, peer_id)
+        return member is not None and member.node_id != self.bus.node_id
 
     def _spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)

@@ -150,6 +150,18 @@ class RoomHub(Protocol):
         builds what its members get (its own viewer count)."""
         ...
 
+    async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        """After :meth:`send_to` said no: send to ``peer_id`` if the cluster registry knows it
+        as a member of the room on another node (one that joined a moment ago, before this
+        process heard of it); False if it is a member nowhere. Always False in one process."""
+        ...
+
+    async def kick_elsewhere(self, room_id: str, peer_id: str, by: str) -> bool:
+        """Ask the node of ``peer_id``, a member of the room on another node, to kick it (it
+        leaves, hears ``kicked`` and is announced there); False if it is a member nowhere
+        else. Always False in one process."""
+        ...
+
     async def load(self, room_id: str) -> None:
         """Bring the room's members from every process up to date (before a join, or a page
         of members); nothing to do in one process."""
@@ -178,6 +190,9 @@ class PresenceListener(Protocol):
     def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
         """A dead node's members of the room (peer id, role), reaped by this process alone;
         ``count`` is the room's count before they went."""
+
+    def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
+        """The host ``by`` on another node kicked ``peer_id``, a member on this node."""
 
 
 class Peer:
@@ -482,6 +497,12 @@ class Hub:
     def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
         if room_id in self.rooms:
             self.broadcast(room_id, make())
+
+    async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
+        return False
+
+    async def kick_elsewhere(self, room_id: str, peer_id: str, by: str) -> bool:
+        return False
 
     async def load(self, room_id: str) -> None:
         return None

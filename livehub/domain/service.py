@@ -513,6 +513,24 @@ class RoomService:
             self._notify(room)
         return room
 
+    async def restore_players(self, players: dict[str, str]) -> int:
+        """Count SRS's players again in the live rooms they play, as SRS's API lists them
+        (client id → stream key): after a shared registry lost them (Redis restarted empty).
+        A player counted already is not counted twice. Returns how many were counted."""
+        if not players:
+            return 0
+        rooms = {room.stream_key: room for room in await self._store.live()}
+        added = 0
+        changed: dict[str, Room] = {}
+        for client_id, stream_key in players.items():
+            room = rooms.get(stream_key)
+            if room is not None and await self.players.add(room.id, client_id):
+                added += 1
+                changed[room.id] = room
+        for room in changed.values():
+            self._notify(room)
+        return added
+
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
         """Report events that change no room (viewers, hosts) to the webhook outbox."""
         await self._store.append_events(events)

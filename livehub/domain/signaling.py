@@ -292,7 +292,11 @@ class Signaling:
             if not isinstance(to, str):
                 raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
             out["to"] = to
-            if to == peer.id or not self.hub.send_to(room_id, to, out):
+            if to == peer.id or not (
+                self.hub.send_to(room_id, to, out)
+                # a peer that joined on another node a moment ago: ask the registry
+                or await self.hub.send_elsewhere(room_id, to, out)
+            ):
                 raise ProtocolError("peer_not_found", "No such peer in this room")
         except (TypeError, ValueError) as exc:
             # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels);
@@ -349,15 +353,32 @@ class Signaling:
     async def _kick(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._require_host(peer, room_id)
         target_id = message.get("peerId")
-        target = self.hub.member(room_id, target_id) if isinstance(target_id, str) else None
-        if target is None or target is peer:
+        if not isinstance(target_id, str) or target_id == peer.id:
             raise ProtocolError("peer_not_found", "No such peer in this room")
+        target = self.hub.member(room_id, target_id)
+        if target is None:
+            # a member on another node: its node removes it and announces it
+            if not await self.hub.kick_elsewhere(room_id, target_id, peer.id):
+                raise ProtocolError("peer_not_found", "No such peer in this room")
+            return
+        self._remove_kicked(target, room_id, peer.id)
+
+    def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
+        """A host on another node kicked ``peer_id``, connected here (cluster mode)."""
+        target = self.hub.member(room_id, peer_id)
+        if target is not None:
+            self._remove_kicked(target, room_id, by)
+
+    def _remove_kicked(self, target: Peer, room_id: str, by: str) -> None:
         role = target.roles.get(room_id)
         self.hub.leave(target, room_id)
-        self.hub.send(target, {"type": "kicked", "roomId": room_id, "by": peer.id})
+        self.hub.send(target, {"type": "kicked", "roomId": room_id, "by": by})
         if not self._left(room_id, target.id, role):
             # a viewer of a counted room is not announced: the host who kicked it hears it
-            self.hub.send(peer, {"type": "peer-left", "roomId": room_id, "peerId": target.id})
+            # (wherever it is connected)
+            self.hub.send_to(
+                room_id, by, {"type": "peer-left", "roomId": room_id, "peerId": target.id}
+            )
 
     # -- presence ---------------------------------------------------------------------------
 

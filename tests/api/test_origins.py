@@ -6,6 +6,7 @@ APIs on loopback (:mod:`tests.fake_srs`) stand for two origins."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -407,3 +408,61 @@ async def test_origin_credentials_never_reach_the_log(
     log = out.decode()
     assert "srs-b" in log and "admin:***@" in log
     assert "hunter2-origin" not in log
+
+
+async def test_readyz_probes_every_origin_and_stays_ready_while_one_answers(
+    origins: tuple[FakeSRS, FakeSRS], aiohttp_client: AiohttpClient
+) -> None:
+    a, b = origins
+    client = await start(aiohttp_client, two_origins(a, b))
+    await eventually(lambda: client.app[keys.reconciler].last_ok is True)
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "status": "ready",
+        "checks": {
+            "database": "ok",
+            "srs_api": "ok",
+            "reconcile": "ok",
+            "srs_origins": {"srs-a": "ok", "srs-b": "ok"},
+        },
+    }
+    assert ("GET", "/api/v1/versions") in a.requests and ("GET", "/api/v1/versions") in b.requests
+
+    # the second origin down: degraded, still ready, its error named by origin
+    b.mode = "http500"
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["srs_api"] == "degraded"
+    assert body["checks"]["srs_origins"] == {"srs-a": "ok", "srs-b": "unreachable"}
+    assert body["checks"]["srs_api_errors"] == {"srs-b": "GET /api/v1/versions: HTTP 500"}
+
+    # the first one (the one probed before) down instead: the same, by name
+    b.mode = "up"
+    await a.stop()
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["checks"]["srs_api"] == "degraded"
+    assert body["checks"]["srs_origins"] == {"srs-a": "unreachable", "srs-b": "ok"}
+    assert list(body["checks"]["srs_api_errors"]) == ["srs-a"]
+    assert a.url not in json.dumps(body)  # the origin's address (maybe with credentials) is not
+
+    # none answers: not ready
+    await b.stop()
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["status"] == "not_ready"
+    assert body["checks"]["srs_api"] == "unreachable"
+    assert body["checks"]["srs_origins"] == {"srs-a": "unreachable", "srs-b": "unreachable"}
+    assert sorted(body["checks"]["srs_api_errors"]) == ["srs-a", "srs-b"]
+
+    # both back: ready again without a restart
+    await a.start()
+    await b.start()
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert (await resp.json())["checks"]["srs_api"] == "ok"

@@ -40,12 +40,16 @@ class Listener:
     def __init__(self) -> None:
         self.changed: list[tuple[str, int]] = []
         self.lost: list[tuple[str, list[tuple[str, str]], int]] = []
+        self.kicks: list[tuple[str, str, str]] = []
 
     def presence_changed(self, room_id: str, count: int) -> None:
         self.changed.append((room_id, count))
 
     def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
         self.lost.append((room_id, members, count))
+
+    def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
+        self.kicks.append((room_id, peer_id, by))
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -180,3 +184,44 @@ async def test_a_dead_nodes_members_are_reported_once(node: Nodes) -> None:
     await asyncio.sleep(0.3)
     assert listen_a.lost + listen_b.lost == [("r1", [("pc", "host")], 3)]
     assert ("r1", 2) in listen_a.changed and ("r1", 2) in listen_b.changed
+
+
+async def test_a_peer_that_joined_elsewhere_a_moment_ago_is_found_in_the_registry(
+    node: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = await node("a")
+    b, _ = await node("b")
+    pa, _ = connect(a, "pa")
+    a.join(pa, "r1", "ann", "host")
+    await a.bus.flush()
+    await eventually(lambda: not a._refreshing)  # A's first read of the room is done
+    # B's presence notice has not been read by A yet (held back here): A's view lacks pb
+    monkeypatch.setattr(a, "presence_changed", lambda room_id: None)
+    pb, sink_b = connect(b, "pb")
+    b.join(pb, "r1", "bob", "viewer")
+    await b.bus.flush()
+    offer = {"type": "offer", "roomId": "r1", "payload": {"sdp": "o"}, "from": "pa", "to": "pb"}
+    assert not a.send_to("r1", "pb", offer)  # this node's view alone would refuse it
+    assert await a.send_elsewhere("r1", "pb", offer)
+    await eventually(lambda: offer in sink_b.messages())
+    # nobody, and a member of another room, are still refused
+    assert not await a.send_elsewhere("r1", "nobody", offer)
+    pc, _ = connect(b, "pc")
+    b.join(pc, "r2", "", "viewer")
+    await b.bus.flush()
+    assert not await a.send_elsewhere("r1", "pc", offer)
+
+
+async def test_a_kick_goes_to_the_members_node(node: Nodes) -> None:
+    a, listen_a = await node("a")
+    b, listen_b = await node("b")
+    pa, _ = connect(a, "pa")
+    pb, _ = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    assert await a.kick_elsewhere("r1", "pb", "pa")
+    await eventually(lambda: listen_b.kicks == [("r1", "pb", "pa")])
+    assert listen_a.kicks == []
+    assert not await a.kick_elsewhere("r1", "nobody", "pa")
+    assert not await a.kick_elsewhere("r2", "pb", "pa")

@@ -339,6 +339,54 @@ async def test_a_room_closed_on_one_node_reaches_members_on_another(cluster: Clu
     assert error["code"] == "room_ended"
 
 
+async def test_a_host_kicks_members_on_other_nodes(cluster: Cluster) -> None:
+    a, b, c = await cluster.start("a", "b", "c")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    bob = await cluster.join(c, room, "bob")
+    await settle(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10)
+
+    await host.send(type="kick", roomId=room_id, peerId=ann.peer_id)
+    kicked = await ann.until(lambda e: e["type"] == "kicked")
+    assert kicked == {"type": "kicked", "roomId": room_id, "by": host.peer_id}
+    for member in (host, bob):  # announced on every node, as a local kick is
+        await member.until(peer_left(ann.peer_id))
+    await settle(lambda: counts_are(cluster, room_id, 2, [host, bob]), 10)
+    assert not host.of_type("error")
+    # the kicked member is out of the room: its messages there are refused
+    await ann.send(type="chat", roomId=room_id, text="still here?")
+    error = await ann.until(lambda e: e["type"] == "error")
+    assert error["code"] == "not_in_room"
+
+    # a peer that is a member nowhere is still refused, and nobody is removed
+    await host.send(type="kick", roomId=room_id, peerId="nobody")
+    error = await host.until(lambda e: e["type"] == "error")
+    assert error["code"] == "peer_not_found"
+    assert await cluster.viewer_count(b, room_id) == 2
+    # only the host may kick, wherever the target is
+    await bob.send(type="kick", roomId=room_id, peerId=host.peer_id)
+    error = await bob.until(lambda e: e["type"] == "error")
+    assert error["code"] == "forbidden"
+    assert not host.of_type("kicked")
+
+
+async def test_a_relay_to_a_peer_that_just_joined_on_another_node(cluster: Cluster) -> None:
+    a, b = await cluster.start("a", "b")
+    room = await cluster.create_room(a)
+    host = await cluster.join(a, room, "host", host=True)
+    for i in range(5):
+        # the host answers each newcomer's `peer-joined` at once, while A's read of the
+        # room's members may still be in flight: the registry is asked, never `peer_not_found`
+        viewer = await cluster.join(b, room, f"v{i}")
+        await host.until(peer_joined(viewer.peer_id))
+        await host.send(type="offer", roomId=room["id"], to=viewer.peer_id, payload={"i": i})
+        offer = await viewer.until(lambda e: e["type"] == "offer")
+        assert offer["from"] == host.peer_id and offer["payload"] == {"i": i}
+    assert not host.of_type("error")
+
+
 async def test_counted_presence_is_decided_on_every_node_once(cluster: Cluster) -> None:
     """Above the presence limit, members on every node switch to counted presence, each told
     once by its own node; viewers joining then are counted, not announced."""

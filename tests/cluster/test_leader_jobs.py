@@ -6,6 +6,7 @@ stops."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from pytest_aiohttp import AiohttpClient
 
@@ -14,7 +15,7 @@ from livehub.app import create_app
 from livehub.cluster.players import RedisPlayers
 from livehub.config import Config
 from livehub.storage_pg import PostgresStore
-from tests.conftest import make_config
+from tests.conftest import Client, hook_for, make_config, send_hook
 from tests.engines import RedisEngine
 from tests.fake_srs import FakeSRS
 from tests.helpers import eventually
@@ -66,3 +67,78 @@ async def test_only_the_leader_reconciles_and_the_job_moves_when_it_stops(
     await eventually(lambda: other.is_leader, within=4)
     await eventually(lambda: (follower.last_run or 0) > (ran_once or 0) + 0.3, within=3)
     assert follower.last_ok is True and time.time() - (follower.last_run or 0) < 1
+
+
+async def test_player_counts_are_restored_from_srs_after_redis_restarts_empty(
+    aiohttp_client: AiohttpClient, pg_url: str, redis_alone: RedisEngine, srs: FakeSRS
+) -> None:
+    leader = await aiohttp_client(create_app(cluster_config(pg_url, redis_alone, srs)))
+    follower = await aiohttp_client(create_app(cluster_config(pg_url, redis_alone, srs)))
+    assert leader.app[keys.leader].is_leader
+    room = await (await leader.post("/api/rooms", json={"title": "t"})).json()
+    other = await (await leader.post("/api/rooms", json={"title": "u"})).json()
+    srs.publish(room["streamKey"], "pub00001")
+    body = srs.hook(hook_for(room, "on_publish.json", client_id="pub00001"))
+    assert await send_hook(leader, body) == {"code": 0}
+    # three players of the room (FLV, HLS, one more), as SRS's client list shows them too
+    for cid, kind in (
+        ("ply00001", "flv-play"),
+        ("ply00002", "hls-play"),
+        ("ply00003", "rtmp-play"),
+    ):
+        srs.play(room["streamKey"], cid, kind)
+        assert await send_hook(follower, hook_for(room, "on_play.json", client_id=cid)) == {
+            "code": 0
+        }
+    # the publisher is a client too, but not a player
+    srs.clients.append(
+        {**srs.clients[0], "id": "pub00001", "type": "fmle-publish", "publish": True}
+    )
+    srs.play(other["streamKey"], "ply00004")  # a room that is not live: not counted
+    srs.play("not-a-room", "ply00005")
+
+    async def players(client: Client) -> int:
+        count: int = (await (await client.get(f"/api/rooms/{room['id']}")).json())["playerCount"]
+        return count
+
+    for client in (leader, follower):  # each node's mirror follows the shared counts
+        await eventually(counted(client, room["id"], 3), within=5)
+    assert await players(leader) == 3 and await players(follower) == 3
+
+    redis_alone.kill()  # kill -9; it comes back empty (no persistence)
+    redis_alone.start()
+    for client in (leader, follower):  # both nodes are back on the (empty) Redis
+        shared = client.app[keys.rooms].players
+        assert isinstance(shared, RedisPlayers)
+        await eventually(reconnected(shared), within=10)
+    # the leader lists SRS's players again: exact on every node, without a player coming or
+    # going; nothing is counted twice
+    for client in (leader, follower):
+        await eventually(counted(client, room["id"], 3), within=15)
+    assert ("GET", "/api/v1/clients/?start=0&count=500") in srs.requests
+    assert await players(leader) == 3 and await players(follower) == 3
+    assert await players_of(leader, other["id"]) == 0
+
+    # players keep coming and going as usual afterwards
+    assert await send_hook(follower, hook_for(room, "on_stop.json", client_id="ply00001")) == {
+        "code": 0
+    }
+    await eventually(lambda: _sync_count(leader, room["id"]) == 2, within=5)
+
+
+def reconnected(players: RedisPlayers) -> Callable[[], bool]:
+    return lambda: players.sessions >= 2
+
+
+def counted(client: Client, room_id: str, players: int) -> Callable[[], bool]:
+    """Whether the node's mirror of the shared player counts says ``players``."""
+    return lambda: _sync_count(client, room_id) == players
+
+
+def _sync_count(client: Client, room_id: str) -> int:
+    return client.app[keys.rooms].players.count(room_id)
+
+
+async def players_of(client: Client, room_id: str) -> int:
+    count: int = (await (await client.get(f"/api/rooms/{room_id}")).json())["playerCount"]
+    return count

@@ -26,6 +26,7 @@ class Recorder:
         self.changed: list[str] = []
         self.lost: list[Member] = []
         self.notices: list[tuple[str, bytes]] = []
+        self.kicks: list[tuple[str, str, str]] = []
 
     def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
         self.rooms.append((room_id, frame, exclude))
@@ -41,6 +42,9 @@ class Recorder:
 
     def room_changed(self, room_id: str, notice: bytes) -> None:
         self.notices.append((room_id, notice))
+
+    def kick_peer(self, room_id: str, peer_id: str, by: str) -> None:
+        self.kicks.append((room_id, peer_id, by))
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float) -> float:
