@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,75 +18,30 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import unused_port
 
-from tests.conftest import ADMIN_TOKEN, HOOK_SECRET
+from tests.conftest import ADMIN_TOKEN
 from tests.engines import RedisEngine
+from tests.processes import LivehubProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-class Node:
-    """One ``python -m livehub`` process of the cluster, logging to a file."""
+class Node(LivehubProcess):
+    """One ``python -m livehub`` process of the cluster, logging to ``node-<name>.log``."""
 
     def __init__(
         self, tmp_path: Path, name: str, database_url: str, redis_url: str, **env: str
     ) -> None:
-        self.name = name
-        self.port = unused_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        self.log = tmp_path / f"node-{name}.log"
-        self.db = tmp_path / f"unused-{name}.db"
-        self.env = {
-            **os.environ,
-            "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-            "LIVEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
-            "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
-            "LIVEHUB_RECONCILE_INTERVAL": "0",
-            "LIVEHUB_SHUTDOWN_TIMEOUT": "3",
-            "LIVEHUB_CREATE_RATE_PER_MIN": "0",
+        settings = {
             "LIVEHUB_VIEWER_COUNT_INTERVAL": "0.05",
             "LIVEHUB_DATABASE_URL": database_url,
             "LIVEHUB_REDIS_URL": redis_url,
             **env,
         }
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "livehub",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--db",
-                str(self.db),
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + 30
-        async with aiohttp.ClientSession() as session:
-            while True:
-                assert self.proc.returncode is None, self.log.read_text()
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                assert time.monotonic() < deadline, f"node {self.name} did not start in time"
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        """kill -9: no goodbye to the cluster."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
+        db = str(tmp_path / f"unused-{name}.db")
+        super().__init__(f"node-{name}", tmp_path, settings, "--db", db)
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
 
 
 def peer_joined(peer_id: str) -> Callable[[dict[str, Any]], bool]:
