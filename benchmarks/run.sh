@@ -49,51 +49,10 @@ PAIRS_ARGS="${PAIRS_ARGS:-}"              # 500 rooms x 2 peers x 20 rounds
 JOINSTORM_ARGS="${JOINSTORM_ARGS:-}"      # 2000 clients
 IDLE_ARGS="${IDLE_ARGS:--n 10000 -t 40}"  # 10,000 connections over 50 rooms, held 40 s (> livehub's 30 s heartbeat)
 
-# one fd per WebSocket: the server and the load generator each hold 10,000+ in `idle`
-hard="$(ulimit -Hn)"
-want=65536
-if [ "$hard" != "unlimited" ] && [ "$hard" -lt "$want" ]; then want="$hard"; fi
-ulimit -n "$want" 2>/dev/null || echo "run.sh: could not raise the fd limit (now $(ulimit -n))" >&2
+# shellcheck source=benchmarks/lib.sh
+. "$HERE/lib.sh"
+raise_fd_limit run.sh
 
-# -- scratch copies of the read-only load generator and seed peer ------------------------------
-prepare() {
-  mkdir -p "$SCRATCH/peers"
-  local src dst
-  for pair in "bench:bench" "peers/seed-node:peers/seed-node"; do
-    src="$SHARED/${pair%%:*}"; dst="$SCRATCH/${pair##*:}"
-    # refresh the sources when /work/shared changed, keep node_modules and dist
-    mkdir -p "$dst"
-    chmod -R u+w "$dst" 2>/dev/null || true
-    (cd "$src" && find . -path ./node_modules -prune -o -type f -print) | while read -r f; do
-      if ! cmp -s "$src/$f" "$dst/$f"; then mkdir -p "$(dirname "$dst/$f")"; cp "$src/$f" "$dst/$f"; fi
-    done
-    chmod -R u+w "$dst"
-    if [ ! -d "$dst/node_modules" ]; then
-      (cd "$dst" && npm ci --no-audit --no-fund --silent) >&2 || { echo "npm ci failed in $dst" >&2; exit 2; }
-    fi
-  done
-  local seed="$SCRATCH/peers/seed-node"
-  if [ ! -f "$seed/dist/signaling/index.js" ] || [ -n "$(find "$seed/src" -name '*.ts' -newer "$seed/dist/signaling/index.js")" ]; then
-    (cd "$seed" && ./node_modules/.bin/tsc -p .) >&2 || { echo "tsc failed for the seed" >&2; exit 2; }
-  fi
-}
-
-busy_cores() { # busy cores over a 2 s sample (user+nice+system+irq+softirq), as bench-seed.sh
-  local a b
-  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat); sleep 2
-  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat)
-  awk -v a="$a" -v b="$b" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/hz/2}'
-}
-
-wait_quiet() {
-  [ "$QUIET_WAIT" -gt 0 ] || return 0
-  local end=$((SECONDS + QUIET_WAIT)) c
-  while :; do
-    c=$(busy_cores)
-    if awk -v c="$c" -v m="$QUIET_MAX" 'BEGIN{exit !(c < m)}'; then echo "host quiet ($c busy cores)" >&2; return 0; fi
-    if [ "$SECONDS" -ge "$end" ]; then echo "host still busy ($c cores) after ${QUIET_WAIT}s; running anyway" >&2; return 0; fi
-  done
-}
 
 # -- servers: each started so that $! is the server process itself (exec), for wsbench --pid ----
 SPID=""
@@ -154,7 +113,7 @@ machine() {
   echo "FANOUT_ARGS=$FANOUT_ARGS | PAIRS_ARGS=$PAIRS_ARGS | JOINSTORM_ARGS=$JOINSTORM_ARGS | IDLE_ARGS=$IDLE_ARGS"
 }
 
-prepare
+prepare_peers
 mkdir -p "$OUT"
 for target in $TARGETS; do mkdir -p "$OUT/$target"; done
 machine | tee "$OUT/machine.txt"
