@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -36,6 +35,7 @@ from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, PublicUrls, SRSClient, SRSOrigins
 from livehub.storage import SQLiteStore
 from livehub.storage_pg import PostgresStore
+from livehub.tasks import cancel_and_wait
 from livehub.webhooks.setup import setup_webhooks
 
 log = logging.getLogger(__name__)
@@ -264,9 +264,7 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     job = sweep() if lock is None else lead(lock, interval, sweep_once)
     task = asyncio.create_task(job, name="livehub-sweep")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -296,9 +294,7 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.reconciler] = reconciler
         task = asyncio.create_task(reconciler.run(), name="livehub-reconcile")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
         # let kicks in flight finish, then cancel what is left before the session goes. The
         # budget: WebSockets close within T/2, handlers get T, kicks T/4: at worst 1.75 T.
         await app[keys.kicker].drain(config.shutdown_timeout / 4)

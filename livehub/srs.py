@@ -17,6 +17,7 @@ import aiohttp
 from livehub.config import DEFAULT_ORIGIN, Config
 from livehub.domain.service import Publisher
 from livehub.domain.srs_params import stream_of
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -377,8 +378,6 @@ class Kicker:
         if not pending:
             return
         _, late = await asyncio.wait(pending, timeout=budget)
-        for task in late:
-            task.cancel()
         if late:
             log.warning("%d publisher kicks cancelled at shutdown", len(late))
-            await asyncio.wait(late)
+            await cancel_and_wait(*late)

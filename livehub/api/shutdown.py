@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import WSCloseCode, web
 
 from livehub import keys
 from livehub.api.websocket import Connection
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,6 @@ async def close_websockets(app: web.Application) -> None:
     timeout = app[keys.config].shutdown_timeout / 2 or None
     waiting = [asyncio.ensure_future(connection.wait_closed()) for connection in closing]
     _, pending = await asyncio.wait(waiting, timeout=timeout)
-    for task in pending:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(*pending)
     if pending:
         log.warning("%d WebSockets did not close in time", len(pending))

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 
 from livehub.cluster import scripts
 from livehub.cluster.redis_bus import SESSION_ERRORS, connect
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,7 @@ class LeaderLock:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._leader:
             with contextlib.suppress(*SESSION_ERRORS):
@@ -82,9 +81,7 @@ class LeaderLock:
     async def abandon(self) -> None:
         """Stop renewing without releasing, as a crash would (tests play dead nodes with it)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self._set(False)
         await self._client.aclose()

@@ -28,6 +28,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from livehub.cluster.redis_bus import SESSION_ERRORS, connect
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,7 @@ class RedisPlayers:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self._client.aclose()
 

@@ -41,6 +41,7 @@ from redis.exceptions import RedisError
 
 from livehub.cluster import scripts
 from livehub.domain.bus import BusHandler, Member
+from livehub.tasks import cancel_and_wait, run_together
 
 log = logging.getLogger(__name__)
 
@@ -284,9 +285,7 @@ class RedisBus:
         """Stop without cleaning up, as a crash would (tests use it to play a dead node)."""
         self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self._release_flush_waiters(everything=True)
 
@@ -384,13 +383,13 @@ class RedisBus:
                     _redact(self.url),
                     len(rooms),
                 )
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._reader(pubsub))
-                group.create_task(self._writer(client, pubsub))
-                group.create_task(self._heartbeat(client))
-                group.create_task(self._reaper(client))
-        except* SESSION_ERRORS as group_error:
-            raise group_error.exceptions[0] from None
+            await run_together(
+                self._reader(pubsub),
+                self._writer(client, pubsub),
+                self._heartbeat(client),
+                self._reaper(client),
+                name=f"redis-bus-{self.node_id}",
+            )
         finally:
             self._healthy = False
             with contextlib.suppress(Exception):

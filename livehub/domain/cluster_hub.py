@@ -29,7 +29,6 @@ exact again once the bus has rebuilt presence.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import logging
@@ -38,6 +37,7 @@ from typing import Any
 
 from livehub.domain.bus import Bus, Member
 from livehub.domain.hub import Encoder, Hub, Peer, PresenceListener
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,8 @@ class ClusterHub(Hub):
     async def close(self) -> None:
         """After the WebSockets are closed (their leaves go out first)."""
         if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(self._watcher)
+        await cancel_and_wait(*self._tasks)
         await self.bus.close()
 
     async def _watch(self) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import aiohttp
 
 from livehub import __version__
+from livehub.tasks import cancel_and_wait
 from livehub.webhooks.queue import Delivery, DeliveryQueue, QueueStats
 from livehub.webhooks.schedule import RetrySchedule, parse_retry_after
 from livehub.webhooks.settings import endpoint_label
@@ -247,10 +248,7 @@ class Dispatcher:
         if not pending:
             return
         _, late = await asyncio.wait(pending, timeout=grace)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
+        await cancel_and_wait(*late)
 
 
 def _error_text(exc: BaseException, endpoint: str) -> str:

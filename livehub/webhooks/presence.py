@@ -16,7 +16,6 @@ holds on its own (documented in ``docs/webhooks.md``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from livehub.domain.room import EventType, RoomEvent, now_ms
 from livehub.domain.service import RoomService
 from livehub.domain.store import StoreUnavailable
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,6 @@ class PresenceEvents:
         for room_id in due:
             self._report_viewers(room_id, final=True)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self.flush()

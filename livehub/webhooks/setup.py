@@ -4,7 +4,6 @@ and runs the dispatcher. ``create_app`` calls :func:`setup_webhooks` once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from livehub import keys
 from livehub.config import Config
+from livehub.tasks import cancel_and_wait
 from livehub.webhooks import api
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.metrics import WebhookMetrics
@@ -116,9 +116,7 @@ def setup_webhooks(
             # the WebSockets are closed by now (on_shutdown): their host.left are staged
             await presence.close()
             wakeup.dispatcher = None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             await dispatcher.stop(grace=min(config.webhook_timeout, config.shutdown_timeout / 4))
             await session.close()
             await outbox.close()

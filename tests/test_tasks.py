@@ -1,0 +1,86 @@
+"""Stopping background tasks: a stop ends even when a task swallows its cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+
+from livehub.tasks import cancel_and_wait, run_together
+
+
+async def _swallows_once(started: asyncio.Event) -> None:
+    """Goes on after its first cancellation, as the Redis bus's reaper once did."""
+    started.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(3600)
+    await asyncio.sleep(3600)
+
+
+async def test_a_task_that_swallows_a_cancellation_is_cancelled_again() -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(_swallows_once(started))
+    await started.wait()
+    await asyncio.wait_for(cancel_and_wait(task, resend=0.05), 5)
+    assert task.cancelled()
+
+
+async def test_loops_run_together_stop_even_when_one_swallows_a_cancellation() -> None:
+    started = asyncio.Event()
+    task = asyncio.create_task(run_together(_swallows_once(started), asyncio.sleep(3600)))
+    await started.wait()
+    await asyncio.wait_for(cancel_and_wait(task, resend=0.05), 5)
+    assert task.cancelled()
+    # asyncio.TaskGroup (what the Redis bus used) cancels such a child once, then waits for it
+    # however often it is cancelled itself
+    started.clear()
+
+    async def group() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_swallows_once(started))
+
+    stuck = asyncio.create_task(group())
+    await started.wait()
+    for _ in range(3):
+        stuck.cancel()
+        done, _ = await asyncio.wait({stuck}, timeout=0.05)
+        assert not done
+    for leftover in asyncio.all_tasks() - {asyncio.current_task(), stuck}:
+        leftover.cancel()  # the swallowing child: cancelled twice, it ends and so does the group
+    await asyncio.wait({stuck}, timeout=5)
+    assert stuck.done()
+
+
+async def test_when_one_loop_fails_the_others_stop_and_its_error_is_raised() -> None:
+    stopped = asyncio.Event()
+
+    async def fails() -> None:
+        await asyncio.sleep(0.01)
+        raise ConnectionError("gone")
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+
+    with pytest.raises(ConnectionError, match="gone"):
+        await asyncio.wait_for(run_together(fails(), forever()), 5)
+    assert stopped.is_set()
+
+
+async def test_an_error_a_task_ended_with_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails() -> None:
+        raise RuntimeError("boom")
+
+    failed = asyncio.create_task(fails())
+    await asyncio.sleep(0)
+    finished = asyncio.create_task(asyncio.sleep(0))
+    with caplog.at_level(logging.ERROR, logger="livehub.tasks"):
+        await cancel_and_wait(failed, finished, None)
+    assert failed.done() and finished.done()
+    assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [failed.exception()]
