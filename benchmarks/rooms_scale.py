@@ -11,12 +11,14 @@ each, a livehub process is started on a free 127.0.0.1 port and measured:
 - RSS after start-up and after the list runs (``/proc/<pid>/status`` VmRSS);
 - create rate: ``--creates`` rooms by 8 concurrent clients with the admin token (the
   anonymous rate limit does not apply to it), rooms per second;
-- list latency p50/p99 over ``--lists`` requests each: the first page (default limit 100), a
-  deep page (a cursor in the middle of the history), the first page of ``status=ended``, and a
-  first page of 1,000;
-- the longest event-loop stall during the lists, seen from outside: a second client sends
-  ``GET /healthz`` back to back while the lists run; the slowest answer bounds how long the
-  loop served nothing else.
+- list latency p50/p99 of the first page (default limit 100), a deep page (a cursor in the
+  middle of the history), the first page of ``status=ended``, and first and deep pages of
+  1,000, with the longest event-loop stall meanwhile, seen from outside (the slowest answer
+  to ``GET /healthz`` probes sent while the lists run), in two runs (``measure_lists``):
+  ``paced`` (wrk, a C client, fetches each page back to back for ``--wrk-seconds``; a probe
+  every ``--probe-every`` seconds) and ``flood`` (``--lists`` fetches by the aiohttp client
+  while the probes go back to back: a second client saturating the server on the same
+  cores). wrk is Debian's package ``wrk``; without it the paced run uses the aiohttp client.
 
 Targets (issue 11): start-up and RSS within 10 % of the empty store's; every list page p99 under
 20 ms; no stall over 50 ms. Everything runs on loopback and is bounded in count and time.
@@ -188,7 +190,57 @@ async def timed_get(session: aiohttp.ClientSession, url: str) -> tuple[float, by
     return time.perf_counter() - started, body
 
 
-async def measure_lists(server: Server, rooms: int, lists: int) -> dict[str, Any]:
+WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk_latency(url: str, seconds: float) -> dict[str, Any] | None:
+    """p50/p99 of back-to-back GETs of ``url`` on one connection, measured by wrk (C, Debian
+    package ``wrk``; its HdrHistogram), or None when wrk is not installed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    out = subprocess.run(
+        [wrk, "-t1", "-c1", f"-d{seconds:g}s", "--latency", url],
+        capture_output=True, text=True, check=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    found: dict[str, Any] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "99%"):
+            value = parts[1]
+            unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
+            found[f"p{parts[0][:-1]}_ms"] = round(float(value[: -len(unit)]) * WRK_UNITS[unit], 2)
+        elif "requests in" in line:
+            found["requests"] = int(parts[0])
+        elif line.strip().startswith("Non-2xx"):
+            raise RuntimeError(f"wrk saw errors on {url}: {line.strip()}")
+    return found
+
+
+async def probe_stalls(url: str, stop: asyncio.Event, pace: float) -> list[float]:
+    """``GET /healthz`` until ``stop``, each answer's time: back to back when ``pace`` is 0 (a
+    second client saturating the server), else one every ``pace`` seconds."""
+    took: list[float] = []
+    async with aiohttp.ClientSession() as probe:
+        while not stop.is_set():
+            took.append((await timed_get(probe, url))[0])
+            if pace:
+                await asyncio.sleep(pace)
+    return took
+
+
+async def measure_lists(
+    server: Server, rooms: int, lists: int, wrk_seconds: float, pace: float
+) -> dict[str, Any]:
+    """Two runs over the same pages:
+
+    - ``paced``: each page fetched back to back for ``wrk_seconds`` by wrk (a C client on one
+      connection) while a prober asks for ``/healthz`` every ``pace`` seconds; its slowest
+      answer bounds the loop's longest stall (without wrk, the aiohttp client below);
+    - ``flood``: ``lists`` fetches of each page by the aiohttp client (its time includes
+      reading the body in Python) while the prober asks back to back, a second client
+      saturating the server and sharing the two cores with it (this benchmark's first method).
+    """
     middle = rooms // 2
     deep = cursor_for(T0 + middle * 30_000, f"r{middle:011d}")
     pages = {
@@ -199,28 +251,32 @@ async def measure_lists(server: Server, rooms: int, lists: int) -> dict[str, Any
         "deep_page_1000": f"/api/rooms?limit=1000&cursor={deep}",
     }
     results: dict[str, Any] = {}
-    stalls: list[float] = []
-    stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=4)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def prober() -> None:
-            async with aiohttp.ClientSession() as probe:
-                while not stop.is_set():
-                    took, _ = await timed_get(probe, server.url + "/healthz")
-                    stalls.append(took)
-
-        probing = asyncio.create_task(prober())
-        try:
-            for name, path in pages.items():
-                await timed_get(session, server.url + path)  # warm
-                samples = [(await timed_get(session, server.url + path))[0] for _ in range(lists)]
-                results[name] = quantiles(samples)
-        finally:
-            stop.set()
-            await probing
-    results["longest_stall_ms"] = round(max(stalls) * 1000, 2) if stalls else None
-    results["healthz_probes"] = len(stalls)
+    for run, prober_pace in (("paced", pace), ("flood", 0.0)):
+        found: dict[str, Any] = {}
+        stop = asyncio.Event()
+        connector = aiohttp.TCPConnector(limit=4)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            probing = asyncio.create_task(probe_stalls(server.url + "/healthz", stop, prober_pace))
+            try:
+                for name, path in pages.items():
+                    await timed_get(session, server.url + path)  # warm
+                    by_wrk = None
+                    if run == "paced":
+                        url = server.url + path
+                        by_wrk = await asyncio.to_thread(wrk_latency, url, wrk_seconds)
+                    if by_wrk is not None:
+                        found[name] = {"client": "wrk", **by_wrk}
+                    else:
+                        samples = [
+                            (await timed_get(session, server.url + path))[0] for _ in range(lists)
+                        ]
+                        found[name] = {"client": "aiohttp", **quantiles(samples)}
+            finally:
+                stop.set()
+                stalls = await probing
+        found["longest_stall_ms"] = round(max(stalls) * 1000, 2) if stalls else None
+        found["healthz_probes"] = len(stalls)
+        results[run] = found
     return results
 
 
@@ -240,7 +296,15 @@ async def measure_creates(server: Server, creates: int) -> float:
 
 
 async def measure(
-    db: Path, log: Path, rooms: int, *, starts: int, lists: int, creates: int
+    db: Path,
+    log: Path,
+    rooms: int,
+    *,
+    starts: int,
+    lists: int,
+    creates: int,
+    wrk_seconds: float,
+    pace: float,
 ) -> dict[str, Any]:
     startup = []
     rss_start = []
@@ -262,7 +326,7 @@ async def measure(
             "rss_after_start_kib": int(statistics.median(rss_start)),
         }
         if rooms:
-            result["lists"] = await measure_lists(server, rooms, lists)
+            result["lists"] = await measure_lists(server, rooms, lists, wrk_seconds, pace)
         result["rss_after_lists_kib"] = server.rss()
         result["creates_per_s"] = round(await measure_creates(server, creates), 1)
         result["rss_after_creates_kib"] = server.rss()
@@ -279,6 +343,12 @@ async def main() -> None:
     parser.add_argument("--starts", type=int, default=3, help="start-ups per store (median)")
     parser.add_argument("--lists", type=int, default=200, help="requests per list kind")
     parser.add_argument("--creates", type=int, default=2000)
+    parser.add_argument(
+        "--wrk-seconds", type=float, default=10.0, help="wrk's run per list kind (if installed)"
+    )
+    parser.add_argument(
+        "--probe-every", type=float, default=0.01, help="the paced run's /healthz interval (s)"
+    )
     parser.add_argument("--scratch", type=Path, default=None, help="where the databases go")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     parser.add_argument(
@@ -310,6 +380,8 @@ async def main() -> None:
                 starts=args.starts,
                 lists=args.lists,
                 creates=args.creates,
+                wrk_seconds=args.wrk_seconds,
+                pace=args.probe_every,
             )
             print(name, json.dumps(report[name], indent=2))
         e, f = report["empty"], report["full"]
