@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from livehub.storage_pg import PostgresStore
 from tests.cluster.nodes import ROOT, StartNode, create_room, get_json, hook, room_on, until
 from tests.conftest import hook_for
 from tests.engines import PostgresEngine, free_port
+from tests.processes import LivehubProcess
 
 
 async def post(
@@ -29,6 +31,18 @@ async def post(
 
 # -- PostgreSQL lost and back ---------------------------------------------------------------
 
+SWEEP_SKIPPED = "room sweep skipped until the database is back"
+SWEEP_BACK = "room sweep: the database is back"
+
+
+def logged(node: LivehubProcess, line: str, times: int) -> Callable[[], Awaitable[bool]]:
+    """For ``until``: whether the node has logged ``line`` ``times`` times."""
+
+    async def check() -> bool:
+        return bool(node.text().count(line) == times)
+
+    return check
+
 
 async def test_postgres_lost_fails_closed_and_comes_back_without_a_restart(
     make_node: StartNode, postgres: PostgresEngine
@@ -40,7 +54,7 @@ async def test_postgres_lost_fails_closed_and_comes_back_without_a_restart(
         waiting = await create_room(session, node, "publishes while the database is away")
         assert (await room_on(session, node, kept["id"]))["status"] == "preparing"
 
-        for outage in (postgres.stop, postgres.kill):
+        for number, outage in enumerate((postgres.stop, postgres.kill), start=1):
             outage()
             status, body = await post(session, f"{node.url}/api/rooms", json={"title": "lost"})
             assert (status, body["code"], set(body)) == (
@@ -60,6 +74,8 @@ async def test_postgres_lost_fails_closed_and_comes_back_without_a_restart(
             status, _ = await get_json(session, f"{node.url}/healthz")
             assert status == 200  # alive: the orchestrator must not restart it for this
 
+            # the leader's sweep (every 0.2 s) says so once per outage, however long it lasts
+            await until(logged(node, SWEEP_SKIPPED, number), 10)
             postgres.start()
 
             async def back() -> bool:
@@ -79,19 +95,15 @@ async def test_postgres_lost_fails_closed_and_comes_back_without_a_restart(
             assert (await room_on(session, node, waiting["id"]))["status"] == "preparing"
             if outage is postgres.stop:
                 await create_room(session, node, "live again")
+            await until(logged(node, SWEEP_BACK, number), 10)
         status, reply = await hook(session, node, hook_for(waiting, "on_publish.json"))
         assert (status, reply) == (200, {"code": 0})
         assert (await room_on(session, node, waiting["id"]))["status"] == "live"
     assert node.proc is not None and node.proc.returncode is None  # never restarted
 
-    # the leader's sweep said so once per outage, without a traceback every 0.2 s
-    async def recovered() -> bool:
-        log = node.text()
-        skipped = log.count("room sweep skipped until the database is back")
-        return 1 <= skipped <= 2 and log.count("room sweep: the database is back") == skipped
-
-    await until(recovered, 5)
+    # once per outage, without a traceback every 0.2 s
     log = node.text()
+    assert (log.count(SWEEP_SKIPPED), log.count(SWEEP_BACK)) == (2, 2)
     assert "room sweep failed" not in log and "leader job" not in log
 
 
