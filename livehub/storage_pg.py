@@ -143,6 +143,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash recovery, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.InterfaceError,  # connection closed under us
+    # a connection the server dropped mid-query, then used again: "cannot switch to state 12;
+    # another operation (2) is in progress" (seen while PostgreSQL stopped under queries)
+    asyncpg.exceptions.InternalClientError,
     OSError,
     TimeoutError,
 )

@@ -142,3 +142,47 @@ async def test_postgres_down_at_start_is_unavailable(postgres: PostgresEngine) -
     postgres.stop()
     with pytest.raises(StoreUnavailable):
         await PostgresStore.open(url, command_timeout=2)
+
+
+async def test_queries_in_flight_when_postgres_stops_or_dies_fail_as_unavailable_only(
+    pg_url: str, postgres: PostgresEngine
+) -> None:
+    """Readers running while PostgreSQL is stopped and killed, again and again, see rows or
+    ``StoreUnavailable``, nothing else: a connection dropped mid-query once surfaced as
+    asyncpg's ``InternalClientError`` ("cannot switch to state 12") and failed the leader's
+    sweep with a traceback."""
+    store = await PostgresStore.open(pg_url, min_size=2, max_size=4)
+    outcomes: dict[str, int] = {}
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        calls = (
+            lambda: store.reconnect_due(0),
+            lambda: store.preparing_before(0),
+            lambda: store.delete_ended_before(0, 10),
+        )
+        while not done.is_set():
+            for call in calls:
+                try:
+                    await call()
+                    outcome = "rows"
+                except StoreUnavailable:
+                    outcome = "unavailable"
+                except Exception as exc:  # what the test is about: none of these
+                    outcome = f"{type(exc).__name__}: {exc}"
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            await asyncio.sleep(0.002)
+
+    readers = [asyncio.create_task(reader()) for _ in range(4)]
+    try:
+        for outage in (postgres.kill, postgres.stop) * 4:
+            await asyncio.sleep(0.2)
+            outage()
+            await asyncio.sleep(0.2)
+            postgres.start()
+        await asyncio.sleep(0.5)
+    finally:
+        done.set()
+        await asyncio.gather(*readers)
+        await store.close()
+    assert set(outcomes) == {"rows", "unavailable"}, outcomes
