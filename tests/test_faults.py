@@ -76,6 +76,7 @@ async def test_kill_9_during_writes_loses_no_accepted_change(
     await first.start()
     created: dict[str, dict[str, Any]] = {}
     published: set[str] = set()
+    attempted: set[str] = set()  # published, or in flight when the server was killed
     enough = asyncio.Event()
 
     async def writer(session: aiohttp.ClientSession, n: int) -> None:
@@ -89,6 +90,7 @@ async def test_kill_9_during_writes_loses_no_accepted_change(
                     room = await resp.json()
                 created[room["id"]] = room
                 if i % 3 == 0:  # a second kind of write: the room goes live
+                    attempted.add(room["id"])
                     reply = await send_hook(
                         session, base_url=first.url, body=hook_for(room, "on_publish.json")
                     )
@@ -119,7 +121,12 @@ async def test_kill_9_during_writes_loses_no_accepted_change(
         for room_id, room in created.items():
             got = await get_room(session, second.url, room_id)
             assert got["title"] == room["title"]
-            assert got["status"] == ("live" if room_id in published else "preparing")
+            if room_id in published:  # acknowledged: kept
+                assert got["status"] == "live"
+            elif room_id in attempted:  # killed before it answered: either is right
+                assert got["status"] in ("preparing", "live")
+            else:
+                assert got["status"] == "preparing"
         # tokens work after the restart: owner view, and a close with the owner token
         sample = created[next(iter(published))]
         owner = {"Authorization": f"Bearer {sample['ownerToken']}"}
