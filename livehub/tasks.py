@@ -1,10 +1,11 @@
 """Stopping background tasks so that a stop always ends.
 
 ``task.cancel(); await task`` waits forever when the task swallows the cancellation and goes on.
-It was seen: a Redis bus's reaper, cancelled by its session's ``asyncio.TaskGroup`` while it
-waited in redis-py's connection pool on Python 3.11, went back to its ``asyncio.sleep``; the
-task group, which cancels a child once and then waits for it, and the node's ``close()`` waited
-for good (CI hung in that test's teardown).
+It was seen: a Redis bus's reaper, cancelled by its session's ``asyncio.TaskGroup``, was found
+back in its ``asyncio.sleep`` with the cancellation spent (somewhere in its redis-py calls on
+Python 3.11; where exactly was not pinned down). The task group, which cancels a child once and
+then waits for it, and the node's ``close()`` waited for good (CI hung in that test's
+teardown).
 
 :func:`cancel_and_wait` sends the cancellation again until the task has ended;
 :func:`run_together` is a task group for loops meant to run until cancelled that stops them so.
