@@ -7,7 +7,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -188,24 +188,15 @@ class SRSClient:
         least 10 and lists no more than asked), so no stream is missed however many there are.
         Raises :class:`SRSUnavailable` when SRS cannot tell (then nothing may be ended).
         """
-        count = max(count, 10)
         result: dict[str, str | None] = {}
-        for page in range(max_pages):
-            body = await self._request("GET", "/api/v1/streams/", start=page * count, count=count)
-            streams = body.get("streams")
-            if body.get("code") != 0 or not isinstance(streams, list):
-                self._failed(f"GET /api/v1/streams/: unexpected reply code {body.get('code')!r}")
-                raise SRSUnavailable(self.last_error or "")
-            for stream in streams:
-                if not isinstance(stream, dict) or stream.get("app") != self._app:
-                    continue
-                publish = stream.get("publish")
-                if isinstance(publish, dict) and publish.get("active") is True:
-                    cid = publish.get("cid")
-                    result[str(stream.get("name"))] = cid if isinstance(cid, str) else None
-            if len(streams) < count:
-                return result
-        raise SRSUnavailable(f"GET /api/v1/streams/: more than {max_pages * count} streams")
+        async for stream in self._listed("/api/v1/streams/", "streams", count, max_pages):
+            if not isinstance(stream, dict) or stream.get("app") != self._app:
+                continue
+            publish = stream.get("publish")
+            if isinstance(publish, dict) and publish.get("active") is True:
+                cid = publish.get("cid")
+                result[str(stream.get("name"))] = cid if isinstance(cid, str) else None
+        return result
 
     async def players(self, count: int = 500, max_pages: int = 200) -> dict[str, str]:
         """Players of our app's streams: SRS client id → stream key (publishers left out).
@@ -214,26 +205,37 @@ class SRSClient:
         ``url`` (``/app/stream``, a play extension stripped). Raises :class:`SRSUnavailable`
         when SRS cannot tell.
         """
-        count = max(count, 10)
         result: dict[str, str] = {}
+        async for client in self._listed("/api/v1/clients/", "clients", count, max_pages):
+            if not isinstance(client, dict) or client.get("publish") is not False:
+                continue
+            cid, url = client.get("id"), client.get("url")
+            if not isinstance(cid, str) or not cid or not isinstance(url, str):
+                continue
+            app, stream = stream_of("", "", url.partition("?")[0])
+            if app == self._app and stream:
+                result[cid] = stream
+        return result
+
+    async def _listed(
+        self, path: str, field: str, count: int, max_pages: int
+    ) -> AsyncIterator[object]:
+        """The items of SRS's paged list ``GET path?start=&count=`` (its ``field``), page by
+        page until a short page (SRS raises ``count`` to at least 10 and lists no more than
+        asked), so none is missed however many there are. Raises :class:`SRSUnavailable` on
+        an unexpected reply, or past ``max_pages`` pages."""
+        count = max(count, 10)
         for page in range(max_pages):
-            body = await self._request("GET", "/api/v1/clients/", start=page * count, count=count)
-            clients = body.get("clients")
-            if body.get("code") != 0 or not isinstance(clients, list):
-                self._failed(f"GET /api/v1/clients/: unexpected reply code {body.get('code')!r}")
+            body = await self._request("GET", path, start=page * count, count=count)
+            items = body.get(field)
+            if body.get("code") != 0 or not isinstance(items, list):
+                self._failed(f"GET {path}: unexpected reply code {body.get('code')!r}")
                 raise SRSUnavailable(self.last_error or "")
-            for client in clients:
-                if not isinstance(client, dict) or client.get("publish") is not False:
-                    continue
-                cid, url = client.get("id"), client.get("url")
-                if not isinstance(cid, str) or not cid or not isinstance(url, str):
-                    continue
-                app, stream = stream_of("", "", url.partition("?")[0])
-                if app == self._app and stream:
-                    result[cid] = stream
-            if len(clients) < count:
-                return result
-        raise SRSUnavailable(f"GET /api/v1/clients/: more than {max_pages * count} clients")
+            for item in items:
+                yield item
+            if len(items) < count:
+                return
+        raise SRSUnavailable(f"GET {path}: more than {max_pages * count} {field}")
 
     async def ping(self) -> bool:
         """``GET /api/v1/versions``: whether the API answers now. Never raises."""
