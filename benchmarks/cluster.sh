@@ -208,19 +208,7 @@ for scn in $SCENARIOS; do
       cmd=(node "$BENCH" --http "$HTTP_URL" --ws "$WS_URLS" "$scn" --pid "$pids" --json --timeout "$TIMEOUT")
       [ -n "$AUX" ] && cmd+=(--aux-pid "$AUX")
       cmd+=("${extra[@]}")
-      {
-        echo "\$ ${cmd[*]}"
-        echo "# $(date -u +%FT%TZ) host: $(nproc) cpus, loadavg $(cut -d' ' -f1-3 /proc/loadavg), $target server pid(s) $pids"
-      } >"$dir/$name.txt"
-      "${cmd[@]}" >"$dir/$name.stdout" 2>"$dir/$name.stderr"
-      rc=$?
-      sed '$d' "$dir/$name.stdout" >>"$dir/$name.txt"
-      tail -n 1 "$dir/$name.stdout" >"$dir/$name.json"
-      if [ -s "$dir/$name.stderr" ]; then sed 's/^/stderr: /' "$dir/$name.stderr" >>"$dir/$name.txt"; fi
-      echo "rc=$rc" >>"$dir/$name.txt"
-      rm -f "$dir/$name.stdout" "$dir/$name.stderr"
-      echo "== $target $name (rc=$rc)"; grep -v '^\$\|^#' "$dir/$name.txt" | head -n 40; echo
-      [ "$rc" = 0 ] || overall=1
+      run_recorded "$dir" "$target" "$name" "server pid(s) $pids" "${cmd[@]}" || overall=1
       stop_target
     done
   done

@@ -48,3 +48,25 @@ wait_quiet() {
     if [ "$SECONDS" -ge "$end" ]; then echo "host still busy ($c cores) after ${QUIET_WAIT}s; running anyway" >&2; return 0; fi
   done
 }
+
+# -- one scenario run, recorded -------------------------------------------------------------------
+# run_recorded DIR TARGET NAME SERVER CMD...: run the load generator's command CMD; DIR/NAME.txt
+# keeps the command, a host line naming SERVER (its pid(s)), the output, stderr and the exit
+# status; DIR/NAME.json the JSON summary (the output's last line). Prints the text; returns the
+# command's exit status.
+run_recorded() {
+  local dir="$1" target="$2" name="$3" server="$4" rc=0
+  shift 4
+  {
+    echo "\$ $*"
+    echo "# $(date -u +%FT%TZ) host: $(nproc) cpus, loadavg $(cut -d' ' -f1-3 /proc/loadavg), $target $server"
+  } >"$dir/$name.txt"
+  "$@" >"$dir/$name.stdout" 2>"$dir/$name.stderr" || rc=$?
+  sed '$d' "$dir/$name.stdout" >>"$dir/$name.txt"
+  tail -n 1 "$dir/$name.stdout" >"$dir/$name.json"
+  if [ -s "$dir/$name.stderr" ]; then sed 's/^/stderr: /' "$dir/$name.stderr" >>"$dir/$name.txt"; fi
+  echo "rc=$rc" >>"$dir/$name.txt"
+  rm -f "$dir/$name.stdout" "$dir/$name.stderr"
+  echo "== $target $name (rc=$rc)"; grep -v '^\$\|^#' "$dir/$name.txt" | head -n 40; echo
+  return "$rc"
+}

@@ -133,19 +133,7 @@ for scn in $SCENARIOS; do
       port="$(target_port "$target")"
       cmd=(node "$BENCH" --http "http://127.0.0.1:$port" --ws "ws://127.0.0.1:$port$(ws_path "$target")"
         "$scn" --pid "$SPID" --json --timeout "$TIMEOUT" "${extra[@]}")
-      {
-        echo "\$ ${cmd[*]}"
-        echo "# $(date -u +%FT%TZ) host: $(nproc) cpus, loadavg $(cut -d' ' -f1-3 /proc/loadavg), $target server pid $SPID"
-      } >"$dir/$name.txt"
-      "${cmd[@]}" >"$dir/$name.stdout" 2>"$dir/$name.stderr"
-      rc=$?
-      sed '$d' "$dir/$name.stdout" >>"$dir/$name.txt"
-      tail -n 1 "$dir/$name.stdout" >"$dir/$name.json"
-      if [ -s "$dir/$name.stderr" ]; then sed 's/^/stderr: /' "$dir/$name.stderr" >>"$dir/$name.txt"; fi
-      echo "rc=$rc" >>"$dir/$name.txt"
-      rm -f "$dir/$name.stdout" "$dir/$name.stderr"
-      echo "== $target $name (rc=$rc)"; grep -v '^\$\|^#' "$dir/$name.txt" | head -n 40; echo
-      [ "$rc" = 0 ] || overall=1
+      run_recorded "$dir" "$target" "$name" "server pid $SPID" "${cmd[@]}" || overall=1
       stop_server
     done
   done
