@@ -27,13 +27,15 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from livehub.domain.room import LISTED_COLUMNS, ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
     ROOM_COLUMNS,
+    SELECT_LISTED,
     STAGED_COLUMNS,
     EventView,
     bare_view,
+    keyset_page,
     outbox_rows,
     room_from_row,
     room_values,
@@ -122,7 +124,6 @@ _SELECT = f"SELECT {', '.join(ROOM_COLUMNS)} FROM rooms"
 _INSERT = (
     f"INSERT INTO rooms ({', '.join(ROOM_COLUMNS)}) VALUES ({', '.join('?' for _ in ROOM_COLUMNS)})"
 )
-_SELECT_LISTED = f"SELECT {', '.join(LISTED_COLUMNS)} FROM rooms"
 _UPDATE = (
     "UPDATE rooms SET "
     + ", ".join(f"{col} = ?" for col in ROOM_COLUMNS[1:])
@@ -363,7 +364,7 @@ class SQLiteStore:
         render: Callable[[list[ListedRoom]], _T],
     ) -> _T:
         where, args = page_query(status, limit, after)
-        query = f"{_SELECT_LISTED} WHERE {where}"
+        query = f"{SELECT_LISTED} WHERE {where}"
         if self._reader is None:
             return render(self._db.execute(query, args).fetchall())
         loop = asyncio.get_running_loop()
@@ -423,16 +424,5 @@ class SQLiteStore:
 def page_query(
     status: RoomStatus | None, limit: int, after: Cursor | None
 ) -> tuple[str, list[object]]:
-    """The WHERE clause (with ORDER BY and LIMIT) of a keyset page and its arguments: a range
-    of ``rooms_created`` or ``rooms_status_created`` read backwards, never a sort."""
-    where: list[str] = []
-    args: list[object] = []
-    if status is not None:
-        where.append("status = ?")
-        args.append(status.value)
-    if after is not None:
-        where.append("(created_at, id) < (?, ?)")
-        args.extend(after)
-    clause = " AND ".join(where) or "1"
-    args.append(limit)
-    return f"{clause} ORDER BY created_at DESC, id DESC LIMIT ?", args
+    """:func:`livehub.store_rows.keyset_page` in SQLite's parameter style."""
+    return keyset_page(status, limit, after, lambda _: "?")

@@ -28,13 +28,15 @@ from typing import TypeVar, cast
 
 import asyncpg
 
-from livehub.domain.room import LISTED_COLUMNS, ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
     ROOM_COLUMNS,
+    SELECT_LISTED,
     STAGED_COLUMNS,
     EventView,
     bare_view,
+    keyset_page,
     outbox_rows,
     room_from_row,
     room_values,
@@ -401,7 +403,7 @@ class PostgresStore:
         render: Callable[[list[ListedRoom]], T],
     ) -> T:
         where, args = _page_query(status, limit, after)
-        query = f"SELECT {', '.join(LISTED_COLUMNS)} FROM rooms WHERE {where}"
+        query = f"{SELECT_LISTED} WHERE {where}"
 
         async def run(conn: asyncpg.Connection, _: _Attempt) -> list[asyncpg.Record]:
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)
@@ -464,18 +466,8 @@ class _Conflict(Exception):
 def _page_query(
     status: RoomStatus | None, limit: int, after: Cursor | None
 ) -> tuple[str, list[object]]:
-    """The WHERE clause (with ORDER BY and LIMIT) of a keyset page and its arguments."""
-    where: list[str] = []
-    args: list[object] = []
-    if status is not None:
-        args.append(status.value)
-        where.append(f"status = ${len(args)}")
-    if after is not None:
-        args.extend(after)
-        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
-    clause = " AND ".join(where) or "TRUE"
-    args.append(limit)
-    return f"{clause} ORDER BY created_at DESC, id DESC LIMIT ${len(args)}", args
+    """:func:`livehub.store_rows.keyset_page` in PostgreSQL's parameter style."""
+    return keyset_page(status, limit, after, lambda n: f"${n}")
 
 
 def _render_records(render: Callable[[list[ListedRoom]], T], rows: list[asyncpg.Record]) -> T:

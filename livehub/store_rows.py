@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from livehub.domain.room import Room, RoomEvent, RoomStatus
+from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus
+from livehub.domain.store import Cursor
 from livehub.webhooks.queue import Delivery, DeliveryState
 
 #: the ``rooms`` columns, in the order of :func:`room_values` and :func:`room_from_row`
@@ -175,3 +176,29 @@ def schema_too_new(where: str, version: int, supported: int) -> str:
         f"{where} has schema version {version}, newer than this livehub supports "
         f"({supported}): upgrade livehub or restore a backup"
     )
+
+
+#: what a list page reads of each room (``ListedRoom``)
+SELECT_LISTED = f"SELECT {', '.join(LISTED_COLUMNS)} FROM rooms"
+
+
+def keyset_page(
+    status: RoomStatus | None,
+    limit: int,
+    after: Cursor | None,
+    placeholder: Callable[[int], str],
+) -> tuple[str, list[object]]:
+    """The WHERE clause (with ORDER BY and LIMIT) of a keyset page and its arguments, in the
+    engine's parameter style (``placeholder(n)`` is the n-th: ``?`` or ``$n``): a range of
+    ``rooms_created`` or ``rooms_status_created`` read backwards, never a sort."""
+    where: list[str] = []
+    args: list[object] = []
+    if status is not None:
+        args.append(status.value)
+        where.append(f"status = {placeholder(len(args))}")
+    if after is not None:
+        args.extend(after)
+        where.append(f"(created_at, id) < ({placeholder(len(args) - 1)}, {placeholder(len(args))})")
+    clause = " AND ".join(where) or "TRUE"
+    args.append(limit)
+    return f"{clause} ORDER BY created_at DESC, id DESC LIMIT {placeholder(len(args))}", args
