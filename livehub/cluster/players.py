@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -208,6 +208,8 @@ class RedisPlayers:
         finally:
             self.healthy = False
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
+                aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+                await aclose()
             with contextlib.suppress(Exception):
                 await client.aclose()

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -393,7 +394,9 @@ class RedisBus:
         finally:
             self._healthy = False
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
+                aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+                await aclose()
 
     async def _await_acks(self, pubsub: PubSub, channels: set[str]) -> None:
         deadline = time.monotonic() + self.timeout
