@@ -11,9 +11,13 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
+# exactly what `make run` installs: the locked versions, each checked against its hash
+COPY requirements/build.txt requirements/runtime.txt ./requirements/
+RUN pip install --require-hashes --no-deps -r requirements/build.txt \
+    && pip install --require-hashes --no-deps -r requirements/runtime.txt
 COPY pyproject.toml setup.cfg README.md ./
 COPY livehub ./livehub
-RUN pip install .
+RUN pip install --no-deps --no-build-isolation .
 
 # --- runtime: the virtualenv, a non-root user, nothing else ----------------------------------
 FROM python:3.11-slim
