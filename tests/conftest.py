@@ -22,9 +22,13 @@ from tests.engines import Engine, EngineUnavailable, PostgresEngine, RedisEngine
 if TYPE_CHECKING:
     from tests.fake_srs import FakeSRS
 
-# the reference fixtures live in shared/, beside the checkout (also in CI)
-SHARED = Path(os.environ.get("LIVEHUB_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-HOOKS_DIR = SHARED / "srs-hooks"
+ROOT = Path(__file__).resolve().parents[1]
+# SRS's hook and API bodies, kept in the repository (tests/fixtures/srs-hooks/README.md says
+# where each comes from), so a clone needs nothing beside it to run the suite
+HOOKS_DIR = ROOT / "tests" / "fixtures" / "srs-hooks"
+# what only the project's workspace has beside the checkout (SRS executables, the seed's Node
+# server, the load generator): tests that need it skip with a reason where it is missing
+SHARED = Path(os.environ.get("LIVEHUB_SHARED", ROOT.parent / "shared"))
 HOOK_SECRET = "test-hook-secret-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -32,7 +36,7 @@ Client = TestClient[web.Request, web.Application]
 
 
 def hook_fixture(name: str) -> dict[str, Any]:
-    """A hook body from shared/srs-hooks (as SRS sends it)."""
+    """A hook body from tests/fixtures/srs-hooks (as SRS sends it)."""
     data: dict[str, Any] = json.loads((HOOKS_DIR / name).read_text())
     return data
 

@@ -16,7 +16,6 @@ import dataclasses
 import functools
 import ipaddress
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -32,8 +31,7 @@ from livehub.config import Config
 from tests.conftest import Client, post_as_srs
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LIVEHUB_SHARED", REPO.parent / "shared"))
-HOOKS_DIR = SHARED / "srs-hooks"
+HOOKS_DIR = REPO / "tests" / "fixtures" / "srs-hooks"
 
 HOOKS = ("on_publish", "on_unpublish", "on_play", "on_stop")
 # contract: one hook endpoint for all actions, the heartbeat beside it, health at /healthz

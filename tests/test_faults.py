@@ -216,7 +216,7 @@ async def test_restart_with_live_rooms_while_srs_is_down(
             await srs.stop()  # and SRS's API is unreachable while livehub comes back
             second = server(servers, tmp_path, **env)
             await second.start()
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 30  # fails a hung run, not a slow one
             while True:  # wait until several reconciliations were skipped
                 async with session.get(f"{second.url}/metrics") as resp:
                     text = await resp.text()
@@ -242,13 +242,14 @@ async def test_restart_with_live_rooms_while_srs_is_down(
             srs.unpublish(goes["streamKey"])
             back = int(time.time() * 1000)
             await srs.start()
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 30  # fails a hung run, not a slow one
             while (await get_room(session, second.url, goes["id"]))["status"] != "ended":
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
+            seen = int(time.time() * 1000)
             ended = await get_room(session, second.url, goes["id"])
             assert ended["startTime"] == goes["startTime"]
-            assert back <= ended["endTime"] <= back + 3000  # the first pass after SRS is back
+            assert back <= ended["endTime"] <= seen  # ended by a pass after SRS came back
             assert await get_room(session, second.url, stays["id"]) == stays
             # the publisher kept across the restart is still matched by its client id
             unpublish = hook_for(stays, "on_unpublish.json", client_id="st4ys000")

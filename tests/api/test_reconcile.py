@@ -400,5 +400,5 @@ async def test_a_hanging_kick_does_not_hold_up_shutdown(
     await eventually(lambda: srs.kicks == ["h4ng0000"])
     started = time.monotonic()
     await client.close()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 15  # bounded by the shutdown timeout, not the 30 s kick
     assert "1 publisher kicks cancelled at shutdown" in [r.getMessage() for r in caplog.records]

@@ -3,7 +3,7 @@
 // Run by tests/e2e/test_console.py against a livehub server it started; can also be run by hand:
 //   LIVEHUB_URL=http://127.0.0.1:8088 LIVEHUB_HOOK_SECRET=s node console.e2e.mjs
 // Environment: LIVEHUB_URL, LIVEHUB_HOOK_SECRET, CHROMIUM (default /usr/bin/chromium),
-// SCREENSHOT_DIR (default <repo>/docs/screenshots), HOOKS_DIR (default <repo>/../shared/srs-hooks),
+// SCREENSHOT_DIR (default <repo>/docs/screenshots), HOOKS_DIR (default <repo>/tests/fixtures/srs-hooks),
 // STANDIN_URL (optional: standin.py, for the scenarios standin_* that drive the console against
 // server contracts from parallel branches: API keys, 429, paged lists, presence above the limit).
 // Prints one JSON object on stdout: {"scenarios": {name: {ok, ms, error?, ...details}}}.
@@ -19,7 +19,7 @@ const BASE = (process.env.LIVEHUB_URL ?? 'http://127.0.0.1:8088').replace(/\/$/,
 const HOOK_SECRET = process.env.LIVEHUB_HOOK_SECRET ?? '';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.SCREENSHOT_DIR ?? join(here, '..', '..', 'docs', 'screenshots');
-const HOOKS = process.env.HOOKS_DIR ?? join(here, '..', '..', '..', 'shared', 'srs-hooks');
+const HOOKS = process.env.HOOKS_DIR ?? join(here, '..', 'fixtures', 'srs-hooks');
 const STANDIN = (process.env.STANDIN_URL ?? '').replace(/\/$/, '');
 const T = 10_000; // default wait for anything the UI should show
 

@@ -41,8 +41,8 @@ ROOT = HERE.parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE = shutil.which("node")
 HOOK_SECRET = "e2e-hook-secret-0123456789"
-# SRS hook bodies as SRS sends them, from shared/ beside the checkout (as in tests/conftest.py)
-SHARED = Path(os.environ.get("LIVEHUB_SHARED", ROOT.parent / "shared"))
+# SRS hook bodies as SRS sends them (tests/fixtures/srs-hooks, as in tests/conftest.py)
+HOOKS_DIR = ROOT / "tests" / "fixtures" / "srs-hooks"
 SCRIPT_TIMEOUT = 240
 
 if NODE is None or not Path(CHROMIUM).exists():
@@ -191,7 +191,7 @@ def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) 
         "SCREENSHOT_DIR": os.environ.get(
             "LIVEHUB_SCREENSHOTS", str(tmp_path_factory.mktemp("screenshots"))
         ),
-        "HOOKS_DIR": str(SHARED / "srs-hooks"),
+        "HOOKS_DIR": str(HOOKS_DIR),
         "STANDIN_URL": standin,
     }
     done = subprocess.run(

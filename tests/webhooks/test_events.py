@@ -194,23 +194,24 @@ async def test_a_write_wakes_the_dispatcher_and_delivered_rows_are_pruned(
         webhook_viewers_interval=0.1,
     )
     app = create_app(config)
-    # polls far apart: only the wake-up after a write can deliver within the test's bounds
+    # polls far apart (30 s): only the wake-up after a write can deliver within the test's
+    # bounds (10 s, generous for a loaded host and still a third of the poll interval)
     app[keys.webhook_tuning] = Tuning(poll_interval=30.0, stats_interval=0.0, prune_interval=0.1)
     client = await aiohttp_client(app)
     await asyncio.sleep(0.2)  # the dispatcher's first look found nothing; it sleeps 30 s now
     room = await create(client)
-    await receiver.wait_for(1, within=2)
+    await receiver.wait_for(1, within=10)
     async with client.ws_connect("/ws") as host:
         await join(host, room["id"], role="host", token=room["ownerToken"])
-        await receiver.wait_for(3, within=2)  # presence events wake it too
-    await receiver.wait_for(5, within=2)
+        await receiver.wait_for(3, within=10)  # presence events wake it too
+    await receiver.wait_for(5, within=10)
     outbox = Outbox(db)
     try:
         await eventually(lambda: outbox.states() == ["delivered"] * 5)
         # the dispatcher prunes when it wakes: a write after the retention has passed
         await asyncio.sleep(0.6)
         await create(client, "another")
-        await receiver.wait_for(6, within=2)
+        await receiver.wait_for(6, within=10)
         # the five old rows deleted; the new one (delivered just now) kept
         await eventually(
             lambda: [(row["seq"], row["state"]) for row in outbox.rows()] == [(1, "delivered")],
