@@ -13,7 +13,9 @@ passing once the real server speaks the same contracts.
 Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and playwright-core from
 ``npm ci`` in ``tests/e2e`` (run by the tests themselves when ``node_modules`` is missing).
 Screenshots land in a temporary directory; ``LIVEHUB_SCREENSHOTS=docs/screenshots`` (any
-directory) keeps them, e.g. to refresh the README's pictures.
+directory) keeps them, e.g. to refresh the README's pictures. ``E2E_SCENARIOS=a,b`` runs only
+those scenarios of the script (the tests of the others skip), to iterate on one quickly:
+``E2E_SCENARIOS=phone_layout .venv/bin/pytest -m e2e tests/e2e -k phone``.
 """
 
 from __future__ import annotations
@@ -213,7 +215,12 @@ def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) 
     return result
 
 
+SELECTED = {n.strip() for n in os.environ.get("E2E_SCENARIOS", "").split(",") if n.strip()}
+
+
 def scenario(report: dict[str, Any], name: str) -> dict[str, Any]:
+    if SELECTED and name not in SELECTED:
+        pytest.skip(f"scenario {name} not in E2E_SCENARIOS")
     result: dict[str, Any] = report["scenarios"].get(name, {"ok": False, "error": "did not run"})
     assert result["ok"], f"{name} failed in the browser:\n{result.get('error')}"
     return result
@@ -229,9 +236,10 @@ def test_two_pages_join_chat_and_see_each_other(report: dict[str, Any]) -> None:
     assert sorted(m["name"] for m in result["members"]) == ["alice", "bob"]
 
 
-def test_one_viewer_is_singular(report: dict[str, Any]) -> None:
+def test_one_member_is_singular_and_a_host_is_no_viewer(report: dict[str, Any]) -> None:
+    # the owner alone in the room: the head counts members (hosts too), not "viewers"
     result = scenario(report, "members_and_chat")
-    assert (result["alone"], result["two"]) == ("1 viewer", "2 viewers")
+    assert (result["alone"], result["two"]) == ("1 member", "2 members")
 
 
 def test_cohost_call_delivers_camera_video_both_ways(report: dict[str, Any]) -> None:
@@ -277,7 +285,13 @@ def test_chat_closes_when_the_room_ends_live_and_on_reload(report: dict[str, Any
 def test_stale_close_reply_does_not_overwrite_pushed_state(report: dict[str, Any]) -> None:
     result = scenario(report, "stale_close_reply")
     assert result["staleReply"] == 2  # the reply held back really was stale
-    assert result["shown"] == result["api"] == 0
+    assert result["shown"] == result["api"] == 1
+
+
+def test_players_drop_to_zero_at_the_close_and_stay_there(report: dict[str, Any]) -> None:
+    # issue 20 item 7: two players counted; the close ends them, late on_stop hooks change nothing
+    result = scenario(report, "stale_close_reply")
+    assert result["players"] == result["apiPlayers"] == 0
 
 
 def test_title_field_limits_and_messages(report: dict[str, Any]) -> None:
@@ -293,8 +307,36 @@ def test_long_title_stays_inside_the_room_table_at_1280(report: dict[str, Any]) 
     assert result["rowHeight"] < 90
 
 
+def test_title_field_counts_characters_like_the_api(report: dict[str, Any]) -> None:
+    # issue 20 item 8: 100 emoji create a room, the field takes no 101st, the server refuses 101
+    emoji = scenario(report, "title_limits")["emoji"]
+    assert (emoji["typed"], emoji["afterMore"], emoji["created"]) == (100, 100, 100)
+    assert "Length must be between 1 and 100" in emoji["refused"]
+
+
 def test_errors_are_shown(report: dict[str, Any]) -> None:
     scenario(report, "errors_are_shown")
+
+
+def test_every_page_works_on_a_390_px_phone(report: dict[str, Any]) -> None:
+    # issue 20 item 1: list, create, room as owner and as viewer: none wider than the phone
+    result = scenario(report, "phone_layout")
+    assert set(result["widths"]) == {"list", "create", "owner", "viewer"}
+    assert all(width <= 390 for width in result["widths"].values()), result["widths"]
+    assert result["titles"] >= 1
+
+
+def test_console_asks_before_it_answers_a_call(report: dict[str, Any]) -> None:
+    # issue 15 item 6: nothing opened, nothing sent until accepted; declined sends nothing
+    steps = scenario(report, "call_needs_consent")["steps"]
+    nothing = {"getUserMedia": 0, "peerConnections": 0}
+    assert steps["roomWide"] == {"media": nothing, "prompts": 0, "sent": []}
+    assert steps["asked"]["media"] == nothing and steps["asked"]["sent"] == []
+    assert "mallory" in steps["asked"]["promptText"] and "viewer" in steps["asked"]["promptText"]
+    assert steps["declined"] == {"media": nothing, "sent": []}
+    accepted = steps["accepted"]
+    assert accepted["media"]["getUserMedia"] >= 1 and accepted["media"]["peerConnections"] == 1
+    assert accepted["sent"] == ["answer", "candidate"]
 
 
 # --- against standin.py (contracts from the signaling and store branches, issues 8 and 11)
@@ -312,8 +354,16 @@ def test_list_pages_through_link_and_polls_only_active_rooms(report: dict[str, A
 
 
 def test_member_panel_counts_viewers_above_the_presence_limit(report: dict[str, Any]) -> None:
+    # issue 20 item 7: viewerCount counts hosts too; the panel says viewers without them
     result = scenario(report, "standin_presence_counted")
-    assert result["summary"].startswith("250 viewers")
+    assert result["summary"].startswith("249 viewers and 1 host")
+    assert result["twoHosts"].startswith("99 viewers and 2 hosts")
+
+
+def test_member_panel_lists_everyone_again_back_under_the_limit(report: dict[str, Any]) -> None:
+    # issue 20 item 2: presence-mode "full" carries the members: the whole list, no "not listed"
+    result = scenario(report, "standin_presence_counted")
+    assert result["backToFull"] == ["ann", "hal", "sam", "val", "vic"]
 
 
 def test_chat_refused_with_room_ended_closes_chat(report: dict[str, Any]) -> None:
