@@ -23,7 +23,7 @@ export function createCalls({ roomId, camera, send, myPeerId, memberName, member
   const el = h('section', { class: 'card calls' },
     h('h2', {}, 'Co-host call'),
     h('p', { class: 'muted' }, 'Call another member to talk peer to peer. An incoming call waits for you to accept it: nothing is sent and your camera stays off until you do.'),
-    prompts, camera.stateEl, tiles);
+    camera.stateEl, tiles);
 
   class Call {
     constructor(peerId) {
@@ -179,7 +179,7 @@ export function createCalls({ roomId, camera, send, myPeerId, memberName, member
     };
     incoming.set(from, prompt);
     prompts.append(prompt.el);
-    say(`${who(from)} is calling you: accept or decline above.`);
+    say(`${who(from)} is calling you: accept or decline at the top of the page.`);
     onChange();
   }
 
@@ -226,6 +226,8 @@ export function createCalls({ roomId, camera, send, myPeerId, memberName, member
 
   return {
     el,
+    /** Where incoming calls ask: the room page puts it under its head, kept in view. */
+    promptsEl: prompts,
     start(peerId) {
       dismiss(peerId); // calling back someone who is calling: that is our call now
       start(peerId);

@@ -79,6 +79,7 @@ export function roomView(root, roomId) {
     h('div', { class: 'room-head' },
       h('a', { href: '#/', class: 'back' }, '← Rooms'),
       titleEl, badge, viewers.el, players.el, wsState),
+    calls.promptsEl,
     h('div', { class: 'room-grid' },
       h('div', { class: 'main-col' }, player.el, owner.el, calls.el),
       h('div', { class: 'side-col' }, members.el, chat.el))));

@@ -190,8 +190,11 @@ def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) 
         "LIVEHUB_URL": server,
         "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
         "CHROMIUM": CHROMIUM,
-        "SCREENSHOT_DIR": os.environ.get(
-            "LIVEHUB_SCREENSHOTS", str(tmp_path_factory.mktemp("screenshots"))
+        # resolved here: the script runs in tests/e2e, the path is relative to where pytest runs
+        "SCREENSHOT_DIR": str(
+            Path(os.environ["LIVEHUB_SCREENSHOTS"]).resolve()
+            if os.environ.get("LIVEHUB_SCREENSHOTS")
+            else tmp_path_factory.mktemp("screenshots")
         ),
         "HOOKS_DIR": str(SHARED / "srs-hooks"),
         "STANDIN_URL": standin,
