@@ -23,6 +23,7 @@ const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.SCREENSHOT_DIR ?? join(here, '..', '..', 'docs', 'screenshots');
 const HOOKS = process.env.HOOKS_DIR ?? join(here, '..', '..', '..', 'shared', 'srs-hooks');
 const STANDIN = (process.env.STANDIN_URL ?? '').replace(/\/$/, '');
+const PRESENCE = (process.env.PRESENCE_URL ?? '').replace(/\/$/, ''); // a livehub with LIVEHUB_PRESENCE_LIMIT=3
 const ONLY = new Set((process.env.E2E_SCENARIOS ?? '').split(',').map((n) => n.trim()).filter(Boolean));
 const T = 10_000; // default wait for anything the UI should show
 const PHONE = 390; // CSS px: the width of the phone layout tests
@@ -880,6 +881,47 @@ try {
     await mallory.close();
     await victor.close();
     return { steps };
+  });
+
+  if (PRESENCE) await scenario('presence_both_ways', async () => {
+    // Issue 20 items 2 and 7 against livehub itself, presence limit 3: Hana (the host, this
+    // browser owns the room) and three guests on bare sockets make 4 members > 3: counted, and
+    // Hana's panel counts 3 viewers and herself as the host. Two guests leave: 2 members <= 90 %
+    // of 3, the server sends presence-mode "full" with the members and the list is whole again.
+    const created = await (await fetch(`${PRESENCE}/api/rooms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ title: 'Presence' }) })).json();
+    const hana = await newPage(browser, 'hana', { name: 'hana' });
+    const guests = await newPage(browser, 'guests');
+    try {
+      await hana.addInitScript(([id, token]) => localStorage.setItem(`livehub.owner.${id}`, token), [created.id, created.ownerToken]);
+      await hana.goto(`${PRESENCE}/#/room/${encodeURIComponent(created.id)}`);
+      await waitForMembers(hana, ['hana']);
+      await guests.goto(`${PRESENCE}/healthz`);
+      await guests.evaluate(async ({ url, roomId }) => {
+        window.__sockets = [];
+        for (const n of [1, 2, 3]) {
+          const ws = new WebSocket(url);
+          const joined = new Promise((resolve) => { ws.onmessage = (e) => { if (JSON.parse(e.data).type === 'joined') resolve(); }; });
+          await new Promise((resolve) => { ws.onopen = resolve; });
+          ws.send(JSON.stringify({ type: 'join', roomId, name: `guest-${n}` }));
+          await joined;
+          window.__sockets.push(ws);
+        }
+      }, { url: `${PRESENCE.replace(/^http/, 'ws')}/ws`, roomId: created.id });
+      await hana.waitForSelector(`${tid('member-summary')}[data-presence="counted"]:visible`, { timeout: T });
+      await hana.waitForFunction(() => /^3 viewers and 1 host\b/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
+      const counted = await hana.textContent(tid('member-summary'));
+      await waitForMembers(hana, ['hana']);
+      // two guests leave: back to full, with the members
+      await guests.evaluate(() => { window.__sockets[2].close(); window.__sockets[1].close(); });
+      await waitForMembers(hana, ['guest-1', 'hana']);
+      await hana.waitForSelector(`${tid('member-summary')}[data-presence="full"]`, { state: 'hidden', timeout: T });
+      const summaryHidden = await hana.$eval(tid('member-summary'), (e) => e.hidden);
+      const back = (await members(hana)).map((m) => m.name).sort();
+      return { counted, back, summaryHidden };
+    } finally {
+      await guests.close();
+      await hana.close();
+    }
   });
 
   if (STANDIN) await standinScenarios();

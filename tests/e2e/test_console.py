@@ -5,6 +5,9 @@ drives the pages through every scenario and prints a JSON report; each test belo
 its scenario. SRS itself does not run: ``fake_srs.py`` (aiortc) stands in for its WHIP/WHEP
 endpoints and posts its hooks, and some scenarios post hooks directly the way SRS would.
 
+``presence_both_ways`` runs against a second livehub with ``LIVEHUB_PRESENCE_LIMIT=3``, so a
+few sockets cross the presence limit both ways.
+
 The ``standin_*`` scenarios drive the same console against ``standin.py``, a few-line stand-in
 for server contracts that other branches are building (API keys and 429 on create, paged
 lists, presence above the limit, chat refused in ended rooms); they pass today, and keep
@@ -142,6 +145,37 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def small_presence() -> Iterator[str]:
+    """A second livehub whose rooms count viewers above 3 members (LIVEHUB_PRESENCE_LIMIT=3):
+    the presence scenario crosses the limit both ways with a handful of sockets."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVEHUB_HOST": "127.0.0.1",
+        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
+        "LIVEHUB_RECONCILE_INTERVAL": "0",
+        "LIVEHUB_CREATE_RATE_PER_MIN": "1000",
+        "LIVEHUB_PRESENCE_LIMIT": "3",
+        "LIVEHUB_VIEWER_COUNT_INTERVAL": "0.05",
+    }
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{base}/healthz", proc)
+            yield base
+        finally:
+            stop(proc, log, "livehub (presence limit 3)")
+
+
+@pytest.fixture(scope="module")
 def standin() -> Iterator[str]:
     """standin.py on a free port: the contracts of issues 8 and 11 the console is written to."""
     port = free_port()
@@ -182,7 +216,9 @@ def install_playwright_core() -> None:
 
 
 @pytest.fixture(scope="module")
-def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def report(
+    server: str, standin: str, small_presence: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     assert NODE is not None
     install_playwright_core()
     env = {
@@ -198,6 +234,7 @@ def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) 
         ),
         "HOOKS_DIR": str(SHARED / "srs-hooks"),
         "STANDIN_URL": standin,
+        "PRESENCE_URL": small_presence,
     }
     done = subprocess.run(
         [NODE, str(HERE / "console.e2e.mjs")],
@@ -340,6 +377,15 @@ def test_console_asks_before_it_answers_a_call(report: dict[str, Any]) -> None:
     accepted = steps["accepted"]
     assert accepted["media"]["getUserMedia"] >= 1 and accepted["media"]["peerConnections"] == 1
     assert accepted["sent"] == ["answer", "candidate"]
+
+
+def test_presence_both_ways_on_a_real_server(report: dict[str, Any]) -> None:
+    # issue 20 items 2 and 7 against livehub itself (presence limit 3): the host's page says
+    # "3 viewers and 1 host" above the limit, and lists everyone again back under it
+    result = scenario(report, "presence_both_ways")
+    assert result["counted"].startswith("3 viewers and 1 host")
+    assert result["back"] == ["guest-1", "hana"]
+    assert result["summaryHidden"] is True
 
 
 # --- against standin.py (contracts from the signaling and store branches, issues 8 and 11)
