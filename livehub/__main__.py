@@ -177,9 +177,7 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
             shutdown_timeout=config.shutdown_timeout,
             access_log_class=AccessLogger,
             # run_app "prints" once every site is bound and listening: only then say so
-            print=lambda _text: log.info(
-                "livehub %s listening on http://%s:%d", __version__, config.host, config.port
-            ),
+            print=lambda _text: _say_listening(config),
         )
     except OSError as exc:
         why = _BIND_ERRORS.get(exc.errno or 0)
@@ -195,6 +193,12 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
         raise SystemExit(1) from None
     # run_app returns once a signal (SIGTERM, SIGINT) stopped it and every cleanup ran
     log.info("livehub shut down cleanly")
+
+
+def _say_listening(config: Config) -> None:
+    log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
+    if config.host in ("0.0.0.0", "::", ""):  # a browser cannot open the wildcard address
+        log.info("web console: http://localhost:%d/", config.port)
 
 
 def _worker(config: Config) -> None:
