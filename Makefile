@@ -17,7 +17,10 @@ UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate
 
 E2E_DEPS  := tests/e2e/node_modules/.package-lock.json
 
-.PHONY: run test lint lint-latest check e2e fuzz bench lock clean
+.PHONY: run migrate-db cluster test lint lint-latest check e2e fuzz bench lock clean
+
+ARGS    ?=
+WORKERS ?= 2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +42,15 @@ $(DEV_STAMP): setup.cfg pyproject.toml requirements/dev.txt $(BUILD_STAMP)
 $(E2E_DEPS): tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && npm ci --no-audit --no-fund --silent
 
-run: $(RUN_STAMP)  ## serve (LIVEHUB_* variables configure it; see README)
-	$(BIN)/livehub
+run: $(RUN_STAMP)  ## serve (LIVEHUB_* variables configure it; see README); flags: make run ARGS="--port 9000"
+	$(BIN)/livehub $(ARGS)
+
+# the CLI as the docs show it, from a checkout (livehub is in .venv/bin, not on PATH)
+migrate-db: $(RUN_STAMP)  ## copy an embedded database into PostgreSQL: make migrate-db ARGS="--from livehub.db"
+	$(BIN)/livehub migrate-db $(ARGS)
+
+cluster: $(RUN_STAMP)  ## cluster mode, WORKERS processes on one port (needs LIVEHUB_DATABASE_URL and LIVEHUB_REDIS_URL)
+	$(BIN)/livehub --workers $(WORKERS) $(ARGS)
 
 test: $(DEV_STAMP) $(E2E_DEPS)  ## the whole suite; browser tests need Chromium (.ci/run installs it)
 	$(BIN)/pytest

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import gc
 import logging
 import multiprocessing
@@ -39,6 +40,15 @@ log = logging.getLogger("livehub")
 #: once (a join storm, a reconnect wave after a restart): the kernel drops their SYNs and they
 #: retry after 1 s, 3 s, ... while the server idles. Linux caps it at net.core.somaxconn.
 LISTEN_BACKLOG = 4096
+
+#: why binding the port failed, said in one line instead of a traceback
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "is taken by another process: stop it or choose another port "
+    "(LIVEHUB_PORT, --port)",
+    errno.EADDRNOTAVAIL: "is not an address of this machine (LIVEHUB_HOST, --host)",
+    errno.EACCES: "needs privileges this process lacks: choose a port above 1023 "
+    "(LIVEHUB_PORT, --port)",
+}
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -150,7 +160,6 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
     """Run one livehub process until a signal stops it; SystemExit(2) for a database newer
     than this livehub, SystemExit(1) for a PostgreSQL unreachable at start-up."""
     _install_uvloop()
-    log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
     app = create_app(config)
     # What start-up made (modules, classes, schemas: ~60,000 objects) lives as long as the
     # process. A full garbage collection walks every object it holds; unfrozen, that took
@@ -167,8 +176,15 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
             reuse_port=reuse_port or None,
             shutdown_timeout=config.shutdown_timeout,
             access_log_class=AccessLogger,
-            print=None,
+            # run_app "prints" once every site is bound and listening: only then say so
+            print=lambda _text: _say_listening(config),
         )
+    except OSError as exc:
+        why = _BIND_ERRORS.get(exc.errno or 0)
+        if why is None:
+            raise
+        log.error("cannot start: %s:%d %s", config.host, config.port, why)
+        raise SystemExit(1) from None
     except (SchemaTooNew, PgSchemaTooNew) as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
@@ -177,6 +193,12 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
         raise SystemExit(1) from None
     # run_app returns once a signal (SIGTERM, SIGINT) stopped it and every cleanup ran
     log.info("livehub shut down cleanly")
+
+
+def _say_listening(config: Config) -> None:
+    log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
+    if config.host in ("0.0.0.0", "::", ""):  # a browser cannot open the wildcard address
+        log.info("web console: http://localhost:%d/", config.port)
 
 
 def _worker(config: Config) -> None:

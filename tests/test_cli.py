@@ -180,3 +180,43 @@ def test_malformed_requests_are_logged_at_info() -> None:
     assert _malformed_requests_at_info(bad) and _malformed_requests_at_info(bug)
     assert (bad.levelno, bad.exc_info) == (logging.INFO, None)
     assert bug.levelno == logging.ERROR and bug.exc_info is not None
+
+
+async def test_listening_is_logged_once_the_port_answers(server: tuple[str, Path]) -> None:
+    """Issue 20 item 3: "listening on" is logged after the port is bound, once."""
+    base, log_path = server
+    logged = log_path.read_text()
+    assert logged.count(f"listening on {base}") == 1, logged
+    assert "Traceback" not in logged
+
+
+def test_a_taken_port_is_one_line_and_a_failed_exit(tmp_path: Path) -> None:
+    """Issue 20 item 3: the port is busy: one line naming host:port, no traceback, no
+    "listening on" (logged only once bound), exit code 1."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            **os.environ,
+            "LIVEHUB_HOOK_SECRET": SECRET,
+            "LIVEHUB_DB": str(tmp_path / "livehub.db"),
+            "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
+            "LIVEHUB_RECONCILE_INTERVAL": "0",
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "livehub", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, proc.stderr
+    assert f"127.0.0.1:{port} is taken by another process" in errors[0]
+    assert "Traceback" not in proc.stderr and "listening on" not in proc.stderr
+    # the last line is the one an operator reads
+    assert proc.stderr.strip().splitlines()[-1] == errors[0]

@@ -331,7 +331,7 @@ async def test_duplicated_and_reordered_hooks_leave_rooms_consistent(
                 ours.reconnecting,
                 ours.publisher_client_id,
             )
-            assert direct.player_count(twin.id) == got["playerCount"]
+            assert direct.player_count(twin.id, twin.status) == got["playerCount"]
 
 
 # -- WebSocket clients that vanish without closing -----------------------------------------------

@@ -34,7 +34,7 @@ class RoomViews:
             "end_time": room.end_time,
             "created_at": room.created_at,
             "viewer_count": self._hub.count(room.id),
-            "player_count": self._rooms.player_count(room.id),
+            "player_count": self._rooms.player_count(room.id, room.status),
             "reconnecting": room.reconnecting,
             "play_urls": self._urls.play(room.stream_key),
         }
@@ -52,7 +52,7 @@ class RoomViews:
             "endTime": room.end_time,
             "createdAt": room.created_at,
             "viewerCount": self._hub.count(room.id),
-            "playerCount": self._rooms.player_count(room.id),
+            "playerCount": self._rooms.player_count(room.id, room.status),
             "reconnecting": room.reconnecting_since is not None,
             "playUrls": self._urls.play(room.stream_key),
         }
@@ -96,7 +96,7 @@ class RoomViews:
         counted = False
         for view in views:
             room_id = view["id"]
-            watching, playing = viewers(room_id), players(room_id)
+            watching, playing = viewers(room_id), players(room_id, view["status"])
             if watching or playing:
                 view["viewerCount"], view["playerCount"] = watching, playing
                 counted = True

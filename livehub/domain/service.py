@@ -258,7 +258,12 @@ class RoomService:
     async def live_rooms(self) -> list[Room]:
         return await self._store.live()
 
-    def player_count(self, room_id: str) -> int:
+    def player_count(self, room_id: str, status: RoomStatus | str | None = None) -> int:
+        """SRS players counted in a room; 0 once the room (of ``status``) has ended: its
+        players are cut off with it, whatever ``on_stop`` hooks SRS still sends (SRS times its
+        old sessions out, which can take a minute)."""
+        if status == RoomStatus.ENDED:
+            return 0
         return self.players.count(room_id)
 
     # -- authorization --------------------------------------------------------------------
@@ -509,8 +514,8 @@ class RoomService:
     async def on_stop(self, event: HookEvent) -> Room | None:
         room_id = await self.players.remove(event.client_id)
         room = await self._store.get(room_id) if room_id else None
-        if room is not None:
-            self._notify(room)
+        if room is not None and room.status is not RoomStatus.ENDED:
+            self._notify(room)  # an ended room shows 0 players already: nothing to announce
         return room
 
     async def restore_players(self, players: dict[str, str]) -> int:

@@ -1,5 +1,12 @@
 // Co-host calls: one RTCPeerConnection per remote member, signaled through livehub
-// (offer / answer / candidate relayed by the WebSocket). Incoming calls are answered at once.
+// (offer / answer / candidate relayed by the WebSocket).
+//
+// The console asks before it answers: an incoming offer opens no connection, camera or
+// microphone and sends nothing until the user accepts it at a prompt that names the caller and
+// the caller's role; declining sends nothing either (the protocol has no decline message: the
+// caller's side times out or hangs up). Offers from a peer this page is already in a call with
+// (it asked for the call, or accepted it) are answered, and relays without `to` (room-wide,
+// from anyone) are ignored: a call is always addressed.
 
 import { errors, h } from './ui.js';
 
@@ -7,12 +14,15 @@ import { errors, h } from './ui.js';
  * send(msg): send on the room's socket; myPeerId(): this page's peer id;
  * memberName(peerId); say(text): a system line in the chat; onChange(): re-render members.
  */
-export function createCalls({ roomId, camera, send, myPeerId, memberName, say, onChange }) {
+export function createCalls({ roomId, camera, send, myPeerId, memberName, memberRole, say, onChange }) {
   const calls = new Map(); // peerId -> Call
+  const incoming = new Map(); // peerId -> {offer, candidates, el}: asked, not yet accepted
+  const MAX_EARLY_CANDIDATES = 64; // kept per prompt until the user answers it
+  const prompts = h('div', { class: 'call-prompts', testid: 'call-prompts' });
   const tiles = h('div', { class: 'tiles', testid: 'call-tiles' }, camera.tile);
   const el = h('section', { class: 'card calls' },
     h('h2', {}, 'Co-host call'),
-    h('p', { class: 'muted' }, 'Call another member to talk peer to peer. Incoming calls are answered automatically.'),
+    h('p', { class: 'muted' }, 'Call another member to talk peer to peer. An incoming call waits for you to accept it: nothing is sent and your camera stays off until you do.'),
     camera.stateEl, tiles);
 
   class Call {
@@ -125,29 +135,84 @@ export function createCalls({ roomId, camera, send, myPeerId, memberName, say, o
     });
   }
 
+  /** Answer `offer` from `from` (the user wants this call), with candidates that came early. */
+  function answer(from, offer, early = []) {
+    calls.get(from)?.end('replaced', { quiet: true });
+    const call = new Call(from);
+    calls.set(from, call);
+    call.pending.push(...early);
+    call.setState('answering', 'answering…');
+    onChange();
+    call.run(async () => {
+      await call.pc.setRemoteDescription(offer);
+      await call.flushCandidates();
+      await call.addLocalMedia();
+      await call.pc.setLocalDescription(await call.pc.createAnswer());
+      send({ type: 'answer', roomId, to: from, payload: call.pc.localDescription.toJSON() });
+    });
+  }
+
+  const who = (peerId) => {
+    const role = memberRole(peerId);
+    return `${memberName(peerId)} (${role ?? 'not listed: a viewer of a crowded room'})`;
+  };
+
+  /** Ask the user about an offer from `from`; a newer offer from the same peer replaces it. */
+  function ask(from, offer) {
+    const known = incoming.get(from);
+    if (known) {
+      known.offer = offer;
+      known.candidates = [];
+      return;
+    }
+    const role = memberRole(from);
+    const prompt = {
+      offer,
+      candidates: [],
+      el: h('div', { class: 'call-prompt', testid: 'call-prompt', role: 'alertdialog', dataset: { peerId: from, role: role ?? '' } },
+        h('p', {}, h('strong', { testid: 'call-prompt-name' }, memberName(from)), ' ',
+          role ? h('span', { class: 'tag', testid: 'call-prompt-role' }, role) : h('span', { class: 'muted', testid: 'call-prompt-role' }, '(not listed)'),
+          ' is calling you. Accepting turns on your camera and microphone.'),
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', class: 'small', testid: 'call-accept', dataset: { peerId: from }, onclick: () => decide(from, true) }, 'Accept'),
+          h('button', { type: 'button', class: 'small danger', testid: 'call-decline', dataset: { peerId: from }, onclick: () => decide(from, false) }, 'Decline'))),
+    };
+    incoming.set(from, prompt);
+    prompts.append(prompt.el);
+    say(`${who(from)} is calling you: accept or decline at the top of the page.`);
+    onChange();
+  }
+
+  function decide(from, accepted) {
+    const prompt = incoming.get(from);
+    if (!prompt) return;
+    dismiss(from);
+    if (accepted) answer(from, prompt.offer, prompt.candidates);
+    else say(`You declined the call from ${memberName(from)}.`);
+  }
+
+  function dismiss(peerId) {
+    incoming.get(peerId)?.el.remove();
+    incoming.delete(peerId);
+  }
+
   /** An offer, answer or candidate relayed by livehub. */
   function onSignal(msg) {
     const from = msg.from;
     const me = myPeerId();
-    if (!from || from === me || (msg.to && msg.to !== me)) return;
-    let call = calls.get(from);
+    // only what is addressed to this page: a room-wide relay is never a call to us
+    if (!from || from === me || !me || msg.to !== me) return;
+    const call = calls.get(from);
     if (msg.type === 'offer') {
       if (call && call.pc.signalingState === 'have-local-offer' && me > from) {
         return; // both called at once: the peer with the larger id keeps its own offer
       }
-      call?.end('replaced', { quiet: true });
-      call = new Call(from);
-      calls.set(from, call);
-      call.setState('answering', 'answering…');
-      onChange();
-      say(`${memberName(from)} is calling you; answering automatically.`);
-      call.run(async () => {
-        await call.pc.setRemoteDescription(msg.payload);
-        await call.flushCandidates();
-        await call.addLocalMedia();
-        await call.pc.setLocalDescription(await call.pc.createAnswer());
-        send({ type: 'answer', roomId, to: from, payload: call.pc.localDescription.toJSON() });
-      });
+      // in a call with this peer already (this page called, or accepted): no need to ask
+      if (call) answer(from, msg.payload);
+      else ask(from, msg.payload);
+    } else if (msg.type === 'candidate' && !call && incoming.has(from)) {
+      const early = incoming.get(from).candidates;
+      if (early.length < MAX_EARLY_CANDIDATES) early.push(msg.payload);
     } else if (msg.type === 'answer' && call) {
       call.run(async () => {
         if (call.pc.signalingState !== 'have-local-offer') return;
@@ -161,11 +226,20 @@ export function createCalls({ roomId, camera, send, myPeerId, memberName, say, o
 
   return {
     el,
-    start,
+    /** Where incoming calls ask: the room page puts it under its head, kept in view. */
+    promptsEl: prompts,
+    start(peerId) {
+      dismiss(peerId); // calling back someone who is calling: that is our call now
+      start(peerId);
+    },
     onSignal,
     has: (peerId) => calls.has(peerId),
-    end: (peerId, reason, options) => calls.get(peerId)?.end(reason, options),
+    end(peerId, reason, options) {
+      dismiss(peerId);
+      calls.get(peerId)?.end(reason, options);
+    },
     endAll(reason) {
+      for (const peerId of [...incoming.keys()]) dismiss(peerId);
       for (const call of [...calls.values()]) call.end(reason, { quiet: true });
     },
   };

@@ -5,7 +5,7 @@ import { h } from './ui.js';
 export function createCamera() {
   const video = h('video', { testid: 'local-video', autoplay: true, playsInline: true, muted: true });
   const caption = h('figcaption', {}, 'You · camera off');
-  const stateEl = h('p', { class: 'muted', testid: 'camera-state' }, 'Camera: not started (it starts when you call, answer or go live).');
+  const stateEl = h('p', { class: 'muted', testid: 'camera-state' }, 'Camera: not started (it starts when you call, accept a call or go live).');
   const tile = h('figure', { class: 'tile local' }, video, caption);
   let promise = null;
 

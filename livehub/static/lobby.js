@@ -25,10 +25,19 @@ export function lobbyView(root) {
   let offset = 0; // paging by offset, for a server that sends no Link header
 
   // --- create form
+  // No maxlength: it counts UTF-16 units, so an emoji counts twice and the field would stop at
+  // 50 of them. The API counts characters (code points): so does limitTitle.
   const titleInput = h('input', {
-    name: 'title', required: true, maxLength: TITLE_MAX, placeholder: `Room title (at most ${TITLE_MAX} characters)`,
-    testid: 'create-title', 'aria-describedby': 'create-title-error',
+    name: 'title', required: true, placeholder: `Room title (at most ${TITLE_MAX} characters)`,
+    testid: 'create-title', 'aria-describedby': 'create-title-error', dataset: { maxChars: TITLE_MAX },
+    oninput: (event) => { if (!event.isComposing) limitTitle(); },
+    oncompositionend: () => limitTitle(),
   });
+  /** Keep at most TITLE_MAX characters, as the API counts them; the rest is cut off. */
+  function limitTitle() {
+    const chars = [...titleInput.value];
+    if (chars.length > TITLE_MAX) titleInput.value = chars.slice(0, TITLE_MAX).join('');
+  }
   const titleError = h('p', { class: 'field-error', id: 'create-title-error', testid: 'create-title-error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', testid: 'create-submit' }, 'Create room');
   const createError = h('p', { class: 'form-error', testid: 'create-error', role: 'alert', hidden: true });
@@ -63,7 +72,7 @@ export function lobbyView(root) {
       h('table', { class: 'rooms' },
         h('colgroup', {}, h('col', { class: 'col-title' }), h('col', { class: 'col-status' }), h('col', { class: 'col-num' }),
           h('col', { class: 'col-num' }), h('col', { class: 'col-created' })),
-        h('thead', {}, h('tr', {}, h('th', {}, 'Room'), h('th', {}, 'Status'), h('th', { class: 'num' }, 'Viewers'),
+        h('thead', {}, h('tr', {}, h('th', {}, 'Room'), h('th', {}, 'Status'), h('th', { class: 'num', title: 'Members of the room (its WebSocket connections, hosts too)' }, 'Members'),
           h('th', { class: 'num' }, 'Players'), h('th', {}, 'Created'))),
         tbody),
       empty,
@@ -159,11 +168,15 @@ export function lobbyView(root) {
       const link = h('a', { href: `#/room/${encodeURIComponent(room.id)}`, testid: 'room-link', class: 'room-title' });
       const owned = ownerToken(room.id)
         ? h('span', { class: 'tag', title: 'You own this room (token saved in this browser)' }, 'owner') : null;
-      const tr = h('tr', { testid: 'room-row', dataset: { roomId: room.id } },
+      const viewersUnit = h('span', { class: 'unit' });
+      const playersUnit = h('span', { class: 'unit' });
+      // the whole row opens the room (a phone's tap rarely hits the title link itself)
+      const open = (event) => { if (!event.target.closest('a')) location.hash = `#/room/${encodeURIComponent(room.id)}`; };
+      const tr = h('tr', { testid: 'room-row', dataset: { roomId: room.id }, onclick: open },
         h('td', { class: 'title-cell' }, h('div', { class: 'title-wrap' }, link, owned)), h('td', {}, badge),
-        h('td', { class: 'num' }, viewers), h('td', { class: 'num' }, players),
-        h('td', { class: 'muted' }, time(room.createdAt)));
-      row = { room, tr, badge, viewers, players, link };
+        h('td', { class: 'num' }, viewers, viewersUnit), h('td', { class: 'num' }, players, playersUnit),
+        h('td', { class: 'muted created' }, time(room.createdAt)));
+      row = { room, tr, badge, viewers, players, link, viewersUnit, playersUnit };
       rows.set(room.id, row);
       if (found && total !== null) total += 1;
       place(row);
@@ -175,6 +188,8 @@ export function lobbyView(root) {
     updateBadge(row.badge, row.room);
     row.viewers.textContent = String(row.room.viewerCount ?? 0);
     row.players.textContent = String(row.room.playerCount ?? 0);
+    row.viewersUnit.textContent = ` ${plural(row.room.viewerCount ?? 0, 'member')}`;
+    row.playersUnit.textContent = ` ${plural(row.room.playerCount ?? 0, 'player')}`;
     row.tr.dataset.status = row.room.status;
   }
 

@@ -1,7 +1,9 @@
 // The member panel. Up to the server's presence limit a room is in "full" presence: `joined`
 // lists everyone and peer-joined / peer-left keep the list. Above it ("counted") viewers are
 // counted, not announced: the panel lists the hosts (always announced) and this page, and shows
-// the exact number from `viewer-count` instead of the viewers' names.
+// the exact number of viewers (`viewer-count` counts every member: the listed hosts are taken
+// off) instead of their names. Back under the limit, `presence-mode` "full" brings the whole
+// list again.
 
 import { h, plural } from './ui.js';
 
@@ -35,10 +37,16 @@ export function createMembers({ myPeerId, calls }) {
     el.dataset.presence = presence;
     summary.dataset.presence = presence;
     if (presence === 'counted') {
+      // every member is counted, hosts too; hosts are always listed, so they are known
+      const hosts = [...members.values()].filter(isHost).length;
+      const viewers = Math.max(viewerCount - hosts, 0);
       summary.hidden = false;
-      summary.textContent = `${viewerCount} ${plural(viewerCount, 'viewer')} in this room: too many to list, only hosts are shown.`;
+      summary.textContent = `${viewers} ${plural(viewers, 'viewer')}`
+        + (hosts ? ` and ${hosts} ${plural(hosts, 'host')}` : '')
+        + ' in this room: too many to list, only hosts are shown.';
     } else {
-      // Back below the limit: viewers who came while counted were never announced.
+      // Back below the limit from a server that did not send the members again: viewers who
+      // came while counted were never announced.
       const unlisted = wasCounted ? viewerCount - members.size : 0;
       summary.hidden = unlisted <= 0;
       summary.textContent = `and ${unlisted} more not listed`;
@@ -50,6 +58,8 @@ export function createMembers({ myPeerId, calls }) {
     render,
     get presence() { return presence; },
     name: (peerId) => members.get(peerId)?.name || peerId,
+    /** The member's role as the server announced it, or null for a member not listed. */
+    role: (peerId) => members.get(peerId)?.role ?? null,
     /** From `joined`: the list, the mode and the exact count. */
     reset({ list: given = [], mode = 'full', count = 0, self }) {
       members.clear();
@@ -76,11 +86,19 @@ export function createMembers({ myPeerId, calls }) {
       render();
       return had;
     },
-    setPresence(mode) {
+    /** presence-mode: to counted (viewers dropped from the list), or back to full with
+     * `list`, every member (then the list is complete again). */
+    setPresence(mode, list) {
       presence = mode === 'counted' ? 'counted' : 'full';
       if (presence === 'counted') {
         wasCounted = true;
         for (const [id, m] of members) if (!kept(m)) members.delete(id);
+      } else if (Array.isArray(list)) {
+        const me = members.get(myPeerId());
+        members.clear();
+        for (const m of list) members.set(m.peerId, m);
+        if (me && !members.has(me.peerId)) members.set(me.peerId, me);
+        wasCounted = false;
       }
       render();
     },

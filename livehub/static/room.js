@@ -48,7 +48,8 @@ export function roomView(root, roomId) {
   const chat = createChat({ send, myPeerId: () => myPeerId });
   const calls = createCalls({
     roomId, camera, send, myPeerId: () => myPeerId,
-    memberName: (peerId) => members.name(peerId), say: chat.say, onChange: () => members.render(),
+    memberName: (peerId) => members.name(peerId), memberRole: (peerId) => members.role(peerId),
+    say: chat.say, onChange: () => members.render(),
   });
   const members = createMembers({ myPeerId: () => myPeerId, calls });
   const publisher = createPublisher({ getWhipUrl: () => publish?.whipUrl ?? null, camera, onChange: renderOwner });
@@ -69,7 +70,8 @@ export function roomView(root, roomId) {
   // --- layout
   const titleEl = h('h1', { testid: 'room-title' }, 'Loading…');
   const badge = statusBadge('loading');
-  const viewers = countStat('viewer', 'viewer-count');
+  // the API's viewerCount counts every signaling member, hosts too: "members" says so
+  const viewers = countStat('member', 'viewer-count');
   const players = countStat('player', 'player-count');
   const wsState = h('span', { class: 'ws-state', testid: 'ws-state' }, 'connecting…');
 
@@ -77,6 +79,7 @@ export function roomView(root, roomId) {
     h('div', { class: 'room-head' },
       h('a', { href: '#/', class: 'back' }, '← Rooms'),
       titleEl, badge, viewers.el, players.el, wsState),
+    calls.promptsEl,
     h('div', { class: 'room-grid' },
       h('div', { class: 'main-col' }, player.el, owner.el, calls.el),
       h('div', { class: 'side-col' }, members.el, chat.el))));
@@ -201,7 +204,8 @@ export function roomView(root, roomId) {
         applyPush(msg.room);
         break;
       case 'presence-mode':
-        members.setPresence(msg.presence);
+        members.setPresence(msg.presence, msg.members);
+        if (typeof msg.viewerCount === 'number') applyPush({ viewerCount: msg.viewerCount });
         break;
       case 'peer-joined':
         if (members.add(msg.peer)) chat.say(`${msg.peer.name || msg.peer.peerId} joined.`);

@@ -275,7 +275,9 @@ async def test_captured_sessions_replay(
                 players[body["stream"]].add(body["client_id"])
             elif action == "on_stop":
                 players[body["stream"]].discard(body["client_id"])
-            assert room["playerCount"] == len(players[body["stream"]]), (phase, body)
+            # an ended room shows no players, whatever on_stop SRS sends later (issue 20)
+            counted = 0 if room["status"] == "ended" else len(players[body["stream"]])
+            assert room["playerCount"] == counted, (phase, body)
 
 
 async def test_captured_publish_with_foreign_token_is_refused(

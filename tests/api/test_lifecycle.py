@@ -175,3 +175,54 @@ async def test_closing_while_reconnecting_ends_at_the_unpublish(lifecycle_client
     await asyncio.sleep(WINDOW + 0.1)
     assert (await room_json(client, room["id"]))["endTime"] == ended["room"]["endTime"]
     await ws.close()
+
+
+async def test_players_drop_to_zero_at_the_close_and_late_on_stop_changes_nothing(
+    lifecycle_client: Client,
+) -> None:
+    """Issue 20 item 7: a closed room's players are cut off with it. SRS times the old play
+    sessions out later (its on_stop hooks can come a minute after the close); meanwhile, and
+    after them, every view of the room says 0 players."""
+    client = lifecycle_client
+    room = await new_room(client)
+    ws = await member(client, room["id"])
+    assert await send_hook(client, hook_for(room, "on_publish.json")) == {"code": 0}
+    assert (await next_status(ws))["status"] == "live"
+    players = ["p1ay3r01", "p1ay3r02"]
+    for client_id in players:
+        assert await send_hook(client, hook_for(room, "on_play.json", client_id=client_id)) == {
+            "code": 0
+        }
+    assert (await next_status(ws))["room"]["playerCount"] == 1
+    assert (await next_status(ws))["room"]["playerCount"] == 2
+
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    resp = await client.post(f"/api/rooms/{room['id']}/close", headers=owner)
+    assert resp.status == 200
+    assert (await resp.json())["room"]["playerCount"] == 0
+    ended = await next_status(ws)
+    assert (ended["status"], ended["room"]["playerCount"]) == ("ended", 0)
+
+    async def shown() -> list[int]:
+        listed = await (await client.get("/api/rooms")).json()
+        ended_page = await (await client.get("/api/rooms?status=ended")).json()
+        owned = await (await client.get(f"/api/rooms/{room['id']}", headers=owner)).json()
+        return [
+            (await room_json(client, room["id"]))["playerCount"],
+            owned["playerCount"],
+            *(r["playerCount"] for r in listed + ended_page if r["id"] == room["id"]),
+        ]
+
+    assert await shown() == [0, 0, 0, 0]
+    # a new player of the ended room is refused; SRS's late on_stop hooks are answered
+    # and change nothing: no event, still 0 everywhere
+    refused = await send_hook(client, hook_for(room, "on_play.json", client_id="l4t3p1ay"))
+    assert refused["code"] != 0
+    for client_id in players:
+        assert await send_hook(client, hook_for(room, "on_stop.json", client_id=client_id)) == {
+            "code": 0
+        }
+    assert await shown() == [0, 0, 0, 0]
+    with pytest.raises(asyncio.TimeoutError):
+        await next_status(ws, within=0.3)
+    await ws.close()

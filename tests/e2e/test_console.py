@@ -5,6 +5,9 @@ drives the pages through every scenario and prints a JSON report; each test belo
 its scenario. SRS itself does not run: ``fake_srs.py`` (aiortc) stands in for its WHIP/WHEP
 endpoints and posts its hooks, and some scenarios post hooks directly the way SRS would.
 
+``presence_both_ways`` runs against a second livehub with ``LIVEHUB_PRESENCE_LIMIT=3``, so a
+few sockets cross the presence limit both ways.
+
 The ``standin_*`` scenarios drive the same console against ``standin.py``, a few-line stand-in
 for server contracts that other branches are building (API keys and 429 on create, paged
 lists, presence above the limit, chat refused in ended rooms); they pass today, and keep
@@ -13,7 +16,9 @@ passing once the real server speaks the same contracts.
 Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and playwright-core from
 ``npm ci`` in ``tests/e2e`` (run by the tests themselves when ``node_modules`` is missing).
 Screenshots land in a temporary directory; ``LIVEHUB_SCREENSHOTS=docs/screenshots`` (any
-directory) keeps them, e.g. to refresh the README's pictures.
+directory) keeps them, e.g. to refresh the README's pictures. ``E2E_SCENARIOS=a,b`` runs only
+those scenarios of the script (the tests of the others skip), to iterate on one quickly:
+``E2E_SCENARIOS=phone_layout .venv/bin/pytest -m e2e tests/e2e -k phone``.
 """
 
 from __future__ import annotations
@@ -140,6 +145,37 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def small_presence() -> Iterator[str]:
+    """A second livehub whose rooms count viewers above 3 members (LIVEHUB_PRESENCE_LIMIT=3):
+    the presence scenario crosses the limit both ways with a handful of sockets."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVEHUB_HOST": "127.0.0.1",
+        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
+        "LIVEHUB_RECONCILE_INTERVAL": "0",
+        "LIVEHUB_CREATE_RATE_PER_MIN": "1000",
+        "LIVEHUB_PRESENCE_LIMIT": "3",
+        "LIVEHUB_VIEWER_COUNT_INTERVAL": "0.05",
+    }
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{base}/healthz", proc)
+            yield base
+        finally:
+            stop(proc, log, "livehub (presence limit 3)")
+
+
+@pytest.fixture(scope="module")
 def standin() -> Iterator[str]:
     """standin.py on a free port: the contracts of issues 8 and 11 the console is written to."""
     port = free_port()
@@ -180,7 +216,9 @@ def install_playwright_core() -> None:
 
 
 @pytest.fixture(scope="module")
-def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def report(
+    server: str, standin: str, small_presence: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     assert NODE is not None
     install_playwright_core()
     env = {
@@ -188,11 +226,15 @@ def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) 
         "LIVEHUB_URL": server,
         "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
         "CHROMIUM": CHROMIUM,
-        "SCREENSHOT_DIR": os.environ.get(
-            "LIVEHUB_SCREENSHOTS", str(tmp_path_factory.mktemp("screenshots"))
+        # resolved here: the script runs in tests/e2e, the path is relative to where pytest runs
+        "SCREENSHOT_DIR": str(
+            Path(os.environ["LIVEHUB_SCREENSHOTS"]).resolve()
+            if os.environ.get("LIVEHUB_SCREENSHOTS")
+            else tmp_path_factory.mktemp("screenshots")
         ),
         "HOOKS_DIR": str(HOOKS_DIR),
         "STANDIN_URL": standin,
+        "PRESENCE_URL": small_presence,
     }
     done = subprocess.run(
         [NODE, str(HERE / "console.e2e.mjs")],
@@ -213,7 +255,12 @@ def report(server: str, standin: str, tmp_path_factory: pytest.TempPathFactory) 
     return result
 
 
+SELECTED = {n.strip() for n in os.environ.get("E2E_SCENARIOS", "").split(",") if n.strip()}
+
+
 def scenario(report: dict[str, Any], name: str) -> dict[str, Any]:
+    if SELECTED and name not in SELECTED:
+        pytest.skip(f"scenario {name} not in E2E_SCENARIOS")
     result: dict[str, Any] = report["scenarios"].get(name, {"ok": False, "error": "did not run"})
     assert result["ok"], f"{name} failed in the browser:\n{result.get('error')}"
     return result
@@ -229,9 +276,10 @@ def test_two_pages_join_chat_and_see_each_other(report: dict[str, Any]) -> None:
     assert sorted(m["name"] for m in result["members"]) == ["alice", "bob"]
 
 
-def test_one_viewer_is_singular(report: dict[str, Any]) -> None:
+def test_one_member_is_singular_and_a_host_is_no_viewer(report: dict[str, Any]) -> None:
+    # the owner alone in the room: the head counts members (hosts too), not "viewers"
     result = scenario(report, "members_and_chat")
-    assert (result["alone"], result["two"]) == ("1 viewer", "2 viewers")
+    assert (result["alone"], result["two"]) == ("1 member", "2 members")
 
 
 def test_cohost_call_delivers_camera_video_both_ways(report: dict[str, Any]) -> None:
@@ -277,7 +325,13 @@ def test_chat_closes_when_the_room_ends_live_and_on_reload(report: dict[str, Any
 def test_stale_close_reply_does_not_overwrite_pushed_state(report: dict[str, Any]) -> None:
     result = scenario(report, "stale_close_reply")
     assert result["staleReply"] == 2  # the reply held back really was stale
-    assert result["shown"] == result["api"] == 0
+    assert result["shown"] == result["api"] == 1
+
+
+def test_players_drop_to_zero_at_the_close_and_stay_there(report: dict[str, Any]) -> None:
+    # issue 20 item 7: two players counted; the close ends them, late on_stop hooks change nothing
+    result = scenario(report, "stale_close_reply")
+    assert result["players"] == result["apiPlayers"] == 0
 
 
 def test_title_field_limits_and_messages(report: dict[str, Any]) -> None:
@@ -293,8 +347,45 @@ def test_long_title_stays_inside_the_room_table_at_1280(report: dict[str, Any]) 
     assert result["rowHeight"] < 90
 
 
+def test_title_field_counts_characters_like_the_api(report: dict[str, Any]) -> None:
+    # issue 20 item 8: 100 emoji create a room, the field takes no 101st, the server refuses 101
+    emoji = scenario(report, "title_limits")["emoji"]
+    assert (emoji["typed"], emoji["afterMore"], emoji["created"]) == (100, 100, 100)
+    assert "Length must be between 1 and 100" in emoji["refused"]
+
+
 def test_errors_are_shown(report: dict[str, Any]) -> None:
     scenario(report, "errors_are_shown")
+
+
+def test_every_page_works_on_a_390_px_phone(report: dict[str, Any]) -> None:
+    # issue 20 item 1: list, create, room as owner and as viewer: none wider than the phone
+    result = scenario(report, "phone_layout")
+    assert set(result["widths"]) == {"list", "create", "owner", "viewer"}
+    assert all(width <= 390 for width in result["widths"].values()), result["widths"]
+    assert result["titles"] >= 1
+
+
+def test_console_asks_before_it_answers_a_call(report: dict[str, Any]) -> None:
+    # issue 15 item 6: nothing opened, nothing sent until accepted; declined sends nothing
+    steps = scenario(report, "call_needs_consent")["steps"]
+    nothing = {"getUserMedia": 0, "peerConnections": 0}
+    assert steps["roomWide"] == {"media": nothing, "prompts": 0, "sent": []}
+    assert steps["asked"]["media"] == nothing and steps["asked"]["sent"] == []
+    assert "mallory" in steps["asked"]["promptText"] and "viewer" in steps["asked"]["promptText"]
+    assert steps["declined"] == {"media": nothing, "sent": []}
+    accepted = steps["accepted"]
+    assert accepted["media"]["getUserMedia"] >= 1 and accepted["media"]["peerConnections"] == 1
+    assert accepted["sent"] == ["answer", "candidate"]
+
+
+def test_presence_both_ways_on_a_real_server(report: dict[str, Any]) -> None:
+    # issue 20 items 2 and 7 against livehub itself (presence limit 3): the host's page says
+    # "3 viewers and 1 host" above the limit, and lists everyone again back under it
+    result = scenario(report, "presence_both_ways")
+    assert result["counted"].startswith("3 viewers and 1 host")
+    assert result["back"] == ["guest-1", "hana"]
+    assert result["summaryHidden"] is True
 
 
 # --- against standin.py (contracts from the signaling and store branches, issues 8 and 11)
@@ -312,8 +403,16 @@ def test_list_pages_through_link_and_polls_only_active_rooms(report: dict[str, A
 
 
 def test_member_panel_counts_viewers_above_the_presence_limit(report: dict[str, Any]) -> None:
+    # issue 20 item 7: viewerCount counts hosts too; the panel says viewers without them
     result = scenario(report, "standin_presence_counted")
-    assert result["summary"].startswith("250 viewers")
+    assert result["summary"].startswith("249 viewers and 1 host")
+    assert result["twoHosts"].startswith("99 viewers and 2 hosts")
+
+
+def test_member_panel_lists_everyone_again_back_under_the_limit(report: dict[str, Any]) -> None:
+    # issue 20 item 2: presence-mode "full" carries the members: the whole list, no "not listed"
+    result = scenario(report, "standin_presence_counted")
+    assert result["backToFull"] == ["ann", "hal", "sam", "val", "vic"]
 
 
 def test_chat_refused_with_room_ended_closes_chat(report: dict[str, Any]) -> None:
