@@ -9,13 +9,17 @@ so a connection's messages are handled in order. Text arrives as bytes (``decode
 and goes straight to ``orjson``; a text message that is not UTF-8 closes with 1007. aiohttp
 answers fragments, pings, bad frames (1002), oversized messages (1009) and heartbeats.
 
-Outbound: the hub encodes each message once (:func:`encode`) and hands every recipient its
-frames of one loop iteration in one :meth:`Connection.write`, which only appends to the
-connection's queue. A short-lived writer task per connection sends the queue with
-``send_frame`` (public API since aiohttp 3.11), so one recipient that waits for its transport to
-drain never delays the others, and each recipient gets its frames in order. ``buffered`` is what
-is queued plus the transport's write buffer; the hub closes a connection above
-``LIVEHUB_SEND_QUEUE_BYTES`` with 1013.
+Outbound: the hub encodes each message once (:func:`encode`: the whole WebSocket frame, header
+and JSON text, built once however many members get it) and hands every recipient its frames of
+one loop iteration in one :meth:`Connection.write`, which puts them on the connection's
+``request.transport`` in **one** ``write`` (public API; the frames are unmasked server frames,
+RFC 6455 §5.2, so one header per broadcast serves every recipient). No task per recipient: the
+transport sends at once what the kernel takes and buffers the rest, in order; aiohttp's own
+writes (pongs, heartbeat pings, the close frame) are synchronous whole frames on the same
+transport, so they land between ours, never inside one. ``buffered`` is the transport's write
+buffer; the hub closes a connection above ``LIVEHUB_SEND_QUEUE_BYTES`` with 1013, so a peer that
+reads nothing holds at most that much. A close asked for by the hub goes after everything
+already written (same transport, first in, first out).
 """
 
 from __future__ import annotations
@@ -37,103 +41,97 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT: Final = 2.0
 
 
+#: FIN + text opcode: every frame livehub sends is one whole text message
+_FIN_TEXT: Final = 0x81
+
+
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one unmasked, unfragmented server text frame (RFC 6455 §5.2): the 7-bit
+    length, or 126 and a 16-bit length, or 127 and a 64-bit length."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((_FIN_TEXT, size))
+    elif size < 1 << 16:
+        header = bytes((_FIN_TEXT, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((_FIN_TEXT, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    """The hub's encoder: a message as the JSON text of one frame."""
-    return orjson.dumps(message)
+    """The hub's encoder: a message as one whole text frame, built once for all recipients."""
+    return text_frame(orjson.dumps(message))
 
 
 class Connection:
-    """One signaling WebSocket as the hub's sink: an outbound queue and its writer task."""
+    """One signaling WebSocket as the hub's sink: frames go straight to its transport."""
 
-    __slots__ = ("_close", "_earlier", "_queue", "_queued", "_transport", "_writer", "_ws")
+    __slots__ = ("_closer", "_closing", "_transport", "_ws")
 
     def __init__(self, ws: web.WebSocketResponse[Any], transport: asyncio.Transport | None) -> None:
         self._ws = ws
         self._transport = transport
-        self._queue: list[bytes] = []
-        self._queued = 0
-        #: bytes queued by earlier writes and not yet sent when the last write came
-        self._earlier = 0
-        self._writer: asyncio.Task[None] | None = None
-        #: (code, reason) once a close is asked for; nothing more is queued after it
-        self._close: tuple[int, str] | None = None
+        #: set once a close is asked for: nothing more is written after it
+        self._closing = False
+        self._closer: asyncio.Task[None] | None = None
 
     # -- the hub's Sink ------------------------------------------------------------------------
 
     def write(self, frames: list[bytes]) -> None:
-        if self._close is not None or self._ws.closed:
+        transport = self._transport
+        if self._closing or transport is None or transport.is_closing() or self._ws.closed:
             return
-        self._earlier = self._queued
-        self._queue.extend(frames)
-        self._queued += sum(map(len, frames))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._send_queue())
+        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def buffered(self) -> int:
-        """What the peer has not taken yet: the transport's buffer, and what earlier writes
-        queued (the batch just written is not counted: the writer sends it on the next loop
-        iteration, and only a peer that does not read lets batches pile up)."""
+        """What the peer has not taken yet: the transport's write buffer."""
         transport = self._transport
-        return self._earlier + (transport.get_write_buffer_size() if transport is not None else 0)
+        return transport.get_write_buffer_size() if transport is not None else 0
 
     def abort(self, code: int, reason: str) -> None:
-        """Close with ``code`` after what is already queued, within :data:`CLOSE_TIMEOUT`."""
+        """Close with ``code`` after what is already written, within :data:`CLOSE_TIMEOUT`."""
         self.close(code, reason)
 
     # -- closing -------------------------------------------------------------------------------
 
     def close(self, code: int, reason: str = "") -> None:
-        if self._close is not None or self._ws.closed:
+        if self._closing or self._ws.closed:
             return
-        self._close = (code, reason)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._send_queue())
-        # a peer that reads nothing never takes the rest of its queue, nor the close frame:
-        # cut the TCP connection then (the handler's read ends, and the peer leaves the hub)
+        self._closing = True
+        self._closer = asyncio.create_task(self._send_close(code, reason))
+        # a peer that reads nothing never takes what is buffered, nor the close frame: cut the
+        # TCP connection then (the handler's read ends, and the peer leaves the hub)
         asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._cut)
 
     async def wait_closed(self) -> None:
-        if self._writer is not None:
-            await asyncio.shield(self._writer)
+        if self._closer is not None:
+            await asyncio.shield(self._closer)
 
     def closed(self) -> None:
-        """The handler is done with the socket: drop what was not sent, and make sure the TCP
-        connection goes even if the peer never reads what is still in its buffer."""
-        self._queue = []
-        self._queued = 0
+        """The handler is done with the socket: make sure the TCP connection goes even if the
+        peer never reads what is still in its buffer."""
+        self._closing = True
         transport = self._transport
         if transport is not None and not transport.is_closing():
             asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, transport.abort)
 
-    async def _send_queue(self) -> None:
-        ws = self._ws
+    async def _send_close(self, code: int, reason: str) -> None:
         try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                for frame in batch:
-                    self._queued -= len(frame)
-                    await ws.send_frame(frame, WSMsgType.TEXT)
-            if self._close is not None:
-                code, reason = self._close
-                async with asyncio.timeout(CLOSE_TIMEOUT):
-                    await ws.close(code=code, message=reason.encode(), drain=False)
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._ws.close(code=code, message=reason.encode(), drain=False)
         except TimeoutError:
             log.debug("connection did not take its close frame in time: cutting it")
             self._cut()
         except (ConnectionError, RuntimeError):
-            # the transport is gone or closing; the handler sees it and leaves the hub
-            self._queue = []
-            self._queued = 0
+            pass  # the transport is gone or closing; the handler sees it and leaves the hub
         except Exception:
-            log.exception("writing to a WebSocket failed: cutting it")
+            log.exception("closing a WebSocket failed: cutting it")
             self._cut()
         finally:
-            self._writer = None
+            self._closer = None
 
     def _cut(self) -> None:
         """Drop the TCP connection (harmless once it is closed)."""
-        self._queue = []
-        self._queued = 0
         if self._transport is not None:
             self._transport.abort()
 

@@ -200,7 +200,8 @@ class ClusterHub(Hub):
         message = make()
         if room_id in self.rooms:
             Hub.broadcast(self, room_id, message)
-        self.bus.notify(room_id, self._encode(message))
+        # a notice is read by the other nodes (room_changed), not passed to sockets: plain JSON
+        self.bus.notify(room_id, json.dumps(message, separators=(",", ":")).encode())
 
     def push_counts(self) -> None:
         """Each node pushes the count to its own members."""
