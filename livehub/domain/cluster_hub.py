@@ -92,6 +92,8 @@ class ClusterHub(Hub):
             now = (self.bus.healthy, self.bus.sessions)
             if now != seen:
                 seen = now
+                if self._listener is not None:
+                    self._listener.rooms_unknown()
                 for room_id in list(self.rooms):
                     self._refresh(room_id)
 
@@ -239,6 +241,8 @@ class ClusterHub(Hub):
             self._listener.kick_requested(room_id, peer_id, by)
 
     def room_changed(self, room_id: str, notice: bytes) -> None:
+        if self._listener is not None:
+            self._listener.room_changed(room_id)
         if room_id not in self.rooms:
             return
         message = json.loads(notice)

@@ -194,6 +194,13 @@ class PresenceListener(Protocol):
     def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
         """The host ``by`` on another node kicked ``peer_id``, a member on this node."""
 
+    def room_changed(self, room_id: str) -> None:
+        """Another node changed the room (its ``room-status`` notice came)."""
+
+    def rooms_unknown(self) -> None:
+        """The bus's session to the other nodes ended or began again: notices of room changes
+        may have been missed."""
+
 
 class Peer:
     """One signaling connection."""

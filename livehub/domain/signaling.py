@@ -22,6 +22,7 @@ from livehub.domain.errors import LivehubError, RoomEnded
 from livehub.domain.hub import Peer, RoomHub, Sink
 from livehub.domain.ratelimit import ConnectionLimiter, Verdict
 from livehub.domain.room import Room, RoomStatus
+from livehub.domain.room_cache import RoomCache
 from livehub.domain.service import RoomService
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Signaling:
     ) -> None:
         self.hub = hub
         self.rooms = rooms
+        #: rooms as of their last change: joins, chat and close-room read no store
+        self.known = RoomCache(rooms.get)
         self._room_view = room_view
         self._close_room = close_room
         self.limits = limits or Limits()
@@ -202,7 +205,7 @@ class Signaling:
             raise ProtocolError("not_in_room", "Join the room first")
 
     async def _join(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
-        room = await self.rooms.get(room_id)
+        room = await self.known.get(room_id)
         if room.status is RoomStatus.ENDED:
             raise RoomEnded(room_id)
         name = message.get("name")
@@ -314,7 +317,7 @@ class Signaling:
                 "chat_too_long",
                 f"Field 'text' must be at most {self.limits.max_chat_length} characters",
             )
-        if (await self.rooms.get(room_id)).status is RoomStatus.ENDED:
+        if (await self.known.get(room_id)).status is RoomStatus.ENDED:
             raise RoomEnded(room_id)  # chat is closed for everyone once the room has ended
         verdict = peer.limiter.chat()
         if verdict is not Verdict.PASS:
@@ -345,7 +348,7 @@ class Signaling:
 
     async def _close(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._require_host(peer, room_id)
-        if (await self.rooms.get(room_id)).status is RoomStatus.ENDED:
+        if (await self.known.get(room_id)).status is RoomStatus.ENDED:
             # nothing would change, so no room-status would answer: say so
             raise RoomEnded(room_id)
         await self._close_room(room_id)  # members hear room-status "ended"
@@ -428,6 +431,7 @@ class Signaling:
     # -- room events ----------------------------------------------------------------------
 
     def on_room_change(self, room: Room) -> None:
+        self.known.put(room)
         self.hub.announce_room(
             room.id,
             lambda: {
@@ -443,6 +447,14 @@ class Signaling:
     def presence_changed(self, room_id: str, count: int) -> None:
         """Members came or went on other nodes: this node's members may change mode."""
         self._check_mode(room_id, count)
+
+    def room_changed(self, room_id: str) -> None:
+        """Another node changed the room: read it again when next needed."""
+        self.known.forget(room_id)
+
+    def rooms_unknown(self) -> None:
+        """The bus's session ended or began: room changes may have gone unheard."""
+        self.known.clear()
 
     def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
         """A dead node's members, reaped here: announce them where presence applies (every

@@ -41,6 +41,8 @@ class Listener:
         self.changed: list[tuple[str, int]] = []
         self.lost: list[tuple[str, list[tuple[str, str]], int]] = []
         self.kicks: list[tuple[str, str, str]] = []
+        self.room_changes: list[str] = []
+        self.unknown = 0
 
     def presence_changed(self, room_id: str, count: int) -> None:
         self.changed.append((room_id, count))
@@ -50,6 +52,12 @@ class Listener:
 
     def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
         self.kicks.append((room_id, peer_id, by))
+
+    def room_changed(self, room_id: str) -> None:
+        self.room_changes.append(room_id)
+
+    def rooms_unknown(self) -> None:
+        self.unknown += 1
 
 
 def _encode(message: dict[str, Any]) -> bytes:

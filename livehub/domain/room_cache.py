@@ -1,0 +1,100 @@
+"""What signaling knows of a room between its changes, so that no message reads the store.
+
+Signaling needs a room's status (is it ended?) and its owner-token hash (may this peer join as
+host?) on every join, chat line and close-room. Those change only when the room changes, and
+every change is heard: this process's own through :meth:`RoomService.subscribe` (the new
+:class:`Room` itself, :meth:`RoomCache.put`), another node's through the bus's room notice
+(:meth:`RoomCache.forget`), and a bus session that ended or began again may have missed
+notices (:meth:`RoomCache.clear`). So a room is read from the store once per change, however
+many peers join it, and chat goes on while the store is briefly unreachable.
+
+Reads are single-flight: peers that join a room nobody has read yet share one store read. A
+read that started before a change was heard is not kept (a generation per room), so a late
+answer never puts back what the change replaced. The cache holds at most ``size`` rooms and
+drops the least recently used; a dropped room is read again when asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from livehub.domain.room import Room
+
+#: rooms kept by default: signaling touches the rooms with members; the rest is read again
+DEFAULT_SIZE = 10_000
+
+
+class RoomCache:
+    def __init__(self, read: Callable[[str], Awaitable[Room]], *, size: int = DEFAULT_SIZE) -> None:
+        self._read = read
+        self._size = size
+        self._rooms: OrderedDict[str, Room] = OrderedDict()
+        self._reads: dict[str, asyncio.Future[Room]] = {}
+        #: room id -> changes heard while its read is in flight
+        self._generation: dict[str, int] = {}
+        self._epoch = 0
+        #: store reads made (for tests and metrics: once per room per change)
+        self.reads = 0
+
+    async def get(self, room_id: str) -> Room:
+        """The room as of its last change (read from the store only when not known); raises
+        what the read raises (``RoomNotFound``, the store being unreachable)."""
+        room = self._rooms.get(room_id)
+        if room is not None:
+            self._rooms.move_to_end(room_id)
+            return room
+        pending = self._reads.get(room_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load(room_id))
+            self._reads[room_id] = pending
+            pending.add_done_callback(self._read_done)
+        # a joiner that goes away does not cancel the read the others wait for
+        return await asyncio.shield(pending)
+
+    async def _load(self, room_id: str) -> Room:
+        generation, epoch = self._generation.get(room_id, 0), self._epoch
+        self.reads += 1
+        try:
+            room = await self._read(room_id)
+        finally:
+            heard = self._generation.pop(room_id, 0) != generation or self._epoch != epoch
+            del self._reads[room_id]
+        if not heard:
+            self._keep(room)
+        return room
+
+    @staticmethod
+    def _read_done(future: asyncio.Future[Room]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: its awaiters raise it; none left is no leak
+
+    def put(self, room: Room) -> None:
+        """This process changed the room: the new state, no read needed."""
+        self._bump(room.id)
+        self._keep(room)
+
+    def forget(self, room_id: str) -> None:
+        """Another process changed the room: read it again when next asked."""
+        self._bump(room_id)
+        self._rooms.pop(room_id, None)
+
+    def clear(self) -> None:
+        """Changes may have gone unheard (the bus's session ended or began): forget them all."""
+        self._epoch += 1
+        self._rooms.clear()
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def _bump(self, room_id: str) -> None:
+        """A change heard while the room is being read: that read is stale when it answers."""
+        if room_id in self._reads:
+            self._generation[room_id] = self._generation.get(room_id, 0) + 1
+
+    def _keep(self, room: Room) -> None:
+        self._rooms[room.id] = room
+        self._rooms.move_to_end(room.id)
+        while len(self._rooms) > self._size:
+            self._rooms.popitem(last=False)

@@ -1,0 +1,160 @@
+"""The room cache signaling reads instead of the store: one read per room per change."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livehub.domain.errors import RoomNotFound
+from livehub.domain.room import Room, RoomStatus
+from livehub.domain.room_cache import RoomCache
+from livehub.domain.tokens import hash_token
+
+
+def room(room_id: str = "r1", status: RoomStatus = RoomStatus.PREPARING, version: int = 0) -> Room:
+    return Room(
+        id=room_id,
+        title="cached",
+        stream_key=f"stream-{room_id}",
+        status=status,
+        created_at=1,
+        publish_token="p",
+        owner_token_hash=hash_token("o"),
+        version=version,
+    )
+
+
+class Store:
+    """Answers reads with what it holds; ``gate`` holds every read until it is set."""
+
+    def __init__(self, *rooms: Room) -> None:
+        self.rooms = {r.id: r for r in rooms}
+        self.reads: list[str] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.down = False
+        #: set when a read reaches the store
+        self.asked = asyncio.Event()
+
+    async def read(self, room_id: str) -> Room:
+        self.reads.append(room_id)
+        self.asked.set()
+        await self.gate.wait()
+        if self.down:
+            raise ConnectionError("store unreachable")
+        found = self.rooms.get(room_id)
+        if found is None:
+            raise RoomNotFound(room_id)
+        return found
+
+
+async def test_peers_asking_at_once_share_one_read() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    store.gate.clear()
+    asks = [asyncio.create_task(cache.get("r1")) for _ in range(50)]
+    await asyncio.sleep(0)
+    store.gate.set()
+    assert {(await ask).id for ask in asks} == {"r1"}
+    assert store.reads == ["r1"]
+    await cache.get("r1")
+    assert store.reads == ["r1"]  # kept: no read until the room changes
+
+
+async def test_a_change_here_replaces_the_room_without_a_read() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    await cache.get("r1")
+    ended = room(status=RoomStatus.ENDED, version=1)
+    cache.put(ended)
+    store.down = True  # the store is not asked again
+    assert await cache.get("r1") is ended
+    assert store.reads == ["r1"]
+
+
+async def test_a_change_elsewhere_is_read_again_once() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    await cache.get("r1")
+    store.rooms["r1"] = room(status=RoomStatus.LIVE, version=1)
+    cache.forget("r1")
+    assert (await cache.get("r1")).status is RoomStatus.LIVE
+    assert (await cache.get("r1")).status is RoomStatus.LIVE
+    assert store.reads == ["r1", "r1"]
+
+
+async def test_a_read_that_a_change_overtook_is_not_kept() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    store.gate.clear()
+    stale = asyncio.create_task(cache.get("r1"))
+    await store.asked.wait()  # the read is in flight
+    # the room changes on another node while this read is in flight: its answer may be old
+    store.rooms["r1"] = room(status=RoomStatus.ENDED, version=1)
+    cache.forget("r1")
+    store.rooms["r1"], old = room(), store.rooms["r1"]  # the read answers the old state
+    store.gate.set()
+    assert (await stale).status is RoomStatus.PREPARING  # its asker gets what it read
+    store.rooms["r1"] = old
+    assert (await cache.get("r1")).status is RoomStatus.ENDED  # but it was not kept
+    assert store.reads == ["r1", "r1"]
+
+
+async def test_clear_forgets_every_room_and_any_read_in_flight() -> None:
+    store = Store(room("a"), room("b"))
+    cache = RoomCache(store.read)
+    await cache.get("a")
+    store.gate.clear()
+    store.asked.clear()
+    in_flight = asyncio.create_task(cache.get("b"))
+    await store.asked.wait()  # the read is in flight
+    cache.clear()
+    store.gate.set()
+    await in_flight
+    assert len(cache) == 0
+    await cache.get("a")
+    await cache.get("b")
+    assert store.reads == ["a", "b", "a", "b"]
+
+
+async def test_failures_reach_every_asker_and_are_not_kept() -> None:
+    store = Store()
+    cache = RoomCache(store.read)
+    for _ in range(2):
+        with pytest.raises(RoomNotFound):
+            await cache.get("nope")
+    store.down = True
+    store.rooms["r1"] = room()
+    with pytest.raises(ConnectionError):
+        await cache.get("r1")
+    store.down = False
+    assert (await cache.get("r1")).id == "r1"
+    assert store.reads == ["nope", "nope", "r1", "r1"]
+
+
+async def test_an_asker_that_goes_away_does_not_cancel_the_shared_read() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    store.gate.clear()
+    leaver = asyncio.create_task(cache.get("r1"))
+    stayer = asyncio.create_task(cache.get("r1"))
+    await asyncio.sleep(0)
+    leaver.cancel()
+    store.gate.set()
+    assert (await stayer).id == "r1"
+    assert leaver.cancelled()
+    assert store.reads == ["r1"]
+
+
+async def test_the_least_recently_used_room_goes_beyond_the_size() -> None:
+    store = Store(*(room(f"r{n}") for n in range(4)))
+    cache = RoomCache(store.read, size=3)
+    for n in range(3):
+        await cache.get(f"r{n}")
+    await cache.get("r0")  # used again: r1 is now the oldest
+    await cache.get("r3")
+    assert len(cache) == 3
+    await cache.get("r0")
+    await cache.get("r1")
+    assert store.reads == ["r0", "r1", "r2", "r3", "r1"]
