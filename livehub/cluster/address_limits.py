@@ -6,10 +6,10 @@ Connections: each node counts its own in a hash ``P conns:<node>`` (address key 
 connections), listed in the set ``P conns:nodes``. An upgrade runs one Lua script that sums the
 address's count over the nodes whose hash still exists and, under the limit, increments this
 node's; a close decrements it. The hash expires ``ttl`` seconds after the node's last heartbeat,
-so the connections of a node that died stop counting within ``ttl`` (nothing leaks); every
-heartbeat writes the node's hash again from its own mirror of its connections, so a Redis that
-restarted empty, or an increment or decrement lost with a connection, is right again within a
-heartbeat.
+so the connections of a node that died stop counting within ``ttl`` (nothing leaks). The node
+keeps a mirror of its own connections; a heartbeat that finds its hash gone (Redis restarted
+empty) or follows a failed call (an increment or decrement that may be lost) writes the hash
+again from the mirror, so the counts are right again within a heartbeat.
 
 Kick bans: ``P ban:<room>:<address>`` with the ban's TTL, and a local copy (a rejoin on the same
 node is refused at once, whatever Redis does). Create buckets: ``P create:<address>``, a token
@@ -124,6 +124,8 @@ class RedisAddressLimits:
         #: monotonic time before which Redis is not tried again (after a failure)
         self._down_until = 0.0
         self._outage_logged = False
+        #: Redis may not hold the mirror's counts (a call failed): the next heartbeat writes them
+        self._dirty = False
 
     @property
     def _mine(self) -> str:
@@ -167,7 +169,8 @@ class RedisAddressLimits:
                     return False
                 self.local.counts[key] = self.local.counts.get(key, 0) + 1
                 return True
-        return self.local.try_acquire(key)  # Redis unreachable: this node's own count
+        self._dirty = True  # Redis unreachable: this node's own count, written to it when back
+        return self.local.try_acquire(key)
 
     def release(self, key: str) -> None:
         if not self.limit:
@@ -175,6 +178,8 @@ class RedisAddressLimits:
         self.local.release(key)
         if self._up():
             self._spawn(self._released(key))
+        else:
+            self._dirty = True
 
     async def _released(self, key: str) -> None:
         try:
@@ -233,6 +238,7 @@ class RedisAddressLimits:
         return time.monotonic() >= self._down_until
 
     def _outage(self, exc: BaseException) -> None:
+        self._dirty = True
         self._down_until = time.monotonic() + self.retry_interval
         if not self._outage_logged:
             log.warning("address limits: Redis unreachable (%s); each node limits on its own", exc)
@@ -250,6 +256,7 @@ class RedisAddressLimits:
 
     async def write_counts(self) -> None:
         """Write this node's hash from its mirror, and keep it alive for ``ttl``."""
+        self._dirty = False
         counts: dict[Any, Any] = dict(self.local.counts)  # redis-py types its mapping narrowly
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(self._mine)
@@ -259,11 +266,19 @@ class RedisAddressLimits:
                 pipe.sadd(f"{self.prefix}conns:nodes", self.node_id)
             await pipe.execute()
 
+    async def _beat_once(self) -> None:
+        if not self._dirty:
+            alive = await self._client.pexpire(self._mine, int(self.ttl * 1000))
+            if alive or not self.local.counts:
+                return
+            log.info("address limits: this node's counts were gone from Redis; writing them")
+        await self.write_counts()
+
     async def _heartbeat(self) -> None:
         while True:
             if self.limit:
                 try:
-                    await self.write_counts()
+                    await self._beat_once()
                 except SESSION_ERRORS as exc:
                     self._outage(exc)
                 else:
