@@ -194,6 +194,11 @@ async def test_a_viewers_room_wide_relay_in_a_room_of_12_reaches_nobody(client: 
             }
 
 
+def offers(count: int, member: Member) -> Callable[[dict[str, Any]], bool]:
+    """An event check: ``member`` has received ``count`` offers."""
+    return lambda event: event["type"] == "offer" and len(member.of_type("offer")) == count
+
+
 async def test_seed_clients_in_a_room_of_10_still_relay_room_wide(client: Client) -> None:
     """The seed's P2P rooms: viewers at ``/``, no ``to``, in a room of 10."""
     async with members() as opened:
@@ -204,12 +209,12 @@ async def test_seed_clients_in_a_room_of_10_still_relay_room_wide(client: Client
             assert (await join(seed, rid))["type"] == "joined"
         for index, seed in enumerate(seeds):
             await seed.send(type="offer", roomId=rid, payload={"n": index})
-        for index, seed in enumerate(seeds):
-            for other in seeds:
-                if other is not seed:
-                    await other.until(
-                        lambda e, n=index: e["type"] == "offer" and e["payload"] == {"n": n}
-                    )
+        for seed in seeds:
+            await seed.until(offers(9, seed))
+            # every other member's offer, each once
+            senders = {event["payload"]["n"]: event["from"] for event in seed.of_type("offer")}
+            assert sorted(senders) == [n for n, other in enumerate(seeds) if other is not seed]
+            assert set(senders.values()) == {other.peer_id for other in seeds if other is not seed}
         assert not any(seed.of_type("error") for seed in seeds)
 
 
@@ -259,7 +264,7 @@ async def test_the_relayed_byte_budget_is_payload_times_recipients(start: Start)
         assert [len(viewer.of_type("candidate")) for viewer in viewers] == [1, 1]
         # to one peer it costs 3,002 bytes, which the budget still holds
         await host.send(type="candidate", roomId=rid, to=viewers[0].peer_id, payload=payload)
-        await viewers[0].until(lambda e: e["type"] == "candidate" and e.get("to"))
+        await viewers[0].until(lambda e: e["type"] == "candidate" and "to" in e)
         # a relay costing more than a second's budget never passes (12 members x 1 KB)
     client = await start(relay_bytes_per_s=10_000)
     async with members() as opened:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import itertools
 import json
 import time
 from pathlib import Path
@@ -322,7 +323,7 @@ async def test_a_flapping_host_writes_a_bounded_number_of_rows_and_its_final_sta
     kinds = [row["type"] for row in hosts]
     # alternating, from the first join to the last one (the shutdown's host.left last)
     assert kinds[:2] == ["host.joined", "host.left"]
-    assert all(a != b for a, b in zip(kinds, kinds[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(kinds))
     assert kinds[-2:] == ["host.joined", "host.left"]
     assert {json.loads(row["body"])["data"]["peerId"] for row in hosts} == {host_id}
     outbox.close()
