@@ -146,7 +146,7 @@ async def test_the_create_limit_and_kick_bans_hold_across_nodes(
     assert (event["type"], event["code"]) == ("error", "banned")
 
     async def ban_over() -> bool:
-        return (await again.join(room))["type"] == "joined"
+        return bool((await again.join(room))["type"] == "joined")
 
     await until(ban_over, within=10, every=0.2)  # LIVEHUB_KICK_BAN_S=3
     for member in (host, again):
