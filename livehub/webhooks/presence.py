@@ -17,7 +17,7 @@ once per :data:`HOST_INTERVAL` (the first after a quiet period at once, so a hos
 leaves is reported as it happens), and only when the host's state then differs from the one last
 reported. So a host flapping join/leave produces at most one pair a second, whatever it sends,
 and the final state is always reported (at the latest when the process stops). Each event's
-``at`` is the time of the change it reports.
+``at`` is when it is staged, as for ``viewers.updated`` (so times follow ``seq``).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ HOST_INTERVAL = 1.0
 class _HostState:
     """A host's presence in one room as reported, and as it is now."""
 
-    __slots__ = ("at", "joined", "last_joined", "last_left", "reported", "timer")
+    __slots__ = ("joined", "last_joined", "last_left", "reported", "timer")
 
     def __init__(self) -> None:
         #: state last reported (None: nothing yet)
@@ -54,9 +54,8 @@ class _HostState:
         #: when (monotonic) the last host.joined and host.left were reported
         self.last_joined = -math.inf
         self.last_left = -math.inf
-        #: state now, and its wall-clock time (ms)
+        #: state now
         self.joined = False
-        self.at = 0
         self.timer: asyncio.TimerHandle | None = None
 
 
@@ -105,7 +104,6 @@ class PresenceEvents:
         if state is None:
             state = self._hosts[(room_id, peer_id)] = _HostState()
         state.joined = joined
-        state.at = self._wall_clock()
         if state.timer is not None:
             state.timer.cancel()
         self._report_host(room_id, peer_id)
@@ -126,7 +124,9 @@ class PresenceEvents:
                 return
             kind = EventType.HOST_JOINED if state.joined else EventType.HOST_LEFT
             self._stage(
-                RoomEvent(type=kind, room_id=room_id, at=state.at, extra={"peerId": peer_id})
+                RoomEvent(
+                    type=kind, room_id=room_id, at=self._wall_clock(), extra={"peerId": peer_id}
+                )
             )
             state.reported = state.joined
             if state.joined:
