@@ -275,6 +275,36 @@ async def test_the_relayed_byte_budget_is_payload_times_recipients(start: Start)
         assert not any(viewer.of_type("candidate") for viewer in viewers)
 
 
+async def test_a_relay_flood_in_a_small_room_is_bounded_by_the_byte_budget(
+    client: Client,
+) -> None:
+    """The amplification attack within what a viewer may do (a room of 10, payloads under the
+    size limit): 100 room-wide relays of 8 KB would send 7 MB; the default budget (256 KiB/s,
+    payload x 9 recipients) lets a few through, refuses the rest with one ``rate_limited``, and
+    the connection stays open (fewer refusals than a flood close needs)."""
+    async with members() as opened:
+        room, host, viewers = await room_of(client, opened, 10)
+        rid = room["id"]
+        attacker, others = viewers[0], [host, *viewers[1:]]
+        payload = "p" * 8190  # 8,192 bytes of JSON, 73,728 per relay to 9
+        began = time.monotonic()
+        for index in range(100):
+            await attacker.send(type="candidate", roomId=rid, payload=[index, payload])
+        await marker(attacker, rid, "flood over", others)
+        took = time.monotonic() - began
+        errors = attacker.of_type("error")
+        assert [(e["code"], e["message"]) for e in errors] == [
+            ("rate_limited", "Too many relayed bytes: slow down")
+        ]
+        # what got through: the budget's second, and what refilled while the flood was sent
+        allowed = int((262144 + 262144 * took) // (8192 * 9))
+        for member in others:
+            got = [e["payload"][0] for e in member.of_type("candidate")]
+            assert 1 <= len(got) <= allowed, (len(got), took)
+            assert got == sorted(got)
+        assert not attacker.ws.closed
+
+
 # -- item 7: per-address limits ------------------------------------------------------------------
 
 
