@@ -168,6 +168,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     address = address_key(client_address(request, config.trusted_proxies))
     connections = request.app[keys.connections]
     if not await connections.acquire(address):
+        request.app[keys.metrics].ws_refused.labels("address_limit").inc()
         raise TooManyConnections(connections.limit, retry_after=CONNECTIONS_RETRY_AFTER)
     try:
         return await _serve(request, address)

@@ -25,6 +25,7 @@ from livehub.app import create_app
 from livehub.config import Config
 from livehub.domain.addresses import LocalBans, address_key
 from tests.conftest import Client, make_config
+from tests.helpers import scrape
 
 Start = Callable[..., Awaitable[Client]]
 #: the test clients' address: a trusted proxy where a test needs other client addresses
@@ -349,6 +350,9 @@ async def test_the_101st_socket_from_one_address_is_refused_before_the_upgrade(
             assert refused.value.status == 429
         resp = await client.get(f"/api/rooms/{room['id']}")
         assert (await resp.json())["viewerCount"] == 100  # REST is not limited
+        assert (
+            await scrape(client, "livehub_ws_upgrades_refused_total", reason="address_limit") == 4
+        )
 
         # closing one frees its slot (once the server has seen it go)
         await opened.pop().close()
