@@ -22,8 +22,10 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
-from livehub.config import Config
-from livehub.domain.addresses import LocalBans, address_key
+from livehub.config import Config, ConfigError
+from livehub.domain.addresses import LocalBans, SharedUnavailable, address_key
+from livehub.domain.admission import CreatePolicy
+from livehub.domain.errors import RateLimited
 from tests.conftest import Client, make_config
 from tests.helpers import scrape
 
@@ -451,3 +453,43 @@ def test_bans_end_and_are_bounded() -> None:
     now[0] = 10.0
     assert not bans.is_banned("r", "a")
     assert not LocalBans(0.0).is_banned("r", "a")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LIVEHUB_BROADCAST_RELAY_MAX_MEMBERS", "-1", "LIVEHUB_BROADCAST_RELAY_MAX_MEMBERS must"),
+        ("LIVEHUB_MAX_RELAY_BYTES", "16k", "LIVEHUB_MAX_RELAY_BYTES must be an integer"),
+        ("LIVEHUB_RELAY_BYTES_PER_S", "-5", "LIVEHUB_RELAY_BYTES_PER_S must be >= 0"),
+        ("LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS", "x", "LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS must"),
+        ("LIVEHUB_KICK_BAN_S", "-1", "LIVEHUB_KICK_BAN_S must be a number"),
+    ],
+)
+def test_bad_limit_settings_name_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Config.from_env({name: value})
+
+
+def test_the_defaults_are_the_documented_ones() -> None:
+    config = Config.from_env({})
+    assert (
+        config.broadcast_relay_max_members,
+        config.max_relay_bytes,
+        config.relay_bytes_per_s,
+        config.max_connections_per_address,
+        config.kick_ban_s,
+    ) == (10, 16384, 262144, 100, 300.0)
+
+
+class _Unreachable:
+    async def take_create(self, key: str, rate_per_min: int) -> int:
+        raise SharedUnavailable("Redis unreachable")
+
+
+async def test_without_the_shared_buckets_the_create_limit_is_the_process_own() -> None:
+    policy = CreatePolicy(rate_per_min=2, shared=_Unreachable())
+    await policy.admit("2001:db8:7::1")
+    await policy.admit("2001:db8:7::2")
+    with pytest.raises(RateLimited):
+        await policy.admit("2001:db8:7:0:5::3")  # the same /64
+    await policy.admit("198.51.100.9")
