@@ -48,8 +48,10 @@ SEED_PORT="${SEED_PORT:-18188}"
 LIVEHUB_PORT="${LIVEHUB_PORT:-18189}"   # node 2 listens on LIVEHUB_PORT + 1
 TIMEOUT="${TIMEOUT:-300}"   # wsbench --timeout per run, seconds
 # as benchmarks/run.sh: the general rate limit off (the fanout sender sends ~1,000 messages/s
-# from one connection); room creation unlimited too (pairs creates 500 rooms from one address)
-LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0 LIVEHUB_CREATE_RATE_PER_MIN=0}"
+# from one connection); room creation unlimited too (pairs creates 500 rooms from one address);
+# no per-address connection limit (every client is 127.0.0.1); fanout's viewer may relay without
+# `to` to its 1,000 members, with no relayed-byte budget
+LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0 LIVEHUB_CREATE_RATE_PER_MIN=0 LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS=0 LIVEHUB_BROADCAST_RELAY_MAX_MEMBERS=100000 LIVEHUB_RELAY_BYTES_PER_S=0}"
 
 FANOUT_ARGS="${FANOUT_ARGS:-}"        # wsbench defaults: 1 room x 1000 receivers x 2000 messages
 PAIRS_ARGS="${PAIRS_ARGS:-}"          # 500 rooms x 2 peers x 20 rounds

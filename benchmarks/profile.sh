@@ -16,7 +16,7 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 PYSPY="${PYSPY:-$ROOT/.venv/bin/py-spy}"
 PORT="${LIVEHUB_PORT:-18089}"
 RATE="${RATE:-200}"
-LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0 LIVEHUB_CREATE_RATE_PER_MIN=0}"  # as run.sh
+LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0 LIVEHUB_CREATE_RATE_PER_MIN=0 LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS=0 LIVEHUB_BROADCAST_RELAY_MAX_MEMBERS=100000 LIVEHUB_RELAY_BYTES_PER_S=0}"  # as run.sh
 scn="${1:?usage: profile.sh SCENARIO [wsbench options]}"; shift
 OUT="${OUT:-$HERE/results/profile-$scn-$(date -u +%Y%m%dT%H%M%SZ)}"
 [ -x "$PYSPY" ] || { echo "py-spy not found at $PYSPY (pip install py-spy)" >&2; exit 2; }

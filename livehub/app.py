@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from livehub import keys
@@ -19,10 +20,17 @@ from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
+from livehub.cluster.address_limits import RedisAddressLimits
 from livehub.cluster.leader import LeaderLock, lead
 from livehub.cluster.players import RedisPlayers
 from livehub.cluster.redis_bus import RedisBus
 from livehub.config import Config, redact_url
+from livehub.domain.addresses import (
+    ConnectionCounts,
+    KickBans,
+    LocalBans,
+    LocalConnections,
+)
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Hub
@@ -96,10 +104,28 @@ def create_app(config: Config) -> web.Application:
     views = RoomViews(rooms, hub, PublicUrls.from_config(config))
     app[keys.rooms] = rooms
     app[keys.kicker] = kicker
+    # per-address limits: this process's own, or (cluster mode) shared by every node in Redis
+    connections: ConnectionCounts
+    bans: KickBans
+    shared: RedisAddressLimits | None = None
+    if isinstance(hub, ClusterHub) and config.redis_url is not None:
+        shared = connections = bans = RedisAddressLimits(
+            config.redis_url,
+            node_id=hub.bus.node_id,
+            limit=config.max_connections_per_address,
+            ban_seconds=config.kick_ban_s,
+        )
+        app[keys.address_limits] = shared
+        app.cleanup_ctx.append(address_limits_ctx)
+    else:
+        connections = LocalConnections(config.max_connections_per_address)
+        bans = LocalBans(config.kick_ban_s)
+    app[keys.connections] = connections
     app[keys.create_policy] = CreatePolicy(
         api_key_hashes=config.api_key_hashes,
         admin_token=config.admin_token,
         rate_per_min=config.create_rate_per_min,
+        shared=shared,
     )
     app[keys.hub] = hub
     app[keys.views] = views
@@ -118,7 +144,12 @@ def create_app(config: Config) -> web.Application:
             max_members_per_room=config.max_members_per_room,
             max_chat_length=config.max_chat_length,
             presence_limit=config.presence_limit,
+            broadcast_relay_max_members=config.broadcast_relay_max_members,
+            max_relay_bytes=config.max_relay_bytes,
+            relay_bytes_per_s=config.relay_bytes_per_s,
         ),
+        bans=bans,
+        measure=_json_size,
     )
     app[keys.openapi] = build_spec()
 
@@ -133,6 +164,11 @@ def create_app(config: Config) -> web.Application:
     setup_routes(app, config.cors_origins)
     setup_webhooks(app, config)  # after storage_ctx: its cleanup context reads the outbox
     return app
+
+
+def _json_size(payload: object) -> int:
+    """A relay payload's size as the hub will encode it."""
+    return len(orjson.dumps(payload))
 
 
 # -- cluster signaling: the hub on the Redis bus (LIVEHUB_REDIS_URL) ---------------------------
@@ -164,6 +200,15 @@ async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("cluster bus: node %s, redis %s", hub.bus.node_id, "up" if hub.bus.healthy else "down")
     yield
     await hub.close()
+
+
+async def address_limits_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The per-address limits shared in Redis: their heartbeat keeps this node's connection
+    counts alive; at the end (after the WebSockets are closed) they stop counting."""
+    limits = app[keys.address_limits]
+    await limits.start()
+    yield
+    await limits.close()
 
 
 # -- end of cluster signaling ------------------------------------------------------------------

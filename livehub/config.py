@@ -235,6 +235,18 @@ class Config:
     viewer_count_interval: float = 0.2
     send_queue_bytes: int = 1024 * 1024
     max_body_size: int = 16 * 1024
+    # relays that cannot amplify (docs/protocol.md)
+    #: rooms of at most this many members accept a viewer's relay without ``to``
+    broadcast_relay_max_members: int = 10
+    #: largest relay payload in bytes (0: only LIVEHUB_MAX_MSG_SIZE limits it)
+    max_relay_bytes: int = 16384
+    #: relayed bytes (payload x recipients) per second per connection (0: no limit)
+    relay_bytes_per_s: int = 262144
+    # per-address limits
+    #: open WebSockets per client address, IPv6 by /64 (0: no limit)
+    max_connections_per_address: int = 100
+    #: seconds a kicked peer's address may not join that room again (0: no ban)
+    kick_ban_s: float = 300.0
     # who may create rooms, and how history is kept
     #: SHA-256 hex digests of the API keys (LIVEHUB_API_KEYS); empty: anonymous create
     api_key_hashes: frozenset[str] = frozenset()
@@ -353,6 +365,11 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_MAX_CHAT_LENGTH": ("max_chat_length", lambda n, r: _int(n, r, minimum=1)),
     "LIVEHUB_VIEWER_COUNT_INTERVAL": ("viewer_count_interval", _float),
     "LIVEHUB_SEND_QUEUE_BYTES": ("send_queue_bytes", lambda n, r: _int(n, r, minimum=4096)),
+    "LIVEHUB_BROADCAST_RELAY_MAX_MEMBERS": ("broadcast_relay_max_members", _int),
+    "LIVEHUB_MAX_RELAY_BYTES": ("max_relay_bytes", _int),
+    "LIVEHUB_RELAY_BYTES_PER_S": ("relay_bytes_per_s", _int),
+    "LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS": ("max_connections_per_address", _int),
+    "LIVEHUB_KICK_BAN_S": ("kick_ban_s", _float),
     "LIVEHUB_API_KEYS": ("api_key_hashes", _api_keys),
     "LIVEHUB_CREATE_RATE_PER_MIN": ("create_rate_per_min", _int),
     "LIVEHUB_TRUSTED_PROXIES": ("trusted_proxies", _networks),

@@ -9,8 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
+from livehub.cluster.address_limits import RedisAddressLimits
 from livehub.cluster.leader import LeaderLock
 from livehub.config import Config
+from livehub.domain.addresses import ConnectionCounts
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
 from livehub.domain.hub import Hub
@@ -28,6 +30,10 @@ config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
 rooms = web.AppKey("rooms", RoomService)
 create_policy = web.AppKey("create_policy", CreatePolicy)
+#: open signaling connections per client address (LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS)
+connections = web.AppKey("connections", ConnectionCounts)
+#: cluster mode only: the per-address limits every node shares (connections, bans, creates)
+address_limits = web.AppKey("address_limits", RedisAddressLimits)
 hub = web.AppKey("hub", Hub)
 #: the bus between nodes (cluster mode only)
 bus = web.AppKey("bus", Bus)

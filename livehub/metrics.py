@@ -75,6 +75,12 @@ class Metrics:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
+        self.ws_refused = Counter(
+            "livehub_ws_upgrades_refused",
+            "WebSocket upgrades refused before the handshake, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.srs_api_up = Gauge(
             "livehub_srs_api_up",
             "1 if the last reconciliation reached the SRS HTTP API, 0 if it could not",

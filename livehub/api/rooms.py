@@ -72,7 +72,7 @@ async def create_room(request: web.Request) -> web.Response:
     anonymous = policy.authenticate(bearer_token(request))  # 401/403 before anything else
     data = _CREATE.load(await read_json(request))
     if anonymous:  # only a creation that would happen counts against the address
-        policy.take(client_address(request, app[keys.config].trusted_proxies))
+        await policy.admit(client_address(request, app[keys.config].trusted_proxies))
     room, owner_token = await app[keys.rooms].create(data["title"])
     log.info("room %s created", room.id)
     return json_response(app[keys.views].created(room, owner_token), status=201)

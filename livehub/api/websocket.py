@@ -32,13 +32,18 @@ import orjson
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from livehub import keys
+from livehub.api.client_address import client_address
 from livehub.api.middlewares import error_response
+from livehub.domain.addresses import address_key
+from livehub.domain.errors import TooManyConnections
 
 log = logging.getLogger(__name__)
 
 #: seconds a closing connection has to take its last frames and the close frame before the TCP
 #: connection is cut (it may not be reading at all)
 CLOSE_TIMEOUT: Final = 2.0
+#: ``Retry-After`` of an upgrade refused for too many connections from its address
+CONNECTIONS_RETRY_AFTER: Final = 10
 
 
 #: FIN + text opcode: every frame livehub sends is one whole text message
@@ -153,9 +158,23 @@ def _is_utf8(data: bytes) -> bool:
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
-    """``/ws`` (and ``/`` with an upgrade): one signaling connection."""
+    """``/ws`` (and ``/`` with an upgrade): one signaling connection. An address at its
+    connection limit gets 429 before the handshake; the slot is freed when the socket ends."""
     if not _origin_allowed(request):
         return error_response(403, "origin_not_allowed", "WebSocket Origin is not allowed")
+    config = request.app[keys.config]
+    address = address_key(client_address(request, config.trusted_proxies))
+    connections = request.app[keys.connections]
+    if not await connections.acquire(address):
+        request.app[keys.metrics].ws_refused.labels("address_limit").inc()
+        raise TooManyConnections(connections.limit, retry_after=CONNECTIONS_RETRY_AFTER)
+    try:
+        return await _serve(request, address)
+    finally:
+        connections.release(address)
+
+
+async def _serve(request: web.Request, address: str) -> web.WebSocketResponse[Literal[False]]:
     config = request.app[keys.config]
     ws: web.WebSocketResponse[Literal[False]] = web.WebSocketResponse(
         timeout=CLOSE_TIMEOUT,  # for the peer's answer to our close frame
@@ -168,7 +187,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     signaling = request.app[keys.signaling]
     connection = Connection(ws, request.transport)
-    peer = signaling.open(connection)
+    peer = signaling.open(connection, address)
     invalid_text = False
     try:
         async for msg in ws:

@@ -7,6 +7,10 @@ gets ``rate_per_min`` creations a minute (a token bucket with a burst of the sam
 admin token is not limited. Keys are compared as SHA-256 digests: the keys themselves are not
 kept.
 
+Addresses are counted by :func:`~livehub.domain.addresses.address_key` (IPv6 by its /64). In
+cluster mode the buckets are shared by every node (``shared``, in Redis); while it cannot be
+reached each node keeps its own, as in one process.
+
 The per-address buckets are bounded: full (idle) buckets are dropped when the table grows, and
 beyond :data:`MAX_TRACKED` addresses the oldest are forgotten (they start again with a full
 bucket, which only errs towards letting someone create).
@@ -15,15 +19,30 @@ bucket, which only errs towards letting someone create).
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
+from typing import Protocol
 
+from livehub.domain.addresses import SharedUnavailable, address_key
 from livehub.domain.errors import Forbidden, RateLimited, Unauthorized
 from livehub.domain.tokens import hash_token
 
+log = logging.getLogger(__name__)
+
 MAX_TRACKED = 100_000
+
+
+class CreateBuckets(Protocol):
+    """The per-address creation buckets of every node (cluster mode)."""
+
+    async def take_create(self, key: str, rate_per_min: int) -> int:
+        """Take a creation from the bucket of ``key`` (``rate_per_min`` a minute, a burst of as
+        many): 0 if it was taken, else the seconds until one is there. Raises
+        :class:`SharedUnavailable` when the shared state cannot be reached."""
+        ...
 
 
 class CreatePolicy:
@@ -33,9 +52,13 @@ class CreatePolicy:
         api_key_hashes: Collection[str] = (),
         admin_token: str | None = None,
         rate_per_min: int = 30,
+        shared: CreateBuckets | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._keys = frozenset(api_key_hashes)
+        self._rate_per_min = rate_per_min
+        self.shared = shared
+        self._shared_down = False
         self._admin = admin_token
         self._rate = rate_per_min / 60.0
         self._burst = float(rate_per_min)
@@ -72,10 +95,31 @@ class CreatePolicy:
         return not (bearer and self._is_admin(bearer))
 
     def take(self, client: str) -> None:
-        """Count an anonymous creation from address ``client``; :class:`RateLimited` when
-        its bucket is empty."""
+        """Count an anonymous creation from address ``client`` in this process; raise
+        :class:`RateLimited` when its bucket is empty."""
         if self._burst > 0:  # LIVEHUB_CREATE_RATE_PER_MIN=0: no limit
-            self._take(client)
+            self._take(address_key(client))
+
+    async def admit(self, client: str) -> None:
+        """:meth:`take`, from the buckets every node shares when there are (cluster mode)."""
+        if self._burst <= 0:
+            return
+        if self.shared is not None:
+            try:
+                wait = await self.shared.take_create(address_key(client), self._rate_per_min)
+            except SharedUnavailable as exc:
+                if not self._shared_down:
+                    log.warning("room creation limits: shared state unreachable (%s)", exc)
+                self._shared_down = True
+            else:
+                self._shared_down = False
+                if wait:
+                    raise RateLimited(
+                        f"Too many rooms created from this address: retry in {wait} s",
+                        retry_after=wait,
+                    )
+                return
+        self._take(address_key(client))
 
     def check(self, bearer: str | None, client: str) -> None:
         """Allow a creation by ``bearer`` from address ``client``, or raise why not."""

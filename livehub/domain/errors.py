@@ -43,6 +43,20 @@ class RateLimited(LivehubError):
         self.retry_after = retry_after
 
 
+class TooManyConnections(RateLimited):
+    """An address holds as many signaling connections as it may (HTTP 429 before the
+    WebSocket handshake)."""
+
+    code = "too_many_connections"
+
+    def __init__(self, limit: int, *, retry_after: int) -> None:
+        super().__init__(
+            f"Too many connections from this address (at most {limit}): retry in {retry_after} s",
+            retry_after=retry_after,
+        )
+        self.details = {"retryAfter": retry_after, "maxConnections": limit}
+
+
 class Conflict(LivehubError):
     """A change kept losing the race to other writers of the same room."""
 

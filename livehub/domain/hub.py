@@ -206,6 +206,7 @@ class Peer:
     """One signaling connection."""
 
     __slots__ = (
+        "address",
         "closed",
         "id",
         "limiter",
@@ -218,10 +219,17 @@ class Peer:
     )
 
     def __init__(
-        self, sink: Sink, limiter: ConnectionLimiter = UNLIMITED, peer_id: str | None = None
+        self,
+        sink: Sink,
+        limiter: ConnectionLimiter = UNLIMITED,
+        peer_id: str | None = None,
+        address: str = "",
     ) -> None:
         self.id = peer_id or secrets.token_urlsafe(9)
         self.sink = sink
+        #: the client's address key (:func:`livehub.domain.addresses.address_key`; kick bans),
+        #: never shown to other clients
+        self.address = address
         #: the connection's rate limits (the protocol's business; the hub never looks)
         self.limiter = limiter
         self.rooms: set[str] = set()

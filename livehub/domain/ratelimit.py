@@ -1,9 +1,12 @@
 """Per-connection message rate limits: limits real clients never hit and floods always do.
 
-Each connection has two token buckets: a general one that every frame pays for (valid or not:
-garbage is throttled too) and one for chat messages alone, which a person types and so gets a
-much lower rate. A bucket holds ``burst`` tokens and refills at ``rate`` tokens per second; a rate
-of 0 turns it off (benchmarks, trusted back-ends).
+Each connection has three token buckets: a general one that every frame pays for (valid or not:
+garbage is throttled too), one for chat messages alone, which a person types and so gets a
+much lower rate, and one of bytes for relays (``offer``/``answer``/``candidate``), charged the
+payload's size times its recipients, so that a relay cannot amplify one connection's traffic
+into the whole room's. A bucket holds ``burst`` tokens and refills at ``rate`` tokens per second; a
+rate of 0 turns it off (benchmarks, trusted back-ends). The relay bucket holds one second's worth:
+a relay costing more than that never passes.
 
 A message that finds a bucket empty is *refused*: dropped, and the first refusal of an
 *episode* is answered with one ``rate_limited`` error. An episode ends after
@@ -38,14 +41,14 @@ class TokenBucket:
         self._clock = clock
         self._last = clock()
 
-    def take(self) -> bool:
+    def take(self, cost: float = 1.0) -> bool:
         now = self._clock()
         tokens = min(self.burst, self._tokens + (now - self._last) * self._rate)
         self._last = now
-        if tokens < 1.0:
+        if tokens < cost:
             self._tokens = tokens
             return False
-        self._tokens = tokens - 1.0
+        self._tokens = tokens - cost
         return True
 
 
@@ -62,7 +65,15 @@ class Verdict(enum.Enum):
 class ConnectionLimiter:
     """The rate limits of one connection."""
 
-    __slots__ = ("_chat", "_clock", "_episode_last", "_flood_after", "_general", "refused")
+    __slots__ = (
+        "_chat",
+        "_clock",
+        "_episode_last",
+        "_flood_after",
+        "_general",
+        "_relay",
+        "refused",
+    )
 
     def __init__(
         self,
@@ -73,10 +84,16 @@ class ConnectionLimiter:
         chat_rate_burst: int,
         flood_after: int,
         clock: Callable[[], float],
+        relay_bytes_per_s: int = 0,
     ) -> None:
         self._general = TokenBucket(rate_per_s, rate_burst, clock) if rate_per_s > 0 else None
         self._chat = (
             TokenBucket(chat_rate_per_s, chat_rate_burst, clock) if chat_rate_per_s > 0 else None
+        )
+        self._relay = (
+            TokenBucket(relay_bytes_per_s, relay_bytes_per_s, clock)
+            if relay_bytes_per_s > 0
+            else None
         )
         self._flood_after = flood_after
         self._clock = clock
@@ -95,6 +112,12 @@ class ConnectionLimiter:
     def chat(self) -> Verdict:
         """A chat message is about to be sent to its room."""
         if self._chat is None or self._chat.take():
+            return Verdict.PASS
+        return self._refuse()
+
+    def relay(self, cost: int) -> Verdict:
+        """A relay is about to go out: ``cost`` is its payload's bytes times its recipients."""
+        if self._relay is None or self._relay.take(cost):
             return Verdict.PASS
         return self._refuse()
 

@@ -8,7 +8,9 @@ every change is heard: this process's own through :meth:`RoomService.subscribe` 
 notices (:meth:`RoomCache.clear`). So a room is read from the store once per change, however
 many peers join it, and chat goes on while the store is briefly unreachable.
 
-Reads are single-flight: peers that join a room nobody has read yet share one store read. A
+Reads are single-flight: peers that join a room nobody has read yet share one store read (the
+first asker reads in its own task; the others wait for its answer, and ask again if it went
+away before it came). A
 read that started before a change was heard is not kept (a generation per room), so a late
 answer never puts back what the change replaced. The cache holds at most ``size`` rooms and
 drops the least recently used; a dropped room is read again when asked.
@@ -31,7 +33,8 @@ class RoomCache:
         self._read = read
         self._size = size
         self._rooms: OrderedDict[str, Room] = OrderedDict()
-        self._reads: dict[str, asyncio.Future[Room]] = {}
+        #: room id -> the askers waiting for the read in flight (made by the first asker)
+        self._reads: dict[str, list[asyncio.Future[Room | None]]] = {}
         #: room id -> changes heard while its read is in flight
         self._generation: dict[str, int] = {}
         self._epoch = 0
@@ -41,34 +44,52 @@ class RoomCache:
     async def get(self, room_id: str) -> Room:
         """The room as of its last change (read from the store only when not known); raises
         what the read raises (``RoomNotFound``, the store being unreachable)."""
-        room = self._rooms.get(room_id)
-        if room is not None:
-            self._rooms.move_to_end(room_id)
-            return room
-        pending = self._reads.get(room_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._load(room_id))
-            self._reads[room_id] = pending
-            pending.add_done_callback(self._read_done)
-        # a joiner that goes away does not cancel the read the others wait for
-        return await asyncio.shield(pending)
+        while True:
+            room = self._rooms.get(room_id)
+            if room is not None:
+                self._rooms.move_to_end(room_id)
+                return room
+            waiters = self._reads.get(room_id)
+            if waiters is None:  # the first asker reads, in its own task
+                return await self._load(room_id)
+            waiter: asyncio.Future[Room | None] = asyncio.get_running_loop().create_future()
+            waiters.append(waiter)
+            shared = await waiter
+            if shared is not None:
+                return shared
+            # the reader went away before its answer: ask again (one of us reads)
 
     async def _load(self, room_id: str) -> Room:
+        waiters: list[asyncio.Future[Room | None]] = []
+        self._reads[room_id] = waiters
         generation, epoch = self._generation.get(room_id, 0), self._epoch
         self.reads += 1
         try:
             room = await self._read(room_id)
-        finally:
-            heard = self._generation.pop(room_id, 0) != generation or self._epoch != epoch
-            del self._reads[room_id]
+        except Exception as exc:
+            self._read_ended(room_id)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            raise
+        except BaseException:  # cancelled: the others ask again
+            self._read_ended(room_id)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            raise
+        heard = self._read_ended(room_id) != generation or self._epoch != epoch
         if not heard:
             self._keep(room)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(room)
         return room
 
-    @staticmethod
-    def _read_done(future: asyncio.Future[Room]) -> None:
-        if not future.cancelled():
-            future.exception()  # retrieved: its awaiters raise it; none left is no leak
+    def _read_ended(self, room_id: str) -> int:
+        """Forget the read in flight; the changes heard meanwhile."""
+        del self._reads[room_id]
+        return self._generation.pop(room_id, 0)
 
     def put(self, room: Room) -> None:
         """This process changed the room: the new state, no read needed."""

@@ -6,18 +6,28 @@ open unless the client breaks policy (a sustained flood closes it with 1008). ``
 relayed messages is always the sender's server-assigned peer id; anything the client put there
 is replaced. The protocol is documented message by message in ``docs/protocol.md``.
 
-Rate limits (a general bucket for every frame, one for chat, floods closed with 1008) are in
-:mod:`livehub.domain.ratelimit`. Chat is closed, for everyone, once the room has ended.
+Rate limits (a general bucket for every frame, one for chat, one of relayed bytes, floods closed
+with 1008) are in :mod:`livehub.domain.ratelimit`. Chat is closed, for everyone, once the room has
+ended.
+
+Relays cannot amplify: one without ``to`` (to the whole room) is accepted from a host, and from a
+viewer only in a room of at most ``broadcast_relay_max_members`` members (``relay_needs_to``
+otherwise); a payload over ``max_relay_bytes`` is refused (``payload_too_large``); and each
+relay costs its payload's size times its recipients from the connection's byte budget
+(``rate_limited`` when it is spent). A peer kicked from a room leaves its address banned from
+joining that room again for a while (``banned``; :mod:`livehub.domain.addresses`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from livehub.domain.addresses import KickBans
 from livehub.domain.errors import LivehubError, RoomEnded
 from livehub.domain.hub import Peer, RoomHub, Sink
 from livehub.domain.ratelimit import ConnectionLimiter, Verdict
@@ -48,6 +58,13 @@ class Limits:
     max_chat_length: int = 500
     #: members above which a room's viewers are counted, not announced
     presence_limit: int = 100
+    #: a viewer's relay without ``to`` is refused in rooms of more members than this (hosts
+    #: may always relay to the whole room)
+    broadcast_relay_max_members: int = 10
+    #: largest relay payload, in bytes of its JSON (0: only the frame size limits it)
+    max_relay_bytes: int = 16384
+    #: relayed bytes per second per connection, payload x recipients (0: no limit)
+    relay_bytes_per_s: int = 262144
 
 
 class ProtocolError(LivehubError):
@@ -57,6 +74,16 @@ class ProtocolError(LivehubError):
 
 
 RoomView = Callable[[Room], dict[str, Any]]
+#: the size in bytes of a relay payload as JSON (it raises TypeError or ValueError for a payload
+#: that cannot be encoded)
+Measure = Callable[[Any], int]
+
+
+def json_size(payload: Any) -> int:
+    """:data:`Measure` with the standard library (the app measures with its own encoder)."""
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
 #: closes a room for good (and kicks its publisher); members hear ``room-status`` "ended"
 RoomCloser = Callable[[str], Awaitable[Room]]
 Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None]]
@@ -75,6 +102,8 @@ class Signaling:
         room_view: RoomView,
         close_room: RoomCloser,
         limits: Limits | None = None,
+        bans: KickBans | None = None,
+        measure: Measure = json_size,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -82,6 +111,8 @@ class Signaling:
         self.rooms = rooms
         #: rooms as of their last change: joins, chat and close-room read no store
         self.known = RoomCache(rooms.get)
+        self.bans = bans
+        self._measure = measure
         self._room_view = room_view
         self._close_room = close_room
         self.limits = limits or Limits()
@@ -115,7 +146,8 @@ class Signaling:
 
     # -- connection lifecycle -------------------------------------------------------------
 
-    def open(self, sink: Sink) -> Peer:
+    def open(self, sink: Sink, address: str = "") -> Peer:
+        """A new connection; ``address`` is its client's address key (kick bans)."""
         limits = self.limits
         limiter = ConnectionLimiter(
             rate_per_s=limits.rate_per_s,
@@ -124,8 +156,9 @@ class Signaling:
             chat_rate_burst=limits.chat_rate_burst,
             flood_after=limits.rate_burst,
             clock=self._clock,
+            relay_bytes_per_s=limits.relay_bytes_per_s,
         )
-        peer = Peer(sink, limiter)
+        peer = Peer(sink, limiter, address=address)
         self.hub.connect(peer)
         return peer
 
@@ -224,6 +257,16 @@ class Signaling:
             token = message.get("token")
             if not isinstance(token, str) or not self.rooms.is_owner(room, token):
                 raise ProtocolError("forbidden", "Joining as host needs the room's owner token")
+        elif (
+            self.bans is not None
+            and peer.address
+            and not self.hub.is_member(peer, room_id)
+            and await self.bans.banned(room_id, peer.address)
+        ):
+            # the owner (host, with its token) is never banned from its own room
+            raise ProtocolError(
+                "banned", "A peer from this address was kicked from this room: try again later"
+            )
         await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
         already = self.hub.is_member(peer, room_id)
         if not already:
@@ -281,19 +324,45 @@ class Signaling:
 
     async def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)
-        out = {
-            "type": message["type"],
-            "roomId": room_id,
-            "payload": message.get("payload"),
-            "from": peer.id,
-        }
+        kind = message["type"]
+        payload = message.get("payload")
         to = message.get("to")
+        if to is not None and not isinstance(to, str):
+            raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
+        limits = self.limits
+        try:
+            size = self._measure(payload)
+        except (TypeError, ValueError, RecursionError) as exc:
+            # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels)
+            log.debug("payload from peer %s not relayed: %s", peer.id, exc)
+            raise ProtocolError("invalid_payload", "Field 'payload' cannot be relayed") from None
+        if limits.max_relay_bytes and size > limits.max_relay_bytes:
+            raise ProtocolError(
+                "payload_too_large",
+                f"Field 'payload' must be at most {limits.max_relay_bytes} bytes of JSON",
+            )
+        if to is None:
+            count = self.hub.count(room_id)
+            if peer.roles.get(room_id) != "host" and count > limits.broadcast_relay_max_members:
+                raise ProtocolError(
+                    "relay_needs_to",
+                    f"In a room of more than {limits.broadcast_relay_max_members} members "
+                    "relays need 'to' (only hosts may relay to the whole room)",
+                )
+            recipients = count - 1
+        else:
+            recipients = 1
+        verdict = peer.limiter.relay(size * recipients)
+        if verdict is not Verdict.PASS:
+            self._refused(
+                peer, verdict, "Too many relayed bytes: slow down", inReplyTo=kind, roomId=room_id
+            )
+            return
+        out = {"type": kind, "roomId": room_id, "payload": payload, "from": peer.id}
         try:
             if to is None:
                 self.hub.broadcast(room_id, out, exclude=peer)
                 return
-            if not isinstance(to, str):
-                raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
             out["to"] = to
             if to == peer.id or not (
                 self.hub.send_to(room_id, to, out)
@@ -302,8 +371,8 @@ class Signaling:
             ):
                 raise ProtocolError("peer_not_found", "No such peer in this room")
         except (TypeError, ValueError) as exc:
-            # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels);
-            # the hub encodes before it queues anything, so nothing was sent
+            # the payload was measured, so this is not expected; the hub encodes before it
+            # queues anything, so nothing was sent
             log.debug("payload from peer %s not relayed: %s", peer.id, exc)
             raise ProtocolError("invalid_payload", "Field 'payload' cannot be relayed") from None
 
@@ -374,6 +443,8 @@ class Signaling:
 
     def _remove_kicked(self, target: Peer, room_id: str, by: str) -> None:
         role = target.roles.get(room_id)
+        if self.bans is not None and target.address:
+            self.bans.ban(room_id, target.address)
         self.hub.leave(target, room_id)
         self.hub.send(target, {"type": "kicked", "roomId": room_id, "by": by})
         if not self._left(room_id, target.id, role):

@@ -11,12 +11,20 @@ change after a quiet period is reported at once, later ones when the interval ha
 only when the count differs from the last one reported; the body's ``viewerCount`` is the hub's
 count when the row is written. In cluster mode every node throttles the rooms whose members it
 holds on its own (documented in ``docs/webhooks.md``).
+
+``host.joined`` / ``host.left`` are coalesced per room and peer: each type is reported at most
+once per :data:`HOST_INTERVAL` (the first after a quiet period at once, so a host that joins and
+leaves is reported as it happens), and only when the host's state then differs from the one last
+reported. So a host flapping join/leave produces at most one pair a second, whatever it sends,
+and the final state is always reported (at the latest when the process stops). Each event's
+``at`` is when it is staged, as for ``viewers.updated`` (so times follow ``seq``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -31,6 +39,24 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 10_000
 #: seconds before staging is tried again after the store failed
 RETRY_DELAY = 1.0
+#: seconds between two host events of one room and peer
+HOST_INTERVAL = 1.0
+
+
+class _HostState:
+    """A host's presence in one room as reported, and as it is now."""
+
+    __slots__ = ("joined", "last_joined", "last_left", "reported", "timer")
+
+    def __init__(self) -> None:
+        #: state last reported (None: nothing yet)
+        self.reported: bool | None = None
+        #: when (monotonic) the last host.joined and host.left were reported
+        self.last_joined = -math.inf
+        self.last_left = -math.inf
+        #: state now
+        self.joined = False
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class PresenceEvents:
@@ -43,8 +69,12 @@ class PresenceEvents:
         on_staged: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], int] = now_ms,
+        host_interval: float = HOST_INTERVAL,
     ) -> None:
         self._rooms = rooms
+        self.host_interval = host_interval
+        #: (room, peer) -> the host's state, while it is joined or a report is due
+        self._hosts: dict[tuple[str, str], _HostState] = {}
         self._count = count
         self.interval = interval
         self._on_staged = on_staged
@@ -66,13 +96,52 @@ class PresenceEvents:
         if self._closed:
             return
         if role == "host":
-            kind = EventType.HOST_JOINED if joined else EventType.HOST_LEFT
+            self._host_changed(room_id, peer_id, joined)
+        self._viewers_changed(room_id)
+
+    def _host_changed(self, room_id: str, peer_id: str, joined: bool) -> None:
+        state = self._hosts.get((room_id, peer_id))
+        if state is None:
+            state = self._hosts[(room_id, peer_id)] = _HostState()
+        state.joined = joined
+        if state.timer is not None:
+            state.timer.cancel()
+        self._report_host(room_id, peer_id)
+
+    def _report_host(self, room_id: str, peer_id: str, *, final: bool = False) -> None:
+        """Report the host's state if it differs from the one last reported and its event
+        type's interval has passed (or ``final``); else come back when it has. A host that is
+        gone is forgotten once its intervals have passed."""
+        key = (room_id, peer_id)
+        state = self._hosts[key]
+        state.timer = None
+        now = self._clock()
+        if state.joined != state.reported and (state.reported is not None or state.joined):
+            last = state.last_joined if state.joined else state.last_left
+            due = last + self.host_interval - now
+            if due > 0 and not final:
+                state.timer = self._call_later(due, room_id, peer_id)
+                return
+            kind = EventType.HOST_JOINED if state.joined else EventType.HOST_LEFT
             self._stage(
                 RoomEvent(
                     type=kind, room_id=room_id, at=self._wall_clock(), extra={"peerId": peer_id}
                 )
             )
-        self._viewers_changed(room_id)
+            state.reported = state.joined
+            if state.joined:
+                state.last_joined = now
+            else:
+                state.last_left = now
+        if not state.joined:
+            quiet = max(state.last_joined, state.last_left) + self.host_interval - now
+            if quiet > 0 and not final:
+                state.timer = self._call_later(quiet, room_id, peer_id)
+            else:
+                del self._hosts[key]
+
+    def _call_later(self, delay: float, room_id: str, peer_id: str) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(delay, self._report_host, room_id, peer_id)
 
     def _viewers_changed(self, room_id: str) -> None:
         if room_id in self._timers:
@@ -148,6 +217,10 @@ class PresenceEvents:
         shutting-down node have left, so their hosts' ``host.left`` and the rooms' last counts
         (reported now rather than when the interval would have passed) are written."""
         self._closed = True
+        for (room_id, peer_id), state in list(self._hosts.items()):
+            if state.timer is not None:
+                state.timer.cancel()
+            self._report_host(room_id, peer_id, final=True)
         due = list(self._timers)
         for timer in self._timers.values():
             timer.cancel()

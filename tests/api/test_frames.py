@@ -89,6 +89,8 @@ async def test_heartbeat_pings_during_a_flood_never_land_inside_a_frame(
                 rate_burst=100_000,
                 max_msg_size=1024 * 1024,
                 send_queue_bytes=64 * 1024 * 1024,
+                max_relay_bytes=0,  # 70 KB relays, and no byte budget: the flood is the point
+                relay_bytes_per_s=0,
             )
         )
     )

@@ -1162,7 +1162,10 @@ async def test_a_slow_consumer_is_closed_with_1013_and_does_not_delay_the_others
     start: Start,
 ) -> None:
     queue = 256 * 1024
-    client = await start(send_queue_bytes=queue, max_msg_size=1024 * 1024)
+    # big relays, to fill a queue quickly: the relay size and byte budget are not the subject
+    client = await start(
+        send_queue_bytes=queue, max_msg_size=1024 * 1024, max_relay_bytes=0, relay_bytes_per_s=0
+    )
     room = await new_room(client)
     rid = room["id"]
     slow = await RawWebSocket.connect(client, rcvbuf=4096)
@@ -1289,7 +1292,12 @@ async def test_a_fragmented_message_over_max_msg_size_closes_with_1009(start: St
 
 
 async def test_a_consumer_that_reads_nothing_is_cut_off_and_leaves_the_room(start: Start) -> None:
-    client = await start(send_queue_bytes=256 * 1024, max_msg_size=1024 * 1024)
+    client = await start(
+        send_queue_bytes=256 * 1024,
+        max_msg_size=1024 * 1024,
+        max_relay_bytes=0,  # big relays fill the queue quickly: relay limits are not the subject
+        relay_bytes_per_s=0,
+    )
     rid = (await new_room(client))["id"]
     silent = await RawWebSocket.connect(client, rcvbuf=4096)
     silent.send_json({"type": "join", "roomId": rid})

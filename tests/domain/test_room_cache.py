@@ -133,18 +133,22 @@ async def test_failures_reach_every_asker_and_are_not_kept() -> None:
     assert store.reads == ["nope", "nope", "r1", "r1"]
 
 
-async def test_an_asker_that_goes_away_does_not_cancel_the_shared_read() -> None:
+async def test_askers_that_go_away_leave_the_others_their_answer() -> None:
     store = Store(room())
     cache = RoomCache(store.read)
     store.gate.clear()
-    leaver = asyncio.create_task(cache.get("r1"))
-    stayer = asyncio.create_task(cache.get("r1"))
+    reader = asyncio.create_task(cache.get("r1"))  # the first asker reads
+    await store.asked.wait()
+    waiters = [asyncio.create_task(cache.get("r1")) for _ in range(3)]
     await asyncio.sleep(0)
-    leaver.cancel()
+    waiters[0].cancel()  # a waiter going away changes nothing for the others
+    await asyncio.sleep(0)
+    reader.cancel()  # the reader going away: one of the others reads again
+    await asyncio.sleep(0)
     store.gate.set()
-    assert (await stayer).id == "r1"
-    assert leaver.cancelled()
-    assert store.reads == ["r1"]
+    assert [(await waiter).id for waiter in waiters[1:]] == ["r1", "r1"]
+    assert reader.cancelled() and waiters[0].cancelled()
+    assert store.reads == ["r1", "r1"]
 
 
 async def test_the_least_recently_used_room_goes_beyond_the_size() -> None:

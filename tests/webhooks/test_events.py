@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import itertools
 import json
 import time
 from pathlib import Path
@@ -287,4 +288,43 @@ async def test_a_shutdown_writes_host_left_and_the_last_counts(
     # each count is the one when its row was written (the viewer may still be connected when
     # host.left is); the last one is reported at shutdown rather than a minute later
     assert [data["viewerCount"] for _, data in staged] in ([0, 1, 1, 0, 0], [0, 1, 1, 1, 0])
+    outbox.close()
+
+
+async def test_a_flapping_host_writes_a_bounded_number_of_rows_and_its_final_state(
+    aiohttp_client: AiohttpClient, tmp_path: Path, receiver_factory: StartReceiver
+) -> None:
+    """100 host join/leave flaps (the attack: one outbox row per message) are coalesced per
+    room and peer: at most one host.joined and one host.left a second, the last state always
+    written."""
+    receiver = await receiver_factory()
+    client, outbox = await start(aiohttp_client, tmp_path, receiver, webhook_viewers_interval=60)
+    room = await create(client)
+    rid = room["id"]
+    began = time.monotonic()
+    async with client.ws_connect("/ws") as ws:
+        host_id = ""
+        for _ in range(100):
+            host_id = (await join(ws, rid, role="host", token=room["ownerToken"]))["peerId"]
+            await ws.send_json({"type": "leave", "roomId": rid})
+            while (await ws.receive_json(timeout=5))["type"] != "left":
+                pass
+        flapped = time.monotonic() - began
+        # the final state is the host gone: host.left is written (at the latest an interval on)
+        await eventually(lambda: receiver.types()[-1:] == ["host.left"], within=5)
+        await join(ws, rid, role="host", token=room["ownerToken"])  # and back for good
+        await eventually(lambda: receiver.types()[-1:] == ["host.joined"], within=5)
+    await client.close()
+    rows = outbox.rows()
+    hosts = [row for row in rows if row["type"].startswith("host.")]
+    # uncoalesced: 201 host rows. Coalesced: one pair a second at most, the flaps took
+    # `flapped` seconds, and the final leave and join came later
+    assert len(hosts) <= 2 * (int(flapped) + 2) + 2, (len(hosts), flapped)
+    assert len(rows) <= len(hosts) + 4  # room.created, a few viewers.updated
+    kinds = [row["type"] for row in hosts]
+    # alternating, from the first join to the last one (the shutdown's host.left last)
+    assert kinds[:2] == ["host.joined", "host.left"]
+    assert all(a != b for a, b in itertools.pairwise(kinds))
+    assert kinds[-2:] == ["host.joined", "host.left"]
+    assert {json.loads(row["body"])["data"]["peerId"] for row in hosts} == {host_id}
     outbox.close()

@@ -1,0 +1,287 @@
+"""Per-address limits shared by every node of a cluster, in Redis: open WebSockets per address,
+kick bans, and the anonymous room-create buckets (the ports of :mod:`livehub.domain.addresses`
+and :class:`livehub.domain.admission.CreateBuckets`).
+
+Connections: each node counts its own in a hash ``P conns:<node>`` (address key -> open
+connections), listed in the set ``P conns:nodes``. An upgrade runs one Lua script that sums the
+address's count over the nodes whose hash still exists and, under the limit, increments this
+node's; a close decrements it. The hash expires ``ttl`` seconds after the node's last heartbeat,
+so the connections of a node that died stop counting within ``ttl`` (nothing leaks). The node
+keeps a mirror of its own connections; a heartbeat that finds its hash gone (Redis restarted
+empty) or follows a failed call (an increment or decrement that may be lost) writes the hash
+again from the mirror, so the counts are right again within a heartbeat.
+
+Kick bans: ``P ban:<room>:<address>`` with the ban's TTL, and a local copy (a rejoin on the same
+node is refused at once, whatever Redis does). Create buckets: ``P create:<address>``, a token
+bucket (tokens, last refill by Redis's clock) updated by one script, with a TTL of one full
+refill.
+
+Redis unreachable: each node limits on its own (its mirror of its connections against the same
+limit, its own bans and create buckets) and tries Redis again after ``retry_interval``; a
+warning is logged once per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from livehub.cluster.redis_bus import SESSION_ERRORS, connect
+from livehub.domain.addresses import LocalBans, LocalConnections, SharedUnavailable
+from livehub.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+#: ARGV: prefix, node, address, limit, ttl (ms). 1 if counted, 0 at the limit.
+ACQUIRE = """
+local p, node, addr, limit, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local nodes = p .. 'conns:nodes'
+local total = 0
+for _, n in ipairs(redis.call('SMEMBERS', nodes)) do
+  local key = p .. 'conns:' .. n
+  local count = redis.call('HGET', key, addr)
+  if count then
+    total = total + tonumber(count)
+  elseif n ~= node and redis.call('EXISTS', key) == 0 then
+    redis.call('SREM', nodes, n)
+  end
+end
+if total >= limit then return 0 end
+local mine = p .. 'conns:' .. node
+redis.call('SADD', nodes, node)
+redis.call('HINCRBY', mine, addr, 1)
+redis.call('PEXPIRE', mine, ttl)
+return 1
+"""
+
+#: ARGV: prefix, node, address. The node's count of the address after the decrement.
+RELEASE = """
+local key = ARGV[1] .. 'conns:' .. ARGV[2]
+local n = redis.call('HINCRBY', key, ARGV[3], -1)
+if n <= 0 then redis.call('HDEL', key, ARGV[3]); n = 0 end
+return n
+"""
+
+#: ARGV: prefix, address, rate per minute (= the burst). 0 if a creation was taken, else the
+#: seconds until the bucket holds one.
+TAKE_CREATE = """
+local key, burst = ARGV[1] .. 'create:' .. ARGV[2], tonumber(ARGV[3])
+local rate = burst / 60.0
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', key, 'tokens', 'last')
+local tokens = tonumber(state[1]) or burst
+local last = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - last) * rate)
+local wait = 0
+if tokens < 1 then
+  wait = math.max(1, math.ceil((1 - tokens) / rate))
+else
+  tokens = tokens - 1
+end
+redis.call('HSET', key, 'tokens', tostring(tokens), 'last', tostring(now))
+redis.call('PEXPIRE', key, 61000)
+return wait
+"""
+
+
+class RedisAddressLimits:
+    """``ConnectionCounts``, ``KickBans`` and ``CreateBuckets`` on Redis (module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str,
+        limit: int,
+        ban_seconds: float,
+        prefix: str = "livehub:",
+        ttl: float = 6.0,
+        heartbeat: float = 2.0,
+        retry_interval: float = 1.0,
+        timeout: float = 2.0,
+    ) -> None:
+        self.limit = limit
+        self.seconds = ban_seconds
+        self.node_id = node_id
+        self.prefix = prefix
+        self.ttl = ttl
+        self.heartbeat = heartbeat
+        self.retry_interval = retry_interval
+        self._client = connect(url, timeout=timeout)
+        self._acquire = self._client.register_script(ACQUIRE)
+        self._release = self._client.register_script(RELEASE)
+        self._take_create = self._client.register_script(TAKE_CREATE)
+        #: this node's open connections per address: the truth its hash is rewritten from
+        self.local = LocalConnections(limit)
+        self._bans = LocalBans(ban_seconds)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._beat: asyncio.Task[None] | None = None
+        #: monotonic time before which Redis is not tried again (after a failure)
+        self._down_until = 0.0
+        self._outage_logged = False
+        #: Redis may not hold the mirror's counts (a call failed): the next heartbeat writes them
+        self._dirty = False
+
+    @property
+    def _mine(self) -> str:
+        return f"{self.prefix}conns:{self.node_id}"
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._beat is None:
+            self._beat = asyncio.create_task(self._heartbeat(), name="livehub-address-limits")
+
+    async def close(self) -> None:
+        """Stop the heartbeat; this node's connections (all closed by now) stop counting."""
+        if self._beat is not None:
+            await cancel_and_wait(self._beat)
+            self._beat = None
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.retry_interval)
+            await cancel_and_wait(*self._tasks)
+        with contextlib.suppress(*SESSION_ERRORS):
+            await self._client.delete(self._mine)
+        await self._client.aclose()
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def acquire(self, key: str) -> bool:
+        if not self.limit:
+            return True
+        if self.local.counts.get(key, 0) >= self.limit:
+            return False  # this node alone holds as many
+        if self._up():
+            try:
+                counted = await self._acquire(
+                    args=[self.prefix, self.node_id, key, self.limit, int(self.ttl * 1000)]
+                )
+            except SESSION_ERRORS as exc:
+                self._outage(exc)
+            else:
+                self._back()
+                if not counted:
+                    return False
+                self.local.counts[key] = self.local.counts.get(key, 0) + 1
+                return True
+        self._dirty = True  # Redis unreachable: this node's own count, written to it when back
+        return self.local.try_acquire(key)
+
+    def release(self, key: str) -> None:
+        if not self.limit:
+            return
+        self.local.release(key)
+        if self._up():
+            self._spawn(self._released(key))
+        else:
+            self._dirty = True
+
+    async def _released(self, key: str) -> None:
+        try:
+            await self._release(args=[self.prefix, self.node_id, key])
+        except SESSION_ERRORS as exc:  # the next heartbeat writes the right count
+            self._outage(exc)
+
+    # -- kick bans --------------------------------------------------------------------------
+
+    def _ban_key(self, room_id: str, key: str) -> str:
+        return f"{self.prefix}ban:{room_id}:{key}"
+
+    def ban(self, room_id: str, key: str) -> None:
+        if self.seconds <= 0 or not key:
+            return
+        self._bans.ban(room_id, key)
+        self._spawn(self._ban(room_id, key))
+
+    async def _ban(self, room_id: str, key: str) -> None:
+        try:
+            await self._client.set(self._ban_key(room_id, key), b"1", px=int(self.seconds * 1000))
+        except SESSION_ERRORS as exc:
+            self._outage(exc)
+
+    async def banned(self, room_id: str, key: str) -> bool:
+        if self.seconds <= 0:
+            return False
+        if self._bans.is_banned(room_id, key):
+            return True
+        if not self._up():
+            return False
+        try:
+            found = await self._client.exists(self._ban_key(room_id, key))
+        except SESSION_ERRORS as exc:
+            self._outage(exc)
+            return False
+        self._back()
+        return bool(found)
+
+    # -- room creation ----------------------------------------------------------------------
+
+    async def take_create(self, key: str, rate_per_min: int) -> int:
+        if not self._up():
+            raise SharedUnavailable("Redis unreachable")
+        try:
+            wait = await self._take_create(args=[self.prefix, key, rate_per_min])
+        except SESSION_ERRORS as exc:
+            self._outage(exc)
+            raise SharedUnavailable(str(exc)) from None
+        self._back()
+        return int(wait)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _up(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _outage(self, exc: BaseException) -> None:
+        self._dirty = True
+        self._down_until = time.monotonic() + self.retry_interval
+        if not self._outage_logged:
+            log.warning("address limits: Redis unreachable (%s); each node limits on its own", exc)
+            self._outage_logged = True
+
+    def _back(self) -> None:
+        if self._outage_logged:
+            log.info("address limits: Redis reachable again")
+            self._outage_logged = False
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def write_counts(self) -> None:
+        """Write this node's hash from its mirror, and keep it alive for ``ttl``."""
+        self._dirty = False
+        counts: dict[Any, Any] = dict(self.local.counts)  # redis-py types its mapping narrowly
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(self._mine)
+            if counts:
+                pipe.hset(self._mine, mapping=counts)
+                pipe.pexpire(self._mine, int(self.ttl * 1000))
+                pipe.sadd(f"{self.prefix}conns:nodes", self.node_id)
+            await pipe.execute()
+
+    async def _beat_once(self) -> None:
+        if not self._dirty:
+            alive = await self._client.pexpire(self._mine, int(self.ttl * 1000))
+            if alive or not self.local.counts:
+                return
+            log.info("address limits: this node's counts were gone from Redis; writing them")
+        await self.write_counts()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            if self.limit:
+                try:
+                    await self._beat_once()
+                except SESSION_ERRORS as exc:
+                    self._outage(exc)
+                else:
+                    self._down_until = 0.0
+                    self._back()
+            await asyncio.sleep(self.heartbeat)

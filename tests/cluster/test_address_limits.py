@@ -1,0 +1,166 @@
+"""Per-address limits shared through Redis (livehub/cluster/address_limits.py), against the real
+throwaway Redis: nodes share one connection limit, a node that stops heartbeating stops counting,
+a Redis that restarted empty gets every node's counts back, bans and create buckets are seen by
+every node, and while Redis is away each node limits on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from livehub.cluster.address_limits import RedisAddressLimits
+from livehub.domain.addresses import SharedUnavailable
+from livehub.tasks import cancel_and_wait
+from tests.engines import RedisEngine
+
+Start = Callable[..., Awaitable[RedisAddressLimits]]
+
+
+@pytest.fixture
+async def start(redis_server: RedisEngine, redis_prefix: str) -> AsyncIterator[Start]:
+    started: list[RedisAddressLimits] = []
+
+    async def start_one(node_id: str, **options: Any) -> RedisAddressLimits:
+        settings: dict[str, Any] = {
+            "limit": 3,
+            "ban_seconds": 60.0,
+            "ttl": 0.6,
+            "heartbeat": 0.1,
+            "retry_interval": 0.2,
+            **options,
+        }
+        limits = RedisAddressLimits(
+            redis_server.url, node_id=node_id, prefix=redis_prefix, **settings
+        )
+        await limits.start()
+        started.append(limits)
+        return limits
+
+    yield start_one
+    for limits in started:
+        await limits.close()
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, f"not reached within {within} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_two_nodes_share_one_limit_per_address(start: Start) -> None:
+    a, b = await start("a"), await start("b")
+    assert await a.acquire("198.51.100.1")
+    assert await a.acquire("198.51.100.1")
+    assert await b.acquire("198.51.100.1")
+    # the address holds 3 across the two nodes: refused on both
+    assert not await a.acquire("198.51.100.1")
+    assert not await b.acquire("198.51.100.1")
+    assert await b.acquire("2001:db8::/64")  # another address has its own count
+    # a connection closed on A frees a slot for B
+    a.release("198.51.100.1")
+    await until(lambda: b.acquire("198.51.100.1"))
+    assert not await a.acquire("198.51.100.1")
+    assert (a.local.counts, b.local.counts) == (
+        {"198.51.100.1": 1},
+        {"198.51.100.1": 2, "2001:db8::/64": 1},
+    )
+
+
+async def test_a_node_that_stops_heartbeating_stops_counting(start: Start) -> None:
+    a, b = await start("a"), await start("b")
+    for _ in range(3):
+        assert await a.acquire("198.51.100.2")
+    assert not await b.acquire("198.51.100.2")
+    # A dies: its heartbeat stops and it never releases (as with kill -9)
+    assert a._beat is not None
+    await cancel_and_wait(a._beat)
+    a._beat = None
+    await until(lambda: b.acquire("198.51.100.2"), within=5)  # within A's TTL (0.6 s)
+    assert await b.acquire("198.51.100.2")
+    assert await b.acquire("198.51.100.2")
+    assert not await b.acquire("198.51.100.2")
+
+
+async def test_a_redis_that_restarted_empty_gets_the_counts_back(
+    start: Start, redis_server: RedisEngine
+) -> None:
+    a, b = await start("a"), await start("b")
+    for _ in range(2):
+        assert await a.acquire("198.51.100.3")
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.flushall()  # as a Redis restarted without persistence
+    finally:
+        await client.aclose()
+
+    async def refused_at_one() -> bool:
+        # A's heartbeat writes its two back; then B's one more fills the limit
+        if not await b.acquire("198.51.100.3"):
+            return False
+        if await b.acquire("198.51.100.3"):
+            b.release("198.51.100.3")
+            b.release("198.51.100.3")
+            return False
+        return True
+
+    await until(refused_at_one)
+
+
+async def test_kick_bans_and_create_buckets_are_shared(start: Start) -> None:
+    a, b = await start("a", ban_seconds=0.5), await start("b", ban_seconds=0.5)
+    a.ban("room-1", "198.51.100.4")
+    assert await a.banned("room-1", "198.51.100.4")  # on the banning node at once
+    await until(lambda: b.banned("room-1", "198.51.100.4"))
+    assert not await b.banned("room-2", "198.51.100.4")
+    assert not await b.banned("room-1", "198.51.100.5")
+
+    async def ended() -> bool:
+        return not await a.banned("room-1", "198.51.100.4") and not await b.banned(
+            "room-1", "198.51.100.4"
+        )
+
+    await until(ended)
+
+    # 2 creations a minute, whichever node they reach
+    assert await a.take_create("198.51.100.6", 2) == 0
+    assert await b.take_create("198.51.100.6", 2) == 0
+    wait = await a.take_create("198.51.100.6", 2)
+    assert 1 <= wait <= 30
+    assert await b.take_create("198.51.100.6", 2) >= 1
+    assert await b.take_create("198.51.100.7", 2) == 0
+
+
+async def test_without_redis_each_node_limits_on_its_own(
+    start: Start, redis_server: RedisEngine
+) -> None:
+    a = await start("a", limit=2)
+    assert await a.acquire("198.51.100.8")
+    redis_server.kill()
+    assert await a.acquire("198.51.100.8")  # its own count: 2
+    assert not await a.acquire("198.51.100.8")
+    a.ban("room-1", "198.51.100.8")
+    assert await a.banned("room-1", "198.51.100.8")  # its own bans
+    with pytest.raises(SharedUnavailable):
+        await a.take_create("198.51.100.8", 2)  # the create policy falls back to its own
+    a.release("198.51.100.8")
+    redis_server.start()
+
+    b = await start("b", limit=2)
+
+    async def counted_again() -> bool:
+        # back: A's heartbeat wrote its count (1); B gets one slot, not two
+        if not await b.acquire("198.51.100.8"):
+            return False
+        if await b.acquire("198.51.100.8"):
+            b.release("198.51.100.8")
+            b.release("198.51.100.8")
+            return False
+        return True
+
+    await until(counted_again, within=10)
