@@ -81,6 +81,8 @@ PLACEHOLDERS = frozenset(
         "whsec_old",
         "your-secret",
         "xxx",
+        # docs/webhooks.md signs its example request with this one
+        "whsec_mfkq9r8gkyqrtwjupd8ilpzio2lalasw",
     }
 )
 
@@ -487,10 +489,17 @@ def _webhook(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
     return cast
 
 
+def _webhook_secrets(name: str, raw: str) -> tuple[WebhookSecret, ...]:
+    for position, item in enumerate(raw.split(","), start=1):
+        if item.strip():
+            _refuse_placeholder(name, item, f": secret {position}")
+    return _webhook(webhook_settings.parse_secrets)(name, raw)
+
+
 _ENV.update(
     {
         "LIVEHUB_WEBHOOK_URLS": ("webhook_urls", _webhook(webhook_settings.parse_urls)),
-        "LIVEHUB_WEBHOOK_SECRET": ("webhook_secrets", _webhook(webhook_settings.parse_secrets)),
+        "LIVEHUB_WEBHOOK_SECRET": ("webhook_secrets", _webhook_secrets),
         "LIVEHUB_WEBHOOK_TIMEOUT": (
             "webhook_timeout",
             lambda n, r: _float(n, r, minimum=0.1),

@@ -854,6 +854,12 @@ async def test_metrics_only_on_the_internal_port(compose_server: Listeners) -> N
     async with compose_server.public.get("/metrics") as resp:
         assert resp.status == 404
         assert (await resp.json())["code"] == "not_found"
+    # a wrong method does not tell the hooks exist there (405 would)
+    for path in (HOOK_PATH, HEARTBEAT_PATH, "/metrics"):
+        async with compose_server.public.put(path) as resp:
+            assert resp.status == 404, path
+        async with compose_server.internal.put(path) as resp:
+            assert resp.status == 405, path
     # the public API is not served on the internal port, health checks on both
     async with compose_server.internal.get("/api/rooms") as resp:
         assert resp.status == 404

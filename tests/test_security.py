@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -28,7 +29,7 @@ from aiohttp.test_utils import unused_port
 
 from livehub.config import Config, ConfigError, is_placeholder, redact_query, redact_url
 from tests.conftest import HOOK_SECRET, Client, hook_fixture, make_config
-from tests.processes import Server
+from tests.processes import ROOT, Server
 
 # -- placeholders: refused at start-up, naming the variable --------------------------------------
 
@@ -298,3 +299,11 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
         resp = await client.get(path)
         assert resp.status == 200
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+def test_the_documented_webhook_secret_is_refused() -> None:
+    """docs/webhooks.md prints a valid signing secret for its example request."""
+    example = re.search(r"`(whsec_[A-Za-z0-9+/=]+)`", (ROOT / "docs" / "webhooks.md").read_text())
+    assert example is not None
+    with pytest.raises(ConfigError, match="LIVEHUB_WEBHOOK_SECRET: secret 1 is a placeholder"):
+        Config.from_env({"LIVEHUB_WEBHOOK_SECRET": example[1]})

@@ -19,6 +19,10 @@ from livehub import keys
 INTERNAL_ROUTES = frozenset({"srs_hooks", "srs_heartbeat", "srs_heartbeat_signed", "metrics"})
 #: route names both ports serve
 SHARED_ROUTES = frozenset({"healthz", "readyz"})
+#: the paths of those internal routes: a request that matched no route there (a wrong method:
+#: 405) is answered as if the path did not exist on the public port, not with a 405 that says
+#: it does
+INTERNAL_PATHS = ("/api/hooks/srs", "/metrics")
 
 
 def local_port(request: web.Request) -> int | None:
@@ -36,7 +40,10 @@ async def listener_middleware(request: web.Request, handler: Handler) -> web.Str
     port. Installed only when LIVEHUB_INTERNAL_PORT is set."""
     name = request.match_info.route.name
     if name not in SHARED_ROUTES:
-        internal = local_port(request) == request.app[keys.config].internal_port
-        if internal != (name in INTERNAL_ROUTES):
+        internal_route = name in INTERNAL_ROUTES or (
+            name is None and request.path.startswith(INTERNAL_PATHS)
+        )
+        on_internal_port = local_port(request) == request.app[keys.config].internal_port
+        if on_internal_port != internal_route:
             raise web.HTTPNotFound()
     return await handler(request)
