@@ -224,8 +224,8 @@ class Reconciler:
         scheduled = True  # the start-up pass
         while True:
             self._wake.clear()
-            triggered = self._triggered or self._deferred_due()
-            self._triggered = False
+            deferred = self._deferred_due()  # a pass now serves it too
+            triggered, self._triggered = self._triggered or deferred, False
             try:
                 if triggered or (scheduled and self.leading):
                     await self.run_once()
