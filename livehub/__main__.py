@@ -15,6 +15,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -28,7 +29,14 @@ from aiohttp.web_response import StreamResponse
 
 from livehub import __version__
 from livehub.app import create_app
-from livehub.config import Config, ConfigError, redact_url
+from livehub.config import (
+    REDACTED,
+    Config,
+    ConfigError,
+    is_sensitive_param,
+    redact_query,
+    redact_url,
+)
 from livehub.domain.store import StoreUnavailable
 from livehub.storage import SchemaTooNew
 from livehub.storage_pg import SchemaTooNew as PgSchemaTooNew
@@ -50,19 +58,36 @@ _BIND_ERRORS = {
     "(LIVEHUB_PORT, --port)",
 }
 
+#: config fields the DEBUG config dump leaves out (secrets, and what they can be guessed from)
+SECRET_FIELDS = frozenset({"hook_secret", "admin_token", "api_key_hashes", "webhook_secrets"})
+
 
 class AccessLogger(AbstractAccessLogger):
-    """Access log without query strings: hook URLs carry the shared secret there."""
+    """Access log with secrets masked: password-like query parameters (the hook URLs' secret,
+    publish tokens) and a secret path segment (the signed heartbeat's)."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %.1fms',
             request.remote,
             request.method,
-            request.path,
+            loggable_target(request),
             response.status,
             time * 1000,
         )
+
+
+#: paths whose rest is a secret (the signed heartbeat: /api/hooks/srs/heartbeat/<secret>)
+SIGNED_PATH = "/api/hooks/srs/heartbeat/"
+
+
+def loggable_target(request: BaseRequest) -> str:
+    """The request's path and query as logs may show them."""
+    path = request.path
+    if path.startswith(SIGNED_PATH):
+        path = SIGNED_PATH + REDACTED
+    query = redact_query(request.query_string)
+    return f"{path}?{query}" if query else path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -141,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = {
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(config)
-        if field.name not in ("hook_secret", "admin_token")
+        if field.name not in SECRET_FIELDS and not is_sensitive_param(field.name)
     }
     settings["srs_api_url"] = redact_url(config.srs_api_url)
     settings["srs_api_urls"] = tuple((name, redact_url(url)) for name, url in config.srs_api_urls)
@@ -160,6 +185,14 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
     """Run one livehub process until a signal stops it; SystemExit(2) for a database newer
     than this livehub, SystemExit(1) for a PostgreSQL unreachable at start-up."""
     _install_uvloop()
+    internal: socket.socket | None = None
+    if config.internal_port is not None:
+        host = config.internal_host or config.host
+        try:
+            internal = listen(host, config.internal_port, reuse_port=reuse_port)
+        except OSError as exc:
+            log.error("cannot listen on LIVEHUB_INTERNAL_PORT %d: %s", config.internal_port, exc)
+            raise SystemExit(1) from None
     app = create_app(config)
     # What start-up made (modules, classes, schemas: ~60,000 objects) lives as long as the
     # process. A full garbage collection walks every object it holds; unfrozen, that took
@@ -174,6 +207,7 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
             port=config.port,
             backlog=LISTEN_BACKLOG,
             reuse_port=reuse_port or None,
+            sock=internal,
             shutdown_timeout=config.shutdown_timeout,
             access_log_class=AccessLogger,
             # run_app "prints" once every site is bound and listening: only then say so
@@ -199,6 +233,32 @@ def _say_listening(config: Config) -> None:
     log.info("livehub %s listening on http://%s:%d", __version__, config.host, config.port)
     if config.host in ("0.0.0.0", "::", ""):  # a browser cannot open the wildcard address
         log.info("web console: http://localhost:%d/", config.port)
+    if config.internal_port is not None:
+        log.info(
+            "SRS hooks, heartbeat and /metrics on http://%s:%d only",
+            config.internal_host or config.host,
+            config.internal_port,
+        )
+
+
+def listen(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (the internal port: ``web.run_app`` serves the
+    public port from ``host``/``port`` and this one as an extra site of the same app)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
 
 
 def _worker(config: Config) -> None:

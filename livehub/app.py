@@ -14,6 +14,8 @@ import orjson
 from aiohttp import web
 
 from livehub import keys
+from livehub.api.console import security_headers
+from livehub.api.listeners import listener_middleware
 from livehub.api.middlewares import error_middleware
 from livehub.api.openapi import build_spec
 from livehub.api.routes import setup_routes
@@ -86,7 +88,10 @@ def _call_later(delay: float, callback: Callable[[], None]) -> object:
 def create_app(config: Config) -> web.Application:
     """Build the application. Synchronous and free of I/O: storage, the SRS client, the
     reconciler and the sweep start in cleanup contexts."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_size)
+    middlewares = [error_middleware]
+    if config.internal_port is not None:  # hooks and metrics on their own port
+        middlewares.append(listener_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_size)
     app[keys.config] = config
     kicker = Kicker()
     rooms = RoomService(
@@ -161,6 +166,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(srs_ctx)
     app.cleanup_ctx.append(sweep_ctx)
     app.on_shutdown.append(close_websockets)
+    app.on_response_prepare.append(security_headers)
     setup_routes(app, config.cors_origins)
     setup_webhooks(app, config)  # after storage_ctx: its cleanup context reads the outbox
     return app

@@ -13,7 +13,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from livehub.webhooks import settings as webhook_settings
 from livehub.webhooks.settings import WebhookSecret
@@ -54,10 +54,61 @@ def _list(name: str, raw: str) -> tuple[str, ...]:
 
 
 def _http_url(name: str, raw: str) -> str:
+    """An http(s) URL; a password in it (``user:password@``) must not be an example value."""
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+        raise ConfigError(f"{name} must be an http(s) URL, got {_redacted(raw)!r}")
+    _no_placeholder_password(name, raw)
     return raw.rstrip("/")
+
+
+#: values the shipped files and the docs print as examples of a secret: a deployment that
+#: copied one is refused at start-up (compared case-insensitively; every value that starts
+#: with ``change-me`` or ``changeme`` is refused too)
+PLACEHOLDERS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pw",
+        "pass",
+        "secret",
+        "s3cret",
+        "changeme",
+        "example",
+        "random",
+        "<random>",
+        "whsec_new",
+        "whsec_old",
+        "your-secret",
+        "xxx",
+        # docs/webhooks.md signs its example request with this one
+        "whsec_mfkq9r8gkyqrtwjupd8ilpzio2lalasw",
+    }
+)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether ``value`` is a documented example of a secret rather than a real one."""
+    folded = value.strip().lower()
+    return folded.startswith(("change-me", "changeme", "change_me")) or folded in PLACEHOLDERS
+
+
+def _refuse_placeholder(name: str, value: str, what: str = "") -> None:
+    if is_placeholder(value):
+        raise ConfigError(
+            f"{name}{what} is a placeholder from the examples, not a secret: set a random "
+            "value (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
+
+def _no_placeholder_password(name: str, url: str) -> None:
+    """A URL's password (``user:password@``) must not be an example value."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password is not None:
+        _refuse_placeholder(name, unquote(password), "'s password")
 
 
 _ORIGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}")
@@ -73,10 +124,10 @@ def _srs_api_urls(name: str, raw: str) -> tuple[tuple[str, str], ...]:
         label, sep, url = item.partition("=")
         if not sep or "://" in label:
             label, url = "", item
-        try:
-            url = _http_url(name, url.strip())
-        except ConfigError:
-            raise ConfigError(f"{name}: {_redacted(url.strip())!r} is not an http(s) URL") from None
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{name}: {_redacted(url.strip())!r} is not an http(s) URL")
+        url = _http_url(name, url.strip())
         parts = urlsplit(url)
         label = label.strip() or f"{parts.hostname}:{parts.port or 80}"
         if not _ORIGIN_NAME.fullmatch(label):
@@ -107,13 +158,41 @@ def _redacted(raw: str) -> str:
     return raw.replace(f":{password}@", ":***@") if password else raw
 
 
+#: query parameter names (or parts of names, case-insensitive) whose values logs never show
+SENSITIVE_PARAMS = ("pass", "pwd", "secret", "token", "key", "auth", "sig", "credential")
+REDACTED = "***"
+
+
+def is_sensitive_param(name: str) -> bool:
+    folded = name.lower()
+    return any(part in folded for part in SENSITIVE_PARAMS)
+
+
+def redact_query(query: str) -> str:
+    """A query string with the values of password-like parameters (:data:`SENSITIVE_PARAMS`)
+    replaced by ``***``; the rest, and the order, as they were."""
+    if not query:
+        return query
+    items = []
+    for item in query.split("&"):
+        name, sep, _ = item.partition("=")
+        items.append(f"{name}={REDACTED}" if sep and is_sensitive_param(unquote(name)) else item)
+    return "&".join(items)
+
+
 def redact_url(url: str) -> str:
-    """``url`` without the password of its userinfo (SRS API Basic auth), for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` for logs: the password of its userinfo (SRS API Basic auth, database and Redis
+    passwords) and password-like query parameters masked."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(unparsable URL)"
+    if password is not None:
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        parts = parts._replace(netloc=f"{user}:{REDACTED}@{netloc[2]}")
+    return urlunsplit(parts._replace(query=redact_query(parts.query)))
 
 
 def _database_url(name: str, raw: str) -> str:
@@ -128,6 +207,7 @@ def _database_url(name: str, raw: str) -> str:
             f"{name} must be a postgresql://user:password@host:port/database URL, "
             f"got {_redacted(value)!r}"
         )
+    _no_placeholder_password(name, value)
     return value
 
 
@@ -146,6 +226,7 @@ def _redis_url(name: str, raw: str) -> str:
             f"{name} must be a redis://[:password@]host:port/db (or rediss://, unix://) URL, "
             f"got {_redacted(value)!r}"
         )
+    _no_placeholder_password(name, value)
     return value
 
 
@@ -163,9 +244,10 @@ def _port(name: str, raw: str) -> int:
 def _api_keys(name: str, raw: str) -> frozenset[str]:
     """API keys, kept only as SHA-256 hex digests from here on."""
     keys = _list(name, raw)
-    for key in keys:
+    for position, key in enumerate(keys, start=1):
         if len(key) < 16:
             raise ConfigError(f"{name}: every key must be at least 16 characters")
+        _refuse_placeholder(name, key, f": key {position}")
     return frozenset(hashlib.sha256(key.encode()).hexdigest() for key in keys)
 
 
@@ -185,9 +267,25 @@ def _networks(name: str, raw: str) -> tuple[Network, ...]:
 
 
 def _token(name: str, raw: str) -> str:
+    """A shared secret: at least 16 characters, and not an example value."""
     value = raw.strip()
     if len(value) < 16:
         raise ConfigError(f"{name} must be at least 16 characters")
+    _refuse_placeholder(name, value)
+    return value
+
+
+#: characters a hook secret may use: it goes verbatim into SRS's hook URLs (query and path)
+_URL_SAFE_SECRET = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def _hook_secret(name: str, raw: str) -> str:
+    value = _token(name, raw)
+    if not _URL_SAFE_SECRET.fullmatch(value):
+        raise ConfigError(
+            f"{name} must be URL-safe (letters, digits, '-', '_', '.', '~'): SRS puts it "
+            "verbatim into the hook and heartbeat URLs"
+        )
     return value
 
 
@@ -201,6 +299,11 @@ class Config:
 
     host: str = "0.0.0.0"
     port: int = 8088
+    #: the port of the SRS hooks, the heartbeat and ``/metrics`` (LIVEHUB_INTERNAL_PORT); the
+    #: public port answers 404 for them. None: everything on ``port`` (``make run``)
+    internal_port: int | None = None
+    #: the bind address of ``internal_port`` (LIVEHUB_INTERNAL_HOST); None: ``host``
+    internal_host: str | None = None
     db_path: str = "livehub.db"
     hook_secret: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
     hook_secret_set: bool = False
@@ -311,6 +414,13 @@ class Config:
 
     def check(self) -> None:
         """Rules between settings; :class:`ConfigError` names the variables."""
+        if self.internal_port is not None and self.internal_port == self.port:
+            raise ConfigError(
+                f"LIVEHUB_INTERNAL_PORT={self.internal_port} equals LIVEHUB_PORT: the internal "
+                "port (SRS hooks, heartbeat, metrics) must be another port, or unset"
+            )
+        if self.internal_host is not None and self.internal_port is None:
+            raise ConfigError("LIVEHUB_INTERNAL_HOST needs LIVEHUB_INTERNAL_PORT")
         if self.workers > 1 and not self.cluster:
             raise ConfigError(
                 f"LIVEHUB_WORKERS={self.workers} needs cluster mode: set LIVEHUB_DATABASE_URL "
@@ -333,8 +443,10 @@ class Config:
 _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_HOST": ("host", _nonempty),
     "LIVEHUB_PORT": ("port", _port),
+    "LIVEHUB_INTERNAL_PORT": ("internal_port", _port),
+    "LIVEHUB_INTERNAL_HOST": ("internal_host", _nonempty),
     "LIVEHUB_DB": ("db_path", _nonempty),
-    "LIVEHUB_HOOK_SECRET": ("hook_secret", _token),
+    "LIVEHUB_HOOK_SECRET": ("hook_secret", _hook_secret),
     "LIVEHUB_ADMIN_TOKEN": ("admin_token", _token),
     "LIVEHUB_SRS_API_URL": ("srs_api_url", _http_url),
     "LIVEHUB_SRS_API_URLS": ("srs_api_urls", _srs_api_urls),
@@ -394,10 +506,17 @@ def _webhook(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
     return cast
 
 
+def _webhook_secrets(name: str, raw: str) -> tuple[WebhookSecret, ...]:
+    for position, item in enumerate(raw.split(","), start=1):
+        if item.strip():
+            _refuse_placeholder(name, item, f": secret {position}")
+    return _webhook(webhook_settings.parse_secrets)(name, raw)
+
+
 _ENV.update(
     {
         "LIVEHUB_WEBHOOK_URLS": ("webhook_urls", _webhook(webhook_settings.parse_urls)),
-        "LIVEHUB_WEBHOOK_SECRET": ("webhook_secrets", _webhook(webhook_settings.parse_secrets)),
+        "LIVEHUB_WEBHOOK_SECRET": ("webhook_secrets", _webhook_secrets),
         "LIVEHUB_WEBHOOK_TIMEOUT": (
             "webhook_timeout",
             lambda n, r: _float(n, r, minimum=0.1),

@@ -2,9 +2,11 @@
 live rooms are compared with SRS's own stream list at start-up, periodically, and whenever a
 hook's ``service_id`` shows SRS restarted. While SRS cannot be reached nothing is ended.
 
-An unsigned heartbeat (SRS cannot sign it) with a new ``service`` triggers a pass at most once
-per :data:`UNSIGNED_TRIGGER_INTERVAL` seconds, so anyone posting heartbeats cannot make
-livehub query SRS in a loop.
+A restart signal (a hook's or a heartbeat's new ``service``) triggers at most one pass per SRS
+origin per :data:`TRIGGER_INTERVAL` seconds, whoever sends it: a signal inside the interval is
+not lost, it runs one pass when the interval ends. The heartbeat's service ids are kept here,
+apart from the hooks' (:meth:`RoomService.service_changed`), and bounded: a heartbeat cannot
+make a genuine hook look like a restart, nor grow livehub's memory.
 
 With several SRS origins every pass asks each of them at once. A live room keeps its publisher
 while any origin that answered lists its stream; it loses it only when its own origin (the one
@@ -15,7 +17,6 @@ origin answered."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,8 +28,10 @@ from livehub.srs import SRSClient, SRSOrigins, SRSUnavailable
 
 log = logging.getLogger(__name__)
 
-#: seconds between two passes that unsigned heartbeats may trigger
-UNSIGNED_TRIGGER_INTERVAL = 10.0
+#: seconds between two passes that restart signals of one SRS origin may trigger
+TRIGGER_INTERVAL = 10.0
+#: SRS servers whose heartbeat service id is remembered (the oldest is forgotten first)
+MAX_HEARTBEAT_SERVERS = 64
 
 
 class Reconciler:
@@ -58,7 +61,12 @@ class Reconciler:
         self.last_ok: bool | None = None
         #: passes skipped because SRS could not be asked, since start-up
         self.skipped = 0
-        self._unsigned_at: float | None = None
+        #: when each origin's restart signal last triggered a pass (monotonic seconds)
+        self._triggered_at: dict[str | None, float] = {}
+        #: origins whose signal came inside the interval: one pass when it ends
+        self._deferred: dict[str | None, float] = {}
+        #: the last heartbeat ``service`` per SRS ``server`` (bounded)
+        self._heartbeats: dict[str | None, str] = {}
         #: origins that did not answer the last pass (their rooms were left alone)
         self.unanswered: tuple[str, ...] = ()
         #: cluster mode: the shared player registry's sessions with Redis; when it changed
@@ -72,27 +80,53 @@ class Reconciler:
         """The player registry has a new session (Redis may have restarted empty): the
         leader restores the players from SRS now; other nodes leave it to the leader."""
         if self.leading:
-            self.trigger()
+            self._run_soon()
 
-    def trigger(self) -> None:
-        """Reconcile as soon as possible (SRS restarted)."""
+    def _run_soon(self) -> None:
         self._triggered = True
         self._wake.set()
+
+    def trigger(self, server_id: str | None = None) -> bool:
+        """Reconcile as soon as possible: the SRS ``server_id`` restarted. At most once per
+        origin per :data:`TRIGGER_INTERVAL`; a signal inside the interval runs one pass when
+        it ends. Returns whether a pass was triggered now."""
+        origin = self._origins.origin_of(server_id)
+        now = time.monotonic()
+        last = self._triggered_at.get(origin)
+        if last is not None and now - last < TRIGGER_INTERVAL:
+            self._deferred.setdefault(origin, last + TRIGGER_INTERVAL)
+            self._wake.set()  # the loop waits no longer than the deferred pass
+            return False
+        self._triggered_at[origin] = now
+        self._deferred.pop(origin, None)
+        self._run_soon()
+        return True
+
+    @property
+    def deferred(self) -> tuple[str | None, ...]:
+        """Origins whose restart signal waits for the end of its throttle interval."""
+        return tuple(self._deferred)
+
+    @property
+    def heartbeat_servers(self) -> int:
+        """SRS servers whose heartbeat service id is remembered."""
+        return len(self._heartbeats)
+
+    def heartbeat(self, server_id: str | None, service_id: str | None) -> bool:
+        """An SRS heartbeat: True when ``service_id`` differs from the last one this
+        ``server_id`` sent (SRS restarted) and a pass was triggered."""
+        if not service_id:
+            return False
+        last = self._heartbeats.pop(server_id, None)
+        if last is None and len(self._heartbeats) >= MAX_HEARTBEAT_SERVERS:
+            del self._heartbeats[next(iter(self._heartbeats))]
+        self._heartbeats[server_id] = service_id  # re-inserted: the most recent is last
+        return last is not None and last != service_id and self.trigger(server_id)
 
     @property
     def leading(self) -> bool:
         """Whether the scheduled passes run on this node (always, outside cluster mode)."""
         return self._leader is None or self._leader()
-
-    def trigger_unsigned(self) -> bool:
-        """Reconcile soon for an unsigned request, unless one did within the interval.
-        Returns whether it triggered."""
-        now = time.monotonic()
-        if self._unsigned_at is not None and now - self._unsigned_at < UNSIGNED_TRIGGER_INTERVAL:
-            return False
-        self._unsigned_at = now
-        self.trigger()
-        return True
 
     async def run_once(self) -> bool:
         """One pass. True if every SRS origin answered and live rooms were checked (with
@@ -175,16 +209,36 @@ class Reconciler:
         if added:
             log.info("player counts restored from SRS: %d players counted again", added)
 
+    def _deferred_due(self) -> bool:
+        """Whether a deferred restart signal's pass is due now (it counts as triggered)."""
+        now = time.monotonic()
+        due = [origin for origin, at in self._deferred.items() if at <= now]
+        for origin in due:
+            del self._deferred[origin]
+            self._triggered_at[origin] = now
+        return bool(due)
+
     async def run(self) -> None:
-        """Forever: at start, every ``interval`` seconds, and when triggered."""
+        """Forever: at start, every ``interval`` seconds, and when triggered. A wake-up that
+        is neither (a signal deferred by the throttle) runs no pass."""
+        scheduled = True  # the start-up pass
         while True:
             self._wake.clear()
-            triggered, self._triggered = self._triggered, False
+            deferred = self._deferred_due()  # a pass now serves it too
+            triggered, self._triggered = self._triggered or deferred, False
             try:
-                if triggered or self.leading:
+                if triggered or (scheduled and self.leading):
                     await self.run_once()
             except Exception:
                 log.exception("reconciliation failed")
-            timeout = self._interval if self._interval > 0 else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            interval = self._interval if self._interval > 0 else None
+            timeout = interval
+            if self._deferred:
+                wait = max(0.0, min(self._deferred.values()) - time.monotonic())
+                timeout = wait if timeout is None else min(timeout, wait)
+            scheduled = False
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            except TimeoutError:
+                scheduled = timeout == interval  # not a deferred signal's time

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
@@ -117,7 +117,15 @@ class SRSClient:
         name: str = DEFAULT_ORIGIN,
     ) -> None:
         self._session = session
-        self._base = base_url.rstrip("/")
+        # SRS's API Basic auth (http_api.auth, SRS >= 5.0.152) from ``user:password@`` in the
+        # URL; the URL kept and used carries no credentials, so no message can show them
+        parts = urlsplit(base_url.rstrip("/"))
+        self._headers: dict[str, str] | None = None
+        if parts.username is not None:
+            user, password = unquote(parts.username), unquote(parts.password or "")
+            self._headers = {"Authorization": aiohttp.encode_basic_auth(user, password)}
+            parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+        self._base = urlunsplit(parts)
         self._app = app
         self.name = name
         self.reachable: bool | None = None
@@ -131,7 +139,9 @@ class SRSClient:
     async def _request(self, method: str, path: str, **params: Any) -> dict[str, Any]:
         url = f"{self._base}{path}"
         try:
-            async with self._session.request(method, url, params=params or None) as resp:
+            async with self._session.request(
+                method, url, params=params or None, headers=self._headers
+            ) as resp:
                 if resp.status != 200:
                     raise SRSUnavailable(f"{method} {path}: HTTP {resp.status}")
                 body = await resp.json(content_type=None)

@@ -22,7 +22,9 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -172,6 +174,23 @@ class SchemaTooNew(RuntimeError):
     """The database was written by a newer livehub: refuse it rather than guess."""
 
 
+def private_file(path: str) -> None:
+    """Create the SQLite file ``path`` readable by its owner only (0600): it holds publish and
+    owner token hashes and the webhook outbox. SQLite gives its ``-wal`` and ``-shm`` files the
+    database file's mode. An existing file (or journal) that others may read is made private."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for each in (path, f"{path}-wal", f"{path}-shm"):
+        try:
+            mode = stat.S_IMODE(os.stat(each).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(each, mode & 0o700)
+            log.warning("%s was readable by others (mode %o): now %o", each, mode, mode & 0o700)
+
+
 class SQLiteStore:
     """:class:`livehub.domain.store.RoomStore` on SQLite."""
 
@@ -185,6 +204,7 @@ class SQLiteStore:
     ) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
         self.path = path
         self.webhook_endpoints = tuple(webhook_endpoints)
         self._event_view = event_view or bare_view

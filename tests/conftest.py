@@ -105,8 +105,11 @@ async def send_hook(
     return reply
 
 
-async def post_as_srs(client: Client, target: str, body: bytes) -> tuple[int, Any]:
-    """POST ``body`` to ``target`` with SRS's headers; the status and the (JSON) reply."""
+async def post_as_srs(
+    client: Client | aiohttp.ClientSession, target: str, body: bytes
+) -> tuple[int, Any]:
+    """POST ``body`` to ``target`` with SRS's headers; the status and the (JSON) reply. A test
+    client, or a session with a ``base_url``."""
     resp = await client.post(
         target,
         data=body,

@@ -17,18 +17,20 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+import aiohttp
 import pytest
 import yaml
-from pytest_aiohttp import AiohttpClient
+from aiohttp import web
+from aiohttp.test_utils import unused_port
 
 from livehub.app import create_app
-from livehub.config import Config
-from tests.conftest import Client, post_as_srs
+from livehub.config import Config, ConfigError, is_placeholder
+from tests.conftest import post_as_srs
 
 REPO = Path(__file__).resolve().parents[1]
 HOOKS_DIR = REPO / "tests" / "fixtures" / "srs-hooks"
@@ -38,6 +40,16 @@ HOOKS = ("on_publish", "on_unpublish", "on_play", "on_stop")
 HOOK_PATH = "/api/hooks/srs"
 HEARTBEAT_PATH = "/api/hooks/srs/heartbeat"
 HEALTH_PATH = "/healthz"
+
+#: the shell (or .env) of a deployment: compose requires every secret (``${VAR:?...}``), so the
+#: files are read with these, as an operator who followed .env.example would run them
+SHELL = {
+    "LIVEHUB_HOOK_SECRET": "Deploy-check_hook-secret.0123",
+    "SRS_API_USERNAME": "livehub-api",
+    "SRS_API_PASSWORD": "Deploy-check_srs-api-password",
+    "POSTGRES_PASSWORD": "Deploy-check_postgres-password",
+    "REDIS_PASSWORD": "Deploy-check_redis-password",
+}
 
 
 # --- srs.conf: a recursive-descent parser for SRS's nginx-like syntax ---------------------------
@@ -208,8 +220,9 @@ def service(name: str) -> dict[str, Any]:
 
 
 def service_env(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A service's environment with compose's interpolation applied; by default against an empty
-    shell environment, i.e. every ``${VAR:-default}`` resolves to its default."""
+    """A service's environment with compose's interpolation applied; by default against
+    :data:`SHELL` (the required secrets, nothing else: every ``${VAR:-default}`` resolves to
+    its default)."""
     raw = service(name).get("environment", {})
     items: list[tuple[str, Any]]
     if isinstance(raw, list):
@@ -221,7 +234,7 @@ def service_env(name: str, env: Mapping[str, str] | None = None) -> dict[str, st
         if value is None:  # passed through from the shell: unset here
             continue
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        resolved[key] = interpolate(text, env or {})
+        resolved[key] = interpolate(text, SHELL if env is None else env)
     return resolved
 
 
@@ -364,9 +377,24 @@ def default_config() -> Config:
     return Config.from_env({})
 
 
-def app_path(route: str) -> str:
+def app_path(route: str, **parts: str) -> str:
     app = create_app(livehub_config())
-    return str(app.router[route].url_for())
+    return str(app.router[route].url_for(**parts))
+
+
+def srs_hook_urls(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The hook URLs SRS calls under compose: srs.conf's, overridden by its environment."""
+    srs = service_env("srs", env)
+    return {
+        name: srs.get(f"SRS_VHOST_HTTP_HOOKS_{name.upper()}", url)
+        for name, url in hook_urls().items()
+    }
+
+
+def srs_heartbeat_url(env: Mapping[str, str] | None = None) -> str:
+    return service_env("srs", env).get(
+        "SRS_HEARTBEAT_URL", srs_conf().one("heartbeat").value("url")
+    )
 
 
 def secret_of(url: SplitResult) -> str:
@@ -438,54 +466,109 @@ def test_all_four_hooks_are_configured_and_enabled() -> None:
     assert set(hook_urls()) == set(HOOKS)
 
 
-def test_hook_urls_reach_livehub_service_hook_route_with_its_secret() -> None:
+def test_hook_urls_reach_livehub_internal_port_with_its_secret() -> None:
     config = livehub_config()
     route = app_path("srs_hooks")
     assert route == HOOK_PATH
-    for name, raw in hook_urls().items():
+    assert config.internal_port is not None and config.internal_port != config.port
+    for name, raw in srs_hook_urls().items():
         url = urlsplit(raw)
         assert url.scheme == "http", name
         assert url.hostname == "livehub" and "livehub" in compose()["services"], name
-        assert url.port == config.port, f"{name}: {raw} vs LIVEHUB_PORT {config.port}"
+        assert url.port == config.internal_port, f"{name}: {raw} vs LIVEHUB_INTERNAL_PORT"
         assert url.path == route, f"{name}: {url.path} vs route {route}"
-        assert secret_of(url) == config.hook_secret, f"{name}: secret differs from compose"
+        assert secret_of(url) == config.hook_secret, f"{name}: secret differs from livehub's"
 
 
-def test_hook_secret_is_set_url_safe_and_the_documented_default() -> None:
+def test_srs_conf_hook_urls_differ_from_compose_only_by_a_refused_placeholder() -> None:
+    srs = srs_hook_urls()
+    for name, raw in hook_urls().items():
+        conf, env = urlsplit(raw), urlsplit(srs[name])
+        assert (conf.hostname, conf.port, conf.path) == (env.hostname, env.port, env.path), name
+        assert is_placeholder(secret_of(conf)), f"srs.conf's {name} carries a working secret"
+    with pytest.raises(ConfigError, match="LIVEHUB_HOOK_SECRET"):
+        livehub_config(
+            {**SHELL, "LIVEHUB_HOOK_SECRET": secret_of(urlsplit(hook_urls()["on_play"]))}
+        )
+
+
+def test_hook_secret_is_required_url_safe_and_never_a_placeholder() -> None:
     config = livehub_config()
-    assert config.hook_secret_set
-    assert config.hook_secret == "change-me-hook-secret"
-    # it goes verbatim into SRS's hook URL query
+    assert config.hook_secret_set and config.hook_secret == SHELL["LIVEHUB_HOOK_SECRET"]
+    # it goes verbatim into SRS's hook URL query and heartbeat path
     assert re.fullmatch(r"[A-Za-z0-9._~-]+", config.hook_secret)
+    unset = {key: value for key, value in SHELL.items() if key != "LIVEHUB_HOOK_SECRET"}
+    for name in ("livehub", "srs"):
+        with pytest.raises(ValueError, match="LIVEHUB_HOOK_SECRET is required"):
+            service_env(name, unset)
 
 
-def test_srs_env_overrides_equal_srs_conf_hook_urls_by_default() -> None:
+def test_srs_env_overrides_every_livehub_url_of_srs_conf() -> None:
     env = service_env("srs")
-    for name, url in hook_urls().items():
-        key = f"SRS_VHOST_HTTP_HOOKS_{name.upper()}"
-        assert env.get(key) == url, f"{key} must equal srs.conf's {name} with the default secret"
+    for name in HOOKS:
+        assert f"SRS_VHOST_HTTP_HOOKS_{name.upper()}" in env, name
+    assert "SRS_HEARTBEAT_URL" in env
 
 
 def test_one_variable_changes_the_secret_on_both_sides() -> None:
-    shell = {"LIVEHUB_HOOK_SECRET": "Another_secret-value.123~"}
+    shell = {**SHELL, "LIVEHUB_HOOK_SECRET": "Another_secret-value.123~"}
     config = livehub_config(shell)
     assert config.hook_secret == shell["LIVEHUB_HOOK_SECRET"]
     srs_env = service_env("srs", shell)
     for name in HOOKS:
         url = urlsplit(srs_env[f"SRS_VHOST_HTTP_HOOKS_{name.upper()}"])
         assert secret_of(url) == config.hook_secret, name
-        assert (url.hostname, url.port, url.path) == ("livehub", config.port, HOOK_PATH), name
+        assert (url.hostname, url.port, url.path) == ("livehub", config.internal_port, HOOK_PATH)
+    heartbeat = urlsplit(srs_env["SRS_HEARTBEAT_URL"])
+    assert heartbeat.path == app_path("srs_heartbeat_signed", secret=config.hook_secret)
 
 
-def test_heartbeat_reaches_livehub_heartbeat_route() -> None:
+def test_heartbeat_reaches_livehub_signed_heartbeat_route() -> None:
     heartbeat = srs_conf().one("heartbeat")
     assert heartbeat.value("enabled") == "on"
     assert 0 < float(heartbeat.value("interval")) <= 30
-    url = urlsplit(heartbeat.value("url"))
-    assert (url.scheme, url.hostname, url.port) == ("http", "livehub", livehub_config().port)
-    assert url.path == app_path("srs_heartbeat") == HEARTBEAT_PATH
-    # SRS drops the query of the heartbeat URL: a secret there would be a false promise
-    assert not url.query
+    config = livehub_config()
+    for raw in (heartbeat.value("url"), srs_heartbeat_url()):
+        url = urlsplit(raw)
+        assert (url.scheme, url.hostname, url.port) == ("http", "livehub", config.internal_port)
+        head, _, secret = url.path.rpartition("/")
+        assert head == app_path("srs_heartbeat") == HEARTBEAT_PATH
+        assert url.path == app_path("srs_heartbeat_signed", secret=secret)
+        # SRS drops the query of the heartbeat URL: a secret there would be a false promise
+        assert not url.query
+    conf_secret = urlsplit(heartbeat.value("url")).path.rpartition("/")[2]
+    assert is_placeholder(conf_secret)
+    assert urlsplit(srs_heartbeat_url()).path.rpartition("/")[2] == config.hook_secret
+
+
+def test_srs_api_requires_basic_auth_with_no_working_default() -> None:
+    auth = srs_conf().one("http_api").one("auth")
+    assert auth.value("enabled") == "on"
+    # a Basic auth user name cannot contain ':': srs.conf's own values let nobody in
+    assert ":" in auth.value("username")
+    env = service_env("srs")
+    assert env["SRS_HTTP_API_AUTH_USERNAME"] == SHELL["SRS_API_USERNAME"]
+    assert env["SRS_HTTP_API_AUTH_PASSWORD"] == SHELL["SRS_API_PASSWORD"]
+    url = urlsplit(livehub_config().srs_api_url)
+    assert (url.username, url.password) == (SHELL["SRS_API_USERNAME"], SHELL["SRS_API_PASSWORD"])
+    for missing in ("SRS_API_USERNAME", "SRS_API_PASSWORD"):
+        shell = {key: value for key, value in SHELL.items() if key != missing}
+        for name in ("livehub", "srs"):
+            with pytest.raises(ValueError, match=f"{missing} is required"):
+                service_env(name, shell)
+
+
+def test_srs_logs_at_warn() -> None:
+    """At SRS's default level (trace) every connect and hook line carries the publish token
+    and the hook URL (tests/test_srs_security.py reads a real SRS's log)."""
+    assert srs_conf().value("srs_log_level") == "warn"
+
+
+def test_hooks_and_metrics_are_on_the_unpublished_internal_port() -> None:
+    config = livehub_config()
+    assert config.internal_port is not None
+    published_targets = {port.target for port in service_ports("livehub")}
+    assert published_targets == {config.port}, "only the public port may be published"
 
 
 def test_publishers_without_viewers_are_not_kicked() -> None:
@@ -671,18 +754,45 @@ def shared_fixture(name: str) -> bytes:
     return path.read_bytes().strip()
 
 
+@dataclasses.dataclass(frozen=True)
+class Listeners:
+    """Sessions to livehub's public port and to its internal port (LIVEHUB_INTERNAL_PORT)."""
+
+    public: aiohttp.ClientSession
+    internal: aiohttp.ClientSession
+    config: Config
+
+
 @pytest.fixture
-async def compose_client(
-    aiohttp_client: AiohttpClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Client:
-    """livehub built from compose's environment, run from an empty directory so the relative
-    LIVEHUB_DB lands there (as with `make run`); only the SRS API address is replaced, by a
-    closed local port, since `srs` does not resolve here."""
+async def compose_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Listeners]:
+    """livehub built from compose's environment and served as ``livehub`` serves it: one app
+    on two real loopback ports (only those port numbers are replaced, and the SRS API address,
+    by a closed local port, since `srs` does not resolve here). Run from an empty directory so
+    the relative LIVEHUB_DB lands there (as with `make run`)."""
     monkeypatch.chdir(tmp_path)
-    config = dataclasses.replace(livehub_config(), srs_api_url="http://127.0.0.1:9")
-    client = await aiohttp_client(create_app(config))
-    assert (tmp_path / config.db_path).exists()
-    return client
+    public_port, internal_port = unused_port(), unused_port()
+    config = dataclasses.replace(
+        livehub_config(),
+        host="127.0.0.1",
+        port=public_port,
+        internal_port=internal_port,
+        srs_api_url="http://127.0.0.1:9",
+    )
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    try:
+        for port in (public_port, internal_port):
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        assert (tmp_path / livehub_config().db_path).exists()
+        async with (
+            aiohttp.ClientSession(f"http://127.0.0.1:{public_port}") as public,
+            aiohttp.ClientSession(f"http://127.0.0.1:{internal_port}") as internal,
+        ):
+            yield Listeners(public, internal, config)
+    finally:
+        await runner.cleanup()
 
 
 def path_and_query(raw: str) -> str:
@@ -690,42 +800,85 @@ def path_and_query(raw: str) -> str:
     return f"{url.path}?{url.query}" if url.query else url.path
 
 
-async def test_livehub_accepts_every_srs_conf_hook_url(compose_client: Client) -> None:
-    for name, url in hook_urls().items():
-        status, body = await post_as_srs(
-            compose_client, path_and_query(url), shared_fixture(f"{name}.json")
-        )
+async def test_livehub_accepts_every_srs_hook_url_on_the_internal_port_only(
+    compose_server: Listeners,
+) -> None:
+    for name, url in srs_hook_urls().items():
+        body = shared_fixture(f"{name}.json")
+        status, reply = await post_as_srs(compose_server.internal, path_and_query(url), body)
         # authorized: SRS's reply contract (HTTP 200, integer code); on_play/on_publish of an
         # unknown stream are refused with a non-zero code, which is not what this checks
-        assert status == 200, (name, status, body)
-        assert isinstance(body, dict) and type(body.get("code")) is int, (name, body)
+        assert status == 200, (name, status, reply)
+        assert isinstance(reply, dict) and type(reply.get("code")) is int, (name, reply)
+        # the same request on the public port: not found, in the one error shape
+        status, reply = await post_as_srs(compose_server.public, path_and_query(url), body)
+        assert (status, reply["code"], reply["details"]) == (404, "not_found", None), name
 
 
-async def test_livehub_refuses_a_wrong_or_missing_hook_secret(compose_client: Client) -> None:
+async def test_livehub_refuses_a_wrong_missing_or_placeholder_hook_secret(
+    compose_server: Listeners,
+) -> None:
     body = shared_fixture("on_play.json")
-    url = urlsplit(hook_urls()["on_play"])
-    for target in (f"{url.path}?secret=wrong-secret-0123456789", url.path):
-        status, reply = await post_as_srs(compose_client, target, body)
-        assert status in (401, 403), (target, status, reply)
+    url = urlsplit(srs_hook_urls()["on_play"])
+    placeholder = secret_of(urlsplit(hook_urls()["on_play"]))  # srs.conf's own
+    for target in (
+        f"{url.path}?secret=wrong-secret-0123456789",
+        f"{url.path}?secret={placeholder}",
+        url.path,
+    ):
+        status, reply = await post_as_srs(compose_server.internal, target, body)
+        assert status == 403 and reply["code"] == "bad_hook_secret", (target, status, reply)
 
 
-async def test_livehub_accepts_the_srs_conf_heartbeat(compose_client: Client) -> None:
-    url = srs_conf().one("heartbeat").value("url")
-    status, body = await post_as_srs(
-        compose_client, urlsplit(url).path, shared_fixture("heartbeat.json")
-    )
-    assert status == 200, body
+async def test_livehub_accepts_the_signed_heartbeat_on_the_internal_port_only(
+    compose_server: Listeners,
+) -> None:
+    path = urlsplit(srs_heartbeat_url()).path
+    body = shared_fixture("heartbeat.json")
+    status, reply = await post_as_srs(compose_server.internal, path, body)
+    assert (status, reply) == (200, {"code": 0})
+    status, reply = await post_as_srs(compose_server.public, path, body)
+    assert status == 404, reply
+    # unsigned, or signed with srs.conf's placeholder: refused
+    conf_path = urlsplit(srs_conf().one("heartbeat").value("url")).path
+    for target in (HEARTBEAT_PATH, conf_path):
+        status, reply = await post_as_srs(compose_server.internal, target, body)
+        assert (status, reply["code"]) == (403, "bad_hook_secret"), target
 
 
-async def test_healthcheck_url_answers(compose_client: Client) -> None:
-    resp = await compose_client.get(health_url(dockerfile_healthcheck()).path)
-    assert resp.status == 200, await resp.text()
+async def test_metrics_only_on_the_internal_port(compose_server: Listeners) -> None:
+    async with compose_server.internal.get("/metrics") as resp:
+        assert resp.status == 200 and "livehub_" in await resp.text()
+    async with compose_server.public.get("/metrics") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["code"] == "not_found"
+    # a wrong method does not tell the hooks exist there (405 would)
+    for path in (HOOK_PATH, HEARTBEAT_PATH, "/metrics"):
+        async with compose_server.public.put(path) as resp:
+            assert resp.status == 404, path
+        async with compose_server.internal.put(path) as resp:
+            assert resp.status == 405, path
+    # the public API is not served on the internal port, health checks on both
+    async with compose_server.internal.get("/api/rooms") as resp:
+        assert resp.status == 404
+    for session in (compose_server.public, compose_server.internal):
+        async with session.get(HEALTH_PATH) as resp:
+            assert resp.status == 200
 
 
-async def test_urls_handed_out_use_the_ports_compose_publishes(compose_client: Client) -> None:
-    resp = await compose_client.post("/api/rooms", json={"title": "deploy check"})
-    assert resp.status == 201, await resp.text()
-    room = await resp.json()
+async def test_healthcheck_url_answers(compose_server: Listeners) -> None:
+    url = health_url(dockerfile_healthcheck())
+    assert url.port == livehub_config().port  # the public port, which compose publishes
+    async with compose_server.public.get(url.path) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_urls_handed_out_use_the_ports_compose_publishes(
+    compose_server: Listeners,
+) -> None:
+    async with compose_server.public.post("/api/rooms", json={"title": "deploy check"}) as resp:
+        assert resp.status == 201, await resp.text()
+        room = await resp.json()
     host = livehub_config().public_host
     expected = {
         "rtmp": published("srs", srs_listen("")),
@@ -743,3 +896,148 @@ async def test_urls_handed_out_use_the_ports_compose_publishes(compose_client: C
         for link in links:
             url = urlsplit(link)
             assert (url.hostname, url.port) == (host, expected[kind]), (kind, link)
+
+
+# === no default secrets in any shipped file =====================================================
+
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
+#: shell variables that hold a secret (compose must require them, never default them)
+SECRET_VARIABLE = re.compile(r"SECRET|PASSWORD|TOKEN|_KEY\b|KEYS\b")
+#: shell variables whose default may be empty (optional: unset means the feature is off)
+OPTIONAL_SECRETS = {"LIVEHUB_ADMIN_TOKEN"}
+
+
+def compose_variables(text: str) -> list[tuple[str, str | None, str]]:
+    """``(name, operator, argument)`` of every ``${...}`` in a compose file (comments left
+    out: they show shell commands)."""
+    found = []
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    for match in _VARIABLE.finditer(text):
+        if match["braced"] is not None:
+            braced = _BRACED.fullmatch(match["braced"])
+            assert braced is not None, match[0]
+            found.append((braced["name"], braced["op"], braced["arg"] or ""))
+        elif match["named"]:
+            found.append((match["named"], None, ""))
+    return found
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_requires_every_secret_and_defaults_none(name: str) -> None:
+    variables = compose_variables((REPO / name).read_text())
+    secrets = [v for v in variables if SECRET_VARIABLE.search(v[0])]
+    assert {v[0] for v in secrets} >= {"LIVEHUB_HOOK_SECRET", "SRS_API_PASSWORD"}
+    for variable, op, arg in secrets:
+        if variable in OPTIONAL_SECRETS:
+            assert op in (":-", "-") and arg == "", (variable, op, arg)
+            continue
+        assert op == ":?" and arg.strip(), f"{name}: ${{{variable}}} must be ${{VAR:?explain}}"
+    # the user names too: compose starts with none of them unset
+    assert ("SRS_API_USERNAME", ":?") in {(v[0], v[1]) for v in variables}
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f".env.example: {line!r} is not NAME=value"
+            values[key.strip()] = value.strip()
+    return values
+
+
+def test_env_example_documents_every_compose_variable_with_refused_placeholders() -> None:
+    example = env_example()
+    for name in COMPOSE_FILES:
+        for variable, _, _ in compose_variables((REPO / name).read_text()):
+            if variable.startswith("LIVEHUB_") and variable not in example:
+                # livehub settings with a default (LIVEHUB_LOG_LEVEL): docs/operations.md
+                assert not SECRET_VARIABLE.search(variable), variable
+                continue
+            assert variable in example, f"{name}: {variable} is not in .env.example"
+    for variable, value in example.items():
+        if SECRET_VARIABLE.search(variable) and variable not in OPTIONAL_SECRETS:
+            assert is_placeholder(value), f".env.example: {variable} looks like a real secret"
+    # copied as it is, the example starts nothing: livehub names the placeholder
+    with pytest.raises(ConfigError, match="LIVEHUB_HOOK_SECRET is a placeholder"):
+        livehub_config(example)
+
+
+def test_env_example_placeholders_are_refused_in_every_url_too() -> None:
+    from tests.cluster.test_deploy_cluster import node_config, nodes
+
+    example = env_example()
+    real = {**example, "LIVEHUB_HOOK_SECRET": SHELL["LIVEHUB_HOOK_SECRET"]}
+    with pytest.raises(ConfigError, match="LIVEHUB_SRS_API_URL's password is a placeholder"):
+        livehub_config(real)
+    real["SRS_API_PASSWORD"] = SHELL["SRS_API_PASSWORD"]
+    livehub_config(real)  # nothing else is secret in the single-node stack
+    with pytest.raises(ConfigError, match="LIVEHUB_DATABASE_URL's password is a placeholder"):
+        node_config(nodes()[0], real)
+    real["POSTGRES_PASSWORD"] = SHELL["POSTGRES_PASSWORD"]
+    with pytest.raises(ConfigError, match="LIVEHUB_REDIS_URL's password is a placeholder"):
+        node_config(nodes()[0], real)
+
+
+def test_dotenv_is_git_ignored() -> None:
+    ignored = [line.strip() for line in (REPO / ".gitignore").read_text().splitlines()]
+    assert ".env" in ignored
+    assert ".env.example" not in ignored
+    assert dockerignored(".env")
+
+
+#: where a shipped file writes a secret's value: a hook or heartbeat URL, a URL's userinfo
+#: password, an SRS or Redis password directive, VAR=value
+_SECRET_SPOTS = (
+    re.compile(r"[?&](?:secret|token|password)=([^&\s;'\"`)<>,]+)"),
+    re.compile(r"/api/hooks/srs/heartbeat/([^\s;'\"`)<>]+)"),
+    re.compile(r"://[^/\s:@'\"`]*:([^@\s/'\"`]+)@"),
+    re.compile(r"^\s*(?:password|requirepass)\s+\"?([^;\"\s]+)"),
+    re.compile(r"\b(?:LIVEHUB_HOOK_SECRET|LIVEHUB_ADMIN_TOKEN|[A-Z_]*PASSWORD)=([^\s'\"`;]+)"),
+)
+
+
+def _templated(value: str) -> bool:
+    """A value that is no value: a variable, an elision, a <placeholder>, SRS's locked one."""
+    return (
+        value.startswith(("$", "<", "…", "...", "{", "%", "unset:"))
+        or value in ("", "***", "…")
+        or value.endswith(("…", "..."))
+        or is_placeholder(value)
+    )
+
+
+def secret_values(line: str) -> list[str]:
+    return [v.strip() for spot in _SECRET_SPOTS for v in spot.findall(line) if not _templated(v)]
+
+
+def test_the_secret_scanner_finds_working_secrets_and_passes_placeholders() -> None:
+    assert secret_values("on_play http://livehub:8089/api/hooks/srs?secret=Xy7-real_secret0;")
+    assert secret_values("url http://proxy:8089/api/hooks/srs/heartbeat/Xy7-real_secret0;")
+    assert secret_values("LIVEHUB_REDIS_URL: redis://:Xy7realpass@redis:6379/0")
+    assert secret_values("        password    Xy7realpass;")
+    assert secret_values("export LIVEHUB_HOOK_SECRET=Xy7-real_secret0")
+    for line in (
+        "on_play http://livehub:8089/api/hooks/srs?secret=change-me-hook-secret;",
+        "postgresql://livehub:${POSTGRES_PASSWORD:?set it}@postgres:5432/livehub",
+        "postgresql://user:password@host:5432/livehub and user:pw@srs-b:1985",
+        'password    "unset:SRS_HTTP_API_AUTH_PASSWORD";',
+        "rtmp://localhost/live/<streamKey>?secret=<token>",
+        "export LIVEHUB_HOOK_SECRET=$(python3 -c 'import secrets')",
+    ):
+        assert not secret_values(line), line
+
+
+def shipped_text_files() -> list[Path]:
+    files = [REPO / name for name in (*COMPOSE_FILES, "srs.conf", ".env.example", "README.md")]
+    files += sorted((REPO / "deploy").glob("*.conf")) + sorted((REPO / "docs").glob("*.md"))
+    return files
+
+
+def test_no_shipped_file_carries_a_working_secret() -> None:
+    offenders = []
+    for path in shipped_text_files():
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            offenders += [f"{path.relative_to(REPO)}:{number}: {v}" for v in secret_values(line)]
+    assert not offenders, "secrets livehub would accept:\n" + "\n".join(offenders)

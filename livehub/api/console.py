@@ -1,5 +1,11 @@
 """The web console: ``/`` serves its page (and the seed's clients their WebSocket), ``/static``
-its files."""
+its files.
+
+The page is served with a Content-Security-Policy: scripts, styles and connections from this
+origin only, plus the SRS origins its players and publishers talk to (WHIP/WHEP on SRS's API
+port, FLV/HLS on its HTTP port); no framing (clickjacking), no plugins, no inline code. Every
+response says ``nosniff`` and sends no referrer (SRS and other origins never see room URLs).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,50 @@ from pathlib import Path
 
 from aiohttp import web
 
+from livehub import keys
 from livehub.api.websocket import websocket
+from livehub.config import Config
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+
+
+def srs_origins(config: Config) -> tuple[str, ...]:
+    """The origins of the play and publish URLs livehub hands out, as CSP sources."""
+    host = config.public_host
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    return (f"http://{host}:{config.srs_api_port}", f"http://{host}:{config.srs_http_port}")
+
+
+def content_security_policy(config: Config) -> str:
+    srs = " ".join(srs_origins(config))
+    return "; ".join(
+        (
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            f"connect-src 'self' {srs}",
+            f"media-src 'self' blob: {srs}",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        )
+    )
 
 
 async def index(request: web.Request) -> web.StreamResponse:
     """``/``: the seed's clients open their WebSocket here; browsers get the console."""
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await websocket(request)
-    return web.FileResponse(STATIC / "index.html")
+    response = web.FileResponse(STATIC / "index.html")
+    response.headers["Content-Security-Policy"] = content_security_policy(request.app[keys.config])
+    response.headers["X-Frame-Options"] = "DENY"  # frame-ancestors, for older browsers
+    return response
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: headers every response carries."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")

@@ -55,6 +55,8 @@ HOOK_SECRET = {
     "description": "The shared hook secret (LIVEHUB_HOOK_SECRET)",
     "schema": {"type": "string"},
 }
+#: the heartbeat carries it as its path's last segment (SRS drops the heartbeat URL's query)
+HOOK_SECRET_IN_PATH = {**HOOK_SECRET, "in": "path"}
 #: follow a created room to its other operations (used by stateful testing, and by readers)
 ROOM_LINKS = {
     "GetRoom": {
@@ -248,18 +250,34 @@ def build_spec() -> dict[str, Any]:
         },
     )
     spec.path(
-        path="/api/hooks/srs/heartbeat",
+        path="/api/hooks/srs/heartbeat/{secret}",
         operations={
             "post": {
                 "operationId": "srsHeartbeat",
                 "summary": "SRS heartbeat: a changed `service` id makes livehub reconcile",
-                "description": "Takes no secret: SRS drops the heartbeat URL's query.",
+                "description": "Signed by the hook secret as the path's last segment: SRS drops "
+                "the heartbeat URL's query. A reconciliation runs at most once per SRS origin per "
+                "10 s, whoever asks.",
+                "parameters": [HOOK_SECRET_IN_PATH],
                 "requestBody": _body("SRSHeartbeat"),
                 "responses": {
                     "200": _json("SRSHookReply", "Acknowledged (always code 0)"),
                     "400": bad_body,
+                    "403": _error("Hook secret wrong"),
                     "413": too_large,
                 },
+            },
+        },
+    )
+    spec.path(
+        path="/api/hooks/srs/heartbeat",
+        operations={
+            "post": {
+                "operationId": "srsHeartbeatUnsigned",
+                "summary": "The heartbeat without its secret: always refused",
+                "description": "An srs.conf from before the heartbeat was signed posts here; "
+                "its url must end in `/api/hooks/srs/heartbeat/<LIVEHUB_HOOK_SECRET>`.",
+                "responses": {"403": _error("Hook secret missing")},
             },
         },
     )

@@ -19,7 +19,12 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         router.add_get("/api/openapi.json", openapi.openapi_json, name="openapi"),
     ]
     router.add_post("/api/hooks/srs", srs_hooks.srs_hook, name="srs_hooks")
-    router.add_post("/api/hooks/srs/heartbeat", srs_hooks.srs_heartbeat, name="srs_heartbeat")
+    # SRS drops the heartbeat URL's query: its secret is the last path segment. The bare path
+    # answers 403 (an srs.conf from before the heartbeat was signed), never 404
+    router.add_post("/api/hooks/srs/heartbeat", srs_hooks.unsigned_heartbeat, name="srs_heartbeat")
+    router.add_post(
+        "/api/hooks/srs/heartbeat/{secret}", srs_hooks.srs_heartbeat, name="srs_heartbeat_signed"
+    )
     router.add_get("/ws", websocket.websocket, name="ws")
     router.add_get("/", console.index, name="index")
     router.add_get("/healthz", health.healthz, name="healthz")

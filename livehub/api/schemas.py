@@ -129,6 +129,11 @@ class ErrorSchema(Schema):
     details = fields.Dict(allow_none=True, required=True)
 
 
+#: SRS's server and service ids are a few characters (``vid-xxxxxxx``, 8 random ones); livehub
+#: keeps them, so they are bounded
+_SRS_ID = validate.Length(max=64)
+
+
 class SRSHookSchema(Schema):
     """An SRS HTTP callback body (SRS 5/6). Only the fields livehub uses are declared."""
 
@@ -141,16 +146,16 @@ class SRSHookSchema(Schema):
     stream = fields.String(load_default="", validate=validate.Length(max=512))
     param = fields.String(load_default="", validate=validate.Length(max=4096))
     stream_url = fields.String(load_default="", validate=validate.Length(max=1024))
-    service_id = fields.String(load_default=None, allow_none=True)
-    server_id = fields.String(load_default=None, allow_none=True)
+    service_id = fields.String(load_default=None, allow_none=True, validate=_SRS_ID)
+    server_id = fields.String(load_default=None, allow_none=True, validate=_SRS_ID)
 
 
 class SRSHeartbeatSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    server = fields.String(load_default=None, allow_none=True)
-    service = fields.String(load_default=None, allow_none=True)
+    server = fields.String(load_default=None, allow_none=True, validate=_SRS_ID)
+    service = fields.String(load_default=None, allow_none=True, validate=_SRS_ID)
 
 
 class SRSHookReplySchema(Schema):

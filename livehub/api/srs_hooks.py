@@ -1,6 +1,9 @@
 """SRS HTTP callbacks: one endpoint for every action, authenticated by a shared secret that
 srs.conf carries in the hook URL's query. Allow is HTTP 200 ``{"code": 0}``; refuse is HTTP 200
-with a non-zero code (SRS refuses on either). End events are always acknowledged."""
+with a non-zero code (SRS refuses on either). End events are always acknowledged.
+
+SRS's heartbeat carries the same secret as the last segment of its path (SRS drops the query
+of the heartbeat URL). A hook or heartbeat without the secret is refused with 403."""
 
 from __future__ import annotations
 
@@ -25,17 +28,20 @@ _HOOK = SRSHookSchema()
 _HEARTBEAT = SRSHeartbeatSchema()
 
 
-def _authorized(request: web.Request) -> bool:
-    given = request.query.get("secret", "")
+def _authorized(request: web.Request, given: str) -> bool:
     expected = request.app[keys.config].hook_secret
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def _refused() -> web.Response:
+    return error_response(403, "bad_hook_secret", "Hook secret missing or wrong")
+
+
 async def srs_hook(request: web.Request) -> web.Response:
     metrics = request.app[keys.metrics]
-    if not _authorized(request):
+    if not _authorized(request, request.query.get("secret", "")):
         metrics.hooks.labels(UNPARSED, "unauthorized").inc()
-        return error_response(403, "bad_hook_secret", "Hook secret missing or wrong")
+        return _refused()
     started = time.perf_counter()
     try:
         data = _HOOK.load(await read_json(request, strict_content_type=False))
@@ -54,9 +60,8 @@ async def srs_hook(request: web.Request) -> web.Response:
     )
     app = request.app
     result = await app[keys.rooms].handle_hook(event)
-    if result.srs_restarted:
+    if result.srs_restarted and app[keys.reconciler].trigger(event.server_id):
         log.warning("SRS restarted (service id changed): reconciling")
-        app[keys.reconciler].trigger()
     metrics.hooks.labels(event.action, result.outcome).inc()
     metrics.hook_seconds.labels(event.action).observe(time.perf_counter() - started)
     room_id = result.room.id if result.room else "-"
@@ -68,15 +73,35 @@ async def srs_hook(request: web.Request) -> web.Response:
 
 
 async def srs_heartbeat(request: web.Request) -> web.Response:
-    """SRS's heartbeat: a changed ``service`` means SRS restarted.
-
-    SRS drops the heartbeat URL's query, so it cannot carry the secret. It is safe unsigned:
-    all it can do is make livehub ask SRS's own API for the truth sooner, and at most once
-    per :data:`livehub.reconcile.UNSIGNED_TRIGGER_INTERVAL` seconds however often it is sent.
-    """
-    data = _HEARTBEAT.load(await read_json(request, strict_content_type=False))
-    app = request.app
-    restarted = app[keys.rooms].service_changed(data["service"], data["server"])
-    if restarted and app[keys.reconciler].trigger_unsigned():
+    """SRS's heartbeat, signed by the secret in its path: a changed ``service`` means SRS
+    restarted (a pass at most once per origin per throttle interval, see
+    :mod:`livehub.reconcile`)."""
+    metrics = request.app[keys.metrics]
+    if not _authorized(request, request.match_info["secret"]):
+        metrics.hooks.labels("heartbeat", "unauthorized").inc()
+        return _refused()
+    try:
+        data = _HEARTBEAT.load(await read_json(request, strict_content_type=False))
+    except Exception:  # rendered by the error middleware; counted here
+        metrics.hooks.labels("heartbeat", "invalid").inc()
+        raise
+    if request.app[keys.reconciler].heartbeat(data["server"], data["service"]):
         log.warning("SRS restarted (heartbeat service id changed): reconciling")
+    metrics.hooks.labels("heartbeat", "accepted").inc()
     return json_response({"code": 0})
+
+
+async def unsigned_heartbeat(request: web.Request) -> web.Response:
+    """The heartbeat path without its secret (an srs.conf from before it was signed)."""
+    global _unsigned_seen
+    request.app[keys.metrics].hooks.labels("heartbeat", "unauthorized").inc()
+    log.log(  # once: anyone can post here, and the log is not theirs to fill
+        logging.DEBUG if _unsigned_seen else logging.WARNING,
+        "unsigned SRS heartbeat refused: srs.conf's heartbeat url must end in "
+        "/api/hooks/srs/heartbeat/<LIVEHUB_HOOK_SECRET>",
+    )
+    _unsigned_seen = True
+    return _refused()
+
+
+_unsigned_seen = False

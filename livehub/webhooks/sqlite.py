@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from livehub.storage import private_file
 from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
 from livehub.webhooks.queue import (
     Delivery,
@@ -51,6 +52,7 @@ class SQLiteDeliveryQueue:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
+            private_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")

@@ -454,6 +454,9 @@ class Hook:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
+HEARTBEAT = "/api/hooks/srs/heartbeat/{hook_secret}"
+
+
 def refused(id: str, msg: str, body: dict[str, Any]) -> Hook:
     return Hook(id, body, 200, 1, msg=msg)
 
@@ -554,15 +557,40 @@ HOOK_CASES = [
         "room has ended",
         srs("on_play", stream="{ended.stream}", stream_url="/live/{ended.stream}", param=""),
     ),
-    # the heartbeat (no secret: SRS drops its query)
-    Hook("heartbeat-malformed", b"{", 400, "invalid_json", path="/api/hooks/srs/heartbeat"),
+    # the heartbeat: signed by the secret in its path (SRS drops its query)
+    Hook("heartbeat-malformed", b"{", 400, "invalid_json", path=HEARTBEAT, query=""),
     Hook(
         "heartbeat-service-number",
         {"server": "vid-k8d2f1a", "service": 7},
         400,
         "validation_error",
         "service",
+        path=HEARTBEAT,
+        query="",
+    ),
+    Hook(
+        "heartbeat-service-too-long",
+        {"server": "vid-k8d2f1a", "service": "s" * 65},
+        400,
+        "validation_error",
+        "service",
+        path=HEARTBEAT,
+        query="",
+    ),
+    Hook(
+        "heartbeat-unsigned",
+        {"server": "vid-k8d2f1a", "service": "f0rged00"},
+        403,
+        "bad_hook_secret",
         path="/api/hooks/srs/heartbeat",
+    ),
+    Hook(
+        "heartbeat-wrong-secret",
+        {"server": "vid-k8d2f1a", "service": "f0rged00"},
+        403,
+        "bad_hook_secret",
+        path="/api/hooks/srs/heartbeat/wrong-secret-0123456789",
+        query="",
     ),
     Hook(
         "heartbeat-array",
@@ -570,7 +598,8 @@ HOOK_CASES = [
         400,
         "validation_error",
         "_schema",
-        path="/api/hooks/srs/heartbeat",
+        path=HEARTBEAT,
+        query="",
     ),
 ]
 

@@ -199,9 +199,50 @@ async def test_other_callbacks_are_acknowledged_and_change_nothing(
 
 @pytest.mark.parametrize("name", ["heartbeat.json", "heartbeat.ports.json"])
 async def test_heartbeat_is_acknowledged(client: Client, name: str) -> None:
-    resp = await client.post("/api/hooks/srs/heartbeat", json=hook_fixture(name))
+    resp = await client.post(f"/api/hooks/srs/heartbeat/{HOOK_SECRET}", json=hook_fixture(name))
     assert resp.status == 200
     assert await resp.json() == {"code": 0}
+
+
+@pytest.mark.parametrize("path", ["", "/", "/wrong-secret-0123456789", f"/{HOOK_SECRET}x"])
+async def test_heartbeat_without_the_secret_is_refused(client: Client, path: str) -> None:
+    """SRS drops the heartbeat URL's query: the secret is the path's last segment, and a
+    heartbeat without it (or with another) is refused in the one error shape."""
+    heartbeat = {**hook_fixture("heartbeat.json"), "service": "f0rged01"}
+    resp = await client.post(f"/api/hooks/srs/heartbeat{path}", json=heartbeat)
+    # an empty last segment matches no route: 404, in the same error shape
+    assert resp.status == (404 if path == "/" else 403)
+    body = await resp.json()
+    assert body == {
+        "error": body["error"],
+        "code": "not_found" if path == "/" else "bad_hook_secret",
+        "details": None,
+    }
+    # the query does not sign it either (SRS could not send it)
+    resp = await client.post(f"/api/hooks/srs/heartbeat?secret={HOOK_SECRET}", json=heartbeat)
+    assert resp.status == 403
+
+
+@pytest.mark.parametrize("field", ["server", "service"])
+async def test_an_oversized_heartbeat_field_is_refused(client: Client, field: str) -> None:
+    heartbeat = {**hook_fixture("heartbeat.json"), field: "x" * 65}
+    resp = await client.post(f"/api/hooks/srs/heartbeat/{HOOK_SECRET}", json=heartbeat)
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["code"] == "validation_error" and field in body["details"]
+    heartbeat[field] = "x" * 64
+    resp = await client.post(f"/api/hooks/srs/heartbeat/{HOOK_SECRET}", json=heartbeat)
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize("field", ["server_id", "service_id"])
+async def test_an_oversized_srs_id_in_a_hook_is_refused(
+    client: Client, create_room: CreateRoom, post_hook: PostHook, field: str
+) -> None:
+    room = await create_room()
+    status, body = await post_hook(hook_for(room, "on_publish.json", **{field: "v" * 65}))
+    assert status == 400 and field in body["details"]
+    assert (await get_room(client, room["id"]))["status"] == "preparing"
 
 
 async def test_reply_is_exactly_what_srs_accepts(client: Client, create_room: CreateRoom) -> None:

@@ -16,12 +16,15 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
-from livehub.config import Config
+from livehub.config import DEFAULT_ORIGIN, Config
 from livehub.domain.room import Room, RoomStatus
+from livehub.reconcile import MAX_HEARTBEAT_SERVERS
 from livehub.srs import SRSClient, SRSUnavailable
-from tests.conftest import HOOKS_DIR, Client, hook_for, make_config, send_hook
+from tests.conftest import HOOK_SECRET, HOOKS_DIR, Client, hook_for, make_config, send_hook
 from tests.fake_srs import CAPTURED_STREAMS, SERVICE, STREAMS_FIXTURE, FakeSRS
 from tests.helpers import eventually, room_json, scrape, until_room
+
+HEARTBEAT = f"/api/hooks/srs/heartbeat/{HOOK_SECRET}"
 
 
 async def start(aiohttp_client: AiohttpClient, config: Config, *, grace: float = 0.0) -> Client:
@@ -248,31 +251,50 @@ async def test_a_changed_service_in_the_heartbeat_triggers_reconciliation(
     await eventually(lambda: srs.stream_reads == 1)
     room = await live_room(client, srs)
     heartbeat: dict[str, Any] = json.loads((HOOKS_DIR / "heartbeat.json").read_text())
-    resp = await client.post("/api/hooks/srs/heartbeat", json=heartbeat)
+    resp = await client.post(HEARTBEAT, json=heartbeat)
     assert resp.status == 200
     await asyncio.sleep(0.1)
     assert srs.stream_reads == 1  # same service
     srs.restart("n3wsrv02")
-    resp = await client.post("/api/hooks/srs/heartbeat", json={**heartbeat, "service": "n3wsrv02"})
+    resp = await client.post(HEARTBEAT, json={**heartbeat, "service": "n3wsrv02"})
     assert resp.status == 200
     await until_room(client.app[keys.rooms], room["id"], ended)
 
 
-async def test_unsigned_heartbeats_trigger_at_most_one_pass_per_interval(
+async def test_restart_signals_trigger_at_most_one_pass_per_origin_per_interval(
     srs: FakeSRS, aiohttp_client: AiohttpClient
 ) -> None:
-    """Anyone can post a heartbeat with a new ``service``: alternating services in a loop
-    makes livehub ask SRS once per UNSIGNED_TRIGGER_INTERVAL, not once per post."""
+    """Heartbeats and hooks whose ``service`` flaps, from whoever sends them, make livehub ask
+    SRS once per TRIGGER_INTERVAL, not once per post; the heartbeat's service ids are kept
+    apart from the hooks', so a heartbeat cannot turn each genuine hook into a restart."""
     config = make_config(srs_api_url=srs.url, reconcile_interval=0.0)
     client = await start(aiohttp_client, config)
     await eventually(lambda: srs.stream_reads == 1)
+    room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
     heartbeat: dict[str, Any] = json.loads((HOOKS_DIR / "heartbeat.json").read_text())
+    heartbeat["server"] = srs.server  # SRS's real server id
     for i in range(20):
         body = {**heartbeat, "service": f"fl00d{i % 2:03d}"}
-        assert (await client.post("/api/hooks/srs/heartbeat", json=body)).status == 200
+        assert (await client.post(HEARTBEAT, json=body)).status == 200
+        # a genuine hook between two heartbeats: always SRS's own service id
+        play = srs.hook(hook_for(room, "on_play.json", client_id=f"p{i:03d}"))
+        assert await send_hook(client, play) == {"code": 0}
     await eventually(lambda: srs.stream_reads == 2)
     await asyncio.sleep(0.2)
     assert srs.stream_reads == 2  # the start-up pass and one triggered pass
+    reconciler = client.app[keys.reconciler]
+    # what came within the interval is not lost: one pass when it ends
+    assert reconciler.deferred == (DEFAULT_ORIGIN,)
+
+
+async def test_heartbeat_state_is_bounded(srs: FakeSRS, aiohttp_client: AiohttpClient) -> None:
+    config = make_config(srs_api_url=srs.url, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    heartbeat: dict[str, Any] = json.loads((HOOKS_DIR / "heartbeat.json").read_text())
+    for i in range(MAX_HEARTBEAT_SERVERS * 3):
+        body = {**heartbeat, "server": f"vid-{i:07d}", "service": "s3rv1ce0"}
+        assert (await client.post(HEARTBEAT, json=body)).status == 200
+    assert client.app[keys.reconciler].heartbeat_servers == MAX_HEARTBEAT_SERVERS
 
 
 async def test_the_restarted_encoder_continues_the_broadcast(

@@ -16,8 +16,8 @@ def test_cluster_mode_is_off_by_default() -> None:
 @pytest.mark.parametrize(
     ("database_url", "redis_url"),
     [
-        ("postgresql://livehub:pw@db:5432/livehub", "redis://redis:6379/0"),
-        ("postgres://db/livehub", "rediss://:pw@redis.example:6380/1"),
+        ("postgresql://livehub:Xq9-db-pass@db:5432/livehub", "redis://redis:6379/0"),
+        ("postgres://db/livehub", "rediss://:Xq9-redis-pass@redis.example:6380/1"),
         ("postgresql:///livehub?host=/run/postgresql", "unix:///run/redis/redis.sock?db=0"),
     ],
 )

@@ -3,6 +3,7 @@ newer than the code, and ``livehub --workers N`` (N processes on one port)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import asyncpg
 
 from livehub.storage_pg import PostgresStore
 from tests.cluster.nodes import ROOT, StartNode, create_room, get_json, hook, room_on, until
-from tests.conftest import hook_for
+from tests.conftest import HOOK_SECRET, hook_for
 from tests.engines import PostgresEngine, free_port
 from tests.processes import LivehubProcess
 
@@ -241,3 +242,32 @@ async def test_workers_whose_supervisor_is_killed_9_shut_down(make_node: StartNo
 
     await until(gone, 10)
     assert node.text().count("the supervisor (pid") == 2
+
+
+async def test_workers_each_serve_the_internal_port(make_node: StartNode) -> None:
+    """``--workers 2`` with LIVEHUB_INTERNAL_PORT: every worker listens on both ports (each its
+    own SO_REUSEPORT socket), hooks answer on the internal port only."""
+    internal = free_port()
+    node = make_node("workers", "--workers", "2", LIVEHUB_INTERNAL_PORT=str(internal))
+    await node.start()
+    assert node.proc is not None and len(children(node.proc.pid)) == 2
+    connector = aiohttp.TCPConnector(force_close=True)  # each request a new connection
+    async with aiohttp.ClientSession(connector=connector) as session:
+        room = await create_room(session, node, "internal port")
+        status, reply = await hook(session, node, hook_for(room, "on_publish.json"))
+        assert (status, reply["code"]) == (404, "not_found")  # the public port
+        for n in range(10):  # spread over both workers by the kernel
+            name = "on_publish.json" if n == 0 else "on_play.json"
+            body = json.dumps(hook_for(room, name, client_id=f"client{n:02d}"))
+            status, reply = await post(
+                session,
+                f"http://127.0.0.1:{internal}/api/hooks/srs?secret={HOOK_SECRET}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            assert (status, reply) == (200, {"code": 0})
+            status, _ = await get_json(session, f"{node.url}/metrics")
+            assert status == 404
+    node.send(signal.SIGTERM)
+    assert await node.exit_code() == 0, node.text()
+    assert node.text().count(f"/metrics on http://127.0.0.1:{internal} only") == 2

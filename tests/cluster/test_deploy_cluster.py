@@ -15,10 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from livehub.config import Config
+from livehub.config import Config, is_placeholder
 from tests.test_deploy import (
     HOOKS,
     REPO,
+    SHELL,
     Directive,
     app_path,
     hook_urls,
@@ -39,8 +40,12 @@ def compose() -> dict[str, Any]:
 
 
 def env_of(name: str, shell: dict[str, str] | None = None) -> dict[str, str]:
+    """A service's environment against ``shell`` (default: :data:`SHELL`, the secrets)."""
     raw = compose()["services"][name].get("environment", {})
-    return {key: interpolate(str(value), shell or {}) for key, value in raw.items()}
+    return {
+        key: interpolate(str(value), SHELL if shell is None else shell)
+        for key, value in raw.items()
+    }
 
 
 def nodes() -> list[str]:
@@ -70,12 +75,13 @@ def test_two_or_more_identical_nodes_in_cluster_mode() -> None:
     assert all(config == configs[0] for config in configs[1:])
     config = configs[0]
     assert config.database_url is not None and config.redis_url is not None
-    assert config.hook_secret == "change-me-hook-secret"
+    assert config.hook_secret == SHELL["LIVEHUB_HOOK_SECRET"]
+    assert config.internal_port is not None and config.internal_port != config.port
     assert not any("ports" in compose()["services"][name] for name in nodes())  # proxy only
 
 
 def test_nodes_reach_postgres_and_redis_with_the_same_credentials() -> None:
-    shell = {"POSTGRES_PASSWORD": "s3cret-pw"}
+    shell = {**SHELL, "POSTGRES_PASSWORD": "Db-password_0123"}
     config = node_config(nodes()[0], shell)
     assert config.database_url is not None and config.redis_url is not None
     db = urlsplit(config.database_url)
@@ -83,11 +89,16 @@ def test_nodes_reach_postgres_and_redis_with_the_same_credentials() -> None:
     assert db.hostname == "postgres" and db.port == 5432
     assert (db.username, db.password, db.path.lstrip("/")) == (
         postgres["POSTGRES_USER"],
-        "s3cret-pw",
+        "Db-password_0123",
         postgres["POSTGRES_DB"],
     )
     redis = urlsplit(config.redis_url)
     assert redis.hostname == "redis" and redis.port == 6379
+    # Redis asks for a password, the nodes and the health check give it
+    command = [str(part) for part in compose()["services"]["redis"]["command"]]
+    required = interpolate(command[command.index("--requirepass") + 1], shell)
+    assert redis.password == required == SHELL["REDIS_PASSWORD"]
+    assert env_of("redis", shell)["REDISCLI_AUTH"] == required
     for name in nodes():
         depends = compose()["services"][name]["depends_on"]
         assert (
@@ -97,16 +108,19 @@ def test_nodes_reach_postgres_and_redis_with_the_same_credentials() -> None:
     assert "--save" in compose()["services"]["redis"]["command"]
 
 
-def test_srs_hooks_go_through_the_proxy_with_the_nodes_secret() -> None:
-    shell = {"LIVEHUB_HOOK_SECRET": "one-secret-for-both-sides"}
+def test_srs_hooks_go_through_the_proxy_internal_listener_with_the_nodes_secret() -> None:
+    shell = {**SHELL, "LIVEHUB_HOOK_SECRET": "one-secret-for-both-sides"}
     config = node_config(nodes()[0], shell)
     srs = env_of("srs", shell)
-    listen = int(re.search(r"\blisten\s+(\d+)\s*;", nginx())[1])  # type: ignore[index]
     for hook in hook_urls():
         url = urlsplit(srs[f"SRS_VHOST_HTTP_HOOKS_{hook.upper()}"])
-        assert (url.hostname, url.port) == ("proxy", listen)
+        assert (url.hostname, url.port) == ("proxy", internal_listen())
         assert url.path == app_path("srs_hooks")
         assert parse_qs(url.query)["secret"] == [config.hook_secret]
+    heartbeat = urlsplit(srs["SRS_HEARTBEAT_URL"])
+    assert (heartbeat.hostname, heartbeat.port) == ("proxy", internal_listen())
+    assert heartbeat.path == app_path("srs_heartbeat_signed", secret=config.hook_secret)
+    assert srs["SRS_HTTP_API_AUTH_PASSWORD"] == urlsplit(config.srs_api_url).password
 
 
 def test_the_proxy_balances_every_node_without_stickiness_and_upgrades_websockets() -> None:
@@ -123,8 +137,9 @@ def test_the_proxy_balances_every_node_without_stickiness_and_upgrades_websocket
     assert "proxy_set_header Connection $connection_upgrade;" in conf
     timeout = int(re.search(r"proxy_read_timeout\s+(\d+)s;", conf)[1])  # type: ignore[index]
     assert timeout > node_config(nodes()[0]).heartbeat
-    listen = int(re.search(r"\blisten\s+(\d+)\s*;", conf)[1])  # type: ignore[index]
-    assert published("proxy") == {listen: listen}
+    listen = proxy_listen()
+    assert published("proxy") == {listen: listen}  # the internal listener is not published
+    assert internal_listen() not in published("proxy")
     assert int(re.search(r"client_max_body_size\s+(\d+)k;", conf)[1]) * 1024 >= (  # type: ignore[index]
         node_config(nodes()[0]).max_body_size
     )
@@ -136,6 +151,10 @@ def test_the_proxy_never_logs_query_strings() -> None:
     assert formats, "an explicit log format, not nginx's default (which logs $request)"
     for _, fmt in formats:
         assert not re.search(r"\$(request|request_uri|args|query_string)\b", fmt)
+        # the heartbeat's secret is its last path segment: $uri would log it
+        assert not re.search(r"\$uri\b", fmt)
+    mask = re.search(r"map\s+\$uri\s+\$loggable_uri\s*\{([^}]*)\}", conf)
+    assert mask is not None and "~^/api/hooks/srs/heartbeat/" in mask[1]
     for access_log in re.findall(r"access_log\s+([^;]+);", conf):
         assert access_log.split()[-1] in {name for name, _ in formats} or access_log == "off"
 
@@ -160,7 +179,16 @@ def cluster_vhost() -> Directive:
 
 
 def proxy_listen() -> int:
+    """The proxy's public listener (the first ``listen``)."""
     return int(re.search(r"\blisten\s+(\d+)\s*;", nginx())[1])  # type: ignore[index]
+
+
+def internal_listen() -> int:
+    """The proxy's internal listener: the server block whose upstream is the nodes' internal
+    port."""
+    ports = [int(port) for port in re.findall(r"\blisten\s+(\d+)\s*;", nginx())]
+    assert len(ports) == 2, ports
+    return ports[1]
 
 
 def test_srs_runs_the_cluster_conf() -> None:
@@ -172,27 +200,32 @@ def test_srs_runs_the_cluster_conf() -> None:
 def test_every_livehub_url_of_the_srs_cluster_conf_goes_through_the_proxy() -> None:
     hooks = cluster_vhost().one("http_hooks")
     assert hooks.value("enabled") == "on"
-    config = node_config(nodes()[0])
+    srs = env_of("srs")
     for name in HOOKS:
         url = urlsplit(hooks.value(name))
-        assert (url.scheme, url.hostname, url.port) == ("http", "proxy", proxy_listen())
+        assert (url.scheme, url.hostname, url.port) == ("http", "proxy", internal_listen())
         assert url.path == app_path("srs_hooks")
-        assert parse_qs(url.query)["secret"] == [config.hook_secret]
+        # a placeholder livehub refuses; compose's override differs by the secret only
+        [secret] = parse_qs(url.query)["secret"]
+        assert is_placeholder(secret)
+        override = srs[f"SRS_VHOST_HTTP_HOOKS_{name.upper()}"]
+        assert override == hooks.value(name).replace(secret, SHELL["LIVEHUB_HOOK_SECRET"])
     heartbeat = srs_cluster_conf().one("heartbeat")
     assert heartbeat.value("enabled") == "on"
     url = urlsplit(heartbeat.value("url"))
-    assert (url.scheme, url.hostname, url.port) == ("http", "proxy", proxy_listen())
-    assert url.path == app_path("srs_heartbeat") and not url.query
-    # by default compose's overrides are the conf's own URLs (the secret is the only variable)
-    srs = env_of("srs")
-    for name in HOOKS:
-        assert srs[f"SRS_VHOST_HTTP_HOOKS_{name.upper()}"] == hooks.value(name)
+    assert (url.scheme, url.hostname, url.port) == ("http", "proxy", internal_listen())
+    secret = url.path.rpartition("/")[2]
+    assert url.path == app_path("srs_heartbeat_signed", secret=secret) and not url.query
+    assert is_placeholder(secret)
+    assert srs["SRS_HEARTBEAT_URL"] == heartbeat.value("url").replace(
+        secret, SHELL["LIVEHUB_HOOK_SECRET"]
+    )
 
 
 def _without_livehub_urls(directive: Directive) -> tuple[object, ...]:
     """A directive tree with line numbers dropped and livehub's host made neutral."""
     args = tuple(
-        re.sub(r"^http://(livehub|proxy):8088/", "http://LIVEHUB/", a) for a in directive.args
+        re.sub(r"^http://(livehub|proxy):8089/", "http://LIVEHUB/", a) for a in directive.args
     )
     block = None
     if directive.block is not None:
@@ -223,8 +256,18 @@ def test_nodes_trust_the_proxy_network_and_only_it() -> None:
 
 def test_the_proxy_does_not_serve_node_metrics() -> None:
     conf = nginx()
-    block = re.search(r"location\s*=\s*/metrics\s*\{([^}]*)\}", conf)
-    assert block is not None and "return 404;" in block[1]
+    blocks = re.findall(r"location\s*=\s*/metrics\s*\{([^}]*)\}", conf)
+    assert len(blocks) == 2 and all("return 404;" in block for block in blocks)
+
+
+def test_the_internal_listener_reaches_every_node_internal_port() -> None:
+    conf = nginx()
+    upstream = re.search(r"upstream\s+livehub_internal\s*\{([^}]*)\}", conf)
+    assert upstream is not None
+    servers = re.findall(r"server\s+([\w.-]+):(\d+)", upstream[1])
+    assert sorted(host for host, _ in servers) == nodes()
+    assert {int(port) for _, port in servers} == {node_config(n).internal_port for n in nodes()}
+    assert "proxy_pass http://livehub_internal;" in conf
 
 
 def test_nginx_accepts_the_config(tmp_path: Path) -> None:

@@ -43,6 +43,11 @@ def _signed(case: Case) -> Any:
     return case
 
 
+def _signed_heartbeat(case: Case) -> Any:
+    case.path_parameters = {**case.path_parameters, "secret": HOOK_SECRET}
+    return case
+
+
 @schemathesis.hook
 def flatmap_case(context: schemathesis.HookContext, case: Case) -> Any:
     path = case.operation.path
@@ -55,6 +60,8 @@ def flatmap_case(context: schemathesis.HookContext, case: Case) -> Any:
     if path == "/api/hooks/srs" and HOOK_SECRET and "secret" in case.query:
         # keep a share of the generated (wrong) secrets: those must get their 403
         return st.one_of(st.just(case), st.just(case).map(_signed))
+    if path == "/api/hooks/srs/heartbeat/{secret}" and HOOK_SECRET:
+        return st.one_of(st.just(case), st.just(case).map(_signed_heartbeat))
     return st.just(case)
 
 

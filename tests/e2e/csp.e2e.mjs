@@ -1,0 +1,87 @@
+// The console under its Content-Security-Policy, in real headless Chromium (tests/e2e/test_csp.py).
+//
+// Opens the lobby and a live room's page (whose player calls WHEP on the SRS origin of the room's
+// play URLs) and records every `securitypolicyviolation`; then checks the policy is enforced: a
+// fetch to another origin, an injected inline script and a frame of the console are refused.
+// Environment: LIVEHUB_URL, INTERNAL_URL (the hooks' port), LIVEHUB_HOOK_SECRET, HOOKS_DIR,
+// CHROMIUM. Prints one JSON object on stdout.
+
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.LIVEHUB_URL.replace(/\/$/, '');
+const INTERNAL = process.env.INTERNAL_URL.replace(/\/$/, '');
+const SECRET = process.env.LIVEHUB_HOOK_SECRET;
+const HOOKS = process.env.HOOKS_DIR;
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const log = (...args) => console.error('[csp]', ...args);
+
+async function json(method, url, body) {
+  const res = await fetch(url, {
+    method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--no-sandbox', '--disable-gpu', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'],
+});
+const out = { violations: [], consoleErrors: [], pageErrors: [] };
+try {
+  const context = await browser.newContext();
+  await context.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__violations.push({ directive: e.effectiveDirective, blocked: e.blockedURI });
+    });
+  });
+  const page = await context.newPage();
+  page.on('console', (msg) => { if (msg.type() === 'error') out.consoleErrors.push(msg.text()); });
+  page.on('pageerror', (err) => out.pageErrors.push(err.message));
+
+  // the lobby, then a live room: its player asks SRS (WHEP) for the stream
+  await page.goto(`${BASE}/`);
+  await page.waitForSelector('[data-testid="create-title"]', { timeout: 10_000 });
+  const room = (await json('POST', `${BASE}/api/rooms`, { title: 'csp' })).body;
+  const hook = { ...JSON.parse(await readFile(join(HOOKS, 'on_publish.json'), 'utf8')),
+    app: 'live', stream: room.streamKey, stream_url: `/live/${room.streamKey}`, param: `?secret=${room.publish.token}` };
+  const published = await json('POST', `${INTERNAL}/api/hooks/srs?secret=${SECRET}`, hook);
+  if (published.body.code !== 0) throw new Error(`publish hook refused: ${JSON.stringify(published)}`);
+  await page.goto(`${BASE}/#/room/${room.id}`);
+  await page.waitForSelector('video', { timeout: 10_000 });
+  const whep = page.waitForRequest((req) => req.url().startsWith(room.playUrls.whep.split('?')[0]), { timeout: 10_000 });
+  out.whepRequested = await whep.then(() => true, () => false);
+  await page.waitForTimeout(1000);
+  out.renderedTitle = await page.textContent('body').then((text) => text.includes('csp'));
+  out.violations = await page.evaluate(() => window.__violations.slice());
+  out.consoleErrors = out.consoleErrors.slice(); // what the console itself caused (a copy)
+  page.removeAllListeners('console');
+
+  // the policy is enforced: another origin, an inline script
+  await page.evaluate(() => fetch('http://127.0.0.1:9/elsewhere').catch(() => {}));
+  await page.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__inline = 1';
+    document.body.append(s);
+  });
+  await page.waitForTimeout(300);
+  out.enforced = await page.evaluate(() => ({
+    violations: window.__violations.slice(), inlineRan: window.__inline === 1,
+  }));
+
+  // framing: a page of another origin cannot embed the console
+  const framer = await context.newPage();
+  const frameErrors = [];
+  framer.on('console', (msg) => frameErrors.push(msg.text()));
+  await framer.setContent(`<iframe id="f" src="${BASE}/"></iframe>`);
+  await framer.waitForTimeout(1500);
+  const frame = framer.frames().find((f) => f !== framer.mainFrame());
+  out.framedLoaded = frame ? await frame.evaluate(() => !!document.querySelector('main')).catch(() => false) : false;
+  out.frameErrors = frameErrors;
+} finally {
+  await browser.close();
+}
+log(JSON.stringify(out));
+console.log(JSON.stringify(out));

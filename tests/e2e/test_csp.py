@@ -1,0 +1,102 @@
+"""The console under its Content-Security-Policy in real headless Chromium (issue 15): the
+lobby and a live room's page (its player calling WHEP on SRS's origin) cause no violation,
+and the policy holds: a fetch to another origin, an inserted inline script and a frame of
+the console from another page are refused. livehub runs as deployed: hooks on
+LIVEHUB_INTERNAL_PORT. ``csp.e2e.mjs`` drives the browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_console import (
+    CHROMIUM,
+    HERE,
+    HOOK_SECRET,
+    HOOKS_DIR,
+    NODE,
+    ROOT,
+    free_port,
+    install_playwright_core,
+    stop,
+    wait_for_http,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def csp_report() -> Iterator[dict[str, Any]]:
+    assert NODE is not None
+    port, internal, srs_api = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "LIVEHUB_HOST": "127.0.0.1",
+        "LIVEHUB_INTERNAL_PORT": str(internal),
+        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+        "LIVEHUB_RECONNECT_WINDOW": "0",
+        "LIVEHUB_RECONCILE_INTERVAL": "0",
+        "LIVEHUB_PUBLIC_HOST": "127.0.0.1",
+        "LIVEHUB_SRS_API_PORT": str(srs_api),  # WHEP: nothing listens, the browser still asks
+        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
+    }
+    base = f"http://127.0.0.1:{port}"
+    install_playwright_core()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_http(f"{base}/healthz", proc)
+            done = subprocess.run(
+                [NODE, str(HERE / "csp.e2e.mjs")],
+                cwd=HERE,
+                env={
+                    **os.environ,
+                    "LIVEHUB_URL": base,
+                    "INTERNAL_URL": f"http://127.0.0.1:{internal}",
+                    "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+                    "HOOKS_DIR": str(HOOKS_DIR),
+                    "CHROMIUM": CHROMIUM,
+                },
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            sys.stderr.write(done.stderr[-4000:])
+            assert done.returncode == 0, done.stderr[-3000:]
+            yield json.loads(done.stdout.strip().splitlines()[-1])
+        finally:
+            stop(proc, log, "livehub")
+
+
+def test_the_console_runs_without_a_csp_violation(csp_report: dict[str, Any]) -> None:
+    assert csp_report["pageErrors"] == []
+    assert csp_report["renderedTitle"] is True
+    assert csp_report["whepRequested"] is True  # the player asked SRS's origin (connect-src)
+    assert csp_report["violations"] == []
+    assert not [e for e in csp_report["consoleErrors"] if "Content Security Policy" in e]
+
+
+def test_the_policy_refuses_other_origins_and_inline_scripts(csp_report: dict[str, Any]) -> None:
+    enforced = csp_report["enforced"]
+    directives = {v["directive"] for v in enforced["violations"]}
+    assert {"connect-src", "script-src-elem"} <= directives, enforced
+    assert enforced["inlineRan"] is False
+
+
+def test_another_page_cannot_frame_the_console(csp_report: dict[str, Any]) -> None:
+    assert csp_report["framedLoaded"] is False
+    assert any("frame-ancestors" in text for text in csp_report["frameErrors"]), csp_report
