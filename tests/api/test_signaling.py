@@ -971,7 +971,9 @@ async def test_a_burst_of_3000_from_one_connection_is_mostly_refused_and_closed_
                 assert event["peerId"] == flooder_id
                 break
             relayed.append(event["payload"])
-    assert 200 <= len(relayed) < 300  # the burst, and what the bucket refilled meanwhile
+    # the burst less the join's token, and what the bucket refilled meanwhile (nothing, on a
+    # machine that handles the 3000 frames in under 20 ms)
+    assert 199 <= len(relayed) < 300
     assert relayed == list(range(len(relayed)))  # in order, the rest refused
 
     await other.send_json({"type": "candidate", "roomId": rid, "payload": "still works"})
