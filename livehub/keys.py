@@ -14,6 +14,7 @@ from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
 from livehub.domain.hub import Hub
+from livehub.domain.recordings import RecordingService
 from livehub.domain.room import RoomPresenter
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import Signaling
@@ -27,6 +28,7 @@ from livehub.webhooks.queue import DeliveryQueue
 config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
 rooms = web.AppKey("rooms", RoomService)
+recordings = web.AppKey("recordings", RecordingService)
 create_policy = web.AppKey("create_policy", CreatePolicy)
 hub = web.AppKey("hub", Hub)
 #: the bus between nodes (cluster mode only)

@@ -10,6 +10,19 @@ from aiohttp import web
 from livehub.api.websocket import websocket
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+#: the JavaScript SDK, served from its own folder (sdk/ beside the package in a checkout; the
+#: wheel and the image carry it as livehub/sdk)
+SDK_FILE = next(
+    (
+        candidate
+        for candidate in (
+            Path(__file__).resolve().parents[2] / "sdk" / "livehub-client.js",
+            Path(__file__).resolve().parents[1] / "sdk" / "livehub-client.js",
+        )
+        if candidate.is_file()
+    ),
+    Path(__file__).resolve().parents[2] / "sdk" / "livehub-client.js",
+)
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -17,3 +30,13 @@ async def index(request: web.Request) -> web.StreamResponse:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await websocket(request)
     return web.FileResponse(STATIC / "index.html")
+
+
+async def sdk(request: web.Request) -> web.StreamResponse:
+    """``/sdk/livehub-client.js``: the SDK a frontend imports (an ES module)."""
+    if not SDK_FILE.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        SDK_FILE,
+        headers={"Content-Type": "text/javascript", "Access-Control-Allow-Origin": "*"},
+    )

@@ -38,6 +38,15 @@ class RoomCreateSchema(Schema):
         },
     )
 
+    record = fields.Boolean(
+        truthy={True},
+        falsy={False},
+        metadata={
+            "description": "Keep SRS's recordings of the broadcast (default: the server's "
+            "LIVEHUB_RECORD_DEFAULT, off unless set)"
+        },
+    )
+
     @post_load
     def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
         return {**data, "title": data["title"].strip()}
@@ -108,6 +117,9 @@ class OwnerRoomSchema(RoomSchema):
     """A room as its owner sees it: with publish credentials."""
 
     publish = fields.Nested(PublishSchema, required=True)
+    record = fields.Boolean(
+        required=True, metadata={"description": "Whether the broadcast's recordings are kept"}
+    )
 
 
 class RoomCreatedSchema(OwnerRoomSchema):
@@ -143,6 +155,9 @@ class SRSHookSchema(Schema):
     stream_url = fields.String(load_default="", validate=validate.Length(max=1024))
     service_id = fields.String(load_default=None, allow_none=True)
     server_id = fields.String(load_default=None, allow_none=True)
+    # on_dvr: the finished file, relative to SRS's working directory
+    cwd = fields.String(load_default="", validate=validate.Length(max=4096))
+    file = fields.String(load_default="", validate=validate.Length(max=4096))
 
 
 class SRSHeartbeatSchema(Schema):
@@ -195,3 +210,20 @@ class MembersPageSchema(Schema):
     total = fields.Integer(required=True, metadata={"description": "All members of the room"})
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
+
+
+class RecordingSchema(Schema):
+    """A recording of a room's broadcast: one MP4 file SRS's DVR wrote (times in epoch ms)."""
+
+    id = fields.String(required=True)
+    room_id = fields.String(required=True, data_key="roomId")
+    started_at = fields.Integer(required=True, data_key="startedAt")
+    ended_at = fields.Integer(required=True, data_key="endedAt")
+    duration_ms = fields.Integer(required=True, data_key="durationMs")
+    size_bytes = fields.Integer(required=True, data_key="sizeBytes")
+    url = fields.String(
+        required=True,
+        metadata={
+            "description": "Where the MP4 is served (range requests: seekable), relative to livehub"
+        },
+    )
