@@ -13,6 +13,8 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
 COPY livehub ./livehub
+# the JavaScript SDK, served at /sdk/livehub-client.js (livehub/api/console.py)
+COPY sdk/livehub-client.js ./livehub/static/livehub-client.js
 RUN pip install .
 
 # --- runtime: the virtualenv, a non-root user, nothing else ----------------------------------
@@ -28,8 +30,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 livehub \
     && useradd --system --uid 10001 --gid livehub --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin livehub \
-    && mkdir -p /app/data \
-    && chown -R livehub:livehub /app
+    && mkdir -p /app/data /recordings \
+    && chown -R livehub:livehub /app /recordings
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -6,6 +6,7 @@ RUN_STAMP := $(VENV)/.run-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
 E2E_DEPS  := tests/e2e/node_modules/.package-lock.json
+SDK_DEPS  := sdk/node_modules/.package-lock.json
 
 .PHONY: run test lint check e2e fuzz bench clean
 
@@ -24,10 +25,14 @@ $(DEV_STAMP): setup.cfg pyproject.toml | $(BIN)/python
 $(E2E_DEPS): tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && npm ci --no-audit --no-fund --silent
 
+# the SDK's one devDependency, TypeScript, checks its declarations (tests/test_sdk.py)
+$(SDK_DEPS): sdk/package.json sdk/package-lock.json
+	cd sdk && npm ci --no-audit --no-fund --silent
+
 run: $(RUN_STAMP)  ## serve (LIVEHUB_* variables configure it; see README)
 	$(BIN)/livehub
 
-test: $(DEV_STAMP) $(E2E_DEPS)  ## the whole suite; browser tests need Chromium (.ci/run installs it)
+test: $(DEV_STAMP) $(E2E_DEPS) $(SDK_DEPS)  ## the whole suite; browser tests need Chromium (.ci/run installs it)
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)

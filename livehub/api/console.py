@@ -10,18 +10,18 @@ from aiohttp import web
 from livehub.api.websocket import websocket
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-#: the JavaScript SDK, served from its own folder (sdk/ beside the package in a checkout; the
-#: wheel and the image carry it as livehub/sdk)
+#: the JavaScript SDK: sdk/ of the checkout (the one file the SDK's package publishes); an
+#: installed livehub (the image) carries it in static/ (the Dockerfile puts it there)
 SDK_FILE = next(
     (
-        candidate
-        for candidate in (
+        path
+        for path in (
             Path(__file__).resolve().parents[2] / "sdk" / "livehub-client.js",
-            Path(__file__).resolve().parents[1] / "sdk" / "livehub-client.js",
+            STATIC / "livehub-client.js",
         )
-        if candidate.is_file()
+        if path.is_file()
     ),
-    Path(__file__).resolve().parents[2] / "sdk" / "livehub-client.js",
+    STATIC / "livehub-client.js",
 )
 
 
