@@ -266,3 +266,30 @@ async def test_retention_and_deleted_rooms_remove_file_and_row(
     assert await app[keys.store].delete_ended_before(now_ms() + 1) == 1
     assert await service.sweep() == 1
     assert not gone.exists()
+
+
+async def test_any_node_of_a_cluster_serves_and_deletes_from_the_shared_directory(
+    aiohttp_client: AiohttpClient, pg_url: str, recordings_dir: Path, tmp_path: Path
+) -> None:
+    """Two nodes on one PostgreSQL and one shared directory (mounted elsewhere on the second):
+    the file one node kept at on_dvr is served and deleted by the other."""
+    elsewhere = tmp_path / "mnt-recordings"
+    elsewhere.symlink_to(recordings_dir)
+    node_a = await aiohttp_client(
+        create_app(make_config(database_url=pg_url, recordings_dir=str(recordings_dir)))
+    )
+    node_b = await aiohttp_client(
+        create_app(make_config(database_url=pg_url, recordings_dir=str(elsewhere)))
+    )
+    room = await new_room(node_a, record=True)
+    data = write(recordings_dir / "c.mp4", 3000)
+    assert await send_hook(node_a, dvr_body(room, str(recordings_dir), "c.mp4")) == {"code": 0}
+    (recording,) = await recordings(node_b, room["id"])
+    resp = await node_b.get(recording["url"], headers={"Range": "bytes=10-19"})
+    assert (resp.status, await resp.read()) == (206, data[10:20])
+    resp = await node_b.delete(
+        f"/api/recordings/{recording['id']}",
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    assert resp.status == 204 and not (recordings_dir / "c.mp4").exists()
+    assert await recordings(node_a, room["id"]) == []
