@@ -275,13 +275,23 @@ export interface ClientEvents extends Omit<RoomEvents, "rejoined" | "lost"> {
   reconnected: { rooms: string[] };
 }
 
+/** Events of types this version does not know (new server events, e.g. a future `stage`)
+ * arrive too, untyped: new types may be added; ignore those you do not know. */
+export type UnknownEvent = { type: string; roomId?: string; [field: string]: unknown };
+
 declare class Emitter<Events> {
   on<K extends keyof Events>(type: K, handler: (event: Events[K]) => void): () => void;
+  on(type: string, handler: (event: UnknownEvent) => void): () => void;
   off<K extends keyof Events>(type: K, handler: (event: Events[K]) => void): void;
+  off(type: string, handler: (event: UnknownEvent) => void): void;
   once<K extends keyof Events>(
     type: K,
     options?: { timeout?: number; filter?: (event: Events[K]) => boolean },
   ): Promise<Events[K]>;
+  once(
+    type: string,
+    options?: { timeout?: number; filter?: (event: UnknownEvent) => boolean },
+  ): Promise<UnknownEvent>;
 }
 
 export interface SignalingOptions {

@@ -12,6 +12,9 @@ async function main() {
   try { await lh.getRoom("x"); } catch (e) { if (e instanceof LivehubError) console.log(e.code, e.retryAfter); }
   const { stream } = await playWhep(room.playUrls.whep); console.log(stream);
   h.send(null, "offer", { sdp: "" });
+  h.on("stage", (event) => console.log(event.type, event.roomId));
+  // @ts-expect-error: a chat event has no `payload`
+  h.on("chat", (m) => console.log(m.payload));
   await h.leave(); client.close();
 }
 main();
