@@ -398,7 +398,21 @@ def add_recording_paths(spec: APISpec) -> None:
                 "parameters": [ROOM_ID],
                 "security": [{}, *BEARER],
                 "responses": {
-                    "200": _json({"type": "array", "items": "Recording"}, "The recordings"),
+                    "200": {
+                        **_json({"type": "array", "items": "Recording"}, "The recordings"),
+                        "links": {
+                            "GetRecordingFile": {
+                                "operationId": "getRecordingFile",
+                                "parameters": {"recordingId": "$response.body#/0/id"},
+                                "description": "The first recording's file",
+                            },
+                            "DeleteRecording": {
+                                "operationId": "deleteRecording",
+                                "parameters": {"recordingId": "$response.body#/0/id"},
+                                "description": "Delete it (with the owner's token)",
+                            },
+                        },
+                    },
                     "404": _error("No such room"),
                 },
             },

@@ -20,6 +20,15 @@ TITLE_MAX = 100
 TITLE_PATTERN = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$"
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON ``true`` or ``false`` only (marshmallow's Boolean also takes 0, 1, "yes", ...)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class RoomCreateSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -38,9 +47,7 @@ class RoomCreateSchema(Schema):
         },
     )
 
-    record = fields.Boolean(
-        truthy={True},
-        falsy={False},
+    record = StrictBoolean(
         metadata={
             "description": "Keep SRS's recordings of the broadcast (default: the server's "
             "LIVEHUB_RECORD_DEFAULT, off unless set)"

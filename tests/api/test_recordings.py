@@ -293,3 +293,13 @@ async def test_any_node_of_a_cluster_serves_and_deletes_from_the_shared_director
     )
     assert resp.status == 204 and not (recordings_dir / "c.mp4").exists()
     assert await recordings(node_a, room["id"]) == []
+
+
+@pytest.mark.parametrize("bad", [0, 1, "true", None, [True]], ids=repr)
+async def test_record_must_be_a_json_boolean(aiohttp_client: AiohttpClient, bad: Any) -> None:
+    client = await aiohttp_client(create_app(make_config()))
+    resp = await client.post("/api/rooms", json={"title": "x", "record": bad})
+    assert resp.status == 400
+    reason = "Field may not be null." if bad is None else "Not a valid boolean."
+    assert (await resp.json())["details"] == {"record": [reason]}
+    assert (await (await client.get("/api/rooms")).json()) == []
