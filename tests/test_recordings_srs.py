@@ -113,14 +113,17 @@ vhost __defaultVhost__ {{
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[tuple[Server, RealSRS, Path]]:
+async def stack(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Server, RealSRS, Path]]:
     recordings = tmp_path / "recordings"
     recordings.mkdir()
     livehub = Server(
         tmp_path,
         tmp_path / "livehub.db",
         LIVEHUB_RECORDINGS_DIR=str(recordings),
-        LIVEHUB_RECONNECT_WINDOW="0",  # the unpublish ends the room
+        # by default the unpublish ends the room; a test may give a window (indirect param)
+        LIVEHUB_RECONNECT_WINDOW=str(getattr(request, "param", 0)),
     )
     srs = RealSRS(tmp_path, livehub.url, recordings)
     await livehub.start()
@@ -231,3 +234,28 @@ async def test_srs_files_of_a_room_that_does_not_record_are_deleted(
         assert (
             await (await http.get(f"{livehub.url}/api/rooms/{room['id']}/recordings")).json() == []
         )
+
+
+@pytest.mark.parametrize("stack", [60], indirect=True)
+async def test_an_encoder_that_reconnects_inside_the_window_leaves_its_files_in_order(
+    stack: tuple[Server, RealSRS, Path],
+) -> None:
+    livehub, srs, recordings = stack
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(f"{livehub.url}/api/rooms", json={"title": "Two", "record": True})
+        room = await resp.json()
+        listed: list[dict[str, Any]] = []
+        for seconds, files in ((3, 1), (2, 2)):  # a publish, a drop, the encoder back
+            await publish(srs, room, seconds)
+            deadline = time.monotonic() + 15
+            while len(listed) < files:
+                assert time.monotonic() < deadline, livehub.text() + srs.log()
+                await asyncio.sleep(0.05)
+                url = f"{livehub.url}/api/rooms/{room['id']}/recordings"
+                listed = await (await http.get(url)).json()
+        assert len(listed) == 2
+        assert len(list(recordings.glob(f"{room['streamKey']}.*.mp4"))) == 2
+        assert [round(r["durationMs"] / 1000) for r in listed] == [3, 2]  # oldest first
+        assert listed[0]["endedAt"] <= listed[1]["startedAt"] + 500
+        room_now = await (await http.get(f"{livehub.url}/api/rooms/{room['id']}")).json()
+        assert (room_now["status"], room_now["reconnecting"]) == ("live", True)  # one session
