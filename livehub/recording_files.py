@@ -64,6 +64,9 @@ class LocalRecordingFiles:
                 return FileInfo(size_bytes=size, duration_ms=mp4_duration_ms(stream, size))
         except FileNotFoundError:
             return None
+        except OSError:  # unreadable: keep it, with no duration
+            log.warning("recording %s could not be read", file, exc_info=True)
+            return FileInfo(size_bytes=file.stat().st_size, duration_ms=None)
 
     async def delete(self, path: str) -> bool:
         file = self.absolute(path)
@@ -109,13 +112,12 @@ def mp4_duration_ms(stream: BinaryIO, size: int) -> int | None:
             if inner != b"mvhd" or inner_end - payload < 20:
                 continue
             stream.seek(payload)
-            version = stream.read(1)[0]
-            if version == 1:
-                stream.seek(payload + 4 + 16)
-                timescale, duration = struct.unpack(">IQ", stream.read(12))
-            else:
-                stream.seek(payload + 4 + 8)
-                timescale, duration = struct.unpack(">II", stream.read(8))
+            head = stream.read(min(inner_end - payload, 32))
+            # version 1: 64-bit times and duration; 0: 32-bit (after version and flags)
+            layout, offset = (">IQ", 20) if head[0] == 1 else (">II", 12)
+            if len(head) < offset + struct.calcsize(layout):
+                return None
+            timescale, duration = struct.unpack_from(layout, head, offset)
             if timescale == 0:
                 return None
             return int(duration) * 1000 // int(timescale)
