@@ -90,7 +90,8 @@ export interface ErrorOptions {
 export declare class LivehubError extends Error {
   constructor(message: string, options?: ErrorOptions);
   /** The server's snake_case code, or the SDK's own: network_error, timeout, disconnected,
-   * closed, no_websocket, no_fetch, no_base_url, no_webrtc, whep_failed, http_error. */
+   * closed, no_websocket, no_fetch, no_base_url, no_webrtc, whep_failed, whip_failed,
+   * http_error. */
   code: string;
   /** The HTTP status; 0 when there is none (signaling, network). */
   status: number;
@@ -359,9 +360,19 @@ export interface WhepOptions {
   MediaStream?: typeof MediaStream;
   fetch?: FetchLike;
   configuration?: RTCConfiguration;
+  /** Milliseconds to wait for ICE gathering before sending the offer (2000). */
+  iceGatheringTimeout?: number;
 }
 
+/** Play with WHEP; `stop()` closes the connection and DELETEs the WHEP session. */
 export declare function playWhep(
   whepUrl: string,
   options?: WhepOptions,
 ): Promise<{ pc: RTCPeerConnection; stream: MediaStream | null; stop(): void }>;
+
+/** Publish with WHIP; `stop()` closes the connection and DELETEs the WHIP session. */
+export declare function publishWhip(
+  whipUrl: string,
+  stream: MediaStream,
+  options?: Omit<WhepOptions, "MediaStream">,
+): Promise<{ pc: RTCPeerConnection; stop(): void }>;

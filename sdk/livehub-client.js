@@ -658,40 +658,103 @@ export class RoomHandle extends Emitter {
   }
 }
 
+/** Wait until `pc` has gathered its candidates (at most `ms`): WHIP/WHEP endpoints such as
+ * SRS's take one offer and no trickled candidates. */
+function iceGathered(pc, ms) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener?.("icegatheringstatechange", done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener?.("icegatheringstatechange", done);
+      resolve();
+    }, ms);
+    pc.addEventListener?.("icegatheringstatechange", done);
+  });
+}
+
+/** The offer/answer exchange of WHIP and WHEP (RFC 9725, the WHEP draft): POST the offer as
+ * application/sdp, take the answer; the Location header names the session to DELETE at the
+ * end. Returns `stop()`, which closes `pc` and ends the session (best effort). */
+async function exchange(kind, url, pc, options) {
+  const doFetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+  let location = null;
+  const stop = () => {
+    pc.close();
+    if (location) doFetch(location, { method: "DELETE" }).catch(() => {});
+    location = null;
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc, options.iceGatheringTimeout ?? 2000);
+    let response;
+    try {
+      response = await doFetch(url, {
+        method: "POST",
+        headers: { "Content-Type": "application/sdp" },
+        body: pc.localDescription.sdp,
+      });
+    } catch (err) {
+      throw new LivehubError(`Cannot reach the ${kind} endpoint: ${err?.message ?? err}`, {
+        code: "network_error",
+      });
+    }
+    const answer = await response.text();
+    if (response.status !== 200 && response.status !== 201) {
+      throw new LivehubError(`${kind} refused: HTTP ${response.status} ${answer.trim().slice(0, 120)}`, {
+        code: `${kind.toLowerCase()}_failed`,
+        status: response.status,
+      });
+    }
+    const header = response.headers.get("Location");
+    location = header ? new URL(header, url).href : null;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return stop;
+}
+
+function peerConnection(options) {
+  const RTCPeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+  if (typeof RTCPeerConnection !== "function") {
+    throw new LivehubError("No RTCPeerConnection: WHIP and WHEP need WebRTC", { code: "no_webrtc" });
+  }
+  return new RTCPeerConnection(options.configuration ?? {});
+}
+
 /**
  * Play a stream with WHEP (SRS's `playUrls.whep`): resolves with `{pc, stream, stop()}` once
- * SRS answered; attach `stream` to a `<video>` (`video.srcObject = stream`). Needs WebRTC:
- * browsers have it; elsewhere pass `RTCPeerConnection`.
+ * SRS answered; attach `stream` to a `<video>` (`video.srcObject = stream`). `stop()` closes
+ * the connection and ends the WHEP session. Needs WebRTC: browsers have it; elsewhere pass
+ * `RTCPeerConnection` (and `MediaStream`).
  */
 export async function playWhep(whepUrl, options = {}) {
-  const RTCPeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
-  const doFetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
-  if (typeof RTCPeerConnection !== "function") {
-    throw new LivehubError("No RTCPeerConnection: WHEP needs WebRTC", { code: "no_webrtc" });
-  }
-  const pc = new RTCPeerConnection(options.configuration ?? {});
+  const pc = peerConnection(options);
   const MediaStreamCtor = options.MediaStream ?? globalThis.MediaStream;
   const stream = MediaStreamCtor ? new MediaStreamCtor() : null;
   pc.addTransceiver("audio", { direction: "recvonly" });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.ontrack = (event) => stream?.addTrack(event.track);
-  try {
-    await pc.setLocalDescription(await pc.createOffer());
-    const response = await doFetch(whepUrl, {
-      method: "POST",
-      headers: { "Content-Type": "application/sdp" },
-      body: pc.localDescription.sdp,
-    });
-    if (!response.ok) {
-      throw new LivehubError(`WHEP refused: HTTP ${response.status}`, {
-        code: "whep_failed",
-        status: response.status,
-      });
-    }
-    await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-  } catch (err) {
-    pc.close();
-    throw err;
+  const stop = await exchange("WHEP", whepUrl, pc, options);
+  return { pc, stream, stop };
+}
+
+/**
+ * Publish a MediaStream (a camera: `navigator.mediaDevices.getUserMedia`) with WHIP (the
+ * owner's `publish.whipUrl`, which carries the publish token): resolves with `{pc, stop()}`
+ * once SRS answered; the room goes live when SRS accepts the stream (its `room-status`).
+ */
+export async function publishWhip(whipUrl, stream, options = {}) {
+  const pc = peerConnection(options);
+  for (const track of stream.getTracks()) {
+    pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   }
-  return { pc, stream, stop: () => pc.close() };
+  const stop = await exchange("WHIP", whipUrl, pc, options);
+  return { pc, stop };
 }

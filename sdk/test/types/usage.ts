@@ -1,4 +1,4 @@
-import { Livehub, LivehubError, playWhep, type ChatEvent } from "../../livehub-client.js";
+import { Livehub, LivehubError, playWhep, publishWhip, type ChatEvent } from "../../livehub-client.js";
 async function main() {
   const lh = new Livehub({ baseUrl: "http://x" });
   const room = await lh.createRoom({ title: "t", record: true });
@@ -10,7 +10,9 @@ async function main() {
   const mine = await h.chat("x"); console.log(mine.ts);
   for await (const r of lh.listRooms({ limit: 2 })) console.log(r.playUrls.whep);
   try { await lh.getRoom("x"); } catch (e) { if (e instanceof LivehubError) console.log(e.code, e.retryAfter); }
-  const { stream } = await playWhep(room.playUrls.whep); console.log(stream);
+  const { stream, stop } = await playWhep(room.playUrls.whep); console.log(stream); stop();
+  const published = await publishWhip(room.publish.whipUrl, stream!, { iceGatheringTimeout: 500 });
+  published.stop();
   h.send(null, "offer", { sdp: "" });
   h.on("stage", (event) => console.log(event.type, event.roomId));
   // @ts-expect-error: a chat event has no `payload`
