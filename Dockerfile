@@ -17,6 +17,8 @@ RUN pip install --require-hashes --no-deps -r requirements/build.txt \
     && pip install --require-hashes --no-deps -r requirements/runtime.txt
 COPY pyproject.toml setup.cfg README.md ./
 COPY livehub ./livehub
+# the JavaScript SDK, served at /sdk/livehub-client.js (livehub/api/console.py)
+COPY sdk/livehub-client.js ./livehub/static/livehub-client.js
 RUN pip install --no-deps --no-build-isolation .
 
 # --- runtime: the virtualenv, a non-root user, nothing else ----------------------------------
@@ -32,8 +34,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 livehub \
     && useradd --system --uid 10001 --gid livehub --home-dir /app --no-create-home \
        --shell /usr/sbin/nologin livehub \
-    && mkdir -p /app/data \
-    && chown -R livehub:livehub /app
+    && mkdir -p /app/data /recordings \
+    && chown -R livehub:livehub /app /recordings
 
 COPY --from=build /opt/venv /opt/venv
 

@@ -16,6 +16,7 @@ UV_COMPILE := $(BIN)/uv pip compile --universal --python-version 3.11 --generate
 	--quiet --custom-compile-command "make lock"
 
 E2E_DEPS  := tests/e2e/node_modules/.package-lock.json
+SDK_DEPS  := sdk/node_modules/.package-lock.json
 
 .PHONY: run migrate-db cluster test lint lint-latest check e2e fuzz bench lock clean
 
@@ -42,6 +43,10 @@ $(DEV_STAMP): setup.cfg pyproject.toml requirements/dev.txt $(BUILD_STAMP)
 $(E2E_DEPS): tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && npm ci --no-audit --no-fund --silent
 
+# the SDK's one devDependency, TypeScript, checks its declarations (tests/test_sdk.py)
+$(SDK_DEPS): sdk/package.json sdk/package-lock.json
+	cd sdk && npm ci --no-audit --no-fund --silent
+
 run: $(RUN_STAMP)  ## serve (LIVEHUB_* variables configure it; see README); flags: make run ARGS="--port 9000"
 	$(BIN)/livehub $(ARGS)
 
@@ -52,7 +57,7 @@ migrate-db: $(RUN_STAMP)  ## copy an embedded database into PostgreSQL: make mig
 cluster: $(RUN_STAMP)  ## cluster mode, WORKERS processes on one port (needs LIVEHUB_DATABASE_URL and LIVEHUB_REDIS_URL)
 	$(BIN)/livehub --workers $(WORKERS) $(ARGS)
 
-test: $(DEV_STAMP) $(E2E_DEPS)  ## the whole suite; browser tests need Chromium (.ci/run installs it)
+test: $(DEV_STAMP) $(E2E_DEPS) $(SDK_DEPS)  ## the whole suite; browser tests need Chromium (.ci/run installs it)
 	$(BIN)/pytest
 
 lint: $(DEV_STAMP)

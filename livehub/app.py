@@ -18,6 +18,7 @@ from livehub.api.console import security_headers
 from livehub.api.listeners import listener_middleware
 from livehub.api.middlewares import error_middleware
 from livehub.api.openapi import build_spec
+from livehub.api.recordings import recording_view
 from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
@@ -36,12 +37,14 @@ from livehub.domain.addresses import (
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Hub
+from livehub.domain.recordings import RecordingService
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
 from livehub.domain.store import StoreUnavailable
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
+from livehub.recording_files import LocalRecordingFiles
 from livehub.srs import Kicker, PublicUrls, SRSClient, SRSOrigins
 from livehub.storage import SQLiteStore
 from livehub.storage_pg import PostgresStore
@@ -108,6 +111,13 @@ def create_app(config: Config) -> web.Application:
     hub = _hub(config)
     views = RoomViews(rooms, hub, PublicUrls.from_config(config))
     app[keys.rooms] = rooms
+    app[keys.recordings] = RecordingService(
+        rooms,
+        LocalRecordingFiles(config.recordings_dir),
+        app=config.srs_app,
+        retention=config.recording_retention_days * DAY,
+        view=recording_view,
+    )
     app[keys.kicker] = kicker
     # per-address limits: this process's own, or (cluster mode) shared by every node in Redis
     connections: ConnectionCounts
@@ -284,6 +294,7 @@ async def leader_ctx(app: web.Application) -> AsyncIterator[None]:
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     """End what is due (reconnect windows, the preparing TTL) and delete old history."""
     rooms = app[keys.rooms]
+    recordings = app[keys.recordings]
     interval = app[keys.config].sweep_interval
     lock = app.get(keys.leader)
 
@@ -293,6 +304,7 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
         nonlocal unavailable
         try:
             await rooms.sweep()
+            await recordings.sweep()  # retention, and recordings of deleted rooms
         except StoreUnavailable as exc:  # once per outage, not a traceback per interval
             if not unavailable:
                 log.warning("room sweep skipped until the database is back: %s", exc.message)

@@ -237,6 +237,15 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off), got {raw!r}")
+
+
 def _port(name: str, raw: str) -> int:
     return _int(name, raw, minimum=1, maximum=65535)
 
@@ -377,6 +386,15 @@ class Config:
     #: processes sharing the port (SO_REUSEPORT); more than 1 needs cluster mode
     workers: int = 1
 
+    # recordings (livehub/domain/recordings.py)
+    #: whether rooms created without ``record`` record
+    record_default: bool = False
+    #: the directory SRS's DVR writes into (srs.conf ``dvr_path``); only files inside it are
+    #: accepted from on_dvr
+    recordings_dir: str = "recordings"
+    #: days a recording is kept (0: for ever)
+    recording_retention_days: float = 0.0
+
     def __post_init__(self) -> None:
         try:
             webhook_settings.check(
@@ -492,6 +510,10 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
     "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
+    # recordings
+    "LIVEHUB_RECORD_DEFAULT": ("record_default", _bool),
+    "LIVEHUB_RECORDINGS_DIR": ("recordings_dir", _nonempty),
+    "LIVEHUB_RECORDING_RETENTION_DAYS": ("recording_retention_days", _float),
 }
 
 

@@ -16,6 +16,7 @@ from livehub.domain.addresses import ConnectionCounts
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
 from livehub.domain.hub import Hub
+from livehub.domain.recordings import RecordingService
 from livehub.domain.room import RoomPresenter
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import Signaling
@@ -29,6 +30,7 @@ from livehub.webhooks.queue import DeliveryQueue
 config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
 rooms = web.AppKey("rooms", RoomService)
+recordings = web.AppKey("recordings", RecordingService)
 create_policy = web.AppKey("create_policy", CreatePolicy)
 #: open signaling connections per client address (LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS)
 connections = web.AppKey("connections", ConnectionCounts)

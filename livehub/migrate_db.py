@@ -29,12 +29,12 @@ import asyncpg
 from livehub.config import Config, ConfigError
 from livehub.domain.store import StoreUnavailable
 from livehub.storage_pg import UNAVAILABLE, PostgresStore, SchemaTooNew
-from livehub.store_rows import DELIVERY_COLUMNS, ROOM_COLUMNS
+from livehub.store_rows import DELIVERY_COLUMNS, RECORDING_COLUMNS, ROOM_COLUMNS
 
 log = logging.getLogger(__name__)
 
 #: the SQLite schema versions this copy understands (``PRAGMA user_version``)
-SQLITE_VERSIONS = (1, 2, 3)
+SQLITE_VERSIONS = (1, 2, 3, 4)
 
 #: columns an older SQLite schema lacks, and what they mean there
 ROOM_DEFAULTS: dict[str, int | None] = {
@@ -43,6 +43,7 @@ ROOM_DEFAULTS: dict[str, int | None] = {
     "event_seq": 0,
     "publisher_server_id": None,
     "publisher_origin": None,
+    "record": 0,
 }
 
 
@@ -67,6 +68,11 @@ def _rows(
     cursor = db.execute(f"SELECT {select} FROM {table} ORDER BY rowid")
     while chunk := cursor.fetchmany(batch):
         yield [tuple(row) for row in chunk]
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return db.execute(query, (name,)).fetchone() is not None
 
 
 def _literal(value: int | None) -> str:
@@ -134,6 +140,12 @@ async def copy_sqlite_to_postgres(
                         "SELECT setval(pg_get_serial_sequence('webhook_deliveries', 'id'), "
                         "coalesce(max(id), 0) + 1, false) FROM webhook_deliveries"
                     )
+                if _has_table(db, "recordings"):  # schema 4: the recordings' rows (the
+                    # files stay where they are: the same directory serves both modes)
+                    for chunk in _rows(db, "recordings", RECORDING_COLUMNS, batch):
+                        await conn.copy_records_to_table(
+                            "recordings", records=chunk, columns=RECORDING_COLUMNS
+                        )
         finally:
             await conn.close()
     finally:

@@ -29,9 +29,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from livehub.domain.recordings import Recording
 from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
+    RECORDING_COLUMNS,
     ROOM_COLUMNS,
     SELECT_LISTED,
     STAGED_COLUMNS,
@@ -39,6 +41,8 @@ from livehub.store_rows import (
     bare_view,
     keyset_page,
     outbox_rows,
+    recording_from_row,
+    recording_values,
     room_from_row,
     room_values,
     schema_too_new,
@@ -120,6 +124,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE rooms ADD COLUMN publisher_server_id TEXT;
     ALTER TABLE rooms ADD COLUMN publisher_origin TEXT;
     """,
+    # 4: recordings (livehub.domain.recordings): whether a room records, and its files
+    """
+    ALTER TABLE rooms ADD COLUMN record INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        path TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX recordings_room ON recordings (room_id, started_at, id);
+    CREATE INDEX recordings_ended ON recordings (ended_at);
+    """,
 )
 
 _SELECT = f"SELECT {', '.join(ROOM_COLUMNS)} FROM rooms"
@@ -134,6 +153,12 @@ _UPDATE = (
 _STAGE = (
     f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in STAGED_COLUMNS)})"
+)
+
+_SELECT_RECORDING = f"SELECT {', '.join(RECORDING_COLUMNS)} FROM recordings"
+_INSERT_RECORDING = (
+    f"INSERT INTO recordings ({', '.join(RECORDING_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in RECORDING_COLUMNS)})"
 )
 
 #: milliseconds a write waits for another connection's lock once the store runs
@@ -419,6 +444,42 @@ class SQLiteStore:
             created_before,
             limit,
         )
+
+    # -- recordings (livehub.domain.recordings.RecordingStore) -----------------------------
+
+    @_unavailable
+    async def insert_recording(self, recording: Recording) -> None:
+        self._db.execute(_INSERT_RECORDING, recording_values(recording))
+
+    def _recordings(self, where: str, *args: object) -> list[Recording]:
+        return [
+            recording_from_row(row)
+            for row in self._db.execute(f"{_SELECT_RECORDING} WHERE {where}", args)
+        ]
+
+    @_unavailable
+    async def recordings_of(self, room_id: str) -> list[Recording]:
+        return self._recordings("room_id = ? ORDER BY started_at, id", room_id)
+
+    @_unavailable
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        found = self._recordings("id = ?", recording_id)
+        return found[0] if found else None
+
+    @_unavailable
+    async def delete_recording(self, recording_id: str) -> Recording | None:
+        row = self._db.execute(
+            f"DELETE FROM recordings WHERE id = ? RETURNING {', '.join(RECORDING_COLUMNS)}",
+            (recording_id,),
+        ).fetchone()
+        return None if row is None else recording_from_row(row)
+
+    @_unavailable
+    async def expired_recordings(self, ended_before: int | None, limit: int) -> list[Recording]:
+        orphan = "NOT EXISTS (SELECT 1 FROM rooms WHERE rooms.id = recordings.room_id)"
+        if ended_before is None:
+            return self._recordings(f"{orphan} LIMIT ?", limit)
+        return self._recordings(f"(ended_at < ? OR {orphan}) LIMIT ?", ended_before, limit)
 
     async def ping(self) -> bool:
         """Whether the database answers a read of the rooms table."""

@@ -28,9 +28,11 @@ from typing import TypeVar, cast
 
 import asyncpg
 
+from livehub.domain.recordings import Recording
 from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
+    RECORDING_COLUMNS,
     ROOM_COLUMNS,
     SELECT_LISTED,
     STAGED_COLUMNS,
@@ -38,6 +40,8 @@ from livehub.store_rows import (
     bare_view,
     keyset_page,
     outbox_rows,
+    recording_from_row,
+    recording_values,
     room_from_row,
     room_values,
     schema_too_new,
@@ -117,6 +121,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE rooms ADD COLUMN publisher_server_id TEXT;
     ALTER TABLE rooms ADD COLUMN publisher_origin TEXT;
     """,
+    # 3: recordings (SQLite migration 4); ``record`` is 0/1 as in SQLite, so the SQLite copy
+    # (livehub.migrate_db) moves it as it is
+    """
+    ALTER TABLE rooms ADD COLUMN record SMALLINT NOT NULL DEFAULT 0;
+    CREATE TABLE recordings (
+        id TEXT PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        ended_at BIGINT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        path TEXT NOT NULL UNIQUE
+    );
+    CREATE INDEX recordings_room ON recordings (room_id, started_at, id);
+    CREATE INDEX recordings_ended ON recordings (ended_at);
+    """,
 )
 
 _MIGRATIONS_TABLE = (
@@ -137,6 +157,12 @@ _UPDATE = (
 _STAGE = (
     f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
     f"VALUES ({', '.join(f'${n}' for n in range(1, len(STAGED_COLUMNS) + 1))})"
+)
+
+_SELECT_RECORDING = f"SELECT {', '.join(RECORDING_COLUMNS)} FROM recordings"
+_INSERT_RECORDING = (
+    f"INSERT INTO recordings ({', '.join(RECORDING_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(RECORDING_COLUMNS) + 1))})"
 )
 
 #: what "PostgreSQL is unreachable" looks like from asyncpg
@@ -442,6 +468,44 @@ class PostgresStore:
             created_before,
             limit,
         )
+
+    # -- recordings (livehub.domain.recordings.RecordingStore) -----------------------------
+
+    async def insert_recording(self, recording: Recording) -> None:
+        async def work(conn: asyncpg.Connection) -> None:
+            await conn.execute(_INSERT_RECORDING, *recording_values(recording))
+
+        await self._write(work)
+
+    async def _recordings(self, where: str, *args: object) -> list[Recording]:
+        async def run(conn: asyncpg.Connection, _: _Attempt) -> list[Recording]:
+            rows = await conn.fetch(f"{_SELECT_RECORDING} WHERE {where}", *args)
+            return [recording_from_row(row) for row in rows]
+
+        return await self._with_connection(run)
+
+    async def recordings_of(self, room_id: str) -> list[Recording]:
+        return await self._recordings("room_id = $1 ORDER BY started_at, id", room_id)
+
+    async def get_recording(self, recording_id: str) -> Recording | None:
+        found = await self._recordings("id = $1", recording_id)
+        return found[0] if found else None
+
+    async def delete_recording(self, recording_id: str) -> Recording | None:
+        async def work(conn: asyncpg.Connection) -> Recording | None:
+            row = await conn.fetchrow(
+                f"DELETE FROM recordings WHERE id = $1 RETURNING {', '.join(RECORDING_COLUMNS)}",
+                recording_id,
+            )
+            return None if row is None else recording_from_row(row)
+
+        return await self._write(work)
+
+    async def expired_recordings(self, ended_before: int | None, limit: int) -> list[Recording]:
+        orphan = "NOT EXISTS (SELECT 1 FROM rooms WHERE rooms.id = recordings.room_id)"
+        if ended_before is None:
+            return await self._recordings(f"{orphan} LIMIT $1", limit)
+        return await self._recordings(f"(ended_at < $1 OR {orphan}) LIMIT $2", ended_before, limit)
 
     async def ping(self) -> bool:
         """Whether the database answers a read of the rooms table now."""

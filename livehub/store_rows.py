@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from livehub.domain.recordings import Recording
 from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor
 from livehub.webhooks.queue import Delivery, DeliveryState
@@ -38,6 +39,19 @@ ROOM_COLUMNS = (
     "event_seq",
     "publisher_server_id",
     "publisher_origin",
+    "record",
+)
+
+#: the ``recordings`` columns, in the order of :func:`recording_values` and
+#: :func:`recording_from_row`
+RECORDING_COLUMNS = (
+    "id",
+    "room_id",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "size_bytes",
+    "path",
 )
 
 #: the ``webhook_deliveries`` columns (the outbox; created by the stores' migrations)
@@ -105,6 +119,7 @@ def room_values(room: Room) -> tuple[object, ...]:
         room.event_seq,
         room.publisher_server_id,
         room.publisher_origin,
+        int(room.record),
     )
 
 
@@ -129,7 +144,17 @@ def room_from_row(row: Any) -> Room:
         event_seq=row[14],
         publisher_server_id=row[15],
         publisher_origin=row[16],
+        record=bool(row[17]),
     )
+
+
+def recording_values(recording: Recording) -> tuple[object, ...]:
+    """``recording`` as a ``recordings`` row, in :data:`RECORDING_COLUMNS` order."""
+    return tuple(getattr(recording, column) for column in RECORDING_COLUMNS)
+
+
+def recording_from_row(row: Any) -> Recording:
+    return Recording(**dict(zip(RECORDING_COLUMNS, row, strict=True)))
 
 
 _STATUS = {status.value: status for status in RoomStatus}

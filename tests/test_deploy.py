@@ -35,7 +35,7 @@ from tests.conftest import post_as_srs
 REPO = Path(__file__).resolve().parents[1]
 HOOKS_DIR = REPO / "tests" / "fixtures" / "srs-hooks"
 
-HOOKS = ("on_publish", "on_unpublish", "on_play", "on_stop")
+HOOKS = ("on_publish", "on_unpublish", "on_play", "on_stop", "on_dvr")
 # contract: one hook endpoint for all actions, the heartbeat beside it, health at /healthz
 HOOK_PATH = "/api/hooks/srs"
 HEARTBEAT_PATH = "/api/hooks/srs/heartbeat"
@@ -603,6 +603,23 @@ def test_srs_listeners_are_published_by_compose() -> None:
     required = {(1935, "tcp"), (1985, "tcp"), (8080, "tcp"), (8000, "udp")}
     assert required <= targets
     assert required <= {(p.target, p.protocol) for p in service_ports("srs")}
+
+
+def test_srs_dvr_writes_into_the_recordings_volume_livehub_reads_at_the_same_path() -> None:
+    dvr = vhost().one("dvr")
+    assert (dvr.value("enabled"), dvr.value("dvr_plan")) == ("on", "session")
+    dvr_path = PurePosixPath(dvr.value("dvr_path"))
+    assert dvr_path.suffix == ".mp4"
+    recordings = PurePosixPath(livehub_config().recordings_dir)
+    # files directly in the directory: livehub (not root) must be able to delete them
+    assert dvr_path.parent == recordings, (dvr_path, recordings)
+
+    def mounted(name: str) -> dict[str, str]:
+        mounts = [str(v).split(":") for v in service(name).get("volumes", [])]
+        return {m[1]: m[0] for m in mounts if m[0] in (compose().get("volumes") or {})}
+
+    assert mounted("srs").get(str(recordings)) == mounted("livehub").get(str(recordings))
+    assert mounted("livehub").get(str(recordings)) is not None
 
 
 def test_srs_service_runs_our_conf_read_only() -> None:

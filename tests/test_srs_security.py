@@ -80,6 +80,8 @@ def loopback_conf(tmp: Path, ports: Ports) -> str:
     text = rewrite(text, r"^(\s+)dir\s+\./objs/nginx/html;", rf"\g<1>dir {tmp}/html;")
     text = rewrite(text, r"^(\s+)listen\s+8000;", rf"\g<1>listen {ports.rtc};")
     text = rewrite(text, r"^(\s+)listen\s+10080;", rf"\g<1>listen {ports.srt};")
+    (tmp / "recordings").mkdir(exist_ok=True)  # DVR writes here (srs.conf: /recordings)
+    text = rewrite(text, r"^(\s+dvr_path\s+)/recordings/", rf"\g<1>{tmp}/recordings/")
     return rewrite(text, r"^(\s+)interval\s+10;", r"\g<1>interval 1;")  # heartbeat: every second
 
 
@@ -130,6 +132,7 @@ async def stack(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         tmp_path,
         tmp_path / "livehub.db",
         LIVEHUB_INTERNAL_PORT=str(internal),
+        LIVEHUB_RECORDINGS_DIR=str(tmp_path / "recordings"),
         LIVEHUB_SRS_API_URL=f"http://{API_USER}:{API_PASSWORD}@127.0.0.1:{ports.api}",
         LIVEHUB_RECONCILE_INTERVAL="1",
         LIVEHUB_RECONNECT_WINDOW="0",

@@ -18,6 +18,19 @@ from livehub.api.websocket import websocket
 from livehub.config import Config
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+#: the JavaScript SDK: sdk/ of the checkout (the one file the SDK's package publishes); an
+#: installed livehub (the image) carries it in static/ (the Dockerfile puts it there)
+SDK_FILE = next(
+    (
+        path
+        for path in (
+            Path(__file__).resolve().parents[2] / "sdk" / "livehub-client.js",
+            STATIC / "livehub-client.js",
+        )
+        if path.is_file()
+    ),
+    STATIC / "livehub-client.js",
+)
 
 
 def srs_origins(config: Config) -> tuple[str, ...]:
@@ -60,3 +73,13 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     """``on_response_prepare``: headers every response carries."""
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+
+
+async def sdk(request: web.Request) -> web.StreamResponse:
+    """``/sdk/livehub-client.js``: the SDK a frontend imports (an ES module)."""
+    if not SDK_FILE.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(
+        SDK_FILE,
+        headers={"Content-Type": "text/javascript", "Access-Control-Allow-Origin": "*"},
+    )

@@ -17,6 +17,7 @@ from livehub.api.schemas import (
     MembersPageSchema,
     MembersQuerySchema,
     OwnerRoomSchema,
+    RecordingSchema,
     RoomCreatedSchema,
     RoomCreateSchema,
     RoomListQuerySchema,
@@ -330,6 +331,7 @@ def build_spec() -> dict[str, Any]:
         },
     )
     add_webhook_paths(spec)
+    add_recording_paths(spec)
     return spec.to_dict()
 
 
@@ -388,6 +390,114 @@ def add_webhook_paths(spec: APISpec) -> None:
                     "409": _error("The delivery is not failed (`delivery_not_failed`)"),
                 },
             },
+        },
+    )
+
+
+# -- recordings (livehub/domain/recordings.py) and the JavaScript SDK ---------------------------
+
+RECORDING_ID = {
+    "in": "path",
+    "name": "recordingId",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+
+def add_recording_paths(spec: APISpec) -> None:
+    spec.components.schema("Recording", schema=RecordingSchema)
+    spec.path(
+        path="/api/rooms/{roomId}/recordings",
+        operations={
+            "get": {
+                "operationId": "listRecordings",
+                "summary": "A room's recordings, oldest first (one per publish: an encoder "
+                "that reconnected inside the window left several)",
+                "parameters": [ROOM_ID],
+                "security": [{}, *BEARER],
+                "responses": {
+                    "200": {
+                        **_json({"type": "array", "items": "Recording"}, "The recordings"),
+                        "links": {
+                            "GetRecordingFile": {
+                                "operationId": "getRecordingFile",
+                                "parameters": {"recordingId": "$response.body#/0/id"},
+                                "description": "The first recording's file",
+                            },
+                            "DeleteRecording": {
+                                "operationId": "deleteRecording",
+                                "parameters": {"recordingId": "$response.body#/0/id"},
+                                "description": "Delete it (with the owner's token)",
+                            },
+                        },
+                    },
+                    "404": _error("No such room"),
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/api/recordings/{recordingId}/file",
+        operations={
+            "get": {
+                "operationId": "getRecordingFile",
+                "summary": "The recording's MP4; `Range` requests are answered with 206",
+                "parameters": [
+                    RECORDING_ID,
+                    {
+                        "in": "header",
+                        "name": "Range",
+                        "required": False,
+                        "schema": {"type": "string"},
+                        "description": "e.g. `bytes=0-1023`",
+                    },
+                ],
+                "security": [{}, *BEARER],
+                "responses": {
+                    "200": {
+                        "description": "The whole file",
+                        "content": {"video/mp4": {"schema": {"type": "string"}}},
+                    },
+                    "206": {
+                        "description": "The range asked for",
+                        "content": {"video/mp4": {"schema": {"type": "string"}}},
+                    },
+                    "404": _error("No such recording (`recording_not_found`)"),
+                    "416": {"description": "The range is not satisfiable"},
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/api/recordings/{recordingId}",
+        operations={
+            "delete": {
+                "operationId": "deleteRecording",
+                "summary": "Delete a recording, file and row (the room's owner or the admin)",
+                "parameters": [RECORDING_ID],
+                "security": BEARER,
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    "401": _error("No bearer token"),
+                    "403": _error("Wrong token"),
+                    "404": _error("No such recording (`recording_not_found`)"),
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/sdk/livehub-client.js",
+        operations={
+            "get": {
+                "operationId": "sdk",
+                "summary": "The JavaScript SDK, an ES module (docs/frontend.md)",
+                "responses": {
+                    "200": {
+                        "description": "sdk/livehub-client.js",
+                        "content": {"text/javascript": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
         },
     )
 

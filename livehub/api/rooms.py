@@ -73,7 +73,8 @@ async def create_room(request: web.Request) -> web.Response:
     data = _CREATE.load(await read_json(request))
     if anonymous:  # only a creation that would happen counts against the address
         await policy.admit(client_address(request, app[keys.config].trusted_proxies))
-    room, owner_token = await app[keys.rooms].create(data["title"])
+    record = data.get("record", app[keys.config].record_default)
+    room, owner_token = await app[keys.rooms].create(data["title"], record=record)
     log.info("room %s created", room.id)
     return json_response(app[keys.views].created(room, owner_token), status=201)
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from livehub.api import console, health, members, openapi, rooms, srs_hooks, websocket
+from livehub.api import (
+    console,
+    health,
+    members,
+    openapi,
+    recordings,
+    rooms,
+    srs_hooks,
+    websocket,
+)
 
 
 def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
@@ -17,7 +26,19 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         router.add_post("/api/rooms/{room_id}/close", rooms.close_room, name="close_room"),
         router.add_get("/api/rooms/{room_id}/members", members.list_members, name="members"),
         router.add_get("/api/openapi.json", openapi.openapi_json, name="openapi"),
+        router.add_get(
+            "/api/rooms/{room_id}/recordings", recordings.list_recordings, name="recordings"
+        ),
+        router.add_get(
+            "/api/recordings/{recording_id}/file", recordings.recording_file, name="recording_file"
+        ),
+        # the JavaScript SDK (sdk/livehub-client.js), the file itself
+        router.add_get("/sdk/livehub-client.js", console.sdk, name="sdk"),
     ]
+    # the one DELETE: its own CORS options (the other routes' preflights refuse DELETE)
+    delete_recording = router.add_delete(
+        "/api/recordings/{recording_id}", recordings.delete_recording, name="recording"
+    )
     router.add_post("/api/hooks/srs", srs_hooks.srs_hook, name="srs_hooks")
     # SRS drops the heartbeat URL's query: its secret is the last path segment. The bare path
     # answers 403 (an srs.conf from before the heartbeat was signed), never 404
@@ -42,3 +63,11 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in cors_origins})
     for route in rest:
         cors.add(route)
+    deletes = aiohttp_cors.ResourceOptions(  # type: ignore[no-untyped-call]
+        allow_credentials=False,
+        expose_headers="*",
+        allow_headers=("Authorization",),
+        allow_methods=("DELETE",),
+        max_age=3600,
+    )
+    cors.add(delete_recording, {origin: deletes for origin in cors_origins})

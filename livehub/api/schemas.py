@@ -20,6 +20,15 @@ TITLE_MAX = 100
 TITLE_PATTERN = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$"
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON ``true`` or ``false`` only (marshmallow's Boolean also takes 0, 1, "yes", ...)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class RoomCreateSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -35,6 +44,13 @@ class RoomCreateSchema(Schema):
         metadata={
             "description": "Room title, at most 100 characters with at least one visible; "
             "no control characters; surrounding whitespace is trimmed"
+        },
+    )
+
+    record = StrictBoolean(
+        metadata={
+            "description": "Keep SRS's recordings of the broadcast (default: the server's "
+            "LIVEHUB_RECORD_DEFAULT, off unless set)"
         },
     )
 
@@ -108,6 +124,9 @@ class OwnerRoomSchema(RoomSchema):
     """A room as its owner sees it: with publish credentials."""
 
     publish = fields.Nested(PublishSchema, required=True)
+    record = fields.Boolean(
+        required=True, metadata={"description": "Whether the broadcast's recordings are kept"}
+    )
 
 
 class RoomCreatedSchema(OwnerRoomSchema):
@@ -148,6 +167,9 @@ class SRSHookSchema(Schema):
     stream_url = fields.String(load_default="", validate=validate.Length(max=1024))
     service_id = fields.String(load_default=None, allow_none=True, validate=_SRS_ID)
     server_id = fields.String(load_default=None, allow_none=True, validate=_SRS_ID)
+    # on_dvr: the finished file, relative to SRS's working directory
+    cwd = fields.String(load_default="", validate=validate.Length(max=4096))
+    file = fields.String(load_default="", validate=validate.Length(max=4096))
 
 
 class SRSHeartbeatSchema(Schema):
@@ -200,3 +222,20 @@ class MembersPageSchema(Schema):
     total = fields.Integer(required=True, metadata={"description": "All members of the room"})
     limit = fields.Integer(required=True)
     offset = fields.Integer(required=True)
+
+
+class RecordingSchema(Schema):
+    """A recording of a room's broadcast: one MP4 file SRS's DVR wrote (times in epoch ms)."""
+
+    id = fields.String(required=True)
+    room_id = fields.String(required=True, data_key="roomId")
+    started_at = fields.Integer(required=True, data_key="startedAt")
+    ended_at = fields.Integer(required=True, data_key="endedAt")
+    duration_ms = fields.Integer(required=True, data_key="durationMs")
+    size_bytes = fields.Integer(required=True, data_key="sizeBytes")
+    url = fields.String(
+        required=True,
+        metadata={
+            "description": "Where the MP4 is served (range requests: seekable), relative to livehub"
+        },
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -59,6 +60,8 @@ async def srs_hook(request: web.Request) -> web.Response:
         server_id=data["server_id"],
     )
     app = request.app
+    if event.action == "on_dvr":
+        return await _on_dvr(request, data, started)
     result = await app[keys.rooms].handle_hook(event)
     if result.srs_restarted and app[keys.reconciler].trigger(event.server_id):
         log.warning("SRS restarted (service id changed): reconciling")
@@ -70,6 +73,26 @@ async def srs_hook(request: web.Request) -> web.Response:
         return json_response({"code": 0})
     log.info("%s client=%s refused: %s", event.action, event.client_id, result.reason)
     return json_response({"code": REFUSED, "msg": result.reason})
+
+
+async def _on_dvr(request: web.Request, data: dict[str, Any], started: float) -> web.Response:
+    """A DVR file is complete: kept as a recording, deleted, or (a path outside the
+    recordings directory) refused and left alone. SRS acts on no ``on_dvr`` reply: it only
+    logs one that is not ``code: 0``, with the hook URL and so the secret in it, at WARN. So
+    every outcome is acknowledged; a refusal is said in livehub's log and metrics instead."""
+    metrics = request.app[keys.metrics]
+    outcome = await request.app[keys.recordings].on_dvr(
+        app=data["app"],
+        stream=data["stream"],
+        stream_url=data["stream_url"],
+        cwd=data["cwd"],
+        file=data["file"],
+    )
+    metrics.hooks.labels("on_dvr", outcome.outcome).inc()
+    metrics.hook_seconds.labels("on_dvr").observe(time.perf_counter() - started)
+    if outcome.outcome == "refused":
+        log.warning("on_dvr client=%s refused: %s", data["client_id"], outcome.reason)
+    return json_response({"code": 0})
 
 
 async def srs_heartbeat(request: web.Request) -> web.Response:

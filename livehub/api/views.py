@@ -110,12 +110,14 @@ class RoomViews:
     def owner(self, room: Room) -> dict[str, Any]:
         fields = self._fields(room)
         fields["publish"] = self._urls.publish(room.stream_key, room.publish_token)
+        fields["record"] = room.record
         result: dict[str, Any] = _OWNER.dump(fields)
         return result
 
     def created(self, room: Room, owner_token: str) -> dict[str, Any]:
         fields = self._fields(room)
         fields["publish"] = self._urls.publish(room.stream_key, room.publish_token)
+        fields["record"] = room.record
         fields["owner_token"] = owner_token
         result: dict[str, Any] = _CREATED.dump(fields)
         return result

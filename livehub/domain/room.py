@@ -35,6 +35,7 @@ class EventType(enum.StrEnum):
     VIEWERS_UPDATED = "viewers.updated"
     HOST_JOINED = "host.joined"
     HOST_LEFT = "host.left"
+    RECORDING_READY = "recording.ready"
 
 
 def now_ms() -> int:
@@ -62,6 +63,8 @@ class Room:
     reconnecting_since: int | None = None
     #: epoch ms of the last accepted on_publish (reconciliation's grace period)
     published_at: int | None = None
+    #: whether SRS's DVR files of this room are kept as recordings (livehub.domain.recordings)
+    record: bool = False
     #: stored writes of this row; a conditional update expects the version it read
     version: int = 0
     #: events this room reported so far (the last webhook ``seq``)

@@ -209,7 +209,7 @@ class RoomService:
 
     # -- registry -------------------------------------------------------------------------
 
-    async def create(self, title: str) -> tuple[Room, str]:
+    async def create(self, title: str, *, record: bool = False) -> tuple[Room, str]:
         """Create a room; returns it with the owner token (only its hash is kept)."""
         owner_token = new_token()
         room_id = new_room_id()
@@ -223,6 +223,7 @@ class RoomService:
             created_at=now,
             publish_token=new_token(),
             owner_token_hash=hash_token(owner_token),
+            record=record,
         )
         created = RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)
         await self._store.insert(room, [created])

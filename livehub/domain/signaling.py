@@ -20,6 +20,7 @@ joining that room again for a while (``banned``; :mod:`livehub.domain.addresses`
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 import logging
@@ -42,6 +43,30 @@ RELAY_TYPES = frozenset({"offer", "answer", "candidate"})
 ROLES = ("viewer", "host")
 MAX_ID_LENGTH = 64
 MAX_NAME_LENGTH = 64
+#: the largest integer request id (JavaScript's Number.MAX_SAFE_INTEGER: SDKs round-trip it)
+MAX_INT_REQUEST_ID = 2**53 - 1
+
+#: the ``id`` of the client message being handled, if it carried one: echoed on its reply
+#: (``joined``, ``left``, the sender's own ``chat``) and on any ``error`` it causes. A
+#: context variable, so that it follows the message through its handler's awaits and never
+#: leaks to another connection's message handled meanwhile.
+_request_id: contextvars.ContextVar[str | int | None] = contextvars.ContextVar(
+    "livehub_request_id", default=None
+)
+
+
+def request_id_of(message: dict[str, Any]) -> tuple[bool, str | int | None]:
+    """``(valid, id)`` of a client message: no ``id`` (or ``null``) is valid and None; a
+    string of at most 64 characters or an integer within ±(2^53 - 1) is valid; anything else
+    is not."""
+    value = message.get("id")
+    if value is None:
+        return True, None
+    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH:
+        return True, value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) <= MAX_INT_REQUEST_ID, value
+    return False, None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -171,7 +196,14 @@ class Signaling:
     # -- messages -------------------------------------------------------------------------
 
     def reject(self, peer: Peer, code: str, message: str, **extra: Any) -> None:
-        self.hub.send(peer, {"type": "error", "code": code, "message": message, **extra})
+        self._reply(peer, {"type": "error", "code": code, "message": message, **extra})
+
+    def _reply(self, peer: Peer, event: dict[str, Any]) -> None:
+        """Send ``event`` to ``peer`` in answer to its message: with the message's ``id``."""
+        request_id = _request_id.get()
+        if request_id is not None:
+            event["id"] = request_id
+        self.hub.send(peer, event)
 
     def bad_frame(self, peer: Peer, code: str, message: str) -> None:
         """A frame that never became a message (not JSON, binary). It costs a token like any
@@ -195,6 +227,21 @@ class Signaling:
         if not isinstance(message, dict):
             self.reject(peer, "invalid_message", "A message must be a JSON object")
             return
+        valid, request_id = request_id_of(message)
+        if not valid:
+            self.reject(
+                peer,
+                "invalid_id",
+                f"Field 'id' must be a string of at most {MAX_ID_LENGTH} characters or an integer",
+            )
+            return
+        token = _request_id.set(request_id)
+        try:
+            await self._dispatch(peer, message)
+        finally:
+            _request_id.reset(token)
+
+    async def _dispatch(self, peer: Peer, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if not isinstance(kind, str) or not kind:
             self.reject(peer, "missing_type", "Field 'type' is required and must be a string")
@@ -291,7 +338,7 @@ class Signaling:
                 members.append(peer.describe(room_id))
         else:
             members = self.hub.describe_members(room_id)
-        self.hub.send(
+        self._reply(
             peer,
             {
                 "type": "joined",
@@ -319,7 +366,7 @@ class Signaling:
         role = peer.roles.get(room_id)
         if not self.hub.leave(peer, room_id):
             raise ProtocolError("not_in_room", "Not a member of this room")
-        self.hub.send(peer, {"type": "left", "roomId": room_id})
+        self._reply(peer, {"type": "left", "roomId": room_id})
         self._left(room_id, peer.id, role)
 
     async def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
@@ -398,17 +445,20 @@ class Signaling:
                 roomId=room_id,
             )
             return
-        self.hub.broadcast(
-            room_id,
-            {
-                "type": "chat",
-                "roomId": room_id,
-                "from": peer.id,
-                "name": peer.names.get(room_id, ""),
-                "text": text,
-                "ts": int(self._wall_clock() * 1000),
-            },
-        )
+        chat = {
+            "type": "chat",
+            "roomId": room_id,
+            "from": peer.id,
+            "name": peer.names.get(room_id, ""),
+            "text": text,
+            "ts": int(self._wall_clock() * 1000),
+        }
+        if _request_id.get() is None:
+            self.hub.broadcast(room_id, chat)
+            return
+        # the sender's own copy is its reply, with its id; the others' carry none
+        self.hub.broadcast(room_id, chat, exclude=peer)
+        self._reply(peer, dict(chat))
 
     def _require_host(self, peer: Peer, room_id: str) -> None:
         self._member_room(peer, room_id)

@@ -16,6 +16,7 @@ import { createMembers } from './members.js';
 import { createOwnerPanel } from './owner.js';
 import { createPlayer } from './player.js';
 import { createPublisher } from './publisher.js';
+import { createRecordings } from './recordings.js';
 import { createSocket } from './socket.js';
 import { countStat, errors, h, statusBadge, updateBadge } from './ui.js';
 
@@ -45,6 +46,7 @@ export function roomView(root, roomId) {
   const send = (msg) => socket.send({ ...msg, roomId });
   const camera = createCamera();
   const player = createPlayer({ getRoom: () => room, idleText });
+  const recordings = createRecordings({ roomId });
   const chat = createChat({ send, myPeerId: () => myPeerId });
   const calls = createCalls({
     roomId, camera, send, myPeerId: () => myPeerId,
@@ -81,7 +83,7 @@ export function roomView(root, roomId) {
       titleEl, badge, viewers.el, players.el, wsState),
     calls.promptsEl,
     h('div', { class: 'room-grid' },
-      h('div', { class: 'main-col' }, player.el, owner.el, calls.el),
+      h('div', { class: 'main-col' }, player.el, recordings.el, owner.el, calls.el),
       h('div', { class: 'side-col' }, members.el, chat.el))));
 
   // --- room state
@@ -103,6 +105,7 @@ export function roomView(root, roomId) {
       if (room.status === 'live') player.start({ manual: true });
       else player.stop(room.status === 'ended' ? 'The room has ended.' : idleText());
       if (room.status === 'ended') publisher.stop();
+      if (room.status === 'ended') recordings.load();
       if (before) chat.say(`The room is now ${room.status}.`);
     }
     renderOwner();

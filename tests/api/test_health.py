@@ -150,7 +150,9 @@ async def test_hook_counters_and_timing_by_action_and_result(
     assert await hooks("on_publish", "accepted") == 2
     assert await hooks("on_unpublish", "ignored") == 1
     assert await hooks("on_play", "accepted") == 1
-    assert await hooks("on_dvr", "ignored") == 1
+    assert (
+        await hooks("on_dvr", "refused") == 1
+    )  # the fixture names no file of LIVEHUB_RECORDINGS_DIR
     count = await scrape(client, "livehub_srs_hook_seconds_count", action="on_publish")
     assert count == 3
     total = await scrape(client, "livehub_srs_hook_seconds_sum", action="on_publish")

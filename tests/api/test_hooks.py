@@ -187,7 +187,8 @@ async def test_stop_of_unknown_player_is_acknowledged(post_hook: PostHook) -> No
     assert await post_hook(hook_fixture("on_stop.json")) == (200, {"code": 0})
 
 
-@pytest.mark.parametrize("name", ["on_connect.json", "on_close.json", "on_dvr.json", "on_hls.json"])
+# on_dvr keeps or deletes recordings: tests/api/test_recordings.py
+@pytest.mark.parametrize("name", ["on_connect.json", "on_close.json", "on_hls.json"])
 async def test_other_callbacks_are_acknowledged_and_change_nothing(
     client: Client, create_room: CreateRoom, post_hook: PostHook, name: str
 ) -> None:

@@ -34,7 +34,8 @@ async def test_create_returns_room_with_credentials(client: Client) -> None:
     resp = await client.post("/api/rooms", json={"title": "  测试直播间  "})
     assert resp.status == 201
     room = await resp.json()
-    assert set(room) == PUBLIC_KEYS | {"publish", "ownerToken"}
+    assert set(room) == PUBLIC_KEYS | {"publish", "record", "ownerToken"}
+    assert room["record"] is False  # LIVEHUB_RECORD_DEFAULT is off
     assert room["title"] == "测试直播间"
     assert room["status"] == "preparing"
     assert room["streamKey"] == f"stream-{room['id']}"

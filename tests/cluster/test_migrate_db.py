@@ -49,6 +49,7 @@ def sqlite_db(path: Path, version: int, rooms: int) -> list[dict[str, Any]]:
                 "vid-orig001" if "publisher_server_id" in present and n % 3 == 1 else None
             ),
             "publisher_origin": "srs-a" if "publisher_origin" in present and n % 3 == 1 else None,
+            "record": "record" in present and n % 2 == 1,
         }
         columns = [c for c in present if c in row]
         db.execute(
@@ -85,6 +86,12 @@ def sqlite_db(path: Path, version: int, rooms: int) -> list[dict[str, Any]]:
                 ),
             ],
         )
+    if "record" in present:  # schema 4: a recording of room 1
+        db.execute(
+            "INSERT INTO recordings (id, room_id, started_at, ended_at, duration_ms, "
+            "size_bytes, path) VALUES ('rec1', 'room0001', ?, ?, 5000, 1234, 'live/a.mp4')",
+            (T0, T0 + 5000),
+        )
     db.commit()
     db.close()
     return rows
@@ -113,6 +120,13 @@ async def test_every_room_and_delivery_is_copied(tmp_path: Path, pg_url: str, ve
             }
             assert room.is_owner_token(f"owner-{n}")  # owners keep their tokens
         assert [await store.count(s) for s in RoomStatus] == [9, 8, 8]
+        if rows[1]["record"]:  # schema 4: the recordings' rows came along
+            (recording,) = await store.recordings_of("room0001")
+            assert (recording.id, recording.duration_ms, recording.path) == (
+                "rec1",
+                5000,
+                "live/a.mp4",
+            )
         assert (await store.get_by_publisher("client1")) is not None
         # the copied rooms take conditional writes like any other
         room = await store.get("room0000")

@@ -1,0 +1,39 @@
+// The recordings of an ended room: each MP4 SRS recorded (one per publish), playable in a
+// <video> (livehub answers range requests, so it seeks). Shown once the room has ended and
+// has any; a room that did not record has none.
+
+import { api } from './api.js';
+import { h } from './ui.js';
+
+function duration(ms) {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+function size(bytes) {
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.ceil(bytes / 1e3)} kB`;
+}
+
+export function createRecordings({ roomId }) {
+  const list = h('div', { class: 'recordings', testid: 'recordings-list' });
+  const el = h('section', { class: 'card', testid: 'recordings', hidden: true }, h('h2', {}, 'Recordings'), list);
+  let loaded = false;
+
+  async function load() {
+    if (loaded) return;
+    loaded = true;
+    let recordings = [];
+    try {
+      recordings = await api('GET', `/api/rooms/${encodeURIComponent(roomId)}/recordings`);
+    } catch {
+      loaded = false; // try again on the next change
+      return;
+    }
+    list.replaceChildren(...recordings.map((rec, n) => h('figure', { testid: 'recording', dataset: { recordingId: rec.id } },
+      h('video', { src: rec.url, controls: true, preload: 'metadata', playsInline: true }),
+      h('figcaption', {}, `Part ${n + 1} · ${new Date(rec.startedAt).toLocaleString()} · ${duration(rec.durationMs)} · ${size(rec.sizeBytes)}`))));
+    el.hidden = recordings.length === 0;
+  }
+
+  return { el, load };
+}

@@ -1,0 +1,378 @@
+// Type declarations of livehub-client.js (the livehub JavaScript SDK). docs/frontend.md.
+
+export declare const VERSION: string;
+
+// -- REST shapes ---------------------------------------------------------------------------
+
+export type RoomStatus = "preparing" | "live" | "ended";
+export type Role = "viewer" | "host";
+
+export interface PlayUrls {
+  webrtc: string;
+  whep: string;
+  flv: string;
+  hls: string;
+}
+
+export interface Room {
+  id: string;
+  title: string;
+  streamKey: string;
+  status: RoomStatus;
+  startTime: number | null;
+  endTime: number | null;
+  createdAt: number;
+  viewerCount: number;
+  playerCount: number;
+  reconnecting: boolean;
+  playUrls: PlayUrls;
+}
+
+export interface PublishCredentials {
+  token: string;
+  rtmpUrl: string;
+  obsServer: string;
+  obsStreamKey: string;
+  whipUrl: string;
+  srtUrl: string;
+}
+
+export interface OwnerRoom extends Room {
+  publish: PublishCredentials;
+  record: boolean;
+}
+
+export interface RoomCreated extends OwnerRoom {
+  /** Shown once: keep it to close the room or join as host. */
+  ownerToken: string;
+}
+
+export interface Member {
+  peerId: string;
+  name: string;
+  role: Role;
+}
+
+export interface MembersPage {
+  members: Member[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface Recording {
+  id: string;
+  roomId: string;
+  startedAt: number;
+  endedAt: number;
+  durationMs: number;
+  sizeBytes: number;
+  /** Absolute URL of the MP4 (range requests: seekable in a video element). */
+  url: string;
+}
+
+export interface RoomsPage {
+  rooms: Room[];
+  /** How many rooms match, over all pages. */
+  total: number;
+  /** The next page's URL, or null on the last page. */
+  next: string | null;
+}
+
+export interface ErrorOptions {
+  code?: string;
+  status?: number;
+  details?: Record<string, unknown> | null;
+  retryAfter?: number | null;
+}
+
+/** Every failure the SDK reports. */
+export declare class LivehubError extends Error {
+  constructor(message: string, options?: ErrorOptions);
+  /** The server's snake_case code, or the SDK's own: network_error, timeout, disconnected,
+   * closed, no_websocket, no_fetch, no_base_url, no_webrtc, whep_failed, whip_failed,
+   * http_error. */
+  code: string;
+  /** The HTTP status; 0 when there is none (signaling, network). */
+  status: number;
+  details: Record<string, unknown> | null;
+  /** Seconds to wait before retrying (Retry-After of a 429), or null. */
+  retryAfter: number | null;
+}
+
+export interface TokenOption {
+  /** Bearer token for this call (owner token, API key, admin token). */
+  token?: string;
+}
+
+type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  onclose: ((event: { code?: number; reason?: string }) => void) | null;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+export interface LivehubOptions {
+  /** Default: the page's origin. */
+  baseUrl?: string;
+  /** Default bearer token of every call. */
+  token?: string | null;
+  /** Default: baseUrl with ws(s): and /ws. */
+  wsUrl?: string;
+  fetch?: FetchLike;
+  WebSocket?: WebSocketConstructor;
+}
+
+export declare function nextLink(header: string | null): string | null;
+
+export declare class Livehub {
+  constructor(options?: LivehubOptions);
+  readonly baseUrl: string;
+  token: string | null;
+  readonly wsUrl: string;
+
+  request<T = unknown>(
+    method: string,
+    path: string,
+    options?: { body?: unknown; token?: string; query?: Record<string, unknown>; raw?: boolean },
+  ): Promise<T>;
+
+  createRoom(room: { title: string; record?: boolean }, options?: TokenOption): Promise<RoomCreated>;
+  getRoom(roomId: string, options?: TokenOption): Promise<Room | OwnerRoom>;
+  listRoomsPage(options?: { status?: RoomStatus; limit?: number; next?: string | null }): Promise<RoomsPage>;
+  listRooms(options?: { status?: RoomStatus; limit?: number }): AsyncGenerator<Room, void, undefined>;
+  closeRoom(roomId: string, options?: TokenOption): Promise<{ success: boolean; room: Room }>;
+  members(roomId: string, options?: TokenOption & { limit?: number; offset?: number }): Promise<MembersPage>;
+  /** POST /api/rooms/{id}/viewer-tokens: arrives with private rooms (livehub issue 18). */
+  createViewerToken(roomId: string, options?: TokenOption & Record<string, unknown>): Promise<Record<string, unknown>>;
+  recordings(roomId: string, options?: TokenOption): Promise<Recording[]>;
+  deleteRecording(recordingId: string, options?: TokenOption): Promise<void>;
+
+  connect(options?: SignalingOptions): SignalingClient;
+}
+
+// -- signaling events (docs/protocol.md) --------------------------------------------------
+
+export interface JoinedEvent {
+  type: "joined";
+  roomId: string;
+  peerId: string;
+  role: Role;
+  room: Room;
+  members: Member[];
+  presence: "full" | "counted";
+  viewerCount: number;
+  id?: string | number;
+}
+export interface PeerJoinedEvent {
+  type: "peer-joined";
+  roomId: string;
+  peer: Member;
+}
+export interface PeerLeftEvent {
+  type: "peer-left";
+  roomId: string;
+  peerId: string;
+}
+export interface PresenceModeEvent {
+  type: "presence-mode";
+  roomId: string;
+  presence: "full" | "counted";
+  viewerCount: number;
+  members?: Member[];
+}
+export interface LeftEvent {
+  type: "left";
+  roomId: string;
+  id?: string | number;
+}
+export interface KickedEvent {
+  type: "kicked";
+  roomId: string;
+  by: string;
+}
+export interface ViewerCountEvent {
+  type: "viewer-count";
+  roomId: string;
+  viewerCount: number;
+}
+export interface RoomStatusEvent {
+  type: "room-status";
+  roomId: string;
+  status: RoomStatus;
+  room: Room;
+}
+export interface ChatEvent {
+  type: "chat";
+  roomId: string;
+  from: string;
+  name: string;
+  text: string;
+  ts: number;
+  /** Only on the sender's own copy, when its message had an id. */
+  id?: string | number;
+}
+export interface RelayEvent<T extends "offer" | "answer" | "candidate" = "offer" | "answer" | "candidate"> {
+  type: T;
+  roomId: string;
+  payload: unknown;
+  from: string;
+  to?: string;
+}
+export interface ErrorEvent {
+  type: "error";
+  code: string;
+  message: string;
+  inReplyTo?: string;
+  roomId?: string;
+  id?: string | number;
+}
+
+export type ServerEvent =
+  | JoinedEvent
+  | PeerJoinedEvent
+  | PeerLeftEvent
+  | PresenceModeEvent
+  | LeftEvent
+  | KickedEvent
+  | ViewerCountEvent
+  | RoomStatusEvent
+  | ChatEvent
+  | RelayEvent
+  | ErrorEvent;
+
+export interface RoomEvents {
+  "peer-joined": PeerJoinedEvent;
+  "peer-left": PeerLeftEvent;
+  "presence-mode": PresenceModeEvent;
+  "viewer-count": ViewerCountEvent;
+  "room-status": RoomStatusEvent;
+  kicked: KickedEvent;
+  chat: ChatEvent;
+  offer: RelayEvent<"offer">;
+  answer: RelayEvent<"answer">;
+  candidate: RelayEvent<"candidate">;
+  error: ErrorEvent;
+  joined: JoinedEvent;
+  left: LeftEvent;
+  /** Joined again after a reconnect (new peerId, fresh members). */
+  rejoined: JoinedEvent;
+  /** Rejoining after a reconnect failed (the room ended or is gone): the handle is done. */
+  lost: { error: LivehubError };
+}
+
+export interface ClientEvents extends Omit<RoomEvents, "rejoined" | "lost"> {
+  message: ServerEvent;
+  open: Record<string, never>;
+  close: { code: number; reason: string };
+  reconnecting: { attempt: number; delay: number };
+  reconnected: { rooms: string[] };
+}
+
+/** Events of types this version does not know (new server events, e.g. a future `stage`)
+ * arrive too, untyped: new types may be added; ignore those you do not know. */
+export type UnknownEvent = { type: string; roomId?: string; [field: string]: unknown };
+
+declare class Emitter<Events> {
+  on<K extends keyof Events>(type: K, handler: (event: Events[K]) => void): () => void;
+  on(type: string, handler: (event: UnknownEvent) => void): () => void;
+  off<K extends keyof Events>(type: K, handler: (event: Events[K]) => void): void;
+  off(type: string, handler: (event: UnknownEvent) => void): void;
+  once<K extends keyof Events>(
+    type: K,
+    options?: { timeout?: number; filter?: (event: Events[K]) => boolean },
+  ): Promise<Events[K]>;
+  once(
+    type: string,
+    options?: { timeout?: number; filter?: (event: UnknownEvent) => boolean },
+  ): Promise<UnknownEvent>;
+}
+
+export interface SignalingOptions {
+  WebSocket?: WebSocketConstructor;
+  /** Milliseconds a request waits for its answer (10 000). */
+  timeout?: number;
+  /** Reconnect when the connection drops (true). */
+  reconnect?: boolean;
+  /** First reconnect delay ceiling, ms (500); doubles per attempt. */
+  minDelay?: number;
+  /** Largest reconnect delay ceiling, ms (15 000). */
+  maxDelay?: number;
+  /** Random source of the jitter (Math.random). */
+  random?: () => number;
+}
+
+export interface JoinOptions {
+  name?: string;
+  role?: Role;
+  /** The room's owner token (role "host"). */
+  token?: string;
+}
+
+export declare class SignalingClient extends Emitter<ClientEvents> {
+  constructor(url: string, options?: SignalingOptions);
+  readonly url: string;
+  readonly connected: boolean;
+  /** This connection's peer id (changes on reconnect). */
+  peerId: string | null;
+  readonly rooms: Map<string, RoomHandle>;
+  opened(): Promise<void>;
+  /** Send with a fresh request id; resolves with the answering event, rejects with its error. */
+  request<T = ServerEvent>(
+    message: Record<string, unknown> & { type: string },
+    options?: { timeout?: number; expect?: (event: ServerEvent) => boolean },
+  ): Promise<T>;
+  sendRaw(message: Record<string, unknown>): void;
+  join(roomId: string, options?: JoinOptions): Promise<RoomHandle>;
+  close(): void;
+}
+
+export declare class RoomHandle extends Emitter<RoomEvents> {
+  readonly client: SignalingClient;
+  readonly roomId: string;
+  /** The last joined event, without its id. */
+  readonly data: JoinedEvent;
+  readonly peerId: string;
+  readonly role: Role;
+  readonly room: Room;
+  readonly viewerCount: number;
+  readonly presence: "full" | "counted";
+  members: Map<string, Member>;
+  left: boolean;
+  chat(text: string): Promise<ChatEvent>;
+  send(to: string | null, type: "offer" | "answer" | "candidate" | string, payload: unknown): void;
+  kick(peerId: string): Promise<PeerLeftEvent>;
+  close(): Promise<RoomStatusEvent>;
+  leave(): Promise<void>;
+}
+
+// -- WHEP ------------------------------------------------------------------------------------
+
+export interface WhepOptions {
+  RTCPeerConnection?: typeof RTCPeerConnection;
+  MediaStream?: typeof MediaStream;
+  fetch?: FetchLike;
+  configuration?: RTCConfiguration;
+  /** Milliseconds to wait for ICE gathering before sending the offer (2000). */
+  iceGatheringTimeout?: number;
+}
+
+/** Play with WHEP; `stop()` closes the connection and DELETEs the WHEP session. */
+export declare function playWhep(
+  whepUrl: string,
+  options?: WhepOptions,
+): Promise<{ pc: RTCPeerConnection; stream: MediaStream | null; stop(): void }>;
+
+/** Publish with WHIP; `stop()` closes the connection and DELETEs the WHIP session. */
+export declare function publishWhip(
+  whipUrl: string,
+  stream: MediaStream,
+  options?: Omit<WhepOptions, "MediaStream">,
+): Promise<{ pc: RTCPeerConnection; stop(): void }>;

@@ -1,0 +1,760 @@
+// livehub-client: the JavaScript SDK of livehub (REST API, WebSocket signaling, WHEP playback).
+//
+// One ES module, no dependencies, no DOM: it runs in browsers and in Node (give it a WebSocket
+// constructor where there is no global one). Types: livehub-client.d.ts. Guide: docs/frontend.md.
+// livehub serves this very file at /sdk/livehub-client.js.
+//
+//   import { Livehub } from "/sdk/livehub-client.js";
+//   const lh = new Livehub({ baseUrl: "https://live.example.com" });
+//   const room = await lh.createRoom({ title: "Friday stream" });
+//   const client = lh.connect();
+//   const handle = await client.join(room.id, { name: "Ana", role: "host", token: room.ownerToken });
+//   handle.on("chat", (msg) => console.log(msg.name, msg.text));
+//   await handle.chat("hello");
+
+export const VERSION = "0.1.0";
+
+/** Every failure the SDK reports: REST errors (the server's `{error, code, details}` with the
+ * HTTP status and `Retry-After`), WebSocket `error` events answering a request, and the SDK's
+ * own (`network_error`, `timeout`, `disconnected`, `closed`, `no_websocket`). */
+export class LivehubError extends Error {
+  constructor(message, { code = "error", status = 0, details = null, retryAfter = null } = {}) {
+    super(message);
+    this.name = "LivehubError";
+    this.code = code;
+    this.status = status;
+    this.details = details;
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** A tiny typed event emitter (no DOM EventTarget: Node and browsers alike). */
+class Emitter {
+  #handlers = new Map();
+
+  /** Call `handler` for every `type` event; returns a function that removes it. */
+  on(type, handler) {
+    let set = this.#handlers.get(type);
+    if (!set) this.#handlers.set(type, (set = new Set()));
+    set.add(handler);
+    return () => this.off(type, handler);
+  }
+
+  off(type, handler) {
+    this.#handlers.get(type)?.delete(handler);
+  }
+
+  /** The next `type` event (a Promise); rejects after `timeout` ms when given. */
+  once(type, { timeout, filter } = {}) {
+    return new Promise((resolve, reject) => {
+      let timer = null;
+      const off = this.on(type, (event) => {
+        if (filter && !filter(event)) return;
+        off();
+        if (timer) clearTimeout(timer);
+        resolve(event);
+      });
+      if (timeout) {
+        timer = setTimeout(() => {
+          off();
+          reject(new LivehubError(`No ${type} event within ${timeout} ms`, { code: "timeout" }));
+        }, timeout);
+      }
+    });
+  }
+
+  emit(type, event) {
+    for (const handler of [...(this.#handlers.get(type) ?? [])]) {
+      try {
+        handler(event);
+      } catch (err) {
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+}
+
+function trimSlash(url) {
+  return url.replace(/\/+$/, "");
+}
+
+function defaultBaseUrl() {
+  const origin = globalThis.location?.origin;
+  if (!origin || origin === "null") {
+    throw new LivehubError("Give baseUrl: there is no page location to default to", {
+      code: "no_base_url",
+    });
+  }
+  return origin;
+}
+
+/** The URL of `Link: <url>; rel="next"`, or null. */
+export function nextLink(header) {
+  if (!header) return null;
+  for (const part of header.split(",")) {
+    const match = /<([^>]*)>\s*;\s*rel="?next"?/.exec(part);
+    if (match) return match[1];
+  }
+  return null;
+}
+
+function retryAfterOf(response, details) {
+  const header = response.headers.get("Retry-After");
+  if (header !== null && header !== "" && !Number.isNaN(Number(header))) return Number(header);
+  if (details && typeof details.retryAfter === "number") return details.retryAfter;
+  return null;
+}
+
+/**
+ * The REST API of one livehub, and the door to its signaling (`connect`).
+ *
+ * options: `baseUrl` (default: the page's origin), `token` (a bearer token sent with every
+ * request that takes one: an API key or the admin token; each call may give its own),
+ * `fetch` and `WebSocket` (defaults: the globals), `wsUrl` (default: baseUrl's `/ws`).
+ */
+export class Livehub {
+  constructor(options = {}) {
+    this.baseUrl = trimSlash(options.baseUrl ?? defaultBaseUrl());
+    this.token = options.token ?? null;
+    this.wsUrl = options.wsUrl ?? `${this.baseUrl.replace(/^http/, "ws")}/ws`;
+    this._fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+    this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+  }
+
+  /** A request to the API; the parsed JSON (or null for 204). Errors: LivehubError. */
+  async request(method, path, { body, token, query, raw = false } = {}) {
+    if (!this._fetch) {
+      throw new LivehubError("No fetch: pass options.fetch", { code: "no_fetch" });
+    }
+    let url = path.startsWith("http") ? path : `${this.baseUrl}${path}`;
+    if (query) {
+      const params = new URLSearchParams();
+      for (const [key, value] of Object.entries(query)) {
+        if (value !== undefined && value !== null) params.set(key, String(value));
+      }
+      const text = params.toString();
+      if (text) url += (url.includes("?") ? "&" : "?") + text;
+    }
+    const headers = {};
+    const bearer = token ?? this.token;
+    if (bearer) headers.Authorization = `Bearer ${bearer}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await this._fetch(url, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (err) {
+      throw new LivehubError(`Cannot reach livehub: ${err?.message ?? err}`, {
+        code: "network_error",
+      });
+    }
+    if (!response.ok) {
+      let data = null;
+      try {
+        data = await response.json();
+      } catch {
+        // not the JSON error shape (a proxy's page): the status says it
+      }
+      const details = data?.details ?? null;
+      throw new LivehubError(data?.error ?? `HTTP ${response.status}`, {
+        code: data?.code ?? "http_error",
+        status: response.status,
+        details,
+        retryAfter: retryAfterOf(response, details),
+      });
+    }
+    if (raw) return response;
+    if (response.status === 204) return null;
+    return response.json();
+  }
+
+  // -- rooms -----------------------------------------------------------------------------
+
+  /** Create a room: `{title, record?}`; the reply carries `ownerToken` (shown once). */
+  createRoom({ title, record } = {}, { token } = {}) {
+    const body = { title };
+    if (record !== undefined) body.record = record;
+    return this.request("POST", "/api/rooms", { body, token });
+  }
+
+  /** A room; with its owner's token, its publish credentials too. */
+  getRoom(roomId, { token } = {}) {
+    return this.request("GET", `/api/rooms/${encodeURIComponent(roomId)}`, { token });
+  }
+
+  /** One page: `{rooms, total, next}` (`next`: the URL of the following page, or null). */
+  async listRoomsPage({ status, limit, next } = {}) {
+    const response = await this.request("GET", next ?? "/api/rooms", {
+      query: next ? undefined : { status, limit },
+      raw: true,
+    });
+    const link = nextLink(response.headers.get("Link"));
+    return {
+      rooms: await response.json(),
+      total: Number(response.headers.get("X-Total-Count") ?? 0),
+      next: link === null ? null : new URL(link, `${this.baseUrl}/`).href,
+    };
+  }
+
+  /** Every room, newest first, page after page (`for await (const room of lh.listRooms())`):
+   * follows `Link: rel="next"`, so it never skips or repeats a room however deep it goes. */
+  async *listRooms({ status, limit } = {}) {
+    let next;
+    do {
+      const page = await this.listRoomsPage({ status, limit, next });
+      yield* page.rooms;
+      next = page.next;
+    } while (next);
+  }
+
+  /** End a room for good (the owner's or the admin token). */
+  closeRoom(roomId, { token } = {}) {
+    return this.request("POST", `/api/rooms/${encodeURIComponent(roomId)}/close`, { token });
+  }
+
+  /** One page of a room's signaling members: `{members, total, limit, offset}` (owner). */
+  members(roomId, { token, limit, offset } = {}) {
+    return this.request("GET", `/api/rooms/${encodeURIComponent(roomId)}/members`, {
+      token,
+      query: { limit, offset },
+    });
+  }
+
+  /** A viewer token for a private room (the owner's token). The endpoint,
+   * `POST /api/rooms/{id}/viewer-tokens`, comes with private rooms (livehub issue 18): a
+   * livehub without it answers 404 `not_found`. */
+  createViewerToken(roomId, options = {}) {
+    const { token, ...body } = options;
+    return this.request("POST", `/api/rooms/${encodeURIComponent(roomId)}/viewer-tokens`, {
+      token,
+      body,
+    });
+  }
+
+  // -- recordings ------------------------------------------------------------------------
+
+  /** A room's recordings, oldest first; `url` made absolute (a `<video src>`). */
+  async recordings(roomId, { token } = {}) {
+    const list = await this.request(
+      "GET",
+      `/api/rooms/${encodeURIComponent(roomId)}/recordings`,
+      { token },
+    );
+    return list.map((recording) => ({
+      ...recording,
+      url: new URL(recording.url, `${this.baseUrl}/`).href,
+    }));
+  }
+
+  /** Delete a recording, file and row (the owner's or the admin token). */
+  async deleteRecording(recordingId, { token } = {}) {
+    await this.request("DELETE", `/api/recordings/${encodeURIComponent(recordingId)}`, { token });
+  }
+
+  // -- signaling -------------------------------------------------------------------------
+
+  /** A signaling client on this livehub (it connects at once and reconnects by itself). */
+  connect(options = {}) {
+    return new SignalingClient(this.wsUrl, { WebSocket: this._WebSocket, ...options });
+  }
+}
+
+const OPEN = 1;
+
+/**
+ * One signaling WebSocket: requests with ids, typed events, reconnect with backoff and jitter,
+ * and the rooms it joined joined again after a reconnect.
+ *
+ * Events (`client.on(type, fn)`): every server event by its `type` (`joined`, `peer-joined`,
+ * `peer-left`, `chat`, `room-status`, `viewer-count`, `presence-mode`, `kicked`, `offer`, …,
+ * `error`), `message` (any server event), and the connection's own: `open`, `close`
+ * (`{code, reason}`), `reconnecting` (`{attempt, delay}`), `reconnected`.
+ *
+ * options: `WebSocket` (constructor), `timeout` (ms a request waits for its answer, 10 000),
+ * `reconnect` (true), `minDelay` (500 ms), `maxDelay` (15 000 ms), `random` (Math.random).
+ */
+export class SignalingClient extends Emitter {
+  #ws = null;
+  #nextId = 1;
+  #pending = new Map();
+  #queue = [];
+  #attempt = 0;
+  #timer = null;
+  #closed = false;
+  #everOpened = false;
+
+  constructor(url, options = {}) {
+    super();
+    this.url = url;
+    this.options = {
+      timeout: 10_000,
+      reconnect: true,
+      minDelay: 500,
+      maxDelay: 15_000,
+      random: Math.random,
+      ...options,
+    };
+    if (typeof this.options.WebSocket !== "function") {
+      throw new LivehubError(
+        "No WebSocket constructor: pass options.WebSocket (in Node 20: the `ws` package, or " +
+          "run node --experimental-websocket)",
+        { code: "no_websocket" },
+      );
+    }
+    /** @type {Map<string, RoomHandle>} the rooms joined, by id (rejoined after a reconnect) */
+    this.rooms = new Map();
+    /** this connection's peer id (from the last `joined`; it changes on reconnect) */
+    this.peerId = null;
+    this.#open();
+  }
+
+  get connected() {
+    return this.#ws !== null && this.#ws.readyState === OPEN;
+  }
+
+  /** Resolves once the socket is open (at once if it is). */
+  opened() {
+    if (this.connected) return Promise.resolve();
+    if (this.#closed) return Promise.reject(new LivehubError("Client closed", { code: "closed" }));
+    return this.once("open");
+  }
+
+  #open() {
+    const ws = new this.options.WebSocket(this.url);
+    this.#ws = ws;
+    let ended = false;
+    const end = (code, reason) => {
+      // Node's built-in WebSocket reports a failed attempt with an `error` event alone; a
+      // browser's sends `close` after it: either ends this socket, once
+      if (ended) return;
+      ended = true;
+      if (this.#ws === ws) this.#ws = null;
+      this.#dropPending();
+      this.emit("close", { code, reason });
+      this.#scheduleReconnect();
+    };
+    ws.onopen = () => {
+      const again = this.#everOpened;
+      this.#everOpened = true;
+      this.#attempt = 0;
+      this.emit("open", {});
+      // the rooms first (their joins go out now, in order), then what was sent meanwhile
+      if (again) this.#rejoin();
+      for (const { frame, id } of this.#queue.splice(0)) {
+        ws.send(frame);
+        const pending = id === null ? undefined : this.#pending.get(id);
+        if (pending) pending.sent = true;
+      }
+    };
+    ws.onmessage = (event) => this.#receive(event.data);
+    ws.onerror = () => end(1006, "error");
+    ws.onclose = (event) => end(event?.code ?? 1006, event?.reason ?? "");
+  }
+
+  #scheduleReconnect() {
+    if (this.#closed || !this.options.reconnect) return;
+    const { minDelay, maxDelay, random } = this.options;
+    const ceiling = Math.min(maxDelay, minDelay * 2 ** this.#attempt);
+    // "equal jitter": half the backoff for sure, half at random, so that a server restart does
+    // not bring every client back in the same millisecond
+    const delay = Math.round(ceiling / 2 + random() * (ceiling / 2));
+    this.#attempt += 1;
+    this.emit("reconnecting", { attempt: this.#attempt, delay });
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      if (!this.#closed) this.#open();
+    }, delay);
+  }
+
+  async #rejoin() {
+    const rooms = [...this.rooms.values()];
+    await Promise.all(
+      rooms.map(async (handle) => {
+        try {
+          const joined = await this.request({ type: "join", roomId: handle.roomId, ...handle.options });
+          handle._joined(joined, true);
+        } catch (err) {
+          this.rooms.delete(handle.roomId);
+          handle._lost(err);
+        }
+      }),
+    );
+    this.emit("reconnected", { rooms: [...this.rooms.keys()] });
+  }
+
+  /** Requests sent on a socket that is gone have lost their answer: they reject with
+   * `disconnected`. Those still queued (never sent) go out on the next connection. */
+  #dropPending() {
+    for (const [id, pending] of this.#pending) {
+      if (!pending.sent) continue;
+      this.#pending.delete(id);
+      clearTimeout(pending.timer);
+      pending.reject(new LivehubError("Disconnected before the answer came", { code: "disconnected" }));
+    }
+  }
+
+  #receive(data) {
+    let event;
+    try {
+      event = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
+    } catch {
+      return;
+    }
+    if (event.type === "joined") this.peerId = event.peerId;
+    const pending = event.id === undefined ? undefined : this.#pending.get(event.id);
+    if (pending) {
+      this.#pending.delete(event.id);
+      clearTimeout(pending.timer);
+      if (event.type === "error") {
+        pending.reject(
+          new LivehubError(event.message, {
+            code: event.code,
+            details: { inReplyTo: event.inReplyTo ?? null, roomId: event.roomId ?? null },
+          }),
+        );
+      } else {
+        pending.resolve(event);
+      }
+    }
+    this.emit("message", event);
+    this.emit(event.type, event);
+    const handle = event.roomId === undefined ? undefined : this.rooms.get(event.roomId);
+    if (handle) handle._event(event);
+  }
+
+  /** Send a message as it is (no id, no answer awaited). Queued until the socket is open. */
+  sendRaw(message) {
+    this.#send(message, null);
+  }
+
+  #send(message, id) {
+    const frame = JSON.stringify(id === null ? message : { ...message, id });
+    if (this.connected) {
+      this.#ws.send(frame);
+      const pending = id === null ? undefined : this.#pending.get(id);
+      if (pending) pending.sent = true;
+    } else if (!this.#closed) {
+      this.#queue.push({ frame, id });
+    }
+  }
+
+  /** Send `message` with a fresh request id; resolves with the event that answers it
+   * (`joined`, `left`, your own `chat`) or rejects with its `error` as a LivehubError. With
+   * `expect` (a predicate), a message the server does not answer resolves with the first
+   * event that matches instead (close-room: its room-status). */
+  request(message, { timeout = this.options.timeout, expect } = {}) {
+    if (this.#closed) return Promise.reject(new LivehubError("Client closed", { code: "closed" }));
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      let off = () => {};
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        this.#queue = this.#queue.filter((queued) => queued.id !== id);
+        off();
+        reject(new LivehubError(`No answer to ${message.type} within ${timeout} ms`, { code: "timeout" }));
+      }, timeout);
+      this.#pending.set(id, {
+        resolve: (event) => {
+          off();
+          resolve(event);
+        },
+        reject: (err) => {
+          off();
+          reject(err);
+        },
+        timer,
+        sent: false,
+      });
+      if (expect) {
+        off = this.on("message", (event) => {
+          if (event.type !== "error" && expect(event) && this.#pending.has(id)) {
+            const pending = this.#pending.get(id);
+            this.#pending.delete(id);
+            clearTimeout(pending.timer);
+            pending.resolve(event);
+          }
+        });
+      }
+      this.#send(message, id);
+    });
+  }
+
+  /** Join a room: resolves with its handle (carrying the `joined` event's data) once joined.
+   * `role: "host"` needs the room's owner `token`. Joined again after every reconnect. */
+  async join(roomId, { name, role, token } = {}) {
+    const options = {};
+    if (name !== undefined) options.name = name;
+    if (role !== undefined) options.role = role;
+    if (token !== undefined) options.token = token;
+    const joined = await this.request({ type: "join", roomId, ...options });
+    let handle = this.rooms.get(roomId);
+    if (!handle) {
+      handle = new RoomHandle(this, roomId, options);
+      this.rooms.set(roomId, handle);
+    } else {
+      handle.options = options;
+    }
+    handle._joined(joined, false);
+    return handle;
+  }
+
+  /** Close for good: no reconnect; pending requests reject with `closed`. */
+  close() {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#queue = [];
+    const ws = this.#ws;
+    this.#ws = null;
+    for (const [, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new LivehubError("Client closed", { code: "closed" }));
+    }
+    this.#pending.clear();
+    this.rooms.clear();
+    if (ws) {
+      try {
+        ws.close(1000);
+      } catch {
+        // already closing
+      }
+    }
+  }
+
+  _forget(roomId) {
+    this.rooms.delete(roomId);
+  }
+}
+
+/**
+ * A room this client joined. `data` is the last `joined` event; `room`, `members`,
+ * `viewerCount` and `presence` follow the room's events. Events (`handle.on(type, fn)`): the
+ * server events of this room (`chat`, `peer-joined`, `peer-left`, `room-status`,
+ * `viewer-count`, `presence-mode`, `kicked`, `offer`, `answer`, `candidate`, `error`), and
+ * `rejoined` (the `joined` after a reconnect) and `lost` (a rejoin failed: the room ended or
+ * is gone; the handle is done).
+ */
+export class RoomHandle extends Emitter {
+  constructor(client, roomId, options) {
+    super();
+    this.client = client;
+    this.roomId = roomId;
+    this.options = options;
+    this.data = null;
+    this.members = new Map();
+    this.left = false;
+  }
+
+  get peerId() {
+    return this.data?.peerId ?? null;
+  }
+
+  get role() {
+    return this.data?.role ?? null;
+  }
+
+  get room() {
+    return this.data?.room ?? null;
+  }
+
+  get viewerCount() {
+    return this.data?.viewerCount ?? 0;
+  }
+
+  get presence() {
+    return this.data?.presence ?? "full";
+  }
+
+  _joined(joined, again) {
+    this.data = { ...joined };
+    delete this.data.id;
+    this.members = new Map(joined.members.map((member) => [member.peerId, member]));
+    if (again) this.emit("rejoined", this.data);
+  }
+
+  _lost(error) {
+    this.left = true;
+    this.emit("lost", { error });
+  }
+
+  _event(event) {
+    const data = this.data;
+    if (data) {
+      switch (event.type) {
+        case "peer-joined":
+          this.members.set(event.peer.peerId, event.peer);
+          break;
+        case "peer-left":
+          this.members.delete(event.peerId);
+          break;
+        case "presence-mode":
+          data.presence = event.presence;
+          data.viewerCount = event.viewerCount;
+          if (event.members) {
+            this.members = new Map(event.members.map((member) => [member.peerId, member]));
+          }
+          break;
+        case "viewer-count":
+          data.viewerCount = event.viewerCount;
+          break;
+        case "room-status":
+          data.room = event.room;
+          break;
+        case "kicked":
+          this.left = true;
+          this.client._forget(this.roomId);
+          break;
+        default:
+      }
+    }
+    this.emit(event.type, event);
+  }
+
+  /** Send a chat line; resolves with your own `chat` event as the room got it. */
+  chat(text) {
+    return this.client.request({ type: "chat", roomId: this.roomId, text });
+  }
+
+  /** Relay `payload` as `type` (`offer`, `answer`, `candidate`) to the peer `to`, or to every
+   * other member when `to` is null. Not acknowledged; a refusal comes as an `error` event. */
+  send(to, type, payload) {
+    const message = { type, roomId: this.roomId, payload: payload ?? null };
+    if (to !== null && to !== undefined) message.to = to;
+    this.client.sendRaw(message);
+  }
+
+  /** Remove a member (host only); resolves once it is out. */
+  kick(peerId) {
+    return this.client.request(
+      { type: "kick", roomId: this.roomId, peerId },
+      {
+        expect: (event) =>
+          event.type === "peer-left" && event.roomId === this.roomId && event.peerId === peerId,
+      },
+    );
+  }
+
+  /** End the room for good (host only); resolves with the `room-status` "ended". */
+  close() {
+    return this.client.request(
+      { type: "close-room", roomId: this.roomId },
+      {
+        expect: (event) =>
+          event.type === "room-status" && event.roomId === this.roomId && event.status === "ended",
+      },
+    );
+  }
+
+  /** Leave the room (not joined again after a reconnect). */
+  async leave() {
+    this.left = true;
+    this.client._forget(this.roomId);
+    if (!this.client.connected) return;
+    await this.client.request({ type: "leave", roomId: this.roomId });
+  }
+}
+
+/** Wait until `pc` has gathered its candidates (at most `ms`): WHIP/WHEP endpoints such as
+ * SRS's take one offer and no trickled candidates. */
+function iceGathered(pc, ms) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener?.("icegatheringstatechange", done);
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener?.("icegatheringstatechange", done);
+      resolve();
+    }, ms);
+    pc.addEventListener?.("icegatheringstatechange", done);
+  });
+}
+
+/** The offer/answer exchange of WHIP and WHEP (RFC 9725, the WHEP draft): POST the offer as
+ * application/sdp, take the answer; the Location header names the session to DELETE at the
+ * end. Returns `stop()`, which closes `pc` and ends the session (best effort). */
+async function exchange(kind, url, pc, options) {
+  const doFetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
+  let location = null;
+  const stop = () => {
+    pc.close();
+    if (location) doFetch(location, { method: "DELETE" }).catch(() => {});
+    location = null;
+  };
+  try {
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGathered(pc, options.iceGatheringTimeout ?? 2000);
+    let response;
+    try {
+      response = await doFetch(url, {
+        method: "POST",
+        headers: { "Content-Type": "application/sdp" },
+        body: pc.localDescription.sdp,
+      });
+    } catch (err) {
+      throw new LivehubError(`Cannot reach the ${kind} endpoint: ${err?.message ?? err}`, {
+        code: "network_error",
+      });
+    }
+    const answer = await response.text();
+    if (response.status !== 200 && response.status !== 201) {
+      throw new LivehubError(`${kind} refused: HTTP ${response.status} ${answer.trim().slice(0, 120)}`, {
+        code: `${kind.toLowerCase()}_failed`,
+        status: response.status,
+      });
+    }
+    const header = response.headers.get("Location");
+    location = header ? new URL(header, url).href : null;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  return stop;
+}
+
+function peerConnection(options) {
+  const RTCPeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+  if (typeof RTCPeerConnection !== "function") {
+    throw new LivehubError("No RTCPeerConnection: WHIP and WHEP need WebRTC", { code: "no_webrtc" });
+  }
+  return new RTCPeerConnection(options.configuration ?? {});
+}
+
+/**
+ * Play a stream with WHEP (SRS's `playUrls.whep`): resolves with `{pc, stream, stop()}` once
+ * SRS answered; attach `stream` to a `<video>` (`video.srcObject = stream`). `stop()` closes
+ * the connection and ends the WHEP session. Needs WebRTC: browsers have it; elsewhere pass
+ * `RTCPeerConnection` (and `MediaStream`).
+ */
+export async function playWhep(whepUrl, options = {}) {
+  const pc = peerConnection(options);
+  const MediaStreamCtor = options.MediaStream ?? globalThis.MediaStream;
+  const stream = MediaStreamCtor ? new MediaStreamCtor() : null;
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.ontrack = (event) => stream?.addTrack(event.track);
+  const stop = await exchange("WHEP", whepUrl, pc, options);
+  return { pc, stream, stop };
+}
+
+/**
+ * Publish a MediaStream (a camera: `navigator.mediaDevices.getUserMedia`) with WHIP (the
+ * owner's `publish.whipUrl`, which carries the publish token): resolves with `{pc, stop()}`
+ * once SRS answered; the room goes live when SRS accepts the stream (its `room-status`).
+ */
+export async function publishWhip(whipUrl, stream, options = {}) {
+  const pc = peerConnection(options);
+  for (const track of stream.getTracks()) {
+    pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+  }
+  const stop = await exchange("WHIP", whipUrl, pc, options);
+  return { pc, stop };
+}

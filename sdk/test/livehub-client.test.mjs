@@ -1,0 +1,265 @@
+// The SDK against a real livehub (started here), loaded from /sdk/livehub-client.js over HTTP:
+// REST (create, get, list pages, close, members, recordings, errors), signaling (join, chat
+// with request ids, relays, refusals), reconnect and rejoin after the server restarts.
+// Run: node --experimental-websocket --test sdk/test/*.test.mjs (tests/test_sdk.py: make test)
+
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { ADMIN_TOKEN, Livehub as Server, ROOT, eventually, importServedSdk } from "./server.mjs";
+
+const server = new Server();
+let sdk;
+let lh;
+
+before(async () => {
+  await server.start();
+  const served = await importServedSdk(server.url);
+  sdk = served.sdk;
+  // the same file, not a copy
+  assert.equal(served.text, readFileSync(join(ROOT, "sdk", "livehub-client.js"), "utf8"));
+  assert.match(served.contentType, /^text\/javascript/);
+  lh = new sdk.Livehub({ baseUrl: server.url, WebSocket: globalThis.WebSocket });
+});
+
+after(async () => {
+  await server.close();
+});
+
+async function rejects(promise, code, status) {
+  await assert.rejects(promise, (err) => {
+    assert.ok(err instanceof sdk.LivehubError, `${err}`);
+    assert.equal(err.code, code);
+    if (status !== undefined) assert.equal(err.status, status);
+    return true;
+  });
+}
+
+describe("REST", () => {
+  test("create, get (owner and public), close", async () => {
+    const room = await lh.createRoom({ title: "SDK room", record: true });
+    assert.equal(room.title, "SDK room");
+    assert.equal(room.record, true);
+    assert.ok(room.ownerToken && room.publish.token);
+    const seen = await lh.getRoom(room.id);
+    assert.equal(seen.id, room.id);
+    assert.equal(seen.publish, undefined); // no secret without the owner's token
+    const owner = await lh.getRoom(room.id, { token: room.ownerToken });
+    assert.equal(owner.publish.token, room.publish.token);
+    const closed = await lh.closeRoom(room.id, { token: room.ownerToken });
+    assert.equal(closed.room.status, "ended");
+  });
+
+  test("list follows Link rel=next through every page", async () => {
+    const made = [];
+    for (let n = 0; n < 5; n++) made.push((await lh.createRoom({ title: `page ${n}` })).id);
+    const page = await lh.listRoomsPage({ limit: 2, status: "preparing" });
+    assert.equal(page.rooms.length, 2);
+    assert.ok(page.total >= 5 && page.next.startsWith(server.url));
+    const seen = [];
+    for await (const room of lh.listRooms({ limit: 2, status: "preparing" })) seen.push(room.id);
+    assert.equal(new Set(seen).size, seen.length); // nothing twice
+    assert.equal(seen.length, page.total);
+    assert.deepEqual(seen.slice(0, 5), [...made].reverse()); // newest first
+  });
+
+  test("members, recordings, delete", async () => {
+    const room = await lh.createRoom({ title: "members" });
+    const members = await lh.members(room.id, { token: room.ownerToken, limit: 10 });
+    assert.deepEqual(members, { members: [], total: 0, limit: 10, offset: 0 });
+    assert.deepEqual(await lh.recordings(room.id), []);
+    await rejects(lh.deleteRecording("rnope", { token: ADMIN_TOKEN }), "recording_not_found", 404);
+  });
+
+  test("errors are LivehubError with code, status, details", async () => {
+    await rejects(lh.getRoom("nosuchroom"), "room_not_found", 404);
+    const room = await lh.createRoom({ title: "errors" });
+    await rejects(lh.closeRoom(room.id), "unauthorized", 401);
+    await rejects(lh.closeRoom(room.id, { token: "x".repeat(20) }), "forbidden", 403);
+    await assert.rejects(lh.createRoom({ title: "" }), (err) => {
+      assert.equal(err.code, "validation_error");
+      assert.equal(err.status, 400);
+      assert.ok("title" in err.details);
+      return true;
+    });
+    // the viewer-token endpoint arrives with private rooms (issue 18): 404 until then
+    await assert.rejects(lh.createViewerToken(room.id, { token: room.ownerToken }), (err) => {
+      assert.ok(err instanceof sdk.LivehubError);
+      assert.equal(err.status, 404);
+      return true;
+    });
+    const down = new sdk.Livehub({ baseUrl: "http://127.0.0.1:9" });
+    await rejects(down.getRoom("x"), "network_error", 0);
+  });
+
+  test("retryAfter comes from Retry-After (or details.retryAfter)", async () => {
+    const fake = async () =>
+      new Response(
+        JSON.stringify({ error: "Too many", code: "rate_limited", details: { retryAfter: 7 } }),
+        { status: 429, headers: { "Retry-After": "3", "Content-Type": "application/json" } },
+      );
+    const limited = new sdk.Livehub({ baseUrl: "http://x.invalid", fetch: fake });
+    await assert.rejects(limited.createRoom({ title: "t" }), (err) => {
+      assert.deepEqual([err.code, err.status, err.retryAfter], ["rate_limited", 429, 3]);
+      assert.deepEqual(err.details, { retryAfter: 7 });
+      return true;
+    });
+  });
+});
+
+describe("signaling", () => {
+  test("two clients: join, presence, chat with request ids, relays, refusals, leave", async () => {
+    const room = await lh.createRoom({ title: "chat" });
+    const a = lh.connect();
+    const b = lh.connect();
+    const frames = [];
+    b.on("message", (event) => frames.push(event));
+    try {
+      const host = await a.join(room.id, { name: "Ana", role: "host", token: room.ownerToken });
+      assert.equal(host.role, "host");
+      assert.equal(host.room.id, room.id);
+      assert.deepEqual([...host.members.keys()], [host.peerId]);
+      const joinedSeen = host.once("peer-joined");
+      const guest = await b.join(room.id, { name: "Bo" });
+      assert.equal(guest.data.type, "joined");
+      assert.equal(guest.data.id, undefined); // the handle keeps the event's data, not the id
+      assert.equal((await joinedSeen).peer.name, "Bo");
+      assert.deepEqual([...guest.members.keys()], [host.peerId, guest.peerId]);
+      await eventually(() => host.viewerCount === 2);
+
+      // chat: the promise is the sender's own copy, matched by its request id
+      const heard = host.once("chat");
+      const mine = await guest.chat("hello");
+      assert.deepEqual([mine.type, mine.text, mine.from, mine.name], ["chat", "hello", guest.peerId, "Bo"]);
+      assert.equal(typeof mine.id, "number");
+      const theirs = await heard;
+      const { id: _, ...sameChat } = mine;
+      assert.deepEqual(theirs, sameChat); // the others' copy: the same, without the id
+      // ids on the wire: the joined and chat replies carried them
+      assert.ok(frames.some((event) => event.type === "joined" && typeof event.id === "number"));
+
+      // refusals reject the request's promise, matched by id
+      await rejects(guest.kick(host.peerId), "forbidden");
+      await rejects(guest.chat("   "), "invalid_text");
+      await rejects(b.join("nosuchroom"), "room_not_found");
+
+      // relays: to one peer, with the server-set from
+      const offer = host.once("offer");
+      guest.send(host.peerId, "offer", { type: "offer", sdp: "v=0" });
+      const relayed = await offer;
+      assert.deepEqual(relayed.payload, { type: "offer", sdp: "v=0" });
+      assert.equal(relayed.from, guest.peerId);
+      assert.equal(relayed.to, host.peerId);
+
+      const left = host.once("peer-left");
+      await guest.leave();
+      assert.equal((await left).peerId, guest.peerId);
+      assert.equal(b.rooms.size, 0);
+      assert.ok(!host.members.has(guest.peerId));
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  test("host closes the room; kick removes a member", async () => {
+    const room = await lh.createRoom({ title: "close" });
+    const a = lh.connect();
+    const b = lh.connect();
+    try {
+      const host = await a.join(room.id, { role: "host", token: room.ownerToken });
+      const guest = await b.join(room.id, { name: "Bo" });
+      const kicked = guest.once("kicked");
+      await host.kick(guest.peerId);
+      assert.equal((await kicked).by, host.peerId);
+      assert.equal(b.rooms.size, 0);
+      const status = await host.close();
+      assert.equal(status.room.status, "ended");
+      await rejects(b.join(room.id), "room_ended");
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  test("reconnects with backoff after the server restarts, and rejoins its rooms", async () => {
+    const room = await lh.createRoom({ title: "restart" });
+    const options = { minDelay: 100, maxDelay: 800 };
+    const a = lh.connect(options);
+    const b = lh.connect(options);
+    try {
+      const host = await a.join(room.id, { name: "Ana", role: "host", token: room.ownerToken });
+      const guest = await b.join(room.id, { name: "Bo" });
+      const before = [host.peerId, guest.peerId];
+      const attempts = [];
+      a.on("reconnecting", (event) => attempts.push(event));
+      const rejoined = [host.once("rejoined"), guest.once("rejoined")];
+      const reconnected = [a.once("reconnected"), b.once("reconnected")];
+
+      await server.stop();
+      // while it is down every attempt fails (Node's WebSocket: an `error` event alone) and
+      // the client keeps trying, each delay within its backoff ceiling
+      await eventually(() => attempts.length >= 3, 10_000);
+      for (const { attempt, delay } of attempts) {
+        const ceiling = Math.min(800, 100 * 2 ** (attempt - 1));
+        assert.ok(delay >= ceiling / 2 && delay <= ceiling, `${attempt}: ${delay}`);
+      }
+      await server.start();
+
+      const [hostAgain, guestAgain] = await Promise.all(rejoined);
+      await Promise.all(reconnected);
+      assert.equal(hostAgain.role, "host");
+      assert.equal(guestAgain.room.id, room.id);
+      assert.notDeepEqual([host.peerId, guest.peerId], before); // new connections
+      await eventually(() => host.members.has(guest.peerId) || guest.members.has(host.peerId));
+
+      const heard = host.once("chat");
+      const mine = await guest.chat("back again");
+      assert.equal((await heard).text, "back again");
+      assert.equal(mine.from, guest.peerId);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+describe("without a server", () => {
+  test("a client without a WebSocket constructor says so", () => {
+    assert.throws(
+      () => new sdk.SignalingClient("ws://x.invalid/ws", { WebSocket: undefined }),
+      (err) => err instanceof sdk.LivehubError && err.code === "no_websocket",
+    );
+  });
+
+  test("backoff doubles up to maxDelay with jitter, also when only `error` fires", async () => {
+    const made = [];
+    class FailingSocket {
+      constructor(url) {
+        this.url = url;
+        this.readyState = 0;
+        made.push(this);
+        setTimeout(() => this.onerror?.({}), 0); // no close event, as Node's WebSocket
+      }
+      send() {}
+      close() {}
+    }
+    const delays = [];
+    const client = new sdk.SignalingClient("ws://x.invalid/ws", {
+      WebSocket: FailingSocket,
+      minDelay: 8,
+      maxDelay: 32,
+      random: () => 1,
+    });
+    client.on("reconnecting", ({ delay }) => delays.push(delay));
+    const pending = client.request({ type: "join", roomId: "r" }, { timeout: 5000 });
+    await eventually(() => delays.length >= 5);
+    client.close();
+    assert.deepEqual(delays.slice(0, 5), [8, 16, 32, 32, 32]);
+    assert.ok(made.length >= 5);
+    // a request never sent stays queued across failed attempts, and fails when closed
+    await rejects(pending, "closed");
+  });
+});

@@ -1,0 +1,101 @@
+"""The console's page of an ended room lists its recordings and plays them (Chromium loads the
+MP4's metadata and seeks: range requests). Real livehub process, real MP4s made by ffmpeg; the
+on_dvr hooks are posted as SRS posts them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import hook_fixture
+from tests.processes import Server
+
+pytestmark = pytest.mark.e2e
+
+HERE = Path(__file__).resolve().parent
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+NODE, FFMPEG = shutil.which("node"), shutil.which("ffmpeg")
+
+if NODE is None or not Path(CHROMIUM).exists() or FFMPEG is None:
+    pytest.skip(
+        f"needs node, ffmpeg and Chromium at {CHROMIUM} (apt-get install chromium ffmpeg nodejs)",
+        allow_module_level=True,
+    )
+
+
+def make_mp4(path: Path, seconds: int) -> None:
+    assert FFMPEG is not None
+    subprocess.run(
+        [FFMPEG, "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+         "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+
+
+async def test_an_ended_room_page_plays_its_recordings(tmp_path: Path) -> None:
+    if not (HERE / "node_modules" / "playwright-core").is_dir():
+        await asyncio.to_thread(
+            subprocess.run,
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
+            cwd=HERE,
+            check=True,
+        )
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    server = Server(tmp_path, tmp_path / "livehub.db", LIVEHUB_RECORDINGS_DIR=str(recordings))
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(f"{server.url}/api/rooms", json={"title": "Rec", "record": True})
+            room = await resp.json()
+            for part, seconds in ((1, 4), (2, 3)):
+                await asyncio.to_thread(
+                    make_mp4, recordings / f"{room['streamKey']}.{part}.mp4", seconds
+                )
+                body = hook_fixture("on_dvr.json")
+                body.update(
+                    stream=room["streamKey"],
+                    stream_url=f"/live/{room['streamKey']}",
+                    cwd=str(recordings),
+                    file=f"./{room['streamKey']}.{part}.mp4",
+                )
+                resp = await http.post(
+                    f"{server.url}/api/hooks/srs?secret={server.env['LIVEHUB_HOOK_SECRET']}",
+                    data=json.dumps(body),
+                )
+                assert await resp.json() == {"code": 0}
+            resp = await http.post(
+                f"{server.url}/api/rooms/{room['id']}/close",
+                headers={"Authorization": f"Bearer {room['ownerToken']}"},
+            )
+            assert resp.status == 200
+        assert NODE is not None
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [NODE, str(HERE / "recordings.e2e.mjs")],
+            env={
+                **os.environ,
+                "LIVEHUB_URL": server.url,
+                "ROOM_ID": room["id"],
+                "CHROMIUM": CHROMIUM,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["count"] == 2 and report["errors"] == []
+        assert report["captions"][0].startswith("Part 1 ·") and "0:04" in report["captions"][0]
+        assert 3.5 <= report["duration"] <= 4.5
+        assert abs(report["seeked"] - 2) < 0.5
+    finally:
+        await server.kill()
