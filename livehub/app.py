@@ -25,7 +25,7 @@ from livehub.cluster.redis_bus import RedisBus
 from livehub.config import Config, redact_url
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.cluster_hub import ClusterHub
-from livehub.domain.hub import Hub
+from livehub.domain.hub import Hub, RoomHub
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
@@ -138,7 +138,7 @@ def create_app(config: Config) -> web.Application:
 # -- cluster signaling: the hub on the Redis bus (LIVEHUB_REDIS_URL) ---------------------------
 
 
-def _hub(config: Config) -> Hub:
+def _hub(config: Config) -> RoomHub:
     """The in-process hub; in cluster mode the same, on the Redis bus between nodes."""
     max_buffer, count_interval = config.send_queue_bytes, config.viewer_count_interval
     if config.redis_url:

@@ -13,7 +13,7 @@ from livehub.cluster.leader import LeaderLock
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
-from livehub.domain.hub import Hub
+from livehub.domain.hub import RoomHub
 from livehub.domain.room import RoomPresenter
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import Signaling
@@ -28,7 +28,7 @@ config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
 rooms = web.AppKey("rooms", RoomService)
 create_policy = web.AppKey("create_policy", CreatePolicy)
-hub = web.AppKey("hub", Hub)
+hub = web.AppKey("hub", RoomHub)
 #: the bus between nodes (cluster mode only)
 bus = web.AppKey("bus", Bus)
 signaling = web.AppKey("signaling", Signaling)

@@ -48,7 +48,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from livehub.domain.ratelimit import UNLIMITED, ConnectionLimiter
@@ -96,7 +96,18 @@ class RoomHub(Protocol):
     fact. The members of a room are described as ``{"peerId", "name", "role"}``.
     """
 
-    stats: HubStats
+    @property
+    def stats(self) -> HubStats: ...
+
+    @property
+    def rooms(self) -> Mapping[str, Mapping[str, Peer]]:
+        """Rooms with members connected to this process, and those members."""
+        ...
+
+    @property
+    def peers(self) -> Mapping[str, Peer]:
+        """The connections of this process."""
+        ...
 
     def connect(self, peer: Peer) -> None: ...
 
@@ -292,7 +303,11 @@ class Hub:
         count_interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         batch_per_member: float = BATCH_PER_MEMBER,
+        count_of: Callable[[str], int] | None = None,
     ) -> None:
+        """``count_of`` is the count pushed to the members (default :meth:`count`: this
+        process's members); a cluster hub that holds this hub passes its cluster-wide count,
+        so the pacing of count pushes is this one in every mode."""
         self.rooms: dict[str, dict[str, Peer]] = {}
         self.peers: dict[str, Peer] = {}
         self.stats = HubStats()
@@ -320,6 +335,7 @@ class Hub:
         self._count_scheduled = False
         #: big room id -> earliest time of its next viewer-count push
         self._count_next: dict[str, float] = {}
+        self._count_of = count_of or self.count
 
     # -- membership -----------------------------------------------------------------------
 
@@ -355,7 +371,7 @@ class Hub:
         backlog = self._backlogs.get(room_id)
         if backlog is not None:
             backlog.served(peer)  # what was sent before it joined is not for it
-        self._count_changed(room_id)
+        self.count_changed(room_id)
         return True
 
     def leave(self, peer: Peer, room_id: str) -> bool:
@@ -379,7 +395,7 @@ class Hub:
         else:
             del self.rooms[room_id]
             del self._described[room_id]
-        self._count_changed(room_id)
+        self.count_changed(room_id)
         return True
 
     def is_member(self, peer: Peer, room_id: str) -> bool:
@@ -657,17 +673,22 @@ class Hub:
 
     # -- coalesced viewer counts -----------------------------------------------------------
 
-    def _count_changed(self, room_id: str) -> None:
+    def count_changed(self, room_id: str) -> None:
+        """The room's count may have changed: push it (coalesced, paced) to its members."""
         self._count_dirty.add(room_id)
         if not self._count_scheduled:
             self._count_scheduled = True
             self._call_later(self._count_interval, self.push_counts)
 
     def push_counts(self) -> None:
+        """Push the counts that changed to the rooms' members on this process (each process
+        tells its own members), big rooms paced (see the module docstring)."""
         self._count_scheduled = False
         dirty, self._count_dirty = self._count_dirty, set()
         now = self._clock() if dirty else 0.0
-        counts = {room_id: self.count(room_id) for room_id in dirty}
+        for room_id in dirty.difference(self.rooms):  # emptied here: nobody to tell
+            self._count_next.pop(room_id, None)
+        counts = {room_id: self._count_of(room_id) for room_id in dirty if room_id in self.rooms}
         big = sum(count for count in counts.values() if count >= BATCH_MIN_MEMBERS)
         interval = min(COUNT_MAX_INTERVAL, big * COUNT_PER_MEMBER)
         for room_id, count in counts.items():
