@@ -11,10 +11,15 @@ simple:
   ``retry_interval``. A new session subscribes again, then in one MULTI removes this node's
   stale entries and writes the mirror back: counts are exact again as soon as it commits.
 - **A node dies** (kill -9): its ``alive:`` key expires after ``node_ttl``, which already takes
-  its members out of every count; a survivor that wins the ``reap:<node>`` lock then deletes its
-  presence and calls :meth:`BusHandler.members_lost` so the hub announces ``peer-left``.
-- **A node was presumed dead** (paused longer than ``node_ttl``) and reaped: its next heartbeat
-  finds its ``alive:`` key gone and rebuilds presence from the mirror.
+  its members out of every count; the survivors' reapers run ``REAP_DEAD``, which checks that
+  the key is still gone and deletes the node's presence in one script (exactly one survivor gets
+  its members) and calls :meth:`BusHandler.members_lost` so the hub announces ``peer-left``.
+- **A node was presumed dead** (paused longer than ``node_ttl``, then resumed): its next
+  heartbeat writes ``alive:`` and registers it again in one pipeline. If the registration was
+  gone (``ZADD`` added it: a survivor reaped it), it rebuilds presence from the mirror and calls
+  :meth:`BusHandler.members_returned` so its members are announced again; if only the key had
+  expired, it rebuilds quietly. A reap can no longer land after the rebuild: the script sees the
+  heartbeat.
 
 Ordering: everything a node sends goes through one queue and one connection, pipelined in call
 order; each receiving node reads its room and node channels on one pub/sub connection, so a
@@ -363,7 +368,7 @@ class RedisBus:
             await client.ping()
             self._shas = {
                 name: await client.script_load(getattr(scripts, name))
-                for name in ("JOIN", "LEAVE", "REAP", "COUNT", "MEMBERS", "SEND")
+                for name in ("JOIN", "LEAVE", "REAP", "REAP_DEAD", "COUNT", "MEMBERS", "SEND")
             }
             # everything from here on is queued; what came before is in the mirror
             self._accepting = True
@@ -540,9 +545,19 @@ class RedisBus:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000), get=True)
                 pipe.zadd(nodes_key, {self.node_id: time.time() * 1000})
-                previous, _ = await pipe.execute()
-            if previous is None:
-                # our key had expired: a survivor may have reaped us; write the mirror back
+                previous, added = await pipe.execute()
+            if added:
+                # our registration was gone: a survivor reaped us and announced our members gone
+                log.warning(
+                    "redis bus: node %s was reaped as dead; rebuilding presence and announcing "
+                    "its %d members again",
+                    self.node_id,
+                    sum(map(len, self._local.values())),
+                )
+                await self._rebuild(client)
+                self._returned()
+            elif previous is None:
+                # our key had expired, nobody reaped us yet (and now nobody will): write back
                 log.warning(
                     "redis bus: node %s was presumed dead; rebuilding presence", self.node_id
                 )
@@ -553,17 +568,19 @@ class RedisBus:
         while True:
             await asyncio.sleep(self.reap_interval)
             nodes = cast(list[bytes], await client.zrange(nodes_key, 0, -1))
-            for raw in nodes:
-                node = raw.decode()
-                if node == self.node_id or await client.exists(f"{self.prefix}alive:{node}"):
-                    continue
-                await self._reap(client, node)
+            others = [raw.decode() for raw in nodes if raw.decode() != self.node_id]
+            if not others:
+                continue
+            # one round trip; each script checks the node's heartbeat itself
+            async with client.pipeline(transaction=False) as pipe:
+                for node in others:
+                    pipe.evalsha(self._shas["REAP_DEAD"], 0, self.prefix, node)
+                results = await pipe.execute()
+            for node, flat in zip(others, results, strict=True):
+                if flat is not None:
+                    await self._reaped(client, node, flat)
 
-    async def _reap(self, client: aioredis.Redis, node: str) -> None:
-        lock = f"{self.prefix}reap:{node}"
-        if not await client.set(lock, self.node_id, nx=True, px=10_000):
-            return
-        flat = await client.evalsha(self._shas["REAP"], 0, self.prefix, node)
+    async def _reaped(self, client: aioredis.Redis, node: str, flat: list[bytes]) -> None:
         members = [
             Member(room.decode(), peer.decode(), node, name.decode(), role.decode())
             for room, peer, name, role in zip(*[iter(flat)] * 4, strict=True)
@@ -586,6 +603,19 @@ class RedisBus:
             for room_id in rooms:
                 with contextlib.suppress(Exception):
                     handler.presence_changed(room_id)
+
+    def _returned(self) -> None:
+        handler = self._handler
+        members = [
+            Member(room_id, peer_id, self.node_id, name, role)
+            for room_id, local in self._local.items()
+            for peer_id, (name, role) in local.items()
+        ]
+        if handler is not None and members:
+            try:
+                handler.members_returned(members)
+            except Exception:
+                log.exception("redis bus: members_returned handler failed")
 
 
 def _pack(header: dict[str, Any], frame: bytes) -> bytes:

@@ -51,6 +51,11 @@ class BusHandler(Protocol):
         """A node died and this node reaped its presence: announce ``peer-left`` for each
         member (cluster-wide, through :meth:`Bus.broadcast`). Only one node gets this call."""
 
+    def members_returned(self, members: list[Member]) -> None:
+        """This node was reaped as dead by another (it was paused or cut off past the death
+        timeout, and its members were announced gone) and has written its presence back:
+        announce ``members``, its own, again (cluster-wide, through :meth:`Bus.broadcast`)."""
+
     def room_changed(self, room_id: str, notice: bytes) -> None:
         """Another node changed the room (status, lifecycle): ``notice`` is what it sent with
         :meth:`Bus.notify`; tell this node's members."""

@@ -269,6 +269,18 @@ class ClusterHub:
             by_room.setdefault(member.room_id, []).append((member.peer_id, member.role))
         self._spawn(self._announce_lost(by_room))
 
+    def members_returned(self, members: list[Member]) -> None:
+        by_room: dict[str, list[Peer]] = {}
+        for member in members:
+            peer = self.local.member(member.room_id, member.peer_id)
+            if peer is not None:
+                by_room.setdefault(member.room_id, []).append(peer)
+        for room_id in list(self.local.rooms):
+            self._refresh(room_id)  # what changed elsewhere while this node was away
+        if self._listener is not None:
+            for room_id, peers in by_room.items():
+                self._listener.members_returned(room_id, peers, self.count(room_id))
+
     def kick_peer(self, room_id: str, peer_id: str, by: str) -> None:
         if self._listener is not None and self.member(room_id, peer_id) is not None:
             self._listener.kick_requested(room_id, peer_id, by)

@@ -202,6 +202,10 @@ class PresenceListener(Protocol):
         """A dead node's members of the room (peer id, role), reaped by this process alone;
         ``count`` is the room's count before they went."""
 
+    def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
+        """This node's ``members`` of the room, announced gone by another node that took this
+        one for dead, are back in the cluster's presence; ``count`` is the room's count."""
+
     def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
         """The host ``by`` on another node kicked ``peer_id``, a member on this node."""
 

@@ -41,6 +41,7 @@ class Listener:
         self.changed: list[tuple[str, int]] = []
         self.lost: list[tuple[str, list[tuple[str, str]], int]] = []
         self.kicks: list[tuple[str, str, str]] = []
+        self.returned: list[tuple[str, list[str], int]] = []
 
     def presence_changed(self, room_id: str, count: int) -> None:
         self.changed.append((room_id, count))
@@ -50,6 +51,9 @@ class Listener:
 
     def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
         self.kicks.append((room_id, peer_id, by))
+
+    def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
+        self.returned.append((room_id, [peer.id for peer in members], count))
 
 
 def _encode(message: dict[str, Any]) -> bytes:

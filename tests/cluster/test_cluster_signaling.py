@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -83,6 +84,19 @@ class Member:
                     return event
             if time.monotonic() > deadline:
                 raise AssertionError(f"no such event in time; got {self.events[-10:]}")
+            await asyncio.sleep(0.02)
+
+    async def until_after(
+        self, mark: int, check: Callable[[dict[str, Any]], bool], within: float = 10.0
+    ) -> dict[str, Any]:
+        """:meth:`until` among the events from index ``mark`` on (``len(events)`` earlier)."""
+        deadline = time.monotonic() + within
+        while True:
+            for event in self.events[mark:]:
+                if check(event):
+                    return event
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such event in time; got {self.events[mark:][-10:]}")
             await asyncio.sleep(0.02)
 
     def last_count(self) -> int | None:
@@ -426,3 +440,62 @@ async def test_redis_lost_and_back_without_a_restart(
     await ann.send(type="chat", roomId=room_id, text="back")
     for member in (host, late):
         await member.until(lambda e: e["type"] == "chat" and e["text"] == "back")
+
+
+PAUSE = 20.0  # seconds a node is stopped: well past the 5 s death timeout
+
+
+async def test_a_node_paused_past_the_death_timeout_repairs_itself(cluster: Cluster) -> None:
+    """SIGSTOP a node for 20 s: the others reap it (its members are reported gone); SIGCONT:
+    within 10 s its members are present again on every node with exact counts, announced
+    again, and relays to and from them work."""
+    a, b, c = await cluster.start("a", "b", "c")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    paused = [await cluster.join(c, room, f"c{i}") for i in range(2)]
+    everyone = [host, ann, *paused]
+    await settle(lambda: counts_are(cluster, room_id, 4, everyone), 10)
+
+    async def counted_on(nodes: list[Node], expected: int, members: list[Member]) -> bool:
+        for node in nodes:
+            if await cluster.viewer_count(node, room_id) != expected:
+                return False
+        return all(member.last_count() == expected for member in members)
+
+    c.send(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        await settle(lambda: counted_on([a, b], 2, [host, ann]), PAUSE - 2)
+        for member in (host, ann):
+            for gone in paused:
+                await member.until(peer_left(gone.peer_id), within=2)
+        await asyncio.sleep(max(0.0, PAUSE - (time.monotonic() - stopped)))
+        marks = {id(member): len(member.events) for member in everyone}
+    finally:
+        c.send(signal.SIGCONT)
+
+    await settle(lambda: counts_are(cluster, room_id, 4, everyone), 10)
+    for member in (host, ann):  # announced again, as their joins were
+        for back in paused:
+            joined_again = await member.until_after(
+                marks[id(member)], peer_joined(back.peer_id), within=2
+            )
+            assert joined_again["peer"] == {
+                "peerId": back.peer_id,
+                "name": f"c{paused.index(back)}",
+                "role": "viewer",
+            }
+    # relays to and from the members of the node that came back
+    to_c0 = {"sdp": "v=0 to c0"}
+    await host.send(type="offer", roomId=room_id, to=paused[0].peer_id, payload=to_c0)
+    offer = await paused[0].until(lambda e: e["type"] == "offer")
+    assert offer["from"] == host.peer_id and offer["payload"] == to_c0
+    from_c1 = {"sdp": "v=0 from c1"}
+    await paused[1].send(type="answer", roomId=room_id, to=host.peer_id, payload=from_c1)
+    answer = await host.until(lambda e: e["type"] == "answer")
+    assert answer["from"] == paused[1].peer_id and answer["payload"] == from_c1
+    await ann.send(type="chat", roomId=room_id, text="welcome back")
+    for member in paused:
+        await member.until(lambda e: e["type"] == "chat" and e["text"] == "welcome back")
