@@ -187,4 +187,5 @@ class Reconciler:
                 log.exception("reconciliation failed")
             timeout = self._interval if self._interval > 0 else None
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()

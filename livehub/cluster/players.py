@@ -137,7 +137,8 @@ class RedisPlayers:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="redis-players")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._ready.wait()
 
     async def close(self) -> None:
         if self._task is not None:
@@ -210,6 +211,6 @@ class RedisPlayers:
             with contextlib.suppress(Exception):
                 # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
                 aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-                await aclose()
+                await asyncio.shield(aclose())  # a cancellation does not cut it short
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await asyncio.shield(client.aclose())

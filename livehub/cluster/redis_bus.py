@@ -265,8 +265,9 @@ class RedisBus:
         first session. Redis being down is not an error: the node serves locally meanwhile."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"redis-bus-{self.node_id}")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), self.timeout if wait is None else wait)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timeout if wait is None else wait):
+                await self._ready.wait()
 
     async def close(self) -> None:
         """Leave the cluster cleanly: write what is queued, then remove this node's presence
@@ -276,7 +277,8 @@ class RedisBus:
         client = self._client
         if client is not None and self._healthy:
             with contextlib.suppress(*SESSION_ERRORS):
-                await asyncio.wait_for(self.flush(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await self.flush()
                 rooms = list(self._local)
                 async with client.pipeline(transaction=True) as pipe:
                     pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
@@ -354,7 +356,7 @@ class RedisBus:
                 client, self._client = self._client, None
                 if client is not None:
                     with contextlib.suppress(Exception):
-                        await client.aclose()
+                        await asyncio.shield(client.aclose())  # never cut short
             if self._closing:
                 break
             self._ready.set()
@@ -401,7 +403,7 @@ class RedisBus:
             with contextlib.suppress(Exception):
                 # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
                 aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-                await aclose()
+                await asyncio.shield(aclose())  # a cancellation does not cut it short
 
     async def _await_acks(self, pubsub: PubSub, channels: set[str]) -> None:
         deadline = time.monotonic() + self.timeout
@@ -471,7 +473,8 @@ class RedisBus:
             futures.append(future)
         await pubsub.subscribe(*(self._room_channel(room) for room in new))
         self._subscribed.update(new)
-        await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await asyncio.gather(*futures)
 
     def _apply(self, pipe: Any, op: _Op) -> None:
         kind = op[0]
