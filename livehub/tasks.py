@@ -18,6 +18,7 @@ them so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 from collections.abc import Coroutine
@@ -64,17 +65,33 @@ async def cancel_and_wait(
             log.error("%r ended with an error", task, exc_info=task.exception())
 
 
-async def run_together(*coros: Coroutine[Any, Any, None], name: str = "") -> None:
+async def pause(stop: asyncio.Event, seconds: float) -> bool:
+    """A loop's sleep: ``seconds``, or less if ``stop`` is set; whether it is set (the loop
+    ends then, whatever became of a cancellation)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()
+
+
+async def run_together(
+    *coros: Coroutine[Any, Any, None], name: str = "", stop: asyncio.Event | None = None
+) -> None:
     """Run ``coros`` (loops meant to run until cancelled) as tasks, as a task group would:
     when one ends, the others are stopped with :func:`cancel_and_wait` and what it ended with
-    is raised; when this call is cancelled, all of them are stopped so."""
+    is raised; when this call is cancelled, all of them are stopped so. ``stop``, the event the
+    loops stop on, is set first."""
     tasks = [asyncio.create_task(coro, name=f"{name}-{n}") for n, coro in enumerate(coros)]
     try:
         done, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
+        if stop is not None:
+            stop.set()
         # shielded: a second cancellation of this call must not leave the loops running
         await asyncio.shield(cancel_and_wait(*tasks, log_errors=False))
         raise
+    if stop is not None:
+        stop.set()
     await cancel_and_wait(*running, log_errors=False)
     for task in done:
         error = None if task.cancelled() else task.exception()

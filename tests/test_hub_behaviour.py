@@ -26,7 +26,12 @@ from livehub.domain.hub import BATCH_MIN_MEMBERS, CLOSE_TRY_AGAIN_LATER, Hub, Pe
 from tests.domain.fakes import FakeSink, Timer
 from tests.helpers import eventually
 
-FAST_BUS = {"heartbeat": 0.2, "node_ttl": 2.0, "reap_interval": 0.2, "retry_interval": 0.2}
+FAST_BUS: dict[str, Any] = {
+    "heartbeat": 0.2,
+    "node_ttl": 2.0,
+    "reap_interval": 0.2,
+    "retry_interval": 0.2,
+}
 MAX_BUFFER = 64 * 1024
 
 

@@ -22,14 +22,17 @@ simple:
   heartbeat.
 
 Ordering: everything a node sends goes through one queue and one connection, pipelined in call
-order; each receiving node reads its room and node channels on one pub/sub connection, so a
-recipient gets a sender's broadcasts and direct sends in send order. A room's channel is
-subscribed (and the subscription confirmed) before the join that needs it is written.
+order (at most :data:`CHUNK` operations a round trip; past :data:`MAX_QUEUED` waiting, producers
+wait in :meth:`RedisBus.writable`); each receiving node reads its room and node channels on one
+pub/sub connection, so a recipient gets a sender's broadcasts and direct sends in send order. A
+room's channel is subscribed (and the subscription confirmed) before the join that needs it is
+written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
@@ -47,7 +50,7 @@ from redis.exceptions import RedisError
 
 from livehub.cluster import scripts
 from livehub.domain.bus import BusHandler, Member
-from livehub.tasks import cancel_and_wait, run_together
+from livehub.tasks import cancel_and_wait, pause, run_together
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,11 @@ SESSION_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.
 
 _Op = tuple[Any, ...]
 
+
+#: operations waiting for the writer beyond which producers wait (:meth:`RedisBus.writable`)
+MAX_QUEUED = 10_000
+#: operations written per pipeline (one round trip each): a burst is not one huge pipeline
+CHUNK = 500
 
 #: connections one client opens to Redis at most; a burst of calls beyond it waits for one
 MAX_CONNECTIONS = 64
@@ -94,6 +102,7 @@ class RedisBus:
         reap_interval: float = 1.0,
         retry_interval: float = 0.5,
         timeout: float = 2.0,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.url = url
         self.node_id = node_id or secrets.token_hex(6)
@@ -107,7 +116,11 @@ class RedisBus:
         #: this node's members: room -> peer -> (name, role)
         self._local: dict[str, dict[str, tuple[str, str]]] = {}
         self._peer_rooms: dict[str, set[str]] = {}
-        self._ops: list[_Op] = []
+        self._ops: collections.deque[_Op] = collections.deque()
+        self.max_queued = max_queued
+        #: set while fewer than ``max_queued`` operations wait for the writer
+        self._room = asyncio.Event()
+        self._room.set()
         self._accepting = False
         self._healthy = False
         self._wake = asyncio.Event()
@@ -121,6 +134,8 @@ class RedisBus:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
+        #: what the current session's loops stop on (set when the session ends or stops)
+        self._session_stop = asyncio.Event()
         self._outage_logged = False
         #: messages dropped because Redis was unreachable (broadcasts and direct sends)
         self.dropped = 0
@@ -292,6 +307,7 @@ class RedisBus:
     async def stop(self) -> None:
         """Stop without cleaning up, as a crash would (tests use it to play a dead node)."""
         self._closing = True
+        self._session_stop.set()
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
@@ -314,7 +330,16 @@ class RedisBus:
             self._release_flush_waiters()
             return
         self._ops.append(op)
+        if len(self._ops) >= self.max_queued:
+            self._room.clear()
         self._wake.set()
+
+    async def writable(self) -> None:
+        """Wait while ``max_queued`` operations or more wait for the writer (Redis slower than
+        the producers): callers that produce messages (a connection's next frame) wait here, so
+        the queue stays bounded instead of growing with the backlog."""
+        if not self._room.is_set():
+            await self._room.wait()
 
     def _release_flush_waiters(self, *, everything: bool = False) -> None:
         waiting = []
@@ -346,6 +371,7 @@ class RedisBus:
                 self._accepting = False
                 self._healthy = False
                 self._ops.clear()
+                self._room.set()
                 self._written = self._enqueued
                 self._release_flush_waiters()
                 self._subscribed.clear()
@@ -375,6 +401,7 @@ class RedisBus:
             # everything from here on is queued; what came before is in the mirror
             self._accepting = True
             self._ops.clear()
+            self._room.set()
             rooms = list(self._local)
             channels = [self._node_channel(self.node_id)] + [self._room_channel(r) for r in rooms]
             await pubsub.subscribe(*channels)
@@ -391,12 +418,16 @@ class RedisBus:
                     _redact(self.url),
                     len(rooms),
                 )
+            stop = self._session_stop = _Stop(self._wake)
+            if self._closing:
+                return
             await run_together(
-                self._reader(pubsub),
-                self._writer(client, pubsub),
-                self._heartbeat(client),
-                self._reaper(client),
+                self._reader(pubsub, stop),
+                self._writer(client, pubsub, stop),
+                self._heartbeat(client, stop),
+                self._reaper(client, stop),
                 name=f"redis-bus-{self.node_id}",
+                stop=stop,
             )
         finally:
             self._healthy = False
@@ -437,22 +468,27 @@ class RedisBus:
         info = orjson.dumps({"node": self.node_id, "name": name, "role": role}).decode()
         return (self.prefix, self.node_id, room_id, peer_id, info)
 
-    async def _writer(self, client: aioredis.Redis, pubsub: PubSub) -> None:
+    async def _writer(self, client: aioredis.Redis, pubsub: PubSub, stop: asyncio.Event) -> None:
         while True:
-            await self._wake.wait()
+            await self._wake.wait()  # the session's stop sets it too
+            if stop.is_set():
+                return
             self._wake.clear()
             await self._write_ops(client, pubsub)
 
     async def _write_ops(self, client: aioredis.Redis, pubsub: PubSub) -> None:
         while self._ops:
             await self._subscribe_new_rooms(pubsub)
-            ops, self._ops = self._ops, []
-            written = self._enqueued - len(self._ops)
+            queue = self._ops
+            ops = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
+            written = self._enqueued - len(queue)
             async with client.pipeline(transaction=False) as pipe:
                 for op in ops:
                     self._apply(pipe, op)
                 await pipe.execute()
             self._written = max(self._written, written)
+            if len(queue) < self.max_queued:
+                self._room.set()
             self._release_flush_waiters()
             gone = [room for room in self._subscribed if room not in self._local]
             if gone:
@@ -503,8 +539,8 @@ class RedisBus:
         elif kind == "send":
             pipe.evalsha(self._shas["SEND"], 0, self.prefix, op[1], op[2])
 
-    async def _reader(self, pubsub: PubSub) -> None:
-        while True:
+    async def _reader(self, pubsub: PubSub, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             message = await pubsub.get_message(timeout=1.0)
             if message is None:
                 continue
@@ -541,10 +577,9 @@ class RedisBus:
         except Exception:
             log.exception("redis bus: handler failed on a %s message", header.get("k"))
 
-    async def _heartbeat(self, client: aioredis.Redis) -> None:
+    async def _heartbeat(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
         nodes_key = f"{self.prefix}nodes"
-        while True:
-            await asyncio.sleep(self.heartbeat)
+        while not await pause(stop, self.heartbeat):
             async with client.pipeline(transaction=False) as pipe:
                 pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000), get=True)
                 pipe.zadd(nodes_key, {self.node_id: time.time() * 1000})
@@ -566,10 +601,9 @@ class RedisBus:
                 )
                 await self._rebuild(client)
 
-    async def _reaper(self, client: aioredis.Redis) -> None:
+    async def _reaper(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
         nodes_key = f"{self.prefix}nodes"
-        while True:
-            await asyncio.sleep(self.reap_interval)
+        while not await pause(stop, self.reap_interval):
             nodes = cast(list[bytes], await client.zrange(nodes_key, 0, -1))
             others = [raw.decode() for raw in nodes if raw.decode() != self.node_id]
             if not others:
@@ -619,6 +653,18 @@ class RedisBus:
                 handler.members_returned(members)
             except Exception:
                 log.exception("redis bus: members_returned handler failed")
+
+
+class _Stop(asyncio.Event):
+    """A session's stop event; setting it also wakes the writer (which waits on ``wake``)."""
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake.set()
 
 
 def _pack(header: dict[str, Any], frame: bytes) -> bytes:

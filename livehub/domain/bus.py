@@ -96,6 +96,9 @@ class Bus(Protocol):
 
     async def flush(self) -> None: ...
 
+    async def writable(self) -> None:
+        """Return when the bus takes more: producers wait here while its queue is full."""
+
     async def count(self, room_id: str) -> int:
         """Members of the room on every live node."""
 
@@ -153,6 +156,9 @@ class LocalBus:
         return self._rooms.get(room_id, {}).get(peer_id)
 
     async def flush(self) -> None:
+        pass
+
+    async def writable(self) -> None:
         pass
 
     async def count(self, room_id: str) -> int:

@@ -199,6 +199,9 @@ class ClusterHub:
             self._peeked_counts.clear()
         self._peeked_counts.update(counts)
 
+    async def writable(self) -> None:
+        await self.bus.writable()
+
     def listen(self, listener: PresenceListener) -> None:
         self._listener = listener
 

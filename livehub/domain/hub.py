@@ -183,6 +183,11 @@ class RoomHub(Protocol):
         process."""
         ...
 
+    async def writable(self) -> None:
+        """Return when the hub takes more messages (a producer, a connection's reader, waits
+        here while the bus to other nodes is backed up); at once in one process."""
+        ...
+
     def listen(self, listener: PresenceListener) -> None:
         """Who hears what changes elsewhere (members on other nodes, lost nodes)."""
         ...
@@ -528,6 +533,9 @@ class Hub:
         return None
 
     async def prefetch(self, room_ids: list[str]) -> None:
+        return None
+
+    async def writable(self) -> None:
         return None
 
     def listen(self, listener: PresenceListener) -> None:

@@ -150,6 +150,7 @@ class Signaling:
 
     async def handle(self, peer: Peer, message: Any) -> None:
         """Handle one decoded frame from ``peer``."""
+        await self.hub.writable()  # backpressure: the bus to other nodes is backed up
         if peer.closed:
             return  # being disconnected (flood, slow consumer): its last frames change nothing
         verdict = peer.limiter.frame()

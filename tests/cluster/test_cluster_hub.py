@@ -16,7 +16,12 @@ from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Peer
 from tests.engines import RedisEngine
 
-FAST = {"heartbeat": 0.2, "node_ttl": 1.0, "reap_interval": 0.2, "retry_interval": 0.2}
+FAST: dict[str, Any] = {
+    "heartbeat": 0.2,
+    "node_ttl": 1.0,
+    "reap_interval": 0.2,
+    "retry_interval": 0.2,
+}
 
 
 class Sink:

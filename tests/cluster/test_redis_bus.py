@@ -10,11 +10,16 @@ from typing import Any
 import pytest
 
 from livehub.cluster.leader import LeaderLock, lead
-from livehub.cluster.redis_bus import RedisBus
+from livehub.cluster.redis_bus import CHUNK, RedisBus
 from livehub.domain.bus import Bus, LocalBus, Member
 from tests.engines import RedisEngine
 
-FAST = {"heartbeat": 0.2, "node_ttl": 1.0, "reap_interval": 0.2, "retry_interval": 0.2}
+FAST: dict[str, Any] = {
+    "heartbeat": 0.2,
+    "node_ttl": 1.0,
+    "reap_interval": 0.2,
+    "retry_interval": 0.2,
+}
 
 
 class Recorder:
@@ -540,3 +545,25 @@ async def test_a_burst_of_reads_beyond_the_pool_waits_instead_of_failing(node: N
     assert counts == [1] * len(rooms)
     assert [[m.peer_id for m in listed] for listed in members] == [[f"p-{r}"] for r in rooms]
     assert a.healthy and b.healthy
+
+
+async def test_producers_wait_while_the_queue_is_full_and_nothing_is_lost(node: Nodes) -> None:
+    """Past ``max_queued`` operations waiting for the writer, :meth:`RedisBus.writable` makes
+    producers wait until it has written them (in pipelines of at most CHUNK); order is kept."""
+    a, _ = await node("a", max_queued=50)
+    b, rec_b = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    a.join("r1", "pa", "ann", "viewer")
+    await a.flush()
+    await b.flush()
+    frames = [str(n).encode() for n in range(2 * CHUNK + 10)]
+    for frame in frames:
+        a.broadcast("r1", frame)
+    waiting = asyncio.create_task(a.writable())
+    await asyncio.sleep(0)
+    assert not waiting.done()  # over the bound: the producer waits for the writer
+    async with asyncio.timeout(10):
+        await waiting
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.rooms) == len(frames)), 10)
+    assert [frame for _, frame, _ in rec_b.rooms] == frames

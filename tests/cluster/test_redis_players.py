@@ -87,3 +87,19 @@ async def test_redis_lost_then_back(start: Start, redis_server: RedisEngine) -> 
     assert (a.count("r1"), b.count("r1")) == (0, 0)
     assert await b.add("r1", "c3")
     await settled(lambda: a.count("r1") == 1)
+
+
+async def test_the_mirror_keeps_only_rooms_with_players(start: Start) -> None:
+    """A room back at zero leaves every node's mirror (it kept every room that ever had a
+    player), and late replies about it do not bring it back."""
+    a, b = await start(), await start()
+    for n in range(50):
+        assert await (a if n % 2 else b).add(f"room{n}", f"c{n}")
+    await settled(lambda: a.count("room49") == 1 and b.count("room0") == 1)
+    for n in range(50):
+        assert await (b if n % 2 else a).remove(f"c{n}") == f"room{n}"
+    await settled(lambda: not a._counts and not b._counts)
+    assert [a.count(f"room{n}") for n in range(50)] == [0] * 50
+    assert await a.add("room7", "again")  # and a room counted again is mirrored again
+    await settled(lambda: a.count("room7") == b.count("room7") == 1)
+    assert set(a._counts) == set(b._counts) == {"room7"}
