@@ -36,7 +36,8 @@ def default_queue(app: web.Application) -> DeliveryQueue:
     config = app[keys.config]
     if config.database_url is not None:
         return PostgresDeliveryQueue(config.database_url)
-    return SQLiteDeliveryQueue(config.db_path)
+    # the store's writer: one connection writes the file (see livehub.webhooks.sqlite)
+    return SQLiteDeliveryQueue(config.db_path, writer=getattr(app.get(keys.store), "writer", None))
 
 
 class _Wakeup:

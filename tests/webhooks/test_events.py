@@ -283,7 +283,10 @@ async def test_a_shutdown_writes_host_left_and_the_last_counts(
         ("host.left", 4),
         ("viewers.updated", 5),
     ]
-    # each count is the one when its row was written (the viewer may still be connected when
-    # host.left is); the last one is reported at shutdown rather than a minute later
-    assert [data["viewerCount"] for _, data in staged] in ([0, 1, 1, 0, 0], [0, 1, 1, 1, 0])
+    # each count is the one when its row was written (the viewer may have joined when the
+    # first viewers.updated is written, and still be connected when host.left is); the last
+    # one is reported at shutdown rather than a minute later
+    counts = [data["viewerCount"] for _, data in staged]
+    assert counts[:2] == [0, 1] and counts[2] in (1, 2) and counts[3] in (0, 1)
+    assert counts[4] == 0
     outbox.close()
