@@ -22,7 +22,7 @@ from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, SRSClient, SRSOrigins
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
-from livehub.webhooks.queue import DeliveryQueue
+from livehub.webhooks.queue import DeliveryQueue, OutboxFactory
 
 config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
@@ -44,5 +44,7 @@ leader = web.AppKey("leader", LeaderLock)
 openapi = web.AppKey("openapi", dict[str, Any])
 # webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
 webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)
+#: opens the outbox of the app's database (livehub.engines)
+outbox = web.AppKey("outbox", OutboxFactory)
 webhook_dispatcher = web.AppKey("webhook_dispatcher", Dispatcher)
 webhook_tuning = web.AppKey("webhook_tuning", Tuning)

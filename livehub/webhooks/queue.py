@@ -115,3 +115,9 @@ class DeliveryQueue(Protocol):
     async def stats(self) -> QueueStats: ...
 
     async def close(self) -> None: ...
+
+
+class OutboxFactory(Protocol):
+    """Opens the outbox of the app's database (``livehub.engines`` gives it)."""
+
+    def __call__(self) -> DeliveryQueue: ...

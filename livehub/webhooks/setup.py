@@ -16,12 +16,10 @@ from livehub.tasks import cancel_and_wait
 from livehub.webhooks import api
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.metrics import WebhookMetrics
-from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.queue import DeliveryQueue
 from livehub.webhooks.settings import endpoint_label
 from livehub.webhooks.signing import Signer
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +29,8 @@ DAY = 86400.0
 
 
 def default_queue(app: web.Application) -> DeliveryQueue:
-    """The outbox where the store writes it: PostgreSQL when ``LIVEHUB_DATABASE_URL`` is set
-    (shared by every node), else the SQLite file through a connection of its own."""
-    config = app[keys.config]
-    if config.database_url is not None:
-        return PostgresDeliveryQueue(config.database_url)
-    # the store's writer: one connection writes the file (see livehub.webhooks.sqlite)
-    return SQLiteDeliveryQueue(config.db_path, writer=getattr(app.get(keys.store), "writer", None))
+    """The outbox where the store stages it (``livehub.engines`` decides which)."""
+    return app[keys.outbox]()
 
 
 class _Wakeup:
