@@ -29,7 +29,8 @@ import asyncpg
 from livehub.config import Config, ConfigError
 from livehub.domain.store import StoreUnavailable
 from livehub.storage_pg import UNAVAILABLE, PostgresStore, SchemaTooNew
-from livehub.store_rows import DELIVERY_COLUMNS, ROOM_COLUMNS
+from livehub.store_rows import ROOM_COLUMNS
+from livehub.webhooks.queue import DELIVERY_COLUMNS
 
 log = logging.getLogger(__name__)
 

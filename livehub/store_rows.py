@@ -17,7 +17,6 @@ import orjson
 
 from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor
-from livehub.webhooks.queue import Delivery, DeliveryState
 
 #: the ``rooms`` columns, in the order of :func:`room_values` and :func:`room_from_row`
 ROOM_COLUMNS = (
@@ -38,23 +37,6 @@ ROOM_COLUMNS = (
     "event_seq",
     "publisher_server_id",
     "publisher_origin",
-)
-
-#: the ``webhook_deliveries`` columns (the outbox; created by the stores' migrations)
-DELIVERY_COLUMNS = (
-    "id",
-    "endpoint",
-    "room_id",
-    "seq",
-    "type",
-    "body",
-    "created_at",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
 )
 
 #: what a store write fills in a new outbox row (the rest keep their defaults), in the order
@@ -133,14 +115,6 @@ def room_from_row(row: Any) -> Room:
 
 
 _STATUS = {status.value: status for status in RoomStatus}
-
-
-def delivery_from_row(row: Any) -> Delivery:
-    """A delivery from a ``webhook_deliveries`` row in :data:`DELIVERY_COLUMNS` order (a sqlite3
-    tuple or an asyncpg record)."""
-    values = dict(zip(DELIVERY_COLUMNS, row, strict=True))
-    values["state"] = DeliveryState(values["state"])
-    return Delivery(**values)
 
 
 def outbox_rows(

@@ -6,6 +6,7 @@ import aiohttp_cors
 from aiohttp import web
 
 from livehub.api import console, health, members, openapi, rooms, srs_hooks, websocket
+from livehub.webhooks import api as webhooks
 
 
 def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
@@ -20,6 +21,13 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     ]
     router.add_post("/api/hooks/srs", srs_hooks.srs_hook, name="srs_hooks")
     router.add_post("/api/hooks/srs/heartbeat", srs_hooks.srs_heartbeat, name="srs_heartbeat")
+    # webhook admin (admin token; webhooks_disabled without LIVEHUB_WEBHOOK_URLS)
+    router.add_get("/api/webhooks/deliveries", webhooks.list_deliveries, name="webhook_deliveries")
+    router.add_post(
+        "/api/webhooks/deliveries/{delivery_id}/retry",
+        webhooks.retry_delivery,
+        name="webhook_delivery_retry",
+    )
     router.add_get("/ws", websocket.websocket, name="ws")
     router.add_get("/", console.index, name="index")
     router.add_get("/healthz", health.healthz, name="healthz")

@@ -19,13 +19,14 @@ from typing import Any
 
 import asyncpg
 
-from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
 from livehub.webhooks.queue import (
+    DELIVERY_COLUMNS,
     Delivery,
     DeliveryNotFailed,
     DeliveryNotFound,
     DeliveryState,
     QueueStats,
+    delivery_from_row,
 )
 
 _LIST = ", ".join(DELIVERY_COLUMNS)

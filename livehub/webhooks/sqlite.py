@@ -19,13 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from livehub.storage import SQLiteWriter
-from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
 from livehub.webhooks.queue import (
+    DELIVERY_COLUMNS,
     Delivery,
     DeliveryNotFailed,
     DeliveryNotFound,
     DeliveryState,
     QueueStats,
+    delivery_from_row,
 )
 
 T = TypeVar("T")
