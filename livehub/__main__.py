@@ -31,7 +31,7 @@ from livehub.config import Config, ConfigError, redact_url
 from livehub.domain.store import StoreUnavailable
 from livehub.storage import SchemaTooNew
 from livehub.storage_pg import SchemaTooNew as PgSchemaTooNew
-from livehub.webhooks.settings import endpoint_label
+from livehub.webhook_settings import endpoint_label
 
 log = logging.getLogger("livehub")
 

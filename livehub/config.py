@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from livehub.webhooks import settings as webhook_settings
-from livehub.webhooks.settings import WebhookSecret
+from livehub import webhook_settings
+from livehub.webhook_settings import WebhookSecret
 
 T = TypeVar("T")
 
@@ -366,7 +366,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
 }
 
 
-# -- webhooks: parsed in livehub.webhooks.settings, which raises ValueError naming the variable
+# -- webhooks: parsed in livehub.webhook_settings, which raises ValueError naming the variable
 def _webhook(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
     def cast(name: str, raw: str) -> T:
         try:

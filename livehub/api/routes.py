@@ -5,8 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from livehub.api import console, health, members, openapi, rooms, srs_hooks, websocket
-from livehub.webhooks import api as webhooks
+from livehub.api import console, health, members, openapi, rooms, srs_hooks, webhooks, websocket
 
 
 def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:

@@ -13,11 +13,11 @@ from aiohttp import web
 from livehub import keys
 from livehub.config import Config
 from livehub.tasks import cancel_and_wait
+from livehub.webhook_settings import endpoint_label
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.metrics import WebhookMetrics
 from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.queue import DeliveryQueue
-from livehub.webhooks.settings import endpoint_label
 from livehub.webhooks.signing import Signer
 
 log = logging.getLogger(__name__)

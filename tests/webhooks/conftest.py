@@ -22,7 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from livehub.storage import apply_migrations
 from livehub.store_rows import STAGED_COLUMNS, OutboxRow
-from livehub.webhooks.settings import WebhookSecret
+from livehub.webhook_settings import WebhookSecret
 
 SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-webhook-secret-for-rotation").decode()
