@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = {
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(config)
-        if field.name not in ("hook_secret", "admin_token")
+        if field.name not in ("hook_secret", "admin_token", "cluster_key")
     }
     settings["srs_api_url"] = redact_url(config.srs_api_url)
     settings["srs_api_urls"] = tuple((name, redact_url(url)) for name, url in config.srs_api_urls)

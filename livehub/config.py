@@ -91,6 +91,14 @@ def _srs_api_urls(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(origins.items())
 
 
+def _secret(name: str, raw: str, *, minimum: int) -> str:
+    """A key: at least ``minimum`` characters; the message never repeats it."""
+    value = raw.strip()
+    if len(value) < minimum:
+        raise ConfigError(f"{name} must be at least {minimum} characters (a random key)")
+    return value
+
+
 def _nonempty(name: str, raw: str) -> str:
     if not raw.strip():
         raise ConfigError(f"{name} must not be empty")
@@ -249,6 +257,8 @@ class Config:
     database_url: str | None = None
     #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
     redis_url: str | None = None
+    #: HMAC key signing the bus's messages (every node the same); None: unsigned
+    cluster_key: str | None = None
     # webhooks (docs/webhooks.md): no URL, no webhooks
     webhook_urls: tuple[str, ...] = ()
     webhook_secrets: tuple[WebhookSecret, ...] = ()
@@ -362,6 +372,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     # cluster mode
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
+    "LIVEHUB_CLUSTER_KEY": ("cluster_key", lambda n, r: _secret(n, r, minimum=32)),
     "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
 }
 

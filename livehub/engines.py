@@ -72,7 +72,8 @@ class Engines:
         self.bus: Bus | None = None
         self.hub: RoomHub
         if config.redis_url is not None:
-            bus = RedisBus(config.redis_url)
+            key = None if config.cluster_key is None else config.cluster_key.encode()
+            bus = RedisBus(config.redis_url, key=key)
             self._cluster = ClusterHub(
                 bus, encode, call_soon, call_later, max_buffer=queue, count_interval=interval
             )

@@ -34,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -103,8 +105,14 @@ class RedisBus:
         retry_interval: float = 0.5,
         timeout: float = 2.0,
         max_queued: int = MAX_QUEUED,
+        key: bytes | None = None,
     ) -> None:
+        """``key``: every message is signed with it (HMAC-SHA256) and a message that is not
+        signed with it is dropped (``LIVEHUB_CLUSTER_KEY``: the same on every node)."""
         self.url = url
+        self._key = key
+        #: messages dropped because their signature was missing or wrong
+        self.forged = 0
         self.node_id = node_id or secrets.token_hex(6)
         self.prefix = prefix
         self.heartbeat = heartbeat
@@ -183,19 +191,23 @@ class RedisBus:
 
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
         header = {"k": "b", "n": self.node_id, "r": room_id, "x": exclude}
-        self._enqueue(("publish", self._room_channel(room_id), _pack(header, frame)), drop=True)
+        self._enqueue(
+            ("publish", self._room_channel(room_id), self._pack(header, frame)), drop=True
+        )
 
     def send(self, peer_id: str, frame: bytes) -> None:
         header = {"k": "d", "n": self.node_id, "p": peer_id}
-        self._enqueue(("send", peer_id, _pack(header, frame)), drop=True)
+        self._enqueue(("send", peer_id, self._pack(header, frame)), drop=True)
 
     def notify(self, room_id: str, notice: bytes) -> None:
         header = {"k": "s", "n": self.node_id, "r": room_id}
-        self._enqueue(("publish", self._room_channel(room_id), _pack(header, notice)), drop=True)
+        self._enqueue(
+            ("publish", self._room_channel(room_id), self._pack(header, notice)), drop=True
+        )
 
     def kick(self, room_id: str, peer_id: str, by: str) -> None:
         header = {"k": "k", "n": self.node_id, "p": peer_id, "r": room_id, "by": by}
-        self._enqueue(("send", peer_id, _pack(header, b"")), drop=True)
+        self._enqueue(("send", peer_id, self._pack(header, b"")), drop=True)
 
     async def member(self, room_id: str, peer_id: str) -> Member | None:
         """One registry read (the member's entry and its node's heartbeat); this node's own
@@ -300,7 +312,7 @@ class RedisBus:
                     pipe.delete(self._alive_key)
                     for room_id in rooms:
                         notice = {"k": "c", "n": self.node_id, "r": room_id}
-                        pipe.publish(self._room_channel(room_id), _pack(notice, b""))
+                        pipe.publish(self._room_channel(room_id), self._pack(notice, b""))
                     await pipe.execute()
         await self.stop()
 
@@ -460,7 +472,7 @@ class RedisBus:
             for room_id in self._local:
                 pipe.publish(
                     self._room_channel(room_id),
-                    _pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
+                    self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
                 )
             await pipe.execute()
 
@@ -518,7 +530,8 @@ class RedisBus:
             _, room_id, peer_id, name, role = op
             pipe.evalsha(self._shas["JOIN"], 0, *self._join_args(room_id, peer_id, name, role))
             pipe.publish(
-                self._room_channel(room_id), _pack({"k": "c", "n": self.node_id, "r": room_id}, b"")
+                self._room_channel(room_id),
+                self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
             )
         elif kind == "leave":
             _, room_id, peer_id, gone = op
@@ -532,7 +545,8 @@ class RedisBus:
                 "1" if gone else "0",
             )
             pipe.publish(
-                self._room_channel(room_id), _pack({"k": "c", "n": self.node_id, "r": room_id}, b"")
+                self._room_channel(room_id),
+                self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
             )
         elif kind == "publish":
             pipe.publish(op[1], op[2])
@@ -552,9 +566,37 @@ class RedisBus:
             elif kind == "message":
                 self._dispatch(message["data"])
 
+    def _pack(self, header: dict[str, Any], frame: bytes) -> bytes:
+        """A bus message: its JSON header, a newline, the frame; signed with the cluster key
+        (its HMAC-SHA256 in hex and a newline first) when there is one."""
+        message = _pack(header, frame)
+        if self._key is None:
+            return message
+        return _mac(self._key, message) + b"\n" + message
+
+    def _verified(self, data: bytes) -> bytes | None:
+        """The message without its signature; None if the node has a key and the message is
+        not signed with it (forged, or from a node without the key)."""
+        if self._key is None:
+            return data
+        mac, _, message = data.partition(b"\n")
+        if not hmac.compare_digest(mac, _mac(self._key, message)):
+            self.forged += 1
+            if self.forged == 1 or self.forged % 1000 == 0:
+                log.warning(
+                    "redis bus: dropped %d message(s) not signed with LIVEHUB_CLUSTER_KEY "
+                    "(a node without the key, or a forgery)",
+                    self.forged,
+                )
+            return None
+        return message
+
     def _dispatch(self, data: bytes) -> None:
         handler = self._handler
-        head, _, frame = data.partition(b"\n")
+        verified = self._verified(data)
+        if verified is None:
+            return
+        head, _, frame = verified.partition(b"\n")
         try:
             header = orjson.loads(head)
             if header["n"] == self.node_id or handler is None:
@@ -628,7 +670,8 @@ class RedisBus:
             async with client.pipeline(transaction=False) as pipe:
                 for room_id in rooms:
                     pipe.publish(
-                        self._room_channel(room_id), _pack({"k": "c", "n": node, "r": room_id}, b"")
+                        self._room_channel(room_id),
+                        self._pack({"k": "c", "n": node, "r": room_id}, b""),
                     )
                 await pipe.execute()
         handler = self._handler
@@ -669,6 +712,10 @@ class _Stop(asyncio.Event):
 
 def _pack(header: dict[str, Any], frame: bytes) -> bytes:
     return orjson.dumps(header) + b"\n" + frame
+
+
+def _mac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
 
 
 def _redact(url: str) -> str:

@@ -567,3 +567,52 @@ async def test_producers_wait_while_the_queue_is_full_and_nothing_is_lost(node: 
     await a.flush()
     await eventually(lambda: _true(len(rec_b.rooms) == len(frames)), 10)
     assert [frame for _, frame, _ in rec_b.rooms] == frames
+
+
+async def test_with_a_cluster_key_unsigned_and_forged_messages_are_dropped(
+    node: Nodes, redis_server: RedisEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``LIVEHUB_CLUSTER_KEY``: nodes with the key sign every message and drop what is not
+    signed with it: a message published straight to a livehub channel (unsigned, or signed
+    with another key) reaches no handler; the nodes with the key still work together."""
+    import hashlib
+    import hmac
+
+    import orjson
+    import redis.asyncio as aioredis
+
+    key = b"k" * 32
+    a, _ = await node("a", key=key)
+    b, rec_b = await node("b", key=key)
+    a.join("r1", "pa", "ann", "host")
+    b.join("r1", "pb", "bob", "viewer")
+    await a.flush()
+    await b.flush()
+    assert await a.count("r1") == await b.count("r1") == 2
+
+    def message(kind: str, **header: Any) -> bytes:
+        return orjson.dumps({"k": kind, "n": "intruder", **header}) + b"\n" + b"forged"
+
+    forged_room = message("b", r="r1", x=None)
+    forged_peer = message("d", p="pb")
+    wrong_key = hmac.new(b"w" * 32, forged_room, hashlib.sha256).hexdigest().encode()
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.publish(f"{b.prefix}room:r1", forged_room)
+        await client.publish(f"{b.prefix}node:b", forged_peer)
+        await client.publish(f"{b.prefix}room:r1", wrong_key + b"\n" + forged_room)
+    finally:
+        await client.aclose()
+    a.broadcast("r1", b"real")
+    a.send("pb", b"direct")
+    await a.flush()
+    await eventually(lambda: _true(bool(rec_b.rooms) and bool(rec_b.peers)), 5)
+    assert rec_b.rooms == [("r1", b"real", None)]
+    assert rec_b.peers == [("pb", b"direct")]
+    assert b.forged == 3
+    assert "not signed with LIVEHUB_CLUSTER_KEY" in caplog.text
+    assert "k" * 32 not in caplog.text  # the key is never logged
+    # presence works between the nodes with the key
+    b.leave("r1", "pb")
+    await b.flush()
+    assert await a.count("r1") == 1
