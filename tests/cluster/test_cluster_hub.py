@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from livehub.cluster.redis_bus import RedisBus
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Peer
 from tests.engines import RedisEngine
+from tests.helpers import eventually
 
 FAST: dict[str, Any] = {
     "heartbeat": 0.2,
@@ -71,14 +71,6 @@ def _call_soon(callback: Callable[[], None]) -> object:
 
 def _call_later(delay: float, callback: Callable[[], None]) -> object:
     return asyncio.get_running_loop().call_later(delay, callback)
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)
 
 
 Nodes = Callable[[str], Awaitable[tuple[ClusterHub, Listener]]]

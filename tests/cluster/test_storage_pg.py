@@ -15,7 +15,7 @@ from livehub.domain.room import EventType, RoomStatus
 from livehub.domain.store import StoreUnavailable
 from livehub.storage_pg import MIGRATIONS, PostgresStore, SchemaTooNew
 from tests.engines import PostgresEngine
-from tests.test_store_behaviour import ENDPOINTS, event, make_room
+from tests.helpers import ENDPOINTS, event, make_room
 
 # -- PostgreSQL only: a server shared by several processes ----------------------------------
 

@@ -21,13 +21,13 @@ from livehub.webhooks.dispatcher import Dispatcher
 from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.signing import Signer
 from livehub.webhooks.sqlite import SQLiteDeliveryQueue
+from tests.helpers import eventually
 from tests.webhooks.conftest import (
     OLD_SECRET,
     SECRET,
     Outbox,
     Receiver,
     StartReceiver,
-    eventually,
     secret,
 )
 

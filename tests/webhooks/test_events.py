@@ -20,8 +20,15 @@ from livehub import keys
 from livehub.app import create_app
 from livehub.webhooks.dispatcher import Tuning
 from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_for, make_config, send_hook
-from tests.webhooks.conftest import SECRET, Outbox, Receiver, StartReceiver, eventually, secret
-from tests.webhooks.test_admin import start
+from tests.helpers import eventually
+from tests.webhooks.conftest import (
+    SECRET,
+    Outbox,
+    Receiver,
+    StartReceiver,
+    secret,
+    start,
+)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

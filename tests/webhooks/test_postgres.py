@@ -26,8 +26,8 @@ from livehub.webhooks.signing import Signer
 from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 from tests.conftest import make_config
 from tests.engines import PostgresEngine
-from tests.webhooks.conftest import StartReceiver, eventually, secret
-from tests.webhooks.test_queue import PostgresRows
+from tests.helpers import eventually
+from tests.webhooks.conftest import PostgresRows, StartReceiver, secret
 
 ROOMS = [f"r{number}" for number in range(8)]
 STEPS = ["room.created", "host.joined", "room.live", "viewers.updated", "room.ended"]
