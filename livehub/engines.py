@@ -38,6 +38,8 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from livehub import keys
+from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
+from livehub.adapters.sqlite.store import SQLiteStore, SQLiteWriter
 from livehub.cluster.leader import LeaderLock
 from livehub.cluster.players import RedisPlayers
 from livehub.cluster.redis_bus import RedisBus
@@ -46,12 +48,10 @@ from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Encoder, Hub
 from livehub.domain.ports import Bus, PlayerCounts, RoomHub, RoomStore
 from livehub.domain.room import RoomStatus
-from livehub.storage import SQLiteStore, SQLiteWriter
 from livehub.storage_pg import PostgresStore
 from livehub.store_rows import EventView
 from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.queue import DeliveryQueue
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 
 log = logging.getLogger(__name__)
 

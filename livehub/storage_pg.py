@@ -1,7 +1,7 @@
 """PostgreSQL persistence of rooms (cluster mode): :class:`RoomStore` on asyncpg.
 
-The same semantics as the SQLite store (:mod:`livehub.storage`), for several livehub processes
-sharing one database:
+The same semantics as the SQLite store (:mod:`livehub.adapters.sqlite.store`), for several
+livehub processes sharing one database:
 
 - Every accepted change is one transaction: the room row, written as a **conditional update** on
   ``version`` (``UPDATE ... WHERE id = $n AND version = $m``: of two nodes racing for one room

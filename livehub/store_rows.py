@@ -1,5 +1,6 @@
-"""The rows both room stores write (:mod:`livehub.storage` on SQLite, :mod:`livehub.storage_pg`
-on PostgreSQL) and the SQLite → PostgreSQL copy (:mod:`livehub.migrate_db`) moves.
+"""The rows both room stores write (:mod:`livehub.adapters.sqlite.store` on SQLite,
+:mod:`livehub.storage_pg` on PostgreSQL) and the SQLite → PostgreSQL copy
+(:mod:`livehub.migrate_db`) moves.
 
 One definition of the ``rooms`` and ``webhook_deliveries`` columns, of how a :class:`Room` maps
 to and from a ``rooms`` row, and of the outbox rows a store write stages for its events (the

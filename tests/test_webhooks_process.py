@@ -22,7 +22,7 @@ import pytest
 from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
-from livehub.storage import MIGRATIONS
+from livehub.adapters.sqlite.store import MIGRATIONS
 from tests.conftest import ADMIN_TOKEN, hook_for, send_hook
 from tests.helpers import eventually
 from tests.processes import Server

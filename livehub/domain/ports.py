@@ -4,14 +4,12 @@ Each is a narrow Protocol the domain owns; :mod:`livehub.engines` (the one place
 on the mode) gives each its adapter for a config. Behaviour suites run every adapter of a port
 (``tests/test_store_behaviour.py``, ``tests/test_hub_behaviour.py``).
 
-======================  ========================================  ===============================
-port                    embedded adapter                          cluster adapter
-======================  ========================================  ===============================
-:class:`RoomStore`      ``livehub.storage.SQLiteStore``           ``livehub.storage_pg``
-:class:`PlayerCounts`   ``livehub.domain.service.MemoryPlayers``  ``livehub.cluster.players``
-:class:`RoomHub`        ``livehub.domain.hub.Hub``                ``livehub.domain.cluster_hub``
-:class:`Bus`            ``livehub.domain.bus.LocalBus``           ``livehub.cluster.redis_bus``
-======================  ========================================  ===============================
+- :class:`RoomStore`: ``livehub.adapters.sqlite.store.SQLiteStore`` (embedded),
+  ``livehub.storage_pg.PostgresStore`` (cluster);
+- :class:`PlayerCounts`: ``livehub.domain.service.MemoryPlayers``,
+  ``livehub.cluster.players.RedisPlayers``;
+- :class:`RoomHub`: ``livehub.domain.hub.Hub``, ``livehub.domain.cluster_hub.ClusterHub``;
+- :class:`Bus`: ``livehub.domain.bus.LocalBus``, ``livehub.cluster.redis_bus.RedisBus``.
 
 The hub's own ports: :class:`Sink` (a connection, adapted by the API layer),
 :class:`PresenceListener` (what the signaling hears of other nodes) and :class:`BusHandler`

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from livehub import storage
+from livehub.adapters.sqlite import store as storage
 from livehub.domain.room import EventType, RoomEvent, RoomStatus
 from livehub.migrate_db import copy_sqlite_to_postgres, main
 from livehub.storage_pg import PostgresStore

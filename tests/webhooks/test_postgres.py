@@ -14,6 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.app import create_app
 from livehub.domain.service import RoomService
 from livehub.storage_pg import PostgresStore
@@ -23,7 +24,6 @@ from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.setup import default_queue
 from livehub.webhooks.signing import Signer
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 from tests.conftest import make_config
 from tests.engines import PostgresEngine
 from tests.helpers import eventually

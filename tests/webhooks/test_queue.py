@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
+from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.storage_pg import PostgresStore
 from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.queue import (
@@ -19,7 +20,6 @@ from livehub.webhooks.queue import (
     DeliveryQueue,
     DeliveryState,
 )
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 from tests.engines import PostgresEngine
 from tests.webhooks.conftest import Outbox, PostgresRows
 

@@ -1,13 +1,13 @@
 """The outbox on SQLite (embedded mode).
 
 Its writes (claims, outcomes, retries, pruning) go through the store's
-:class:`~livehub.storage.SQLiteWriter`: the one connection that writes the file, on its own
-thread, so the outbox and the store never wait for each other's lock and the event loop never
-waits on SQLite. (An outbox in a file of its own would need the store's transaction to span two
-files to stage rows with each change; one writer keeps them one transaction.) Its reads (the
-admin list, stats) use a connection of their own on another thread: under WAL they wait for
-nobody, and a stats scan does not hold up the writer. The table itself is created by the store's
-migrations (:mod:`livehub.storage`).
+:class:`~livehub.adapters.sqlite.store.SQLiteWriter`: the one connection that writes the file, on
+its own thread, so the outbox and the store never wait for each other's lock and the event loop
+never waits on SQLite. (An outbox in a file of its own would need the store's transaction to span
+two files to stage rows with each change; one writer keeps them one transaction.) Its reads (the
+admin list, stats) use a connection of their own on another thread: under WAL they wait for nobody,
+and a stats scan does not hold up the writer. The table itself is created by the store's migrations
+(:mod:`livehub.adapters.sqlite.store`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from livehub.storage import SQLiteWriter
+from livehub.adapters.sqlite.store import SQLiteWriter
 from livehub.webhooks.queue import (
     DELIVERY_COLUMNS,
     Delivery,

@@ -10,7 +10,7 @@ and upgraded by the ordered ``MIGRATIONS`` at start-up (append new ones; never e
 **Writes never run on the event loop.** One :class:`SQLiteWriter` owns the connection that
 writes the file, on its own thread: every store write (a room change and its outbox rows, in
 one transaction) and every write of the webhook outbox (claims, outcomes, pruning: it shares the
-writer, see :mod:`livehub.webhooks.sqlite`) runs there, one after the other in call order. So
+writer, see :mod:`livehub.adapters.sqlite.outbox`) runs there, one after the other in call order. So
 the store and the outbox never wait for each other's file lock (one connection writes), and the
 loop never waits on SQLite's lock at all: a webhook burst cannot stall signaling or answer an
 SRS hook 503. The rows a write stages are built on the loop (the event view reads live state),
