@@ -26,11 +26,11 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from livehub import __version__
+from livehub.adapters.postgres.store import SchemaTooNew as PgSchemaTooNew
 from livehub.adapters.sqlite.store import SchemaTooNew
 from livehub.app import create_app
 from livehub.config import Config, ConfigError, redact_url
 from livehub.domain.store import StoreUnavailable
-from livehub.storage_pg import SchemaTooNew as PgSchemaTooNew
 from livehub.webhook_settings import endpoint_label
 
 log = logging.getLogger("livehub")

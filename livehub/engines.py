@@ -38,6 +38,8 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from livehub import keys
+from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
+from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.adapters.sqlite.store import SQLiteStore, SQLiteWriter
 from livehub.cluster.leader import LeaderLock
@@ -48,9 +50,7 @@ from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Encoder, Hub
 from livehub.domain.ports import Bus, PlayerCounts, RoomHub, RoomStore
 from livehub.domain.room import RoomStatus
-from livehub.storage_pg import PostgresStore
 from livehub.store_rows import EventView
-from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.queue import DeliveryQueue
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import asyncpg
 
+from livehub.adapters.postgres.store import UNAVAILABLE, PostgresStore, SchemaTooNew
 from livehub.config import Config, ConfigError
 from livehub.domain.store import StoreUnavailable
-from livehub.storage_pg import UNAVAILABLE, PostgresStore, SchemaTooNew
 from livehub.store_rows import ROOM_COLUMNS
 from livehub.webhooks.queue import DELIVERY_COLUMNS
 

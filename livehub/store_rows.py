@@ -1,5 +1,5 @@
 """The rows both room stores write (:mod:`livehub.adapters.sqlite.store` on SQLite,
-:mod:`livehub.storage_pg` on PostgreSQL) and the SQLite → PostgreSQL copy
+:mod:`livehub.adapters.postgres.store` on PostgreSQL) and the SQLite → PostgreSQL copy
 (:mod:`livehub.migrate_db`) moves.
 
 One definition of the ``rooms`` and ``webhook_deliveries`` columns, of how a :class:`Room` maps

@@ -16,10 +16,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.room import EventType, Room, RoomStatus
 from livehub.domain.store import RoomStore, StoreUnavailable
-from livehub.storage_pg import PostgresStore
 from tests.engines import PostgresEngine
 from tests.helpers import ENDPOINTS, T0, event, make_room
 

@@ -5,7 +5,7 @@ on the mode) gives each its adapter for a config. Behaviour suites run every ada
 (``tests/test_store_behaviour.py``, ``tests/test_hub_behaviour.py``).
 
 - :class:`RoomStore`: ``livehub.adapters.sqlite.store.SQLiteStore`` (embedded),
-  ``livehub.storage_pg.PostgresStore`` (cluster);
+  ``livehub.adapters.postgres.store.PostgresStore`` (cluster);
 - :class:`PlayerCounts`: ``livehub.domain.service.MemoryPlayers``,
   ``livehub.cluster.players.RedisPlayers``;
 - :class:`RoomHub`: ``livehub.domain.hub.Hub``, ``livehub.domain.cluster_hub.ClusterHub``;

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from livehub.storage_pg import PostgresStore
+from livehub.adapters.postgres.store import PostgresStore
 from tests.cluster.nodes import ROOT, StartNode, create_room, get_json, hook, room_on
 from tests.conftest import hook_for
 from tests.engines import PostgresEngine, free_port

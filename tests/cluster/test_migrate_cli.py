@@ -17,12 +17,12 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.app import create_app
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
-from livehub.storage_pg import PostgresStore
 from tests.conftest import make_config
 
 ENDPOINT = "http://hooks.example/livehub"

@@ -11,10 +11,10 @@ from typing import Any
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite import store as storage
 from livehub.domain.room import EventType, RoomEvent, RoomStatus
 from livehub.migrate_db import copy_sqlite_to_postgres, main
-from livehub.storage_pg import PostgresStore
 from livehub.store_rows import ROOM_COLUMNS
 
 T0 = 1_790_000_000_000

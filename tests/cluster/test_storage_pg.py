@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.store import MIGRATIONS, PostgresStore, SchemaTooNew
 from livehub.domain.room import EventType, RoomStatus
 from livehub.domain.store import StoreUnavailable
-from livehub.storage_pg import MIGRATIONS, PostgresStore, SchemaTooNew
 from tests.engines import PostgresEngine
 from tests.helpers import ENDPOINTS, event, make_room
 

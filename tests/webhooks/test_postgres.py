@@ -14,12 +14,12 @@ import aiohttp
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
+from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.app import create_app
 from livehub.domain.service import RoomService
-from livehub.storage_pg import PostgresStore
 from livehub.webhooks.dispatcher import Dispatcher
-from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.setup import default_queue

@@ -11,9 +11,9 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
+from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
-from livehub.storage_pg import PostgresStore
-from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.queue import (
     DeliveryNotFailed,
     DeliveryNotFound,
