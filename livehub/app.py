@@ -11,13 +11,13 @@ import aiohttp
 from aiohttp import web
 
 from livehub import keys
+from livehub.adapters.redis.leader import lead
 from livehub.api.middlewares import error_middleware
 from livehub.api.openapi import build_spec
 from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
-from livehub.cluster.leader import lead
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.service import Cancellable, RoomService

@@ -40,11 +40,11 @@ from aiohttp import web
 from livehub import keys
 from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
 from livehub.adapters.postgres.store import PostgresStore
+from livehub.adapters.redis.bus import RedisBus
+from livehub.adapters.redis.leader import LeaderLock
+from livehub.adapters.redis.players import RedisPlayers
 from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.adapters.sqlite.store import SQLiteStore, SQLiteWriter
-from livehub.cluster.leader import LeaderLock
-from livehub.cluster.players import RedisPlayers
-from livehub.cluster.redis_bus import RedisBus
 from livehub.config import Config, redact_url
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Encoder, Hub

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from livehub.cluster.leader import LeaderLock
+from livehub.adapters.redis.leader import LeaderLock
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from livehub.cluster.redis_bus import RedisBus
+from livehub.adapters.redis.bus import RedisBus
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import BATCH_MIN_MEMBERS, CLOSE_TRY_AGAIN_LATER, Hub, Peer, RoomHub
 from tests.domain.fakes import FakeSink, Timer

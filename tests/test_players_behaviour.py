@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from livehub.cluster.players import RedisPlayers
+from livehub.adapters.redis.players import RedisPlayers
 from livehub.domain.ports import PlayerCounts
 from livehub.domain.service import MemoryPlayers
 from tests.helpers import eventually

@@ -13,7 +13,7 @@ The sender's own node delivers locally and the bus never echoes a message back t
 
 What comes in from other nodes reaches the hub through the :class:`BusHandler` it registers.
 Adapters: :class:`LocalBus` (one process, nothing to carry) here, and
-``livehub.cluster.redis_bus.RedisBus`` (Redis pub/sub and hashes) outside the domain.
+``livehub.adapters.redis.bus.RedisBus`` (Redis pub/sub and hashes) outside the domain.
 """
 
 from __future__ import annotations

@@ -88,12 +88,12 @@ class Encoder(Protocol):
 class RoomHub(Protocol):
     """What the signaling protocol needs from a hub: the port a cluster adapter implements.
 
-    :class:`Hub` is the in-process one. A Redis-backed one (``livehub/cluster/``) keeps the local
-    connections in a :class:`Hub` and carries what crosses processes over the bus: broadcasts
-    (encoded once, delivered by each process to its own members, the sender skipped), sends to a
-    peer id that lives elsewhere, and the member registry behind ``count``, ``describe_*`` and
-    ``page_members``. Membership changes stay synchronous; an adapter publishes them after the
-    fact. The members of a room are described as ``{"peerId", "name", "role"}``.
+    :class:`Hub` is the in-process one. The cluster one (``livehub/domain/cluster_hub.py``, on the
+    Redis bus) holds the local connections in a :class:`Hub` and carries what crosses processes over
+    the bus: broadcasts (encoded once, delivered by each process to its own members, the sender
+    skipped), sends to a peer id that lives elsewhere, and the member registry behind ``count``,
+    ``describe_*`` and ``page_members``. Membership changes stay synchronous; an adapter publishes
+    them after the fact. The members of a room are described as ``{"peerId", "name", "role"}``.
     """
 
     @property

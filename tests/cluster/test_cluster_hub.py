@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from livehub.cluster.redis_bus import RedisBus
+from livehub.adapters.redis.bus import RedisBus
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Peer
 from tests.engines import RedisEngine

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from livehub.cluster.leader import LeaderLock, lead
-from livehub.cluster.redis_bus import CHUNK, RedisBus
+from livehub.adapters.redis.bus import CHUNK, RedisBus
+from livehub.adapters.redis.leader import LeaderLock, lead
 from livehub.domain.bus import Bus, LocalBus, Member
 from tests.engines import RedisEngine
 from tests.helpers import eventually
@@ -305,7 +305,7 @@ async def test_a_node_reaped_while_away_rebuilds_and_announces_its_members_again
 ) -> None:
     import redis.asyncio as aioredis
 
-    from livehub.cluster import scripts
+    from livehub.adapters.redis import scripts
 
     # a slow heartbeat: the test reaps b, as a survivor would, before b's next beat
     b, rec_b = await node("b", heartbeat=0.5, node_ttl=5.0, reap_interval=60.0)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from livehub.cluster.players import RedisPlayers
+from livehub.adapters.redis.players import RedisPlayers
 from tests.engines import RedisEngine
 from tests.helpers import eventually
 

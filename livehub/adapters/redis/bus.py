@@ -50,7 +50,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from livehub.cluster import scripts
+from livehub.adapters.redis import scripts
 from livehub.domain.bus import BusHandler, Member
 from livehub.tasks import cancel_and_wait, pause, run_together
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from livehub.cluster.redis_bus import SESSION_ERRORS, connect
+from livehub.adapters.redis.bus import SESSION_ERRORS, connect
 from livehub.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)

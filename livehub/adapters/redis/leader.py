@@ -26,8 +26,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from livehub.cluster import scripts
-from livehub.cluster.redis_bus import SESSION_ERRORS, connect
+from livehub.adapters.redis import scripts
+from livehub.adapters.redis.bus import SESSION_ERRORS, connect
 from livehub.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
