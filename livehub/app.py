@@ -12,6 +12,7 @@ from aiohttp import web
 
 from livehub import keys
 from livehub.adapters.redis.leader import lead
+from livehub.adapters.srs.api import Kicker, PublicUrls, SRSClient, SRSOrigins
 from livehub.api.middlewares import error_middleware
 from livehub.api.openapi import build_spec
 from livehub.api.routes import setup_routes
@@ -26,7 +27,6 @@ from livehub.domain.store import StoreUnavailable
 from livehub.engines import Engines
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
-from livehub.srs import Kicker, PublicUrls, SRSClient, SRSOrigins
 from livehub.tasks import cancel_and_wait
 from livehub.webhooks.setup import setup_webhooks
 

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from livehub.adapters.redis.leader import LeaderLock
+from livehub.adapters.srs.api import Kicker, SRSClient, SRSOrigins
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
@@ -20,7 +21,6 @@ from livehub.domain.signaling import Signaling
 from livehub.domain.store import RoomStore
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
-from livehub.srs import Kicker, SRSClient, SRSOrigins
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.queue import DeliveryQueue, OutboxFactory
 

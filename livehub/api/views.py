@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from livehub.adapters.srs.api import PublicUrls
 from livehub.api.schemas import OwnerRoomSchema, RoomCreatedSchema, RoomSchema
 from livehub.domain.hub import RoomHub
 from livehub.domain.room import ListedRoom, Room
 from livehub.domain.service import RoomService
-from livehub.srs import PublicUrls
 
 _PUBLIC = RoomSchema()
 _OWNER = OwnerRoomSchema()
