@@ -43,6 +43,7 @@ from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.redis.bus import RedisBus
 from livehub.adapters.redis.leader import LeaderLock
 from livehub.adapters.redis.players import RedisPlayers
+from livehub.adapters.rows import EventView
 from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.adapters.sqlite.store import SQLiteStore, SQLiteWriter
 from livehub.config import Config, redact_url
@@ -50,7 +51,6 @@ from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Encoder, Hub
 from livehub.domain.ports import Bus, PlayerCounts, RoomHub, RoomStore
 from livehub.domain.room import RoomStatus
-from livehub.store_rows import EventView
 from livehub.webhooks.queue import DeliveryQueue
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,9 @@ from pathlib import Path
 import asyncpg
 
 from livehub.adapters.postgres.store import UNAVAILABLE, PostgresStore, SchemaTooNew
+from livehub.adapters.rows import ROOM_COLUMNS
 from livehub.config import Config, ConfigError
 from livehub.domain.store import StoreUnavailable
-from livehub.store_rows import ROOM_COLUMNS
 from livehub.webhooks.queue import DELIVERY_COLUMNS
 
 log = logging.getLogger(__name__)

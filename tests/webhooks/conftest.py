@@ -22,10 +22,10 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from standardwebhooks.webhooks import Webhook
 
 from livehub import keys
+from livehub.adapters.rows import STAGED_COLUMNS, OutboxRow
 from livehub.adapters.sqlite.store import apply_migrations
 from livehub.app import create_app
 from livehub.config import Config
-from livehub.store_rows import STAGED_COLUMNS, OutboxRow
 from livehub.webhook_settings import WebhookSecret
 from livehub.webhooks.dispatcher import Tuning
 from livehub.webhooks.schedule import RetrySchedule

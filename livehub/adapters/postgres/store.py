@@ -29,9 +29,7 @@ from typing import TypeVar, cast
 
 import asyncpg
 
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
-from livehub.domain.store import Cursor, StoreUnavailable
-from livehub.store_rows import (
+from livehub.adapters.rows import (
     ROOM_COLUMNS,
     SELECT_LISTED,
     STAGED_COLUMNS,
@@ -43,6 +41,8 @@ from livehub.store_rows import (
     room_values,
     schema_too_new,
 )
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ class _Conflict(Exception):
 def _page_query(
     status: RoomStatus | None, limit: int, after: Cursor | None
 ) -> tuple[str, list[object]]:
-    """:func:`livehub.store_rows.keyset_page` in PostgreSQL's parameter style."""
+    """:func:`livehub.adapters.rows.keyset_page` in PostgreSQL's parameter style."""
     return keyset_page(status, limit, after, lambda n: f"${n}")
 
 

@@ -38,9 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
-from livehub.domain.store import Cursor, StoreUnavailable
-from livehub.store_rows import (
+from livehub.adapters.rows import (
     ROOM_COLUMNS,
     SELECT_LISTED,
     STAGED_COLUMNS,
@@ -53,6 +51,8 @@ from livehub.store_rows import (
     room_values,
     schema_too_new,
 )
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -550,5 +550,5 @@ class SQLiteWriter:
 def page_query(
     status: RoomStatus | None, limit: int, after: Cursor | None
 ) -> tuple[str, list[object]]:
-    """:func:`livehub.store_rows.keyset_page` in SQLite's parameter style."""
+    """:func:`livehub.adapters.rows.keyset_page` in SQLite's parameter style."""
     return keyset_page(status, limit, after, lambda _: "?")
