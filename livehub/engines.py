@@ -3,25 +3,21 @@
 This is the only module that branches on the mode. What differs between the modes sits behind
 the ports of :mod:`livehub.domain.ports`; here each port gets its adapter:
 
-============================  ===============================  ================================
-port                          embedded (one process)           cluster
-============================  ===============================  ================================
-room store                    SQLite file (``storage``)        PostgreSQL (``storage_pg``), with
-                                                               ``LIVEHUB_DATABASE_URL``
-webhook outbox                the same SQLite file, written     the same PostgreSQL database
-                              by the store's writer thread
-signaling hub and bus         :class:`Hub` (memory)            :class:`ClusterHub` on the Redis
-                                                               bus, with ``LIVEHUB_REDIS_URL``
-player counts                 :class:`MemoryPlayers`           Redis (``cluster.players``)
-leader lock                   none: the one process leads      Redis (``cluster.leader``), with
-                                                               both URLs set
-============================  ===============================  ================================
+- room store: SQLite file (``adapters.sqlite.store``), or PostgreSQL
+  (``adapters.postgres.store``) with ``LIVEHUB_DATABASE_URL``;
+- webhook outbox: in the same database (``adapters.sqlite.outbox``, written by the store's
+  writer thread; ``adapters.postgres.outbox``);
+- signaling hub and bus: :class:`Hub` in memory, or :class:`ClusterHub` on the Redis bus
+  (``adapters.redis.bus``) with ``LIVEHUB_REDIS_URL``;
+- player counts: :class:`MemoryPlayers`, or Redis (``adapters.redis.players``);
+- leader lock: none (the one process leads), or Redis (``adapters.redis.leader``) with both
+  URLs set.
 
 The database and the coordination engine are chosen independently, as before: PostgreSQL with
 ``LIVEHUB_DATABASE_URL``, Redis with ``LIVEHUB_REDIS_URL``; cluster mode is both.
 
-:func:`build` is synchronous and does no I/O (``create_app`` calls it: the hub is needed to
-build the signaling); :meth:`Engines.lifetime` is the app's cleanup context that opens the rest
+Building :class:`Engines` is synchronous and does no I/O (``create_app`` does it: the hub is needed
+to build the signaling); :meth:`Engines.lifetime` is the app's cleanup context that opens the rest
 (the bus, the store, the player counts, the leader lock) and closes everything in reverse order
 after the WebSockets are closed.
 """
