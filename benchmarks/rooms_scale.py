@@ -61,7 +61,7 @@ def build_database(path: Path, rooms: int, live: int, preparing: int) -> float:
     """N rooms through SQL, in batches; returns the seconds it took."""
     started = time.perf_counter()
     sys.path.insert(0, str(ROOT))
-    from livehub.storage import SQLiteStore  # the schema, at its current version
+    from livehub.adapters.sqlite.store import SQLiteStore  # the schema, at its current version
 
     store = SQLiteStore(str(path))
     store._db.close()

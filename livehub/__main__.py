@@ -28,6 +28,8 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from livehub import __version__
+from livehub.adapters.postgres.store import SchemaTooNew as PgSchemaTooNew
+from livehub.adapters.sqlite.store import SchemaTooNew
 from livehub.app import create_app
 from livehub.config import (
     REDACTED,
@@ -38,9 +40,7 @@ from livehub.config import (
     redact_url,
 )
 from livehub.domain.store import StoreUnavailable
-from livehub.storage import SchemaTooNew
-from livehub.storage_pg import SchemaTooNew as PgSchemaTooNew
-from livehub.webhooks.settings import endpoint_label
+from livehub.webhook_settings import endpoint_label
 
 log = logging.getLogger("livehub")
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
-import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -14,6 +12,8 @@ import orjson
 from aiohttp import web
 
 from livehub import keys
+from livehub.adapters.redis.leader import lead
+from livehub.adapters.srs.api import Kicker, PublicUrls, SRSClient, SRSOrigins
 from livehub.api.console import security_headers
 from livehub.api.listeners import listener_middleware
 from livehub.api.middlewares import error_middleware
@@ -23,31 +23,16 @@ from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
 from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
-from livehub.cluster.address_limits import RedisAddressLimits
-from livehub.cluster.leader import LeaderLock, lead
-from livehub.cluster.players import RedisPlayers
-from livehub.cluster.redis_bus import RedisBus
-from livehub.config import Config, redact_url
-from livehub.domain.addresses import (
-    ConnectionCounts,
-    KickBans,
-    LocalBans,
-    LocalConnections,
-)
+from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
-from livehub.domain.cluster_hub import ClusterHub
-from livehub.domain.hub import Hub
 from livehub.domain.recordings import RecordingService
-from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
 from livehub.domain.store import StoreUnavailable
+from livehub.engines import Engines
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.recording_files import LocalRecordingFiles
-from livehub.srs import Kicker, PublicUrls, SRSClient, SRSOrigins
-from livehub.storage import SQLiteStore
-from livehub.storage_pg import PostgresStore
 from livehub.tasks import cancel_and_wait
 from livehub.webhooks.setup import setup_webhooks
 
@@ -108,7 +93,8 @@ def create_app(config: Config) -> web.Application:
         origin_of=kicker.origin_of,
         origin_lost=kicker.origin_lost,
     )
-    hub = _hub(config)
+    engines = Engines(config, encode, _call_soon, _call_later)
+    hub = engines.hub
     views = RoomViews(rooms, hub, PublicUrls.from_config(config))
     app[keys.rooms] = rooms
     app[keys.recordings] = RecordingService(
@@ -120,27 +106,12 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.kicker] = kicker
     # per-address limits: this process's own, or (cluster mode) shared by every node in Redis
-    connections: ConnectionCounts
-    bans: KickBans
-    shared: RedisAddressLimits | None = None
-    if isinstance(hub, ClusterHub) and config.redis_url is not None:
-        shared = connections = bans = RedisAddressLimits(
-            config.redis_url,
-            node_id=hub.bus.node_id,
-            limit=config.max_connections_per_address,
-            ban_seconds=config.kick_ban_s,
-        )
-        app[keys.address_limits] = shared
-        app.cleanup_ctx.append(address_limits_ctx)
-    else:
-        connections = LocalConnections(config.max_connections_per_address)
-        bans = LocalBans(config.kick_ban_s)
-    app[keys.connections] = connections
+    app[keys.connections] = engines.connections
     app[keys.create_policy] = CreatePolicy(
         api_key_hashes=config.api_key_hashes,
         admin_token=config.admin_token,
         rate_per_min=config.create_rate_per_min,
-        shared=shared,
+        shared=engines.address_limits,
     )
     app[keys.hub] = hub
     app[keys.views] = views
@@ -163,132 +134,26 @@ def create_app(config: Config) -> web.Application:
             max_relay_bytes=config.max_relay_bytes,
             relay_bytes_per_s=config.relay_bytes_per_s,
         ),
-        bans=bans,
+        bans=engines.bans,
         measure=_json_size,
     )
     app[keys.openapi] = build_spec()
 
-    if isinstance(hub, ClusterHub):
-        app[keys.bus] = hub.bus
-        app.cleanup_ctx.append(bus_ctx)
-    app.cleanup_ctx.append(storage_ctx)
-    app.cleanup_ctx.append(leader_ctx)
-    app.cleanup_ctx.append(srs_ctx)
+    app[keys.outbox] = engines.outbox
+    # the engines (bus, store, player counts, leader lock: livehub.engines) first, closed last
+    app.cleanup_ctx.append(engines.lifetime)
+    app.cleanup_ctx.append(functools.partial(srs_ctx, engines=engines))
     app.cleanup_ctx.append(sweep_ctx)
     app.on_shutdown.append(close_websockets)
     app.on_response_prepare.append(security_headers)
     setup_routes(app, config.cors_origins)
-    setup_webhooks(app, config)  # after storage_ctx: its cleanup context reads the outbox
+    setup_webhooks(app, config)  # after the engines: its cleanup context opens the outbox
     return app
 
 
 def _json_size(payload: object) -> int:
     """A relay payload's size as the hub will encode it."""
     return len(orjson.dumps(payload))
-
-
-# -- cluster signaling: the hub on the Redis bus (LIVEHUB_REDIS_URL) ---------------------------
-
-
-def _hub(config: Config) -> Hub:
-    """The in-process hub; in cluster mode the same, on the Redis bus between nodes."""
-    max_buffer, count_interval = config.send_queue_bytes, config.viewer_count_interval
-    if config.redis_url:
-        return ClusterHub(
-            RedisBus(config.redis_url),
-            encode,
-            _call_soon,
-            _call_later,
-            max_buffer=max_buffer,
-            count_interval=count_interval,
-        )
-    return Hub(
-        encode, _call_soon, _call_later, max_buffer=max_buffer, count_interval=count_interval
-    )
-
-
-async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Join the cluster (Redis down is no error: the node serves its own members meanwhile);
-    leave it after the WebSockets are closed, so their leaves are announced first."""
-    hub = app[keys.hub]
-    assert isinstance(hub, ClusterHub)
-    await hub.start()
-    log.info("cluster bus: node %s, redis %s", hub.bus.node_id, "up" if hub.bus.healthy else "down")
-    yield
-    await hub.close()
-
-
-async def address_limits_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The per-address limits shared in Redis: their heartbeat keeps this node's connection
-    counts alive; at the end (after the WebSockets are closed) they stop counting."""
-    limits = app[keys.address_limits]
-    await limits.start()
-    yield
-    await limits.close()
-
-
-# -- end of cluster signaling ------------------------------------------------------------------
-
-
-async def _open_store(app: web.Application) -> SQLiteStore | PostgresStore:
-    """SQLite, or PostgreSQL when LIVEHUB_DATABASE_URL is set; either stages a webhook row per
-    LIVEHUB_WEBHOOK_URLS endpoint with every change."""
-    config = app[keys.config]
-    view = app[keys.views].public
-    if config.database_url:
-        return await PostgresStore.open(
-            config.database_url, webhook_endpoints=config.webhook_urls, event_view=view
-        )
-    return SQLiteStore(config.db_path, webhook_endpoints=config.webhook_urls, event_view=view)
-
-
-async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The room store (PostgreSQL with ``LIVEHUB_DATABASE_URL``, else the SQLite file) and the
-    player counts (Redis with ``LIVEHUB_REDIS_URL``, else this process's memory)."""
-    config = app[keys.config]
-    rooms = app[keys.rooms]
-    store = await _open_store(app)
-    where = config.db_path if config.database_url is None else redact_url(config.database_url)
-    players: RedisPlayers | None = None
-    try:
-        if config.redis_url is not None:
-            players = RedisPlayers(config.redis_url)
-            await players.start()  # waits up to 2 s for Redis; never fails
-        app[keys.store] = store
-        rooms.use(store, players)
-        await rooms.rearm()
-        log.info(
-            "database %s: %d rooms live, %d preparing",
-            where,
-            await store.count(RoomStatus.LIVE),
-            await store.count(RoomStatus.PREPARING),
-        )
-    except BaseException:
-        if players is not None:
-            await players.close()
-        await store.close()
-        raise
-    yield
-    rooms.shutdown()
-    if players is not None:
-        await players.close()
-    await store.close()
-
-
-async def leader_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cluster mode: the leader lock under which one node at a time reconciles with SRS and
-    sweeps; it moves to another node within a few seconds when its holder dies. Embedded
-    mode: no lock (the one process always leads)."""
-    config = app[keys.config]
-    if not config.cluster or config.redis_url is None:
-        yield
-        return
-    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-    lock = LeaderLock(config.redis_url, "housekeeping", owner)
-    await lock.start()
-    app[keys.leader] = lock
-    yield
-    await lock.close()  # released at once: another node takes over without waiting the TTL
 
 
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -330,7 +195,7 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait(task)
 
 
-async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
+async def srs_ctx(app: web.Application, engines: Engines) -> AsyncIterator[None]:
     config = app[keys.config]
     timeout = aiohttp.ClientTimeout(total=5, connect=2)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -342,8 +207,7 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.srs] = origins.primary
         app[keys.kicker].origins = origins
         lock = app.get(keys.leader)
-        shared = app[keys.rooms].players
-        players = shared if isinstance(shared, RedisPlayers) else None
+        players = engines.players  # shared (Redis) player counts, if any
         reconciler = Reconciler(
             app[keys.rooms],
             origins,

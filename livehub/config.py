@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from livehub.webhooks import settings as webhook_settings
-from livehub.webhooks.settings import WebhookSecret
+from livehub import webhook_settings
+from livehub.webhook_settings import WebhookSecret
 
 T = TypeVar("T")
 
@@ -140,6 +140,14 @@ def _srs_api_urls(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     if not origins:
         raise ConfigError(f"{name} must list at least one SRS API URL")
     return tuple(origins.items())
+
+
+def _secret(name: str, raw: str, *, minimum: int) -> str:
+    """A key: at least ``minimum`` characters; the message never repeats it."""
+    value = raw.strip()
+    if len(value) < minimum:
+        raise ConfigError(f"{name} must be at least {minimum} characters (a random key)")
+    return value
 
 
 def _nonempty(name: str, raw: str) -> str:
@@ -373,6 +381,8 @@ class Config:
     database_url: str | None = None
     #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
     redis_url: str | None = None
+    #: HMAC key signing the bus's messages (every node the same); None: unsigned
+    cluster_key: str | None = None
     # webhooks (docs/webhooks.md): no URL, no webhooks
     webhook_urls: tuple[str, ...] = ()
     webhook_secrets: tuple[WebhookSecret, ...] = ()
@@ -509,6 +519,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     # cluster mode
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
+    "LIVEHUB_CLUSTER_KEY": ("cluster_key", lambda n, r: _secret(n, r, minimum=32)),
     "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
     # recordings
     "LIVEHUB_RECORD_DEFAULT": ("record_default", _bool),
@@ -517,7 +528,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
 }
 
 
-# -- webhooks: parsed in livehub.webhooks.settings, which raises ValueError naming the variable
+# -- webhooks: parsed in livehub.webhook_settings, which raises ValueError naming the variable
 def _webhook(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
     def cast(name: str, raw: str) -> T:
         try:

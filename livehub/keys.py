@@ -9,13 +9,13 @@ from typing import Any
 
 from aiohttp import web
 
-from livehub.cluster.address_limits import RedisAddressLimits
-from livehub.cluster.leader import LeaderLock
+from livehub.adapters.redis.leader import LeaderLock
+from livehub.adapters.srs.api import Kicker, SRSClient, SRSOrigins
 from livehub.config import Config
 from livehub.domain.addresses import ConnectionCounts
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
-from livehub.domain.hub import Hub
+from livehub.domain.hub import RoomHub
 from livehub.domain.recordings import RecordingService
 from livehub.domain.room import RoomPresenter
 from livehub.domain.service import RoomService
@@ -23,9 +23,8 @@ from livehub.domain.signaling import Signaling
 from livehub.domain.store import RoomStore
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
-from livehub.srs import Kicker, SRSClient, SRSOrigins
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
-from livehub.webhooks.queue import DeliveryQueue
+from livehub.webhooks.queue import DeliveryQueue, OutboxFactory
 
 config = web.AppKey("config", Config)
 store = web.AppKey("store", RoomStore)
@@ -34,9 +33,7 @@ recordings = web.AppKey("recordings", RecordingService)
 create_policy = web.AppKey("create_policy", CreatePolicy)
 #: open signaling connections per client address (LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS)
 connections = web.AppKey("connections", ConnectionCounts)
-#: cluster mode only: the per-address limits every node shares (connections, bans, creates)
-address_limits = web.AppKey("address_limits", RedisAddressLimits)
-hub = web.AppKey("hub", Hub)
+hub = web.AppKey("hub", RoomHub)
 #: the bus between nodes (cluster mode only)
 bus = web.AppKey("bus", Bus)
 signaling = web.AppKey("signaling", Signaling)
@@ -52,5 +49,7 @@ leader = web.AppKey("leader", LeaderLock)
 openapi = web.AppKey("openapi", dict[str, Any])
 # webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
 webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)
+#: opens the outbox of the app's database (livehub.engines)
+outbox = web.AppKey("outbox", OutboxFactory)
 webhook_dispatcher = web.AppKey("webhook_dispatcher", Dispatcher)
 webhook_tuning = web.AppKey("webhook_tuning", Tuning)

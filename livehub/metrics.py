@@ -10,13 +10,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from livehub.domain.hub import Hub
+from livehub.domain.hub import RoomHub
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import RoomService
 
 
 class _StateCollector(Collector):
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: RoomHub) -> None:
         self._hub = hub
         #: room figures read from the store just before a render
         self.by_status: dict[RoomStatus, int] = dict.fromkeys(RoomStatus, 0)
@@ -57,7 +57,7 @@ class _StateCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, rooms: RoomService, hub: Hub) -> None:
+    def __init__(self, rooms: RoomService, hub: RoomHub) -> None:
         self._rooms = rooms
         self.registry = CollectorRegistry()
         self._state = _StateCollector(hub)

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import asyncpg
 
+from livehub.adapters.postgres.store import UNAVAILABLE, PostgresStore, SchemaTooNew
+from livehub.adapters.rows import RECORDING_COLUMNS, ROOM_COLUMNS
 from livehub.config import Config, ConfigError
 from livehub.domain.store import StoreUnavailable
-from livehub.storage_pg import UNAVAILABLE, PostgresStore, SchemaTooNew
-from livehub.store_rows import DELIVERY_COLUMNS, RECORDING_COLUMNS, ROOM_COLUMNS
+from livehub.webhooks.queue import DELIVERY_COLUMNS
 
 log = logging.getLogger(__name__)
 

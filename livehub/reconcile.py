@@ -21,10 +21,10 @@ import logging
 import time
 from collections.abc import Callable
 
+from livehub.adapters.srs.api import SRSClient, SRSOrigins, SRSUnavailable
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService
 from livehub.metrics import Metrics
-from livehub.srs import SRSClient, SRSOrigins, SRSUnavailable
 
 log = logging.getLogger(__name__)
 

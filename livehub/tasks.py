@@ -1,63 +1,97 @@
-"""Stopping background tasks so that a stop always ends.
+"""Stopping background tasks so that a stop always ends, and a task that ignores its
+cancellation is seen.
 
 ``task.cancel(); await task`` waits forever when the task swallows the cancellation and goes on.
 It was seen: a Redis bus's reaper, cancelled by its session's ``asyncio.TaskGroup``, was found
-back in its ``asyncio.sleep`` with the cancellation spent (somewhere in its redis-py calls on
-Python 3.11; where exactly was not pinned down). The task group, which cancels a child once and
-then waits for it, and the node's ``close()`` waited for good (CI hung in that test's
-teardown).
+back in its ``asyncio.sleep`` with the cancellation spent, most likely by ``asyncio.wait_for``
+(which can swallow a cancellation on Python 3.11: cpython#86296; livehub uses
+``asyncio.timeout`` instead). Background loops here stop on an event or let ``CancelledError``
+through, and cleanup (``aclose``, ``rollback``) is shielded rather than interrupted.
 
-:func:`cancel_and_wait` sends the cancellation again until the task has ended;
-:func:`run_together` is a task group for loops meant to run until cancelled that stops them so.
+:func:`cancel_and_wait` cancels once and waits; a task still running after ``grace`` seconds
+ignored its cancellation: that is a bug, so its stack is logged at WARNING (the line starts with
+:data:`IGNORED`; the test suite fails on it) and it is cancelled again, so that the stop still
+ends. :func:`run_together` is a task group for loops meant to run until cancelled that stops
+them so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
 from collections.abc import Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: seconds between two cancellations of a task that has not ended yet
-RESEND = 0.5
+#: seconds a cancelled task has to end before it is taken to have ignored the cancellation
+GRACE = 2.0
+#: how the warning about such a task begins (tests/conftest.py fails a test on it)
+IGNORED = "task ignored a cancellation"
+
+
+def _stack(task: asyncio.Future[Any]) -> str:
+    if not isinstance(task, asyncio.Task):
+        return repr(task)
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()
 
 
 async def cancel_and_wait(
-    *tasks: asyncio.Future[Any] | None, resend: float = RESEND, log_errors: bool = True
+    *tasks: asyncio.Future[Any] | None, grace: float = GRACE, log_errors: bool = True
 ) -> None:
-    """Cancel ``tasks`` (``None`` is skipped) and return once every one has ended; the
-    cancellation is sent again every ``resend`` seconds to those still running. A task that
-    ended with an exception other than a cancellation has it logged (``log_errors``), not
-    raised."""
+    """Cancel ``tasks`` (``None`` is skipped) and return once every one has ended. One still
+    running ``grace`` seconds after its cancellation has its stack logged at WARNING and is
+    cancelled again. A task that ended with an exception other than a cancellation has it
+    logged (``log_errors``), not raised."""
     pending = {task for task in tasks if task is not None and not task.done()}
     finished = [task for task in tasks if task is not None and task.done()]
-    again = False
+    for task in pending:
+        task.cancel()
+    warned: set[asyncio.Future[Any]] = set()
     while pending:
-        for task in pending:
-            task.cancel()
-        done, pending = await asyncio.wait(pending, timeout=resend)
+        done, pending = await asyncio.wait(pending, timeout=grace)
         finished.extend(done)
-        if pending and not again:
-            again = True
-            log.info("%d task(s) still running after a cancellation; again", len(pending))
+        for task in pending:
+            if task not in warned:
+                warned.add(task)
+                log.warning("%s: %r; where it is now:\n%s", IGNORED, task, _stack(task))
+            task.cancel()
     for task in finished:
         if log_errors and not task.cancelled() and task.exception() is not None:
             log.error("%r ended with an error", task, exc_info=task.exception())
 
 
-async def run_together(*coros: Coroutine[Any, Any, None], name: str = "") -> None:
+async def pause(stop: asyncio.Event, seconds: float) -> bool:
+    """A loop's sleep: ``seconds``, or less if ``stop`` is set; whether it is set (the loop
+    ends then, whatever became of a cancellation)."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()
+
+
+async def run_together(
+    *coros: Coroutine[Any, Any, None], name: str = "", stop: asyncio.Event | None = None
+) -> None:
     """Run ``coros`` (loops meant to run until cancelled) as tasks, as a task group would:
     when one ends, the others are stopped with :func:`cancel_and_wait` and what it ended with
-    is raised; when this call is cancelled, all of them are stopped so."""
+    is raised; when this call is cancelled, all of them are stopped so. ``stop``, the event the
+    loops stop on, is set first."""
     tasks = [asyncio.create_task(coro, name=f"{name}-{n}") for n, coro in enumerate(coros)]
     try:
         done, running = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
+        if stop is not None:
+            stop.set()
         # shielded: a second cancellation of this call must not leave the loops running
         await asyncio.shield(cancel_and_wait(*tasks, log_errors=False))
         raise
+    if stop is not None:
+        stop.set()
     await cancel_and_wait(*running, log_errors=False)
     for task in done:
         error = None if task.cancelled() else task.exception()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -17,6 +18,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from livehub.config import Config
+from livehub.tasks import IGNORED
 from tests.engines import Engine, EngineUnavailable, PostgresEngine, RedisEngine
 
 if TYPE_CHECKING:
@@ -59,6 +61,34 @@ def make_config(**overrides: Any) -> Config:
     }
     base.update(overrides)
     return Config(**base)
+
+
+class _IgnoredCancellations(logging.Handler):
+    """Collects livehub.tasks' warnings about a task that ignored its cancellation."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(IGNORED):
+            self.seen.append(message)
+
+
+@pytest.fixture(autouse=True)
+def no_ignored_cancellation(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if a task ignored its cancellation (livehub.tasks logs its stack): that
+    is a bug to fix, not a slow stop (tests that provoke it on purpose are marked)."""
+    handler = _IgnoredCancellations()
+    logger = logging.getLogger("livehub.tasks")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if handler.seen and request.node.get_closest_marker("allow_ignored_cancellation") is None:
+        pytest.fail("a task ignored its cancellation:\n" + "\n".join(handler.seen))
 
 
 @pytest.fixture

@@ -1,27 +1,40 @@
-"""Small helpers the API tests share: waiting for background effects, reading metrics and
-rooms over HTTP."""
+"""Helpers the tests share (no test module imports another): the one polling helper
+(:func:`eventually`), reading metrics and rooms over HTTP, rooms and events for the store
+suites."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from livehub.domain.room import Room
+from livehub.domain.room import EventType, Room, RoomEvent
 from livehub.domain.service import RoomService
+from livehub.domain.tokens import hash_token
 from tests.conftest import Client
 
 
-async def eventually(check: Callable[[], bool], within: float = 3.0) -> None:
-    """Wait (bounded) until ``check()`` holds: for effects of background tasks."""
+async def eventually(
+    check: Callable[[], Any | Awaitable[Any]], within: float = 10.0, every: float = 0.01
+) -> Any:
+    """Wait (bounded by ``within`` seconds) until ``check()`` is truthy, and return what it
+    returned: for effects of background tasks, other processes, other nodes. ``check`` may be a
+    coroutine function. Fails the test after ``within`` seconds. The one polling helper of the
+    suite (no wall-clock assertions: the bound is the only time it knows)."""
     deadline = time.monotonic() + within
-    while not check():
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
         if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+            raise AssertionError(f"condition not met within {within} s")
+        await asyncio.sleep(every)
 
 
 async def scrape(client: Client, name: str, **labels: str) -> float:
@@ -52,3 +65,27 @@ async def until_room(
         if time.monotonic() > deadline:
             raise AssertionError(f"room {room_id} never got there: {room}")
         await asyncio.sleep(0.01)
+
+
+# -- rooms and events for the store suites ---------------------------------------------------
+
+#: the webhook endpoints a store stages rows for, and the suites' clock origin (ms)
+ENDPOINTS = ("http://hooks.example/a", "http://hooks.example/b")
+T0 = 1_790_000_000_000
+
+
+def make_room(n: int, *, created_at: int | None = None, **changes: Any) -> Room:
+    values: dict[str, Any] = {
+        "id": f"room{n:03d}",
+        "title": f"测试 room {n}",
+        "stream_key": f"key{n:03d}",
+        "created_at": T0 + n if created_at is None else created_at,
+        "publish_token": f"publish-secret-{n}",
+        "owner_token_hash": hash_token(f"owner-secret-{n}"),
+    }
+    values.update(changes)
+    return Room(**values)
+
+
+def event(kind: EventType, room: Room, at: int = T0, **extra: Any) -> RoomEvent:
+    return RoomEvent(type=kind, room_id=room.id, at=at, extra=extra)

@@ -29,10 +29,10 @@ from aiohttp import WSCloseCode, WSMsgType
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.sqlite.store import MIGRATIONS, SQLiteStore
 from livehub.app import create_app
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
-from livehub.storage import MIGRATIONS, SQLiteStore
 from tests.conftest import Client, hook_for, make_config, send_hook
 from tests.fake_srs import FakeSRS
 from tests.helpers import eventually

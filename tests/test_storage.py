@@ -15,13 +15,13 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
-from livehub import storage
+from livehub.adapters.sqlite import store as storage
+from livehub.adapters.sqlite.store import MIGRATIONS, SchemaTooNew, SQLiteStore, apply_migrations
 from livehub.app import create_app
 from livehub.domain.room import LISTED_COLUMNS, EventType, Room, RoomEvent, RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
 from livehub.domain.tokens import hash_token
-from livehub.storage import MIGRATIONS, SchemaTooNew, SQLiteStore, apply_migrations
 from tests.conftest import HOOK_SECRET, hook_for, make_config, send_hook
 
 

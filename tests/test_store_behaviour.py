@@ -16,15 +16,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
+from livehub.adapters.postgres.store import PostgresStore
+from livehub.adapters.sqlite.store import SQLiteStore
+from livehub.domain.room import EventType, Room, RoomStatus
 from livehub.domain.store import RoomStore, StoreUnavailable
-from livehub.domain.tokens import hash_token
-from livehub.storage import SQLiteStore
-from livehub.storage_pg import PostgresStore
 from tests.engines import PostgresEngine
-
-ENDPOINTS = ("http://hooks.example/a", "http://hooks.example/b")
-T0 = 1_790_000_000_000
+from tests.helpers import ENDPOINTS, T0, event, make_room
 
 
 @dataclasses.dataclass
@@ -107,23 +104,6 @@ async def quiet(request: pytest.FixtureRequest) -> AsyncIterator[Opened]:
     """An adapter with no webhook endpoints configured."""
     async with ADAPTERS[request.param](request, ()) as opened:
         yield opened
-
-
-def make_room(n: int, *, created_at: int | None = None, **changes: Any) -> Room:
-    values: dict[str, Any] = {
-        "id": f"room{n:03d}",
-        "title": f"测试 room {n}",
-        "stream_key": f"key{n:03d}",
-        "created_at": T0 + n if created_at is None else created_at,
-        "publish_token": f"publish-secret-{n}",
-        "owner_token_hash": hash_token(f"owner-secret-{n}"),
-    }
-    values.update(changes)
-    return Room(**values)
-
-
-def event(kind: EventType, room: Room, at: int = T0, **extra: Any) -> RoomEvent:
-    return RoomEvent(type=kind, room_id=room.id, at=at, extra=extra)
 
 
 async def test_insert_then_read_by_every_key_as_fresh_objects(quiet: Opened) -> None:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from livehub.tasks import cancel_and_wait, run_together
+from livehub.tasks import IGNORED, cancel_and_wait, run_together
 
 
 async def _swallows_once(started: asyncio.Event) -> None:
@@ -19,19 +19,49 @@ async def _swallows_once(started: asyncio.Event) -> None:
     await asyncio.sleep(3600)
 
 
-async def test_a_task_that_swallows_a_cancellation_is_cancelled_again() -> None:
+@pytest.mark.allow_ignored_cancellation
+async def test_a_task_that_swallows_a_cancellation_is_logged_with_its_stack_and_cancelled_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     started = asyncio.Event()
-    task = asyncio.create_task(_swallows_once(started))
+    task = asyncio.create_task(_swallows_once(started), name="swallower")
     await started.wait()
-    await asyncio.wait_for(cancel_and_wait(task, resend=0.05), 5)
+    async with asyncio.timeout(5):
+        await cancel_and_wait(task, grace=0.05)
     assert task.cancelled()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    text = warnings[0].getMessage()
+    assert text.startswith(IGNORED) and "swallower" in text
+    assert "_swallows_once" in text  # where it was: its stack
 
 
+async def test_a_task_that_ends_on_its_cancellation_is_waited_for_once_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cleaned = asyncio.Event()
+
+    async def loop() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            await asyncio.shield(asyncio.sleep(0.1))  # cleanup longer than nothing
+            cleaned.set()
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0)
+    await cancel_and_wait(task, grace=1.0)
+    assert task.cancelled() and cleaned.is_set()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.allow_ignored_cancellation
 async def test_loops_run_together_stop_even_when_one_swallows_a_cancellation() -> None:
     started = asyncio.Event()
     task = asyncio.create_task(run_together(_swallows_once(started), asyncio.sleep(3600)))
     await started.wait()
-    await asyncio.wait_for(cancel_and_wait(task, resend=0.05), 5)
+    async with asyncio.timeout(10):
+        await cancel_and_wait(task, grace=0.05)
     assert task.cancelled()
     # asyncio.TaskGroup (what the Redis bus used) cancels such a child once, then waits for it
     # however often it is cancelled itself

@@ -22,10 +22,11 @@ import pytest
 from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
-from livehub.storage import MIGRATIONS
+from livehub.adapters.sqlite.store import MIGRATIONS
 from tests.conftest import ADMIN_TOKEN, hook_for, send_hook
+from tests.helpers import eventually
 from tests.processes import Server
-from tests.webhooks.conftest import SECRET, Outbox, eventually, start_receiver
+from tests.webhooks.conftest import SECRET, Outbox, start_receiver
 
 STORE_WRITES_OUTBOX = any("webhook_deliveries" in migration for migration in MIGRATIONS)
 needs_store_outbox = pytest.mark.skipif(

@@ -9,8 +9,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from livehub import keys
+from livehub.adapters.srs.api import probe
 from livehub.api.jsonio import json_response
-from livehub.srs import probe
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from livehub.api import (
     recordings,
     rooms,
     srs_hooks,
+    webhooks,
     websocket,
 )
 
@@ -45,6 +46,13 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     router.add_post("/api/hooks/srs/heartbeat", srs_hooks.unsigned_heartbeat, name="srs_heartbeat")
     router.add_post(
         "/api/hooks/srs/heartbeat/{secret}", srs_hooks.srs_heartbeat, name="srs_heartbeat_signed"
+    )
+    # webhook admin (admin token; webhooks_disabled without LIVEHUB_WEBHOOK_URLS)
+    router.add_get("/api/webhooks/deliveries", webhooks.list_deliveries, name="webhook_deliveries")
+    router.add_post(
+        "/api/webhooks/deliveries/{delivery_id}/retry",
+        webhooks.retry_delivery,
+        name="webhook_delivery_retry",
     )
     router.add_get("/ws", websocket.websocket, name="ws")
     router.add_get("/", console.index, name="index")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from livehub.adapters.srs.api import PublicUrls
 from livehub.api.schemas import OwnerRoomSchema, RoomCreatedSchema, RoomSchema
-from livehub.domain.hub import Hub
+from livehub.domain.hub import RoomHub
 from livehub.domain.room import ListedRoom, Room
 from livehub.domain.service import RoomService
-from livehub.srs import PublicUrls
 
 _PUBLIC = RoomSchema()
 _OWNER = OwnerRoomSchema()
@@ -19,7 +19,7 @@ _CREATED = RoomCreatedSchema()
 class RoomViews:
     """:class:`livehub.domain.room.RoomPresenter` through the marshmallow schemas."""
 
-    def __init__(self, rooms: RoomService, hub: Hub, urls: PublicUrls) -> None:
+    def __init__(self, rooms: RoomService, hub: RoomHub, urls: PublicUrls) -> None:
         self._rooms = rooms
         self._hub = hub
         self._urls = urls

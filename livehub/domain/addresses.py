@@ -6,7 +6,7 @@ IPv4-mapped IPv6 address as the IPv4 address it maps. The anonymous room-create 
 (:mod:`livehub.domain.admission`) uses the same key.
 
 Two ports, each with an in-process implementation here (embedded mode) and a Redis one shared
-by every node of a cluster (:mod:`livehub.cluster.address_limits`):
+by every node of a cluster (:mod:`livehub.adapters.redis.address_limits`):
 
 - :class:`ConnectionCounts`: at most ``limit`` open signaling connections per address; the next
   upgrade is refused (HTTP 429) before the handshake, and closing one frees its slot;

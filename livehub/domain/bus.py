@@ -13,7 +13,7 @@ The sender's own node delivers locally and the bus never echoes a message back t
 
 What comes in from other nodes reaches the hub through the :class:`BusHandler` it registers.
 Adapters: :class:`LocalBus` (one process, nothing to carry) here, and
-``livehub.cluster.redis_bus.RedisBus`` (Redis pub/sub and hashes) outside the domain.
+``livehub.adapters.redis.bus.RedisBus`` (Redis pub/sub and hashes) outside the domain.
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ class BusHandler(Protocol):
     def members_lost(self, members: list[Member]) -> None:
         """A node died and this node reaped its presence: announce ``peer-left`` for each
         member (cluster-wide, through :meth:`Bus.broadcast`). Only one node gets this call."""
+
+    def members_returned(self, members: list[Member]) -> None:
+        """This node was reaped as dead by another (it was paused or cut off past the death
+        timeout, and its members were announced gone) and has written its presence back:
+        announce ``members``, its own, again (cluster-wide, through :meth:`Bus.broadcast`)."""
 
     def room_changed(self, room_id: str, notice: bytes) -> None:
         """Another node changed the room (status, lifecycle): ``notice`` is what it sent with
@@ -90,6 +95,9 @@ class Bus(Protocol):
         it is not a member anywhere)."""
 
     async def flush(self) -> None: ...
+
+    async def writable(self) -> None:
+        """Return when the bus takes more: producers wait here while its queue is full."""
 
     async def count(self, room_id: str) -> int:
         """Members of the room on every live node."""
@@ -148,6 +156,9 @@ class LocalBus:
         return self._rooms.get(room_id, {}).get(peer_id)
 
     async def flush(self) -> None:
+        pass
+
+    async def writable(self) -> None:
         pass
 
     async def count(self, room_id: str) -> int:

@@ -1,7 +1,9 @@
 """The signaling hub of one node in a cluster: local fan-out as in one process, plus the bus.
 
-Model: the node's own connections live in the :class:`~livehub.domain.hub.Hub` it extends, and
-fan-out to them is exactly the in-process one. What crosses nodes goes through the
+Model: the node's own connections live in the :class:`~livehub.domain.hub.Hub` it holds
+(``local``), and fan-out to them, the order of frames, slow consumers and the pacing of
+viewer-count pushes are exactly the in-process ones (the local hub pushes the cluster-wide count
+it is given: one pacing for both modes). What crosses nodes goes through the
 :class:`~livehub.domain.bus.Bus`, which keeps every node's calls in order:
 
 - a broadcast is encoded once, delivered here, and handed to the bus once (the bus never echoes
@@ -36,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from livehub.domain.bus import Bus, Member
-from livehub.domain.hub import Encoder, Hub, Peer, PresenceListener
+from livehub.domain.hub import Encoder, Hub, HubStats, Peer, PresenceListener
 from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,12 @@ log = logging.getLogger(__name__)
 MAX_PEEKED = 4096
 
 
-class ClusterHub(Hub):
+class ClusterHub:
+    """:class:`~livehub.domain.hub.RoomHub` of one node: it holds the node's local
+    :class:`Hub` (fan-out, order, slow consumers and the pacing of count pushes are that hub's,
+    the same code as in one process) and adds what crosses nodes. It does not extend the hub:
+    what the local hub does is never redone here."""
+
     def __init__(
         self,
         bus: Bus,
@@ -56,8 +63,10 @@ class ClusterHub(Hub):
         watch_interval: float = 0.25,
         **options: Any,
     ) -> None:
-        super().__init__(encode, call_soon, call_later, **options)
+        #: this node's connections; its count pushes carry the cluster-wide count
+        self.local = Hub(encode, call_soon, call_later, count_of=self.count, **options)
         self.bus = bus
+        self._encode = encode
         self._watch_interval = watch_interval
         #: room with local members -> peer id -> description of a member on another node
         self._remote: dict[str, dict[str, dict[str, str]]] = {}
@@ -70,6 +79,19 @@ class ClusterHub(Hub):
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         bus.set_handler(self)
+
+    @property
+    def stats(self) -> HubStats:
+        return self.local.stats
+
+    @property
+    def rooms(self) -> dict[str, dict[str, Peer]]:
+        """Rooms with members on this node (their local members)."""
+        return self.local.rooms
+
+    @property
+    def peers(self) -> dict[str, Peer]:
+        return self.local.peers
 
     # -- life -------------------------------------------------------------------------------
 
@@ -94,14 +116,23 @@ class ClusterHub(Hub):
                 seen = now
                 if self._listener is not None:
                     self._listener.rooms_unknown()
-                for room_id in list(self.rooms):
+                for room_id in list(self.local.rooms):
                     self._refresh(room_id)
 
     # -- membership -------------------------------------------------------------------------
 
+    def connect(self, peer: Peer) -> None:
+        self.local.connect(peer)
+
+    def disconnect(self, peer: Peer) -> list[str]:
+        left = self.local.disconnect(peer)
+        for room_id in left:
+            self._left(peer, room_id)
+        return left
+
     def join(self, peer: Peer, room_id: str, name: str, role: str) -> bool:
-        new_room = room_id not in self.rooms
-        added = super().join(peer, room_id, name, role)
+        new_room = room_id not in self.local.rooms
+        added = self.local.join(peer, room_id, name, role)
         self.bus.join(room_id, peer.id, name, role)
         if new_room:
             self._remote[room_id] = self._peeked.pop(room_id, {})
@@ -110,38 +141,50 @@ class ClusterHub(Hub):
         return added
 
     def leave(self, peer: Peer, room_id: str) -> bool:
-        left = super().leave(peer, room_id)
+        left = self.local.leave(peer, room_id)
         if left:
-            self.bus.leave(room_id, peer.id)
-            if room_id not in self.rooms:
-                self._remote.pop(room_id, None)
+            self._left(peer, room_id)
         return left
 
+    def _left(self, peer: Peer, room_id: str) -> None:
+        self.bus.leave(room_id, peer.id)
+        if room_id not in self.local.rooms:
+            self._remote.pop(room_id, None)
+
+    def is_member(self, peer: Peer, room_id: str) -> bool:
+        return self.local.is_member(peer, room_id)
+
+    def member(self, room_id: str, peer_id: str) -> Peer | None:
+        return self.local.member(room_id, peer_id)
+
     def count(self, room_id: str) -> int:
-        members = self.rooms.get(room_id)
-        if members:
-            return len(members) + len(self._remote.get(room_id, ()))
+        local = self.local.count(room_id)
+        if local:
+            return local + len(self._remote.get(room_id, ()))
         return self._peeked_counts.get(room_id, 0)
 
     def _others(self, room_id: str) -> dict[str, dict[str, str]]:
-        if room_id in self.rooms:
+        if room_id in self.local.rooms:
             return self._remote.get(room_id, {})
         return self._peeked.get(room_id, {})
 
     def describe_members(self, room_id: str) -> list[dict[str, str]]:
-        return super().describe_members(room_id) + list(self._others(room_id).values())
+        return self.local.describe_members(room_id) + list(self._others(room_id).values())
 
     def describe_hosts(self, room_id: str) -> list[dict[str, str]]:
         others = [d for d in self._others(room_id).values() if d["role"] == "host"]
-        return super().describe_hosts(room_id) + others
+        return self.local.describe_hosts(room_id) + others
 
     def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]:
-        local = self._described.get(room_id, {}).values()
-        everyone = itertools.chain(local, self._others(room_id).values())
-        return list(itertools.islice(everyone, offset, offset + limit))
+        local = self.local.page_members(room_id, limit, offset)
+        if len(local) == limit:
+            return local
+        skip = max(0, offset - self.local.count(room_id))
+        others = itertools.islice(self._others(room_id).values(), skip, skip + limit - len(local))
+        return local + list(others)
 
     async def load(self, room_id: str) -> None:
-        if room_id in self.rooms:
+        if room_id in self.local.rooms:
             return  # kept up to date by the bus's notices
         others = self._describe(await self.bus.members(room_id))
         if len(self._peeked) >= MAX_PEEKED:
@@ -150,7 +193,7 @@ class ClusterHub(Hub):
         self._peeked_counts[room_id] = len(others)
 
     async def prefetch(self, room_ids: list[str]) -> None:
-        wanted = [room_id for room_id in room_ids if room_id not in self.rooms]
+        wanted = [room_id for room_id in room_ids if room_id not in self.local.rooms]
         if not wanted:
             return
         counts = await self.bus.counts(wanted)
@@ -158,26 +201,30 @@ class ClusterHub(Hub):
             self._peeked_counts.clear()
         self._peeked_counts.update(counts)
 
+    async def writable(self) -> None:
+        await self.bus.writable()
+
     def listen(self, listener: PresenceListener) -> None:
         self._listener = listener
 
     # -- sending ----------------------------------------------------------------------------
 
+    def send(self, peer: Peer, message: dict[str, Any]) -> None:
+        self.local.send(peer, message)
+
     def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
         frame = self._encode(message)
-        recipients = self.broadcast_frame(room_id, frame, exclude)
+        recipients = self.local.broadcast_frame(room_id, frame, exclude)
         self.bus.broadcast(room_id, frame, exclude.id if exclude is not None else None)
         return recipients + len(self._remote.get(room_id, ()))
 
     def broadcast_local(
         self, room_id: str, message: dict[str, Any], exclude: Peer | None = None
     ) -> int:
-        return Hub.broadcast(self, room_id, message, exclude)
+        return self.local.broadcast(room_id, message, exclude)
 
     def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
-        target = self.member(room_id, peer_id)
-        if target is not None:
-            self.send(target, message)
+        if self.local.send_to(room_id, peer_id, message):
             return True
         if peer_id not in self._remote.get(room_id, ()):
             return False
@@ -200,34 +247,26 @@ class ClusterHub(Hub):
 
     def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
         message = make()
-        if room_id in self.rooms:
-            Hub.broadcast(self, room_id, message)
+        self.local.announce_room(room_id, lambda: message)
         # a notice is read by the other nodes (room_changed), not passed to sockets: plain JSON
         self.bus.notify(room_id, json.dumps(message, separators=(",", ":")).encode())
 
-    def push_counts(self) -> None:
-        """Each node pushes the count to its own members."""
-        self._count_scheduled = False
-        dirty, self._count_dirty = self._count_dirty, set()
-        for room_id in dirty:
-            Hub.broadcast(
-                self,
-                room_id,
-                {"type": "viewer-count", "roomId": room_id, "viewerCount": self.count(room_id)},
-            )
+    def flush(self) -> None:
+        self.local.flush()
 
     # -- the bus's handler ------------------------------------------------------------------
 
     def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
-        self.broadcast_frame(room_id, frame, self.peers.get(exclude) if exclude else None)
+        excluded = self.local.peers.get(exclude) if exclude else None
+        self.local.broadcast_frame(room_id, frame, excluded)
 
     def deliver_peer(self, peer_id: str, frame: bytes) -> None:
-        peer = self.peers.get(peer_id)
+        peer = self.local.peers.get(peer_id)
         if peer is not None:
-            self.send_frame(peer, frame)
+            self.local.send_frame(peer, frame)
 
     def presence_changed(self, room_id: str) -> None:
-        if room_id in self.rooms:
+        if room_id in self.local.rooms:
             self._refresh(room_id)
 
     def members_lost(self, members: list[Member]) -> None:
@@ -236,6 +275,18 @@ class ClusterHub(Hub):
             by_room.setdefault(member.room_id, []).append((member.peer_id, member.role))
         self._spawn(self._announce_lost(by_room))
 
+    def members_returned(self, members: list[Member]) -> None:
+        by_room: dict[str, list[Peer]] = {}
+        for member in members:
+            peer = self.local.member(member.room_id, member.peer_id)
+            if peer is not None:
+                by_room.setdefault(member.room_id, []).append(peer)
+        for room_id in list(self.local.rooms):
+            self._refresh(room_id)  # what changed elsewhere while this node was away
+        if self._listener is not None:
+            for room_id, peers in by_room.items():
+                self._listener.members_returned(room_id, peers, self.count(room_id))
+
     def kick_peer(self, room_id: str, peer_id: str, by: str) -> None:
         if self._listener is not None and self.member(room_id, peer_id) is not None:
             self._listener.kick_requested(room_id, peer_id, by)
@@ -243,13 +294,13 @@ class ClusterHub(Hub):
     def room_changed(self, room_id: str, notice: bytes) -> None:
         if self._listener is not None:
             self._listener.room_changed(room_id)
-        if room_id not in self.rooms:
+        if room_id not in self.local.rooms:
             return
         message = json.loads(notice)
         room = message.get("room")
         if isinstance(room, dict) and "viewerCount" in room:
             room["viewerCount"] = self.count(room_id)  # this node's view of the count
-        Hub.broadcast(self, room_id, message)
+        self.local.broadcast(room_id, message)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -286,11 +337,11 @@ class ClusterHub(Hub):
             while True:
                 self._stale.discard(room_id)
                 members = await self.bus.members(room_id)
-                if room_id in self.rooms:
+                if room_id in self.local.rooms:
                     others = self._describe(members)
                     if others != self._remote.get(room_id):
                         self._remote[room_id] = others
-                        self._count_changed(room_id)
+                        self.local.count_changed(room_id)
                         if self._listener is not None:
                             self._listener.presence_changed(room_id, self.count(room_id))
                 if room_id not in self._stale:
@@ -309,5 +360,5 @@ class ClusterHub(Hub):
                 continue
             if self._listener is not None:
                 self._listener.members_lost(room_id, lost, count)
-            if room_id in self.rooms:
+            if room_id in self.local.rooms:
                 self._refresh(room_id)

@@ -48,7 +48,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from livehub.domain.ratelimit import UNLIMITED, ConnectionLimiter
@@ -88,15 +88,26 @@ class Encoder(Protocol):
 class RoomHub(Protocol):
     """What the signaling protocol needs from a hub: the port a cluster adapter implements.
 
-    :class:`Hub` is the in-process one. A Redis-backed one (``livehub/cluster/``) keeps the local
-    connections in a :class:`Hub` and carries what crosses processes over the bus: broadcasts
-    (encoded once, delivered by each process to its own members, the sender skipped), sends to a
-    peer id that lives elsewhere, and the member registry behind ``count``, ``describe_*`` and
-    ``page_members``. Membership changes stay synchronous; an adapter publishes them after the
-    fact. The members of a room are described as ``{"peerId", "name", "role"}``.
+    :class:`Hub` is the in-process one. The cluster one (``livehub/domain/cluster_hub.py``, on the
+    Redis bus) holds the local connections in a :class:`Hub` and carries what crosses processes over
+    the bus: broadcasts (encoded once, delivered by each process to its own members, the sender
+    skipped), sends to a peer id that lives elsewhere, and the member registry behind ``count``,
+    ``describe_*`` and ``page_members``. Membership changes stay synchronous; an adapter publishes
+    them after the fact. The members of a room are described as ``{"peerId", "name", "role"}``.
     """
 
-    stats: HubStats
+    @property
+    def stats(self) -> HubStats: ...
+
+    @property
+    def rooms(self) -> Mapping[str, Mapping[str, Peer]]:
+        """Rooms with members connected to this process, and those members."""
+        ...
+
+    @property
+    def peers(self) -> Mapping[str, Peer]:
+        """The connections of this process."""
+        ...
 
     def connect(self, peer: Peer) -> None: ...
 
@@ -172,6 +183,11 @@ class RoomHub(Protocol):
         process."""
         ...
 
+    async def writable(self) -> None:
+        """Return when the hub takes more messages (a producer, a connection's reader, waits
+        here while the bus to other nodes is backed up); at once in one process."""
+        ...
+
     def listen(self, listener: PresenceListener) -> None:
         """Who hears what changes elsewhere (members on other nodes, lost nodes)."""
         ...
@@ -190,6 +206,10 @@ class PresenceListener(Protocol):
     def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
         """A dead node's members of the room (peer id, role), reaped by this process alone;
         ``count`` is the room's count before they went."""
+
+    def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
+        """This node's ``members`` of the room, announced gone by another node that took this
+        one for dead, are back in the cluster's presence; ``count`` is the room's count."""
 
     def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
         """The host ``by`` on another node kicked ``peer_id``, a member on this node."""
@@ -307,7 +327,11 @@ class Hub:
         count_interval: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         batch_per_member: float = BATCH_PER_MEMBER,
+        count_of: Callable[[str], int] | None = None,
     ) -> None:
+        """``count_of`` is the count pushed to the members (default :meth:`count`: this
+        process's members); a cluster hub that holds this hub passes its cluster-wide count,
+        so the pacing of count pushes is this one in every mode."""
         self.rooms: dict[str, dict[str, Peer]] = {}
         self.peers: dict[str, Peer] = {}
         self.stats = HubStats()
@@ -335,6 +359,7 @@ class Hub:
         self._count_scheduled = False
         #: big room id -> earliest time of its next viewer-count push
         self._count_next: dict[str, float] = {}
+        self._count_of = count_of or self.count
 
     # -- membership -----------------------------------------------------------------------
 
@@ -370,7 +395,7 @@ class Hub:
         backlog = self._backlogs.get(room_id)
         if backlog is not None:
             backlog.served(peer)  # what was sent before it joined is not for it
-        self._count_changed(room_id)
+        self.count_changed(room_id)
         return True
 
     def leave(self, peer: Peer, room_id: str) -> bool:
@@ -394,7 +419,7 @@ class Hub:
         else:
             del self.rooms[room_id]
             del self._described[room_id]
-        self._count_changed(room_id)
+        self.count_changed(room_id)
         return True
 
     def is_member(self, peer: Peer, room_id: str) -> bool:
@@ -523,6 +548,9 @@ class Hub:
         return None
 
     async def prefetch(self, room_ids: list[str]) -> None:
+        return None
+
+    async def writable(self) -> None:
         return None
 
     def listen(self, listener: PresenceListener) -> None:
@@ -672,17 +700,22 @@ class Hub:
 
     # -- coalesced viewer counts -----------------------------------------------------------
 
-    def _count_changed(self, room_id: str) -> None:
+    def count_changed(self, room_id: str) -> None:
+        """The room's count may have changed: push it (coalesced, paced) to its members."""
         self._count_dirty.add(room_id)
         if not self._count_scheduled:
             self._count_scheduled = True
             self._call_later(self._count_interval, self.push_counts)
 
     def push_counts(self) -> None:
+        """Push the counts that changed to the rooms' members on this process (each process
+        tells its own members), big rooms paced (see the module docstring)."""
         self._count_scheduled = False
         dirty, self._count_dirty = self._count_dirty, set()
         now = self._clock() if dirty else 0.0
-        counts = {room_id: self.count(room_id) for room_id in dirty}
+        for room_id in dirty.difference(self.rooms):  # emptied here: nobody to tell
+            self._count_next.pop(room_id, None)
+        counts = {room_id: self._count_of(room_id) for room_id in dirty if room_id in self.rooms}
         big = sum(count for count in counts.values() if count >= BATCH_MIN_MEMBERS)
         interval = min(COUNT_MAX_INTERVAL, big * COUNT_PER_MEMBER)
         for room_id, count in counts.items():

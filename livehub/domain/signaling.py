@@ -218,6 +218,7 @@ class Signaling:
 
     async def handle(self, peer: Peer, message: Any) -> None:
         """Handle one decoded frame from ``peer``."""
+        await self.hub.writable()  # backpressure: the bus to other nodes is backed up
         if peer.closed:
             return  # being disconnected (flood, slow consumer): its last frames change nothing
         verdict = peer.limiter.frame()
@@ -585,4 +586,17 @@ class Signaling:
             if role == "host" or not counted:
                 self.hub.broadcast(
                     room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer_id}
+                )
+
+    def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
+        """This node's members, announced gone by a node that took this one for dead, are
+        present again: announce them as their joins were (hosts always; viewers unless the
+        room is counted), to every member but themselves, cluster-wide."""
+        counted = room_id in self._counted or count > self.limits.presence_limit
+        for peer in members:
+            if peer.roles.get(room_id) == "host" or not counted:
+                self.hub.broadcast(
+                    room_id,
+                    {"type": "peer-joined", "roomId": room_id, "peer": peer.describe(room_id)},
+                    exclude=peer,
                 )

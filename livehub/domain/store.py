@@ -8,8 +8,9 @@ never produce an impossible state.
 
 Every write takes the events it reports and, in the same transaction, increments
 ``rooms.event_seq`` once per event and stages one ``webhook_deliveries`` row per configured
-endpoint per event (none configured: nothing staged). Adapters: SQLite (:mod:`livehub.storage`)
-and PostgreSQL; both pass the same behaviour suite (``tests/test_storage.py``).
+endpoint per event (none configured: nothing staged). Adapters: SQLite
+(:mod:`livehub.adapters.sqlite.store`) and PostgreSQL; both pass the same behaviour suite
+(``tests/test_storage.py``).
 
 Semantics every adapter keeps:
 

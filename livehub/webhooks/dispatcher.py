@@ -21,9 +21,9 @@ import aiohttp
 
 from livehub import __version__
 from livehub.tasks import cancel_and_wait
+from livehub.webhook_settings import endpoint_label
 from livehub.webhooks.queue import Delivery, DeliveryQueue, QueueStats
 from livehub.webhooks.schedule import RetrySchedule, parse_retry_after
-from livehub.webhooks.settings import endpoint_label
 from livehub.webhooks.signing import Signer, message_id
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from livehub.domain.room import EventType, RoomEvent, now_ms
 from livehub.domain.service import RoomService
 from livehub.domain.store import StoreUnavailable
-from livehub.tasks import cancel_and_wait
+from livehub.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ class _HostState:
         #: state now
         self.joined = False
         self.timer: asyncio.TimerHandle | None = None
+
+
+#: seconds close() lets a write in progress finish
+CLOSE_WAIT = 10.0
 
 
 class PresenceEvents:
@@ -85,6 +89,7 @@ class PresenceEvents:
         self._reported: dict[str, tuple[int, float]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -183,11 +188,12 @@ class PresenceEvents:
         self._task = asyncio.create_task(self._run(), name="livehub-webhook-presence")
 
     async def _run(self) -> None:
-        while True:
+        # ends on close() (_closed, woken), not by a cancellation in the middle of a write:
+        # a batch cut short there may be committed and would be staged twice
+        while not self._closed:
             await self._wake.wait()
             self._wake.clear()
-            if not await self.flush():
-                await asyncio.sleep(RETRY_DELAY)
+            if not await self.flush() and not await pause(self._stopped, RETRY_DELAY):
                 self._wake.set()
 
     async def flush(self) -> bool:
@@ -221,6 +227,8 @@ class PresenceEvents:
             if state.timer is not None:
                 state.timer.cancel()
             self._report_host(room_id, peer_id, final=True)
+        self._stopped.set()
+        self._wake.set()  # the writer task ends after what it is writing
         due = list(self._timers)
         for timer in self._timers.values():
             timer.cancel()
@@ -228,6 +236,9 @@ class PresenceEvents:
         for room_id in due:
             self._report_viewers(room_id, final=True)
         if self._task is not None:
+            # a write in progress ends, then the task stops (bounded: a database that does
+            # not answer gets the task cancelled, and its batch staged again below)
+            await asyncio.wait({self._task}, timeout=CLOSE_WAIT)
             await cancel_and_wait(self._task)
             self._task = None
         await self.flush()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from livehub.domain.errors import LivehubError
 
@@ -115,3 +115,35 @@ class DeliveryQueue(Protocol):
     async def stats(self) -> QueueStats: ...
 
     async def close(self) -> None: ...
+
+
+class OutboxFactory(Protocol):
+    """Opens the outbox of the app's database (``livehub.engines`` gives it)."""
+
+    def __call__(self) -> DeliveryQueue: ...
+
+
+#: the ``webhook_deliveries`` columns (the outbox; created by the stores' migrations)
+DELIVERY_COLUMNS = (
+    "id",
+    "endpoint",
+    "room_id",
+    "seq",
+    "type",
+    "body",
+    "created_at",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_status",
+    "last_error",
+    "delivered_at",
+)
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    """A delivery from a ``webhook_deliveries`` row in :data:`DELIVERY_COLUMNS` order (a sqlite3
+    tuple or an asyncpg record)."""
+    values = dict(zip(DELIVERY_COLUMNS, row, strict=True))
+    values["state"] = DeliveryState(values["state"])
+    return Delivery(**values)

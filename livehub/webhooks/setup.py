@@ -13,15 +13,12 @@ from aiohttp import web
 from livehub import keys
 from livehub.config import Config
 from livehub.tasks import cancel_and_wait
-from livehub.webhooks import api
+from livehub.webhook_settings import endpoint_label
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.metrics import WebhookMetrics
-from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.queue import DeliveryQueue
-from livehub.webhooks.settings import endpoint_label
 from livehub.webhooks.signing import Signer
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +28,8 @@ DAY = 86400.0
 
 
 def default_queue(app: web.Application) -> DeliveryQueue:
-    """The outbox where the store writes it: PostgreSQL when ``LIVEHUB_DATABASE_URL`` is set
-    (shared by every node), else the SQLite file through a connection of its own."""
-    config = app[keys.config]
-    if config.database_url is not None:
-        return PostgresDeliveryQueue(config.database_url)
-    return SQLiteDeliveryQueue(config.db_path)
+    """The outbox where the store stages it (``livehub.engines`` decides which)."""
+    return app[keys.outbox]()
 
 
 class _Wakeup:
@@ -54,18 +47,12 @@ class _Wakeup:
 def setup_webhooks(
     app: web.Application, config: Config, *, queue: QueueFactory = default_queue
 ) -> None:
-    """Admin routes always (they answer ``webhooks_disabled`` when no URL is configured);
-    metrics, the outbox, the dispatcher and the presence events when ``LIVEHUB_WEBHOOK_URLS``
-    is set. Call it after the room service and signaling are in ``app``.
+    """Metrics, the outbox, the dispatcher and the presence events when
+    ``LIVEHUB_WEBHOOK_URLS`` is set (the admin routes are the API's: ``livehub.api.routes``;
+    they answer ``webhooks_disabled`` without it). Call it after the room service and
+    signaling are in ``app``.
     """
     app[keys.webhook_tuning] = Tuning()
-    router = app.router
-    router.add_get("/api/webhooks/deliveries", api.list_deliveries, name="webhook_deliveries")
-    router.add_post(
-        "/api/webhooks/deliveries/{delivery_id}/retry",
-        api.retry_delivery,
-        name="webhook_delivery_retry",
-    )
     if not config.webhook_urls:
         return
     metrics = WebhookMetrics(app[keys.metrics].registry)

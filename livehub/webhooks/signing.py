@@ -10,7 +10,7 @@ import base64
 import hashlib
 import hmac
 
-from livehub.webhooks.settings import WebhookSecret
+from livehub.webhook_settings import WebhookSecret
 
 
 def message_id(delivery_id: int) -> str:

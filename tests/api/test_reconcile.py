@@ -15,11 +15,11 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.srs.api import SRSClient, SRSUnavailable
 from livehub.app import create_app
 from livehub.config import DEFAULT_ORIGIN, Config
 from livehub.domain.room import Room, RoomStatus
 from livehub.reconcile import MAX_HEARTBEAT_SERVERS
-from livehub.srs import SRSClient, SRSUnavailable
 from tests.conftest import HOOK_SECRET, HOOKS_DIR, Client, hook_for, make_config, send_hook
 from tests.fake_srs import CAPTURED_STREAMS, SERVICE, STREAMS_FIXTURE, FakeSRS
 from tests.helpers import eventually, room_json, scrape, until_room
@@ -115,7 +115,7 @@ async def test_streams_listing_raises_when_srs_cannot_tell(srs: FakeSRS, mode: s
 async def test_kick_outcomes_are_logged_never_raised(
     srs: FakeSRS, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="livehub.srs")
+    caplog.set_level(logging.INFO, logger="livehub.adapters.srs.api")
     async with aiohttp.ClientSession() as session:
         client = SRSClient(session, srs.url, "live")
         assert await client.kick("2o5x91ed") is True

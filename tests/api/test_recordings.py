@@ -19,7 +19,7 @@ from pytest_aiohttp import AiohttpClient
 from livehub import keys
 from livehub.app import create_app
 from livehub.domain.room import now_ms
-from livehub.webhooks.settings import parse_secrets
+from livehub.webhook_settings import parse_secrets
 from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_fixture, make_config, send_hook
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()

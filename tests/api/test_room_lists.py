@@ -15,9 +15,9 @@ from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
 from livehub import keys
+from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.app import create_app
 from livehub.domain.room import RoomStatus
-from livehub.storage import SQLiteStore
 from tests.conftest import ADMIN_TOKEN, Client, hook_for, make_config, send_hook
 from tests.helpers import until_room
 

@@ -18,11 +18,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError
+from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError, web
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
+from livehub.config import Config
 from tests.conftest import ADMIN_TOKEN, Client, CreateRoom, PostHook, hook_for, make_config
 
 WS = ClientWebSocketResponse
@@ -31,12 +32,39 @@ TIMEOUT = 10.0  # a bound that fails a hung test fast, never a speed requirement
 Start = Callable[..., Awaitable[Client]]
 
 
+@pytest.fixture(params=["embedded", "cluster"])
+def engine_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Every test of this suite runs in both modes: embedded (SQLite in memory, the
+    in-process hub) and cluster (the throwaway PostgreSQL, a fresh database, and a Redis of
+    the test's own: the cluster hub on the Redis bus, Redis player counts, the leader lock)."""
+    if request.param == "embedded":
+        return {}
+    return {
+        "database_url": request.getfixturevalue("pg_url"),
+        "redis_url": request.getfixturevalue("redis_alone").url,
+    }
+
+
 @pytest.fixture
-def start(aiohttp_client: AiohttpClient) -> Start:
-    """A client of an app built with ``make_config(**overrides)``."""
+def config(engine_settings: dict[str, Any]) -> Config:
+    return make_config(**engine_settings)
+
+
+@pytest.fixture
+async def client(
+    engine_settings: dict[str, Any], aiohttp_client: AiohttpClient, app: web.Application
+) -> Client:
+    """As in tests/conftest.py, after the engines: the app closes before they stop."""
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+def start(engine_settings: dict[str, Any], aiohttp_client: AiohttpClient) -> Start:
+    """A client of an app built with ``make_config(**overrides)``, in the test's mode (set
+    up after the engines: its apps close before they stop)."""
 
     async def start(**overrides: Any) -> Client:
-        return await aiohttp_client(create_app(make_config(**overrides)))
+        return await aiohttp_client(create_app(make_config(**engine_settings, **overrides)))
 
     return start
 
@@ -1128,8 +1156,7 @@ async def test_seed_clients_at_root_work_unchanged(client: Client) -> None:
     b = await client.ws_connect("/")
     for ws in (a, b):  # the seed's join: no name, no role, no reply expected
         await ws.send_str(json.dumps({"type": "join", "roomId": rid}))
-    await expect(a, "joined")
-    await expect(b, "joined")
+        await expect(ws, "joined")  # a first (concurrent joins have no order across nodes)
     await expect(a, "peer-joined")
     assert (await get_room(client, rid))["viewerCount"] == 2
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from livehub import keys
+from livehub.adapters.srs.api import PublicUrls
 from livehub.api.views import RoomViews
 from livehub.domain.room import LISTED_COLUMNS, RoomStatus
-from livehub.srs import PublicUrls
 from tests.conftest import Client, hook_for, send_hook
 
 

@@ -3,9 +3,7 @@ all on one PostgreSQL database and one Redis, logging to files of the test's dir
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import aiohttp
 from tests.conftest import HOOK_SECRET
 from tests.processes import ROOT, LivehubProcess
 
-__all__ = ["ROOT", "Node", "StartNode", "create_room", "get_json", "hook", "room_on", "until"]
+__all__ = ["ROOT", "Node", "StartNode", "create_room", "get_json", "hook", "room_on"]
 
 
 class Node(LivehubProcess):
@@ -67,14 +65,3 @@ async def room_on(session: aiohttp.ClientSession, node: Node, room_id: str) -> d
     assert status == 200, (node.name, body)
     room: dict[str, Any] = body
     return room
-
-
-async def until(check: Any, within: float, every: float = 0.1) -> Any:
-    """Poll the coroutine function ``check`` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"not reached within {within} s"
-        await asyncio.sleep(every)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from livehub.cluster.address_limits import RedisAddressLimits
+from livehub.adapters.redis.address_limits import RedisAddressLimits
 from livehub.domain.addresses import SharedUnavailable
 from livehub.tasks import cancel_and_wait
 from tests.engines import RedisEngine

@@ -81,3 +81,13 @@ def test_sweep_interval_is_read_and_checked() -> None:
     for value in ("0", "x", "nan"):
         with pytest.raises(ConfigError, match="LIVEHUB_SWEEP_INTERVAL"):
             Config.from_env({"LIVEHUB_SWEEP_INTERVAL": value})
+
+
+def test_the_cluster_key_is_read_checked_and_never_echoed() -> None:
+    key = "0123456789abcdef" * 2
+    assert Config.from_env({}).cluster_key is None
+    assert Config.from_env({"LIVEHUB_CLUSTER_KEY": f" {key} "}).cluster_key == key
+    with pytest.raises(ConfigError) as short:
+        Config.from_env({"LIVEHUB_CLUSTER_KEY": "too-short-key"})
+    assert "LIVEHUB_CLUSTER_KEY" in str(short.value)
+    assert "too-short-key" not in str(short.value)

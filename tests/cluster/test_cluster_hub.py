@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from livehub.cluster.redis_bus import RedisBus
+from livehub.adapters.redis.bus import RedisBus
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Peer
 from tests.engines import RedisEngine
+from tests.helpers import eventually
 
-FAST = {"heartbeat": 0.2, "node_ttl": 1.0, "reap_interval": 0.2, "retry_interval": 0.2}
+FAST: dict[str, Any] = {
+    "heartbeat": 0.2,
+    "node_ttl": 1.0,
+    "reap_interval": 0.2,
+    "retry_interval": 0.2,
+}
 
 
 class Sink:
@@ -43,6 +48,7 @@ class Listener:
         self.kicks: list[tuple[str, str, str]] = []
         self.room_changes: list[str] = []
         self.unknown = 0
+        self.returned: list[tuple[str, list[str], int]] = []
 
     def presence_changed(self, room_id: str, count: int) -> None:
         self.changed.append((room_id, count))
@@ -59,6 +65,9 @@ class Listener:
     def rooms_unknown(self) -> None:
         self.unknown += 1
 
+    def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
+        self.returned.append((room_id, [peer.id for peer in members], count))
+
 
 def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message).encode()
@@ -70,14 +79,6 @@ def _call_soon(callback: Callable[[], None]) -> object:
 
 def _call_later(delay: float, callback: Callable[[], None]) -> object:
     return asyncio.get_running_loop().call_later(delay, callback)
-
-
-async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)
 
 
 Nodes = Callable[[str], Awaitable[tuple[ClusterHub, Listener]]]

@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.cluster.nodes import Node, StartNode, create_room, until
+from tests.cluster.nodes import Node, StartNode, create_room
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -106,12 +107,12 @@ async def test_two_nodes_share_the_connection_limit_and_a_dead_nodes_slots_come_
             return await connect(session, b)
         return None
 
-    second_on_b = await until(slot_on_b, within=10)
+    second_on_b = await eventually(slot_on_b, within=10)
     assert await refused(session, b)
 
     # A dies (kill -9, nothing released): its connection stops counting within its TTL
     await a.kill()
-    third_on_b = await until(slot_on_b, within=15)
+    third_on_b = await eventually(slot_on_b, within=15)
     assert await refused(session, b)
     for member in (*on_a, on_b, second_on_b, third_on_b):
         with contextlib.suppress(Exception):
@@ -148,7 +149,7 @@ async def test_the_create_limit_and_kick_bans_hold_across_nodes(
     async def ban_over() -> bool:
         return bool((await again.join(room))["type"] == "joined")
 
-    await until(ban_over, within=10, every=0.2)  # LIVEHUB_KICK_BAN_S=3
+    await eventually(ban_over, within=10, every=0.2)  # LIVEHUB_KICK_BAN_S=3
     for member in (host, again):
         await member.close()
 
@@ -174,7 +175,7 @@ async def test_a_viewers_room_wide_relay_is_refused_across_nodes(
         counts = [e["viewerCount"] for e in viewer.events if e["type"] == "viewer-count"]
         return bool(counts) and counts[-1] == 3
 
-    await until(three_on_b, within=10)
+    await eventually(three_on_b, within=10)
     await viewer.ws.send_json({"type": "offer", "roomId": room["id"], "payload": 2})
     error = await viewer.until(lambda e: e["type"] == "error")
     assert (error["code"], error["inReplyTo"]) == ("relay_needs_to", "offer")

@@ -15,10 +15,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from livehub.storage_pg import PostgresStore
-from tests.cluster.nodes import ROOT, StartNode, create_room, get_json, hook, room_on, until
+from livehub.adapters.postgres.store import PostgresStore
+from tests.cluster.nodes import ROOT, StartNode, create_room, get_json, hook, room_on
 from tests.conftest import HOOK_SECRET, hook_for
 from tests.engines import PostgresEngine, free_port
+from tests.helpers import eventually
 from tests.processes import LivehubProcess
 
 
@@ -76,14 +77,14 @@ async def test_postgres_lost_fails_closed_and_comes_back_without_a_restart(
             assert status == 200  # alive: the orchestrator must not restart it for this
 
             # the leader's sweep (every 0.2 s) says so once per outage, however long it lasts
-            await until(logged(node, SWEEP_SKIPPED, number), 10)
+            await eventually(logged(node, SWEEP_SKIPPED, number), 10, every=0.1)
             postgres.start()
 
             async def back() -> bool:
                 _, ready = await get_json(session, f"{node.url}/readyz")
                 return bool(ready["checks"]["database"] == "ok")
 
-            await until(back, 10)
+            await eventually(back, 10, every=0.1)
             # nothing acknowledged is lost; nothing refused was stored
             assert (await room_on(session, node, kept["id"]))["title"] == "acknowledged"
             status, rooms = await get_json(session, f"{node.url}/api/rooms")
@@ -96,7 +97,7 @@ async def test_postgres_lost_fails_closed_and_comes_back_without_a_restart(
             assert (await room_on(session, node, waiting["id"]))["status"] == "preparing"
             if outage is postgres.stop:
                 await create_room(session, node, "live again")
-            await until(logged(node, SWEEP_BACK, number), 10)
+            await eventually(logged(node, SWEEP_BACK, number), 10, every=0.1)
         status, reply = await hook(session, node, hook_for(waiting, "on_publish.json"))
         assert (status, reply) == (200, {"code": 0})
         assert (await room_on(session, node, waiting["id"]))["status"] == "live"
@@ -207,7 +208,7 @@ async def test_two_workers_share_one_port_and_stop_together(make_node: StartNode
                 assert (await room_on(session, node, room["id"]))["title"] == "served by both"
             return seen == {"skipped", "pending"}
 
-        await until(both_answered, 10, every=0)
+        await eventually(both_answered, 10, every=0)
         status, reply = await hook(session, node, hook_for(room, "on_publish.json"))
         assert (status, reply) == (200, {"code": 0})
     node.send(signal.SIGTERM)
@@ -240,7 +241,7 @@ async def test_workers_whose_supervisor_is_killed_9_shut_down(make_node: StartNo
     async def gone() -> bool:
         return not any(running(pid) for pid in workers)
 
-    await until(gone, 10)
+    await eventually(gone, 10, every=0.1)
     assert node.text().count("the supervisor (pid") == 2
 
 

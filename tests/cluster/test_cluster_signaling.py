@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.engines import RedisEngine
+from tests.helpers import eventually
 from tests.processes import LivehubProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,6 +85,19 @@ class Member:
                     return event
             if time.monotonic() > deadline:
                 raise AssertionError(f"no such event in time; got {self.events[-10:]}")
+            await asyncio.sleep(0.02)
+
+    async def until_after(
+        self, mark: int, check: Callable[[dict[str, Any]], bool], within: float = 10.0
+    ) -> dict[str, Any]:
+        """:meth:`until` among the events from index ``mark`` on (``len(events)`` earlier)."""
+        deadline = time.monotonic() + within
+        while True:
+            for event in self.events[mark:]:
+                if check(event):
+                    return event
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such event in time; got {self.events[mark:][-10:]}")
             await asyncio.sleep(0.02)
 
     def last_count(self) -> int | None:
@@ -162,15 +177,6 @@ async def cluster(tmp_path: Path, pg_url: str, redis_server: RedisEngine) -> Asy
     await instance.close()
 
 
-async def settle(check: Callable[[], Awaitable[bool]], within: float) -> float:
-    """Seconds until ``check`` holds; fails after ``within`` seconds."""
-    start = time.monotonic()
-    while not await check():
-        assert time.monotonic() - start < within, "condition not met in time"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - start
-
-
 async def counts_are(cluster: Cluster, room_id: str, expected: int, members: list[Member]) -> bool:
     """Every node's REST view and every member's last ``viewer-count`` say ``expected``."""
     for node in cluster.nodes:
@@ -190,9 +196,9 @@ async def test_relays_chat_and_presence_cross_nodes_in_order(cluster: Cluster) -
 
     host = await cluster.join(a, room, "host", host=True)
     ann = await cluster.join(b, room, "ann")
-    await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10, every=0.05)
     bob = await cluster.join(c, room, "bob")
-    await settle(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10, every=0.05)
 
     # the last joiner's member list holds everyone, on every node
     joined = bob.of_type("joined")[0]
@@ -267,7 +273,7 @@ async def test_relays_chat_and_presence_cross_nodes_in_order(cluster: Cluster) -
     await ann.close()
     for member in (host, bob):
         await member.until(peer_left(ann.peer_id))
-    await settle(lambda: counts_are(cluster, room_id, 2, [host, bob]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 2, [host, bob]), 10, every=0.05)
 
 
 async def test_a_room_closed_on_one_node_reaches_members_on_another(cluster: Cluster) -> None:
@@ -275,7 +281,7 @@ async def test_a_room_closed_on_one_node_reaches_members_on_another(cluster: Clu
     room = await cluster.create_room(b)
     host = await cluster.join(b, room, "host", host=True)
     viewer = await cluster.join(c, room, "viewer")
-    await settle(lambda: counts_are(cluster, room["id"], 2, [host, viewer]), 10)
+    await eventually(lambda: counts_are(cluster, room["id"], 2, [host, viewer]), 10, every=0.05)
 
     async with cluster.session.post(f"{a.url}/api/rooms/{room['id']}/close", headers=ADMIN) as resp:
         assert resp.status == 200
@@ -299,14 +305,14 @@ async def test_a_host_kicks_members_on_other_nodes(cluster: Cluster) -> None:
     host = await cluster.join(a, room, "host", host=True)
     ann = await cluster.join(b, room, "ann")
     bob = await cluster.join(c, room, "bob")
-    await settle(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10, every=0.05)
 
     await host.send(type="kick", roomId=room_id, peerId=ann.peer_id)
     kicked = await ann.until(lambda e: e["type"] == "kicked")
     assert kicked == {"type": "kicked", "roomId": room_id, "by": host.peer_id}
     for member in (host, bob):  # announced on every node, as a local kick is
         await member.until(peer_left(ann.peer_id))
-    await settle(lambda: counts_are(cluster, room_id, 2, [host, bob]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 2, [host, bob]), 10, every=0.05)
     assert not host.of_type("error")
     # the kicked member is out of the room: its messages there are refused
     await ann.send(type="chat", roomId=room_id, text="still here?")
@@ -348,15 +354,15 @@ async def test_counted_presence_is_decided_on_every_node_once(cluster: Cluster) 
     room_id = room["id"]
     host = await cluster.join(a, room, "host", host=True)
     ann = await cluster.join(b, room, "ann")
-    await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10, every=0.05)
     bob = await cluster.join(c, room, "bob")  # 3 > 2
     assert bob.of_type("joined")[0]["presence"] == "counted"
     for member in (host, ann):
         mode = await member.until(lambda e: e["type"] == "presence-mode")
         assert mode["presence"] == "counted"
-    await settle(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 3, [host, ann, bob]), 10, every=0.05)
     cid = await cluster.join(b, room, "cid")
-    await settle(lambda: counts_are(cluster, room_id, 4, [host, ann, bob, cid]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 4, [host, ann, bob, cid]), 10, every=0.05)
     assert not any(e["peer"]["peerId"] == cid.peer_id for e in host.of_type("peer-joined"))
     for member in (host, ann):
         assert len(member.of_type("presence-mode")) == 1
@@ -372,11 +378,10 @@ async def test_a_node_killed_leaves_the_counts_and_is_announced(cluster: Cluster
     host = await cluster.join(a, room, "host", host=True)
     ann = await cluster.join(b, room, "ann")
     doomed = [await cluster.join(c, room, f"c{i}") for i in range(2)]
-    await settle(lambda: counts_are(cluster, room_id, 4, [host, ann]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 4, [host, ann]), 10, every=0.05)
 
     await c.kill()
-    took = await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 15)
-    assert took < 15
+    await eventually(lambda: counts_are(cluster, room_id, 2, [host, ann]), 15)
     for member in (host, ann):
         for gone in doomed:
             event = await member.until(peer_left(gone.peer_id), within=2)
@@ -393,7 +398,7 @@ async def test_redis_lost_and_back_without_a_restart(
     room_id = room["id"]
     host = await cluster.join(a, room, "host", host=True)
     ann = await cluster.join(b, room, "ann")
-    await settle(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10)
+    await eventually(lambda: counts_are(cluster, room_id, 2, [host, ann]), 10, every=0.05)
 
     async def redis_check(node: Node) -> str:
         _, body = await cluster.get(node, "/readyz")
@@ -406,7 +411,7 @@ async def test_redis_lost_and_back_without_a_restart(
     async def reported_down() -> bool:
         return all([await redis_check(node) == "unreachable" for node in (a, b)])
 
-    assert await settle(reported_down, 10) < 10
+    await eventually(reported_down, 10)
     # the nodes keep serving REST and their own members
     late = await cluster.join(a, room, "late")
     await host.until(peer_joined(late.peer_id))
@@ -421,8 +426,67 @@ async def test_redis_lost_and_back_without_a_restart(
             return False
         return await counts_are(cluster, room_id, 3, [host, ann, late])
 
-    assert await settle(recovered, 10) < 10
+    await eventually(recovered, 10)
     # messages cross nodes again
     await ann.send(type="chat", roomId=room_id, text="back")
     for member in (host, late):
         await member.until(lambda e: e["type"] == "chat" and e["text"] == "back")
+
+
+PAUSE = 20.0  # seconds a node is stopped: well past the 5 s death timeout
+
+
+async def test_a_node_paused_past_the_death_timeout_repairs_itself(cluster: Cluster) -> None:
+    """SIGSTOP a node for 20 s: the others reap it (its members are reported gone); SIGCONT:
+    within 10 s its members are present again on every node with exact counts, announced
+    again, and relays to and from them work."""
+    a, b, c = await cluster.start("a", "b", "c")
+    room = await cluster.create_room(a)
+    room_id = room["id"]
+    host = await cluster.join(a, room, "host", host=True)
+    ann = await cluster.join(b, room, "ann")
+    paused = [await cluster.join(c, room, f"c{i}") for i in range(2)]
+    everyone = [host, ann, *paused]
+    await eventually(lambda: counts_are(cluster, room_id, 4, everyone), 10, every=0.05)
+
+    async def counted_on(nodes: list[Node], expected: int, members: list[Member]) -> bool:
+        for node in nodes:
+            if await cluster.viewer_count(node, room_id) != expected:
+                return False
+        return all(member.last_count() == expected for member in members)
+
+    c.send(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        await eventually(lambda: counted_on([a, b], 2, [host, ann]), PAUSE - 2, every=0.05)
+        for member in (host, ann):
+            for gone in paused:
+                await member.until(peer_left(gone.peer_id), within=2)
+        await asyncio.sleep(max(0.0, PAUSE - (time.monotonic() - stopped)))
+        marks = {id(member): len(member.events) for member in everyone}
+    finally:
+        c.send(signal.SIGCONT)
+
+    await eventually(lambda: counts_are(cluster, room_id, 4, everyone), 10, every=0.05)
+    for member in (host, ann):  # announced again, as their joins were
+        for back in paused:
+            joined_again = await member.until_after(
+                marks[id(member)], peer_joined(back.peer_id), within=2
+            )
+            assert joined_again["peer"] == {
+                "peerId": back.peer_id,
+                "name": f"c{paused.index(back)}",
+                "role": "viewer",
+            }
+    # relays to and from the members of the node that came back
+    to_c0 = {"sdp": "v=0 to c0"}
+    await host.send(type="offer", roomId=room_id, to=paused[0].peer_id, payload=to_c0)
+    offer = await paused[0].until(lambda e: e["type"] == "offer")
+    assert offer["from"] == host.peer_id and offer["payload"] == to_c0
+    from_c1 = {"sdp": "v=0 from c1"}
+    await paused[1].send(type="answer", roomId=room_id, to=host.peer_id, payload=from_c1)
+    answer = await host.until(lambda e: e["type"] == "answer")
+    assert answer["from"] == paused[1].peer_id and answer["payload"] == from_c1
+    await ann.send(type="chat", roomId=room_id, text="welcome back")
+    for member in paused:
+        await member.until(lambda e: e["type"] == "chat" and e["text"] == "welcome back")

@@ -14,8 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.cluster.nodes import Node, StartNode, create_room, get_json, hook, room_on, until
+from tests.cluster.nodes import Node, StartNode, create_room, get_json, hook, room_on
 from tests.conftest import hook_for
+from tests.helpers import eventually
 
 WINDOW = 2.0  # the reconnect window of these nodes, seconds
 SWEEP = 0.3  # their sweep interval
@@ -145,7 +146,7 @@ async def test_hooks_for_one_room_are_answered_on_different_nodes(three: list[No
             views = [await room_on(session, node, room["id"]) for node in three]
             return {v["playerCount"] for v in views} == {2}
 
-        await until(counts, 5)
+        await eventually(counts, 5, every=0.1)
         stop = hook_for(room, "on_stop.json", client_id="play0001")
         assert (await hook(session, b, stop))[1] == {"code": 0}
 
@@ -153,7 +154,7 @@ async def test_hooks_for_one_room_are_answered_on_different_nodes(three: list[No
             views = [await room_on(session, node, room["id"]) for node in three]
             return {v["playerCount"] for v in views} == {1}
 
-        await until(one_player, 5)
+        await eventually(one_player, 5, every=0.1)
         # the encoder drops on one node's watch and comes back through another
         unpublish = hook_for(room, "on_unpublish.json", client_id="enc00001")
         assert (await hook(session, c, unpublish))[1] == {"code": 0}
@@ -189,7 +190,7 @@ async def test_a_window_opened_by_a_node_killed_9_still_ends_on_time(three: list
             view = await room_on(session, c, room["id"])
             return view if view["status"] == "ended" else None
 
-        view = await until(ended, WINDOW + 3 * SWEEP + 2, every=0.05)
+        view = await eventually(ended, WINDOW + 3 * SWEEP + 2, every=0.05)
         took = time.monotonic() - opened
         assert took <= WINDOW + 3 * SWEEP + 1, took  # on time: the leader (a) swept it
         # the broadcast stopped at the unpublish: that is its end
@@ -210,14 +211,14 @@ async def test_when_the_leader_dies_another_node_leads_and_the_sweep_still_ends_
         async def new_leader() -> bool:
             return b.leads or c.leads
 
-        await until(new_leader, 10)  # lock TTL 5 s + one renewal
+        await eventually(new_leader, 10, every=0.1)  # lock TTL 5 s + one renewal
         assert not (b.leads and c.leads)
 
         async def ended() -> dict[str, Any] | None:
             view = await room_on(session, b, room["id"])
             return view if view["status"] == "ended" else None
 
-        view = await until(ended, 3, every=0.05)
+        view = await eventually(ended, 3, every=0.05)
         assert before <= view["endTime"] <= after
         assert await room_on(session, c, room["id"]) == view
 
@@ -236,4 +237,4 @@ async def test_a_new_node_joining_does_not_take_the_lock_from_the_leader(
     async def taken() -> bool:
         return b.leads
 
-    await until(taken, 4)
+    await eventually(taken, 4, every=0.1)

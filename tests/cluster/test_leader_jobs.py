@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.postgres.store import PostgresStore
+from livehub.adapters.redis.players import RedisPlayers
 from livehub.app import create_app
-from livehub.cluster.players import RedisPlayers
 from livehub.config import Config
-from livehub.storage_pg import PostgresStore
 from tests.conftest import Client, hook_for, make_config, send_hook
 from tests.engines import RedisEngine
 from tests.fake_srs import FakeSRS

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,14 +16,13 @@ import asyncpg
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
-from livehub import app as app_module
 from livehub import keys
+from livehub.adapters.postgres.store import PostgresStore
+from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.app import create_app
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
-from livehub.storage import SQLiteStore
-from livehub.storage_pg import PostgresStore
 from tests.conftest import make_config
 
 ENDPOINT = "http://hooks.example/livehub"
@@ -88,24 +86,9 @@ async def embedded_database(path: Path) -> dict[str, Any]:
 
 
 def on_postgres(pg_url: str) -> web.Application:
-    """The app as it runs in cluster mode, its rooms in PostgreSQL. The store is opened the way
-    the factory's storage context does once ``LIVEHUB_DATABASE_URL`` is set."""
-    config = make_config(database_url=pg_url)
-    app = create_app(config)
-
-    async def postgres_storage(app: web.Application) -> AsyncIterator[None]:
-        store = await PostgresStore.open(pg_url, event_view=app[keys.views].public)
-        app[keys.store] = store
-        app[keys.rooms].use(store)
-        yield
-        app[keys.rooms].shutdown()
-        await store.close()
-
-    contexts = list(app.cleanup_ctx)
-    app.cleanup_ctx.clear()
-    for ctx in contexts:
-        app.cleanup_ctx.append(postgres_storage if ctx is app_module.storage_ctx else ctx)
-    return app
+    """The app as it runs in cluster mode, its rooms in PostgreSQL (``LIVEHUB_DATABASE_URL``:
+    the engines open the PostgreSQL store)."""
+    return create_app(make_config(database_url=pg_url))
 
 
 async def test_migrate_db_moves_rooms_owner_tokens_and_pending_deliveries(

@@ -11,11 +11,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from livehub import storage
+from livehub.adapters.postgres.store import PostgresStore
+from livehub.adapters.rows import ROOM_COLUMNS
+from livehub.adapters.sqlite import store as storage
 from livehub.domain.room import EventType, RoomEvent, RoomStatus
 from livehub.migrate_db import copy_sqlite_to_postgres, main
-from livehub.storage_pg import PostgresStore
-from livehub.store_rows import ROOM_COLUMNS
 
 T0 = 1_790_000_000_000
 SCHEMAS = list(range(1, len(storage.MIGRATIONS) + 1))

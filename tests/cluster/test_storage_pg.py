@@ -6,15 +6,16 @@ two pools, a PostgreSQL restart or kill under a running store. The behaviour eve
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.store import MIGRATIONS, PostgresStore, SchemaTooNew
 from livehub.domain.room import EventType, RoomStatus
 from livehub.domain.store import StoreUnavailable
-from livehub.storage_pg import MIGRATIONS, PostgresStore, SchemaTooNew
 from tests.engines import PostgresEngine
-from tests.test_store_behaviour import ENDPOINTS, event, make_room
+from tests.helpers import ENDPOINTS, event, make_room
 
 # -- PostgreSQL only: a server shared by several processes ----------------------------------
 
@@ -186,3 +187,34 @@ async def test_queries_in_flight_when_postgres_stops_or_dies_fail_as_unavailable
         await asyncio.gather(*readers)
         await store.close()
     assert set(outcomes) == {"rows", "unavailable"}, outcomes
+
+
+async def test_a_statement_slower_than_command_timeout_is_not_a_dead_connection(
+    pg_url: str,
+) -> None:
+    """``pg_sleep`` past ``command_timeout``: reported unavailable once, not run again, and the
+    pool keeps its connection (it was alive: the same backend answers next)."""
+    store = await PostgresStore.open(pg_url, min_size=1, max_size=1, command_timeout=0.5)
+    try:
+        backends: list[int] = []
+        runs = 0
+
+        async def backend(conn: Any, _: Any) -> int:
+            pid: int = await conn.fetchval("SELECT pg_backend_pid()")
+            return pid
+
+        async def slow(conn: Any, _: Any) -> None:
+            nonlocal runs
+            runs += 1
+            backends.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            await conn.execute("SELECT pg_sleep(3)")
+
+        before = await store._with_connection(backend)
+        with pytest.raises(StoreUnavailable, match=r"longer than 0\.5 s"):
+            await store._with_connection(slow)
+        assert runs == 1  # not run again
+        assert backends == [before]
+        assert await store._with_connection(backend) == before  # the pool was not emptied
+        assert await store.count(RoomStatus.LIVE) == 0
+    finally:
+        await store.close()

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent, param_token, parse_param
 from livehub.domain.tokens import hash_token
-from livehub.storage import SQLiteStore
 
 T0 = 1_700_000_000_000
 

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.errors import RoomEnded, RoomNotFound
 from livehub.domain.hub import Hub, Peer
 from livehub.domain.ratelimit import FLOOD_QUIET_S
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, Limits, Signaling
-from livehub.storage import SQLiteStore
 from tests.domain.fakes import FakeSink, ManualLoop, make_hub
 
 

@@ -14,15 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from pytest_aiohttp import AiohttpServer
+from pytest_aiohttp import AiohttpClient, AiohttpServer
 from standardwebhooks.webhooks import Webhook
 
-from livehub.storage import apply_migrations
-from livehub.store_rows import STAGED_COLUMNS, OutboxRow
-from livehub.webhooks.settings import WebhookSecret
+from livehub import keys
+from livehub.adapters.rows import STAGED_COLUMNS, OutboxRow
+from livehub.adapters.sqlite.store import apply_migrations
+from livehub.app import create_app
+from livehub.config import Config
+from livehub.webhook_settings import WebhookSecret
+from livehub.webhooks.dispatcher import Tuning
+from livehub.webhooks.schedule import RetrySchedule
+from tests.conftest import Client, make_config
+from tests.helpers import eventually
 
 SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"an-older-webhook-secret-for-rotation").decode()
@@ -199,8 +207,62 @@ async def receiver(receiver_factory: StartReceiver) -> Receiver:
     return await receiver_factory()
 
 
-async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+class PostgresRows:
+    """Rows written with the same bodies as :class:`Outbox`, in PostgreSQL (the table made by
+    the store's migrations)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.seqs: dict[str, int] = {}
+
+    async def add(
+        self,
+        endpoints: list[str],
+        room_id: str,
+        type: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        delay_ms: int = 0,
+    ) -> int:
+        seq, rows = staged(self.seqs, endpoints, room_id, type, extra, delay_ms)
+        async with self.conn.transaction():
+            await self.conn.executemany(
+                f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
+                f"VALUES ({', '.join(f'${n}' for n in range(1, len(STAGED_COLUMNS) + 1))})",
+                rows,
+            )
+        return seq
+
+    async def rows(self) -> list[dict[str, Any]]:
+        return [
+            dict(row)
+            for row in await self.conn.fetch("SELECT * FROM webhook_deliveries ORDER BY id")
+        ]
+
+
+def webhook_app(config: Config, schedule: RetrySchedule | None = None) -> web.Application:
+    """The app as production builds it, with the dispatcher's timings shortened."""
+    app = create_app(config)
+    app[keys.webhook_tuning] = Tuning(
+        schedule=schedule or RetrySchedule(), poll_interval=0.02, stats_interval=0.0
+    )
+    return app
+
+
+async def start(
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    receiver: Receiver | None,
+    schedule: RetrySchedule | None = None,
+    **settings: Any,
+) -> tuple[Client, Outbox]:
+    db = tmp_path / "livehub.db"
+    config = make_config(
+        db_path=str(db),
+        webhook_urls=(receiver.url,) if receiver else (),
+        webhook_secrets=(secret(),) if receiver else (),
+        **settings,
+    )
+    client = await aiohttp_client(webhook_app(config, schedule))
+    # after the store's migrations (which will create the table themselves)
+    return client, Outbox(db)

@@ -7,46 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
-from livehub import keys
-from livehub.app import create_app
-from livehub.config import Config
-from livehub.webhooks.dispatcher import Tuning
 from livehub.webhooks.schedule import RetrySchedule
-from tests.conftest import ADMIN_TOKEN, Client, make_config
-from tests.webhooks.conftest import Outbox, Receiver, StartReceiver, eventually, secret
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import eventually
+from tests.webhooks.conftest import (
+    Receiver,
+    StartReceiver,
+    start,
+)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def webhook_app(config: Config, schedule: RetrySchedule | None = None) -> web.Application:
-    """The app as production builds it, with the dispatcher's timings shortened."""
-    app = create_app(config)
-    app[keys.webhook_tuning] = Tuning(
-        schedule=schedule or RetrySchedule(), poll_interval=0.02, stats_interval=0.0
-    )
-    return app
-
-
-async def start(
-    aiohttp_client: AiohttpClient,
-    tmp_path: Path,
-    receiver: Receiver | None,
-    schedule: RetrySchedule | None = None,
-    **settings: Any,
-) -> tuple[Client, Outbox]:
-    db = tmp_path / "livehub.db"
-    config = make_config(
-        db_path=str(db),
-        webhook_urls=(receiver.url,) if receiver else (),
-        webhook_secrets=(secret(),) if receiver else (),
-        **settings,
-    )
-    client = await aiohttp_client(webhook_app(config, schedule))
-    # after the store's migrations (which will create the table themselves)
-    return client, Outbox(db)
 
 
 def expected_view(row: dict[str, Any], **changes: Any) -> dict[str, Any]:

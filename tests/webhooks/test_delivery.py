@@ -17,17 +17,17 @@ from aiohttp import web
 from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
+from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.webhooks.dispatcher import Dispatcher
 from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.signing import Signer
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
+from tests.helpers import eventually
 from tests.webhooks.conftest import (
     OLD_SECRET,
     SECRET,
     Outbox,
     Receiver,
     StartReceiver,
-    eventually,
     secret,
 )
 

@@ -21,8 +21,15 @@ from livehub import keys
 from livehub.app import create_app
 from livehub.webhooks.dispatcher import Tuning
 from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_for, make_config, send_hook
-from tests.webhooks.conftest import SECRET, Outbox, Receiver, StartReceiver, eventually, secret
-from tests.webhooks.test_admin import start
+from tests.helpers import eventually
+from tests.webhooks.conftest import (
+    SECRET,
+    Outbox,
+    Receiver,
+    StartReceiver,
+    secret,
+    start,
+)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -285,9 +292,12 @@ async def test_a_shutdown_writes_host_left_and_the_last_counts(
         ("host.left", 4),
         ("viewers.updated", 5),
     ]
-    # each count is the one when its row was written (the viewer may still be connected when
-    # host.left is); the last one is reported at shutdown rather than a minute later
-    assert [data["viewerCount"] for _, data in staged] in ([0, 1, 1, 0, 0], [0, 1, 1, 1, 0])
+    # each count is the one when its row was written (the viewer may have joined when the
+    # first viewers.updated is written, and still be connected when host.left is); the last
+    # one is reported at shutdown rather than a minute later
+    counts = [data["viewerCount"] for _, data in staged]
+    assert counts[:2] == [0, 1] and counts[2] in (1, 2) and counts[3] in (0, 1)
+    assert counts[4] == 0
     outbox.close()
 
 

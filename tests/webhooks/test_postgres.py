@@ -14,20 +14,20 @@ import aiohttp
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
+from livehub.adapters.postgres.store import PostgresStore
+from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.app import create_app
 from livehub.domain.service import RoomService
-from livehub.storage_pg import PostgresStore
 from livehub.webhooks.dispatcher import Dispatcher
-from livehub.webhooks.postgres import PostgresDeliveryQueue
 from livehub.webhooks.presence import PresenceEvents
 from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.setup import default_queue
 from livehub.webhooks.signing import Signer
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 from tests.conftest import make_config
 from tests.engines import PostgresEngine
-from tests.webhooks.conftest import StartReceiver, eventually, secret
-from tests.webhooks.test_queue import PostgresRows
+from tests.helpers import eventually
+from tests.webhooks.conftest import PostgresRows, StartReceiver, secret
 
 ROOMS = [f"r{number}" for number in range(8)]
 STEPS = ["room.created", "host.joined", "room.live", "viewers.updated", "room.ended"]

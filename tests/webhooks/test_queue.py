@@ -11,18 +11,17 @@ from typing import Any, Protocol
 import asyncpg
 import pytest
 
-from livehub.storage_pg import PostgresStore
-from livehub.store_rows import STAGED_COLUMNS
-from livehub.webhooks.postgres import PostgresDeliveryQueue
+from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
+from livehub.adapters.postgres.store import PostgresStore
+from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.webhooks.queue import (
     DeliveryNotFailed,
     DeliveryNotFound,
     DeliveryQueue,
     DeliveryState,
 )
-from livehub.webhooks.sqlite import SQLiteDeliveryQueue
 from tests.engines import PostgresEngine
-from tests.webhooks.conftest import Outbox, staged
+from tests.webhooks.conftest import Outbox, PostgresRows
 
 A, B = "http://a.example/hooks", "http://b.example/hooks"
 
@@ -56,39 +55,6 @@ class SQLiteRows:
 
     async def rows(self) -> list[dict[str, Any]]:
         return self.outbox.rows()
-
-
-class PostgresRows:
-    """Rows written with the same bodies as :class:`Outbox`, in PostgreSQL (the table made by
-    the store's migrations)."""
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-        self.seqs: dict[str, int] = {}
-
-    async def add(
-        self,
-        endpoints: list[str],
-        room_id: str,
-        type: str,
-        *,
-        extra: dict[str, Any] | None = None,
-        delay_ms: int = 0,
-    ) -> int:
-        seq, rows = staged(self.seqs, endpoints, room_id, type, extra, delay_ms)
-        async with self.conn.transaction():
-            await self.conn.executemany(
-                f"INSERT INTO webhook_deliveries ({', '.join(STAGED_COLUMNS)}) "
-                f"VALUES ({', '.join(f'${n}' for n in range(1, len(STAGED_COLUMNS) + 1))})",
-                rows,
-            )
-        return seq
-
-    async def rows(self) -> list[dict[str, Any]]:
-        return [
-            dict(row)
-            for row in await self.conn.fetch("SELECT * FROM webhook_deliveries ORDER BY id")
-        ]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -13,7 +13,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from livehub.config import Config, ConfigError
-from livehub.webhooks.settings import WebhookSecret, endpoint_label
+from livehub.webhook_settings import WebhookSecret, endpoint_label
 from livehub.webhooks.signing import Signer
 from tests.webhooks.conftest import OLD_SECRET, SECRET, secret
 

@@ -12,9 +12,9 @@ from livehub import keys
 from livehub.api.body import bearer_token, query_params
 from livehub.api.jsonio import json_response
 from livehub.domain.errors import Forbidden, Unauthorized
+from livehub.webhook_settings import endpoint_label
 from livehub.webhooks.queue import Delivery, DeliveryQueue, DeliveryState, WebhooksDisabled
 from livehub.webhooks.schemas import DeliveryListQuerySchema, DeliveryPathSchema, DeliverySchema
-from livehub.webhooks.settings import endpoint_label
 from livehub.webhooks.signing import message_id
 
 _LIST_QUERY = DeliveryListQuerySchema()

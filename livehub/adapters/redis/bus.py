@@ -11,21 +11,31 @@ simple:
   ``retry_interval``. A new session subscribes again, then in one MULTI removes this node's
   stale entries and writes the mirror back: counts are exact again as soon as it commits.
 - **A node dies** (kill -9): its ``alive:`` key expires after ``node_ttl``, which already takes
-  its members out of every count; a survivor that wins the ``reap:<node>`` lock then deletes its
-  presence and calls :meth:`BusHandler.members_lost` so the hub announces ``peer-left``.
-- **A node was presumed dead** (paused longer than ``node_ttl``) and reaped: its next heartbeat
-  finds its ``alive:`` key gone and rebuilds presence from the mirror.
+  its members out of every count; the survivors' reapers run ``REAP_DEAD``, which checks that
+  the key is still gone and deletes the node's presence in one script (exactly one survivor gets
+  its members) and calls :meth:`BusHandler.members_lost` so the hub announces ``peer-left``.
+- **A node was presumed dead** (paused longer than ``node_ttl``, then resumed): its next
+  heartbeat writes ``alive:`` and registers it again in one pipeline. If the registration was
+  gone (``ZADD`` added it: a survivor reaped it), it rebuilds presence from the mirror and calls
+  :meth:`BusHandler.members_returned` so its members are announced again; if only the key had
+  expired, it rebuilds quietly. A reap can no longer land after the rebuild: the script sees the
+  heartbeat.
 
 Ordering: everything a node sends goes through one queue and one connection, pipelined in call
-order; each receiving node reads its room and node channels on one pub/sub connection, so a
-recipient gets a sender's broadcasts and direct sends in send order. A room's channel is
-subscribed (and the subscription confirmed) before the join that needs it is written.
+order (at most :data:`CHUNK` operations a round trip; past :data:`MAX_QUEUED` waiting, producers
+wait in :meth:`RedisBus.writable`); each receiving node reads its room and node channels on one
+pub/sub connection, so a recipient gets a sender's broadcasts and direct sends in send order. A
+room's channel is subscribed (and the subscription confirmed) before the join that needs it is
+written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -40,9 +50,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from livehub.cluster import scripts
+from livehub.adapters.redis import scripts
 from livehub.domain.bus import BusHandler, Member
-from livehub.tasks import cancel_and_wait, run_together
+from livehub.tasks import cancel_and_wait, pause, run_together
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,11 @@ SESSION_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.
 
 _Op = tuple[Any, ...]
 
+
+#: operations waiting for the writer beyond which producers wait (:meth:`RedisBus.writable`)
+MAX_QUEUED = 10_000
+#: operations written per pipeline (one round trip each): a burst is not one huge pipeline
+CHUNK = 500
 
 #: connections one client opens to Redis at most; a burst of calls beyond it waits for one
 MAX_CONNECTIONS = 64
@@ -89,8 +104,15 @@ class RedisBus:
         reap_interval: float = 1.0,
         retry_interval: float = 0.5,
         timeout: float = 2.0,
+        max_queued: int = MAX_QUEUED,
+        key: bytes | None = None,
     ) -> None:
+        """``key``: every message is signed with it (HMAC-SHA256) and a message that is not
+        signed with it is dropped (``LIVEHUB_CLUSTER_KEY``: the same on every node)."""
         self.url = url
+        self._key = key
+        #: messages dropped because their signature was missing or wrong
+        self.forged = 0
         self.node_id = node_id or secrets.token_hex(6)
         self.prefix = prefix
         self.heartbeat = heartbeat
@@ -102,7 +124,11 @@ class RedisBus:
         #: this node's members: room -> peer -> (name, role)
         self._local: dict[str, dict[str, tuple[str, str]]] = {}
         self._peer_rooms: dict[str, set[str]] = {}
-        self._ops: list[_Op] = []
+        self._ops: collections.deque[_Op] = collections.deque()
+        self.max_queued = max_queued
+        #: set while fewer than ``max_queued`` operations wait for the writer
+        self._room = asyncio.Event()
+        self._room.set()
         self._accepting = False
         self._healthy = False
         self._wake = asyncio.Event()
@@ -116,6 +142,8 @@ class RedisBus:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
+        #: what the current session's loops stop on (set when the session ends or stops)
+        self._session_stop = asyncio.Event()
         self._outage_logged = False
         #: messages dropped because Redis was unreachable (broadcasts and direct sends)
         self.dropped = 0
@@ -163,19 +191,23 @@ class RedisBus:
 
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
         header = {"k": "b", "n": self.node_id, "r": room_id, "x": exclude}
-        self._enqueue(("publish", self._room_channel(room_id), _pack(header, frame)), drop=True)
+        self._enqueue(
+            ("publish", self._room_channel(room_id), self._pack(header, frame)), drop=True
+        )
 
     def send(self, peer_id: str, frame: bytes) -> None:
         header = {"k": "d", "n": self.node_id, "p": peer_id}
-        self._enqueue(("send", peer_id, _pack(header, frame)), drop=True)
+        self._enqueue(("send", peer_id, self._pack(header, frame)), drop=True)
 
     def notify(self, room_id: str, notice: bytes) -> None:
         header = {"k": "s", "n": self.node_id, "r": room_id}
-        self._enqueue(("publish", self._room_channel(room_id), _pack(header, notice)), drop=True)
+        self._enqueue(
+            ("publish", self._room_channel(room_id), self._pack(header, notice)), drop=True
+        )
 
     def kick(self, room_id: str, peer_id: str, by: str) -> None:
         header = {"k": "k", "n": self.node_id, "p": peer_id, "r": room_id, "by": by}
-        self._enqueue(("send", peer_id, _pack(header, b"")), drop=True)
+        self._enqueue(("send", peer_id, self._pack(header, b"")), drop=True)
 
     async def member(self, room_id: str, peer_id: str) -> Member | None:
         """One registry read (the member's entry and its node's heartbeat); this node's own
@@ -260,8 +292,9 @@ class RedisBus:
         first session. Redis being down is not an error: the node serves locally meanwhile."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"redis-bus-{self.node_id}")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), self.timeout if wait is None else wait)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.timeout if wait is None else wait):
+                await self._ready.wait()
 
     async def close(self) -> None:
         """Leave the cluster cleanly: write what is queued, then remove this node's presence
@@ -271,20 +304,22 @@ class RedisBus:
         client = self._client
         if client is not None and self._healthy:
             with contextlib.suppress(*SESSION_ERRORS):
-                await asyncio.wait_for(self.flush(), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    await self.flush()
                 rooms = list(self._local)
                 async with client.pipeline(transaction=True) as pipe:
                     pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
                     pipe.delete(self._alive_key)
                     for room_id in rooms:
                         notice = {"k": "c", "n": self.node_id, "r": room_id}
-                        pipe.publish(self._room_channel(room_id), _pack(notice, b""))
+                        pipe.publish(self._room_channel(room_id), self._pack(notice, b""))
                     await pipe.execute()
         await self.stop()
 
     async def stop(self) -> None:
         """Stop without cleaning up, as a crash would (tests use it to play a dead node)."""
         self._closing = True
+        self._session_stop.set()
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
@@ -307,7 +342,16 @@ class RedisBus:
             self._release_flush_waiters()
             return
         self._ops.append(op)
+        if len(self._ops) >= self.max_queued:
+            self._room.clear()
         self._wake.set()
+
+    async def writable(self) -> None:
+        """Wait while ``max_queued`` operations or more wait for the writer (Redis slower than
+        the producers): callers that produce messages (a connection's next frame) wait here, so
+        the queue stays bounded instead of growing with the backlog."""
+        if not self._room.is_set():
+            await self._room.wait()
 
     def _release_flush_waiters(self, *, everything: bool = False) -> None:
         waiting = []
@@ -339,6 +383,7 @@ class RedisBus:
                 self._accepting = False
                 self._healthy = False
                 self._ops.clear()
+                self._room.set()
                 self._written = self._enqueued
                 self._release_flush_waiters()
                 self._subscribed.clear()
@@ -349,7 +394,7 @@ class RedisBus:
                 client, self._client = self._client, None
                 if client is not None:
                     with contextlib.suppress(Exception):
-                        await client.aclose()
+                        await asyncio.shield(client.aclose())  # never cut short
             if self._closing:
                 break
             self._ready.set()
@@ -363,11 +408,12 @@ class RedisBus:
             await client.ping()
             self._shas = {
                 name: await client.script_load(getattr(scripts, name))
-                for name in ("JOIN", "LEAVE", "REAP", "COUNT", "MEMBERS", "SEND")
+                for name in ("JOIN", "LEAVE", "REAP", "REAP_DEAD", "COUNT", "MEMBERS", "SEND")
             }
             # everything from here on is queued; what came before is in the mirror
             self._accepting = True
             self._ops.clear()
+            self._room.set()
             rooms = list(self._local)
             channels = [self._node_channel(self.node_id)] + [self._room_channel(r) for r in rooms]
             await pubsub.subscribe(*channels)
@@ -384,19 +430,23 @@ class RedisBus:
                     _redact(self.url),
                     len(rooms),
                 )
+            stop = self._session_stop = _Stop(self._wake)
+            if self._closing:
+                return
             await run_together(
-                self._reader(pubsub),
-                self._writer(client, pubsub),
-                self._heartbeat(client),
-                self._reaper(client),
+                self._reader(pubsub, stop),
+                self._writer(client, pubsub, stop),
+                self._heartbeat(client, stop),
+                self._reaper(client, stop),
                 name=f"redis-bus-{self.node_id}",
+                stop=stop,
             )
         finally:
             self._healthy = False
             with contextlib.suppress(Exception):
                 # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
                 aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-                await aclose()
+                await asyncio.shield(aclose())  # a cancellation does not cut it short
 
     async def _await_acks(self, pubsub: PubSub, channels: set[str]) -> None:
         deadline = time.monotonic() + self.timeout
@@ -422,7 +472,7 @@ class RedisBus:
             for room_id in self._local:
                 pipe.publish(
                     self._room_channel(room_id),
-                    _pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
+                    self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
                 )
             await pipe.execute()
 
@@ -430,22 +480,27 @@ class RedisBus:
         info = orjson.dumps({"node": self.node_id, "name": name, "role": role}).decode()
         return (self.prefix, self.node_id, room_id, peer_id, info)
 
-    async def _writer(self, client: aioredis.Redis, pubsub: PubSub) -> None:
+    async def _writer(self, client: aioredis.Redis, pubsub: PubSub, stop: asyncio.Event) -> None:
         while True:
-            await self._wake.wait()
+            await self._wake.wait()  # the session's stop sets it too
+            if stop.is_set():
+                return
             self._wake.clear()
             await self._write_ops(client, pubsub)
 
     async def _write_ops(self, client: aioredis.Redis, pubsub: PubSub) -> None:
         while self._ops:
             await self._subscribe_new_rooms(pubsub)
-            ops, self._ops = self._ops, []
-            written = self._enqueued - len(self._ops)
+            queue = self._ops
+            ops = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
+            written = self._enqueued - len(queue)
             async with client.pipeline(transaction=False) as pipe:
                 for op in ops:
                     self._apply(pipe, op)
                 await pipe.execute()
             self._written = max(self._written, written)
+            if len(queue) < self.max_queued:
+                self._room.set()
             self._release_flush_waiters()
             gone = [room for room in self._subscribed if room not in self._local]
             if gone:
@@ -466,7 +521,8 @@ class RedisBus:
             futures.append(future)
         await pubsub.subscribe(*(self._room_channel(room) for room in new))
         self._subscribed.update(new)
-        await asyncio.wait_for(asyncio.gather(*futures), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await asyncio.gather(*futures)
 
     def _apply(self, pipe: Any, op: _Op) -> None:
         kind = op[0]
@@ -474,7 +530,8 @@ class RedisBus:
             _, room_id, peer_id, name, role = op
             pipe.evalsha(self._shas["JOIN"], 0, *self._join_args(room_id, peer_id, name, role))
             pipe.publish(
-                self._room_channel(room_id), _pack({"k": "c", "n": self.node_id, "r": room_id}, b"")
+                self._room_channel(room_id),
+                self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
             )
         elif kind == "leave":
             _, room_id, peer_id, gone = op
@@ -488,15 +545,16 @@ class RedisBus:
                 "1" if gone else "0",
             )
             pipe.publish(
-                self._room_channel(room_id), _pack({"k": "c", "n": self.node_id, "r": room_id}, b"")
+                self._room_channel(room_id),
+                self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
             )
         elif kind == "publish":
             pipe.publish(op[1], op[2])
         elif kind == "send":
             pipe.evalsha(self._shas["SEND"], 0, self.prefix, op[1], op[2])
 
-    async def _reader(self, pubsub: PubSub) -> None:
-        while True:
+    async def _reader(self, pubsub: PubSub, stop: asyncio.Event) -> None:
+        while not stop.is_set():
             message = await pubsub.get_message(timeout=1.0)
             if message is None:
                 continue
@@ -508,9 +566,37 @@ class RedisBus:
             elif kind == "message":
                 self._dispatch(message["data"])
 
+    def _pack(self, header: dict[str, Any], frame: bytes) -> bytes:
+        """A bus message: its JSON header, a newline, the frame; signed with the cluster key
+        (its HMAC-SHA256 in hex and a newline first) when there is one."""
+        message = _pack(header, frame)
+        if self._key is None:
+            return message
+        return _mac(self._key, message) + b"\n" + message
+
+    def _verified(self, data: bytes) -> bytes | None:
+        """The message without its signature; None if the node has a key and the message is
+        not signed with it (forged, or from a node without the key)."""
+        if self._key is None:
+            return data
+        mac, _, message = data.partition(b"\n")
+        if not hmac.compare_digest(mac, _mac(self._key, message)):
+            self.forged += 1
+            if self.forged == 1 or self.forged % 1000 == 0:
+                log.warning(
+                    "redis bus: dropped %d message(s) not signed with LIVEHUB_CLUSTER_KEY "
+                    "(a node without the key, or a forgery)",
+                    self.forged,
+                )
+            return None
+        return message
+
     def _dispatch(self, data: bytes) -> None:
         handler = self._handler
-        head, _, frame = data.partition(b"\n")
+        verified = self._verified(data)
+        if verified is None:
+            return
+        head, _, frame = verified.partition(b"\n")
         try:
             header = orjson.loads(head)
             if header["n"] == self.node_id or handler is None:
@@ -533,37 +619,47 @@ class RedisBus:
         except Exception:
             log.exception("redis bus: handler failed on a %s message", header.get("k"))
 
-    async def _heartbeat(self, client: aioredis.Redis) -> None:
+    async def _heartbeat(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
         nodes_key = f"{self.prefix}nodes"
-        while True:
-            await asyncio.sleep(self.heartbeat)
+        while not await pause(stop, self.heartbeat):
             async with client.pipeline(transaction=False) as pipe:
                 pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000), get=True)
                 pipe.zadd(nodes_key, {self.node_id: time.time() * 1000})
-                previous, _ = await pipe.execute()
-            if previous is None:
-                # our key had expired: a survivor may have reaped us; write the mirror back
+                previous, added = await pipe.execute()
+            if added:
+                # our registration was gone: a survivor reaped us and announced our members gone
+                log.warning(
+                    "redis bus: node %s was reaped as dead; rebuilding presence and announcing "
+                    "its %d members again",
+                    self.node_id,
+                    sum(map(len, self._local.values())),
+                )
+                await self._rebuild(client)
+                self._returned()
+            elif previous is None:
+                # our key had expired, nobody reaped us yet (and now nobody will): write back
                 log.warning(
                     "redis bus: node %s was presumed dead; rebuilding presence", self.node_id
                 )
                 await self._rebuild(client)
 
-    async def _reaper(self, client: aioredis.Redis) -> None:
+    async def _reaper(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
         nodes_key = f"{self.prefix}nodes"
-        while True:
-            await asyncio.sleep(self.reap_interval)
+        while not await pause(stop, self.reap_interval):
             nodes = cast(list[bytes], await client.zrange(nodes_key, 0, -1))
-            for raw in nodes:
-                node = raw.decode()
-                if node == self.node_id or await client.exists(f"{self.prefix}alive:{node}"):
-                    continue
-                await self._reap(client, node)
+            others = [raw.decode() for raw in nodes if raw.decode() != self.node_id]
+            if not others:
+                continue
+            # one round trip; each script checks the node's heartbeat itself
+            async with client.pipeline(transaction=False) as pipe:
+                for node in others:
+                    pipe.evalsha(self._shas["REAP_DEAD"], 0, self.prefix, node)
+                results = await pipe.execute()
+            for node, flat in zip(others, results, strict=True):
+                if flat is not None:
+                    await self._reaped(client, node, flat)
 
-    async def _reap(self, client: aioredis.Redis, node: str) -> None:
-        lock = f"{self.prefix}reap:{node}"
-        if not await client.set(lock, self.node_id, nx=True, px=10_000):
-            return
-        flat = await client.evalsha(self._shas["REAP"], 0, self.prefix, node)
+    async def _reaped(self, client: aioredis.Redis, node: str, flat: list[bytes]) -> None:
         members = [
             Member(room.decode(), peer.decode(), node, name.decode(), role.decode())
             for room, peer, name, role in zip(*[iter(flat)] * 4, strict=True)
@@ -574,7 +670,8 @@ class RedisBus:
             async with client.pipeline(transaction=False) as pipe:
                 for room_id in rooms:
                     pipe.publish(
-                        self._room_channel(room_id), _pack({"k": "c", "n": node, "r": room_id}, b"")
+                        self._room_channel(room_id),
+                        self._pack({"k": "c", "n": node, "r": room_id}, b""),
                     )
                 await pipe.execute()
         handler = self._handler
@@ -587,9 +684,38 @@ class RedisBus:
                 with contextlib.suppress(Exception):
                     handler.presence_changed(room_id)
 
+    def _returned(self) -> None:
+        handler = self._handler
+        members = [
+            Member(room_id, peer_id, self.node_id, name, role)
+            for room_id, local in self._local.items()
+            for peer_id, (name, role) in local.items()
+        ]
+        if handler is not None and members:
+            try:
+                handler.members_returned(members)
+            except Exception:
+                log.exception("redis bus: members_returned handler failed")
+
+
+class _Stop(asyncio.Event):
+    """A session's stop event; setting it also wakes the writer (which waits on ``wake``)."""
+
+    def __init__(self, wake: asyncio.Event) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake.set()
+
 
 def _pack(header: dict[str, Any], frame: bytes) -> bytes:
     return orjson.dumps(header) + b"\n" + frame
+
+
+def _mac(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
 
 
 def _redact(url: str) -> str:

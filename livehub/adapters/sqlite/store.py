@@ -7,7 +7,17 @@ survives the process being killed (``kill -9``); the WAL is fsynced at checkpoin
 tokens are stored only as SHA-256 hashes. The schema is versioned with ``PRAGMA user_version``
 and upgraded by the ordered ``MIGRATIONS`` at start-up (append new ones; never edit one).
 
-The calls are synchronous sqlite3 underneath (tens of microseconds each: one row, or one page
+**Writes never run on the event loop.** One :class:`SQLiteWriter` owns the connection that
+writes the file, on its own thread: every store write (a room change and its outbox rows, in
+one transaction) and every write of the webhook outbox (claims, outcomes, pruning: it shares the
+writer, see :mod:`livehub.adapters.sqlite.outbox`) runs there, one after the other in call order. So
+the store and the outbox never wait for each other's file lock (one connection writes), and the
+loop never waits on SQLite's lock at all: a webhook burst cannot stall signaling or answer an
+SRS hook 503. The rows a write stages are built on the loop (the event view reads live state),
+the SQL runs on the writer. Reads stay on the loop's connection: under WAL they never wait for
+the writer.
+
+The reads are synchronous sqlite3 underneath (tens of microseconds each: one row, or one page
 through an index) behind the async interface; nothing reads the whole table. Room counts per
 status are kept by triggers, so counting is O(1) whatever the history. The one read that is not
 that small, a list page (a page of 1,000 rooms takes ~10 ms to read and build), runs off the
@@ -20,24 +30,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import os
 import sqlite3
 import stat
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from livehub.domain.recordings import Recording
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
-from livehub.domain.store import Cursor, StoreUnavailable
-from livehub.store_rows import (
+from livehub.adapters.rows import (
     RECORDING_COLUMNS,
     ROOM_COLUMNS,
     SELECT_LISTED,
     STAGED_COLUMNS,
     EventView,
+    OutboxRow,
     bare_view,
     keyset_page,
     outbox_rows,
@@ -47,6 +56,9 @@ from livehub.store_rows import (
     room_values,
     schema_too_new,
 )
+from livehub.domain.recordings import Recording
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +175,7 @@ _INSERT_RECORDING = (
 
 #: milliseconds a write waits for another connection's lock once the store runs
 BUSY_TIMEOUT_MS = 100
+_BUMP_SEQ = "UPDATE rooms SET event_seq = ? WHERE id = ? AND event_seq = ?"
 
 
 def apply_migrations(db: sqlite3.Connection, name: str, upto: int | None = None) -> None:
@@ -247,6 +260,9 @@ class SQLiteStore:
         self._reader_db: sqlite3.Connection | None = None
         if path != ":memory:":
             self._reader = concurrent.futures.ThreadPoolExecutor(1, "livehub-sqlite-read")
+        #: the one connection that writes the file, on its own thread (None for ``:memory:``:
+        #: writes run inline on our connection); the webhook outbox shares it
+        self.writer = None if path == ":memory:" else SQLiteWriter(path)
 
     @property
     def schema_version(self) -> int:
@@ -262,25 +278,32 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def _stage(self, room: Room, events: Iterable[RoomEvent], first_seq: int) -> None:
-        """Stage webhook rows for ``events`` of ``room``."""
-        rows = outbox_rows(self.webhook_endpoints, self._event_view, room, events, first_seq)
-        if rows:
-            self._db.executemany(_STAGE, rows)
+    async def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work`` on the writer's connection (inline for ``:memory:``, private to ours)."""
+        if self.writer is None:
+            return work(self._db)
+        return await self.writer.run(work)
 
     @_unavailable
     async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
         seq = room.event_seq
+        room.version = 1
+        room.event_seq = seq + len(events)
+        values = room_values(room)
+        staged = self._rows(room, events, seq)
+        outcome = _Outcome()
+
+        def work(db: sqlite3.Connection) -> None:
+            with _transaction(db, outcome):
+                db.execute(_INSERT, values)
+                if staged:
+                    db.executemany(_STAGE, staged)
+
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            room.version = 1
-            room.event_seq = seq + len(events)
-            self._db.execute(_INSERT, room_values(room))
-            self._stage(room, events, seq)
-            self._db.execute("COMMIT")
+            await self._write(work)
         except BaseException:
-            room.version, room.event_seq = 0, seq
-            self._rollback()
+            if not outcome.committed:
+                room.version, room.event_seq = 0, seq
             raise
 
     @_unavailable
@@ -288,55 +311,73 @@ class SQLiteStore:
         self, room: Room, expected_version: int, events: Sequence[RoomEvent] = ()
     ) -> bool:
         seq, version = room.event_seq, room.version
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            room.version = expected_version + 1
-            room.event_seq = seq + len(events)
-            cursor = self._db.execute(_UPDATE, (*room_values(room)[1:], room.id, expected_version))
-            if cursor.rowcount != 1:
-                self._db.execute("ROLLBACK")
-                room.version, room.event_seq = version, seq
-                return False
-            self._stage(room, events, seq)
-            self._db.execute("COMMIT")
-        except BaseException:
-            room.version, room.event_seq = version, seq
-            self._rollback()
-            raise
-        return True
+        room.version = expected_version + 1
+        room.event_seq = seq + len(events)
+        params = (*room_values(room)[1:], room.id, expected_version)
+        staged = self._rows(room, events, seq)
+        outcome = _Outcome()
 
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
+        def work(db: sqlite3.Connection) -> bool:
+            with _transaction(db, outcome):
+                if db.execute(_UPDATE, params).rowcount != 1:
+                    raise _Conflict
+                if staged:
+                    db.executemany(_STAGE, staged)
+            return True
+
+        try:
+            return await self._write(work)
+        except _Conflict:
+            room.version, room.event_seq = version, seq
+            return False
+        except BaseException:
+            if not outcome.committed:
+                room.version, room.event_seq = version, seq
+            raise
+
+    def _rows(self, room: Room, events: Iterable[RoomEvent], first_seq: int) -> list[OutboxRow]:
+        """The webhook rows ``events`` of ``room`` stage (built on the loop)."""
+        return outbox_rows(self.webhook_endpoints, self._event_view, room, events, first_seq)
 
     @_unavailable
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
-        if not events:
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        """Each event staged with its room's next sequence number. The rows are built here
+        from the rooms as read now; the writer stages them only if no write queued before
+        changed a room's sequence since (then they are built again)."""
+        while events:
+            rooms: list[tuple[str, int]] = []
+            staged: list[OutboxRow] = []
+            next_seq: dict[str, int] = {}
             for event in events:
                 row = self._db.execute(f"{_SELECT} WHERE id = ?", (event.room_id,)).fetchone()
                 if row is None:
                     continue
                 room = room_from_row(row)
-                self._db.execute(
-                    "UPDATE rooms SET event_seq = event_seq + 1 WHERE id = ?", (room.id,)
-                )
-                self._stage(room, [event], room.event_seq)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
+                seq = next_seq.get(room.id, room.event_seq)
+                if room.id not in next_seq:
+                    rooms.append((room.id, room.event_seq))
+                next_seq[room.id] = seq + 1
+                staged.extend(self._rows(room, [event], seq))
+            if not rooms:
+                return
+            bumps = [(next_seq[room_id], room_id, seq) for room_id, seq in rooms]
+            try:
+                await self._write(functools.partial(_stage_events, bumps, staged))
+                return
+            except _Conflict:
+                continue  # a write queued before ours moved a sequence: build them again
 
     @_unavailable
     async def delete_ended_before(self, ended_before: int, limit: int = 1000) -> int:
-        cursor = self._db.execute(
-            "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms INDEXED BY rooms_ended "
-            "WHERE status = 'ended' AND end_time < ? LIMIT ?)",
-            (ended_before, limit),
-        )
-        return cursor.rowcount
+        def work(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "DELETE FROM rooms WHERE id IN (SELECT id FROM rooms INDEXED BY rooms_ended "
+                "WHERE status = 'ended' AND end_time < ? LIMIT ?)",
+                (ended_before, limit),
+            )
+            return cursor.rowcount
+
+        return await self._write(work)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -490,6 +531,8 @@ class SQLiteStore:
         return True
 
     async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:  # pragma: no cover - best effort at shutdown
@@ -502,8 +545,91 @@ class SQLiteStore:
             reader.shutdown(wait=True)
 
 
+class _Outcome:
+    __slots__ = ("committed",)
+
+    def __init__(self) -> None:
+        self.committed = False
+
+
+class _Conflict(Exception):
+    """The conditional write matched no row: roll back, decide again."""
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection, outcome: _Outcome) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``outcome.committed`` then), or ``ROLLBACK``."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    outcome.committed = True
+
+
+def _stage_events(
+    bumps: list[tuple[int, str, int]], staged: list[OutboxRow], db: sqlite3.Connection
+) -> None:
+    """Move each room's sequence on (if no one else did) and stage the rows, in one go."""
+    with _transaction(db, _Outcome()):
+        for bump in bumps:
+            if db.execute(_BUMP_SEQ, bump).rowcount != 1:
+                raise _Conflict
+        if staged:
+            db.executemany(_STAGE, staged)
+
+
+class SQLiteWriter:
+    """The one connection that writes a SQLite file, used from one dedicated thread: the store's
+    and the outbox's writes run there in call order (see the module docstring).
+
+    :meth:`run` is not cut short by a cancellation: the work goes on in its thread whatever the
+    caller does, so the caller waits for its outcome (and then gets the cancellation), and what
+    it believes was or was not committed is what was."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "livehub-sqlite-write")
+        self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # another process's lock (a backup tool): the write waits this long in its thread,
+            # then fails (503 database_unavailable), as the loop's writes did before
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._db = db
+        return self._db
+
+    async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, lambda: work(self._connection()))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            while not future.done():  # the work goes on: wait for its outcome, then go
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(future)
+            raise
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        loop = asyncio.get_running_loop()
+        await asyncio.shield(loop.run_in_executor(self._executor, close))
+        self._executor.shutdown(wait=False)
+
+
 def page_query(
     status: RoomStatus | None, limit: int, after: Cursor | None
 ) -> tuple[str, list[object]]:
-    """:func:`livehub.store_rows.keyset_page` in SQLite's parameter style."""
+    """:func:`livehub.adapters.rows.keyset_page` in SQLite's parameter style."""
     return keyset_page(status, limit, after, lambda _: "?")

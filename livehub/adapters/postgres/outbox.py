@@ -8,8 +8,8 @@ one's claim committed either skips the locked row or, re-checking it after the c
 COMMITTED re-evaluates ``WHERE`` on the new row version), finds it leased: so in the normal
 case each row is sent by one node only. A node that dies mid-attempt leaves a lease that
 expires, and the row is sent again (at least once). The table is created by the store's
-migrations (:mod:`livehub.storage_pg`); this adapter has a small pool of its own, opened on
-first use, so it never competes with room writes for the store's connections.
+migrations (:mod:`livehub.adapters.postgres.store`); this adapter has a small pool of its own,
+opened on first use, so it never competes with room writes for the store's connections.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from typing import Any
 
 import asyncpg
 
-from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
 from livehub.webhooks.queue import (
+    DELIVERY_COLUMNS,
     Delivery,
     DeliveryNotFailed,
     DeliveryNotFound,
     DeliveryState,
     QueueStats,
+    delivery_from_row,
 )
 
 _LIST = ", ".join(DELIVERY_COLUMNS)

@@ -27,8 +27,8 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from livehub.cluster.redis_bus import SESSION_ERRORS, connect
-from livehub.tasks import cancel_and_wait
+from livehub.adapters.redis.bus import SESSION_ERRORS, connect
+from livehub.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,14 @@ class RedisPlayers:
         self.retry_interval = retry_interval
         self._client = connect(url, timeout=timeout)
         self._timeout = timeout
-        #: room -> (players, sequence number of that figure)
+        #: room with players -> (players, sequence number of that figure)
         self._counts: dict[str, tuple[int, int]] = {}
+        #: the channel's sequence number so far: every change up to it is in the mirror
+        self._floor = 0
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        #: what the follower loop stops on (with its cancellation)
+        self._stop = asyncio.Event()
         self._outage_logged = False
         self.healthy = False
         #: sessions with Redis so far (a new one follows an outage, maybe an empty Redis)
@@ -137,17 +141,37 @@ class RedisPlayers:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="redis-players")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._ready.wait()
 
     async def close(self) -> None:
+        self._stop.set()
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
         await self._client.aclose()
 
-    def _apply(self, room_id: str, players: int, seq: int) -> None:
+    def _apply(self, room_id: str, players: int, seq: int, *, in_order: bool = False) -> None:
+        """Take a room's count at ``seq`` unless the mirror has a newer one. ``in_order``: a
+        notice from the channel, which brings every change in sequence order; a room at zero
+        is then dropped (the mirror keeps only rooms with players), and what arrives later
+        about an absent room with a sequence number the channel has passed is stale."""
+        floor = self._floor
+        if in_order and seq > floor:
+            self._floor = seq
         current = self._counts.get(room_id)
-        if current is not None and current[1] >= seq:
+        if current is not None:
+            if current[1] > seq:
+                return
+        elif seq < floor or players <= 0:
+            # zero is what an absent room has; older than the channel: it was at zero since
+            # (a move between rooms is two notices of one sequence number, hence not <=)
+            return
+        if players <= 0:
+            if in_order:
+                self._counts.pop(room_id, None)
+            else:
+                self._counts[room_id] = (0, seq)  # until its notice comes
             return
         self._counts[room_id] = (players, seq)
 
@@ -157,14 +181,14 @@ class RedisPlayers:
             self._outage_logged = True
 
     async def _run(self) -> None:
-        while True:
+        while not self._stop.is_set():
             try:
                 await self._follow()
             except SESSION_ERRORS as exc:
                 self._outage(exc)
             except Exception:
                 log.exception("player counts: following Redis failed; starting again")
-            await asyncio.sleep(self.retry_interval)
+            await pause(self._stop, self.retry_interval)
 
     async def _follow(self) -> None:
         client = connect(self.url, timeout=self._timeout)
@@ -188,7 +212,8 @@ class RedisPlayers:
                 if room_id not in snapshot:
                     self._counts.pop(room_id)
             # a restarted Redis starts its sequence again: the snapshot replaces the mirror
-            self._counts.update({room_id: (n, seq) for room_id, n in snapshot.items()})
+            self._counts.update({room_id: (n, seq) for room_id, n in snapshot.items() if n > 0})
+            self._floor = seq
             self.healthy = True
             self.sessions += 1
             if self.on_session is not None:
@@ -200,16 +225,16 @@ class RedisPlayers:
                 log.info("player counts: Redis reachable again")
             self._outage_logged = False
             self._ready.set()
-            while True:
+            while not self._stop.is_set():
                 message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "message":
                     room, n, change = message["data"].split(b"\n")
-                    self._apply(room.decode(), int(n), int(change))
+                    self._apply(room.decode(), int(n), int(change), in_order=True)
         finally:
             self.healthy = False
             with contextlib.suppress(Exception):
                 # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
                 aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-                await aclose()
+                await asyncio.shield(aclose())  # a cancellation does not cut it short
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await asyncio.shield(client.aclose())

@@ -9,7 +9,6 @@ Keys (``P`` is the configured prefix, default ``livehub:``; one Redis, not Redis
 - ``P node:<node>:rooms``      set of rooms where the node has members (for reaping)
 - ``P node:<node>:peers``      set of the node's peers (for reaping)
 - ``P peers``                  hash peer -> node (where a direct send goes)
-- ``P reap:<node>``            lock held by the one survivor reaping a dead node
 
 Channels: ``P room:<room>`` (broadcasts and presence notices of a room) and ``P node:<node>``
 (direct sends to the node's peers).
@@ -62,9 +61,7 @@ end
 return 1
 """
 
-#: ARGV: prefix, node. Removes every trace of the node; returns [room, peer, name, role, ...].
-REAP = """
-local p, node = ARGV[1], ARGV[2]
+_REAP_BODY = """
 local out = {}
 for _, room in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node .. ':rooms')) do
   local members = p .. 'room:' .. room .. ':members'
@@ -88,6 +85,23 @@ redis.call('DEL', p .. 'node:' .. node .. ':rooms', p .. 'node:' .. node .. ':pe
 redis.call('ZREM', p .. 'nodes', node)
 return out
 """
+
+#: ARGV: prefix, node. Removes every trace of the node (its own presence: a node rebuilding or
+#: leaving); returns [room, peer, name, role, ...].
+REAP = "local p, node = ARGV[1], ARGV[2]" + _REAP_BODY
+
+#: ARGV: prefix, node. :data:`REAP` of another node, if it is dead: its heartbeat key is gone
+#: and it is still registered. The check and the removal are one script, so a node that comes
+#: back (its heartbeat writes ``alive:`` first) is never reaped after it rebuilt its presence,
+#: and of several survivors exactly one reaps it. Returns false if the node was not reaped.
+REAP_DEAD = (
+    """
+local p, node = ARGV[1], ARGV[2]
+if redis.call('EXISTS', p .. 'alive:' .. node) == 1 then return false end
+if not redis.call('ZSCORE', p .. 'nodes', node) then return false end
+"""
+    + _REAP_BODY
+)
 
 #: ARGV: prefix, room. Members of the room on live nodes.
 COUNT = """

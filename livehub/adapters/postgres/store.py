@@ -1,7 +1,7 @@
 """PostgreSQL persistence of rooms (cluster mode): :class:`RoomStore` on asyncpg.
 
-The same semantics as the SQLite store (:mod:`livehub.storage`), for several livehub processes
-sharing one database:
+The same semantics as the SQLite store (:mod:`livehub.adapters.sqlite.store`), for several
+livehub processes sharing one database:
 
 - Every accepted change is one transaction: the room row, written as a **conditional update** on
   ``version`` (``UPDATE ... WHERE id = $n AND version = $m``: of two nodes racing for one room
@@ -15,8 +15,9 @@ sharing one database:
   (the API answers 503 ``database_unavailable``). A statement that fails on a connection that
   died (say, after a PostgreSQL restart) is retried once on a fresh connection when nothing can
   have been committed; a failure during ``COMMIT`` is never retried (the outcome is unknown, so
-  it is reported, not guessed). What was acknowledged was committed: nothing acknowledged is
-  lost.
+  it is reported, not guessed). A statement slower than ``command_timeout`` is reported as
+  unavailable too, but is not taken for a dead connection: the pool is kept, nothing is rerun.
+  What was acknowledged was committed: nothing acknowledged is lost.
 """
 
 from __future__ import annotations
@@ -28,10 +29,7 @@ from typing import TypeVar, cast
 
 import asyncpg
 
-from livehub.domain.recordings import Recording
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
-from livehub.domain.store import Cursor, StoreUnavailable
-from livehub.store_rows import (
+from livehub.adapters.rows import (
     RECORDING_COLUMNS,
     ROOM_COLUMNS,
     SELECT_LISTED,
@@ -46,6 +44,9 @@ from livehub.store_rows import (
     room_values,
     schema_too_new,
 )
+from livehub.domain.recordings import Recording
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +185,13 @@ class SchemaTooNew(RuntimeError):
 
 
 class _Attempt:
-    """Whether a write reached COMMIT (then it must not be retried)."""
+    """Whether a connection was acquired (a time-out after that is a slow statement, not a dead
+    connection), and whether a write reached COMMIT (then it must not be retried)."""
 
-    __slots__ = ("committing",)
+    __slots__ = ("acquired", "committing")
 
     def __init__(self) -> None:
+        self.acquired = False
         self.committing = False
 
 
@@ -201,8 +204,10 @@ class PostgresStore:
         *,
         webhook_endpoints: Sequence[str] = (),
         event_view: EventView | None = None,
+        command_timeout: float = 10.0,
     ) -> None:
         self._pool = pool
+        self._command_timeout = command_timeout
         self.webhook_endpoints = tuple(webhook_endpoints)
         self._event_view = event_view or bare_view
 
@@ -229,7 +234,12 @@ class PostgresStore:
             )
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"PostgreSQL unreachable: {exc}") from exc
-        store = cls(pool, webhook_endpoints=webhook_endpoints, event_view=event_view)
+        store = cls(
+            pool,
+            webhook_endpoints=webhook_endpoints,
+            event_view=event_view,
+            command_timeout=command_timeout,
+        )
         try:
             await store.migrate()
         except BaseException:
@@ -285,7 +295,20 @@ class PostgresStore:
             attempt = _Attempt()
             try:
                 async with self._pool.acquire() as conn:
+                    attempt.acquired = True
                     return await work(conn, attempt)
+            except TimeoutError as exc:
+                if attempt.acquired:
+                    # a statement slower than command_timeout: asyncpg cancelled it and the
+                    # connection is fine. Not a dead connection: neither the pool emptied nor
+                    # the statement run again (it may be what made the database slow)
+                    raise StoreUnavailable(
+                        f"PostgreSQL statement took longer than {self._command_timeout:g} s"
+                    ) from exc
+                if attempt_number == 2:
+                    raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+                await self._pool.expire_connections()
+                log.debug("PostgreSQL connection lost (%s); retrying once", exc)
             except UNAVAILABLE as exc:
                 if attempt.committing or attempt_number == 2:
                     raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
@@ -304,7 +327,9 @@ class PostgresStore:
                 result = await work(conn)
             except BaseException:
                 if not conn.is_closed():
-                    await transaction.rollback()
+                    # shielded: a cancellation must not interrupt the rollback (the
+                    # connection would go back to the pool inside a transaction)
+                    await asyncio.shield(transaction.rollback())
                 raise
             attempt.committing = True
             await transaction.commit()
@@ -510,14 +535,17 @@ class PostgresStore:
     async def ping(self) -> bool:
         """Whether the database answers a read of the rooms table now."""
         try:
-            await asyncio.wait_for(self._fetch(f"{_SELECT} LIMIT 1"), 2.0)
+            async with asyncio.timeout(2.0):
+                await self._fetch(f"{_SELECT} LIMIT 1")
         except (StoreUnavailable, TimeoutError, asyncpg.PostgresError):
             return False
         return True
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self._pool.close(), 10.0)
+            async with asyncio.timeout(10.0):
+                # shielded: a cancellation of close() must not leave the pool half closed
+                await asyncio.shield(self._pool.close())
         except TimeoutError:  # pragma: no cover - a connection stuck in a query
             log.warning("PostgreSQL pool did not close in 10 s; terminating it")
             self._pool.terminate()
@@ -530,7 +558,7 @@ class _Conflict(Exception):
 def _page_query(
     status: RoomStatus | None, limit: int, after: Cursor | None
 ) -> tuple[str, list[object]]:
-    """:func:`livehub.store_rows.keyset_page` in PostgreSQL's parameter style."""
+    """:func:`livehub.adapters.rows.keyset_page` in PostgreSQL's parameter style."""
     return keyset_page(status, limit, after, lambda n: f"${n}")
 
 

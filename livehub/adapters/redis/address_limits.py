@@ -30,7 +30,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from livehub.cluster.redis_bus import SESSION_ERRORS, connect
+from livehub.adapters.redis.bus import SESSION_ERRORS, connect
 from livehub.domain.addresses import LocalBans, LocalConnections, SharedUnavailable
 from livehub.tasks import cancel_and_wait
 

@@ -1,5 +1,6 @@
-"""The rows both room stores write (:mod:`livehub.storage` on SQLite, :mod:`livehub.storage_pg`
-on PostgreSQL) and the SQLite → PostgreSQL copy (:mod:`livehub.migrate_db`) moves.
+"""The rows both room stores write (:mod:`livehub.adapters.sqlite.store` on SQLite,
+:mod:`livehub.adapters.postgres.store` on PostgreSQL) and the SQLite → PostgreSQL copy
+(:mod:`livehub.migrate_db`) moves.
 
 One definition of the ``rooms`` and ``webhook_deliveries`` columns, of how a :class:`Room` maps
 to and from a ``rooms`` row, and of the outbox rows a store write stages for its events (the
@@ -18,7 +19,6 @@ import orjson
 from livehub.domain.recordings import Recording
 from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus
 from livehub.domain.store import Cursor
-from livehub.webhooks.queue import Delivery, DeliveryState
 
 #: the ``rooms`` columns, in the order of :func:`room_values` and :func:`room_from_row`
 ROOM_COLUMNS = (
@@ -52,23 +52,6 @@ RECORDING_COLUMNS = (
     "duration_ms",
     "size_bytes",
     "path",
-)
-
-#: the ``webhook_deliveries`` columns (the outbox; created by the stores' migrations)
-DELIVERY_COLUMNS = (
-    "id",
-    "endpoint",
-    "room_id",
-    "seq",
-    "type",
-    "body",
-    "created_at",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
 )
 
 #: what a store write fills in a new outbox row (the rest keep their defaults), in the order
@@ -158,14 +141,6 @@ def recording_from_row(row: Any) -> Recording:
 
 
 _STATUS = {status.value: status for status in RoomStatus}
-
-
-def delivery_from_row(row: Any) -> Delivery:
-    """A delivery from a ``webhook_deliveries`` row in :data:`DELIVERY_COLUMNS` order (a sqlite3
-    tuple or an asyncpg record)."""
-    values = dict(zip(DELIVERY_COLUMNS, row, strict=True))
-    values["state"] = DeliveryState(values["state"])
-    return Delivery(**values)
 
 
 def outbox_rows(

@@ -1,9 +1,13 @@
 """The outbox on SQLite (embedded mode).
 
-Its own connection to the database file, used from one dedicated thread: the event loop never
-waits on SQLite's file lock while the store writes, and the store's connection is not shared
-across threads. WAL mode lets both connections work on the same file. The table itself is
-created by the store's migrations (:mod:`livehub.storage`).
+Its writes (claims, outcomes, retries, pruning) go through the store's
+:class:`~livehub.adapters.sqlite.store.SQLiteWriter`: the one connection that writes the file, on
+its own thread, so the outbox and the store never wait for each other's lock and the event loop
+never waits on SQLite. (An outbox in a file of its own would need the store's transaction to span
+two files to stage rows with each change; one writer keeps them one transaction.) Its reads (the
+admin list, stats) use a connection of their own on another thread: under WAL they wait for nobody,
+and a stats scan does not hold up the writer. The table itself is created by the store's migrations
+(:mod:`livehub.adapters.sqlite.store`).
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from livehub.storage import private_file
-from livehub.store_rows import DELIVERY_COLUMNS, delivery_from_row
+from livehub.adapters.sqlite.store import SQLiteWriter, private_file
 from livehub.webhooks.queue import (
+    DELIVERY_COLUMNS,
     Delivery,
     DeliveryNotFailed,
     DeliveryNotFound,
     DeliveryState,
     QueueStats,
+    delivery_from_row,
 )
 
 T = TypeVar("T")
@@ -43,12 +48,15 @@ LIMIT :limit
 class SQLiteDeliveryQueue:
     """:class:`livehub.webhooks.queue.DeliveryQueue` on a SQLite file."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, writer: SQLiteWriter | None = None) -> None:
+        """``writer``: the store's (shared); without one, the queue has its own."""
         if path == ":memory:":
             raise ValueError("the webhook outbox needs a database file, not :memory:")
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livehub-webhooks")
         self._db: sqlite3.Connection | None = None
+        self._own_writer = writer is None
+        self._writer = writer or SQLiteWriter(path)
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -61,8 +69,12 @@ class SQLiteDeliveryQueue:
         return self._db
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """A read, on the queue's own reading thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: work(self._connection()))
+
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._writer.run(work)
 
     async def claim(self, now: int, limit: int, lease: int) -> list[Delivery]:
         def work(db: sqlite3.Connection) -> list[Delivery]:
@@ -79,7 +91,7 @@ class SQLiteDeliveryQueue:
                 raise
             return [delivery_from_row(row) for row in rows]
 
-        return await self._run(work)
+        return await self._write(work)
 
     async def delivered(self, delivery_id: int, now: int, status: int) -> None:
         await self._update(
@@ -105,7 +117,7 @@ class SQLiteDeliveryQueue:
         )
 
     async def _update(self, sql: str, params: tuple[Any, ...]) -> None:
-        await self._run(lambda db: db.execute(sql, params))
+        await self._write(lambda db: db.execute(sql, params))
 
     async def get(self, delivery_id: int) -> Delivery | None:
         def work(db: sqlite3.Connection) -> Delivery | None:
@@ -151,7 +163,7 @@ class SQLiteDeliveryQueue:
                 raise
             return delivery_from_row(row)
 
-        return await self._run(work)
+        return await self._write(work)
 
     async def prune(self, delivered_before: int, limit: int) -> int:
         def work(db: sqlite3.Connection) -> int:
@@ -162,7 +174,7 @@ class SQLiteDeliveryQueue:
             )
             return cursor.rowcount
 
-        return await self._run(work)
+        return await self._write(work)
 
     async def stats(self) -> QueueStats:
         def work(db: sqlite3.Connection) -> QueueStats:
@@ -186,3 +198,5 @@ class SQLiteDeliveryQueue:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, work)
         self._executor.shutdown(wait=True)
+        if self._own_writer:
+            await self._writer.close()

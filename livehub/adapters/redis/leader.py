@@ -26,9 +26,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from livehub.cluster import scripts
-from livehub.cluster.redis_bus import SESSION_ERRORS, connect
-from livehub.tasks import cancel_and_wait
+from livehub.adapters.redis import scripts
+from livehub.adapters.redis.bus import SESSION_ERRORS, connect
+from livehub.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class LeaderLock:
         self._held_until = 0.0
         self._leader = False
         self._task: asyncio.Task[None] | None = None
+        #: what the renewal loop stops on (with its cancellation)
+        self._stop = asyncio.Event()
         self._client = connect(url, timeout=max(0.2, ttl / 3))
 
     @property
@@ -69,6 +71,7 @@ class LeaderLock:
             self._task = asyncio.create_task(self._run(), name=f"leader-{self.key}")
 
     async def close(self) -> None:
+        self._stop.set()
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
@@ -80,6 +83,7 @@ class LeaderLock:
 
     async def abandon(self) -> None:
         """Stop renewing without releasing, as a crash would (tests play dead nodes with it)."""
+        self._stop.set()
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
@@ -114,8 +118,7 @@ class LeaderLock:
         self._set(held)
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl / 3)
+        while not await pause(self._stop, self.ttl / 3):
             await self._attempt()
 
 

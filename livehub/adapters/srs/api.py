@@ -265,7 +265,8 @@ PROBE_TIMEOUT = 2.0
 async def probe(client: SRSClient) -> bool:
     """Whether the SRS API answers now (for readiness), within :data:`PROBE_TIMEOUT`."""
     try:
-        return await asyncio.wait_for(client.ping(), timeout=PROBE_TIMEOUT)
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            return await client.ping()
     except TimeoutError:
         client.mark_unreachable(f"GET /api/v1/versions: no answer within {PROBE_TIMEOUT:g} s")
         return False

@@ -1,0 +1,1 @@
+"""PostgreSQL: the cluster's room store (with its migrations) and webhook outbox."""

@@ -1,0 +1,1 @@
+"""SQLite: the embedded mode's room store and webhook outbox, one file, one writer thread."""

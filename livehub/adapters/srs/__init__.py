@@ -1,0 +1,2 @@
+"""SRS: the client of its HTTP API (streams, clients, kicks, readiness) for one or several
+origins."""

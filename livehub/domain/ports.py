@@ -1,0 +1,36 @@
+"""The ports: what differs between embedded and cluster mode, listed together.
+
+Each is a narrow Protocol the domain owns; :mod:`livehub.engines` (the one place that branches
+on the mode) gives each its adapter for a config. Behaviour suites run every adapter of a port
+(``tests/test_store_behaviour.py``, ``tests/test_hub_behaviour.py``).
+
+- :class:`RoomStore`: ``livehub.adapters.sqlite.store.SQLiteStore`` (embedded),
+  ``livehub.adapters.postgres.store.PostgresStore`` (cluster);
+- :class:`PlayerCounts`: ``livehub.domain.service.MemoryPlayers``,
+  ``livehub.adapters.redis.players.RedisPlayers``;
+- :class:`RoomHub`: ``livehub.domain.hub.Hub``, ``livehub.domain.cluster_hub.ClusterHub``;
+- :class:`Bus`: ``livehub.domain.bus.LocalBus``, ``livehub.adapters.redis.bus.RedisBus``.
+
+The hub's own ports: :class:`Sink` (a connection, adapted by the API layer),
+:class:`PresenceListener` (what the signaling hears of other nodes) and :class:`BusHandler`
+(what a node's hub does with the bus's traffic). The webhook outbox's port,
+``livehub.webhooks.queue.DeliveryQueue``, belongs to the webhooks feature (SQLite or PostgreSQL,
+in the store's database).
+"""
+
+from __future__ import annotations
+
+from livehub.domain.bus import Bus, BusHandler, Member
+from livehub.domain.hub import PresenceListener, RoomHub, Sink
+from livehub.domain.store import PlayerCounts, RoomStore
+
+__all__ = [
+    "Bus",
+    "BusHandler",
+    "Member",
+    "PlayerCounts",
+    "PresenceListener",
+    "RoomHub",
+    "RoomStore",
+    "Sink",
+]
