@@ -36,6 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from livehub import keys
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
 from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.redis.address_limits import RedisAddressLimits
@@ -97,8 +98,9 @@ class Engines:
             self.connections = LocalConnections(config.max_connections_per_address)
             self.bans = LocalBans(config.kick_ban_s)
         self.store: RoomStore | None = None
-        #: the shared player counts (None: the room service's in-memory ones)
+        #: the shared player counts (None: in memory, ``_memory_players``)
         self.players: RedisPlayers | None = None
+        self._memory_players = MemoryPlayers()
         #: the housekeeping leader lock (None: this process always leads)
         self.leader: LeaderLock | None = None
         #: the SQLite file's writer, shared by the store and the outbox (None otherwise)
@@ -107,9 +109,9 @@ class Engines:
         self.outbox = self._outbox
 
     @property
-    def player_counts(self) -> PlayerCounts | None:
-        """The player counts the room service uses (None: its own, in memory)."""
-        return self.players
+    def player_counts(self) -> PlayerCounts:
+        """The player counts the room service uses: Redis's, or this process's memory."""
+        return self.players if self.players is not None else self._memory_players
 
     async def _open_store(self, event_view: EventView) -> RoomStore:
         config = self.config

@@ -2,11 +2,13 @@
 cancellation is seen.
 
 ``task.cancel(); await task`` waits forever when the task swallows the cancellation and goes on.
-It was seen: a Redis bus's reaper, cancelled by its session's ``asyncio.TaskGroup``, was found
-back in its ``asyncio.sleep`` with the cancellation spent, most likely by ``asyncio.wait_for``
-(which can swallow a cancellation on Python 3.11: cpython#86296; livehub uses
-``asyncio.timeout`` instead). Background loops here stop on an event or let ``CancelledError``
-through, and cleanup (``aclose``, ``rollback``) is shielded rather than interrupted.
+It was seen: a Redis bus's reaper, cancelled during its redis-py calls, was found back in its
+``asyncio.sleep`` with the cancellation spent (first with ``asyncio.TaskGroup``; again with
+redis-py 8.2, cancelled inside a pipeline's ``execute``, caught by the warning below; where
+exactly redis-py spends it was not pinned down). ``asyncio.wait_for`` can do the same on
+Python 3.11 (cpython#86296): livehub uses ``asyncio.timeout``. Background loops here stop on
+an event as well as on ``CancelledError`` (so such a loop still ends), and cleanup
+(``aclose``, ``rollback``) is shielded rather than interrupted.
 
 :func:`cancel_and_wait` cancels once and waits; a task still running after ``grace`` seconds
 ignored its cancellation: that is a bug, so its stack is logged at WARNING (the line starts with

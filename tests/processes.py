@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import unused_port
 
+from livehub.tasks import IGNORED
 from tests.conftest import ADMIN_TOKEN, HOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,12 @@ class LivehubProcess:
                             return
                 assert time.monotonic() < deadline, f"{self.name} did not start: {self.text()}"
                 await asyncio.sleep(0.05)
+
+    def check_cancellations(self) -> None:
+        """Fail if the process logged a task that ignored its cancellation (livehub.tasks):
+        the in-process check of tests/conftest.py, for a whole process's log."""
+        lines = [line for line in self.text().splitlines() if IGNORED in line]
+        assert not lines, f"{self.name}: a task ignored its cancellation: {lines}"
 
     def text(self) -> str:
         try:

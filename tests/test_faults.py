@@ -29,6 +29,7 @@ from aiohttp import WSCloseCode, WSMsgType
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.sqlite.store import MIGRATIONS, SQLiteStore
 from livehub.app import create_app
 from livehub.domain.service import RoomService
@@ -310,7 +311,9 @@ async def test_duplicated_and_reordered_hooks_leave_rooms_consistent(
         assert got["reconnecting"] is False or (got["status"] == "live" and window > 0)
         assert 0 <= got["playerCount"] <= 2
         if round_ % 2 == 0:
-            direct = RoomService(SQLiteStore(":memory:"), reconnect_window=window)
+            direct = RoomService(
+                SQLiteStore(":memory:"), reconnect_window=window, players=MemoryPlayers()
+            )
             twin, _ = await direct.create("twin")
             for body in steps:
                 key, token = room["streamKey"], room["publish"]["token"]

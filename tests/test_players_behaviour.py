@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.redis.players import RedisPlayers
 from livehub.domain.ports import PlayerCounts
-from livehub.domain.service import MemoryPlayers
 from tests.helpers import eventually
 
 Node = Callable[[], Awaitable[PlayerCounts]]

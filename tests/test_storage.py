@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.sqlite import store as storage
 from livehub.adapters.sqlite.store import MIGRATIONS, SchemaTooNew, SQLiteStore, apply_migrations
 from livehub.app import create_app
@@ -161,7 +162,7 @@ async def test_without_endpoints_nothing_is_staged_but_seq_still_counts() -> Non
 async def test_webhook_bodies_carry_no_secret() -> None:
     endpoints = ("https://a.example/hook",)
     store = SQLiteStore(":memory:", webhook_endpoints=endpoints)
-    rooms = RoomService(store)
+    rooms = RoomService(store, players=MemoryPlayers())
     room, owner_token = await rooms.create("secret-free")
     await rooms.handle_hook(
         HookEvent(
@@ -197,7 +198,7 @@ async def test_close_checkpoints_the_wal(tmp_path: Path) -> None:
 async def test_owner_tokens_are_never_written(tmp_path: Path) -> None:
     path = tmp_path / "livehub.db"
     store = SQLiteStore(str(path), webhook_endpoints=("https://a.example/h",))
-    rooms = RoomService(store)
+    rooms = RoomService(store, players=MemoryPlayers())
     created = [await rooms.create(f"room {i}") for i in range(5)]
     room, _ = created[0]
     await rooms.handle_hook(

@@ -6,10 +6,10 @@ on the mode) gives each its adapter for a config. Behaviour suites run every ada
 
 - :class:`RoomStore`: ``livehub.adapters.sqlite.store.SQLiteStore`` (embedded),
   ``livehub.adapters.postgres.store.PostgresStore`` (cluster);
-- :class:`PlayerCounts`: ``livehub.domain.service.MemoryPlayers``,
+- :class:`PlayerCounts`: ``livehub.adapters.memory.players.MemoryPlayers``,
   ``livehub.adapters.redis.players.RedisPlayers``;
 - :class:`RoomHub`: ``livehub.domain.hub.Hub``, ``livehub.domain.cluster_hub.ClusterHub``;
-- :class:`Bus`: ``livehub.domain.bus.LocalBus``, ``livehub.adapters.redis.bus.RedisBus``.
+- :class:`Bus`: ``livehub.adapters.memory.bus.LocalBus``, ``livehub.adapters.redis.bus.RedisBus``.
 
 The hub's own ports: :class:`Sink` (a connection, adapted by the API layer),
 :class:`PresenceListener` (what the signaling hears of other nodes) and :class:`BusHandler`

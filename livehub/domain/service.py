@@ -103,45 +103,18 @@ class HookResult:
     srs_restarted: bool = False
 
 
-class MemoryPlayers:
-    """:class:`PlayerCounts` in this process's memory (embedded mode)."""
-
-    def __init__(self) -> None:
-        self._players: dict[str, set[str]] = {}
-        self._room_of: dict[str, str] = {}
-
-    async def add(self, room_id: str, client_id: str) -> bool:
-        players = self._players.setdefault(room_id, set())
-        if client_id in players:
-            return False
-        await self.remove(client_id)
-        players = self._players.setdefault(room_id, set())
-        players.add(client_id)
-        self._room_of[client_id] = room_id
-        return True
-
-    async def remove(self, client_id: str) -> str | None:
-        room_id = self._room_of.pop(client_id, None)
-        if room_id is not None:
-            players = self._players.get(room_id)
-            if players is not None:
-                players.discard(client_id)
-                if not players:
-                    del self._players[room_id]
-        return room_id
-
-    def count(self, room_id: str) -> int:
-        return len(self._players.get(room_id, ()))
-
-
 class _NotOpen:
-    """Stands for the store until the app opens it: any use is a programming error."""
+    """Stands for an engine until the app opens it: any use is a programming error."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
 
     def __getattr__(self, name: str) -> Any:
-        raise RuntimeError("the room store is not open yet")
+        raise RuntimeError(f"the {self._what} is not open yet")
 
 
-_NOT_OPEN = cast(RoomStore, _NotOpen())
+_NOT_OPEN = cast(RoomStore, _NotOpen("room store"))
+_NO_PLAYERS = cast(PlayerCounts, _NotOpen("player counts"))
 _T = TypeVar("_T")
 
 #: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
@@ -169,7 +142,7 @@ class RoomService:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store: RoomStore = store if store is not None else _NOT_OPEN
-        self.players: PlayerCounts = players or MemoryPlayers()
+        self.players: PlayerCounts = players if players is not None else _NO_PLAYERS
         self._app = app
         self._window_ms = int(reconnect_window * 1000)
         self.publish_grace_ms = int(publish_grace * 1000)
@@ -191,8 +164,9 @@ class RoomService:
         return self._store
 
     def use(self, store: RoomStore, players: PlayerCounts | None = None) -> None:
-        """Use ``store`` (and ``players``, when given) from now on: the app opens them in a
-        cleanup context."""
+        """Use ``store`` (and ``players``, when given) from now on: the app's engines
+        (``livehub.engines``) open them in a cleanup context. Until then (or without players
+        given to the constructor) using either is a programming error."""
         self._store = store
         if players is not None:
             self.players = players

@@ -41,3 +41,5 @@ async def make_node(
     yield make
     for node in nodes:
         await node.kill()
+    for node in nodes:
+        node.check_cancellations()

@@ -167,6 +167,8 @@ class Cluster:
         await self.session.close()
         for node in self.nodes:
             await node.kill()
+        for node in self.nodes:
+            node.check_cancellations()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.app import create_app
@@ -49,7 +50,7 @@ async def embedded_database(path: Path) -> dict[str, Any]:
     """What an embedded livehub leaves behind: a preparing, a live and an ended room (owner
     tokens known only to their owners), with webhook deliveries staged for each change."""
     store = SQLiteStore(str(path), webhook_endpoints=(ENDPOINT,))
-    rooms = RoomService(store, reconnect_window=0)
+    rooms = RoomService(store, reconnect_window=0, players=MemoryPlayers())
     try:
         preparing, preparing_owner = await rooms.create("preparing")
         live, live_owner = await rooms.create("live")

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from livehub.adapters.memory.bus import LocalBus
 from livehub.adapters.redis.bus import CHUNK, RedisBus
 from livehub.adapters.redis.leader import LeaderLock, lead
-from livehub.domain.bus import Bus, LocalBus, Member
+from livehub.domain.bus import Bus, Member
 from tests.engines import RedisEngine
 from tests.helpers import eventually
 

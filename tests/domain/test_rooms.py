@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
@@ -81,6 +82,7 @@ def service(
     store = store or SQLiteStore(":memory:")
     rooms = RoomService(
         store,
+        players=MemoryPlayers(),
         reconnect_window=window,
         publish_grace=grace,
         scheduler=time.schedule,
@@ -166,7 +168,7 @@ async def test_a_room_the_store_refuses_is_not_there() -> None:
         async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
             raise OSError("disk full")
 
-    rooms = RoomService(Broken(":memory:"))
+    rooms = RoomService(Broken(":memory:"), players=MemoryPlayers())
     with pytest.raises(OSError, match="disk full"):
         await rooms.create("x")
     assert await rooms.count() == 0 and await rooms.page(None, 10) == []

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.errors import RoomEnded, RoomNotFound
 from livehub.domain.hub import Hub, Peer
@@ -71,7 +72,7 @@ def room_view(room: Room) -> dict[str, Any]:
 def make_world(limits: Limits | None = None) -> World:
     loop = ManualLoop()
     hub = make_hub(loop)
-    rooms = RoomService(SQLiteStore(":memory:"), reconnect_window=0)
+    rooms = RoomService(SQLiteStore(":memory:"), reconnect_window=0, players=MemoryPlayers())
     clock = Clock()
 
     signaling = Signaling(

@@ -14,6 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
 from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
@@ -144,7 +145,7 @@ async def test_presence_events_wait_out_a_postgresql_outage(
 ) -> None:
     endpoint = "http://a.example/hooks"
     store = await PostgresStore.open(pg_url, webhook_endpoints=[endpoint], command_timeout=2)
-    rooms = RoomService(store)
+    rooms = RoomService(store, players=MemoryPlayers())
     room, _ = await rooms.create("presence")
     viewers = {room.id: 0}
     presence = PresenceEvents(rooms, viewers.__getitem__, interval=0.05)
