@@ -138,10 +138,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             "LIVEHUB_HOOK_SECRET is not set: a random secret is in use, so SRS hooks are "
             "refused until you set it (and the same secret in srs.conf)"
         )
+    if config.viewer_token_secret is None:
+        log.warning(
+            "LIVEHUB_VIEWER_TOKEN_SECRET is not set: private rooms' viewer tokens are signed "
+            "with a random key of this process, so they stop working when it restarts"
+        )
     settings = {
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(config)
-        if field.name not in ("hook_secret", "admin_token")
+        if field.name not in ("hook_secret", "admin_token", "viewer_token_secret")
     }
     settings["srs_api_url"] = redact_url(config.srs_api_url)
     settings["srs_api_urls"] = tuple((name, redact_url(url)) for name, url in config.srs_api_urls)

@@ -26,10 +26,13 @@ from livehub.config import Config, redact_url
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Hub
+from livehub.domain.moderation import Moderation
 from livehub.domain.room import RoomStatus
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
+from livehub.domain.stage import Stage
 from livehub.domain.store import StoreUnavailable
+from livehub.domain.viewer_tokens import PrivateRooms, ViewerTokens
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.srs import Kicker, PublicUrls, SRSClient, SRSOrigins
@@ -81,16 +84,19 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=config.max_body_size)
     app[keys.config] = config
     kicker = Kicker()
+    viewer_tokens = ViewerTokens(config.viewer_token_secret or secrets.token_urlsafe(32))
+    timers = _Timers()
     rooms = RoomService(
         None,
         app=config.srs_app,
         reconnect_window=config.reconnect_window,
         preparing_ttl=config.preparing_ttl_hours * HOUR,
         ended_retention=config.ended_retention_days * DAY,
-        scheduler=_Timers(),
+        scheduler=timers,
         kick=kicker,
         origin_of=kicker.origin_of,
         origin_lost=kicker.origin_lost,
+        play_allowed=viewer_tokens.play_allowed,
     )
     hub = _hub(config)
     views = RoomViews(rooms, hub, PublicUrls.from_config(config))
@@ -121,6 +127,22 @@ def create_app(config: Config) -> web.Application:
         ),
     )
     app[keys.openapi] = build_spec()
+    # issue 18: private rooms, co-hosts on stage, chat moderation (all on the signaling)
+    signaling = app[keys.signaling]
+    app[keys.viewer_tokens] = viewer_tokens
+    PrivateRooms(signaling, viewer_tokens, views.public)
+    app[keys.stage] = Stage(
+        signaling,
+        rooms,
+        hub,
+        play_urls=PublicUrls.from_config(config).play,
+        credentials=views.credentials,
+        kick=kicker,
+        max_guests=config.stage_max,
+        reconnect_window=config.reconnect_window,
+        later=timers,
+    )
+    Moderation(signaling, rooms, hub)
 
     if isinstance(hub, ClusterHub):
         app[keys.bus] = hub.bus
@@ -129,6 +151,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(leader_ctx)
     app.cleanup_ctx.append(srs_ctx)
     app.cleanup_ctx.append(sweep_ctx)
+    app.cleanup_ctx.append(stage_ctx)
     app.on_shutdown.append(close_websockets)
     setup_routes(app, config.cors_origins)
     setup_webhooks(app, config)  # after storage_ctx: its cleanup context reads the outbox
@@ -265,6 +288,13 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(job, name="livehub-sweep")
     yield
     await cancel_and_wait(task)
+
+
+async def stage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Stage work in flight (a guest's window, an ended room's guests) ends before the store
+    closes."""
+    yield
+    await app[keys.stage].close()
 
 
 async def srs_ctx(app: web.Application) -> AsyncIterator[None]:

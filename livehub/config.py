@@ -261,6 +261,12 @@ class Config:
 
     #: processes sharing the port (SO_REUSEPORT); more than 1 needs cluster mode
     workers: int = 1
+    # private rooms and the stage (issue 18)
+    #: the HS256 key of private rooms' viewer tokens (its UTF-8 bytes); None: a random one per
+    #: process (embedded mode only: every node must verify every node's tokens)
+    viewer_token_secret: str | None = None
+    #: guests on a room's stage at most (accepted invitations)
+    stage_max: int = 6
 
     def __post_init__(self) -> None:
         try:
@@ -299,6 +305,12 @@ class Config:
 
     def check(self) -> None:
         """Rules between settings; :class:`ConfigError` names the variables."""
+        if self.cluster and self.viewer_token_secret is None:
+            raise ConfigError(
+                "LIVEHUB_VIEWER_TOKEN_SECRET is required in cluster mode (LIVEHUB_DATABASE_URL "
+                "and LIVEHUB_REDIS_URL set): every node must verify the viewer tokens of "
+                "private rooms that any node minted"
+            )
         if self.workers > 1 and not self.cluster:
             raise ConfigError(
                 f"LIVEHUB_WORKERS={self.workers} needs cluster mode: set LIVEHUB_DATABASE_URL "
@@ -363,6 +375,9 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
     "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
+    # private rooms and the stage
+    "LIVEHUB_VIEWER_TOKEN_SECRET": ("viewer_token_secret", _token),
+    "LIVEHUB_STAGE_MAX": ("stage_max", lambda n, r: _int(n, r, minimum=0, maximum=64)),
 }
 
 

@@ -27,9 +27,10 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
+    COUNT_PRIVATE,
     ROOM_COLUMNS,
     SELECT_LISTED,
     STAGED_COLUMNS,
@@ -117,6 +118,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE rooms ADD COLUMN publisher_server_id TEXT;
     ALTER TABLE rooms ADD COLUMN publisher_origin TEXT;
+    """,
+    # 4: private rooms, the stage (co-hosts publishing to SRS) and chat moderation
+    """
+    ALTER TABLE rooms ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public'
+        CHECK (visibility IN ('public', 'private'));
+    ALTER TABLE rooms ADD COLUMN stage TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE rooms ADD COLUMN moderation TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX rooms_private ON rooms (status, created_at, id) WHERE visibility = 'private';
     """,
 )
 
@@ -345,9 +354,13 @@ class SQLiteStore:
 
     @_unavailable
     async def page(
-        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None = None,
+        visibility: Visibility | None = None,
     ) -> list[Room]:
-        query, args = page_query(status, limit, after)
+        query, args = page_query(status, limit, after, visibility)
         if self._reader is None:
             return self._many(query, *args)
         loop = asyncio.get_running_loop()
@@ -362,8 +375,9 @@ class SQLiteStore:
         limit: int,
         after: Cursor | None,
         render: Callable[[list[ListedRoom]], _T],
+        visibility: Visibility | None = None,
     ) -> _T:
-        where, args = page_query(status, limit, after)
+        where, args = page_query(status, limit, after, visibility)
         query = f"{SELECT_LISTED} WHERE {where}"
         if self._reader is None:
             return render(self._db.execute(query, args).fetchall())
@@ -371,7 +385,15 @@ class SQLiteStore:
         return await loop.run_in_executor(self._reader, self._read_render, query, args, render)
 
     @_unavailable
-    async def count(self, status: RoomStatus | None = None) -> int:
+    async def count(
+        self, status: RoomStatus | None = None, visibility: Visibility | None = None
+    ) -> int:
+        if visibility is not None:
+            where, args = ("", ()) if status is None else (" AND status = ?", (status.value,))
+            private = int(self._db.execute(f"{COUNT_PRIVATE}{where}", args).fetchone()[0])
+            if visibility is Visibility.PRIVATE:
+                return private
+            return await self.count(status) - private
         if status is None:
             row = self._db.execute("SELECT coalesce(sum(n), 0) FROM room_counts").fetchone()
         else:
@@ -422,7 +444,10 @@ class SQLiteStore:
 
 
 def page_query(
-    status: RoomStatus | None, limit: int, after: Cursor | None
+    status: RoomStatus | None,
+    limit: int,
+    after: Cursor | None,
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """:func:`livehub.store_rows.keyset_page` in SQLite's parameter style."""
-    return keyset_page(status, limit, after, lambda _: "?")
+    return keyset_page(status, limit, after, lambda _: "?", visibility)

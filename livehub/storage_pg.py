@@ -28,9 +28,10 @@ from typing import TypeVar, cast
 
 import asyncpg
 
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
 from livehub.domain.store import Cursor, StoreUnavailable
 from livehub.store_rows import (
+    COUNT_PRIVATE,
     ROOM_COLUMNS,
     SELECT_LISTED,
     STAGED_COLUMNS,
@@ -116,6 +117,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE rooms ADD COLUMN publisher_server_id TEXT;
     ALTER TABLE rooms ADD COLUMN publisher_origin TEXT;
+    """,
+    # 3: private rooms, the stage and chat moderation (SQLite migration 4)
+    """
+    ALTER TABLE rooms ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public'
+        CHECK (visibility IN ('public', 'private'));
+    ALTER TABLE rooms ADD COLUMN stage TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE rooms ADD COLUMN moderation TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX rooms_private ON rooms (status, created_at, id) WHERE visibility = 'private';
     """,
 )
 
@@ -390,9 +399,13 @@ class PostgresStore:
         )
 
     async def page(
-        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None = None,
+        visibility: Visibility | None = None,
     ) -> list[Room]:
-        where, args = _page_query(status, limit, after)
+        where, args = _page_query(status, limit, after, visibility)
         return await self._fetch(f"{_SELECT} WHERE {where}", *args)
 
     async def render_page(
@@ -401,8 +414,9 @@ class PostgresStore:
         limit: int,
         after: Cursor | None,
         render: Callable[[list[ListedRoom]], T],
+        visibility: Visibility | None = None,
     ) -> T:
-        where, args = _page_query(status, limit, after)
+        where, args = _page_query(status, limit, after, visibility)
         query = f"{SELECT_LISTED} WHERE {where}"
 
         async def run(conn: asyncpg.Connection, _: _Attempt) -> list[asyncpg.Record]:
@@ -413,8 +427,24 @@ class PostgresStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, _render_records, render, rows)
 
-    async def count(self, status: RoomStatus | None = None) -> int:
+    async def count(
+        self, status: RoomStatus | None = None, visibility: Visibility | None = None
+    ) -> int:
         async def run(conn: asyncpg.Connection, _: _Attempt) -> int:
+            if visibility is not None:
+                private = int(
+                    await conn.fetchval(COUNT_PRIVATE)
+                    if status is None
+                    else await conn.fetchval(f"{COUNT_PRIVATE} AND status = $1", status.value)
+                )
+                if visibility is Visibility.PRIVATE:
+                    return private
+                total = await conn.fetchval(
+                    "SELECT coalesce(sum(n), 0) FROM room_counts"
+                    + ("" if status is None else " WHERE status = $1"),
+                    *(() if status is None else (status.value,)),
+                )
+                return int(total) - private
             if status is None:
                 value = await conn.fetchval("SELECT coalesce(sum(n), 0) FROM room_counts")
             else:
@@ -464,10 +494,13 @@ class _Conflict(Exception):
 
 
 def _page_query(
-    status: RoomStatus | None, limit: int, after: Cursor | None
+    status: RoomStatus | None,
+    limit: int,
+    after: Cursor | None,
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """:func:`livehub.store_rows.keyset_page` in PostgreSQL's parameter style."""
-    return keyset_page(status, limit, after, lambda n: f"${n}")
+    return keyset_page(status, limit, after, lambda n: f"${n}", visibility)
 
 
 def _render_records(render: Callable[[list[ListedRoom]], T], rows: list[asyncpg.Record]) -> T:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus
+from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus, Visibility
 from livehub.domain.store import Cursor
 from livehub.webhooks.queue import Delivery, DeliveryState
 
@@ -38,6 +38,9 @@ ROOM_COLUMNS = (
     "event_seq",
     "publisher_server_id",
     "publisher_origin",
+    "visibility",
+    "stage",
+    "moderation",
 )
 
 #: the ``webhook_deliveries`` columns (the outbox; created by the stores' migrations)
@@ -105,6 +108,9 @@ def room_values(room: Room) -> tuple[object, ...]:
         room.event_seq,
         room.publisher_server_id,
         room.publisher_origin,
+        room.visibility.value,
+        _json(room.stage),
+        _json(room.moderation),
     )
 
 
@@ -129,7 +135,24 @@ def room_from_row(row: Any) -> Room:
         event_seq=row[14],
         publisher_server_id=row[15],
         publisher_origin=row[16],
+        visibility=_VISIBILITY[row[17]],
+        stage=_unjson(row[18]),
+        moderation=_unjson(row[19]),
     )
+
+
+_VISIBILITY = {visibility.value: visibility for visibility in Visibility}
+
+
+def _json(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode() if value else "{}"
+
+
+def _unjson(text: str | None) -> dict[str, Any]:
+    if not text or text == "{}":
+        return {}
+    value = orjson.loads(text)
+    return value if isinstance(value, dict) else {}
 
 
 _STATUS = {status.value: status for status in RoomStatus}
@@ -187,12 +210,17 @@ def keyset_page(
     limit: int,
     after: Cursor | None,
     placeholder: Callable[[int], str],
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """The WHERE clause (with ORDER BY and LIMIT) of a keyset page and its arguments, in the
     engine's parameter style (``placeholder(n)`` is the n-th: ``?`` or ``$n``): a range of
-    ``rooms_created`` or ``rooms_status_created`` read backwards, never a sort."""
+    ``rooms_created`` or ``rooms_status_created`` read backwards, never a sort. ``visibility``
+    filters the rows read (private rooms are few)."""
     where: list[str] = []
     args: list[object] = []
+    if visibility is not None:
+        args.append(visibility.value)
+        where.append(f"visibility = {placeholder(len(args))}")
     if status is not None:
         args.append(status.value)
         where.append(f"status = {placeholder(len(args))}")
@@ -202,3 +230,8 @@ def keyset_page(
     clause = " AND ".join(where) or "TRUE"
     args.append(limit)
     return f"{clause} ORDER BY created_at DESC, id DESC LIMIT {placeholder(len(args))}", args
+
+
+#: rooms of one status that are private (counted through the partial index ``rooms_private``:
+#: private rooms are few, so a public count is the status count minus this)
+COUNT_PRIVATE = "SELECT count(*) FROM rooms WHERE visibility = 'private'"

@@ -22,6 +22,7 @@ from livehub.domain.errors import (
     RoomNotFound,
     Unauthorized,
 )
+from livehub.domain.stage import NotOnStage
 from livehub.domain.store import StoreUnavailable
 from livehub.webhooks.queue import DeliveryNotFailed, DeliveryNotFound, WebhooksDisabled
 
@@ -75,6 +76,7 @@ STATUS: dict[type[LivehubError], int] = {
     RateLimited: 429,
     StoreUnavailable: 503,
     RoomEnded: 409,
+    NotOnStage: 404,
     # webhooks
     DeliveryNotFound: 404,
     DeliveryNotFailed: 409,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp_cors
 from aiohttp import web
 
-from livehub.api import console, health, members, openapi, rooms, srs_hooks, websocket
+from livehub.api import console, health, members, openapi, rooms, srs_hooks, stage, websocket
 
 
 def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
@@ -16,6 +16,14 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         router.add_get("/api/rooms/{room_id}", rooms.get_room, name="room"),
         router.add_post("/api/rooms/{room_id}/close", rooms.close_room, name="close_room"),
         router.add_get("/api/rooms/{room_id}/members", members.list_members, name="members"),
+        router.add_post(
+            "/api/rooms/{room_id}/viewer-tokens",
+            rooms.create_viewer_token,
+            name="viewer_tokens",
+        ),
+        router.add_delete(
+            "/api/rooms/{room_id}/stage/{peer_id}", stage.remove_guest, name="stage_guest"
+        ),
         router.add_get("/api/openapi.json", openapi.openapi_json, name="openapi"),
     ]
     router.add_post("/api/hooks/srs", srs_hooks.srs_hook, name="srs_hooks")
@@ -31,7 +39,7 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         allow_credentials=False,
         expose_headers="*",
         allow_headers=("Content-Type", "Authorization"),
-        allow_methods=("GET", "POST"),
+        allow_methods=("GET", "POST", "DELETE"),
         max_age=3600,
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in cors_origins})

@@ -53,7 +53,7 @@ async def srs_hook(request: web.Request) -> web.Response:
         server_id=data["server_id"],
     )
     app = request.app
-    result = await app[keys.rooms].handle_hook(event)
+    result = await app[keys.stage].handle_hook(event)  # the rooms', or a guest stream's
     if result.srs_restarted:
         log.warning("SRS restarted (service id changed): reconciling")
         app[keys.reconciler].trigger()
