@@ -191,6 +191,14 @@ def _token(name: str, raw: str) -> str:
     return value
 
 
+def _hmac_key(name: str, raw: str) -> str:
+    """An HS256 key: at least 32 bytes (RFC 7518 §3.2), used as its UTF-8 bytes."""
+    value = raw.strip()
+    if len(value.encode()) < 32:
+        raise ConfigError(f"{name} must be at least 32 bytes (UTF-8)")
+    return value
+
+
 #: the name of the one SRS origin given by LIVEHUB_SRS_API_URL
 DEFAULT_ORIGIN = "srs"
 
@@ -376,7 +384,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
     "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
     # private rooms and the stage
-    "LIVEHUB_VIEWER_TOKEN_SECRET": ("viewer_token_secret", _token),
+    "LIVEHUB_VIEWER_TOKEN_SECRET": ("viewer_token_secret", _hmac_key),
     "LIVEHUB_STAGE_MAX": ("stage_max", lambda n, r: _int(n, r, minimum=0, maximum=64)),
 }
 

@@ -364,7 +364,8 @@ class Stage:
         if changed:
             self._local.discard((room.id, moved[0]))
             self._local.add((room.id, peer.id))
-            self._announce(stored)
+            # after the joiner's ``joined`` (queued once the join's extras are done)
+            asyncio.get_running_loop().call_soon(self._announce, stored)
         return stored
 
     def _presence(self, room_id: str, peer_id: str, role: str | None, joined: bool) -> None:
@@ -514,6 +515,8 @@ class Stage:
             )
             return []
 
+        if room.status is RoomStatus.ENDED:
+            raise HookRejected("room has ended")
         if not peer_id:
             raise HookRejected("not a guest on this room's stage")
         stored, changed = await self._rooms.update(room.id, decide)
