@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import shutil
 import signal
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,8 +50,9 @@ class RealSRS:
         self.rtmp_port = free_port()
         self.api_port = free_port()
         self.http_port = free_port()
+        self.rtc_port = free_port()  # UDP; a free TCP port is almost always a free UDP one
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
         self.log = workdir / "srs.log"
 
     def config(self) -> str:
@@ -68,8 +68,10 @@ pid {self.workdir / "srs.pid"};
 query_latest_version off;
 http_api {{ enabled on; listen 127.0.0.1:{self.api_port}; }}
 http_server {{ enabled on; listen 127.0.0.1:{self.http_port}; dir {html}; }}
+rtc_server {{ enabled on; listen {self.rtc_port}; candidate 127.0.0.1; }}
 vhost __defaultVhost__ {{
     http_remux {{ enabled on; mount [vhost]/[app]/[stream].flv; }}
+    rtc {{ enabled on; rtmp_to_rtc on; rtc_to_rtmp on; }}
     http_hooks {{
         enabled on;
         on_publish {hook};
@@ -83,15 +85,17 @@ vhost __defaultVhost__ {{
     async def start(self) -> None:
         conf = self.workdir / "srs.conf"
         conf.write_text(self.config())
-        self.proc = subprocess.Popen(
-            [str(self.binary), "-c", str(conf)],
+        self.proc = await asyncio.create_subprocess_exec(
+            str(self.binary),
+            "-c",
+            str(conf),
             cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         async with aiohttp.ClientSession() as session:
             for _ in range(200):
-                if self.proc.poll() is not None:
+                if self.proc.returncode is not None:
                     raise RuntimeError(f"SRS exited at start: see {self.log}")
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(f"{self.api_url}/api/v1/versions") as resp:
@@ -102,20 +106,45 @@ vhost __defaultVhost__ {{
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None or proc.returncode is not None:
             return
         proc.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(proc.wait, 10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
             proc.kill()
-            await asyncio.to_thread(proc.wait)
+            await proc.wait()
 
     def rtmp_url(self, stream_key: str, query: str = "") -> str:
         return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{stream_key}{query}"
 
     def flv_url(self, stream_key: str, query: str = "") -> str:
         return f"http://127.0.0.1:{self.http_port}/live/{stream_key}.flv{query}"
+
+
+async def whep_offer(url: str) -> tuple[int, str]:
+    """POST a receive-only WebRTC offer (aiortc) to a WHEP URL: SRS's status and body (201 and
+    an SDP answer once on_play allowed it; anything else when refused). No media flows: what
+    is tested is who may start playing."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            try:
+                async with session.post(
+                    url,
+                    data=pc.localDescription.sdp,
+                    headers={"Content-Type": "application/sdp"},
+                ) as resp:
+                    return resp.status, await resp.text()
+            except aiohttp.ClientError as exc:  # SRS aborts a refused WHEP request
+                return 0, f"{type(exc).__name__}: {exc}"
+    finally:
+        await pc.close()
 
 
 class Publisher:

@@ -13,13 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pytest_aiohttp import AiohttpClient, AiohttpServer
+from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from tests.api.test_signaling import join, receive
 from tests.conftest import Client, make_config
 from tests.engines import free_port
-from tests.real_srs import VERSIONS, Publisher, RealSRS, need_ffmpeg, probe, srs_binary
+from tests.real_srs import (
+    VERSIONS,
+    Publisher,
+    RealSRS,
+    need_ffmpeg,
+    probe,
+    srs_binary,
+    whep_offer,
+)
 
 SECRET = "viewer-token-secret-for-real-srs-0123456789"
 #: seconds ffmpeg gets to be refused; an accepted publisher runs for a minute
@@ -44,7 +52,6 @@ class Live:
 async def live(
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    aiohttp_server: AiohttpServer,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Live]:
     binary = srs_binary(request.param)
@@ -60,8 +67,10 @@ async def live(
         viewer_token_secret=SECRET,
         reconnect_window=30.0,
     )
-    server = await aiohttp_server(create_app(config), host="127.0.0.1", port=port)
-    client = await aiohttp_client(server)
+    # SRS calls the hooks on a port fixed before either starts
+    client = await aiohttp_client(
+        create_app(config), server_kwargs={"host": "127.0.0.1", "port": port}
+    )
     await srs.start()
     state = Live(client, srs, tmp_path, [])
     try:
@@ -153,3 +162,10 @@ async def test_a_private_rooms_flv_plays_only_with_a_viewer_token(live: Live) ->
     view = await (await client.get(f"/api/rooms/{room['id']}?token={token}")).json()
     code, output = await probe(view["playUrls"]["flv"])
     assert code == 0 and "audio" in streams_of(output), output
+    # WHEP (WebRTC play): refused without the token, answered with it
+    whep = view["playUrls"]["whep"]
+    assert whep.endswith(f"&token={token}")
+    status, body = await whep_offer(whep.removesuffix(f"&token={token}"))
+    assert status != 201, body
+    status, body = await whep_offer(whep)
+    assert status == 201 and body.startswith("v=0"), (status, body)
