@@ -253,7 +253,14 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
           onChange();
           break;
         case 'stage-removed':
-          if (msg.peerId === myPeerId()) offStage(msg.by && msg.by !== myPeerId() ? 'A host took you off the stage.' : 'You left the stage.');
+          if (msg.peerId !== myPeerId()) break;
+          if (invitation) { // an invitation withdrawn before it was answered
+            invitation = null;
+            promptEl.replaceChildren();
+            say('The host withdrew the stage invitation.');
+          } else {
+            offStage(msg.by && msg.by !== myPeerId() ? 'A host took you off the stage.' : 'You left the stage.');
+          }
           break;
         default:
           break;
