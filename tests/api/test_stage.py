@@ -316,3 +316,43 @@ async def test_a_guest_whose_socket_goes_leaves_after_the_window_unless_it_comes
     other = await client.ws_connect("/ws")
     joined = await join(other, rid, stageToken=token)
     assert joined["room"]["stage"] == []
+
+
+async def test_with_no_window_a_guest_that_disconnects_leaves_at_once(
+    scene: Scene, srs: FakeSRS
+) -> None:
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", key, token, "g8"))
+    await expect(scene.viewer, "stage")
+    await scene.guest.close()
+    stage = await receive(scene.viewer, skip=("viewer-count", "peer-left"))
+    assert stage == {"type": "stage", "roomId": rid, "stage": []}
+    await eventually(lambda: "g8" in srs.kicks)
+    refused = await send_hook(client, guest_hook("on_publish.json", key, token, "g9"))
+    assert refused == {"code": 1, "msg": "not a guest on this room's stage"}
+
+
+async def test_withdrawn_invitations_and_ended_rooms(scene: Scene) -> None:
+    client, rid = scene.client, scene.room["id"]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    await expect(scene.guest, "stage-invite")
+    # the host withdraws it: the invitee hears it, and its accept finds nothing
+    await scene.host.send_json({"type": "stage-remove", "roomId": rid, "peerId": scene.guest_id})
+    removed = await expect(scene.guest, "stage-removed")
+    assert removed["peerId"] == scene.guest_id
+    await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
+    assert (await receive(scene.guest))["code"] == "not_invited"
+    # a member of another room cannot accept here
+    outsider = await client.ws_connect("/ws")
+    await outsider.send_json({"type": "stage-accept", "roomId": rid})
+    assert (await receive(outsider))["code"] == "not_in_room"
+    # once the room has ended, nobody is invited
+    resp = await client.post(
+        f"/api/rooms/{rid}/close", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert resp.status == 200
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    event = await receive(scene.host, skip=("viewer-count", "room-status"))
+    assert (event["type"], event["code"]) == ("error", "room_ended")
