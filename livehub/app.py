@@ -318,6 +318,7 @@ async def srs_ctx(app: web.Application) -> AsyncIterator[None]:
             config.reconcile_interval,
             leader=None if lock is None else lambda: lock.is_leader,
             player_sessions=None if players is None else lambda: players.sessions,
+            stage=app[keys.stage].reconcile,
         )
         if players is not None:  # Redis back (maybe empty): the leader restores the players
             players.on_session = reconciler.players_reset

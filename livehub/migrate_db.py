@@ -34,15 +34,19 @@ from livehub.store_rows import DELIVERY_COLUMNS, ROOM_COLUMNS
 log = logging.getLogger(__name__)
 
 #: the SQLite schema versions this copy understands (``PRAGMA user_version``)
-SQLITE_VERSIONS = (1, 2, 3)
+SQLITE_VERSIONS = (1, 2, 3, 4)
 
 #: columns an older SQLite schema lacks, and what they mean there
-ROOM_DEFAULTS: dict[str, int | None] = {
+ROOM_DEFAULTS: dict[str, int | str | None] = {
     "published_at": None,
     "version": 1,
     "event_seq": 0,
     "publisher_server_id": None,
     "publisher_origin": None,
+    # schema 4: private rooms, the stage, moderation
+    "visibility": "public",
+    "stage": "{}",
+    "moderation": "{}",
 }
 
 
@@ -69,7 +73,9 @@ def _rows(
         yield [tuple(row) for row in chunk]
 
 
-def _literal(value: int | None) -> str:
+def _literal(value: int | str | None) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
     return "NULL" if value is None else str(value)
 
 

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService
@@ -46,6 +46,7 @@ class Reconciler:
         *,
         leader: Callable[[], bool] | None = None,
         player_sessions: Callable[[], int] | None = None,
+        stage: Callable[[Mapping[str, str | None], int], Awaitable[int]] | None = None,
     ) -> None:
         self._rooms = rooms
         self._origins = srs if isinstance(srs, SRSOrigins) else SRSOrigins([srs])
@@ -64,6 +65,9 @@ class Reconciler:
         #: cluster mode: the shared player registry's sessions with Redis; when it changed
         #: since the players were last restored, a pass lists SRS's players again
         self._player_sessions = player_sessions
+        #: the stage's reconciliation (guest streams SRS no longer publishes), once every
+        #: origin answered
+        self._stage = stage
         self._players_restored_for = 0
         #: players counted again from SRS's client list, since start-up
         self.players_restored = 0
@@ -148,6 +152,10 @@ class Reconciler:
         await self._restore_players([c for c in clients if c.name in answered])
         if failed:
             return False
+        if self._stage is not None:
+            guests = await self._stage(publishing, asked_at)
+            if guests:
+                log.info("%d rooms' stages no longer published in SRS: guests updated", guests)
         self.last_ok = True
         self._metrics.srs_api_up.set(1)
         self._metrics.reconciles.labels("ok").inc()

@@ -126,6 +126,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE rooms ADD COLUMN stage TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE rooms ADD COLUMN moderation TEXT NOT NULL DEFAULT '{}';
     CREATE INDEX rooms_private ON rooms (status, created_at, id) WHERE visibility = 'private';
+    CREATE INDEX rooms_staged ON rooms (created_at, id) WHERE stage != '{}';
     """,
 )
 
@@ -405,6 +406,12 @@ class SQLiteStore:
     @_unavailable
     async def live(self) -> list[Room]:
         return self._many("status = 'live' ORDER BY created_at, id")
+
+    @_unavailable
+    async def staged(self) -> list[Room]:
+        return self._many(
+            "stage != '{}' AND status != 'ended' ORDER BY created_at, id", index="rooms_staged"
+        )
 
     @_unavailable
     async def reconnect_due(self, opened_before: int) -> list[Room]:

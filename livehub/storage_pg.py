@@ -125,6 +125,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE rooms ADD COLUMN stage TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE rooms ADD COLUMN moderation TEXT NOT NULL DEFAULT '{}';
     CREATE INDEX rooms_private ON rooms (status, created_at, id) WHERE visibility = 'private';
+    CREATE INDEX rooms_staged ON rooms (created_at, id) WHERE stage != '{}';
     """,
 )
 
@@ -457,6 +458,11 @@ class PostgresStore:
 
     async def live(self) -> list[Room]:
         return await self._fetch(f"{_SELECT} WHERE status = 'live' ORDER BY created_at, id")
+
+    async def staged(self) -> list[Room]:
+        return await self._fetch(
+            f"{_SELECT} WHERE stage != '{{}}' AND status != 'ended' ORDER BY created_at, id"
+        )
 
     async def reconnect_due(self, opened_before: int) -> list[Room]:
         return await self._fetch(

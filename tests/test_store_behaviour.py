@@ -439,3 +439,8 @@ async def test_visibility_stage_and_moderation_round_trip_and_filter_pages(quiet
     assert again is not None
     assert (again.stage, again.moderation) == (room.stage, room.moderation)
     assert again.visibility is Visibility.PUBLIC
+    # staged(): the rooms not ended with a stage, through the partial index
+    assert [r.id for r in await store.staged()] == [room.id]
+    again.status = RoomStatus.ENDED
+    assert await store.update(again, again.version)
+    assert await store.staged() == []

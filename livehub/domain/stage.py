@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from livehub.domain.errors import HookRejected, LivehubError, RoomEnded
@@ -511,7 +511,11 @@ class Stage:
             if guest.get("live") and guest.get("clientId") == event.client_id:
                 return None
             guest.update(
-                live=True, clientId=event.client_id, serverId=event.server_id, origin=origin
+                live=True,
+                clientId=event.client_id,
+                serverId=event.server_id,
+                origin=origin,
+                publishedAt=self._clock(),
             )
             return []
 
@@ -550,6 +554,46 @@ class Stage:
         if room.private and (allowed is None or not allowed(room, event.param)):
             raise HookRejected("viewer token missing or wrong")
         return room
+
+    # -- reconciliation with SRS ----------------------------------------------------------------
+
+    async def reconcile(self, publishing: Mapping[str, str | None], asked_at: int) -> int:
+        """Hooks can be lost: a guest SRS does not list as publishing (``publishing``: stream
+        name → client id, asked at ``asked_at``) is not live, unless its publish was accepted
+        within the grace period; guests whose reconnect window passed (timed by a node that
+        died) leave the stage. Returns the rooms changed."""
+        grace_from = asked_at - self._rooms.publish_grace_ms
+        changed = 0
+
+        def decide(room: Room) -> list[RoomEvent] | None:
+            removed.clear()
+            dirty = False
+            for guest in guests(room).values():
+                published = guest.get("publishedAt")
+                if (
+                    guest.get("live")
+                    and guest.get("streamKey") not in publishing
+                    and not (isinstance(published, int) and published > grace_from)
+                ):
+                    guest.update(live=False, clientId=None)
+                    dirty = True
+            gone = self._purge(room, self._clock())
+            removed.extend({**g, "peerId": p} for p, g in gone)
+            if not dirty and not gone:
+                return None
+            return self._left_events(room, removed)
+
+        removed: list[dict[str, Any]] = []
+        for room in await self._rooms.store.staged():
+            try:
+                stored, did = await self._rooms.update(room.id, decide)
+            except LivehubError:
+                continue
+            if did:
+                changed += 1
+                self._kick_all(removed)
+                self._announce(stored)
+        return changed
 
     # -- background work ----------------------------------------------------------------------
 

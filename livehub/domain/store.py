@@ -101,6 +101,11 @@ class RoomStore(Protocol):
         """Every live room (reconciliation, metrics): bounded by what is on air."""
         ...
 
+    async def staged(self) -> list[Room]:
+        """Every room not ended with a stage (guests or invitations): the stage's
+        reconciliation; bounded by what is on air (partial index ``rooms_staged``)."""
+        ...
+
     async def reconnect_due(self, opened_before: int) -> list[Room]:
         """Live rooms whose reconnect window opened at or before ``opened_before`` (epoch ms)."""
         ...

@@ -356,3 +356,25 @@ async def test_withdrawn_invitations_and_ended_rooms(scene: Scene) -> None:
     await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
     event = await receive(scene.host, skip=("viewer-count", "room-status"))
     assert (event["type"], event["code"]) == ("error", "room_ended")
+
+
+async def test_reconciliation_takes_a_lost_unpublish_into_account(
+    scene: Scene, srs: FakeSRS
+) -> None:
+    """SRS sent no on_unpublish (lost hook): the guest SRS no longer lists stops being live at
+    the next reconciliation pass; one SRS still lists stays live."""
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", key, token, "g1"))
+    await expect(scene.viewer, "stage")
+    client.app[keys.rooms].publish_grace_ms = 0  # the publish is not "just now" any more
+    reconciler = client.app[keys.reconciler]
+    srs.publish(key, "g1")
+    assert await reconciler.run_once()
+    assert (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["live"]
+    srs.unpublish(key)
+    assert await reconciler.run_once()
+    stage = await expect(scene.viewer, "stage")
+    assert stage["stage"][0]["live"] is False
+    assert (await (await client.get(f"/api/rooms/{rid}")).json())["stage"][0]["live"] is False

@@ -4,6 +4,7 @@ webhook outbox included."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import asyncpg
 import pytest
 
 from livehub import storage
-from livehub.domain.room import EventType, RoomEvent, RoomStatus
+from livehub.domain.room import EventType, RoomEvent, RoomStatus, Visibility
 from livehub.migrate_db import copy_sqlite_to_postgres, main
 from livehub.storage_pg import PostgresStore
 from livehub.store_rows import ROOM_COLUMNS
@@ -49,6 +50,14 @@ def sqlite_db(path: Path, version: int, rooms: int) -> list[dict[str, Any]]:
                 "vid-orig001" if "publisher_server_id" in present and n % 3 == 1 else None
             ),
             "publisher_origin": "srs-a" if "publisher_origin" in present and n % 3 == 1 else None,
+            # schema 4: private rooms, the stage (stored JSON text), moderation
+            "visibility": "private" if "visibility" in present and n % 5 == 0 else "public",
+            "stage": (
+                '{"guests":{"p-1":{"name":"Gus","streamKey":"key-p-1","live":true}}}'
+                if "stage" in present and n % 4 == 1
+                else "{}"
+            ),
+            "moderation": '{"slowMode":5}' if "moderation" in present and n % 4 == 2 else "{}",
         }
         columns = [c for c in present if c in row]
         db.execute(
@@ -110,6 +119,9 @@ async def test_every_room_and_delivery_is_copied(tmp_path: Path, pg_url: str, ve
             assert {c: getattr(room, c) for c in ROOM_COLUMNS} == {
                 **row,
                 "status": RoomStatus(row["status"]),
+                "visibility": Visibility(row["visibility"]),
+                "stage": json.loads(row["stage"]),
+                "moderation": json.loads(row["moderation"]),
             }
             assert room.is_owner_token(f"owner-{n}")  # owners keep their tokens
         assert [await store.count(s) for s in RoomStatus] == [9, 8, 8]
