@@ -75,7 +75,16 @@ class RoomViews:
             "reconnecting": room.reconnecting,
             "play_urls": play(room.stream_key),
             "visibility": room.visibility,
-            "stage": public_stage(room, play),
+            "stage": [
+                {
+                    "peer_id": guest["peerId"],
+                    "name": guest["name"],
+                    "stream_key": guest["streamKey"],
+                    "live": guest["live"],
+                    "play_urls": guest["playUrls"],
+                }
+                for guest in public_stage(room, play)
+            ],
         }
 
     def public(self, room: Room, token: str | None = None) -> dict[str, Any]:

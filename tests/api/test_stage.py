@@ -114,6 +114,9 @@ async def test_invite_accept_publish_and_everyone_sees_the_guest(scene: Scene) -
     ]
     assert view["stage"][0]["playUrls"]["flv"].endswith(f"/live/{key}.flv")
     assert publish["token"] not in str(view)
+    owner = {"Authorization": f"Bearer {scene.room['ownerToken']}"}
+    owned = await (await client.get(f"/api/rooms/{rid}", headers=owner)).json()
+    assert owned["stage"] == view["stage"]  # the owner's view (through the schema) too
     # the guest publishes (the main stream is not live: no matter)
     reply = await send_hook(client, guest_hook("on_publish.json", key, publish["token"], "g1"))
     assert reply == {"code": 0}
