@@ -92,13 +92,16 @@ export function roomView(root, roomId) {
     joinMessage: () => ({
       type: 'join', roomId, name: myName(),
       ...(token ? { role: 'host', token } : viewerToken ? { token: viewerToken } : {}),
+      // a guest whose connection dropped takes its place on stage again (its stream to SRS
+      // never stopped: media does not go through livehub)
+      ...(stage.token() ? { stageToken: stage.token() } : {}),
     }),
     onMessage: handle,
     onState: setConnection,
     onDrop(onPurpose) {
       joined = false;
       members.clear();
-      stage.stopAll();
+      stage.dropped();
       if (onPurpose && wsState.dataset.state !== 'closed') setConnection('closed', 'disconnected');
       renderChat();
     },

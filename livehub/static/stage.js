@@ -272,7 +272,14 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
       errors.show(`Stage: ${msg.message ?? msg.code} [${msg.code}]`, `stage:${msg.code}`);
       onChange();
     },
-    /** The page leaves the room (or the socket dropped): nothing of the stage goes on. */
+    /** This page's stage token while it is a guest (to take its place again after a drop). */
+    token: () => credentials?.publish?.token ?? null,
+    /** The socket dropped: an unanswered invitation is gone; publishing goes on. */
+    dropped() {
+      invitation = null;
+      promptEl.replaceChildren();
+    },
+    /** The page leaves the room: nothing of the stage goes on. */
     stopAll() {
       invitation = null;
       promptEl.replaceChildren();
