@@ -66,7 +66,7 @@ srs_log_tank file;
 srs_log_file {self.log};
 pid {self.workdir / "srs.pid"};
 query_latest_version off;
-http_api {{ enabled on; listen 127.0.0.1:{self.api_port}; }}
+http_api {{ enabled on; listen 127.0.0.1:{self.api_port}; crossdomain on; }}
 http_server {{ enabled on; listen 127.0.0.1:{self.http_port}; dir {html}; }}
 rtc_server {{ enabled on; listen {self.rtc_port}; candidate 127.0.0.1; }}
 vhost __defaultVhost__ {{
