@@ -37,6 +37,9 @@ from livehub.domain.tokens import new_token
 
 log = logging.getLogger(__name__)
 
+#: milliseconds an invitation waits for an answer (an invitee that disconnected on another
+#: node never answers); older ones are dropped by the next change of the stage
+INVITE_TTL_MS = 10 * 60 * 1000
 #: prefixes of a stream name tried as a room's stream key (``<key>-<peer id>``; peer ids may
 #: hold ``-`` themselves)
 MAX_PREFIXES = 6
@@ -149,10 +152,14 @@ class Stage:
         return isinstance(gone, int) and now >= gone + self._window_ms
 
     def _purge(self, room: Room, now: int) -> list[tuple[str, dict[str, Any]]]:
-        """Drop the guests whose reconnect window passed; the dropped ones."""
+        """Drop the guests whose reconnect window passed (the dropped ones are returned) and
+        the invitations left unanswered too long."""
         dropped = [(p, g) for p, g in guests(room).items() if self._expired(g, now)]
         for peer_id, _ in dropped:
             del room.stage["guests"][peer_id]
+        stale = [p for p, i in invites(room).items() if i.get("at", 0) + INVITE_TTL_MS <= now]
+        for peer_id in stale:
+            del room.stage["invites"][peer_id]
         return dropped
 
     async def _invite(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
@@ -176,8 +183,12 @@ class Stage:
             room.stage.setdefault("invites", {})[target] = {"by": peer.id, "at": now}
             return self._left_events(room, kicked)
 
-        await self._rooms.update(room_id, decide)
-        self._kick_all(kicked)
+        room, _ = await self._rooms.update(room_id, decide)
+        if self._hub.member(room_id, target) is not None:
+            self._local.add((room_id, target))  # its disconnection withdraws the invitation
+        if kicked:
+            self._kick_all(kicked)
+            self._announce(room)
         invite = {
             "type": "stage-invite",
             "roomId": room_id,
@@ -196,10 +207,10 @@ class Stage:
         def decide(room: Room) -> list[RoomEvent] | None:
             if room.status is RoomStatus.ENDED:
                 raise RoomEnded(room_id)
-            if peer.id not in invites(room):
-                raise ProtocolError("not_invited", "No stage invitation to accept")
             now = self._clock()
             kicked[:] = [{**g, "peerId": p} for p, g in self._purge(room, now)]
+            if peer.id not in invites(room):  # never invited, answered, or lapsed
+                raise ProtocolError("not_invited", "No stage invitation to accept")
             if len(guests(room)) >= self.max_guests:
                 raise ProtocolError("stage_full", f"The stage holds {self.max_guests} guests")
             del room.stage["invites"][peer.id]

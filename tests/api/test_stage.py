@@ -18,7 +18,7 @@ from livehub.app import create_app
 from tests.api.test_signaling import error, expect, join, receive
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
 from tests.fake_srs import FakeSRS
-from tests.helpers import eventually
+from tests.helpers import eventually, until_room
 
 WS = ClientWebSocketResponse
 PUBLISH_KEYS = {"token", "rtmpUrl", "obsServer", "obsStreamKey", "whipUrl", "srtUrl"}
@@ -381,3 +381,23 @@ async def test_reconciliation_takes_a_lost_unpublish_into_account(
     stage = await expect(scene.viewer, "stage")
     assert stage["stage"][0]["live"] is False
     assert (await (await client.get(f"/api/rooms/{rid}")).json())["stage"][0]["live"] is False
+
+
+async def test_an_invitation_lapses_when_the_invitee_leaves_or_after_ten_minutes(
+    scene: Scene,
+) -> None:
+    client, rid = scene.client, scene.room["id"]
+    rooms = client.app[keys.rooms]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.viewer_id})
+    await expect(scene.viewer, "stage-invite")
+    await scene.viewer.close()
+    await until_room(rooms, rid, lambda room: not room.stage.get("invites"))
+    # an invitation nobody answers lapses after 10 minutes
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    invite = await receive(scene.guest, skip=("viewer-count", "peer-left"))
+    assert invite["type"] == "stage-invite"
+    stage = client.app[keys.stage]
+    real_clock = stage._clock
+    stage._clock = lambda: real_clock() + 10 * 60 * 1000
+    await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
+    assert (await receive(scene.guest))["code"] == "not_invited"
