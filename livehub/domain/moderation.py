@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from livehub.domain.errors import RoomEnded
 from livehub.domain.hub import Peer, RoomHub
 from livehub.domain.room import Room, RoomEvent, RoomStatus, now_ms
 from livehub.domain.service import RoomService
@@ -123,7 +124,7 @@ class Moderation:
 
         def decide(room: Room) -> list[RoomEvent] | None:
             if room.status is RoomStatus.ENDED:
-                return None
+                raise RoomEnded(room_id)  # chat is closed: nothing to mute
             now = self._wall_clock()
             mutes = {
                 p: t
@@ -170,7 +171,7 @@ class Moderation:
 
         def decide(room: Room) -> list[RoomEvent] | None:
             if room.status is RoomStatus.ENDED:
-                return None
+                raise RoomEnded(room_id)
             if (room.moderation.get("slowMode") or 0) == seconds:
                 return None
             if seconds:

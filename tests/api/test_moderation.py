@@ -126,3 +126,18 @@ async def test_slow_mode_spaces_out_non_hosts(client: Client) -> None:
     skip = ("viewer-count", "room-settings")
     texts = [(await receive(host, skip=skip))["text"] for _ in range(3)]
     assert texts == ["h1", "h2", "three"]  # the host's own lines, then the viewer's
+
+
+async def test_no_mute_or_slow_mode_in_an_ended_room(client: Client) -> None:
+    room, host, _host_id, _viewer, viewer_id = await room_with_members(client)
+    rid = room["id"]
+    await host.send_json({"type": "close-room", "roomId": rid})
+    await expect(host, "room-status")
+    for message in (
+        {"type": "mute", "peerId": viewer_id, "seconds": 60},
+        {"type": "slow-mode", "seconds": 10},
+    ):
+        await host.send_json({**message, "roomId": rid})
+        event = await receive(host)
+        assert (event["type"], event["code"]) == ("error", "room_ended"), event
+    assert (await client.app[keys.rooms].get(rid)).moderation == {}
