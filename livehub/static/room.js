@@ -191,6 +191,7 @@ export function roomView(root, roomId) {
   }
 
   function renderOwner() {
+    stage.setOwnerLive(Boolean(token) && publisher.active);
     owner.render({
       visible: Boolean(token && room),
       ended: room?.status === 'ended',

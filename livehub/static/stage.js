@@ -110,6 +110,7 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
   const invited = new Set(); // peers this (host) page invited, still unanswered
   let invitation = null; // {from, name}: an invitation to this page, not yet answered
   let credentials = null; // this page's, once it accepted: {streamKey, publish}
+  let ownerLive = false; // the owner's page publishes the main stream from its camera
 
   const grid = h('div', { class: 'stage-grid', testid: 'stage-grid' });
   const status = h('p', { class: 'muted', testid: 'stage-status' }, 'Nobody else is on stage.');
@@ -155,7 +156,7 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
       tile.update(guest);
     }
     const onStage = guests.some((g) => g.peerId === me);
-    ownTile.hidden = !onStage;
+    ownTile.hidden = !(onStage || ownerLive);
     leaveButton.hidden = !onStage;
     status.textContent = guests.length
       ? `On stage: ${guests.map((g) => `${g.name || g.peerId}${g.live ? '' : ' (not publishing yet)'}`).join(', ')}.`
@@ -271,6 +272,12 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
       if (msg.inReplyTo === 'stage-invite') invited.clear();
       errors.show(`Stage: ${msg.message ?? msg.code} [${msg.code}]`, `stage:${msg.code}`);
       onChange();
+    },
+    /** The owner's page goes live from its camera (or stops): its preview shows meanwhile. */
+    setOwnerLive(live) {
+      if (ownerLive === Boolean(live)) return;
+      ownerLive = Boolean(live);
+      render();
     },
     /** This page's stage token while it is a guest (to take its place again after a drop). */
     token: () => credentials?.publish?.token ?? null,
