@@ -31,7 +31,8 @@ def of(kind: str, **fields: Any) -> Any:
 
 
 async def test_a_guest_on_stage_is_seen_on_every_node(cluster: Cluster, srs: FakeSRS) -> None:
-    a, b, c = await cluster.start("a", "b", "c", LIVEHUB_SRS_API_URL=srs.url)
+    # d holds no member of the room: SRS's hook and the REST removal reach it
+    a, b, c, d = await cluster.start("a", "b", "c", "d", LIVEHUB_SRS_API_URL=srs.url)
     room = await cluster.create_room(a)
     rid = room["id"]
     host = await cluster.join(a, room, "Hana", host=True)
@@ -47,19 +48,24 @@ async def test_a_guest_on_stage_is_seen_on_every_node(cluster: Cluster, srs: Fak
     for member in (host, guest, viewer):
         stage = await member.until(of("stage"))
         assert [g["peerId"] for g in stage["stage"]] == [guest.peer_id]
-    # SRS's on_publish reaches the third node
+    # SRS's on_publish reaches a node where the room has no member
     body = hook_fixture("on_publish.json")
     body.update(stream=key, stream_url=f"/live/{key}", param=f"?secret={token}", client_id="g1")
-    assert await send_hook(cluster.session, body, base_url=c.url) == {"code": 0}
+    assert await send_hook(cluster.session, body, base_url=d.url) == {"code": 0}
     live = lambda e: e["type"] == "stage" and e["stage"] and e["stage"][0]["live"]  # noqa: E731
     for member in (host, guest, viewer):
         await member.until(live)
-    for node in (a, b, c):
+    for node in (a, b, c, d):
         status, view = await cluster.get(node, f"/api/rooms/{rid}")
         assert status == 200 and view["stage"][0]["live"] is True
-    # the host removes the guest from node a: kicked, and its republish refused on node b
-    await host.send(type="stage-remove", roomId=rid, peerId=guest.peer_id)
+    # the owner removes the guest over REST on node d: kicked, its republish refused on node b
+    async with cluster.session.delete(
+        f"{d.url}/api/rooms/{rid}/stage/{guest.peer_id}",
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    ) as resp:
+        assert resp.status == 204
     await guest.until(of("stage-removed", peerId=guest.peer_id))
+    await host.until(lambda e: e["type"] == "stage" and e["stage"] == [])
     await viewer.until(lambda e: e["type"] == "stage" and e["stage"] == [])
     await eventually(lambda: "g1" in srs.kicks, within=10)
     body["client_id"] = "g2"
