@@ -350,7 +350,10 @@ class Stage:
         member (the joiner too) hears the new ``stage``."""
         token = message.get("stageToken")
         if isinstance(token, str) and 0 < len(token) <= 256 and guests(room):
-            await self._resume(peer, room, token)
+            try:
+                await self._resume(peer, room, token)
+            except LivehubError as exc:  # the join stands; the guest may join again
+                log.warning("room %s: a guest could not take its place again: %s", room.id, exc)
         return {}
 
     async def _resume(self, peer: Peer, room: Room, token: str) -> Room:
