@@ -14,6 +14,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
+from livehub.domain.tokens import hash_token
 from tests.api.test_signaling import expect, join, receive
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
 
@@ -24,9 +25,7 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient) -> Client:
-    config = make_config(viewer_token_secret=SECRET)
-    keyed = config.replace(api_key_hashes=frozenset())
-    return await aiohttp_client(create_app(keyed))
+    return await aiohttp_client(create_app(make_config(viewer_token_secret=SECRET)))
 
 
 async def create(client: Client, visibility: str | None = "private") -> dict[str, Any]:
@@ -58,8 +57,6 @@ def token_of(url: str) -> str | None:
 async def test_private_rooms_are_listed_only_for_the_admin_or_an_api_key(
     aiohttp_client: AiohttpClient,
 ) -> None:
-    from livehub.domain.tokens import hash_token
-
     config = make_config(
         viewer_token_secret=SECRET, api_key_hashes=frozenset({hash_token(API_KEY)})
     )
@@ -117,7 +114,7 @@ async def test_a_private_room_is_404_without_a_valid_token(client: Client) -> No
     }
     other = await create(client)
     foreign = (await mint(client, other))["token"]
-    expired, _ = jwt.encode({"room": rid, "exp": int(time.time()) - 5}, SECRET), None
+    expired = jwt.encode({"room": rid, "exp": int(time.time()) - 5}, SECRET)
     forged = jwt.encode(
         {"room": rid, "exp": int(time.time()) + 60}, "another-secret-of-someone-else-0123456789"
     )
