@@ -163,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             "LIVEHUB_HOOK_SECRET is not set: a random secret is in use, so SRS hooks are "
             "refused until you set it (and the same secret in srs.conf)"
         )
+    if config.viewer_token_secret is None:
+        log.warning(
+            "LIVEHUB_VIEWER_TOKEN_SECRET is not set: private rooms' viewer tokens are signed "
+            "with a random key of this process, so they stop working when it restarts"
+        )
     settings = {
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -25,10 +26,13 @@ from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
 from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
+from livehub.domain.moderation import Moderation
 from livehub.domain.recordings import RecordingService
 from livehub.domain.service import Cancellable, RoomService
 from livehub.domain.signaling import Limits, Signaling
+from livehub.domain.stage import Stage
 from livehub.domain.store import StoreUnavailable
+from livehub.domain.viewer_tokens import PrivateRooms, ViewerTokens
 from livehub.engines import Engines
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
@@ -82,16 +86,19 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_size)
     app[keys.config] = config
     kicker = Kicker()
+    viewer_tokens = ViewerTokens(config.viewer_token_secret or secrets.token_urlsafe(32))
+    timers = _Timers()
     rooms = RoomService(
         None,
         app=config.srs_app,
         reconnect_window=config.reconnect_window,
         preparing_ttl=config.preparing_ttl_hours * HOUR,
         ended_retention=config.ended_retention_days * DAY,
-        scheduler=_Timers(),
+        scheduler=timers,
         kick=kicker,
         origin_of=kicker.origin_of,
         origin_lost=kicker.origin_lost,
+        play_allowed=viewer_tokens.play_allowed,
     )
     engines = Engines(config, encode, _call_soon, _call_later)
     hub = engines.hub
@@ -138,12 +145,29 @@ def create_app(config: Config) -> web.Application:
         measure=_json_size,
     )
     app[keys.openapi] = build_spec()
+    # issue 18: private rooms, co-hosts on stage, chat moderation (all on the signaling)
+    signaling = app[keys.signaling]
+    app[keys.viewer_tokens] = viewer_tokens
+    PrivateRooms(signaling, viewer_tokens, views.public)
+    app[keys.stage] = Stage(
+        signaling,
+        rooms,
+        hub,
+        play_urls=PublicUrls.from_config(config).play,
+        credentials=views.credentials,
+        kick=kicker,
+        max_guests=config.stage_max,
+        reconnect_window=config.reconnect_window,
+        later=timers,
+    )
+    Moderation(signaling, rooms, hub)
 
     app[keys.outbox] = engines.outbox
     # the engines (bus, store, player counts, leader lock: livehub.engines) first, closed last
     app.cleanup_ctx.append(engines.lifetime)
     app.cleanup_ctx.append(functools.partial(srs_ctx, engines=engines))
     app.cleanup_ctx.append(sweep_ctx)
+    app.cleanup_ctx.append(stage_ctx)
     app.on_shutdown.append(close_websockets)
     app.on_response_prepare.append(security_headers)
     setup_routes(app, config.cors_origins)
@@ -195,6 +219,13 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait(task)
 
 
+async def stage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Stage work in flight (a guest's window, an ended room's guests) ends before the store
+    closes."""
+    yield
+    await app[keys.stage].close()
+
+
 async def srs_ctx(app: web.Application, engines: Engines) -> AsyncIterator[None]:
     config = app[keys.config]
     timeout = aiohttp.ClientTimeout(total=5, connect=2)
@@ -215,6 +246,7 @@ async def srs_ctx(app: web.Application, engines: Engines) -> AsyncIterator[None]
             config.reconcile_interval,
             leader=None if lock is None else lambda: lock.is_leader,
             player_sessions=None if players is None else lambda: players.sessions,
+            stage=app[keys.stage].reconcile,
         )
         if players is not None:  # Redis back (maybe empty): the leader restores the players
             players.on_session = reconciler.players_reset

@@ -306,6 +306,14 @@ def _hook_secret(name: str, raw: str) -> str:
     return value
 
 
+def _hmac_key(name: str, raw: str) -> str:
+    """An HS256 key: at least 32 bytes (RFC 7518 §3.2), used as its UTF-8 bytes."""
+    value = raw.strip()
+    if len(value.encode()) < 32:
+        raise ConfigError(f"{name} must be at least 32 bytes (UTF-8)")
+    return value
+
+
 #: the name of the one SRS origin given by LIVEHUB_SRS_API_URL
 DEFAULT_ORIGIN = "srs"
 
@@ -395,6 +403,12 @@ class Config:
 
     #: processes sharing the port (SO_REUSEPORT); more than 1 needs cluster mode
     workers: int = 1
+    # private rooms and the stage (issue 18)
+    #: the HS256 key of private rooms' viewer tokens (its UTF-8 bytes); None: a random one per
+    #: process (embedded mode only: every node must verify every node's tokens)
+    viewer_token_secret: str | None = None
+    #: guests on a room's stage at most (accepted invitations)
+    stage_max: int = 6
 
     # recordings (livehub/domain/recordings.py)
     #: whether rooms created without ``record`` record
@@ -449,6 +463,12 @@ class Config:
             )
         if self.internal_host is not None and self.internal_port is None:
             raise ConfigError("LIVEHUB_INTERNAL_HOST needs LIVEHUB_INTERNAL_PORT")
+        if self.cluster and self.viewer_token_secret is None:
+            raise ConfigError(
+                "LIVEHUB_VIEWER_TOKEN_SECRET is required in cluster mode (LIVEHUB_DATABASE_URL "
+                "and LIVEHUB_REDIS_URL set): every node must verify the viewer tokens of "
+                "private rooms that any node minted"
+            )
         if self.workers > 1 and not self.cluster:
             raise ConfigError(
                 f"LIVEHUB_WORKERS={self.workers} needs cluster mode: set LIVEHUB_DATABASE_URL "
@@ -525,6 +545,9 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_RECORD_DEFAULT": ("record_default", _bool),
     "LIVEHUB_RECORDINGS_DIR": ("recordings_dir", _nonempty),
     "LIVEHUB_RECORDING_RETENTION_DAYS": ("recording_retention_days", _float),
+    # private rooms and the stage
+    "LIVEHUB_VIEWER_TOKEN_SECRET": ("viewer_token_secret", _hmac_key),
+    "LIVEHUB_STAGE_MAX": ("stage_max", lambda n, r: _int(n, r, minimum=0, maximum=64)),
 }
 
 

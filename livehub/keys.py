@@ -20,7 +20,9 @@ from livehub.domain.recordings import RecordingService
 from livehub.domain.room import RoomPresenter
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import Signaling
+from livehub.domain.stage import Stage
 from livehub.domain.store import RoomStore
+from livehub.domain.viewer_tokens import ViewerTokens
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
@@ -47,6 +49,9 @@ reconciler = web.AppKey("reconciler", Reconciler)
 #: cluster mode only: the lock of the node that reconciles and sweeps
 leader = web.AppKey("leader", LeaderLock)
 openapi = web.AppKey("openapi", dict[str, Any])
+#: co-hosts on stage, and private rooms' viewer tokens (issue 18)
+stage = web.AppKey("stage", Stage)
+viewer_tokens = web.AppKey("viewer_tokens", ViewerTokens)
 # webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
 webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)
 #: opens the outbox of the app's database (livehub.engines)

@@ -35,16 +35,20 @@ from livehub.webhooks.queue import DELIVERY_COLUMNS
 log = logging.getLogger(__name__)
 
 #: the SQLite schema versions this copy understands (``PRAGMA user_version``)
-SQLITE_VERSIONS = (1, 2, 3, 4)
+SQLITE_VERSIONS = (1, 2, 3, 4, 5)
 
 #: columns an older SQLite schema lacks, and what they mean there
-ROOM_DEFAULTS: dict[str, int | None] = {
+ROOM_DEFAULTS: dict[str, int | str | None] = {
     "published_at": None,
     "version": 1,
     "event_seq": 0,
     "publisher_server_id": None,
     "publisher_origin": None,
     "record": 0,
+    # schema 5: private rooms, the stage, moderation
+    "visibility": "public",
+    "stage": "{}",
+    "moderation": "{}",
 }
 
 
@@ -76,7 +80,9 @@ def _has_table(db: sqlite3.Connection, name: str) -> bool:
     return db.execute(query, (name,)).fetchone() is not None
 
 
-def _literal(value: int | None) -> str:
+def _literal(value: int | str | None) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
     return "NULL" if value is None else str(value)
 
 

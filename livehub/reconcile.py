@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from livehub.adapters.srs.api import SRSClient, SRSOrigins, SRSUnavailable
 from livehub.domain.room import Room
@@ -49,6 +49,7 @@ class Reconciler:
         *,
         leader: Callable[[], bool] | None = None,
         player_sessions: Callable[[], int] | None = None,
+        stage: Callable[[Mapping[str, str | None], int], Awaitable[int]] | None = None,
     ) -> None:
         self._rooms = rooms
         self._origins = srs if isinstance(srs, SRSOrigins) else SRSOrigins([srs])
@@ -72,6 +73,9 @@ class Reconciler:
         #: cluster mode: the shared player registry's sessions with Redis; when it changed
         #: since the players were last restored, a pass lists SRS's players again
         self._player_sessions = player_sessions
+        #: the stage's reconciliation (guest streams SRS no longer publishes), once every
+        #: origin answered
+        self._stage = stage
         self._players_restored_for = 0
         #: players counted again from SRS's client list, since start-up
         self.players_restored = 0
@@ -182,6 +186,10 @@ class Reconciler:
         await self._restore_players([c for c in clients if c.name in answered])
         if failed:
             return False
+        if self._stage is not None:
+            guests = await self._stage(publishing, asked_at)
+            if guests:
+                log.info("%d rooms' stages no longer published in SRS: guests updated", guests)
         self.last_ok = True
         self._metrics.srs_api_up.set(1)
         self._metrics.reconciles.labels("ok").inc()

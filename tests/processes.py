@@ -44,6 +44,8 @@ class LivehubProcess:
             **os.environ,
             "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
             "LIVEHUB_ADMIN_TOKEN": ADMIN_TOKEN,
+            # required in cluster mode (private rooms' viewer tokens)
+            "LIVEHUB_VIEWER_TOKEN_SECRET": "test-viewer-token-secret-0123456789",
             "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
             "LIVEHUB_RECONCILE_INTERVAL": "0",
             "LIVEHUB_SHUTDOWN_TIMEOUT": "3",

@@ -144,14 +144,45 @@ async def test_full_flow_keeps_secrets_out_of_logs(server: tuple[str, Path]) -> 
         headers = {"Authorization": f"Bearer {owner}"}
         async with session.get(f"{base}/api/rooms/{room['id']}", headers=headers) as resp:
             assert (await resp.json())["publish"]["token"] == token
+        # a guest on stage (its publish token) and a private room's viewer token
+        async with session.ws_connect(f"{base}/ws") as host, session.ws_connect(f"{base}/ws") as ws:
+            await host.send_json(
+                {"type": "join", "roomId": room["id"], "role": "host", "token": owner}
+            )
+            await ws.send_json({"type": "join", "roomId": room["id"], "name": "gus"})
+            guest_id = ""
+            async for msg in ws:
+                event = json.loads(msg.data)
+                if event["type"] == "joined":
+                    guest_id = event["peerId"]
+                    await host.send_json(
+                        {"type": "stage-invite", "roomId": room["id"], "to": guest_id}
+                    )
+                elif event["type"] == "stage-invite":
+                    await ws.send_json({"type": "stage-accept", "roomId": room["id"]})
+                elif event["type"] == "stage-credentials":
+                    guest_token = event["publish"]["token"]
+                    break
+        async with session.post(
+            f"{base}/api/rooms", json={"title": "private", "visibility": "private"}
+        ) as resp:
+            private = await resp.json()
+        private_owner = {"Authorization": f"Bearer {private['ownerToken']}"}
+        async with session.post(
+            f"{base}/api/rooms/{private['id']}/viewer-tokens", headers=private_owner
+        ) as resp:
+            viewer_token = (await resp.json())["token"]
+        async with session.get(f"{base}/api/rooms/{private['id']}?token={viewer_token}") as resp:
+            assert resp.status == 200
         async with session.post(f"{base}/api/rooms/{room['id']}/close", headers=headers) as resp:
             assert (await resp.json())["room"]["status"] == "ended"
     await asyncio.sleep(0.2)  # let the access log line of the last request be written
     logged = log_path.read_text()
     assert "POST /api/hooks/srs" in logged  # the access log is on…
     assert "/api/rooms" in logged and "on_publish" in logged
-    for secret in (SECRET, token, owner):  # …but no secret is in it
-        assert secret not in logged
+    assert "LIVEHUB_VIEWER_TOKEN_SECRET is not set" in logged  # a random key: said once
+    for secret in (SECRET, token, owner, guest_token, viewer_token, private["ownerToken"]):
+        assert secret not in logged  # …but no secret is in it
 
 
 @pytest.mark.parametrize(

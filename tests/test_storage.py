@@ -500,7 +500,7 @@ async def test_a_page_is_rendered_in_the_reader_thread(tmp_path: Path) -> None:
         room = make_room()
         assert rows == [
             (room.id, room.title, room.stream_key, "live", room.created_at, room.start_time,
-             room.end_time, room.reconnecting_since)
+             room.end_time, room.reconnecting_since, "public", "{}")
         ]  # fmt: skip
         assert (thread != loop_thread) is (path != ":memory:")
         await store.close()

@@ -18,7 +18,7 @@ import pytest
 
 from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.store import SQLiteStore
-from livehub.domain.room import EventType, Room, RoomStatus
+from livehub.domain.room import EventType, Room, RoomStatus, Visibility
 from livehub.domain.store import RoomStore, StoreUnavailable
 from tests.engines import PostgresEngine
 from tests.helpers import ENDPOINTS, T0, event, make_room
@@ -323,7 +323,7 @@ async def test_rendered_pages_hand_the_listed_columns_of_the_same_rooms(quiet: O
     def rows_of(page: list[Room]) -> list[tuple[object, ...]]:
         return [
             (r.id, r.title, r.stream_key, r.status.value, r.created_at, r.start_time,
-             r.end_time, r.reconnecting_since)
+             r.end_time, r.reconnecting_since, r.visibility.value, "{}")
             for r in page
         ]  # fmt: skip
 
@@ -380,3 +380,47 @@ async def test_retention_deletes_in_bounded_batches(quiet: Opened) -> None:
     await store.insert(make_room(9, status=RoomStatus.LIVE))
     assert [await store.delete_ended_before(T0 + 5, limit=2) for _ in range(4)] == [2, 2, 1, 0]
     assert sorted(r.id for r in await store.page(None, 10)) == ["room005", "room006", "room009"]
+
+
+async def test_visibility_stage_and_moderation_round_trip_and_filter_pages(quiet: Opened) -> None:
+    """Private rooms: pages and counts by visibility (public = every room but the private
+    ones); the stage and moderation JSON come back as written, and a conditional update writes
+    them like any column."""
+    store = quiet.store
+    rooms = [
+        make_room(n, visibility=Visibility.PRIVATE if n % 3 == 0 else Visibility.PUBLIC)
+        for n in range(1, 10)
+    ]
+    for room in rooms:
+        await store.insert(room)
+    private = [r.id for r in reversed(rooms) if r.private]
+    public = [r.id for r in reversed(rooms) if not r.private]
+    assert [r.id for r in await store.page(None, 100, None, Visibility.PRIVATE)] == private
+    assert [r.id for r in await store.page(None, 100, None, Visibility.PUBLIC)] == public
+    assert [r.id for r in await store.page(None, 100)] == [r.id for r in reversed(rooms)]
+    page = await store.page(None, 2, (rooms[5].created_at, rooms[5].id), Visibility.PUBLIC)
+    assert [r.id for r in page] == public[public.index(rooms[4].id) :][:2]
+    assert await store.count(None, Visibility.PRIVATE) == len(private)
+    assert await store.count(RoomStatus.PREPARING, Visibility.PUBLIC) == len(public)
+    assert await store.count(RoomStatus.LIVE, Visibility.PRIVATE) == 0
+    assert await store.count() == len(rooms)
+    listed = await store.render_page(None, 100, None, lambda rows: rows, Visibility.PRIVATE)
+    assert [(row[0], row[8], row[9]) for row in listed] == [
+        (rid, "private", "{}") for rid in private
+    ]
+
+    stored = await store.get(rooms[0].id)
+    assert stored is not None and stored.stage == {} and stored.moderation == {}
+    room = stored
+    room.stage = {"guests": {"p-1": {"name": "Gus", "streamKey": "key001-p-1", "live": True}}}
+    room.moderation = {"slowMode": 5, "mutes": {"p-2": T0 + 60_000}}
+    assert await store.update(room, room.version)
+    again = await store.get(room.id)
+    assert again is not None
+    assert (again.stage, again.moderation) == (room.stage, room.moderation)
+    assert again.visibility is Visibility.PUBLIC
+    # staged(): the rooms not ended with a stage, through the partial index
+    assert [r.id for r in await store.staged()] == [room.id]
+    again.status = RoomStatus.ENDED
+    assert await store.update(again, again.version)
+    assert await store.staged() == []

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from livehub.domain.recordings import Recording
-from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus
+from livehub.domain.room import LISTED_COLUMNS, Room, RoomEvent, RoomStatus, Visibility
 from livehub.domain.store import Cursor
 
 #: the ``rooms`` columns, in the order of :func:`room_values` and :func:`room_from_row`
@@ -40,6 +40,9 @@ ROOM_COLUMNS = (
     "publisher_server_id",
     "publisher_origin",
     "record",
+    "visibility",
+    "stage",
+    "moderation",
 )
 
 #: the ``recordings`` columns, in the order of :func:`recording_values` and
@@ -103,6 +106,9 @@ def room_values(room: Room) -> tuple[object, ...]:
         room.publisher_server_id,
         room.publisher_origin,
         int(room.record),
+        room.visibility.value,
+        _json(room.stage),
+        _json(room.moderation),
     )
 
 
@@ -128,7 +134,24 @@ def room_from_row(row: Any) -> Room:
         publisher_server_id=row[15],
         publisher_origin=row[16],
         record=bool(row[17]),
+        visibility=_VISIBILITY[row[18]],
+        stage=_unjson(row[19]),
+        moderation=_unjson(row[20]),
     )
+
+
+_VISIBILITY = {visibility.value: visibility for visibility in Visibility}
+
+
+def _json(value: dict[str, Any]) -> str:
+    return orjson.dumps(value).decode() if value else "{}"
+
+
+def _unjson(text: str | None) -> dict[str, Any]:
+    if not text or text == "{}":
+        return {}
+    value = orjson.loads(text)
+    return value if isinstance(value, dict) else {}
 
 
 def recording_values(recording: Recording) -> tuple[object, ...]:
@@ -187,12 +210,17 @@ def keyset_page(
     limit: int,
     after: Cursor | None,
     placeholder: Callable[[int], str],
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """The WHERE clause (with ORDER BY and LIMIT) of a keyset page and its arguments, in the
     engine's parameter style (``placeholder(n)`` is the n-th: ``?`` or ``$n``): a range of
-    ``rooms_created`` or ``rooms_status_created`` read backwards, never a sort."""
+    ``rooms_created`` or ``rooms_status_created`` read backwards, never a sort. ``visibility``
+    filters the rows read (private rooms are few)."""
     where: list[str] = []
     args: list[object] = []
+    if visibility is not None:
+        args.append(visibility.value)
+        where.append(f"visibility = {placeholder(len(args))}")
     if status is not None:
         args.append(status.value)
         where.append(f"status = {placeholder(len(args))}")
@@ -202,3 +230,8 @@ def keyset_page(
     clause = " AND ".join(where) or "TRUE"
     args.append(limit)
     return f"{clause} ORDER BY created_at DESC, id DESC LIMIT {placeholder(len(args))}", args
+
+
+#: rooms of one status that are private (counted through the partial index ``rooms_private``:
+#: private rooms are few, so a public count is the status count minus this)
+COUNT_PRIVATE = "SELECT count(*) FROM rooms WHERE visibility = 'private'"

@@ -23,6 +23,7 @@ from livehub.domain.errors import (
     Unauthorized,
 )
 from livehub.domain.recordings import RecordingNotFound
+from livehub.domain.stage import NotOnStage
 from livehub.domain.store import StoreUnavailable
 from livehub.webhooks.queue import DeliveryNotFailed, DeliveryNotFound, WebhooksDisabled
 
@@ -77,6 +78,7 @@ STATUS: dict[type[LivehubError], int] = {
     StoreUnavailable: 503,
     RoomEnded: 409,
     RecordingNotFound: 404,
+    NotOnStage: 404,
     # webhooks
     DeliveryNotFound: 404,
     DeliveryNotFailed: 409,

@@ -25,6 +25,8 @@ from livehub.api.schemas import (
     SRSHeartbeatSchema,
     SRSHookReplySchema,
     SRSHookSchema,
+    ViewerTokenCreateSchema,
+    ViewerTokenSchema,
 )
 from livehub.webhooks.schemas import DeliveryListQuerySchema, DeliverySchema
 
@@ -103,6 +105,15 @@ def build_spec() -> dict[str, Any]:
         "ownerToken", {"type": "http", "scheme": "bearer", "description": "owner or admin token"}
     )
     spec.components.security_scheme(
+        "viewerToken",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "a viewer token of a private room (POST .../viewer-tokens)",
+        },
+    )
+    spec.components.security_scheme(
         "apiKey",
         {
             "type": "http",
@@ -124,6 +135,8 @@ def build_spec() -> dict[str, Any]:
         ("SRSHookReply", SRSHookReplySchema),
         ("Health", HealthSchema),
         ("MembersPage", MembersPageSchema),
+        ("ViewerTokenCreate", ViewerTokenCreateSchema),
+        ("ViewerToken", ViewerTokenSchema),
     ):
         spec.components.schema(name, schema=schema)
     bad = _error("Invalid input; `details` names the fields")
@@ -137,14 +150,18 @@ def build_spec() -> dict[str, Any]:
         operations={
             "get": {
                 "operationId": "listRooms",
-                "summary": "One page of rooms, newest first",
+                "summary": "One page of rooms, newest first (public rooms, unless the admin "
+                "or an API key asks for `visibility=private` or `all`)",
                 "parameters": [{"in": "query", "schema": RoomListQuerySchema}],
+                "security": [{}, {"apiKey": []}],
                 "responses": {
                     "200": {
                         **_json({"type": "array", "items": "Room"}, "One page of rooms"),
                         "headers": PAGE_HEADERS,
                     },
                     "400": bad,
+                    "401": _error("`visibility=private` or `all` without a bearer token"),
+                    "403": _error("`visibility=private` or `all`: neither API key nor admin"),
                 },
             },
             "post": {
@@ -184,14 +201,26 @@ def build_spec() -> dict[str, Any]:
             "get": {
                 "operationId": "getRoom",
                 "summary": "A room (with publish credentials for its owner's bearer token)",
-                "parameters": [ROOM_ID],
-                "security": [{}, *BEARER],
+                "description": "A private room answers 404 unless a viewer token (`?token=` "
+                "or `Authorization: Bearer`), its owner token or the admin token is given; "
+                "the view's play URLs then carry a viewer token (`token=`).",
+                "parameters": [
+                    ROOM_ID,
+                    {
+                        "in": "query",
+                        "name": "token",
+                        "required": False,
+                        "description": "A viewer token of a private room",
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "security": [{}, *BEARER, {"viewerToken": []}],
                 "responses": {
                     "200": _json(
                         {"oneOf": ["OwnerRoom", "Room"]},
                         "The room: `OwnerRoom` for the owner's token, `Room` for anyone else",
                     ),
-                    "404": _error("No such room"),
+                    "404": _error("No such room (or a private one, without a valid token)"),
                 },
             },
         },
@@ -209,6 +238,57 @@ def build_spec() -> dict[str, Any]:
                     "401": _error("No bearer token"),
                     "403": _error("Wrong token"),
                     "404": _error("No such room"),
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/api/rooms/{roomId}/viewer-tokens",
+        operations={
+            "post": {
+                "operationId": "createViewerToken",
+                "summary": "A viewer token of the room: an HS256 JWT (claims `room`, `exp`, "
+                "optional `sub`/`name`) signed with LIVEHUB_VIEWER_TOKEN_SECRET",
+                "parameters": [ROOM_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": "ViewerTokenCreate"}},
+                },
+                "security": [*BEARER, {"apiKey": []}],
+                "responses": {
+                    "201": _json("ViewerToken", "The token and when it expires"),
+                    "400": bad_body,
+                    "401": _error("No bearer token"),
+                    "403": _error("Neither the owner token, an API key nor the admin token"),
+                    "404": _error("No such room"),
+                    "413": too_large,
+                    "415": _error("Content-Type is not application/json"),
+                },
+            },
+        },
+    )
+    spec.path(
+        path="/api/rooms/{roomId}/stage/{peerId}",
+        operations={
+            "delete": {
+                "operationId": "removeStageGuest",
+                "summary": "Take a guest off the stage: its stream is kicked from SRS and its "
+                "publish token revoked (a pending invitation is withdrawn)",
+                "parameters": [
+                    ROOM_ID,
+                    {
+                        "in": "path",
+                        "name": "peerId",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1},
+                    },
+                ],
+                "security": BEARER,
+                "responses": {
+                    "204": {"description": "Off the stage"},
+                    "401": _error("No bearer token"),
+                    "403": _error("Wrong token"),
+                    "404": _error("No such room (`room_not_found`) or guest (`not_on_stage`)"),
                 },
             },
         },

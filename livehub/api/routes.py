@@ -13,6 +13,7 @@ from livehub.api import (
     recordings,
     rooms,
     srs_hooks,
+    stage,
     webhooks,
     websocket,
 )
@@ -26,6 +27,14 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         router.add_get("/api/rooms/{room_id}", rooms.get_room, name="room"),
         router.add_post("/api/rooms/{room_id}/close", rooms.close_room, name="close_room"),
         router.add_get("/api/rooms/{room_id}/members", members.list_members, name="members"),
+        router.add_post(
+            "/api/rooms/{room_id}/viewer-tokens",
+            rooms.create_viewer_token,
+            name="viewer_tokens",
+        ),
+        router.add_delete(
+            "/api/rooms/{room_id}/stage/{peer_id}", stage.remove_guest, name="stage_guest"
+        ),
         router.add_get("/api/openapi.json", openapi.openapi_json, name="openapi"),
         router.add_get(
             "/api/rooms/{room_id}/recordings", recordings.list_recordings, name="recordings"
@@ -65,7 +74,7 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         allow_credentials=False,
         expose_headers="*",
         allow_headers=("Content-Type", "Authorization"),
-        allow_methods=("GET", "POST"),
+        allow_methods=("GET", "POST", "DELETE"),
         max_age=3600,
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in cors_origins})

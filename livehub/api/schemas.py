@@ -10,7 +10,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate
 
-from livehub.domain.room import RoomStatus
+from livehub.domain.room import RoomStatus, Visibility
 from livehub.domain.srs_params import HOOK_ACTIONS
 
 TITLE_MAX = 100
@@ -53,6 +53,15 @@ class RoomCreateSchema(Schema):
             "LIVEHUB_RECORD_DEFAULT, off unless set)"
         },
     )
+    visibility = fields.Enum(
+        Visibility,
+        by_value=True,
+        load_default=Visibility.PUBLIC,
+        metadata={
+            "description": "`private`: listed only for the admin or an API key, and seen, "
+            "joined and played only with a viewer token (default `public`)"
+        },
+    )
 
     @post_load
     def _strip(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -76,6 +85,13 @@ class RoomListQuerySchema(Schema):
         load_default=LIST_LIMIT_DEFAULT,
         validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
         metadata={"description": f"At most this many rooms (default {LIST_LIMIT_DEFAULT})"},
+    )
+    visibility = fields.String(
+        validate=validate.OneOf(("public", "private", "all")),
+        metadata={
+            "description": "`public` (default), or `private` / `all` with the admin token or "
+            "an API key: private rooms are never listed otherwise"
+        },
     )
     cursor = fields.String(
         validate=validate.Regexp(CURSOR_PATTERN, error="Not a cursor from a previous page."),
@@ -104,6 +120,16 @@ class PublishSchema(Schema):
     srt_url = fields.String(required=True, data_key="srtUrl")
 
 
+class StageGuestSchema(Schema):
+    """A guest on a room's stage (a co-host publishing its own stream)."""
+
+    peer_id = fields.String(required=True, data_key="peerId")
+    name = fields.String(required=True)
+    stream_key = fields.String(required=True, data_key="streamKey")
+    live = fields.Boolean(required=True, metadata={"description": "Publishing to SRS now"})
+    play_urls = fields.Nested(PlayUrlsSchema, required=True, data_key="playUrls")
+
+
 class RoomSchema(Schema):
     """A room as everyone may see it: no secrets."""
 
@@ -117,7 +143,18 @@ class RoomSchema(Schema):
     viewer_count = fields.Integer(required=True, data_key="viewerCount")
     player_count = fields.Integer(required=True, data_key="playerCount")
     reconnecting = fields.Boolean(required=True)
-    play_urls = fields.Nested(PlayUrlsSchema, required=True, data_key="playUrls")
+    play_urls = fields.Nested(
+        PlayUrlsSchema,
+        required=True,
+        data_key="playUrls",
+        metadata={"description": "A private room's carry the viewer token (`token=`)"},
+    )
+    visibility = fields.Enum(Visibility, by_value=True, required=True)
+    stage = fields.List(
+        fields.Nested(StageGuestSchema),
+        required=True,
+        metadata={"description": "The guests on stage, in the order they joined it"},
+    )
 
 
 class OwnerRoomSchema(RoomSchema):
@@ -238,4 +275,38 @@ class RecordingSchema(Schema):
         metadata={
             "description": "Where the MP4 is served (range requests: seekable), relative to livehub"
         },
+    )
+
+
+VIEWER_TOKEN_TTL_MAX = 7 * 24 * 3600
+
+
+class ViewerTokenCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    ttl = fields.Integer(
+        load_default=3600,
+        validate=validate.Range(min=1, max=VIEWER_TOKEN_TTL_MAX),
+        metadata={"description": "Seconds the token is valid (default 3600, at most 7 days)"},
+    )
+    sub = fields.String(
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "The JWT `sub` claim (who the viewer is, for you)"},
+    )
+    name = fields.String(
+        validate=validate.Length(min=1, max=64), metadata={"description": "The JWT `name` claim"}
+    )
+
+
+class ViewerTokenSchema(Schema):
+    token = fields.String(
+        required=True,
+        metadata={
+            "description": "An HS256 JWT (claims `room`, `exp`, optional `sub`/`name`) signed "
+            "with LIVEHUB_VIEWER_TOKEN_SECRET"
+        },
+    )
+    expires_at = fields.Integer(
+        required=True, data_key="expiresAt", metadata={"description": "Epoch milliseconds"}
     )

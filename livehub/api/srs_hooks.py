@@ -62,7 +62,7 @@ async def srs_hook(request: web.Request) -> web.Response:
     app = request.app
     if event.action == "on_dvr":
         return await _on_dvr(request, data, started)
-    result = await app[keys.rooms].handle_hook(event)
+    result = await app[keys.stage].handle_hook(event)  # the rooms', or a guest stream's
     if result.srs_restarted and app[keys.reconciler].trigger(event.server_id):
         log.warning("SRS restarted (service id changed): reconciling")
     metrics.hooks.labels(event.action, result.outcome).inc()

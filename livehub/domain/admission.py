@@ -83,6 +83,13 @@ class CreatePolicy:
             found |= hmac.compare_digest(key, digest)
         return found
 
+    def is_admin(self, bearer: str) -> bool:
+        return self._is_admin(bearer)
+
+    def privileged(self, bearer: str) -> bool:
+        """The admin token or an API key (listing private rooms, minting viewer tokens)."""
+        return self._is_admin(bearer) or (bool(self._keys) and self._is_key(bearer))
+
     def authenticate(self, bearer: str | None) -> bool:
         """Check the credentials of a creation: raise why they do not do, or return whether
         the creation is anonymous (then :meth:`take` it from its address's bucket)."""

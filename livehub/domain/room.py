@@ -36,6 +36,16 @@ class EventType(enum.StrEnum):
     HOST_JOINED = "host.joined"
     HOST_LEFT = "host.left"
     RECORDING_READY = "recording.ready"
+    STAGE_JOINED = "stage.joined"
+    STAGE_LEFT = "stage.left"
+
+
+class Visibility(enum.StrEnum):
+    """Who may see and play a room: anyone, or viewer-token holders
+    (:mod:`livehub.domain.viewer_tokens`)."""
+
+    PUBLIC = "public"
+    PRIVATE = "private"
 
 
 def now_ms() -> int:
@@ -69,6 +79,17 @@ class Room:
     version: int = 0
     #: events this room reported so far (the last webhook ``seq``)
     event_seq: int = 0
+    visibility: Visibility = Visibility.PUBLIC
+    #: the stage (``livehub.domain.stage``): ``{"guests": {peer id: guest}, "invites": {peer id:
+    #: invite}}``, stored as JSON; guests carry their publish token (a secret)
+    stage: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: chat moderation (``livehub.domain.moderation``): ``{"slowMode": s, "mutes": {peer id:
+    #: until ms}}``, stored as JSON
+    moderation: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def private(self) -> bool:
+        return self.visibility is Visibility.PRIVATE
 
     @property
     def reconnecting(self) -> bool:
@@ -81,9 +102,10 @@ class Room:
         return hmac.compare_digest(self.publish_token.encode(), token.encode())
 
 
-#: what a list page shows of a room (no secret), in this order: ``id, title, stream_key,
-#: status, created_at, start_time, end_time, reconnecting_since`` (status as its value)
-ListedRoom = tuple[str, str, str, str, int, int | None, int | None, int | None]
+#: what a list page shows of a room, in this order: ``id, title, stream_key, status,
+#: created_at, start_time, end_time, reconnecting_since, visibility, stage`` (status and
+#: visibility as their values, the stage as its stored JSON text: the view keeps no secret of it)
+ListedRoom = tuple[str, str, str, str, int, int | None, int | None, int | None, str, Any]
 LISTED_COLUMNS = (
     "id",
     "title",
@@ -93,6 +115,8 @@ LISTED_COLUMNS = (
     "start_time",
     "end_time",
     "reconnecting_since",
+    "visibility",
+    "stage",
 )
 
 
@@ -110,7 +134,9 @@ class RoomEvent:
 class RoomPresenter(Protocol):
     """How rooms are shown to clients (the API implements it with its schemas)."""
 
-    def public(self, room: Room) -> dict[str, Any]: ...
+    def public(self, room: Room, token: str | None = None) -> dict[str, Any]:
+        """The public view; ``token``, a private room's viewer token, goes in its play URLs."""
+        ...
 
     def listed(self, rows: Sequence[ListedRoom]) -> list[dict[str, Any]]:
         """The public views of a list page's rooms built from their rows, with the viewer and
@@ -123,6 +149,10 @@ class RoomPresenter(Protocol):
         state); whether any is not 0."""
         ...
 
-    def owner(self, room: Room) -> dict[str, Any]: ...
+    def owner(self, room: Room, token: str | None = None) -> dict[str, Any]: ...
 
-    def created(self, room: Room, owner_token: str) -> dict[str, Any]: ...
+    def created(self, room: Room, owner_token: str, token: str | None = None) -> dict[str, Any]: ...
+
+    def credentials(self, stream_key: str, token: str) -> dict[str, Any]:
+        """A stream's ``publish`` object (a created room's shape): a guest's credentials."""
+        ...

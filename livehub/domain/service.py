@@ -30,6 +30,7 @@ Listeners hear about every change after it is stored, and about player count cha
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import hmac
 import logging
@@ -37,7 +38,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
-from livehub.domain.room import EventType, ListedRoom, Room, RoomEvent, RoomStatus, now_ms
+from livehub.domain.room import (
+    EventType,
+    ListedRoom,
+    Room,
+    RoomEvent,
+    RoomStatus,
+    Visibility,
+    now_ms,
+)
 from livehub.domain.srs_params import HookEvent, param_token, stream_of
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
 from livehub.domain.tokens import hash_token, new_room_id, new_token
@@ -51,6 +60,8 @@ PUBLISH_GRACE = 10.0
 #: rooms deleted per statement by the retention sweep, and statements per sweep at most
 RETENTION_BATCH = 1000
 RETENTION_BATCHES = 50
+#: why a callback for a stream no room has is refused (the stage then looks for a guest)
+NO_ROOM = "no room has this stream"
 #: how often a change is re-read and re-decided when other writers keep coming first
 MAX_ATTEMPTS = 8
 
@@ -82,6 +93,8 @@ Kicker = Callable[[Publisher], None]
 OriginOf = Callable[[str | None], str | None]
 #: whether the SRS origin of a publisher (``server_id``, origin name) is known to be down now
 OriginLost = Callable[[str | None, str | None], bool]
+#: whether an on_play's ``param`` carries a viewer token valid for the (private) room
+PlayAllowed = Callable[[Room, str], bool]
 
 
 def _no_origin(server_id: str | None) -> str | None:
@@ -139,6 +152,7 @@ class RoomService:
         kick: Kicker | None = None,
         origin_of: OriginOf = _no_origin,
         origin_lost: OriginLost = _never_lost,
+        play_allowed: PlayAllowed | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._store: RoomStore = store if store is not None else _NOT_OPEN
@@ -152,6 +166,8 @@ class RoomService:
         self._kick = kick
         self._origin_of = origin_of
         self._origin_lost = origin_lost
+        #: private rooms' players need a viewer token (None: no private room may be played)
+        self.play_allowed = play_allowed
         self._clock = clock
         self._timers: dict[str, Cancellable] = {}
         self._listeners: list[RoomListener] = []
@@ -162,6 +178,15 @@ class RoomService:
     @property
     def store(self) -> RoomStore:
         return self._store
+
+    @property
+    def app(self) -> str:
+        """The SRS app livehub's streams are published in."""
+        return self._app
+
+    def origin_of(self, server_id: str | None) -> str | None:
+        """The name of the configured SRS origin a hook's ``server_id`` belongs to."""
+        return self._origin_of(server_id)
 
     def use(self, store: RoomStore, players: PlayerCounts | None = None) -> None:
         """Use ``store`` (and ``players``, when given) from now on: the app's engines
@@ -183,7 +208,9 @@ class RoomService:
 
     # -- registry -------------------------------------------------------------------------
 
-    async def create(self, title: str, *, record: bool = False) -> tuple[Room, str]:
+    async def create(
+        self, title: str, visibility: Visibility = Visibility.PUBLIC, *, record: bool = False
+    ) -> tuple[Room, str]:
         """Create a room; returns it with the owner token (only its hash is kept)."""
         owner_token = new_token()
         room_id = new_room_id()
@@ -198,6 +225,7 @@ class RoomService:
             publish_token=new_token(),
             owner_token_hash=hash_token(owner_token),
             record=record,
+            visibility=visibility,
         )
         created = RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)
         await self._store.insert(room, [created])
@@ -211,10 +239,14 @@ class RoomService:
         return room
 
     async def page(
-        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None = None,
+        visibility: Visibility | None = None,
     ) -> list[Room]:
         """Rooms newest first (by creation time, then id), optionally of one status."""
-        return await self._store.page(status, limit, after)
+        return await self._store.page(status, limit, after, visibility)
 
     async def render_page(
         self,
@@ -222,13 +254,16 @@ class RoomService:
         limit: int,
         after: Cursor | None,
         render: Callable[[list[ListedRoom]], _T],
+        visibility: Visibility | None = None,
     ) -> _T:
         """``render`` of the rows of :meth:`page`'s rooms, off the event loop where the store
         can (``RoomStore.render_page``)."""
-        return await self._store.render_page(status, limit, after, render)
+        return await self._store.render_page(status, limit, after, render, visibility)
 
-    async def count(self, status: RoomStatus | None = None) -> int:
-        return await self._store.count(status)
+    async def count(
+        self, status: RoomStatus | None = None, visibility: Visibility | None = None
+    ) -> int:
+        return await self._store.count(status, visibility)
 
     async def live_rooms(self) -> list[Room]:
         return await self._store.live()
@@ -258,7 +293,9 @@ class RoomService:
 
     # -- conditional changes --------------------------------------------------------------
 
-    async def _change(self, room: Room | None, decide: Decision) -> tuple[Room | None, bool]:
+    async def _change(
+        self, room: Room | None, decide: Decision, *, notify: bool = True
+    ) -> tuple[Room | None, bool]:
         """Read → decide → conditional write, again on a version conflict.
 
         Returns the room as stored and whether this call changed it.
@@ -267,15 +304,27 @@ class RoomService:
             if room is None:
                 return None, False
             draft = dataclasses.replace(room)
+            draft.stage = copy.deepcopy(room.stage)
+            draft.moderation = copy.deepcopy(room.moderation)
             events = decide(draft)
             if events is None:
                 return room, False
             if await self._store.update(draft, room.version, events):
                 self._after_write(draft)
-                self._notify(draft)
+                if notify:
+                    self._notify(draft)
                 return draft, True
             room = await self._store.get(room.id)
         raise Conflict("The room changed too often to apply this change: try again")
+
+    async def update(self, room_id: str, decide: Decision) -> tuple[Room, bool]:
+        """A change that is no lifecycle change (the stage, moderation): read → decide →
+        conditional write like every change, without telling the room listeners (members
+        hear what the caller sends). Returns the room as stored and whether it changed."""
+        room, changed = await self._change(await self.get(room_id), decide, notify=False)
+        if room is None:  # deleted meanwhile (retention)
+            raise RoomNotFound(room_id)
+        return room, changed
 
     def _after_write(self, room: Room) -> None:
         if room.reconnecting_since is not None and room.status is RoomStatus.LIVE:
@@ -360,7 +409,7 @@ class RoomService:
         """Authorize a publisher. Raises :class:`HookRejected` with the reason to refuse."""
         room = await self._room_for_stream(event.app, event.stream, event.stream_url)
         if room is None:
-            raise HookRejected("no room has this stream")
+            raise HookRejected(NO_ROOM)
         token = param_token(event.param)
         if token is None or not room.is_publish_token(token):
             raise HookRejected("publish token missing or wrong")
@@ -408,7 +457,7 @@ class RoomService:
 
         stored, _ = await self._change(room, decide)
         if stored is None:  # deleted meanwhile (retention)
-            raise HookRejected("no room has this stream")
+            raise HookRejected(NO_ROOM)
         return stored
 
     async def on_unpublish(self, event: HookEvent) -> Room | None:
@@ -479,9 +528,11 @@ class RoomService:
         """Allow a player of a room that has not ended; count it once per client id."""
         room = await self._room_for_stream(event.app, event.stream, event.stream_url)
         if room is None:
-            raise HookRejected("no room has this stream")
+            raise HookRejected(NO_ROOM)
         if room.status is RoomStatus.ENDED:
             raise HookRejected("room has ended")
+        if room.private and (self.play_allowed is None or not self.play_allowed(room, event.param)):
+            raise HookRejected("viewer token missing or wrong")
         if await self.players.add(room.id, event.client_id):
             self._notify(room)
         return room

@@ -116,6 +116,14 @@ Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None]]
 #: is a leave with the old role, then a join with the new one. Synchronous: it must not block
 #: (the webhooks' presence events only queue)
 PresenceListener = Callable[[str, str, str | None, bool], None]
+#: a check a join must pass (private rooms): ``(peer, room, message, role)``, raises
+#: :class:`ProtocolError` to refuse
+JoinCheck = Callable[[Peer, Room, dict[str, Any], str], None]
+#: after a join: ``(peer, room, message)`` → fields merged into the ``joined`` reply
+JoinExtra = Callable[[Peer, Room, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: a check a chat line must pass (moderation): ``(peer, room)`` → fields the line gets;
+#: raises :class:`ProtocolError` to refuse it
+ChatCheck = Callable[[Peer, Room], dict[str, Any]]
 
 
 class Signaling:
@@ -156,8 +164,17 @@ class Signaling:
             "kick": self._kick,
         }
         self._presence_listeners: list[PresenceListener] = []
+        self.join_checks: list[JoinCheck] = []
+        self.join_extras: list[JoinExtra] = []
+        self.chat_checks: list[ChatCheck] = []
         rooms.subscribe(self.on_room_change)
         hub.listen(self)
+
+    def register(self, kind: str, handler: Handler) -> None:
+        """Handle the message type ``kind`` with ``handler`` (the stage, moderation)."""
+        if kind in self._handlers:
+            raise ValueError(f"message type {kind!r} is handled already")
+        self._handlers[kind] = handler
 
     def subscribe_presence(self, listener: PresenceListener) -> None:
         self._presence_listeners.append(listener)
@@ -315,6 +332,8 @@ class Signaling:
             raise ProtocolError(
                 "banned", "A peer from this address was kicked from this room: try again later"
             )
+        for check in self.join_checks:
+            check(peer, room, message, role)
         await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
         already = self.hub.is_member(peer, room_id)
         if not already:
@@ -339,19 +358,19 @@ class Signaling:
                 members.append(peer.describe(room_id))
         else:
             members = self.hub.describe_members(room_id)
-        self._reply(
-            peer,
-            {
-                "type": "joined",
-                "roomId": room_id,
-                "peerId": peer.id,
-                "role": role,
-                "room": self._room_view(room),
-                "members": members,
-                "presence": "counted" if counted else "full",
-                "viewerCount": count,
-            },
-        )
+        joined = {
+            "type": "joined",
+            "roomId": room_id,
+            "peerId": peer.id,
+            "role": role,
+            "room": self._room_view(room),
+            "members": members,
+            "presence": "counted" if counted else "full",
+            "viewerCount": count,
+        }
+        for extra in self.join_extras:
+            joined.update(await extra(peer, room, message))
+        self._reply(peer, joined)
         # hosts are always announced; in a counted room a viewer is not, and a viewer that
         # comes back as host is announced then
         if (not already and (role == "host" or not counted)) or (
@@ -434,7 +453,8 @@ class Signaling:
                 "chat_too_long",
                 f"Field 'text' must be at most {self.limits.max_chat_length} characters",
             )
-        if (await self.known.get(room_id)).status is RoomStatus.ENDED:
+        room = await self.known.get(room_id)
+        if room.status is RoomStatus.ENDED:
             raise RoomEnded(room_id)  # chat is closed for everyone once the room has ended
         verdict = peer.limiter.chat()
         if verdict is not Verdict.PASS:
@@ -446,20 +466,29 @@ class Signaling:
                 roomId=room_id,
             )
             return
-        chat = {
+        line: dict[str, Any] = {
             "type": "chat",
             "roomId": room_id,
             "from": peer.id,
             "name": peer.names.get(room_id, ""),
+            "role": peer.roles.get(room_id, "viewer"),
             "text": text,
             "ts": int(self._wall_clock() * 1000),
         }
+        for check in self.chat_checks:
+            line.update(check(peer, room))
         if _request_id.get() is None:
-            self.hub.broadcast(room_id, chat)
+            self.hub.broadcast(room_id, line)
             return
         # the sender's own copy is its reply, with its id; the others' carry none
-        self.hub.broadcast(room_id, chat, exclude=peer)
-        self._reply(peer, dict(chat))
+        self.hub.broadcast(room_id, line, exclude=peer)
+        self._reply(peer, dict(line))
+
+    def require_member(self, peer: Peer, room_id: str) -> None:
+        self._member_room(peer, room_id)
+
+    def require_host(self, peer: Peer, room_id: str) -> None:
+        self._require_host(peer, room_id)
 
     def _require_host(self, peer: Peer, room_id: str) -> None:
         self._member_room(peer, room_id)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from livehub.domain.errors import LivehubError
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
 
 #: a keyset position: ``(created_at, id)`` of the last room of a page
 Cursor = tuple[int, str]
@@ -73,7 +73,11 @@ class RoomStore(Protocol):
         ...
 
     async def page(
-        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None = None,
+        visibility: Visibility | None = None,
     ) -> list[Room]: ...
 
     async def render_page(
@@ -82,15 +86,25 @@ class RoomStore(Protocol):
         limit: int,
         after: Cursor | None,
         render: Callable[[list[ListedRoom]], _T],
+        visibility: Visibility | None = None,
     ) -> _T:
         """``render`` of the rooms ``page`` would return, as :data:`ListedRoom` rows; possibly
         called in another thread (see the module's notes)."""
         ...
 
-    async def count(self, status: RoomStatus | None = None) -> int: ...
+    async def count(
+        self, status: RoomStatus | None = None, visibility: Visibility | None = None
+    ) -> int:
+        """Rooms (of ``status``, of ``visibility``; None: any)."""
+        ...
 
     async def live(self) -> list[Room]:
         """Every live room (reconciliation, metrics): bounded by what is on air."""
+        ...
+
+    async def staged(self) -> list[Room]:
+        """Every room not ended with a stage (guests or invitations): the stage's
+        reconciliation; bounded by what is on air (partial index ``rooms_staged``)."""
         ...
 
     async def reconnect_due(self, opened_before: int) -> list[Room]:

@@ -1,8 +1,10 @@
 // livehub web console: one page, two views chosen by the URL hash.
 //   #/            lobby.js: the room list (paged, active rooms polled) and the create form
-//   #/room/<id>   room.js: a room: player (WHEP from SRS), chat and members (livehub
-//                 WebSocket), co-host calls (peer to peer through livehub signaling) and, for
+//   #/room/<id>   room.js: a room: the stage grid (the main stream and the guests' streams,
+//                 WHEP from SRS), chat and members (livehub WebSocket), invitations to the
+//                 stage (a guest publishes its camera to SRS over WHIP), moderation and, for
 //                 the owner, go live from the camera (WHIP to SRS) and close the room.
+//                 A private room's viewers open #/room/<id>?token=<viewer token>.
 // ES modules served as they are: no build step and no dependencies (plain DOM, fetch,
 // WebSocket and RTCPeerConnection).
 

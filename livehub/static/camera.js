@@ -1,11 +1,11 @@
-// The local camera, asked for once and shared by the co-host calls and go-live.
+// The local camera, asked for when needed and shared by the stage and go-live.
 
 import { h } from './ui.js';
 
 export function createCamera() {
   const video = h('video', { testid: 'local-video', autoplay: true, playsInline: true, muted: true });
   const caption = h('figcaption', {}, 'You · camera off');
-  const stateEl = h('p', { class: 'muted', testid: 'camera-state' }, 'Camera: not started (it starts when you call, accept a call or go live).');
+  const stateEl = h('p', { class: 'muted', testid: 'camera-state' }, 'Camera: not started (it starts when you join the stage or go live).');
   const tile = h('figure', { class: 'tile local' }, video, caption);
   let promise = null;
 
@@ -18,7 +18,7 @@ export function createCamera() {
   function get() {
     promise ??= (async () => {
       if (!navigator.mediaDevices?.getUserMedia) {
-        say('none', 'No camera: this browser (or an insecure http:// page) has no getUserMedia. Calls are receive-only.');
+        say('none', 'No camera: this browser (or an insecure http:// page) has no getUserMedia.');
         return null;
       }
       let lastError = null;
@@ -33,14 +33,23 @@ export function createCamera() {
           lastError = err;
         }
       }
-      say('none', `No camera (${lastError.name}: ${lastError.message}). Calls are receive-only.`);
+      say('none', `No camera (${lastError.name}: ${lastError.message}).`);
       return null;
     })();
     return promise;
   }
 
   function stop() {
-    promise?.then((s) => s?.getTracks().forEach((t) => t.stop()));
+    const was = promise;
+    promise = null;
+    was?.then((s) => {
+      s?.getTracks().forEach((t) => t.stop());
+      if (s && video.srcObject === s) {
+        video.srcObject = null;
+        caption.textContent = 'You · camera off';
+        say('off', 'Camera off.');
+      }
+    });
   }
 
   return { get, stop, stateEl, tile };

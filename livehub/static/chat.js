@@ -1,17 +1,28 @@
 // The room's chat: the log (messages and system lines) and the form. One rule: chat is open
 // only while this page is joined to a room that has not ended, whether the end was pushed,
 // answered by a REST call, refused by the server (`room_ended`) or found on reload.
+// Moderation: each line shows the sender's role and carries its server id; a host's page has a
+// delete button on every line and the slow-mode setting; `chat-deleted` removes a line on
+// every page, `room-settings` shows the slow mode in force.
 
 import { h, time } from './ui.js';
 
-export function createChat({ send, myPeerId }) {
+const SLOW_MODES = [0, 5, 15, 30, 60, 300];
+
+/** canModerate(): whether this page is a host's. */
+export function createChat({ send, myPeerId, canModerate = () => false }) {
   const log = h('div', { class: 'chat-log', testid: 'chat-log' });
   const input = h('input', { maxLength: 500, placeholder: 'Say something…', testid: 'chat-input', disabled: true, autocomplete: 'off' });
   const button = h('button', { type: 'submit', testid: 'chat-send', disabled: true }, 'Send');
   const closed = h('p', { class: 'muted chat-closed', testid: 'chat-closed', hidden: true }, 'The room has ended: chat is closed.');
   const form = h('form', { class: 'field-row', testid: 'chat-form', onsubmit: submit }, input, button);
-  const el = h('section', { class: 'card chat' }, h('h2', {}, 'Chat'), log, closed, form);
+  const slowNote = h('p', { class: 'muted slow-note', testid: 'slow-mode-note', hidden: true });
+  const slowSelect = h('select', { testid: 'slow-mode-select', onchange: () => send({ type: 'slow-mode', seconds: Number(slowSelect.value) }) },
+    ...SLOW_MODES.map((n) => h('option', { value: String(n) }, n ? `one line every ${n} s` : 'off')));
+  const slowControl = h('label', { class: 'slow-control', testid: 'slow-mode-control', hidden: true }, 'Slow mode ', slowSelect);
+  const el = h('section', { class: 'card chat' }, h('h2', {}, 'Chat'), slowControl, slowNote, log, closed, form);
   let state = 'disconnected';
+  let slowMode = 0;
 
   function submit(event) {
     event.preventDefault();
@@ -43,10 +54,34 @@ export function createChat({ send, myPeerId }) {
     },
     message(msg) {
       const mine = msg.from && msg.from === myPeerId();
-      line({ class: `chat-line${mine ? ' mine' : ''}`, testid: 'chat-message', dataset: { from: msg.from ?? '' } },
+      const id = typeof msg.id === 'string' ? msg.id : '';
+      const remove = canModerate() && id
+        ? h('button', { type: 'button', class: 'small secondary chat-delete', testid: 'chat-delete', title: 'Delete for everyone', dataset: { chatId: id }, onclick: () => send({ type: 'chat-delete', id }) }, 'Delete')
+        : null;
+      line({ class: `chat-line${mine ? ' mine' : ''}`, testid: 'chat-message', dataset: { from: msg.from ?? '', chatId: id, role: msg.role ?? '' } },
         h('span', { class: 'time' }, time(msg.ts ?? Date.now())), ' ',
         h('b', { class: 'chat-name' }, msg.name || msg.from || '?'), ' ',
-        h('span', { class: 'chat-text' }, msg.text));
+        msg.role === 'host' ? h('span', { class: 'tag' }, 'host') : null, msg.role === 'host' ? ' ' : null,
+        h('span', { class: 'chat-text' }, msg.text), remove ? ' ' : null, remove);
+    },
+    /** chat-deleted: the line goes, on every page. */
+    deleted(id) {
+      for (const entry of log.querySelectorAll('[data-testid="chat-message"]')) {
+        if (entry.dataset.chatId === id) entry.remove();
+      }
+    },
+    /** The room's slow mode (seconds, 0 = off): from `joined` and `room-settings`. */
+    setSlowMode(seconds) {
+      slowMode = Number(seconds) || 0;
+      slowSelect.value = SLOW_MODES.includes(slowMode) ? String(slowMode) : slowSelect.value;
+      slowNote.hidden = !slowMode;
+      slowNote.textContent = slowMode ? `Slow mode: one line every ${slowMode} s${canModerate() ? ' (not for hosts)' : ''}.` : '';
+      slowControl.hidden = !canModerate();
+    },
+    /** Show or hide the host controls (after `joined` says the role). */
+    renderControls() {
+      slowControl.hidden = !canModerate();
+      this.setSlowMode(slowMode);
     },
   };
 }

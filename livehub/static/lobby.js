@@ -41,6 +41,9 @@ export function lobbyView(root) {
   const titleError = h('p', { class: 'field-error', id: 'create-title-error', testid: 'create-title-error', role: 'alert', hidden: true });
   const submit = h('button', { type: 'submit', testid: 'create-submit' }, 'Create room');
   const createError = h('p', { class: 'form-error', testid: 'create-error', role: 'alert', hidden: true });
+  const privateInput = h('input', { type: 'checkbox', testid: 'create-private' });
+  const privateBox = h('label', { class: 'private-box' }, privateInput,
+    ' Private: not listed; only people with a viewer link can see, join and play it');
   const keyInput = h('input', {
     type: 'password', value: apiKey(), placeholder: 'API key (leave empty if the server needs none)',
     testid: 'api-key-input', autocomplete: 'off', spellcheck: false,
@@ -59,7 +62,7 @@ export function lobbyView(root) {
   const form = h('form', { class: 'card create-form', testid: 'create-form', onsubmit: create, novalidate: true },
     h('h2', {}, 'Create a room'),
     h('div', { class: 'field-row' }, titleInput, submit),
-    titleError, createError, keyBox);
+    privateBox, titleError, createError, keyBox);
 
   // --- room list
   const tbody = h('tbody', { testid: 'room-list' });
@@ -103,7 +106,8 @@ export function lobbyView(root) {
     saveApiKey(keyInput.value.trim()); // Enter in the key field submits without a change event
     keyState();
     try {
-      const room = await api('POST', '/api/rooms', { body: { title }, token: apiKey() || undefined });
+      const body = privateInput.checked ? { title, visibility: 'private' } : { title };
+      const room = await api('POST', '/api/rooms', { body, token: apiKey() || undefined });
       saveOwnerToken(room.id, room.ownerToken);
       showCreated(room);
       titleInput.value = '';

@@ -7,8 +7,12 @@
 
 import { h, plural } from './ui.js';
 
-/** calls: {has(peerId), start(peerId), end(peerId, reason)}; myPeerId(): this page's peer. */
-export function createMembers({ myPeerId, calls }) {
+/**
+ * myPeerId(): this page's peer; host actions, shown only on a host's page (isHost()):
+ * stage: {status(peerId) -> 'guest' | 'invited' | null, invite(peerId), remove(peerId)},
+ * moderation: {muted(peerId), mute(peerId), unmute(peerId)}.
+ */
+export function createMembers({ myPeerId, isHost: pageIsHost, stage, moderation }) {
   const members = new Map(); // peerId -> {peerId, name, role}
   const list = h('ul', { class: 'members', testid: 'member-list' });
   const summary = h('p', { class: 'member-summary muted', testid: 'member-summary', hidden: true });
@@ -23,16 +27,28 @@ export function createMembers({ myPeerId, calls }) {
   function render() {
     const me = myPeerId();
     const sorted = [...members.values()].sort((a, b) => (a.peerId === me ? -1 : b.peerId === me ? 1 : 0));
+    const host = pageIsHost();
     list.replaceChildren(...sorted.map((m) => {
       const self = m.peerId === me;
-      const button = self ? null : calls.has(m.peerId)
-        ? h('button', { type: 'button', class: 'small danger', testid: 'hangup-button', dataset: { peerId: m.peerId }, onclick: () => calls.end(m.peerId, 'you hung up') }, 'Hang up')
-        : h('button', { type: 'button', class: 'small', testid: 'call-button', dataset: { peerId: m.peerId }, onclick: () => calls.start(m.peerId) }, 'Call');
-      return h('li', { testid: 'member-item', dataset: { peerId: m.peerId, role: m.role ?? '' }, class: self ? 'self' : '' },
+      const onStage = stage.status(m.peerId);
+      const controls = [];
+      if (host && !self) {
+        const data = { peerId: m.peerId };
+        if (onStage === 'guest') controls.push(h('button', { type: 'button', class: 'small danger', testid: 'stage-remove', dataset: data, onclick: () => stage.remove(m.peerId) }, 'Remove from stage'));
+        else if (onStage === 'invited') controls.push(h('button', { type: 'button', class: 'small', testid: 'stage-invited', dataset: data, disabled: true }, 'Invited…'));
+        else if (!isHost(m)) controls.push(h('button', { type: 'button', class: 'small', testid: 'stage-invite', dataset: data, onclick: () => stage.invite(m.peerId) }, 'Invite to stage'));
+        if (!isHost(m)) {
+          controls.push(moderation.muted(m.peerId)
+            ? h('button', { type: 'button', class: 'small secondary', testid: 'unmute-button', dataset: data, onclick: () => moderation.unmute(m.peerId) }, 'Unmute')
+            : h('button', { type: 'button', class: 'small secondary', testid: 'mute-button', dataset: data, onclick: () => moderation.mute(m.peerId) }, 'Mute 5 min'));
+        }
+      }
+      return h('li', { testid: 'member-item', dataset: { peerId: m.peerId, role: m.role ?? '', stage: onStage ?? '' }, class: self ? 'self' : '' },
         h('span', { class: 'member-name', testid: 'member-name' }, m.name || m.peerId),
         isHost(m) ? h('span', { class: 'tag' }, 'host') : null,
+        onStage === 'guest' ? h('span', { class: 'tag stage-tag' }, 'on stage') : null,
         self ? h('span', { class: 'muted' }, ' (you)') : null,
-        button);
+        controls.length ? h('span', { class: 'member-actions' }, ...controls) : null);
     }));
     el.dataset.presence = presence;
     summary.dataset.presence = presence;

@@ -1,5 +1,7 @@
-// The room page (#/room/<id>): wires the player, the owner panel and publisher, the co-host
-// calls, the member panel and the chat to the room's state and its WebSocket.
+// The room page (#/room/<id>, a private room's viewers: #/room/<id>?token=<viewer token>):
+// wires the stage grid (the main player and the guests' streams), the owner panel and
+// publisher, the member panel (host: invite to stage, mute) and the chat (host: delete, slow
+// mode) to the room's state and its WebSocket.
 //
 // Room state has two sources: pushes on the WebSocket (`joined`, `room-status`,
 // `viewer-count`) and REST replies (the first load, the close reply). A reply was built when
@@ -8,7 +10,6 @@
 // only what can never be stale is taken from it: that the room ended (ended is final).
 
 import { api, describe, roomPath } from './api.js';
-import { createCalls } from './call.js';
 import { createCamera } from './camera.js';
 import { createChat } from './chat.js';
 import { myName, ownerToken } from './identity.js';
@@ -18,7 +19,29 @@ import { createPlayer } from './player.js';
 import { createPublisher } from './publisher.js';
 import { createRecordings } from './recordings.js';
 import { createSocket } from './socket.js';
-import { countStat, errors, h, statusBadge, updateBadge } from './ui.js';
+import { createStage } from './stage.js';
+import { copyField, countStat, errors, h, statusBadge, updateBadge } from './ui.js';
+
+const MUTE_SECONDS = 300;
+
+/** The viewer token in the page's hash (`#/room/<id>?token=...`), if any. */
+function hashToken() {
+  const query = location.hash.split('?')[1] ?? '';
+  return new URLSearchParams(query).get('token');
+}
+
+/** `url` carrying `token` as `token=` (a private room's play URLs), unless it does already. */
+function withToken(url, token) {
+  if (!url || !token || /[?&]token=/.test(url)) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`;
+}
+
+/** The viewer token a room view's play URLs carry (an owner's view carries one minted for it). */
+function tokenOf(room) {
+  const url = room?.playUrls?.flv;
+  if (!url) return null;
+  try { return new URL(url).searchParams.get('token'); } catch { return null; }
+}
 
 /** True when `next` is known to describe an older state of the room than `current`. */
 function isOlder(next, current) {
@@ -31,6 +54,9 @@ function isOlder(next, current) {
 export function roomView(root, roomId) {
   document.title = 'livehub · room';
   let token = ownerToken(roomId);
+  let playToken = hashToken(); // a private room's viewer token (this page's players carry it)
+  const viewerToken = playToken;
+  let role = null; // as `joined` said
   let room = null;
   let publish = null; // owner only: {whipUrl, obsServer, ...}; never shown to viewers
   let myPeerId = null;
@@ -44,26 +70,40 @@ export function roomView(root, roomId) {
 
   // --- parts
   const send = (msg) => socket.send({ ...msg, roomId });
+  const isHost = () => role === 'host';
   const camera = createCamera();
   const player = createPlayer({ getRoom: () => room, idleText });
   const recordings = createRecordings({ roomId });
-  const chat = createChat({ send, myPeerId: () => myPeerId });
-  const calls = createCalls({
-    roomId, camera, send, myPeerId: () => myPeerId,
-    memberName: (peerId) => members.name(peerId), memberRole: (peerId) => members.role(peerId),
-    say: chat.say, onChange: () => members.render(),
+  const chat = createChat({ send, myPeerId: () => myPeerId, canModerate: isHost });
+  const stage = createStage({
+    roomId, camera, send, myPeerId: () => myPeerId, isHost,
+    memberName: (peerId) => members.name(peerId), say: (text) => chat.say(text),
+    playUrl: (url) => withToken(url, playToken), onChange: () => members.render(),
   });
-  const members = createMembers({ myPeerId: () => myPeerId, calls });
+  stage.setMain(player.el);
+  const muted = new Set(); // members this (host) page muted
+  const moderation = {
+    muted: (peerId) => muted.has(peerId),
+    mute(peerId) { muted.add(peerId); send({ type: 'mute', peerId, seconds: MUTE_SECONDS }); chat.say(`You muted ${members.name(peerId)} for ${MUTE_SECONDS / 60} minutes.`); members.render(); },
+    unmute(peerId) { muted.delete(peerId); send({ type: 'unmute', peerId }); chat.say(`You unmuted ${members.name(peerId)}.`); members.render(); },
+  };
+  const members = createMembers({ myPeerId: () => myPeerId, isHost, stage, moderation });
   const publisher = createPublisher({ getWhipUrl: () => publish?.whipUrl ?? null, camera, onChange: renderOwner });
   const owner = createOwnerPanel({ onGoLive: () => publisher.start(), onStopLive: () => publisher.stop(), onClose: closeRoom });
   const socket = createSocket({
-    joinMessage: () => ({ type: 'join', roomId, name: myName(), ...(token ? { role: 'host', token } : {}) }),
+    joinMessage: () => ({
+      type: 'join', roomId, name: myName(),
+      ...(token ? { role: 'host', token } : viewerToken ? { token: viewerToken } : {}),
+      // a guest whose connection dropped takes its place on stage again (its stream to SRS
+      // never stopped: media does not go through livehub)
+      ...(stage.token() ? { stageToken: stage.token() } : {}),
+    }),
     onMessage: handle,
     onState: setConnection,
     onDrop(onPurpose) {
       joined = false;
       members.clear();
-      calls.endAll('disconnected from livehub');
+      stage.dropped();
       if (onPurpose && wsState.dataset.state !== 'closed') setConnection('closed', 'disconnected');
       renderChat();
     },
@@ -77,13 +117,19 @@ export function roomView(root, roomId) {
   const players = countStat('player', 'player-count');
   const wsState = h('span', { class: 'ws-state', testid: 'ws-state' }, 'connecting…');
 
+  const privateTag = h('span', { class: 'tag private-tag', testid: 'private-tag', hidden: true }, 'private');
+  const viewerLink = h('section', { class: 'card viewer-link', testid: 'viewer-link-panel', hidden: true },
+    h('h2', {}, 'Viewer link'),
+    h('p', { class: 'muted' }, 'This room is private: only people with a viewer link can see, join and play it.'),
+    h('button', { type: 'button', testid: 'viewer-link-button', onclick: makeViewerLink }, 'Create a viewer link (valid 24 h)'));
+
   root.append(h('div', { class: 'room-page', testid: 'room-page', dataset: { roomId } },
     h('div', { class: 'room-head' },
       h('a', { href: '#/', class: 'back' }, '← Rooms'),
-      titleEl, badge, viewers.el, players.el, wsState),
-    calls.promptsEl,
+      titleEl, privateTag, badge, viewers.el, players.el, wsState),
+    stage.promptEl,
     h('div', { class: 'room-grid' },
-      h('div', { class: 'main-col' }, player.el, recordings.el, owner.el, calls.el),
+      h('div', { class: 'main-col' }, stage.el, recordings.el, owner.el, viewerLink),
       h('div', { class: 'side-col' }, members.el, chat.el))));
 
   // --- room state
@@ -91,6 +137,12 @@ export function roomView(root, roomId) {
   function setRoom(next) {
     if (!next) return;
     const before = room?.status;
+    playToken ??= tokenOf(next);
+    if (next.playUrls && playToken) {
+      // broadcasts go to members holding different tokens: their URLs carry none
+      next = { ...next, playUrls: Object.fromEntries(Object.entries(next.playUrls).map(([k, u]) => [k, withToken(u, playToken)])) };
+    }
+    if (Array.isArray(next.stage)) stage.set(next.stage);
     const merged = { ...room, ...next };
     if (before === 'ended') merged.status = 'ended'; // ended is final
     room = merged;
@@ -108,8 +160,22 @@ export function roomView(root, roomId) {
       if (room.status === 'ended') recordings.load();
       if (before) chat.say(`The room is now ${room.status}.`);
     }
+    privateTag.hidden = room.visibility !== 'private';
+    viewerLink.hidden = !(token && room.visibility === 'private' && room.status !== 'ended');
     renderOwner();
     renderChat();
+  }
+
+  async function makeViewerLink() {
+    errors.clear('viewer-link');
+    try {
+      const made = await api('POST', `${roomPath(roomId)}/viewer-tokens`, { token, body: { ttl: 24 * 3600 } });
+      const link = `${location.origin}${location.pathname}#/room/${encodeURIComponent(roomId)}?token=${encodeURIComponent(made.token)}`;
+      viewerLink.querySelector('.field')?.remove();
+      viewerLink.append(copyField('Viewer link', link, 'viewer-link'));
+    } catch (err) {
+      errors.show(describe('Could not create a viewer link', err), 'viewer-link');
+    }
   }
 
   /** A state pushed on the WebSocket: newer than any reply still in flight. */
@@ -128,6 +194,7 @@ export function roomView(root, roomId) {
   }
 
   function renderOwner() {
+    stage.setOwnerLive(Boolean(token) && publisher.active);
     owner.render({
       visible: Boolean(token && room),
       ended: room?.status === 'ended',
@@ -150,8 +217,9 @@ export function roomView(root, roomId) {
   async function load() {
     const seen = pushes;
     let reply;
+    const path = !token && viewerToken ? `${roomPath(roomId)}?token=${encodeURIComponent(viewerToken)}` : roomPath(roomId);
     try {
-      reply = await api('GET', roomPath(roomId), { token });
+      reply = await api('GET', path, { token });
     } catch (err) {
       if (token && (err.status === 401 || err.status === 403)) {
         errors.show(describe('The saved owner token was refused: you are a viewer here', err), 'owner');
@@ -160,7 +228,9 @@ export function roomView(root, roomId) {
       }
       if (err.status === 404) {
         root.replaceChildren(h('section', { class: 'card', testid: 'room-not-found' },
-          h('h1', {}, 'Room not found'), h('p', {}, `There is no room "${roomId}". `, h('a', { href: '#/' }, 'Back to the rooms'))));
+          h('h1', {}, 'Room not found'),
+          h('p', {}, `There is no room "${roomId}", or it is private and ${viewerToken ? 'this viewer link has expired' : 'needs a viewer link from its host'}. `,
+            h('a', { href: '#/' }, 'Back to the rooms'))));
       }
       errors.show(describe('Could not load the room', err), 'load');
       return false;
@@ -195,6 +265,7 @@ export function roomView(root, roomId) {
     switch (msg.type) {
       case 'joined':
         myPeerId = msg.peerId;
+        role = msg.role ?? 'viewer';
         joined = true;
         socket.joined();
         members.reset({
@@ -204,6 +275,8 @@ export function roomView(root, roomId) {
           self: { peerId: myPeerId, name: myName(), role: msg.role },
         });
         setConnection('joined', `joined as ${msg.role ?? 'viewer'}`);
+        chat.setSlowMode(msg.slowMode ?? 0);
+        chat.renderControls();
         applyPush(msg.room);
         break;
       case 'presence-mode':
@@ -215,7 +288,7 @@ export function roomView(root, roomId) {
         break;
       case 'peer-left': {
         const name = members.name(msg.peerId);
-        calls.end(msg.peerId, 'the other side left', { quiet: true });
+        muted.delete(msg.peerId);
         if (members.remove(msg.peerId)) chat.say(`${name} left.`);
         break;
       }
@@ -228,11 +301,30 @@ export function roomView(root, roomId) {
       case 'chat':
         chat.message(msg);
         break;
+      case 'chat-deleted':
+        chat.deleted(msg.id);
+        break;
+      case 'muted':
+        chat.say(`A host muted you until ${new Date(msg.until).toLocaleTimeString()}.`);
+        break;
+      case 'unmuted':
+        chat.say('A host unmuted you.');
+        break;
+      case 'room-settings':
+        chat.setSlowMode(msg.slowMode);
+        chat.say(msg.slowMode ? `Slow mode is on: one line every ${msg.slowMode} s.` : 'Slow mode is off.');
+        break;
+      case 'stage':
+      case 'stage-invite':
+      case 'stage-credentials':
+      case 'stage-declined':
+      case 'stage-removed':
+        stage.handle(msg);
+        break;
       case 'offer':
       case 'answer':
       case 'candidate':
-        calls.onSignal(msg);
-        break;
+        break; // relayed for clients that call peer to peer; this console does not
       case 'kicked':
         errors.show('The host removed you from this room.', 'kicked');
         socket.close();
@@ -245,6 +337,18 @@ export function roomView(root, roomId) {
           applyPush({ status: 'ended' });
           socket.close();
           setConnection('closed', 'room ended: chat is closed');
+          break;
+        }
+        if (msg.code === 'muted') {
+          errors.show('A host muted you: your message was not sent.', 'ws:muted');
+          break;
+        }
+        if (msg.code === 'slow_mode') {
+          errors.show(`Slow mode: ${msg.message ?? 'wait a little before your next line'}`, 'ws:slow_mode');
+          break;
+        }
+        if (typeof msg.inReplyTo === 'string' && msg.inReplyTo.startsWith('stage-')) {
+          stage.refused(msg);
           break;
         }
         if (msg.code === 'rate_limited') {
@@ -270,7 +374,7 @@ export function roomView(root, roomId) {
   return () => {
     stopped = true;
     socket.close({ leave: { type: 'leave', roomId } });
-    calls.endAll('left the room');
+    stage.stopAll();
     player.stop();
     publisher.stop();
     camera.stop();

@@ -319,7 +319,7 @@ REST_CASES = [
         ROOMS,
         403,
         "forbidden",
-        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "DELETE"},
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "PUT"},
     ),
     Rest(
         "cors-preflight-without-origin",

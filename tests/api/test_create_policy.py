@@ -126,7 +126,7 @@ async def test_the_openapi_document_describes_keys_pages_and_limits(client: Clie
     list_op = spec["paths"]["/api/rooms"]["get"]
     assert set(list_op["responses"]["200"]["headers"]) == {"X-Total-Count", "Link"}
     params = {p["name"]: p for p in list_op["parameters"]}
-    assert set(params) == {"status", "limit", "cursor"}
+    assert set(params) == {"status", "limit", "cursor", "visibility"}
     assert params["limit"]["schema"]["maximum"] == 1000
     assert params["limit"]["schema"]["default"] == 100
 

@@ -21,6 +21,8 @@ PUBLIC_KEYS = {
     "playerCount",
     "reconnecting",
     "playUrls",
+    "visibility",
+    "stage",
 }
 
 

@@ -237,6 +237,7 @@ async def test_join_answers_with_peer_id_room_state_and_members(client: Client) 
         ],
         "presence": "full",
         "viewerCount": 2,
+        "slowMode": 0,
     }
     assert first["members"] == [{"peerId": alice_id, "name": "Alice", "role": "viewer"}]
     assert first["room"]["viewerCount"] == 1
@@ -640,11 +641,14 @@ async def test_chat_goes_to_every_member_with_sender_and_server_time(client: Cli
     assert got[0] == got[1]
     ts = got[0].pop("ts")
     assert before <= ts <= after
+    chat_id = got[0].pop("id")  # server-assigned, for chat-delete
+    assert isinstance(chat_id, str) and chat_id
     assert got[0] == {
         "type": "chat",
         "roomId": room["id"],
         "from": alice_id,
         "name": "Alice",
+        "role": "viewer",
         "text": text,
     }
 

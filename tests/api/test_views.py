@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from livehub import keys
+from livehub.adapters.rows import ROOM_COLUMNS
 from livehub.adapters.srs.api import PublicUrls
 from livehub.api.views import RoomViews
 from livehub.domain.room import LISTED_COLUMNS, RoomStatus
@@ -65,3 +67,50 @@ def test_play_urls_escape_every_stream_key(app: str, stream_key: str) -> None:
         "flv": f"http://media.example:8080/{app}/{key}.flv",
         "hls": f"http://media.example:8080/{app}/{key}.m3u8",
     }
+
+
+async def test_views_with_a_stage_and_a_viewer_token_equal_the_schema_dump(client: Client) -> None:
+    """The stage (no guest token in any view), a private room's visibility, and play URLs that
+    carry a viewer token: the hand-built view, the schema's and the list's are the same."""
+    import orjson
+
+    from livehub.adapters.rows import room_values
+
+    views = client.app[keys.views]
+    assert isinstance(views, RoomViews)
+    rooms = client.app[keys.rooms]
+    body = {"title": "staged", "visibility": "private"}
+    made = await (await client.post("/api/rooms", json=body)).json()
+
+    def decide(room: Any) -> list[Any]:
+        room.stage = {
+            "guests": {
+                "p-1": {
+                    "name": "Gus",
+                    "streamKey": f"{room.stream_key}-p-1",
+                    "token": "SECRET",
+                    "live": True,
+                    "clientId": "c9",
+                },
+            }
+        }
+        return []
+
+    await rooms.update(made["id"], decide)
+    room = await rooms.get(made["id"])
+    for token in (None, "a.viewer.token"):
+        view = views.public(room, token)
+        assert view == views.public_by_schema(room, token)
+        assert list(view) == list(views.public_by_schema(room, token))
+        assert "SECRET" not in orjson.dumps(view).decode() and "c9" not in str(view["stage"])
+        assert view["visibility"] == "private"
+        [guest] = view["stage"]
+        assert (guest["peerId"], guest["name"], guest["live"]) == ("p-1", "Gus", True)
+        carried = {url.endswith("token=a.viewer.token") for url in guest["playUrls"].values()}
+        assert carried == {token is not None}
+    # a list page reads the stored JSON text of the stage
+    values = dict(zip(ROOM_COLUMNS, room_values(room), strict=True))
+    row: Any = tuple(values[column] for column in LISTED_COLUMNS)
+    listed = views.listed([row])
+    views.count_into(listed)
+    assert listed == [views.public(room)]

@@ -1,7 +1,7 @@
-"""Per-address limits shared through Redis (livehub/adapters/redis/address_limits.py), against the real
-throwaway Redis: nodes share one connection limit, a node that stops heartbeating stops counting,
-a Redis that restarted empty gets every node's counts back, bans and create buckets are seen by
-every node, and while Redis is away each node limits on its own."""
+"""Per-address limits shared through Redis (livehub/adapters/redis/address_limits.py), against the
+real throwaway Redis: nodes share one connection limit, a node that stops heartbeating stops
+counting, a Redis that restarted empty gets every node's counts back, bans and create buckets
+are seen by every node, and while Redis is away each node limits on its own."""
 
 from __future__ import annotations
 

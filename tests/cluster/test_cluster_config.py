@@ -23,9 +23,34 @@ def test_cluster_mode_is_off_by_default() -> None:
 )
 def test_cluster_urls_are_read(database_url: str, redis_url: str) -> None:
     config = Config.from_env(
-        {"LIVEHUB_DATABASE_URL": f" {database_url} ", "LIVEHUB_REDIS_URL": redis_url}
+        {
+            "LIVEHUB_DATABASE_URL": f" {database_url} ",
+            "LIVEHUB_REDIS_URL": redis_url,
+            "LIVEHUB_VIEWER_TOKEN_SECRET": "viewer-token-secret-0123456789-abcdef",
+        }
     )
     assert (config.database_url, config.redis_url) == (database_url, redis_url)
+
+
+def test_cluster_mode_needs_the_viewer_token_secret() -> None:
+    """Every node verifies tokens any node minted: a random key per process would not do."""
+    cluster = {"LIVEHUB_DATABASE_URL": "postgresql://db/livehub", "LIVEHUB_REDIS_URL": "redis://r"}
+    with pytest.raises(ConfigError, match="LIVEHUB_VIEWER_TOKEN_SECRET is required"):
+        Config.from_env(cluster)
+    secret = "a viewer-token secret in ünïcode, long enough"
+    config = Config.from_env({**cluster, "LIVEHUB_VIEWER_TOKEN_SECRET": secret})
+    assert config.viewer_token_secret == secret
+    assert Config.from_env({}).viewer_token_secret is None  # embedded: random per process
+    with pytest.raises(ConfigError, match="LIVEHUB_VIEWER_TOKEN_SECRET must be at least 32 bytes"):
+        Config.from_env({"LIVEHUB_VIEWER_TOKEN_SECRET": "short"})
+
+
+def test_stage_max_is_read_and_checked() -> None:
+    assert Config.from_env({}).stage_max == 6
+    assert Config.from_env({"LIVEHUB_STAGE_MAX": "2"}).stage_max == 2
+    for bad in ("-1", "65", "many"):
+        with pytest.raises(ConfigError, match="LIVEHUB_STAGE_MAX"):
+            Config.from_env({"LIVEHUB_STAGE_MAX": bad})
 
 
 @pytest.mark.parametrize(
@@ -56,7 +81,11 @@ def test_the_debug_log_redacts_cluster_urls() -> None:
 
 def test_workers_default_to_one_and_need_cluster_mode_beyond() -> None:
     assert Config.from_env({}).workers == 1
-    cluster = {"LIVEHUB_DATABASE_URL": "postgresql://db/livehub", "LIVEHUB_REDIS_URL": "redis://r"}
+    cluster = {
+        "LIVEHUB_DATABASE_URL": "postgresql://db/livehub",
+        "LIVEHUB_REDIS_URL": "redis://r",
+        "LIVEHUB_VIEWER_TOKEN_SECRET": "viewer-token-secret-0123456789-abcdef",
+    }
     config = Config.from_env({**cluster, "LIVEHUB_WORKERS": "4"})
     assert (config.workers, config.cluster) == (4, True)
     assert Config.from_env({"LIVEHUB_WORKERS": "1"}).cluster is False

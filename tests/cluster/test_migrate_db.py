@@ -4,6 +4,7 @@ webhook outbox included."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.rows import ROOM_COLUMNS
 from livehub.adapters.sqlite import store as storage
-from livehub.domain.room import EventType, RoomEvent, RoomStatus
+from livehub.domain.room import EventType, RoomEvent, RoomStatus, Visibility
 from livehub.migrate_db import copy_sqlite_to_postgres, main
 
 T0 = 1_790_000_000_000
@@ -50,6 +51,14 @@ def sqlite_db(path: Path, version: int, rooms: int) -> list[dict[str, Any]]:
             ),
             "publisher_origin": "srs-a" if "publisher_origin" in present and n % 3 == 1 else None,
             "record": "record" in present and n % 2 == 1,
+            # schema 5: private rooms, the stage (stored JSON text), moderation
+            "visibility": "private" if "visibility" in present and n % 5 == 0 else "public",
+            "stage": (
+                '{"guests":{"p-1":{"name":"Gus","streamKey":"key-p-1","live":true}}}'
+                if "stage" in present and n % 4 == 1
+                else "{}"
+            ),
+            "moderation": '{"slowMode":5}' if "moderation" in present and n % 4 == 2 else "{}",
         }
         columns = [c for c in present if c in row]
         db.execute(
@@ -117,6 +126,9 @@ async def test_every_room_and_delivery_is_copied(tmp_path: Path, pg_url: str, ve
             assert {c: getattr(room, c) for c in ROOM_COLUMNS} == {
                 **row,
                 "status": RoomStatus(row["status"]),
+                "visibility": Visibility(row["visibility"]),
+                "stage": json.loads(row["stage"]),
+                "moderation": json.loads(row["moderation"]),
             }
             assert room.is_owner_token(f"owner-{n}")  # owners keep their tokens
         assert [await store.count(s) for s in RoomStatus] == [9, 8, 8]

@@ -16,10 +16,12 @@ from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.errors import RoomEnded, RoomNotFound
 from livehub.domain.hub import Hub, Peer
+from livehub.domain.moderation import Moderation
 from livehub.domain.ratelimit import FLOOD_QUIET_S
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, Limits, Signaling
+from livehub.domain.stage import Stage
 from tests.domain.fakes import FakeSink, ManualLoop, make_hub
 
 
@@ -335,6 +337,7 @@ def test_chat_length_limit_is_configurable() -> None:
             "roomId": world.room.id,
             "from": peer.id,
             "name": "",
+            "role": "viewer",
             "text": "12345",
             "ts": 1_700_000_000_500,
         },
@@ -458,9 +461,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_protocol_doc_lists_every_error_code_and_nothing_else() -> None:
-    sources = (ROOT / "livehub/domain/signaling.py").read_text() + (
-        ROOT / "livehub/api/websocket.py"
-    ).read_text()
+    sources = "".join(
+        (ROOT / path).read_text()
+        for path in (
+            "livehub/domain/signaling.py",
+            "livehub/api/websocket.py",
+            # issue 18: the stage, private rooms' joins and moderation speak the protocol too
+            "livehub/domain/stage.py",
+            "livehub/domain/viewer_tokens.py",
+            "livehub/domain/moderation.py",
+        )
+    )
     raised = set(
         re.findall(r'(?:ProtocolError\(|reject\(|bad_frame\()\s*(?:peer,\s*)?"(\w+)"', sources)
     )
@@ -477,7 +488,18 @@ def test_the_protocol_doc_describes_every_client_message_type() -> None:
     headings = re.findall(r"^### (.+)$", doc, re.M)
     documented = {name for heading in headings for name in re.findall(r"`([\w-]+)`", heading)}
     world = make_world()
-    assert set(world.signaling._handlers) <= documented
+    # the stage and moderation register their messages as the app wires them
+    Stage(
+        world.signaling,
+        world.rooms,
+        world.hub,
+        play_urls=lambda key: {},
+        credentials=lambda key, token: {},
+    )
+    Moderation(world.signaling, world.rooms, world.hub)
+    handled = set(world.signaling._handlers)
+    assert {"stage-invite", "stage-accept", "chat-delete", "slow-mode"} <= handled
+    assert handled <= documented
 
 
 def test_a_general_rate_of_0_turns_the_limit_off() -> None:

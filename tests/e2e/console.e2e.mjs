@@ -292,7 +292,6 @@ async function standinScenarios() {
     const summary = await page.textContent(tid('member-summary'));
     // viewerCount counts every member: 250 with the host Ann are 249 viewers and 1 host
     check(/^249 viewers and 1 host\b/.test(summary), `summary says "${summary}"`);
-    check(await page.isVisible(`${tid('call-button')}[data-peer-id="host-ann"]`), 'no call button for the host');
     await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'big', viewerCount: 251 });
     await page.waitForFunction(() => /^250 viewers and 1 host/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
     await shot(page, 'presence.png');
@@ -433,53 +432,6 @@ try {
     await shot(bob, 'room.png');
     await shot(alice, 'room-owner.png');
     return { members: await members(bob), viewers, alone, two };
-  });
-
-  await scenario('cohost_call', async () => {
-    check(state.alicePeer && state.bobPeer, 'pages did not join');
-    await bob.click(`${tid('call-button')}[data-peer-id="${state.alicePeer}"]`);
-    // Alice's page asks first (issue 15 item 6), naming the caller and the caller's role.
-    const prompt = `${tid('call-prompt')}[data-peer-id="${state.bobPeer}"]`;
-    await alice.waitForSelector(prompt, { timeout: T });
-    const asked = await alice.textContent(prompt);
-    check(/bob/.test(asked) && /viewer/.test(asked), `alice's prompt says "${asked}"`);
-    await shot(alice, 'call-prompt.png', { fullPage: false });
-    await alice.click(`${tid('call-accept')}[data-peer-id="${state.bobPeer}"]`);
-    const atAlice = await videoFrames(alice, `${tid('remote-video')}[data-peer-id="${state.bobPeer}"]`);
-    const atBob = await videoFrames(bob, `${tid('remote-video')}[data-peer-id="${state.alicePeer}"]`);
-    await bob.waitForSelector(`${tid('call-state')}[data-peer-id="${state.alicePeer}"][data-state="connected"]`, { timeout: T });
-    await alice.waitForSelector(`${tid('call-state')}[data-peer-id="${state.bobPeer}"][data-state="connected"]`, { timeout: T });
-    const camera = await bob.getAttribute(tid('camera-state'), 'data-state');
-    check(camera === 'on', `bob's camera state is ${camera}`);
-    check(await bob.isVisible(`${tid('hangup-button')}[data-peer-id="${state.alicePeer}"]`), 'no hang-up button during the call');
-    await shot(bob, 'call.png');
-    return { atAlice, atBob };
-  });
-
-  await scenario('call_without_camera', async () => {
-    check(state.alicePeer, 'alice did not join');
-    const carol = await newPage(browser, 'carol', { name: 'carol', noCamera: true });
-    await carol.goto(`${BASE}/#/room/${encodeURIComponent(state.roomId)}`);
-    await waitForMembers(carol, ['alice', 'bob', 'carol']);
-    const carolPeer = (await members(carol)).find((m) => m.name === 'carol').peerId;
-    await carol.click(`${tid('call-button')}[data-peer-id="${state.alicePeer}"]`);
-    await alice.click(`${tid('call-accept')}[data-peer-id="${carolPeer}"]`);
-    // Carol has no camera: she still receives Alice's video, and the page says so.
-    const atCarol = await videoFrames(carol, `${tid('remote-video')}[data-peer-id="${state.alicePeer}"]`);
-    await carol.waitForSelector(`${tid('camera-state')}[data-state="none"]`, { timeout: T });
-    const text = await carol.textContent(tid('camera-state'));
-    check(/no camera/i.test(text), `camera state text is "${text}"`);
-    await carol.close();
-    // Alice sees Carol leave; her call with Carol ends, the one with Bob goes on.
-    await waitForMembers(alice, ['alice', 'bob']);
-    await alice.waitForSelector(`${tid('remote-tile')}[data-peer-id="${carolPeer}"]`, { state: 'detached', timeout: T });
-    check(await alice.isVisible(`${tid('remote-tile')}[data-peer-id="${state.bobPeer}"]`), "alice's call with bob ended too");
-    // Bob hangs up: Alice's side notices (the call's data channel closes) and ends it too.
-    const hungUp = Date.now();
-    await bob.click(`${tid('hangup-button')}[data-peer-id="${state.alicePeer}"]`);
-    await bob.waitForSelector(`${tid('remote-tile')}[data-peer-id="${state.alicePeer}"]`, { state: 'detached', timeout: T });
-    await alice.waitForSelector(`${tid('remote-tile')}[data-peer-id="${state.bobPeer}"]`, { state: 'detached', timeout: T });
-    return { atCarol, cameraText: text, hangupSeenMs: Date.now() - hungUp };
   });
 
   await scenario('status_follows_srs_hooks', async () => {
@@ -801,12 +753,10 @@ try {
     return { widths, titles: titles.length };
   });
 
-  await scenario('call_needs_consent', async () => {
-    // Issue 15 item 6: an anonymous socket's offers open nothing and send nothing until the
-    // user accepts; declining sends nothing; room-wide offers are ignored.
-    const room = await http('POST', '/api/rooms', { body: { title: 'Consent' } });
-    const victor = await newPage(browser, 'victor', { name: 'victor' });
-    await victor.addInitScript(() => {
+  /** A page that counts its getUserMedia calls (camera) and peer connections. */
+  async function countingPage(label, name) {
+    const page = await newPage(browser, label, { name });
+    await page.addInitScript(() => {
       window.__media = { getUserMedia: 0, peerConnections: 0 };
       const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
       navigator.mediaDevices.getUserMedia = (c) => { window.__media.getUserMedia += 1; return gum(c); };
@@ -815,72 +765,137 @@ try {
         constructor(...args) { super(...args); window.__media.peerConnections += 1; }
       };
     });
+    return page;
+  }
+  const media = (page) => page.evaluate(() => ({ ...window.__media }));
+
+  await scenario('stage_invite_accept', async () => {
+    // Issue 18: the host invites a member; nothing happens on its side (no camera) until it
+    // accepts; then it publishes its camera to SRS (the fake SRS, over WHIP, with its own
+    // stage credentials: livehub's on_publish checks them) and every page plays it (WHEP) in
+    // the stage grid next to the main stream.
+    await alice.goto(`${BASE}/#/`);
+    await alice.fill(tid('create-title'), 'Panel with guests');
+    await alice.click(tid('create-submit'));
+    await alice.click(tid('created-room-link'));
+    const roomId = await alice.getAttribute(tid('room-page'), 'data-room-id');
+    const gus = await countingPage('gus', 'gus');
+    const carol = await newPage(browser, 'carol', { name: 'carol' });
+    for (const page of [gus, carol]) await page.goto(`${BASE}/#/room/${encodeURIComponent(roomId)}`);
+    await waitForMembers(alice, ['alice', 'carol', 'gus']);
+    await alice.click(tid('go-live-button'));
+    await waitForBadge(carol, 'live');
+    const gusPeer = (await members(alice)).find((m) => m.name === 'gus').peerId;
+    // viewers get no stage controls
+    check(!(await carol.isVisible(tid('stage-invite'))), 'a viewer sees "Invite to stage"');
+    await alice.click(`${tid('stage-invite')}[data-peer-id="${gusPeer}"]`);
+    await gus.waitForSelector(tid('stage-prompt'), { timeout: T });
+    const promptText = await gus.textContent(tid('stage-prompt'));
+    check(/alice/.test(promptText) && /host/.test(promptText), `gus's prompt says "${promptText}"`);
+    const asked = await media(gus);
+    check(asked.getUserMedia === 0, `the camera was asked for before accepting: ${JSON.stringify(asked)}`);
+    await shot(gus, 'stage-prompt.png', { fullPage: false });
+    await gus.click(tid('stage-accept'));
+    // alice and carol see gus live on stage, playing from (fake) SRS
+    const atCarol = await videoFrames(carol, `${tid('guest-video')}[data-peer-id="${gusPeer}"]`, 5, 20_000);
+    const atAlice = await videoFrames(alice, `${tid('guest-video')}[data-peer-id="${gusPeer}"]`, 5, 20_000);
+    const accepted = await media(gus);
+    check(accepted.getUserMedia >= 1, 'no camera after accepting');
+    await alice.waitForSelector(`${tid('member-item')}[data-peer-id="${gusPeer}"][data-stage="guest"]`, { timeout: T });
+    const api = await http('GET', `/api/rooms/${roomId}`);
+    check(api.stage.length === 1 && api.stage[0].peerId === gusPeer && api.stage[0].live, `API stage: ${JSON.stringify(api.stage)}`);
+    await shot(carol, 'stage.png');
+    // the host takes gus off the stage: gone from every grid, gus's camera stops
+    await alice.click(`${tid('stage-remove')}[data-peer-id="${gusPeer}"]`);
+    await carol.waitForSelector(`${tid('guest-tile')}[data-peer-id="${gusPeer}"]`, { state: 'detached', timeout: T });
+    await gus.waitForSelector(`${tid('camera-state')}[data-state="off"]`, { state: 'attached', timeout: T });
+    const after = await http('GET', `/api/rooms/${roomId}`);
+    check(after.stage.length === 0, `stage after removal: ${JSON.stringify(after.stage)}`);
+    await alice.click(tid('stop-live-button'));
+    await gus.close();
+    await carol.close();
+    return { atCarol, atAlice, asked, accepted, promptText };
+  });
+
+  await scenario('stage_decline_and_moderation', async () => {
+    // Declining sends stage-decline only (no camera), the host hears it; then the host's
+    // moderation: delete a line, slow mode, mute.
+    const room = await http('POST', '/api/rooms', { body: { title: 'Moderated' } });
+    await alice.evaluate(({ id, t }) => localStorage.setItem(`livehub.owner.${id}`, t), { id: room.id, t: room.ownerToken });
+    await alice.goto(`${BASE}/#/room/${encodeURIComponent(room.id)}`);
+    const victor = await countingPage('victor', 'victor');
     await victor.goto(`${BASE}/#/room/${encodeURIComponent(room.id)}`);
-    await waitForMembers(victor, ['victor']);
-    // Mallory: a bare WebSocket from a page that is not the console, with a real offer.
-    const mallory = await newPage(browser, 'mallory');
-    await mallory.goto(`${BASE}/healthz`);
-    const malloryPeer = await mallory.evaluate(async ({ url, roomId }) => {
-      window.__got = [];
-      const ws = new WebSocket(url);
-      window.__ws = ws;
-      ws.onmessage = (e) => window.__got.push(JSON.parse(e.data));
-      await new Promise((resolve) => { ws.onopen = resolve; });
-      ws.send(JSON.stringify({ type: 'join', roomId, name: 'mallory' }));
-      const pc = new RTCPeerConnection();
-      pc.createDataChannel('x');
-      pc.addTransceiver('video');
-      pc.addTransceiver('audio');
-      await pc.setLocalDescription(await pc.createOffer());
-      window.__offer = pc.localDescription.toJSON();
-      while (!window.__got.some((m) => m.type === 'joined')) await new Promise((r) => setTimeout(r, 20));
-      return window.__got.find((m) => m.type === 'joined').peerId;
-    }, { url: `${BASE.replace(/^http/, 'ws')}/ws`, roomId: room.id });
-    await waitForMembers(victor, ['mallory', 'victor']);
-    const victorPeer = (await members(victor)).find((m) => m.name === 'victor').peerId;
-    const fromMallory = (msg) => mallory.evaluate((m) => window.__ws.send(JSON.stringify(m)), { roomId: room.id, ...msg });
-    const offer = () => mallory.evaluate(() => window.__offer);
-    const media = () => victor.evaluate(() => ({ ...window.__media }));
-    const malloryGot = () => mallory.evaluate(() => window.__got.filter((m) => ['offer', 'answer', 'candidate'].includes(m.type)).map((m) => m.type));
-    // Mallory's messages reach Victor in order: her chat line shows that he has handled what
-    // came before it. Victor's chat line to her does the same the other way.
-    const syncToVictor = async (text) => { await fromMallory({ type: 'chat', text }); await waitForChat(victor, text); };
-    const syncToMallory = async (text) => {
-      await victor.fill(tid('chat-input'), text);
-      await victor.press(tid('chat-input'), 'Enter');
-      await mallory.waitForFunction((t) => window.__got.some((m) => m.type === 'chat' && m.text === t), text, { timeout: T });
-    };
-    const steps = {};
-    // 1. a room-wide offer (no `to`): ignored
-    await fromMallory({ type: 'offer', payload: await offer() });
-    await syncToVictor('sync one');
-    await syncToMallory('sync one back');
-    steps.roomWide = { media: await media(), prompts: await victor.$$eval(tid('call-prompt'), (p) => p.length), sent: await malloryGot() };
-    // 2. an offer to Victor, and an early candidate: a prompt naming her and her role, nothing else
-    await fromMallory({ type: 'offer', to: victorPeer, payload: await offer() });
-    await fromMallory({ type: 'candidate', to: victorPeer, payload: { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 } });
-    const prompt = `${tid('call-prompt')}[data-peer-id="${malloryPeer}"]`;
-    await victor.waitForSelector(prompt, { timeout: T });
-    const promptText = await victor.textContent(prompt);
-    await syncToVictor('sync two');
-    await syncToMallory('sync two back');
-    steps.asked = { media: await media(), sent: await malloryGot(), promptText };
-    // 3. declined: the prompt goes, nothing is sent, nothing opened
-    await victor.click(`${tid('call-decline')}[data-peer-id="${malloryPeer}"]`);
-    await victor.waitForSelector(prompt, { state: 'detached', timeout: T });
-    await syncToMallory('sync three back');
-    steps.declined = { media: await media(), sent: await malloryGot() };
-    // 4. asked again and accepted: now (and only now) the camera, an answer and candidates
-    await fromMallory({ type: 'offer', to: victorPeer, payload: await offer() });
-    await victor.waitForSelector(prompt, { timeout: T });
-    await victor.click(`${tid('call-accept')}[data-peer-id="${malloryPeer}"]`);
-    await mallory.waitForFunction(() => window.__got.some((m) => m.type === 'answer') && window.__got.some((m) => m.type === 'candidate'), null, { timeout: T });
-    const answers = await mallory.evaluate(() => window.__got.filter((m) => m.type === 'answer' || m.type === 'candidate').map((m) => ({ type: m.type, to: m.to, from: m.from })));
-    check(answers.every((m) => m.to === malloryPeer && m.from === victorPeer), `relays after accepting: ${JSON.stringify(answers)}`);
-    steps.accepted = { media: await media(), sent: [...new Set(await malloryGot())].sort() };
-    await mallory.close();
+    await waitForMembers(alice, ['alice', 'victor']);
+    const victorPeer = (await members(alice)).find((m) => m.name === 'victor').peerId;
+    await alice.click(`${tid('stage-invite')}[data-peer-id="${victorPeer}"]`);
+    await victor.waitForSelector(tid('stage-prompt'), { timeout: T });
+    await victor.click(tid('stage-decline'));
+    await alice.waitForFunction(() => [...document.querySelectorAll('[data-testid="chat-system"]')].some((e) => /victor declined/.test(e.textContent)), null, { timeout: T });
+    await alice.waitForSelector(`${tid('stage-invite')}[data-peer-id="${victorPeer}"]`, { timeout: T });
+    const declined = await media(victor);
+    check(declined.getUserMedia === 0, `camera asked for after declining: ${JSON.stringify(declined)}`);
+    // chat lines show the role; the host deletes one for everyone
+    await victor.fill(tid('chat-input'), 'spam spam');
+    await victor.press(tid('chat-input'), 'Enter');
+    await waitForChat(alice, 'spam spam');
+    check(!(await victor.isVisible(tid('chat-delete'))), 'a viewer sees delete buttons');
+    const line = `${tid('chat-message')}[data-from="${victorPeer}"]`;
+    await alice.click(`${line} ${tid('chat-delete')}`);
+    await victor.waitForSelector(line, { state: 'detached', timeout: T });
+    await alice.waitForSelector(line, { state: 'detached', timeout: T });
+    // slow mode: the viewer's page says so, and a second line is refused
+    await alice.selectOption(tid('slow-mode-select'), '30');
+    await victor.waitForSelector(`${tid('slow-mode-note')}:visible`, { timeout: T });
+    const note = await victor.textContent(tid('slow-mode-note'));
+    check(/30 s/.test(note), `slow-mode note "${note}"`);
+    // victor's last line ("spam spam") was less than 30 s ago
+    await victor.fill(tid('chat-input'), 'too fast');
+    await victor.press(tid('chat-input'), 'Enter');
+    await victor.waitForFunction(() => /Slow mode/.test(document.querySelector('[data-testid="error-banner"]')?.textContent ?? ''), null, { timeout: T });
+    await alice.selectOption(tid('slow-mode-select'), '0');
+    await victor.waitForSelector(`${tid('slow-mode-note')}`, { state: 'hidden', timeout: T });
+    // mute: the muted member is told, its lines are refused
+    await alice.click(`${tid('mute-button')}[data-peer-id="${victorPeer}"]`);
+    await victor.waitForFunction(() => [...document.querySelectorAll('[data-testid="chat-system"]')].some((e) => /muted you/.test(e.textContent)), null, { timeout: T });
+    await victor.fill(tid('chat-input'), 'am I muted');
+    await victor.press(tid('chat-input'), 'Enter');
+    await victor.waitForFunction(() => /muted you/.test(document.querySelector('[data-testid="error-banner"]')?.textContent ?? ''), null, { timeout: T });
+    await alice.click(`${tid('unmute-button')}[data-peer-id="${victorPeer}"]`);
+    await victor.waitForFunction(() => [...document.querySelectorAll('[data-testid="chat-system"]')].some((e) => /unmuted you/.test(e.textContent)), null, { timeout: T });
+    await victor.fill(tid('chat-input'), 'back again');
+    await victor.press(tid('chat-input'), 'Enter');
+    await waitForChat(alice, 'back again');
     await victor.close();
-    return { steps };
+    return { declined, note };
+  });
+
+  await scenario('private_room_viewer_link', async () => {
+    // A private room: not listed, not found without a link; the owner makes a viewer link,
+    // and the page opened with it loads, joins and chats.
+    await alice.goto(`${BASE}/#/`);
+    await alice.fill(tid('create-title'), 'Members only');
+    await alice.check(tid('create-private'));
+    await alice.click(tid('create-submit'));
+    await alice.click(tid('created-room-link'));
+    const roomId = await alice.getAttribute(tid('room-page'), 'data-room-id');
+    await alice.waitForSelector(`${tid('private-tag')}:visible`, { timeout: T });
+    const listed = await http('GET', '/api/rooms?limit=1000');
+    check(!listed.some((r) => r.id === roomId), 'a private room is in the anonymous list');
+    const stranger = await newPage(browser, 'stranger', { name: 'stranger' });
+    await stranger.goto(`${BASE}/#/room/${encodeURIComponent(roomId)}`);
+    await stranger.waitForSelector(tid('room-not-found'), { timeout: T });
+    await alice.click(tid('viewer-link-button'));
+    const link = await alice.inputValue(tid('field-viewer-link'), { timeout: T });
+    check(/#\/room\/.+\?token=/.test(link), `viewer link "${link}"`);
+    const friend = await newPage(browser, 'friend', { name: 'friend' });
+    await friend.goto(link);
+    await waitForMembers(alice, ['alice', 'friend']);
+    await friend.fill(tid('chat-input'), 'thanks for the link');
+    await friend.press(tid('chat-input'), 'Enter');
+    await waitForChat(alice, 'thanks for the link');
+    await stranger.close();
+    await friend.close();
+    return { link: link.replace(/token=.*/, 'token=…') };
   });
 
   if (PRESENCE) await scenario('presence_both_ways', async () => {

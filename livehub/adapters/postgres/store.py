@@ -30,6 +30,7 @@ from typing import TypeVar, cast
 import asyncpg
 
 from livehub.adapters.rows import (
+    COUNT_PRIVATE,
     RECORDING_COLUMNS,
     ROOM_COLUMNS,
     SELECT_LISTED,
@@ -45,7 +46,7 @@ from livehub.adapters.rows import (
     schema_too_new,
 )
 from livehub.domain.recordings import Recording
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
 from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX recordings_room ON recordings (room_id, started_at, id);
     CREATE INDEX recordings_ended ON recordings (ended_at);
+    """,
+    # 4: private rooms, the stage and chat moderation (SQLite migration 5)
+    """
+    ALTER TABLE rooms ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public'
+        CHECK (visibility IN ('public', 'private'));
+    ALTER TABLE rooms ADD COLUMN stage TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE rooms ADD COLUMN moderation TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX rooms_private ON rooms (status, created_at, id) WHERE visibility = 'private';
+    CREATE INDEX rooms_staged ON rooms (created_at, id) WHERE stage != '{}';
     """,
 )
 
@@ -441,9 +451,13 @@ class PostgresStore:
         )
 
     async def page(
-        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None = None,
+        visibility: Visibility | None = None,
     ) -> list[Room]:
-        where, args = _page_query(status, limit, after)
+        where, args = _page_query(status, limit, after, visibility)
         return await self._fetch(f"{_SELECT} WHERE {where}", *args)
 
     async def render_page(
@@ -452,8 +466,9 @@ class PostgresStore:
         limit: int,
         after: Cursor | None,
         render: Callable[[list[ListedRoom]], T],
+        visibility: Visibility | None = None,
     ) -> T:
-        where, args = _page_query(status, limit, after)
+        where, args = _page_query(status, limit, after, visibility)
         query = f"{SELECT_LISTED} WHERE {where}"
 
         async def run(conn: asyncpg.Connection, _: _Attempt) -> list[asyncpg.Record]:
@@ -464,8 +479,24 @@ class PostgresStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, _render_records, render, rows)
 
-    async def count(self, status: RoomStatus | None = None) -> int:
+    async def count(
+        self, status: RoomStatus | None = None, visibility: Visibility | None = None
+    ) -> int:
         async def run(conn: asyncpg.Connection, _: _Attempt) -> int:
+            if visibility is not None:
+                private = int(
+                    await conn.fetchval(COUNT_PRIVATE)
+                    if status is None
+                    else await conn.fetchval(f"{COUNT_PRIVATE} AND status = $1", status.value)
+                )
+                if visibility is Visibility.PRIVATE:
+                    return private
+                total = await conn.fetchval(
+                    "SELECT coalesce(sum(n), 0) FROM room_counts"
+                    + ("" if status is None else " WHERE status = $1"),
+                    *(() if status is None else (status.value,)),
+                )
+                return int(total) - private
             if status is None:
                 value = await conn.fetchval("SELECT coalesce(sum(n), 0) FROM room_counts")
             else:
@@ -478,6 +509,11 @@ class PostgresStore:
 
     async def live(self) -> list[Room]:
         return await self._fetch(f"{_SELECT} WHERE status = 'live' ORDER BY created_at, id")
+
+    async def staged(self) -> list[Room]:
+        return await self._fetch(
+            f"{_SELECT} WHERE stage != '{{}}' AND status != 'ended' ORDER BY created_at, id"
+        )
 
     async def reconnect_due(self, opened_before: int) -> list[Room]:
         return await self._fetch(
@@ -556,10 +592,13 @@ class _Conflict(Exception):
 
 
 def _page_query(
-    status: RoomStatus | None, limit: int, after: Cursor | None
+    status: RoomStatus | None,
+    limit: int,
+    after: Cursor | None,
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """:func:`livehub.adapters.rows.keyset_page` in PostgreSQL's parameter style."""
-    return keyset_page(status, limit, after, lambda n: f"${n}")
+    return keyset_page(status, limit, after, lambda n: f"${n}", visibility)
 
 
 def _render_records(render: Callable[[list[ListedRoom]], T], rows: list[asyncpg.Record]) -> T:

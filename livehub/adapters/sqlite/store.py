@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from livehub.adapters.rows import (
+    COUNT_PRIVATE,
     RECORDING_COLUMNS,
     ROOM_COLUMNS,
     SELECT_LISTED,
@@ -57,7 +58,7 @@ from livehub.adapters.rows import (
     schema_too_new,
 )
 from livehub.domain.recordings import Recording
-from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus
+from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
 from livehub.domain.store import Cursor, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX recordings_room ON recordings (room_id, started_at, id);
     CREATE INDEX recordings_ended ON recordings (ended_at);
+    """,
+    # 5: private rooms, the stage (co-hosts publishing to SRS) and chat moderation
+    """
+    ALTER TABLE rooms ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public'
+        CHECK (visibility IN ('public', 'private'));
+    ALTER TABLE rooms ADD COLUMN stage TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE rooms ADD COLUMN moderation TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX rooms_private ON rooms (status, created_at, id) WHERE visibility = 'private';
+    CREATE INDEX rooms_staged ON rooms (created_at, id) WHERE stage != '{}';
     """,
 )
 
@@ -431,9 +441,13 @@ class SQLiteStore:
 
     @_unavailable
     async def page(
-        self, status: RoomStatus | None, limit: int, after: Cursor | None = None
+        self,
+        status: RoomStatus | None,
+        limit: int,
+        after: Cursor | None = None,
+        visibility: Visibility | None = None,
     ) -> list[Room]:
-        query, args = page_query(status, limit, after)
+        query, args = page_query(status, limit, after, visibility)
         if self._reader is None:
             return self._many(query, *args)
         loop = asyncio.get_running_loop()
@@ -448,8 +462,9 @@ class SQLiteStore:
         limit: int,
         after: Cursor | None,
         render: Callable[[list[ListedRoom]], _T],
+        visibility: Visibility | None = None,
     ) -> _T:
-        where, args = page_query(status, limit, after)
+        where, args = page_query(status, limit, after, visibility)
         query = f"{SELECT_LISTED} WHERE {where}"
         if self._reader is None:
             return render(self._db.execute(query, args).fetchall())
@@ -457,7 +472,15 @@ class SQLiteStore:
         return await loop.run_in_executor(self._reader, self._read_render, query, args, render)
 
     @_unavailable
-    async def count(self, status: RoomStatus | None = None) -> int:
+    async def count(
+        self, status: RoomStatus | None = None, visibility: Visibility | None = None
+    ) -> int:
+        if visibility is not None:
+            where, args = ("", ()) if status is None else (" AND status = ?", (status.value,))
+            private = int(self._db.execute(f"{COUNT_PRIVATE}{where}", args).fetchone()[0])
+            if visibility is Visibility.PRIVATE:
+                return private
+            return await self.count(status) - private
         if status is None:
             row = self._db.execute("SELECT coalesce(sum(n), 0) FROM room_counts").fetchone()
         else:
@@ -469,6 +492,12 @@ class SQLiteStore:
     @_unavailable
     async def live(self) -> list[Room]:
         return self._many("status = 'live' ORDER BY created_at, id")
+
+    @_unavailable
+    async def staged(self) -> list[Room]:
+        return self._many(
+            "stage != '{}' AND status != 'ended' ORDER BY created_at, id", index="rooms_staged"
+        )
 
     @_unavailable
     async def reconnect_due(self, opened_before: int) -> list[Room]:
@@ -629,7 +658,10 @@ class SQLiteWriter:
 
 
 def page_query(
-    status: RoomStatus | None, limit: int, after: Cursor | None
+    status: RoomStatus | None,
+    limit: int,
+    after: Cursor | None,
+    visibility: Visibility | None = None,
 ) -> tuple[str, list[object]]:
     """:func:`livehub.adapters.rows.keyset_page` in SQLite's parameter style."""
-    return keyset_page(status, limit, after, lambda _: "?")
+    return keyset_page(status, limit, after, lambda _: "?", visibility)

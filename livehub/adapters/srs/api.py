@@ -30,6 +30,13 @@ SRS_CLIENT_NOT_FOUND = 2049
 _URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]+").fullmatch
 
 
+def with_token(urls: dict[str, str], token: str) -> dict[str, str]:
+    """Play URLs carrying a private room's viewer token as ``token=`` (SRS hands the query to
+    on_play as ``param``; WHEP's whole query)."""
+    query = urlencode({"token": token})
+    return {name: f"{url}{'&' if '?' in url else '?'}{query}" for name, url in urls.items()}
+
+
 class SRSUnavailable(Exception):
     """The SRS HTTP API could not be reached or answered something unusable."""
 

@@ -1,0 +1,234 @@
+"""Private rooms over real HTTP and WebSocket connections: never listed anonymously, 404
+without a valid viewer token, viewer tokens are standard HS256 JWTs (minted by livehub or by any
+JWT library with the secret), joins need one, SRS on_play (exact bodies) needs ``token=``, and
+token holders' play URLs carry it. Public rooms behave as before."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from livehub.app import create_app
+from livehub.domain.tokens import hash_token
+from tests.api.test_signaling import expect, join, receive
+from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
+
+SECRET = "viewer-token-secret-for-the-tests-0123456789"
+API_KEY = "an-api-key-of-the-tests-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient) -> Client:
+    return await aiohttp_client(create_app(make_config(viewer_token_secret=SECRET)))
+
+
+async def create(client: Client, visibility: str | None = "private") -> dict[str, Any]:
+    body: dict[str, Any] = {"title": f"{visibility} room"}
+    if visibility is not None:
+        body["visibility"] = visibility
+    resp = await client.post("/api/rooms", json=body)
+    assert resp.status == 201, await resp.text()
+    room: dict[str, Any] = await resp.json()
+    return room
+
+
+async def mint(client: Client, room: dict[str, Any], **body: Any) -> dict[str, Any]:
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/viewer-tokens",
+        json=body,
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    assert resp.status == 201, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+def token_of(url: str) -> str | None:
+    values = parse_qs(urlsplit(url.replace("webrtc://", "http://")).query).get("token")
+    return values[0] if values else None
+
+
+async def test_private_rooms_are_listed_only_for_the_admin_or_an_api_key(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    config = make_config(
+        viewer_token_secret=SECRET, api_key_hashes=frozenset({hash_token(API_KEY)})
+    )
+    client = await aiohttp_client(create_app(config))
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    public = await (await client.post("/api/rooms", json={"title": "p"}, headers=headers)).json()
+    private = await (
+        await client.post(
+            "/api/rooms", json={"title": "s", "visibility": "private"}, headers=headers
+        )
+    ).json()
+    assert public["visibility"] == "public" and private["visibility"] == "private"
+    anonymous = await client.get("/api/rooms")
+    assert [room["id"] for room in await anonymous.json()] == [public["id"]]
+    assert anonymous.headers["X-Total-Count"] == "1"
+    for who in (headers, ADMIN):
+        listed = await client.get("/api/rooms?visibility=private", headers=who)
+        assert [room["id"] for room in await listed.json()] == [private["id"]]
+        assert listed.headers["X-Total-Count"] == "1"
+        listed = await client.get("/api/rooms?visibility=all&status=preparing", headers=who)
+        assert [room["id"] for room in await listed.json()] == [private["id"], public["id"]]
+        assert listed.headers["X-Total-Count"] == "2"
+    # a listed private room's play URLs carry no token: the admin mints one when needed
+    listed = await (await client.get("/api/rooms?visibility=private", headers=ADMIN)).json()
+    assert token_of(listed[0]["playUrls"]["flv"]) is None
+    resp = await client.get("/api/rooms?visibility=private")
+    assert resp.status == 401 and (await resp.json())["code"] == "unauthorized"
+    resp = await client.get(
+        "/api/rooms?visibility=all", headers={"Authorization": f"Bearer {private['ownerToken']}"}
+    )
+    assert resp.status == 403 and (await resp.json())["code"] == "forbidden"
+    resp = await client.get("/api/rooms?visibility=secret", headers=ADMIN)
+    assert resp.status == 400
+    assert (await resp.json())["details"] == {
+        "visibility": ["Must be one of: public, private, all."]
+    }
+    resp = await client.post(
+        "/api/rooms", json={"title": "x", "visibility": "hidden"}, headers=headers
+    )
+    assert resp.status == 400 and "visibility" in (await resp.json())["details"]
+
+
+async def test_a_private_room_is_404_without_a_valid_token(client: Client) -> None:
+    room = await create(client)
+    rid = room["id"]
+    # the owner's creation reply carries a viewer token in its play URLs, never the owner token
+    owner_play = token_of(room["playUrls"]["flv"])
+    assert owner_play is not None and owner_play != room["ownerToken"]
+    resp = await client.get(f"/api/rooms/{rid}")
+    assert resp.status == 404
+    assert await resp.json() == {
+        "error": "Room not found",
+        "code": "room_not_found",
+        "details": {"roomId": rid},
+    }
+    other = await create(client)
+    foreign = (await mint(client, other))["token"]
+    expired = jwt.encode({"room": rid, "exp": int(time.time()) - 5}, SECRET)
+    forged = jwt.encode(
+        {"room": rid, "exp": int(time.time()) + 60}, "another-secret-of-someone-else-0123456789"
+    )
+    for bad in (foreign, expired, forged, "garbage"):
+        assert (await client.get(f"/api/rooms/{rid}?token={bad}")).status == 404
+        headers = {"Authorization": f"Bearer {bad}"}
+        assert (await client.get(f"/api/rooms/{rid}", headers=headers)).status == 404
+    minted = await mint(client, room, ttl=120, sub="user-7", name="Ada")
+    claims = jwt.decode(minted["token"], SECRET, algorithms=["HS256"])
+    assert claims == {
+        "room": rid,
+        "exp": minted["expiresAt"] // 1000,
+        "sub": "user-7",
+        "name": "Ada",
+    }
+    assert abs(minted["expiresAt"] - (time.time() + 120) * 1000) < 5000
+    # an application mints its own with any JWT library and the secret
+    own = jwt.encode(
+        {"room": rid, "exp": int(time.time()) + 60}, SECRET.encode(), algorithm="HS256"
+    )
+    for token in (minted["token"], own):
+        by_query = await client.get(f"/api/rooms/{rid}?token={token}")
+        by_header = await client.get(
+            f"/api/rooms/{rid}", headers={"Authorization": f"Bearer {token}"}
+        )
+        for resp in (by_query, by_header):
+            assert resp.status == 200
+            view = await resp.json()
+            assert "publish" not in view and "ownerToken" not in view
+            assert {token_of(url) for url in view["playUrls"].values()} == {token}
+    owner = await client.get(
+        f"/api/rooms/{rid}", headers={"Authorization": f"Bearer {room['ownerToken']}"}
+    )
+    assert owner.status == 200 and "publish" in await owner.json()
+    admin = await (await client.get(f"/api/rooms/{rid}", headers=ADMIN)).json()
+    assert token_of(admin["playUrls"]["whep"]) is not None
+
+
+async def test_viewer_token_minting_rules(client: Client) -> None:
+    room = await create(client, visibility=None)
+    path = f"/api/rooms/{room['id']}/viewer-tokens"
+    resp = await client.post(path)
+    assert resp.status == 401
+    resp = await client.post(path, headers={"Authorization": "Bearer someone-else-0123456789"})
+    assert resp.status == 403
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    resp = await client.post(path, headers=owner)  # no body: the defaults
+    assert resp.status == 201
+    body = await resp.json()
+    assert set(body) == {"token", "expiresAt"}
+    assert abs(body["expiresAt"] - (time.time() + 3600) * 1000) < 5000
+    assert (await client.post(path, headers=ADMIN, json={"ttl": 604800})).status == 201
+    for bad in ({"ttl": 0}, {"ttl": 604801}, {"ttl": "1h"}, {"room": "x"}):
+        resp = await client.post(path, headers=owner, json=bad)
+        assert resp.status == 400, bad
+        assert (await resp.json())["code"] == "validation_error"
+    resp = await client.post("/api/rooms/nope/viewer-tokens", headers=ADMIN)
+    assert resp.status == 404
+
+
+async def test_joining_a_private_room_needs_a_token(client: Client) -> None:
+    room = await create(client)
+    rid = room["id"]
+    token = (await mint(client, room))["token"]
+    ws = await client.ws_connect("/ws")
+    for fields in (
+        {},
+        {"token": "nope"},
+        {"token": jwt.encode({"room": "x", "exp": 2**40}, SECRET)},
+    ):
+        await ws.send_json({"type": "join", "roomId": rid, **fields})
+        event = await receive(ws)
+        assert (event["type"], event["code"]) == ("error", "forbidden"), event
+    joined = await join(ws, rid, token=token, name="Vi")
+    assert {token_of(url) for url in joined["room"]["playUrls"].values()} == {token}
+    host = await client.ws_connect("/ws")
+    joined = await join(host, rid, role="host", token=room["ownerToken"])
+    host_token = token_of(joined["room"]["playUrls"]["flv"])
+    assert host_token not in (None, room["ownerToken"])
+    await expect(ws, "peer-joined")
+    # the owner token also admits a viewer connection
+    other = await client.ws_connect("/ws")
+    await join(other, rid, token=room["ownerToken"])
+
+
+async def play_hook(
+    room: dict[str, Any], name: str, token: str | None, client_id: str
+) -> dict[str, Any]:
+    body = hook_fixture(name)
+    body.update(
+        stream=room["streamKey"], stream_url=f"/live/{room['streamKey']}", client_id=client_id
+    )
+    if name == "on_play.whep.json":
+        body["param"] = f"app=live&stream={room['streamKey']}" + (
+            f"&token={token}" if token else ""
+        )
+    else:
+        body["param"] = f"?token={token}" if token else ""
+    return body
+
+
+async def test_srs_plays_a_private_room_only_with_a_token(client: Client) -> None:
+    room = await create(client)
+    token = (await mint(client, room))["token"]
+    for name in ("on_play.json", "on_play.whep.json", "on_play.rtmp.json"):
+        refused = await send_hook(client, await play_hook(room, name, None, "p0"))
+        assert refused == {"code": 1, "msg": "viewer token missing or wrong"}, name
+        wrong = await send_hook(client, await play_hook(room, name, "x.y.z", "p0"))
+        assert wrong["code"] == 1
+        assert await send_hook(client, await play_hook(room, name, token, f"p-{name}")) == {
+            "code": 0
+        }
+    # a public room plays as before, token or not
+    public = await create(client, visibility="public")
+    assert await send_hook(client, await play_hook(public, "on_play.json", None, "p9")) == {
+        "code": 0
+    }

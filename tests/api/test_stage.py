@@ -1,0 +1,403 @@
+"""The stage over real HTTP and WebSocket connections: a host invites a member, the member
+accepts and gets its own publish credentials, SRS's hooks (exact bodies) accept the guest's
+stream only with its token, every member hears ``stage``; removal kicks the stream from SRS
+(the fake SRS API records it) and revokes the token; limits and errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import ClientWebSocketResponse
+from pytest_aiohttp import AiohttpClient
+
+from livehub import keys
+from livehub.app import create_app
+from tests.api.test_signaling import error, expect, join, receive
+from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
+from tests.fake_srs import FakeSRS
+from tests.helpers import eventually, until_room
+
+WS = ClientWebSocketResponse
+PUBLISH_KEYS = {"token", "rtmpUrl", "obsServer", "obsStreamKey", "whipUrl", "srtUrl"}
+
+
+@dataclass
+class Scene:
+    client: Client
+    room: dict[str, Any]
+    host: WS
+    host_id: str
+    guest: WS
+    guest_id: str
+    viewer: WS
+    viewer_id: str
+
+
+async def start_scene(client: Client) -> Scene:
+    resp = await client.post("/api/rooms", json={"title": "Stage room"})
+    assert resp.status == 201
+    room = await resp.json()
+    host = await client.ws_connect("/ws")
+    host_id = (await join(host, room["id"], role="host", token=room["ownerToken"], name="Hana"))[
+        "peerId"
+    ]
+    guest = await client.ws_connect("/ws")
+    guest_id = (await join(guest, room["id"], name="Gus"))["peerId"]
+    await expect(host, "peer-joined")
+    viewer = await client.ws_connect("/ws")
+    viewer_id = (await join(viewer, room["id"], name="Vi"))["peerId"]
+    await expect(host, "peer-joined")
+    await expect(guest, "peer-joined")
+    return Scene(client, room, host, host_id, guest, guest_id, viewer, viewer_id)
+
+
+@pytest.fixture
+async def scene(aiohttp_client: AiohttpClient, srs: FakeSRS) -> AsyncIterator[Scene]:
+    client = await aiohttp_client(
+        create_app(make_config(srs_api_url=srs.url, stage_max=2, reconnect_window=0.0))
+    )
+    yield await start_scene(client)
+
+
+async def on_stage(scene: Scene) -> dict[str, Any]:
+    """Invite the guest, accept: its credentials."""
+    rid = scene.room["id"]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    assert await expect(scene.guest, "stage-invite") == {
+        "type": "stage-invite",
+        "roomId": rid,
+        "from": scene.host_id,
+        "name": "Hana",
+    }
+    await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
+    credentials = await expect(scene.guest, "stage-credentials")
+    for ws in (scene.host, scene.guest, scene.viewer):
+        stage = await expect(ws, "stage")
+        assert [item["peerId"] for item in stage["stage"]] == [scene.guest_id]
+        assert stage["stage"][0]["live"] is False
+    return credentials
+
+
+def guest_hook(name: str, stream_key: str, token: str, client_id: str) -> dict[str, Any]:
+    body = hook_fixture(name)
+    body.update(
+        stream=stream_key,
+        stream_url=f"/live/{stream_key}",
+        param=f"?secret={token}",
+        client_id=client_id,
+    )
+    return body
+
+
+async def test_invite_accept_publish_and_everyone_sees_the_guest(scene: Scene) -> None:
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key = f"{scene.room['streamKey']}-{scene.guest_id}"
+    assert credentials["streamKey"] == key
+    publish = credentials["publish"]
+    assert set(publish) == PUBLISH_KEYS == set(scene.room["publish"])
+    assert publish["obsStreamKey"] == f"{key}?secret={publish['token']}"
+    assert publish["token"] != scene.room["publish"]["token"]
+    # nobody else saw the credentials; the room view carries the stage without a token
+    view = await (await client.get(f"/api/rooms/{rid}")).json()
+    assert view["stage"] == [
+        {
+            "peerId": scene.guest_id,
+            "name": "Gus",
+            "streamKey": key,
+            "live": False,
+            "playUrls": view["stage"][0]["playUrls"],
+        }
+    ]
+    assert view["stage"][0]["playUrls"]["flv"].endswith(f"/live/{key}.flv")
+    assert publish["token"] not in str(view)
+    owner = {"Authorization": f"Bearer {scene.room['ownerToken']}"}
+    owned = await (await client.get(f"/api/rooms/{rid}", headers=owner)).json()
+    assert owned["stage"] == view["stage"]  # the owner's view (through the schema) too
+    # the guest publishes (the main stream is not live: no matter)
+    reply = await send_hook(client, guest_hook("on_publish.json", key, publish["token"], "g1"))
+    assert reply == {"code": 0}
+    for ws in (scene.host, scene.guest, scene.viewer):
+        stage = await expect(ws, "stage")
+        assert stage["stage"][0]["live"] is True
+        assert publish["token"] not in str(stage)
+    view = await (await client.get(f"/api/rooms/{rid}")).json()
+    assert view["status"] == "preparing" and view["stage"][0]["live"] is True
+    # a player of the guest stream is let in
+    play = hook_fixture("on_play.json")
+    play.update(stream=key, stream_url=f"/live/{key}", client_id="p1")
+    assert await send_hook(client, play) == {"code": 0}
+    # the guest stops: not live, still on stage
+    assert await send_hook(client, guest_hook("on_unpublish.json", key, "", "g1")) == {"code": 0}
+    assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is False
+
+
+async def test_wrong_token_uninvited_key_and_removed_guest_are_refused(
+    scene: Scene, srs: FakeSRS
+) -> None:
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    wrong = await send_hook(client, guest_hook("on_publish.json", key, "not-it", "g0"))
+    assert wrong == {"code": 1, "msg": "guest token missing or wrong"}
+    main = await send_hook(
+        client, guest_hook("on_publish.json", key, scene.room["publish"]["token"], "g0")
+    )
+    assert main["code"] == 1  # the room's own token does not publish a guest stream
+    uninvited = f"{scene.room['streamKey']}-{scene.viewer_id}"
+    refused = await send_hook(client, guest_hook("on_publish.json", uninvited, token, "g0"))
+    assert refused == {"code": 1, "msg": "not a guest on this room's stage"}
+    assert await send_hook(client, guest_hook("on_publish.json", key, token, "g1")) == {"code": 0}
+    # a second publisher of the same guest key is refused while the first is live
+    busy = await send_hook(client, guest_hook("on_publish.json", key, token, "g2"))
+    assert busy == {"code": 1, "msg": "this guest stream already has a live publisher"}
+    for ws in (scene.host, scene.guest, scene.viewer):
+        await expect(ws, "stage")
+    # the host takes the guest off the stage: kicked from SRS, token revoked
+    await scene.host.send_json({"type": "stage-remove", "roomId": rid, "peerId": scene.guest_id})
+    assert await expect(scene.guest, "stage-removed") == {
+        "type": "stage-removed",
+        "roomId": rid,
+        "peerId": scene.guest_id,
+        "by": scene.host_id,
+    }
+    assert (await expect(scene.viewer, "stage"))["stage"] == []
+    await eventually(lambda: srs.kicks == ["g1"])
+    republish = await send_hook(client, guest_hook("on_publish.json", key, token, "g3"))
+    assert republish == {"code": 1, "msg": "not a guest on this room's stage"}
+    view = await (await client.get(f"/api/rooms/{rid}")).json()
+    assert view["stage"] == []
+
+
+async def test_decline_limits_and_errors(scene: Scene) -> None:
+    rid = scene.room["id"]
+    # a viewer cannot invite, remove or moderate
+    for message in (
+        {"type": "stage-invite", "to": scene.guest_id},
+        {"type": "stage-remove", "peerId": scene.guest_id},
+    ):
+        await scene.viewer.send_json({**message, "roomId": rid})
+        assert await receive(scene.viewer) == error(
+            "forbidden",
+            "Only the room's host may do this",
+            inReplyTo=message["type"],
+            roomId=rid,
+        )
+    # accepting or declining without an invitation
+    for kind in ("stage-accept", "stage-decline"):
+        await scene.guest.send_json({"type": kind, "roomId": rid})
+        event = await receive(scene.guest)
+        assert (event["type"], event["code"], event["inReplyTo"]) == ("error", "not_invited", kind)
+    # bad targets
+    for to, code in (
+        (scene.host_id, "invalid_to"),
+        ("nobody", "peer_not_found"),
+        (5, "invalid_to"),
+    ):
+        await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": to})
+        assert (await receive(scene.host))["code"] == code
+    await scene.host.send_json({"type": "stage-remove", "roomId": rid, "peerId": "nobody"})
+    assert (await receive(scene.host))["code"] == "not_on_stage"
+    # decline: the host hears it, nothing changes
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.viewer_id})
+    await expect(scene.viewer, "stage-invite")
+    await scene.viewer.send_json({"type": "stage-decline", "roomId": rid})
+    assert await expect(scene.host, "stage-declined") == {
+        "type": "stage-declined",
+        "roomId": rid,
+        "peerId": scene.viewer_id,
+        "name": "Vi",
+    }
+    await scene.viewer.send_json({"type": "stage-accept", "roomId": rid})
+    assert (await receive(scene.viewer))["code"] == "not_invited"  # declined is gone
+    # LIVEHUB_STAGE_MAX=2: two guests, a third invitation is refused
+    await on_stage(scene)
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    assert (await receive(scene.host))["code"] == "already_on_stage"
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.viewer_id})
+    await expect(scene.viewer, "stage-invite")
+    await scene.viewer.send_json({"type": "stage-accept", "roomId": rid})
+    await expect(scene.viewer, "stage-credentials")
+    for ws in (scene.host, scene.guest, scene.viewer):
+        assert len((await expect(ws, "stage"))["stage"]) == 2
+    third = await scene.client.ws_connect("/ws")
+    third_id = (await join(third, rid))["peerId"]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": third_id})
+    event = await receive(scene.host, skip=("viewer-count", "peer-joined"))
+    assert (event["code"], event["message"]) == ("stage_full", "The stage holds 2 guests")
+    # a guest may leave by itself
+    await expect(scene.viewer, "peer-joined")
+    await scene.viewer.send_json({"type": "stage-leave", "roomId": rid})
+    await expect(scene.viewer, "stage-removed")
+    assert len((await expect(scene.viewer, "stage"))["stage"]) == 1
+
+
+async def test_rest_removal_needs_the_owner_or_admin(scene: Scene, srs: FakeSRS) -> None:
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    await send_hook(
+        client,
+        guest_hook(
+            "on_publish.json", credentials["streamKey"], credentials["publish"]["token"], "g9"
+        ),
+    )
+    await expect(scene.guest, "stage")
+    path = f"/api/rooms/{rid}/stage/{scene.guest_id}"
+    resp = await client.delete(path)
+    assert resp.status == 401 and (await resp.json())["code"] == "unauthorized"
+    resp = await client.delete(path, headers={"Authorization": "Bearer not-the-owner-token"})
+    assert resp.status == 403 and (await resp.json())["code"] == "forbidden"
+    resp = await client.delete(path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert resp.status == 204
+    await expect(scene.guest, "stage-removed")
+    await eventually(lambda: srs.kicks == ["g9"])
+    resp = await client.delete(
+        path, headers={"Authorization": f"Bearer {scene.room['ownerToken']}"}
+    )
+    assert resp.status == 404
+    assert await resp.json() == {
+        "error": "No such guest on this room's stage",
+        "code": "not_on_stage",
+        "details": {"peerId": scene.guest_id},
+    }
+    resp = await client.delete(f"/api/rooms/nope/stage/{scene.guest_id}")
+    assert resp.status == 404 and (await resp.json())["code"] == "room_not_found"
+
+
+async def test_closing_the_room_kicks_every_guest_stream(scene: Scene, srs: FakeSRS) -> None:
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", key, token, "g5"))
+    await expect(scene.viewer, "stage")
+    resp = await client.post(
+        f"/api/rooms/{rid}/close", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert resp.status == 200
+    await eventually(lambda: "g5" in srs.kicks)
+    stage = await receive(scene.viewer, skip=("viewer-count", "room-status"))
+    assert stage == {"type": "stage", "roomId": rid, "stage": []}
+    refused = await send_hook(client, guest_hook("on_publish.json", key, token, "g6"))
+    assert refused == {"code": 1, "msg": "room has ended"}
+
+
+async def test_a_guest_whose_socket_goes_leaves_after_the_window_unless_it_comes_back(
+    aiohttp_client: AiohttpClient, srs: FakeSRS
+) -> None:
+    client = await aiohttp_client(
+        create_app(make_config(srs_api_url=srs.url, reconnect_window=0.3))
+    )
+    scene = await start_scene(client)
+    rid = scene.room["id"]
+    credentials = await on_stage(scene)
+    token = credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", credentials["streamKey"], token, "g7"))
+    await expect(scene.viewer, "stage")
+    # the guest's connection drops; it comes back on a new connection with its stage token
+    await scene.guest.close()
+    await expect(scene.viewer, "peer-left")
+    back = await client.ws_connect("/ws")
+    back_id = (await join(back, rid, name="Gus", stageToken=token))["peerId"]
+    stage = await expect(back, "stage")
+    assert [(g["peerId"], g["streamKey"], g["live"]) for g in stage["stage"]] == [
+        (back_id, credentials["streamKey"], True)
+    ]
+    resumed = await receive(scene.viewer, skip=("viewer-count", "peer-joined"))
+    assert resumed == stage
+    rooms = client.app[keys.rooms]
+    room = await rooms.get(rid)
+    assert room.stage["guests"][back_id]["goneSince"] is None
+    # gone again, for good: off the stage after the window, its stream kicked
+    await back.close()
+    await eventually(lambda: "g7" in srs.kicks, within=5)
+    stage = await receive(scene.viewer, skip=("viewer-count", "peer-left", "peer-joined"))
+    assert stage == {"type": "stage", "roomId": rid, "stage": []}
+    # a stage token that is no guest's changes nothing
+    other = await client.ws_connect("/ws")
+    joined = await join(other, rid, stageToken=token)
+    assert joined["room"]["stage"] == []
+
+
+async def test_with_no_window_a_guest_that_disconnects_leaves_at_once(
+    scene: Scene, srs: FakeSRS
+) -> None:
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", key, token, "g8"))
+    await expect(scene.viewer, "stage")
+    await scene.guest.close()
+    stage = await receive(scene.viewer, skip=("viewer-count", "peer-left"))
+    assert stage == {"type": "stage", "roomId": rid, "stage": []}
+    await eventually(lambda: "g8" in srs.kicks)
+    refused = await send_hook(client, guest_hook("on_publish.json", key, token, "g9"))
+    assert refused == {"code": 1, "msg": "not a guest on this room's stage"}
+
+
+async def test_withdrawn_invitations_and_ended_rooms(scene: Scene) -> None:
+    client, rid = scene.client, scene.room["id"]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    await expect(scene.guest, "stage-invite")
+    # the host withdraws it: the invitee hears it, and its accept finds nothing
+    await scene.host.send_json({"type": "stage-remove", "roomId": rid, "peerId": scene.guest_id})
+    removed = await expect(scene.guest, "stage-removed")
+    assert removed["peerId"] == scene.guest_id
+    await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
+    assert (await receive(scene.guest))["code"] == "not_invited"
+    # a member of another room cannot accept here
+    outsider = await client.ws_connect("/ws")
+    await outsider.send_json({"type": "stage-accept", "roomId": rid})
+    assert (await receive(outsider))["code"] == "not_in_room"
+    # once the room has ended, nobody is invited
+    resp = await client.post(
+        f"/api/rooms/{rid}/close", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert resp.status == 200
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    event = await receive(scene.host, skip=("viewer-count", "room-status"))
+    assert (event["type"], event["code"]) == ("error", "room_ended")
+
+
+async def test_reconciliation_takes_a_lost_unpublish_into_account(
+    scene: Scene, srs: FakeSRS
+) -> None:
+    """SRS sent no on_unpublish (lost hook): the guest SRS no longer lists stops being live at
+    the next reconciliation pass; one SRS still lists stays live."""
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", key, token, "g1"))
+    await expect(scene.viewer, "stage")
+    client.app[keys.rooms].publish_grace_ms = 0  # the publish is not "just now" any more
+    reconciler = client.app[keys.reconciler]
+    srs.publish(key, "g1")
+    assert await reconciler.run_once()
+    assert (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["live"]
+    srs.unpublish(key)
+    assert await reconciler.run_once()
+    stage = await expect(scene.viewer, "stage")
+    assert stage["stage"][0]["live"] is False
+    assert (await (await client.get(f"/api/rooms/{rid}")).json())["stage"][0]["live"] is False
+
+
+async def test_an_invitation_lapses_when_the_invitee_leaves_or_after_ten_minutes(
+    scene: Scene,
+) -> None:
+    client, rid = scene.client, scene.room["id"]
+    rooms = client.app[keys.rooms]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.viewer_id})
+    await expect(scene.viewer, "stage-invite")
+    await scene.viewer.close()
+    await until_room(rooms, rid, lambda room: not room.stage.get("invites"))
+    # an invitation nobody answers lapses after 10 minutes
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    invite = await receive(scene.guest, skip=("viewer-count", "peer-left"))
+    assert invite["type"] == "stage-invite"
+    stage = client.app[keys.stage]
+    real_clock = stage._clock
+    stage._clock = lambda: real_clock() + 10 * 60 * 1000
+    await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
+    assert (await receive(scene.guest))["code"] == "not_invited"

@@ -1,0 +1,203 @@
+"""A real SRS (``../shared/srs/srs-5.0`` or ``srs-6.0``, upstream builds) for the tests that
+need one, and ffmpeg publishing and playing through it. Self-contained: tests that use it skip
+with the reason when SRS or ffmpeg is missing.
+
+SRS runs in the foreground with a config of its own (free loopback ports, absolute paths in the
+test's temporary folder) whose HTTP hooks point at a livehub listening on ``hook_port``; it is
+stopped with SIGTERM (then killed) when the test is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import HOOK_SECRET, SHARED
+from tests.engines import free_port
+
+SRS_DIR = SHARED / "srs"
+VERSIONS = ("srs-6.0", "srs-5.0")
+
+
+def srs_binary(version: str) -> Path:
+    """The SRS executable of ``version``, or skip the test saying why."""
+    path = SRS_DIR / version
+    if not path.is_file():
+        pytest.skip(f"real SRS not found at {path} (see shared/srs/README.md)")
+    return path
+
+
+def need_ffmpeg() -> None:
+    for tool in ("ffmpeg", "ffprobe"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (Debian package ffmpeg)")
+
+
+class RealSRS:
+    """One SRS process: RTMP, HTTP API and HTTP-FLV on free loopback ports, hooks to livehub."""
+
+    def __init__(self, binary: Path, workdir: Path, hook_port: int) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.hook_port = hook_port
+        self.rtmp_port = free_port()
+        self.api_port = free_port()
+        self.http_port = free_port()
+        self.rtc_port = free_port()  # UDP; a free TCP port is almost always a free UDP one
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log = workdir / "srs.log"
+
+    def config(self) -> str:
+        hook = f"http://127.0.0.1:{self.hook_port}/api/hooks/srs?secret={HOOK_SECRET}"
+        html = self.workdir / "html"
+        html.mkdir(exist_ok=True)
+        return f"""
+listen 127.0.0.1:{self.rtmp_port};
+daemon off;
+srs_log_tank file;
+srs_log_file {self.log};
+pid {self.workdir / "srs.pid"};
+query_latest_version off;
+http_api {{ enabled on; listen 127.0.0.1:{self.api_port}; crossdomain on; }}
+http_server {{ enabled on; listen 127.0.0.1:{self.http_port}; dir {html}; }}
+rtc_server {{ enabled on; listen {self.rtc_port}; candidate 127.0.0.1; }}
+vhost __defaultVhost__ {{
+    http_remux {{ enabled on; mount [vhost]/[app]/[stream].flv; }}
+    rtc {{ enabled on; rtmp_to_rtc on; rtc_to_rtmp on; }}
+    http_hooks {{
+        enabled on;
+        on_publish {hook};
+        on_unpublish {hook};
+        on_play {hook};
+        on_stop {hook};
+    }}
+}}
+"""
+
+    async def start(self) -> None:
+        conf = self.workdir / "srs.conf"
+        conf.write_text(self.config())
+        self.proc = await asyncio.create_subprocess_exec(
+            str(self.binary),
+            "-c",
+            str(conf),
+            cwd=self.workdir,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"SRS exited at start: see {self.log}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{self.api_url}/api/v1/versions") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+        raise RuntimeError("SRS did not answer its API in time")
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    def rtmp_url(self, stream_key: str, query: str = "") -> str:
+        return f"rtmp://127.0.0.1:{self.rtmp_port}/live/{stream_key}{query}"
+
+    def flv_url(self, stream_key: str, query: str = "") -> str:
+        return f"http://127.0.0.1:{self.http_port}/live/{stream_key}.flv{query}"
+
+
+async def whep_offer(url: str) -> tuple[int, str]:
+    """POST a receive-only WebRTC offer (aiortc) to a WHEP URL: SRS's status and body (201 and
+    an SDP answer once on_play allowed it; anything else when refused). No media flows: what
+    is tested is who may start playing."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver("audio", direction="recvonly")
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            try:
+                async with session.post(
+                    url,
+                    data=pc.localDescription.sdp,
+                    headers={"Content-Type": "application/sdp"},
+                ) as resp:
+                    return resp.status, await resp.text()
+            except aiohttp.ClientError as exc:  # SRS aborts a refused WHEP request
+                return 0, f"{type(exc).__name__}: {exc}"
+    finally:
+        await pc.close()
+
+
+class Publisher:
+    """ffmpeg publishing a test pattern (video and audio) over RTMP until stopped."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        args: Sequence[str] = (
+            "ffmpeg", "-hide_banner", "-loglevel", "warning", "-nostdin", "-re",
+            "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15",
+            "-f", "lavfi", "-i", "sine=frequency=440",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "15",
+            "-c:a", "aac", "-t", "60", "-f", "flv", self.url,
+        )  # fmt: skip
+        with self.log.open("wb") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                *args, stdout=asyncio.subprocess.DEVNULL, stderr=out
+            )
+
+    async def exited(self, within: float) -> int | None:
+        """ffmpeg's exit code if it ends within ``within`` seconds (SRS refused it), else None."""
+        assert self.proc is not None
+        try:
+            return await asyncio.wait_for(self.proc.wait(), within)
+        except TimeoutError:
+            return None
+
+    async def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def probe(url: str, within: float = 20.0) -> tuple[int, str]:
+    """ffprobe ``url`` (an FLV play): its exit code and what it printed (the streams as JSON)."""
+    proc = await asyncio.create_subprocess_exec(
+        "ffprobe", "-v", "error", "-rw_timeout", "8000000", "-show_entries",
+        "stream=codec_type", "-of", "json", url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), within)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return -1, "timeout"
+    return proc.returncode or 0, out.decode(errors="replace")
