@@ -216,8 +216,12 @@ export interface ChatEvent {
   name: string;
   text: string;
   ts: number;
-  /** Only on the sender's own copy, when its message had an id. */
-  id?: string | number;
+  /** The line's own id (the server's): what `chat-delete` names. */
+  id: string;
+  /** The sender's role in the room. */
+  role: "viewer" | "host";
+  /** Only on the sender's own copy, when its message had an id: that id. */
+  requestId?: string | number;
 }
 export interface RelayEvent<T extends "offer" | "answer" | "candidate" = "offer" | "answer" | "candidate"> {
   type: T;

@@ -406,9 +406,12 @@ export class SignalingClient extends Emitter {
       return;
     }
     if (event.type === "joined") this.peerId = event.peerId;
-    const pending = event.id === undefined ? undefined : this.#pending.get(event.id);
+    // a reply carries the request's id in `id`; a chat line's `id` is the line's own, so the
+    // sender's copy of its chat carries the request's in `requestId`
+    const replyTo = event.type === "chat" ? event.requestId : event.id;
+    const pending = replyTo === undefined ? undefined : this.#pending.get(replyTo);
     if (pending) {
-      this.#pending.delete(event.id);
+      this.#pending.delete(replyTo);
       clearTimeout(pending.timer);
       if (event.type === "error") {
         pending.reject(

@@ -49,6 +49,7 @@ SHELL = {
     "SRS_API_PASSWORD": "Deploy-check_srs-api-password",
     "POSTGRES_PASSWORD": "Deploy-check_postgres-password",
     "REDIS_PASSWORD": "Deploy-check_redis-password",
+    "LIVEHUB_VIEWER_TOKEN_SECRET": "Deploy-check_viewer-token-secret.0123456789",
 }
 
 

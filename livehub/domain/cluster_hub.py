@@ -43,6 +43,10 @@ from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+#: the type of a room notice that only tells the other nodes a room was written (no member
+#: hears it; their room caches forget the room)
+TOUCHED = "room-touched"
+
 #: snapshots of rooms without local members kept for views (reset beyond this many)
 MAX_PEEKED = 4096
 
@@ -251,6 +255,10 @@ class ClusterHub:
         # a notice is read by the other nodes (room_changed), not passed to sockets: plain JSON
         self.bus.notify(room_id, json.dumps(message, separators=(",", ":")).encode())
 
+    def touch_room(self, room_id: str) -> None:
+        # a notice no member hears: the other nodes only forget the room (room_changed)
+        self.bus.notify(room_id, json.dumps({"type": TOUCHED, "roomId": room_id}).encode())
+
     def flush(self) -> None:
         self.local.flush()
 
@@ -297,6 +305,8 @@ class ClusterHub:
         if room_id not in self.local.rooms:
             return
         message = json.loads(notice)
+        if message.get("type") == TOUCHED:
+            return
         room = message.get("room")
         if isinstance(room, dict) and "viewerCount" in room:
             room["viewerCount"] = self.count(room_id)  # this node's view of the count

@@ -161,6 +161,12 @@ class RoomHub(Protocol):
         builds what its members get (its own viewer count)."""
         ...
 
+    def touch_room(self, room_id: str) -> None:
+        """The room was written without a message to its members (the stage, moderation: their
+        callers say what changed): other processes forget what they knew of it. Nothing to do
+        in one process."""
+        ...
+
     async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
         """After :meth:`send_to` said no: send to ``peer_id`` if the cluster registry knows it
         as a member of the room on another node (one that joined a moment ago, before this
@@ -537,6 +543,9 @@ class Hub:
     def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
         if room_id in self.rooms:
             self.broadcast(room_id, make())
+
+    def touch_room(self, room_id: str) -> None:
+        return None
 
     async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
         return False

@@ -171,6 +171,7 @@ class RoomService:
         self._clock = clock
         self._timers: dict[str, Cancellable] = {}
         self._listeners: list[RoomListener] = []
+        self._quiet_listeners: list[RoomListener] = []
         #: the last SRS service id seen per SRS server id (None: an SRS that sends none)
         self._service_ids: dict[str | None, str] = {}
         self._last_created = 0
@@ -198,6 +199,18 @@ class RoomService:
 
     def subscribe(self, listener: RoomListener) -> None:
         self._listeners.append(listener)
+
+    def subscribe_quiet(self, listener: RoomListener) -> None:
+        """``listener(room)`` after every write :meth:`update` makes (those the room listeners
+        do not hear): caches of rooms keep up with them."""
+        self._quiet_listeners.append(listener)
+
+    def _notify_quiet(self, room: Room) -> None:
+        for listener in self._quiet_listeners:
+            try:
+                listener(room)
+            except Exception:
+                log.exception("room listener failed")
 
     def _notify(self, room: Room) -> None:
         for listener in self._listeners:
@@ -313,6 +326,8 @@ class RoomService:
                 self._after_write(draft)
                 if notify:
                     self._notify(draft)
+                else:
+                    self._notify_quiet(draft)
                 return draft, True
             room = await self._store.get(room.id)
         raise Conflict("The room changed too often to apply this change: try again")

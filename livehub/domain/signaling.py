@@ -168,6 +168,7 @@ class Signaling:
         self.join_extras: list[JoinExtra] = []
         self.chat_checks: list[ChatCheck] = []
         rooms.subscribe(self.on_room_change)
+        rooms.subscribe_quiet(self.on_quiet_change)
         hub.listen(self)
 
     def register(self, kind: str, handler: Handler) -> None:
@@ -477,12 +478,15 @@ class Signaling:
         }
         for check in self.chat_checks:
             line.update(check(peer, room))
-        if _request_id.get() is None:
+        request_id = _request_id.get()
+        if request_id is None:
             self.hub.broadcast(room_id, line)
             return
-        # the sender's own copy is its reply, with its id; the others' carry none
+        # the sender's own copy is its reply; a chat line's ``id`` is the line's own (chat-delete
+        # names it), so the request's id comes back as ``requestId``; the others' copies carry
+        # none
         self.hub.broadcast(room_id, line, exclude=peer)
-        self._reply(peer, dict(line))
+        self.hub.send(peer, {**line, "requestId": request_id})
 
     def require_member(self, peer: Peer, room_id: str) -> None:
         self._member_room(peer, room_id)
@@ -580,6 +584,12 @@ class Signaling:
                 )
 
     # -- room events ----------------------------------------------------------------------
+
+    def on_quiet_change(self, room: Room) -> None:
+        """The stage or moderation was written (its callers tell the members): the room cache
+        keeps the new room here and the other nodes forget theirs."""
+        self.known.put(room)
+        self.hub.touch_room(room.id)
 
     def on_room_change(self, room: Room) -> None:
         self.known.put(room)

@@ -84,10 +84,13 @@ describe("REST", () => {
       assert.ok("title" in err.details);
       return true;
     });
-    // the viewer-token endpoint arrives with private rooms (issue 18): 404 until then
-    await assert.rejects(lh.createViewerToken(room.id, { token: room.ownerToken }), (err) => {
+    // viewer tokens (private rooms): the owner gets one; a wrong token is refused
+    const minted = await lh.createViewerToken(room.id, { token: room.ownerToken, ttl: 60 });
+    assert.equal(typeof minted.token, "string");
+    assert.ok(minted.expiresAt > Date.now());
+    await assert.rejects(lh.createViewerToken(room.id, { token: "x".repeat(20) }), (err) => {
       assert.ok(err instanceof sdk.LivehubError);
-      assert.equal(err.status, 404);
+      assert.equal(err.status, 403);
       return true;
     });
     const down = new sdk.Livehub({ baseUrl: "http://127.0.0.1:9" });
@@ -133,10 +136,11 @@ describe("signaling", () => {
       const heard = host.once("chat");
       const mine = await guest.chat("hello");
       assert.deepEqual([mine.type, mine.text, mine.from, mine.name], ["chat", "hello", guest.peerId, "Bo"]);
-      assert.equal(typeof mine.id, "number");
+      assert.equal(typeof mine.requestId, "number"); // the request's id: the line's is `id`
+      assert.equal(typeof mine.id, "string");
       const theirs = await heard;
-      const { id: _, ...sameChat } = mine;
-      assert.deepEqual(theirs, sameChat); // the others' copy: the same, without the id
+      const { requestId: _, ...sameChat } = mine;
+      assert.deepEqual(theirs, sameChat); // the others' copy: the same line, without requestId
       // ids on the wire: the joined and chat replies carried them
       assert.ok(frames.some((event) => event.type === "joined" && typeof event.id === "number"));
 

@@ -46,11 +46,13 @@ async def test_replies_and_errors_carry_the_id_and_others_see_none(
     peer_joined = await receive(host)
     assert peer_joined["type"] == "peer-joined" and "id" not in peer_joined
 
-    # chat: the sender's own copy is the reply (with its id); the others' carry none
+    # chat: the sender's own copy is the reply; its ``id`` is the line's own (the one every
+    # member gets, chat-delete names it), the request's comes back as ``requestId``
     await guest.send_json({"type": "chat", "roomId": room["id"], "text": "hi", "id": "c-9"})
     mine, theirs = await receive(guest), await receive(host)
-    assert mine == {**theirs, "id": "c-9"}
-    assert theirs["type"] == "chat" and "id" not in theirs and theirs["text"] == "hi"
+    assert mine == {**theirs, "requestId": "c-9"}
+    assert theirs["type"] == "chat" and "requestId" not in theirs and theirs["text"] == "hi"
+    assert isinstance(theirs["id"], str) and theirs["id"] != "c-9"
 
     # errors the message causes, at every stage of its handling
     await guest.send_json({"type": "nope", "roomId": room["id"], "id": "u"})
@@ -98,7 +100,7 @@ async def test_clients_that_send_no_id_see_no_change(
     await ws.send_json({"type": "join", "roomId": room["id"], "id": None})
     assert "id" not in await receive(ws)
     await ws.send_json({"type": "chat", "roomId": room["id"], "text": "hi"})
-    assert "id" not in await receive(ws)
+    assert "requestId" not in await receive(ws)  # its ``id`` is the chat line's own
     await ws.send_json({"type": "chat", "roomId": room["id"], "text": " "})
     error = await receive(ws)
     assert error["code"] == "invalid_text" and "id" not in error
