@@ -769,6 +769,62 @@ try {
   }
   const media = (page) => page.evaluate(() => ({ ...window.__media }));
 
+  await scenario('offers_are_ignored', async () => {
+    // Issue 15 item 6: the console answers no call it did not ask for. It has no
+    // browser-to-browser call any more (guests publish to SRS: the stage), so an anonymous
+    // socket's offers, room-wide or addressed to a member, open nothing and send nothing back.
+    const room = await http('POST', '/api/rooms', { body: { title: 'Consent' } });
+    const victor = await countingPage('victor', 'victor');
+    await victor.goto(`${BASE}/#/room/${encodeURIComponent(room.id)}`);
+    await waitForMembers(victor, ['victor']);
+    // Mallory: a bare WebSocket from a page that is not the console, with a real offer.
+    const mallory = await newPage(browser, 'mallory');
+    await mallory.goto(`${BASE}/healthz`);
+    await mallory.evaluate(async ({ url, roomId }) => {
+      window.__got = [];
+      const ws = new WebSocket(url);
+      window.__ws = ws;
+      ws.onmessage = (e) => window.__got.push(JSON.parse(e.data));
+      await new Promise((resolve) => { ws.onopen = resolve; });
+      ws.send(JSON.stringify({ type: 'join', roomId, name: 'mallory' }));
+      const pc = new RTCPeerConnection();
+      pc.createDataChannel('x');
+      pc.addTransceiver('video');
+      pc.addTransceiver('audio');
+      await pc.setLocalDescription(await pc.createOffer());
+      window.__offer = pc.localDescription.toJSON();
+      while (!window.__got.some((m) => m.type === 'joined')) await new Promise((r) => setTimeout(r, 20));
+    }, { url: `${BASE.replace(/^http/, 'ws')}/ws`, roomId: room.id });
+    await waitForMembers(victor, ['mallory', 'victor']);
+    const victorPeer = (await members(victor)).find((m) => m.name === 'victor').peerId;
+    const fromMallory = (msg) => mallory.evaluate((m) => window.__ws.send(JSON.stringify(m)), { roomId: room.id, ...msg });
+    const offer = () => mallory.evaluate(() => window.__offer);
+    const malloryGot = () => mallory.evaluate(() => window.__got.filter((m) => ['offer', 'answer', 'candidate'].includes(m.type)).map((m) => m.type));
+    // Mallory's messages reach Victor in order: her chat line shows that he has handled what
+    // came before it; his chat line to her does the same the other way.
+    const syncToVictor = async (text) => { await fromMallory({ type: 'chat', text }); await waitForChat(victor, text); };
+    const syncToMallory = async (text) => {
+      await victor.fill(tid('chat-input'), text);
+      await victor.press(tid('chat-input'), 'Enter');
+      await mallory.waitForFunction((t) => window.__got.some((m) => m.type === 'chat' && m.text === t), text, { timeout: T });
+    };
+    const steps = {};
+    // 1. a room-wide offer (no `to`)
+    await fromMallory({ type: 'offer', payload: await offer() });
+    await syncToVictor('sync one');
+    await syncToMallory('sync one back');
+    steps.roomWide = { media: await media(victor), sent: await malloryGot() };
+    // 2. an offer addressed to Victor, and a candidate after it
+    await fromMallory({ type: 'offer', to: victorPeer, payload: await offer() });
+    await fromMallory({ type: 'candidate', to: victorPeer, payload: { candidate: 'candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host', sdpMid: '0', sdpMLineIndex: 0 } });
+    await syncToVictor('sync two');
+    await syncToMallory('sync two back');
+    steps.addressed = { media: await media(victor), sent: await malloryGot() };
+    await mallory.close();
+    await victor.close();
+    return { steps };
+  });
+
   await scenario('stage_invite_accept', async () => {
     // Issue 18: the host invites a member; nothing happens on its side (no camera) until it
     // accepts; then it publishes its camera to SRS (the fake SRS, over WHIP, with its own

@@ -347,6 +347,14 @@ def test_every_page_works_on_a_390_px_phone(report: dict[str, Any]) -> None:
     assert result["titles"] >= 1
 
 
+def test_the_console_answers_no_call_it_did_not_ask_for(report: dict[str, Any]) -> None:
+    # issue 15 item 6: an anonymous socket's offers (room-wide, and addressed to a member) open
+    # no camera and no peer connection, and nothing is sent back
+    steps = scenario(report, "offers_are_ignored")["steps"]
+    nothing = {"getUserMedia": 0, "peerConnections": 0}
+    assert steps["roomWide"] == {"media": nothing, "sent": []}
+    assert steps["addressed"] == {"media": nothing, "sent": []}
+
 def test_invite_accept_and_the_guest_is_on_every_stage(report: dict[str, Any]) -> None:
     # issue 18: nothing (no camera) until the invitee accepts; then its camera is published to
     # (fake) SRS with its own stage credentials and plays in the host's and a viewer's grid
