@@ -203,6 +203,8 @@ async def test_failed_after_the_schedule_then_the_room_moves_on(
     outbox.add([receiver.url], "r1", "room.ended")
     await receiver.wait_for(1)
     assert receiver.seqs("r1") == [2]
+    # the receiver has it before the dispatcher has written down the answer: wait for that
+    await eventually(lambda: sorted(outbox.states()) == ["delivered", "failed"])
     await dispatcher.refresh_stats(force=True)
     assert dispatcher.stats is not None
     assert {state.value: n for state, n in dispatcher.stats.counts.items()} == {
