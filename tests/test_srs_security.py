@@ -32,8 +32,8 @@ from aiohttp.test_utils import unused_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import HOOK_SECRET, SHARED
+from tests.deploy_files import HOOKS, REPO, SHELL, parse_srs_conf, service_env
 from tests.processes import Server
-from tests.test_deploy import HOOKS, REPO, SHELL, parse_srs_conf, service_env
 
 SRS_VERSIONS = ("srs-5.0", "srs-6.0")
 API_USER = SHELL["SRS_API_USERNAME"]

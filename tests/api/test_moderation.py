@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import ClientWebSocketResponse
 
 from livehub import keys
-from tests.api.test_signaling import expect, join, receive
 from tests.conftest import Client
+from tests.signaling_client import expect, join, receive
 
 WS = ClientWebSocketResponse
 

@@ -15,8 +15,8 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
 from livehub.domain.tokens import hash_token
-from tests.api.test_signaling import expect, join, receive
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
+from tests.signaling_client import expect, join, receive
 
 SECRET = "viewer-token-secret-for-the-tests-0123456789"
 API_KEY = "an-api-key-of-the-tests-0123456789"

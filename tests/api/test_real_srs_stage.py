@@ -16,7 +16,6 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from livehub.app import create_app
-from tests.api.test_signaling import join, receive
 from tests.conftest import Client, make_config
 from tests.engines import free_port
 from tests.real_srs import (
@@ -28,6 +27,7 @@ from tests.real_srs import (
     srs_binary,
     whep_offer,
 )
+from tests.signaling_client import join, receive
 
 SECRET = "viewer-token-secret-for-real-srs-0123456789"
 #: seconds ffmpeg gets to be refused; an accepted publisher runs for a minute

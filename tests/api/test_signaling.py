@@ -18,16 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError, web
+from aiohttp import WSMsgType, WSServerHandshakeError, web
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
 from livehub.config import Config
 from tests.conftest import ADMIN_TOKEN, Client, CreateRoom, PostHook, hook_for, make_config
-
-WS = ClientWebSocketResponse
-TIMEOUT = 10.0  # a bound that fails a hung test fast, never a speed requirement
+from tests.signaling_client import TIMEOUT, WS, error, expect, join, receive
 
 Start = Callable[..., Awaitable[Client]]
 
@@ -91,30 +89,6 @@ async def get_room(client: Client, room_id: str) -> dict[str, Any]:
     return data
 
 
-async def receive(
-    ws: WS, *, skip: tuple[str, ...] = ("viewer-count",), within: float = TIMEOUT
-) -> dict[str, Any]:
-    """The next event that is not one of ``skip`` (coalesced counts arrive at any time)."""
-    async with asyncio.timeout(within):
-        while True:
-            msg = await ws.receive()
-            assert msg.type is WSMsgType.TEXT, msg
-            data: dict[str, Any] = json.loads(msg.data)
-            if data["type"] not in skip:
-                return data
-
-
-async def expect(ws: WS, kind: str) -> dict[str, Any]:
-    event = await receive(ws)
-    assert event["type"] == kind, event
-    return event
-
-
-async def join(ws: WS, room_id: str, **fields: Any) -> dict[str, Any]:
-    await ws.send_json({"type": "join", "roomId": room_id, **fields})
-    return await expect(ws, "joined")
-
-
 async def joined_peers(client: Client, room_id: str, count: int) -> list[tuple[WS, str]]:
     """``count`` connections joined to the room, each with its peer id; every earlier member
     has seen every later one's ``peer-joined``, so no join event is left to read."""
@@ -126,10 +100,6 @@ async def joined_peers(client: Client, room_id: str, count: int) -> list[tuple[W
             assert (await expect(earlier, "peer-joined"))["peer"]["peerId"] == peer_id
         peers.append((ws, peer_id))
     return peers
-
-
-def error(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message, **extra}
 
 
 async def metric(client: Client, name: str) -> float:

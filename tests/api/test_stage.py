@@ -15,10 +15,10 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
-from tests.api.test_signaling import error, expect, join, receive
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
 from tests.fake_srs import FakeSRS
 from tests.helpers import eventually, until_room
+from tests.signaling_client import error, expect, join, receive
 
 WS = ClientWebSocketResponse
 PUBLISH_KEYS = {"token", "rtmpUrl", "obsServer", "obsStreamKey", "whipUrl", "srtUrl"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.test_cluster_signaling import Cluster, Member
+from tests.cluster.members import Cluster, Member
 from tests.conftest import hook_fixture, send_hook
 from tests.engines import RedisEngine
 from tests.fake_srs import FakeSRS

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from livehub.config import Config, is_placeholder
-from tests.test_deploy import (
+from tests.deploy_files import (
     HOOKS,
     REPO,
     SHELL,

@@ -25,29 +25,30 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
+from tests.e2e.browser import (
+    CHROMIUM,
+    HERE,
+    HOOK_SECRET,
+    HOOKS_DIR,
+    NODE,
+    ROOT,
+    free_port,
+    install_playwright_core,
+    stop,
+    wait_for_http,
+)
+
 pytestmark = pytest.mark.e2e
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-NODE = shutil.which("node")
-HOOK_SECRET = "e2e-hook-secret-0123456789"
-# SRS hook bodies as SRS sends them (tests/fixtures/srs-hooks, as in tests/conftest.py)
-HOOKS_DIR = ROOT / "tests" / "fixtures" / "srs-hooks"
 SCRIPT_TIMEOUT = 240
 
 if NODE is None or not Path(CHROMIUM).exists():
@@ -56,40 +57,6 @@ if NODE is None or not Path(CHROMIUM).exists():
         "(apt-get install -y chromium nodejs npm; then npm ci in tests/e2e)",
         allow_module_level=True,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"livehub exited with {proc.returncode} before answering HTTP")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"livehub did not answer {url} within {timeout} s")
-
-
-def stop(proc: subprocess.Popen[bytes], log: IO[bytes], name: str) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.seek(0)
-    sys.stderr.write(f"--- {name} log (tail)\n")
-    sys.stderr.write(log.read().decode(errors="replace")[-4000:])
 
 
 @pytest.fixture(scope="module")
@@ -192,27 +159,6 @@ def standin() -> Iterator[str]:
             yield base
         finally:
             stop(proc, log, "stand-in")
-
-
-def install_playwright_core() -> None:
-    """``npm ci`` in tests/e2e unless done already (CI and ``make e2e`` may also do it)."""
-    if (HERE / "node_modules" / "playwright-core").is_dir():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail(
-            "playwright-core is not installed and npm is missing: run `npm ci` in tests/e2e"
-        )
-    done = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"`npm ci` in tests/e2e failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -354,6 +300,7 @@ def test_the_console_answers_no_call_it_did_not_ask_for(report: dict[str, Any]) 
     nothing = {"getUserMedia": 0, "peerConnections": 0}
     assert steps["roomWide"] == {"media": nothing, "sent": []}
     assert steps["addressed"] == {"media": nothing, "sent": []}
+
 
 def test_invite_accept_and_the_guest_is_on_every_stage(report: dict[str, Any]) -> None:
     # issue 18: nothing (no camera) until the invitee accepts; then its camera is published to

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import HOOK_SECRET
-from tests.e2e.test_console import (
+from tests.e2e.browser import (
     CHROMIUM,
     HERE,
     NODE,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_console import (
+from tests.e2e.browser import (
     CHROMIUM,
     HERE,
     HOOK_SECRET,

@@ -20,7 +20,7 @@ from pytest_aiohttp import AiohttpClient
 from livehub import keys
 from livehub.app import create_app
 from livehub.webhooks.dispatcher import Tuning
-from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_for, make_config, send_hook
+from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, hook_for, make_config, send_hook
 from tests.helpers import eventually
 from tests.webhooks.conftest import (
     SECRET,
@@ -30,15 +30,9 @@ from tests.webhooks.conftest import (
     secret,
     start,
 )
+from tests.webhooks.rooms import create
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-async def create(client: Client, title: str = "Events") -> dict[str, Any]:
-    resp = await client.post("/api/rooms", json={"title": title})
-    assert resp.status == 201, await resp.text()
-    room: dict[str, Any] = await resp.json()
-    return room
 
 
 async def join(ws: ClientWebSocketResponse, room_id: str, **fields: Any) -> dict[str, Any]:

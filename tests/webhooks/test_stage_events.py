@@ -8,9 +8,9 @@ from pathlib import Path
 
 from pytest_aiohttp import AiohttpClient
 
-from tests.api.test_signaling import expect, join
+from tests.signaling_client import expect, join
 from tests.webhooks.conftest import StartReceiver, start
-from tests.webhooks.test_events import create
+from tests.webhooks.rooms import create
 
 
 async def test_stage_joined_and_left_are_reported(
