@@ -110,6 +110,7 @@ def create_app(config: Config) -> web.Application:
         app=config.srs_app,
         retention=config.recording_retention_days * DAY,
         view=recording_view,
+        viewer_token_valid=viewer_tokens.valid,
     )
     app[keys.kicker] = kicker
     # per-address limits: this process's own, or (cluster mode) shared by every node in Redis

@@ -49,6 +49,14 @@ ROOM_ID = {
     "required": True,
     "schema": {"type": "string", "minLength": 1},
 }
+#: ``?token=``: a private room's viewer token (a ``<video src>`` or player sends no header)
+VIEWER_TOKEN_QUERY: dict[str, Any] = {
+    "in": "query",
+    "name": "token",
+    "required": False,
+    "description": "A viewer token of a private room",
+    "schema": {"type": "string"},
+}
 BEARER: list[dict[str, list[str]]] = [{"ownerToken": []}]
 #: the SRS hook URL's query carries the shared secret (srs.conf keeps it when it posts)
 HOOK_SECRET = {
@@ -204,16 +212,7 @@ def build_spec() -> dict[str, Any]:
                 "description": "A private room answers 404 unless a viewer token (`?token=` "
                 "or `Authorization: Bearer`), its owner token or the admin token is given; "
                 "the view's play URLs then carry a viewer token (`token=`).",
-                "parameters": [
-                    ROOM_ID,
-                    {
-                        "in": "query",
-                        "name": "token",
-                        "required": False,
-                        "description": "A viewer token of a private room",
-                        "schema": {"type": "string"},
-                    },
-                ],
+                "parameters": [ROOM_ID, VIEWER_TOKEN_QUERY],
                 "security": [{}, *BEARER, {"viewerToken": []}],
                 "responses": {
                     "200": _json(
@@ -493,8 +492,11 @@ def add_recording_paths(spec: APISpec) -> None:
                 "operationId": "listRecordings",
                 "summary": "A room's recordings, oldest first (one per publish: an encoder "
                 "that reconnected inside the window left several)",
-                "parameters": [ROOM_ID],
-                "security": [{}, *BEARER],
+                "description": "A private room's need its viewer token (`?token=` or "
+                "`Authorization: Bearer`), the owner or the admin token (404 otherwise); their "
+                "`url`s then carry a viewer token.",
+                "parameters": [ROOM_ID, VIEWER_TOKEN_QUERY],
+                "security": [{}, *BEARER, {"viewerToken": []}],
                 "responses": {
                     "200": {
                         **_json({"type": "array", "items": "Recording"}, "The recordings"),
@@ -524,6 +526,7 @@ def add_recording_paths(spec: APISpec) -> None:
                 "summary": "The recording's MP4; `Range` requests are answered with 206",
                 "parameters": [
                     RECORDING_ID,
+                    VIEWER_TOKEN_QUERY,
                     {
                         "in": "header",
                         "name": "Range",

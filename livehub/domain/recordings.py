@@ -16,8 +16,9 @@ file, and the room has several recordings, listed oldest first (one session of t
 retention sweep deletes recordings (file and row) older than ``LIVEHUB_RECORDING_RETENTION_DAYS``
 and those whose room is gone (ended rooms deleted by their own retention).
 
-Who may read a recording is decided by :meth:`RecordingService.authorize_view`: today every
-room is public, so anyone may; private rooms (issue 18) add their rule there, in one place.
+Who may read a recording is decided by :meth:`RecordingService.authorize_view`, the room's own
+rule: anyone for a public room; for a private room a viewer token of that room, its owner token
+or the admin token (a private room's recordings do not exist for anyone else: 404).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, cast
 
-from livehub.domain.errors import LivehubError
+from livehub.domain.errors import LivehubError, RoomNotFound
 from livehub.domain.room import EventType, Room, RoomEvent, now_ms
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import stream_of
@@ -140,8 +141,11 @@ class RecordingService:
         retention: float = 0.0,
         view: RecordingView | None = None,
         clock: Callable[[], int] = now_ms,
+        viewer_token_valid: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._rooms = rooms
+        #: whether a token is a valid viewer token of a room (private rooms)
+        self._viewer_token_valid = viewer_token_valid
         self.files = files
         self._app = app
         self._retention_ms = int(retention * 1000)
@@ -206,10 +210,23 @@ class RecordingService:
 
     # -- reads and deletes ----------------------------------------------------------------
 
-    def authorize_view(self, room: Room, bearer: str | None, admin_token: str | None) -> None:
-        """Whether a recording of ``room`` may be listed or played: the room's own rule.
-        Every room is public today; a private room's rule (a viewer, owner or admin token)
-        belongs here."""
+    def may_view(self, room: Room, token: str | None, admin_token: str | None) -> bool:
+        """Whether recordings of ``room`` may be listed or played with ``token``: the room's
+        own rule (anyone for a public room; a viewer, owner or admin token for a private one)."""
+        if not room.private:
+            return True
+        if not token:
+            return False
+        if room.is_owner_token(token):
+            return True
+        if admin_token and secrets.compare_digest(token, admin_token):
+            return True
+        return self._viewer_token_valid is not None and self._viewer_token_valid(token, room.id)
+
+    def authorize_view(self, room: Room, token: str | None, admin_token: str | None) -> None:
+        """:meth:`may_view`, or the room does not exist for this caller (404, as the room)."""
+        if not self.may_view(room, token, admin_token):
+            raise RoomNotFound(room.id)
 
     async def of_room(
         self, room_id: str, bearer: str | None, admin_token: str | None
@@ -230,7 +247,8 @@ class RecordingService:
     ) -> tuple[Recording, Path]:
         """A recording anyone allowed to see its room may play, and its file."""
         recording, room = await self.get(recording_id)
-        self.authorize_view(room, bearer, admin_token)
+        if not self.may_view(room, bearer, admin_token):
+            raise RecordingNotFound(recording_id)  # not there for this caller
         file = self.files.absolute(recording.path)
         if not file.is_file():
             raise RecordingNotFound(recording_id)

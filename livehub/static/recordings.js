@@ -14,7 +14,7 @@ function size(bytes) {
   return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.ceil(bytes / 1e3)} kB`;
 }
 
-export function createRecordings({ roomId }) {
+export function createRecordings({ roomId, token = () => null }) {
   const list = h('div', { class: 'recordings', testid: 'recordings-list' });
   const el = h('section', { class: 'card', testid: 'recordings', hidden: true }, h('h2', {}, 'Recordings'), list);
   let loaded = false;
@@ -24,7 +24,10 @@ export function createRecordings({ roomId }) {
     loaded = true;
     let recordings = [];
     try {
-      recordings = await api('GET', `/api/rooms/${encodeURIComponent(roomId)}/recordings`);
+      // a private room's need its viewer token; the listed urls then carry one
+      const t = token();
+      const query = t ? `?token=${encodeURIComponent(t)}` : '';
+      recordings = await api('GET', `/api/rooms/${encodeURIComponent(roomId)}/recordings${query}`);
     } catch {
       loaded = false; // try again on the next change
       return;

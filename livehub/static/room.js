@@ -73,7 +73,7 @@ export function roomView(root, roomId) {
   const isHost = () => role === 'host';
   const camera = createCamera();
   const player = createPlayer({ getRoom: () => room, idleText });
-  const recordings = createRecordings({ roomId });
+  const recordings = createRecordings({ roomId, token: () => playToken });
   const chat = createChat({ send, myPeerId: () => myPeerId, canModerate: isHost });
   const stage = createStage({
     roomId, camera, send, myPeerId: () => myPeerId, isHost,

@@ -312,3 +312,53 @@ async def test_record_must_be_a_json_boolean(aiohttp_client: AiohttpClient, bad:
     reason = "Field may not be null." if bad is None else "Not a valid boolean."
     assert (await resp.json())["details"] == {"record": [reason]}
     assert (await (await client.get("/api/rooms")).json()) == []
+
+
+async def test_a_private_rooms_recordings_need_a_viewer_owner_or_admin_token(
+    client: Client, recordings_dir: Path
+) -> None:
+    room = await new_room(client, record=True, visibility="private")
+    data = write(recordings_dir / "live" / f"{room['streamKey']}.1.mp4", 3000)
+    body = dvr_body(room, str(recordings_dir), f"./live/{room['streamKey']}.1.mp4")
+    assert await send_hook(client, body) == {"code": 0}
+    path = f"/api/rooms/{room['id']}/recordings"
+    [rec] = await (
+        await client.get(path, headers={"Authorization": f"Bearer {room['ownerToken']}"})
+    ).json()
+    file = f"/api/recordings/{rec['id']}/file"
+
+    # without a token (or with one of another room) neither the list nor the file exists
+    other = await new_room(client, visibility="private")
+    resp = await client.post(
+        f"/api/rooms/{other['id']}/viewer-tokens",
+        headers={"Authorization": f"Bearer {other['ownerToken']}"},
+        json={},
+    )
+    foreign = (await resp.json())["token"]
+    for query in ("", f"?token={foreign}", "?token=not-a-token"):
+        resp = await client.get(path + query)
+        assert (resp.status, (await resp.json())["code"]) == (404, "room_not_found"), query
+        resp = await client.get(file + query)
+        assert (resp.status, (await resp.json())["code"]) == (404, "recording_not_found"), query
+
+    # a viewer token opens both; the listed url carries it, so a <video src> plays it
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/viewer-tokens",
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+        json={"ttl": 600},
+    )
+    token = (await resp.json())["token"]
+    [listed] = await (await client.get(f"{path}?token={token}")).json()
+    assert listed["url"] == f"{file}?token={token}"
+    part = await client.get(listed["url"], headers={"Range": "bytes=0-99"})
+    assert part.status == 206 and await part.read() == data[:100]
+    resp = await client.get(file, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status == 200 and await resp.read() == data
+
+    # the owner's (and the admin's) list carries a viewer token minted for it, never theirs
+    for bearer in (room["ownerToken"], ADMIN_TOKEN):
+        [mine] = await (
+            await client.get(path, headers={"Authorization": f"Bearer {bearer}"})
+        ).json()
+        assert bearer not in mine["url"] and "?token=" in mine["url"]
+        assert (await client.get(mine["url"])).status == 200
