@@ -73,8 +73,8 @@ export interface Recording {
 
 export interface RoomsPage {
   rooms: Room[];
-  /** How many rooms match, over all pages. */
-  total: number;
+  /** How many rooms match, over all pages (X-Total-Count; null if the server sends none). */
+  total: number | null;
   /** The next page's URL, or null on the last page. */
   next: string | null;
 }
@@ -144,7 +144,10 @@ export declare class Livehub {
     options?: { body?: unknown; token?: string; query?: Record<string, unknown>; raw?: boolean },
   ): Promise<T>;
 
-  createRoom(room: { title: string; record?: boolean }, options?: TokenOption): Promise<RoomCreated>;
+  createRoom(
+    room: { title: string; record?: boolean; visibility?: "public" | "private" },
+    options?: TokenOption,
+  ): Promise<RoomCreated>;
   getRoom(roomId: string, options?: TokenOption): Promise<Room | OwnerRoom>;
   listRoomsPage(options?: { status?: RoomStatus; limit?: number; next?: string | null }): Promise<RoomsPage>;
   listRooms(options?: { status?: RoomStatus; limit?: number }): AsyncGenerator<Room, void, undefined>;
@@ -239,6 +242,72 @@ export interface ErrorEvent {
   id?: string | number;
 }
 
+export interface StageGuest {
+  peerId: string;
+  name: string;
+  streamKey: string;
+  live: boolean;
+  playUrls: PlayUrls;
+}
+export interface StageEvent {
+  type: "stage";
+  roomId: string;
+  stage: StageGuest[];
+}
+export interface StageInviteEvent {
+  type: "stage-invite";
+  roomId: string;
+  /** The inviting host. */
+  from: string;
+  name: string;
+}
+export interface StageCredentialsEvent {
+  type: "stage-credentials";
+  roomId: string;
+  streamKey: string;
+  /** This guest's own publish credentials (WHIP, RTMP, SRT). */
+  publish: PublishCredentials;
+}
+export interface StageDeclinedEvent {
+  type: "stage-declined";
+  roomId: string;
+  peerId: string;
+  name: string;
+}
+export interface StageRemovedEvent {
+  type: "stage-removed";
+  roomId: string;
+  peerId: string;
+  /** Who removed it (itself when it left). */
+  by?: string;
+}
+export interface ChatDeletedEvent {
+  type: "chat-deleted";
+  roomId: string;
+  /** The deleted line's id. */
+  id: string;
+}
+export interface MutedEvent {
+  type: "muted";
+  roomId: string;
+  peerId: string;
+  /** Epoch ms. */
+  until: number;
+  by: string;
+}
+export interface UnmutedEvent {
+  type: "unmuted";
+  roomId: string;
+  peerId: string;
+  by: string;
+}
+export interface RoomSettingsEvent {
+  type: "room-settings";
+  roomId: string;
+  /** Seconds between a non-host's chat lines; 0 = off. */
+  slowMode: number;
+}
+
 export type ServerEvent =
   | JoinedEvent
   | PeerJoinedEvent
@@ -250,6 +319,15 @@ export type ServerEvent =
   | RoomStatusEvent
   | ChatEvent
   | RelayEvent
+  | StageEvent
+  | StageInviteEvent
+  | StageCredentialsEvent
+  | StageDeclinedEvent
+  | StageRemovedEvent
+  | ChatDeletedEvent
+  | MutedEvent
+  | UnmutedEvent
+  | RoomSettingsEvent
   | ErrorEvent;
 
 export interface RoomEvents {
@@ -263,6 +341,15 @@ export interface RoomEvents {
   offer: RelayEvent<"offer">;
   answer: RelayEvent<"answer">;
   candidate: RelayEvent<"candidate">;
+  stage: StageEvent;
+  "stage-invite": StageInviteEvent;
+  "stage-credentials": StageCredentialsEvent;
+  "stage-declined": StageDeclinedEvent;
+  "stage-removed": StageRemovedEvent;
+  "chat-deleted": ChatDeletedEvent;
+  muted: MutedEvent;
+  unmuted: UnmutedEvent;
+  "room-settings": RoomSettingsEvent;
   error: ErrorEvent;
   joined: JoinedEvent;
   left: LeftEvent;
@@ -316,8 +403,10 @@ export interface SignalingOptions {
 export interface JoinOptions {
   name?: string;
   role?: Role;
-  /** The room's owner token (role "host"). */
-  token?: string;
+  /** The room's owner token (role "host"), or a private room's viewer token. */
+  token?: string | null;
+  /** A stage guest on a new connection: its stage publish token, to take its place again. */
+  stageToken?: string | null;
 }
 
 export declare class SignalingClient extends Emitter<ClientEvents> {
@@ -331,8 +420,11 @@ export declare class SignalingClient extends Emitter<ClientEvents> {
   /** Send with a fresh request id; resolves with the answering event, rejects with its error. */
   request<T = ServerEvent>(
     message: Record<string, unknown> & { type: string },
-    options?: { timeout?: number; expect?: (event: ServerEvent) => boolean },
+    options?: { timeout?: number; expect?: (event: ServerEvent) => boolean; id?: string | number },
   ): Promise<T>;
+  /** Send with a fresh request id a message livehub does not answer on success; resolves
+   * with that id once sent (a refusal: an `error` event carrying it). */
+  notify(message: Record<string, unknown> & { type: string }): Promise<number>;
   sendRaw(message: Record<string, unknown>): void;
   join(roomId: string, options?: JoinOptions): Promise<RoomHandle>;
   close(): void;
@@ -355,6 +447,26 @@ export declare class RoomHandle extends Emitter<RoomEvents> {
   kick(peerId: string): Promise<PeerLeftEvent>;
   close(): Promise<RoomStatusEvent>;
   leave(): Promise<void>;
+  /** This member's stage publish token while it is a guest (kept for rejoins), else null. */
+  readonly stageToken: string | null;
+  /** Host: invite a member on stage (not answered: resolves with the request id once sent). */
+  inviteToStage(peerId: string): Promise<number>;
+  /** Accept this member's invitation: resolves with its publish credentials. */
+  acceptStage(): Promise<StageCredentialsEvent>;
+  /** Decline this member's invitation (not answered: resolves with the request id). */
+  declineStage(): Promise<number>;
+  /** Host: take a guest off the stage or withdraw its invitation (resolves with the request id). */
+  removeFromStage(peerId: string): Promise<number>;
+  /** A guest leaves the stage: resolves with the stage-removed naming it. */
+  leaveStage(): Promise<StageRemovedEvent>;
+  /** Host: delete a chat line for everyone: resolves with chat-deleted. */
+  deleteChat(chatId: string): Promise<ChatDeletedEvent>;
+  /** Host: mute a member's chat for `seconds` (default 300; resolves with the request id). */
+  mute(peerId: string, seconds?: number): Promise<number>;
+  /** Host: end a member's mute (resolves with the request id). */
+  unmute(peerId: string): Promise<number>;
+  /** Host: slow mode, seconds between a non-host's lines (0 = off): resolves with room-settings. */
+  setSlowMode(seconds: number): Promise<RoomSettingsEvent>;
 }
 
 // -- WHEP ------------------------------------------------------------------------------------

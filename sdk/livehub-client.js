@@ -100,6 +100,11 @@ export function nextLink(header) {
   return null;
 }
 
+function totalOf(header) {
+  const total = header === null || header === "" ? NaN : Number(header);
+  return Number.isInteger(total) ? total : null;
+}
+
 function retryAfterOf(response, details) {
   const header = response.headers.get("Retry-After");
   if (header !== null && header !== "" && !Number.isNaN(Number(header))) return Number(header);
@@ -175,10 +180,13 @@ export class Livehub {
 
   // -- rooms -----------------------------------------------------------------------------
 
-  /** Create a room: `{title, record?}`; the reply carries `ownerToken` (shown once). */
-  createRoom({ title, record } = {}, { token } = {}) {
+  /** Create a room: `{title, record?, visibility?}` (`"private"`: only viewer-token holders
+   * see, join and play it); the reply carries `ownerToken` (shown once). `token`: an API key
+   * where the server asks for one. */
+  createRoom({ title, record, visibility } = {}, { token } = {}) {
     const body = { title };
     if (record !== undefined) body.record = record;
+    if (visibility !== undefined) body.visibility = visibility;
     return this.request("POST", "/api/rooms", { body, token });
   }
 
@@ -187,7 +195,8 @@ export class Livehub {
     return this.request("GET", `/api/rooms/${encodeURIComponent(roomId)}`, { token });
   }
 
-  /** One page: `{rooms, total, next}` (`next`: the URL of the following page, or null). */
+  /** One page: `{rooms, total, next}` (`next`: the URL of the following page, or null;
+   * `total`: `X-Total-Count`, or null from a server that sends none). */
   async listRoomsPage({ status, limit, next } = {}) {
     const response = await this.request("GET", next ?? "/api/rooms", {
       query: next ? undefined : { status, limit },
@@ -196,7 +205,7 @@ export class Livehub {
     const link = nextLink(response.headers.get("Link"));
     return {
       rooms: await response.json(),
-      total: Number(response.headers.get("X-Total-Count") ?? 0),
+      total: totalOf(response.headers.get("X-Total-Count")),
       next: link === null ? null : new URL(link, `${this.baseUrl}/`).href,
     };
   }
@@ -450,9 +459,12 @@ export class SignalingClient extends Emitter {
    * (`joined`, `left`, your own `chat`) or rejects with its `error` as a LivehubError. With
    * `expect` (a predicate), a message the server does not answer resolves with the first
    * event that matches instead (close-room: its room-status). */
-  request(message, { timeout = this.options.timeout, expect } = {}) {
+  request(message, { timeout = this.options.timeout, expect, id: given } = {}) {
     if (this.#closed) return Promise.reject(new LivehubError("Client closed", { code: "closed" }));
-    const id = this.#nextId++;
+    const id = given ?? this.#nextId++;
+    if (this.#pending.has(id)) {
+      return Promise.reject(new LivehubError(`A request with id ${id} is pending`, { code: "duplicate_id" }));
+    }
     return new Promise((resolve, reject) => {
       let off = () => {};
       const timer = setTimeout(() => {
@@ -487,13 +499,27 @@ export class SignalingClient extends Emitter {
     });
   }
 
+  /** Send `message` with a fresh request id, for the messages livehub does not answer when
+   * they succeed (`stage-invite`, `stage-decline`, `mute`, `unmute`, ...): resolves with the id
+   * once the message is handed to the socket (or queued until it opens). A refusal comes as
+   * an `error` event carrying that `id` (and `inReplyTo`). */
+  notify(message) {
+    if (this.#closed) return Promise.reject(new LivehubError("Client closed", { code: "closed" }));
+    const id = this.#nextId++;
+    this.#send(message, id);
+    return Promise.resolve(id);
+  }
+
   /** Join a room: resolves with its handle (carrying the `joined` event's data) once joined.
-   * `role: "host"` needs the room's owner `token`. Joined again after every reconnect. */
-  async join(roomId, { name, role, token } = {}) {
+   * `role: "host"` needs the room's owner `token`; a private room's viewers give their viewer
+   * `token`; a stage guest on a new connection gives its `stageToken` (the handle keeps the
+   * one of its `stage-credentials`). Joined again after every reconnect. */
+  async join(roomId, { name, role, token, stageToken } = {}) {
     const options = {};
     if (name !== undefined) options.name = name;
     if (role !== undefined) options.role = role;
-    if (token !== undefined) options.token = token;
+    if (token !== undefined && token !== null) options.token = token;
+    if (stageToken !== undefined && stageToken !== null) options.stageToken = stageToken;
     const joined = await this.request({ type: "join", roomId, ...options });
     let handle = this.rooms.get(roomId);
     if (!handle) {
@@ -611,6 +637,13 @@ export class RoomHandle extends Emitter {
           this.left = true;
           this.client._forget(this.roomId);
           break;
+        case "stage-credentials":
+          // rejoined after a reconnect with it: the guest takes its place on stage again
+          if (event.publish?.token) this.options.stageToken = event.publish.token;
+          break;
+        case "stage-removed":
+          if (event.peerId === this.peerId) delete this.options.stageToken;
+          break;
         default:
       }
     }
@@ -649,6 +682,86 @@ export class RoomHandle extends Emitter {
         expect: (event) =>
           event.type === "room-status" && event.roomId === this.roomId && event.status === "ended",
       },
+    );
+  }
+
+  /** This member's stage publish token while it is a stage guest, else null. */
+  get stageToken() {
+    return this.options.stageToken ?? null;
+  }
+
+  #is(type, test) {
+    return (event) => event.type === type && event.roomId === this.roomId && test(event);
+  }
+
+  // -- the stage (co-hosts publishing their own stream to SRS) ----------------------------
+
+  /** Invite a member on stage (host only). livehub does not answer a delivered invitation:
+   * resolves with the request id once sent; a refusal comes as an `error` event with it. */
+  inviteToStage(peerId) {
+    return this.client.notify({ type: "stage-invite", roomId: this.roomId, to: peerId });
+  }
+
+  /** Accept this member's stage invitation: resolves with its `stage-credentials` (publish
+   * with `publish.whipUrl`); rejects with `not_invited`, `stage_full`, ... */
+  acceptStage() {
+    return this.client.request(
+      { type: "stage-accept", roomId: this.roomId },
+      { expect: this.#is("stage-credentials", () => true) },
+    );
+  }
+
+  /** Decline this member's stage invitation (the inviting host hears `stage-declined`).
+   * Not answered: resolves with the request id once sent. */
+  declineStage() {
+    return this.client.notify({ type: "stage-decline", roomId: this.roomId });
+  }
+
+  /** Take a guest off the stage, or withdraw its invitation (host only). Not answered:
+   * resolves with the request id once sent; every member hears the new `stage`. */
+  removeFromStage(peerId) {
+    return this.client.notify({ type: "stage-remove", roomId: this.roomId, peerId });
+  }
+
+  /** Leave the stage (a guest): resolves with the `stage-removed` naming this member. */
+  leaveStage() {
+    const me = this.peerId;
+    return this.client.request(
+      { type: "stage-leave", roomId: this.roomId },
+      { expect: this.#is("stage-removed", (event) => event.peerId === me) },
+    );
+  }
+
+  // -- moderation (hosts) -----------------------------------------------------------------
+
+  /** Delete a chat line for everyone by its `id`: resolves with the `chat-deleted` event.
+   * (The line's id is the message's `id`, so it is the request's id too.) */
+  deleteChat(chatId) {
+    return this.client.request(
+      { type: "chat-delete", roomId: this.roomId, id: chatId },
+      { id: chatId, expect: this.#is("chat-deleted", (event) => event.id === chatId) },
+    );
+  }
+
+  /** Mute a member's chat for `seconds` (1 s to 7 days; livehub's default: 300). Not answered:
+   * resolves with the request id once sent; the member hears `muted`. */
+  mute(peerId, seconds) {
+    const message = { type: "mute", roomId: this.roomId, peerId };
+    if (seconds !== undefined) message.seconds = seconds;
+    return this.client.notify(message);
+  }
+
+  /** End a member's mute. Not answered: resolves with the request id once sent. */
+  unmute(peerId) {
+    return this.client.notify({ type: "unmute", roomId: this.roomId, peerId });
+  }
+
+  /** Slow mode: a non-host's chat lines at most one every `seconds` (0 = off, at most 3600);
+   * resolves with the `room-settings` every member hears. */
+  setSlowMode(seconds) {
+    return this.client.request(
+      { type: "slow-mode", roomId: this.roomId, seconds },
+      { expect: this.#is("room-settings", (event) => event.slowMode === seconds) },
     );
   }
 

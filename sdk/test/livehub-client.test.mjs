@@ -188,6 +188,101 @@ describe("signaling", () => {
     }
   });
 
+  test("the stage: invite, decline, accept, credentials kept for rejoins, remove, leave", async () => {
+    const room = await lh.createRoom({ title: "stage" });
+    const a = lh.connect();
+    const b = lh.connect();
+    try {
+      const host = await a.join(room.id, { name: "Ana", role: "host", token: room.ownerToken });
+      const guest = await b.join(room.id, { name: "Bo" });
+
+      // a refusal of an unanswered message: an `error` event carrying the request's id
+      const refused = guest.once("error");
+      const id = await guest.inviteToStage(host.peerId);
+      const error = await refused;
+      assert.deepEqual([error.code, error.inReplyTo, error.id], ["forbidden", "stage-invite", id]);
+      await rejects(guest.acceptStage(), "not_invited");
+
+      let invite = guest.once("stage-invite");
+      await host.inviteToStage(guest.peerId);
+      assert.deepEqual([(await invite).from, (await invite).name], [host.peerId, "Ana"]);
+      const declined = host.once("stage-declined");
+      await guest.declineStage();
+      assert.equal((await declined).peerId, guest.peerId);
+
+      invite = guest.once("stage-invite");
+      await host.inviteToStage(guest.peerId);
+      await invite;
+      const staged = host.once("stage", { filter: (event) => event.stage.length === 1 });
+      const credentials = await guest.acceptStage();
+      assert.equal(credentials.type, "stage-credentials");
+      assert.ok(credentials.publish.whipUrl && credentials.streamKey.endsWith(guest.peerId));
+      assert.equal(guest.stageToken, credentials.publish.token); // sent again on a rejoin
+      assert.equal((await staged).stage[0].peerId, guest.peerId);
+
+      const removed = guest.once("stage-removed");
+      await host.removeFromStage(guest.peerId);
+      assert.equal((await removed).by, host.peerId);
+      assert.equal(guest.stageToken, null);
+
+      invite = guest.once("stage-invite");
+      await host.inviteToStage(guest.peerId);
+      await invite;
+      await guest.acceptStage();
+      const emptied = host.once("stage", { filter: (event) => event.stage.length === 0 });
+      const left = await guest.leaveStage();
+      assert.deepEqual([left.type, left.peerId], ["stage-removed", guest.peerId]);
+      await emptied;
+      assert.equal(guest.stageToken, null);
+      await rejects(guest.leaveStage(), "not_on_stage");
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
+  test("moderation: slow mode, delete a line, mute and unmute; viewers may not", async () => {
+    const room = await lh.createRoom({ title: "moderation" });
+    const a = lh.connect();
+    const b = lh.connect();
+    try {
+      const host = await a.join(room.id, { role: "host", token: room.ownerToken });
+      const guest = await b.join(room.id, { name: "Bo" });
+
+      const settings = await host.setSlowMode(30);
+      assert.deepEqual([settings.type, settings.slowMode], ["room-settings", 30]);
+      const line = await guest.chat("first");
+      await rejects(guest.chat("second"), "slow_mode");
+      await host.chat("hosts are not slowed");
+      await host.chat("at all");
+      assert.equal((await host.setSlowMode(0)).slowMode, 0);
+
+      const gone = guest.once("chat-deleted");
+      const deleted = await host.deleteChat(line.id);
+      assert.deepEqual([deleted.type, deleted.id], ["chat-deleted", line.id]);
+      assert.equal((await gone).id, line.id);
+      await rejects(guest.deleteChat(line.id), "forbidden");
+
+      const muted = guest.once("muted");
+      await host.mute(guest.peerId, 60);
+      const notice = await muted;
+      assert.equal(notice.by, host.peerId);
+      assert.ok(notice.until > Date.now());
+      await rejects(guest.chat("am I muted"), "muted");
+      const unmuted = guest.once("unmuted");
+      await host.unmute(guest.peerId);
+      await unmuted;
+      assert.equal((await guest.chat("back")).text, "back");
+
+      const refused = guest.once("error");
+      const id = await guest.mute(host.peerId);
+      assert.deepEqual([(await refused).code, (await refused).id], ["forbidden", id]);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   test("reconnects with backoff after the server restarts, and rejoins its rooms", async () => {
     const room = await lh.createRoom({ title: "restart" });
     const options = { minDelay: 100, maxDelay: 800 };

@@ -15,6 +15,18 @@ async function main() {
   published.stop();
   h.send(null, "offer", { sdp: "" });
   h.on("stage", (event) => console.log(event.type, event.roomId));
+  h.on("stage", (event) => console.log(event.stage.map((g) => g.playUrls.whep)));
+  h.on("stage-invite", ({ from }) => console.log(from));
+  const creds = await h.acceptStage(); console.log(creds.publish.whipUrl, h.stageToken);
+  const sent: number = await h.inviteToStage("p"); console.log(sent);
+  await h.declineStage(); await h.removeFromStage("p"); await h.leaveStage();
+  const gone = await h.deleteChat(mine.id); console.log(gone.id);
+  await h.mute("p", 60); await h.unmute("p");
+  const settings = await h.setSlowMode(5); console.log(settings.slowMode);
+  h.on("muted", ({ until }) => console.log(until));
+  const page = await lh.listRoomsPage({ limit: 1 }); console.log(page.total ?? "unknown");
+  await lh.createRoom({ title: "p", visibility: "private" });
+  await client.join(room.id, { token: null, stageToken: "s" });
   // @ts-expect-error: a chat event has no `payload`
   h.on("chat", (m) => console.log(m.payload));
   await h.leave(); client.close();
