@@ -301,6 +301,21 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
 
 
+async def test_the_sdk_the_console_imports_is_served_to_module_imports(aiohttp_client: Any) -> None:
+    """The console imports /sdk/livehub-client.js as a module: the browser sends an Origin
+    (its own, or any frontend's); the file comes with `Access-Control-Allow-Origin: *`."""
+    from livehub.app import create_app
+
+    client: Client = await aiohttp_client(create_app(make_config()))
+    for origin in (None, "http://127.0.0.1:8088", "https://app.example.com"):
+        headers = {"Origin": origin} if origin else {}
+        resp = await client.get("/sdk/livehub-client.js", headers=headers)
+        assert resp.status == 200, origin
+        assert resp.content_type == "text/javascript"
+        assert resp.headers["Access-Control-Allow-Origin"] == "*"
+        assert "export class Livehub" in await resp.text()
+
+
 def test_the_documented_webhook_secret_is_refused() -> None:
     """docs/webhooks.md prints a valid signing secret for its example request."""
     example = re.search(r"`(whsec_[A-Za-z0-9+/=]+)`", (ROOT / "docs" / "webhooks.md").read_text())

@@ -42,9 +42,11 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
         router.add_get(
             "/api/recordings/{recording_id}/file", recordings.recording_file, name="recording_file"
         ),
-        # the JavaScript SDK (sdk/livehub-client.js), the file itself
-        router.add_get("/sdk/livehub-client.js", console.sdk, name="sdk"),
     ]
+    # the JavaScript SDK (sdk/livehub-client.js), the file itself: importable from any origin,
+    # so it answers `Access-Control-Allow-Origin: *` itself; under aiohttp_cors too, a request
+    # with an Origin (a browser's module import, the console's own) failed with a 500
+    router.add_get("/sdk/livehub-client.js", console.sdk, name="sdk")
     # the one DELETE: its own CORS options (the other routes' preflights refuse DELETE)
     delete_recording = router.add_delete(
         "/api/recordings/{recording_id}", recordings.delete_recording, name="recording"
