@@ -9,15 +9,19 @@ import { h, time } from './ui.js';
 
 const SLOW_MODES = [0, 5, 15, 30, 60, 300];
 
-/** canModerate(): whether this page is a host's. */
-export function createChat({ send, myPeerId, canModerate = () => false }) {
+/**
+ * canModerate(): whether this page is a host's. What the chat asks livehub for, room.js says
+ * (through the SDK's room handle): onSend(text) -> whether it went out, onDelete(chat line id),
+ * onSlowMode(seconds).
+ */
+export function createChat({ myPeerId, canModerate = () => false, onSend, onDelete, onSlowMode }) {
   const log = h('div', { class: 'chat-log', testid: 'chat-log' });
   const input = h('input', { maxLength: 500, placeholder: 'Say something…', testid: 'chat-input', disabled: true, autocomplete: 'off' });
   const button = h('button', { type: 'submit', testid: 'chat-send', disabled: true }, 'Send');
   const closed = h('p', { class: 'muted chat-closed', testid: 'chat-closed', hidden: true }, 'The room has ended: chat is closed.');
   const form = h('form', { class: 'field-row', testid: 'chat-form', onsubmit: submit }, input, button);
   const slowNote = h('p', { class: 'muted slow-note', testid: 'slow-mode-note', hidden: true });
-  const slowSelect = h('select', { testid: 'slow-mode-select', onchange: () => send({ type: 'slow-mode', seconds: Number(slowSelect.value) }) },
+  const slowSelect = h('select', { testid: 'slow-mode-select', onchange: () => onSlowMode(Number(slowSelect.value)) },
     ...SLOW_MODES.map((n) => h('option', { value: String(n) }, n ? `one line every ${n} s` : 'off')));
   const slowControl = h('label', { class: 'slow-control', testid: 'slow-mode-control', hidden: true }, 'Slow mode ', slowSelect);
   const el = h('section', { class: 'card chat' }, h('h2', {}, 'Chat'), slowControl, slowNote, log, closed, form);
@@ -29,7 +33,7 @@ export function createChat({ send, myPeerId, canModerate = () => false }) {
     if (state !== 'open') return;
     const text = input.value.trim();
     if (!text) return;
-    if (send({ type: 'chat', text })) input.value = '';
+    if (onSend(text)) input.value = '';
   }
 
   function line(entry, ...parts) {
@@ -56,7 +60,7 @@ export function createChat({ send, myPeerId, canModerate = () => false }) {
       const mine = msg.from && msg.from === myPeerId();
       const id = typeof msg.id === 'string' ? msg.id : '';
       const remove = canModerate() && id
-        ? h('button', { type: 'button', class: 'small secondary chat-delete', testid: 'chat-delete', title: 'Delete for everyone', dataset: { chatId: id }, onclick: () => send({ type: 'chat-delete', id }) }, 'Delete')
+        ? h('button', { type: 'button', class: 'small secondary chat-delete', testid: 'chat-delete', title: 'Delete for everyone', dataset: { chatId: id }, onclick: () => onDelete(id) }, 'Delete')
         : null;
       line({ class: `chat-line${mine ? ' mine' : ''}`, testid: 'chat-message', dataset: { from: msg.from ?? '', chatId: id, role: msg.role ?? '' } },
         h('span', { class: 'time' }, time(msg.ts ?? Date.now())), ' ',

@@ -6,7 +6,7 @@
 // and counts, status=preparing for new rooms), and a shown room that left both sets is asked
 // for once, by id, to learn how it ended.
 
-import { ApiError, api, describe, nextLink, roomPath } from './api.js';
+import { describe, fieldReasons, livehub } from './api.js';
 import { apiKey, ownerToken, saveApiKey, saveOwnerToken } from './identity.js';
 import { copyField, errors, h, plural, statusBadge, time, updateBadge } from './ui.js';
 
@@ -107,7 +107,7 @@ export function lobbyView(root) {
     keyState();
     try {
       const body = privateInput.checked ? { title, visibility: 'private' } : { title };
-      const room = await api('POST', '/api/rooms', { body, token: apiKey() || undefined });
+      const room = await livehub.createRoom(body, { token: apiKey() || undefined });
       saveOwnerToken(room.id, room.ownerToken);
       showCreated(room);
       titleInput.value = '';
@@ -121,7 +121,7 @@ export function lobbyView(root) {
   }
 
   function showCreateError(err) {
-    const reasons = err instanceof ApiError ? err.fieldReasons('title') : [];
+    const reasons = fieldReasons(err, 'title');
     if (err.status === 400 && reasons.length) {
       fieldError(`Title: ${reasons.join(' ')}`);
       titleInput.focus();
@@ -219,11 +219,12 @@ export function lobbyView(root) {
 
   // --- paging
 
-  async function readPage(url) {
-    const { data, headers } = await api('GET', url, { full: true });
-    const rooms = Array.isArray(data) ? data : [];
-    const counted = Number.parseInt(headers.get('X-Total-Count') ?? '', 10);
-    return { rooms, total: Number.isFinite(counted) ? counted : null, next: nextLink(headers.get('Link')), full: rooms.length >= PAGE };
+  /** One page of the list: `{status}` or `{next}` (a URL); the SDK reads X-Total-Count and
+   * Link rel="next". */
+  async function readPage(query) {
+    const page = await livehub.listRoomsPage({ limit: PAGE, ...query });
+    const rooms = Array.isArray(page.rooms) ? page.rooms : [];
+    return { rooms, total: page.total, next: page.next, full: rooms.length >= PAGE };
   }
 
   function takePage(page, { first }) {
@@ -238,7 +239,7 @@ export function lobbyView(root) {
 
   async function loadFirst() {
     try {
-      takePage(await readPage(`/api/rooms?limit=${PAGE}`), { first: true });
+      takePage(await readPage({}), { first: true });
       errors.clear('poll');
       return true;
     } catch (err) {
@@ -251,7 +252,7 @@ export function lobbyView(root) {
     if (!next) return;
     more.disabled = true;
     try {
-      const page = await readPage(next);
+      const page = await readPage({ next });
       if (!stopped) takePage(page, { first: false });
     } catch (err) {
       if (!stopped) errors.show(describe('Could not load more rooms', err), 'more');
@@ -266,7 +267,7 @@ export function lobbyView(root) {
     const seen = new Set();
     const complete = new Set(); // statuses whose whole set came back in one page
     for (const status of ACTIVE) {
-      const page = await readPage(`/api/rooms?status=${status}&limit=${PAGE}`);
+      const page = await readPage({ status });
       if (stopped) return;
       for (const room of page.rooms) {
         seen.add(room.id);
@@ -278,7 +279,7 @@ export function lobbyView(root) {
     const gone = [...rows.values()].filter((r) => complete.has(r.room.status) && !seen.has(r.room.id));
     for (const row of gone) {
       try {
-        upsert(await api('GET', roomPath(row.room.id)));
+        upsert(await livehub.getRoom(row.room.id));
       } catch (err) {
         if (err.status === 404) drop(row.room.id);
         else throw err;

@@ -2,7 +2,7 @@
 // <video> (livehub answers range requests, so it seeks). Shown once the room has ended and
 // has any; a room that did not record has none.
 
-import { api } from './api.js';
+import { livehub } from './api.js';
 import { h } from './ui.js';
 
 function duration(ms) {
@@ -25,9 +25,7 @@ export function createRecordings({ roomId, token = () => null }) {
     let recordings = [];
     try {
       // a private room's need its viewer token; the listed urls then carry one
-      const t = token();
-      const query = t ? `?token=${encodeURIComponent(t)}` : '';
-      recordings = await api('GET', `/api/rooms/${encodeURIComponent(roomId)}/recordings${query}`);
+      recordings = await livehub.recordings(roomId, { token: token() });
     } catch {
       loaded = false; // try again on the next change
       return;

@@ -3,13 +3,18 @@
 // publisher, the member panel (host: invite to stage, mute) and the chat (host: delete, slow
 // mode) to the room's state and its WebSocket.
 //
+// Everything it says to livehub goes through the JavaScript SDK (api.js: `livehub`): REST
+// calls, and a signaling client (`livehub.connect()`) whose room handle (`signal`) chats,
+// runs the stage and moderates; the SDK reconnects with backoff and joins the room again. This
+// page builds no protocol message: it reads the events the client hands it.
+//
 // Room state has two sources: pushes on the WebSocket (`joined`, `room-status`,
 // `viewer-count`) and REST replies (the first load, the close reply). A reply was built when
 // the server answered, and pushes sent after that can arrive before it, so a reply is applied
 // only if no push arrived while it was in flight and it is not older by `version`; otherwise
 // only what can never be stale is taken from it: that the room ended (ended is final).
 
-import { api, describe, roomPath } from './api.js';
+import { describe, livehub } from './api.js';
 import { createCamera } from './camera.js';
 import { createChat } from './chat.js';
 import { myName, ownerToken } from './identity.js';
@@ -18,7 +23,6 @@ import { createOwnerPanel } from './owner.js';
 import { createPlayer } from './player.js';
 import { createPublisher } from './publisher.js';
 import { createRecordings } from './recordings.js';
-import { createSocket } from './socket.js';
 import { createStage } from './stage.js';
 import { copyField, countStat, errors, h, statusBadge, updateBadge } from './ui.js';
 
@@ -63,20 +67,44 @@ export function roomView(root, roomId) {
   let joined = false;
   let pushes = 0; // room states pushed on the WebSocket so far (see the top of this file)
   let stopped = false;
+  let client = null; // the SDK's signaling client
+  let signal = null; // the SDK's handle of this room, once joined
+  let closing = false; // the client was closed on purpose: no reconnect follows
 
   const idleText = () => (token
     ? 'Not live yet: go live from the camera below, or publish with OBS or ffmpeg.'
     : 'Waiting for the host to go live.');
 
   // --- parts
-  const send = (msg) => socket.send({ ...msg, roomId });
   const isHost = () => role === 'host';
+  /** Settle an SDK request: a refusal comes as the server's `error` event too (handled in
+   * `handle`), so only what livehub never answered is said here. */
+  const act = (promise) => promise?.catch((err) => {
+    if (err.code === 'disconnected') errors.show('Not connected to livehub: the message may not have arrived.', 'ws-send');
+    else if (err.code === 'timeout') errors.show('livehub did not answer: try again.', 'ws-send');
+  });
+  /** The room handle, or null (and the page says so) while not joined. */
+  const joinedSignal = () => {
+    if (signal && joined && client?.connected) return signal;
+    errors.show('Not connected to livehub: the message was not sent.', 'ws-send');
+    return null;
+  };
   const camera = createCamera();
   const player = createPlayer({ getRoom: () => room, idleText });
   const recordings = createRecordings({ roomId, token: () => playToken });
-  const chat = createChat({ send, myPeerId: () => myPeerId, canModerate: isHost });
+  const chat = createChat({
+    myPeerId: () => myPeerId,
+    canModerate: isHost,
+    onSend(text) {
+      const room = joinedSignal();
+      if (room) act(room.chat(text));
+      return Boolean(room);
+    },
+    onDelete: (id) => act(joinedSignal()?.deleteChat(id)),
+    onSlowMode: (seconds) => act(joinedSignal()?.setSlowMode(seconds)),
+  });
   const stage = createStage({
-    roomId, camera, send, myPeerId: () => myPeerId, isHost,
+    camera, signal: joinedSignal, act, myPeerId: () => myPeerId, isHost,
     memberName: (peerId) => members.name(peerId), say: (text) => chat.say(text),
     playUrl: (url) => withToken(url, playToken), onChange: () => members.render(),
   });
@@ -84,30 +112,69 @@ export function roomView(root, roomId) {
   const muted = new Set(); // members this (host) page muted
   const moderation = {
     muted: (peerId) => muted.has(peerId),
-    mute(peerId) { muted.add(peerId); send({ type: 'mute', peerId, seconds: MUTE_SECONDS }); chat.say(`You muted ${members.name(peerId)} for ${MUTE_SECONDS / 60} minutes.`); members.render(); },
-    unmute(peerId) { muted.delete(peerId); send({ type: 'unmute', peerId }); chat.say(`You unmuted ${members.name(peerId)}.`); members.render(); },
+    mute(peerId) {
+      const room = joinedSignal();
+      if (!room) return;
+      muted.add(peerId);
+      act(room.mute(peerId, MUTE_SECONDS));
+      chat.say(`You muted ${members.name(peerId)} for ${MUTE_SECONDS / 60} minutes.`);
+      members.render();
+    },
+    unmute(peerId) {
+      const room = joinedSignal();
+      if (!room) return;
+      muted.delete(peerId);
+      act(room.unmute(peerId));
+      chat.say(`You unmuted ${members.name(peerId)}.`);
+      members.render();
+    },
   };
   const members = createMembers({ myPeerId: () => myPeerId, isHost, stage, moderation });
   const publisher = createPublisher({ getWhipUrl: () => publish?.whipUrl ?? null, camera, onChange: renderOwner });
   const owner = createOwnerPanel({ onGoLive: () => publisher.start(), onStopLive: () => publisher.stop(), onClose: closeRoom });
-  const socket = createSocket({
-    joinMessage: () => ({
-      type: 'join', roomId, name: myName(),
-      ...(token ? { role: 'host', token } : viewerToken ? { token: viewerToken } : {}),
-      // a guest whose connection dropped takes its place on stage again (its stream to SRS
-      // never stopped: media does not go through livehub)
-      ...(stage.token() ? { stageToken: stage.token() } : {}),
-    }),
-    onMessage: handle,
-    onState: setConnection,
-    onDrop(onPurpose) {
+
+  // --- signaling (the SDK's client: it reconnects and joins again by itself; a stage guest's
+  // rejoin carries its stage token, so it takes its place again: its stream to SRS never
+  // stopped, media does not go through livehub)
+
+  function connect() {
+    closing = false;
+    setConnection('connecting', 'connecting…');
+    client = livehub.connect({ minDelay: 1000, maxDelay: 10000 });
+    client.on('message', (msg) => { if (msg.roomId === undefined || msg.roomId === roomId) handle(msg); });
+    client.on('close', ({ code }) => {
       joined = false;
       members.clear();
       stage.dropped();
-      if (onPurpose && wsState.dataset.state !== 'closed') setConnection('closed', 'disconnected');
+      if (closing) {
+        if (wsState.dataset.state !== 'closed') setConnection('closed', 'disconnected');
+      } else {
+        setConnection('reconnecting', `disconnected${code === 1006 ? '' : ` (${code})`}, retrying…`);
+      }
       renderChat();
-    },
-  });
+    });
+    join();
+  }
+
+  function join() {
+    const options = { name: myName(), ...(token ? { role: 'host', token } : { token: viewerToken }) };
+    client.join(roomId, options).then((handle) => {
+      signal = handle;
+      // a rejoin after a reconnect failed: its `error` event says why (handled below)
+      handle.on('lost', () => { if (signal === handle) signal = null; });
+    }, (err) => {
+      // refused: its `error` event says why; no answer (the connection dropped): try again
+      if (!closing && (err.code === 'timeout' || err.code === 'disconnected')) client.opened().then(join, () => {});
+    });
+  }
+
+  /** Close the signaling client for good (saying `leave` first when asked). */
+  function disconnect({ leave = false } = {}) {
+    closing = true;
+    if (leave && signal && client?.connected) signal.leave().catch(() => {});
+    signal = null;
+    client?.close();
+  }
 
   // --- layout
   const titleEl = h('h1', { testid: 'room-title' }, 'Loading…');
@@ -169,7 +236,7 @@ export function roomView(root, roomId) {
   async function makeViewerLink() {
     errors.clear('viewer-link');
     try {
-      const made = await api('POST', `${roomPath(roomId)}/viewer-tokens`, { token, body: { ttl: 24 * 3600 } });
+      const made = await livehub.createViewerToken(roomId, { token, ttl: 24 * 3600 });
       const link = `${location.origin}${location.pathname}#/room/${encodeURIComponent(roomId)}?token=${encodeURIComponent(made.token)}`;
       viewerLink.querySelector('.field')?.remove();
       viewerLink.append(copyField('Viewer link', link, 'viewer-link'));
@@ -217,9 +284,9 @@ export function roomView(root, roomId) {
   async function load() {
     const seen = pushes;
     let reply;
-    const path = !token && viewerToken ? `${roomPath(roomId)}?token=${encodeURIComponent(viewerToken)}` : roomPath(roomId);
     try {
-      reply = await api('GET', path, { token });
+      // the owner's token, else a private room's viewer token
+      reply = await livehub.getRoom(roomId, { token: token ?? viewerToken });
     } catch (err) {
       if (token && (err.status === 401 || err.status === 403)) {
         errors.show(describe('The saved owner token was refused: you are a viewer here', err), 'owner');
@@ -250,7 +317,7 @@ export function roomView(root, roomId) {
     errors.clear('close');
     const seen = pushes;
     try {
-      const res = await api('POST', `${roomPath(roomId)}/close`, { token });
+      const res = await livehub.closeRoom(roomId, { token });
       if (stopped) return;
       applyReply(res?.room ?? { status: 'ended' }, seen);
     } catch (err) {
@@ -267,7 +334,7 @@ export function roomView(root, roomId) {
         myPeerId = msg.peerId;
         role = msg.role ?? 'viewer';
         joined = true;
-        socket.joined();
+        errors.clear('ws-send');
         members.reset({
           list: msg.members ?? [],
           mode: msg.presence,
@@ -327,7 +394,7 @@ export function roomView(root, roomId) {
         break; // relayed for clients that call peer to peer; this console does not
       case 'kicked':
         errors.show('The host removed you from this room.', 'kicked');
-        socket.close();
+        disconnect();
         break;
       case 'left':
         break;
@@ -335,7 +402,7 @@ export function roomView(root, roomId) {
         if (msg.code === 'room_ended') {
           // The room ended before this message reached it (a chat, a rejoin after a drop).
           applyPush({ status: 'ended' });
-          socket.close();
+          disconnect();
           setConnection('closed', 'room ended: chat is closed');
           break;
         }
@@ -368,12 +435,12 @@ export function roomView(root, roomId) {
   load().then((ok) => {
     if (!ok || stopped) return;
     if (room.status === 'ended') setConnection('closed', 'room ended: chat is closed');
-    else socket.connect();
+    else connect();
   });
 
   return () => {
     stopped = true;
-    socket.close({ leave: { type: 'leave', roomId } });
+    disconnect({ leave: true });
     stage.stopAll();
     player.stop();
     publisher.stop();

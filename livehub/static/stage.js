@@ -100,11 +100,13 @@ function createGuestTile(guest, playUrl) {
 }
 
 /**
- * roomId; camera (shared); send(msg) on the room's socket; myPeerId(); isHost() for this page;
+ * camera (shared); signal(): the SDK's handle of the room (null, and the page says so, while
+ * not joined); act(promise): settles an SDK request (refusals come as `error` events: see
+ * `refused`); myPeerId(); isHost() for this page;
  * memberName(peerId); say(text): a system line in the chat; playUrl(url): the URL with this
  * page's viewer token (private rooms); onChange(): re-render the member panel.
  */
-export function createStage({ roomId, camera, send, myPeerId, isHost, memberName, say, playUrl, onChange }) {
+export function createStage({ camera, signal, act, myPeerId, isHost, memberName, say, playUrl, onChange }) {
   let guests = []; // the public stage: [{peerId, name, streamKey, live, playUrls}]
   const tiles = new Map(); // peerId -> guest tile (guests other than this page)
   const invited = new Set(); // peers this (host) page invited, still unanswered
@@ -175,21 +177,25 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
 
   function accept() {
     if (!invitation) return;
+    const room = signal();
+    if (!room) return;
     invitation = null;
     promptEl.replaceChildren();
-    send({ type: 'stage-accept' });
+    act(room.acceptStage()); // its stage-credentials start the camera (handle below)
   }
 
   function decline() {
     if (!invitation) return;
+    const room = signal();
+    if (!room) return;
     invitation = null;
     promptEl.replaceChildren();
-    send({ type: 'stage-decline' });
+    act(room.declineStage());
     say('You declined the stage invitation.');
   }
 
   function leave() {
-    send({ type: 'stage-leave' });
+    act(signal()?.leaveStage());
   }
 
   function offStage(text) {
@@ -211,16 +217,18 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
       return invited.has(peerId) ? 'invited' : null;
     },
     invite(peerId) {
-      if (!isHost()) return;
+      const room = isHost() ? signal() : null;
+      if (!room) return;
       invited.add(peerId);
-      send({ type: 'stage-invite', to: peerId });
+      act(room.inviteToStage(peerId));
       say(`You invited ${memberName(peerId)} on stage.`);
       onChange();
     },
     remove(peerId) {
-      if (!isHost()) return;
+      const room = isHost() ? signal() : null;
+      if (!room) return;
       invited.delete(peerId);
-      send({ type: 'stage-remove', peerId });
+      act(room.removeFromStage(peerId));
       onChange();
     },
     /** The stage as a room view carries it (`joined`, `room-status`, REST). */
@@ -279,8 +287,6 @@ export function createStage({ roomId, camera, send, myPeerId, isHost, memberName
       ownerLive = Boolean(live);
       render();
     },
-    /** This page's stage token while it is a guest (to take its place again after a drop). */
-    token: () => credentials?.publish?.token ?? null,
     /** The socket dropped: an unanswered invitation is gone; publishing goes on. */
     dropped() {
       invitation = null;

@@ -35,6 +35,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 STATIC = Path(__file__).resolve().parents[2] / "livehub" / "static"
+#: the JavaScript SDK the console imports from /sdk/livehub-client.js
+SDK_FILE = Path(__file__).resolve().parents[2] / "sdk" / "livehub-client.js"
 API_KEY = "e2e-api-key"
 RETRY_AFTER = 17
 PAGE_DEFAULT = 100
@@ -167,6 +169,8 @@ class Standin:
                 if msg.type is not WSMsgType.TEXT:
                     continue
                 data = json.loads(msg.data)
+                # request ids as livehub echoes them (docs/protocol.md, "Request ids")
+                reply_id = {"id": data["id"]} if data.get("id") is not None else {}
                 if data.get("type") == "join":
                     joined = self.find(data["roomId"])
                     me = {"peerId": peer_id, "name": data.get("name", ""), "role": "viewer"}
@@ -181,6 +185,7 @@ class Standin:
                             "members": [*HOSTS, *([] if counted else VIEWERS), me],
                             "viewerCount": joined["viewerCount"],
                             "room": joined,
+                            **reply_id,
                         }
                     )
                 elif data.get("type") == "chat":
@@ -191,13 +196,27 @@ class Standin:
                                 "code": "room_ended",
                                 "message": "Room has ended",
                                 "inReplyTo": "chat",
+                                **reply_id,
                             }
                         )
                     else:
-                        await ws.send_json({**data, "from": peer_id, "name": "me", "ts": NOW})
+                        line = {k: v for k, v in data.items() if k != "id"}
+                        await ws.send_json(
+                            {
+                                **line,
+                                "id": secrets.token_urlsafe(9),
+                                **({"requestId": data["id"]} if reply_id else {}),
+                                "from": peer_id,
+                                "name": "me",
+                                "ts": NOW,
+                            }
+                        )
         finally:
             self.sockets.discard(ws)
         return ws
+
+    async def sdk(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(SDK_FILE, headers={"Content-Type": "text/javascript"})
 
     async def patch_room(self, request: web.Request) -> web.Response:
         target = self.find(request.match_info["room_id"])
@@ -224,6 +243,7 @@ def create_app() -> web.Application:
     app.router.add_get("/", standin.index)
     app.router.add_get("/ws", standin.ws)
     app.router.add_static("/static", STATIC)
+    app.router.add_get("/sdk/livehub-client.js", standin.sdk)
     app.router.add_get("/api/rooms", standin.list_rooms)
     app.router.add_post("/api/rooms", standin.create_room)
     app.router.add_get("/api/rooms/{room_id}", standin.get_room)
