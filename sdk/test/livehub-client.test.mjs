@@ -292,6 +292,13 @@ describe("signaling", () => {
       const host = await a.join(room.id, { name: "Ana", role: "host", token: room.ownerToken });
       const guest = await b.join(room.id, { name: "Bo" });
       const before = [host.peerId, guest.peerId];
+      // the guest is on stage: its rejoin carries its stage token and takes its place again
+      const invited = guest.once("stage-invite");
+      await host.inviteToStage(guest.peerId);
+      await invited;
+      const { publish } = await guest.acceptStage();
+      let stage = [];
+      host.on("stage", (event) => { stage = event.stage; });
       const attempts = [];
       a.on("reconnecting", (event) => attempts.push(event));
       const rejoined = [host.once("rejoined"), guest.once("rejoined")];
@@ -313,6 +320,9 @@ describe("signaling", () => {
       assert.equal(guestAgain.room.id, room.id);
       assert.notDeepEqual([host.peerId, guest.peerId], before); // new connections
       await eventually(() => host.members.has(guest.peerId) || guest.members.has(host.peerId));
+      assert.equal(guest.stageToken, publish.token);
+      const onStage = () => [...stage, ...(host.room.stage ?? [])].map((g) => g.peerId);
+      await eventually(() => onStage().includes(guest.peerId), 10_000); // same stream key, new peer
 
       const heard = host.once("chat");
       const mine = await guest.chat("back again");
