@@ -1,8 +1,8 @@
-// The room's player: WHEP from SRS, only while the room is live; retries a few times because SRS
-// may need a moment after on_publish before the stream plays.
+// The room's player: WHEP from SRS (the SDK's playWhep), only while the room is live; retries a
+// few times because SRS may need a moment after on_publish before the stream plays.
 
+import { playWhep } from '/sdk/livehub-client.js';
 import { h } from './ui.js';
-import { deleteResource, exchangeSdp, iceGathered } from './webrtc.js';
 
 const PLAYER_TIMEOUT_MS = 10000;
 const AUTO_RETRIES = 3;
@@ -18,8 +18,8 @@ export function createPlayer({ getRoom, idleText }) {
 
   const player = {
     el,
-    pc: null,
-    location: null,
+    session: null, // the SDK's {pc, stream, stop} while playing
+    timeout: null,
     generation: 0,
     attempts: 0, // automatic retries since the last manual start
     retryTimer: null,
@@ -39,12 +39,6 @@ export function createPlayer({ getRoom, idleText }) {
       const generation = ++this.generation;
       const stale = () => generation !== this.generation;
       this.setState('connecting', 'Connecting to the stream…');
-      const pc = new RTCPeerConnection({ iceServers: [] });
-      this.pc = pc;
-      const stream = new MediaStream();
-      pc.addTransceiver('video', { direction: 'recvonly' });
-      pc.addTransceiver('audio', { direction: 'recvonly' });
-      pc.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; };
       const fail = (reason) => {
         if (stale()) return;
         this.stop();
@@ -55,33 +49,35 @@ export function createPlayer({ getRoom, idleText }) {
           this.retryTimer = setTimeout(() => this.start(), 2000 * this.attempts);
         }
       };
-      pc.onconnectionstatechange = () => {
+      const timeout = setTimeout(() => fail('no media from SRS after 10 s'), PLAYER_TIMEOUT_MS);
+      this.timeout = timeout;
+      let session;
+      try {
+        session = await playWhep(whep, { configuration: { iceServers: [] } });
+      } catch (err) {
+        clearTimeout(timeout);
+        fail(err.message);
+        return;
+      }
+      if (stale()) { session.stop(); return; }
+      this.session = session;
+      video.srcObject = session.stream;
+      const { pc } = session;
+      const follow = () => {
         if (stale()) return;
         if (pc.connectionState === 'connected') { clearTimeout(timeout); this.setState('playing', ''); }
         else if (pc.connectionState === 'failed') fail('the media connection to SRS failed');
         else if (pc.connectionState === 'disconnected') this.setState('connecting', 'Connection interrupted, waiting…');
       };
-      const timeout = setTimeout(() => fail('no media from SRS after 10 s'), PLAYER_TIMEOUT_MS);
-      try {
-        await pc.setLocalDescription(await pc.createOffer());
-        await iceGathered(pc);
-        if (stale()) return;
-        const answer = await exchangeSdp(whep, pc);
-        if (stale()) { deleteResource(answer.location); return; }
-        this.location = answer.location;
-        await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
-      } catch (err) {
-        clearTimeout(timeout);
-        fail(err.message);
-      }
+      pc.onconnectionstatechange = follow;
+      follow(); // it may be connected already
     },
     stop(text) {
       this.generation++;
       clearTimeout(this.retryTimer);
-      this.pc?.close();
-      this.pc = null;
-      deleteResource(this.location);
-      this.location = null;
+      clearTimeout(this.timeout);
+      this.session?.stop(); // closes the connection, ends the WHEP session
+      this.session = null;
       video.srcObject = null;
       if (text) this.setState('idle', text);
     },

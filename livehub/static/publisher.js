@@ -1,13 +1,14 @@
-// Go live from the camera: WHIP to SRS (owner only; the WHIP URL carries the publish token).
+// Go live from the camera: WHIP to SRS (owner only; the WHIP URL carries the publish token),
+// with the SDK's publishWhip (one offer once ICE gathering is done; stop() ends the session).
 
+import { publishWhip } from '/sdk/livehub-client.js';
 import { errors } from './ui.js';
-import { deleteResource, exchangeSdp, iceGathered } from './webrtc.js';
 
 /** `getWhipUrl()` answers the owner's WHIP URL or null; `onChange()` re-renders the owner panel. */
 export function createPublisher({ getWhipUrl, camera, onChange }) {
   return {
-    pc: null,
-    location: null,
+    session: null, // the SDK's {pc, stop} once SRS answered
+    attempt: null, // the start in progress (a newer start or a stop makes it stale)
     active: false,
     state: 'Not publishing. Go live from the camera here, or publish with OBS / ffmpeg using the settings below.',
     set(state, active = this.active) {
@@ -26,27 +27,27 @@ export function createPublisher({ getWhipUrl, camera, onChange }) {
         errors.show('Cannot go live: no camera is available in this browser.', 'publish');
         return;
       }
-      const pc = new RTCPeerConnection({ iceServers: [] });
-      this.pc = pc;
-      for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
-      pc.onconnectionstatechange = () => {
-        if (this.pc !== pc) return;
+      const attempt = {};
+      this.attempt = attempt;
+      this.set('Sending the offer to SRS…');
+      let session;
+      try {
+        session = await publishWhip(whipUrl, stream, { configuration: { iceServers: [] } });
+      } catch (err) {
+        if (this.attempt === attempt) this.fail(err.message);
+        return;
+      }
+      if (this.attempt !== attempt) { session.stop(); return; }
+      this.session = session;
+      const { pc } = session;
+      const follow = () => {
+        if (this.session !== session) return;
         if (pc.connectionState === 'connected') this.set('Publishing from the camera. The room goes live when SRS accepts the stream.');
         if (pc.connectionState === 'failed') this.fail('the media connection to SRS failed');
       };
-      try {
-        await pc.setLocalDescription(await pc.createOffer());
-        await iceGathered(pc);
-        if (this.pc !== pc) return;
-        this.set('Sending the offer to SRS…');
-        const answer = await exchangeSdp(whipUrl, pc);
-        if (this.pc !== pc) { deleteResource(answer.location); return; }
-        this.location = answer.location;
-        await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
-        this.set('Connecting to SRS…');
-      } catch (err) {
-        this.fail(err.message);
-      }
+      pc.onconnectionstatechange = follow;
+      this.set('Connecting to SRS…');
+      follow(); // it may be connected already
     },
     fail(reason) {
       this.stop();
@@ -54,11 +55,10 @@ export function createPublisher({ getWhipUrl, camera, onChange }) {
       errors.show(`Go live failed: ${reason}.`, 'publish');
     },
     stop() {
-      deleteResource(this.location);
-      this.location = null;
-      this.pc?.close();
-      const was = this.pc;
-      this.pc = null;
+      const was = this.session ?? this.attempt;
+      this.session?.stop();
+      this.session = null;
+      this.attempt = null;
       if (was) this.set('Not publishing.', false);
     },
   };

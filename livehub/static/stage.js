@@ -6,8 +6,8 @@
 // camera started and published to SRS over WHIP. Every page plays the main stream and each live
 // guest's stream (WHEP from SRS) in one grid. No media goes browser to browser.
 
+import { playWhep } from '/sdk/livehub-client.js';
 import { copyField, errors, h } from './ui.js';
-import { deleteResource, exchangeSdp, iceGathered } from './webrtc.js';
 import { createPublisher } from './publisher.js';
 
 const GUEST_RETRY_MS = 2000;
@@ -19,8 +19,7 @@ function createGuestTile(guest, playUrl) {
   const stateEl = h('span', { class: 'guest-state', testid: 'guest-state', dataset: { peerId: guest.peerId } });
   const caption = h('figcaption', {}, h('span', { class: 'guest-name' }, guest.name || guest.peerId), ' · ', stateEl);
   const el = h('figure', { class: 'tile guest', testid: 'guest-tile', dataset: { peerId: guest.peerId } }, video, caption);
-  let pc = null;
-  let resource = null;
+  let session = null; // the SDK's {pc, stream, stop} while playing
   let generation = 0;
   let timer = null;
   let attempts = 0;
@@ -38,28 +37,24 @@ function createGuestTile(guest, playUrl) {
     const mine = ++generation;
     const stale = () => mine !== generation;
     say('connecting', 'connecting…');
-    pc = new RTCPeerConnection({ iceServers: [] });
-    const local = pc;
-    const stream = new MediaStream();
-    local.addTransceiver('video', { direction: 'recvonly' });
-    local.addTransceiver('audio', { direction: 'recvonly' });
-    local.ontrack = (e) => { stream.addTrack(e.track); video.srcObject = stream; };
-    local.onconnectionstatechange = () => {
-      if (stale()) return;
-      if (local.connectionState === 'connected') { attempts = 0; say('playing', 'on stage'); }
-      else if (local.connectionState === 'failed') retry('the media connection failed');
-    };
+    let playing;
     try {
-      await local.setLocalDescription(await local.createOffer());
-      await iceGathered(local);
-      if (stale()) return;
-      const answer = await exchangeSdp(url, local);
-      if (stale()) { deleteResource(answer.location); return; }
-      resource = answer.location;
-      await local.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
+      playing = await playWhep(url, { configuration: { iceServers: [] } });
     } catch (err) {
-      retry(err.message);
+      if (!stale()) retry(err.message);
+      return;
     }
+    if (stale()) { playing.stop(); return; }
+    session = playing;
+    video.srcObject = playing.stream;
+    const { pc } = playing;
+    const follow = () => {
+      if (stale()) return;
+      if (pc.connectionState === 'connected') { attempts = 0; say('playing', 'on stage'); }
+      else if (pc.connectionState === 'failed') retry('the media connection failed');
+    };
+    pc.onconnectionstatechange = follow;
+    follow(); // it may be connected already
   }
 
   function retry(reason) {
@@ -76,10 +71,8 @@ function createGuestTile(guest, playUrl) {
   function stop() {
     generation += 1;
     clearTimeout(timer);
-    pc?.close();
-    pc = null;
-    deleteResource(resource);
-    resource = null;
+    session?.stop(); // closes the connection, ends the WHEP session
+    session = null;
     video.srcObject = null;
   }
 
