@@ -5,8 +5,9 @@
 //                 stage (a guest publishes its camera to SRS over WHIP), moderation and, for
 //                 the owner, go live from the camera (WHIP to SRS) and close the room.
 //                 A private room's viewers open #/room/<id>?token=<viewer token>.
-// ES modules served as they are: no build step and no dependencies (plain DOM, fetch,
-// WebSocket and RTCPeerConnection).
+// ES modules served as they are: no build step. Everything said to livehub and SRS (REST,
+// signaling, WHIP/WHEP) goes through the JavaScript SDK, /sdk/livehub-client.js (api.js): the
+// same module any other frontend imports.
 
 import { setMyName, myName } from './identity.js';
 import { lobbyView } from './lobby.js';
