@@ -259,3 +259,40 @@ async def test_an_encoder_that_reconnects_inside_the_window_leaves_its_files_in_
         assert listed[0]["endedAt"] <= listed[1]["startedAt"] + 500
         room_now = await (await http.get(f"{livehub.url}/api/rooms/{room['id']}")).json()
         assert (room_now["status"], room_now["reconnecting"]) == ("live", True)  # one session
+
+
+async def test_a_private_rooms_recording_from_srs_needs_its_token(
+    stack: tuple[Server, RealSRS, Path],
+) -> None:
+    livehub, srs, recordings = stack
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{livehub.url}/api/rooms",
+            json={"title": "Private class", "record": True, "visibility": "private"},
+        )
+        room = await resp.json()
+        owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+        await publish(srs, room, 3)
+        listed: list[dict[str, Any]] = []
+        path = f"{livehub.url}/api/rooms/{room['id']}/recordings"
+        deadline = time.monotonic() + 15
+        while not listed:  # SRS posts on_dvr once the file is closed, after the unpublish
+            assert time.monotonic() < deadline, livehub.text() + srs.log()
+            listed = await (await http.get(path, headers=owner)).json()
+            await asyncio.sleep(0.05)
+        (recording,) = listed
+        (file,) = list(recordings.glob("*.mp4"))
+        bare = recording["url"].split("?")[0]
+
+        # nobody without a token sees the list or the file
+        assert (await http.get(path)).status == 404
+        assert (await http.get(livehub.url + bare, headers={"Range": "bytes=0-99"})).status == 404
+        # a viewer token plays it, seekable: the listed url carries it (a <video src> works)
+        resp = await http.post(
+            f"{livehub.url}/api/rooms/{room['id']}/viewer-tokens", headers=owner, json={}
+        )
+        token = (await resp.json())["token"]
+        (seen,) = await (await http.get(f"{path}?token={token}")).json()
+        assert seen["url"] == f"{bare}?token={token}"
+        resp = await http.get(livehub.url + seen["url"], headers={"Range": "bytes=0-99"})
+        assert resp.status == 206 and await resp.read() == file.read_bytes()[:100]
