@@ -21,7 +21,9 @@ in the store's database).
 from __future__ import annotations
 
 from livehub.domain.bus import Bus, BusHandler, Member
-from livehub.domain.hub import PresenceListener, RoomHub, Sink
+from livehub.domain.peer import Sink
+from livehub.domain.presence import PresenceListener
+from livehub.domain.room_hub import RoomHub
 from livehub.domain.store import PlayerCounts, RoomStore
 
 __all__ = [

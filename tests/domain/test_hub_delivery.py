@@ -17,7 +17,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from livehub.domain import hub as hub_module
-from livehub.domain.hub import Hub, Peer
+from livehub.domain.hub import Hub
+from livehub.domain.peer import Peer
 from tests.domain.fakes import CountingEncoder, FakeSink, ManualLoop, Timer, make_hub
 
 PEERS = 4
