@@ -8,13 +8,8 @@ number of distinct connections joined, whatever order joins, leaves and disconne
 How a message reaches the members (one encoding, batches, order, slow peers) is
 :mod:`livehub.domain.delivery`'s business; the hub encodes once and tells it who is a member.
 
-Viewer-count pushes are coalesced per room per interval, and a big
-room's at most once per ``W x COUNT_PER_MEMBER`` seconds, W being the members of all big rooms
-with a count to push (0.5 s for 1,000, capped at ``COUNT_MAX_INTERVAL``): each push is a write
-to every member, and while big rooms fill they were most of the server's writes (2,000 joins
-into one room: ~10 pushes to ~1,000 members per 1,000 joins; 10,000 joins into 50 rooms of
-200: 5 pushes a second to every member, ~60 s of CPU). The exact count is always ``count()``;
-only its pushes are spaced out.
+Viewer-count pushes (coalesced, big rooms paced) are :mod:`livehub.domain.viewer_counts`';
+the exact count is always :meth:`Hub.count`.
 """
 
 from __future__ import annotations
@@ -24,14 +19,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from livehub.domain.delivery import BATCH_MIN_MEMBERS, BATCH_PER_MEMBER, Delivery
+from livehub.domain.delivery import BATCH_PER_MEMBER, Delivery
 from livehub.domain.peer import Peer
 from livehub.domain.presence import PresenceListener
 from livehub.domain.room_hub import HubStats
-
-#: seconds between a big room's viewer-count pushes per member, and their cap
-COUNT_PER_MEMBER = 0.5e-3
-COUNT_MAX_INTERVAL = 5.0
+from livehub.domain.viewer_counts import ViewerCounts
 
 
 class Encoder(Protocol):
@@ -58,9 +50,6 @@ class Hub:
         self.peers: dict[str, Peer] = {}
         self.stats = HubStats()
         self._encode = encode
-        self._call_later = call_later
-        self._count_interval = count_interval
-        self._clock = clock
         self._delivery = Delivery(
             self.rooms,
             self.stats,
@@ -74,11 +63,14 @@ class Hub:
         self._described: dict[str, dict[str, dict[str, str]]] = {}
         #: room id -> peer id -> the description of a member that is a host
         self._hosts: dict[str, dict[str, dict[str, str]]] = {}
-        self._count_dirty: set[str] = set()
-        self._count_scheduled = False
-        #: big room id -> earliest time of its next viewer-count push
-        self._count_next: dict[str, float] = {}
-        self._count_of = count_of or self.count
+        self._counts = ViewerCounts(
+            self.rooms,
+            count_of or self.count,
+            self.broadcast,
+            call_later,
+            interval=count_interval,
+            clock=clock,
+        )
 
     # -- membership -----------------------------------------------------------------------
 
@@ -239,33 +231,9 @@ class Hub:
 
     def count_changed(self, room_id: str) -> None:
         """The room's count may have changed: push it (coalesced, paced) to its members."""
-        self._count_dirty.add(room_id)
-        if not self._count_scheduled:
-            self._count_scheduled = True
-            self._call_later(self._count_interval, self.push_counts)
+        self._counts.changed(room_id)
 
     def push_counts(self) -> None:
         """Push the counts that changed to the rooms' members on this process (each process
-        tells its own members), big rooms paced (see the module docstring)."""
-        self._count_scheduled = False
-        dirty, self._count_dirty = self._count_dirty, set()
-        now = self._clock() if dirty else 0.0
-        for room_id in dirty.difference(self.rooms):  # emptied here: nobody to tell
-            self._count_next.pop(room_id, None)
-        counts = {room_id: self._count_of(room_id) for room_id in dirty if room_id in self.rooms}
-        big = sum(count for count in counts.values() if count >= BATCH_MIN_MEMBERS)
-        interval = min(COUNT_MAX_INTERVAL, big * COUNT_PER_MEMBER)
-        for room_id, count in counts.items():
-            if count >= BATCH_MIN_MEMBERS:
-                if self._count_next.get(room_id, 0.0) > now:
-                    self._count_dirty.add(room_id)  # pushed recently: the next round
-                    continue
-                self._count_next[room_id] = now + interval
-            else:
-                self._count_next.pop(room_id, None)
-            self.broadcast(
-                room_id, {"type": "viewer-count", "roomId": room_id, "viewerCount": count}
-            )
-        if self._count_dirty and not self._count_scheduled:
-            self._count_scheduled = True
-            self._call_later(self._count_interval, self.push_counts)
+        tells its own members), big rooms paced (:mod:`livehub.domain.viewer_counts`)."""
+        self._counts.push()
