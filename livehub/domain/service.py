@@ -34,10 +34,21 @@ import copy
 import dataclasses
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
+from livehub.domain.hooks import (
+    NO_ROOM,
+    HookResult,
+    Kicker,
+    OriginLost,
+    OriginOf,
+    PlayAllowed,
+    Publisher,
+    never_lost,
+    no_origin,
+)
 from livehub.domain.room import (
     EventType,
     ListedRoom,
@@ -50,6 +61,7 @@ from livehub.domain.room import (
 from livehub.domain.srs_params import HookEvent, param_token, stream_of
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
 from livehub.domain.tokens import hash_token, new_room_id, new_token
+from livehub.domain.windows import Cancellable, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -60,60 +72,11 @@ PUBLISH_GRACE = 10.0
 #: rooms deleted per statement by the retention sweep, and statements per sweep at most
 RETENTION_BATCH = 1000
 RETENTION_BATCHES = 50
-#: why a callback for a stream no room has is refused (the stage then looks for a guest)
-NO_ROOM = "no room has this stream"
 #: how often a change is re-read and re-decided when other writers keep coming first
 MAX_ATTEMPTS = 8
 
 
-class Cancellable(Protocol):
-    """What a scheduler returns (an ``asyncio.TimerHandle`` fits)."""
-
-    def cancel(self) -> None: ...
-
-
-#: runs a coroutine function after a delay in seconds
-Scheduler = Callable[[float, Callable[[], Awaitable[None]]], Cancellable]
 RoomListener = Callable[[Room], None]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Publisher:
-    """A publisher to kick: its SRS client id and the SRS that accepted it (``server_id``
-    from the hook, ``origin`` the configured SRS it was matched to; either may be unknown)."""
-
-    client_id: str
-    server_id: str | None = None
-    origin: str | None = None
-
-
-#: asks SRS to drop a publisher (in the background: it must not block)
-Kicker = Callable[[Publisher], None]
-#: the name of the configured SRS origin a hook's ``server_id`` belongs to, if known
-OriginOf = Callable[[str | None], str | None]
-#: whether the SRS origin of a publisher (``server_id``, origin name) is known to be down now
-OriginLost = Callable[[str | None, str | None], bool]
-#: whether an on_play's ``param`` carries a viewer token valid for the (private) room
-PlayAllowed = Callable[[Room, str], bool]
-
-
-def _no_origin(server_id: str | None) -> str | None:
-    return None
-
-
-def _never_lost(server_id: str | None, origin: str | None) -> bool:
-    return False
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class HookResult:
-    """What a callback did. ``allowed`` is SRS's answer; ``outcome`` is for metrics and logs."""
-
-    allowed: bool
-    outcome: str  # accepted | rejected | ignored
-    reason: str = ""
-    room: Room | None = None
-    srs_restarted: bool = False
 
 
 class _NotOpen:
@@ -150,8 +113,8 @@ class RoomService:
         ended_retention: float = 0.0,
         scheduler: Scheduler | None = None,
         kick: Kicker | None = None,
-        origin_of: OriginOf = _no_origin,
-        origin_lost: OriginLost = _never_lost,
+        origin_of: OriginOf = no_origin,
+        origin_lost: OriginLost = never_lost,
         play_allowed: PlayAllowed | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
