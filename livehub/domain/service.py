@@ -37,6 +37,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
+from livehub.domain import lifecycle
 from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
 from livehub.domain.hooks import (
     NO_ROOM,
@@ -310,14 +311,6 @@ class RoomService:
         else:
             self._disarm_window(room.id)
 
-    def _end(self, room: Room, at: int) -> list[RoomEvent]:
-        room.status = RoomStatus.ENDED
-        if room.start_time is not None:
-            at = max(at, room.start_time)
-        room.end_time = at
-        room.reconnecting_since = None
-        return [RoomEvent(type=EventType.ROOM_ENDED, room_id=room.id, at=self._clock())]
-
     # -- lifecycle ------------------------------------------------------------------------
 
     async def close(self, room_id: str) -> Room:
@@ -330,18 +323,11 @@ class RoomService:
 
         def decide(room: Room) -> list[RoomEvent] | None:
             kick.clear()
-            if room.status is RoomStatus.ENDED:
-                return None
-            if room.status is RoomStatus.LIVE and room.publisher_client_id:
-                kick.append(
-                    Publisher(
-                        client_id=room.publisher_client_id,
-                        server_id=room.publisher_server_id,
-                        origin=room.publisher_origin,
-                    )
-                )
-            at = self._clock() if room.reconnecting_since is None else room.reconnecting_since
-            return self._end(room, at)
+            publisher = lifecycle.live_publisher(room)
+            events = lifecycle.close(room, self._clock)
+            if events is not None and publisher is not None:
+                kick.append(publisher)
+            return events
 
         room, changed = await self._change(await self.get(room_id), decide)
         if room is None:  # deleted meanwhile (retention)
@@ -394,44 +380,7 @@ class RoomService:
         origin = self._origin_of(event.server_id)
 
         def decide(room: Room) -> list[RoomEvent] | None:
-            now = self._clock()
-            if room.status is RoomStatus.ENDED:
-                raise HookRejected("room has ended")
-            if room.status is RoomStatus.LIVE:
-                if room.publisher_client_id == event.client_id and not room.reconnecting:
-                    return None  # a duplicated on_publish of the current publisher
-                # a new service id of the same SRS (another origin has its own service id)
-                same_server = (
-                    event.server_id is None
-                    or room.publisher_server_id is None
-                    or event.server_id == room.publisher_server_id
-                )
-                srs_restarted = (
-                    same_server
-                    and event.service_id is not None
-                    and room.publisher_service_id is not None
-                    and event.service_id != room.publisher_service_id
-                )
-                # the encoder moved to another SRS origin because its own is down (which sent
-                # no on_unpublish and which reconciliation cannot ask)
-                moved = not same_server and self._origin_lost(
-                    room.publisher_server_id, room.publisher_origin
-                )
-                if not room.reconnecting and not srs_restarted and not moved:
-                    raise HookRejected("room already has a live publisher")
-                # the encoder came back inside the window (an RTMP republish on the same
-                # connection keeps its client id), SRS restarted, or the encoder moved to
-                # another origin: the broadcast goes on
-            else:
-                room.status = RoomStatus.LIVE
-                room.start_time = now
-            room.publisher_client_id = event.client_id
-            room.publisher_service_id = event.service_id
-            room.publisher_server_id = event.server_id
-            room.publisher_origin = origin
-            room.reconnecting_since = None
-            room.published_at = now
-            return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=now)]
+            return lifecycle.publish(room, event, origin, self._origin_lost, self._clock)
 
         stored, _ = await self._change(room, decide)
         if stored is None:  # deleted meanwhile (retention)
@@ -451,16 +400,7 @@ class RoomService:
     def _publisher_gone(
         self, room: Room, at: int | None, client_id: str | None = None
     ) -> list[RoomEvent] | None:
-        """The publisher is gone (on_unpublish or reconciliation): open the window or end."""
-        if room.status is not RoomStatus.LIVE or room.reconnecting:
-            return None
-        if client_id is not None and room.publisher_client_id != client_id:
-            return None
-        at = self._clock() if at is None else at
-        if self._window_ms <= 0:
-            return self._end(room, at)
-        room.reconnecting_since = at
-        return [RoomEvent(type=EventType.ROOM_RECONNECTING, room_id=room.id, at=self._clock())]
+        return lifecycle.publisher_gone(room, at, self._window_ms, self._clock, client_id)
 
     async def publisher_gone(self, room_id: str, at: int | None = None) -> Room | None:
         stored, changed = await self._change(
@@ -489,15 +429,10 @@ class RoomService:
     async def expire(self, room_id: str) -> Room | None:
         """End a room whose reconnect window has passed; ``endTime`` is the unpublish time."""
 
-        def decide(room: Room) -> list[RoomEvent] | None:
-            if room.status is not RoomStatus.LIVE or room.reconnecting_since is None:
-                return None
-            if self._clock() < room.reconnecting_since + self._window_ms:
-                return None
-            return self._end(room, room.reconnecting_since)
-
         room = await self._store.get(room_id)
-        stored, changed = await self._change(room, decide)
+        stored, changed = await self._change(
+            room, lambda room: lifecycle.expire(room, self._window_ms, self._clock)
+        )
         if stored is not None and not changed and stored.reconnecting:
             self._arm_window(stored)  # early (a stray timer): wait for the deadline
         return stored if changed else None
@@ -558,14 +493,10 @@ class RoomService:
                 if done is not None:
                     ended.append(done)
         if self._preparing_ttl_ms > 0:
-
-            def stale(room: Room) -> list[RoomEvent] | None:
-                if room.status is not RoomStatus.PREPARING:
-                    return None
-                return self._end(room, self._clock())
-
             for room in await self._store.preparing_before(now - self._preparing_ttl_ms):
-                done, changed = await self._change(room, stale)
+                done, changed = await self._change(
+                    room, lambda room: lifecycle.stale(room, self._clock)
+                )
                 if changed and done is not None:
                     log.info("room %s never went live within the TTL: ended", room.id)
                     ended.append(done)
