@@ -62,7 +62,7 @@ from livehub.domain.room import (
 from livehub.domain.srs_params import HookEvent, param_token, stream_of
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
 from livehub.domain.tokens import hash_token, new_room_id, new_token
-from livehub.domain.windows import Cancellable, Scheduler
+from livehub.domain.windows import ReconnectWindows, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +126,13 @@ class RoomService:
         self.publish_grace_ms = int(publish_grace * 1000)
         self._preparing_ttl_ms = int(preparing_ttl * 1000)
         self._retention_ms = int(ended_retention * 1000)
-        self._scheduler = scheduler
         self._kick = kick
         self._origin_of = origin_of
         self._origin_lost = origin_lost
         #: private rooms' players need a viewer token (None: no private room may be played)
         self.play_allowed = play_allowed
         self._clock = clock
-        self._timers: dict[str, Cancellable] = {}
+        self._windows = ReconnectWindows(scheduler, self._window_ms, self.expire, clock)
         self._listeners: list[RoomListener] = []
         self._quiet_listeners: list[RoomListener] = []
         #: the last SRS service id seen per SRS server id (None: an SRS that sends none)
@@ -287,7 +286,7 @@ class RoomService:
             if events is None:
                 return room, False
             if await self._store.update(draft, room.version, events):
-                self._after_write(draft)
+                self._windows.follow(draft)
                 if notify:
                     self._notify(draft)
                 else:
@@ -304,12 +303,6 @@ class RoomService:
         if room is None:  # deleted meanwhile (retention)
             raise RoomNotFound(room_id)
         return room, changed
-
-    def _after_write(self, room: Room) -> None:
-        if room.reconnecting_since is not None and room.status is RoomStatus.LIVE:
-            self._arm_window(room)
-        else:
-            self._disarm_window(room.id)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -408,24 +401,6 @@ class RoomService:
         )
         return stored if changed else None
 
-    def _arm_window(self, room: Room) -> None:
-        self._disarm_window(room.id)
-        if self._scheduler is None or room.reconnecting_since is None:
-            return
-        due = room.reconnecting_since + self._window_ms - self._clock()
-        room_id = room.id
-
-        async def fire() -> None:
-            self._timers.pop(room_id, None)
-            await self.expire(room_id)
-
-        self._timers[room.id] = self._scheduler(max(due, 0) / 1000, fire)
-
-    def _disarm_window(self, room_id: str) -> None:
-        timer = self._timers.pop(room_id, None)
-        if timer is not None:
-            timer.cancel()
-
     async def expire(self, room_id: str) -> Room | None:
         """End a room whose reconnect window has passed; ``endTime`` is the unpublish time."""
 
@@ -434,7 +409,7 @@ class RoomService:
             room, lambda room: lifecycle.expire(room, self._window_ms, self._clock)
         )
         if stored is not None and not changed and stored.reconnecting:
-            self._arm_window(stored)  # early (a stray timer): wait for the deadline
+            self._windows.arm(stored)  # early (a stray timer): wait for the deadline
         return stored if changed else None
 
     async def on_play(self, event: HookEvent) -> Room:
@@ -520,7 +495,7 @@ class RoomService:
         """Arm local timers for the reconnect windows open in the store (start-up)."""
         for room in await self._store.live():
             if room.reconnecting:
-                self._arm_window(room)
+                self._windows.arm(room)
 
     # -- reconciliation -------------------------------------------------------------------
 
@@ -574,6 +549,4 @@ class RoomService:
         return changed
 
     def shutdown(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        self._windows.shutdown()
