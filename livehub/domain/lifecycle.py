@@ -28,6 +28,9 @@ from livehub.domain.srs_params import HookEvent
 
 #: the time now, epoch milliseconds
 Clock = Callable[[], int]
+#: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
+#: or None when nothing changes; may raise (HookRejected) to refuse
+Decision = Callable[[Room], list[RoomEvent] | None]
 
 
 def end(room: Room, at: int, clock: Clock) -> list[RoomEvent]:

@@ -29,7 +29,6 @@ Listeners hear about every change after it is stored, and about player count cha
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import hmac
@@ -50,6 +49,7 @@ from livehub.domain.hooks import (
     never_lost,
     no_origin,
 )
+from livehub.domain.lifecycle import Decision
 from livehub.domain.room import (
     EventType,
     ListedRoom,
@@ -61,6 +61,7 @@ from livehub.domain.room import (
 )
 from livehub.domain.srs_params import HookEvent, param_token, stream_of
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
+from livehub.domain.sweep import Sweep
 from livehub.domain.tokens import hash_token, new_room_id, new_token
 from livehub.domain.windows import ReconnectWindows, Scheduler
 
@@ -70,9 +71,6 @@ log = logging.getLogger(__name__)
 #: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
 #: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
 PUBLISH_GRACE = 10.0
-#: rooms deleted per statement by the retention sweep, and statements per sweep at most
-RETENTION_BATCH = 1000
-RETENTION_BATCHES = 50
 #: how often a change is re-read and re-decided when other writers keep coming first
 MAX_ATTEMPTS = 8
 
@@ -93,10 +91,6 @@ class _NotOpen:
 _NOT_OPEN = cast(RoomStore, _NotOpen("room store"))
 _NO_PLAYERS = cast(PlayerCounts, _NotOpen("player counts"))
 _T = TypeVar("_T")
-
-#: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
-#: or None when nothing changes; may raise (HookRejected) to refuse
-Decision = Callable[[Room], list[RoomEvent] | None]
 
 
 class RoomService:
@@ -132,6 +126,12 @@ class RoomService:
         #: private rooms' players need a viewer token (None: no private room may be played)
         self.play_allowed = play_allowed
         self._clock = clock
+        self._sweep = Sweep(
+            window_ms=self._window_ms,
+            preparing_ttl_ms=self._preparing_ttl_ms,
+            retention_ms=self._retention_ms,
+            clock=clock,
+        )
         self._windows = ReconnectWindows(scheduler, self._window_ms, self.expire, clock)
         self._listeners: list[RoomListener] = []
         self._quiet_listeners: list[RoomListener] = []
@@ -460,36 +460,7 @@ class RoomService:
         """End what is due: reconnect windows that passed (opened by any process), and rooms
         preparing longer than the TTL; delete ended rooms older than the retention. Returns
         the rooms ended."""
-        now = self._clock()
-        ended: list[Room] = []
-        if self._window_ms > 0:
-            for room in await self._store.reconnect_due(now - self._window_ms):
-                done = await self.expire(room.id)
-                if done is not None:
-                    ended.append(done)
-        if self._preparing_ttl_ms > 0:
-            for room in await self._store.preparing_before(now - self._preparing_ttl_ms):
-                done, changed = await self._change(
-                    room, lambda room: lifecycle.stale(room, self._clock)
-                )
-                if changed and done is not None:
-                    log.info("room %s never went live within the TTL: ended", room.id)
-                    ended.append(done)
-        if self._retention_ms > 0:
-            # bounded batches with the loop given back in between; what is left waits for
-            # the next sweep (a first sweep over a long history catches up over a few)
-            deleted = 0
-            for _ in range(RETENTION_BATCHES):
-                batch = await self._store.delete_ended_before(
-                    now - self._retention_ms, RETENTION_BATCH
-                )
-                deleted += batch
-                if batch < RETENTION_BATCH:
-                    break
-                await asyncio.sleep(0)
-            if deleted:
-                log.info("deleted %d rooms ended before the retention period", deleted)
-        return ended
+        return await self._sweep.run(self._store, self.expire, self._change)
 
     async def rearm(self) -> None:
         """Arm local timers for the reconnect windows open in the store (start-up)."""
