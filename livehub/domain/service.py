@@ -29,15 +29,14 @@ Listeners hear about every change after it is stored, and about player count cha
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hmac
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from livehub.domain import lifecycle
-from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
+from livehub.domain.changes import RoomChanges, RoomListener
+from livehub.domain.errors import Forbidden, HookRejected, RoomNotFound, Unauthorized
 from livehub.domain.hooks import (
     NO_ROOM,
     HookResult,
@@ -71,11 +70,6 @@ log = logging.getLogger(__name__)
 #: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
 #: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
 PUBLISH_GRACE = 10.0
-#: how often a change is re-read and re-decided when other writers keep coming first
-MAX_ATTEMPTS = 8
-
-
-RoomListener = Callable[[Room], None]
 
 
 class _NotOpen:
@@ -113,7 +107,6 @@ class RoomService:
         play_allowed: PlayAllowed | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._store: RoomStore = store if store is not None else _NOT_OPEN
         self.players: PlayerCounts = players if players is not None else _NO_PLAYERS
         self._app = app
         self._window_ms = int(reconnect_window * 1000)
@@ -133,15 +126,16 @@ class RoomService:
             clock=clock,
         )
         self._windows = ReconnectWindows(scheduler, self._window_ms, self.expire, clock)
-        self._listeners: list[RoomListener] = []
-        self._quiet_listeners: list[RoomListener] = []
+        self._changes = RoomChanges(
+            store if store is not None else _NOT_OPEN, after_write=self._windows.follow
+        )
         #: the last SRS service id seen per SRS server id (None: an SRS that sends none)
         self._service_ids: dict[str | None, str] = {}
         self._last_created = 0
 
     @property
     def store(self) -> RoomStore:
-        return self._store
+        return self._changes.store
 
     @property
     def app(self) -> str:
@@ -156,31 +150,18 @@ class RoomService:
         """Use ``store`` (and ``players``, when given) from now on: the app's engines
         (``livehub.engines``) open them in a cleanup context. Until then (or without players
         given to the constructor) using either is a programming error."""
-        self._store = store
+        self._changes.store = store
         if players is not None:
             self.players = players
 
     def subscribe(self, listener: RoomListener) -> None:
-        self._listeners.append(listener)
+        """``listener(room)`` after every lifecycle change, and player count change."""
+        self._changes.subscribe(listener)
 
     def subscribe_quiet(self, listener: RoomListener) -> None:
         """``listener(room)`` after every write :meth:`update` makes (those the room listeners
         do not hear): caches of rooms keep up with them."""
-        self._quiet_listeners.append(listener)
-
-    def _notify_quiet(self, room: Room) -> None:
-        for listener in self._quiet_listeners:
-            try:
-                listener(room)
-            except Exception:
-                log.exception("room listener failed")
-
-    def _notify(self, room: Room) -> None:
-        for listener in self._listeners:
-            try:
-                listener(room)
-            except Exception:
-                log.exception("room listener failed")
+        self._changes.subscribe_quiet(listener)
 
     # -- registry -------------------------------------------------------------------------
 
@@ -204,12 +185,12 @@ class RoomService:
             visibility=visibility,
         )
         created = RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)
-        await self._store.insert(room, [created])
-        self._notify(room)
+        await self.store.insert(room, [created])
+        self._changes.notify(room)
         return room, owner_token
 
     async def get(self, room_id: str) -> Room:
-        room = await self._store.get(room_id)
+        room = await self.store.get(room_id)
         if room is None:
             raise RoomNotFound(room_id)
         return room
@@ -222,7 +203,7 @@ class RoomService:
         visibility: Visibility | None = None,
     ) -> list[Room]:
         """Rooms newest first (by creation time, then id), optionally of one status."""
-        return await self._store.page(status, limit, after, visibility)
+        return await self.store.page(status, limit, after, visibility)
 
     async def render_page(
         self,
@@ -234,15 +215,15 @@ class RoomService:
     ) -> _T:
         """``render`` of the rows of :meth:`page`'s rooms, off the event loop where the store
         can (``RoomStore.render_page``)."""
-        return await self._store.render_page(status, limit, after, render, visibility)
+        return await self.store.render_page(status, limit, after, render, visibility)
 
     async def count(
         self, status: RoomStatus | None = None, visibility: Visibility | None = None
     ) -> int:
-        return await self._store.count(status, visibility)
+        return await self.store.count(status, visibility)
 
     async def live_rooms(self) -> list[Room]:
-        return await self._store.live()
+        return await self.store.live()
 
     def player_count(self, room_id: str, status: RoomStatus | str | None = None) -> int:
         """SRS players counted in a room; 0 once the room (of ``status``) has ended: its
@@ -269,37 +250,11 @@ class RoomService:
 
     # -- conditional changes --------------------------------------------------------------
 
-    async def _change(
-        self, room: Room | None, decide: Decision, *, notify: bool = True
-    ) -> tuple[Room | None, bool]:
-        """Read → decide → conditional write, again on a version conflict.
-
-        Returns the room as stored and whether this call changed it.
-        """
-        for _ in range(MAX_ATTEMPTS):
-            if room is None:
-                return None, False
-            draft = dataclasses.replace(room)
-            draft.stage = copy.deepcopy(room.stage)
-            draft.moderation = copy.deepcopy(room.moderation)
-            events = decide(draft)
-            if events is None:
-                return room, False
-            if await self._store.update(draft, room.version, events):
-                self._windows.follow(draft)
-                if notify:
-                    self._notify(draft)
-                else:
-                    self._notify_quiet(draft)
-                return draft, True
-            room = await self._store.get(room.id)
-        raise Conflict("The room changed too often to apply this change: try again")
-
     async def update(self, room_id: str, decide: Decision) -> tuple[Room, bool]:
         """A change that is no lifecycle change (the stage, moderation): read → decide →
         conditional write like every change, without telling the room listeners (members
         hear what the caller sends). Returns the room as stored and whether it changed."""
-        room, changed = await self._change(await self.get(room_id), decide, notify=False)
+        room, changed = await self._changes.change(await self.get(room_id), decide, notify=False)
         if room is None:  # deleted meanwhile (retention)
             raise RoomNotFound(room_id)
         return room, changed
@@ -322,7 +277,7 @@ class RoomService:
                 kick.append(publisher)
             return events
 
-        room, changed = await self._change(await self.get(room_id), decide)
+        room, changed = await self._changes.change(await self.get(room_id), decide)
         if room is None:  # deleted meanwhile (retention)
             raise RoomNotFound(room_id)
         if changed and kick and self._kick is not None:
@@ -360,7 +315,7 @@ class RoomService:
         app, stream_key = stream_of(app, stream, stream_url)
         if app != self._app:
             return None
-        return await self._store.get_by_stream(stream_key)
+        return await self.store.get_by_stream(stream_key)
 
     async def on_publish(self, event: HookEvent) -> Room:
         """Authorize a publisher. Raises :class:`HookRejected` with the reason to refuse."""
@@ -375,17 +330,17 @@ class RoomService:
         def decide(room: Room) -> list[RoomEvent] | None:
             return lifecycle.publish(room, event, origin, self._origin_lost, self._clock)
 
-        stored, _ = await self._change(room, decide)
+        stored, _ = await self._changes.change(room, decide)
         if stored is None:  # deleted meanwhile (retention)
             raise HookRejected(NO_ROOM)
         return stored
 
     async def on_unpublish(self, event: HookEvent) -> Room | None:
         """The accepted publisher left. Unknown client ids are ignored (returns None)."""
-        room = await self._store.get_by_publisher(event.client_id)
+        room = await self.store.get_by_publisher(event.client_id)
         if room is None:
             return None
-        stored, changed = await self._change(
+        stored, changed = await self._changes.change(
             room, lambda room: self._publisher_gone(room, None, event.client_id)
         )
         return stored if changed else None
@@ -396,16 +351,16 @@ class RoomService:
         return lifecycle.publisher_gone(room, at, self._window_ms, self._clock, client_id)
 
     async def publisher_gone(self, room_id: str, at: int | None = None) -> Room | None:
-        stored, changed = await self._change(
-            await self._store.get(room_id), lambda room: self._publisher_gone(room, at)
+        stored, changed = await self._changes.change(
+            await self.store.get(room_id), lambda room: self._publisher_gone(room, at)
         )
         return stored if changed else None
 
     async def expire(self, room_id: str) -> Room | None:
         """End a room whose reconnect window has passed; ``endTime`` is the unpublish time."""
 
-        room = await self._store.get(room_id)
-        stored, changed = await self._change(
+        room = await self.store.get(room_id)
+        stored, changed = await self._changes.change(
             room, lambda room: lifecycle.expire(room, self._window_ms, self._clock)
         )
         if stored is not None and not changed and stored.reconnecting:
@@ -422,14 +377,14 @@ class RoomService:
         if room.private and (self.play_allowed is None or not self.play_allowed(room, event.param)):
             raise HookRejected("viewer token missing or wrong")
         if await self.players.add(room.id, event.client_id):
-            self._notify(room)
+            self._changes.notify(room)
         return room
 
     async def on_stop(self, event: HookEvent) -> Room | None:
         room_id = await self.players.remove(event.client_id)
-        room = await self._store.get(room_id) if room_id else None
+        room = await self.store.get(room_id) if room_id else None
         if room is not None and room.status is not RoomStatus.ENDED:
-            self._notify(room)  # an ended room shows 0 players already: nothing to announce
+            self._changes.notify(room)  # an ended room shows 0 players already: nothing to announce
         return room
 
     async def restore_players(self, players: dict[str, str]) -> int:
@@ -438,7 +393,7 @@ class RoomService:
         A player counted already is not counted twice. Returns how many were counted."""
         if not players:
             return 0
-        rooms = {room.stream_key: room for room in await self._store.live()}
+        rooms = {room.stream_key: room for room in await self.store.live()}
         added = 0
         changed: dict[str, Room] = {}
         for client_id, stream_key in players.items():
@@ -447,12 +402,12 @@ class RoomService:
                 added += 1
                 changed[room.id] = room
         for room in changed.values():
-            self._notify(room)
+            self._changes.notify(room)
         return added
 
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
         """Report events that change no room (viewers, hosts) to the webhook outbox."""
-        await self._store.append_events(events)
+        await self.store.append_events(events)
 
     # -- housekeeping ---------------------------------------------------------------------
 
@@ -460,11 +415,11 @@ class RoomService:
         """End what is due: reconnect windows that passed (opened by any process), and rooms
         preparing longer than the TTL; delete ended rooms older than the retention. Returns
         the rooms ended."""
-        return await self._sweep.run(self._store, self.expire, self._change)
+        return await self._sweep.run(self.store, self.expire, self._changes.change)
 
     async def rearm(self) -> None:
         """Arm local timers for the reconnect windows open in the store (start-up)."""
-        for room in await self._store.live():
+        for room in await self.store.live():
             if room.reconnecting:
                 self._windows.arm(room)
 
@@ -513,8 +468,8 @@ class RoomService:
             return self._publisher_gone(room, None)
 
         changed = []
-        for room in await self._store.live():
-            stored, did = await self._change(room, gone)
+        for room in await self.store.live():
+            stored, did = await self._changes.change(room, gone)
             if did and stored is not None:
                 changed.append(stored)
         return changed
