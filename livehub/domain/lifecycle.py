@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from livehub.domain.errors import HookRejected
-from livehub.domain.hooks import OriginLost, Publisher
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
 from livehub.domain.srs_params import HookEvent
 
@@ -31,6 +30,8 @@ Clock = Callable[[], int]
 #: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
 #: or None when nothing changes; may raise (HookRejected) to refuse
 Decision = Callable[[Room], list[RoomEvent] | None]
+#: whether the SRS origin of a publisher (``server_id``, origin name) is known to be down now
+OriginLost = Callable[[str | None, str | None], bool]
 
 
 def end(room: Room, at: int, clock: Clock) -> list[RoomEvent]:
@@ -41,17 +42,6 @@ def end(room: Room, at: int, clock: Clock) -> list[RoomEvent]:
     room.end_time = at
     room.reconnecting_since = None
     return [RoomEvent(type=EventType.ROOM_ENDED, room_id=room.id, at=clock())]
-
-
-def live_publisher(room: Room) -> Publisher | None:
-    """The publisher SRS has for a live room, to kick when it is closed."""
-    if room.status is RoomStatus.LIVE and room.publisher_client_id:
-        return Publisher(
-            client_id=room.publisher_client_id,
-            server_id=room.publisher_server_id,
-            origin=room.publisher_origin,
-        )
-    return None
 
 
 def close(room: Room, clock: Clock) -> list[RoomEvent] | None:

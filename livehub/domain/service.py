@@ -36,19 +36,19 @@ from typing import Any, TypeVar, cast
 
 from livehub.domain import lifecycle
 from livehub.domain.changes import RoomChanges, RoomListener
-from livehub.domain.errors import Forbidden, HookRejected, RoomNotFound, Unauthorized
+from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
 from livehub.domain.hooks import (
-    NO_ROOM,
     HookResult,
     Kicker,
-    OriginLost,
     OriginOf,
     PlayAllowed,
     Publisher,
+    SrsHooks,
+    live_publisher,
     never_lost,
     no_origin,
 )
-from livehub.domain.lifecycle import Decision
+from livehub.domain.lifecycle import Decision, OriginLost
 from livehub.domain.room import (
     EventType,
     ListedRoom,
@@ -58,7 +58,7 @@ from livehub.domain.room import (
     Visibility,
     now_ms,
 )
-from livehub.domain.srs_params import HookEvent, param_token, stream_of
+from livehub.domain.srs_params import HookEvent
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
 from livehub.domain.sweep import Sweep
 from livehub.domain.tokens import hash_token, new_room_id, new_token
@@ -107,7 +107,6 @@ class RoomService:
         play_allowed: PlayAllowed | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self.players: PlayerCounts = players if players is not None else _NO_PLAYERS
         self._app = app
         self._window_ms = int(reconnect_window * 1000)
         self.publish_grace_ms = int(publish_grace * 1000)
@@ -116,8 +115,6 @@ class RoomService:
         self._kick = kick
         self._origin_of = origin_of
         self._origin_lost = origin_lost
-        #: private rooms' players need a viewer token (None: no private room may be played)
-        self.play_allowed = play_allowed
         self._clock = clock
         self._sweep = Sweep(
             window_ms=self._window_ms,
@@ -129,13 +126,30 @@ class RoomService:
         self._changes = RoomChanges(
             store if store is not None else _NOT_OPEN, after_write=self._windows.follow
         )
-        #: the last SRS service id seen per SRS server id (None: an SRS that sends none)
-        self._service_ids: dict[str | None, str] = {}
+        self._hooks = SrsHooks(
+            self._changes,
+            players if players is not None else _NO_PLAYERS,
+            app=app,
+            window_ms=self._window_ms,
+            origin_of=origin_of,
+            origin_lost=origin_lost,
+            play_allowed=play_allowed,
+            clock=clock,
+        )
         self._last_created = 0
 
     @property
     def store(self) -> RoomStore:
         return self._changes.store
+
+    @property
+    def players(self) -> PlayerCounts:
+        return self._hooks.players
+
+    @property
+    def play_allowed(self) -> PlayAllowed | None:
+        """Whether a private room's player may play (None: no private room may be played)."""
+        return self._hooks.play_allowed
 
     @property
     def app(self) -> str:
@@ -152,7 +166,7 @@ class RoomService:
         given to the constructor) using either is a programming error."""
         self._changes.store = store
         if players is not None:
-            self.players = players
+            self._hooks.players = players
 
     def subscribe(self, listener: RoomListener) -> None:
         """``listener(room)`` after every lifecycle change, and player count change."""
@@ -271,7 +285,7 @@ class RoomService:
 
         def decide(room: Room) -> list[RoomEvent] | None:
             kick.clear()
-            publisher = lifecycle.live_publisher(room)
+            publisher = live_publisher(room)
             events = lifecycle.close(room, self._clock)
             if events is not None and publisher is not None:
                 kick.append(publisher)
@@ -285,70 +299,14 @@ class RoomService:
             self._kick(kick[0])
         return room
 
-    async def handle_hook(self, event: HookEvent) -> HookResult:
-        """Dispatch one SRS callback on its action."""
-        restarted = self._note_service(event.service_id, event.server_id)
-        room: Room | None
-        try:
-            if event.action == "on_publish":
-                room = await self.on_publish(event)
-            elif event.action == "on_play":
-                room = await self.on_play(event)
-            elif event.action == "on_unpublish":
-                room = await self.on_unpublish(event)
-            elif event.action == "on_stop":
-                room = await self.on_stop(event)
-            else:
-                room = None
-        except HookRejected as exc:
-            return HookResult(
-                allowed=False, outcome="rejected", reason=exc.message, srs_restarted=restarted
-            )
-        return HookResult(
-            allowed=True,
-            outcome="accepted" if room is not None else "ignored",
-            room=room,
-            srs_restarted=restarted,
-        )
-
-    async def _room_for_stream(self, app: str, stream: str, stream_url: str = "") -> Room | None:
-        app, stream_key = stream_of(app, stream, stream_url)
-        if app != self._app:
-            return None
-        return await self.store.get_by_stream(stream_key)
-
-    async def on_publish(self, event: HookEvent) -> Room:
-        """Authorize a publisher. Raises :class:`HookRejected` with the reason to refuse."""
-        room = await self._room_for_stream(event.app, event.stream, event.stream_url)
-        if room is None:
-            raise HookRejected(NO_ROOM)
-        token = param_token(event.param)
-        if token is None or not room.is_publish_token(token):
-            raise HookRejected("publish token missing or wrong")
-        origin = self._origin_of(event.server_id)
-
-        def decide(room: Room) -> list[RoomEvent] | None:
-            return lifecycle.publish(room, event, origin, self._origin_lost, self._clock)
-
-        stored, _ = await self._changes.change(room, decide)
-        if stored is None:  # deleted meanwhile (retention)
-            raise HookRejected(NO_ROOM)
-        return stored
-
-    async def on_unpublish(self, event: HookEvent) -> Room | None:
-        """The accepted publisher left. Unknown client ids are ignored (returns None)."""
-        room = await self.store.get_by_publisher(event.client_id)
-        if room is None:
-            return None
-        stored, changed = await self._changes.change(
-            room, lambda room: self._publisher_gone(room, None, event.client_id)
-        )
-        return stored if changed else None
-
     def _publisher_gone(
         self, room: Room, at: int | None, client_id: str | None = None
     ) -> list[RoomEvent] | None:
         return lifecycle.publisher_gone(room, at, self._window_ms, self._clock, client_id)
+
+    async def handle_hook(self, event: HookEvent) -> HookResult:
+        """Answer one SRS callback (:class:`~livehub.domain.hooks.SrsHooks`)."""
+        return await self._hooks.handle(event)
 
     async def publisher_gone(self, room_id: str, at: int | None = None) -> Room | None:
         stored, changed = await self._changes.change(
@@ -366,26 +324,6 @@ class RoomService:
         if stored is not None and not changed and stored.reconnecting:
             self._windows.arm(stored)  # early (a stray timer): wait for the deadline
         return stored if changed else None
-
-    async def on_play(self, event: HookEvent) -> Room:
-        """Allow a player of a room that has not ended; count it once per client id."""
-        room = await self._room_for_stream(event.app, event.stream, event.stream_url)
-        if room is None:
-            raise HookRejected(NO_ROOM)
-        if room.status is RoomStatus.ENDED:
-            raise HookRejected("room has ended")
-        if room.private and (self.play_allowed is None or not self.play_allowed(room, event.param)):
-            raise HookRejected("viewer token missing or wrong")
-        if await self.players.add(room.id, event.client_id):
-            self._changes.notify(room)
-        return room
-
-    async def on_stop(self, event: HookEvent) -> Room | None:
-        room_id = await self.players.remove(event.client_id)
-        room = await self.store.get(room_id) if room_id else None
-        if room is not None and room.status is not RoomStatus.ENDED:
-            self._changes.notify(room)  # an ended room shows 0 players already: nothing to announce
-        return room
 
     async def restore_players(self, players: dict[str, str]) -> int:
         """Count SRS's players again in the live rooms they play, as SRS's API lists them
@@ -425,19 +363,10 @@ class RoomService:
 
     # -- reconciliation -------------------------------------------------------------------
 
-    def _note_service(self, service_id: str | None, server_id: str | None = None) -> bool:
-        """Remember the service id of the SRS ``server_id``; True when it changed (that SRS
-        restarted). Each origin has its own: several origins never look like restarts."""
-        if not service_id:
-            return False
-        last = self._service_ids.get(server_id)
-        self._service_ids[server_id] = service_id
-        return last is not None and service_id != last
-
     def service_changed(self, service_id: str | None, server_id: str | None = None) -> bool:
         """Whether ``service_id`` differs from the last one seen from the SRS ``server_id``
         (and remember it)."""
-        return self._note_service(service_id, server_id)
+        return self._hooks.srs_restarted(service_id, server_id)
 
     async def reconcile(
         self,
