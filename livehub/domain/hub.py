@@ -1,4 +1,5 @@
-"""The signaling hub: which connections are in which room, and fan-out to them.
+"""The in-process hub: which connections are in which room (:class:`Hub`, the embedded mode's
+:class:`~livehub.domain.room_hub.RoomHub`, and the local part of the cluster one).
 
 Model: ``rooms`` maps a room id to an insertion-ordered dict ``peer id -> Peer``; each
 :class:`Peer` knows its rooms. Membership changes are plain synchronous dict operations, an

@@ -1,30 +1,24 @@
-"""The room service: the stream lifecycle rules, over a :class:`RoomStore`.
+"""The room service: the one entry point to rooms, over a :class:`RoomStore`.
 
-A room is created ``preparing``. SRS's on_publish with the room's publish token makes it
-``live`` and remembers the publisher's SRS ``client_id``; on_unpublish from that same client
-starts the reconnect window (the room stays live, ``reconnecting``), and the room ends when the
-window passes without a new publish, or at once when the window is 0. Closing a room ends it
-for good: status never goes back from ``ended``. End events from client ids the room never
-accepted change nothing (SRS sends them for refused and busy publishers).
+:class:`RoomService` is the registry (create, get, page, count, authorize) and composes the
+nouns of the lifecycle, each in its module:
 
-The store is the source of truth; nothing about a room is kept in this process. Every change is
-read → decide → conditional write on the room's ``version``, retried when another writer came
-first, so processes sharing a database never produce an impossible state and exactly one
-publisher wins a race. Reconnect deadlines are stored (``reconnecting_since``): a periodic
-:meth:`RoomService.sweep` ends rooms whose window passed (whoever opened it), and a local timer
-ends them on time in the process that opened it.
-
-The room remembers which SRS accepted its publisher (the hook's ``server_id`` and the name of
-the configured origin it belongs to), so kicks and reconciliation go to that SRS. A publisher
-on another origin cannot take over a live room, unless the room's origin is known to be down
-(then the encoder has moved).
+- :mod:`livehub.domain.lifecycle`: the rules (preparing → live → reconnecting → ended), as
+  decisions on a room, without I/O;
+- :mod:`livehub.domain.changes`: read → decide → conditional write on the room's ``version``
+  (the store is the source of truth, so processes sharing a database agree), and the listeners
+  that hear about writes;
+- :mod:`livehub.domain.hooks`: SRS's callbacks (on_publish, on_unpublish, on_play, on_stop);
+- :mod:`livehub.domain.windows`: the local timers that end a room when its reconnect window
+  passes in the process that opened it;
+- :mod:`livehub.domain.sweep`: the periodic sweep (windows due whoever opened them, the
+  preparing TTL, the retention of ended rooms).
 
 Hooks can be lost, so :meth:`RoomService.reconcile` compares live rooms with SRS's stream list:
 a live room SRS does not list as published loses its publisher (through the same window),
 unless its publish was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once
-it has acquired it). Player counts sit behind :class:`PlayerCounts`.
-
-Listeners hear about every change after it is stored, and about player count changes.
+it has acquired it); :meth:`RoomService.restore_players` counts SRS's players again after a
+shared registry lost them. Player counts sit behind :class:`PlayerCounts`.
 """
 
 from __future__ import annotations
