@@ -1,7 +1,8 @@
 """The room service: the one entry point to rooms, over a :class:`RoomStore`.
 
-:class:`RoomService` is the registry (create, get, page, count, authorize) and composes the
-nouns of the lifecycle, each in its module:
+:class:`RoomService` is the registry (create, get, page, count, authorize) and the one entry
+point the API, the signaling and the background tasks call; what it does is in the modules of
+its nouns:
 
 - :mod:`livehub.domain.lifecycle`: the rules (preparing → live → reconnecting → ended), as
   decisions on a room, without I/O;
@@ -12,13 +13,11 @@ nouns of the lifecycle, each in its module:
 - :mod:`livehub.domain.windows`: the local timers that end a room when its reconnect window
   passes in the process that opened it;
 - :mod:`livehub.domain.sweep`: the periodic sweep (windows due whoever opened them, the
-  preparing TTL, the retention of ended rooms).
+  preparing TTL, the retention of ended rooms);
+- :mod:`livehub.domain.reconciliation`: hooks can be lost, so what SRS's API lists wins
+  (publishers SRS no longer lists, after :data:`PUBLISH_GRACE`; players a shared registry lost).
 
-Hooks can be lost, so :meth:`RoomService.reconcile` compares live rooms with SRS's stream list:
-a live room SRS does not list as published loses its publisher (through the same window),
-unless its publish was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once
-it has acquired it); :meth:`RoomService.restore_players` counts SRS's players again after a
-shared registry lost them. Player counts sit behind :class:`PlayerCounts`.
+Player counts sit behind :class:`PlayerCounts`.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ from livehub.domain.hooks import (
     no_origin,
 )
 from livehub.domain.lifecycle import Decision, OriginLost
+from livehub.domain.reconciliation import PUBLISH_GRACE, reconcile_publishers, restore_players
 from livehub.domain.room import (
     EventType,
     ListedRoom,
@@ -59,11 +59,6 @@ from livehub.domain.tokens import hash_token, new_room_id, new_token
 from livehub.domain.windows import ReconnectWindows, Scheduler
 
 log = logging.getLogger(__name__)
-
-#: seconds after an accepted on_publish during which SRS may not list the stream as published
-#: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
-#: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
-PUBLISH_GRACE = 10.0
 
 
 class _NotOpen:
@@ -319,24 +314,6 @@ class RoomService:
             self._windows.arm(stored)  # early (a stray timer): wait for the deadline
         return stored if changed else None
 
-    async def restore_players(self, players: dict[str, str]) -> int:
-        """Count SRS's players again in the live rooms they play, as SRS's API lists them
-        (client id → stream key): after a shared registry lost them (Redis restarted empty).
-        A player counted already is not counted twice. Returns how many were counted."""
-        if not players:
-            return 0
-        rooms = {room.stream_key: room for room in await self.store.live()}
-        added = 0
-        changed: dict[str, Room] = {}
-        for client_id, stream_key in players.items():
-            room = rooms.get(stream_key)
-            if room is not None and await self.players.add(room.id, client_id):
-                added += 1
-                changed[room.id] = room
-        for room in changed.values():
-            self._changes.notify(room)
-        return added
-
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
         """Report events that change no room (viewers, hosts) to the webhook outbox."""
         await self.store.append_events(events)
@@ -357,45 +334,33 @@ class RoomService:
 
     # -- reconciliation -------------------------------------------------------------------
 
-    def service_changed(self, service_id: str | None, server_id: str | None = None) -> bool:
-        """Whether ``service_id`` differs from the last one seen from the SRS ``server_id``
-        (and remember it)."""
-        return self._hooks.srs_restarted(service_id, server_id)
-
     async def reconcile(
         self,
         publishing: dict[str, str | None],
         asked_at: int | None = None,
         answered: Callable[[Room], bool] | None = None,
     ) -> list[Room]:
-        """Compare live rooms with what SRS reports publishing.
+        """Compare live rooms with what SRS reports publishing
+        (:func:`~livehub.domain.reconciliation.reconcile_publishers`); the rooms that changed."""
+        return await reconcile_publishers(
+            self._changes,
+            publishing,
+            asked_at=self._clock() if asked_at is None else asked_at,
+            answered=answered,
+            grace_ms=self.publish_grace_ms,
+            window_ms=self._window_ms,
+            clock=self._clock,
+        )
 
-        ``publishing`` maps the stream names SRS has an active publisher for (in our app) to
-        that publisher's client id when known; ``asked_at`` is when SRS was asked (epoch ms).
-        A live room absent there loses its publisher (through the reconnect window), unless
-        its publish was accepted less than the grace period before SRS was asked. With several
-        SRS origins, ``answered`` tells whether the origin of a room's publisher was asked
-        (rooms of an origin that did not answer keep their publisher). Returns the rooms that
-        changed.
-        """
-        asked_at = self._clock() if asked_at is None else asked_at
-        grace_from = asked_at - self.publish_grace_ms
+    async def restore_players(self, players: dict[str, str]) -> int:
+        """Count SRS's players again (:func:`~livehub.domain.reconciliation.restore_players`);
+        how many were counted."""
+        return await restore_players(self._changes, self.players, players)
 
-        def gone(room: Room) -> list[RoomEvent] | None:
-            if room.stream_key in publishing or room.reconnecting:
-                return None
-            if answered is not None and not answered(room):
-                return None
-            if room.published_at is not None and room.published_at > grace_from:
-                return None
-            return self._publisher_gone(room, None)
-
-        changed = []
-        for room in await self.store.live():
-            stored, did = await self._changes.change(room, gone)
-            if did and stored is not None:
-                changed.append(stored)
-        return changed
+    def service_changed(self, service_id: str | None, server_id: str | None = None) -> bool:
+        """Whether ``service_id`` differs from the last one seen from the SRS ``server_id``
+        (and remember it)."""
+        return self._hooks.srs_restarted(service_id, server_id)
 
     def shutdown(self) -> None:
         self._windows.shutdown()
