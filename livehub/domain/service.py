@@ -77,7 +77,8 @@ _T = TypeVar("_T")
 
 
 class RoomService:
-    """The room registry and the stream lifecycle rules."""
+    """The room registry, and the entry point to the lifecycle: it composes the changes, the
+    SRS callbacks, the reconnect windows, the sweep and reconciliation (module docstring)."""
 
     def __init__(
         self,
@@ -99,16 +100,13 @@ class RoomService:
         self._app = app
         self._window_ms = int(reconnect_window * 1000)
         self.publish_grace_ms = int(publish_grace * 1000)
-        self._preparing_ttl_ms = int(preparing_ttl * 1000)
-        self._retention_ms = int(ended_retention * 1000)
         self._kick = kick
         self._origin_of = origin_of
-        self._origin_lost = origin_lost
         self._clock = clock
         self._sweep = Sweep(
             window_ms=self._window_ms,
-            preparing_ttl_ms=self._preparing_ttl_ms,
-            retention_ms=self._retention_ms,
+            preparing_ttl_ms=int(preparing_ttl * 1000),
+            retention_ms=int(ended_retention * 1000),
             clock=clock,
         )
         self._windows = ReconnectWindows(scheduler, self._window_ms, self.expire, clock)
@@ -288,18 +286,14 @@ class RoomService:
             self._kick(kick[0])
         return room
 
-    def _publisher_gone(
-        self, room: Room, at: int | None, client_id: str | None = None
-    ) -> list[RoomEvent] | None:
-        return lifecycle.publisher_gone(room, at, self._window_ms, self._clock, client_id)
-
     async def handle_hook(self, event: HookEvent) -> HookResult:
         """Answer one SRS callback (:class:`~livehub.domain.hooks.SrsHooks`)."""
         return await self._hooks.handle(event)
 
     async def publisher_gone(self, room_id: str, at: int | None = None) -> Room | None:
         stored, changed = await self._changes.change(
-            await self.store.get(room_id), lambda room: self._publisher_gone(room, at)
+            await self.store.get(room_id),
+            lambda room: lifecycle.publisher_gone(room, at, self._window_ms, self._clock),
         )
         return stored if changed else None
 
