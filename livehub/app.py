@@ -28,11 +28,12 @@ from livehub.config import Config
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.moderation import Moderation
 from livehub.domain.recordings import RecordingService
-from livehub.domain.service import Cancellable, RoomService
+from livehub.domain.service import RoomService
 from livehub.domain.signaling import Limits, Signaling
 from livehub.domain.stage import Stage
 from livehub.domain.store import StoreUnavailable
 from livehub.domain.viewer_tokens import PrivateRooms, ViewerTokens
+from livehub.domain.windows import Cancellable
 from livehub.engines import Engines
 from livehub.metrics import Metrics
 from livehub.reconcile import Reconciler

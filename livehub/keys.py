@@ -15,9 +15,9 @@ from livehub.config import Config
 from livehub.domain.addresses import ConnectionCounts
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
-from livehub.domain.hub import RoomHub
 from livehub.domain.recordings import RecordingService
 from livehub.domain.room import RoomPresenter
+from livehub.domain.room_hub import RoomHub
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import Signaling
 from livehub.domain.stage import Stage

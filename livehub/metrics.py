@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from livehub.domain.hub import RoomHub
 from livehub.domain.room import RoomStatus
+from livehub.domain.room_hub import RoomHub
 from livehub.domain.service import RoomService
 
 

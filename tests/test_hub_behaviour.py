@@ -22,7 +22,10 @@ import pytest
 
 from livehub.adapters.redis.bus import RedisBus
 from livehub.domain.cluster_hub import ClusterHub
-from livehub.domain.hub import BATCH_MIN_MEMBERS, CLOSE_TRY_AGAIN_LATER, Hub, Peer, RoomHub
+from livehub.domain.delivery import BATCH_MIN_MEMBERS, CLOSE_TRY_AGAIN_LATER
+from livehub.domain.hub import Hub
+from livehub.domain.peer import Peer
+from livehub.domain.room_hub import RoomHub
 from tests.domain.fakes import FakeSink, Timer
 from tests.helpers import eventually
 

@@ -9,8 +9,8 @@ import orjson
 
 from livehub.adapters.srs.api import PublicUrls, with_token
 from livehub.api.schemas import OwnerRoomSchema, PublishSchema, RoomCreatedSchema, RoomSchema
-from livehub.domain.hub import RoomHub
 from livehub.domain.room import ListedRoom, Room
+from livehub.domain.room_hub import RoomHub
 from livehub.domain.service import RoomService
 from livehub.domain.stage import public_stage
 

@@ -1,7 +1,7 @@
 """The signaling WebSocket endpoint: aiohttp's own ``WebSocketResponse`` does the handshake,
 frame parsing, control frames, heartbeat and the close handshake; this module checks ``Origin``,
 hands each message to the protocol (:class:`~livehub.domain.signaling.Signaling`) and adapts the
-socket to the hub's :class:`~livehub.domain.hub.Sink`.
+socket to the hub's :class:`~livehub.domain.peer.Sink`.
 
 Inbound: the handler task is the only reader. It runs ``async for`` over the socket inside
 ``try/finally`` that always leaves the hub, and handles each message before reading the next,

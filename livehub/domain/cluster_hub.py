@@ -38,7 +38,10 @@ from collections.abc import Callable
 from typing import Any
 
 from livehub.domain.bus import Bus, Member
-from livehub.domain.hub import Encoder, Hub, HubStats, Peer, PresenceListener
+from livehub.domain.hub import Encoder, Hub
+from livehub.domain.peer import Peer
+from livehub.domain.presence import PresenceListener
+from livehub.domain.room_hub import HubStats
 from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)

@@ -1,325 +1,34 @@
-"""The signaling hub: which connections are in which room, and fan-out to them.
+"""The in-process hub: which connections are in which room (:class:`Hub`, the embedded mode's
+:class:`~livehub.domain.room_hub.RoomHub`, and the local part of the cluster one).
 
 Model: ``rooms`` maps a room id to an insertion-ordered dict ``peer id -> Peer``; each
 :class:`Peer` knows its rooms. Membership changes are plain synchronous dict operations, an
 emptied room is deleted, and ``viewerCount`` is by definition ``len(rooms[room_id])``: the
 number of distinct connections joined, whatever order joins, leaves and disconnects come in.
 
-A broadcast encodes the message once (the JSON text of one WebSocket message). In a big room
-(100 members and more) it costs O(1): the bytes go to the room's :class:`_Backlog`, and one
-callback per loop iteration (:meth:`Hub.flush`) hands every member its share of every backlog
-plus its own queue (direct sends) in one :meth:`Sink.write`. So a burst of relayed messages costs
-one hand-over per recipient, and a join storm, where every join is announced to every member,
-costs O(members) per flush instead of O(members) per join. In a small room the same bytes are
-appended to each member's own queue at once, which is cheaper than a backlog for a few members.
+How a message reaches the members (one encoding, batches, order, slow peers) is
+:mod:`livehub.domain.delivery`'s business; the hub encodes once and tells it who is a member.
 
-Each connection receives its frames in the order they were sent: a direct send first moves
-the peer's share of its rooms' backlogs into its own queue, a leave does the same before the
-peer stops being a member, and a peer in several rooms gets their frames merged in send order.
-A member that joins mid-iteration gets only what was broadcast after it joined.
-
-Big rooms (``BATCH_MIN_MEMBERS`` and more) are flushed together, at most once per
-``W x BATCH_PER_MEMBER`` seconds where W is the number of members the previous big-room flush
-wrote to (50 ms after writing to 1,000, 0.5 s after 10,000). A flush costs a write per member
-(5-10 µs of CPU on loopback, more with bigger batches), so without that, rooms with a steady
-stream of broadcasts (joins announced during a join storm, busy chats) would spend the whole CPU
-on writes of a frame or two each; with it, big-room writes take a bounded share of a core
-(about 10-20 %) however many big rooms are busy, and each write carries everything of its
-window. The first broadcast after a quiet period goes out on the next iteration; what follows
-waits for the end of the window, in the same order. Smaller rooms and direct sends always go
-out on the next iteration. (Join storm of 2,000: 20 µs per member gave 340 µs of server CPU
-per join, 50 µs 290, 100 µs 265 with half the fan-out rate; 50 µs keeps fan-out latency to a
-1,000-member room under ~50 ms.)
-
-A recipient whose transport buffer stays above its limit after a write is disconnected (1013)
-and never delays the others. Viewer-count pushes are coalesced per room per interval, and a big
-room's at most once per ``W x COUNT_PER_MEMBER`` seconds, W being the members of all big rooms
-with a count to push (0.5 s for 1,000, capped at ``COUNT_MAX_INTERVAL``): each push is a write
-to every member, and while big rooms fill they were most of the server's writes (2,000 joins
-into one room: ~10 pushes to ~1,000 members per 1,000 joins; 10,000 joins into 50 rooms of
-200: 5 pushes a second to every member, ~60 s of CPU). The exact count is always ``count()``;
-only its pushes are spaced out.
+Viewer-count pushes (coalesced, big rooms paced) are :mod:`livehub.domain.viewer_counts`';
+the exact count is always :meth:`Hub.count`.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
-import logging
-import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from livehub.domain.ratelimit import UNLIMITED, ConnectionLimiter
-
-log = logging.getLogger(__name__)
-
-#: close code for a recipient that cannot keep up (RFC 6455 "try again later")
-CLOSE_TRY_AGAIN_LATER = 1013
-#: seconds of big-room flush interval per member written (see the module docstring)
-BATCH_PER_MEMBER = 50e-6
-#: rooms smaller than this are flushed on every loop iteration
-BATCH_MIN_MEMBERS = 100
-#: seconds between a big room's viewer-count pushes per member, and their cap
-COUNT_PER_MEMBER = 0.5e-3
-COUNT_MAX_INTERVAL = 5.0
-
-
-class Sink(Protocol):
-    """Where a peer's encoded messages go: its WebSocket, adapted by the API layer.
-
-    ``write`` gets one batch per flush, one encoded message per WebSocket frame, in order; it must
-    not block (the API queues them), and the list may be shared between peers and must not be
-    modified. ``buffered`` is what is written but not yet taken by the peer, in bytes. ``abort``
-    closes the connection with ``code`` after what is already written."""
-
-    def write(self, frames: list[bytes]) -> None: ...
-
-    def buffered(self) -> int: ...
-
-    def abort(self, code: int, reason: str) -> None: ...
+from livehub.domain.delivery import BATCH_PER_MEMBER, Delivery
+from livehub.domain.peer import Peer
+from livehub.domain.presence import PresenceListener
+from livehub.domain.room_hub import HubStats
+from livehub.domain.viewer_counts import ViewerCounts
 
 
 class Encoder(Protocol):
     def __call__(self, message: dict[str, Any]) -> bytes: ...
-
-
-class RoomHub(Protocol):
-    """What the signaling protocol needs from a hub: the port a cluster adapter implements.
-
-    :class:`Hub` is the in-process one. The cluster one (``livehub/domain/cluster_hub.py``, on the
-    Redis bus) holds the local connections in a :class:`Hub` and carries what crosses processes over
-    the bus: broadcasts (encoded once, delivered by each process to its own members, the sender
-    skipped), sends to a peer id that lives elsewhere, and the member registry behind ``count``,
-    ``describe_*`` and ``page_members``. Membership changes stay synchronous; an adapter publishes
-    them after the fact. The members of a room are described as ``{"peerId", "name", "role"}``.
-    """
-
-    @property
-    def stats(self) -> HubStats: ...
-
-    @property
-    def rooms(self) -> Mapping[str, Mapping[str, Peer]]:
-        """Rooms with members connected to this process, and those members."""
-        ...
-
-    @property
-    def peers(self) -> Mapping[str, Peer]:
-        """The connections of this process."""
-        ...
-
-    def connect(self, peer: Peer) -> None: ...
-
-    def disconnect(self, peer: Peer) -> list[str]:
-        """Leave every room; the rooms it was in."""
-        ...
-
-    def join(self, peer: Peer, room_id: str, name: str, role: str) -> bool:
-        """False if it was a member already (counted once)."""
-        ...
-
-    def leave(self, peer: Peer, room_id: str) -> bool: ...
-
-    def is_member(self, peer: Peer, room_id: str) -> bool: ...
-
-    def count(self, room_id: str) -> int:
-        """Exact number of members (distinct connections) of the room."""
-        ...
-
-    def member(self, room_id: str, peer_id: str) -> Peer | None:
-        """A member connected to this process."""
-        ...
-
-    def describe_members(self, room_id: str) -> list[dict[str, str]]: ...
-
-    def describe_hosts(self, room_id: str) -> list[dict[str, str]]: ...
-
-    def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]: ...
-
-    def send(self, peer: Peer, message: dict[str, Any]) -> None:
-        """To one local connection."""
-        ...
-
-    def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
-        """To the member ``peer_id`` of the room, wherever it is; False if it is not one."""
-        ...
-
-    def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
-        """To every member but ``exclude``, encoded once; the number of recipients."""
-        ...
-
-    def broadcast_local(
-        self, room_id: str, message: dict[str, Any], exclude: Peer | None = None
-    ) -> int:
-        """To the members connected to this process only (what every node decides for its
-        own members: presence modes)."""
-        ...
-
-    def announce_room(self, room_id: str, make: Callable[[], dict[str, Any]]) -> None:
-        """A room-changed message (``make()``) to every member, wherever it is. Each process
-        builds what its members get (its own viewer count)."""
-        ...
-
-    def touch_room(self, room_id: str) -> None:
-        """The room was written without a message to its members (the stage, moderation: their
-        callers say what changed): other processes forget what they knew of it. Nothing to do
-        in one process."""
-        ...
-
-    async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
-        """After :meth:`send_to` said no: send to ``peer_id`` if the cluster registry knows it
-        as a member of the room on another node (one that joined a moment ago, before this
-        process heard of it); False if it is a member nowhere. Always False in one process."""
-        ...
-
-    async def kick_elsewhere(self, room_id: str, peer_id: str, by: str) -> bool:
-        """Ask the node of ``peer_id``, a member of the room on another node, to kick it (it
-        leaves, hears ``kicked`` and is announced there); False if it is a member nowhere
-        else. Always False in one process."""
-        ...
-
-    async def load(self, room_id: str) -> None:
-        """Bring the room's members from every process up to date (before a join, or a page
-        of members); nothing to do in one process."""
-        ...
-
-    async def prefetch(self, room_ids: list[str]) -> None:
-        """Read the rooms' cluster-wide counts before views are rendered; nothing to do in one
-        process."""
-        ...
-
-    async def writable(self) -> None:
-        """Return when the hub takes more messages (a producer, a connection's reader, waits
-        here while the bus to other nodes is backed up); at once in one process."""
-        ...
-
-    def listen(self, listener: PresenceListener) -> None:
-        """Who hears what changes elsewhere (members on other nodes, lost nodes)."""
-        ...
-
-    def flush(self) -> None:
-        """Hand what is queued to the connections now."""
-        ...
-
-
-class PresenceListener(Protocol):
-    """The protocol's side of presence that other processes change (cluster mode only)."""
-
-    def presence_changed(self, room_id: str, count: int) -> None:
-        """Members came or went on other nodes: ``count`` is the room's count now."""
-
-    def members_lost(self, room_id: str, members: list[tuple[str, str]], count: int) -> None:
-        """A dead node's members of the room (peer id, role), reaped by this process alone;
-        ``count`` is the room's count before they went."""
-
-    def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
-        """This node's ``members`` of the room, announced gone by another node that took this
-        one for dead, are back in the cluster's presence; ``count`` is the room's count."""
-
-    def kick_requested(self, room_id: str, peer_id: str, by: str) -> None:
-        """The host ``by`` on another node kicked ``peer_id``, a member on this node."""
-
-    def room_changed(self, room_id: str) -> None:
-        """Another node changed the room (its ``room-status`` notice came)."""
-
-    def rooms_unknown(self) -> None:
-        """The bus's session to the other nodes ended or began again: notices of room changes
-        may have been missed."""
-
-
-class Peer:
-    """One signaling connection."""
-
-    __slots__ = (
-        "address",
-        "closed",
-        "id",
-        "limiter",
-        "names",
-        "out",
-        "out_bytes",
-        "roles",
-        "rooms",
-        "sink",
-    )
-
-    def __init__(
-        self,
-        sink: Sink,
-        limiter: ConnectionLimiter = UNLIMITED,
-        peer_id: str | None = None,
-        address: str = "",
-    ) -> None:
-        self.id = peer_id or secrets.token_urlsafe(9)
-        self.sink = sink
-        #: the client's address key (:func:`livehub.domain.addresses.address_key`; kick bans),
-        #: never shown to other clients
-        self.address = address
-        #: the connection's rate limits (the protocol's business; the hub never looks)
-        self.limiter = limiter
-        self.rooms: set[str] = set()
-        self.names: dict[str, str] = {}
-        self.roles: dict[str, str] = {}
-        #: frames for this peer alone (direct sends, and backlog shares moved here), in order
-        self.out: list[bytes] = []
-        self.out_bytes = 0
-        self.closed = False
-
-    def describe(self, room_id: str) -> dict[str, str]:
-        return {
-            "peerId": self.id,
-            "name": self.names.get(room_id, ""),
-            "role": self.roles.get(room_id, "viewer"),
-        }
-
-
-class HubStats:
-    __slots__ = ("connections", "dropped", "relayed", "slow_disconnects")
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.relayed = 0
-        self.dropped = 0
-        self.slow_disconnects = 0
-
-
-class _Backlog:
-    """Frames broadcast to one room since the last flush.
-
-    ``start[peer]`` is the first frame the peer has not had yet when that is not frame 0 (it
-    joined mid-iteration, or its share was moved to its own queue); ``skip[peer]`` holds the
-    frames it sent itself. ``seqs`` are hub-wide send numbers, to merge several rooms.
-    ``due`` is when it may be flushed (0: on the next iteration)."""
-
-    __slots__ = ("due", "frames", "seqs", "skip", "start")
-
-    def __init__(self, due: float = 0.0) -> None:
-        self.due = due
-        self.frames: list[bytes] = []
-        self.seqs: list[int] = []
-        self.start: dict[Peer, int] = {}
-        self.skip: dict[Peer, set[int]] = {}
-
-    def share(self, peer: Peer) -> list[bytes]:
-        """The frames ``peer`` still has to get, in order."""
-        start = self.start.get(peer, 0)
-        skip = self.skip.get(peer)
-        if not skip:
-            return self.frames[start:] if start else self.frames
-        return [f for i, f in enumerate(self.frames[start:], start) if i not in skip]
-
-    def numbered_share(self, peer: Peer) -> list[tuple[int, bytes]]:
-        start = self.start.get(peer, 0)
-        skip = self.skip.get(peer) or ()
-        return [
-            (self.seqs[i], self.frames[i]) for i in range(start, len(self.frames)) if i not in skip
-        ]
-
-    def served(self, peer: Peer) -> None:
-        """``peer`` has had everything so far."""
-        self.start[peer] = len(self.frames)
-        self.skip.pop(peer, None)
 
 
 class Hub:
@@ -342,30 +51,27 @@ class Hub:
         self.peers: dict[str, Peer] = {}
         self.stats = HubStats()
         self._encode = encode
-        self._call_soon = call_soon
-        self._call_later = call_later
-        self._max_buffer = max_buffer
-        self._count_interval = count_interval
-        self._clock = clock
-        self._batch_per_member = batch_per_member
-        #: room id -> what was broadcast to it since the last flush
-        self._backlogs: dict[str, _Backlog] = {}
-        self._seq = 0
-        #: earliest time of the next flush of big rooms
-        self._big_due = 0.0
-        self._timer_due: float | None = None
-        #: peers with frames in their own queue
-        self._dirty: list[Peer] = []
-        self._flush_scheduled = False
+        self._delivery = Delivery(
+            self.rooms,
+            self.stats,
+            call_soon,
+            call_later,
+            max_buffer=max_buffer,
+            clock=clock,
+            batch_per_member=batch_per_member,
+        )
         #: room id -> peer id -> the member's description, kept up to date by join/leave
         self._described: dict[str, dict[str, dict[str, str]]] = {}
         #: room id -> peer id -> the description of a member that is a host
         self._hosts: dict[str, dict[str, dict[str, str]]] = {}
-        self._count_dirty: set[str] = set()
-        self._count_scheduled = False
-        #: big room id -> earliest time of its next viewer-count push
-        self._count_next: dict[str, float] = {}
-        self._count_of = count_of or self.count
+        self._counts = ViewerCounts(
+            self.rooms,
+            count_of or self.count,
+            self.broadcast,
+            call_later,
+            interval=count_interval,
+            clock=clock,
+        )
 
     # -- membership -----------------------------------------------------------------------
 
@@ -375,12 +81,10 @@ class Hub:
 
     def disconnect(self, peer: Peer) -> list[str]:
         """Remove a peer from every room; returns the rooms it was in."""
-        peer.closed = True  # nothing more is delivered to it
+        self._delivery.closed(peer)  # nothing more is delivered to it
         left = [room_id for room_id in list(peer.rooms) if self.leave(peer, room_id)]
         self.peers.pop(peer.id, None)
         self.stats.connections = len(self.peers)
-        peer.out.clear()
-        peer.out_bytes = 0
         return left
 
     def join(self, peer: Peer, room_id: str, name: str, role: str) -> bool:
@@ -398,9 +102,7 @@ class Hub:
             return False
         members[peer.id] = peer
         peer.rooms.add(room_id)
-        backlog = self._backlogs.get(room_id)
-        if backlog is not None:
-            backlog.served(peer)  # what was sent before it joined is not for it
+        self._delivery.joined(peer, room_id)
         self.count_changed(room_id)
         return True
 
@@ -408,12 +110,7 @@ class Hub:
         members = self.rooms.get(room_id)
         if members is None or peer.id not in members:
             return False
-        backlog = self._backlogs.get(room_id)
-        if backlog is not None:
-            if not peer.closed:
-                self._take_shares(peer)  # it was a member when those were sent
-            backlog.start.pop(peer, None)
-            backlog.skip.pop(peer, None)
+        self._delivery.leaving(peer, room_id)
         del members[peer.id]
         if room_id in self._hosts:
             self._drop_host(room_id, peer.id)
@@ -468,11 +165,7 @@ class Hub:
 
     def send(self, peer: Peer, message: dict[str, Any]) -> None:
         frame = self._encode(message)  # first: a message that cannot be encoded sends nothing
-        if peer.closed:
-            self.stats.dropped += 1
-            return
-        self._take_shares(peer)
-        self._enqueue_frame(peer, frame)
+        self._delivery.send(peer, frame)
 
     def send_to(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
         target = self.member(room_id, peer_id)
@@ -484,56 +177,22 @@ class Hub:
     def broadcast(self, room_id: str, message: dict[str, Any], exclude: Peer | None = None) -> int:
         """Send one message to every member but ``exclude``, encoded once. A small room's
         members get it in their own queues at once; a big room's backlog takes it in O(1) and
-        the flush delivers it. Returns the number of recipients."""
+        the flush delivers it (:mod:`livehub.domain.delivery`). Returns the number of recipients."""
         members = self.rooms.get(room_id)
         if not members:
             return 0
-        return self._fan_out(room_id, members, self._encode(message), exclude)
+        return self._delivery.fan_out(room_id, members, self._encode(message), exclude)
 
     def broadcast_frame(self, room_id: str, frame: bytes, exclude: Peer | None = None) -> int:
         """:meth:`broadcast` of a message already encoded (one from another node)."""
         members = self.rooms.get(room_id)
         if not members:
             return 0
-        return self._fan_out(room_id, members, frame, exclude)
+        return self._delivery.fan_out(room_id, members, frame, exclude)
 
     def send_frame(self, peer: Peer, frame: bytes) -> None:
         """:meth:`send` of a message already encoded (one from another node)."""
-        if peer.closed:
-            self.stats.dropped += 1
-            return
-        self._take_shares(peer)
-        self._enqueue_frame(peer, frame)
-
-    def _fan_out(
-        self, room_id: str, members: dict[str, Peer], frame: bytes, exclude: Peer | None
-    ) -> int:
-        excluded = exclude is not None and members.get(exclude.id) is exclude
-        recipients = len(members) - excluded
-        if not recipients:
-            return 0
-        if len(members) < BATCH_MIN_MEMBERS:  # cheaper than a backlog for a few members
-            earlier = bool(self._backlogs)  # frames of big rooms (or of this one) come first
-            for peer in list(members.values()):
-                if peer is exclude:
-                    continue
-                if peer.closed:
-                    self.stats.dropped += 1
-                    continue
-                if earlier:
-                    self._take_shares(peer)
-                self._enqueue_frame(peer, frame)
-            return recipients
-        backlog = self._backlogs.get(room_id)
-        if backlog is None:
-            backlog = self._backlogs[room_id] = self._new_backlog(len(members))
-        if excluded:
-            assert exclude is not None
-            backlog.skip.setdefault(exclude, set()).add(len(backlog.frames))
-        backlog.frames.append(frame)
-        backlog.seqs.append(self._seq)
-        self._seq += 1
-        return recipients
+        self._delivery.send(peer, frame)
 
     def broadcast_local(
         self, room_id: str, message: dict[str, Any], exclude: Peer | None = None
@@ -565,179 +224,17 @@ class Hub:
     def listen(self, listener: PresenceListener) -> None:
         return None
 
-    def _new_backlog(self, members: int) -> _Backlog:
-        if members >= BATCH_MIN_MEMBERS:
-            now = self._clock()
-            if self._big_due > now:
-                self._schedule_timer(self._big_due, now)
-                return _Backlog(self._big_due)
-        self._schedule_flush()
-        return _Backlog()
-
-    def _schedule_timer(self, due: float, now: float) -> None:
-        if self._timer_due is None or due < self._timer_due:
-            self._timer_due = due
-            self._call_later(due - now, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer_due = None
-        self.flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._call_soon(self.flush)
-
-    def _take_shares(self, peer: Peer) -> None:
-        """Move the peer's share of its rooms' backlogs to its own queue (before a direct
-        send or a leave, so that it gets everything in send order)."""
-        if self._backlogs:
-            frames = self._shares(peer, self._backlogs)
-            if frames:
-                self._enqueue(peer, frames)
-
-    @staticmethod
-    def _shares(peer: Peer, backlogs: dict[str, _Backlog]) -> list[bytes]:
-        """The peer's share of every backlog of its rooms, merged in send order; from now on
-        the backlogs count it as served."""
-        numbered: list[list[tuple[int, bytes]]] = []
-        for room_id in peer.rooms:
-            backlog = backlogs.get(room_id)
-            if backlog is not None:
-                share = backlog.numbered_share(peer)
-                backlog.served(peer)
-                if share:
-                    numbered.append(share)
-        if not numbered:
-            return []
-        merged = numbered[0] if len(numbered) == 1 else heapq.merge(*numbered)
-        return [frame for _, frame in merged]
-
-    def _enqueue_frame(self, peer: Peer, frame: bytes) -> None:
-        out = peer.out
-        if not out:
-            self._dirty.append(peer)
-            if not self._flush_scheduled:
-                self._schedule_flush()
-        out.append(frame)
-        peer.out_bytes += len(frame)
-        if peer.out_bytes > self._max_buffer:
-            self._too_slow(peer)
-
-    def _enqueue(self, peer: Peer, frames: list[bytes]) -> None:
-        if not peer.out:
-            self._dirty.append(peer)
-            self._schedule_flush()
-        peer.out.extend(frames)
-        peer.out_bytes += sum(map(len, frames))
-        if peer.out_bytes > self._max_buffer:
-            self._too_slow(peer)
-
     def flush(self) -> None:
         """Give every peer its frames of this iteration, one write per peer."""
-        self._flush_scheduled = False
-        backlogs = self._backlogs
-        if any(backlog.due for backlog in backlogs.values()):
-            now = self._clock()
-            waiting = {rid: backlog for rid, backlog in backlogs.items() if backlog.due > now}
-            ready = {rid: backlog for rid, backlog in backlogs.items() if backlog.due <= now}
-        else:
-            now, waiting, ready = 0.0, {}, backlogs
-        self._backlogs = waiting
-        dirty, self._dirty = self._dirty, []
-        several = len(backlogs) > 1
-        tangled: set[Peer] = set()  # members of more than one room with a backlog
-        big_writes = 0
-        for room_id, backlog in ready.items():
-            members = self.rooms.get(room_id)
-            if not members:
-                continue
-            if len(members) >= BATCH_MIN_MEMBERS:
-                big_writes += len(members)
-            frames = backlog.frames
-            adjusted = backlog.start or backlog.skip
-            for peer in members.values():
-                if several and len(peer.rooms) > 1:
-                    tangled.add(peer)
-                elif adjusted and (peer in backlog.start or peer in backlog.skip):
-                    self._deliver(peer, backlog.share(peer))
-                else:
-                    self._deliver(peer, frames)
-        for peer in tangled:  # their frames of waiting rooms too, or they would be reordered
-            self._deliver(peer, self._shares(peer, backlogs))
-        for peer in dirty:  # what is left: peers with only direct frames
-            if peer.out:
-                self._deliver(peer, [])
-        if big_writes:
-            self._big_due = (now or self._clock()) + big_writes * self._batch_per_member
-        if waiting:
-            self._schedule_timer(min(backlog.due for backlog in waiting.values()), self._clock())
-
-    def _deliver(self, peer: Peer, frames: list[bytes]) -> None:
-        """Write the peer's own queue, then ``frames``, in one write."""
-        if peer.closed:
-            self.stats.dropped += len(frames)
-            return
-        if peer.out:
-            batch, peer.out = peer.out, []
-            peer.out_bytes = 0
-            batch.extend(frames)
-        elif frames:
-            batch = frames
-        else:
-            return
-        self.stats.relayed += len(batch)
-        try:
-            peer.sink.write(batch)
-        except Exception:
-            log.debug("write to peer %s failed", peer.id, exc_info=True)
-            self._too_slow(peer)
-            return
-        if peer.sink.buffered() > self._max_buffer:
-            self._too_slow(peer)
-
-    def _too_slow(self, peer: Peer) -> None:
-        if peer.closed:
-            return
-        self.stats.slow_disconnects += 1
-        self.stats.dropped += len(peer.out)
-        log.info("disconnecting peer %s: outbound queue full", peer.id)
-        peer.closed = True
-        peer.out.clear()
-        peer.out_bytes = 0
-        peer.sink.abort(CLOSE_TRY_AGAIN_LATER, "outbound queue full")
+        self._delivery.flush()
 
     # -- coalesced viewer counts -----------------------------------------------------------
 
     def count_changed(self, room_id: str) -> None:
         """The room's count may have changed: push it (coalesced, paced) to its members."""
-        self._count_dirty.add(room_id)
-        if not self._count_scheduled:
-            self._count_scheduled = True
-            self._call_later(self._count_interval, self.push_counts)
+        self._counts.changed(room_id)
 
     def push_counts(self) -> None:
         """Push the counts that changed to the rooms' members on this process (each process
-        tells its own members), big rooms paced (see the module docstring)."""
-        self._count_scheduled = False
-        dirty, self._count_dirty = self._count_dirty, set()
-        now = self._clock() if dirty else 0.0
-        for room_id in dirty.difference(self.rooms):  # emptied here: nobody to tell
-            self._count_next.pop(room_id, None)
-        counts = {room_id: self._count_of(room_id) for room_id in dirty if room_id in self.rooms}
-        big = sum(count for count in counts.values() if count >= BATCH_MIN_MEMBERS)
-        interval = min(COUNT_MAX_INTERVAL, big * COUNT_PER_MEMBER)
-        for room_id, count in counts.items():
-            if count >= BATCH_MIN_MEMBERS:
-                if self._count_next.get(room_id, 0.0) > now:
-                    self._count_dirty.add(room_id)  # pushed recently: the next round
-                    continue
-                self._count_next[room_id] = now + interval
-            else:
-                self._count_next.pop(room_id, None)
-            self.broadcast(
-                room_id, {"type": "viewer-count", "roomId": room_id, "viewerCount": count}
-            )
-        if self._count_dirty and not self._count_scheduled:
-            self._count_scheduled = True
-            self._call_later(self._count_interval, self.push_counts)
+        tells its own members), big rooms paced (:mod:`livehub.domain.viewer_counts`)."""
+        self._counts.push()

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from livehub.domain.errors import RoomEnded
-from livehub.domain.hub import Peer, RoomHub
+from livehub.domain.peer import Peer
 from livehub.domain.room import Room, RoomEvent, RoomStatus, now_ms
+from livehub.domain.room_hub import RoomHub
 from livehub.domain.service import RoomService
 from livehub.domain.signaling import MAX_ID_LENGTH, ProtocolError, Signaling
 

@@ -8,12 +8,13 @@ on the mode) gives each its adapter for a config. Behaviour suites run every ada
   ``livehub.adapters.postgres.store.PostgresStore`` (cluster);
 - :class:`PlayerCounts`: ``livehub.adapters.memory.players.MemoryPlayers``,
   ``livehub.adapters.redis.players.RedisPlayers``;
-- :class:`RoomHub`: ``livehub.domain.hub.Hub``, ``livehub.domain.cluster_hub.ClusterHub``;
+- :class:`RoomHub` (``livehub.domain.room_hub``): ``livehub.domain.hub.Hub``,
+  ``livehub.domain.cluster_hub.ClusterHub``;
 - :class:`Bus`: ``livehub.adapters.memory.bus.LocalBus``, ``livehub.adapters.redis.bus.RedisBus``.
 
-The hub's own ports: :class:`Sink` (a connection, adapted by the API layer),
-:class:`PresenceListener` (what the signaling hears of other nodes) and :class:`BusHandler`
-(what a node's hub does with the bus's traffic). The webhook outbox's port,
+The hub's own ports: :class:`Sink` (a connection, adapted by the API layer; ``domain.peer``),
+:class:`PresenceListener` (what the signaling hears of other nodes; ``domain.presence``) and
+:class:`BusHandler` (what a node's hub does with the bus's traffic). The webhook outbox's port,
 ``livehub.webhooks.queue.DeliveryQueue``, belongs to the webhooks feature (SQLite or PostgreSQL,
 in the store's database).
 """
@@ -21,7 +22,9 @@ in the store's database).
 from __future__ import annotations
 
 from livehub.domain.bus import Bus, BusHandler, Member
-from livehub.domain.hub import PresenceListener, RoomHub, Sink
+from livehub.domain.peer import Sink
+from livehub.domain.presence import PresenceListener
+from livehub.domain.room_hub import RoomHub
 from livehub.domain.store import PlayerCounts, RoomStore
 
 __all__ = [

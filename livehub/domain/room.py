@@ -1,7 +1,7 @@
 """A room, its status and the events its changes report.
 
 A room is created ``preparing``, becomes ``live`` when SRS accepts its publisher and ends for
-good (``ended``); the rules live in :mod:`livehub.domain.service`. ``version`` counts the
+good (``ended``); the rules live in :mod:`livehub.domain.lifecycle`. ``version`` counts the
 stored writes of the row (every lifecycle change is a conditional write on it, so several
 processes can share one database); ``event_seq`` counts the events the room reported (the
 webhook ``seq``).

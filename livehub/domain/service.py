@@ -1,43 +1,48 @@
-"""The room service: the stream lifecycle rules, over a :class:`RoomStore`.
+"""The room service: the one entry point to rooms, over a :class:`RoomStore`.
 
-A room is created ``preparing``. SRS's on_publish with the room's publish token makes it
-``live`` and remembers the publisher's SRS ``client_id``; on_unpublish from that same client
-starts the reconnect window (the room stays live, ``reconnecting``), and the room ends when the
-window passes without a new publish, or at once when the window is 0. Closing a room ends it
-for good: status never goes back from ``ended``. End events from client ids the room never
-accepted change nothing (SRS sends them for refused and busy publishers).
+:class:`RoomService` is the registry (create, get, page, count, authorize) and the one entry
+point the API, the signaling and the background tasks call; what it does is in the modules of
+its nouns:
 
-The store is the source of truth; nothing about a room is kept in this process. Every change is
-read → decide → conditional write on the room's ``version``, retried when another writer came
-first, so processes sharing a database never produce an impossible state and exactly one
-publisher wins a race. Reconnect deadlines are stored (``reconnecting_since``): a periodic
-:meth:`RoomService.sweep` ends rooms whose window passed (whoever opened it), and a local timer
-ends them on time in the process that opened it.
+- :mod:`livehub.domain.lifecycle`: the rules (preparing → live → reconnecting → ended), as
+  decisions on a room, without I/O;
+- :mod:`livehub.domain.changes`: read → decide → conditional write on the room's ``version``
+  (the store is the source of truth, so processes sharing a database agree), and the listeners
+  that hear about writes;
+- :mod:`livehub.domain.hooks`: SRS's callbacks (on_publish, on_unpublish, on_play, on_stop);
+- :mod:`livehub.domain.windows`: the local timers that end a room when its reconnect window
+  passes in the process that opened it;
+- :mod:`livehub.domain.sweep`: the periodic sweep (windows due whoever opened them, the
+  preparing TTL, the retention of ended rooms);
+- :mod:`livehub.domain.reconciliation`: hooks can be lost, so what SRS's API lists wins
+  (publishers SRS no longer lists, after :data:`PUBLISH_GRACE`; players a shared registry lost).
 
-The room remembers which SRS accepted its publisher (the hook's ``server_id`` and the name of
-the configured origin it belongs to), so kicks and reconciliation go to that SRS. A publisher
-on another origin cannot take over a live room, unless the room's origin is known to be down
-(then the encoder has moved).
-
-Hooks can be lost, so :meth:`RoomService.reconcile` compares live rooms with SRS's stream list:
-a live room SRS does not list as published loses its publisher (through the same window),
-unless its publish was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once
-it has acquired it). Player counts sit behind :class:`PlayerCounts`.
-
-Listeners hear about every change after it is stored, and about player count changes.
+Player counts sit behind :class:`PlayerCounts`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import dataclasses
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
-from livehub.domain.errors import Conflict, Forbidden, HookRejected, RoomNotFound, Unauthorized
+from livehub.domain import lifecycle
+from livehub.domain.changes import RoomChanges, RoomListener
+from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
+from livehub.domain.hooks import (
+    HookResult,
+    Kicker,
+    OriginOf,
+    PlayAllowed,
+    Publisher,
+    SrsHooks,
+    live_publisher,
+    never_lost,
+    no_origin,
+)
+from livehub.domain.lifecycle import Decision, OriginLost
+from livehub.domain.reconciliation import PUBLISH_GRACE, reconcile_publishers, restore_players
 from livehub.domain.room import (
     EventType,
     ListedRoom,
@@ -47,73 +52,13 @@ from livehub.domain.room import (
     Visibility,
     now_ms,
 )
-from livehub.domain.srs_params import HookEvent, param_token, stream_of
+from livehub.domain.srs_params import HookEvent
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
+from livehub.domain.sweep import Sweep
 from livehub.domain.tokens import hash_token, new_room_id, new_token
+from livehub.domain.windows import ReconnectWindows, Scheduler
 
 log = logging.getLogger(__name__)
-
-#: seconds after an accepted on_publish during which SRS may not list the stream as published
-#: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
-#: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
-PUBLISH_GRACE = 10.0
-#: rooms deleted per statement by the retention sweep, and statements per sweep at most
-RETENTION_BATCH = 1000
-RETENTION_BATCHES = 50
-#: why a callback for a stream no room has is refused (the stage then looks for a guest)
-NO_ROOM = "no room has this stream"
-#: how often a change is re-read and re-decided when other writers keep coming first
-MAX_ATTEMPTS = 8
-
-
-class Cancellable(Protocol):
-    """What a scheduler returns (an ``asyncio.TimerHandle`` fits)."""
-
-    def cancel(self) -> None: ...
-
-
-#: runs a coroutine function after a delay in seconds
-Scheduler = Callable[[float, Callable[[], Awaitable[None]]], Cancellable]
-RoomListener = Callable[[Room], None]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Publisher:
-    """A publisher to kick: its SRS client id and the SRS that accepted it (``server_id``
-    from the hook, ``origin`` the configured SRS it was matched to; either may be unknown)."""
-
-    client_id: str
-    server_id: str | None = None
-    origin: str | None = None
-
-
-#: asks SRS to drop a publisher (in the background: it must not block)
-Kicker = Callable[[Publisher], None]
-#: the name of the configured SRS origin a hook's ``server_id`` belongs to, if known
-OriginOf = Callable[[str | None], str | None]
-#: whether the SRS origin of a publisher (``server_id``, origin name) is known to be down now
-OriginLost = Callable[[str | None, str | None], bool]
-#: whether an on_play's ``param`` carries a viewer token valid for the (private) room
-PlayAllowed = Callable[[Room, str], bool]
-
-
-def _no_origin(server_id: str | None) -> str | None:
-    return None
-
-
-def _never_lost(server_id: str | None, origin: str | None) -> bool:
-    return False
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class HookResult:
-    """What a callback did. ``allowed`` is SRS's answer; ``outcome`` is for metrics and logs."""
-
-    allowed: bool
-    outcome: str  # accepted | rejected | ignored
-    reason: str = ""
-    room: Room | None = None
-    srs_restarted: bool = False
 
 
 class _NotOpen:
@@ -130,13 +75,10 @@ _NOT_OPEN = cast(RoomStore, _NotOpen("room store"))
 _NO_PLAYERS = cast(PlayerCounts, _NotOpen("player counts"))
 _T = TypeVar("_T")
 
-#: decides a change on a fresh copy of the room: mutates it and returns the events it reports,
-#: or None when nothing changes; may raise (HookRejected) to refuse
-Decision = Callable[[Room], list[RoomEvent] | None]
-
 
 class RoomService:
-    """The room registry and the stream lifecycle rules."""
+    """The room registry, and the entry point to the lifecycle: it composes the changes, the
+    SRS callbacks, the reconnect windows, the sweep and reconciliation (module docstring)."""
 
     def __init__(
         self,
@@ -150,35 +92,51 @@ class RoomService:
         ended_retention: float = 0.0,
         scheduler: Scheduler | None = None,
         kick: Kicker | None = None,
-        origin_of: OriginOf = _no_origin,
-        origin_lost: OriginLost = _never_lost,
+        origin_of: OriginOf = no_origin,
+        origin_lost: OriginLost = never_lost,
         play_allowed: PlayAllowed | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._store: RoomStore = store if store is not None else _NOT_OPEN
-        self.players: PlayerCounts = players if players is not None else _NO_PLAYERS
         self._app = app
         self._window_ms = int(reconnect_window * 1000)
         self.publish_grace_ms = int(publish_grace * 1000)
-        self._preparing_ttl_ms = int(preparing_ttl * 1000)
-        self._retention_ms = int(ended_retention * 1000)
-        self._scheduler = scheduler
         self._kick = kick
         self._origin_of = origin_of
-        self._origin_lost = origin_lost
-        #: private rooms' players need a viewer token (None: no private room may be played)
-        self.play_allowed = play_allowed
         self._clock = clock
-        self._timers: dict[str, Cancellable] = {}
-        self._listeners: list[RoomListener] = []
-        self._quiet_listeners: list[RoomListener] = []
-        #: the last SRS service id seen per SRS server id (None: an SRS that sends none)
-        self._service_ids: dict[str | None, str] = {}
+        self._sweep = Sweep(
+            window_ms=self._window_ms,
+            preparing_ttl_ms=int(preparing_ttl * 1000),
+            retention_ms=int(ended_retention * 1000),
+            clock=clock,
+        )
+        self._windows = ReconnectWindows(scheduler, self._window_ms, self.expire, clock)
+        self._changes = RoomChanges(
+            store if store is not None else _NOT_OPEN, after_write=self._windows.follow
+        )
+        self._hooks = SrsHooks(
+            self._changes,
+            players if players is not None else _NO_PLAYERS,
+            app=app,
+            window_ms=self._window_ms,
+            origin_of=origin_of,
+            origin_lost=origin_lost,
+            play_allowed=play_allowed,
+            clock=clock,
+        )
         self._last_created = 0
 
     @property
     def store(self) -> RoomStore:
-        return self._store
+        return self._changes.store
+
+    @property
+    def players(self) -> PlayerCounts:
+        return self._hooks.players
+
+    @property
+    def play_allowed(self) -> PlayAllowed | None:
+        """Whether a private room's player may play (None: no private room may be played)."""
+        return self._hooks.play_allowed
 
     @property
     def app(self) -> str:
@@ -193,31 +151,18 @@ class RoomService:
         """Use ``store`` (and ``players``, when given) from now on: the app's engines
         (``livehub.engines``) open them in a cleanup context. Until then (or without players
         given to the constructor) using either is a programming error."""
-        self._store = store
+        self._changes.store = store
         if players is not None:
-            self.players = players
+            self._hooks.players = players
 
     def subscribe(self, listener: RoomListener) -> None:
-        self._listeners.append(listener)
+        """``listener(room)`` after every lifecycle change, and player count change."""
+        self._changes.subscribe(listener)
 
     def subscribe_quiet(self, listener: RoomListener) -> None:
         """``listener(room)`` after every write :meth:`update` makes (those the room listeners
         do not hear): caches of rooms keep up with them."""
-        self._quiet_listeners.append(listener)
-
-    def _notify_quiet(self, room: Room) -> None:
-        for listener in self._quiet_listeners:
-            try:
-                listener(room)
-            except Exception:
-                log.exception("room listener failed")
-
-    def _notify(self, room: Room) -> None:
-        for listener in self._listeners:
-            try:
-                listener(room)
-            except Exception:
-                log.exception("room listener failed")
+        self._changes.subscribe_quiet(listener)
 
     # -- registry -------------------------------------------------------------------------
 
@@ -241,12 +186,12 @@ class RoomService:
             visibility=visibility,
         )
         created = RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)
-        await self._store.insert(room, [created])
-        self._notify(room)
+        await self.store.insert(room, [created])
+        self._changes.notify(room)
         return room, owner_token
 
     async def get(self, room_id: str) -> Room:
-        room = await self._store.get(room_id)
+        room = await self.store.get(room_id)
         if room is None:
             raise RoomNotFound(room_id)
         return room
@@ -259,7 +204,7 @@ class RoomService:
         visibility: Visibility | None = None,
     ) -> list[Room]:
         """Rooms newest first (by creation time, then id), optionally of one status."""
-        return await self._store.page(status, limit, after, visibility)
+        return await self.store.page(status, limit, after, visibility)
 
     async def render_page(
         self,
@@ -271,15 +216,15 @@ class RoomService:
     ) -> _T:
         """``render`` of the rows of :meth:`page`'s rooms, off the event loop where the store
         can (``RoomStore.render_page``)."""
-        return await self._store.render_page(status, limit, after, render, visibility)
+        return await self.store.render_page(status, limit, after, render, visibility)
 
     async def count(
         self, status: RoomStatus | None = None, visibility: Visibility | None = None
     ) -> int:
-        return await self._store.count(status, visibility)
+        return await self.store.count(status, visibility)
 
     async def live_rooms(self) -> list[Room]:
-        return await self._store.live()
+        return await self.store.live()
 
     def player_count(self, room_id: str, status: RoomStatus | str | None = None) -> int:
         """SRS players counted in a room; 0 once the room (of ``status``) has ended: its
@@ -306,54 +251,14 @@ class RoomService:
 
     # -- conditional changes --------------------------------------------------------------
 
-    async def _change(
-        self, room: Room | None, decide: Decision, *, notify: bool = True
-    ) -> tuple[Room | None, bool]:
-        """Read → decide → conditional write, again on a version conflict.
-
-        Returns the room as stored and whether this call changed it.
-        """
-        for _ in range(MAX_ATTEMPTS):
-            if room is None:
-                return None, False
-            draft = dataclasses.replace(room)
-            draft.stage = copy.deepcopy(room.stage)
-            draft.moderation = copy.deepcopy(room.moderation)
-            events = decide(draft)
-            if events is None:
-                return room, False
-            if await self._store.update(draft, room.version, events):
-                self._after_write(draft)
-                if notify:
-                    self._notify(draft)
-                else:
-                    self._notify_quiet(draft)
-                return draft, True
-            room = await self._store.get(room.id)
-        raise Conflict("The room changed too often to apply this change: try again")
-
     async def update(self, room_id: str, decide: Decision) -> tuple[Room, bool]:
         """A change that is no lifecycle change (the stage, moderation): read → decide →
         conditional write like every change, without telling the room listeners (members
         hear what the caller sends). Returns the room as stored and whether it changed."""
-        room, changed = await self._change(await self.get(room_id), decide, notify=False)
+        room, changed = await self._changes.change(await self.get(room_id), decide, notify=False)
         if room is None:  # deleted meanwhile (retention)
             raise RoomNotFound(room_id)
         return room, changed
-
-    def _after_write(self, room: Room) -> None:
-        if room.reconnecting_since is not None and room.status is RoomStatus.LIVE:
-            self._arm_window(room)
-        else:
-            self._disarm_window(room.id)
-
-    def _end(self, room: Room, at: int) -> list[RoomEvent]:
-        room.status = RoomStatus.ENDED
-        if room.start_time is not None:
-            at = max(at, room.start_time)
-        room.end_time = at
-        room.reconnecting_since = None
-        return [RoomEvent(type=EventType.ROOM_ENDED, room_id=room.id, at=self._clock())]
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -367,20 +272,13 @@ class RoomService:
 
         def decide(room: Room) -> list[RoomEvent] | None:
             kick.clear()
-            if room.status is RoomStatus.ENDED:
-                return None
-            if room.status is RoomStatus.LIVE and room.publisher_client_id:
-                kick.append(
-                    Publisher(
-                        client_id=room.publisher_client_id,
-                        server_id=room.publisher_server_id,
-                        origin=room.publisher_origin,
-                    )
-                )
-            at = self._clock() if room.reconnecting_since is None else room.reconnecting_since
-            return self._end(room, at)
+            publisher = live_publisher(room)
+            events = lifecycle.close(room, self._clock)
+            if events is not None and publisher is not None:
+                kick.append(publisher)
+            return events
 
-        room, changed = await self._change(await self.get(room_id), decide)
+        room, changed = await self._changes.change(await self.get(room_id), decide)
         if room is None:  # deleted meanwhile (retention)
             raise RoomNotFound(room_id)
         if changed and kick and self._kick is not None:
@@ -389,197 +287,30 @@ class RoomService:
         return room
 
     async def handle_hook(self, event: HookEvent) -> HookResult:
-        """Dispatch one SRS callback on its action."""
-        restarted = self._note_service(event.service_id, event.server_id)
-        room: Room | None
-        try:
-            if event.action == "on_publish":
-                room = await self.on_publish(event)
-            elif event.action == "on_play":
-                room = await self.on_play(event)
-            elif event.action == "on_unpublish":
-                room = await self.on_unpublish(event)
-            elif event.action == "on_stop":
-                room = await self.on_stop(event)
-            else:
-                room = None
-        except HookRejected as exc:
-            return HookResult(
-                allowed=False, outcome="rejected", reason=exc.message, srs_restarted=restarted
-            )
-        return HookResult(
-            allowed=True,
-            outcome="accepted" if room is not None else "ignored",
-            room=room,
-            srs_restarted=restarted,
-        )
-
-    async def _room_for_stream(self, app: str, stream: str, stream_url: str = "") -> Room | None:
-        app, stream_key = stream_of(app, stream, stream_url)
-        if app != self._app:
-            return None
-        return await self._store.get_by_stream(stream_key)
-
-    async def on_publish(self, event: HookEvent) -> Room:
-        """Authorize a publisher. Raises :class:`HookRejected` with the reason to refuse."""
-        room = await self._room_for_stream(event.app, event.stream, event.stream_url)
-        if room is None:
-            raise HookRejected(NO_ROOM)
-        token = param_token(event.param)
-        if token is None or not room.is_publish_token(token):
-            raise HookRejected("publish token missing or wrong")
-        origin = self._origin_of(event.server_id)
-
-        def decide(room: Room) -> list[RoomEvent] | None:
-            now = self._clock()
-            if room.status is RoomStatus.ENDED:
-                raise HookRejected("room has ended")
-            if room.status is RoomStatus.LIVE:
-                if room.publisher_client_id == event.client_id and not room.reconnecting:
-                    return None  # a duplicated on_publish of the current publisher
-                # a new service id of the same SRS (another origin has its own service id)
-                same_server = (
-                    event.server_id is None
-                    or room.publisher_server_id is None
-                    or event.server_id == room.publisher_server_id
-                )
-                srs_restarted = (
-                    same_server
-                    and event.service_id is not None
-                    and room.publisher_service_id is not None
-                    and event.service_id != room.publisher_service_id
-                )
-                # the encoder moved to another SRS origin because its own is down (which sent
-                # no on_unpublish and which reconciliation cannot ask)
-                moved = not same_server and self._origin_lost(
-                    room.publisher_server_id, room.publisher_origin
-                )
-                if not room.reconnecting and not srs_restarted and not moved:
-                    raise HookRejected("room already has a live publisher")
-                # the encoder came back inside the window (an RTMP republish on the same
-                # connection keeps its client id), SRS restarted, or the encoder moved to
-                # another origin: the broadcast goes on
-            else:
-                room.status = RoomStatus.LIVE
-                room.start_time = now
-            room.publisher_client_id = event.client_id
-            room.publisher_service_id = event.service_id
-            room.publisher_server_id = event.server_id
-            room.publisher_origin = origin
-            room.reconnecting_since = None
-            room.published_at = now
-            return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=now)]
-
-        stored, _ = await self._change(room, decide)
-        if stored is None:  # deleted meanwhile (retention)
-            raise HookRejected(NO_ROOM)
-        return stored
-
-    async def on_unpublish(self, event: HookEvent) -> Room | None:
-        """The accepted publisher left. Unknown client ids are ignored (returns None)."""
-        room = await self._store.get_by_publisher(event.client_id)
-        if room is None:
-            return None
-        stored, changed = await self._change(
-            room, lambda room: self._publisher_gone(room, None, event.client_id)
-        )
-        return stored if changed else None
-
-    def _publisher_gone(
-        self, room: Room, at: int | None, client_id: str | None = None
-    ) -> list[RoomEvent] | None:
-        """The publisher is gone (on_unpublish or reconciliation): open the window or end."""
-        if room.status is not RoomStatus.LIVE or room.reconnecting:
-            return None
-        if client_id is not None and room.publisher_client_id != client_id:
-            return None
-        at = self._clock() if at is None else at
-        if self._window_ms <= 0:
-            return self._end(room, at)
-        room.reconnecting_since = at
-        return [RoomEvent(type=EventType.ROOM_RECONNECTING, room_id=room.id, at=self._clock())]
+        """Answer one SRS callback (:class:`~livehub.domain.hooks.SrsHooks`)."""
+        return await self._hooks.handle(event)
 
     async def publisher_gone(self, room_id: str, at: int | None = None) -> Room | None:
-        stored, changed = await self._change(
-            await self._store.get(room_id), lambda room: self._publisher_gone(room, at)
+        stored, changed = await self._changes.change(
+            await self.store.get(room_id),
+            lambda room: lifecycle.publisher_gone(room, at, self._window_ms, self._clock),
         )
         return stored if changed else None
-
-    def _arm_window(self, room: Room) -> None:
-        self._disarm_window(room.id)
-        if self._scheduler is None or room.reconnecting_since is None:
-            return
-        due = room.reconnecting_since + self._window_ms - self._clock()
-        room_id = room.id
-
-        async def fire() -> None:
-            self._timers.pop(room_id, None)
-            await self.expire(room_id)
-
-        self._timers[room.id] = self._scheduler(max(due, 0) / 1000, fire)
-
-    def _disarm_window(self, room_id: str) -> None:
-        timer = self._timers.pop(room_id, None)
-        if timer is not None:
-            timer.cancel()
 
     async def expire(self, room_id: str) -> Room | None:
         """End a room whose reconnect window has passed; ``endTime`` is the unpublish time."""
 
-        def decide(room: Room) -> list[RoomEvent] | None:
-            if room.status is not RoomStatus.LIVE or room.reconnecting_since is None:
-                return None
-            if self._clock() < room.reconnecting_since + self._window_ms:
-                return None
-            return self._end(room, room.reconnecting_since)
-
-        room = await self._store.get(room_id)
-        stored, changed = await self._change(room, decide)
+        room = await self.store.get(room_id)
+        stored, changed = await self._changes.change(
+            room, lambda room: lifecycle.expire(room, self._window_ms, self._clock)
+        )
         if stored is not None and not changed and stored.reconnecting:
-            self._arm_window(stored)  # early (a stray timer): wait for the deadline
+            self._windows.arm(stored)  # early (a stray timer): wait for the deadline
         return stored if changed else None
-
-    async def on_play(self, event: HookEvent) -> Room:
-        """Allow a player of a room that has not ended; count it once per client id."""
-        room = await self._room_for_stream(event.app, event.stream, event.stream_url)
-        if room is None:
-            raise HookRejected(NO_ROOM)
-        if room.status is RoomStatus.ENDED:
-            raise HookRejected("room has ended")
-        if room.private and (self.play_allowed is None or not self.play_allowed(room, event.param)):
-            raise HookRejected("viewer token missing or wrong")
-        if await self.players.add(room.id, event.client_id):
-            self._notify(room)
-        return room
-
-    async def on_stop(self, event: HookEvent) -> Room | None:
-        room_id = await self.players.remove(event.client_id)
-        room = await self._store.get(room_id) if room_id else None
-        if room is not None and room.status is not RoomStatus.ENDED:
-            self._notify(room)  # an ended room shows 0 players already: nothing to announce
-        return room
-
-    async def restore_players(self, players: dict[str, str]) -> int:
-        """Count SRS's players again in the live rooms they play, as SRS's API lists them
-        (client id → stream key): after a shared registry lost them (Redis restarted empty).
-        A player counted already is not counted twice. Returns how many were counted."""
-        if not players:
-            return 0
-        rooms = {room.stream_key: room for room in await self._store.live()}
-        added = 0
-        changed: dict[str, Room] = {}
-        for client_id, stream_key in players.items():
-            room = rooms.get(stream_key)
-            if room is not None and await self.players.add(room.id, client_id):
-                added += 1
-                changed[room.id] = room
-        for room in changed.values():
-            self._notify(room)
-        return added
 
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
         """Report events that change no room (viewers, hosts) to the webhook outbox."""
-        await self._store.append_events(events)
+        await self.store.append_events(events)
 
     # -- housekeeping ---------------------------------------------------------------------
 
@@ -587,62 +318,15 @@ class RoomService:
         """End what is due: reconnect windows that passed (opened by any process), and rooms
         preparing longer than the TTL; delete ended rooms older than the retention. Returns
         the rooms ended."""
-        now = self._clock()
-        ended: list[Room] = []
-        if self._window_ms > 0:
-            for room in await self._store.reconnect_due(now - self._window_ms):
-                done = await self.expire(room.id)
-                if done is not None:
-                    ended.append(done)
-        if self._preparing_ttl_ms > 0:
-
-            def stale(room: Room) -> list[RoomEvent] | None:
-                if room.status is not RoomStatus.PREPARING:
-                    return None
-                return self._end(room, self._clock())
-
-            for room in await self._store.preparing_before(now - self._preparing_ttl_ms):
-                done, changed = await self._change(room, stale)
-                if changed and done is not None:
-                    log.info("room %s never went live within the TTL: ended", room.id)
-                    ended.append(done)
-        if self._retention_ms > 0:
-            # bounded batches with the loop given back in between; what is left waits for
-            # the next sweep (a first sweep over a long history catches up over a few)
-            deleted = 0
-            for _ in range(RETENTION_BATCHES):
-                batch = await self._store.delete_ended_before(
-                    now - self._retention_ms, RETENTION_BATCH
-                )
-                deleted += batch
-                if batch < RETENTION_BATCH:
-                    break
-                await asyncio.sleep(0)
-            if deleted:
-                log.info("deleted %d rooms ended before the retention period", deleted)
-        return ended
+        return await self._sweep.run(self.store, self.expire, self._changes.change)
 
     async def rearm(self) -> None:
         """Arm local timers for the reconnect windows open in the store (start-up)."""
-        for room in await self._store.live():
+        for room in await self.store.live():
             if room.reconnecting:
-                self._arm_window(room)
+                self._windows.arm(room)
 
     # -- reconciliation -------------------------------------------------------------------
-
-    def _note_service(self, service_id: str | None, server_id: str | None = None) -> bool:
-        """Remember the service id of the SRS ``server_id``; True when it changed (that SRS
-        restarted). Each origin has its own: several origins never look like restarts."""
-        if not service_id:
-            return False
-        last = self._service_ids.get(server_id)
-        self._service_ids[server_id] = service_id
-        return last is not None and service_id != last
-
-    def service_changed(self, service_id: str | None, server_id: str | None = None) -> bool:
-        """Whether ``service_id`` differs from the last one seen from the SRS ``server_id``
-        (and remember it)."""
-        return self._note_service(service_id, server_id)
 
     async def reconcile(
         self,
@@ -650,36 +334,27 @@ class RoomService:
         asked_at: int | None = None,
         answered: Callable[[Room], bool] | None = None,
     ) -> list[Room]:
-        """Compare live rooms with what SRS reports publishing.
+        """Compare live rooms with what SRS reports publishing
+        (:func:`~livehub.domain.reconciliation.reconcile_publishers`); the rooms that changed."""
+        return await reconcile_publishers(
+            self._changes,
+            publishing,
+            asked_at=self._clock() if asked_at is None else asked_at,
+            answered=answered,
+            grace_ms=self.publish_grace_ms,
+            window_ms=self._window_ms,
+            clock=self._clock,
+        )
 
-        ``publishing`` maps the stream names SRS has an active publisher for (in our app) to
-        that publisher's client id when known; ``asked_at`` is when SRS was asked (epoch ms).
-        A live room absent there loses its publisher (through the reconnect window), unless
-        its publish was accepted less than the grace period before SRS was asked. With several
-        SRS origins, ``answered`` tells whether the origin of a room's publisher was asked
-        (rooms of an origin that did not answer keep their publisher). Returns the rooms that
-        changed.
-        """
-        asked_at = self._clock() if asked_at is None else asked_at
-        grace_from = asked_at - self.publish_grace_ms
+    async def restore_players(self, players: dict[str, str]) -> int:
+        """Count SRS's players again (:func:`~livehub.domain.reconciliation.restore_players`);
+        how many were counted."""
+        return await restore_players(self._changes, self.players, players)
 
-        def gone(room: Room) -> list[RoomEvent] | None:
-            if room.stream_key in publishing or room.reconnecting:
-                return None
-            if answered is not None and not answered(room):
-                return None
-            if room.published_at is not None and room.published_at > grace_from:
-                return None
-            return self._publisher_gone(room, None)
-
-        changed = []
-        for room in await self._store.live():
-            stored, did = await self._change(room, gone)
-            if did and stored is not None:
-                changed.append(stored)
-        return changed
+    def service_changed(self, service_id: str | None, server_id: str | None = None) -> bool:
+        """Whether ``service_id`` differs from the last one seen from the SRS ``server_id``
+        (and remember it)."""
+        return self._hooks.srs_restarted(service_id, server_id)
 
     def shutdown(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
+        self._windows.shutdown()

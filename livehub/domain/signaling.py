@@ -30,10 +30,11 @@ from typing import Any
 
 from livehub.domain.addresses import KickBans
 from livehub.domain.errors import LivehubError, RoomEnded
-from livehub.domain.hub import Peer, RoomHub, Sink
+from livehub.domain.peer import Peer, Sink
 from livehub.domain.ratelimit import ConnectionLimiter, Verdict
 from livehub.domain.room import Room, RoomStatus
 from livehub.domain.room_cache import RoomCache
+from livehub.domain.room_hub import RoomHub
 from livehub.domain.service import RoomService
 
 log = logging.getLogger(__name__)

@@ -28,9 +28,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from livehub.domain.errors import HookRejected, LivehubError, RoomEnded
-from livehub.domain.hub import Peer, RoomHub
+from livehub.domain.hooks import NO_ROOM, HookResult, Kicker, Publisher
+from livehub.domain.peer import Peer
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, now_ms
-from livehub.domain.service import NO_ROOM, HookResult, Kicker, Publisher, RoomService
+from livehub.domain.room_hub import RoomHub
+from livehub.domain.service import RoomService
 from livehub.domain.signaling import ProtocolError, Signaling
 from livehub.domain.srs_params import HookEvent, param_token, stream_of
 from livehub.domain.tokens import new_token

@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from livehub.domain.hub import Peer
+from livehub.domain.peer import Peer
 from livehub.domain.room import Room
 from livehub.domain.signaling import ProtocolError, Signaling
 from livehub.domain.srs_params import parse_param

@@ -12,7 +12,7 @@ import pytest
 
 from livehub.adapters.redis.bus import RedisBus
 from livehub.domain.cluster_hub import ClusterHub
-from livehub.domain.hub import Peer
+from livehub.domain.peer import Peer
 from tests.engines import RedisEngine
 from tests.helpers import eventually
 

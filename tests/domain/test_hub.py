@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livehub.domain.hub import CLOSE_TRY_AGAIN_LATER, Hub, Peer
+from livehub.domain.delivery import CLOSE_TRY_AGAIN_LATER
+from livehub.domain.hub import Hub
+from livehub.domain.peer import Peer
 from tests.domain.fakes import CountingEncoder, FakeSink, ManualLoop, make_hub
 
 

@@ -16,8 +16,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from livehub.domain import hub as hub_module
-from livehub.domain.hub import Hub, Peer
+from livehub.domain import delivery as delivery_module
+from livehub.domain import viewer_counts as viewer_counts_module
+from livehub.domain.hub import Hub
+from livehub.domain.peer import Peer
 from tests.domain.fakes import CountingEncoder, FakeSink, ManualLoop, Timer, make_hub
 
 PEERS = 4
@@ -131,7 +133,8 @@ def test_batched_fan_out_matches_per_recipient_queues(ops: list[tuple[str, int, 
 )
 def test_big_room_batching_only_delays(ops: list[tuple[str, int, str]]) -> None:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hub_module, "BATCH_MIN_MEMBERS", 2)
+        patch.setattr(delivery_module, "BATCH_MIN_MEMBERS", 2)
+        patch.setattr(viewer_counts_module, "BATCH_MIN_MEMBERS", 2)  # count pacing's big rooms
         check_against_reference(ops, batching=True)
 
 

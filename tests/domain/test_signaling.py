@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.errors import RoomEnded, RoomNotFound
-from livehub.domain.hub import Hub, Peer
+from livehub.domain.hub import Hub
 from livehub.domain.moderation import Moderation
+from livehub.domain.peer import Peer
 from livehub.domain.ratelimit import FLOOD_QUIET_S
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService

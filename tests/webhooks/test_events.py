@@ -1,6 +1,6 @@
 """Every webhook event type, from the app as production builds it, over real HTTP and
 WebSocket connections to a receiver that verifies every signature: the lifecycle events of
-``domain/service.py``, the host joining and leaving, throttled exact viewer counts, and no
+``domain/lifecycle.py``, the host joining and leaving, throttled exact viewer counts, and no
 secret in any body."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from livehub.config import DEFAULT_ORIGIN, Config
-from livehub.domain.service import Publisher
+from livehub.domain.hooks import Publisher
 from livehub.domain.srs_params import stream_of
 from livehub.tasks import cancel_and_wait
 

@@ -1,0 +1,82 @@
+"""Reconciliation with SRS, the domain side: hooks can be lost, so what SRS's API lists wins.
+
+:func:`reconcile_publishers` compares live rooms with SRS's stream list: a live room SRS does
+not list as published loses its publisher (through the reconnect window), unless its publish
+was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once it has acquired it).
+:func:`restore_players` counts SRS's players again after a shared registry lost them.
+``livehub/reconcile.py`` asks SRS periodically and calls these through the room service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from livehub.domain import lifecycle
+from livehub.domain.changes import RoomChanges
+from livehub.domain.room import Room, RoomEvent
+from livehub.domain.store import PlayerCounts
+
+#: seconds after an accepted on_publish during which SRS may not list the stream as published
+#: yet (on_publish runs before SRS acquires the stream; a WebRTC publisher only becomes active
+#: once ICE and DTLS are done), so reconciliation does not take the room for abandoned
+PUBLISH_GRACE = 10.0
+
+
+async def reconcile_publishers(
+    changes: RoomChanges,
+    publishing: dict[str, str | None],
+    *,
+    asked_at: int,
+    answered: Callable[[Room], bool] | None,
+    grace_ms: int,
+    window_ms: int,
+    clock: Callable[[], int],
+) -> list[Room]:
+    """Compare live rooms with what SRS reports publishing.
+
+    ``publishing`` maps the stream names SRS has an active publisher for (in our app) to
+    that publisher's client id when known; ``asked_at`` is when SRS was asked (epoch ms).
+    A live room absent there loses its publisher (through the reconnect window), unless
+    its publish was accepted less than the grace period before SRS was asked. With several
+    SRS origins, ``answered`` tells whether the origin of a room's publisher was asked
+    (rooms of an origin that did not answer keep their publisher). Returns the rooms that
+    changed.
+    """
+    grace_from = asked_at - grace_ms
+
+    def gone(room: Room) -> list[RoomEvent] | None:
+        if room.stream_key in publishing or room.reconnecting:
+            return None
+        if answered is not None and not answered(room):
+            return None
+        if room.published_at is not None and room.published_at > grace_from:
+            return None
+        return lifecycle.publisher_gone(room, None, window_ms, clock)
+
+    changed = []
+    for room in await changes.store.live():
+        stored, did = await changes.change(room, gone)
+        if did and stored is not None:
+            changed.append(stored)
+    return changed
+
+
+async def restore_players(
+    changes: RoomChanges, counts: PlayerCounts, players: dict[str, str]
+) -> int:
+    """Count SRS's players again in the live rooms they play, as SRS's API lists them
+    (client id → stream key): after a shared registry lost them (Redis restarted empty).
+    A player counted already is not counted twice. Returns how many were counted."""
+    if not players:
+        return 0
+    rooms = {room.stream_key: room for room in await changes.store.live()}
+    added = 0
+    changed: dict[str, Room] = {}
+    for client_id, stream_key in players.items():
+        room = rooms.get(stream_key)
+        if room is not None and await counts.add(room.id, client_id):
+            added += 1
+            changed[room.id] = room
+    for room in changed.values():
+        changes.notify(room)
+    return added
