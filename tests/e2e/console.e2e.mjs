@@ -4,8 +4,8 @@
 //   LIVEHUB_URL=http://127.0.0.1:8088 LIVEHUB_HOOK_SECRET=s node console.e2e.mjs
 // Environment: LIVEHUB_URL, LIVEHUB_HOOK_SECRET, CHROMIUM (default /usr/bin/chromium),
 // SCREENSHOT_DIR (default <repo>/docs/screenshots), HOOKS_DIR (default <repo>/tests/fixtures/srs-hooks),
-// STANDIN_URL (optional: standin.py, for the scenarios standin_* that drive the console against
-// server contracts from parallel branches: API keys, 429, paged lists, presence above the limit).
+// GATED_URL, LIMITED_URL, PRESENCE_URL (optional: further livehubs, one that needs an API key to
+// create rooms, one that allows one anonymous create a minute, one with a presence limit of 3).
 // E2E_SCENARIOS (optional): comma-separated scenario names to run, the others are skipped (a
 // scenario that needs an earlier one's room then says so); e.g. E2E_SCENARIOS=phone_layout.
 // Prints one JSON object on stdout: {"scenarios": {name: {ok, ms, error?, ...details}}}.
@@ -22,7 +22,8 @@ const HOOK_SECRET = process.env.LIVEHUB_HOOK_SECRET ?? '';
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = process.env.SCREENSHOT_DIR ?? join(here, '..', '..', 'docs', 'screenshots');
 const HOOKS = process.env.HOOKS_DIR ?? join(here, '..', 'fixtures', 'srs-hooks');
-const STANDIN = (process.env.STANDIN_URL ?? '').replace(/\/$/, '');
+const GATED = (process.env.GATED_URL ?? '').replace(/\/$/, ''); // a livehub that needs an API key to create
+const LIMITED = (process.env.LIMITED_URL ?? '').replace(/\/$/, ''); // one anonymous create a minute
 const PRESENCE = (process.env.PRESENCE_URL ?? '').replace(/\/$/, ''); // a livehub with LIVEHUB_PRESENCE_LIMIT=3
 const ONLY = new Set((process.env.E2E_SCENARIOS ?? '').split(',').map((n) => n.trim()).filter(Boolean));
 const T = 10_000; // default wait for anything the UI should show
@@ -62,11 +63,11 @@ async function scenario(name, fn) {
   return results[name].ok;
 }
 
-async function http(method, path, { body, token, raw = false } = {}) {
+async function http(method, path, { body, token, raw = false, base = BASE } = {}) {
   const headers = {};
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;
-  const res = await fetch(BASE + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
   if (raw) return { status: res.status, text };
   if (!res.ok) throw new Error(`${method} ${path} -> HTTP ${res.status}: ${text}`);
@@ -74,13 +75,13 @@ async function http(method, path, { body, token, raw = false } = {}) {
 }
 
 /** Post an SRS hook the way SRS would, for the room's stream and publish token. */
-async function postHook(file, streamKey, publishToken, overrides = {}) {
+async function postHook(file, streamKey, publishToken, overrides = {}, base = BASE) {
   const body = { ...JSON.parse(await readFile(join(HOOKS, file), 'utf8')), ...overrides };
   body.app = 'live';
   body.stream = streamKey;
   body.param = `?secret=${publishToken}`;
   body.stream_url = `/live/${streamKey}`;
-  const res = await http('POST', `/api/hooks/srs?secret=${encodeURIComponent(HOOK_SECRET)}`, { body, raw: true });
+  const res = await http('POST', `/api/hooks/srs?secret=${encodeURIComponent(HOOK_SECRET)}`, { body, raw: true, base });
   check(res.status === 200, `hook ${file} -> HTTP ${res.status}: ${res.text}`);
   const parsed = JSON.parse(res.text);
   check(parsed === 0 || parsed?.code === 0, `hook ${file} was refused: ${res.text}`);
@@ -192,21 +193,40 @@ async function boxes(page, selectors) {
 const inside = (inner, outer, slack = 0.5) =>
   inner && outer && inner.left >= outer.left - slack && inner.right <= outer.right + slack;
 
-async function standin(method, path, body) {
-  const res = await fetch(STANDIN + path, { method, headers: { 'Content-Type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-  check(res.ok, `stand-in ${method} ${path} -> HTTP ${res.status}`);
-  return res.json();
+// --- against further real livehubs: one that needs an API key to create rooms (GATED), one
+// that allows one anonymous create a minute (LIMITED), and PRESENCE (limit 3)
+
+const API_KEY = 'e2e-api-key-0123456789';
+
+/** `n` bare sockets on `base` joined to a room (from a page that is not the console), kept in
+ * `window.__sockets[tag]` of `page` so that the scenario can close them. */
+async function joinSockets(page, base, roomId, names, { tag = 'default', role, token } = {}) {
+  await page.evaluate(async ({ url, roomId, names, tag, role, token }) => {
+    window.__sockets ??= {};
+    window.__sockets[tag] ??= [];
+    for (const name of names) {
+      const ws = new WebSocket(url);
+      const joined = new Promise((resolve, reject) => {
+        ws.onmessage = (e) => {
+          const m = JSON.parse(e.data);
+          if (m.type === 'joined') resolve();
+          if (m.type === 'error') reject(new Error(`${name}: ${m.code}`));
+        };
+      });
+      await new Promise((resolve) => { ws.onopen = resolve; });
+      ws.send(JSON.stringify({ type: 'join', roomId, name, ...(role ? { role } : {}), ...(token ? { token } : {}) }));
+      await joined;
+      window.__sockets[tag].push(ws);
+    }
+  }, { url: `${base.replace(/^http/, 'ws')}/ws`, roomId, names, tag, role, token });
 }
+const closeSockets = (page, tag = 'default') => page.evaluate((t) => { for (const ws of window.__sockets[t]) ws.close(); window.__sockets[t] = []; }, tag);
 
-// --- against standin.py: contracts that land with other branches (see standin.py's docstring)
+async function realServerScenarios() {
+  const page = await newPage(browser, 'gated', { name: 'sam' });
 
-async function standinScenarios() {
-  const page = await newPage(browser, 'standin', { name: 'sam' });
-  const requests = () => standin('GET', '/_standin/requests');
-
-  await scenario('standin_create_needs_api_key', async () => {
-    await standin('POST', '/_standin/config', { mode: 'keys' });
-    await page.goto(`${STANDIN}/`);
+  await scenario('create_needs_api_key', async () => {
+    await page.goto(`${GATED}/`);
     await page.fill(tid('create-title'), 'Keyed room');
     const auth = [];
     page.on('request', (req) => { if (req.method() === 'POST' && req.url().endsWith('/api/rooms')) auth.push(req.headers().authorization ?? null); });
@@ -218,39 +238,58 @@ async function standinScenarios() {
     check(await page.isVisible(tid('api-key-input')), 'the API key field is not shown after a 401');
     await shot(page, 'api-key.png', { fullPage: false });
     // A wrong key: 403, said as such.
-    await page.fill(tid('api-key-input'), 'not-the-key');
+    await page.fill(tid('api-key-input'), 'not-the-key-0123456789');
     await page.press(tid('api-key-input'), 'Tab'); // change event: the key is saved
     await page.click(tid('create-submit'));
     await page.waitForFunction(() => /refused the API key/.test(document.querySelector('[data-testid="create-error"]')?.textContent), null, { timeout: T });
     const refused = await page.textContent(tid('create-error'));
     // The right key: created, and the key is kept in this browser.
-    await page.fill(tid('api-key-input'), 'e2e-api-key');
+    await page.fill(tid('api-key-input'), API_KEY);
     await page.press(tid('api-key-input'), 'Tab');
     await page.click(tid('create-submit'));
     await page.waitForSelector(`${tid('create-result')}:not([hidden])`, { timeout: T });
     check(!(await page.isVisible(tid('create-error'))), 'the create error stayed after success');
     const stored = await page.evaluate(() => localStorage.getItem('livehub.apiKey'));
-    check(stored === 'e2e-api-key', `localStorage holds ${stored}`);
-    check(JSON.stringify(auth) === JSON.stringify([null, 'Bearer not-the-key', 'Bearer e2e-api-key']), `Authorization headers sent: ${JSON.stringify(auth)}`);
-    // Anonymous creation, rate limited: the second create in a row answers 429 Retry-After 17.
-    await standin('POST', '/_standin/config', { mode: 'limited' });
-    await page.fill(tid('create-title'), 'First');
-    await page.click(tid('create-submit'));
-    await page.waitForFunction(() => document.querySelector('[data-testid="created-title"]')?.textContent === 'First', null, { timeout: T });
-    await page.fill(tid('create-title'), 'Second');
-    await page.click(tid('create-submit'));
-    await page.waitForSelector(`${tid('create-error')}:visible`, { timeout: T });
-    const limited = await page.textContent(tid('create-error'));
-    check(/too many rooms created.*try again in 17 s/i.test(limited), `429 says "${limited}"`);
-    return { missing, refused, limited };
+    check(stored === API_KEY, `localStorage holds ${stored}`);
+    check(JSON.stringify(auth) === JSON.stringify([null, 'Bearer not-the-key-0123456789', `Bearer ${API_KEY}`]), `Authorization headers sent: ${JSON.stringify(auth)}`);
+    // Anonymous creation, rate limited (one a minute): the second create answers 429 Retry-After.
+    const limited = await newPage(browser, 'limited', { name: 'lee' });
+    try {
+      await limited.goto(`${LIMITED}/`);
+      await limited.fill(tid('create-title'), 'First');
+      await limited.click(tid('create-submit'));
+      await limited.waitForFunction(() => document.querySelector('[data-testid="created-title"]')?.textContent === 'First', null, { timeout: T });
+      await limited.fill(tid('create-title'), 'Second');
+      await limited.click(tid('create-submit'));
+      await limited.waitForSelector(`${tid('create-error')}:visible`, { timeout: T });
+      const said = await limited.textContent(tid('create-error'));
+      check(/too many rooms created.*try again in \d+ s/i.test(said), `429 says "${said}"`);
+      return { missing, refused, limited: said };
+    } finally {
+      await limited.close();
+    }
   });
 
-  await scenario('standin_list_pages_and_polls_live', async () => {
-    const fresh = await newPage(browser, 'standin-list', { name: 'sue' });
+  await scenario('list_pages_and_polls_live', async () => {
+    // 230 more rooms (the API key creates them): the lobby reads them a page of 100 at a time
+    const made = [];
+    for (let n = 0; n < 230; n += 1) {
+      made.push(await http('POST', '/api/rooms', { body: { title: `Listed ${n}` }, token: API_KEY, base: GATED }));
+    }
+    const [counted, closing] = [made[made.length - 1], made[made.length - 2]]; // newest: first page
+    // the room that ends is live (its encoder published): the lobby polls live rooms whole, so
+    // it sees it drop out and reads it once
+    await postHook('on_publish.json', closing.streamKey, closing.publish.token, {}, GATED);
+    const fresh = await newPage(browser, 'gated-list', { name: 'sue' });
+    const sockets = await newPage(browser, 'gated-sockets');
+    const seen = [];
+    fresh.on('request', (req) => {
+      const url = new URL(req.url());
+      if (url.origin === GATED && url.pathname.startsWith('/api/')) seen.push(`${req.method()} ${url.pathname}${url.search}`);
+    });
     try {
-      const total = (await (await fetch(`${STANDIN}/api/rooms?limit=1`)).headers.get('X-Total-Count'));
-      const before = (await requests()).length;
-      await fresh.goto(`${STANDIN}/`);
+      const total = (await fetch(`${GATED}/api/rooms?limit=1`)).headers.get('X-Total-Count');
+      await fresh.goto(`${GATED}/`);
       const count = () => fresh.$$eval(tid('room-row'), (r) => r.length);
       await fresh.waitForFunction(() => document.querySelectorAll('[data-testid="room-row"]').length === 100, null, { timeout: T });
       const first = await fresh.textContent(tid('room-list-total'));
@@ -263,87 +302,104 @@ async function standinScenarios() {
       await fresh.waitForFunction((n) => document.querySelectorAll('[data-testid="room-row"]').length === n, Number(total), { timeout: T });
       check(!(await fresh.isVisible(tid('room-list-more'))), '"Show more" still shown on the last page');
       const last = await fresh.textContent(tid('room-list-total'));
-      // Polling sees changes of live rooms: counts, and a room that ended.
-      await standin('PATCH', '/_standin/rooms/seed0001', { viewerCount: 9 });
-      await fresh.waitForFunction(() => document.querySelector('[data-room-id="seed0001"] [data-testid="viewer-count"]')?.textContent === '9', null, { timeout: T });
-      await standin('PATCH', '/_standin/rooms/seed0002', { status: 'ended' });
-      await waitForBadge(fresh, 'ended', `${tid('room-row')}[data-room-id="seed0002"]`);
+      // Polling sees changes of active rooms: 9 members join one, another is closed.
+      await sockets.goto(`${GATED}/healthz`);
+      await joinSockets(sockets, GATED, counted.id, [1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => `v${n}`));
+      await fresh.waitForFunction((id) => document.querySelector(`[data-room-id="${id}"] [data-testid="viewer-count"]`)?.textContent === '9', counted.id, { timeout: T });
+      await http('POST', `/api/rooms/${closing.id}/close`, { token: closing.ownerToken, base: GATED });
+      await waitForBadge(fresh, 'ended', `${tid('room-row')}[data-room-id="${closing.id}"]`);
       await fresh.waitForTimeout(2500); // one more poll
-      const made = (await requests()).slice(before).filter((r) => r.startsWith('GET '));
-      const pages = made.filter((r) => /^GET \/api\/rooms\?limit=100$/.test(r) || /cursor=/.test(r));
-      const polls = made.filter((r) => /status=(live|preparing)/.test(r));
-      const single = made.filter((r) => /^GET \/api\/rooms\/[^/?]+$/.test(r));
-      const other = made.filter((r) => !pages.includes(r) && !polls.includes(r) && !single.includes(r));
+      const pages = seen.filter((r) => /^GET \/api\/rooms\?limit=100$/.test(r) || /cursor=/.test(r));
+      const polls = seen.filter((r) => /status=(live|preparing)/.test(r));
+      const single = seen.filter((r) => /^GET \/api\/rooms\/[^/?]+$/.test(r));
+      const other = seen.filter((r) => !pages.includes(r) && !polls.includes(r) && !single.includes(r));
       check(pages.length === 3, `expected 3 page reads (first and two "more"), saw ${JSON.stringify(pages)}`);
       check(polls.length >= 4, `expected polls of live and preparing rooms, saw ${JSON.stringify(polls)}`);
       check(other.length === 0, `requests other than pages, active polls and single rooms: ${JSON.stringify(other)}`);
-      check(single.every((r) => r.endsWith('/seed0002')), `single-room reads: ${JSON.stringify(single)}`);
+      check(single.every((r) => r.endsWith(`/${closing.id}`)), `single-room reads: ${JSON.stringify(single)}`);
       return { rows: await count(), first, last, pages: pages.length, polls: polls.length, single };
     } finally {
+      await sockets.close();
       await fresh.close();
     }
   });
 
-  await scenario('standin_presence_counted', async () => {
-    // A crowded room (250 > the limit of 100): hosts listed, viewers counted.
-    await page.goto(`${STANDIN}/#/room/big`);
-    await waitForMembers(page, ['ann', 'sam']);
-    await page.waitForSelector(`${tid('member-summary')}[data-presence="counted"]:visible`, { timeout: T });
-    const summary = await page.textContent(tid('member-summary'));
-    // viewerCount counts every member: 250 with the host Ann are 249 viewers and 1 host
-    check(/^249 viewers and 1 host\b/.test(summary), `summary says "${summary}"`);
-    await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'big', viewerCount: 251 });
-    await page.waitForFunction(() => /^250 viewers and 1 host/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
-    await shot(page, 'presence.png');
-    // A room that crosses the limit while we are in it.
-    await page.goto(`${STANDIN}/#/room/seed0001`);
-    await waitForMembers(page, ['ann', 'sam', 'val', 'vic']);
-    check(!(await page.isVisible(tid('member-summary'))), 'summary shown below the limit');
-    await standin('POST', '/_standin/push', { type: 'presence-mode', roomId: 'seed0001', presence: 'counted' });
-    await standin('POST', '/_standin/push', { type: 'viewer-count', roomId: 'seed0001', viewerCount: 101 });
-    await waitForMembers(page, ['ann', 'sam']);
-    await page.waitForFunction(() => /^100 viewers and 1 host/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
-    // Hosts are still announced; viewers are not listed (a stray announcement is ignored).
-    await standin('POST', '/_standin/push', { type: 'peer-joined', roomId: 'seed0001', peer: { peerId: 'host-hal', name: 'hal', role: 'host' } });
-    await standin('POST', '/_standin/push', { type: 'peer-joined', roomId: 'seed0001', peer: { peerId: 'viewer-vera', name: 'vera', role: 'viewer' } });
-    await waitForMembers(page, ['ann', 'hal', 'sam']);
-    const twoHosts = await page.textContent(tid('member-summary'));
-    check(/^99 viewers and 2 hosts\b/.test(twoHosts), `with two hosts the summary says "${twoHosts}"`);
-    // Back below the limit: presence-mode "full" lists every member again (as the server sends
-    // it, docs/protocol.md), so the list is whole and there is nothing "not listed".
-    const samPeer = (await members(page)).find((m) => m.name === 'sam').peerId;
-    const everyone = [
-      { peerId: 'host-ann', name: 'ann', role: 'host' }, { peerId: 'host-hal', name: 'hal', role: 'host' },
-      { peerId: 'viewer-vic', name: 'vic', role: 'viewer' }, { peerId: 'viewer-val', name: 'val', role: 'viewer' },
-      { peerId: 'viewer-vera', name: 'vera', role: 'viewer' }, { peerId: samPeer, name: 'sam', role: 'viewer' },
-    ];
-    await standin('POST', '/_standin/push', { type: 'presence-mode', roomId: 'seed0001', presence: 'full', viewerCount: everyone.length, members: everyone });
-    await waitForMembers(page, ['ann', 'hal', 'sam', 'val', 'vera', 'vic']);
-    await page.waitForSelector(`${tid('member-summary')}[data-presence="full"]`, { state: 'hidden', timeout: T });
-    const back = await page.$eval(tid('member-summary'), (e) => ({ hidden: e.hidden, text: e.textContent }));
-    check(back.hidden, `back to full the summary still says "${back.text}"`);
-    // ... and follows joins and departures again.
-    await standin('POST', '/_standin/push', { type: 'peer-left', roomId: 'seed0001', peerId: 'viewer-vera' });
-    await waitForMembers(page, ['ann', 'hal', 'sam', 'val', 'vic']);
-    return { summary, twoHosts, backToFull: (await members(page)).map((m) => m.name).sort() };
+  if (PRESENCE) await scenario('presence_counted', async () => {
+    // Above the limit of 3: hosts listed, viewers counted. Sam watches (a viewer of the console);
+    // Ann, the host, and the viewers are bare sockets.
+    const room = await http('POST', '/api/rooms', { body: { title: 'Crowded' }, base: PRESENCE });
+    const sam = await newPage(browser, 'presence-sam', { name: 'sam' });
+    const crowd = await newPage(browser, 'presence-crowd');
+    try {
+      await crowd.goto(`${PRESENCE}/healthz`);
+      await joinSockets(crowd, PRESENCE, room.id, ['ann'], { tag: 'ann', role: 'host', token: room.ownerToken });
+      await sam.goto(`${PRESENCE}/#/room/${encodeURIComponent(room.id)}`);
+      await waitForMembers(sam, ['ann', 'sam']);
+      await joinSockets(crowd, PRESENCE, room.id, ['val', 'vic', 'vera'], { tag: 'viewers' });
+      await sam.waitForSelector(`${tid('member-summary')}[data-presence="counted"]:visible`, { timeout: T });
+      // 5 members with the host Ann are 4 viewers and 1 host; the viewers are not listed
+      await sam.waitForFunction(() => /^4 viewers and 1 host\b/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
+      const summary = await sam.textContent(tid('member-summary'));
+      await waitForMembers(sam, ['ann', 'sam']);
+      await shot(sam, 'presence.png');
+      // one more viewer: counted, not listed
+      await joinSockets(crowd, PRESENCE, room.id, ['vince'], { tag: 'viewers' });
+      await sam.waitForFunction(() => /^5 viewers and 1 host\b/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
+      // hosts are still announced
+      await joinSockets(crowd, PRESENCE, room.id, ['hal'], { tag: 'hal', role: 'host', token: room.ownerToken });
+      await waitForMembers(sam, ['ann', 'hal', 'sam']);
+      await sam.waitForFunction(() => /^5 viewers and 2 hosts\b/.test(document.querySelector('[data-testid="member-summary"]')?.textContent), null, { timeout: T });
+      const twoHosts = await sam.textContent(tid('member-summary'));
+      // back under the limit: presence-mode "full" carries every member, nothing "not listed"
+      await closeSockets(crowd, 'viewers');
+      await closeSockets(crowd, 'hal');
+      await waitForMembers(sam, ['ann', 'sam']);
+      await sam.waitForSelector(`${tid('member-summary')}[data-presence="full"]`, { state: 'hidden', timeout: T });
+      const back = await sam.$eval(tid('member-summary'), (e) => ({ hidden: e.hidden, text: e.textContent }));
+      check(back.hidden, `back to full the summary still says "${back.text}"`);
+      // ... and follows joins again
+      await joinSockets(crowd, PRESENCE, room.id, ['vic'], { tag: 'viewers' });
+      await waitForMembers(sam, ['ann', 'sam', 'vic']);
+      return { summary, twoHosts, backToFull: (await members(sam)).map((m) => m.name).sort() };
+    } finally {
+      await crowd.close();
+      await sam.close();
+    }
   });
 
-  await scenario('standin_chat_refused_after_end', async () => {
-    // The room ends between page load and a chat message: the server's room_ended closes chat.
-    await page.goto(`${STANDIN}/#/room/seed0001`);
-    await standin('PATCH', '/_standin/rooms/seed0001', { status: 'live' });
-    await page.waitForSelector(`${tid('ws-state')}[data-state="joined"]`, { timeout: T });
-    await page.fill(tid('chat-input'), 'still there?');
-    await page.press(tid('chat-input'), 'Enter');
-    await waitForChat(page, 'still there?');
-    await standin('PATCH', '/_standin/rooms/seed0001', { status: 'ended' });
-    await page.fill(tid('chat-input'), 'anyone?');
-    await page.press(tid('chat-input'), 'Enter');
-    await waitForChatClosed(page);
-    await waitForBadge(page, 'ended');
-    const errorsShown = await page.textContent(tid('error-banner'));
-    check(!/refused/.test(errorsShown), `room_ended shown as an error: "${errorsShown}"`);
-    return {};
+  await scenario('chat_refused_after_end', async () => {
+    // The room ends between page load and a chat line, and the page does not hear it (its
+    // socket's room-status is held back): the server's room_ended error closes chat.
+    const room = await http('POST', '/api/rooms', { body: { title: 'Ends quietly' }, token: API_KEY, base: GATED });
+    const quiet = await newPage(browser, 'quiet', { name: 'sam' });
+    let holdBack = false;
+    await quiet.routeWebSocket(/\/ws$/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((message) => server.send(message));
+      server.onMessage((message) => {
+        if (holdBack && typeof message === 'string' && JSON.parse(message).type === 'room-status') return;
+        ws.send(message);
+      });
+    });
+    try {
+      await quiet.goto(`${GATED}/#/room/${encodeURIComponent(room.id)}`);
+      await quiet.waitForSelector(`${tid('ws-state')}[data-state="joined"]`, { timeout: T });
+      await quiet.fill(tid('chat-input'), 'still there?');
+      await quiet.press(tid('chat-input'), 'Enter');
+      await waitForChat(quiet, 'still there?');
+      holdBack = true;
+      await http('POST', `/api/rooms/${room.id}/close`, { token: room.ownerToken, base: GATED });
+      check(await quiet.isEnabled(tid('chat-input')), 'chat closed before the page could know');
+      await quiet.fill(tid('chat-input'), 'anyone?');
+      await quiet.press(tid('chat-input'), 'Enter');
+      await waitForChatClosed(quiet);
+      await waitForBadge(quiet, 'ended');
+      const errorsShown = await quiet.textContent(tid('error-banner'));
+      check(!/refused/.test(errorsShown), `room_ended shown as an error: "${errorsShown}"`);
+      return {};
+    } finally {
+      await quiet.close();
+    }
   });
   await page.close();
 }
@@ -995,7 +1051,7 @@ try {
     }
   });
 
-  if (STANDIN) await standinScenarios();
+  if (GATED && LIMITED) await realServerScenarios();
 } finally {
   await browser.close();
 }

@@ -8,10 +8,9 @@ endpoints and posts its hooks, and some scenarios post hooks directly the way SR
 ``presence_both_ways`` runs against a second livehub with ``LIVEHUB_PRESENCE_LIMIT=3``, so a
 few sockets cross the presence limit both ways.
 
-The ``standin_*`` scenarios drive the same console against ``standin.py``, a few-line stand-in
-for server contracts that other branches are building (API keys and 429 on create, paged
-lists, presence above the limit, chat refused in ended rooms); they pass today, and keep
-passing once the real server speaks the same contracts.
+Every scenario runs against a real livehub: the main one (with a fake SRS for WHIP/WHEP), and
+further ones where a scenario needs a configuration of its own (API keys, one create a minute,
+a presence limit of 3).
 
 Needs ``node``, ``/usr/bin/chromium`` (Debian ``chromium``) and playwright-core from
 ``npm ci`` in ``tests/e2e`` (run by the tests themselves when ``node_modules`` is missing).
@@ -23,8 +22,10 @@ those scenarios of the script (the tests of the others skip), to iterate on one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -111,10 +112,10 @@ def server() -> Iterator[str]:
             stop(proc, log, "livehub")
 
 
-@pytest.fixture(scope="module")
-def small_presence() -> Iterator[str]:
-    """A second livehub whose rooms count viewers above 3 members (LIVEHUB_PRESENCE_LIMIT=3):
-    the presence scenario crosses the limit both ways with a handful of sockets."""
+@contextlib.contextmanager
+def another_livehub(what: str, **settings: str) -> Iterator[str]:
+    """A further livehub (in memory, no SRS API) with ``settings``, for scenarios that need a
+    configuration of their own."""
     port = free_port()
     env = {
         **os.environ,
@@ -122,9 +123,7 @@ def small_presence() -> Iterator[str]:
         "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
         "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
         "LIVEHUB_RECONCILE_INTERVAL": "0",
-        "LIVEHUB_CREATE_RATE_PER_MIN": "1000",
-        "LIVEHUB_PRESENCE_LIMIT": "3",
-        "LIVEHUB_VIEWER_COUNT_INTERVAL": "0.05",
+        **settings,
     }
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
@@ -139,31 +138,44 @@ def small_presence() -> Iterator[str]:
             wait_for_http(f"{base}/healthz", proc)
             yield base
         finally:
-            stop(proc, log, "livehub (presence limit 3)")
+            stop(proc, log, f"livehub ({what})")
 
 
 @pytest.fixture(scope="module")
-def standin() -> Iterator[str]:
-    """standin.py on a free port: the contracts of issues 8 and 11 the console is written to."""
-    port = free_port()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "standin.py"), "--port", str(port)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for_http(f"{base}/api/rooms?limit=1", proc)
-            yield base
-        finally:
-            stop(proc, log, "stand-in")
+def small_presence() -> Iterator[str]:
+    """Rooms count viewers above 3 members (LIVEHUB_PRESENCE_LIMIT=3): the presence scenarios
+    cross the limit both ways with a handful of sockets."""
+    with another_livehub(
+        "presence limit 3",
+        LIVEHUB_CREATE_RATE_PER_MIN="1000",
+        LIVEHUB_PRESENCE_LIMIT="3",
+        LIVEHUB_VIEWER_COUNT_INTERVAL="0.05",
+    ) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def gated() -> Iterator[str]:
+    """Creating a room needs an API key (LIVEHUB_API_KEYS): the create form's 401 and 403, and
+    the rooms the list scenario pages through."""
+    with another_livehub("API keys", LIVEHUB_API_KEYS="e2e-api-key-0123456789") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def limited() -> Iterator[str]:
+    """One anonymous create a minute per address (LIVEHUB_CREATE_RATE_PER_MIN=1): the 429."""
+    with another_livehub("one create a minute", LIVEHUB_CREATE_RATE_PER_MIN="1") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def report(
-    server: str, standin: str, small_presence: str, tmp_path_factory: pytest.TempPathFactory
+    server: str,
+    gated: str,
+    limited: str,
+    small_presence: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     assert NODE is not None
     install_playwright_core()
@@ -179,7 +191,8 @@ def report(
             else tmp_path_factory.mktemp("screenshots")
         ),
         "HOOKS_DIR": str(HOOKS_DIR),
-        "STANDIN_URL": standin,
+        "GATED_URL": gated,
+        "LIMITED_URL": limited,
         "PRESENCE_URL": small_presence,
     }
     done = subprocess.run(
@@ -333,35 +346,37 @@ def test_presence_both_ways_on_a_real_server(report: dict[str, Any]) -> None:
     assert result["summaryHidden"] is True
 
 
-# --- against standin.py (contracts from the signaling and store branches, issues 8 and 11)
+# --- against further livehubs: API keys and 429 on create, paged lists, presence above the limit,
+# chat refused in a room that ended unheard
 
 
 def test_create_errors_401_403_and_429_with_api_key_field(report: dict[str, Any]) -> None:
-    result = scenario(report, "standin_create_needs_api_key")
-    assert "try again in 17 s" in result["limited"]
+    result = scenario(report, "create_needs_api_key")
+    assert "needs an API key" in result["missing"] and "refused the API key" in result["refused"]
+    assert re.search(r"try again in \d+ s", result["limited"]), result["limited"]
 
 
 def test_list_pages_through_link_and_polls_only_active_rooms(report: dict[str, Any]) -> None:
-    result = scenario(report, "standin_list_pages_and_polls_live")
+    result = scenario(report, "list_pages_and_polls_live")
     assert result["pages"] == 3
     assert result["rows"] == int(result["last"].split()[0])
 
 
 def test_member_panel_counts_viewers_above_the_presence_limit(report: dict[str, Any]) -> None:
     # issue 20 item 7: viewerCount counts hosts too; the panel says viewers without them
-    result = scenario(report, "standin_presence_counted")
-    assert result["summary"].startswith("249 viewers and 1 host")
-    assert result["twoHosts"].startswith("99 viewers and 2 hosts")
+    result = scenario(report, "presence_counted")
+    assert result["summary"].startswith("4 viewers and 1 host")
+    assert result["twoHosts"].startswith("5 viewers and 2 hosts")
 
 
 def test_member_panel_lists_everyone_again_back_under_the_limit(report: dict[str, Any]) -> None:
     # issue 20 item 2: presence-mode "full" carries the members: the whole list, no "not listed"
-    result = scenario(report, "standin_presence_counted")
-    assert result["backToFull"] == ["ann", "hal", "sam", "val", "vic"]
+    result = scenario(report, "presence_counted")
+    assert result["backToFull"] == ["ann", "sam", "vic"]
 
 
 def test_chat_refused_with_room_ended_closes_chat(report: dict[str, Any]) -> None:
-    scenario(report, "standin_chat_refused_after_end")
+    scenario(report, "chat_refused_after_end")
 
 
 def test_no_uncaught_page_errors(report: dict[str, Any]) -> None:
