@@ -3,14 +3,17 @@ dependencies, a livehub and a fake SRS started for a scenario run."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -88,3 +91,33 @@ def install_playwright_core() -> None:
     )
     if done.returncode != 0:
         pytest.fail(f"`npm ci` in tests/e2e failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+@contextlib.contextmanager
+def livehub_process(what: str, port: int | None = None, **settings: str) -> Iterator[str]:
+    """A whole livehub (an in-memory database) on 127.0.0.1, its base URL; stopped afterwards
+    (its log shown if it failed). ``settings`` (``LIVEHUB_*``) go over the tests' defaults: the
+    e2e hook secret, no reconciliation passes, an SRS API where nothing listens."""
+    port = port or free_port()
+    env = {
+        **os.environ,
+        "LIVEHUB_HOST": "127.0.0.1",
+        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+        "LIVEHUB_RECONCILE_INTERVAL": "0",
+        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
+        **settings,
+    }
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{base}/healthz", proc)
+            yield base
+        finally:
+            stop(proc, log, f"livehub ({what})")

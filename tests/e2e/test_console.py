@@ -22,7 +22,6 @@ those scenarios of the script (the tests of the others skip), to iterate on one 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -44,6 +43,7 @@ from tests.e2e.browser import (
     ROOT,
     free_port,
     install_playwright_core,
+    livehub_process,
     stop,
     wait_for_http,
 )
@@ -65,31 +65,8 @@ def server() -> Iterator[str]:
     """livehub on a free port, with a fake SRS whose WHIP/WHEP URLs the rooms point to."""
     port = free_port()
     srs_port = free_port()
-    env = {
-        **os.environ,
-        "LIVEHUB_HOST": "127.0.0.1",
-        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-        "LIVEHUB_RECONNECT_WINDOW": "0",
-        "LIVEHUB_RECONCILE_INTERVAL": "0",
-        "LIVEHUB_PUBLIC_HOST": "127.0.0.1",
-        # WHIP/WHEP URLs point to the fake SRS; its HTTP API (kick, reconcile) is not faked
-        # and nothing listens there, so livehub sees "SRS API unreachable" and carries on.
-        "LIVEHUB_SRS_API_PORT": str(srs_port),
-        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
-        # the scenarios create a handful of rooms from one address: stay clear of the
-        # anonymous create limit (issue 11; ignored by servers without it)
-        "LIVEHUB_CREATE_RATE_PER_MIN": "1000",
-    }
-    base = f"http://127.0.0.1:{port}"
-    hook_url = f"{base}/api/hooks/srs?secret={HOOK_SECRET}"
-    with tempfile.TemporaryFile() as log, tempfile.TemporaryFile() as srs_log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    hook_url = f"http://127.0.0.1:{port}/api/hooks/srs?secret={HOOK_SECRET}"
+    with tempfile.TemporaryFile() as srs_log:
         srs = subprocess.Popen(
             [
                 sys.executable,
@@ -104,48 +81,30 @@ def server() -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         try:
-            wait_for_http(f"{base}/healthz", proc)
-            wait_for_http(f"http://127.0.0.1:{srs_port}/", srs)
-            yield base
+            with livehub_process(
+                "main",
+                port,
+                LIVEHUB_RECONNECT_WINDOW="0",
+                LIVEHUB_PUBLIC_HOST="127.0.0.1",
+                # WHIP/WHEP URLs point to the fake SRS; its HTTP API (kick, reconcile) is not
+                # faked and nothing listens there, so livehub sees "SRS API unreachable" and
+                # carries on.
+                LIVEHUB_SRS_API_PORT=str(srs_port),
+                # the scenarios create a handful of rooms from one address: stay clear of the
+                # anonymous create limit
+                LIVEHUB_CREATE_RATE_PER_MIN="1000",
+            ) as base:
+                wait_for_http(f"http://127.0.0.1:{srs_port}/", srs)
+                yield base
         finally:
             stop(srs, srs_log, "fake SRS")
-            stop(proc, log, "livehub")
-
-
-@contextlib.contextmanager
-def another_livehub(what: str, **settings: str) -> Iterator[str]:
-    """A further livehub (in memory, no SRS API) with ``settings``, for scenarios that need a
-    configuration of their own."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "LIVEHUB_HOST": "127.0.0.1",
-        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
-        "LIVEHUB_RECONCILE_INTERVAL": "0",
-        **settings,
-    }
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_http(f"{base}/healthz", proc)
-            yield base
-        finally:
-            stop(proc, log, f"livehub ({what})")
 
 
 @pytest.fixture(scope="module")
 def small_presence() -> Iterator[str]:
     """Rooms count viewers above 3 members (LIVEHUB_PRESENCE_LIMIT=3): the presence scenarios
     cross the limit both ways with a handful of sockets."""
-    with another_livehub(
+    with livehub_process(
         "presence limit 3",
         LIVEHUB_CREATE_RATE_PER_MIN="1000",
         LIVEHUB_PRESENCE_LIMIT="3",
@@ -158,14 +117,14 @@ def small_presence() -> Iterator[str]:
 def gated() -> Iterator[str]:
     """Creating a room needs an API key (LIVEHUB_API_KEYS): the create form's 401 and 403, and
     the rooms the list scenario pages through."""
-    with another_livehub("API keys", LIVEHUB_API_KEYS="e2e-api-key-0123456789") as base:
+    with livehub_process("API keys", LIVEHUB_API_KEYS="e2e-api-key-0123456789") as base:
         yield base
 
 
 @pytest.fixture(scope="module")
 def limited() -> Iterator[str]:
     """One anonymous create a minute per address (LIVEHUB_CREATE_RATE_PER_MIN=1): the 429."""
-    with another_livehub("one create a minute", LIVEHUB_CREATE_RATE_PER_MIN="1") as base:
+    with livehub_process("one create a minute", LIVEHUB_CREATE_RATE_PER_MIN="1") as base:
         yield base
 
 

@@ -24,10 +24,9 @@ from tests.e2e.browser import (
     CHROMIUM,
     HERE,
     NODE,
-    ROOT,
     free_port,
     install_playwright_core,
-    stop,
+    livehub_process,
     wait_for_http,
 )
 from tests.real_srs import SRS_DIR, RealSRS
@@ -43,7 +42,7 @@ def livehub_with_srs() -> Iterator[str]:
     if not binary.is_file():
         pytest.skip(f"real SRS not found in {SRS_DIR} (see shared/srs/README.md)")
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryDirectory() as tmp:
         srs = RealSRS(binary, Path(tmp), port)
         conf = Path(tmp) / "srs.conf"
         conf.write_text(srs.config())
@@ -53,32 +52,22 @@ def livehub_with_srs() -> Iterator[str]:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        env = {
-            **os.environ,
-            "LIVEHUB_HOST": "127.0.0.1",
-            "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-            "LIVEHUB_RECONNECT_WINDOW": "0",
-            "LIVEHUB_RECONCILE_INTERVAL": "0",
-            "LIVEHUB_PUBLIC_HOST": "127.0.0.1",
-            "LIVEHUB_SRS_API_URL": srs.api_url,
-            "LIVEHUB_SRS_API_PORT": str(srs.api_port),
-            "LIVEHUB_SRS_HTTP_PORT": str(srs.http_port),
-            "LIVEHUB_RTMP_PORT": str(srs.rtmp_port),
-            "LIVEHUB_CREATE_RATE_PER_MIN": "1000",
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
         try:
-            wait_for_http(f"http://127.0.0.1:{port}/healthz", proc)
-            wait_for_http(f"{srs.api_url}/api/v1/versions", srs_proc)
-            yield f"http://127.0.0.1:{port}"
+            with livehub_process(
+                "real SRS",
+                port,
+                LIVEHUB_HOOK_SECRET=HOOK_SECRET,  # the one RealSRS signs its hooks with
+                LIVEHUB_RECONNECT_WINDOW="0",
+                LIVEHUB_PUBLIC_HOST="127.0.0.1",
+                LIVEHUB_SRS_API_URL=srs.api_url,
+                LIVEHUB_SRS_API_PORT=str(srs.api_port),
+                LIVEHUB_SRS_HTTP_PORT=str(srs.http_port),
+                LIVEHUB_RTMP_PORT=str(srs.rtmp_port),
+                LIVEHUB_CREATE_RATE_PER_MIN="1000",
+            ) as base:
+                wait_for_http(f"{srs.api_url}/api/v1/versions", srs_proc)
+                yield base
         finally:
-            stop(proc, log, "livehub")
             srs_proc.terminate()
             try:
                 srs_proc.wait(timeout=10)

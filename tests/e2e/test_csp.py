@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,11 +21,9 @@ from tests.e2e.browser import (
     HOOK_SECRET,
     HOOKS_DIR,
     NODE,
-    ROOT,
     free_port,
     install_playwright_core,
-    stop,
-    wait_for_http,
+    livehub_process,
 )
 
 pytestmark = pytest.mark.e2e
@@ -35,51 +32,34 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def csp_report() -> Iterator[dict[str, Any]]:
     assert NODE is not None
-    port, internal, srs_api = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "LIVEHUB_HOST": "127.0.0.1",
-        "LIVEHUB_INTERNAL_PORT": str(internal),
-        "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-        "LIVEHUB_RECONNECT_WINDOW": "0",
-        "LIVEHUB_RECONCILE_INTERVAL": "0",
-        "LIVEHUB_PUBLIC_HOST": "127.0.0.1",
-        "LIVEHUB_SRS_API_PORT": str(srs_api),  # WHEP: nothing listens, the browser still asks
-        "LIVEHUB_SRS_API_URL": f"http://127.0.0.1:{free_port()}",
-    }
-    base = f"http://127.0.0.1:{port}"
+    internal, srs_api = free_port(), free_port()
     install_playwright_core()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "livehub", "--port", str(port), "--db", ":memory:"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with livehub_process(
+        "CSP",
+        LIVEHUB_INTERNAL_PORT=str(internal),
+        LIVEHUB_RECONNECT_WINDOW="0",
+        LIVEHUB_PUBLIC_HOST="127.0.0.1",
+        LIVEHUB_SRS_API_PORT=str(srs_api),  # WHEP: nothing listens, the browser still asks
+    ) as base:
+        done = subprocess.run(
+            [NODE, str(HERE / "csp.e2e.mjs")],
+            cwd=HERE,
+            env={
+                **os.environ,
+                "LIVEHUB_URL": base,
+                "INTERNAL_URL": f"http://127.0.0.1:{internal}",
+                "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
+                "HOOKS_DIR": str(HOOKS_DIR),
+                "CHROMIUM": CHROMIUM,
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
-        try:
-            wait_for_http(f"{base}/healthz", proc)
-            done = subprocess.run(
-                [NODE, str(HERE / "csp.e2e.mjs")],
-                cwd=HERE,
-                env={
-                    **os.environ,
-                    "LIVEHUB_URL": base,
-                    "INTERNAL_URL": f"http://127.0.0.1:{internal}",
-                    "LIVEHUB_HOOK_SECRET": HOOK_SECRET,
-                    "HOOKS_DIR": str(HOOKS_DIR),
-                    "CHROMIUM": CHROMIUM,
-                },
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            sys.stderr.write(done.stderr[-4000:])
-            assert done.returncode == 0, done.stderr[-3000:]
-            yield json.loads(done.stdout.strip().splitlines()[-1])
-        finally:
-            stop(proc, log, "livehub")
+        sys.stderr.write(done.stderr[-4000:])
+        assert done.returncode == 0, done.stderr[-3000:]
+        yield json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_the_console_runs_without_a_csp_violation(csp_report: dict[str, Any]) -> None:
