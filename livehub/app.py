@@ -177,9 +177,11 @@ def create_app(config: Config) -> web.Application:
     return app
 
 
-def _json_size(payload: object) -> int:
-    """A relay payload's size as the hub will encode it."""
-    return len(orjson.dumps(payload))
+def _json_size(payload: object) -> tuple[int, object]:
+    """A relay payload encoded once: its size, and the encoded bytes as an ``orjson.Fragment``
+    that the hub's encoder embeds as they are (not encoded a second time)."""
+    encoded = orjson.dumps(payload)
+    return len(encoded), orjson.Fragment(encoded)
 
 
 async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:

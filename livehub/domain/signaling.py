@@ -100,14 +100,17 @@ class ProtocolError(LivehubError):
 
 
 RoomView = Callable[[Room], dict[str, Any]]
-#: the size in bytes of a relay payload as JSON (it raises TypeError or ValueError for a payload
-#: that cannot be encoded)
-Measure = Callable[[Any], int]
+#: a relay payload encoded once: its size in bytes as JSON, and what the relayed message carries
+#: in its place (the app's encoder embeds the encoded bytes as they are, so a relay is encoded
+#: once); raises TypeError or ValueError for a payload that cannot be encoded
+Measure = Callable[[Any], tuple[int, Any]]
 
 
-def json_size(payload: Any) -> int:
-    """:data:`Measure` with the standard library (the app measures with its own encoder)."""
-    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+def json_size(payload: Any) -> tuple[int, Any]:
+    """:data:`Measure` with the standard library (the app measures with its own encoder): the
+    size, and the payload itself."""
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    return size, payload
 
 
 #: closes a room for good (and kicks its publisher); members hear ``room-status`` "ended"
@@ -400,7 +403,7 @@ class Signaling:
             raise ProtocolError("invalid_to", "Field 'to' must be a peer id")
         limits = self.limits
         try:
-            size = self._measure(payload)
+            size, encoded = self._measure(payload)
         except (TypeError, ValueError, RecursionError) as exc:
             # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels)
             log.debug("payload from peer %s not relayed: %s", peer.id, exc)
@@ -427,7 +430,7 @@ class Signaling:
                 peer, verdict, "Too many relayed bytes: slow down", inReplyTo=kind, roomId=room_id
             )
             return
-        out = {"type": kind, "roomId": room_id, "payload": payload, "from": peer.id}
+        out = {"type": kind, "roomId": room_id, "payload": encoded, "from": peer.id}
         try:
             if to is None:
                 self.hub.broadcast(room_id, out, exclude=peer)
