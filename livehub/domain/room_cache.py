@@ -3,10 +3,11 @@
 Signaling needs a room's status (is it ended?) and its owner-token hash (may this peer join as
 host?) on every join, chat line and close-room. Those change only when the room changes, and
 every change is heard: this process's own through :meth:`RoomService.subscribe` (the new
-:class:`Room` itself, :meth:`RoomCache.put`), another node's through the bus's room notice
-(:meth:`RoomCache.forget`), and a bus session that ended or began again may have missed
-notices (:meth:`RoomCache.clear`). So a room is read from the store once per change, however
-many peers join it, and chat goes on while the store is briefly unreachable.
+:class:`Room` itself replaces a kept one, :meth:`RoomCache.put`), another node's through
+the bus's room notice (:meth:`RoomCache.forget`), and a bus session that ended or began
+again may have missed notices (:meth:`RoomCache.clear`). So a room is read from the store once
+per change, however many peers join it, and chat goes on while the store is briefly
+unreachable.
 
 Reads are single-flight: peers that join a room nobody has read yet share one store read (the
 first asker reads in its own task; the others wait for its answer, and ask again if it went
@@ -92,9 +93,13 @@ class RoomCache:
         return self._generation.pop(room_id, 0)
 
     def put(self, room: Room) -> None:
-        """This process changed the room: the new state, no read needed."""
-        self._bump(room.id)
-        self._keep(room)
+        """This process changed the room: the new state replaces the kept one, no read
+        needed. A room nobody asked for is not taken in (a burst of creates would otherwise
+        fill the cache, and the garbage collector's passes, with rooms no peer joins): it is
+        read once when first asked."""
+        if room.id in self._rooms or room.id in self._reads:
+            self._bump(room.id)
+            self._keep(room)
 
     def forget(self, room_id: str) -> None:
         """Another process changed the room: read it again when next asked."""

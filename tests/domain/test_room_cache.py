@@ -62,6 +62,32 @@ async def test_peers_asking_at_once_share_one_read() -> None:
     assert store.reads == ["r1"]  # kept: no read until the room changes
 
 
+async def test_a_room_nobody_asked_for_is_not_taken_in() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    cache.put(room("new"))  # created here: no peer has asked for it
+    assert len(cache) == 0
+    store.rooms["new"] = room("new", status=RoomStatus.LIVE, version=1)
+    assert (await cache.get("new")).status is RoomStatus.LIVE  # read once when asked
+    await cache.get("new")
+    assert store.reads == ["new"]
+
+
+async def test_a_change_during_the_first_read_is_kept_instead_of_the_read() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    store.gate.clear()
+    first = asyncio.create_task(cache.get("r1"))
+    await store.asked.wait()
+    ended = room(status=RoomStatus.ENDED, version=1)
+    cache.put(ended)  # heard while the read is in flight: the read is stale
+    store.gate.set()
+    await first
+    store.down = True
+    assert await cache.get("r1") is ended
+    assert store.reads == ["r1"]
+
+
 async def test_a_change_here_replaces_the_room_without_a_read() -> None:
     store = Store(room())
     cache = RoomCache(store.read)
