@@ -15,7 +15,15 @@ delivered.
 prints the stall percentiles, the hook latencies and the delivery time as one JSON line; the
 loop's largest stall while idle (3 s before the load: the host's own noise) comes first.
 ``--trace`` also prints the slowest callbacks with the CPU time they used (a stall with little
-CPU is the host scheduling other work, not the loop blocked) and full garbage collections.
+CPU is the host scheduling other work, not the loop blocked) and full garbage collections; it
+runs asyncio's own loop (it times asyncio's ``Handle``), where a plain run uses uvloop, as
+``python -m livehub`` does.
+
+The two children stand for other machines (SRS, the webhook endpoint, clients): on a host with
+more than one core they run on the last core at a lower priority (``nice 5``), so that what is
+measured is livehub's loop and not the host handing its core to the load generator;
+``--share-cores`` leaves them on every core at livehub's priority. The probe reads
+``time.perf_counter`` (uvloop's ``loop.time()`` counts whole milliseconds).
 """
 
 from __future__ import annotations
