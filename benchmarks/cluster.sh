@@ -112,6 +112,9 @@ wait_http() { # PORT PID LOG
   return 1
 }
 
+RUN_VIEWER_SECRET="$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+RUN_CLUSTER_KEY="$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+
 start_livehub() { # PORT LOG [VAR=VALUE ...]: one livehub process
   local port="$1" log="$2"; shift 2
   # shellcheck disable=SC2086
@@ -141,7 +144,9 @@ start_target() { # TARGET LOG
       ;;
     cluster1 | cluster2)
       db="$("$PYTHON" "$HERE/cluster_engines.py" fresh "$PG_URL" "$REDIS_URL")" || return 1
-      local env=(LIVEHUB_DATABASE_URL="$db" LIVEHUB_REDIS_URL="$REDIS_URL")
+      # cluster mode needs the nodes' shared secrets: made for this run, as a deployment would
+      local env=(LIVEHUB_DATABASE_URL="$db" LIVEHUB_REDIS_URL="$REDIS_URL"
+        LIVEHUB_VIEWER_TOKEN_SECRET="$RUN_VIEWER_SECRET" LIVEHUB_CLUSTER_KEY="$RUN_CLUSTER_KEY")
       HTTP_URL="http://127.0.0.1:$LIVEHUB_PORT" WS_URLS="ws://127.0.0.1:$LIVEHUB_PORT/ws"
       start_livehub "$LIVEHUB_PORT" "$log" "${env[@]}" || return 1
       AUX="node1=${SPIDS[0]}"

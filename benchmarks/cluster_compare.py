@@ -55,6 +55,27 @@ def path(*keys: str) -> Callable[[Run], float | None]:
     return lambda run: dig(run, *keys)
 
 
+def total(server: str, window: str, count: str) -> Callable[[Run], float | None]:
+    """CPU µs per unit of the nodes, Redis and PostgreSQL together (what a unit costs the
+    whole deployment; embedded mode has neither engine)."""
+
+    def get(run: Run) -> float | None:
+        nodes, n = dig(run, server), dig(run, count)
+        if nodes is None or not n:
+            return None
+        engines = sum(dig(run, window, "aux_cpu_s", proc) or 0.0 for proc in ("redis", "postgres"))
+        return float(nodes) + engines * 1e6 / n
+
+    return get
+
+
+#: the performance issue's cluster targets: cluster2 / embedded, total CPU per unit
+TARGETS: list[tuple[str, str, float]] = [
+    ("joinstorm", "total CPU µs per join (nodes + Redis + PostgreSQL)", 1.5),
+    ("pairs", "total CPU µs per round trip (nodes + Redis + PostgreSQL)", 1.5),
+]
+
+
 def joined(run: Run) -> Run:
     """joinstorm's counts live at the top level; its join window is `server_join`."""
     return {**run, "joined": run.get("connected")}
@@ -83,6 +104,10 @@ METRICS: dict[str, list[Metric]] = {
     "pairs": [
         ("round trips/s", path("round_trips_per_s")),
         ("server CPU µs per round trip (nodes summed)", path("server_cpu_us_per_round_trip")),
+        (
+            "total CPU µs per round trip (nodes + Redis + PostgreSQL)",
+            total("server_cpu_us_per_round_trip", "server", "round_trips"),
+        ),
         ("Redis CPU µs per round trip", per_unit("server", "redis", "round_trips")),
         ("PostgreSQL CPU µs per round trip", per_unit("server", "postgres", "round_trips")),
         ("server cores (nodes summed)", path("server", "cpu_util")),
@@ -98,6 +123,10 @@ METRICS: dict[str, list[Metric]] = {
         ("joins/s (connected + join sent)", path("joins_per_s")),
         ("confirmed joins/s (viewerCount = N over REST)", path("confirmed_joins_per_s")),
         ("server CPU µs per join (nodes summed)", path("server_cpu_us_per_join")),
+        (
+            "total CPU µs per join (nodes + Redis + PostgreSQL)",
+            total("server_cpu_us_per_join", "server_join", "joined"),
+        ),
         ("Redis CPU µs per join", per_unit("server_join", "redis", "joined")),
         ("PostgreSQL CPU µs per join", per_unit("server_join", "postgres", "joined")),
         ("server cores (nodes summed)", path("server_join", "cpu_util")),
@@ -187,6 +216,28 @@ def main(out: Path) -> int:
                     problems.append(f"{run['_file']}: lost {run['lost']}")
                 if run.get("generator_saturated"):
                     print(f"- {run['_file']}: load generator saturated (≥ 0.9 cores)")
+        print()
+    rows = []
+    for scenario, label, limit in TARGETS:
+        get = dict(METRICS[scenario])[label]
+        medians = {}
+        for target in ("embedded", "cluster2"):
+            values = [get(r) for r in runs.get(scenario, {}).get(target, [])]
+            numbers = [float(v) for v in values if v is not None]
+            if numbers:
+                medians[target] = statistics.median(numbers)
+        if len(medians) == 2 and medians["embedded"]:
+            ratio = medians["cluster2"] / medians["embedded"]
+            verdict = "met" if ratio <= limit else "MISSED"
+            rows.append(
+                f"| {scenario} | {label} | {fmt(medians['embedded'])} | "
+                f"{fmt(medians['cluster2'])} | {ratio:.2f} | ≤ {limit}x: {verdict} |"
+            )
+    if rows:
+        print("## Cluster of two against embedded (medians)\n")
+        print("| scenario | metric | embedded | cluster2 | ratio | target |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        print("\n".join(rows))
         print()
     if problems:
         print("## Problems\n")
