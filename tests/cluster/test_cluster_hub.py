@@ -204,8 +204,8 @@ async def test_a_peer_that_joined_elsewhere_a_moment_ago_is_found_in_the_registr
     a.join(pa, "r1", "ann", "host")
     await a.bus.flush()
     await eventually(lambda: not a._refreshing)  # A's first read of the room is done
-    # B's presence notice has not been read by A yet (held back here): A's view lacks pb
-    monkeypatch.setattr(a, "presence_changed", lambda room_id: None)
+    # B's presence delta has not reached A yet (held back here): A's view lacks pb
+    monkeypatch.setattr(a, "presence_delta", lambda delta: None)
     pb, sink_b = connect(b, "pb")
     b.join(pb, "r1", "bob", "viewer")
     await b.bus.flush()
