@@ -158,6 +158,8 @@ class RedisBus:
         self.snapshots = 0
         #: presence deltas received from other nodes
         self.deltas = 0
+        #: direct sends whose node was looked up in Redis (the SEND script): the node unknown
+        self.looked_up = 0
 
     # -- keys -----------------------------------------------------------------------------
     def _room_channel(self, room_id: str) -> str:
@@ -594,6 +596,7 @@ class RedisBus:
         elif kind == "publish":
             pipe.publish(op[1], op[2])
         elif kind == "send":
+            self.looked_up += 1
             pipe.evalsha(self._shas["SEND"], 0, self.prefix, op[1], op[2])
 
     async def _reader(self, pubsub: PubSub, stop: asyncio.Event) -> None:
