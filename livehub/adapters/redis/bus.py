@@ -21,12 +21,23 @@ simple:
   expired, it rebuilds quietly. A reap can no longer land after the rebuild: the script sees the
   heartbeat.
 
+Presence travels as deltas. Each :meth:`RedisBus.join` / :meth:`RedisBus.leave` takes the next
+number of the node's one counter (``seq``; it starts at the clock in microseconds, so a node
+restarted under the same id goes on above its old numbers) and names the node's previous one in
+the room (``prev``, 0 when the node had nobody there). The JOIN / LEAVE script writes the
+membership and the node's latest seq in the room (``room:<room>:seq``) and publishes the
+signed delta (kind ``j`` / ``l``) on the room's channel, in one atomic step; MEMBERS returns the
+members and those seqs together (:meth:`RedisBus.snapshot`). A rebuild's joins are quiet and
+record the room's latest seq (every change the mirror holds); it publishes one ``c`` notice per
+room, as reaping and closing do: a node's whole presence there was rewritten, read it again.
+
 Ordering: everything a node sends goes through one queue and one connection, pipelined in call
 order (at most :data:`CHUNK` operations a round trip; past :data:`MAX_QUEUED` waiting, producers
 wait in :meth:`RedisBus.writable`); each receiving node reads its room and node channels on one
-pub/sub connection, so a recipient gets a sender's broadcasts and direct sends in send order. A
-room's channel is subscribed (and the subscription confirmed) before the join that needs it is
-written.
+pub/sub connection, so a recipient gets a sender's broadcasts, presence deltas and direct sends
+in send order. A direct send to a peer whose node the caller knows is a plain PUBLISH on that
+node's channel; only an unknown node is looked up (the SEND script). A room's channel is
+subscribed (and the subscription confirmed) before the join that needs it is written.
 """
 
 from __future__ import annotations
