@@ -86,6 +86,9 @@ class ClusterHub:
         self._remote: dict[str, dict[str, dict[str, str]]] = {}
         #: room with local members -> peer id of ``_remote`` -> its node
         self._homes: dict[str, dict[str, str]] = {}
+        #: room with local members -> node -> its members in ``_homes`` (when none, a node's
+        #: new run in the room has nothing of its old one to drop: no scan)
+        self._held: dict[str, dict[str, int]] = {}
         #: room with local members -> node -> seq of its last presence message applied here
         self._seqs: dict[str, dict[str, int]] = {}
         #: deltas that came while the room is read whole, replayed on the snapshot
@@ -157,6 +160,7 @@ class ClusterHub:
         if new_room:
             self._remote[room_id] = self._peeked.pop(room_id, {})
             self._homes[room_id] = {}
+            self._held[room_id] = {}
             self._seqs[room_id] = {}
             self._peeked_counts.pop(room_id, None)
             self._refresh(room_id)  # after our join is written: nothing between is missed
@@ -173,6 +177,7 @@ class ClusterHub:
         if room_id not in self.local.rooms:
             self._remote.pop(room_id, None)
             self._homes.pop(room_id, None)
+            self._held.pop(room_id, None)
             self._seqs.pop(room_id, None)
             self._queued.pop(room_id, None)
 
@@ -382,26 +387,36 @@ class ClusterHub:
             return None
         seqs[node] = delta.seq
         remote, homes, peer_id = self._remote[room_id], self._homes[room_id], delta.peer_id
+        held = self._held[room_id]
         if delta.joined:
             described = {"peerId": peer_id, "name": delta.name, "role": delta.role}
-            if homes.get(peer_id) != node or remote.get(peer_id) != described:
-                remote[peer_id] = described
+            home = homes.get(peer_id)
+            if home != node:
+                if home is not None:
+                    held[home] -= 1
+                held[node] = held.get(node, 0) + 1
                 homes[peer_id] = node
+                remote[peer_id] = described
+                changed = True
+            elif remote[peer_id] != described:
+                remote[peer_id] = described
                 changed = True
         elif homes.get(peer_id) == node:  # not if it has joined on another node since
             del remote[peer_id]
             del homes[peer_id]
+            held[node] -= 1
             changed = True
         return changed
 
     def _drop_node(self, room_id: str, node: str) -> bool:
-        homes = self._homes[room_id]
-        gone = [peer_id for peer_id, home in homes.items() if home == node]
-        remote = self._remote[room_id]
-        for peer_id in gone:
+        """Forget the node's members in the view of the room (a scan only if it has some)."""
+        if not self._held[room_id].pop(node, 0):
+            return False
+        homes, remote = self._homes[room_id], self._remote[room_id]
+        for peer_id in [peer_id for peer_id, home in homes.items() if home == node]:
             del homes[peer_id]
             remote.pop(peer_id, None)
-        return bool(gone)
+        return True
 
     def _install(self, room_id: str, snapshot: Snapshot) -> None:
         """Replace the view of a local room by a snapshot, then replay the deltas that came
@@ -410,6 +425,10 @@ class ClusterHub:
         others = [m for m in snapshot.members if m.node_id != node]
         self._remote[room_id] = self._describe(others)
         self._homes[room_id] = {m.peer_id: m.node_id for m in others}
+        held: dict[str, int] = {}
+        self._held[room_id] = held
+        for m in others:
+            held[m.node_id] = held.get(m.node_id, 0) + 1
         self._seqs[room_id] = {n: seq for n, seq in snapshot.seqs.items() if n != node}
         queued = self._queued.pop(room_id, [])
         for at, delta in enumerate(queued):

@@ -375,3 +375,38 @@ async def test_deltas_during_a_full_read_are_replayed_on_its_snapshot(
     assert sorted(d["peerId"] for d in a.describe_members("r1")) == expected
     assert b.count("r1") == 5 and listen_b.changed[-1] == ("r1", 5)
     assert reads == ["r1"]  # no gap in the replay: one read
+
+
+async def test_a_nodes_first_join_after_its_room_emptied_drops_what_was_left_of_it(
+    node: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delta with prev 0 says its node had nobody in the room before it: a member of that
+    node still in the view (its leave was lost) is dropped, without a read of the room."""
+    a, _ = await node("a")
+    b, _ = await node("b")
+    pa, _ = connect(a, "pa")
+    pb, _ = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await _settled(a, b)
+    assert isinstance(b.bus, RedisBus)
+    reads = b.bus.snapshots
+    deliver = b.presence_delta
+    lost: list[PresenceDelta] = []
+
+    def lossy(delta: PresenceDelta) -> None:
+        if not delta.joined and not lost:
+            lost.append(delta)  # pa's leave is lost on the way
+        else:
+            deliver(delta)
+
+    monkeypatch.setattr(b, "presence_delta", lossy)
+    a.leave(pa, "r1")  # r1 empty on a
+    p2, _ = connect(a, "p2")
+    a.join(p2, "r1", "al", "viewer")  # prev 0: a had nobody there before
+    await eventually(lambda: "p2" in {d["peerId"] for d in b.describe_members("r1")})
+    assert [d.peer_id for d in lost] == ["pa"]
+    assert sorted(d["peerId"] for d in b.describe_members("r1")) == ["p2", "pb"]
+    assert b.count("r1") == 2
+    assert b.bus.snapshots == reads
