@@ -141,7 +141,11 @@ start_target() { # TARGET LOG
       ;;
     cluster1 | cluster2)
       db="$("$PYTHON" "$HERE/cluster_engines.py" fresh "$PG_URL" "$REDIS_URL")" || return 1
-      local env=(LIVEHUB_DATABASE_URL="$db" LIVEHUB_REDIS_URL="$REDIS_URL")
+      # cluster mode requires a viewer-token secret shared by the nodes: a fresh one per run
+      local secret
+      secret="$("$PYTHON" -c 'import secrets; print(secrets.token_hex(32))')"
+      local env=(LIVEHUB_DATABASE_URL="$db" LIVEHUB_REDIS_URL="$REDIS_URL"
+        LIVEHUB_VIEWER_TOKEN_SECRET="$secret")
       HTTP_URL="http://127.0.0.1:$LIVEHUB_PORT" WS_URLS="ws://127.0.0.1:$LIVEHUB_PORT/ws"
       start_livehub "$LIVEHUB_PORT" "$log" "${env[@]}" || return 1
       AUX="node1=${SPIDS[0]}"
