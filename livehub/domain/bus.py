@@ -5,6 +5,15 @@ reach the *other* nodes: room broadcasts (frames encoded once by the sender's hu
 each recipient node's hub to its local members), direct sends to a peer connected elsewhere, and
 presence (which peer is in which room on which node, so ``viewerCount`` is exact cluster-wide).
 
+Presence travels as deltas: each join or leave reaches the other nodes with members in the room
+as a :class:`PresenceDelta` carrying the sender's sequence number and the one of its previous
+presence message in that room, so a receiver applies it to its view of the room in O(1) and
+detects a missed one (``prev`` is not the last it has from that node). A :class:`Snapshot`
+(:meth:`Bus.snapshot`) is a full read: the members and each node's latest seq, atomically; a
+receiver reads one when a room becomes local, on a gap, on a new bus session and on a
+:meth:`BusHandler.presence_changed` notice (a node's whole presence was rewritten: rebuilt,
+reaped or closed).
+
 The hub's membership changes stay synchronous: :meth:`Bus.join`, :meth:`Bus.leave`,
 :meth:`Bus.broadcast` and :meth:`Bus.send` only enqueue, in call order, and never block; one
 writer sends them to the other nodes in that order, so each recipient keeps the sender's order.
@@ -33,6 +42,33 @@ class Member:
     role: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PresenceDelta:
+    """One join (``joined``, with the member's ``name`` and ``role``) or leave on another node.
+
+    ``seq`` comes from one counter per node, increasing over all its rooms; ``prev`` is the seq
+    of the node's previous presence message in this room, 0 when the node had no member there
+    before this message (every earlier member of it in the room is gone)."""
+
+    room_id: str
+    node_id: str
+    seq: int
+    prev: int
+    peer_id: str
+    joined: bool
+    name: str = ""
+    role: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A room's presence read at once: its members on live nodes, and for each such node the
+    seq of its latest presence message in the room (the deltas it includes)."""
+
+    members: list[Member]
+    seqs: dict[str, int]
+
+
 class BusHandler(Protocol):
     """What a node's hub does with traffic from other nodes. Calls are synchronous and must not
     raise (an exception is logged and the message dropped)."""
@@ -44,8 +80,12 @@ class BusHandler(Protocol):
     def deliver_peer(self, peer_id: str, frame: bytes) -> None:
         """A direct send from another node to the local peer ``peer_id``."""
 
+    def presence_delta(self, delta: PresenceDelta) -> None:
+        """A member joined or left the room on another node (in that node's order)."""
+
     def presence_changed(self, room_id: str) -> None:
-        """Members joined or left the room on another node: counts may have changed."""
+        """Another node's whole presence in the room was rewritten (rebuilt, reaped, closed):
+        read the room again."""
 
     def members_lost(self, members: list[Member]) -> None:
         """A node died and this node reaped its presence: announce ``peer-left`` for each
@@ -82,7 +122,9 @@ class Bus(Protocol):
 
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None: ...
 
-    def send(self, peer_id: str, frame: bytes) -> None: ...
+    def send(self, peer_id: str, frame: bytes, node_id: str | None = None) -> None:
+        """A frame for ``peer_id``, connected on ``node_id`` if the caller knows it (then no
+        look-up), else wherever the registry has it."""
 
     def notify(self, room_id: str, notice: bytes) -> None:
         """A room-changed notice for the nodes with members in the room (not this one)."""
@@ -105,7 +147,11 @@ class Bus(Protocol):
     async def counts(self, room_ids: list[str]) -> dict[str, int]:
         """:meth:`count` of several rooms in one round trip."""
 
-    async def members(self, room_id: str) -> list[Member]: ...
+    async def members(self, room_id: str) -> list[Member]:
+        """Members of the room on every live node."""
+
+    async def snapshot(self, room_id: str) -> Snapshot:
+        """:meth:`members` with each node's latest presence seq in the room, read at once."""
 
     async def start(self) -> None: ...
 

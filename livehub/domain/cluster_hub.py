@@ -8,16 +8,23 @@ it is given: one pacing for both modes). What crosses nodes goes through the
 
 - a broadcast is encoded once, delivered here, and handed to the bus once (the bus never echoes
   it back); other nodes deliver the same bytes to their members (:meth:`deliver_room`);
-- a send to a peer of another node goes over the bus to that node (:meth:`deliver_peer`); a
-  peer this node has not heard of yet (it joined a moment ago elsewhere) is looked up in the
-  registry before the sender is told ``peer_not_found`` (:meth:`send_elsewhere`);
+- a send to a peer of another node goes over the bus straight to that node, which this node's
+  view of the room names (:meth:`deliver_peer`); a peer this node has not heard of yet (it
+  joined a moment ago elsewhere) is looked up in the registry before the sender is told
+  ``peer_not_found`` (:meth:`send_elsewhere`);
 - a host's kick of a member on another node goes to that node as a notice (:meth:`kick_peer`),
   which removes the member and announces it as a local kick would;
 - joins and leaves are mirrored to the bus, which keeps cluster presence. For each room with
-  local members this node keeps the other nodes' members (``_remote``), read from the bus when a
-  presence notice comes (:meth:`presence_changed`, coalesced: one read in flight per room), so
-  ``count``, ``describe_members`` and ``page_members`` stay synchronous and exact once the read
-  is done. Rooms without local members are read when asked (:meth:`load`, :meth:`prefetch`);
+  local members this node keeps the other nodes' members and their nodes (``_remote``,
+  ``_homes``), so ``count``, ``describe_members`` and ``page_members`` stay synchronous. Each
+  join or leave elsewhere arrives as a delta (:meth:`presence_delta`) applied in O(1); each
+  node's deltas carry sequence numbers (``seq`` and the ``prev`` one in the room), and the last
+  seq applied per node (``_seqs``) shows a missed delta. The room is read whole (a
+  :class:`~livehub.domain.bus.Snapshot`: members and each node's seq) only when it becomes
+  local, on a missed delta, on a new bus session and on a notice that a node's presence was
+  rewritten (:meth:`presence_changed`); one read in flight per room, and deltas that come
+  meanwhile wait and are replayed on the snapshot (those it holds already are skipped by
+  seq). Rooms without local members are read when asked (:meth:`load`, :meth:`prefetch`);
 - ``viewer-count`` and ``presence-mode`` are each node's own decision for its own members
   (pushed locally when the count changes, whoever changed it): no duplicates across nodes;
 - a room change (``room-status``) is delivered here and sent to the other nodes as a notice
@@ -37,7 +44,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from livehub.domain.bus import Bus, Member
+from livehub.domain.bus import Bus, Member, PresenceDelta, Snapshot
 from livehub.domain.hub import Encoder, Hub
 from livehub.domain.peer import Peer
 from livehub.domain.presence import PresenceListener
@@ -77,6 +84,15 @@ class ClusterHub:
         self._watch_interval = watch_interval
         #: room with local members -> peer id -> description of a member on another node
         self._remote: dict[str, dict[str, dict[str, str]]] = {}
+        #: room with local members -> peer id of ``_remote`` -> its node
+        self._homes: dict[str, dict[str, str]] = {}
+        #: room with local members -> node -> its members in ``_homes`` (when none, a node's
+        #: new run in the room has nothing of its old one to drop: no scan)
+        self._held: dict[str, dict[str, int]] = {}
+        #: room with local members -> node -> seq of its last presence message applied here
+        self._seqs: dict[str, dict[str, int]] = {}
+        #: deltas that came while the room is read whole, replayed on the snapshot
+        self._queued: dict[str, list[PresenceDelta]] = {}
         #: rooms without local members, as last read: their other-node members and counts
         self._peeked: dict[str, dict[str, dict[str, str]]] = {}
         self._peeked_counts: dict[str, int] = {}
@@ -143,6 +159,9 @@ class ClusterHub:
         self.bus.join(room_id, peer.id, name, role)
         if new_room:
             self._remote[room_id] = self._peeked.pop(room_id, {})
+            self._homes[room_id] = {}
+            self._held[room_id] = {}
+            self._seqs[room_id] = {}
             self._peeked_counts.pop(room_id, None)
             self._refresh(room_id)  # after our join is written: nothing between is missed
         return added
@@ -157,6 +176,10 @@ class ClusterHub:
         self.bus.leave(room_id, peer.id)
         if room_id not in self.local.rooms:
             self._remote.pop(room_id, None)
+            self._homes.pop(room_id, None)
+            self._held.pop(room_id, None)
+            self._seqs.pop(room_id, None)
+            self._queued.pop(room_id, None)
 
     def is_member(self, peer: Peer, room_id: str) -> bool:
         return self.local.is_member(peer, room_id)
@@ -235,17 +258,19 @@ class ClusterHub:
             return True
         if peer_id not in self._remote.get(room_id, ()):
             return False
-        self.bus.send(peer_id, self._encode(message))
+        # straight to its node (no look-up) when the view knows it, as it does once read
+        self.bus.send(peer_id, self._encode(message), self._homes.get(room_id, {}).get(peer_id))
         return True
 
     async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
-        if not await self._member_elsewhere(room_id, peer_id):
+        node = await self._node_elsewhere(room_id, peer_id)
+        if node is None:
             return False
-        self.bus.send(peer_id, self._encode(message))
+        self.bus.send(peer_id, self._encode(message), node)
         return True
 
     async def kick_elsewhere(self, room_id: str, peer_id: str, by: str) -> bool:
-        if peer_id not in self._remote.get(room_id, ()) and not await self._member_elsewhere(
+        if peer_id not in self._remote.get(room_id, ()) and not await self._node_elsewhere(
             room_id, peer_id
         ):
             return False
@@ -275,6 +300,19 @@ class ClusterHub:
         peer = self.local.peers.get(peer_id)
         if peer is not None:
             self.local.send_frame(peer, frame)
+
+    def presence_delta(self, delta: PresenceDelta) -> None:
+        room_id = delta.room_id
+        if room_id not in self.local.rooms:
+            return
+        if room_id in self._refreshing:
+            self._queued.setdefault(room_id, []).append(delta)
+            return
+        applied = self._apply(delta)
+        if applied is None:
+            self._refresh(room_id)  # a delta was missed: read the room whole
+        elif applied:
+            self._changed(room_id)
 
     def presence_changed(self, room_id: str) -> None:
         if room_id in self.local.rooms:
@@ -325,11 +363,84 @@ class ClusterHub:
             if m.node_id != node
         }
 
-    async def _member_elsewhere(self, room_id: str, peer_id: str) -> bool:
-        """Whether the registry knows ``peer_id`` as a member of the room on another live node
-        (this node's view of the room may not have read it yet)."""
+    async def _node_elsewhere(self, room_id: str, peer_id: str) -> str | None:
+        """The other live node where the registry has ``peer_id`` as a member of the room, if
+        any (this node's view of the room may not have it yet)."""
         member = await self.bus.member(room_id, peer_id)
-        return member is not None and member.node_id != self.bus.node_id
+        if member is None or member.node_id == self.bus.node_id:
+            return None
+        return member.node_id
+
+    def _apply(self, delta: PresenceDelta) -> bool | None:
+        """Apply another node's delta to the view of a local room: whether the members changed,
+        None if it shows a missed delta of that node (nothing applied: read the room whole)."""
+        room_id, node = delta.room_id, delta.node_id
+        seqs = self._seqs[room_id]
+        last = seqs.get(node, 0)
+        if delta.seq <= last:
+            return False  # already in the view (a snapshot held it)
+        changed = False
+        if delta.prev == 0:
+            # the node had nobody here before this: whatever the view has of it is gone
+            changed = self._drop_node(room_id, node)
+        elif delta.prev != last:
+            return None
+        seqs[node] = delta.seq
+        remote, homes, peer_id = self._remote[room_id], self._homes[room_id], delta.peer_id
+        held = self._held[room_id]
+        if delta.joined:
+            described = {"peerId": peer_id, "name": delta.name, "role": delta.role}
+            home = homes.get(peer_id)
+            if home != node:
+                if home is not None:
+                    held[home] -= 1
+                held[node] = held.get(node, 0) + 1
+                homes[peer_id] = node
+                remote[peer_id] = described
+                changed = True
+            elif remote[peer_id] != described:
+                remote[peer_id] = described
+                changed = True
+        elif homes.get(peer_id) == node:  # not if it has joined on another node since
+            del remote[peer_id]
+            del homes[peer_id]
+            held[node] -= 1
+            changed = True
+        return changed
+
+    def _drop_node(self, room_id: str, node: str) -> bool:
+        """Forget the node's members in the view of the room (a scan only if it has some)."""
+        if not self._held[room_id].pop(node, 0):
+            return False
+        homes, remote = self._homes[room_id], self._remote[room_id]
+        for peer_id in [peer_id for peer_id, home in homes.items() if home == node]:
+            del homes[peer_id]
+            remote.pop(peer_id, None)
+        return True
+
+    def _install(self, room_id: str, snapshot: Snapshot) -> None:
+        """Replace the view of a local room by a snapshot, then replay the deltas that came
+        while it was read (a gap among them marks the room to be read again)."""
+        node = self.bus.node_id
+        others = [m for m in snapshot.members if m.node_id != node]
+        self._remote[room_id] = self._describe(others)
+        self._homes[room_id] = {m.peer_id: m.node_id for m in others}
+        held: dict[str, int] = {}
+        self._held[room_id] = held
+        for m in others:
+            held[m.node_id] = held.get(m.node_id, 0) + 1
+        self._seqs[room_id] = {n: seq for n, seq in snapshot.seqs.items() if n != node}
+        queued = self._queued.pop(room_id, [])
+        for at, delta in enumerate(queued):
+            if self._apply(delta) is None:
+                self._queued[room_id] = queued[at + 1 :]
+                self._stale.add(room_id)
+                return
+
+    def _changed(self, room_id: str) -> None:
+        self.local.count_changed(room_id)
+        if self._listener is not None:
+            self._listener.presence_changed(room_id, self.count(room_id))
 
     def _spawn(self, coroutine: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
@@ -338,7 +449,7 @@ class ClusterHub:
 
     def _refresh(self, room_id: str) -> None:
         """Read the room's members on other nodes again (one read in flight per room; a
-        notice during it makes it read once more)."""
+        notice or a missed delta during it makes it read once more)."""
         if room_id in self._refreshing:
             self._stale.add(room_id)
             return
@@ -349,20 +460,21 @@ class ClusterHub:
         try:
             while True:
                 self._stale.discard(room_id)
-                members = await self.bus.members(room_id)
+                snapshot = await self.bus.snapshot(room_id)
                 if room_id in self.local.rooms:
-                    others = self._describe(members)
-                    if others != self._remote.get(room_id):
-                        self._remote[room_id] = others
-                        self.local.count_changed(room_id)
-                        if self._listener is not None:
-                            self._listener.presence_changed(room_id, self.count(room_id))
+                    before = self._remote.get(room_id)
+                    self._install(room_id, snapshot)
+                    if self._remote[room_id] != before:
+                        self._changed(room_id)
                 if room_id not in self._stale:
                     break
         except Exception:
             log.exception("reading the members of room %s failed", room_id)
+            if room_id in self._seqs:
+                self._seqs[room_id] = {}  # the next delta with a prev reads it again
         finally:
             self._refreshing.discard(room_id)
+            self._queued.pop(room_id, None)
 
     async def _announce_lost(self, by_room: dict[str, list[tuple[str, str]]]) -> None:
         for room_id, lost in by_room.items():

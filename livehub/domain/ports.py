@@ -21,7 +21,7 @@ in the store's database).
 
 from __future__ import annotations
 
-from livehub.domain.bus import Bus, BusHandler, Member
+from livehub.domain.bus import Bus, BusHandler, Member, PresenceDelta, Snapshot
 from livehub.domain.peer import Sink
 from livehub.domain.presence import PresenceListener
 from livehub.domain.room_hub import RoomHub
@@ -32,8 +32,10 @@ __all__ = [
     "BusHandler",
     "Member",
     "PlayerCounts",
+    "PresenceDelta",
     "PresenceListener",
     "RoomHub",
     "RoomStore",
     "Sink",
+    "Snapshot",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from livehub.adapters.redis.bus import RedisBus
+from livehub.domain.bus import PresenceDelta, Snapshot
 from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.peer import Peer
 from tests.engines import RedisEngine
@@ -136,6 +137,8 @@ async def test_counts_members_and_sends_cross_nodes(node: Nodes) -> None:
             assert a.send_to("r1", "pb", {"type": "offer", "i": i})
     await eventually(lambda: any(m.get("i") == 9 for m in sink_b.messages()))
     assert [m["i"] for m in sink_b.messages() if "i" in m] == list(range(10))
+    assert isinstance(a.bus, RedisBus)
+    assert a.bus.looked_up == 0  # sends went straight to b's channel: the view knows the node
     assert not any("i" in m for m in sink_a.messages())  # no echo to the sender
     assert not a.send_to("r1", "nobody", {"type": "offer"})
 
@@ -204,8 +207,8 @@ async def test_a_peer_that_joined_elsewhere_a_moment_ago_is_found_in_the_registr
     a.join(pa, "r1", "ann", "host")
     await a.bus.flush()
     await eventually(lambda: not a._refreshing)  # A's first read of the room is done
-    # B's presence notice has not been read by A yet (held back here): A's view lacks pb
-    monkeypatch.setattr(a, "presence_changed", lambda room_id: None)
+    # B's presence delta has not reached A yet (held back here): A's view lacks pb
+    monkeypatch.setattr(a, "presence_delta", lambda delta: None)
     pb, sink_b = connect(b, "pb")
     b.join(pb, "r1", "bob", "viewer")
     await b.bus.flush()
@@ -213,6 +216,8 @@ async def test_a_peer_that_joined_elsewhere_a_moment_ago_is_found_in_the_registr
     assert not a.send_to("r1", "pb", offer)  # this node's view alone would refuse it
     assert await a.send_elsewhere("r1", "pb", offer)
     await eventually(lambda: offer in sink_b.messages())
+    assert isinstance(a.bus, RedisBus)
+    assert a.bus.looked_up == 0  # to the node the registry read named
     # nobody, and a member of another room, are still refused
     assert not await a.send_elsewhere("r1", "nobody", offer)
     pc, _ = connect(b, "pc")
@@ -234,3 +239,174 @@ async def test_a_kick_goes_to_the_members_node(node: Nodes) -> None:
     assert listen_a.kicks == []
     assert not await a.kick_elsewhere("r1", "nobody", "pa")
     assert not await a.kick_elsewhere("r2", "pb", "pa")
+
+
+async def _settled(*hubs: ClusterHub) -> None:
+    await eventually(lambda: not any(hub._refreshing for hub in hubs))
+
+
+async def test_a_join_storm_across_two_nodes_reads_no_room_per_change(node: Nodes) -> None:
+    """200 members join one room alternating two nodes, then half leave: each node applies the
+    other's deltas; no full read of the room per change (it would be 200 and O(members) each);
+    counts and member lists exact on both."""
+    a, _ = await node("a")
+    b, _ = await node("b")
+    for hub in (a, b):
+        first, _ = connect(hub, f"first-{hub.bus.node_id}")
+        hub.join(first, "r1", "", "host")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await _settled(a, b)
+    assert isinstance(a.bus, RedisBus) and isinstance(b.bus, RedisBus)
+    reads = (a.bus.snapshots, b.bus.snapshots)
+    heard = (a.bus.deltas, b.bus.deltas)
+    joined: list[tuple[ClusterHub, Peer]] = []
+    for i in range(200):
+        hub = (a, b)[i % 2]
+        peer, _ = connect(hub, f"p{i}")
+        hub.join(peer, "r1", f"n{i}", "viewer")
+        joined.append((hub, peer))
+    await eventually(lambda: a.count("r1") == 202 and b.count("r1") == 202)
+    everyone = sorted(["first-a", "first-b"] + [f"p{i}" for i in range(200)])
+    for hub in (a, b):
+        assert sorted(d["peerId"] for d in hub.describe_members("r1")) == everyone
+    for hub, peer in joined[::3]:
+        hub.leave(peer, "r1")
+    left = {peer.id for _, peer in joined[::3]}
+    await eventually(lambda: a.count("r1") == b.count("r1") == 202 - len(left))
+    for hub in (a, b):
+        assert sorted(d["peerId"] for d in hub.describe_members("r1")) == [
+            p for p in everyone if p not in left
+        ]
+    assert (a.bus.snapshots, b.bus.snapshots) == reads
+    # each node heard each of the other's changes once
+    changes = {hub: 100 + sum(1 for h, _ in joined[::3] if h is hub) for hub in (a, b)}
+    assert (a.bus.deltas - heard[0], b.bus.deltas - heard[1]) == (changes[b], changes[a])
+
+
+async def test_a_missed_delta_makes_the_node_read_the_room_whole(
+    node: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = await node("a")
+    b, listen_b = await node("b")
+    pa, _ = connect(a, "pa")
+    pb, _ = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await _settled(a, b)
+    assert isinstance(b.bus, RedisBus)
+    reads = b.bus.snapshots
+    deliver = b.presence_delta
+    lost: list[PresenceDelta] = []
+
+    def lossy(delta: PresenceDelta) -> None:
+        if not lost:
+            lost.append(delta)  # lost on the way
+        else:
+            deliver(delta)
+
+    monkeypatch.setattr(b, "presence_delta", lossy)
+    p2, _ = connect(a, "p2")
+    a.join(p2, "r1", "al", "viewer")  # lost: b never applies it
+    p3, _ = connect(a, "p3")
+    a.join(p3, "r1", "cy", "viewer")  # its prev is the lost one's seq: a gap
+    await eventually(lambda: b.count("r1") == 4)
+    assert [d.peer_id for d in lost] == ["p2"]
+    assert b.bus.snapshots > reads
+    assert sorted(d["peerId"] for d in b.describe_members("r1")) == ["p2", "p3", "pa", "pb"]
+    assert listen_b.changed[-1] == ("r1", 4)
+    # and on by deltas again
+    await _settled(b)
+    reads = b.bus.snapshots
+    a.leave(p2, "r1")
+    await eventually(lambda: b.count("r1") == 3)
+    assert b.bus.snapshots == reads
+
+
+async def test_deltas_during_a_full_read_are_replayed_on_its_snapshot(
+    node: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the room in flight: deltas that come meanwhile wait. Those written before the
+    snapshot are in it (skipped by seq), those after are applied on it: exact, one read."""
+    a, _ = await node("a")
+    b, listen_b = await node("b")
+    pa, _ = connect(a, "pa")
+    pb, _ = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await _settled(a, b)
+    bus_b = b.bus
+    assert isinstance(bus_b, RedisBus)
+    read = bus_b.snapshot
+    may_read, may_return, was_read = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    reads: list[str] = []
+
+    async def held(room_id: str) -> Snapshot:
+        reads.append(room_id)
+        await may_read.wait()
+        snapshot = await read(room_id)
+        was_read.set()
+        await may_return.wait()
+        return snapshot
+
+    monkeypatch.setattr(bus_b, "snapshot", held)
+    b.presence_changed("r1")  # a notice that a node's presence was rewritten: read it whole
+    await eventually(lambda: reads == ["r1"])
+    base = bus_b.deltas
+    xs = [connect(a, f"x{i}")[0] for i in range(3)]
+    for i, peer in enumerate(xs):
+        a.join(peer, "r1", f"x{i}", "viewer")
+    a.leave(pa, "r1")
+    await eventually(lambda: bus_b.deltas == base + 4)  # queued, and soon in the snapshot
+    may_read.set()
+    await was_read.wait()
+    ys = [connect(a, f"y{i}")[0] for i in range(2)]
+    for i, peer in enumerate(ys):
+        a.join(peer, "r1", f"y{i}", "viewer")
+    a.leave(xs[0], "r1")
+    await eventually(lambda: bus_b.deltas == base + 7)  # queued, after the snapshot
+    assert len(b._queued["r1"]) == 7
+    assert b.count("r1") == 2  # the view waits for the snapshot
+    may_return.set()
+    await _settled(b)
+    expected = ["pb", "x1", "x2", "y0", "y1"]
+    assert sorted(d["peerId"] for d in b.describe_members("r1")) == expected
+    assert sorted(d["peerId"] for d in a.describe_members("r1")) == expected
+    assert b.count("r1") == 5 and listen_b.changed[-1] == ("r1", 5)
+    assert reads == ["r1"]  # no gap in the replay: one read
+
+
+async def test_a_nodes_first_join_after_its_room_emptied_drops_what_was_left_of_it(
+    node: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delta with prev 0 says its node had nobody in the room before it: a member of that
+    node still in the view (its leave was lost) is dropped, without a read of the room."""
+    a, _ = await node("a")
+    b, _ = await node("b")
+    pa, _ = connect(a, "pa")
+    pb, _ = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await _settled(a, b)
+    assert isinstance(b.bus, RedisBus)
+    reads = b.bus.snapshots
+    deliver = b.presence_delta
+    lost: list[PresenceDelta] = []
+
+    def lossy(delta: PresenceDelta) -> None:
+        if not delta.joined and not lost:
+            lost.append(delta)  # pa's leave is lost on the way
+        else:
+            deliver(delta)
+
+    monkeypatch.setattr(b, "presence_delta", lossy)
+    a.leave(pa, "r1")  # r1 empty on a
+    p2, _ = connect(a, "p2")
+    a.join(p2, "r1", "al", "viewer")  # prev 0: a had nobody there before
+    await eventually(lambda: "p2" in {d["peerId"] for d in b.describe_members("r1")})
+    assert [d.peer_id for d in lost] == ["pa"]
+    assert sorted(d["peerId"] for d in b.describe_members("r1")) == ["p2", "pb"]
+    assert b.count("r1") == 2
+    assert b.bus.snapshots == reads

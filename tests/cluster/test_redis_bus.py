@@ -12,7 +12,7 @@ import pytest
 from livehub.adapters.memory.bus import LocalBus
 from livehub.adapters.redis.bus import CHUNK, RedisBus
 from livehub.adapters.redis.leader import LeaderLock, lead
-from livehub.domain.bus import Bus, Member
+from livehub.domain.bus import Bus, Member, PresenceDelta
 from tests.engines import RedisEngine
 from tests.helpers import eventually
 
@@ -30,7 +30,10 @@ class Recorder:
     def __init__(self) -> None:
         self.rooms: list[tuple[str, bytes, str | None]] = []
         self.peers: list[tuple[str, bytes]] = []
+        #: the frames of both, in arrival order
+        self.frames: list[bytes] = []
         self.changed: list[str] = []
+        self.deltas: list[PresenceDelta] = []
         self.lost: list[Member] = []
         self.notices: list[tuple[str, bytes]] = []
         self.kicks: list[tuple[str, str, str]] = []
@@ -38,9 +41,14 @@ class Recorder:
 
     def deliver_room(self, room_id: str, frame: bytes, exclude: str | None) -> None:
         self.rooms.append((room_id, frame, exclude))
+        self.frames.append(frame)
 
     def deliver_peer(self, peer_id: str, frame: bytes) -> None:
         self.peers.append((peer_id, frame))
+        self.frames.append(frame)
+
+    def presence_delta(self, delta: PresenceDelta) -> None:
+        self.deltas.append(delta)
 
     def presence_changed(self, room_id: str) -> None:
         self.changed.append(room_id)
@@ -166,6 +174,68 @@ async def test_direct_send_reaches_the_peer_on_its_node_in_order_with_broadcasts
     assert rec_b.peers == [("pb", b"offer"), ("pb", b"candidate")]
 
 
+async def test_joins_and_leaves_reach_the_other_nodes_as_deltas_with_contiguous_seqs(
+    node: Nodes,
+) -> None:
+    """Each change is one delta on the room's channel: ``prev`` is the sender's previous seq in
+    the room (0 when it had nobody there: the first join, and the first after the room emptied
+    on that node); a snapshot carries the sender's latest seq while it has members there."""
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    a.join("r1", "p1", "ann", "host")
+    a.join("r1", "p2", "al", "viewer")
+    a.join("r2", "p1", "ann", "host")  # another room: its own run, one counter
+    a.leave("r1", "p1")
+    a.leave("r1", "p2")  # r1 empty on a
+    a.join("r1", "p3", "cy", "viewer")
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.deltas) == 5), 5)
+    d = rec_b.deltas
+    assert [(x.room_id, x.node_id, x.peer_id, x.joined) for x in d] == [
+        ("r1", "a", "p1", True),
+        ("r1", "a", "p2", True),
+        ("r1", "a", "p1", False),
+        ("r1", "a", "p2", False),
+        ("r1", "a", "p3", True),
+    ]
+    assert (d[0].name, d[0].role, d[1].name, d[1].role) == ("ann", "host", "al", "viewer")
+    assert d[0].prev == 0 and d[4].prev == 0
+    assert [x.prev for x in d[1:4]] == [x.seq for x in d[0:3]]  # contiguous
+    assert d[2].seq - d[1].seq == 2  # the r2 join in between took a number of the counter
+    snapshot = await b.snapshot("r1")
+    assert snapshot.seqs == {"a": d[4].seq, "b": snapshot.seqs["b"]}
+    assert sorted(m.peer_id for m in snapshot.members) == ["p3", "pb"]
+    a.leave("r1", "p3")
+    await a.flush()
+    assert "a" not in (await b.snapshot("r1")).seqs  # no member of a left there
+    assert rec_b.changed == []  # no notice to read the room per change
+
+
+async def test_a_direct_send_to_a_known_node_needs_no_look_up_and_keeps_order(
+    node: Nodes,
+) -> None:
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    for i in range(20):
+        if i % 2:
+            a.broadcast("r1", str(i).encode())
+        else:
+            a.send("pb", str(i).encode(), "b")
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.frames) == 20), 5)
+    assert rec_b.frames == [str(i).encode() for i in range(20)]
+    assert all(peer == "pb" for peer, _ in rec_b.peers)
+    assert a.looked_up == 0  # plain PUBLISHes on b's channel
+    a.send("pb", b"unknown node")
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.peers) == 11), 5)
+    assert a.looked_up == 1
+
+
 async def test_counts_and_members_are_exact_on_every_node(node: Nodes) -> None:
     a, _ = await node("a")
     b, rec_b = await node("b")
@@ -195,8 +265,8 @@ async def test_counts_and_members_are_exact_on_every_node(node: Nodes) -> None:
     await c.flush()
     assert [await bus.count("r1") for bus in (a, b, c)] == [2, 2, 2]
     assert await c.count("r2") == 1
-    # other nodes hear that presence changed (to push viewer-count)
-    await eventually(lambda: _true("r1" in rec_b.changed), 5)
+    # other nodes hear each change (to push viewer-count)
+    await eventually(lambda: _true(any(not d.joined for d in rec_b.deltas)), 5)
 
 
 async def test_a_dead_node_leaves_the_counts_and_one_survivor_reaps_it(node: Nodes) -> None:

@@ -1,8 +1,9 @@
-"""The bus of one process: nothing to carry, presence is the process's own."""
+"""The bus of one process: nothing to carry, presence is the process's own (no other node sends
+deltas, and a snapshot has no seqs)."""
 
 from __future__ import annotations
 
-from livehub.domain.bus import BusHandler, Member
+from livehub.domain.bus import BusHandler, Member, Snapshot
 
 
 class LocalBus:
@@ -36,7 +37,7 @@ class LocalBus:
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
         pass
 
-    def send(self, peer_id: str, frame: bytes) -> None:
+    def send(self, peer_id: str, frame: bytes, node_id: str | None = None) -> None:
         pass
 
     def notify(self, room_id: str, notice: bytes) -> None:
@@ -62,6 +63,9 @@ class LocalBus:
 
     async def members(self, room_id: str) -> list[Member]:
         return list(self._rooms.get(room_id, {}).values())
+
+    async def snapshot(self, room_id: str) -> Snapshot:
+        return Snapshot(await self.members(room_id), {})
 
     async def start(self) -> None:
         pass

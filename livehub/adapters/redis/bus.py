@@ -21,12 +21,23 @@ simple:
   expired, it rebuilds quietly. A reap can no longer land after the rebuild: the script sees the
   heartbeat.
 
+Presence travels as deltas. Each :meth:`RedisBus.join` / :meth:`RedisBus.leave` takes the next
+number of the node's one counter (``seq``; it starts at the clock in microseconds, so a node
+restarted under the same id goes on above its old numbers) and names the node's previous one in
+the room (``prev``, 0 when the node had nobody there). The JOIN / LEAVE script writes the
+membership and the node's latest seq in the room (``room:<room>:seq``) and publishes the
+signed delta (kind ``j`` / ``l``) on the room's channel, in one atomic step; MEMBERS returns the
+members and those seqs together (:meth:`RedisBus.snapshot`). A rebuild's joins are quiet and
+record the room's latest seq (every change the mirror holds); it publishes one ``c`` notice per
+room, as reaping and closing do: a node's whole presence there was rewritten, read it again.
+
 Ordering: everything a node sends goes through one queue and one connection, pipelined in call
 order (at most :data:`CHUNK` operations a round trip; past :data:`MAX_QUEUED` waiting, producers
 wait in :meth:`RedisBus.writable`); each receiving node reads its room and node channels on one
-pub/sub connection, so a recipient gets a sender's broadcasts and direct sends in send order. A
-room's channel is subscribed (and the subscription confirmed) before the join that needs it is
-written.
+pub/sub connection, so a recipient gets a sender's broadcasts, presence deltas and direct sends
+in send order. A direct send to a peer whose node the caller knows is a plain PUBLISH on that
+node's channel; only an unknown node is looked up (the SEND script). A room's channel is
+subscribed (and the subscription confirmed) before the join that needs it is written.
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from livehub.adapters.redis import scripts
-from livehub.domain.bus import BusHandler, Member
+from livehub.domain.bus import BusHandler, Member, PresenceDelta, Snapshot
 from livehub.tasks import cancel_and_wait, pause, run_together
 
 log = logging.getLogger(__name__)
@@ -124,6 +135,11 @@ class RedisBus:
         #: this node's members: room -> peer -> (name, role)
         self._local: dict[str, dict[str, tuple[str, str]]] = {}
         self._peer_rooms: dict[str, set[str]] = {}
+        #: this node's presence sequence, one counter for every room; it starts at the clock
+        #: (microseconds) so a node restarted under the same id continues above its old numbers
+        self._seq = time.time_ns() // 1000
+        #: room with local members -> seq of this node's latest presence message there
+        self._last_seq: dict[str, int] = {}
         self._ops: collections.deque[_Op] = collections.deque()
         self.max_queued = max_queued
         #: set while fewer than ``max_queued`` operations wait for the writer
@@ -149,6 +165,12 @@ class RedisBus:
         self.dropped = 0
         #: sessions started (1 + reconnections)
         self.sessions = 0
+        #: snapshots read (:meth:`snapshot`, :meth:`members`): a full read of a room
+        self.snapshots = 0
+        #: presence deltas received from other nodes
+        self.deltas = 0
+        #: direct sends whose node was looked up in Redis (the SEND script): the node unknown
+        self.looked_up = 0
 
     # -- keys -----------------------------------------------------------------------------
     def _room_channel(self, room_id: str) -> str:
@@ -172,14 +194,18 @@ class RedisBus:
     def join(self, room_id: str, peer_id: str, name: str, role: str) -> None:
         self._local.setdefault(room_id, {})[peer_id] = (name, role)
         self._peer_rooms.setdefault(peer_id, set()).add(room_id)
-        self._enqueue(("join", room_id, peer_id, name, role))
+        seq, prev = self._next_seq(room_id)
+        self._enqueue(("join", room_id, peer_id, name, role, seq, prev))
 
     def leave(self, room_id: str, peer_id: str) -> None:
         members = self._local.get(room_id)
         if members is None or members.pop(peer_id, None) is None:
             return
-        if not members:
+        seq, prev = self._next_seq(room_id)
+        emptied = not members
+        if emptied:
             del self._local[room_id]
+            del self._last_seq[room_id]  # the next join here starts a new run (prev 0)
         rooms = self._peer_rooms.get(peer_id)
         gone = True
         if rooms is not None:
@@ -187,7 +213,7 @@ class RedisBus:
             gone = not rooms
             if gone:
                 del self._peer_rooms[peer_id]
-        self._enqueue(("leave", room_id, peer_id, gone))
+        self._enqueue(("leave", room_id, peer_id, gone, seq, prev, emptied))
 
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
         header = {"k": "b", "n": self.node_id, "r": room_id, "x": exclude}
@@ -195,9 +221,15 @@ class RedisBus:
             ("publish", self._room_channel(room_id), self._pack(header, frame)), drop=True
         )
 
-    def send(self, peer_id: str, frame: bytes) -> None:
+    def send(self, peer_id: str, frame: bytes, node_id: str | None = None) -> None:
+        """A known node gets a plain PUBLISH on its channel; otherwise the SEND script looks
+        the peer's node up in Redis."""
         header = {"k": "d", "n": self.node_id, "p": peer_id}
-        self._enqueue(("send", peer_id, self._pack(header, frame)), drop=True)
+        message = self._pack(header, frame)
+        if node_id is None:
+            self._enqueue(("send", peer_id, message), drop=True)
+        else:
+            self._enqueue(("publish", self._node_channel(node_id), message), drop=True)
 
     def notify(self, room_id: str, notice: bytes) -> None:
         header = {"k": "s", "n": self.node_id, "r": room_id}
@@ -270,19 +302,26 @@ class RedisBus:
 
     async def members(self, room_id: str) -> list[Member]:
         """Members of the room on live nodes (this node's alone if Redis is unreachable)."""
+        return (await self.snapshot(room_id)).members
+
+    async def snapshot(self, room_id: str) -> Snapshot:
+        """The room's members on live nodes and each such node's latest presence seq there, in
+        one script (this node's members alone, and no seqs, if Redis is unreachable)."""
         await self.flush()
         client = self._client
         if client is None or not self._healthy:
-            return self._local_members(room_id)
+            return Snapshot(self._local_members(room_id), {})
         try:
-            flat = await client.evalsha(self._shas["MEMBERS"], 0, self.prefix, room_id)
+            self.snapshots += 1
+            flat, at = await client.evalsha(self._shas["MEMBERS"], 0, self.prefix, room_id)
         except SESSION_ERRORS:
-            return self._local_members(room_id)
-        out: list[Member] = []
+            return Snapshot(self._local_members(room_id), {})
+        members: list[Member] = []
         for peer, raw in zip(flat[::2], flat[1::2], strict=True):
             info = orjson.loads(raw)
-            out.append(Member(room_id, peer.decode(), info["node"], info["name"], info["role"]))
-        return out
+            members.append(Member(room_id, peer.decode(), info["node"], info["name"], info["role"]))
+        seqs = {node.decode(): int(seq) for node, seq in zip(at[::2], at[1::2], strict=True)}
+        return Snapshot(members, seqs)
 
     def local_count(self, room_id: str) -> int:
         return len(self._local.get(room_id, ()))
@@ -331,6 +370,13 @@ class RedisBus:
             Member(room_id, peer, self.node_id, name, role)
             for peer, (name, role) in self._local.get(room_id, {}).items()
         ]
+
+    def _next_seq(self, room_id: str) -> tuple[int, int]:
+        """A new presence seq for the room, and this node's previous one there (0: none)."""
+        self._seq += 1
+        prev = self._last_seq.get(room_id, 0)
+        self._last_seq[room_id] = self._seq
+        return self._seq, prev
 
     def _enqueue(self, op: _Op, *, drop: bool = False) -> None:
         self._enqueued += 1
@@ -459,14 +505,17 @@ class RedisBus:
                 channels.discard(message["channel"].decode())
 
     async def _rebuild(self, client: aioredis.Redis) -> None:
-        """Replace this node's presence in Redis by the mirror, atomically."""
+        """Replace this node's presence in Redis by the mirror, atomically. The joins are
+        quiet (one notice per room follows, and the other nodes read the room) and record the
+        room's latest seq, which covers every change the mirror holds: the next delta follows
+        on from the snapshot those reads take."""
         async with client.pipeline(transaction=True) as pipe:
             pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
             for room_id, members in self._local.items():
+                seq = str(self._last_seq[room_id])
                 for peer_id, (name, role) in members.items():
-                    pipe.evalsha(
-                        self._shas["JOIN"], 0, *self._join_args(room_id, peer_id, name, role)
-                    )
+                    args = self._join_args(room_id, peer_id, name, role)
+                    pipe.evalsha(self._shas["JOIN"], 0, *args, seq, "")
             pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000))
             pipe.zadd(f"{self.prefix}nodes", {self.node_id: time.time() * 1000})
             for room_id in self._local:
@@ -527,14 +576,22 @@ class RedisBus:
     def _apply(self, pipe: Any, op: _Op) -> None:
         kind = op[0]
         if kind == "join":
-            _, room_id, peer_id, name, role = op
-            pipe.evalsha(self._shas["JOIN"], 0, *self._join_args(room_id, peer_id, name, role))
-            pipe.publish(
-                self._room_channel(room_id),
-                self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
-            )
+            _, room_id, peer_id, name, role, seq, prev = op
+            delta = {
+                "k": "j",
+                "n": self.node_id,
+                "r": room_id,
+                "s": seq,
+                "v": prev,
+                "p": peer_id,
+                "m": name,
+                "o": role,
+            }
+            args = self._join_args(room_id, peer_id, name, role)
+            pipe.evalsha(self._shas["JOIN"], 0, *args, str(seq), self._pack(delta, b""))
         elif kind == "leave":
-            _, room_id, peer_id, gone = op
+            _, room_id, peer_id, gone, seq, prev, emptied = op
+            delta = {"k": "l", "n": self.node_id, "r": room_id, "s": seq, "v": prev, "p": peer_id}
             pipe.evalsha(
                 self._shas["LEAVE"],
                 0,
@@ -543,14 +600,14 @@ class RedisBus:
                 room_id,
                 peer_id,
                 "1" if gone else "0",
-            )
-            pipe.publish(
-                self._room_channel(room_id),
-                self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
+                str(seq),
+                "1" if emptied else "0",
+                self._pack(delta, b""),
             )
         elif kind == "publish":
             pipe.publish(op[1], op[2])
         elif kind == "send":
+            self.looked_up += 1
             pipe.evalsha(self._shas["SEND"], 0, self.prefix, op[1], op[2])
 
     async def _reader(self, pubsub: PubSub, stop: asyncio.Event) -> None:
@@ -610,6 +667,20 @@ class RedisBus:
                 handler.deliver_room(header["r"], frame, header.get("x"))
             elif kind == "d":
                 handler.deliver_peer(header["p"], frame)
+            elif kind == "j" or kind == "l":
+                self.deltas += 1
+                handler.presence_delta(
+                    PresenceDelta(
+                        header["r"],
+                        header["n"],
+                        header["s"],
+                        header["v"],
+                        header["p"],
+                        kind == "j",
+                        header.get("m", ""),
+                        header.get("o", ""),
+                    )
+                )
             elif kind == "c":
                 handler.presence_changed(header["r"])
             elif kind == "s":

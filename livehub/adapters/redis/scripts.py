@@ -6,12 +6,19 @@ Keys (``P`` is the configured prefix, default ``livehub:``; one Redis, not Redis
 - ``P nodes``                  sorted set of nodes that registered (score: last heartbeat, ms)
 - ``P room:<room>:members``    hash peer -> JSON ``{"node", "name", "role"}``
 - ``P room:<room>:counts``     hash node -> members of the room on that node
+- ``P room:<room>:seq``        hash node -> sequence number of the node's latest presence
+  message in the room (while the node has members there): a :data:`MEMBERS` snapshot tells
+  each node's place in its stream of deltas
 - ``P node:<node>:rooms``      set of rooms where the node has members (for reaping)
 - ``P node:<node>:peers``      set of the node's peers (for reaping)
-- ``P peers``                  hash peer -> node (where a direct send goes)
+- ``P peers``                  hash peer -> node (where a direct send to an unknown node goes)
 
-Channels: ``P room:<room>`` (broadcasts and presence notices of a room) and ``P node:<node>``
-(direct sends to the node's peers).
+Channels: ``P room:<room>`` (broadcasts, presence deltas and notices of a room) and
+``P node:<node>`` (direct sends to the node's peers).
+
+:data:`JOIN` and :data:`LEAVE` publish the presence delta themselves (the node signs it
+beforehand: Lua cannot), so the change and the message are one atomic step, in order with the
+node's other messages on the room's channel.
 
 All scripts take no KEYS and build key names from ``ARGV[1]`` (the prefix): fine on one Redis
 (or a Sentinel-managed primary), not on Redis Cluster.
@@ -19,11 +26,30 @@ All scripts take no KEYS and build key names from ``ARGV[1]`` (the prefix): fine
 
 from __future__ import annotations
 
-#: ARGV: prefix, node, room, peer, info JSON. Returns 1 if the peer became a member here.
-JOIN = """
+#: Records ``seq`` as the node's latest in the room unless a later one is there (a rebuild may
+#: have written it before queued operations land). Seqs are decimal strings: kept as given (a
+#: Lua number would print large ones in exponent form), compared as numbers (exact below 2^53).
+_SEQ = """
+local seqs = p .. 'room:' .. room .. ':seq'
+local cur = redis.call('HGET', seqs, node)
+local later = cur and tonumber(cur) > tonumber(seq)
+"""
+
+#: ARGV: prefix, node, room, peer, info JSON, seq, message. Writes the membership and the
+#: node's seq, then publishes ``message`` (the signed delta) on the room's channel; an empty
+#: message is a quiet join (a rebuild: it publishes one notice per room afterwards). Returns 1
+#: if the peer became a member here.
+JOIN = (
+    """
 local p, node, room, peer, info = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local seq, message = ARGV[6], ARGV[7]
 local members = p .. 'room:' .. room .. ':members'
 local counts = p .. 'room:' .. room .. ':counts'
+"""
+    + _SEQ
+    + """
+if not later then redis.call('HSET', seqs, node, seq) end
+if message ~= '' then redis.call('PUBLISH', p .. 'room:' .. room, message) end
 local old = redis.call('HGET', members, peer)
 if old then
   local o = cjson.decode(old)
@@ -40,12 +66,24 @@ redis.call('HSET', p .. 'peers', peer, node)
 redis.call('SADD', p .. 'node:' .. node .. ':peers', peer)
 return 1
 """
+)
 
-#: ARGV: prefix, node, room, peer, "1" if the peer is in no room of this node any more.
-LEAVE = """
+#: ARGV: prefix, node, room, peer, "1" if the peer is in no room of this node any more, seq,
+#: "1" if the node has no member left in the room (its seq there is removed), message (the
+#: signed delta, published on the room's channel). Returns 1 if the peer was a member here.
+LEAVE = (
+    """
 local p, node, room, peer, gone = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local seq, emptied, message = ARGV[6], ARGV[7], ARGV[8]
 local members = p .. 'room:' .. room .. ':members'
 local counts = p .. 'room:' .. room .. ':counts'
+"""
+    + _SEQ
+    + """
+if not later then
+  if emptied == '1' then redis.call('HDEL', seqs, node) else redis.call('HSET', seqs, node, seq) end
+end
+redis.call('PUBLISH', p .. 'room:' .. room, message)
 if gone == '1' and redis.call('HGET', p .. 'peers', peer) == node then
   redis.call('HDEL', p .. 'peers', peer)
   redis.call('SREM', p .. 'node:' .. node .. ':peers', peer)
@@ -60,6 +98,7 @@ if redis.call('HINCRBY', counts, node, -1) <= 0 then
 end
 return 1
 """
+)
 
 _REAP_BODY = """
 local out = {}
@@ -77,6 +116,7 @@ for _, room in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node .. ':rooms')) 
     end
   end
   redis.call('HDEL', p .. 'room:' .. room .. ':counts', node)
+  redis.call('HDEL', p .. 'room:' .. room .. ':seq', node)
 end
 for _, peer in ipairs(redis.call('SMEMBERS', p .. 'node:' .. node .. ':peers')) do
   if redis.call('HGET', p .. 'peers', peer) == node then redis.call('HDEL', p .. 'peers', peer) end
@@ -116,24 +156,36 @@ end
 return total
 """
 
-#: ARGV: prefix, room. [peer, info JSON, ...] of members on live nodes, in no particular order.
+#: ARGV: prefix, room. A snapshot of the room on live nodes: ``{[peer, info JSON, ...],
+#: [node, seq, ...]}``, members in no particular order, and each node's latest presence seq.
 MEMBERS = """
 local p, room = ARGV[1], ARGV[2]
 local all = redis.call('HGETALL', p .. 'room:' .. room .. ':members')
 local alive = {}
+local function live(node)
+  if alive[node] == nil then alive[node] = redis.call('EXISTS', p .. 'alive:' .. node) == 1 end
+  return alive[node]
+end
 local out = {}
 for i = 1, #all, 2 do
-  local node = cjson.decode(all[i + 1]).node
-  if alive[node] == nil then alive[node] = redis.call('EXISTS', p .. 'alive:' .. node) == 1 end
-  if alive[node] then
+  if live(cjson.decode(all[i + 1]).node) then
     out[#out + 1] = all[i]
     out[#out + 1] = all[i + 1]
   end
 end
-return out
+local seqs = redis.call('HGETALL', p .. 'room:' .. room .. ':seq')
+local at = {}
+for i = 1, #seqs, 2 do
+  if live(seqs[i]) then
+    at[#at + 1] = seqs[i]
+    at[#at + 1] = seqs[i + 1]
+  end
+end
+return {out, at}
 """
 
 #: ARGV: prefix, peer, payload. Publishes to the peer's node channel; returns the node or false.
+#: For a peer whose node the sender does not know (a kick); a known node gets a plain PUBLISH.
 SEND = """
 local p, peer, payload = ARGV[1], ARGV[2], ARGV[3]
 local node = redis.call('HGET', p .. 'peers', peer)
