@@ -84,8 +84,14 @@ class ClusterHub:
         self._watch_interval = watch_interval
         #: room with local members -> peer id -> description of a member on another node
         self._remote: dict[str, dict[str, dict[str, str]]] = {}
+        #: room with local members -> the hosts of ``_remote`` (a join in a counted room lists
+        #: the hosts: O(hosts), not a scan of every member)
+        self._hosts: dict[str, dict[str, dict[str, str]]] = {}
         #: room with local members -> peer id of ``_remote`` -> its node
         self._homes: dict[str, dict[str, str]] = {}
+        #: rooms without local members being read for a join or a view (one read at a time;
+        #: True when it was read)
+        self._loading: dict[str, asyncio.Future[bool]] = {}
         #: room with local members -> node -> its members in ``_homes`` (when none, a node's
         #: new run in the room has nothing of its old one to drop: no scan)
         self._held: dict[str, dict[str, int]] = {}
@@ -159,6 +165,7 @@ class ClusterHub:
         self.bus.join(room_id, peer.id, name, role)
         if new_room:
             self._remote[room_id] = self._peeked.pop(room_id, {})
+            self._hosts[room_id] = _hosts_of(self._remote[room_id])
             self._homes[room_id] = {}
             self._held[room_id] = {}
             self._seqs[room_id] = {}
@@ -176,6 +183,7 @@ class ClusterHub:
         self.bus.leave(room_id, peer.id)
         if room_id not in self.local.rooms:
             self._remote.pop(room_id, None)
+            self._hosts.pop(room_id, None)
             self._homes.pop(room_id, None)
             self._held.pop(room_id, None)
             self._seqs.pop(room_id, None)
@@ -202,7 +210,10 @@ class ClusterHub:
         return self.local.describe_members(room_id) + list(self._others(room_id).values())
 
     def describe_hosts(self, room_id: str) -> list[dict[str, str]]:
-        others = [d for d in self._others(room_id).values() if d["role"] == "host"]
+        if room_id in self.local.rooms:
+            others = list(self._hosts.get(room_id, {}).values())
+        else:
+            others = list(_hosts_of(self._peeked.get(room_id, {})).values())
         return self.local.describe_hosts(room_id) + others
 
     def page_members(self, room_id: str, limit: int, offset: int) -> list[dict[str, str]]:
@@ -214,13 +225,28 @@ class ClusterHub:
         return local + list(others)
 
     async def load(self, room_id: str) -> None:
-        if room_id in self.local.rooms:
-            return  # kept up to date by the bus's notices
-        others = self._describe(await self.bus.members(room_id))
-        if len(self._peeked) >= MAX_PEEKED:
-            self._peeked.clear()
-        self._peeked[room_id] = others
-        self._peeked_counts[room_id] = len(others)
+        while room_id not in self.local.rooms:  # else kept up to date by the bus's messages
+            loading = self._loading.get(room_id)
+            if loading is None:
+                await self._load(room_id)
+                return
+            # joiners of a room new here share one read; if it failed, one of them reads
+            if await asyncio.shield(loading):
+                return
+
+    async def _load(self, room_id: str) -> None:
+        loading = self._loading[room_id] = asyncio.get_running_loop().create_future()
+        read = False
+        try:
+            others = self._describe(await self.bus.members(room_id))
+            if len(self._peeked) >= MAX_PEEKED:
+                self._peeked.clear()
+            self._peeked[room_id] = others
+            self._peeked_counts[room_id] = len(others)
+            read = True
+        finally:
+            del self._loading[room_id]
+            loading.set_result(read)
 
     async def prefetch(self, room_ids: list[str]) -> None:
         wanted = [room_id for room_id in room_ids if room_id not in self.local.rooms]
@@ -401,9 +427,15 @@ class ClusterHub:
             elif remote[peer_id] != described:
                 remote[peer_id] = described
                 changed = True
+            hosts = self._hosts[room_id]
+            if delta.role == "host":
+                hosts[peer_id] = described
+            else:
+                hosts.pop(peer_id, None)
         elif homes.get(peer_id) == node:  # not if it has joined on another node since
             del remote[peer_id]
             del homes[peer_id]
+            self._hosts[room_id].pop(peer_id, None)
             held[node] -= 1
             changed = True
         return changed
@@ -413,9 +445,11 @@ class ClusterHub:
         if not self._held[room_id].pop(node, 0):
             return False
         homes, remote = self._homes[room_id], self._remote[room_id]
+        hosts = self._hosts[room_id]
         for peer_id in [peer_id for peer_id, home in homes.items() if home == node]:
             del homes[peer_id]
             remote.pop(peer_id, None)
+            hosts.pop(peer_id, None)
         return True
 
     def _install(self, room_id: str, snapshot: Snapshot) -> None:
@@ -424,6 +458,7 @@ class ClusterHub:
         node = self.bus.node_id
         others = [m for m in snapshot.members if m.node_id != node]
         self._remote[room_id] = self._describe(others)
+        self._hosts[room_id] = _hosts_of(self._remote[room_id])
         self._homes[room_id] = {m.peer_id: m.node_id for m in others}
         held: dict[str, int] = {}
         self._held[room_id] = held
@@ -487,3 +522,7 @@ class ClusterHub:
                 self._listener.members_lost(room_id, lost, count)
             if room_id in self.local.rooms:
                 self._refresh(room_id)
+
+
+def _hosts_of(members: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    return {peer_id: d for peer_id, d in members.items() if d["role"] == "host"}

@@ -127,6 +127,16 @@ async def test_kick_bans_and_create_buckets_are_shared(start: Start) -> None:
 
     await until(ended)
 
+    # a storm of joins asks at once: each gets its own answer from one shared round trip
+    c, d = await start("c", ban_seconds=60), await start("d", ban_seconds=60)
+    c.ban("room-3", "198.51.100.7")
+    await until(lambda: d.banned("room-3", "198.51.100.7"))
+    asked = [("room-3", f"198.51.100.{n}") for n in range(5, 10)] + [("room-4", "198.51.100.7")]
+    answers = await asyncio.gather(*(d.banned(room, address) for room, address in asked * 20))
+    assert answers == [
+        address == "198.51.100.7" and room == "room-3" for room, address in asked * 20
+    ]
+
     # 2 creations a minute, whichever node they reach
     assert await a.take_create("198.51.100.6", 2) == 0
     assert await b.take_create("198.51.100.6", 2) == 0

@@ -410,3 +410,42 @@ async def test_a_nodes_first_join_after_its_room_emptied_drops_what_was_left_of_
     assert sorted(d["peerId"] for d in b.describe_members("r1")) == ["p2", "pb"]
     assert b.count("r1") == 2
     assert b.bus.snapshots == reads
+
+
+async def test_joiners_of_a_room_new_on_a_node_share_one_read(node: Nodes) -> None:
+    a, _ = await node("a")
+    b, _ = await node("b")
+    for n in range(30):
+        a.join(connect(a, f"pa{n}")[0], "r1", f"a{n}", "host" if n == 0 else "viewer")
+    await a.bus.flush()
+    assert isinstance(b.bus, RedisBus)
+    before = b.bus.snapshots
+    # fifty joiners reach the room at once, before any of them is a member here
+    await asyncio.gather(*(b.load("r1") for _ in range(50)))
+    assert b.bus.snapshots == before + 1
+    assert b.count("r1") == 30
+    assert [d["peerId"] for d in b.describe_hosts("r1")] == ["pa0"]
+
+
+async def test_the_hosts_of_other_nodes_follow_their_joins_leaves_and_role_changes(
+    node: Nodes,
+) -> None:
+    a, _ = await node("a")
+    b, _ = await node("b")
+    b.join(connect(b, "pb")[0], "r1", "bob", "viewer")  # the room is local on b
+    peers = [connect(a, f"pa{n}")[0] for n in range(4)]
+    for n, peer in enumerate(peers):
+        a.join(peer, "r1", f"a{n}", "host" if n < 2 else "viewer")
+
+    def hosts() -> list[str]:
+        return sorted(d["peerId"] for d in b.describe_hosts("r1"))
+
+    await eventually(lambda: b.count("r1") == 5)
+    assert hosts() == ["pa0", "pa1"]
+    a.leave(peers[0], "r1")
+    a.join(peers[1], "r1", "a1", "viewer")  # stepped down
+    a.join(peers[2], "r1", "a2", "host")  # stepped up
+    await eventually(lambda: hosts() == ["pa2"])
+    assert b.count("r1") == 4
+    a.disconnect(peers[2])
+    await eventually(lambda: hosts() == [] and b.count("r1") == 3)

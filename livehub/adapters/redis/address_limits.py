@@ -119,6 +119,8 @@ class RedisAddressLimits:
         #: this node's open connections per address: the truth its hash is rewritten from
         self.local = LocalConnections(limit)
         self._bans = LocalBans(ban_seconds)
+        #: ban checks waiting for the next pipelined round trip (ban key -> its answer)
+        self._checks: dict[str, asyncio.Future[bool]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beat: asyncio.Task[None] | None = None
         #: monotonic time before which Redis is not tried again (after a failure)
@@ -211,13 +213,41 @@ class RedisAddressLimits:
             return True
         if not self._up():
             return False
+        # the joins of one loop iteration (a join storm) share one pipelined round trip
+        checks = self._checks
+        if checks is None:
+            checks = self._checks = {}
+            # runs after the joins already scheduled; if it is cancelled before it starts
+            # (shutdown), its askers are answered by the node's own bans
+            task = asyncio.get_running_loop().create_task(self._check_bans(checks))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: _answer(checks, False))
+        ban_key = self._ban_key(room_id, key)
+        found = checks.get(ban_key)
+        if found is None:
+            found = checks[ban_key] = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(found)
+
+    async def _check_bans(self, checks: dict[str, asyncio.Future[bool]]) -> None:
+        self._checks = None
         try:
-            found = await self._client.exists(self._ban_key(room_id, key))
+            async with self._client.pipeline(transaction=False) as pipe:
+                for ban_key in checks:
+                    pipe.exists(ban_key)
+                found = await pipe.execute()
         except SESSION_ERRORS as exc:
             self._outage(exc)
-            return False
-        self._back()
-        return bool(found)
+            found = [0] * len(checks)  # as the node's own bans say (checked first)
+        except BaseException:
+            found = [0] * len(checks)
+            raise
+        else:
+            self._back()
+        finally:
+            for future, exists in zip(checks.values(), found, strict=True):
+                if not future.done():
+                    future.set_result(bool(exists))
 
     # -- room creation ----------------------------------------------------------------------
 
@@ -285,3 +315,9 @@ class RedisAddressLimits:
                     self._down_until = 0.0
                     self._back()
             await asyncio.sleep(self.heartbeat)
+
+
+def _answer(checks: dict[str, asyncio.Future[bool]], found: bool) -> None:
+    for future in checks.values():
+        if not future.done():
+            future.set_result(found)

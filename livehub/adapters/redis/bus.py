@@ -125,6 +125,9 @@ class RedisBus:
         #: messages dropped because their signature was missing or wrong
         self.forged = 0
         self.node_id = node_id or secrets.token_hex(6)
+        #: how this node's id appears in the header of its own messages (quotes inside JSON
+        #: strings are escaped, so only the ``n`` field itself can match)
+        self._own_tag = orjson.dumps({"n": self.node_id})[1:-1]
         self.prefix = prefix
         self.heartbeat = heartbeat
         self.node_ttl = node_ttl
@@ -650,6 +653,12 @@ class RedisBus:
 
     def _dispatch(self, data: bytes) -> None:
         handler = self._handler
+        # this node's own messages come back on the room channels it is subscribed to: drop
+        # them before the signature is checked (a message that only claims to be ours is
+        # dropped too, which is all a forgery of it could get)
+        signed = data.partition(b"\n")[2] if self._key is not None else data
+        if self._own_tag in signed.partition(b"\n")[0]:
+            return
         verified = self._verified(data)
         if verified is None:
             return
