@@ -615,7 +615,9 @@ class RedisBus:
 
     async def _reader(self, pubsub: PubSub, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            message = await pubsub.get_message(timeout=1.0)
+            # a blocking read (no timeout set up per message): the session's end cancels it,
+            # and a dead connection ends it with an error (the heartbeat finds a hung Redis)
+            message = await pubsub.get_message(timeout=None)
             if message is None:
                 continue
             kind = message["type"]
