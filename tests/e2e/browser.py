@@ -38,6 +38,21 @@ HOOK_SECRET = "e2e-hook-secret-0123456789"
 HOOKS_DIR = ROOT / "tests" / "fixtures" / "srs-hooks"
 
 
+def require_browser(*, ffmpeg: bool = False) -> None:
+    """Skip the calling test module, naming what is missing, without node or Chromium (or
+    ffmpeg, where the page plays a stream)."""
+    needs = [("node", NODE is not None), (f"Chromium at {CHROMIUM}", Path(CHROMIUM).exists())]
+    if ffmpeg:
+        needs.append(("ffmpeg", shutil.which("ffmpeg") is not None))
+    missing = [what for what, found in needs if not found]
+    if missing:
+        pytest.skip(
+            f"browser tests need {', '.join(missing)} "
+            "(apt-get install -y chromium ffmpeg nodejs npm; then npm ci in tests/e2e)",
+            allow_module_level=True,
+        )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -44,6 +44,7 @@ from tests.e2e.browser import (
     free_port,
     install_playwright_core,
     livehub_process,
+    require_browser,
     stop,
     wait_for_http,
 )
@@ -52,12 +53,7 @@ pytestmark = pytest.mark.e2e
 
 SCRIPT_TIMEOUT = 240
 
-if NODE is None or not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"browser tests need node and Chromium at {CHROMIUM} "
-        "(apt-get install -y chromium nodejs npm; then npm ci in tests/e2e)",
-        allow_module_level=True,
-    )
+require_browser()
 
 
 @pytest.fixture(scope="module")

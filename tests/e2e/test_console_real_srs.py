@@ -27,11 +27,14 @@ from tests.e2e.browser import (
     free_port,
     install_playwright_core,
     livehub_process,
+    require_browser,
     wait_for_http,
 )
 from tests.real_srs import SRS_DIR, RealSRS
 
 pytestmark = pytest.mark.e2e
+
+require_browser()
 
 
 @pytest.fixture(scope="module")

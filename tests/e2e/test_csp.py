@@ -24,9 +24,12 @@ from tests.e2e.browser import (
     free_port,
     install_playwright_core,
     livehub_process,
+    require_browser,
 )
 
 pytestmark = pytest.mark.e2e
+
+require_browser()
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,14 @@ import aiohttp
 import pytest
 
 from tests.conftest import hook_fixture
+from tests.e2e.browser import CHROMIUM, HERE, NODE, require_browser
 from tests.processes import Server
 
 pytestmark = pytest.mark.e2e
 
-HERE = Path(__file__).resolve().parent
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-NODE, FFMPEG = shutil.which("node"), shutil.which("ffmpeg")
+FFMPEG = shutil.which("ffmpeg")
 
-if NODE is None or not Path(CHROMIUM).exists() or FFMPEG is None:
-    pytest.skip(
-        f"needs node, ffmpeg and Chromium at {CHROMIUM} (apt-get install chromium ffmpeg nodejs)",
-        allow_module_level=True,
-    )
+require_browser(ffmpeg=True)
 
 
 def make_mp4(path: Path, seconds: int) -> None:
