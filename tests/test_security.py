@@ -299,6 +299,17 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
         resp = await client.get(path)
         assert resp.status == 200
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+    # a WebSocket's upgrade has no body: its 101 goes without them (they would stay in memory
+    # with every open socket)
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version": "13",
+    }
+    async with client.get("/ws", headers=upgrade) as resp:
+        assert resp.status == 101
+        assert "X-Content-Type-Options" not in resp.headers
 
 
 async def test_the_sdk_the_console_imports_is_served_to_module_imports(aiohttp_client: Any) -> None:

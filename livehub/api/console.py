@@ -70,7 +70,11 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: headers every response carries."""
+    """``on_response_prepare``: headers every response with a body carries. Not a WebSocket's
+    101 (no body to sniff or refer from): its headers stay with the connection as long as it
+    is open, 0.4 kB each of 10,000 sockets."""
+    if response.status == 101:
+        return
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
 
