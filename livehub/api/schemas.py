@@ -14,10 +14,14 @@ from livehub.domain.room import RoomStatus, Visibility
 from livehub.domain.srs_params import HOOK_ACTIONS
 
 TITLE_MAX = 100
+#: the whitespace both Python's and JavaScript's ``\s`` match (Python's also has the C0
+#: separators U+001C-U+001F and NEL, JavaScript's U+FEFF): spelled out, so that the pattern means
+#: the same to livehub and to every client validating against the OpenAPI document
+_SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 #: at least one visible character, no control characters (C0, DEL, C1) but in the surrounding
 #: whitespace, which is trimmed after validation. The OpenAPI document shows the same regex and
 #: length, so what it promises is exactly what is accepted.
-TITLE_PATTERN = r"^\s*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*\s*$"
+TITLE_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*[{_SPACE}]*$"
 
 
 class StrictBoolean(fields.Boolean):

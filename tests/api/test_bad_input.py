@@ -185,6 +185,10 @@ REST_CASES = [
     create_json("title-bell-char", {"title": "ring\u0007"}, "title"),
     create_json("title-inner-newline", {"title": "two\nlines"}, "title"),
     create_json("title-c1-control", {"title": "csi\u009b2J"}, "title"),
+    # separators Python counts as whitespace and JavaScript does not: refused, as the OpenAPI
+    # pattern says to every client (schemathesis found the disagreement)
+    create_json("title-leading-c0-separator", {"title": "\u001e\U000ba7ff"}, "title"),
+    create_json("title-trailing-nel", {"title": "hi\u0085"}, "title"),
     create_json("unknown-field", {"title": "ok", "owner": "me"}, "owner"),
     create_json("unknown-field-camel-case", {"Title": "ok"}, "Title"),
     create_json("unknown-field-status", {"title": "ok", "status": "live"}, "status"),
