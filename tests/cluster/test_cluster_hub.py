@@ -283,29 +283,51 @@ async def test_a_join_storm_across_two_nodes_reads_no_room_per_change(node: Node
     assert (a.bus.deltas - heard[0], b.bus.deltas - heard[1]) == (changes[b], changes[a])
 
 
+class Lossy:
+    """Nodes ``a`` and ``b`` with a member each in room r1 (``pa`` on a), settled; then ``b``
+    loses the first delta that ``picks`` selects on its way (``lost``); ``reads``: b's room
+    reads before."""
+
+    def __init__(self, a: ClusterHub, b: ClusterHub, listener: Listener, pa: Peer) -> None:
+        self.a, self.b, self.listener, self.pa = a, b, listener, pa
+        self.lost: list[PresenceDelta] = []
+        assert isinstance(b.bus, RedisBus)
+        self.reads = b.bus.snapshots
+
+    @classmethod
+    async def start(
+        cls,
+        node: Nodes,
+        monkeypatch: pytest.MonkeyPatch,
+        picks: Callable[[PresenceDelta], bool],
+    ) -> Lossy:
+        a, _ = await node("a")
+        b, listen_b = await node("b")
+        pa, _ = connect(a, "pa")
+        pb, _ = connect(b, "pb")
+        a.join(pa, "r1", "ann", "host")
+        b.join(pb, "r1", "bob", "viewer")
+        await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+        await _settled(a, b)
+        lossy = cls(a, b, listen_b, pa)
+        deliver = b.presence_delta
+
+        def on_the_way(delta: PresenceDelta) -> None:
+            if not lossy.lost and picks(delta):
+                lossy.lost.append(delta)
+            else:
+                deliver(delta)
+
+        monkeypatch.setattr(b, "presence_delta", on_the_way)
+        return lossy
+
+
 async def test_a_missed_delta_makes_the_node_read_the_room_whole(
     node: Nodes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    a, _ = await node("a")
-    b, listen_b = await node("b")
-    pa, _ = connect(a, "pa")
-    pb, _ = connect(b, "pb")
-    a.join(pa, "r1", "ann", "host")
-    b.join(pb, "r1", "bob", "viewer")
-    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
-    await _settled(a, b)
+    lossy = await Lossy.start(node, monkeypatch, lambda delta: True)
+    a, b, listen_b, lost, reads = lossy.a, lossy.b, lossy.listener, lossy.lost, lossy.reads
     assert isinstance(b.bus, RedisBus)
-    reads = b.bus.snapshots
-    deliver = b.presence_delta
-    lost: list[PresenceDelta] = []
-
-    def lossy(delta: PresenceDelta) -> None:
-        if not lost:
-            lost.append(delta)  # lost on the way
-        else:
-            deliver(delta)
-
-    monkeypatch.setattr(b, "presence_delta", lossy)
     p2, _ = connect(a, "p2")
     a.join(p2, "r1", "al", "viewer")  # lost: b never applies it
     p3, _ = connect(a, "p3")
@@ -382,26 +404,10 @@ async def test_a_nodes_first_join_after_its_room_emptied_drops_what_was_left_of_
 ) -> None:
     """A delta with prev 0 says its node had nobody in the room before it: a member of that
     node still in the view (its leave was lost) is dropped, without a read of the room."""
-    a, _ = await node("a")
-    b, _ = await node("b")
-    pa, _ = connect(a, "pa")
-    pb, _ = connect(b, "pb")
-    a.join(pa, "r1", "ann", "host")
-    b.join(pb, "r1", "bob", "viewer")
-    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
-    await _settled(a, b)
+    # pa's leave is lost on the way
+    lossy = await Lossy.start(node, monkeypatch, lambda delta: not delta.joined)
+    a, b, pa, lost, reads = lossy.a, lossy.b, lossy.pa, lossy.lost, lossy.reads
     assert isinstance(b.bus, RedisBus)
-    reads = b.bus.snapshots
-    deliver = b.presence_delta
-    lost: list[PresenceDelta] = []
-
-    def lossy(delta: PresenceDelta) -> None:
-        if not delta.joined and not lost:
-            lost.append(delta)  # pa's leave is lost on the way
-        else:
-            deliver(delta)
-
-    monkeypatch.setattr(b, "presence_delta", lossy)
     a.leave(pa, "r1")  # r1 empty on a
     p2, _ = connect(a, "p2")
     a.join(p2, "r1", "al", "viewer")  # prev 0: a had nobody there before
