@@ -283,6 +283,20 @@ async def test_a_join_storm_across_two_nodes_reads_no_room_per_change(node: Node
     assert (a.bus.deltas - heard[0], b.bus.deltas - heard[1]) == (changes[b], changes[a])
 
 
+async def _two_in_a_room(node: Nodes) -> tuple[ClusterHub, ClusterHub, Listener, Peer]:
+    """Nodes a and b with a member each in room r1 (``pa`` on a, a host), settled; b's
+    listener."""
+    a, _ = await node("a")
+    b, listen_b = await node("b")
+    pa, _ = connect(a, "pa")
+    pb, _ = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await _settled(a, b)
+    return a, b, listen_b, pa
+
+
 class Lossy:
     """Nodes ``a`` and ``b`` with a member each in room r1 (``pa`` on a), settled; then ``b``
     loses the first delta that ``picks`` selects on its way (``lost``); ``reads``: b's room
@@ -301,15 +315,8 @@ class Lossy:
         monkeypatch: pytest.MonkeyPatch,
         picks: Callable[[PresenceDelta], bool],
     ) -> Lossy:
-        a, _ = await node("a")
-        b, listen_b = await node("b")
-        pa, _ = connect(a, "pa")
-        pb, _ = connect(b, "pb")
-        a.join(pa, "r1", "ann", "host")
-        b.join(pb, "r1", "bob", "viewer")
-        await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
-        await _settled(a, b)
-        lossy = cls(a, b, listen_b, pa)
+        lossy = cls(*await _two_in_a_room(node))
+        b = lossy.b
         deliver = b.presence_delta
 
         def on_the_way(delta: PresenceDelta) -> None:
@@ -350,14 +357,7 @@ async def test_deltas_during_a_full_read_are_replayed_on_its_snapshot(
 ) -> None:
     """A read of the room in flight: deltas that come meanwhile wait. Those written before the
     snapshot are in it (skipped by seq), those after are applied on it: exact, one read."""
-    a, _ = await node("a")
-    b, listen_b = await node("b")
-    pa, _ = connect(a, "pa")
-    pb, _ = connect(b, "pb")
-    a.join(pa, "r1", "ann", "host")
-    b.join(pb, "r1", "bob", "viewer")
-    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
-    await _settled(a, b)
+    a, b, listen_b, pa = await _two_in_a_room(node)
     bus_b = b.bus
     assert isinstance(bus_b, RedisBus)
     read = bus_b.snapshot
