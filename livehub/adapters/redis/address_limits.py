@@ -222,12 +222,21 @@ class RedisAddressLimits:
             task = asyncio.get_running_loop().create_task(self._check_bans(checks))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(lambda _: _answer(checks, False))
+            task.add_done_callback(lambda _: self._settle(checks))
         ban_key = self._ban_key(room_id, key)
         found = checks.get(ban_key)
         if found is None:
             found = checks[ban_key] = asyncio.get_running_loop().create_future()
         return await asyncio.shield(found)
+
+    def _settle(self, checks: dict[str, asyncio.Future[bool]]) -> None:
+        """The check of ``checks`` ended: none of its askers is left waiting, and later askers
+        start a new one (also when it was cancelled before it ran: shutdown)."""
+        if self._checks is checks:
+            self._checks = None
+        for future in checks.values():
+            if not future.done():
+                future.set_result(False)
 
     async def _check_bans(self, checks: dict[str, asyncio.Future[bool]]) -> None:
         self._checks = None
@@ -315,9 +324,3 @@ class RedisAddressLimits:
                     self._down_until = 0.0
                     self._back()
             await asyncio.sleep(self.heartbeat)
-
-
-def _answer(checks: dict[str, asyncio.Future[bool]], found: bool) -> None:
-    for future in checks.values():
-        if not future.done():
-            future.set_result(found)
