@@ -22,6 +22,7 @@ from livehub.api.openapi import build_spec
 from livehub.api.recordings import recording_view
 from livehub.api.routes import setup_routes
 from livehub.api.shutdown import close_websockets
+from livehub.api.turns import Turns, turns_middleware
 from livehub.api.views import RoomViews
 from livehub.api.websocket import encode
 from livehub.config import Config
@@ -81,7 +82,7 @@ def _call_later(delay: float, callback: Callable[[], None]) -> object:
 def create_app(config: Config) -> web.Application:
     """Build the application. Synchronous and free of I/O: storage, the SRS client, the
     reconciler and the sweep start in cleanup contexts."""
-    middlewares = [error_middleware]
+    middlewares = [turns_middleware(Turns()), error_middleware]
     if config.internal_port is not None:  # hooks and metrics on their own port
         middlewares.append(listener_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_size)
