@@ -21,10 +21,11 @@ import collections
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-#: handlers that may begin in one pass of the loop: about 2 ms of handler work in the heaviest
-#: case (creating rooms). With 16 the burst benchmark's longest stall stayed at 21-30 ms (the
-#: handlers resuming after their writes share the passes); with 8 it was 15-17 ms.
-PER_PASS = 8
+#: handlers that may begin in one pass of the loop: about 1 ms of handler work in the heaviest
+#: case (creating rooms). The handlers that resume after their writes share the passes too, and
+#: a wake-up waits for up to three passes, so the burst benchmark's longest stall went from
+#: 21-30 ms (16 a pass) and 15-35 ms (8) to 9-13.5 ms (4), at the same throughput.
+PER_PASS = 4
 
 
 class Turns:
