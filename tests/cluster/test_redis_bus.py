@@ -126,6 +126,70 @@ async def test_a_node_without_members_in_a_room_gets_none_of_its_broadcasts(node
     assert rec_b.rooms == [("r2", b"for r2", None)]
 
 
+async def test_a_room_left_empty_is_unsubscribed_and_a_new_join_subscribes_it_again(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    import redis.asyncio as aioredis
+
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    channel = f"{b.prefix}room:r1"
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+
+        async def subscribers() -> int:
+            ((_, count),) = await client.pubsub_numsub(channel)
+            return int(count)
+
+        for round_ in range(3):
+            b.join("r1", "pb", "bob", "viewer")
+            await b.flush()
+            assert await subscribers() == 1
+            a.broadcast("r1", f"round {round_}".encode())
+            await a.flush()
+            expected = round_ + 1
+            await eventually(lambda: _true(len(rec_b.rooms) == expected), 5)  # noqa: B023
+            b.leave("r1", "pb")
+            b.broadcast("r2", b"anything")  # the writer runs: it unsubscribes r1 after it
+            await b.flush()
+            assert await eventually(lambda: _zero(subscribers()), 5)
+    finally:
+        await client.aclose()
+    assert [frame for _, frame, _ in rec_b.rooms] == [b"round 0", b"round 1", b"round 2"]
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
+
+
+async def test_an_error_reply_in_a_batch_ends_the_session_and_the_next_one_rebuilds(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    """Redis forgot the scripts (SCRIPT FLUSH; a restart does the same): the next join's
+    EVALSHA fails, every reply of its batch is still read, the session ends, and the next one
+    loads the scripts again and writes the presence back: counts exact on both nodes."""
+    import redis.asyncio as aioredis
+
+    a, _ = await node("a")
+    b, _ = await node("b")
+    b.join("r1", "p1", "bob", "viewer")
+    await b.flush()
+    sessions = b.sessions
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    b.join("r1", "p2", "bea", "viewer")
+    b.broadcast("r1", b"in the same batch")
+    await eventually(lambda: b.sessions > sessions, 5)
+
+    async def exact() -> bool:
+        return await a.count("r1") == 2 and await b.count("r1") == 2
+
+    await eventually(exact, 5)
+
+
 async def test_a_room_notice_reaches_the_other_nodes_with_members_in_order(node: Nodes) -> None:
     a, rec_a = await node("a")
     b, rec_b = await node("b")
