@@ -158,6 +158,8 @@ class RedisBus:
         self._subscribed: set[str] = set()
         #: rooms whose last local member left since the writer last looked: unsubscribed then
         self._unused: set[str] = set()
+        #: rooms that got their first local member since the writer last looked: subscribed then
+        self._fresh: set[str] = set()
         self._sub_waiters: dict[str, asyncio.Future[None]] = {}
         self._shas: dict[str, str] = {}
         self._client: aioredis.Redis | None = None
@@ -198,7 +200,11 @@ class RedisBus:
         self._handler = handler
 
     def join(self, room_id: str, peer_id: str, name: str, role: str) -> None:
-        self._local.setdefault(room_id, {})[peer_id] = (name, role)
+        members = self._local.get(room_id)
+        if members is None:
+            members = self._local[room_id] = {}
+            self._fresh.add(room_id)  # the writer subscribes it before it writes the join
+        members[peer_id] = (name, role)
         self._peer_rooms.setdefault(peer_id, set()).add(room_id)
         seq, prev = self._next_seq(room_id)
         self._enqueue(("join", room_id, peer_id, name, role, seq, prev))
@@ -441,6 +447,7 @@ class RedisBus:
                 self._release_flush_waiters()
                 self._subscribed.clear()
                 self._unused.clear()
+                self._fresh.clear()  # a new session subscribes every local room
                 for future in self._sub_waiters.values():
                     if not future.done():
                         future.cancel()
@@ -562,7 +569,8 @@ class RedisBus:
             queue = self._ops
             ops = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
             written = self._enqueued - len(queue)
-            await _pipelined(connection, [self._command(op) for op in ops])
+            async with asyncio.timeout(self.timeout):  # one timeout for the whole batch
+                await _pipelined(connection, [self._command(op) for op in ops])
             self._written = max(self._written, written)
             if len(queue) < self.max_queued:
                 self._room.set()
@@ -576,7 +584,10 @@ class RedisBus:
                     self._subscribed.difference_update(gone)
 
     async def _subscribe_new_rooms(self, pubsub: PubSub) -> None:
-        new = [room for room in self._local if room not in self._subscribed]
+        if not self._fresh:
+            return
+        new = [room for room in self._fresh if room in self._local and room not in self._subscribed]
+        self._fresh.clear()
         if not new:
             return
         loop = asyncio.get_running_loop()
@@ -823,13 +834,15 @@ class _Stop(asyncio.Event):
 
 
 async def _pipelined(connection: AbstractConnection, commands: list[tuple[Any, ...]]) -> None:
-    """Send ``commands`` in one write and read every reply, in order (as a pipeline does); the
-    first error reply is raised once all are read, so the connection stays in step."""
+    """Send ``commands`` in one write and read every reply, in order (as a pipeline does, but
+    without a timeout per reply: the caller sets one for the batch); the first error reply is
+    raised once all are read, so the connection stays in step. A timeout leaves it out of step:
+    it ends the session, which drops the connection."""
     await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
     failed: ResponseError | None = None
     for _ in commands:
         try:
-            await connection.read_response()
+            await connection.read_response(timeout=math.inf)
         except ResponseError as exc:
             failed = failed or exc
     if failed is not None:
