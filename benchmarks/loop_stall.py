@@ -159,7 +159,7 @@ def _count(db: Path, where: str) -> int:
 
 
 async def _serve(args: argparse.Namespace) -> dict[str, Any]:
-    from livehub.__main__ import load_config
+    from livehub.__main__ import load_config, settle_garbage_collection
     from livehub.app import create_app
 
     work = Path(tempfile.mkdtemp(prefix="livehub-stall-"))
@@ -181,8 +181,7 @@ async def _serve(args: argparse.Namespace) -> dict[str, Any]:
     recv = subprocess.Popen([*me, "receiver", str(receiver_port)])
     app = create_app(config)
     if not args.no_freeze:  # as livehub.__main__.serve does before it runs the app
-        gc.collect()
-        gc.freeze()
+        settle_garbage_collection()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -284,7 +283,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--trace", action="store_true", help="print the slowest callbacks")
     parser.add_argument(
-        "--no-freeze", action="store_true", help="skip the gc.freeze() that __main__ does"
+        "--no-freeze",
+        action="store_true",
+        help="skip the garbage collector's tuning that __main__ does (freeze, thresholds)",
     )
     parser.add_argument(
         "--share-cores",

@@ -186,6 +186,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve(config)
 
 
+#: full (generation 2) garbage collections wait for this many generation-1 collections (Python's
+#: default is 10); see :func:`settle_garbage_collection`
+FULL_COLLECTION_EVERY = 100
+
+
+def settle_garbage_collection() -> None:
+    """Tune the collector for a server, after start-up:
+
+    - What start-up made (modules, classes, schemas: ~60,000 objects) lives as long as the
+      process. A full collection walks every object it holds; unfrozen, that took ~50 ms of CPU
+      (the GIL held: the loop stalls), and big list pages allocate enough to trigger one every
+      ~100 pages of 1,000 rooms (docs/benchmarks.md, rooms at scale). It is frozen.
+    - A full collection also walks every live connection (a few hundred objects each), and
+      Python runs one whenever the objects that survived the young collections grew by a
+      quarter and ten generation-1 collections passed: a storm of 2,000 joins ran four, 55 ms
+      each (the loop stalled as long), 230 of its 960 ms of CPU. Full collections now wait for
+      :data:`FULL_COLLECTION_EVERY` generation-1 collections (700,000 allocations at the default
+      thresholds); the young collections, which are short, keep their defaults, and cyclic
+      garbage that lived long enough to be old is collected a little later."""
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+
+
 def serve(config: Config, *, reuse_port: bool = False) -> None:
     """Run one livehub process until a signal stops it; SystemExit(2) for a database newer
     than this livehub, SystemExit(1) for a PostgreSQL unreachable at start-up."""
@@ -199,12 +224,7 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
             log.error("cannot listen on LIVEHUB_INTERNAL_PORT %d: %s", config.internal_port, exc)
             raise SystemExit(1) from None
     app = create_app(config)
-    # What start-up made (modules, classes, schemas: ~60,000 objects) lives as long as the
-    # process. A full garbage collection walks every object it holds; unfrozen, that took
-    # ~50 ms of CPU (the GIL held: the loop stalls), and big list pages allocate enough to
-    # trigger one every ~100 pages of 1,000 rooms (docs/benchmarks.md, rooms at scale).
-    gc.collect()
-    gc.freeze()
+    settle_garbage_collection()
     try:
         web.run_app(
             app,
