@@ -576,9 +576,9 @@ class RedisBus:
                 self._room.set()
             self._release_flush_waiters()
             if self._unused:
-                gone = [room for room in self._unused if room not in self._local]
-                self._unused.clear()
-                gone = [room for room in gone if room in self._subscribed]
+                unused, local, subscribed = self._unused, self._local, self._subscribed
+                gone = [room for room in unused if room not in local and room in subscribed]
+                unused.clear()
                 if gone:
                     await pubsub.unsubscribe(*(self._room_channel(room) for room in gone))
                     self._subscribed.difference_update(gone)
