@@ -254,17 +254,25 @@ def test_a_taken_port_is_one_line_and_a_failed_exit(tmp_path: Path) -> None:
 
 
 def test_the_collector_is_settled_for_a_server() -> None:
-    """After start-up ``serve`` freezes what start-up made and makes full collections wait for
-    ``FULL_COLLECTION_EVERY`` generation-1 collections; the young thresholds stay Python's."""
+    """After start-up ``serve`` freezes what start-up made and sets the server's thresholds."""
     import gc
 
-    from livehub.__main__ import FULL_COLLECTION_EVERY, settle_garbage_collection
+    from livehub.__main__ import (
+        FULL_COLLECTION_EVERY,
+        MIDDLE_COLLECTION_EVERY,
+        YOUNG_COLLECTION_EVERY,
+        settle_garbage_collection,
+    )
 
     before = gc.get_threshold()
     try:
         settle_garbage_collection()
         assert gc.get_freeze_count() > 0
-        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_EVERY)
+        assert gc.get_threshold() == (
+            YOUNG_COLLECTION_EVERY,
+            MIDDLE_COLLECTION_EVERY,
+            FULL_COLLECTION_EVERY,
+        )
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
