@@ -389,7 +389,7 @@ class Config:
     database_url: str | None = None
     #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
     redis_url: str | None = None
-    #: HMAC key signing the bus's messages (every node the same); None: unsigned
+    #: MAC key signing the bus's messages (every node the same); None: unsigned
     cluster_key: str | None = None
     # webhooks (docs/webhooks.md): no URL, no webhooks
     webhook_urls: tuple[str, ...] = ()
