@@ -556,9 +556,12 @@ class RedisBus:
         # the writer's own connection, outside the pool: its batches go out as packed commands
         # and their replies are read straight off it (a redis-py pipeline per batch cost a
         # node a sixth of its CPU in the cross-node benchmark)
-        # (redis-py leaves make_connection untyped: a typed alias type-checks)
-        make_connection: Callable[[], AbstractConnection] = client.connection_pool.make_connection
-        connection = make_connection()
+        # Without a socket timeout: redis-py runs every send of a connection that has one in a
+        # task of its own (asyncio.wait_for); the batch's one timeout covers the send here.
+        pool = client.connection_pool
+        connection: AbstractConnection = pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": None}
+        )
         connect: Callable[[], Awaitable[None]] = connection.connect
         try:
             await connect()
