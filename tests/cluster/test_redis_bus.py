@@ -742,3 +742,42 @@ async def test_with_a_cluster_key_unsigned_and_forged_messages_are_dropped(
     b.leave("r1", "pb")
     await b.flush()
     assert await a.count("r1") == 1
+
+
+async def test_a_signed_message_altered_on_the_way_is_dropped(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    """The tag covers the whole message: a real node's broadcast, taken off Redis with its tag
+    and published again with one byte of the frame changed, is dropped as forged; the
+    original, published again as it was, is accepted (the tag does not stop replays: the
+    documented limit of ``LIVEHUB_CLUSTER_KEY``)."""
+    import redis.asyncio as aioredis
+
+    key = b"k" * 40
+    a, _ = await node("a", key=key)
+    b, rec_b = await node("b", key=key)
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    client = aioredis.Redis.from_url(redis_server.url)
+    pubsub = client.pubsub()
+    try:
+        await pubsub.subscribe(f"{b.prefix}room:r1")
+        a.broadcast("r1", b"genuine frame")
+        await a.flush()
+        await eventually(lambda: _true(bool(rec_b.rooms)), 5)
+        original: bytes | None = None
+        async with asyncio.timeout(5):
+            while original is None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    original = message["data"]
+        assert original.endswith(b"genuine frame")
+        altered = original.replace(b"genuine frame", b"genuine frami")
+        await client.publish(f"{b.prefix}room:r1", altered)
+        await client.publish(f"{b.prefix}room:r1", original)
+        await eventually(lambda: _true(len(rec_b.rooms) == 2), 5)
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+    assert b.forged == 1
+    assert [frame for _, frame, _ in rec_b.rooms] == [b"genuine frame", b"genuine frame"]
