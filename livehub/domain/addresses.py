@@ -109,12 +109,16 @@ class LocalBans:
         self._clock = clock
         self._ends: dict[tuple[str, str], float] = {}
 
-    def ban(self, room_id: str, key: str) -> None:
+    def ban(self, room_id: str, key: str, seconds: float | None = None) -> None:
+        """Ban ``key`` from the room for ``seconds`` (default: the configured length; another
+        node's ban arrives with what is left of it)."""
         if self.seconds <= 0 or not key:
             return
         now = self._clock()
-        self._ends.pop((room_id, key), None)  # re-inserted last: the dict stays in end order
-        self._ends[(room_id, key)] = now + self.seconds
+        # re-inserted last: the dict stays in end order (but for another node's bans, which end a
+        # little sooner: pruning stops at the first current ban, so some ended ones may wait)
+        self._ends.pop((room_id, key), None)
+        self._ends[(room_id, key)] = now + (self.seconds if seconds is None else seconds)
         if len(self._ends) > MAX_BANS:
             self._prune(now)
 

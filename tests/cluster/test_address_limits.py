@@ -127,16 +127,6 @@ async def test_kick_bans_and_create_buckets_are_shared(start: Start) -> None:
 
     await until(ended)
 
-    # a storm of joins asks at once: each gets its own answer from one shared round trip
-    c, d = await start("c", ban_seconds=60), await start("d", ban_seconds=60)
-    c.ban("room-3", "198.51.100.7")
-    await until(lambda: d.banned("room-3", "198.51.100.7"))
-    asked = [("room-3", f"198.51.100.{n}") for n in range(5, 10)] + [("room-4", "198.51.100.7")]
-    answers = await asyncio.gather(*(d.banned(room, address) for room, address in asked * 20))
-    assert answers == [
-        address == "198.51.100.7" and room == "room-3" for room, address in asked * 20
-    ]
-
     # 2 creations a minute, whichever node they reach
     assert await a.take_create("198.51.100.6", 2) == 0
     assert await b.take_create("198.51.100.6", 2) == 0
@@ -174,3 +164,88 @@ async def test_without_redis_each_node_limits_on_its_own(
         return True
 
     await until(counted_again, within=10)
+
+
+async def _calls(redis_server: RedisEngine, command: str) -> int:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def _mirrored(limits: RedisAddressLimits) -> bool:
+    return limits.bans_mirrored
+
+
+async def test_ban_checks_are_answered_from_every_node_s_mirror(
+    start: Start, redis_server: RedisEngine
+) -> None:
+    """Bans are announced: every node mirrors them, and a join's check (a storm's thousands)
+    costs no Redis command at all; a node started later reads the bans already there, with
+    what is left of them; IPv6 address keys (colons) survive the key's round trip."""
+    a, b = await start("a", ban_seconds=60), await start("b", ban_seconds=60)
+    await until(lambda: _mirrored(a))
+    await until(lambda: _mirrored(b))
+    a.ban("room-1", "198.51.100.20")
+    a.ban("room-1", "2001:db8:1:2::/64")
+    await until(lambda: b.banned("room-1", "2001:db8:1:2::/64"))
+    await until(lambda: b.banned("room-1", "198.51.100.20"))
+    exists_before = await _calls(redis_server, "exists")
+    asked = [("room-1", f"198.51.100.{n}") for n in range(18, 23)] + [("room-2", "198.51.100.20")]
+    answers = await asyncio.gather(*(b.banned(room, address) for room, address in asked * 200))
+    assert answers == [
+        (room, address) == ("room-1", "198.51.100.20") for room, address in asked * 200
+    ]
+    assert await _calls(redis_server, "exists") == exists_before  # no round trip for them
+
+    # a node that starts later reads the bans made before it subscribed
+    c = await start("c", ban_seconds=60)
+    await until(lambda: _mirrored(c))
+    assert await c.banned("room-1", "198.51.100.20")
+    assert await c.banned("room-1", "2001:db8:1:2::/64")
+    assert not await c.banned("room-1", "2001:db8:1:3::/64")
+
+    # ... with what is left of each: a short ban ends on time on the late node too
+    d = await start("d", ban_seconds=0.6)
+    d.ban("room-3", "198.51.100.21")
+    e = await start("e", ban_seconds=60)
+    await until(lambda: _mirrored(e))
+    assert await e.banned("room-3", "198.51.100.21")
+    await until(lambda: _not(e.banned("room-3", "198.51.100.21")), within=3)
+
+
+async def _not(check: Awaitable[bool]) -> bool:
+    return not await check
+
+
+async def test_while_its_ban_feed_is_down_a_node_asks_redis(
+    start: Start, redis_server: RedisEngine, redis_prefix: str
+) -> None:
+    """A node whose subscription was cut (here by Redis itself: CLIENT KILL TYPE pubsub) does
+    not trust its mirror: a storm of checks asks Redis, in one shared round trip, and finds a
+    ban its mirror never heard of (a key written straight to Redis, as by a node of an older
+    livehub); then it subscribes again and reads that ban into its mirror."""
+    d = await start("d", ban_seconds=60, retry_interval=1.5)
+    await until(lambda: _mirrored(d))
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.set(f"{redis_prefix}ban:room-3:198.51.100.7", b"1", px=60_000)
+        assert not await d.banned("room-3", "198.51.100.7")  # the mirror never heard of it
+        await client.client_kill_filter(_type="pubsub")
+    finally:
+        await client.aclose()
+    await until(lambda: _not(_mirrored(d)), within=2)
+    # a storm of joins asks at once: each gets its own answer from one shared round trip
+    exists_before = await _calls(redis_server, "exists")
+    asked = [("room-3", f"198.51.100.{n}") for n in range(5, 10)] + [("room-4", "198.51.100.7")]
+    answers = await asyncio.gather(*(d.banned(room, address) for room, address in asked * 20))
+    assert answers == [
+        address == "198.51.100.7" and room == "room-3" for room, address in asked * 20
+    ]
+    exists_calls = await _calls(redis_server, "exists") - exists_before
+    assert len(asked) <= exists_calls < len(asked) * 20  # shared, not one per check
+    # back on the feed: the key written straight to Redis is in the mirror now
+    await until(lambda: _mirrored(d), within=5)
+    assert await d.banned("room-3", "198.51.100.7")
