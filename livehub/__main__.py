@@ -211,9 +211,10 @@ def settle_garbage_collection() -> None:
       and their frames: about ten objects per connection that has just been served). With
       1,000 connections relaying, each young collection at Python's 700 walked 4,000-7,000 of
       them for about 1 ms, 500 times in 100,000 relayed messages: 8 % of the server's CPU.
-      Every :data:`YOUNG_COLLECTION_EVERY` allocations it is 60 ms in all; a generation-1
-      collection every :data:`MIDDLE_COLLECTION_EVERY` young ones keeps that generation small,
-      so no pause grows past ~10 ms even in a join storm (docs/benchmarks.md)."""
+      Every :data:`YOUNG_COLLECTION_EVERY` allocations the collector took 57 ms in all in the
+      same run; a generation-1 collection every :data:`MIDDLE_COLLECTION_EVERY` young ones
+      keeps that generation small, so no pause grew past ~10 ms even in a join storm
+      (docs/benchmarks.md, young collections)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_EVERY, MIDDLE_COLLECTION_EVERY, FULL_COLLECTION_EVERY)
