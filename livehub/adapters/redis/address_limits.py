@@ -33,12 +33,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
 
-from livehub.adapters.redis.bus import SESSION_ERRORS, connect
+from livehub.adapters.redis.bus import (
+    SESSION_ERRORS,
+    close_pubsub,
+    connect,
+    subscriptions_confirmed,
+)
 from livehub.domain.addresses import LocalBans, LocalConnections, SharedUnavailable
 from livehub.tasks import cancel_and_wait
 
@@ -207,8 +212,12 @@ class RedisAddressLimits:
 
     # -- kick bans --------------------------------------------------------------------------
 
+    @property
+    def _ban_prefix(self) -> str:
+        return f"{self.prefix}ban:"
+
     def _ban_key(self, room_id: str, key: str) -> str:
-        return f"{self.prefix}ban:{room_id}:{key}"
+        return f"{self._ban_prefix}{room_id}:{key}"
 
     @property
     def _ban_channel(self) -> str:
@@ -293,18 +302,14 @@ class RedisAddressLimits:
             except SESSION_ERRORS as exc:
                 log.debug("address limits: ban feed interrupted (%s); asking Redis meanwhile", exc)
             except Exception:
-                log.exception("address limits: ban feed failed; checking Redis meanwhile")
+                log.exception("address limits: ban feed failed; asking Redis meanwhile")
             await asyncio.sleep(self.retry_interval)
 
     async def _follow_bans(self) -> None:
         pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(self._ban_channel)
-            while (message := await pubsub.get_message(timeout=self.heartbeat * 5)) is None or (
-                message["type"] != "subscribe"
-            ):
-                if message is None:
-                    raise TimeoutError("no subscription confirmation from Redis")
+            await subscriptions_confirmed(pubsub, {self._ban_channel}, self.heartbeat * 5)
             # subscribed: every later ban arrives; now the bans made before
             await self._read_bans()
             self.bans_mirrored = True
@@ -314,18 +319,15 @@ class RedisAddressLimits:
                     self._mirror(message["data"])
         finally:
             self.bans_mirrored = False
-            with contextlib.suppress(Exception):
-                # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
-                aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-                await asyncio.shield(aclose())  # a cancellation does not cut it short
+            await close_pubsub(pubsub)
 
     async def _read_bans(self) -> None:
         """Every ban key in Redis into the mirror, with what is left of its TTL."""
-        start = len(self._ban_key("", "")) - 1  # "P ban:" (the key ends "<room>:<address>")
+        prefix = self._ban_prefix
         cursor = 0
         while True:
             cursor, keys = await self._client.scan(
-                cursor, match=_glob_escape(f"{self.prefix}ban:") + "*", count=1000
+                cursor, match=_glob_escape(prefix) + "*", count=1000
             )
             if keys:
                 async with self._client.pipeline(transaction=False) as pipe:
@@ -335,7 +337,7 @@ class RedisAddressLimits:
                 for name, ttl in zip(keys, ttls, strict=True):
                     # room ids hold no colon; an IPv6 address key does
                     text = name.decode() if isinstance(name, bytes) else name
-                    room_id, sep, key = text[start:].partition(":")
+                    room_id, sep, key = text[len(prefix) :].partition(":")
                     if sep and key and ttl > 0:
                         self._bans.ban(room_id, key, ttl / 1000)
             if not cursor:

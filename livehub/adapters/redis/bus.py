@@ -110,6 +110,29 @@ def connect(url: str, *, timeout: float = 2.0) -> aioredis.Redis:
     return client
 
 
+async def subscriptions_confirmed(pubsub: PubSub, channels: set[str], within: float) -> None:
+    """Wait until Redis confirms the subscription to every one of ``channels`` (from then on
+    every message published to them arrives); TimeoutError after ``within`` seconds. What
+    comes before a confirmation is dropped."""
+    deadline = time.monotonic() + within
+    while channels:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no subscription confirmation from Redis")
+        message = await pubsub.get_message(timeout=remaining)
+        if message and message["type"] == "subscribe":
+            channels.discard(message["channel"].decode())
+
+
+async def close_pubsub(pubsub: PubSub) -> None:
+    """Close a pub/sub connection, whatever state it is in; a cancellation does not cut it
+    short."""
+    with contextlib.suppress(Exception):
+        # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
+        aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+        await asyncio.shield(aclose())
+
+
 class RedisBus:
     """:class:`livehub.domain.bus.Bus` on Redis (see the module docstring)."""
 
@@ -486,7 +509,7 @@ class RedisBus:
             rooms = list(self._local)
             channels = [self._node_channel(self.node_id)] + [self._room_channel(r) for r in rooms]
             await pubsub.subscribe(*channels)
-            await self._await_acks(pubsub, set(channels))
+            await subscriptions_confirmed(pubsub, set(channels), self.timeout)
             self._subscribed = set(rooms)
             await self._rebuild(client)
             self.sessions += 1
@@ -512,20 +535,7 @@ class RedisBus:
             )
         finally:
             self._healthy = False
-            with contextlib.suppress(Exception):
-                # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
-                aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-                await asyncio.shield(aclose())  # a cancellation does not cut it short
-
-    async def _await_acks(self, pubsub: PubSub, channels: set[str]) -> None:
-        deadline = time.monotonic() + self.timeout
-        while channels:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no subscription confirmation from Redis")
-            message = await pubsub.get_message(timeout=remaining)
-            if message and message["type"] == "subscribe":
-                channels.discard(message["channel"].decode())
+            await close_pubsub(pubsub)
 
     async def _rebuild(self, client: aioredis.Redis) -> None:
         """Replace this node's presence in Redis by the mirror, atomically. The joins are

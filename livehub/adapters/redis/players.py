@@ -22,12 +22,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from livehub.adapters.redis.bus import SESSION_ERRORS, connect
+from livehub.adapters.redis.bus import (
+    SESSION_ERRORS,
+    close_pubsub,
+    connect,
+    subscriptions_confirmed,
+)
 from livehub.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
@@ -196,11 +201,7 @@ class RedisPlayers:
         try:
             channel = f"{self.prefix}players"
             await pubsub.subscribe(channel)
-            while (message := await pubsub.get_message(timeout=self._timeout)) is None or (
-                message["type"] != "subscribe"
-            ):
-                if message is None:
-                    raise TimeoutError("no subscription confirmation from Redis")
+            await subscriptions_confirmed(pubsub, {channel}, self._timeout)
             # subscribed: every later change arrives; now the state up to here
             async with client.pipeline(transaction=True) as pipe:
                 pipe.get(f"{self.prefix}players:seq")
@@ -232,9 +233,6 @@ class RedisPlayers:
                     self._apply(room.decode(), int(n), int(change), in_order=True)
         finally:
             self.healthy = False
-            with contextlib.suppress(Exception):
-                # redis-py < 8.2 leaves aclose untyped: a typed alias type-checks with either
-                aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-                await asyncio.shield(aclose())  # a cancellation does not cut it short
+            await close_pubsub(pubsub)
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.aclose())
