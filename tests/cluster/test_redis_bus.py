@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from livehub.adapters.memory.bus import LocalBus
-from livehub.adapters.redis.bus import CHUNK, RedisBus
+from livehub.adapters.redis.bus import BATCH_BYTES, CHUNK, RedisBus
 from livehub.adapters.redis.leader import LeaderLock, lead
 from livehub.domain.bus import Bus, Member, PresenceDelta
 from tests.engines import RedisEngine
@@ -781,6 +781,93 @@ async def test_a_signed_message_altered_on_the_way_is_dropped(
         await client.aclose()
     assert b.forged == 1
     assert [frame for _, frame, _ in rec_b.rooms] == [b"genuine frame", b"genuine frame"]
+
+
+async def test_a_run_of_messages_on_one_channel_is_one_publish_in_order(node: Nodes) -> None:
+    """The writer batches consecutive publishes on one channel: 100 direct sends, a broadcast,
+    100 more are three PUBLISHes (one per run, signed once each), and the other node gets all
+    201 frames, binary ones and ones holding newlines included, in send order."""
+    key = b"c" * 32
+    a, _ = await node("a", key=key)
+    b, rec_b = await node("b", key=key)
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    await a.flush()
+    published, batched = a.published, a.batched
+    frames = [b'%d\n{"x":1}\n\x00\xff' % i for i in range(201)]
+    for i, frame in enumerate(frames):
+        if i == 100:
+            a.broadcast("r1", frame)
+        else:
+            a.send("pb", frame, "b")
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.frames) == len(frames)), 5)
+    assert rec_b.frames == frames
+    assert rec_b.rooms == [("r1", frames[100], None)]
+    assert (a.published - published, a.batched - batched) == (3, 200)
+    assert b.forged == 0
+
+
+async def test_a_batch_holds_at_most_batch_bytes_of_messages(node: Nodes) -> None:
+    """Messages of 30 KB go two to a PUBLISH (``BATCH_BYTES`` is 64 KiB); one larger than the
+    limit goes alone; the order holds across the batches."""
+    a, _ = await node("a")
+    b, rec_b = await node("b")
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+    await a.flush()
+    published = a.published
+    frames = [bytes([i]) * 30_000 for i in range(5)] + [b"L" * (BATCH_BYTES + 1), b"tail"]
+    for frame in frames:
+        a.send("pb", frame, "b")
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.frames) == len(frames)), 5)
+    assert rec_b.frames == frames
+    # [0, 1] [2, 3] [4] [large] [tail]
+    assert a.published - published == 5
+
+
+async def test_a_malformed_batch_is_dropped_and_a_bad_message_in_one_skipped(
+    node: Nodes, redis_server: RedisEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches signed with the key but built wrong (as a bug would): lengths that do not add
+    up to the body drop the whole batch; a message in a batch whose header is not JSON is
+    skipped and the rest delivered. A batch altered on the way is dropped as forged. The node
+    goes on working."""
+    import orjson
+    import redis.asyncio as aioredis
+
+    key = b"m" * 32
+    a, _ = await node("a", key=key)
+    b, rec_b = await node("b", key=key)
+    b.join("r1", "pb", "bob", "viewer")
+    await b.flush()
+
+    def direct(frame: bytes) -> bytes:
+        return orjson.dumps({"k": "d", "n": "a", "p": "pb"}) + b"\n" + frame
+
+    def batch(lengths: list[Any], body: bytes) -> bytes:
+        return orjson.dumps({"k": "B", "n": "a", "l": lengths}) + b"\n" + body
+
+    one, two, bad = direct(b"one"), direct(b"two"), b"{not json\nframe"
+    channel = f"{b.prefix}node:b"
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        for lengths in ([len(one), len(two) + 1], [len(one)], [len(one), -1], "x", [1.5]):
+            await client.publish(channel, a._signed(batch(lengths, one + two)))  # type: ignore[arg-type]
+        good = a._signed(batch([len(one), len(bad), len(two)], one + bad + two))
+        await client.publish(channel, good.replace(b"one", b"ONE"))  # altered: forged
+        await client.publish(channel, good)
+    finally:
+        await client.aclose()
+    await eventually(lambda: _true(len(rec_b.peers) == 2), 5)
+    assert rec_b.peers == [("pb", b"one"), ("pb", b"two")]
+    assert b.forged == 1
+    assert caplog.text.count("ignored a malformed message on a livehub channel") == 5
+    assert "ignored a malformed message in a batch" in caplog.text
+    a.send("pb", b"after", "b")
+    await a.flush()
+    await eventually(lambda: _true(len(rec_b.peers) == 3), 5)
 
 
 def test_the_bus_packs_its_commands_as_redis_py_does() -> None:

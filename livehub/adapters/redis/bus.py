@@ -36,8 +36,11 @@ order (at most :data:`CHUNK` operations a round trip; past :data:`MAX_QUEUED` wa
 wait in :meth:`RedisBus.writable`); each receiving node reads its room and node channels on one
 pub/sub connection, so a recipient gets a sender's broadcasts, presence deltas and direct sends
 in send order. A direct send to a peer whose node the caller knows is a plain PUBLISH on that
-node's channel; only an unknown node is looked up (the SEND script). A room's channel is
-subscribed (and the subscription confirmed) before the join that needs it is written.
+node's channel; only an unknown node is looked up (the SEND script). Consecutive publishes on
+one channel within one batch of the writer go out as one PUBLISH (kind ``B``, signed once):
+on a busy node the relays of a burst cost one Redis command and one read per node, not one
+each. A room's channel is subscribed (and the subscription confirmed) before the join that
+needs it is written.
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ _Op = tuple[Any, ...]
 MAX_QUEUED = 10_000
 #: operations written per pipeline (one round trip each): a burst is not one huge pipeline
 CHUNK = 500
+#: bytes of messages one PUBLISH carries at most when the writer batches a run of messages on
+#: one channel (a single larger message goes alone)
+BATCH_BYTES = 64 * 1024
 
 #: connections one client opens to Redis at most; a burst of calls beyond it waits for one
 MAX_CONNECTIONS = 64
@@ -210,6 +216,10 @@ class RedisBus:
         self.deltas = 0
         #: direct sends whose node was looked up in Redis (the SEND script): the node unknown
         self.looked_up = 0
+        #: PUBLISH commands the writer sent (a batch is one)
+        self.published = 0
+        #: messages that went out inside batches (:meth:`_publish`)
+        self.batched = 0
 
     # -- keys -----------------------------------------------------------------------------
     def _room_channel(self, room_id: str) -> str:
@@ -261,15 +271,13 @@ class RedisBus:
 
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
         header = {"k": "b", "n": self.node_id, "r": room_id, "x": exclude}
-        self._enqueue(
-            ("publish", self._room_channel(room_id), self._pack(header, frame)), drop=True
-        )
+        self._enqueue(("publish", self._room_channel(room_id), _pack(header, frame)), drop=True)
 
     def send(self, peer_id: str, frame: bytes, node_id: str | None = None) -> None:
         """A known node gets a plain PUBLISH on its channel; otherwise the SEND script looks
         the peer's node up in Redis."""
         header = {"k": "d", "n": self.node_id, "p": peer_id}
-        message = self._pack(header, frame)
+        message = _pack(header, frame)
         if node_id is None:
             self._enqueue(("send", peer_id, message), drop=True)
         else:
@@ -277,13 +285,11 @@ class RedisBus:
 
     def notify(self, room_id: str, notice: bytes) -> None:
         header = {"k": "s", "n": self.node_id, "r": room_id}
-        self._enqueue(
-            ("publish", self._room_channel(room_id), self._pack(header, notice)), drop=True
-        )
+        self._enqueue(("publish", self._room_channel(room_id), _pack(header, notice)), drop=True)
 
     def kick(self, room_id: str, peer_id: str, by: str) -> None:
         header = {"k": "k", "n": self.node_id, "p": peer_id, "r": room_id, "by": by}
-        self._enqueue(("send", peer_id, self._pack(header, b"")), drop=True)
+        self._enqueue(("send", peer_id, _pack(header, b"")), drop=True)
 
     async def member(self, room_id: str, peer_id: str) -> Member | None:
         """One registry read (the member's entry and its node's heartbeat); this node's own
@@ -591,7 +597,7 @@ class RedisBus:
             ops = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
             written = self._enqueued - len(queue)
             async with asyncio.timeout(self.timeout):  # one timeout for the whole batch
-                await _pipelined(connection, [self._command(op) for op in ops])
+                await _pipelined(connection, self._commands(ops))
             self._written = max(self._written, written)
             if len(queue) < self.max_queued:
                 self._room.set()
@@ -624,8 +630,48 @@ class RedisBus:
         async with asyncio.timeout(self.timeout):
             await asyncio.gather(*futures)
 
+    def _commands(self, ops: list[_Op]) -> list[tuple[Any, ...]]:
+        """The Redis commands that write ``ops``, in order. A run of consecutive publishes on
+        one channel is one PUBLISH of a batch (at most :data:`BATCH_BYTES` of messages, or a
+        single larger one): one Redis command, one message for every subscribed node to read
+        and one tag to sign and check, where each relay of a busy node was one of each. Only
+        consecutive ones: a recipient still gets a sender's messages in send order."""
+        commands: list[tuple[Any, ...]] = []
+        channel: str | None = None
+        run: list[bytes] = []
+        size = 0
+        for op in ops:
+            if op[0] == "publish":
+                message: bytes = op[2]
+                if op[1] == channel and size + len(message) <= BATCH_BYTES:
+                    run.append(message)
+                    size += len(message)
+                    continue
+                if run:
+                    commands.append(self._publish(cast(str, channel), run))
+                channel, run, size = op[1], [message], len(message)
+                continue
+            if run:
+                commands.append(self._publish(cast(str, channel), run))
+                channel, run = None, []
+            commands.append(self._command(op))
+        if run:
+            commands.append(self._publish(cast(str, channel), run))
+        return commands
+
+    def _publish(self, channel: str, messages: list[bytes]) -> tuple[Any, ...]:
+        """One PUBLISH of ``messages`` (unsigned): the message itself if it is alone, else a
+        batch (kind ``B``: the messages' lengths in the header, the messages one after the
+        other as its frame), signed once."""
+        self.published += 1
+        if len(messages) == 1:
+            return ("PUBLISH", channel, self._signed(messages[0]))
+        self.batched += len(messages)
+        header = {"k": "B", "n": self.node_id, "l": [len(message) for message in messages]}
+        return ("PUBLISH", channel, self._signed(_pack(header, b"".join(messages))))
+
     def _command(self, op: _Op) -> tuple[Any, ...]:
-        """The Redis command that writes ``op``."""
+        """The Redis command that writes ``op`` (a publish: :meth:`_publish`)."""
         kind = op[0]
         if kind == "join":
             _, room_id, peer_id, name, role, seq, prev = op
@@ -658,10 +704,10 @@ class RedisBus:
                 self._pack(delta, b""),
             )
         if kind == "publish":
-            return ("PUBLISH", op[1], op[2])
+            return self._publish(op[1], [op[2]])
         if kind == "send":
             self.looked_up += 1
-            return ("EVALSHA", self._shas["SEND"], 0, self.prefix, op[1], op[2])
+            return ("EVALSHA", self._shas["SEND"], 0, self.prefix, op[1], self._signed(op[2]))
         raise ValueError(f"unknown bus operation {kind!r}")
 
     async def _reader(self, pubsub: PubSub, stop: asyncio.Event) -> None:
@@ -690,9 +736,12 @@ class RedisBus:
                     future.set_result(None)
 
     def _pack(self, header: dict[str, Any], frame: bytes) -> bytes:
-        """A bus message: its JSON header, a newline, the frame; signed with the cluster key
-        (its MAC in hex and a newline first) when there is one."""
-        message = _pack(header, frame)
+        """A bus message: its JSON header, a newline, the frame; signed (:meth:`_signed`)."""
+        return self._signed(_pack(header, frame))
+
+    def _signed(self, message: bytes) -> bytes:
+        """``message`` signed with the cluster key (its MAC in hex and a newline first) when
+        there is one."""
         if self._key is None:
             return message
         return _mac(self._key, message) + b"\n" + message
@@ -715,7 +764,6 @@ class RedisBus:
         return message
 
     def _dispatch(self, data: bytes) -> None:
-        handler = self._handler
         # this node's own messages come back on the room channels it is subscribed to: drop
         # them before the signature is checked (a message that only claims to be ours is
         # dropped too, which is all a forgery of it could get)
@@ -724,15 +772,49 @@ class RedisBus:
         if data.find(self._own_tag, start, data.find(b"\n", start)) != -1:
             return
         verified = self._verified(data)
-        if verified is None:
+        if verified is None or self._handler is None:
             return
         head, _, frame = verified.partition(b"\n")
         try:
             header = orjson.loads(head)
-            if header["n"] == self.node_id or handler is None:
+            if header["n"] == self.node_id:
                 return
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            if header["k"] == "B":
+                self._unbatch(header["l"], frame)
+                return
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("redis bus: ignored a malformed message on a livehub channel")
+            return
+        self._deliver(header, frame)
+
+    def _unbatch(self, lengths: list[int], body: bytes) -> None:
+        """Deliver the messages of a batch (:meth:`_publish`) in order; a batch whose lengths
+        do not add up to its body is dropped whole (ValueError)."""
+        if (
+            type(lengths) is not list
+            or not all(type(n) is int and n > 0 for n in lengths)
+            or sum(lengths) != len(body)
+        ):
+            raise ValueError("a batch's lengths do not match its body")
+        end = 0
+        for length in lengths:
+            start, end = end, end + length
+            newline = body.find(b"\n", start, end)
+            try:
+                if newline == -1:
+                    raise ValueError("no header")
+                header = orjson.loads(body[start:newline])
+                if type(header) is not dict:
+                    raise TypeError("the header is not an object")
+            except (orjson.JSONDecodeError, TypeError, ValueError):
+                log.warning("redis bus: ignored a malformed message in a batch")
+                continue
+            self._deliver(header, body[newline + 1 : end])
+
+    def _deliver(self, header: dict[str, Any], frame: bytes) -> None:
+        """Hand one message to the handler."""
+        handler = self._handler
+        if handler is None:  # pragma: no cover - checked by _dispatch
             return
         try:
             kind = header["k"]
