@@ -25,7 +25,9 @@
 # several URLs (client i uses URL i mod count), fanout reports latency on the sender's node and
 # on the other node apart, and `--aux-pid NAME=PID,...` reports other processes' CPU (Redis,
 # PostgreSQL with its backends, each node) in the same measured window as the server's.
-# Everything else (scenarios, pacing, metrics) is wsbench's own. `--pid` sums the nodes.
+# `pairs --to` addresses every measured offer and answer to the other peer (`"to"`, the id the
+# probe exchange's `from` gave it). Everything else (scenarios, pacing, metrics) is wsbench's
+# own. `--pid` sums the nodes.
 # In pairs, peer A is client 2p and B is 2p+1, so with two nodes every pair spans both.
 #
 # Output: benchmarks/results/cluster-<UTC timestamp>/ (or OUT): TARGET/NAME.{txt,json},
@@ -54,7 +56,9 @@ TIMEOUT="${TIMEOUT:-300}"   # wsbench --timeout per run, seconds
 LIVEHUB_BENCH_ENV="${LIVEHUB_BENCH_ENV-LIVEHUB_RATE_PER_S=0 LIVEHUB_CREATE_RATE_PER_MIN=0 LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS=0 LIVEHUB_BROADCAST_RELAY_MAX_MEMBERS=100000 LIVEHUB_RELAY_BYTES_PER_S=0}"
 
 FANOUT_ARGS="${FANOUT_ARGS:-}"        # wsbench defaults: 1 room x 1000 receivers x 2000 messages
-PAIRS_ARGS="${PAIRS_ARGS:-}"          # 500 rooms x 2 peers x 20 rounds
+# pairs: 500 rooms x 2 peers x 20 rounds, each offer and answer addressed to the other peer with
+# `to` (issue 17's cross-node round trip); PAIRS_ARGS="" relays to the room instead (no `to`)
+PAIRS_ARGS="${PAIRS_ARGS---to}"
 JOINSTORM_ARGS="${JOINSTORM_ARGS:-}"  # 2000 clients
 
 # shellcheck source=benchmarks/lib.sh

@@ -118,6 +118,9 @@ METRICS: dict[str, list[Metric]] = {
         ("RTT p50 ms", path("rtt_ms", "p50")),
         ("RTT p99 ms", path("rtt_ms", "p99")),
         ("lost", path("lost")),
+        # --to: clients that knew their peer's id when the measured round trips began (every
+        # relay addressed with `to`: 2 x pairs); absent without --to (relays to the room)
+        ("clients relaying with `to`", path("to_known")),
     ],
     "joinstorm": [
         ("joins/s (connected + join sent)", path("joins_per_s")),
