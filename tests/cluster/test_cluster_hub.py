@@ -455,3 +455,30 @@ async def test_the_hosts_of_other_nodes_follow_their_joins_leaves_and_role_chang
     assert b.count("r1") == 4
     a.disconnect(peers[2])
     await eventually(lambda: hosts() == [] and b.count("r1") == 3)
+
+
+async def test_rooms_of_two_joined_at_once_across_two_nodes_see_both_members(
+    node: Nodes,
+) -> None:
+    """Rooms of two, one member joining on each node at the same moment, in waves that land
+    while the nodes' writers wait for Redis to confirm the subscriptions of earlier rooms (the
+    benchmark's pairs): every room's view on both nodes holds the other node's member, so
+    counts are exact and a relay addressed with ``to`` goes straight to its node. (A join
+    written before its room's subscription missed the other node's join landing in between.)"""
+    a, _ = await node("a")
+    b, _ = await node("b")
+    rooms = [f"room{i}" for i in range(600)]
+    for i, room in enumerate(rooms):
+        for hub in (a, b):
+            peer, _ = connect(hub, f"{room}-{hub.bus.node_id}")
+            hub.join(peer, room, "", "viewer")
+        if i % (2 + i // 200) == 0:
+            await asyncio.sleep(0.001)  # a wave every 2, 3, then 4 rooms
+    await _settled(a, b)
+    await asyncio.sleep(0.3)
+    missing = [(hub.bus.node_id, room) for hub in (a, b) for room in rooms if hub.count(room) != 2]
+    assert missing == []
+    assert isinstance(a.bus, RedisBus)
+    for i in range(0, 600, 60):
+        assert a.send_to(rooms[i], f"{rooms[i]}-b", {"type": "offer", "i": i})
+    assert a.bus.looked_up == 0

@@ -592,9 +592,14 @@ class RedisBus:
 
     async def _write_ops(self, connection: AbstractConnection, pubsub: PubSub) -> None:
         while self._ops:
+            # only what is queued now: a join queued while the subscriptions below are being
+            # confirmed may be in a room they do not cover, and is written on the next pass,
+            # after its own (a join written before its room is subscribed misses the other
+            # nodes' joins that land in between, and the node's view of the room lacks them)
+            covered = len(self._ops)
             await self._subscribe_new_rooms(pubsub)
             queue = self._ops
-            ops = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
+            ops = [queue.popleft() for _ in range(min(CHUNK, covered))]
             written = self._enqueued - len(queue)
             async with asyncio.timeout(self.timeout):  # one timeout for the whole batch
                 await _pipelined(connection, self._commands(ops))
