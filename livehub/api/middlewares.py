@@ -138,6 +138,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # the client closed its connection before the answer went out (a WebSocket
+            # handshake cut short): nothing went wrong here, and a traceback for each would
+            # let anyone fill the log by opening and dropping connections
+            log.debug("client went away during %s %s", request.method, request.path)
+            return error_response(499, "client_closed_request", "Client closed the request")
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", "Internal server error")
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
