@@ -172,8 +172,35 @@ def main(argv: list[str]) -> int:
         out.append(f"| {scenario} | {label} | {'/'.join(sorted(wanted))} | {s_txt} | {l_txt} |")
     out.append("")
     out.append("Targets: " + ("all met." if not missed else "at least one MISSED (see above)."))
+    floor = load(root / "floor")
+    if floor:
+        out += ["", *against_floor(seed, floor, livehub)]
     print("\n".join(out))
     return 0
+
+
+def against_floor(
+    seed: dict[str, list[Run]], floor: dict[str, list[Run]], livehub: dict[str, list[Run]]
+) -> list[str]:
+    """The floor (``benchmarks/floor_server.py``: the relay on aiohttp's public API and nothing
+    more) next to the seed and livehub: how far each is from the other."""
+    out = ["## The floor (aiohttp, uvloop, orjson and nothing more)", ""]
+    out.append("Medians, (min-max) when repeated.")
+    out.append("")
+    out.append("| scenario | metric | seed | floor | livehub | floor / seed | livehub / floor |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for metric in METRICS:
+        f_runs = floor.get(metric.scenario, [])
+        if not f_runs or metric.path.startswith("host"):
+            continue
+        s_runs, l_runs = seed.get(metric.scenario, []), livehub.get(metric.scenario, [])
+        s_med, f_med = median(s_runs, metric.path), median(f_runs, metric.path)
+        l_med = median(l_runs, metric.path)
+        f_s = f"{f_med / s_med:.2f}" if s_med and f_med is not None else "n/a"
+        l_f = f"{l_med / f_med:.2f}" if f_med and l_med is not None else "n/a"
+        cells = (spread(r, metric.path, metric.digits) for r in (s_runs, f_runs, l_runs))
+        out.append(f"| {metric.scenario} | {metric.label} | {' | '.join(cells)} | {f_s} | {l_f} |")
+    return out
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@
 #                                                  # the host is quiet: busy < QUIET_MAX cores
 #                                                  # (default 0.3) over a 2 s sample
 #   TARGETS=livehub benchmarks/run.sh fanout       # one server only (no ratios)
+#   TARGETS="seed floor livehub" benchmarks/run.sh pairs   # with the floor: the same relay on
+#                                                  # aiohttp's public API and nothing more
+#                                                  # (benchmarks/floor_server.py)
 #   FANOUT_ARGS="-n 500" benchmarks/run.sh fanout  # replace a scenario's wsbench options
 #
 # For each scenario and repetition, each target is started fresh, measured and stopped, one after
@@ -34,6 +37,7 @@ QUIET_WAIT="${QUIET_WAIT:-0}"
 QUIET_MAX="${QUIET_MAX:-0.3}"
 SEED_PORT="${SEED_PORT:-18088}"
 LIVEHUB_PORT="${LIVEHUB_PORT:-18089}"
+FLOOR_PORT="${FLOOR_PORT:-18087}"
 TIMEOUT="${TIMEOUT:-420}"   # wsbench --timeout per run, seconds
 # environment for livehub (replaces the default, e.g. LIVEHUB_BENCH_ENV="" for livehub's own
 # defaults). By default the benchmarks run with the general rate limit off
@@ -66,6 +70,9 @@ start_server() { # TARGET LOG
   case "$target" in
     seed)
       (cd "$SCRATCH/peers/seed-node" && PORT="$SEED_PORT" NODE_ENV=production exec node dist/signaling/index.js) >"$log" 2>&1 &
+      ;;
+    floor)
+      (cd "$ROOT" && exec "$PYTHON" "$HERE/floor_server.py" "$FLOOR_PORT") >"$log" 2>&1 &
       ;;
     livehub)
       # shellcheck disable=SC2086
@@ -100,7 +107,9 @@ stop_server() {
 trap 'stop_server' EXIT
 trap 'exit 130' INT TERM
 
-target_port() { if [ "$1" = seed ]; then echo "$SEED_PORT"; else echo "$LIVEHUB_PORT"; fi; }
+target_port() {
+  case "$1" in seed) echo "$SEED_PORT" ;; floor) echo "$FLOOR_PORT" ;; *) echo "$LIVEHUB_PORT" ;; esac
+}
 ws_path() { if [ "$1" = seed ]; then echo "/"; else echo "/ws"; fi; }
 
 machine() {
@@ -114,6 +123,7 @@ machine() {
   echo "packages: $("$PYTHON" -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("aiohttp", "uvloop", "orjson")))')"
   echo "fd limit: $(ulimit -n)"
   echo "livehub env: LIVEHUB_LOG_LEVEL=WARNING $LIVEHUB_BENCH_ENV"
+  case " $TARGETS " in *" floor "*) echo "floor: FLOOR_HEARTBEAT=${FLOOR_HEARTBEAT:-30}" ;; esac
   echo "REPEAT=$REPEAT QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX TIMEOUT=$TIMEOUT"
   echo "FANOUT_ARGS=$FANOUT_ARGS | PAIRS_ARGS=$PAIRS_ARGS | JOINSTORM_ARGS=$JOINSTORM_ARGS | IDLE_ARGS=$IDLE_ARGS"
 }

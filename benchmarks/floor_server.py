@@ -1,0 +1,106 @@
+"""The floor: the seed protocol's rooms and relays on aiohttp's public API and nothing more.
+
+No validation, limits, store, presence or counts pushed: what any server on aiohttp, uvloop and
+orjson spends on the same wsbench scenarios. ``benchmarks/run.sh`` runs it as the target
+``floor`` (``TARGETS="seed floor livehub"``), so livehub is measured against the floor of its own
+stack as well as against the seed's Node server. It is the relay the performance issue
+describes: aiohttp reads (``async for``), answers pings and keeps a 30 s heartbeat as livehub
+does; each relay is encoded once and written to each recipient's ``request.transport`` as one
+pre-built frame.
+
+    python benchmarks/floor_server.py PORT
+    FLOOR_HEARTBEAT=0 python benchmarks/floor_server.py PORT   # without aiohttp's heartbeat
+
+aiohttp's heartbeat costs the reader a callback per connection per loop pass that brought it
+data, which a relay of one message pays in full; the seed's server pings nobody.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import uuid
+from typing import Any
+
+import orjson
+import uvloop
+from aiohttp import WSMsgType, web  # noqa: TID251 - a server of its own, not livehub.domain
+
+RELAYED = {"offer", "answer", "candidate"}
+#: seconds of silence before aiohttp pings (livehub's default, LIVEHUB_HEARTBEAT); 0: none
+HEARTBEAT = float(os.environ.get("FLOOR_HEARTBEAT", "30"))
+rooms: dict[str, set[Any]] = {}
+
+
+def text_frame(data: bytes) -> bytes:
+    """An unmasked server text frame (RFC 6455 5.2)."""
+    size = len(data)
+    if size < 126:
+        return bytes((0x81, size)) + data
+    if size < 65536:
+        return struct.pack("!BBH", 0x81, 126, size) + data
+    return struct.pack("!BBQ", 0x81, 127, size) + data
+
+
+async def create_room(request: web.Request) -> web.Response:
+    room_id = uuid.uuid4().hex[:12]
+    rooms[room_id] = set()
+    return web.json_response({"id": room_id, "status": "preparing", "viewerCount": 0}, status=201)
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    return web.json_response([{"id": r, "viewerCount": len(m)} for r, m in rooms.items()])
+
+
+async def get_room(request: web.Request) -> web.Response:
+    room_id = request.match_info["id"]
+    return web.json_response({"id": room_id, "viewerCount": len(rooms.get(room_id, ()))})
+
+
+async def signaling(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT or None, compress=False)
+    await ws.prepare(request)
+    me = request.transport
+    if me is None:  # the client left during the handshake
+        return ws
+    peer_id = uuid.uuid4().hex[:12]
+    joined: set[str] = set()
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            message = orjson.loads(msg.data)
+            kind, room_id = message.get("type"), message.get("roomId")
+            if kind == "join":
+                rooms.setdefault(room_id, set()).add(me)
+                joined.add(room_id)
+                reply = {"type": "joined", "roomId": room_id, "peerId": peer_id}
+                me.write(text_frame(orjson.dumps(reply)))
+            elif kind == "leave":
+                rooms.get(room_id, set()).discard(me)
+                joined.discard(room_id)
+            elif kind in RELAYED:
+                message["from"] = peer_id
+                frame = text_frame(orjson.dumps(message))
+                for other in rooms.get(room_id, ()):
+                    if other is not me:
+                        other.write(frame)
+    finally:
+        for room_id in joined:
+            rooms.get(room_id, set()).discard(me)
+    return ws
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_post("/api/rooms", create_room)
+    app.router.add_get("/api/rooms", list_rooms)
+    app.router.add_get("/api/rooms/{id}", get_room)
+    app.router.add_get("/ws", signaling)
+    uvloop.install()
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
