@@ -175,6 +175,9 @@ def main(argv: list[str]) -> int:
     floor = load(root / "floor")
     if floor:
         out += ["", *against_floor(seed, floor, livehub)]
+    floor0, livehub0 = load(root / "floor0"), load(root / "livehub0")
+    if floor0 or livehub0:
+        out += ["", *without_heartbeat(seed, floor, floor0, livehub, livehub0)]
     print("\n".join(out))
     return 0
 
@@ -200,6 +203,44 @@ def against_floor(
         l_f = f"{l_med / f_med:.2f}" if f_med and l_med is not None else "n/a"
         cells = (spread(r, metric.path, metric.digits) for r in (s_runs, f_runs, l_runs))
         out.append(f"| {metric.scenario} | {metric.label} | {' | '.join(cells)} | {f_s} | {l_f} |")
+    return out
+
+
+def without_heartbeat(
+    seed: dict[str, list[Run]],
+    floor: dict[str, list[Run]],
+    floor0: dict[str, list[Run]],
+    livehub: dict[str, list[Run]],
+    livehub0: dict[str, list[Run]],
+) -> list[str]:
+    """Each server's CPU per unit against the seed's, with aiohttp's heartbeat (``floor``,
+    ``livehub``) and without it (``floor0``, ``livehub0``): the seed pings nobody."""
+    out = ["## With and without aiohttp's heartbeat", ""]
+    out.append("Medians, (min-max) when repeated; ratio = the server's / the seed's.")
+    out.append("")
+    out.append("| scenario | metric | server | heartbeat | value | ratio to the seed |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    servers = (
+        ("seed", "none", seed),
+        ("floor", "30 s", floor),
+        ("floor", "none", floor0),
+        ("livehub", "30 s", livehub),
+        ("livehub", "none", livehub0),
+    )
+    for metric in METRICS:
+        if metric.path.startswith("host") or (metric.target is None and "CPU" not in metric.label):
+            continue
+        s_med = median(seed.get(metric.scenario, []), metric.path)
+        for name, beat, runs in servers:
+            got = runs.get(metric.scenario, [])
+            if not got:
+                continue
+            value = median(got, metric.path)
+            ratio = f"{value / s_med:.2f}" if s_med and value is not None else "n/a"
+            text = spread(got, metric.path, metric.digits)
+            out.append(
+                f"| {metric.scenario} | {metric.label} | {name} | {beat} | {text} | {ratio} |"
+            )
     return out
 
 

@@ -12,6 +12,10 @@
 #   TARGETS="seed floor livehub" benchmarks/run.sh pairs   # with the floor: the same relay on
 #                                                  # aiohttp's public API and nothing more
 #                                                  # (benchmarks/floor_server.py)
+#   TARGETS="seed floor floor0 livehub livehub0" benchmarks/run.sh pairs
+#                                                  # floor0, livehub0: both without aiohttp's
+#                                                  # heartbeat (FLOOR_HEARTBEAT=0,
+#                                                  # LIVEHUB_HEARTBEAT=0), as the seed pings nobody
 #   FANOUT_ARGS="-n 500" benchmarks/run.sh fanout  # replace a scenario's wsbench options
 #
 # For each scenario and repetition, each target is started fresh, measured and stopped, one after
@@ -71,12 +75,14 @@ start_server() { # TARGET LOG
     seed)
       (cd "$SCRATCH/peers/seed-node" && PORT="$SEED_PORT" NODE_ENV=production exec node dist/signaling/index.js) >"$log" 2>&1 &
       ;;
-    floor)
-      (cd "$ROOT" && exec "$PYTHON" "$HERE/floor_server.py" "$FLOOR_PORT") >"$log" 2>&1 &
+    floor | floor0)
+      local beat="${FLOOR_HEARTBEAT:-30}"; [ "$target" = floor0 ] && beat=0
+      (cd "$ROOT" && FLOOR_HEARTBEAT="$beat" exec "$PYTHON" "$HERE/floor_server.py" "$FLOOR_PORT") >"$log" 2>&1 &
       ;;
-    livehub)
+    livehub | livehub0)
+      local extra=""; [ "$target" = livehub0 ] && extra="LIVEHUB_HEARTBEAT=0"
       # shellcheck disable=SC2086
-      (cd "$ROOT" && export LIVEHUB_HOOK_SECRET=some-long-secret-value LIVEHUB_LOG_LEVEL=WARNING $LIVEHUB_BENCH_ENV &&
+      (cd "$ROOT" && export LIVEHUB_HOOK_SECRET=some-long-secret-value LIVEHUB_LOG_LEVEL=WARNING $LIVEHUB_BENCH_ENV $extra &&
         exec "$PYTHON" -m livehub --host 127.0.0.1 --port "$LIVEHUB_PORT" --db :memory:) >"$log" 2>&1 &
       ;;
     *) echo "unknown target $target" >&2; exit 2 ;;
@@ -108,7 +114,7 @@ trap 'stop_server' EXIT
 trap 'exit 130' INT TERM
 
 target_port() {
-  case "$1" in seed) echo "$SEED_PORT" ;; floor) echo "$FLOOR_PORT" ;; *) echo "$LIVEHUB_PORT" ;; esac
+  case "$1" in seed) echo "$SEED_PORT" ;; floor*) echo "$FLOOR_PORT" ;; *) echo "$LIVEHUB_PORT" ;; esac
 }
 ws_path() { if [ "$1" = seed ]; then echo "/"; else echo "/ws"; fi; }
 
