@@ -6,7 +6,7 @@ orjson spends on the same wsbench scenarios. ``benchmarks/run.sh`` runs it as th
 stack as well as against the seed's Node server. It is the relay the performance issue
 describes: aiohttp reads (``async for``), answers pings and keeps a 30 s heartbeat as livehub
 does; each relay is encoded once and written to each recipient's ``request.transport`` as one
-pre-built frame.
+pre-built frame (the frame header is livehub's own `text_frame`, the only livehub code it runs).
 
     python benchmarks/floor_server.py PORT
     FLOOR_HEARTBEAT=0 python benchmarks/floor_server.py PORT   # without aiohttp's heartbeat
@@ -18,7 +18,6 @@ data, which a relay of one message pays in full; the seed's server pings nobody.
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import uuid
 from typing import Any
@@ -27,20 +26,13 @@ import orjson
 import uvloop
 from aiohttp import WSMsgType, web  # noqa: TID251 - a server of its own, not livehub.domain
 
+# the one piece of livehub it uses: the server frame's header (RFC 6455 5.2), a pure function
+from livehub.api.websocket import text_frame
+
 RELAYED = {"offer", "answer", "candidate"}
 #: seconds of silence before aiohttp pings (livehub's default, LIVEHUB_HEARTBEAT); 0: none
 HEARTBEAT = float(os.environ.get("FLOOR_HEARTBEAT", "30"))
 rooms: dict[str, set[Any]] = {}
-
-
-def text_frame(data: bytes) -> bytes:
-    """An unmasked server text frame (RFC 6455 5.2)."""
-    size = len(data)
-    if size < 126:
-        return bytes((0x81, size)) + data
-    if size < 65536:
-        return struct.pack("!BBH", 0x81, 126, size) + data
-    return struct.pack("!BBQ", 0x81, 127, size) + data
 
 
 async def create_room(request: web.Request) -> web.Response:

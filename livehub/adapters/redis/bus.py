@@ -777,7 +777,8 @@ class RedisBus:
         if data.find(self._own_tag, start, data.find(b"\n", start)) != -1:
             return
         verified = self._verified(data)
-        if verified is None or self._handler is None:
+        handler = self._handler
+        if verified is None or handler is None:
             return
         head, _, frame = verified.partition(b"\n")
         try:
@@ -785,14 +786,14 @@ class RedisBus:
             if header["n"] == self.node_id:
                 return
             if header["k"] == "B":
-                self._unbatch(header["l"], frame)
+                self._unbatch(handler, header["l"], frame)
                 return
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("redis bus: ignored a malformed message on a livehub channel")
             return
-        self._deliver(header, frame)
+        self._deliver(handler, header, frame)
 
-    def _unbatch(self, lengths: list[int], body: bytes) -> None:
+    def _unbatch(self, handler: BusHandler, lengths: list[int], body: bytes) -> None:
         """Deliver the messages of a batch (:meth:`_publish`) in order; a batch whose lengths
         do not add up to its body is dropped whole (ValueError)."""
         if (
@@ -814,13 +815,10 @@ class RedisBus:
             except (orjson.JSONDecodeError, TypeError, ValueError):
                 log.warning("redis bus: ignored a malformed message in a batch")
                 continue
-            self._deliver(header, body[newline + 1 : end])
+            self._deliver(handler, header, body[newline + 1 : end])
 
-    def _deliver(self, header: dict[str, Any], frame: bytes) -> None:
+    def _deliver(self, handler: BusHandler, header: dict[str, Any], frame: bytes) -> None:
         """Hand one message to the handler."""
-        handler = self._handler
-        if handler is None:  # pragma: no cover - checked by _dispatch
-            return
         try:
             kind = header["k"]
             if kind == "b":
