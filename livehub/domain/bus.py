@@ -138,6 +138,9 @@ class Bus(Protocol):
 
     async def flush(self) -> None: ...
 
+    def backed_up(self) -> bool:
+        """Whether its queue is full: producers are to wait in :meth:`writable`."""
+
     async def writable(self) -> None:
         """Return when the bus takes more: producers wait here while its queue is full."""
 

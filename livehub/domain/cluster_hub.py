@@ -257,6 +257,9 @@ class ClusterHub:
             self._peeked_counts.clear()
         self._peeked_counts.update(counts)
 
+    def backed_up(self) -> bool:
+        return self.bus.backed_up()
+
     async def writable(self) -> None:
         await self.bus.writable()
 

@@ -218,6 +218,9 @@ class Hub:
     async def prefetch(self, room_ids: list[str]) -> None:
         return None
 
+    def backed_up(self) -> bool:
+        return False
+
     async def writable(self) -> None:
         return None
 

@@ -119,6 +119,11 @@ class RoomHub(Protocol):
         process."""
         ...
 
+    def backed_up(self) -> bool:
+        """Whether producers must wait in :meth:`writable` before their next message (the bus
+        to other nodes is backed up); never in one process. A cheap check, made per message."""
+        ...
+
     async def writable(self) -> None:
         """Return when the hub takes more messages (a producer, a connection's reader, waits
         here while the bus to other nodes is backed up); at once in one process."""

@@ -25,7 +25,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from livehub.domain.addresses import KickBans
@@ -115,7 +115,10 @@ def json_size(payload: Any) -> tuple[int, Any]:
 
 #: closes a room for good (and kicks its publisher); members hear ``room-status`` "ended"
 RoomCloser = Callable[[str], Awaitable[Room]]
-Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None]]
+#: handles one message type: ``(peer, message, room_id)``; either done on return (None: relays,
+#: the bulk of the traffic, take no coroutine) or returns what to await (a coroutine); raises
+#: :class:`LivehubError` to answer with an error
+Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None] | None]
 #: hears every join and leave on this node: ``(room_id, peer_id, role, joined)``; a role change
 #: is a leave with the old role, then a join with the new one. Synchronous: it must not block
 #: (the webhooks' presence events only queue)
@@ -128,6 +131,11 @@ JoinExtra = Callable[[Peer, Room, dict[str, Any]], Awaitable[dict[str, Any]]]
 #: a check a chat line must pass (moderation): ``(peer, room)`` → fields the line gets;
 #: raises :class:`ProtocolError` to refuse it
 ChatCheck = Callable[[Peer, Room], dict[str, Any]]
+
+
+def _unrelayable(peer: Peer, exc: Exception) -> ProtocolError:
+    log.debug("payload from peer %s not relayed: %s", peer.id, exc)
+    return ProtocolError("invalid_payload", "Field 'payload' cannot be relayed")
 
 
 class Signaling:
@@ -240,7 +248,9 @@ class Signaling:
 
     async def handle(self, peer: Peer, message: Any) -> None:
         """Handle one decoded frame from ``peer``."""
-        await self.hub.writable()  # backpressure: the bus to other nodes is backed up
+        hub = self.hub
+        if hub.backed_up():  # backpressure: the bus to other nodes is backed up
+            await hub.writable()
         if peer.closed:
             return  # being disconnected (flood, slow consumer): its last frames change nothing
         verdict = peer.limiter.frame()
@@ -258,23 +268,37 @@ class Signaling:
                 f"Field 'id' must be a string of at most {MAX_ID_LENGTH} characters or an integer",
             )
             return
-        token = _request_id.set(request_id)
+        # the id goes into the errors this message causes; without one (most messages) the
+        # context keeps its default, None
+        token = _request_id.set(request_id) if request_id is not None else None
         try:
-            await self._dispatch(peer, message)
+            routed = self._route(peer, message)
+            if routed is None:
+                return
+            kind, room_id, handler = routed
+            try:
+                pending = handler(peer, message, room_id)
+                if pending is not None:
+                    await pending
+            except LivehubError as exc:
+                self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
         finally:
-            _request_id.reset(token)
+            if token is not None:
+                _request_id.reset(token)
 
-    async def _dispatch(self, peer: Peer, message: dict[str, Any]) -> None:
+    def _route(self, peer: Peer, message: dict[str, Any]) -> tuple[str, str, Handler] | None:
+        """The message's type, room and handler; None when it has no valid type or room (its
+        error is sent)."""
         kind = message.get("type")
         if not isinstance(kind, str) or not kind:
             self.reject(peer, "missing_type", "Field 'type' is required and must be a string")
-            return
+            return None
         handler = self._handlers.get(kind)
         if handler is None:
             self.reject(
                 peer, "unknown_type", f"Unknown message type {kind[:40]!r}", inReplyTo=kind[:40]
             )
-            return
+            return None
         room_id = message.get("roomId")
         if not isinstance(room_id, str) or not room_id or len(room_id) > MAX_ID_LENGTH:
             self.reject(
@@ -283,11 +307,8 @@ class Signaling:
                 "Field 'roomId' is required and must be a room id",
                 inReplyTo=kind,
             )
-            return
-        try:
-            await handler(peer, message, room_id)
-        except LivehubError as exc:
-            self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
+            return None
+        return kind, room_id, handler
 
     def _refused(self, peer: Peer, verdict: Verdict, message: str = "", **extra: Any) -> None:
         """A message the rate limit refused: dropped; answered once per episode; a flood closes
@@ -394,7 +415,11 @@ class Signaling:
         self._reply(peer, {"type": "left", "roomId": room_id})
         self._left(room_id, peer.id, role)
 
-    async def _relay(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    def _relay(
+        self, peer: Peer, message: dict[str, Any], room_id: str
+    ) -> Coroutine[Any, Any, None] | None:
+        """Relay at once to members on this node or through the hub's bus; a ``to`` that this
+        node does not know returns the registry look-up to await."""
         self._member_room(peer, room_id)
         kind = message["type"]
         payload = message.get("payload")
@@ -406,8 +431,7 @@ class Signaling:
             size, encoded = self._measure(payload)
         except (TypeError, ValueError, RecursionError) as exc:
             # the JSON codec refuses what it decoded (orjson: nesting deeper than 254 levels)
-            log.debug("payload from peer %s not relayed: %s", peer.id, exc)
-            raise ProtocolError("invalid_payload", "Field 'payload' cannot be relayed") from None
+            raise _unrelayable(peer, exc) from None
         if limits.max_relay_bytes and size > limits.max_relay_bytes:
             raise ProtocolError(
                 "payload_too_large",
@@ -429,24 +453,33 @@ class Signaling:
             self._refused(
                 peer, verdict, "Too many relayed bytes: slow down", inReplyTo=kind, roomId=room_id
             )
-            return
+            return None
         out = {"type": kind, "roomId": room_id, "payload": encoded, "from": peer.id}
         try:
             if to is None:
                 self.hub.broadcast(room_id, out, exclude=peer)
-                return
+                return None
             out["to"] = to
-            if to == peer.id or not (
-                self.hub.send_to(room_id, to, out)
-                # a peer that joined on another node a moment ago: ask the registry
-                or await self.hub.send_elsewhere(room_id, to, out)
-            ):
+            if to == peer.id:
                 raise ProtocolError("peer_not_found", "No such peer in this room")
+            if self.hub.send_to(room_id, to, out):
+                return None
         except (TypeError, ValueError) as exc:
             # the payload was measured, so this is not expected; the hub encodes before it
             # queues anything, so nothing was sent
-            log.debug("payload from peer %s not relayed: %s", peer.id, exc)
-            raise ProtocolError("invalid_payload", "Field 'payload' cannot be relayed") from None
+            raise _unrelayable(peer, exc) from None
+        # a peer that joined on another node a moment ago: ask the registry
+        return self._relay_elsewhere(peer, room_id, to, out)
+
+    async def _relay_elsewhere(
+        self, peer: Peer, room_id: str, to: str, out: dict[str, Any]
+    ) -> None:
+        try:
+            found = await self.hub.send_elsewhere(room_id, to, out)
+        except (TypeError, ValueError) as exc:
+            raise _unrelayable(peer, exc) from None
+        if not found:
+            raise ProtocolError("peer_not_found", "No such peer in this room")
 
     async def _chat(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)

@@ -21,7 +21,7 @@ from livehub.domain.peer import Peer
 from livehub.domain.ratelimit import FLOOD_QUIET_S
 from livehub.domain.room import Room
 from livehub.domain.service import RoomService
-from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, Limits, Signaling
+from livehub.domain.signaling import CLOSE_POLICY_VIOLATION, Limits, ProtocolError, Signaling
 from livehub.domain.stage import Stage
 from tests.domain.fakes import FakeSink, ManualLoop, make_hub
 
@@ -157,6 +157,60 @@ def test_malformed_messages_get_one_error(world: World, message: Any, expected: 
     peer, sink = world.connect()
     world.send(peer, message)
     assert sink.messages() == [{"type": "error", **expected}]
+
+
+def test_a_handler_is_done_on_return_or_returns_what_to_await(world: World) -> None:
+    """Relays finish inside the handler call (no coroutine per relay); other handlers return a
+    coroutine that is awaited. Errors from either are answered with the message's type, room
+    and id."""
+    ran: list[str] = []
+
+    def at_once(peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        if message.get("bad"):
+            raise ProtocolError("bad_wave", "No waving here")
+        ran.append(f"at once {room_id}")
+
+    async def later(peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        if message.get("bad"):
+            raise ProtocolError("bad_bow", "No bowing here")
+        ran.append(f"later {room_id}")
+
+    world.signaling.register("wave", at_once)
+    world.signaling.register("bow", later)
+    peer, sink = world.connect()
+    world.send(peer, {"type": "wave", "roomId": "r1"})
+    world.send(peer, {"type": "bow", "roomId": "r2"})
+    world.send(peer, {"type": "wave", "roomId": "r3", "bad": True, "id": "w"})
+    world.send(peer, {"type": "bow", "roomId": "r4", "bad": True, "id": 7})
+    world.send(peer, {"type": "wave", "roomId": "r5", "bad": True})
+
+    assert ran == ["at once r1", "later r2"]
+    assert errors(sink) == [
+        {
+            "type": "error",
+            "code": "bad_wave",
+            "message": "No waving here",
+            "inReplyTo": "wave",
+            "roomId": "r3",
+            "id": "w",
+        },
+        {
+            "type": "error",
+            "code": "bad_bow",
+            "message": "No bowing here",
+            "inReplyTo": "bow",
+            "roomId": "r4",
+            "id": 7,
+        },
+        # the id of an earlier message does not stick to a later one's error
+        {
+            "type": "error",
+            "code": "bad_wave",
+            "message": "No waving here",
+            "inReplyTo": "wave",
+            "roomId": "r5",
+        },
+    ]
 
 
 def test_a_payload_the_codec_cannot_encode_is_an_error_not_a_crash(world: World) -> None:

@@ -52,6 +52,9 @@ class LocalBus:
     async def flush(self) -> None:
         pass
 
+    def backed_up(self) -> bool:
+        return False
+
     async def writable(self) -> None:
         pass
 

@@ -442,6 +442,9 @@ class RedisBus:
             self._room.clear()
         self._wake.set()
 
+    def backed_up(self) -> bool:
+        return not self._room.is_set()
+
     async def writable(self) -> None:
         """Wait while ``max_queued`` operations or more wait for the writer (Redis slower than
         the producers): callers that produce messages (a connection's next frame) wait here, so
