@@ -6,10 +6,14 @@ orjson spends on the same wsbench scenarios. ``benchmarks/run.sh`` runs it as th
 stack as well as against the seed's Node server. It is the relay the performance issue
 describes: aiohttp reads (``async for``), answers pings and keeps a 30 s heartbeat as livehub
 does; each relay is encoded once and written to each recipient's ``request.transport`` as one
-pre-built frame (the frame header is livehub's own `text_frame`, the only livehub code it runs).
+pre-built frame (the frame header is livehub's own `text_frame`), and it sets Python's garbage
+collector as livehub does (`settle_garbage_collection`): those two are the only livehub code it
+runs. Without the collector's settings, young collections walking the connections' pending reads
+cost it about a sixth of its CPU in ``pairs`` (``FLOOR_GC=0`` keeps Python's defaults).
 
     python benchmarks/floor_server.py PORT
     FLOOR_HEARTBEAT=0 python benchmarks/floor_server.py PORT   # without aiohttp's heartbeat
+    FLOOR_GC=0 python benchmarks/floor_server.py PORT          # Python's collector defaults
 
 aiohttp's heartbeat costs the reader a callback per connection per loop pass that brought it
 data, which a relay of one message pays in full; the seed's server pings nobody.
@@ -26,12 +30,16 @@ import orjson
 import uvloop
 from aiohttp import WSMsgType, web  # noqa: TID251 - a server of its own, not livehub.domain
 
-# the one piece of livehub it uses: the server frame's header (RFC 6455 5.2), a pure function
+# what it takes from livehub: the collector's settings, and the server frame's header (RFC 6455
+# 5.2), a pure function
+from livehub.__main__ import settle_garbage_collection
 from livehub.api.websocket import text_frame
 
 RELAYED = {"offer", "answer", "candidate"}
 #: seconds of silence before aiohttp pings (livehub's default, LIVEHUB_HEARTBEAT); 0: none
 HEARTBEAT = float(os.environ.get("FLOOR_HEARTBEAT", "30"))
+#: "0": Python's garbage collector defaults instead of livehub's settings
+SETTLE_GC = os.environ.get("FLOOR_GC", "1") != "0"
 rooms: dict[str, set[Any]] = {}
 
 
@@ -91,6 +99,8 @@ def main() -> None:
     app.router.add_get("/api/rooms/{id}", get_room)
     app.router.add_get("/ws", signaling)
     uvloop.install()
+    if SETTLE_GC:
+        settle_garbage_collection()
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 
 

@@ -129,7 +129,7 @@ machine() {
   echo "packages: $("$PYTHON" -c 'import importlib.metadata as m; print(", ".join(f"{p} {m.version(p)}" for p in ("aiohttp", "uvloop", "orjson")))')"
   echo "fd limit: $(ulimit -n)"
   echo "livehub env: LIVEHUB_LOG_LEVEL=WARNING $LIVEHUB_BENCH_ENV"
-  case " $TARGETS " in *" floor "*) echo "floor: FLOOR_HEARTBEAT=${FLOOR_HEARTBEAT:-30}" ;; esac
+  case " $TARGETS " in *" floor"*) echo "floor: FLOOR_HEARTBEAT=${FLOOR_HEARTBEAT:-30} FLOOR_GC=${FLOOR_GC:-1}" ;; esac
   echo "REPEAT=$REPEAT QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX TIMEOUT=$TIMEOUT"
   echo "FANOUT_ARGS=$FANOUT_ARGS | PAIRS_ARGS=$PAIRS_ARGS | JOINSTORM_ARGS=$JOINSTORM_ARGS | IDLE_ARGS=$IDLE_ARGS"
 }
