@@ -200,7 +200,9 @@ async def _serve(request: web.Request, address: str) -> web.WebSocketResponse[Li
                         break
                     signaling.bad_frame(peer, "invalid_json", "Message is not valid JSON")
                     continue
-                await signaling.handle(peer, message)
+                pending = signaling.handle(peer, message)
+                if pending is not None:
+                    await pending
             elif msg.type is WSMsgType.BINARY:
                 signaling.bad_frame(peer, "binary_not_supported", "Send JSON text frames")
             else:  # ERROR: aiohttp has closed it (bad frame, heartbeat timeout)

@@ -246,20 +246,22 @@ class Signaling:
             return
         self.reject(peer, code, message)
 
-    async def handle(self, peer: Peer, message: Any) -> None:
-        """Handle one decoded frame from ``peer``."""
-        hub = self.hub
-        if hub.backed_up():  # backpressure: the bus to other nodes is backed up
-            await hub.writable()
+    def handle(self, peer: Peer, message: Any) -> Coroutine[Any, Any, None] | None:
+        """Handle one decoded frame from ``peer``: done on return (None), or returns the rest of
+        the work to await (the bus to other nodes is backed up, or the message's handler waits,
+        for the store for instance). A relay, most of the traffic, is done on return: it costs
+        no coroutine."""
+        if self.hub.backed_up():  # backpressure: the bus to other nodes is backed up
+            return self._handle_when_writable(peer, message)
         if peer.closed:
-            return  # being disconnected (flood, slow consumer): its last frames change nothing
+            return None  # being disconnected (flood, slow consumer): its last frames change nothing
         verdict = peer.limiter.frame()
         if verdict is not Verdict.PASS:
             self._refused(peer, verdict)
-            return
+            return None
         if not isinstance(message, dict):
             self.reject(peer, "invalid_message", "A message must be a JSON object")
-            return
+            return None
         valid, request_id = request_id_of(message)
         if not valid:
             self.reject(
@@ -267,21 +269,47 @@ class Signaling:
                 "invalid_id",
                 f"Field 'id' must be a string of at most {MAX_ID_LENGTH} characters or an integer",
             )
-            return
+            return None
         # the id goes into the errors this message causes; without one (most messages) the
         # context keeps its default, None
         token = _request_id.set(request_id) if request_id is not None else None
         try:
             routed = self._route(peer, message)
             if routed is None:
-                return
+                return None
             kind, room_id, handler = routed
             try:
                 pending = handler(peer, message, room_id)
-                if pending is not None:
-                    await pending
             except LivehubError as exc:
                 self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
+                return None
+        finally:
+            if token is not None:
+                _request_id.reset(token)
+        if pending is None:
+            return None
+        return self._finish(peer, pending, request_id, kind, room_id)
+
+    async def _handle_when_writable(self, peer: Peer, message: Any) -> None:
+        await self.hub.writable()
+        pending = self.handle(peer, message)
+        if pending is not None:
+            await pending
+
+    async def _finish(
+        self,
+        peer: Peer,
+        pending: Awaitable[None],
+        request_id: str | int | None,
+        kind: str,
+        room_id: str,
+    ) -> None:
+        """Await what a handler returned; its errors are answered as the handler's own."""
+        token = _request_id.set(request_id) if request_id is not None else None
+        try:
+            await pending
+        except LivehubError as exc:
+            self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
         finally:
             if token is not None:
                 _request_id.reset(token)

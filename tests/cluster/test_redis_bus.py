@@ -686,11 +686,13 @@ async def test_producers_wait_while_the_queue_is_full_and_nothing_is_lost(node: 
     frames = [str(n).encode() for n in range(2 * CHUNK + 10)]
     for frame in frames:
         a.broadcast("r1", frame)
+    assert a.backed_up()
     waiting = asyncio.create_task(a.writable())
     await asyncio.sleep(0)
     assert not waiting.done()  # over the bound: the producer waits for the writer
     async with asyncio.timeout(10):
         await waiting
+    assert not a.backed_up()
     await a.flush()
     await eventually(lambda: _true(len(rec_b.rooms) == len(frames)), 10)
     assert [frame for _, frame, _ in rec_b.rooms] == frames

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from collections.abc import Coroutine
@@ -53,7 +54,9 @@ class World:
         return self.signaling.open(sink), sink
 
     def send(self, peer: Peer, message: Any) -> None:
-        drive(self.signaling.handle(peer, message))
+        pending = self.signaling.handle(peer, message)
+        if pending is not None:
+            drive(pending)
         self.loop.run_soon()
 
 
@@ -160,9 +163,9 @@ def test_malformed_messages_get_one_error(world: World, message: Any, expected: 
 
 
 def test_a_handler_is_done_on_return_or_returns_what_to_await(world: World) -> None:
-    """Relays finish inside the handler call (no coroutine per relay); other handlers return a
-    coroutine that is awaited. Errors from either are answered with the message's type, room
-    and id."""
+    """Relays finish inside the call of ``handle`` (no coroutine per relay); other handlers
+    return a coroutine that is awaited. Errors from either are answered with the message's
+    type, room and id."""
     ran: list[str] = []
 
     def at_once(peer: Peer, message: dict[str, Any], room_id: str) -> None:
@@ -185,6 +188,16 @@ def test_a_handler_is_done_on_return_or_returns_what_to_await(world: World) -> N
     world.send(peer, {"type": "wave", "roomId": "r5", "bad": True})
 
     assert ran == ["at once r1", "later r2"]
+    # a relay is done when handle returns; a join returns what to await
+    other, _ = world.connect()
+    for member in (peer, other):
+        world.send(member, {"type": "join", "roomId": world.room.id})
+    relay = {"type": "offer", "roomId": world.room.id, "payload": {"sdp": "v=0"}}
+    assert world.signaling.handle(peer, relay) is None
+    joining = world.signaling.handle(world.connect()[0], {"type": "join", "roomId": world.room.id})
+    assert joining is not None
+    drive(joining)
+    assert world.hub.count(world.room.id) == 3
     assert errors(sink) == [
         {
             "type": "error",
@@ -211,6 +224,37 @@ def test_a_handler_is_done_on_return_or_returns_what_to_await(world: World) -> N
             "roomId": "r5",
         },
     ]
+
+
+async def test_while_the_hub_is_backed_up_a_message_waits_then_is_handled(world: World) -> None:
+    """Backpressure from the bus to other nodes: ``handle`` returns a wait, and the message is
+    handled, in order, once the hub takes more."""
+    alice, _ = world.connect()
+    bob, bob_sink = world.connect()
+    for peer in (alice, bob):
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    bob_sink.clear()
+    released = asyncio.Event()
+    hub = world.hub
+    hub.backed_up = lambda: not released.is_set()  # type: ignore[method-assign]
+    hub.writable = released.wait  # type: ignore[method-assign,assignment]
+
+    relay = {"type": "offer", "roomId": world.room.id, "payload": {"n": 1}}
+    pending = world.signaling.handle(alice, relay)
+    assert pending is not None
+    waiting = asyncio.create_task(pending)
+    await asyncio.sleep(0)
+    world.loop.run_soon()
+    assert not waiting.done()
+    assert bob_sink.of_type("offer") == []  # nothing relayed while the hub is backed up
+
+    released.set()
+    await asyncio.wait_for(waiting, 5)
+    world.loop.run_soon()
+    assert [m["payload"] for m in bob_sink.of_type("offer")] == [{"n": 1}]
+    assert world.signaling.handle(alice, {**relay, "payload": {"n": 2}}) is None
+    world.loop.run_soon()
+    assert [m["payload"] for m in bob_sink.of_type("offer")] == [{"n": 1}, {"n": 2}]
 
 
 def test_a_payload_the_codec_cannot_encode_is_an_error_not_a_crash(world: World) -> None:
