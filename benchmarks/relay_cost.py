@@ -27,12 +27,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import orjson
+import floor_server  # benchmarks/, the script's own directory
 from aiohttp import web  # noqa: TID251 - a benchmark of the app, not livehub.domain
 
 from livehub import keys
 from livehub.__main__ import load_config
-from livehub.api.websocket import text_frame
 from livehub.app import create_app
 
 PAIRS = 500
@@ -94,29 +93,30 @@ async def livehub_rounds(rounds: int) -> tuple[Callable[[], None], web.AppRunner
     return run, runner
 
 
+class Transport:
+    """What the floor writes to: a transport that drops its bytes."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+
 def floor_rounds(rounds: int) -> Callable[[], None]:
-    rooms: dict[str, set[Sink]] = {}
+    """The floor server's own relay (``floor_server.relay``), after the same check of the
+    message's type its handler makes."""
+    floor_server.rooms.clear()
     pairs = []
     for _ in range(PAIRS):
         room_id = uuid.uuid4().hex[:12]
-        a, b = Sink(), Sink()
-        rooms[room_id] = {a, b}
+        a, b = Transport(), Transport()
+        floor_server.rooms[room_id] = {a, b}
         pairs.append((a, b, room_id))
-    relayed = {"offer", "answer", "candidate"}
-
-    def relay(me: Sink, message: dict[str, Any], peer_id: str) -> None:
-        if message.get("type") in relayed:  # as floor_server.py's handler, per message
-            message["from"] = peer_id
-            frame = text_frame(orjson.dumps(message))
-            for other in rooms.get(message["roomId"], ()):
-                if other is not me:
-                    other.write([frame])
 
     def run() -> None:
         for _ in range(rounds):
             for a, b, room_id in pairs:
-                relay(a, offer(room_id), "pa")
-                relay(b, answer(room_id), "pb")
+                for me, message, peer_id in ((a, offer(room_id), "pa"), (b, answer(room_id), "pb")):
+                    if message.get("type") in floor_server.RELAYED:
+                        floor_server.relay(me, message, peer_id)
 
     return run
 

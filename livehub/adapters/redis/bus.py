@@ -679,7 +679,8 @@ class RedisBus:
         return ("PUBLISH", channel, self._signed(_pack(header, b"".join(messages))))
 
     def _command(self, op: _Op) -> tuple[Any, ...]:
-        """The Redis command that writes ``op`` (a publish: :meth:`_publish`)."""
+        """The Redis command that writes ``op``, any but a publish (:meth:`_commands` writes
+        those, batched: :meth:`_publish`)."""
         kind = op[0]
         if kind == "join":
             _, room_id, peer_id, name, role, seq, prev = op
@@ -711,8 +712,6 @@ class RedisBus:
                 "1" if emptied else "0",
                 self._pack(delta, b""),
             )
-        if kind == "publish":
-            return self._publish(op[1], [op[2]])
         if kind == "send":
             self.looked_up += 1
             return ("EVALSHA", self._shas["SEND"], 0, self.prefix, op[1], self._signed(op[2]))
