@@ -9,7 +9,7 @@ does; each relay is encoded once and written to each recipient's ``request.trans
 pre-built frame (the frame header is livehub's own `text_frame`), and it sets Python's garbage
 collector as livehub does (`settle_garbage_collection`): those two are the only livehub code it
 runs. Without the collector's settings, young collections walking the connections' pending reads
-cost it about a sixth of its CPU in ``pairs`` (``FLOOR_GC=0`` keeps Python's defaults).
+cost it about a seventh of its CPU in ``pairs`` (``FLOOR_GC=0`` keeps Python's defaults).
 
     python benchmarks/floor_server.py PORT
     FLOOR_HEARTBEAT=0 python benchmarks/floor_server.py PORT   # without aiohttp's heartbeat
