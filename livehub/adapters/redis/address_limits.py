@@ -9,7 +9,9 @@ node's; a close decrements it. The hash expires ``ttl`` seconds after the node's
 so the connections of a node that died stop counting within ``ttl`` (nothing leaks). The node
 keeps a mirror of its own connections; a heartbeat that finds its hash gone (Redis restarted
 empty) or follows a failed call (an increment or decrement that may be lost) writes the hash
-again from the mirror, so the counts are right again within a heartbeat.
+again from the mirror, so the counts are right again within a heartbeat. A rewrite waits for the
+increments and decrements already sent, and holds back new ones until it is written: one that
+ran between the mirror's snapshot and the rewrite would be lost, or counted twice, for good.
 
 Kick bans: ``P ban:<room>:<address>`` with the ban's TTL, announced on the channel ``P bans``
 (one pipelined write). Every node keeps a mirror of every current ban: it subscribes to the
@@ -141,6 +143,13 @@ class RedisAddressLimits:
         self._outage_logged = False
         #: Redis may not hold the mirror's counts (a call failed): the next heartbeat writes them
         self._dirty = False
+        #: acquire and release scripts sent and not yet answered (a rewrite waits for them)
+        self._calls = 0
+        self._calls_done = asyncio.Event()
+        #: a rewrite of this node's hash is under way (waiting for the calls, then writing)
+        self._rewrite: asyncio.Future[None] | None = None
+        #: the rewrite took its snapshot of the mirror: a release now runs after it
+        self._writing = False
         #: the ban mirror holds every current ban of the cluster (subscribed, keys read)
         self.bans_mirrored = False
         self._feed: asyncio.Task[None] | None = None
@@ -179,7 +188,10 @@ class RedisAddressLimits:
             return True
         if self.local.counts.get(key, 0) >= self.limit:
             return False  # this node alone holds as many
+        while self._rewrite is not None and self._up():
+            await asyncio.shield(self._rewrite)  # a rewrite may fail: Redis is asked again
         if self._up():
+            self._calls += 1
             try:
                 counted = await self._acquire(
                     args=[self.prefix, self.node_id, key, self.limit, int(self.ttl * 1000)]
@@ -192,6 +204,8 @@ class RedisAddressLimits:
                     return False
                 self.local.counts[key] = self.local.counts.get(key, 0) + 1
                 return True
+            finally:
+                self._call_done()
         self._dirty = True  # Redis unreachable: this node's own count, written to it when back
         return self.local.try_acquire(key)
 
@@ -199,16 +213,28 @@ class RedisAddressLimits:
         if not self.limit:
             return
         self.local.release(key)
-        if self._up():
-            self._spawn(self._released(key))
-        else:
+        if not self._up():
             self._dirty = True
+        elif self._writing:  # the rewrite's snapshot holds this release already
+            assert self._rewrite is not None
+            self._spawn(self._released(key, after=self._rewrite))
+        else:  # counted at once: a rewrite that has not taken its snapshot waits for it
+            self._calls += 1
+            task = self._spawn(self._released(key))
+            task.add_done_callback(lambda _: self._call_done())
 
-    async def _released(self, key: str) -> None:
+    async def _released(self, key: str, after: asyncio.Future[None] | None = None) -> None:
+        if after is not None:
+            await asyncio.shield(after)
         try:
             await self._release(args=[self.prefix, self.node_id, key])
         except SESSION_ERRORS as exc:  # the next heartbeat writes the right count
             self._outage(exc)
+
+    def _call_done(self) -> None:
+        self._calls -= 1
+        if not self._calls:
+            self._calls_done.set()
 
     # -- kick bans --------------------------------------------------------------------------
 
@@ -380,22 +406,36 @@ class RedisAddressLimits:
             log.info("address limits: Redis reachable again")
             self._outage_logged = False
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def write_counts(self) -> None:
-        """Write this node's hash from its mirror, and keep it alive for ``ttl``."""
-        self._dirty = False
-        counts: dict[Any, Any] = dict(self.local.counts)  # redis-py types its mapping narrowly
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(self._mine)
-            if counts:
-                pipe.hset(self._mine, mapping=counts)
-                pipe.pexpire(self._mine, int(self.ttl * 1000))
-                pipe.sadd(f"{self.prefix}conns:nodes", self.node_id)
-            await pipe.execute()
+        """Write this node's hash from its mirror, and keep it alive for ``ttl``: once the
+        calls already sent are answered, with new ones held back until it is written."""
+        while self._rewrite is not None:
+            await asyncio.shield(self._rewrite)
+        rewrite = self._rewrite = asyncio.get_running_loop().create_future()
+        try:
+            while self._calls:
+                self._calls_done.clear()
+                await self._calls_done.wait()
+            self._writing = True
+            self._dirty = False
+            counts: dict[Any, Any] = dict(self.local.counts)  # redis-py types it narrowly
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(self._mine)
+                if counts:
+                    pipe.hset(self._mine, mapping=counts)
+                    pipe.pexpire(self._mine, int(self.ttl * 1000))
+                    pipe.sadd(f"{self.prefix}conns:nodes", self.node_id)
+                await pipe.execute()
+        finally:
+            self._writing = False
+            self._rewrite = None
+            rewrite.set_result(None)
 
     async def _beat_once(self) -> None:
         if not self._dirty:
