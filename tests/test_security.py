@@ -155,6 +155,15 @@ async def two_ports(tmp_path: Path) -> AsyncIterator[tuple[Server, str]]:
                 await server.kill()
 
 
+#: the headers of a WebSocket upgrade, for a plain HTTP client
+UPGRADE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
 async def post_json(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], **kwargs: Any
 ) -> tuple[int, Any]:
@@ -203,6 +212,10 @@ async def test_hooks_heartbeat_and_metrics_only_on_the_internal_port(
             assert resp.status == 404
         async with session.get(f"{internal}/") as resp:
             assert resp.status == 404
+        # nor a WebSocket: the upgrade is refused before its handshake, in the one error shape
+        for path in ("/ws", "/"):
+            async with session.get(f"{internal}{path}", headers=UPGRADE) as resp:
+                assert (resp.status, (await resp.json())["code"]) == (404, "not_found"), path
         for base in (public, internal):
             async with session.get(f"{base}/healthz") as resp:
                 assert resp.status == 200
@@ -301,13 +314,7 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
     # a WebSocket's upgrade has no body: its 101 goes without them (they would stay in memory
     # with every open socket)
-    upgrade = {
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version": "13",
-    }
-    async with client.get("/ws", headers=upgrade) as resp:
+    async with client.get("/ws", headers=UPGRADE) as resp:
         assert resp.status == 101
         assert "X-Content-Type-Options" not in resp.headers
 

@@ -60,7 +60,9 @@ def content_security_policy(config: Config) -> str:
 
 
 async def index(request: web.Request) -> web.StreamResponse:
-    """``/``: the seed's clients open their WebSocket here; browsers get the console."""
+    """``/``: the seed's clients open their WebSocket here; browsers get the console. (A plain
+    function that returned the WebSocket handler's coroutine would save a frame per message,
+    but aiohttp wraps a handler that is not ``async def`` in one of its own.)"""
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await websocket(request)
     response = web.FileResponse(STATIC / "index.html")

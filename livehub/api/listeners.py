@@ -10,6 +10,8 @@ Health checks answer on both, for orchestrators on either network.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -35,9 +37,10 @@ def local_port(request: web.Request) -> int | None:
 
 
 @web.middleware
-async def listener_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def listener_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     """404 for an internal route on the public port, and for a public route on the internal
-    port. Installed only when LIVEHUB_INTERNAL_PORT is set."""
+    port. Installed only when LIVEHUB_INTERNAL_PORT is set. Raises at once, or returns the
+    handler's coroutine without a frame of its own around it (see ``turns_middleware``)."""
     name = request.match_info.route.name
     if name not in SHARED_ROUTES:
         internal_route = name in INTERNAL_ROUTES or (
@@ -46,4 +49,4 @@ async def listener_middleware(request: web.Request, handler: Handler) -> web.Str
         on_internal_port = local_port(request) == request.app[keys.config].internal_port
         if on_internal_port != internal_route:
             raise web.HTTPNotFound()
-    return await handler(request)
+    return handler(request)

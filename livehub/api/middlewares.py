@@ -6,7 +6,8 @@ Errors are rendered here from a type → status table; handlers just raise.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -109,15 +110,50 @@ def _status(exc: LivehubError) -> int:
     return 400
 
 
+#: the routes whose WebSocket upgrades answer their own errors, up to the handshake (after it
+#: none can be answered): :func:`error_middleware` stays out of their connections
+UPGRADE_ROUTES: Final = frozenset({"ws", "index"})
+
+
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """Every error in the one JSON error shape (:func:`render_error`).
+
+    A WebSocket upgrade to :data:`UPGRADE_ROUTES` answers its own errors until its handshake,
+    and gets its handler's coroutine as it is: a middleware that awaits the handler is one more
+    frame that each of the connection's messages passes through, for as long as it is open.
+    """
+    if request.match_info.route.name in UPGRADE_ROUTES and _is_upgrade(request):
+        try:
+            return handler(request)
+        except Exception as exc:  # a middleware inside this one refused it (a listener's 404)
+            return _answered(render_error(request, exc))
+    return _rendering_errors(request, handler)
+
+
+async def _rendering_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ValidationError as exc:
+    except Exception as exc:
+        return render_error(request, exc)
+
+
+async def _answered(response: web.StreamResponse) -> web.StreamResponse:
+    return response
+
+
+def _is_upgrade(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def render_error(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """``exc``, raised while answering ``request``, as the one error shape; an HTTP exception
+    that is not an error (a redirect) or has no body is raised again, for aiohttp to send."""
+    if isinstance(exc, ValidationError):
         details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         fields = ", ".join(sorted(str(key) for key in details))
         return error_response(400, "validation_error", f"Invalid input: {fields}", details)
-    except LivehubError as exc:
+    if isinstance(exc, LivehubError):
         response = error_response(_status(exc), exc.code, exc.message, exc.details)
         if isinstance(exc, BadRequest) and exc.close_connection:
             response.force_close()
@@ -126,9 +162,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400 or exc.empty_body:
-            raise
+            raise exc
         code = _HTTP_CODES.get(exc.status, f"http_{exc.status}")
         # aiohttp's default text is "<status>: <reason>"; a custom one (CORS) says more
         text = exc.text or ""
@@ -138,15 +174,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception as exc:
-        if isinstance(exc, ConnectionResetError) and _client_gone(request):
-            # the client closed its connection before the answer went out (a WebSocket
-            # handshake cut short): nothing went wrong here, and a traceback for each would
-            # let anyone fill the log by opening and dropping connections
-            log.debug("client went away during %s %s", request.method, request.path)
-            return error_response(499, "client_closed_request", "Client closed the request")
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "Internal server error")
+    if isinstance(exc, ConnectionResetError) and _client_gone(request):
+        # the client closed its connection before the answer went out (a WebSocket
+        # handshake cut short): nothing went wrong here, and a traceback for each would
+        # let anyone fill the log by opening and dropping connections
+        log.debug("client went away during %s %s", request.method, request.path)
+        return error_response(499, "client_closed_request", "Client closed the request")
+    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal_error", "Internal server error")
 
 
 def _client_gone(request: web.Request) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Awaitable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -44,12 +45,18 @@ class Turns:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def take(self) -> None:
-        """Return at once if this pass has room (and nobody waits), else in a later pass.
-        A caller cancelled while waiting gives its turn up to the next one."""
+    def try_take(self) -> bool:
+        """Take a turn in this pass if it has room and nobody waits."""
         if self._begun < self.per_pass and not self._waiting:
             self._begun += 1
             self._next_pass()
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Return at once if this pass has room (and nobody waits), else in a later pass.
+        A caller cancelled while waiting gives its turn up to the next one."""
+        if self.try_take():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
@@ -76,11 +83,20 @@ class Turns:
 
 
 def turns_middleware(turns: Turns) -> Middleware:
-    """The outermost middleware: every handler begins in its turn."""
+    """The outermost middleware: every handler begins in its turn. A handler that has its turn
+    at once is returned as it is, not awaited here: no frame of this middleware's stays around
+    it (a WebSocket's handler runs for as long as the connection is open, and each of its
+    messages would pass through that frame)."""
 
     @web.middleware
-    async def take_turns(request: web.Request, handler: Handler) -> web.StreamResponse:
-        await turns.take()
-        return await handler(request)
+    def take_turns(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+        if turns.try_take():
+            return handler(request)
+        return _in_turn(turns, request, handler)
 
     return take_turns
+
+
+async def _in_turn(turns: Turns, request: web.Request, handler: Handler) -> web.StreamResponse:
+    await turns.take()
+    return await handler(request)

@@ -33,9 +33,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from livehub import keys
 from livehub.api.client_address import client_address
-from livehub.api.middlewares import error_response
+from livehub.api.middlewares import render_error
 from livehub.domain.addresses import address_key
-from livehub.domain.errors import TooManyConnections
+from livehub.domain.errors import Forbidden, TooManyConnections
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,13 @@ class Connection:
             self._transport.abort()
 
 
+class OriginNotAllowed(Forbidden):
+    code = "origin_not_allowed"
+
+    def __init__(self) -> None:
+        super().__init__("WebSocket Origin is not allowed")
+
+
 def _origin_allowed(request: web.Request) -> bool:
     allowed = request.app[keys.config].ws_origins
     if "*" in allowed:
@@ -159,22 +166,79 @@ def _is_utf8(data: bytes) -> bool:
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     """``/ws`` (and ``/`` with an upgrade): one signaling connection. An address at its
-    connection limit gets 429 before the handshake; the slot is freed when the socket ends."""
+    connection limit gets 429 before the handshake; the slot is freed when the socket ends.
+
+    One frame for the connection's whole life: each message resumes this coroutine and every
+    frame around it, so the error middleware stays out (``UPGRADE_ROUTES``) and the errors up
+    to the handshake are answered here, in the one error shape.
+    """
+    try:
+        address = await _admit(request)
+    except Exception as exc:
+        return render_error(request, exc)
+    connections = request.app[keys.connections]
+    try:
+        try:
+            ws = await _handshake(request)
+        except Exception as exc:
+            return render_error(request, exc)
+        signaling = request.app[keys.signaling]
+        connection = Connection(ws, request.transport)
+        peer = signaling.open(connection, address)
+        close_code = 0
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    try:
+                        message = orjson.loads(msg.data)
+                    except orjson.JSONDecodeError:
+                        if not _is_utf8(msg.data):
+                            close_code = WSCloseCode.INVALID_TEXT
+                            break
+                        signaling.bad_frame(peer, "invalid_json", "Message is not valid JSON")
+                        continue
+                    pending = signaling.handle(peer, message)
+                    if pending is not None:
+                        await pending
+                        # a finished coroutine keeps its frame's memory while it is referenced:
+                        # held until the next message, that is 0.3-0.5 kB per idle connection
+                        pending = None
+                elif msg.type is WSMsgType.BINARY:
+                    signaling.bad_frame(peer, "binary_not_supported", "Send JSON text frames")
+                else:  # ERROR: aiohttp has closed it (bad frame, heartbeat timeout)
+                    log.debug("peer %s: %s", peer.id, ws.exception())
+                    break
+        except Exception:
+            log.exception("signaling connection of peer %s failed", peer.id)
+            close_code = WSCloseCode.INTERNAL_ERROR
+        finally:
+            signaling.close(peer)
+            connection.closed()
+        # the room hears peer-left first, not after the close handshake
+        if close_code == WSCloseCode.INVALID_TEXT:
+            await ws.close(code=close_code, message=b"text is not UTF-8")
+        elif close_code:
+            await ws.close(code=close_code, message=b"internal error")
+        return ws
+    finally:
+        connections.release(address)
+
+
+async def _admit(request: web.Request) -> str:
+    """The checks before the handshake: the ``Origin``, and a slot of the address's connection
+    limit (taken: the caller releases it). Returns the address's key."""
     if not _origin_allowed(request):
-        return error_response(403, "origin_not_allowed", "WebSocket Origin is not allowed")
+        raise OriginNotAllowed()
     config = request.app[keys.config]
     address = address_key(client_address(request, config.trusted_proxies))
     connections = request.app[keys.connections]
     if not await connections.acquire(address):
         request.app[keys.metrics].ws_refused.labels("address_limit").inc()
         raise TooManyConnections(connections.limit, retry_after=CONNECTIONS_RETRY_AFTER)
-    try:
-        return await _serve(request, address)
-    finally:
-        connections.release(address)
+    return address
 
 
-async def _serve(request: web.Request, address: str) -> web.WebSocketResponse[Literal[False]]:
+async def _handshake(request: web.Request) -> web.WebSocketResponse[Literal[False]]:
     config = request.app[keys.config]
     ws: web.WebSocketResponse[Literal[False]] = web.WebSocketResponse(
         timeout=CLOSE_TIMEOUT,  # for the peer's answer to our close frame
@@ -185,35 +249,4 @@ async def _serve(request: web.Request, address: str) -> web.WebSocketResponse[Li
         decode_text=False,
     )
     await ws.prepare(request)
-    signaling = request.app[keys.signaling]
-    connection = Connection(ws, request.transport)
-    peer = signaling.open(connection, address)
-    invalid_text = False
-    try:
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                try:
-                    message = orjson.loads(msg.data)
-                except orjson.JSONDecodeError:
-                    if not _is_utf8(msg.data):
-                        invalid_text = True
-                        break
-                    signaling.bad_frame(peer, "invalid_json", "Message is not valid JSON")
-                    continue
-                pending = signaling.handle(peer, message)
-                if pending is not None:
-                    await pending
-                    # a finished coroutine keeps its frame's memory while it is referenced:
-                    # held until the next message, that is 0.3-0.5 kB per idle connection
-                    pending = None
-            elif msg.type is WSMsgType.BINARY:
-                signaling.bad_frame(peer, "binary_not_supported", "Send JSON text frames")
-            else:  # ERROR: aiohttp has closed it (bad frame, heartbeat timeout)
-                log.debug("peer %s: %s", peer.id, ws.exception())
-                break
-    finally:
-        signaling.close(peer)
-        connection.closed()
-    if invalid_text:  # the room hears peer-left first, not after the close handshake
-        await ws.close(code=WSCloseCode.INVALID_TEXT, message=b"text is not UTF-8")
     return ws

@@ -326,6 +326,72 @@ async def test_idle_members_hold_no_finished_coroutines(client: Client) -> None:
         await ws.close()
 
 
+def _livehub_frames_of_connections() -> list[list[str]]:
+    """For each WebSocket connection being served, the frames of livehub's code in the chain of
+    coroutines its handler task awaits in, outermost first."""
+    package = os.path.dirname(inspect.getfile(keys))
+    chains = []
+    for task in asyncio.all_tasks():
+        names: list[str] = []
+        coroutine: Any = task.get_coro()
+        while coroutine is not None:
+            code = getattr(coroutine, "cr_code", None)
+            if code is not None and code.co_filename.startswith(package):
+                names.append(code.co_qualname)
+            coroutine = getattr(coroutine, "cr_await", None)
+        if "websocket" in names:
+            chains.append(names)
+    return chains
+
+
+async def test_a_connection_waits_for_each_message_in_one_frame_of_livehub_s(
+    client: Client,
+) -> None:
+    """Each message resumes the handler's coroutine and every frame that awaits it. The
+    middlewares return the WebSocket handler's coroutine instead of awaiting it, so livehub has
+    one frame in that chain for ``/ws`` (the seed's ``/`` has the console's too)."""
+    room = await new_room(client)
+    ws = await client.ws_connect("/ws")
+    await join(ws, room["id"])
+    seed = await client.ws_connect("/")
+    await join(seed, room["id"])
+    await expect(ws, "peer-joined")
+    assert sorted(_livehub_frames_of_connections()) == [["index", "websocket"], ["websocket"]]
+    for each in (ws, seed):
+        await each.close()
+
+
+async def test_a_connection_that_fails_unexpectedly_closes_with_1011_and_leaves(
+    client: Client, app: web.Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in handling one connection's message: logged with its traceback, that connection
+    closed with 1011 (its room hears it leave), and everyone else served as before."""
+    signaling = app[keys.signaling]
+    handle = signaling.handle
+
+    def failing(peer: Any, message: Any) -> Any:
+        if isinstance(message, dict) and message.get("type") == "chat" and message["text"] == "x":
+            raise RuntimeError("a bug")
+        return handle(peer, message)
+
+    room = await new_room(client)
+    (stays, _), (fails, failing_id) = await joined_peers(client, room["id"], 2)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(signaling, "handle", failing)
+        await fails.send_json({"type": "chat", "roomId": room["id"], "text": "x"})
+        closed = await fails.receive(timeout=TIMEOUT)
+        assert (closed.type, fails.close_code) == (WSMsgType.CLOSE, 1011)
+        left = await expect(stays, "peer-left")
+        assert left["peerId"] == failing_id
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == [
+        f"signaling connection of peer {failing_id} failed"
+    ]
+    await stays.send_json({"type": "chat", "roomId": room["id"], "text": "still here"})
+    assert (await expect(stays, "chat"))["text"] == "still here"
+    assert (await get_room(client, room["id"]))["viewerCount"] == 1
+    await stays.close()
+
+
 async def test_leave_without_join_is_an_error(client: Client) -> None:
     room = await new_room(client)
     ws = await client.ws_connect("/ws")
