@@ -468,6 +468,149 @@ async def test_a_node_reaped_while_away_rebuilds_and_announces_its_members_again
     assert sorted((m.room_id, m.peer_id) for m in rec_b.returned) == [("r1", "pb"), ("r2", "pb")]
 
 
+async def _presence_in_redis(url: str, prefix: str, room: str, node_id: str) -> set[str]:
+    """The peers Redis lists in ``room`` on node ``node_id``."""
+    import orjson
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        raw = await client.hgetall(f"{prefix}room:{room}:members")
+    finally:
+        await client.aclose()
+    return {str(peer) for peer, info in raw.items() if orjson.loads(info)["node"] == node_id}
+
+
+def _noticed(recorder: Recorder, room_id: str, before: int) -> Callable[[], Awaitable[bool]]:
+    """A check that ``recorder`` got another presence notice for the room."""
+
+    async def noticed() -> bool:
+        return recorder.changed.count(room_id) > before
+
+    return noticed
+
+
+async def test_a_rebuild_undoes_no_join_or_leave_written_meanwhile(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    """A node presumed dead rebuilds its presence from its mirror while its members come and
+    go. Made beside the writer, the rebuild undid for good every join and leave the writer wrote
+    between the mirror's snapshot and the rebuild's MULTI: a leave came back (a ghost on every
+    node), a join was erased (a member nobody else could reach). 1,100 members: redis-py packs
+    a MULTI of 1,000 commands or more in a worker thread, which leaves the loop to the writer
+    meanwhile (this failed 4 of 4 runs before the writer made the rebuild)."""
+    import redis.asyncio as aioredis
+
+    b, _ = await node("b", heartbeat=0.05, node_ttl=5.0, reap_interval=60.0)
+    a, rec_a = await node("a", reap_interval=60.0)
+    a.join("r1", "pa", "ann", "viewer")
+    await a.flush()
+    joined = 0
+    for _ in range(1100):
+        b.join("r1", f"p{joined}", "x", "viewer")
+        joined += 1
+    await b.flush()
+    stop = asyncio.Event()
+
+    async def churn() -> None:  # members come and go, one at a time, as on a busy node
+        nonlocal joined
+        while not stop.is_set():
+            b.leave("r1", next(iter(b._local["r1"])))
+            b.join("r1", f"p{joined}", "x", "viewer")
+            joined += 1
+            await b.flush()
+
+    churning = asyncio.create_task(churn())
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        for _ in range(10):
+            await client.delete(f"{b.prefix}alive:b")  # as a pause longer than node_ttl would
+            await eventually(_noticed(rec_a, "r1", rec_a.changed.count("r1")), 5)
+    finally:
+        stop.set()
+        await churning
+        await client.aclose()
+    await b.flush()
+    assert b.healthy and b.sessions == 1
+    mirror = set(b._local["r1"])
+    stored = await _presence_in_redis(redis_server.url, b.prefix, "r1", "b")
+    assert (sorted(stored - mirror), sorted(mirror - stored)) == ([], [])
+    assert {m.peer_id for m in await a.members("r1") if m.node_id == "b"} == mirror
+    assert await a.count("r1") == 1 + len(mirror)
+
+
+async def test_a_node_reaped_while_its_session_was_down_announces_its_members_again(
+    node: Nodes, redis_server: RedisEngine
+) -> None:
+    """b loses Redis (here its pub/sub connection is killed, as a network cut would) for
+    longer than node_ttl: a reaps it and announces b's host gone. b's next session writes its
+    presence back and announces its members again (before, only a heartbeat that found the
+    node reaped did: a session that started after the reap stayed silent, and the peer-left
+    stood on every other node)."""
+    import redis.asyncio as aioredis
+
+    a, rec_a = await node("a", reap_interval=0.2, retry_interval=0.2)
+    b, rec_b = await node("b", heartbeat=0.2, node_ttl=1.0, retry_interval=2.5)
+    a.join("r1", "pa", "ann", "viewer")
+    b.join("r1", "pb", "bob", "host")
+    await a.flush()
+    await b.flush()
+    assert await a.count("r1") == 2
+    sessions = b.sessions
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.client_kill_filter(_type="pubsub")
+    finally:
+        await client.aclose()
+    await eventually(lambda: _true([m.peer_id for m in rec_a.lost] == ["pb"]), 10)
+    await eventually(lambda: _true(b.sessions > sessions and b.healthy), 10)
+    await eventually(lambda: _true([m.peer_id for m in rec_b.returned] == ["pb"]), 5)
+
+    async def back() -> bool:
+        return await a.count("r1") == 2
+
+    await eventually(back, 5)
+
+
+async def test_a_heartbeat_during_close_leaves_the_closed_node_gone(
+    redis_server: RedisEngine, redis_prefix: str
+) -> None:
+    """close() removes the node's presence, then stops its session; a heartbeat in between
+    found the registration gone, took the node for reaped, and wrote its members back (and
+    announced them) for node_ttl. A 3 ms heartbeat makes the window likely (before the fix,
+    2 of 3 runs of 20 closes put a node's 5,000 members back)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_server.url)
+    wrong = []
+    try:
+        for n in range(20):
+            bus = RedisBus(
+                redis_server.url,
+                node_id=f"b{n}",
+                prefix=redis_prefix,
+                heartbeat=0.003,
+                node_ttl=5.0,
+                reap_interval=60.0,
+                retry_interval=0.2,
+            )
+            recorder = Recorder()
+            bus.set_handler(recorder)
+            await bus.start()
+            for m in range(5000):
+                bus.join("r1", f"p{n}-{m}", "x", "host")
+            await bus.flush()
+            await asyncio.sleep(0.01)
+            await bus.close()
+            left = await _presence_in_redis(redis_server.url, redis_prefix, "r1", f"b{n}")
+            alive = await client.exists(f"{redis_prefix}alive:b{n}")
+            if left or alive or recorder.returned:
+                wrong.append((n, len(left), alive, len(recorder.returned)))
+    finally:
+        await client.aclose()
+    assert wrong == []  # (node, members left in Redis, alive, announced again)
+
+
 async def test_a_foreign_message_on_a_livehub_channel_is_ignored(
     node: Nodes, redis_server: RedisEngine
 ) -> None:

@@ -19,7 +19,12 @@ simple:
   gone (``ZADD`` added it: a survivor reaped it), it rebuilds presence from the mirror and calls
   :meth:`BusHandler.members_returned` so its members are announced again; if only the key had
   expired, it rebuilds quietly. A reap can no longer land after the rebuild: the script sees the
-  heartbeat.
+  heartbeat. The writer makes that rebuild between two of its batches, so that no join or leave
+  lands between the mirror's snapshot and the rebuild (the rebuild would undo it); the ones
+  queued before the snapshot and written after it change nothing (the scripts see the later
+  seq, the member already there or already gone).
+- **A node reaped while its session was down** (cut off longer than ``node_ttl``): the reaper
+  left ``reaped:<node>``; the new session's rebuild takes it and announces the members again.
 
 Presence travels as deltas. Each :meth:`RedisBus.join` / :meth:`RedisBus.leave` takes the next
 number of the node's one counter (``seq``; it starts at the clock in microseconds, so a node
@@ -203,6 +208,8 @@ class RedisBus:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
+        #: the heartbeat asked the writer for a rebuild (:meth:`_rebuild_in_order`)
+        self._rebuild_due: asyncio.Future[None] | None = None
         #: what the current session's loops stop on (set when the session ends or stops)
         self._session_stop = asyncio.Event()
         self._outage_logged = False
@@ -485,6 +492,9 @@ class RedisBus:
                 self._room.set()
                 self._written = self._enqueued
                 self._release_flush_waiters()
+                if self._rebuild_due is not None:
+                    self._rebuild_due.cancel()  # the new session rebuilds anyway
+                    self._rebuild_due = None
                 self._subscribed.clear()
                 self._unused.clear()
                 self._fresh.clear()  # a new session subscribes every local room
@@ -520,11 +530,20 @@ class RedisBus:
             await pubsub.subscribe(*channels)
             await subscriptions_confirmed(pubsub, set(channels), self.timeout)
             self._subscribed = set(rooms)
-            await self._rebuild(client)
+            reaped = await self._rebuild(client)
             self.sessions += 1
             self._outage_logged = False
             self._healthy = True
             self._ready.set()
+            if reaped and self.sessions > 1:
+                # reaped while this session was down: its members were announced gone
+                log.warning(
+                    "redis bus: node %s was reaped as dead while cut off; announcing its %d "
+                    "members again",
+                    self.node_id,
+                    sum(map(len, self._local.values())),
+                )
+                self._returned()
             if self.sessions > 1:
                 log.info(
                     "redis bus: %s reachable again; presence rebuilt (%d rooms)",
@@ -546,12 +565,15 @@ class RedisBus:
             self._healthy = False
             await close_pubsub(pubsub)
 
-    async def _rebuild(self, client: aioredis.Redis) -> None:
+    async def _rebuild(self, client: aioredis.Redis) -> bool:
         """Replace this node's presence in Redis by the mirror, atomically. The joins are
         quiet (one notice per room follows, and the other nodes read the room) and record the
         room's latest seq, which covers every change the mirror holds: the next delta follows
-        on from the snapshot those reads take."""
+        on from the snapshot those reads take. Only at a session's start, before its writer
+        runs, or from the writer itself (:meth:`_rebuild_in_order`). Returns whether a
+        survivor had reaped this node (``reaped:<node>``, taken)."""
         async with client.pipeline(transaction=True) as pipe:
+            pipe.getdel(f"{self.prefix}reaped:{self.node_id}")
             pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
             for room_id, members in self._local.items():
                 seq = str(self._last_seq[room_id])
@@ -565,7 +587,34 @@ class RedisBus:
                     self._room_channel(room_id),
                     self._pack({"k": "c", "n": self.node_id, "r": room_id}, b""),
                 )
-            await pipe.execute()
+            results = await pipe.execute()
+        return results[0] is not None
+
+    async def _rebuild_in_order(self) -> None:
+        """:meth:`_rebuild`, made by the writer between two of its batches (the heartbeat
+        asks for it). Made beside the writer, a join or leave written after the mirror's
+        snapshot and before the rebuild's MULTI would be undone for good."""
+        future = self._rebuild_due
+        if future is None:
+            future = self._rebuild_due = asyncio.get_running_loop().create_future()
+            self._wake.set()
+        await asyncio.shield(future)
+
+    async def _rebuild_if_due(self, client: aioredis.Redis) -> None:
+        future = self._rebuild_due
+        if future is None:
+            return
+        self._rebuild_due = None
+        try:
+            await self._rebuild(client)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the session ends with it anyway
+            raise
+        except BaseException:  # cancelled: the session is ending
+            future.cancel()
+            raise
+        future.set_result(None)
 
     def _join_args(self, room_id: str, peer_id: str, name: str, role: str) -> tuple[str, ...]:
         info = orjson.dumps({"node": self.node_id, "name": name, "role": role}).decode()
@@ -589,12 +638,17 @@ class RedisBus:
                 if stop.is_set():
                     return
                 self._wake.clear()
-                await self._write_ops(connection, pubsub)
+                await self._write_ops(connection, pubsub, client)
         finally:
             await asyncio.shield(connection.disconnect())  # never cut short
 
-    async def _write_ops(self, connection: AbstractConnection, pubsub: PubSub) -> None:
-        while self._ops:
+    async def _write_ops(
+        self, connection: AbstractConnection, pubsub: PubSub, client: aioredis.Redis
+    ) -> None:
+        while True:
+            await self._rebuild_if_due(client)  # between two batches (_rebuild_in_order)
+            if not self._ops:
+                return
             # only what is queued now: a join queued while the subscriptions below are being
             # confirmed may be in a room they do not cover, and is written on the next pass,
             # after its own (a join written before its room is subscribed misses the other
@@ -850,13 +904,20 @@ class RedisBus:
         except Exception:
             log.exception("redis bus: handler failed on a %s message", header.get("k"))
 
+    def _is_closing(self) -> bool:
+        return self._closing
+
     async def _heartbeat(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
         nodes_key = f"{self.prefix}nodes"
         while not await pause(stop, self.heartbeat):
+            if self._closing:
+                return  # close() removes the presence: a beat would register the node again
             async with client.pipeline(transaction=False) as pipe:
                 pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000), get=True)
                 pipe.zadd(nodes_key, {self.node_id: time.time() * 1000})
                 previous, added = await pipe.execute()
+            if self._is_closing():
+                return  # the registration is gone because close() removed it meanwhile
             if added:
                 # our registration was gone: a survivor reaped us and announced our members gone
                 log.warning(
@@ -865,14 +926,14 @@ class RedisBus:
                     self.node_id,
                     sum(map(len, self._local.values())),
                 )
-                await self._rebuild(client)
+                await self._rebuild_in_order()
                 self._returned()
             elif previous is None:
                 # our key had expired, nobody reaped us yet (and now nobody will): write back
                 log.warning(
                     "redis bus: node %s was presumed dead; rebuilding presence", self.node_id
                 )
-                await self._rebuild(client)
+                await self._rebuild_in_order()
 
     async def _reaper(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
         nodes_key = f"{self.prefix}nodes"

@@ -4,6 +4,8 @@ Keys (``P`` is the configured prefix, default ``livehub:``; one Redis, not Redis
 
 - ``P alive:<node>``           the node's heartbeat, a string with a TTL
 - ``P nodes``                  sorted set of nodes that registered (score: last heartbeat, ms)
+- ``P reaped:<node>``          the node was reaped as dead (its members announced gone); taken
+  by the node's next rebuild of its presence
 - ``P room:<room>:members``    hash peer -> JSON ``{"node", "name", "role"}``
 - ``P room:<room>:counts``     hash node -> members of the room on that node
 - ``P room:<room>:seq``        hash node -> sequence number of the node's latest presence
@@ -133,12 +135,15 @@ REAP = "local p, node = ARGV[1], ARGV[2]" + _REAP_BODY
 #: ARGV: prefix, node. :data:`REAP` of another node, if it is dead: its heartbeat key is gone
 #: and it is still registered. The check and the removal are one script, so a node that comes
 #: back (its heartbeat writes ``alive:`` first) is never reaped after it rebuilt its presence,
-#: and of several survivors exactly one reaps it. Returns false if the node was not reaped.
+#: and of several survivors exactly one reaps it. Leaves ``P reaped:<node>`` for a day: the
+#: node, back, announces its members again (their ``peer-left`` went out). Returns false if
+#: the node was not reaped.
 REAP_DEAD = (
     """
 local p, node = ARGV[1], ARGV[2]
 if redis.call('EXISTS', p .. 'alive:' .. node) == 1 then return false end
 if not redis.call('ZSCORE', p .. 'nodes', node) then return false end
+redis.call('SET', p .. 'reaped:' .. node, '1', 'EX', 86400)
 """
     + _REAP_BODY
 )
