@@ -208,6 +208,8 @@ class RedisBus:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._closing = False
+        #: held by each heartbeat beat, and by close() while it removes the presence
+        self._beat_lock = asyncio.Lock()
         #: the heartbeat asked the writer for a rebuild (:meth:`_rebuild_in_order`)
         self._rebuild_due: asyncio.Future[None] | None = None
         #: what the current session's loops stop on (set when the session ends or stops)
@@ -397,19 +399,20 @@ class RedisBus:
         and heartbeat at once (other nodes hear ``presence_changed`` for its rooms). Close the
         hub's WebSockets first, so their leaves are announced as usual."""
         self._closing = True
-        client = self._client
-        if client is not None and self._healthy:
-            with contextlib.suppress(*SESSION_ERRORS):
-                async with asyncio.timeout(self.timeout):
-                    await self.flush()
-                rooms = list(self._local)
-                async with client.pipeline(transaction=True) as pipe:
-                    pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
-                    pipe.delete(self._alive_key)
-                    for room_id in rooms:
-                        notice = {"k": "c", "n": self.node_id, "r": room_id}
-                        pipe.publish(self._room_channel(room_id), self._pack(notice, b""))
-                    await pipe.execute()
+        async with self._beat_lock:  # a beat under way ends first; the next ones see _closing
+            client = self._client
+            if client is not None and self._healthy:
+                with contextlib.suppress(*SESSION_ERRORS):
+                    async with asyncio.timeout(self.timeout):
+                        await self.flush()
+                    rooms = list(self._local)
+                    async with client.pipeline(transaction=True) as pipe:
+                        pipe.evalsha(self._shas["REAP"], 0, self.prefix, self.node_id)
+                        pipe.delete(self._alive_key)
+                        for room_id in rooms:
+                            notice = {"k": "c", "n": self.node_id, "r": room_id}
+                            pipe.publish(self._room_channel(room_id), self._pack(notice, b""))
+                        await pipe.execute()
         await self.stop()
 
     async def stop(self) -> None:
@@ -904,36 +907,34 @@ class RedisBus:
         except Exception:
             log.exception("redis bus: handler failed on a %s message", header.get("k"))
 
-    def _is_closing(self) -> bool:
-        return self._closing
-
     async def _heartbeat(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
-        nodes_key = f"{self.prefix}nodes"
         while not await pause(stop, self.heartbeat):
-            if self._closing:
-                return  # close() removes the presence: a beat would register the node again
-            async with client.pipeline(transaction=False) as pipe:
-                pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000), get=True)
-                pipe.zadd(nodes_key, {self.node_id: time.time() * 1000})
-                previous, added = await pipe.execute()
-            if self._is_closing():
-                return  # the registration is gone because close() removed it meanwhile
-            if added:
-                # our registration was gone: a survivor reaped us and announced our members gone
-                log.warning(
-                    "redis bus: node %s was reaped as dead; rebuilding presence and announcing "
-                    "its %d members again",
-                    self.node_id,
-                    sum(map(len, self._local.values())),
-                )
-                await self._rebuild_in_order()
-                self._returned()
-            elif previous is None:
-                # our key had expired, nobody reaped us yet (and now nobody will): write back
-                log.warning(
-                    "redis bus: node %s was presumed dead; rebuilding presence", self.node_id
-                )
-                await self._rebuild_in_order()
+            # close() takes the lock before it removes the presence: a beat never lands after
+            # that (it would register the node again, and take the removal for a reap)
+            async with self._beat_lock:
+                if self._closing:
+                    return
+                await self._beat(client)
+
+    async def _beat(self, client: aioredis.Redis) -> None:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.set(self._alive_key, b"1", px=int(self.node_ttl * 1000), get=True)
+            pipe.zadd(f"{self.prefix}nodes", {self.node_id: time.time() * 1000})
+            previous, added = await pipe.execute()
+        if added:
+            # our registration was gone: a survivor reaped us and announced our members gone
+            log.warning(
+                "redis bus: node %s was reaped as dead; rebuilding presence and announcing "
+                "its %d members again",
+                self.node_id,
+                sum(map(len, self._local.values())),
+            )
+            await self._rebuild_in_order()
+            self._returned()
+        elif previous is None:
+            # our key had expired, nobody reaped us yet (and now nobody will): write back
+            log.warning("redis bus: node %s was presumed dead; rebuilding presence", self.node_id)
+            await self._rebuild_in_order()
 
     async def _reaper(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
         nodes_key = f"{self.prefix}nodes"
