@@ -6,6 +6,7 @@ migrating together, racing pools, restarts) in ``tests/cluster/test_storage_pg.p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -18,7 +19,9 @@ import pytest
 
 from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.store import SQLiteStore
-from livehub.domain.room import EventType, Room, RoomStatus, Visibility
+from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, Visibility, now_ms
+from livehub.domain.service import RoomService
+from livehub.domain.srs_params import HookEvent
 from livehub.domain.store import RoomStore, StoreUnavailable
 from tests.engines import PostgresEngine
 from tests.helpers import ENDPOINTS, T0, event, make_room
@@ -232,13 +235,84 @@ async def test_append_events_counts_and_stages_and_drops_unknown_rooms(outbox: O
         ]
     )
     stored = await store.get(room.id)
-    assert stored is not None and (stored.version, stored.event_seq) == (1, 2)
+    # each event moves the sequence on, and the version (a write that read before conflicts)
+    assert stored is not None and stored.event_seq == 2 and stored.version > 1
     rows = await outbox.deliveries()
     assert [(r["room_id"], r["seq"], r["type"]) for r in rows[::2]] == [
         ("room001", 1, "viewers.updated"),
         ("room001", 2, "host.left"),
     ]
     assert json.loads(rows[0]["body"])["data"]["viewers"] == 3
+
+
+async def test_a_write_that_read_the_room_before_an_appended_event_conflicts(
+    outbox: Opened,
+) -> None:
+    """An update decided on a room read before ``append_events`` would write the older
+    ``event_seq`` back: its events would get the appended event's seq (receivers drop one of
+    two events with the same seq as a duplicate). It conflicts instead, and the next try,
+    on the room read again, stages its event after the appended one."""
+    store = outbox.store
+    room = make_room(1)
+    await store.insert(room)
+    read = await store.get(room.id)
+    assert read is not None
+    await store.append_events([event(EventType.HOST_JOINED, room)])
+    draft = dataclasses.replace(read, status=RoomStatus.LIVE, start_time=T0)
+    assert not await store.update(draft, read.version, [event(EventType.ROOM_LIVE, room)])
+    again = await store.get(room.id)
+    assert again is not None
+    draft = dataclasses.replace(again, status=RoomStatus.LIVE, start_time=T0)
+    assert await store.update(draft, again.version, [event(EventType.ROOM_LIVE, room)])
+    rows = await outbox.deliveries()
+    assert [(r["seq"], r["type"]) for r in rows[::2]] == [(1, "host.joined"), (2, "room.live")]
+
+
+def _shared_seqs(rows: list[dict[str, Any]]) -> list[tuple[str, int, list[str]]]:
+    """(room, seq, types) of the seqs that more than one event of a room got, per endpoint."""
+    types: dict[tuple[str, str, int], list[str]] = {}
+    for row in rows:
+        types.setdefault((row["endpoint"], row["room_id"], row["seq"]), []).append(row["type"])
+    return [(room, seq, kinds) for (_, room, seq), kinds in types.items() if len(kinds) > 1]
+
+
+def _publish(room: Room, client_id: str) -> HookEvent:
+    return HookEvent(
+        action="on_publish",
+        client_id=client_id,
+        app="live",
+        stream=room.stream_key,
+        param=f"?secret={room.publish_token}",
+        stream_url=f"/live/{room.stream_key}",
+    )
+
+
+async def test_lifecycle_changes_and_presence_events_never_share_a_seq(outbox: Opened) -> None:
+    """A publish while the host joins (the presence task, or another node, stages host.joined
+    meanwhile), and a reconciliation of live rooms SRS no longer lists while a viewers.updated
+    is staged: each event of a room gets its own seq (before the fix, PostgreSQL gave 36-39 of
+    40 rooms a room.live with the seq of their host.joined, and both stores gave 19-20 of 20
+    rooms a room.ended with the seq of their viewers.updated)."""
+    rooms = RoomService(outbox.store, players=None, reconnect_window=0.0, publish_grace=0.0)
+    for n in range(20):
+        room, _ = await rooms.create(f"r{n}")
+        host_joined = RoomEvent(type=EventType.HOST_JOINED, room_id=room.id, at=now_ms())
+        published, _ = await asyncio.gather(
+            rooms.handle_hook(_publish(room, f"c{n}")), rooms.append_events([host_joined])
+        )
+        assert published.allowed
+    for n in range(10):
+        pair = [(await rooms.create(f"{side}{n}"))[0] for side in "ab"]
+        for room in pair:
+            assert (await rooms.handle_hook(_publish(room, f"c-{room.id}"))).allowed
+        viewers = RoomEvent(type=EventType.VIEWERS_UPDATED, room_id=pair[1].id, at=now_ms())
+        ended, _ = await asyncio.gather(
+            rooms.reconcile({}, asked_at=now_ms() + 60_000), rooms.append_events([viewers])
+        )
+        assert {room.id for room in pair} <= {room.id for room in ended}
+    rows = await outbox.deliveries()
+    assert _shared_seqs(rows) == []
+    assert {row["type"] for row in rows} >= {"host.joined", "room.live", "room.ended"}
 
 
 async def test_the_publisher_origin_is_stored_and_updated(quiet: Opened) -> None:

@@ -69,7 +69,10 @@ class RoomStore(Protocol):
 
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
         """Events without a room change (viewers.updated, host.joined/left); events of rooms
-        that no longer exist are dropped."""
+        that no longer exist are dropped. Each moves its room's ``event_seq`` on and bumps its
+        ``version``: an :meth:`update` that read the room before then conflicts and reads it
+        again, instead of writing the older ``event_seq`` back (two events of the room would
+        share a seq, and receivers drop the second as a duplicate)."""
         ...
 
     async def page(

@@ -401,7 +401,8 @@ class PostgresStore:
         async def work(conn: asyncpg.Connection) -> None:
             for event in events:
                 row = await conn.fetchrow(
-                    "UPDATE rooms SET event_seq = event_seq + 1 WHERE id = $1 "
+                    "UPDATE rooms SET event_seq = event_seq + 1, version = version + 1 "
+                    "WHERE id = $1 "
                     f"RETURNING {', '.join(ROOM_COLUMNS)}",
                     event.room_id,
                 )

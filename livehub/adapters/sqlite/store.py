@@ -185,7 +185,8 @@ _INSERT_RECORDING = (
 
 #: milliseconds a write waits for another connection's lock once the store runs
 BUSY_TIMEOUT_MS = 100
-_BUMP_SEQ = "UPDATE rooms SET event_seq = ? WHERE id = ? AND event_seq = ?"
+#: an event appended: the room's sequence moves on, and its version too (see the store's port)
+_BUMP_SEQ = "UPDATE rooms SET event_seq = ?, version = version + 1 WHERE id = ? AND event_seq = ?"
 
 
 def apply_migrations(db: sqlite3.Connection, name: str, upto: int | None = None) -> None:
