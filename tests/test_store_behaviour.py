@@ -290,9 +290,10 @@ def _publish(room: Room, client_id: str) -> HookEvent:
 async def test_lifecycle_changes_and_presence_events_never_share_a_seq(outbox: Opened) -> None:
     """A publish while the host joins (the presence task, or another node, stages host.joined
     meanwhile), and a reconciliation of live rooms SRS no longer lists while a viewers.updated
-    is staged: each event of a room gets its own seq (before the fix, PostgreSQL gave 36-39 of
-    40 rooms a room.live with the seq of their host.joined, and both stores gave 19-20 of 20
-    rooms a room.ended with the seq of their viewers.updated)."""
+    is staged: each event of a room gets its own seq. (Before the fix, the audit that found it
+    saw PostgreSQL give 36-39 of 40 rooms a room.live with the seq of their host.joined, and
+    both stores give 19-20 of 20 rooms a room.ended with the seq of their viewers.updated;
+    this test failed on both stores.)"""
     rooms = RoomService(outbox.store, players=None, reconnect_window=0.0, publish_grace=0.0)
     for n in range(20):
         room, _ = await rooms.create(f"r{n}")
