@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from livehub.domain.room import EventType, Room, RoomEvent
 from livehub.domain.service import RoomService
+from livehub.domain.srs_params import HookEvent
 from livehub.domain.tokens import hash_token
 from tests.conftest import Client
 
@@ -89,3 +90,15 @@ def make_room(n: int, *, created_at: int | None = None, **changes: Any) -> Room:
 
 def event(kind: EventType, room: Room, at: int = T0, **extra: Any) -> RoomEvent:
     return RoomEvent(type=kind, room_id=room.id, at=at, extra=extra)
+
+
+def publish(room: Room, client_id: str = "c1", token: str | None = None, **kw: str) -> HookEvent:
+    """SRS's on_publish of ``room``'s stream with its publish token (or ``token``)."""
+    return HookEvent(
+        action="on_publish",
+        client_id=client_id,
+        app="live",
+        stream=room.stream_key,
+        param=f"?secret={room.publish_token if token is None else token}",
+        **kw,
+    )

@@ -21,10 +21,9 @@ from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, Visibility, now_ms
 from livehub.domain.service import RoomService
-from livehub.domain.srs_params import HookEvent
 from livehub.domain.store import RoomStore, StoreUnavailable
 from tests.engines import PostgresEngine
-from tests.helpers import ENDPOINTS, T0, event, make_room
+from tests.helpers import ENDPOINTS, T0, event, make_room, publish
 
 
 @dataclasses.dataclass
@@ -276,17 +275,6 @@ def _shared_seqs(rows: list[dict[str, Any]]) -> list[tuple[str, int, list[str]]]
     return [(room, seq, kinds) for (_, room, seq), kinds in types.items() if len(kinds) > 1]
 
 
-def _publish(room: Room, client_id: str) -> HookEvent:
-    return HookEvent(
-        action="on_publish",
-        client_id=client_id,
-        app="live",
-        stream=room.stream_key,
-        param=f"?secret={room.publish_token}",
-        stream_url=f"/live/{room.stream_key}",
-    )
-
-
 async def test_lifecycle_changes_and_presence_events_never_share_a_seq(outbox: Opened) -> None:
     """A publish while the host joins (the presence task, or another node, stages host.joined
     meanwhile), and a reconciliation of live rooms SRS no longer lists while a viewers.updated
@@ -299,13 +287,13 @@ async def test_lifecycle_changes_and_presence_events_never_share_a_seq(outbox: O
         room, _ = await rooms.create(f"r{n}")
         host_joined = RoomEvent(type=EventType.HOST_JOINED, room_id=room.id, at=now_ms())
         published, _ = await asyncio.gather(
-            rooms.handle_hook(_publish(room, f"c{n}")), rooms.append_events([host_joined])
+            rooms.handle_hook(publish(room, f"c{n}")), rooms.append_events([host_joined])
         )
         assert published.allowed
     for n in range(10):
         pair = [(await rooms.create(f"{side}{n}"))[0] for side in "ab"]
         for room in pair:
-            assert (await rooms.handle_hook(_publish(room, f"c-{room.id}"))).allowed
+            assert (await rooms.handle_hook(publish(room, f"c-{room.id}"))).allowed
         viewers = RoomEvent(type=EventType.VIEWERS_UPDATED, room_id=pair[1].id, at=now_ms())
         ended, _ = await asyncio.gather(
             rooms.reconcile({}, asked_at=now_ms() + 60_000), rooms.append_events([viewers])

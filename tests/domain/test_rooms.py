@@ -21,6 +21,7 @@ from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent, param_token, parse_param
 from livehub.domain.tokens import hash_token
+from tests.helpers import publish
 
 T0 = 1_700_000_000_000
 
@@ -92,17 +93,6 @@ def service(
         ended_retention=ended_retention,
     )
     return rooms, time, store
-
-
-def publish(room: Room, client_id: str = "c1", token: str | None = None, **kw: str) -> HookEvent:
-    return HookEvent(
-        action="on_publish",
-        client_id=client_id,
-        app="live",
-        stream=room.stream_key,
-        param=f"?secret={room.publish_token if token is None else token}",
-        **kw,
-    )
 
 
 def unpublish(client_id: str = "c1", **kw: str) -> HookEvent:
