@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from livehub import keys
+from livehub.api.middlewares import is_upgrade
 from livehub.api.websocket import websocket
 from livehub.config import Config
 
@@ -63,7 +64,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     """``/``: the seed's clients open their WebSocket here; browsers get the console. (A plain
     function that returned the WebSocket handler's coroutine would save a frame per message,
     but aiohttp wraps a handler that is not ``async def`` in one of its own.)"""
-    if request.headers.get("Upgrade", "").lower() == "websocket":
+    if is_upgrade(request):
         return await websocket(request)
     response = web.FileResponse(STATIC / "index.html")
     response.headers["Content-Security-Policy"] = content_security_policy(request.app[keys.config])

@@ -123,7 +123,7 @@ def error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.St
     and gets its handler's coroutine as it is: a middleware that awaits the handler is one more
     frame that each of the connection's messages passes through, for as long as it is open.
     """
-    if request.match_info.route.name in UPGRADE_ROUTES and _is_upgrade(request):
+    if request.match_info.route.name in UPGRADE_ROUTES and is_upgrade(request):
         try:
             return handler(request)
         except Exception as exc:  # a middleware inside this one refused it (a listener's 404)
@@ -142,7 +142,8 @@ async def _answered(response: web.StreamResponse) -> web.StreamResponse:
     return response
 
 
-def _is_upgrade(request: web.Request) -> bool:
+def is_upgrade(request: web.Request) -> bool:
+    """Whether ``request`` asks for a WebSocket."""
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
