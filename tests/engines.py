@@ -70,7 +70,7 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
 class Engine:
     """One server process in its own process group, logging to ``log`` in ``dir``: ``start``,
     ``stop`` (``stop_signal``, then ``SIGKILL`` after ``stop_within`` s), ``kill``, ``restart``
-    on the same port and data, ``close`` (kill and remove ``dir``)."""
+    on the same port and data, ``pause`` and ``resume``, ``close`` (kill and remove ``dir``)."""
 
     stop_signal = signal.SIGTERM
     stop_within = 10.0
@@ -118,6 +118,16 @@ class Engine:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def pause(self) -> None:
+        """Stall it (``SIGSTOP``): connections stay open, nothing is answered until
+        :meth:`resume`, and then what was sent meanwhile runs."""
+        assert self.process is not None and self.running
+        _kill_group(self.process, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            _kill_group(self.process, signal.SIGCONT)
 
     def close(self) -> None:
         self.kill()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from livehub.adapters.memory.bus import LocalBus
 from livehub.adapters.redis.bus import BATCH_BYTES, CHUNK, RedisBus
@@ -794,6 +795,41 @@ async def test_leader_lock_holder_steps_down_without_redis(
         await eventually(lambda: _true(lock.is_leader), 5)
     finally:
         await lock.close()
+
+
+async def test_a_take_that_ran_after_its_timeout_is_the_node_s_lock_at_the_next_attempt(
+    redis_server: RedisEngine, redis_prefix: str
+) -> None:
+    """Redis stalls while a node tries to take a free lock: the take runs when Redis resumes,
+    after the node gave it up as timed out. The lock is that node's in Redis, so the node takes
+    it at its next attempt; it does not lie unused until it expires."""
+    ttl = 3.0  # attempts every ttl / 3, each timing out after ttl / 3
+    lock = LeaderLock(redis_server.url, "sweep", "a", prefix=redis_prefix, ttl=ttl)
+    other = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        await other.set(lock.key, "b", px=1200)  # another node's, which it will not renew
+        await lock.start()  # connected, and b holds it
+        assert not lock.is_leader
+        redis_server.pause()  # the attempt at 1 s waits, then times out at 2 s
+        try:
+            await asyncio.sleep(2.3)
+        finally:
+            redis_server.resume()  # b's lock has expired: the late take gives it to a
+        assert await other.get(lock.key) == b"a"
+        deadline = time.monotonic() + 3 * ttl
+        while not _leads(lock):  # a's key never lapses before a leads
+            assert await other.exists(lock.key), "the lock lay unused until it expired"
+            assert time.monotonic() < deadline, "a never took the lock"
+            await asyncio.sleep(0.02)
+        assert await other.get(lock.key) == b"a"
+    finally:
+        redis_server.resume()
+        await lock.close()
+        await other.aclose()
+
+
+def _leads(lock: LeaderLock) -> bool:
+    return lock.is_leader
 
 
 async def _true(value: bool) -> bool:

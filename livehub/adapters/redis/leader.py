@@ -1,10 +1,12 @@
 """A leader lock on Redis: at most one node runs a singleton job (reconciliation, sweeps).
 
-``SET key owner NX PX ttl`` takes the lock, a compare-and-``PEXPIRE`` script renews it every
-``ttl / 3``; when the holder dies its key expires and another node takes it within ``ttl`` plus
-one renewal interval. A holder that cannot renew (Redis unreachable) stops calling itself leader
-once its last successful renewal is ``ttl`` old, so two nodes never both believe they lead for
-longer than clock drift (the lock is advisory: jobs under it must still be safe to repeat, as
+One script takes the lock (``SET key owner NX PX ttl``) or, if ``owner`` holds it already,
+extends it (``PEXPIRE``), every ``ttl / 3``: a take whose reply was lost (a timeout) is still
+this node's lock at the next attempt, not a lock that nobody uses for ``ttl``. When the holder
+dies its key expires and another node takes it within ``ttl`` plus one renewal interval. A
+holder that cannot renew (Redis unreachable) stops calling itself leader once its last
+successful renewal is ``ttl`` old, so two nodes never both believe they lead for longer than
+clock drift (the lock is advisory: jobs under it must still be safe to repeat, as
 reconciliation and the store's conditional writes are).
 
 Use::
@@ -105,10 +107,7 @@ class LeaderLock:
         started = time.monotonic()
         ttl_ms = int(self.ttl * 1000)
         try:
-            if self._leader:
-                held = bool(await self._client.eval(scripts.RENEW, 1, self.key, self.owner, ttl_ms))
-            else:
-                held = bool(await self._client.set(self.key, self.owner, nx=True, px=ttl_ms))
+            held = bool(await self._client.eval(scripts.TAKE, 1, self.key, self.owner, ttl_ms))
         except SESSION_ERRORS as exc:
             log.debug("leader lock %s: Redis unreachable (%s)", self.key, exc)
             self._expire()

@@ -199,11 +199,13 @@ redis.call('PUBLISH', p .. 'node:' .. node, payload)
 return node
 """
 
-#: KEYS: lock. ARGV: owner, ttl ms. Extends the lock if ``owner`` holds it; 1 if so.
-RENEW = """
+#: KEYS: lock. ARGV: owner, ttl ms. Takes the lock for ``ttl`` ms if it is free, or extends it if
+#: ``owner`` holds it (renewed, or taken by an earlier call whose reply was lost); 1 if held.
+TAKE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
 
