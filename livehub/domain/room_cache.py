@@ -11,10 +11,10 @@ unreachable.
 
 Reads are single-flight: peers that join a room nobody has read yet share one store read (the
 first asker reads in its own task; the others wait for its answer, and ask again if it went
-away before it came). A
-read that started before a change was heard is not kept (a generation per room), so a late
-answer never puts back what the change replaced. The cache holds at most ``size`` rooms and
-drops the least recently used; a dropped room is read again when asked.
+away before it came). A read that started before a change was heard is not kept (a generation
+per room), so a late answer never puts back what the change replaced, nor is it the answer:
+the askers get the room the change kept, or read it again. The cache holds at most ``size``
+rooms and drops the least recently used; a dropped room is read again when asked.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from livehub.domain.room import Room
 
 #: rooms kept by default: signaling touches the rooms with members; the rest is read again
 DEFAULT_SIZE = 10_000
+#: reads of a room that keeps changing while it is read before the last one is taken as it is
+STALE_READS = 3
 
 
 class RoomCache:
@@ -34,8 +36,9 @@ class RoomCache:
         self._read = read
         self._size = size
         self._rooms: OrderedDict[str, Room] = OrderedDict()
-        #: room id -> the askers waiting for the read in flight (made by the first asker)
-        self._reads: dict[str, list[asyncio.Future[Room | None]]] = {}
+        #: room id -> the askers waiting for the read in flight (made by the first asker): its
+        #: room and whether it is fresh, or None if it went away
+        self._reads: dict[str, list[asyncio.Future[tuple[Room, bool] | None]]] = {}
         #: room id -> changes heard while its read is in flight
         self._generation: dict[str, int] = {}
         self._epoch = 0
@@ -45,23 +48,40 @@ class RoomCache:
     async def get(self, room_id: str) -> Room:
         """The room as of its last change (read from the store only when not known); raises
         what the read raises (``RoomNotFound``, the store being unreachable)."""
-        while True:
+        stale: Room | None = None
+        for _ in range(STALE_READS):
             room = self._rooms.get(room_id)
             if room is not None:
                 self._rooms.move_to_end(room_id)
                 return room
             waiters = self._reads.get(room_id)
             if waiters is None:  # the first asker reads, in its own task
-                return await self._load(room_id)
-            waiter: asyncio.Future[Room | None] = asyncio.get_running_loop().create_future()
+                room, fresh = await self._load(room_id)
+                if fresh:
+                    return room
+                stale = room
+                continue  # changed while it was read: the kept room, or read it again
+            waiter: asyncio.Future[tuple[Room, bool] | None]
+            waiter = asyncio.get_running_loop().create_future()
             waiters.append(waiter)
             shared = await waiter
             if shared is not None:
-                return shared
-            # the reader went away before its answer: ask again (one of us reads)
+                room, fresh = shared
+                if fresh:
+                    return room
+                stale = room
+            # the reader went away before its answer, or it was stale: ask again
+        if stale is None:  # readers kept going away: read it here
+            room, _ = await self._load(room_id)
+            return room
+        return stale  # the room changes all the time: the last read
 
-    async def _load(self, room_id: str) -> Room:
-        waiters: list[asyncio.Future[Room | None]] = []
+    def peek(self, room_id: str) -> Room | None:
+        """The room if it is kept (no read): the same object as long as it has not changed."""
+        return self._rooms.get(room_id)
+
+    async def _load(self, room_id: str) -> tuple[Room, bool]:
+        waiters: list[asyncio.Future[tuple[Room, bool] | None]] = []
         self._reads[room_id] = waiters
         generation, epoch = self._generation.get(room_id, 0), self._epoch
         self.reads += 1
@@ -84,8 +104,8 @@ class RoomCache:
             self._keep(room)
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(room)
-        return room
+                waiter.set_result((room, not heard))  # stale: they ask again
+        return room, not heard
 
     def _read_ended(self, room_id: str) -> int:
         """Forget the read in flight; the changes heard meanwhile."""
@@ -96,8 +116,12 @@ class RoomCache:
         """This process changed the room: the new state replaces the kept one, no read
         needed. A room nobody asked for is not taken in (a burst of creates would otherwise
         fill the cache, and the garbage collector's passes, with rooms no peer joins): it is
-        read once when first asked."""
-        if room.id in self._rooms or room.id in self._reads:
+        read once when first asked. A room older than the kept one (its writer was slow to
+        tell) changes nothing."""
+        kept = self._rooms.get(room.id)
+        if kept is not None and kept.version > room.version:
+            return  # a writer that waited tells of a change the kept room already has
+        if kept is not None or room.id in self._reads:
             self._bump(room.id)
             self._keep(room)
 

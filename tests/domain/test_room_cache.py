@@ -8,7 +8,7 @@ import pytest
 
 from livehub.domain.errors import RoomNotFound
 from livehub.domain.room import Room, RoomStatus
-from livehub.domain.room_cache import RoomCache
+from livehub.domain.room_cache import STALE_READS, RoomCache
 from livehub.domain.tokens import hash_token
 
 
@@ -39,11 +39,11 @@ class Store:
 
     async def read(self, room_id: str) -> Room:
         self.reads.append(room_id)
+        found = self.rooms.get(room_id)  # what the read sees: its answer may come later
         self.asked.set()
         await self.gate.wait()
         if self.down:
             raise ConnectionError("store unreachable")
-        found = self.rooms.get(room_id)
         if found is None:
             raise RoomNotFound(room_id)
         return found
@@ -110,21 +110,64 @@ async def test_a_change_elsewhere_is_read_again_once() -> None:
     assert store.reads == ["r1", "r1"]
 
 
-async def test_a_read_that_a_change_overtook_is_not_kept() -> None:
+async def test_a_read_that_a_change_overtook_is_read_again() -> None:
+    """A change heard while a read is in flight makes its answer stale: it is neither kept nor
+    the answer (a join would let a peer into a room closed meanwhile); the askers read again."""
     store = Store(room())
     cache = RoomCache(store.read)
     store.gate.clear()
-    stale = asyncio.create_task(cache.get("r1"))
-    await store.asked.wait()  # the read is in flight
-    # the room changes on another node while this read is in flight: its answer may be old
+    first = asyncio.create_task(cache.get("r1"))
+    await store.asked.wait()  # the read is in flight, with the room as it was
+    sharing = asyncio.create_task(cache.get("r1"))
+    await asyncio.sleep(0)
+    # the room ends on another node while this read is in flight
     store.rooms["r1"] = room(status=RoomStatus.ENDED, version=1)
     cache.forget("r1")
-    store.rooms["r1"], old = room(), store.rooms["r1"]  # the read answers the old state
     store.gate.set()
-    assert (await stale).status is RoomStatus.PREPARING  # its asker gets what it read
-    store.rooms["r1"] = old
-    assert (await cache.get("r1")).status is RoomStatus.ENDED  # but it was not kept
+    assert (await first).status is RoomStatus.ENDED
+    assert (await sharing).status is RoomStatus.ENDED
+    assert (await cache.get("r1")).status is RoomStatus.ENDED  # kept
     assert store.reads == ["r1", "r1"]
+
+
+async def test_a_change_made_here_during_a_read_is_the_answer_without_a_read() -> None:
+    store = Store(room())
+    cache = RoomCache(store.read)
+    store.gate.clear()
+    asked = asyncio.create_task(cache.get("r1"))
+    await store.asked.wait()
+    ended = room(status=RoomStatus.ENDED, version=1)
+    store.rooms["r1"] = ended
+    cache.put(ended)  # this process changed it: the new room itself
+    store.gate.set()
+    assert await asked is ended
+    assert store.reads == ["r1"]
+
+
+async def test_a_room_older_than_the_kept_one_does_not_replace_it() -> None:
+    """A writer that waited (its store write answered late) tells of a version the kept room
+    has gone past: members must not be told, nor joins decided on, the older room."""
+    store = Store(room(version=1))
+    cache = RoomCache(store.read)
+    await cache.get("r1")
+    newer = room(status=RoomStatus.ENDED, version=3)
+    cache.put(newer)
+    cache.put(room(status=RoomStatus.LIVE, version=2))
+    assert cache.peek("r1") is newer
+    assert await cache.get("r1") is newer
+
+
+async def test_a_room_that_keeps_changing_is_answered_after_a_few_reads() -> None:
+    store = Store(room())
+
+    async def read_and_change(room_id: str) -> Room:
+        found = await Store.read(store, room_id)
+        cache.forget(room_id)  # every read is overtaken by a change
+        return found
+
+    cache = RoomCache(read_and_change)
+    assert (await cache.get("r1")).id == "r1"
+    assert store.reads == ["r1"] * STALE_READS
 
 
 async def test_clear_forgets_every_room_and_any_read_in_flight() -> None:
@@ -136,12 +179,12 @@ async def test_clear_forgets_every_room_and_any_read_in_flight() -> None:
     in_flight = asyncio.create_task(cache.get("b"))
     await store.asked.wait()  # the read is in flight
     cache.clear()
-    store.gate.set()
-    await in_flight
     assert len(cache) == 0
+    store.gate.set()
+    await in_flight  # its read was stale: read again, and kept
     await cache.get("a")
     await cache.get("b")
-    assert store.reads == ["a", "b", "a", "b"]
+    assert store.reads == ["a", "b", "b", "a"]
 
 
 async def test_failures_reach_every_asker_and_are_not_kept() -> None:
