@@ -102,3 +102,44 @@ def publish(room: Room, client_id: str = "c1", token: str | None = None, **kw: s
         param=f"?secret={room.publish_token if token is None else token}",
         **kw,
     )
+
+
+class Gate:
+    """Holds the next call of ``owner.name`` (an async method, a store's ``update`` say) once
+    armed: before the real call (``before``) or after it returned, until :meth:`open`. It
+    widens a window the real code has (the call suspends anyway), so that a test can act in
+    it; :meth:`entered` tells when the call is held. Restore the method with :meth:`close`."""
+
+    def __init__(self, owner: Any, name: str, *, before: bool) -> None:
+        self._owner, self._name, self._before = owner, name, before
+        self._real: Callable[..., Awaitable[Any]] = getattr(owner, name)
+        self._armed = False
+        self._entered = asyncio.Event()
+        self._released = asyncio.Event()
+        setattr(owner, name, self._call)
+
+    async def _call(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._armed:
+            return await self._real(*args, **kwargs)
+        self._armed = False
+        if self._before:
+            self._entered.set()
+            await self._released.wait()
+            return await self._real(*args, **kwargs)
+        result = await self._real(*args, **kwargs)
+        self._entered.set()
+        await self._released.wait()
+        return result
+
+    def arm(self) -> None:
+        self._armed = True
+
+    async def entered(self, within: float = 5.0) -> None:
+        await asyncio.wait_for(self._entered.wait(), within)
+
+    def open(self) -> None:
+        self._released.set()
+
+    def close(self) -> None:
+        self.open()
+        setattr(self._owner, self._name, self._real)

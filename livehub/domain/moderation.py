@@ -58,7 +58,8 @@ class Moderation:
         self._hub = hub
         self._clock = clock
         self._wall_clock = wall_clock
-        #: (room id, peer id) -> when a member of this node last chatted (monotonic)
+        #: (room id, peer id) -> when a member of this node last chatted (monotonic), oldest
+        #: first
         self._last_chat: dict[tuple[str, str], float] = {}
         signaling.register("chat-delete", self._delete)
         signaling.register("mute", self._mute)
@@ -66,7 +67,6 @@ class Moderation:
         signaling.register("slow-mode", self._slow_mode)
         signaling.chat_checks.append(self.check_chat)
         signaling.join_extras.append(self._joined)
-        signaling.subscribe_presence(self._presence)
 
     # -- chat lines -----------------------------------------------------------------------
 
@@ -86,15 +86,25 @@ class Moderation:
                 raise ProtocolError(
                     "slow_mode", f"Slow mode: one chat line every {slow} s (wait {wait} s)"
                 )
-        self._last_chat[key] = now
+        self._chatted(key, now)
         return {"id": secrets.token_urlsafe(9)}
 
-    async def _joined(self, peer: Peer, room: Room, message: dict[str, Any]) -> dict[str, Any]:
-        return {"slowMode": room.moderation.get("slowMode") or 0}
+    def _chatted(self, key: tuple[str, str], now: float) -> None:
+        """Note a member's chat line. Kept through a leave and a join again (or slow mode
+        would end with them) until no slow mode can be longer: oldest first, so what has
+        lapsed is dropped from the front."""
+        chats = self._last_chat
+        chats.pop(key, None)
+        chats[key] = now
+        horizon = now - MAX_SLOW_MODE_SECONDS
+        while True:  # each entry is dropped once: O(1) per line, amortized
+            oldest = next(iter(chats))
+            if chats[oldest] >= horizon:
+                break
+            del chats[oldest]
 
-    def _presence(self, room_id: str, peer_id: str, role: str | None, joined: bool) -> None:
-        if not joined:
-            self._last_chat.pop((room_id, peer_id), None)
+    def _joined(self, peer: Peer, room: Room, message: dict[str, Any]) -> dict[str, Any]:
+        return {"slowMode": room.moderation.get("slowMode") or 0}
 
     # -- host actions ---------------------------------------------------------------------
 

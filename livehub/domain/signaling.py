@@ -126,8 +126,15 @@ PresenceListener = Callable[[str, str, str | None, bool], None]
 #: a check a join must pass (private rooms): ``(peer, room, message, role)``, raises
 #: :class:`ProtocolError` to refuse
 JoinCheck = Callable[[Peer, Room, dict[str, Any], str], None]
-#: after a join: ``(peer, room, message)`` → fields merged into the ``joined`` reply
-JoinExtra = Callable[[Peer, Room, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: fields merged into the ``joined`` reply: ``(peer, room, message)`` → fields. Synchronous, so
+#: that nothing happens between the join and its reply
+JoinExtra = Callable[[Peer, Room, dict[str, Any]], dict[str, Any]]
+#: what a join sets off once it is answered and announced: ``(peer, room, message)``, done on
+#: return (None) or what to await (a guest taking its place on stage again writes the room)
+JoinFollowUp = Callable[[Peer, Room, dict[str, Any]], Awaitable[None] | None]
+#: hears that a member was kicked from a room on this node: ``(room_id, peer_id)``, before its
+#: departure is announced. Synchronous
+KickListener = Callable[[str, str], None]
 #: a check a chat line must pass (moderation): ``(peer, room)`` → fields the line gets;
 #: raises :class:`ProtocolError` to refuse it
 ChatCheck = Callable[[Peer, Room], dict[str, Any]]
@@ -178,6 +185,8 @@ class Signaling:
         self._presence_listeners: list[PresenceListener] = []
         self.join_checks: list[JoinCheck] = []
         self.join_extras: list[JoinExtra] = []
+        self.join_follow_ups: list[JoinFollowUp] = []
+        self.kick_listeners: list[KickListener] = []
         self.chat_checks: list[ChatCheck] = []
         rooms.subscribe(self.on_room_change)
         rooms.subscribe_quiet(self.on_quiet_change)
@@ -357,9 +366,6 @@ class Signaling:
             raise ProtocolError("not_in_room", "Join the room first")
 
     async def _join(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
-        room = await self.known.get(room_id)
-        if room.status is RoomStatus.ENDED:
-            raise RoomEnded(room_id)
         name = message.get("name")
         if name is None:
             name = ""
@@ -372,23 +378,10 @@ class Signaling:
             role = "viewer"
         if role not in ROLES:
             raise ProtocolError("invalid_role", "Field 'role' must be 'viewer' or 'host'")
-        if role == "host":
-            token = message.get("token")
-            if not isinstance(token, str) or not self.rooms.is_owner(room, token):
-                raise ProtocolError("forbidden", "Joining as host needs the room's owner token")
-        elif (
-            self.bans is not None
-            and peer.address
-            and not self.hub.is_member(peer, room_id)
-            and await self.bans.banned(room_id, peer.address)
-        ):
-            # the owner (host, with its token) is never banned from its own room
-            raise ProtocolError(
-                "banned", "A peer from this address was kicked from this room: try again later"
-            )
-        for check in self.join_checks:
-            check(peer, room, message, role)
-        await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
+        room = await self._room_to_join(peer, message, room_id, role)
+        # from here on nothing is awaited until the join is answered and announced: no other
+        # message (a kick, another join, a close) comes between the joiner becoming a member
+        # and what it and the room are told
         already = self.hub.is_member(peer, room_id)
         if not already:
             if len(peer.rooms) >= self.limits.max_rooms_per_connection:
@@ -423,10 +416,11 @@ class Signaling:
             "viewerCount": count,
         }
         for extra in self.join_extras:
-            joined.update(await extra(peer, room, message))
+            joined.update(extra(peer, room, message))
         self._reply(peer, joined)
         # hosts are always announced; in a counted room a viewer is not, and a viewer that
-        # comes back as host is announced then
+        # comes back as host is announced then (a host that comes back as viewer leaves the
+        # others' lists, which hold only hosts there)
         if (not already and (role == "host" or not counted)) or (
             already and counted and role == "host" and not was_host
         ):
@@ -435,6 +429,45 @@ class Signaling:
                 {"type": "peer-joined", "roomId": room_id, "peer": peer.describe(room_id)},
                 exclude=peer,
             )
+        elif already and counted and was_host and role != "host":
+            self.hub.broadcast(
+                room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer.id}, exclude=peer
+            )
+        for follow_up in self.join_follow_ups:
+            pending = follow_up(peer, room, message)
+            if pending is not None:
+                await pending
+
+    async def _room_to_join(
+        self, peer: Peer, message: dict[str, Any], room_id: str, role: str
+    ) -> Room:
+        """The room, once ``peer`` may join it as ``role``: its checks are made on the room as
+        it is after the last thing they awaited (a room closed meanwhile is refused)."""
+        for _ in range(3):
+            room = await self.known.get(room_id)
+            if room.status is RoomStatus.ENDED:
+                raise RoomEnded(room_id)
+            if role == "host":
+                token = message.get("token")
+                if not isinstance(token, str) or not self.rooms.is_owner(room, token):
+                    raise ProtocolError("forbidden", "Joining as host needs the room's owner token")
+            elif (
+                self.bans is not None
+                and peer.address
+                and not self.hub.is_member(peer, room_id)
+                and await self.bans.banned(room_id, peer.address)
+            ):
+                # the owner (host, with its token) is never banned from its own room
+                raise ProtocolError(
+                    "banned", "A peer from this address was kicked from this room: try again later"
+                )
+            for check in self.join_checks:
+                check(peer, room, message, role)
+            await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
+            if self.known.peek(room_id) is room:
+                return room
+            # the room changed while this join waited: check it again
+        return room  # changing all the time: as of the last read
 
     async def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         role = peer.roles.get(room_id)
@@ -594,6 +627,11 @@ class Signaling:
         role = target.roles.get(room_id)
         if self.bans is not None and target.address:
             self.bans.ban(room_id, target.address)
+        for listener in self.kick_listeners:
+            try:
+                listener(room_id, target.id)
+            except Exception:
+                log.exception("kick listener failed")
         self.hub.leave(target, room_id)
         self.hub.send(target, {"type": "kicked", "roomId": room_id, "by": by})
         if not self._left(room_id, target.id, role):

@@ -22,9 +22,10 @@ stays on stage for the reconnect window (a new connection that joins with the gu
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from livehub.domain.errors import HookRejected, LivehubError, RoomEnded
@@ -120,7 +121,8 @@ class Stage:
         signaling.register("stage-decline", self._decline)
         signaling.register("stage-remove", self._remove)
         signaling.register("stage-leave", self._leave)
-        signaling.join_extras.append(self._joined)
+        signaling.join_follow_ups.append(self._joined)
+        signaling.kick_listeners.append(self._kicked)
         signaling.subscribe_presence(self._presence)
         rooms.subscribe(self._room_changed)
 
@@ -130,6 +132,11 @@ class Stage:
         return public_stage(room, self._play_urls)
 
     def _announce(self, room: Room) -> None:
+        """Tell the members the stage of ``room``, or of a newer version of it that was
+        written while ``room``'s writer waited (members must not end on a stale stage)."""
+        latest = self._signaling.known.peek(room.id)
+        if latest is not None and latest.version > room.version:
+            room = latest
         self._hub.broadcast(
             room.id, {"type": "stage", "roomId": room.id, "stage": self.public(room)}
         )
@@ -241,8 +248,12 @@ class Stage:
             return events
 
         room, _ = await self._rooms.update(room_id, decide)
-        self._local.add((room_id, peer.id))
         self._kick_all(kicked)
+        if not self._hub.is_member(peer, room_id):
+            # kicked while the acceptance was written: no credentials, and off the stage
+            await self._drop(room_id, peer.id)
+            return
+        self._local.add((room_id, peer.id))
         self._hub.send(
             peer,
             {
@@ -347,20 +358,26 @@ class Stage:
 
     # -- a guest's connection ---------------------------------------------------------------
 
-    async def _joined(self, peer: Peer, room: Room, message: dict[str, Any]) -> dict[str, Any]:
-        """A guest coming back (``join`` with ``stageToken``) takes its place on stage; every
-        member (the joiner too) hears the new ``stage``."""
+    def _joined(
+        self, peer: Peer, room: Room, message: dict[str, Any]
+    ) -> Coroutine[Any, Any, None] | None:
+        """After a join is answered: a guest coming back (``join`` with ``stageToken``) takes
+        its place on stage; every member (the joiner too) hears the new ``stage``."""
         token = message.get("stageToken")
         if isinstance(token, str) and 0 < len(token) <= 256 and guests(room):
-            try:
-                await self._resume(peer, room, token)
-            except LivehubError as exc:  # the join stands; the guest may join again
-                log.warning("room %s: a guest could not take its place again: %s", room.id, exc)
-        return {}
+            return self._come_back(peer, room, token)
+        return None
+
+    async def _come_back(self, peer: Peer, room: Room, token: str) -> None:
+        try:
+            await self._resume(peer, room, token)
+        except LivehubError as exc:  # the join stands; the guest may join again
+            log.warning("room %s: a guest could not take its place again: %s", room.id, exc)
 
     async def _resume(self, peer: Peer, room: Room, token: str) -> Room:
         """The guest whose token this is now connects as ``peer`` (its stream key stays);
-        a token that is no guest's changes nothing."""
+        a token that is no guest's changes nothing. A ``peer`` kicked while this was written
+        is taken off the stage."""
         moved: list[str] = []
 
         def decide(room: Room) -> list[RoomEvent] | None:
@@ -379,14 +396,30 @@ class Stage:
         stored, changed = await self._rooms.update(room.id, decide)
         if changed:
             self._local.discard((room.id, moved[0]))
+            if not self._hub.is_member(peer, room.id):
+                await self._drop(room.id, peer.id)
+                return stored
             self._local.add((room.id, peer.id))
-            # after the joiner's ``joined`` (queued once the join's extras are done)
-            asyncio.get_running_loop().call_soon(self._announce, stored)
+            self._announce(stored)
         return stored
 
     def _presence(self, room_id: str, peer_id: str, role: str | None, joined: bool) -> None:
         if not joined and (room_id, peer_id) in self._local:
             self._spawn(self._gone(room_id, peer_id))
+
+    def _kicked(self, room_id: str, peer_id: str) -> None:
+        """A guest kicked from the room leaves the stage at once (no reconnect window)."""
+        if (room_id, peer_id) in self._local:
+            self._local.discard((room_id, peer_id))  # its departure starts no window
+            self._spawn(self._drop(room_id, peer_id))
+
+    async def _drop(self, room_id: str, peer_id: str) -> Room | None:
+        """``peer_id``, no longer a member (kicked), off the stage; the room as it is then."""
+        self._local.discard((room_id, peer_id))
+        try:
+            return await self.remove(room_id, peer_id)
+        except LivehubError:  # not on stage any more, or the room is gone
+            return None
 
     async def _gone(self, room_id: str, peer_id: str) -> None:
         if self._hub.member(room_id, peer_id) is not None:
@@ -473,7 +506,10 @@ class Stage:
         if guest_stream:
             found = await self._guest_of(event)
             if found is not None:
-                return await self._guest_hook(event, *found)
+                guest = await self._guest_hook(event, *found)
+                # the room service saw SRS restarted (a new service id) on this hook: the
+                # reconciliation it calls for must not be lost with its answer
+                return dataclasses.replace(guest, srs_restarted=result.srs_restarted)
         return result
 
     async def _guest_of(self, event: HookEvent) -> tuple[Room, str] | None:

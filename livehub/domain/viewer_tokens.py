@@ -109,7 +109,7 @@ class PrivateRooms:
         ):
             raise ProtocolError("forbidden", "This room is private: joining needs a viewer token")
 
-    async def _joined(self, peer: Peer, room: Room, message: dict[str, Any]) -> dict[str, Any]:
+    def _joined(self, peer: Peer, room: Room, message: dict[str, Any]) -> dict[str, Any]:
         if not room.private:
             return {}
         token = message.get("token")

@@ -128,6 +128,21 @@ async def test_slow_mode_spaces_out_non_hosts(client: Client) -> None:
     assert texts == ["h1", "h2", "three"]  # the host's own lines, then the viewer's
 
 
+async def test_slow_mode_outlasts_a_leave_and_a_join_again(client: Client) -> None:
+    room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
+    rid = room["id"]
+    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
+    await expect(viewer, "room-settings")
+    await chat(viewer, rid, "one")
+    assert (await expect(viewer, "chat"))["text"] == "one"
+    await viewer.send_json({"type": "leave", "roomId": rid})
+    await expect(viewer, "left")
+    await join(viewer, rid, name="V")
+    await chat(viewer, rid, "two")
+    refused = await receive(viewer)
+    assert (refused["type"], refused["code"]) == ("error", "slow_mode")
+
+
 async def test_no_mute_or_slow_mode_in_an_ended_room(client: Client) -> None:
     room, host, _host_id, _viewer, viewer_id = await room_with_members(client)
     rid = room["id"]

@@ -243,6 +243,25 @@ async def test_a_changed_service_id_in_a_hook_triggers_reconciliation(
     assert (await rooms.get(other["id"])).status is RoomStatus.PREPARING
 
 
+async def test_a_restart_first_seen_in_a_guest_stream_s_hook_triggers_reconciliation(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """The first hook with SRS's new service id is a player of a stage guest's stream: the
+    stage answers it, and the reconciliation the restart calls for still runs."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    await eventually(lambda: srs.stream_reads == 1)
+    room = await live_room(client, srs)
+    srs.restart("n3wsrv01")
+    guest_play = hook_for(room, "on_play.json", service_id="n3wsrv01", client_id="p2")
+    guest_play.update(
+        stream=f"{room['streamKey']}-somepeer", stream_url=f"/live/{room['streamKey']}-somepeer"
+    )
+    await send_hook(client, guest_play)
+    await eventually(lambda: srs.stream_reads == 2)
+    await until_room(client.app[keys.rooms], room["id"], ended)
+
+
 async def test_a_changed_service_in_the_heartbeat_triggers_reconciliation(
     srs: FakeSRS, aiohttp_client: AiohttpClient
 ) -> None:

@@ -519,6 +519,40 @@ async def test_above_the_presence_limit_viewers_are_counted_not_announced(start:
     assert (await expect(host, "peer-left"))["peerId"] == viewers[1][1]
 
 
+async def test_a_host_that_joins_again_as_viewer_leaves_the_counted_lists(start: Start) -> None:
+    """In a counted room the members' lists hold the hosts: a co-host that comes back as a
+    plain viewer is announced as gone from them (it is still counted), and its leave later is
+    not announced again."""
+    client = await start(presence_limit=2)
+    room = await create_room_via(client)
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    await join(host, rid, role="host", token=room["ownerToken"], name="Host")
+    co_host = await client.ws_connect("/ws")
+    co_id = (await join(co_host, rid, role="host", token=room["ownerToken"], name="Co"))["peerId"]
+    assert (await expect(host, "peer-joined"))["peer"]["peerId"] == co_id
+    viewer = await client.ws_connect("/ws")
+    joined = await join(viewer, rid)
+    assert joined["presence"] == "counted"
+    assert co_id in [m["peerId"] for m in joined["members"]]  # listed, as a host
+    for ws in (host, co_host):
+        assert (await expect(ws, "presence-mode"))["presence"] == "counted"
+    again = await join(co_host, rid, role="viewer")
+    assert again["role"] == "viewer" and again["viewerCount"] == 3
+    for ws in (host, viewer):
+        gone = await receive(ws, skip=("viewer-count", "presence-mode"))
+        assert gone == {"type": "peer-left", "roomId": rid, "peerId": co_id}
+    await co_host.send_json({"type": "leave", "roomId": rid})
+    await expect(co_host, "left")
+    await host.send_json({"type": "chat", "roomId": rid, "text": "marker"})
+    for ws in (host, viewer):  # its leave, as a viewer: not announced again
+        seen = [await receive(ws, skip=("viewer-count",))]
+        while seen[-1]["type"] != "chat":
+            seen.append(await receive(ws, skip=("viewer-count",)))
+        assert [e["type"] for e in seen] == ["presence-mode", "chat"]  # back to full: 2 left
+        assert co_id not in json.dumps(seen[0]["members"])
+
+
 async def test_a_join_in_a_counted_room_costs_o1_messages(start: Start) -> None:
     client = await start(presence_limit=5, viewer_count_interval=30.0)
     room = await create_room_via(client)

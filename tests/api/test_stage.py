@@ -17,7 +17,7 @@ from livehub import keys
 from livehub.app import create_app
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
 from tests.fake_srs import FakeSRS
-from tests.helpers import eventually, until_room
+from tests.helpers import Gate, eventually, until_room
 from tests.signaling_client import error, expect, join, receive
 
 WS = ClientWebSocketResponse
@@ -401,3 +401,187 @@ async def test_an_invitation_lapses_when_the_invitee_leaves_or_after_ten_minutes
     stage._clock = lambda: real_clock() + 10 * 60 * 1000
     await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
     assert (await receive(scene.guest))["code"] == "not_invited"
+
+
+# -- kicks, closes and joins meeting the stage's writes -----------------------------------------
+
+
+@pytest.fixture
+async def windowed(aiohttp_client: AiohttpClient, srs: FakeSRS) -> Scene:
+    """A scene whose guests keep their place for 30 s after their connection goes."""
+    client = await aiohttp_client(
+        create_app(make_config(srs_api_url=srs.url, reconnect_window=30.0))
+    )
+    return await start_scene(client)
+
+
+async def events_within(ws: WS, within: float = 0.3) -> list[dict[str, Any]]:
+    """Everything ``ws`` receives within ``within`` s of quiet (``viewer-count`` skipped)."""
+    got: list[dict[str, Any]] = []
+    try:
+        while True:
+            got.append(await receive(ws, within=within))
+    except TimeoutError:
+        return got
+
+
+async def guest_gone(scene: Scene) -> str:
+    """The guest on stage, its connection dropped: in its reconnect window. Its stage token."""
+    credentials = await on_stage(scene)
+    await scene.guest.close()
+    await expect(scene.host, "peer-left")
+    rooms, rid = scene.client.app[keys.rooms], scene.room["id"]
+
+    async def gone() -> bool:
+        guest = (await rooms.get(rid)).stage["guests"].get(scene.guest_id)
+        return guest is not None and guest["goneSince"] is not None
+
+    await eventually(gone)
+    await events_within(scene.host, 0.1)
+    await events_within(scene.viewer, 0.1)
+    token: str = credentials["publish"]["token"]
+    return token
+
+
+async def coming_back(scene: Scene, token: str) -> tuple[WS, str, Gate]:
+    """The guest joins again with its stage token; its place on stage is being written (held
+    by the gate): its ``joined`` has come already."""
+    gate = Gate(scene.client.app[keys.rooms].store, "update", before=True)
+    gate.arm()
+    back = await scene.client.ws_connect("/ws")
+    await back.send_json(
+        {"type": "join", "roomId": scene.room["id"], "name": "Gus", "stageToken": token}
+    )
+    joined = await receive(back)
+    assert joined["type"] == "joined", joined  # first, before the stage is written
+    await gate.entered()
+    return back, joined["peerId"], gate
+
+
+async def test_a_kicked_guest_leaves_the_stage_at_once(windowed: Scene, srs: FakeSRS) -> None:
+    """No reconnect window for a kicked guest: off the stage, its stream kicked, its token
+    refused."""
+    scene, rid = windowed, windowed.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(scene.client, guest_hook("on_publish.json", key, token, "gk1"))
+    await expect(scene.viewer, "stage")
+    await expect(scene.guest, "stage")
+    await scene.host.send_json({"type": "kick", "roomId": rid, "peerId": scene.guest_id})
+    await expect(scene.guest, "kicked")
+    stage = await receive(scene.viewer, skip=("viewer-count", "peer-left"))
+    assert stage == {"type": "stage", "roomId": rid, "stage": []}
+    await eventually(lambda: "gk1" in srs.kicks)
+    refused = await send_hook(scene.client, guest_hook("on_publish.json", key, token, "gk2"))
+    assert refused == {"code": 1, "msg": "not a guest on this room's stage"}
+
+
+async def test_a_guest_kicked_while_its_comeback_is_written_is_off_the_stage(
+    windowed: Scene,
+) -> None:
+    """The kick lands while the guest's place is being moved to its new connection: the
+    place does not end up held, without a window, by a peer that is not a member."""
+    scene, rid = windowed, windowed.room["id"]
+    token = await guest_gone(scene)
+    back, back_id, gate = await coming_back(scene, token)
+    try:
+        assert (await expect(scene.host, "peer-joined"))["peer"]["peerId"] == back_id
+        await scene.host.send_json({"type": "kick", "roomId": rid, "peerId": back_id})
+        assert (await expect(back, "kicked"))["roomId"] == rid
+        assert (await expect(scene.host, "peer-left"))["peerId"] == back_id
+    finally:
+        gate.close()
+    stage = await receive(scene.viewer, skip=("viewer-count", "peer-joined", "peer-left"))
+    assert stage == {"type": "stage", "roomId": rid, "stage": []}
+    assert await events_within(back) == []  # joined, kicked, and nothing of the room after
+    room = await scene.client.app[keys.rooms].get(rid)
+    assert room.stage.get("guests", {}) == {}
+
+
+async def test_a_member_joining_during_a_comeback_hears_of_the_guest_once(
+    windowed: Scene,
+) -> None:
+    scene, rid = windowed, windowed.room["id"]
+    token = await guest_gone(scene)
+    back, back_id, gate = await coming_back(scene, token)
+    try:
+        other = await scene.client.ws_connect("/ws")
+        joined = await join(other, rid, name="Oli")
+        assert back_id in [m["peerId"] for m in joined["members"]]
+    finally:
+        gate.close()
+    stage = await expect(other, "stage")
+    assert [g["peerId"] for g in stage["stage"]] == [back_id]
+    announced = [e for e in await events_within(other) if e["type"] == "peer-joined"]
+    assert announced == []  # listed in its joined: not announced again
+    assert [e["type"] for e in await events_within(back)] == ["peer-joined", "stage"]
+
+
+async def test_a_room_closed_during_a_comeback_ends_for_the_joiner_too(windowed: Scene) -> None:
+    scene, rid = windowed, windowed.room["id"]
+    token = await guest_gone(scene)
+    back, _, gate = await coming_back(scene, token)
+    try:
+        resp = await scene.client.post(
+            f"/api/rooms/{rid}/close", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        assert resp.status == 200
+    finally:
+        gate.close()
+    events = await events_within(back)
+    statuses = [e["status"] for e in events if e["type"] == "room-status"]
+    assert statuses == ["ended"]
+    assert events[-1] == {"type": "stage", "roomId": rid, "stage": []}
+
+
+async def test_a_member_kicked_while_its_acceptance_is_written_gets_no_credentials(
+    windowed: Scene,
+) -> None:
+    scene, rid = windowed, windowed.room["id"]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    await expect(scene.guest, "stage-invite")
+    gate = Gate(scene.client.app[keys.rooms].store, "update", before=False)
+    gate.arm()
+    try:
+        await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
+        await gate.entered()  # written, not yet answered
+        await scene.host.send_json({"type": "kick", "roomId": rid, "peerId": scene.guest_id})
+        await expect(scene.guest, "kicked")
+    finally:
+        gate.close()
+    assert await events_within(scene.guest) == []  # no stage-credentials, nothing of the room
+    stage = await receive(scene.viewer, skip=("viewer-count", "peer-left"))
+    assert stage == {"type": "stage", "roomId": rid, "stage": []}
+    room = await scene.client.app[keys.rooms].get(rid)
+    assert room.stage.get("guests", {}) == {}
+
+
+async def test_the_members_last_stage_is_the_stored_one_when_an_acceptance_answers_late(
+    windowed: Scene,
+) -> None:
+    """The acceptance's write is answered after the room's close emptied the stage: the
+    members do not end on the older stage, nor does signaling keep the older room."""
+    scene, rid = windowed, windowed.room["id"]
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.guest_id})
+    await expect(scene.guest, "stage-invite")
+    rooms = scene.client.app[keys.rooms]
+    gate = Gate(rooms.store, "update", before=False)
+    gate.arm()
+    try:
+        await scene.guest.send_json({"type": "stage-accept", "roomId": rid})
+        await gate.entered()
+        resp = await scene.client.post(
+            f"/api/rooms/{rid}/close", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        assert resp.status == 200
+
+        async def cleared() -> bool:
+            return not (await rooms.get(rid)).stage.get("guests")
+
+        await eventually(cleared)
+    finally:
+        gate.close()
+    stages = [e["stage"] for e in await events_within(scene.viewer) if e["type"] == "stage"]
+    assert stages and stages[-1] == []
+    known = scene.client.app[keys.signaling].known.peek(rid)
+    assert known is not None and known.status.value == "ended"
