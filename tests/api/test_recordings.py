@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import struct
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.sqlite import store as sqlite_store
 from livehub.app import create_app
 from livehub.domain.room import now_ms
 from livehub.webhook_settings import parse_secrets
 from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_fixture, make_config, send_hook
+from tests.helpers import eventually
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
 DAY_MS = 86_400_000
@@ -238,6 +241,72 @@ async def test_the_same_hook_at_once_keeps_one_recording_and_one_recording_ready
     (ready,) = await ready_events(client)
     assert ready["payload"]["data"]["recording"]["id"] == kept["id"]
     assert ready["payload"]["data"]["seq"] == 2
+
+
+@contextlib.asynccontextmanager
+async def writer_busy(app: web.Application) -> AsyncIterator[None]:
+    """The SQLite store's writer in a long transaction (as in a burst of webhook outcomes)
+    until the block ends; then its transaction commits."""
+    began, release = threading.Event(), threading.Event()
+
+    def hold(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        began.set()
+        release.wait(30)
+        db.execute("COMMIT")
+
+    store = app[keys.store]
+    assert isinstance(store, sqlite_store.SQLiteStore) and store.writer is not None
+    holding = asyncio.ensure_future(store.writer.run(hold))
+    try:
+        await eventually(began.is_set)
+        yield
+    finally:
+        release.set()
+        await holding
+
+
+async def test_on_sqlite_recording_writes_wait_for_the_writer_instead_of_failing(
+    aiohttp_client: AiohttpClient, tmp_path: Path, recordings_dir: Path
+) -> None:
+    """On SQLite every write goes through the store's one writer, recordings too: while it is
+    in a long transaction, an ``on_dvr`` and a delete wait their turn (the event loop does not
+    wait at all) and succeed. (Before the fix they wrote on the loop's own connection: each
+    blocked the loop for BUSY_TIMEOUT_MS on the writer's lock, then answered 503.)"""
+    app = create_app(
+        make_config(
+            db_path=str(tmp_path / "livehub.db"),
+            recordings_dir=str(recordings_dir),
+            webhook_urls=("http://127.0.0.1:9/hook",),
+            webhook_secrets=parse_secrets("LIVEHUB_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        )
+    )
+    client = await aiohttp_client(app)
+    room = await new_room(client, record=True)
+    file = recordings_dir / "live" / "f.mp4"
+    write(file, 2000)
+    body = dvr_body(room, str(recordings_dir), "live/f.mp4")
+    longer = 3 * sqlite_store.BUSY_TIMEOUT_MS / 1000  # than the loop's connection would wait
+
+    async with writer_busy(app):
+        hook = asyncio.ensure_future(client.post(f"/api/hooks/srs?secret={HOOK_SECRET}", json=body))
+        await asyncio.sleep(longer)
+        assert not hook.done(), f"answered while the writer was busy: {(await hook).status}"
+    resp = await hook
+    assert (resp.status, await resp.json()) == (200, {"code": 0})
+    (kept,) = await recordings(client, room["id"])
+    (ready,) = await ready_events(client)
+    assert ready["payload"]["data"]["recording"]["id"] == kept["id"]
+
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    async with writer_busy(app):
+        delete = asyncio.ensure_future(
+            client.delete(f"/api/recordings/{kept['id']}", headers=owner)
+        )
+        await asyncio.sleep(longer)
+        assert not delete.done(), f"answered while the writer was busy: {(await delete).status}"
+    assert (await delete).status == 204
+    assert await recordings(client, room["id"]) == [] and not file.exists()
 
 
 async def test_a_room_that_does_not_record_leaves_no_file(

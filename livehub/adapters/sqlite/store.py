@@ -566,11 +566,14 @@ class SQLiteStore:
 
     @_unavailable
     async def delete_recording(self, recording_id: str) -> Recording | None:
-        row = self._db.execute(
-            f"DELETE FROM recordings WHERE id = ? RETURNING {', '.join(RECORDING_COLUMNS)}",
-            (recording_id,),
-        ).fetchone()
-        return None if row is None else recording_from_row(row)
+        def work(db: sqlite3.Connection) -> Recording | None:
+            rows = db.execute(
+                f"DELETE FROM recordings WHERE id = ? RETURNING {', '.join(RECORDING_COLUMNS)}",
+                (recording_id,),
+            ).fetchall()  # the statement done: committed, the lock let go
+            return recording_from_row(rows[0]) if rows else None
+
+        return await self._write(work)
 
     @_unavailable
     async def expired_recordings(self, ended_before: int | None, limit: int) -> list[Recording]:
