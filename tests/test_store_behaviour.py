@@ -12,13 +12,14 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
 
 from livehub.adapters.postgres.store import PostgresStore
 from livehub.adapters.sqlite.store import SQLiteStore
+from livehub.domain.recordings import Recording, RecordingStore
 from livehub.domain.room import EventType, Room, RoomEvent, RoomStatus, Visibility, now_ms
 from livehub.domain.service import RoomService
 from livehub.domain.store import RoomStore, StoreUnavailable
@@ -265,6 +266,41 @@ async def test_a_write_that_read_the_room_before_an_appended_event_conflicts(
     assert await store.update(draft, again.version, [event(EventType.ROOM_LIVE, room)])
     rows = await outbox.deliveries()
     assert [(r["seq"], r["type"]) for r in rows[::2]] == [(1, "host.joined"), (2, "room.live")]
+
+
+async def test_a_recording_and_its_events_are_one_write_and_a_path_is_kept_once(
+    outbox: Opened,
+) -> None:
+    """``insert_recording`` stages its events as ``append_events`` does (the room's next seq,
+    its version bumped: a write decided before conflicts), with the row; a second recording of
+    the same path writes nothing (neither row nor events) and gives back the first."""
+    store = outbox.store
+    recordings = cast(RecordingStore, store)
+    room = make_room(1)
+    await store.insert(room, [event(EventType.ROOM_CREATED, room)])
+    read = await store.get(room.id)
+    assert read is not None
+    first = Recording(
+        id="r1", room_id=room.id, started_at=T0, ended_at=T0 + 5000, duration_ms=5000,
+        size_bytes=4096, path="live/key001.1.mp4",
+    )  # fmt: skip
+    ready = event(EventType.RECORDING_READY, room, T0 + 5000, recording="r1")
+    assert await recordings.insert_recording(first, [ready]) == first
+    stored = await store.get(room.id)
+    assert stored is not None and stored.event_seq == 2 and stored.version > read.version
+    assert not await store.update(read, read.version)  # decided before the event: conflicts
+
+    again = dataclasses.replace(first, id="r2", ended_at=T0 + 6000)
+    retried = event(EventType.RECORDING_READY, room, T0 + 6000, recording="r2")
+    assert await recordings.insert_recording(again, [retried]) == first
+    assert await recordings.recordings_of(room.id) == [first]
+    assert await store.get(room.id) == stored  # nothing moved
+    rows = await outbox.deliveries()
+    assert [(r["seq"], r["type"]) for r in rows[::2]] == [
+        (1, "room.created"),
+        (2, "recording.ready"),
+    ]
+    assert json.loads(rows[2]["body"])["data"]["recording"] == "r1"
 
 
 def _shared_seqs(rows: list[dict[str, Any]]) -> list[tuple[str, int, list[str]]]:

@@ -8,7 +8,8 @@ file is complete. livehub then:
 - refuses any path that is not inside its recordings directory, symlinks and ``..`` resolved
   (the file is left alone: it is not livehub's to delete);
 - keeps the file as a recording of the room if the room records (one row: times, duration,
-  size, the path relative to the directory), and reports ``recording.ready``;
+  size, the path relative to the directory), and reports ``recording.ready`` in the same
+  transaction (SRS sending the hook again, even to two nodes at once: one row, one event);
 - deletes it otherwise (no room has the stream, the room does not record, or it was deleted).
 
 An encoder that reconnects inside the reconnect window publishes again: SRS writes a second
@@ -26,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -74,8 +75,14 @@ class FileInfo:
 class RecordingStore(Protocol):
     """Where recordings are kept: both room stores implement it (table ``recordings``)."""
 
-    async def insert_recording(self, recording: Recording) -> None:
-        """Store a recording; a second row with the same ``path`` replaces nothing: raises."""
+    async def insert_recording(
+        self, recording: Recording, events: Sequence[RoomEvent] = ()
+    ) -> Recording:
+        """Store a recording and stage ``events`` (its ``recording.ready``) in one transaction,
+        each as :meth:`~livehub.domain.store.RoomStore.append_events` stages it (its room's
+        ``event_seq`` moved on, its ``version`` bumped). Returns ``recording``; or, if a
+        recording with the same ``path`` is stored already (SRS retried the hook, maybe to
+        another node at the same time), that one, and nothing is written."""
         ...
 
     async def recordings_of(self, room_id: str) -> list[Recording]:
@@ -189,22 +196,17 @@ class RecordingService:
             size_bytes=info.size_bytes,
             path=path,
         )
-        store = self._store
-        existing = [r for r in await store.recordings_of(room.id) if r.path == path]
-        if existing:  # SRS retried the hook: the same file once
-            return DvrOutcome(outcome="kept", recording=existing[0])
-        await store.insert_recording(recording)
+        events: list[RoomEvent] = []
         if self._view is not None:
-            await self._rooms.append_events(
-                [
-                    RoomEvent(
-                        type=EventType.RECORDING_READY,
-                        room_id=room.id,
-                        at=ended,
-                        extra={"recording": self._view(recording)},
-                    )
-                ]
+            ready = {"recording": self._view(recording)}
+            events.append(
+                RoomEvent(type=EventType.RECORDING_READY, room_id=room.id, at=ended, extra=ready)
             )
+        # the row and its recording.ready in one transaction: a failure leaves neither, and the
+        # same hook again (a retry, even on another node at once) finds the row kept first
+        stored = await self._store.insert_recording(recording, events)
+        if stored.id != recording.id:  # SRS retried the hook: the same file once
+            return DvrOutcome(outcome="kept", recording=stored)
         log.info("room %s: recording %s kept (%d ms)", room.id, recording.id, duration)
         return DvrOutcome(outcome="kept", recording=recording)
 

@@ -5,22 +5,30 @@ outside the recordings directory; the list, the file with ranges, delete, retent
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import logging
 import os
+import sqlite3
 import struct
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.sqlite import store as sqlite_store
 from livehub.app import create_app
 from livehub.domain.room import now_ms
 from livehub.webhook_settings import parse_secrets
 from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_fixture, make_config, send_hook
+from tests.helpers import eventually
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
 DAY_MS = 86_400_000
@@ -149,6 +157,156 @@ async def test_a_recording_room_keeps_its_files_in_order_and_serves_ranges(
     # SRS sending the same hook again keeps one recording
     assert await send_hook(client, body) == {"code": 0}
     assert len(await recordings(client, room["id"])) == 2
+
+
+async def ready_events(client: Client) -> list[dict[str, Any]]:
+    """The ``recording.ready`` rows of the webhook outbox, newest first."""
+    resp = await client.get(
+        "/api/webhooks/deliveries", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert resp.status == 200
+    return [d for d in await resp.json() if d["type"] == "recording.ready"]
+
+
+@contextlib.asynccontextmanager
+async def outbox_refusing(
+    request: pytest.FixtureRequest, mode: str, tmp_path: Path
+) -> AsyncIterator[None]:
+    """While open, the app's database refuses every new webhook row (a trigger raises, as a
+    full disk would): a real failure of the event's write, in the database itself."""
+    if mode == "sqlite":
+        db = sqlite3.connect(tmp_path / "livehub.db", isolation_level=None)
+        try:
+            db.execute(
+                "CREATE TRIGGER refuse_outbox BEFORE INSERT ON webhook_deliveries "
+                "BEGIN SELECT RAISE(ABORT, 'the outbox refuses rows'); END"
+            )
+            yield
+            db.execute("DROP TRIGGER refuse_outbox")
+        finally:
+            db.close()
+        return
+    conn = await asyncpg.connect(request.getfixturevalue("pg_url"))
+    try:
+        await conn.execute(
+            "CREATE FUNCTION refuse_outbox() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'the outbox refuses rows'; END $$; "
+            "CREATE TRIGGER refuse_outbox BEFORE INSERT ON webhook_deliveries "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_outbox()"
+        )
+        yield
+        await conn.execute(
+            "DROP TRIGGER refuse_outbox ON webhook_deliveries; DROP FUNCTION refuse_outbox()"
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_recording_is_never_kept_without_its_recording_ready(
+    client: Client, request: pytest.FixtureRequest, mode: str, tmp_path: Path, recordings_dir: Path
+) -> None:
+    """The row and its ``recording.ready`` are one transaction: the event's write failing
+    leaves no recording either, and the hook sent again (twice) keeps one recording with one
+    ``recording.ready``, its seq the room's next. (Before the fix the row was committed alone:
+    the hook again found it, answered "kept" and reported nothing; the webhook was lost.)"""
+    room = await new_room(client, record=True)  # room.created: seq 1
+    write(recordings_dir / "live" / "d.mp4", 4000)
+    body = dvr_body(room, str(recordings_dir), "live/d.mp4")
+    async with outbox_refusing(request, mode, tmp_path):
+        resp = await client.post(f"/api/hooks/srs?secret={HOOK_SECRET}", json=body)
+        assert (resp.status, (await resp.json())["code"]) == (500, "internal_error")
+        assert await recordings(client, room["id"]) == []
+        assert await ready_events(client) == []
+    assert await send_hook(client, body) == {"code": 0}
+    assert await send_hook(client, body) == {"code": 0}
+    (kept,) = await recordings(client, room["id"])
+    (ready,) = await ready_events(client)
+    assert ready["payload"]["data"]["recording"]["id"] == kept["id"]
+    assert ready["payload"]["data"]["seq"] == 2
+
+
+async def test_the_same_hook_at_once_keeps_one_recording_and_one_recording_ready(
+    client: Client, recordings_dir: Path
+) -> None:
+    """SRS's ``on_dvr`` for one file arriving several times at once (sent again while the
+    first is being answered; in a cluster, to several nodes): every one is answered, one
+    recording is kept and one ``recording.ready`` reported. (Before the fix, on PostgreSQL
+    the deliveries that found no row yet inserted it too: all but one failed with 500.)"""
+    room = await new_room(client, record=True)
+    write(recordings_dir / "live" / "e.mp4", 3000)
+    body = dvr_body(room, str(recordings_dir), "live/e.mp4")
+    replies = await asyncio.gather(*(send_hook(client, body) for _ in range(6)))
+    assert replies == [{"code": 0}] * 6
+    (kept,) = await recordings(client, room["id"])
+    (ready,) = await ready_events(client)
+    assert ready["payload"]["data"]["recording"]["id"] == kept["id"]
+    assert ready["payload"]["data"]["seq"] == 2
+
+
+@contextlib.asynccontextmanager
+async def writer_busy(app: web.Application) -> AsyncIterator[None]:
+    """The SQLite store's writer in a long transaction (as in a burst of webhook outcomes)
+    until the block ends; then its transaction commits."""
+    began, release = threading.Event(), threading.Event()
+
+    def hold(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        began.set()
+        release.wait(30)
+        db.execute("COMMIT")
+
+    store = app[keys.store]
+    assert isinstance(store, sqlite_store.SQLiteStore) and store.writer is not None
+    holding = asyncio.ensure_future(store.writer.run(hold))
+    try:
+        await eventually(began.is_set)
+        yield
+    finally:
+        release.set()
+        await holding
+
+
+async def test_on_sqlite_recording_writes_wait_for_the_writer_instead_of_failing(
+    aiohttp_client: AiohttpClient, tmp_path: Path, recordings_dir: Path
+) -> None:
+    """On SQLite every write goes through the store's one writer, recordings too: while it is
+    in a long transaction, an ``on_dvr`` and a delete wait their turn (the event loop does not
+    wait at all) and succeed. (Before the fix they wrote on the loop's own connection: each
+    blocked the loop for BUSY_TIMEOUT_MS on the writer's lock, then answered 503.)"""
+    app = create_app(
+        make_config(
+            db_path=str(tmp_path / "livehub.db"),
+            recordings_dir=str(recordings_dir),
+            webhook_urls=("http://127.0.0.1:9/hook",),
+            webhook_secrets=parse_secrets("LIVEHUB_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        )
+    )
+    client = await aiohttp_client(app)
+    room = await new_room(client, record=True)
+    file = recordings_dir / "live" / "f.mp4"
+    write(file, 2000)
+    body = dvr_body(room, str(recordings_dir), "live/f.mp4")
+    longer = 3 * sqlite_store.BUSY_TIMEOUT_MS / 1000  # than the loop's connection would wait
+
+    async with writer_busy(app):
+        hook = asyncio.ensure_future(client.post(f"/api/hooks/srs?secret={HOOK_SECRET}", json=body))
+        await asyncio.sleep(longer)
+        assert not hook.done(), f"answered while the writer was busy: {(await hook).status}"
+    resp = await hook
+    assert (resp.status, await resp.json()) == (200, {"code": 0})
+    (kept,) = await recordings(client, room["id"])
+    (ready,) = await ready_events(client)
+    assert ready["payload"]["data"]["recording"]["id"] == kept["id"]
+
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    async with writer_busy(app):
+        delete = asyncio.ensure_future(
+            client.delete(f"/api/recordings/{kept['id']}", headers=owner)
+        )
+        await asyncio.sleep(longer)
+        assert not delete.done(), f"answered while the writer was busy: {(await delete).status}"
+    assert (await delete).status == 204
+    assert await recordings(client, room["id"]) == [] and not file.exists()
 
 
 async def test_a_room_that_does_not_record_leaves_no_file(

@@ -23,6 +23,7 @@ livehub processes sharing one database:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar, cast
@@ -171,9 +172,11 @@ _STAGE = (
 )
 
 _SELECT_RECORDING = f"SELECT {', '.join(RECORDING_COLUMNS)} FROM recordings"
+#: a path stored already inserts nothing (``recordings.path`` is UNIQUE): SRS retried the hook
 _INSERT_RECORDING = (
     f"INSERT INTO recordings ({', '.join(RECORDING_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${n}' for n in range(1, len(RECORDING_COLUMNS) + 1))})"
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(RECORDING_COLUMNS) + 1))}) "
+    "ON CONFLICT (path) DO NOTHING"
 )
 
 #: what "PostgreSQL is unreachable" looks like from asyncpg
@@ -397,21 +400,22 @@ class PostgresStore:
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
         if not events:
             return
+        await self._write(functools.partial(self._append, events))
 
-        async def work(conn: asyncpg.Connection) -> None:
-            for event in events:
-                row = await conn.fetchrow(
-                    "UPDATE rooms SET event_seq = event_seq + 1, version = version + 1 "
-                    "WHERE id = $1 "
-                    f"RETURNING {', '.join(ROOM_COLUMNS)}",
-                    event.room_id,
-                )
-                if row is None:
-                    continue
-                room = room_from_row(row)
-                await self._stage(conn, room, [event], room.event_seq - 1)
-
-        await self._write(work)
+    async def _append(self, events: Sequence[RoomEvent], conn: asyncpg.Connection) -> None:
+        """Stage ``events`` in the transaction of ``conn``: each moves its room's sequence on
+        and bumps its version (the row locked until the commit); a room gone drops its event."""
+        for event in events:
+            row = await conn.fetchrow(
+                "UPDATE rooms SET event_seq = event_seq + 1, version = version + 1 "
+                "WHERE id = $1 "
+                f"RETURNING {', '.join(ROOM_COLUMNS)}",
+                event.room_id,
+            )
+            if row is None:
+                continue
+            room = room_from_row(row)
+            await self._stage(conn, room, [event], room.event_seq - 1)
 
     async def delete_ended_before(self, ended_before: int, limit: int = 1000) -> int:
         async def work(conn: asyncpg.Connection) -> int:
@@ -533,11 +537,26 @@ class PostgresStore:
 
     # -- recordings (livehub.domain.recordings.RecordingStore) -----------------------------
 
-    async def insert_recording(self, recording: Recording) -> None:
-        async def work(conn: asyncpg.Connection) -> None:
-            await conn.execute(_INSERT_RECORDING, *recording_values(recording))
+    async def insert_recording(
+        self, recording: Recording, events: Sequence[RoomEvent] = ()
+    ) -> Recording:
+        """The row and ``events`` staged as :meth:`append_events` stages them, in one
+        transaction; a path stored already: that recording, nothing written."""
 
-        await self._write(work)
+        async def work(conn: asyncpg.Connection) -> Recording:
+            while True:
+                # a transaction inserting the same path makes this wait for its outcome
+                status = await conn.execute(_INSERT_RECORDING, *recording_values(recording))
+                if status == "INSERT 0 1":
+                    await self._append(events, conn)
+                    return recording
+                # read committed: this statement sees the row the insert met
+                row = await conn.fetchrow(f"{_SELECT_RECORDING} WHERE path = $1", recording.path)
+                if row is not None:
+                    return recording_from_row(row)
+                # deleted in between: insert again
+
+        return await self._write(work)
 
     async def _recordings(self, where: str, *args: object) -> list[Recording]:
         async def run(conn: asyncpg.Connection, _: _Attempt) -> list[Recording]:

@@ -8,9 +8,10 @@ tokens are stored only as SHA-256 hashes. The schema is versioned with ``PRAGMA 
 and upgraded by the ordered ``MIGRATIONS`` at start-up (append new ones; never edit one).
 
 **Writes never run on the event loop.** One :class:`SQLiteWriter` owns the connection that
-writes the file, on its own thread: every store write (a room change and its outbox rows, in
-one transaction) and every write of the webhook outbox (claims, outcomes, pruning: it shares the
-writer, see :mod:`livehub.adapters.sqlite.outbox`) runs there, one after the other in call order. So
+writes the file, on its own thread: every store write (a room change and its outbox rows, or a
+recording and its ``recording.ready``, in one transaction) and every write of the webhook
+outbox (claims, outcomes, pruning: it shares the writer, see
+:mod:`livehub.adapters.sqlite.outbox`) runs there, one after the other in call order. So
 the store and the outbox never wait for each other's file lock (one connection writes), and the
 loop never waits on SQLite's lock at all: a webhook burst cannot stall signaling or answer an
 SRS hook 503. The rows a write stages are built on the loop (the event view reads live state),
@@ -178,9 +179,10 @@ _STAGE = (
 )
 
 _SELECT_RECORDING = f"SELECT {', '.join(RECORDING_COLUMNS)} FROM recordings"
+#: a path stored already inserts nothing (``recordings.path`` is UNIQUE): SRS retried the hook
 _INSERT_RECORDING = (
     f"INSERT INTO recordings ({', '.join(RECORDING_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in RECORDING_COLUMNS)})"
+    f"VALUES ({', '.join('?' for _ in RECORDING_COLUMNS)}) ON CONFLICT (path) DO NOTHING"
 )
 
 #: milliseconds a write waits for another connection's lock once the store runs
@@ -352,10 +354,17 @@ class SQLiteStore:
 
     @_unavailable
     async def append_events(self, events: Sequence[RoomEvent]) -> None:
-        """Each event staged with its room's next sequence number. The rows are built here
-        from the rooms as read now; the writer stages them only if no write queued before
-        changed a room's sequence since (then they are built again)."""
-        while events:
+        await self._append(events)
+
+    async def _append(
+        self, events: Sequence[RoomEvent], first: Callable[[sqlite3.Connection], bool] | None = None
+    ) -> None:
+        """Each event staged with its room's next sequence number, after ``first`` (if any) in
+        the same transaction on the writer (``first`` returning False stages nothing). The rows
+        are built here from the rooms as read now; the writer stages them only if no write
+        queued before changed a room's sequence since (then all is rolled back, and they are
+        built again)."""
+        while True:
             rooms: list[tuple[str, int]] = []
             staged: list[OutboxRow] = []
             next_seq: dict[str, int] = {}
@@ -369,11 +378,11 @@ class SQLiteStore:
                     rooms.append((room.id, room.event_seq))
                 next_seq[room.id] = seq + 1
                 staged.extend(self._rows(room, [event], seq))
-            if not rooms:
+            if not rooms and first is None:
                 return
             bumps = [(next_seq[room_id], room_id, seq) for room_id, seq in rooms]
             try:
-                await self._write(functools.partial(_stage_events, bumps, staged))
+                await self._write(functools.partial(_stage_events, bumps, staged, first))
                 return
             except _Conflict:
                 continue  # a write queued before ours moved a sequence: build them again
@@ -519,8 +528,26 @@ class SQLiteStore:
     # -- recordings (livehub.domain.recordings.RecordingStore) -----------------------------
 
     @_unavailable
-    async def insert_recording(self, recording: Recording) -> None:
-        self._db.execute(_INSERT_RECORDING, recording_values(recording))
+    async def insert_recording(
+        self, recording: Recording, events: Sequence[RoomEvent] = ()
+    ) -> Recording:
+        """On the writer, the row and ``events`` staged as :meth:`append_events` stages them, in
+        one transaction; a path stored already: that recording, nothing written."""
+        values = recording_values(recording)
+        stored = recording
+
+        def insert(db: sqlite3.Connection) -> bool:
+            nonlocal stored
+            if db.execute(_INSERT_RECORDING, values).rowcount == 1:
+                stored = recording
+                return True
+            # one writer: the row that holds the path is committed, and stays while we write
+            row = db.execute(f"{_SELECT_RECORDING} WHERE path = ?", (recording.path,)).fetchone()
+            stored = recording_from_row(row)
+            return False
+
+        await self._append(events, first=insert)
+        return stored
 
     def _recordings(self, where: str, *args: object) -> list[Recording]:
         return [
@@ -539,11 +566,14 @@ class SQLiteStore:
 
     @_unavailable
     async def delete_recording(self, recording_id: str) -> Recording | None:
-        row = self._db.execute(
-            f"DELETE FROM recordings WHERE id = ? RETURNING {', '.join(RECORDING_COLUMNS)}",
-            (recording_id,),
-        ).fetchone()
-        return None if row is None else recording_from_row(row)
+        def work(db: sqlite3.Connection) -> Recording | None:
+            rows = db.execute(
+                f"DELETE FROM recordings WHERE id = ? RETURNING {', '.join(RECORDING_COLUMNS)}",
+                (recording_id,),
+            ).fetchall()  # the statement done: committed, the lock let go
+            return recording_from_row(rows[0]) if rows else None
+
+        return await self._write(work)
 
     @_unavailable
     async def expired_recordings(self, ended_before: int | None, limit: int) -> list[Recording]:
@@ -601,10 +631,16 @@ def _transaction(db: sqlite3.Connection, outcome: _Outcome) -> Iterator[None]:
 
 
 def _stage_events(
-    bumps: list[tuple[int, str, int]], staged: list[OutboxRow], db: sqlite3.Connection
+    bumps: list[tuple[int, str, int]],
+    staged: list[OutboxRow],
+    first: Callable[[sqlite3.Connection], bool] | None,
+    db: sqlite3.Connection,
 ) -> None:
-    """Move each room's sequence on (if no one else did) and stage the rows, in one go."""
+    """Move each room's sequence on (if no one else did) and stage the rows, in one go, after
+    ``first`` in the same transaction (False from it: nothing staged)."""
     with _transaction(db, _Outcome()):
+        if first is not None and not first(db):
+            return
         for bump in bumps:
             if db.execute(_BUMP_SEQ, bump).rowcount != 1:
                 raise _Conflict
