@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -41,8 +42,8 @@ def _float(name: str, raw: str, *, minimum: float = 0.0) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value != value or value < minimum:  # NaN or below range
-        raise ConfigError(f"{name} must be a number >= {minimum}, got {raw!r}")
+    if not math.isfinite(value) or value < minimum:  # NaN, infinite or below range
+        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
     return value
 
 
@@ -147,6 +148,7 @@ def _secret(name: str, raw: str, *, minimum: int) -> str:
     value = raw.strip()
     if len(value) < minimum:
         raise ConfigError(f"{name} must be at least {minimum} characters (a random key)")
+    _refuse_placeholder(name, value)
     return value
 
 
@@ -311,6 +313,7 @@ def _hmac_key(name: str, raw: str) -> str:
     value = raw.strip()
     if len(value.encode()) < 32:
         raise ConfigError(f"{name} must be at least 32 bytes (UTF-8)")
+    _refuse_placeholder(name, value)
     return value
 
 

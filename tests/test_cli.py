@@ -51,6 +51,13 @@ def test_config_from_env_and_flags() -> None:
         ("LIVEHUB_CHAT_RATE_PER_S", "fast"),
         ("LIVEHUB_CHAT_RATE_BURST", "0"),
         ("LIVEHUB_PRESENCE_LIMIT", "0"),
+        # a duration or rate that never ends overflows the timers that use it
+        ("LIVEHUB_RECONNECT_WINDOW", "inf"),
+        ("LIVEHUB_HEARTBEAT", "Infinity"),
+        ("LIVEHUB_RATE_PER_S", "nan"),
+        # the examples' keys (.env.example): anyone could sign with them
+        ("LIVEHUB_VIEWER_TOKEN_SECRET", "change-me-viewer-token-secret-of-32-bytes-or-more"),
+        ("LIVEHUB_CLUSTER_KEY", "change-me-cluster-key-of-32-characters-or-more"),
     ],
 )
 def test_bad_config_names_the_variable(name: str, value: str) -> None:

@@ -792,6 +792,12 @@ def test_env_example_placeholders_are_refused_in_every_url_too() -> None:
     real["POSTGRES_PASSWORD"] = SHELL["POSTGRES_PASSWORD"]
     with pytest.raises(ConfigError, match="LIVEHUB_REDIS_URL's password is a placeholder"):
         node_config(nodes()[0], real)
+    real["REDIS_PASSWORD"] = SHELL["REDIS_PASSWORD"]
+    # the key that signs private rooms' viewer tokens: anyone could mint them with the example
+    with pytest.raises(ConfigError, match="LIVEHUB_VIEWER_TOKEN_SECRET is a placeholder"):
+        node_config(nodes()[0], real)
+    real["LIVEHUB_VIEWER_TOKEN_SECRET"] = SHELL["LIVEHUB_VIEWER_TOKEN_SECRET"]
+    node_config(nodes()[0], real)  # every example replaced: it starts
 
 
 def test_dotenv_is_git_ignored() -> None:
