@@ -247,6 +247,9 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
             # run_app "prints" once every site is bound and listening: only then say so
             print=lambda _text: _say_listening(config),
         )
+    except socket.gaierror as exc:
+        log.error("cannot start: %s does not resolve (LIVEHUB_HOST, --host): %s", config.host, exc)
+        raise SystemExit(1) from None
     except OSError as exc:
         why = _BIND_ERRORS.get(exc.errno or 0)
         if why is None:

@@ -31,6 +31,7 @@ import logging
 import os
 import secrets
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -52,6 +53,7 @@ from livehub.domain.cluster_hub import ClusterHub
 from livehub.domain.hub import Encoder, Hub
 from livehub.domain.ports import Bus, PlayerCounts, RoomHub, RoomStore
 from livehub.domain.room import RoomStatus
+from livehub.domain.store import StoreUnavailable
 from livehub.webhooks.queue import DeliveryQueue
 
 log = logging.getLogger(__name__)
@@ -119,9 +121,16 @@ class Engines:
             return await PostgresStore.open(
                 config.database_url, webhook_endpoints=config.webhook_urls, event_view=event_view
             )
-        store = SQLiteStore(
-            config.db_path, webhook_endpoints=config.webhook_urls, event_view=event_view
-        )
+        try:
+            store = SQLiteStore(
+                config.db_path, webhook_endpoints=config.webhook_urls, event_view=event_view
+            )
+        except (OSError, sqlite3.Error) as exc:
+            # a directory, no permission, a read-only file system, a full disk: say which file
+            # (not a traceback, nor a port that needs privileges: run_app's OSErrors are binds)
+            raise StoreUnavailable(
+                f"cannot open the database LIVEHUB_DB={config.db_path!r} (--db): {exc}"
+            ) from exc
         self._writer = store.writer
         return store
 

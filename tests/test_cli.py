@@ -283,3 +283,63 @@ def test_the_collector_is_settled_for_a_server() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+#: ``python -m livehub`` as a non-root user opening a read-only (0444) database file: the
+#: kernel's EACCES (the tests run as root, which no file mode stops)
+_READ_ONLY_DB = """
+import errno, os
+real = os.open
+def refuse(path, flags, *args, **kwargs):
+    if str(path).endswith("read-only.db") and flags & (os.O_RDWR | os.O_WRONLY):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    return real(path, flags, *args, **kwargs)
+os.open = refuse
+from livehub.__main__ import main
+main()
+"""
+
+
+def _start_fails(env: dict[str, str], code: str | None = None) -> str:
+    """Start livehub with ``env`` (on a free port): it must exit 1 with one ERROR line, the
+    last one, and no traceback. That line."""
+    argv = [sys.executable, "-m", "livehub"] if code is None else [sys.executable, "-c", code]
+    proc = subprocess.run(
+        [*argv, "--port", str(unused_port())],
+        env={
+            **os.environ,
+            "LIVEHUB_HOOK_SECRET": SECRET,
+            "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
+            "LIVEHUB_RECONCILE_INTERVAL": "0",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0], proc.stderr
+    return errors[0]
+
+
+def test_a_database_that_cannot_be_opened_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "a-directory.db").mkdir()
+    error = _start_fails({"LIVEHUB_DB": str(tmp_path / "a-directory.db")})
+    assert "cannot open the database LIVEHUB_DB=" in error and "a-directory.db" in error
+
+
+def test_a_read_only_database_file_is_not_taken_for_a_port_that_needs_privileges(
+    tmp_path: Path,
+) -> None:
+    error = _start_fails({"LIVEHUB_DB": str(tmp_path / "read-only.db")}, code=_READ_ONLY_DB)
+    assert "cannot open the database LIVEHUB_DB=" in error and "Permission denied" in error
+    assert "port" not in error
+
+
+def test_a_host_that_does_not_resolve_is_named(tmp_path: Path) -> None:
+    error = _start_fails(
+        {"LIVEHUB_DB": str(tmp_path / "livehub.db"), "LIVEHUB_HOST": "no-such-host.invalid"}
+    )
+    assert "no-such-host.invalid does not resolve (LIVEHUB_HOST, --host)" in error
