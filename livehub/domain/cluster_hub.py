@@ -104,6 +104,9 @@ class ClusterHub:
         self._peeked_counts: dict[str, int] = {}
         self._refreshing: set[str] = set()
         self._stale: set[str] = set()
+        #: rooms new here whose notices are not confirmed heard yet (their first read is not
+        #: done: the bus subscribes to a room's notices before it writes the join)
+        self._unheard: set[str] = set()
         self._listener: PresenceListener | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
@@ -170,6 +173,7 @@ class ClusterHub:
             self._held[room_id] = {}
             self._seqs[room_id] = {}
             self._peeked_counts.pop(room_id, None)
+            self._unheard.add(room_id)
             self._refresh(room_id)  # after our join is written: nothing between is missed
         return added
 
@@ -182,6 +186,12 @@ class ClusterHub:
     def _left(self, peer: Peer, room_id: str) -> None:
         self.bus.leave(room_id, peer.id)
         if room_id not in self.local.rooms:
+            # no longer local: its count is the other nodes' members (a report of this leave
+            # reads it), and its notices are no longer heard here (signaling forgets it)
+            self._peek(room_id, self._remote.get(room_id, {}))
+            self._unheard.discard(room_id)
+            if self._listener is not None:
+                self._listener.room_changed(room_id)
             self._remote.pop(room_id, None)
             self._hosts.pop(room_id, None)
             self._homes.pop(room_id, None)
@@ -191,6 +201,11 @@ class ClusterHub:
 
     def is_member(self, peer: Peer, room_id: str) -> bool:
         return self.local.is_member(peer, room_id)
+
+    def hears(self, room_id: str) -> bool:
+        # room notices reach the nodes subscribed to the room: those with members there, once
+        # the subscription is confirmed (the room's first read is done)
+        return room_id in self.local.rooms and room_id not in self._unheard
 
     def member(self, room_id: str, peer_id: str) -> Peer | None:
         return self.local.member(room_id, peer_id)
@@ -238,15 +253,20 @@ class ClusterHub:
         loading = self._loading[room_id] = asyncio.get_running_loop().create_future()
         read = False
         try:
-            others = self._describe(await self.bus.members(room_id))
-            if len(self._peeked) >= MAX_PEEKED:
-                self._peeked.clear()
-            self._peeked[room_id] = others
-            self._peeked_counts[room_id] = len(others)
+            self._peek(room_id, self._describe(await self.bus.members(room_id)))
             read = True
         finally:
             del self._loading[room_id]
             loading.set_result(read)
+
+    def _peek(self, room_id: str, others: dict[str, dict[str, str]]) -> None:
+        """Keep the other nodes' members of a room without local members, for views."""
+        if len(self._peeked) >= MAX_PEEKED:
+            self._peeked.clear()
+        if len(self._peeked_counts) >= MAX_PEEKED:
+            self._peeked_counts.clear()
+        self._peeked[room_id] = others
+        self._peeked_counts[room_id] = len(others)
 
     async def prefetch(self, room_ids: list[str]) -> None:
         wanted = [room_id for room_id in room_ids if room_id not in self.local.rooms]
@@ -504,6 +524,10 @@ class ClusterHub:
                     self._install(room_id, snapshot)
                     if self._remote[room_id] != before:
                         self._changed(room_id)
+                    if room_id in self._unheard:  # the room's notices are heard now
+                        self._unheard.discard(room_id)
+                        if self._listener is not None:
+                            self._spawn(self._listener.room_heard(room_id))
                 if room_id not in self._stale:
                     break
         except Exception:

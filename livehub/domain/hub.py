@@ -203,6 +203,9 @@ class Hub:
         if room_id in self.rooms:
             self.broadcast(room_id, make())
 
+    def hears(self, room_id: str) -> bool:
+        return True
+
     def touch_room(self, room_id: str) -> None:
         return None
 

@@ -32,6 +32,11 @@ class PresenceListener(Protocol):
     def room_changed(self, room_id: str) -> None:
         """Another node changed the room (its ``room-status`` notice came)."""
 
+    async def room_heard(self, room_id: str) -> None:
+        """This node hears the room's changes from now on (it has members there, and its
+        subscription to the room's notices is confirmed): a change made before that, after
+        its members read the room, was not heard."""
+
     def rooms_unknown(self) -> None:
         """The bus's session to the other nodes ended or began again: notices of room changes
         may have been missed."""

@@ -32,9 +32,18 @@ STALE_READS = 3
 
 
 class RoomCache:
-    def __init__(self, read: Callable[[str], Awaitable[Room]], *, size: int = DEFAULT_SIZE) -> None:
+    def __init__(
+        self,
+        read: Callable[[str], Awaitable[Room]],
+        *,
+        size: int = DEFAULT_SIZE,
+        keeps: Callable[[str], bool] = lambda room_id: True,
+    ) -> None:
+        """``keeps(room_id)``: whether the room's changes are heard now (a room read while
+        they are not is the answer, but is not kept: nothing would tell that it changed)."""
         self._read = read
         self._size = size
+        self._keeps = keeps
         self._rooms: OrderedDict[str, Room] = OrderedDict()
         #: room id -> the askers waiting for the read in flight (made by the first asker): its
         #: room and whether it is fresh, or None if it went away
@@ -100,7 +109,7 @@ class RoomCache:
                     waiter.set_result(None)
             raise
         heard = self._read_ended(room_id) != generation or self._epoch != epoch
-        if not heard:
+        if not heard and self._keeps(room_id):
             self._keep(room)
         for waiter in waiters:
             if not waiter.done():
@@ -123,7 +132,10 @@ class RoomCache:
             return  # a writer that waited tells of a change the kept room already has
         if kept is not None or room.id in self._reads:
             self._bump(room.id)
-            self._keep(room)
+            if self._keeps(room.id):
+                self._keep(room)
+            else:
+                self._rooms.pop(room.id, None)
 
     def forget(self, room_id: str) -> None:
         """Another process changed the room: read it again when next asked."""

@@ -91,6 +91,12 @@ class RoomHub(Protocol):
         builds what its members get (its own viewer count)."""
         ...
 
+    def hears(self, room_id: str) -> bool:
+        """Whether every change of the room reaches this process (its own, and other
+        processes' notices): always in one process; in a cluster, while this node has members
+        there. Signaling keeps what it read of a room only while it hears of it."""
+        ...
+
     def touch_room(self, room_id: str) -> None:
         """The room was written without a message to its members (the stage, moderation: their
         callers say what changed): other processes forget what they knew of it. Nothing to do

@@ -161,8 +161,9 @@ class Signaling:
     ) -> None:
         self.hub = hub
         self.rooms = rooms
-        #: rooms as of their last change: joins, chat and close-room read no store
-        self.known = RoomCache(rooms.get)
+        #: rooms as of their last change: joins, chat and close-room read no store (kept
+        #: while the hub hears of their changes)
+        self.known = RoomCache(rooms.get, keeps=hub.hears)
         self.bans = bans
         self._measure = measure
         self._room_view = room_view
@@ -172,6 +173,9 @@ class Signaling:
         self._wall_clock = wall_clock
         #: rooms over the presence limit: viewers counted, not announced
         self._counted: set[str] = set()
+        #: rooms whose changes the hub does not hear yet -> the room as joins were answered
+        #: with then (room_heard checks it)
+        self._told_unheard: dict[str, Room] = {}
         self._handlers: dict[str, Handler] = {
             "join": self._join,
             "leave": self._leave,
@@ -187,6 +191,9 @@ class Signaling:
         self.join_extras: list[JoinExtra] = []
         self.join_follow_ups: list[JoinFollowUp] = []
         self.kick_listeners: list[KickListener] = []
+        #: hear of members of another node that died (cluster mode), reaped by this node alone:
+        #: ``(room_id, peer_id)``. Synchronous
+        self.lost_listeners: list[KickListener] = []
         self.chat_checks: list[ChatCheck] = []
         rooms.subscribe(self.on_room_change)
         rooms.subscribe_quiet(self.on_quiet_change)
@@ -391,6 +398,8 @@ class Signaling:
         old_role = peer.roles.get(room_id)
         was_host = old_role == "host"
         self.hub.join(peer, room_id, name.strip(), role)
+        if not self.hub.hears(room_id):
+            self._told_unheard.setdefault(room_id, room)  # checked once it does (room_heard)
         if not already:
             self._presence(room_id, peer.id, role, True)
         elif old_role != role:
@@ -445,6 +454,9 @@ class Signaling:
         it is after the last thing they awaited (a room closed meanwhile is refused)."""
         for _ in range(3):
             room = await self.known.get(room_id)
+            # not kept when the hub does not hear of the room yet (no members on this node):
+            # a change then is told once it does (room_heard)
+            kept = self.known.peek(room_id) is room
             if room.status is RoomStatus.ENDED:
                 raise RoomEnded(room_id)
             if role == "host":
@@ -464,7 +476,8 @@ class Signaling:
             for check in self.join_checks:
                 check(peer, room, message, role)
             await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
-            if self.known.peek(room_id) is room:
+            latest = self.known.peek(room_id)
+            if latest is room or (latest is None and not kept):
                 return room
             # the room changed while this join waited: check it again
         return room  # changing all the time: as of the last read
@@ -696,6 +709,8 @@ class Signaling:
 
     def on_room_change(self, room: Room) -> None:
         self.known.put(room)
+        if room.id in self._told_unheard:
+            self._told_unheard[room.id] = room  # what the members are told now
         self.hub.announce_room(
             room.id,
             lambda: {
@@ -713,8 +728,33 @@ class Signaling:
         self._check_mode(room_id, count)
 
     def room_changed(self, room_id: str) -> None:
-        """Another node changed the room: read it again when next needed."""
+        """Another node changed the room, or this node no longer hears of it (its members
+        left): read it again when next needed."""
         self.known.forget(room_id)
+        # the notice told the members the room as it is now: nothing left to check
+        self._told_unheard.pop(room_id, None)
+
+    async def room_heard(self, room_id: str) -> None:
+        """A close (or any status change) made after this node's members read the room and
+        before the node heard the room's notices reached none of them: read the room again
+        and tell them, as the notice would have."""
+        told = self._told_unheard.pop(room_id, None)
+        if told is None:
+            return  # no join was answered before: every change since is heard
+        try:
+            room = await self.known.get(room_id)
+        except LivehubError:
+            return
+        if room.status is not told.status:
+            self.hub.broadcast_local(
+                room_id,
+                {
+                    "type": "room-status",
+                    "roomId": room.id,
+                    "status": room.status.value,
+                    "room": self._room_view(room),
+                },
+            )
 
     def rooms_unknown(self) -> None:
         """The bus's session ended or began: room changes may have gone unheard."""
@@ -729,6 +769,11 @@ class Signaling:
                 self.hub.broadcast(
                     room_id, {"type": "peer-left", "roomId": room_id, "peerId": peer_id}
                 )
+            for listener in self.lost_listeners:
+                try:
+                    listener(room_id, peer_id)
+                except Exception:
+                    log.exception("lost-member listener failed")
 
     def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
         """This node's members, announced gone by a node that took this one for dead, are

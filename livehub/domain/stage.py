@@ -123,6 +123,7 @@ class Stage:
         signaling.register("stage-leave", self._leave)
         signaling.join_follow_ups.append(self._joined)
         signaling.kick_listeners.append(self._kicked)
+        signaling.lost_listeners.append(self._lost)
         signaling.subscribe_presence(self._presence)
         rooms.subscribe(self._room_changed)
 
@@ -406,6 +407,11 @@ class Stage:
     def _presence(self, room_id: str, peer_id: str, role: str | None, joined: bool) -> None:
         if not joined and (room_id, peer_id) in self._local:
             self._spawn(self._gone(room_id, peer_id))
+
+    def _lost(self, room_id: str, peer_id: str) -> None:
+        """A member of a node that died: if it is a guest, its reconnect window opens here
+        (the node that timed it is gone)."""
+        self._spawn(self._gone(room_id, peer_id))
 
     def _kicked(self, room_id: str, peer_id: str) -> None:
         """A guest kicked from the room leaves the stage at once (no reconnect window)."""

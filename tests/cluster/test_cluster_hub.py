@@ -51,6 +51,7 @@ class Listener:
         self.room_changes: list[str] = []
         self.unknown = 0
         self.returned: list[tuple[str, list[str], int]] = []
+        self.heard: list[str] = []
 
     def presence_changed(self, room_id: str, count: int) -> None:
         self.changed.append((room_id, count))
@@ -66,6 +67,9 @@ class Listener:
 
     def rooms_unknown(self) -> None:
         self.unknown += 1
+
+    async def room_heard(self, room_id: str) -> None:
+        self.heard.append(room_id)
 
     def members_returned(self, room_id: str, members: list[Peer], count: int) -> None:
         self.returned.append((room_id, [peer.id for peer in members], count))
