@@ -22,7 +22,6 @@ Player counts sit behind :class:`PlayerCounts`.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -55,7 +54,7 @@ from livehub.domain.room import (
 from livehub.domain.srs_params import HookEvent
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
 from livehub.domain.sweep import Sweep
-from livehub.domain.tokens import hash_token, new_room_id, new_token
+from livehub.domain.tokens import hash_token, new_room_id, new_token, same_token
 from livehub.domain.windows import ReconnectWindows, Scheduler
 
 log = logging.getLogger(__name__)
@@ -242,7 +241,7 @@ class RoomService:
             raise Unauthorized("This action needs Authorization: Bearer <owner token>")
         if room.is_owner_token(bearer):
             return
-        if admin_token and hmac.compare_digest(admin_token.encode(), bearer.encode()):
+        if admin_token and same_token(bearer, admin_token):
             return
         raise Forbidden("The token does not grant access to this room")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jwt
 import pytest
@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 from livehub.app import create_app
 from livehub.domain.tokens import hash_token
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
+from tests.helpers import raw_request
 from tests.signaling_client import expect, join, receive
 
 SECRET = "viewer-token-secret-for-the-tests-0123456789"
@@ -151,6 +152,48 @@ async def test_a_private_room_is_404_without_a_valid_token(client: Client) -> No
     assert owner.status == 200 and "publish" in await owner.json()
     admin = await (await client.get(f"/api/rooms/{rid}", headers=ADMIN)).json()
     assert token_of(admin["playUrls"]["whep"]) is not None
+
+
+#: tokens as clients may send them that are no ASCII: UTF-8 text (in a query, in a header),
+#: and header bytes that are no UTF-8 at all (aiohttp reads them as surrogates)
+ODD_QUERY_TOKENS = ["é", "ключ", "\U0001f511", "\u00b2\u200b"]
+ODD_HEADER_TOKENS = [token.encode() for token in ODD_QUERY_TOKENS] + [b"\xff\xfe", b"\xed\xa0\x80"]
+
+
+async def test_a_token_that_is_no_ascii_is_a_wrong_token_never_a_500(client: Client) -> None:
+    """Every route that reads a token answers a token that is no ASCII (or no UTF-8) exactly as
+    a wrong ASCII one: compare_digest on a str that is not ASCII, or encode() of a surrogate,
+    raised (500)."""
+    private, public = await create(client), await create(client, visibility="public")
+    routes = [("GET", "/api/rooms?visibility=all"), ("GET", "/api/webhooks/deliveries")]
+    routes += [("POST", "/api/webhooks/deliveries/1/retry"), ("POST", "/api/rooms")]
+    for room in (private, public):
+        rid = room["id"]
+        routes += [
+            ("GET", f"/api/rooms/{rid}"),
+            ("GET", f"/api/rooms/{rid}/members"),
+            ("POST", f"/api/rooms/{rid}/close"),
+            ("POST", f"/api/rooms/{rid}/viewer-tokens"),
+            ("DELETE", f"/api/rooms/{rid}/stage/somebody"),
+            ("GET", f"/api/rooms/{rid}/recordings"),
+        ]
+    for method, path in routes:
+        wrong = await raw_request(client, method, path, b"Bearer not-the-token")
+        assert wrong[0] < 500, (method, path, wrong)
+        for header in ODD_HEADER_TOKENS:
+            answer = await raw_request(client, method, path, b"Bearer " + header)
+            assert answer == wrong, (method, path, header)
+        if method == "GET":  # the routes that read ?token=
+            join = "&" if "?" in path else "?"
+            wrong = await raw_request(client, method, f"{path}{join}token=not-the-token")
+            for token in ODD_QUERY_TOKENS:
+                target = f"{path}{join}token={quote(token)}"
+                assert await raw_request(client, method, target) == wrong, (method, target)
+    # nothing was closed by any of it
+    for room in (private, public):
+        headers = {"Authorization": f"Bearer {room['ownerToken']}"}
+        resp = await client.get(f"/api/rooms/{room['id']}", headers=headers)
+        assert (await resp.json())["status"] == "preparing"
 
 
 async def test_viewer_token_minting_rules(client: Client) -> None:
