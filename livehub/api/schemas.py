@@ -8,20 +8,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from livehub.domain.room import RoomStatus, Visibility
 from livehub.domain.srs_params import HOOK_ACTIONS
+from livehub.domain.text import has_visible
 
 TITLE_MAX = 100
 #: the whitespace both Python's and JavaScript's ``\s`` match (Python's also has the C0
 #: separators U+001C-U+001F and NEL, JavaScript's U+FEFF): spelled out, so that the pattern means
 #: the same to livehub and to every client validating against the OpenAPI document
 _SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-#: at least one visible character, no control characters (C0, DEL, C1) but in the surrounding
+#: a character that is no space, no control characters (C0, DEL, C1) but in the surrounding
 #: whitespace, which is trimmed after validation. The OpenAPI document shows the same regex and
-#: length, so what it promises is exactly what is accepted.
+#: length; that the title has a *visible* character (not only format characters such as
+#: U+200B, nor other invisible ones: ``livehub.domain.text``) is checked besides
+#: (:class:`VisibleText`), and the document's description says so in words: no regex says it
+#: the same to every client (JavaScript's without the ``u`` flag reads surrogate halves).
 TITLE_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*[{_SPACE}]*$"
+TITLE_ERROR = "Must contain a visible character and no control characters."
+
+
+class VisibleText(validate.Regexp):
+    """``Regexp`` (the pattern the OpenAPI document shows), and at least one visible character
+    (:func:`~livehub.domain.text.has_visible`), with the one error message."""
+
+    def __call__(self, value: str) -> str:  # type: ignore[override]
+        super().__call__(value)
+        if not has_visible(value):
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class StrictBoolean(fields.Boolean):
@@ -41,13 +57,12 @@ class RoomCreateSchema(Schema):
         required=True,
         validate=[
             validate.Length(min=1, max=TITLE_MAX),
-            validate.Regexp(
-                TITLE_PATTERN, error="Must contain a visible character and no control characters."
-            ),
+            VisibleText(TITLE_PATTERN, error=TITLE_ERROR),
         ],
         metadata={
-            "description": "Room title, at most 100 characters with at least one visible; "
-            "no control characters; surrounding whitespace is trimmed"
+            "description": "Room title, at most 100 characters with at least one visible (spaces, "
+            "format characters such as zero-width spaces and joiners, and other invisible "
+            "characters do not count); no control characters; surrounding whitespace is trimmed"
         },
     )
 

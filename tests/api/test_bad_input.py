@@ -189,6 +189,15 @@ REST_CASES = [
     # pattern says to every client (schemathesis found the disagreement)
     create_json("title-leading-c0-separator", {"title": "\u001e\U000ba7ff"}, "title"),
     create_json("title-trailing-nel", {"title": "hi\u0085"}, "title"),
+    # only characters that draw nothing: format characters (Cf) and other invisible ones
+    create_json("title-zero-width-space", {"title": "\u200b"}, "title"),
+    create_json("title-byte-order-mark", {"title": "\ufeff"}, "title"),
+    create_json("title-word-joiner-and-zwj", {"title": "\u2060\u200d"}, "title"),
+    create_json("title-spaces-and-soft-hyphen", {"title": " \u00ad\u200e "}, "title"),
+    create_json("title-hangul-filler", {"title": "\u3164"}, "title"),
+    create_json("title-variation-selector", {"title": "\ufe0f"}, "title"),
+    create_json("title-braille-blank", {"title": "\u2800"}, "title"),
+    create_json("title-tag-characters", {"title": "\U000e0041\U000e007f"}, "title"),
     create_json("unknown-field", {"title": "ok", "owner": "me"}, "owner"),
     create_json("unknown-field-camel-case", {"Title": "ok"}, "Title"),
     create_json("unknown-field-status", {"title": "ok", "status": "live"}, "status"),
