@@ -154,6 +154,69 @@ async def test_a_private_room_is_404_without_a_valid_token(client: Client) -> No
     assert token_of(admin["playUrls"]["whep"]) is not None
 
 
+async def test_a_private_room_is_an_unknown_id_to_strangers_on_every_route(
+    client: Client,
+) -> None:
+    """Every route of a room answers a caller without the owner or the admin token on a private
+    room as on an id no room has: GET hid it, but members, close, viewer-tokens and the stage
+    answered 401/403 (and an unknown id 404), telling that the private room exists."""
+    private, public, other = (
+        await create(client),
+        await create(client, "public"),
+        await create(client),
+    )
+    viewer = (await mint(client, private))["token"]
+
+    def routes(rid: str) -> list[tuple[str, str]]:
+        return [
+            ("GET", f"/api/rooms/{rid}"),
+            ("GET", f"/api/rooms/{rid}/members"),
+            ("POST", f"/api/rooms/{rid}/close"),
+            ("POST", f"/api/rooms/{rid}/viewer-tokens"),
+            ("DELETE", f"/api/rooms/{rid}/stage/somebody"),
+            ("GET", f"/api/rooms/{rid}/recordings"),
+        ]
+
+    strangers = [None, "not-a-token", other["ownerToken"], private["publish"]["token"]]
+    for (method, path), (_, unknown) in zip(
+        routes(private["id"]), routes("nosuchroom12"), strict=True
+    ):
+        # a viewer token opens the room's GETs (there it is no stranger's), not the owner's routes
+        for token in strangers if method == "GET" else [*strangers, viewer]:
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            resp = await client.request(method, path, headers=headers)
+            body = await resp.json()
+            missing = await client.request(method, unknown, headers=headers)
+            assert (resp.status, body["code"]) == (missing.status, (await missing.json())["code"])
+            assert (resp.status, body) == (
+                404,
+                {
+                    "error": "Room not found",
+                    "code": "room_not_found",
+                    "details": {"roomId": private["id"]},
+                },
+            ), (method, path, token)
+    # a public room's owner routes still tell a missing token from a wrong one
+    for method, path in routes(public["id"])[1:5]:
+        resp = await client.request(method, path)
+        assert (resp.status, (await resp.json())["code"]) == (401, "unauthorized"), path
+        resp = await client.request(method, path, headers={"Authorization": "Bearer nope"})
+        assert (resp.status, (await resp.json())["code"]) == (403, "forbidden"), path
+    # and the private room's owner and the admin are answered as before
+    for bearer in (private["ownerToken"], ADMIN_TOKEN):
+        headers = {"Authorization": f"Bearer {bearer}"}
+        resp = await client.get(f"/api/rooms/{private['id']}/members", headers=headers)
+        assert resp.status == 200
+        resp = await client.post(f"/api/rooms/{private['id']}/viewer-tokens", headers=headers)
+        assert resp.status == 201
+        resp = await client.delete(f"/api/rooms/{private['id']}/stage/somebody", headers=headers)
+        assert (resp.status, (await resp.json())["code"]) == (404, "not_on_stage")
+    resp = await client.get(
+        f"/api/rooms/{private['id']}", headers={"Authorization": f"Bearer {private['ownerToken']}"}
+    )
+    assert (await resp.json())["status"] == "preparing"  # no stranger closed it
+
+
 #: tokens as clients may send them that are no ASCII: UTF-8 text (in a query, in a header),
 #: and header bytes that are no UTF-8 at all (aiohttp reads them as surrogates)
 ODD_QUERY_TOKENS = ["é", "ключ", "\U0001f511", "\u00b2\u200b"]

@@ -395,3 +395,35 @@ async def test_a_token_that_is_no_ascii_is_a_wrong_token_never_a_500(
                 answer = await raw_request(client, method, f"{path}?token={query}")
                 assert answer == wrong, (method, path, query)
     assert (recordings_dir / "live" / f"{room['streamKey']}.1.mp4").exists()
+
+
+async def test_a_private_rooms_recording_is_an_unknown_id_to_delete_for_strangers(
+    client: Client, recordings_dir: Path
+) -> None:
+    """Deleting a private room's recording without its owner or the admin token is answered as
+    for an id no recording has (it answered 401/403: the recording, and its room, existed)."""
+    room = await new_room(client, record=True, visibility="private")
+    file = recordings_dir / "live" / f"{room['streamKey']}.1.mp4"
+    write(file, 1000)
+    body = dvr_body(room, str(recordings_dir), f"./live/{room['streamKey']}.1.mp4")
+    assert await send_hook(client, body) == {"code": 0}
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    [rec] = await (await client.get(f"/api/rooms/{room['id']}/recordings", headers=owner)).json()
+    other = await new_room(client)
+    viewer = await client.post(f"/api/rooms/{room['id']}/viewer-tokens", headers=owner)
+    for token in (None, "not-a-token", other["ownerToken"], (await viewer.json())["token"]):
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        resp = await client.delete(f"/api/recordings/{rec['id']}", headers=headers)
+        assert (resp.status, await resp.json()) == (
+            404,
+            {
+                "error": "Recording not found",
+                "code": "recording_not_found",
+                "details": {"recordingId": rec["id"]},
+            },
+        ), token
+        resp = await client.delete("/api/recordings/rnosuchrecording", headers=headers)
+        assert (resp.status, (await resp.json())["code"]) == (404, "recording_not_found")
+    assert file.exists()
+    resp = await client.delete(f"/api/recordings/{rec['id']}", headers=owner)
+    assert resp.status == 204 and not file.exists()
