@@ -6,6 +6,7 @@ between versions). The OpenAPI document is generated from these same classes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
@@ -38,6 +39,19 @@ class VisibleText(validate.Regexp):
         if not has_visible(value):
             raise ValidationError(self._format_error(value))
         return value
+
+
+class QueryInteger(fields.Integer):
+    """An integer in a query string or a path: ASCII digits, with an optional ``-``
+    (``int()`` also takes `` 7``, ``+5``, ``1_000``, full-width digits and those of every
+    script)."""
+
+    _DIGITS = re.compile(r"-?[0-9]+", re.ASCII)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not self._DIGITS.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class StrictBoolean(fields.Boolean):
@@ -100,7 +114,7 @@ class RoomListQuerySchema(Schema):
     # no load_default=None: that would document the parameters as nullable, and a query
     # string has no null; the handler reads absent ones with .get()
     status = fields.Enum(RoomStatus, by_value=True, metadata={"description": "Only this status"})
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=LIST_LIMIT_DEFAULT,
         validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
         metadata={"description": f"At most this many rooms (default {LIST_LIMIT_DEFAULT})"},
@@ -253,12 +267,12 @@ class MembersQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=100,
         validate=validate.Range(min=1, max=MEMBERS_LIMIT_MAX),
         metadata={"description": "At most this many members (default 100)"},
     )
-    offset = fields.Integer(
+    offset = QueryInteger(
         load_default=0,
         validate=validate.Range(min=0),
         metadata={"description": "Skip this many members first (join order)"},
@@ -305,6 +319,7 @@ class ViewerTokenCreateSchema(Schema):
         unknown = RAISE
 
     ttl = fields.Integer(
+        strict=True,  # a JSON integer: not 1.5 (read as 1), "60" nor 60.0
         load_default=3600,
         validate=validate.Range(min=1, max=VIEWER_TOKEN_TTL_MAX),
         metadata={"description": "Seconds the token is valid (default 3600, at most 7 days)"},

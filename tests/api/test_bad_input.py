@@ -277,6 +277,21 @@ REST_CASES = [
     listing("query-limit-huge", "limit=99999999999999999999999", "limit"),
     listing("query-offset-negative", "offset=-1", "offset"),
     listing("query-offset-not-int", "offset=%F0%9F%92%A9", "offset"),
+    # integers are ASCII digits: int() would take these
+    listing("query-limit-full-width-digits", "limit=%EF%BC%91%EF%BC%90", "limit"),
+    listing("query-limit-arabic-indic-digit", "limit=%D9%A3", "limit"),
+    listing("query-limit-plus-sign", "limit=%2B5", "limit"),
+    listing("query-limit-underscore", "limit=1_0", "limit"),
+    listing("query-limit-padded", "limit=%205%20", "limit"),
+    Rest(
+        "members-offset-full-width-digit",
+        "GET",
+        "/api/rooms/{room}/members?offset=%EF%BC%91",
+        400,
+        "validation_error",
+        "offset",
+        headers={"Authorization": "Bearer {room.owner}"},
+    ),
     listing("query-unknown", "color=red", "color"),
     listing("query-repeated", "limit=1&limit=2", "limit"),
     # paths and methods

@@ -281,6 +281,26 @@ async def test_viewer_token_minting_rules(client: Client) -> None:
     assert resp.status == 404
 
 
+@pytest.mark.parametrize("ttl", [1.5, 60.0, "60", "\uff11\uff10", True, None], ids=repr)
+async def test_a_ttl_is_a_json_integer(client: Client, ttl: Any) -> None:
+    """Not a number marshmallow could make an integer of: 1.5 was read as 1, "60" as 60."""
+    room = await create(client)
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/viewer-tokens",
+        json={"ttl": ttl},
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    message = "Field may not be null." if ttl is None else "Not a valid integer."
+    assert (resp.status, await resp.json()) == (
+        400,
+        {
+            "error": "Invalid input: ttl",
+            "code": "validation_error",
+            "details": {"ttl": [message]},
+        },
+    )
+
+
 async def test_joining_a_private_room_needs_a_token(client: Client) -> None:
     room = await create(client)
     rid = room["id"]
