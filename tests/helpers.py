@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,6 +48,28 @@ async def scrape(client: Client, name: str, **labels: str) -> float:
             if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     raise AssertionError(f"no sample {name}{labels}")
+
+
+async def raw_request(
+    client: Client, method: str, target: str, authorization: bytes | None = None
+) -> tuple[int, Any]:
+    """``method target`` sent as bytes on a socket of its own, with ``Authorization:
+    <authorization>`` as given (aiohttp's client sends no header that is not UTF-8); the status
+    and the reply (parsed when it is JSON, else its bytes)."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        head = f"{method} {target} HTTP/1.1\r\nHost: livehub\r\nConnection: close\r\n".encode()
+        if authorization is not None:
+            head += b"Authorization: " + authorization + b"\r\n"
+        writer.write(head + b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5.0)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if b"application/json" in head.lower() else body
 
 
 async def room_json(client: Client, room_id: str) -> dict[str, Any]:

@@ -49,6 +49,12 @@ ROOM_ID = {
     "required": True,
     "schema": {"type": "string", "minLength": 1},
 }
+#: the 404 of an action for the room's owner or the admin: a private room is no different from
+#: an unknown id to anyone else (401 and 403 are a public room's answers)
+HIDDEN_ROOM = (
+    "No such room; or a private one and the token does not grant this: to anyone else a "
+    "private room is no different from an unknown id"
+)
 #: ``?token=``: a private room's viewer token (a ``<video src>`` or player sends no header)
 VIEWER_TOKEN_QUERY: dict[str, Any] = {
     "in": "query",
@@ -234,9 +240,9 @@ def build_spec() -> dict[str, Any]:
                 "security": BEARER,
                 "responses": {
                     "200": _json("CloseResult", "Closed (idempotent)"),
-                    "401": _error("No bearer token"),
-                    "403": _error("Wrong token"),
-                    "404": _error("No such room"),
+                    "401": _error("No bearer token (a public room)"),
+                    "403": _error("Wrong token (a public room)"),
+                    "404": _error(HIDDEN_ROOM),
                 },
             },
         },
@@ -257,9 +263,11 @@ def build_spec() -> dict[str, Any]:
                 "responses": {
                     "201": _json("ViewerToken", "The token and when it expires"),
                     "400": bad_body,
-                    "401": _error("No bearer token"),
-                    "403": _error("Neither the owner token, an API key nor the admin token"),
-                    "404": _error("No such room"),
+                    "401": _error("No bearer token (a public room)"),
+                    "403": _error(
+                        "Neither the owner token, an API key nor the admin token (a public room)"
+                    ),
+                    "404": _error(HIDDEN_ROOM),
                     "413": too_large,
                     "415": _error("Content-Type is not application/json"),
                 },
@@ -285,9 +293,11 @@ def build_spec() -> dict[str, Any]:
                 "security": BEARER,
                 "responses": {
                     "204": {"description": "Off the stage"},
-                    "401": _error("No bearer token"),
-                    "403": _error("Wrong token"),
-                    "404": _error("No such room (`room_not_found`) or guest (`not_on_stage`)"),
+                    "401": _error("No bearer token (a public room)"),
+                    "403": _error("Wrong token (a public room)"),
+                    "404": _error(
+                        f"{HIDDEN_ROOM} (`room_not_found`), or no such guest (`not_on_stage`)"
+                    ),
                 },
             },
         },
@@ -303,9 +313,9 @@ def build_spec() -> dict[str, Any]:
                 "responses": {
                     "200": _json("MembersPage", "One page of members, and how many there are"),
                     "400": bad,
-                    "401": _error("No bearer token"),
-                    "403": _error("Wrong token"),
-                    "404": _error("No such room"),
+                    "401": _error("No bearer token (a public room)"),
+                    "403": _error("Wrong token (a public room)"),
+                    "404": _error(HIDDEN_ROOM),
                 },
             },
         },
@@ -561,9 +571,12 @@ def add_recording_paths(spec: APISpec) -> None:
                 "security": BEARER,
                 "responses": {
                     "204": {"description": "Deleted"},
-                    "401": _error("No bearer token"),
-                    "403": _error("Wrong token"),
-                    "404": _error("No such recording (`recording_not_found`)"),
+                    "401": _error("No bearer token (a public room's recording)"),
+                    "403": _error("Wrong token (a public room's recording)"),
+                    "404": _error(
+                        "No such recording, or a private room's and the token is neither its "
+                        "owner's nor the admin's (`recording_not_found`)"
+                    ),
                 },
             },
         },

@@ -13,7 +13,8 @@ from livehub import keys
 from livehub.api.body import bearer_token
 from livehub.api.jsonio import json_response
 from livehub.api.schemas import RecordingSchema
-from livehub.domain.recordings import Recording
+from livehub.domain.errors import RoomNotFound
+from livehub.domain.recordings import Recording, RecordingNotFound
 from livehub.domain.viewer_tokens import HOLDER_TTL
 
 _RECORDING = RecordingSchema()
@@ -62,7 +63,13 @@ async def recording_file(request: web.Request) -> web.StreamResponse:
 
 async def delete_recording(request: web.Request) -> web.Response:
     app = request.app
-    await app[keys.recordings].delete(
-        request.match_info["recording_id"], bearer_token(request), app[keys.config].admin_token
-    )
+    recording_id = request.match_info["recording_id"]
+    try:
+        await app[keys.recordings].delete(
+            recording_id, bearer_token(request), app[keys.config].admin_token
+        )
+    except RoomNotFound:
+        # a private room's recording, to a caller without its owner or the admin token: the
+        # room is not there for them (RoomService.authorize), so neither is the recording
+        raise RecordingNotFound(recording_id) from None
     return web.Response(status=204)

@@ -32,6 +32,7 @@ from livehub.api.schemas import (
 )
 from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
 from livehub.domain.room import ListedRoom, Room, RoomPresenter, Visibility
+from livehub.domain.service import deny
 from livehub.domain.store import Cursor
 from livehub.domain.viewer_tokens import HOLDER_TTL
 
@@ -165,15 +166,16 @@ async def get_room(request: web.Request) -> web.Response:
 
 
 async def create_viewer_token(request: web.Request) -> web.Response:
-    """``POST /api/rooms/{id}/viewer-tokens``: a viewer token (owner, admin or API key)."""
+    """``POST /api/rooms/{id}/viewer-tokens``: a viewer token (owner, admin or API key; a
+    private room is 404 to anyone else, as an unknown id)."""
     app = request.app
     service = app[keys.rooms]
     room = await service.get(request.match_info["room_id"])
     bearer = bearer_token(request)
-    if not bearer:
-        raise Unauthorized("This action needs Authorization: Bearer <owner token or API key>")
-    if not (service.is_owner(room, bearer) or app[keys.create_policy].privileged(bearer)):
-        raise Forbidden("The token does not grant access to this room")
+    if not (
+        bearer and (service.is_owner(room, bearer) or app[keys.create_policy].privileged(bearer))
+    ):
+        deny(room, bearer, "This action needs Authorization: Bearer <owner token or API key>")
     body = await read_json(request) if request.body_exists else {}
     data = _TOKEN_CREATE.load(body)
     token, expires_at = app[keys.viewer_tokens].mint(

@@ -6,22 +6,52 @@ between versions). The OpenAPI document is generated from these same classes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from marshmallow import EXCLUDE, RAISE, Schema, fields, post_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
 
 from livehub.domain.room import RoomStatus, Visibility
 from livehub.domain.srs_params import HOOK_ACTIONS
+from livehub.domain.text import has_visible
 
 TITLE_MAX = 100
 #: the whitespace both Python's and JavaScript's ``\s`` match (Python's also has the C0
 #: separators U+001C-U+001F and NEL, JavaScript's U+FEFF): spelled out, so that the pattern means
 #: the same to livehub and to every client validating against the OpenAPI document
 _SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-#: at least one visible character, no control characters (C0, DEL, C1) but in the surrounding
+#: a character that is no space, no control characters (C0, DEL, C1) but in the surrounding
 #: whitespace, which is trimmed after validation. The OpenAPI document shows the same regex and
-#: length, so what it promises is exactly what is accepted.
+#: length; that the title has a *visible* character (not only format characters such as
+#: U+200B, nor other invisible ones: ``livehub.domain.text``) is checked besides
+#: (:class:`VisibleText`), and the document's description says so in words: no regex says it
+#: the same to every client (JavaScript's without the ``u`` flag reads surrogate halves).
 TITLE_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*[{_SPACE}]*$"
+TITLE_ERROR = "Must contain a visible character and no control characters."
+
+
+class VisibleText(validate.Regexp):
+    """``Regexp`` (the pattern the OpenAPI document shows), and at least one visible character
+    (:func:`~livehub.domain.text.has_visible`), with the one error message."""
+
+    def __call__(self, value: str) -> str:  # type: ignore[override]
+        super().__call__(value)
+        if not has_visible(value):
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class QueryInteger(fields.Integer):
+    """An integer in a query string or a path: ASCII digits, with an optional ``-``
+    (``int()`` also takes `` 7``, ``+5``, ``1_000``, full-width digits and those of every
+    script)."""
+
+    _DIGITS = re.compile(r"-?[0-9]+", re.ASCII)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not self._DIGITS.fullmatch(value):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class StrictBoolean(fields.Boolean):
@@ -41,13 +71,12 @@ class RoomCreateSchema(Schema):
         required=True,
         validate=[
             validate.Length(min=1, max=TITLE_MAX),
-            validate.Regexp(
-                TITLE_PATTERN, error="Must contain a visible character and no control characters."
-            ),
+            VisibleText(TITLE_PATTERN, error=TITLE_ERROR),
         ],
         metadata={
-            "description": "Room title, at most 100 characters with at least one visible; "
-            "no control characters; surrounding whitespace is trimmed"
+            "description": "Room title, at most 100 characters with at least one visible (spaces, "
+            "format characters such as zero-width spaces and joiners, and other invisible "
+            "characters do not count); no control characters; surrounding whitespace is trimmed"
         },
     )
 
@@ -85,7 +114,7 @@ class RoomListQuerySchema(Schema):
     # no load_default=None: that would document the parameters as nullable, and a query
     # string has no null; the handler reads absent ones with .get()
     status = fields.Enum(RoomStatus, by_value=True, metadata={"description": "Only this status"})
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=LIST_LIMIT_DEFAULT,
         validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
         metadata={"description": f"At most this many rooms (default {LIST_LIMIT_DEFAULT})"},
@@ -238,12 +267,12 @@ class MembersQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=100,
         validate=validate.Range(min=1, max=MEMBERS_LIMIT_MAX),
         metadata={"description": "At most this many members (default 100)"},
     )
-    offset = fields.Integer(
+    offset = QueryInteger(
         load_default=0,
         validate=validate.Range(min=0),
         metadata={"description": "Skip this many members first (join order)"},
@@ -290,6 +319,7 @@ class ViewerTokenCreateSchema(Schema):
         unknown = RAISE
 
     ttl = fields.Integer(
+        strict=True,  # a JSON integer: not 1.5 (read as 1), "60" nor 60.0
         load_default=3600,
         validate=validate.Range(min=1, max=VIEWER_TOKEN_TTL_MAX),
         metadata={"description": "Seconds the token is valid (default 3600, at most 7 days)"},

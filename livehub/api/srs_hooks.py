@@ -7,7 +7,6 @@ of the heartbeat URL). A hook or heartbeat without the secret is refused with 40
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from livehub.api.jsonio import json_response
 from livehub.api.middlewares import error_response
 from livehub.api.schemas import SRSHeartbeatSchema, SRSHookSchema
 from livehub.domain.srs_params import HookEvent
+from livehub.domain.tokens import same_token
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ _HEARTBEAT = SRSHeartbeatSchema()
 
 def _authorized(request: web.Request, given: str) -> bool:
     expected = request.app[keys.config].hook_secret
-    return hmac.compare_digest(given.encode(), expected.encode())
+    return same_token(given, expected)
 
 
 def _refused() -> web.Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import orjson
@@ -12,6 +11,7 @@ from livehub import keys
 from livehub.api.body import bearer_token, query_params
 from livehub.api.jsonio import json_response
 from livehub.domain.errors import Forbidden, Unauthorized
+from livehub.domain.tokens import same_token
 from livehub.webhook_settings import endpoint_label
 from livehub.webhooks.queue import Delivery, DeliveryQueue, DeliveryState, WebhooksDisabled
 from livehub.webhooks.schemas import DeliveryListQuerySchema, DeliveryPathSchema, DeliverySchema
@@ -25,7 +25,7 @@ _DELIVERY = DeliverySchema()
 def authorize_admin(bearer: str | None, admin_token: str | None) -> None:
     if not bearer:
         raise Unauthorized("This action needs Authorization: Bearer <admin token>")
-    if admin_token and hmac.compare_digest(admin_token.encode(), bearer.encode()):
+    if admin_token and same_token(bearer, admin_token):
         return
     raise Forbidden("The token does not grant access to webhook deliveries")
 

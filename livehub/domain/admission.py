@@ -28,7 +28,7 @@ from typing import Protocol
 
 from livehub.domain.addresses import SharedUnavailable, address_key
 from livehub.domain.errors import Forbidden, RateLimited, Unauthorized
-from livehub.domain.tokens import hash_token
+from livehub.domain.tokens import hash_token, same_token
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,7 @@ class CreatePolicy:
         return bool(self._keys)
 
     def _is_admin(self, bearer: str) -> bool:
-        return bool(self._admin) and hmac.compare_digest(
-            (self._admin or "").encode(), bearer.encode()
-        )
+        return bool(self._admin) and same_token(bearer, self._admin or "")
 
     def _is_key(self, bearer: str) -> bool:
         digest = hash_token(bearer)

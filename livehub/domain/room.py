@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from livehub.domain.tokens import hash_token
+from livehub.domain.tokens import hash_token, same_token
 
 
 class RoomStatus(enum.StrEnum):
@@ -99,7 +99,7 @@ class Room:
         return hmac.compare_digest(self.owner_token_hash, hash_token(token))
 
     def is_publish_token(self, token: str) -> bool:
-        return hmac.compare_digest(self.publish_token.encode(), token.encode())
+        return same_token(token, self.publish_token)
 
 
 #: what a list page shows of a room, in this order: ``id, title, stream_key, status,

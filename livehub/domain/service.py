@@ -22,10 +22,9 @@ Player counts sit behind :class:`PlayerCounts`.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from livehub.domain import lifecycle
 from livehub.domain.changes import RoomChanges, RoomListener
@@ -55,7 +54,7 @@ from livehub.domain.room import (
 from livehub.domain.srs_params import HookEvent
 from livehub.domain.store import Cursor, PlayerCounts, RoomStore
 from livehub.domain.sweep import Sweep
-from livehub.domain.tokens import hash_token, new_room_id, new_token
+from livehub.domain.tokens import hash_token, new_room_id, new_token, same_token
 from livehub.domain.windows import ReconnectWindows, Scheduler
 
 log = logging.getLogger(__name__)
@@ -74,6 +73,17 @@ class _NotOpen:
 _NOT_OPEN = cast(RoomStore, _NotOpen("room store"))
 _NO_PLAYERS = cast(PlayerCounts, _NotOpen("player counts"))
 _T = TypeVar("_T")
+
+
+def deny(room: Room, bearer: str | None, needs: str) -> NoReturn:
+    """Refuse a caller who holds no token granting an action on ``room``: a private room is
+    :class:`RoomNotFound` (the same answer as an unknown id), a public one
+    :class:`Unauthorized` (``needs``: which header) without a token, else :class:`Forbidden`."""
+    if room.private:
+        raise RoomNotFound(room.id)
+    if not bearer:
+        raise Unauthorized(needs)
+    raise Forbidden("The token does not grant access to this room")
 
 
 class RoomService:
@@ -237,14 +247,15 @@ class RoomService:
     # -- authorization --------------------------------------------------------------------
 
     def authorize(self, room: Room, bearer: str | None, admin_token: str | None) -> None:
-        """Owner token or admin token, else :class:`Unauthorized` / :class:`Forbidden`."""
-        if not bearer:
-            raise Unauthorized("This action needs Authorization: Bearer <owner token>")
-        if room.is_owner_token(bearer):
+        """Owner token or admin token. Else a private room is :class:`RoomNotFound`, as an
+        unknown id: it does not exist for anyone else (``GET /api/rooms/{id}``'s rule), and a
+        401 or 403 would tell that it does; a public room is :class:`Unauthorized` (no token)
+        or :class:`Forbidden`."""
+        if bearer and (
+            room.is_owner_token(bearer) or (admin_token and same_token(bearer, admin_token))
+        ):
             return
-        if admin_token and hmac.compare_digest(admin_token.encode(), bearer.encode()):
-            return
-        raise Forbidden("The token does not grant access to this room")
+        deny(room, bearer, "This action needs Authorization: Bearer <owner token>")
 
     def is_owner(self, room: Room, token: str | None) -> bool:
         return bool(token) and room.is_owner_token(token or "")

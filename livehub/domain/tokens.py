@@ -1,17 +1,35 @@
-"""Room ids and tokens. Owner tokens and API keys are kept only as SHA-256 hashes."""
+"""Room ids and tokens. Owner tokens and API keys are kept only as SHA-256 hashes.
+
+Tokens from clients are any ``str``: aiohttp hands an ``Authorization`` header that is not UTF-8
+over with surrogates (``surrogateescape``). They are hashed and compared as :func:`token_bytes`,
+which takes every ``str``, so a strange token is a wrong token, never a 500.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import string
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
+def token_bytes(token: str) -> bytes:
+    """A token's UTF-8 bytes; a surrogate (from bytes that were no UTF-8) is kept as its own
+    bytes (``surrogatepass``) rather than raising: such a token matches no real one."""
+    return token.encode("utf-8", "surrogatepass")
+
+
+def same_token(given: str, expected: str) -> bool:
+    """Whether ``given`` is ``expected``, in constant time, for any two ``str``
+    (``hmac.compare_digest`` refuses a ``str`` that is not ASCII)."""
+    return hmac.compare_digest(token_bytes(given), token_bytes(expected))
+
+
 def hash_token(token: str) -> str:
     """Owner tokens are stored hashed: a database leak does not hand them out."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token_bytes(token)).hexdigest()
 
 
 def new_token() -> str:

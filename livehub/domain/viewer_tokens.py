@@ -21,6 +21,7 @@ from livehub.domain.peer import Peer
 from livehub.domain.room import Room
 from livehub.domain.signaling import ProtocolError, Signaling
 from livehub.domain.srs_params import parse_param
+from livehub.domain.tokens import token_bytes
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class ViewerTokens:
             return None
         try:
             claims: dict[str, Any] = jwt.decode(
-                token,
+                token_bytes(token),  # any str: PyJWT's own encode() raises on a surrogate
                 self._key,
                 algorithms=[ALGORITHM],
                 # exp is checked below against the injected clock

@@ -178,7 +178,21 @@ class Dispatcher:
             log.error("webhook delivery task failed", exc_info=task.exception())
 
     async def _deliver(self, row: Delivery) -> None:
-        status, error, retry_after = await self.attempt(row)
+        try:
+            status, error, retry_after = await self.attempt(row)
+        except Exception as exc:
+            # a bug, not the receiver's: this attempt failed like any other (retried on the
+            # schedule) rather than ending the task with the row leased, to be sent again at
+            # each lease's end while its room's later events wait behind it
+            status, error, retry_after = None, _error_text(exc, row.endpoint), None
+            log.error(
+                "webhook %s to %s: unexpected error in the attempt: %s",
+                message_id(row.id),
+                endpoint_label(row.endpoint),
+                error,
+            )
+            # the traceback at debug level only: an exception's text may quote the endpoint
+            log.debug("traceback of the attempt's error", exc_info=True)
         if status is not None and 200 <= status < 300:
             await self.queue.delivered(row.id, self.now_ms(), status)
             self._count("delivered")
@@ -233,7 +247,13 @@ class Dispatcher:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
             ) as response:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+                retry_after = None
+                if not 200 <= response.status < 300:  # a delivery needs no next attempt
+                    retry_after = parse_retry_after(
+                        response.headers.get("Retry-After"),
+                        self._clock(),
+                        self.schedule.max_retry_after,
+                    )
                 # the answer's body is not needed; release the connection without reading it
                 return response.status, None, retry_after
         except TimeoutError:

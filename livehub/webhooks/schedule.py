@@ -6,8 +6,8 @@ an event whose first two attempts fail still arrives within 90 s and a receiver 
 short outage gets its events within a minute; later caps grow to an hour. While an event is
 younger than ``recent`` (five minutes), no cap exceeds ``recent_cap`` (a minute) whatever the
 draws were, so the minute holds even when the first waits happened to be short. After the last
-retry the delivery is ``failed``. ``Retry-After`` from the receiver pushes the next attempt back, up
-to ``max_retry_after``.
+retry the delivery is ``failed``. ``Retry-After`` on a failed answer pushes the next attempt back,
+up to ``max_retry_after``; on a 2xx it is not read.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import math
+import re
 from collections.abc import Callable
 
 #: upper bound of the wait before retry 1, 2, ...: five retries within a minute of each other,
@@ -34,12 +35,21 @@ DEFAULT_CAPS: tuple[float, ...] = (
     3085,
 )
 
+#: the longest ``Retry-After`` honoured, in seconds (an hour): the schedule's default cap
+MAX_RETRY_AFTER = 3600.0
+#: delta-seconds are ASCII digits (RFC 9110 ``1*DIGIT``): ``str.isdigit`` also takes ``²``
+#: (which ``int()`` refuses), and ``int()`` the digits of every script
+_DELTA_SECONDS = re.compile(r"[0-9]+", re.ASCII)
+#: digits read at most: ten already say more than 300 years, longer than any cap (and a
+#: 400-digit number is no float)
+_DELTA_DIGITS = 10
+
 
 @dataclasses.dataclass(frozen=True)
 class RetrySchedule:
     caps: tuple[float, ...] = DEFAULT_CAPS
     #: a ``Retry-After`` longer than this is cut to it
-    max_retry_after: float = 3600.0
+    max_retry_after: float = MAX_RETRY_AFTER
     #: an event younger than ``recent`` seconds waits at most ``recent_cap`` between attempts
     recent: float = 300.0
     recent_cap: float = 60.0
@@ -87,19 +97,20 @@ class RetrySchedule:
         )
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """``Retry-After`` in seconds from ``now`` (Unix seconds): delta-seconds or an HTTP date.
-    ``None`` when absent or unreadable; never negative."""
+def parse_retry_after(value: str | None, now: float, cap: float = MAX_RETRY_AFTER) -> float | None:
+    """``Retry-After`` in seconds from ``now`` (Unix seconds): delta-seconds (ASCII digits) or
+    an HTTP date, at most ``cap``. ``None`` when absent or unreadable; never negative."""
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(int(value))
+    if _DELTA_SECONDS.fullmatch(value):
+        digits = value.lstrip("0") or "0"
+        return cap if len(digits) > _DELTA_DIGITS else min(float(digits), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # an HTTP date is GMT; a date without a zone is read as such
         return None
     seconds = when.timestamp() - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None
+    return min(max(0.0, seconds), cap) if math.isfinite(seconds) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from livehub.api.schemas import QueryInteger
 from livehub.webhooks.queue import DeliveryState
 
 LIST_LIMIT_MAX = 1000
@@ -17,12 +18,12 @@ class DeliveryListQuerySchema(Schema):
         unknown = RAISE
 
     state = fields.Enum(DeliveryState, by_value=True, metadata={"description": "Only this state"})
-    limit = fields.Integer(
+    limit = QueryInteger(
         load_default=LIST_LIMIT_DEFAULT,
         validate=validate.Range(min=1, max=LIST_LIMIT_MAX),
         metadata={"description": f"At most this many (default {LIST_LIMIT_DEFAULT})"},
     )
-    offset = fields.Integer(
+    offset = QueryInteger(
         load_default=0,
         validate=validate.Range(min=0, max=ID_MAX),
         metadata={"description": "Skip this many first"},
@@ -33,7 +34,7 @@ class DeliveryPathSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    delivery_id = fields.Integer(
+    delivery_id = QueryInteger(
         required=True, data_key="deliveryId", validate=validate.Range(min=1, max=ID_MAX)
     )
 

@@ -189,6 +189,15 @@ REST_CASES = [
     # pattern says to every client (schemathesis found the disagreement)
     create_json("title-leading-c0-separator", {"title": "\u001e\U000ba7ff"}, "title"),
     create_json("title-trailing-nel", {"title": "hi\u0085"}, "title"),
+    # only characters that draw nothing: format characters (Cf) and other invisible ones
+    create_json("title-zero-width-space", {"title": "\u200b"}, "title"),
+    create_json("title-byte-order-mark", {"title": "\ufeff"}, "title"),
+    create_json("title-word-joiner-and-zwj", {"title": "\u2060\u200d"}, "title"),
+    create_json("title-spaces-and-soft-hyphen", {"title": " \u00ad\u200e "}, "title"),
+    create_json("title-hangul-filler", {"title": "\u3164"}, "title"),
+    create_json("title-variation-selector", {"title": "\ufe0f"}, "title"),
+    create_json("title-braille-blank", {"title": "\u2800"}, "title"),
+    create_json("title-tag-characters", {"title": "\U000e0041\U000e007f"}, "title"),
     create_json("unknown-field", {"title": "ok", "owner": "me"}, "owner"),
     create_json("unknown-field-camel-case", {"Title": "ok"}, "Title"),
     create_json("unknown-field-status", {"title": "ok", "status": "live"}, "status"),
@@ -268,6 +277,21 @@ REST_CASES = [
     listing("query-limit-huge", "limit=99999999999999999999999", "limit"),
     listing("query-offset-negative", "offset=-1", "offset"),
     listing("query-offset-not-int", "offset=%F0%9F%92%A9", "offset"),
+    # integers are ASCII digits: int() would take these
+    listing("query-limit-full-width-digits", "limit=%EF%BC%91%EF%BC%90", "limit"),
+    listing("query-limit-arabic-indic-digit", "limit=%D9%A3", "limit"),
+    listing("query-limit-plus-sign", "limit=%2B5", "limit"),
+    listing("query-limit-underscore", "limit=1_0", "limit"),
+    listing("query-limit-padded", "limit=%205%20", "limit"),
+    Rest(
+        "members-offset-full-width-digit",
+        "GET",
+        "/api/rooms/{room}/members?offset=%EF%BC%91",
+        400,
+        "validation_error",
+        "offset",
+        headers={"Authorization": "Bearer {room.owner}"},
+    ),
     listing("query-unknown", "color=red", "color"),
     listing("query-repeated", "limit=1&limit=2", "limit"),
     # paths and methods

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jwt
 import pytest
@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 from livehub.app import create_app
 from livehub.domain.tokens import hash_token
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
+from tests.helpers import raw_request
 from tests.signaling_client import expect, join, receive
 
 SECRET = "viewer-token-secret-for-the-tests-0123456789"
@@ -153,6 +154,111 @@ async def test_a_private_room_is_404_without_a_valid_token(client: Client) -> No
     assert token_of(admin["playUrls"]["whep"]) is not None
 
 
+async def test_a_private_room_is_an_unknown_id_to_strangers_on_every_route(
+    client: Client,
+) -> None:
+    """Every route of a room answers a caller without the owner or the admin token on a private
+    room as on an id no room has: GET hid it, but members, close, viewer-tokens and the stage
+    answered 401/403 (and an unknown id 404), telling that the private room exists."""
+    private, public, other = (
+        await create(client),
+        await create(client, "public"),
+        await create(client),
+    )
+    viewer = (await mint(client, private))["token"]
+
+    def routes(rid: str) -> list[tuple[str, str]]:
+        return [
+            ("GET", f"/api/rooms/{rid}"),
+            ("GET", f"/api/rooms/{rid}/members"),
+            ("POST", f"/api/rooms/{rid}/close"),
+            ("POST", f"/api/rooms/{rid}/viewer-tokens"),
+            ("DELETE", f"/api/rooms/{rid}/stage/somebody"),
+            ("GET", f"/api/rooms/{rid}/recordings"),
+        ]
+
+    strangers = [None, "not-a-token", other["ownerToken"], private["publish"]["token"]]
+    for (method, path), (_, unknown) in zip(
+        routes(private["id"]), routes("nosuchroom12"), strict=True
+    ):
+        # a viewer token opens the room's GETs (there it is no stranger's), not the owner's routes
+        for token in strangers if method == "GET" else [*strangers, viewer]:
+            headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+            resp = await client.request(method, path, headers=headers)
+            body = await resp.json()
+            missing = await client.request(method, unknown, headers=headers)
+            assert (resp.status, body["code"]) == (missing.status, (await missing.json())["code"])
+            assert (resp.status, body) == (
+                404,
+                {
+                    "error": "Room not found",
+                    "code": "room_not_found",
+                    "details": {"roomId": private["id"]},
+                },
+            ), (method, path, token)
+    # a public room's owner routes still tell a missing token from a wrong one
+    for method, path in routes(public["id"])[1:5]:
+        resp = await client.request(method, path)
+        assert (resp.status, (await resp.json())["code"]) == (401, "unauthorized"), path
+        resp = await client.request(method, path, headers={"Authorization": "Bearer nope"})
+        assert (resp.status, (await resp.json())["code"]) == (403, "forbidden"), path
+    # and the private room's owner and the admin are answered as before
+    for bearer in (private["ownerToken"], ADMIN_TOKEN):
+        headers = {"Authorization": f"Bearer {bearer}"}
+        resp = await client.get(f"/api/rooms/{private['id']}/members", headers=headers)
+        assert resp.status == 200
+        resp = await client.post(f"/api/rooms/{private['id']}/viewer-tokens", headers=headers)
+        assert resp.status == 201
+        resp = await client.delete(f"/api/rooms/{private['id']}/stage/somebody", headers=headers)
+        assert (resp.status, (await resp.json())["code"]) == (404, "not_on_stage")
+    resp = await client.get(
+        f"/api/rooms/{private['id']}", headers={"Authorization": f"Bearer {private['ownerToken']}"}
+    )
+    assert (await resp.json())["status"] == "preparing"  # no stranger closed it
+
+
+#: tokens as clients may send them that are no ASCII: UTF-8 text (in a query, in a header),
+#: and header bytes that are no UTF-8 at all (aiohttp reads them as surrogates)
+ODD_QUERY_TOKENS = ["é", "ключ", "\U0001f511", "\u00b2\u200b"]
+ODD_HEADER_TOKENS = [token.encode() for token in ODD_QUERY_TOKENS] + [b"\xff\xfe", b"\xed\xa0\x80"]
+
+
+async def test_a_token_that_is_no_ascii_is_a_wrong_token_never_a_500(client: Client) -> None:
+    """Every route that reads a token answers a token that is no ASCII (or no UTF-8) exactly as
+    a wrong ASCII one: compare_digest on a str that is not ASCII, or encode() of a surrogate,
+    raised (500)."""
+    private, public = await create(client), await create(client, visibility="public")
+    routes = [("GET", "/api/rooms?visibility=all"), ("GET", "/api/webhooks/deliveries")]
+    routes += [("POST", "/api/webhooks/deliveries/1/retry"), ("POST", "/api/rooms")]
+    for room in (private, public):
+        rid = room["id"]
+        routes += [
+            ("GET", f"/api/rooms/{rid}"),
+            ("GET", f"/api/rooms/{rid}/members"),
+            ("POST", f"/api/rooms/{rid}/close"),
+            ("POST", f"/api/rooms/{rid}/viewer-tokens"),
+            ("DELETE", f"/api/rooms/{rid}/stage/somebody"),
+            ("GET", f"/api/rooms/{rid}/recordings"),
+        ]
+    for method, path in routes:
+        wrong = await raw_request(client, method, path, b"Bearer not-the-token")
+        assert wrong[0] < 500, (method, path, wrong)
+        for header in ODD_HEADER_TOKENS:
+            answer = await raw_request(client, method, path, b"Bearer " + header)
+            assert answer == wrong, (method, path, header)
+        if method == "GET":  # the routes that read ?token=
+            join = "&" if "?" in path else "?"
+            wrong = await raw_request(client, method, f"{path}{join}token=not-the-token")
+            for token in ODD_QUERY_TOKENS:
+                target = f"{path}{join}token={quote(token)}"
+                assert await raw_request(client, method, target) == wrong, (method, target)
+    # nothing was closed by any of it
+    for room in (private, public):
+        headers = {"Authorization": f"Bearer {room['ownerToken']}"}
+        resp = await client.get(f"/api/rooms/{room['id']}", headers=headers)
+        assert (await resp.json())["status"] == "preparing"
+
+
 async def test_viewer_token_minting_rules(client: Client) -> None:
     room = await create(client, visibility=None)
     path = f"/api/rooms/{room['id']}/viewer-tokens"
@@ -173,6 +279,26 @@ async def test_viewer_token_minting_rules(client: Client) -> None:
         assert (await resp.json())["code"] == "validation_error"
     resp = await client.post("/api/rooms/nope/viewer-tokens", headers=ADMIN)
     assert resp.status == 404
+
+
+@pytest.mark.parametrize("ttl", [1.5, 60.0, "60", "\uff11\uff10", True, None], ids=repr)
+async def test_a_ttl_is_a_json_integer(client: Client, ttl: Any) -> None:
+    """Not a number marshmallow could make an integer of: 1.5 was read as 1, "60" as 60."""
+    room = await create(client)
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/viewer-tokens",
+        json={"ttl": ttl},
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    message = "Field may not be null." if ttl is None else "Not a valid integer."
+    assert (resp.status, await resp.json()) == (
+        400,
+        {
+            "error": "Invalid input: ttl",
+            "code": "validation_error",
+            "details": {"ttl": [message]},
+        },
+    )
 
 
 async def test_joining_a_private_room_needs_a_token(client: Client) -> None:

@@ -28,7 +28,7 @@ from livehub.app import create_app
 from livehub.domain.room import now_ms
 from livehub.webhook_settings import parse_secrets
 from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, hook_fixture, make_config, send_hook
-from tests.helpers import eventually
+from tests.helpers import eventually, raw_request
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"livehub-test-webhook-secret-32by").decode()
 DAY_MS = 86_400_000
@@ -520,3 +520,67 @@ async def test_a_private_rooms_recordings_need_a_viewer_owner_or_admin_token(
         ).json()
         assert bearer not in mine["url"] and "?token=" in mine["url"]
         assert (await client.get(mine["url"])).status == 200
+
+
+@pytest.mark.parametrize("visibility", ["private", "public"])
+async def test_a_token_that_is_no_ascii_is_a_wrong_token_never_a_500(
+    client: Client, recordings_dir: Path, visibility: str
+) -> None:
+    """A private room's recordings compared the caller's token with the admin token through
+    compare_digest on str: a token that is no ASCII (``?token=%C3%A9``, a header's UTF-8)
+    raised (500), and one that is no UTF-8 (a header's bytes) everywhere a token is read."""
+    room = await new_room(client, record=True, visibility=visibility)
+    write(recordings_dir / "live" / f"{room['streamKey']}.1.mp4", 1000)
+    body = dvr_body(room, str(recordings_dir), f"./live/{room['streamKey']}.1.mp4")
+    assert await send_hook(client, body) == {"code": 0}
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    [rec] = await (await client.get(f"/api/rooms/{room['id']}/recordings", headers=owner)).json()
+    routes = [
+        ("GET", f"/api/rooms/{room['id']}/recordings"),
+        ("GET", f"/api/recordings/{rec['id']}/file"),
+        ("DELETE", f"/api/recordings/{rec['id']}"),
+    ]
+    for method, path in routes:
+        wrong = await raw_request(client, method, path, b"Bearer not-the-token")
+        assert wrong[0] < 500, wrong
+        for header in ("é".encode(), "ключ".encode(), b"\xff\xfe", b"\xed\xa0\x80"):
+            answer = await raw_request(client, method, path, b"Bearer " + header)
+            assert answer == wrong, (method, path, header)
+        if method == "GET":
+            wrong = await raw_request(client, method, f"{path}?token=not-the-token")
+            for query in ("%C3%A9", "%D0%BA%D0%BB%D1%8E%D1%87", "%FF%FE", "%ED%A0%80"):
+                answer = await raw_request(client, method, f"{path}?token={query}")
+                assert answer == wrong, (method, path, query)
+    assert (recordings_dir / "live" / f"{room['streamKey']}.1.mp4").exists()
+
+
+async def test_a_private_rooms_recording_is_an_unknown_id_to_delete_for_strangers(
+    client: Client, recordings_dir: Path
+) -> None:
+    """Deleting a private room's recording without its owner or the admin token is answered as
+    for an id no recording has (it answered 401/403: the recording, and its room, existed)."""
+    room = await new_room(client, record=True, visibility="private")
+    file = recordings_dir / "live" / f"{room['streamKey']}.1.mp4"
+    write(file, 1000)
+    body = dvr_body(room, str(recordings_dir), f"./live/{room['streamKey']}.1.mp4")
+    assert await send_hook(client, body) == {"code": 0}
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    [rec] = await (await client.get(f"/api/rooms/{room['id']}/recordings", headers=owner)).json()
+    other = await new_room(client)
+    viewer = await client.post(f"/api/rooms/{room['id']}/viewer-tokens", headers=owner)
+    for token in (None, "not-a-token", other["ownerToken"], (await viewer.json())["token"]):
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        resp = await client.delete(f"/api/recordings/{rec['id']}", headers=headers)
+        assert (resp.status, await resp.json()) == (
+            404,
+            {
+                "error": "Recording not found",
+                "code": "recording_not_found",
+                "details": {"recordingId": rec["id"]},
+            },
+        ), token
+        resp = await client.delete("/api/recordings/rnosuchrecording", headers=headers)
+        assert (resp.status, (await resp.json())["code"]) == (404, "recording_not_found")
+    assert file.exists()
+    resp = await client.delete(f"/api/recordings/{rec['id']}", headers=owner)
+    assert resp.status == 204 and not file.exists()

@@ -172,6 +172,37 @@ async def test_create_oversized_body(client: Client) -> None:
     assert (await resp.json())["code"] == "body_too_large"
 
 
+@pytest.mark.parametrize("title", ["\u200b", "\ufeff", "\u2060\u200d", " \u200b\u3164 "])
+async def test_a_title_of_invisible_characters_is_refused(client: Client, title: str) -> None:
+    """Format characters (zero-width spaces and joiners, the BOM) and other invisible ones are
+    no "visible character": such a title was stored, and showed blank."""
+    resp = await client.post("/api/rooms", json={"title": title})
+    assert resp.status == 400
+    assert await resp.json() == {
+        "error": "Invalid input: title",
+        "code": "validation_error",
+        "details": {"title": ["Must contain a visible character and no control characters."]},
+    }
+    assert await (await client.get("/api/rooms")).json() == []
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "\ufeffPasted title",  # a BOM from a file, before visible text
+        "\u200bA",
+        "\U0001f469\u200d\U0001f4bb coding",  # an emoji ZWJ sequence
+        "\u05e2\u05d1\u05e8\u05d9\u05ea\u200f",  # Hebrew and a right-to-left mark
+    ],
+)
+async def test_invisible_characters_beside_visible_ones_are_kept(
+    client: Client, title: str
+) -> None:
+    resp = await client.post("/api/rooms", json={"title": title})
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["title"] == title
+
+
 async def test_title_of_100_characters_is_accepted(client: Client) -> None:
     resp = await client.post("/api/rooms", json={"title": "长" * 100})
     assert resp.status == 201
@@ -264,3 +295,5 @@ async def test_openapi_document(client: Client) -> None:
     create = spec["components"]["schemas"]["RoomCreate"]
     assert create["required"] == ["title"]
     assert create["properties"]["title"]["maxLength"] == 100
+    # the rule the pattern cannot say to every client, said in words
+    assert "format characters" in create["properties"]["title"]["description"]

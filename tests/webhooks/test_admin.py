@@ -103,6 +103,11 @@ async def test_a_failed_delivery_is_listed_retried_and_delivered(
         ("/api/webhooks/deliveries?limit=1001", "limit"),
         ("/api/webhooks/deliveries?offset=-1", "offset"),
         ("/api/webhooks/deliveries?limit=x", "limit"),
+        # ASCII digits only: int() takes these
+        ("/api/webhooks/deliveries?limit=%EF%BC%91%EF%BC%90", "limit"),  # full-width 10
+        ("/api/webhooks/deliveries?offset=%2B1", "offset"),
+        ("/api/webhooks/deliveries?limit=1_0", "limit"),
+        ("/api/webhooks/deliveries?limit=%207", "limit"),
         ("/api/webhooks/deliveries?secret=1", "secret"),
         ("/api/webhooks/deliveries?state=failed&state=pending", "state"),
     ],
@@ -117,7 +122,10 @@ async def test_bad_list_queries_name_the_field(
     assert body["code"] == "validation_error" and list(body["details"]) == [field]
 
 
-@pytest.mark.parametrize("delivery_id", ["abc", "0", "-1", "1.5", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "delivery_id",
+    ["abc", "0", "-1", "1.5", "99999999999999999999", "%EF%BC%91", "%D9%A1", "+1", "0_1"],
+)
 async def test_bad_delivery_ids_name_the_field(
     delivery_id: str, aiohttp_client: AiohttpClient, tmp_path: Path, receiver: Receiver
 ) -> None:

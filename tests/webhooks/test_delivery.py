@@ -18,6 +18,7 @@ from aiohttp.test_utils import unused_port
 from pytest_aiohttp import AiohttpServer
 
 from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
+from livehub.webhook_settings import endpoint_label
 from livehub.webhooks.dispatcher import Dispatcher
 from livehub.webhooks.schedule import RetrySchedule
 from livehub.webhooks.signing import Signer
@@ -160,6 +161,76 @@ async def test_retry_after_is_honoured(
     assert second[0] - first[0] >= 0.95
     assert second[0] - first[0] < 3.5
     assert_all_verified(receiver)
+
+
+@pytest.mark.parametrize("header", ["9" * 400, "\u00b2"], ids=["400-digits", "superscript-2"])
+async def test_a_2xx_is_a_delivery_whatever_its_retry_after_says(
+    header: str, outbox: Outbox, receiver_factory: StartReceiver, dispatchers: Dispatchers
+) -> None:
+    """A 2xx is not read for ``Retry-After``: 400 digits (no float) killed the attempt's task
+    with the row leased, to be sent again at each lease's end with the room's later events
+    stuck behind it; ``²`` (``str.isdigit()`` but not ``int()``) made the 200 a failed
+    attempt."""
+    receiver = await receiver_factory(default=(200, {"Retry-After": header}))
+    outbox.add([receiver.url], "r1", "room.live")
+    outbox.add([receiver.url], "r1", "room.ended")
+    await dispatchers()
+
+    await receiver.wait_for(2, within=3.0)
+    await eventually(lambda: outbox.states() == ["delivered", "delivered"])
+    assert [(row["attempts"], row["last_status"]) for row in outbox.rows()] == [(1, 200)] * 2
+    assert len(receiver.attempts) == 2
+    assert dispatchers.outcomes == ["delivered", "delivered"]
+
+
+async def test_a_huge_retry_after_waits_the_schedules_cap(
+    outbox: Outbox, receiver_factory: StartReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver = await receiver_factory(replies=[(503, {"Retry-After": "9" * 400})])
+    outbox.add([receiver.url], "r1", "room.live")
+    await dispatchers(schedule=RetrySchedule(caps=(0.01,) * 3, max_retry_after=0.5))
+
+    await receiver.wait_for(1, within=3.0)
+    first, second = receiver.attempts
+    assert 0.45 <= second[0] - first[0] < 2.0
+    await eventually(lambda: outbox.states() == ["delivered"])
+    assert dispatchers.outcomes == ["retried", "delivered"]
+
+
+async def test_an_unexpected_error_in_an_attempt_is_a_failed_attempt(
+    outbox: Outbox,
+    receiver_factory: StartReceiver,
+    dispatchers: Dispatchers,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug while one row is sent (here: reading the answer's headers) counts as a failed
+    attempt of that row, logged, and the row is retried on the schedule: the task does not die
+    with the row leased (sent again only at the lease's end, the room's later rows waiting)."""
+    calls: list[str | None] = []
+
+    def broken(value: str | None, now: float, cap: float = 0.0) -> float | None:
+        calls.append(value)
+        raise RuntimeError("a bug in the attempt")
+
+    monkeypatch.setattr("livehub.webhooks.dispatcher.parse_retry_after", broken)
+    receiver = await receiver_factory(replies=[(503, {"Retry-After": "1"})])
+    outbox.add([receiver.url], "r1", "room.live")
+    outbox.add([receiver.url], "r1", "room.ended")
+    await dispatchers()
+
+    await receiver.wait_for(2, within=3.0)
+    await eventually(lambda: outbox.states() == ["delivered", "delivered"])
+    first, second = outbox.rows()
+    assert (first["attempts"], second["attempts"]) == (2, 1)
+    assert calls == ["1"]
+    assert dispatchers.outcomes == ["retried", "delivered", "delivered"]
+    assert receiver.types() == ["room.live", "room.ended"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        f"webhook msg_{first['id']} to {endpoint_label(receiver.url)}: unexpected error in "
+        "the attempt: RuntimeError: a bug in the attempt"
+    ]
 
 
 async def test_receiver_down_then_up_gets_every_event_in_order(

@@ -94,7 +94,26 @@ NOW = 1_800_000_000.0
         ("1.5", None),
         ("soon", None),
         ("", None),
+        # ASCII digits only: these pass str.isdigit() and int() refuses them
+        ("\u00b2", None),
+        ("\u0661\u0662", None),
+        # longer than the cap, however long (400 digits are no float)
+        ("7200", 3600.0),
+        ("9" * 400, 3600.0),
+        ("9" * 10_000, 3600.0),
+        ("0" * 20 + "5", 5.0),
+        (email.utils.formatdate(NOW + 7200, usegmt=True), 3600.0),
+        # a date whose numbers overflow C integers
+        ("Mon, 01 Jan 99999999999999999999 00:00:00 GMT", None),
+        ("Mon, 01 Jan 2020 00:00:00 +99999999999999999999", None),
     ],
+    ids=lambda value: repr(value)[:24],
 )
 def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header, NOW) == seconds
+
+
+def test_parse_retry_after_caps_at_the_schedules_cap() -> None:
+    fast = RetrySchedule().scaled(0.001)
+    assert parse_retry_after("9" * 400, NOW, fast.max_retry_after) == pytest.approx(3.6)
+    assert parse_retry_after("2", NOW, fast.max_retry_after) == 2.0
