@@ -39,6 +39,10 @@ class RoomChanges:
         self._after_write = after_write
         self._listeners: list[RoomListener] = []
         self._quiet_listeners: list[RoomListener] = []
+        #: writes started, and writes not yet told to the listeners (what a reader that must
+        #: not take this process's own change for another's checks)
+        self.writes_started = 0
+        self.writing = 0
 
     def subscribe(self, listener: RoomListener) -> None:
         self._listeners.append(listener)
@@ -76,12 +80,17 @@ class RoomChanges:
             events = decide(draft)
             if events is None:
                 return room, False
-            if await self.store.update(draft, room.version, events):
-                self._after_write(draft)
-                if notify:
-                    self.notify(draft)
-                else:
-                    self.notify_quiet(draft)
-                return draft, True
+            self.writes_started += 1
+            self.writing += 1
+            try:
+                if await self.store.update(draft, room.version, events):
+                    self._after_write(draft)
+                    if notify:
+                        self.notify(draft)
+                    else:
+                        self.notify_quiet(draft)
+                    return draft, True
+            finally:
+                self.writing -= 1
             room = await self.store.get(room.id)
         raise Conflict("The room changed too often to apply this change: try again")

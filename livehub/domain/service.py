@@ -165,6 +165,11 @@ class RoomService:
         if players is not None:
             self._hooks.players = players
 
+    def local_writes(self) -> tuple[int, int]:
+        """This process's room writes: how many started, and how many are not yet told to the
+        listeners (a reader telling changes it missed must not take these for them)."""
+        return self._changes.writes_started, self._changes.writing
+
     def subscribe(self, listener: RoomListener) -> None:
         """``listener(room)`` after every lifecycle change, and player count change."""
         self._changes.subscribe(listener)

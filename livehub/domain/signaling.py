@@ -20,6 +20,7 @@ joining that room again for a while (``banned``; :mod:`livehub.domain.addresses`
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import dataclasses
 import json
@@ -36,6 +37,7 @@ from livehub.domain.room import Room, RoomStatus
 from livehub.domain.room_cache import RoomCache
 from livehub.domain.room_hub import RoomHub
 from livehub.domain.service import RoomService
+from livehub.domain.text import has_control, has_visible
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,12 @@ ChatCheck = Callable[[Peer, Room], dict[str, Any]]
 def _unrelayable(peer: Peer, exc: Exception) -> ProtocolError:
     log.debug("payload from peer %s not relayed: %s", peer.id, exc)
     return ProtocolError("invalid_payload", "Field 'payload' cannot be relayed")
+
+
+#: checks of a room this node now hears of (room_heard), HEARD_WAIT s apart while this process
+#: writes rooms; then it tells what it read
+HEARD_CHECKS = 10
+HEARD_WAIT = 0.02
 
 
 class Signaling:
@@ -376,9 +384,16 @@ class Signaling:
         name = message.get("name")
         if name is None:
             name = ""
-        if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+        if (
+            not isinstance(name, str)
+            or len(name) > MAX_NAME_LENGTH
+            or has_control(name)
+            or (name.strip() and not has_visible(name))
+        ):
             raise ProtocolError(
-                "invalid_name", f"Field 'name' must be a string of at most {MAX_NAME_LENGTH}"
+                "invalid_name",
+                f"Field 'name' must be a string of at most {MAX_NAME_LENGTH} characters, "
+                "empty or with a visible one, and no control characters",
             )
         role = message.get("role")
         if role is None:
@@ -558,8 +573,12 @@ class Signaling:
     async def _chat(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         self._member_room(peer, room_id)
         text = message.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ProtocolError("invalid_text", "Field 'text' must be a non-empty string")
+        if not isinstance(text, str) or not has_visible(text) or has_control(text, lines=True):
+            raise ProtocolError(
+                "invalid_text",
+                "Field 'text' must be a string with a visible character and no control "
+                "characters but tabs and line feeds",
+            )
         if len(text) > self.limits.max_chat_length:
             raise ProtocolError(
                 "chat_too_long",
@@ -738,14 +757,30 @@ class Signaling:
         """A close (or any status change) made after this node's members read the room and
         before the node heard the room's notices reached none of them: read the room again
         and tell them, as the notice would have."""
+        room: Room | None = None
+        for _ in range(HEARD_CHECKS):
+            if room_id not in self._told_unheard:
+                return  # no join was answered before: every change since is heard
+            started, writing = self.rooms.local_writes()
+            if writing:  # this process's own change tells the members itself: after it
+                await asyncio.sleep(HEARD_WAIT)
+                continue
+            try:
+                room = await self.known.get(room_id)
+            except LivehubError:
+                self._told_unheard.pop(room_id, None)
+                return
+            if self.rooms.local_writes() == (started, 0):
+                break
+            # a change of this process's came meanwhile (read or not): check after it
+        if room is None:  # this process kept writing rooms: read it all the same
+            try:
+                room = await self.known.get(room_id)
+            except LivehubError:
+                self._told_unheard.pop(room_id, None)
+                return
         told = self._told_unheard.pop(room_id, None)
-        if told is None:
-            return  # no join was answered before: every change since is heard
-        try:
-            room = await self.known.get(room_id)
-        except LivehubError:
-            return
-        if room.status is not told.status:
+        if told is not None and room.status is not told.status:
             self.hub.broadcast_local(
                 room_id,
                 {

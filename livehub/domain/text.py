@@ -1,4 +1,5 @@
-"""What counts as a visible character in text people read (room titles).
+"""What counts as a visible character in text people read (room titles, chat lines, display
+names), and the control characters such text may not carry.
 
 A character is invisible when it is whitespace, a control character (Unicode category Cc), a
 format character (Cf: zero-width spaces and joiners, direction marks and overrides, the byte
@@ -10,6 +11,7 @@ shows as blank.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 #: the categories that draw nothing: controls and format characters (the space separators
@@ -43,3 +45,14 @@ def is_invisible(char: str) -> bool:
 def has_visible(text: str) -> bool:
     """Whether ``text`` has at least one visible character."""
     return not all(map(is_invisible, text))
+
+
+#: C0 controls but tab and line feed, DEL and the C1 controls: what a chat line may not carry
+_LINE_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: every C0 control, DEL and the C1 controls: what a one-line text (a name) may not carry
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control(text: str, *, lines: bool = False) -> bool:
+    """Whether ``text`` carries a control character (``lines``: tab and line feed allowed)."""
+    return (_LINE_CONTROLS if lines else _CONTROLS).search(text) is not None

@@ -711,6 +711,16 @@ WS_CASES = [
         "join-name-too-long", {"type": "join", "roomId": "{room}", "name": "n" * 65}, "invalid_name"
     ),
     ws_case(
+        "join-name-invisible",
+        {"type": "join", "roomId": "{room}", "name": "\u2060"},
+        "invalid_name",
+    ),
+    ws_case(
+        "join-name-control",
+        {"type": "join", "roomId": "{room}", "name": "a\tb"},
+        "invalid_name",
+    ),
+    ws_case(
         "join-role-unknown", {"type": "join", "roomId": "{room}", "role": "admin"}, "invalid_role"
     ),
     ws_case(
@@ -783,6 +793,18 @@ WS_CASES = [
     ),
     ws_case(
         "chat-missing-text", {"type": "chat", "roomId": "{room}"}, "invalid_text", role="viewer"
+    ),
+    ws_case(
+        "chat-invisible",
+        {"type": "chat", "roomId": "{room}", "text": "\u200b\ufeff"},
+        "invalid_text",
+        role="viewer",
+    ),
+    ws_case(
+        "chat-control",
+        {"type": "chat", "roomId": "{room}", "text": "hi\x07"},
+        "invalid_text",
+        role="viewer",
     ),
     ws_case(
         "chat-text-object",

@@ -260,11 +260,20 @@ async def test_join_of_a_missing_or_ended_room_is_an_error(client: Client) -> No
     assert (await get_room(client, room["id"]))["viewerCount"] == 0
 
 
+NAME_ERROR = (
+    "Field 'name' must be a string of at most 64 characters, empty or with a visible one, and "
+    "no control characters"
+)
+
+
 @pytest.mark.parametrize(
     ("fields", "code", "message"),
     [
-        ({"name": "n" * 65}, "invalid_name", "Field 'name' must be a string of at most 64"),
-        ({"name": ["Ana"]}, "invalid_name", "Field 'name' must be a string of at most 64"),
+        ({"name": "n" * 65}, "invalid_name", NAME_ERROR),
+        ({"name": ["Ana"]}, "invalid_name", NAME_ERROR),
+        ({"name": "\u200b\u200d"}, "invalid_name", NAME_ERROR),  # shows as no name
+        ({"name": "Ana\nBob"}, "invalid_name", NAME_ERROR),  # one line in every list
+        ({"name": "Ana\u0085"}, "invalid_name", NAME_ERROR),
         ({"role": "admin"}, "invalid_role", "Field 'role' must be 'viewer' or 'host'"),
         ({"role": 1}, "invalid_role", "Field 'role' must be 'viewer' or 'host'"),
     ],
@@ -757,14 +766,23 @@ async def test_chat_goes_to_every_member_with_sender_and_server_time(client: Cli
     }
 
 
+TEXT_ERROR = (
+    "Field 'text' must be a string with a visible character and no control characters but "
+    "tabs and line feeds"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "code", "message"),
     [
         ("x" * 501, "chat_too_long", "Field 'text' must be at most 500 characters"),
-        ("", "invalid_text", "Field 'text' must be a non-empty string"),
-        ("   ", "invalid_text", "Field 'text' must be a non-empty string"),
-        (None, "invalid_text", "Field 'text' must be a non-empty string"),
-        (42, "invalid_text", "Field 'text' must be a non-empty string"),
+        ("", "invalid_text", TEXT_ERROR),
+        ("   ", "invalid_text", TEXT_ERROR),
+        (None, "invalid_text", TEXT_ERROR),
+        (42, "invalid_text", TEXT_ERROR),
+        ("\u200b\u2060", "invalid_text", TEXT_ERROR),  # nothing a reader sees
+        ("hi\x1b[2J", "invalid_text", TEXT_ERROR),  # a terminal escape
+        ("hi\x85", "invalid_text", TEXT_ERROR),  # a C1 control
     ],
 )
 async def test_chat_errors(client: Client, text: Any, code: str, message: str) -> None:
