@@ -355,7 +355,9 @@ export interface RoomEvents {
   left: LeftEvent;
   /** Joined again after a reconnect (new peerId, fresh members). */
   rejoined: JoinedEvent;
-  /** Rejoining after a reconnect failed (the room ended or is gone): the handle is done. */
+  /** The server refused the rejoin after a reconnect (`room_ended`, `room_not_found`,
+   * `forbidden`, `banned`, ...): the handle is done. A rejoin cut off by another drop is not
+   * lost: the next connection sends it again. */
   lost: { error: LivehubError };
 }
 
@@ -364,6 +366,7 @@ export interface ClientEvents extends Omit<RoomEvents, "rejoined" | "lost"> {
   open: Record<string, never>;
   close: { code: number; reason: string };
   reconnecting: { attempt: number; delay: number };
+  /** Every room has its answer on the new connection: `rooms`, those joined again. */
   reconnected: { rooms: string[] };
 }
 

@@ -274,6 +274,9 @@ export class Livehub {
 }
 
 const OPEN = 1;
+/** The codes a rejoin may fail with that do not refuse it: the socket went away before the
+ * answer (`disconnected`), no answer came (`timeout`), or the server could not answer it now. */
+const TRANSIENT = new Set(["disconnected", "timeout", "rate_limited", "database_unavailable", "conflict"]);
 
 /**
  * One signaling WebSocket: requests with ids, typed events, reconnect with backoff and jitter,
@@ -294,6 +297,7 @@ export class SignalingClient extends Emitter {
   #queue = [];
   #attempt = 0;
   #timer = null;
+  #waits = new Set();
   #closed = false;
   #everOpened = false;
 
@@ -353,7 +357,7 @@ export class SignalingClient extends Emitter {
       this.#attempt = 0;
       this.emit("open", {});
       // the rooms first (their joins go out now, in order), then what was sent meanwhile
-      if (again) this.#rejoin();
+      if (again) this.#rejoin(ws);
       for (const { frame, id } of this.#queue.splice(0)) {
         ws.send(frame);
         const pending = id === null ? undefined : this.#pending.get(id);
@@ -365,13 +369,21 @@ export class SignalingClient extends Emitter {
     ws.onclose = (event) => end(event?.code ?? 1006, event?.reason ?? "");
   }
 
+  /** The delay before retry number `attempt` (0 first): its ceiling doubles from minDelay up
+   * to maxDelay. */
+  #backoff(attempt) {
+    return this.#jitter(Math.min(this.options.maxDelay, this.options.minDelay * 2 ** attempt));
+  }
+
+  /** "Equal jitter": half the ceiling for sure, half at random, so that a server restart does
+   * not bring every client back in the same millisecond. */
+  #jitter(ceiling) {
+    return Math.round(ceiling / 2 + this.options.random() * (ceiling / 2));
+  }
+
   #scheduleReconnect() {
     if (this.#closed || !this.options.reconnect) return;
-    const { minDelay, maxDelay, random } = this.options;
-    const ceiling = Math.min(maxDelay, minDelay * 2 ** this.#attempt);
-    // "equal jitter": half the backoff for sure, half at random, so that a server restart does
-    // not bring every client back in the same millisecond
-    const delay = Math.round(ceiling / 2 + random() * (ceiling / 2));
+    const delay = this.#backoff(this.#attempt);
     this.#attempt += 1;
     this.emit("reconnecting", { attempt: this.#attempt, delay });
     this.#timer = setTimeout(() => {
@@ -380,20 +392,53 @@ export class SignalingClient extends Emitter {
     }, delay);
   }
 
-  async #rejoin() {
+  /** Join every room again on the socket `ws` that just opened; `reconnected` once they all
+   * have their answer on it. */
+  async #rejoin(ws) {
     const rooms = [...this.rooms.values()];
-    await Promise.all(
-      rooms.map(async (handle) => {
-        try {
-          const joined = await this.request({ type: "join", roomId: handle.roomId, ...handle.options });
-          handle._joined(joined, true);
-        } catch (err) {
+    await Promise.all(rooms.map((handle) => this.#rejoinRoom(handle, ws)));
+    // cut off before every answer came: the next connection joins them again
+    if (this.#ws !== ws || !this.connected) return;
+    this.emit("reconnected", { rooms: [...this.rooms.keys()] });
+  }
+
+  /** One room's rejoin. Only the server's refusal (`room_ended`, `room_not_found`,
+   * `forbidden`, `banned`, ...) loses the room. A socket gone before the answer keeps it for
+   * the next connection; no answer (`timeout`: the server's rate limit drops unread) or a
+   * passing failure of the server's (`rate_limited`, `database_unavailable`, `conflict`) is
+   * retried on this connection after a backoff while it stays open. */
+  async #rejoinRoom(handle, ws) {
+    const current = () =>
+      !this.#closed && this.#ws === ws && this.connected && this.rooms.get(handle.roomId) === handle;
+    for (let tries = 0; current(); tries += 1) {
+      try {
+        const joined = await this.request({ type: "join", roomId: handle.roomId, ...handle.options });
+        if (this.rooms.get(handle.roomId) === handle) handle._joined(joined, true);
+        return;
+      } catch (err) {
+        if (this.#closed || this.rooms.get(handle.roomId) !== handle) return; // closed, or left
+        if (!TRANSIENT.has(err.code)) {
           this.rooms.delete(handle.roomId);
           handle._lost(err);
+          return;
         }
-      }),
-    );
-    this.emit("reconnected", { rooms: [...this.rooms.keys()] });
+        if (!current()) return; // the socket went away: the next open joins it again
+        await this.#wait(this.#backoff(tries));
+      }
+    }
+  }
+
+  /** Resolves after `ms`, or at once when the client is closed (no timer outlives it). */
+  #wait(ms) {
+    return new Promise((ok) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waits.delete(done);
+        ok();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waits.add(done);
+    });
   }
 
   /** Requests sent on a socket that is gone have lost their answer: they reject with
@@ -536,6 +581,7 @@ export class SignalingClient extends Emitter {
   close() {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    for (const done of [...this.#waits]) done();
     this.#queue = [];
     const ws = this.#ws;
     this.#ws = null;
@@ -564,8 +610,8 @@ export class SignalingClient extends Emitter {
  * `viewerCount` and `presence` follow the room's events. Events (`handle.on(type, fn)`): the
  * server events of this room (`chat`, `peer-joined`, `peer-left`, `room-status`,
  * `viewer-count`, `presence-mode`, `kicked`, `offer`, `answer`, `candidate`, `error`), and
- * `rejoined` (the `joined` after a reconnect) and `lost` (a rejoin failed: the room ended or
- * is gone; the handle is done).
+ * `rejoined` (the `joined` after a reconnect) and `lost` (the server refused the rejoin: the
+ * room ended or is gone, the member is banned, ...; the handle is done).
  */
 export class RoomHandle extends Emitter {
   constructor(client, roomId, options) {

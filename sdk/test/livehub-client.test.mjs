@@ -1,6 +1,8 @@
 // The SDK against a real livehub (started here), loaded from /sdk/livehub-client.js over HTTP:
 // REST (create, get, list pages, close, members, recordings, errors), signaling (join, chat
-// with request ids, relays, refusals), reconnect and rejoin after the server restarts.
+// with request ids, relays, refusals), reconnect and rejoin after the server restarts; and, on
+// a socket the test scripts, what a real server cannot be made to do on cue (drops in the
+// middle of a rejoin, refused rejoins).
 // Run: node --experimental-websocket --test sdk/test/*.test.mjs (tests/test_sdk.py: make test)
 
 import assert from "node:assert/strict";
@@ -335,6 +337,66 @@ describe("signaling", () => {
   });
 });
 
+/** A WebSocket the test plays the server of: it opens, answers and closes when told. */
+class ScriptedSocket {
+  static made = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    ScriptedSocket.made.push(this);
+  }
+  send(frame) {
+    this.sent.push(JSON.parse(frame));
+  }
+  close(code = 1000) {
+    this.drop(code);
+  }
+  accept() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  push(event) {
+    this.onmessage?.({ data: JSON.stringify(event) });
+  }
+  /** Answer the last `join` sent on this socket with `joined` (or with an `error` event). */
+  answerJoin(roomId, { peerId = "p1", error } = {}) {
+    const join = this.sent.findLast((message) => message.type === "join" && message.roomId === roomId);
+    assert.ok(join, `no join of ${roomId} sent`);
+    if (error) {
+      this.push({ type: "error", code: error, message: error, inReplyTo: "join", roomId, id: join.id });
+      return;
+    }
+    this.push({
+      type: "joined", roomId, peerId, role: "viewer", room: { id: roomId, stage: [] },
+      members: [{ peerId, name: "Bo", role: "viewer" }], presence: "full", viewerCount: 1, id: join.id,
+    });
+  }
+  drop(code = 1006, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+}
+
+const pause = (ms = 0) => new Promise((ok) => setTimeout(ok, ms));
+
+/** A client on a ScriptedSocket that joined `roomIds`; its socket is the last one made. */
+async function scripted(roomIds, options = {}) {
+  ScriptedSocket.made = [];
+  const client = new sdk.SignalingClient("ws://x.invalid/ws", {
+    WebSocket: ScriptedSocket, minDelay: 10, maxDelay: 40, random: () => 1, ...options,
+  });
+  const ws = ScriptedSocket.made[0];
+  ws.accept();
+  const handles = [];
+  for (const roomId of roomIds) {
+    const joining = client.join(roomId, { name: "Bo" });
+    ws.answerJoin(roomId);
+    handles.push(await joining);
+  }
+  return { client, handles, socket: () => ScriptedSocket.made.at(-1) };
+}
+
 describe("without a server", () => {
   test("a client without a WebSocket constructor says so", () => {
     assert.throws(
@@ -370,5 +432,64 @@ describe("without a server", () => {
     assert.ok(made.length >= 5);
     // a request never sent stays queued across failed attempts, and fails when closed
     await rejects(pending, "closed");
+  });
+
+  test("a rejoin cut off by another drop keeps the room: the next connection joins it again", async () => {
+    const { client, handles: [handle], socket } = await scripted(["r1"]);
+    const events = [];
+    handle.on("lost", ({ error }) => events.push(`lost ${error.code}`));
+    handle.on("rejoined", () => events.push("rejoined"));
+    client.on("reconnected", ({ rooms }) => events.push(`reconnected ${rooms}`));
+    try {
+      socket().drop(1001, "server shutdown");
+      await eventually(() => ScriptedSocket.made.length === 2);
+      socket().accept();
+      assert.equal(socket().sent[0].type, "join"); // the rejoin goes out...
+      socket().drop(); // ... and the connection drops again before its answer
+      await pause(5);
+      assert.deepEqual(events, []); // not lost, and not reconnected either
+      assert.equal(client.rooms.get("r1"), handle);
+      await eventually(() => ScriptedSocket.made.length === 3);
+      socket().accept();
+      socket().answerJoin("r1", { peerId: "p3" });
+      await eventually(() => events.length === 2);
+      assert.deepEqual(events, ["rejoined", "reconnected r1"]);
+      assert.equal(handle.peerId, "p3");
+      assert.equal(handle.left, false);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a rejoin the server refuses loses the room; one it did not answer is sent again", async () => {
+    const { client, handles, socket } = await scripted(["r1", "r2", "r3"], { timeout: 300 });
+    const events = [];
+    for (const handle of handles) {
+      handle.on("lost", ({ error }) => events.push(`${handle.roomId} lost ${error.code}`));
+      handle.on("rejoined", () => events.push(`${handle.roomId} rejoined`));
+    }
+    try {
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 2);
+      const ws = socket();
+      ws.accept();
+      assert.deepEqual(ws.sent.map((m) => [m.type, m.roomId]), [["join", "r1"], ["join", "r2"], ["join", "r3"]]);
+      const joins = (roomId) => ws.sent.filter((m) => m.type === "join" && m.roomId === roomId).length;
+      const reconnected = client.once("reconnected");
+      ws.answerJoin("r1", { error: "room_ended" }); // refused: the room is gone for good
+      ws.answerJoin("r2", { error: "rate_limited" }); // not now: sent again after a backoff
+      await eventually(() => joins("r2") === 2);
+      assert.deepEqual(events, ["r1 lost room_ended"]);
+      assert.deepEqual([...client.rooms.keys()], ["r2", "r3"]);
+      ws.answerJoin("r2");
+      await eventually(() => joins("r3") === 2); // r3's got no answer at all: sent again
+      ws.answerJoin("r3");
+      assert.deepEqual((await reconnected).rooms, ["r2", "r3"]);
+      assert.equal(joins("r1"), 1);
+      assert.deepEqual(events, ["r1 lost room_ended", "r2 rejoined", "r3 rejoined"]);
+      assert.deepEqual(handles.map((h) => h.left), [true, false, false]);
+    } finally {
+      client.close();
+    }
   });
 });
