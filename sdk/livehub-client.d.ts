@@ -443,6 +443,8 @@ export declare class RoomHandle extends Emitter<RoomEvents> {
   readonly room: Room;
   readonly viewerCount: number;
   readonly presence: "full" | "counted";
+  /** By peer id, from joined, peer-joined, peer-left, presence-mode; in a counted room the
+   * hosts and this member only. */
   members: Map<string, Member>;
   left: boolean;
   chat(text: string): Promise<ChatEvent>;

@@ -611,7 +611,8 @@ export class SignalingClient extends Emitter {
  * server events of this room (`chat`, `peer-joined`, `peer-left`, `room-status`,
  * `viewer-count`, `presence-mode`, `kicked`, `offer`, `answer`, `candidate`, `error`), and
  * `rejoined` (the `joined` after a reconnect) and `lost` (the server refused the rejoin: the
- * room ended or is gone, the member is banned, ...; the handle is done).
+ * room ended or is gone, the member is banned, ...; the handle is done). In a counted room
+ * (presence "counted") `members` holds the hosts and this member, as the server lists them.
  */
 export class RoomHandle extends Emitter {
   constructor(client, roomId, options) {
@@ -671,6 +672,12 @@ export class RoomHandle extends Emitter {
           data.viewerCount = event.viewerCount;
           if (event.members) {
             this.members = new Map(event.members.map((member) => [member.peerId, member]));
+          } else if (event.presence === "counted") {
+            // viewers are no longer announced (their departures neither): keep what a counted
+            // room lists, the hosts and this member
+            for (const [peerId, member] of this.members) {
+              if (member.role !== "host" && peerId !== this.peerId) this.members.delete(peerId);
+            }
           }
           break;
         case "viewer-count":

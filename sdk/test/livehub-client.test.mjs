@@ -1,8 +1,8 @@
 // The SDK against a real livehub (started here), loaded from /sdk/livehub-client.js over HTTP:
 // REST (create, get, list pages, close, members, recordings, errors), signaling (join, chat
-// with request ids, relays, refusals), reconnect and rejoin after the server restarts; and, on
-// a socket the test scripts, what a real server cannot be made to do on cue (drops in the
-// middle of a rejoin, refused rejoins).
+// with request ids, relays, refusals, the stage, presence in a counted room), reconnect and
+// rejoin after the server restarts; and, on a socket the test scripts, what a real server
+// cannot be made to do on cue (drops in the middle of a rejoin, refused rejoins).
 // Run: node --experimental-websocket --test sdk/test/*.test.mjs (tests/test_sdk.py: make test)
 
 import assert from "node:assert/strict";
@@ -333,6 +333,52 @@ describe("signaling", () => {
     } finally {
       a.close();
       b.close();
+    }
+  });
+});
+
+describe("counted presence (a livehub with LIVEHUB_PRESENCE_LIMIT=3)", () => {
+  const small = new Server({ LIVEHUB_PRESENCE_LIMIT: "3" });
+  let lh3;
+  before(async () => {
+    await small.start();
+    lh3 = new sdk.Livehub({ baseUrl: small.url, WebSocket: globalThis.WebSocket });
+  });
+  after(() => small.close());
+
+  test("members: every member while full; the hosts and self while counted", async () => {
+    const room = await lh3.createRoom({ title: "counted" });
+    const clients = Array.from({ length: 5 }, () => lh3.connect());
+    const names = (handle) => [...handle.members.values()].map((m) => m.name).sort();
+    try {
+      const [a, b, c, d, e] = clients;
+      const host = await a.join(room.id, { name: "H", role: "host", token: room.ownerToken });
+      const v1 = await b.join(room.id, { name: "V1" });
+      await c.join(room.id, { name: "V2" });
+      await eventually(() => host.members.size === 3);
+      const v3 = await d.join(room.id, { name: "V3" }); // the fourth member: counted
+      assert.equal(v3.presence, "counted");
+      assert.deepEqual(names(v3), ["H", "V3"]);
+      await eventually(() => host.presence === "counted" && v1.presence === "counted");
+      assert.deepEqual(names(host), ["H"]); // viewers' departures are not announced now
+      assert.deepEqual(names(v1), ["H", "V1"]);
+
+      // hosts are announced in any room; a host that joins again as viewer leaves the lists
+      const cohost = await e.join(room.id, { name: "H2", role: "host", token: room.ownerToken });
+      await eventually(() => host.members.has(cohost.peerId) && v1.members.has(cohost.peerId));
+      assert.deepEqual(names(host), ["H", "H2"]);
+      await e.join(room.id, { name: "H2" });
+      await eventually(() => !host.members.has(cohost.peerId) && !v1.members.has(cohost.peerId));
+      assert.deepEqual(names(host), ["H"]);
+
+      // back to full (3 members): the whole list again
+      await c.rooms.get(room.id).leave();
+      await d.rooms.get(room.id).leave();
+      await eventually(() => host.presence === "full");
+      assert.deepEqual(names(host), ["H", "H2", "V1"]);
+      assert.deepEqual(names(v1), ["H", "H2", "V1"]);
+    } finally {
+      for (const client of clients) client.close();
     }
   });
 });
