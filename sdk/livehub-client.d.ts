@@ -429,6 +429,7 @@ export declare class SignalingClient extends Emitter<ClientEvents> {
    * with that id once sent (a refusal: an `error` event carrying it). */
   notify(message: Record<string, unknown> & { type: string }): Promise<number>;
   sendRaw(message: Record<string, unknown>): void;
+  /** Join (or join again: the same handle, its stage token kept unless given). */
   join(roomId: string, options?: JoinOptions): Promise<RoomHandle>;
   close(): void;
 }

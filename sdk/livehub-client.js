@@ -558,7 +558,9 @@ export class SignalingClient extends Emitter {
   /** Join a room: resolves with its handle (carrying the `joined` event's data) once joined.
    * `role: "host"` needs the room's owner `token`; a private room's viewers give their viewer
    * `token`; a stage guest on a new connection gives its `stageToken` (the handle keeps the
-   * one of its `stage-credentials`). Joined again after every reconnect. */
+   * one of its `stage-credentials`). Joined again after every reconnect. Joining a room
+   * again (a new name or role) updates its handle, which keeps its stage token unless
+   * `stageToken` gives another. */
   async join(roomId, { name, role, token, stageToken } = {}) {
     const options = {};
     if (name !== undefined) options.name = name;
@@ -571,7 +573,11 @@ export class SignalingClient extends Emitter {
       handle = new RoomHandle(this, roomId, options);
       this.rooms.set(roomId, handle);
     } else {
+      // joined again (a new name, a new role): a stage guest stays one, and keeps the stage
+      // token its rejoins carry, unless this join gave another
+      const kept = handle.options.stageToken;
       handle.options = options;
+      if (options.stageToken === undefined && kept !== undefined) options.stageToken = kept;
     }
     handle._joined(joined, false);
     return handle;

@@ -538,4 +538,29 @@ describe("without a server", () => {
       client.close();
     }
   });
+
+  test("joining again (a new name) keeps the stage token: the rejoin still takes the place", async () => {
+    const { client, handles: [handle], socket } = await scripted(["r1"]);
+    try {
+      socket().push({ type: "stage-credentials", roomId: "r1", streamKey: "k", publish: { token: "st-1" } });
+      assert.equal(handle.stageToken, "st-1");
+      const renamed = client.join("r1", { name: "Bo again" });
+      socket().answerJoin("r1");
+      assert.equal(await renamed, handle);
+      assert.equal(handle.options.name, "Bo again");
+      assert.equal(handle.stageToken, "st-1");
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 2);
+      socket().accept();
+      const { id: _, ...rejoin } = socket().sent[0];
+      assert.deepEqual(rejoin, { type: "join", roomId: "r1", name: "Bo again", stageToken: "st-1" });
+      // a join that gives a stage token replaces the one kept
+      const given = client.join("r1", { name: "Bo", stageToken: "st-2" });
+      socket().answerJoin("r1", { peerId: "p2" });
+      await given;
+      assert.equal(handle.stageToken, "st-2");
+    } finally {
+      client.close();
+    }
+  });
 });
