@@ -26,6 +26,9 @@ export interface Room {
   playerCount: number;
   reconnecting: boolean;
   playUrls: PlayUrls;
+  visibility: "public" | "private";
+  /** The guests on stage, in the order they joined it. */
+  stage: StageGuest[];
 }
 
 export interface PublishCredentials {
@@ -441,6 +444,7 @@ export declare class RoomHandle extends Emitter<RoomEvents> {
   readonly data: JoinedEvent;
   readonly peerId: string;
   readonly role: Role;
+  /** The room, kept up to date from `room-status` and `stage`. */
   readonly room: Room;
   readonly viewerCount: number;
   readonly presence: "full" | "counted";

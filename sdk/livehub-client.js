@@ -692,6 +692,9 @@ export class RoomHandle extends Emitter {
         case "room-status":
           data.room = event.room;
           break;
+        case "stage":
+          data.room = { ...data.room, stage: event.stage };
+          break;
         case "kicked":
           this.left = true;
           this.client._forget(this.roomId);

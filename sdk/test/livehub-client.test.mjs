@@ -243,6 +243,33 @@ describe("signaling", () => {
     }
   });
 
+  test("the handle's room follows the stage (`stage` events)", async () => {
+    const room = await lh.createRoom({ title: "stage state" });
+    const a = lh.connect();
+    const b = lh.connect();
+    try {
+      const host = await a.join(room.id, { name: "Ana", role: "host", token: room.ownerToken });
+      const guest = await b.join(room.id, { name: "Bo" });
+      assert.deepEqual([host.room.stage, guest.room.stage], [[], []]);
+      const invited = guest.once("stage-invite");
+      await host.inviteToStage(guest.peerId);
+      await invited;
+      const staged = host.once("stage", { filter: (event) => event.stage.length === 1 });
+      await guest.acceptStage();
+      await staged;
+      assert.deepEqual(host.room.stage.map((g) => g.peerId), [guest.peerId]);
+      assert.equal(host.room.id, room.id); // the rest of the room as it was
+      await eventually(() => guest.room.stage.length === 1);
+      const emptied = host.once("stage", { filter: (event) => event.stage.length === 0 });
+      await guest.leaveStage();
+      await emptied;
+      assert.deepEqual(host.room.stage, []);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   test("moderation: slow mode, delete a line, mute and unmute; viewers may not", async () => {
     const room = await lh.createRoom({ title: "moderation" });
     const a = lh.connect();
