@@ -398,9 +398,11 @@ export interface SignalingOptions {
   timeout?: number;
   /** Reconnect when the connection drops (true). */
   reconnect?: boolean;
-  /** First reconnect delay ceiling, ms (500); doubles per attempt. */
+  /** First reconnect delay ceiling, ms (500); doubles per attempt, and starts again from
+   * here once a connection stayed open for maxDelay or joined its rooms again. */
   minDelay?: number;
-  /** Largest reconnect delay ceiling, ms (15 000). */
+  /** Largest reconnect delay ceiling, ms (15 000); after a flood close (1008) the next
+   * attempt waits this ceiling at once. */
   maxDelay?: number;
   /** Random source of the jitter (Math.random). */
   random?: () => number;

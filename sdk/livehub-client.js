@@ -289,6 +289,9 @@ const TRANSIENT = new Set(["disconnected", "timeout", "rate_limited", "database_
  *
  * options: `WebSocket` (constructor), `timeout` (ms a request waits for its answer, 10 000),
  * `reconnect` (true), `minDelay` (500 ms), `maxDelay` (15 000 ms), `random` (Math.random).
+ * The reconnect delay doubles from minDelay up to maxDelay, and starts again from minDelay
+ * once a connection stayed open for maxDelay or joined its rooms again; after a flood close
+ * (1008) it is maxDelay at once. The client never stops by itself (close() does).
  */
 export class SignalingClient extends Emitter {
   #ws = null;
@@ -297,6 +300,7 @@ export class SignalingClient extends Emitter {
   #queue = [];
   #attempt = 0;
   #timer = null;
+  #steady = null;
   #waits = new Set();
   #closed = false;
   #everOpened = false;
@@ -343,18 +347,29 @@ export class SignalingClient extends Emitter {
     let ended = false;
     const end = (code, reason) => {
       // Node's built-in WebSocket reports a failed attempt with an `error` event alone; a
-      // browser's sends `close` after it: either ends this socket, once
+      // browser's sends `close` after it: either ends this socket, once. (An `error` event
+      // comes only when the connection failed, and the close code is 1006 then: a close
+      // frame from the server, 1008 say, fires `close` alone, with its code.)
       if (ended) return;
       ended = true;
-      if (this.#ws === ws) this.#ws = null;
+      if (this.#ws === ws) {
+        this.#ws = null;
+        clearTimeout(this.#steady);
+      }
       this.#dropPending();
       this.emit("close", { code, reason });
-      this.#scheduleReconnect();
+      this.#scheduleReconnect(code);
     };
     ws.onopen = () => {
       const again = this.#everOpened;
       this.#everOpened = true;
-      this.#attempt = 0;
+      // the backoff starts again once this connection proved itself: open for maxDelay, or
+      // its rooms joined again (#rejoin). A server that accepts and then drops every
+      // connection (a broken proxy, a flood close) is not retried ever faster.
+      clearTimeout(this.#steady);
+      this.#steady = setTimeout(() => {
+        if (this.#ws === ws) this.#attempt = 0;
+      }, this.options.maxDelay);
       this.emit("open", {});
       // the rooms first (their joins go out now, in order), then what was sent meanwhile
       if (again) this.#rejoin(ws);
@@ -381,9 +396,11 @@ export class SignalingClient extends Emitter {
     return Math.round(ceiling / 2 + this.options.random() * (ceiling / 2));
   }
 
-  #scheduleReconnect() {
+  #scheduleReconnect(code) {
     if (this.#closed || !this.options.reconnect) return;
-    const delay = this.#backoff(this.#attempt);
+    // 1008: the server closed this connection for flooding it (its rate limit): come back
+    // after the longest delay, whatever the backoff had reached
+    const delay = code === 1008 ? this.#jitter(this.options.maxDelay) : this.#backoff(this.#attempt);
     this.#attempt += 1;
     this.emit("reconnecting", { attempt: this.#attempt, delay });
     this.#timer = setTimeout(() => {
@@ -399,6 +416,7 @@ export class SignalingClient extends Emitter {
     await Promise.all(rooms.map((handle) => this.#rejoinRoom(handle, ws)));
     // cut off before every answer came: the next connection joins them again
     if (this.#ws !== ws || !this.connected) return;
+    if (rooms.length > 0) this.#attempt = 0; // the server answered: this connection works
     this.emit("reconnected", { rooms: [...this.rooms.keys()] });
   }
 
@@ -587,6 +605,7 @@ export class SignalingClient extends Emitter {
   close() {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    clearTimeout(this.#steady);
     for (const done of [...this.#waits]) done();
     this.#queue = [];
     const ws = this.#ws;

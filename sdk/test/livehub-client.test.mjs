@@ -2,7 +2,7 @@
 // REST (create, get, list pages, close, members, recordings, errors), signaling (join, chat
 // with request ids, relays, refusals, the stage, presence in a counted room), reconnect and
 // rejoin after the server restarts; and, on a socket the test scripts, what a real server
-// cannot be made to do on cue (drops in the middle of a rejoin, refused rejoins).
+// cannot be made to do on cue (drops in the middle of a rejoin, refused rejoins, backoff).
 // Run: node --experimental-websocket --test sdk/test/*.test.mjs (tests/test_sdk.py: make test)
 
 import assert from "node:assert/strict";
@@ -561,6 +561,51 @@ describe("without a server", () => {
       assert.equal(joins("r1"), 1);
       assert.deepEqual(events, ["r1 lost room_ended", "r2 rejoined", "r3 rejoined"]);
       assert.deepEqual(handles.map((h) => h.left), [true, false, false]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("backoff: connections the server accepts then drops are retried later and later", async () => {
+    const { client, socket } = await scripted([], { minDelay: 8, maxDelay: 200 });
+    const delays = [];
+    client.on("reconnecting", ({ delay }) => delays.push(delay));
+    try {
+      for (let n = 0; n < 5; n++) {
+        const made = ScriptedSocket.made.length;
+        socket().drop(n < 4 ? 1011 : 1008, "internal error");
+        if (n < 4) {
+          await eventually(() => ScriptedSocket.made.length === made + 1);
+          socket().accept(); // accepted, and dropped at once the next round
+        }
+      }
+      // doubling as if no connection had opened; a flood close (1008) waits maxDelay
+      assert.deepEqual(delays, [8, 16, 32, 64, 200]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("backoff starts again once a connection stays up (maxDelay) or its rooms are joined again", async () => {
+    const { client, socket } = await scripted(["r1"], { minDelay: 8, maxDelay: 60 });
+    const delays = [];
+    client.on("reconnecting", ({ delay }) => delays.push(delay));
+    try {
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 2);
+      socket().accept();
+      socket().drop(); // its rejoin unanswered: the backoff goes on
+      await eventually(() => ScriptedSocket.made.length === 3);
+      socket().accept();
+      socket().answerJoin("r1"); // joined again: this connection works
+      await pause(1);
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 4);
+      socket().accept();
+      await pause(80); // up for longer than maxDelay
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 5);
+      assert.deepEqual(delays, [8, 16, 8, 8]);
     } finally {
       client.close();
     }

@@ -19,6 +19,7 @@ async function main() {
   h.on("stage-invite", ({ from }) => console.log(from));
   console.log(h.room.stage.map((g) => g.peerId), h.room.visibility === "private");
   h.on("lost", ({ error }) => console.log(error.code));
+  client.on("close", ({ code }) => { if (code === 1008) client.close(); });
   const creds = await h.acceptStage(); console.log(creds.publish.whipUrl, h.stageToken);
   const sent: number = await h.inviteToStage("p"); console.log(sent);
   await h.declineStage(); await h.removeFromStage("p"); await h.leaveStage();
