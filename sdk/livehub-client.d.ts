@@ -26,6 +26,9 @@ export interface Room {
   playerCount: number;
   reconnecting: boolean;
   playUrls: PlayUrls;
+  visibility: "public" | "private";
+  /** The guests on stage, in the order they joined it. */
+  stage: StageGuest[];
 }
 
 export interface PublishCredentials {
@@ -355,7 +358,9 @@ export interface RoomEvents {
   left: LeftEvent;
   /** Joined again after a reconnect (new peerId, fresh members). */
   rejoined: JoinedEvent;
-  /** Rejoining after a reconnect failed (the room ended or is gone): the handle is done. */
+  /** The server refused the rejoin after a reconnect (`room_ended`, `room_not_found`,
+   * `forbidden`, `banned`, ...): the handle is done. A rejoin cut off by another drop is not
+   * lost: the next connection sends it again. */
   lost: { error: LivehubError };
 }
 
@@ -364,6 +369,7 @@ export interface ClientEvents extends Omit<RoomEvents, "rejoined" | "lost"> {
   open: Record<string, never>;
   close: { code: number; reason: string };
   reconnecting: { attempt: number; delay: number };
+  /** Every room has its answer on the new connection: `rooms`, those joined again. */
   reconnected: { rooms: string[] };
 }
 
@@ -392,9 +398,11 @@ export interface SignalingOptions {
   timeout?: number;
   /** Reconnect when the connection drops (true). */
   reconnect?: boolean;
-  /** First reconnect delay ceiling, ms (500); doubles per attempt. */
+  /** First reconnect delay ceiling, ms (500); doubles per attempt, and starts again from
+   * here once a connection stayed open for maxDelay or joined its rooms again. */
   minDelay?: number;
-  /** Largest reconnect delay ceiling, ms (15 000). */
+  /** Largest reconnect delay ceiling, ms (15 000); after a flood close (1008) the next
+   * attempt waits this ceiling at once. */
   maxDelay?: number;
   /** Random source of the jitter (Math.random). */
   random?: () => number;
@@ -426,6 +434,7 @@ export declare class SignalingClient extends Emitter<ClientEvents> {
    * with that id once sent (a refusal: an `error` event carrying it). */
   notify(message: Record<string, unknown> & { type: string }): Promise<number>;
   sendRaw(message: Record<string, unknown>): void;
+  /** Join (or join again: the same handle, its stage token kept unless given). */
   join(roomId: string, options?: JoinOptions): Promise<RoomHandle>;
   close(): void;
 }
@@ -437,9 +446,12 @@ export declare class RoomHandle extends Emitter<RoomEvents> {
   readonly data: JoinedEvent;
   readonly peerId: string;
   readonly role: Role;
+  /** The room, kept up to date from `room-status` and `stage`. */
   readonly room: Room;
   readonly viewerCount: number;
   readonly presence: "full" | "counted";
+  /** By peer id, from joined, peer-joined, peer-left, presence-mode; in a counted room the
+   * hosts and this member only. */
   members: Map<string, Member>;
   left: boolean;
   chat(text: string): Promise<ChatEvent>;

@@ -274,6 +274,9 @@ export class Livehub {
 }
 
 const OPEN = 1;
+/** The codes a rejoin may fail with that do not refuse it: the socket went away before the
+ * answer (`disconnected`), no answer came (`timeout`), or the server could not answer it now. */
+const TRANSIENT = new Set(["disconnected", "timeout", "rate_limited", "database_unavailable", "conflict"]);
 
 /**
  * One signaling WebSocket: requests with ids, typed events, reconnect with backoff and jitter,
@@ -286,6 +289,9 @@ const OPEN = 1;
  *
  * options: `WebSocket` (constructor), `timeout` (ms a request waits for its answer, 10 000),
  * `reconnect` (true), `minDelay` (500 ms), `maxDelay` (15 000 ms), `random` (Math.random).
+ * The reconnect delay doubles from minDelay up to maxDelay, and starts again from minDelay
+ * once a connection stayed open for maxDelay or joined its rooms again; after a flood close
+ * (1008) it is maxDelay at once. The client never stops by itself (close() does).
  */
 export class SignalingClient extends Emitter {
   #ws = null;
@@ -294,6 +300,8 @@ export class SignalingClient extends Emitter {
   #queue = [];
   #attempt = 0;
   #timer = null;
+  #steady = null;
+  #waits = new Set();
   #closed = false;
   #everOpened = false;
 
@@ -339,21 +347,32 @@ export class SignalingClient extends Emitter {
     let ended = false;
     const end = (code, reason) => {
       // Node's built-in WebSocket reports a failed attempt with an `error` event alone; a
-      // browser's sends `close` after it: either ends this socket, once
+      // browser's sends `close` after it: either ends this socket, once. (An `error` event
+      // comes only when the connection failed, and the close code is 1006 then: a close
+      // frame from the server, 1008 say, fires `close` alone, with its code.)
       if (ended) return;
       ended = true;
-      if (this.#ws === ws) this.#ws = null;
+      if (this.#ws === ws) {
+        this.#ws = null;
+        clearTimeout(this.#steady);
+      }
       this.#dropPending();
       this.emit("close", { code, reason });
-      this.#scheduleReconnect();
+      this.#scheduleReconnect(code);
     };
     ws.onopen = () => {
       const again = this.#everOpened;
       this.#everOpened = true;
-      this.#attempt = 0;
+      // the backoff starts again once this connection proved itself: open for maxDelay, or
+      // its rooms joined again (#rejoin). A server that accepts and then drops every
+      // connection (a broken proxy, a flood close) is not retried ever faster.
+      clearTimeout(this.#steady);
+      this.#steady = setTimeout(() => {
+        if (this.#ws === ws) this.#attempt = 0;
+      }, this.options.maxDelay);
       this.emit("open", {});
       // the rooms first (their joins go out now, in order), then what was sent meanwhile
-      if (again) this.#rejoin();
+      if (again) this.#rejoin(ws);
       for (const { frame, id } of this.#queue.splice(0)) {
         ws.send(frame);
         const pending = id === null ? undefined : this.#pending.get(id);
@@ -365,13 +384,23 @@ export class SignalingClient extends Emitter {
     ws.onclose = (event) => end(event?.code ?? 1006, event?.reason ?? "");
   }
 
-  #scheduleReconnect() {
+  /** The delay before retry number `attempt` (0 first): its ceiling doubles from minDelay up
+   * to maxDelay. */
+  #backoff(attempt) {
+    return this.#jitter(Math.min(this.options.maxDelay, this.options.minDelay * 2 ** attempt));
+  }
+
+  /** "Equal jitter": half the ceiling for sure, half at random, so that a server restart does
+   * not bring every client back in the same millisecond. */
+  #jitter(ceiling) {
+    return Math.round(ceiling / 2 + this.options.random() * (ceiling / 2));
+  }
+
+  #scheduleReconnect(code) {
     if (this.#closed || !this.options.reconnect) return;
-    const { minDelay, maxDelay, random } = this.options;
-    const ceiling = Math.min(maxDelay, minDelay * 2 ** this.#attempt);
-    // "equal jitter": half the backoff for sure, half at random, so that a server restart does
-    // not bring every client back in the same millisecond
-    const delay = Math.round(ceiling / 2 + random() * (ceiling / 2));
+    // 1008: the server closed this connection for flooding it (its rate limit): come back
+    // after the longest delay, whatever the backoff had reached
+    const delay = code === 1008 ? this.#jitter(this.options.maxDelay) : this.#backoff(this.#attempt);
     this.#attempt += 1;
     this.emit("reconnecting", { attempt: this.#attempt, delay });
     this.#timer = setTimeout(() => {
@@ -380,20 +409,54 @@ export class SignalingClient extends Emitter {
     }, delay);
   }
 
-  async #rejoin() {
+  /** Join every room again on the socket `ws` that just opened; `reconnected` once they all
+   * have their answer on it. */
+  async #rejoin(ws) {
     const rooms = [...this.rooms.values()];
-    await Promise.all(
-      rooms.map(async (handle) => {
-        try {
-          const joined = await this.request({ type: "join", roomId: handle.roomId, ...handle.options });
-          handle._joined(joined, true);
-        } catch (err) {
+    await Promise.all(rooms.map((handle) => this.#rejoinRoom(handle, ws)));
+    // cut off before every answer came: the next connection joins them again
+    if (this.#ws !== ws || !this.connected) return;
+    if (rooms.length > 0) this.#attempt = 0; // the server answered: this connection works
+    this.emit("reconnected", { rooms: [...this.rooms.keys()] });
+  }
+
+  /** One room's rejoin. Only the server's refusal (`room_ended`, `room_not_found`,
+   * `forbidden`, `banned`, ...) loses the room. A socket gone before the answer keeps it for
+   * the next connection; no answer (`timeout`: the server's rate limit drops unread) or a
+   * passing failure of the server's (`rate_limited`, `database_unavailable`, `conflict`) is
+   * retried on this connection after a backoff while it stays open. */
+  async #rejoinRoom(handle, ws) {
+    const current = () =>
+      !this.#closed && this.#ws === ws && this.connected && this.rooms.get(handle.roomId) === handle;
+    for (let tries = 0; current(); tries += 1) {
+      try {
+        const joined = await this.request({ type: "join", roomId: handle.roomId, ...handle.options });
+        if (this.rooms.get(handle.roomId) === handle) handle._joined(joined, true);
+        return;
+      } catch (err) {
+        if (this.#closed || this.rooms.get(handle.roomId) !== handle) return; // closed, or left
+        if (!TRANSIENT.has(err.code)) {
           this.rooms.delete(handle.roomId);
           handle._lost(err);
+          return;
         }
-      }),
-    );
-    this.emit("reconnected", { rooms: [...this.rooms.keys()] });
+        if (!current()) return; // the socket went away: the next open joins it again
+        await this.#wait(this.#backoff(tries));
+      }
+    }
+  }
+
+  /** Resolves after `ms`, or at once when the client is closed (no timer outlives it). */
+  #wait(ms) {
+    return new Promise((ok) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waits.delete(done);
+        ok();
+      };
+      const timer = setTimeout(done, ms);
+      this.#waits.add(done);
+    });
   }
 
   /** Requests sent on a socket that is gone have lost their answer: they reject with
@@ -513,7 +576,9 @@ export class SignalingClient extends Emitter {
   /** Join a room: resolves with its handle (carrying the `joined` event's data) once joined.
    * `role: "host"` needs the room's owner `token`; a private room's viewers give their viewer
    * `token`; a stage guest on a new connection gives its `stageToken` (the handle keeps the
-   * one of its `stage-credentials`). Joined again after every reconnect. */
+   * one of its `stage-credentials`). Joined again after every reconnect. Joining a room
+   * again (a new name or role) updates its handle, which keeps its stage token unless
+   * `stageToken` gives another. */
   async join(roomId, { name, role, token, stageToken } = {}) {
     const options = {};
     if (name !== undefined) options.name = name;
@@ -526,7 +591,11 @@ export class SignalingClient extends Emitter {
       handle = new RoomHandle(this, roomId, options);
       this.rooms.set(roomId, handle);
     } else {
+      // joined again (a new name, a new role): a stage guest stays one, and keeps the stage
+      // token its rejoins carry, unless this join gave another
+      const kept = handle.options.stageToken;
       handle.options = options;
+      if (options.stageToken === undefined && kept !== undefined) options.stageToken = kept;
     }
     handle._joined(joined, false);
     return handle;
@@ -536,6 +605,8 @@ export class SignalingClient extends Emitter {
   close() {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
+    clearTimeout(this.#steady);
+    for (const done of [...this.#waits]) done();
     this.#queue = [];
     const ws = this.#ws;
     this.#ws = null;
@@ -564,8 +635,9 @@ export class SignalingClient extends Emitter {
  * `viewerCount` and `presence` follow the room's events. Events (`handle.on(type, fn)`): the
  * server events of this room (`chat`, `peer-joined`, `peer-left`, `room-status`,
  * `viewer-count`, `presence-mode`, `kicked`, `offer`, `answer`, `candidate`, `error`), and
- * `rejoined` (the `joined` after a reconnect) and `lost` (a rejoin failed: the room ended or
- * is gone; the handle is done).
+ * `rejoined` (the `joined` after a reconnect) and `lost` (the server refused the rejoin: the
+ * room ended or is gone, the member is banned, ...; the handle is done). In a counted room
+ * (presence "counted") `members` holds the hosts and this member, as the server lists them.
  */
 export class RoomHandle extends Emitter {
   constructor(client, roomId, options) {
@@ -625,6 +697,12 @@ export class RoomHandle extends Emitter {
           data.viewerCount = event.viewerCount;
           if (event.members) {
             this.members = new Map(event.members.map((member) => [member.peerId, member]));
+          } else if (event.presence === "counted") {
+            // viewers are no longer announced (their departures neither): keep what a counted
+            // room lists, the hosts and this member
+            for (const [peerId, member] of this.members) {
+              if (member.role !== "host" && peerId !== this.peerId) this.members.delete(peerId);
+            }
           }
           break;
         case "viewer-count":
@@ -632,6 +710,9 @@ export class RoomHandle extends Emitter {
           break;
         case "room-status":
           data.room = event.room;
+          break;
+        case "stage":
+          data.room = { ...data.room, stage: event.stage };
           break;
         case "kicked":
           this.left = true;

@@ -160,7 +160,9 @@ export function roomView(root, roomId) {
     const options = { name: myName(), ...(token ? { role: 'host', token } : { token: viewerToken }) };
     client.join(roomId, options).then((handle) => {
       signal = handle;
-      // a rejoin after a reconnect failed: its `error` event says why (handled below)
+      // the server refused a rejoin after a reconnect (the room ended, a ban): its `error`
+      // event says why (handled below). A rejoin cut off by another drop is not lost: the
+      // SDK sends it again on the next connection.
       handle.on('lost', () => { if (signal === handle) signal = null; });
     }, (err) => {
       // refused: its `error` event says why; no answer (the connection dropped): try again

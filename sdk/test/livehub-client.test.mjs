@@ -1,6 +1,8 @@
 // The SDK against a real livehub (started here), loaded from /sdk/livehub-client.js over HTTP:
 // REST (create, get, list pages, close, members, recordings, errors), signaling (join, chat
-// with request ids, relays, refusals), reconnect and rejoin after the server restarts.
+// with request ids, relays, refusals, the stage, presence in a counted room), reconnect and
+// rejoin after the server restarts; and, on a socket the test scripts, what a real server
+// cannot be made to do on cue (drops in the middle of a rejoin, refused rejoins, backoff).
 // Run: node --experimental-websocket --test sdk/test/*.test.mjs (tests/test_sdk.py: make test)
 
 import assert from "node:assert/strict";
@@ -241,6 +243,33 @@ describe("signaling", () => {
     }
   });
 
+  test("the handle's room follows the stage (`stage` events)", async () => {
+    const room = await lh.createRoom({ title: "stage state" });
+    const a = lh.connect();
+    const b = lh.connect();
+    try {
+      const host = await a.join(room.id, { name: "Ana", role: "host", token: room.ownerToken });
+      const guest = await b.join(room.id, { name: "Bo" });
+      assert.deepEqual([host.room.stage, guest.room.stage], [[], []]);
+      const invited = guest.once("stage-invite");
+      await host.inviteToStage(guest.peerId);
+      await invited;
+      const staged = host.once("stage", { filter: (event) => event.stage.length === 1 });
+      await guest.acceptStage();
+      await staged;
+      assert.deepEqual(host.room.stage.map((g) => g.peerId), [guest.peerId]);
+      assert.equal(host.room.id, room.id); // the rest of the room as it was
+      await eventually(() => guest.room.stage.length === 1);
+      const emptied = host.once("stage", { filter: (event) => event.stage.length === 0 });
+      await guest.leaveStage();
+      await emptied;
+      assert.deepEqual(host.room.stage, []);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+
   test("moderation: slow mode, delete a line, mute and unmute; viewers may not", async () => {
     const room = await lh.createRoom({ title: "moderation" });
     const a = lh.connect();
@@ -335,6 +364,112 @@ describe("signaling", () => {
   });
 });
 
+describe("counted presence (a livehub with LIVEHUB_PRESENCE_LIMIT=3)", () => {
+  const small = new Server({ LIVEHUB_PRESENCE_LIMIT: "3" });
+  let lh3;
+  before(async () => {
+    await small.start();
+    lh3 = new sdk.Livehub({ baseUrl: small.url, WebSocket: globalThis.WebSocket });
+  });
+  after(() => small.close());
+
+  test("members: every member while full; the hosts and self while counted", async () => {
+    const room = await lh3.createRoom({ title: "counted" });
+    const clients = Array.from({ length: 5 }, () => lh3.connect());
+    const names = (handle) => [...handle.members.values()].map((m) => m.name).sort();
+    try {
+      const [a, b, c, d, e] = clients;
+      const host = await a.join(room.id, { name: "H", role: "host", token: room.ownerToken });
+      const v1 = await b.join(room.id, { name: "V1" });
+      await c.join(room.id, { name: "V2" });
+      await eventually(() => host.members.size === 3);
+      const v3 = await d.join(room.id, { name: "V3" }); // the fourth member: counted
+      assert.equal(v3.presence, "counted");
+      assert.deepEqual(names(v3), ["H", "V3"]);
+      await eventually(() => host.presence === "counted" && v1.presence === "counted");
+      assert.deepEqual(names(host), ["H"]); // viewers' departures are not announced now
+      assert.deepEqual(names(v1), ["H", "V1"]);
+
+      // hosts are announced in any room; a host that joins again as viewer leaves the lists
+      const cohost = await e.join(room.id, { name: "H2", role: "host", token: room.ownerToken });
+      await eventually(() => host.members.has(cohost.peerId) && v1.members.has(cohost.peerId));
+      assert.deepEqual(names(host), ["H", "H2"]);
+      await e.join(room.id, { name: "H2" });
+      await eventually(() => !host.members.has(cohost.peerId) && !v1.members.has(cohost.peerId));
+      assert.deepEqual(names(host), ["H"]);
+
+      // back to full (3 members): the whole list again
+      await c.rooms.get(room.id).leave();
+      await d.rooms.get(room.id).leave();
+      await eventually(() => host.presence === "full");
+      assert.deepEqual(names(host), ["H", "H2", "V1"]);
+      assert.deepEqual(names(v1), ["H", "H2", "V1"]);
+    } finally {
+      for (const client of clients) client.close();
+    }
+  });
+});
+
+/** A WebSocket the test plays the server of: it opens, answers and closes when told. */
+class ScriptedSocket {
+  static made = [];
+  constructor(url) {
+    this.url = url;
+    this.readyState = 0;
+    this.sent = [];
+    ScriptedSocket.made.push(this);
+  }
+  send(frame) {
+    this.sent.push(JSON.parse(frame));
+  }
+  close(code = 1000) {
+    this.drop(code);
+  }
+  accept() {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  push(event) {
+    this.onmessage?.({ data: JSON.stringify(event) });
+  }
+  /** Answer the last `join` sent on this socket with `joined` (or with an `error` event). */
+  answerJoin(roomId, { peerId = "p1", error } = {}) {
+    const join = this.sent.findLast((message) => message.type === "join" && message.roomId === roomId);
+    assert.ok(join, `no join of ${roomId} sent`);
+    if (error) {
+      this.push({ type: "error", code: error, message: error, inReplyTo: "join", roomId, id: join.id });
+      return;
+    }
+    this.push({
+      type: "joined", roomId, peerId, role: "viewer", room: { id: roomId, stage: [] },
+      members: [{ peerId, name: "Bo", role: "viewer" }], presence: "full", viewerCount: 1, id: join.id,
+    });
+  }
+  drop(code = 1006, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+}
+
+const pause = (ms = 0) => new Promise((ok) => setTimeout(ok, ms));
+
+/** A client on a ScriptedSocket that joined `roomIds`; its socket is the last one made. */
+async function scripted(roomIds, options = {}) {
+  ScriptedSocket.made = [];
+  const client = new sdk.SignalingClient("ws://x.invalid/ws", {
+    WebSocket: ScriptedSocket, minDelay: 10, maxDelay: 40, random: () => 1, ...options,
+  });
+  const ws = ScriptedSocket.made[0];
+  ws.accept();
+  const handles = [];
+  for (const roomId of roomIds) {
+    const joining = client.join(roomId, { name: "Bo" });
+    ws.answerJoin(roomId);
+    handles.push(await joining);
+  }
+  return { client, handles, socket: () => ScriptedSocket.made.at(-1) };
+}
+
 describe("without a server", () => {
   test("a client without a WebSocket constructor says so", () => {
     assert.throws(
@@ -370,5 +505,134 @@ describe("without a server", () => {
     assert.ok(made.length >= 5);
     // a request never sent stays queued across failed attempts, and fails when closed
     await rejects(pending, "closed");
+  });
+
+  test("a rejoin cut off by another drop keeps the room: the next connection joins it again", async () => {
+    const { client, handles: [handle], socket } = await scripted(["r1"]);
+    const events = [];
+    handle.on("lost", ({ error }) => events.push(`lost ${error.code}`));
+    handle.on("rejoined", () => events.push("rejoined"));
+    client.on("reconnected", ({ rooms }) => events.push(`reconnected ${rooms}`));
+    try {
+      socket().drop(1001, "server shutdown");
+      await eventually(() => ScriptedSocket.made.length === 2);
+      socket().accept();
+      assert.equal(socket().sent[0].type, "join"); // the rejoin goes out...
+      socket().drop(); // ... and the connection drops again before its answer
+      await pause(5);
+      assert.deepEqual(events, []); // not lost, and not reconnected either
+      assert.equal(client.rooms.get("r1"), handle);
+      await eventually(() => ScriptedSocket.made.length === 3);
+      socket().accept();
+      socket().answerJoin("r1", { peerId: "p3" });
+      await eventually(() => events.length === 2);
+      assert.deepEqual(events, ["rejoined", "reconnected r1"]);
+      assert.equal(handle.peerId, "p3");
+      assert.equal(handle.left, false);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("a rejoin the server refuses loses the room; one it did not answer is sent again", async () => {
+    const { client, handles, socket } = await scripted(["r1", "r2", "r3"], { timeout: 300 });
+    const events = [];
+    for (const handle of handles) {
+      handle.on("lost", ({ error }) => events.push(`${handle.roomId} lost ${error.code}`));
+      handle.on("rejoined", () => events.push(`${handle.roomId} rejoined`));
+    }
+    try {
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 2);
+      const ws = socket();
+      ws.accept();
+      assert.deepEqual(ws.sent.map((m) => [m.type, m.roomId]), [["join", "r1"], ["join", "r2"], ["join", "r3"]]);
+      const joins = (roomId) => ws.sent.filter((m) => m.type === "join" && m.roomId === roomId).length;
+      const reconnected = client.once("reconnected");
+      ws.answerJoin("r1", { error: "room_ended" }); // refused: the room is gone for good
+      ws.answerJoin("r2", { error: "rate_limited" }); // not now: sent again after a backoff
+      await eventually(() => joins("r2") === 2);
+      assert.deepEqual(events, ["r1 lost room_ended"]);
+      assert.deepEqual([...client.rooms.keys()], ["r2", "r3"]);
+      ws.answerJoin("r2");
+      await eventually(() => joins("r3") === 2); // r3's got no answer at all: sent again
+      ws.answerJoin("r3");
+      assert.deepEqual((await reconnected).rooms, ["r2", "r3"]);
+      assert.equal(joins("r1"), 1);
+      assert.deepEqual(events, ["r1 lost room_ended", "r2 rejoined", "r3 rejoined"]);
+      assert.deepEqual(handles.map((h) => h.left), [true, false, false]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("backoff: connections the server accepts then drops are retried later and later", async () => {
+    const { client, socket } = await scripted([], { minDelay: 8, maxDelay: 200 });
+    const delays = [];
+    client.on("reconnecting", ({ delay }) => delays.push(delay));
+    try {
+      for (let n = 0; n < 5; n++) {
+        const made = ScriptedSocket.made.length;
+        socket().drop(n < 4 ? 1011 : 1008, "internal error");
+        if (n < 4) {
+          await eventually(() => ScriptedSocket.made.length === made + 1);
+          socket().accept(); // accepted, and dropped at once the next round
+        }
+      }
+      // doubling as if no connection had opened; a flood close (1008) waits maxDelay
+      assert.deepEqual(delays, [8, 16, 32, 64, 200]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("backoff starts again once a connection stays up (maxDelay) or its rooms are joined again", async () => {
+    const { client, socket } = await scripted(["r1"], { minDelay: 8, maxDelay: 60 });
+    const delays = [];
+    client.on("reconnecting", ({ delay }) => delays.push(delay));
+    try {
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 2);
+      socket().accept();
+      socket().drop(); // its rejoin unanswered: the backoff goes on
+      await eventually(() => ScriptedSocket.made.length === 3);
+      socket().accept();
+      socket().answerJoin("r1"); // joined again: this connection works
+      await pause(1);
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 4);
+      socket().accept();
+      await pause(80); // up for longer than maxDelay
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 5);
+      assert.deepEqual(delays, [8, 16, 8, 8]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("joining again (a new name) keeps the stage token: the rejoin still takes the place", async () => {
+    const { client, handles: [handle], socket } = await scripted(["r1"]);
+    try {
+      socket().push({ type: "stage-credentials", roomId: "r1", streamKey: "k", publish: { token: "st-1" } });
+      assert.equal(handle.stageToken, "st-1");
+      const renamed = client.join("r1", { name: "Bo again" });
+      socket().answerJoin("r1");
+      assert.equal(await renamed, handle);
+      assert.equal(handle.options.name, "Bo again");
+      assert.equal(handle.stageToken, "st-1");
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 2);
+      socket().accept();
+      const { id: _, ...rejoin } = socket().sent[0];
+      assert.deepEqual(rejoin, { type: "join", roomId: "r1", name: "Bo again", stageToken: "st-1" });
+      // a join that gives a stage token replaces the one kept
+      const given = client.join("r1", { name: "Bo", stageToken: "st-2" });
+      socket().answerJoin("r1", { peerId: "p2" });
+      await given;
+      assert.equal(handle.stageToken, "st-2");
+    } finally {
+      client.close();
+    }
   });
 });

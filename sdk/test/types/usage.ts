@@ -17,6 +17,9 @@ async function main() {
   h.on("stage", (event) => console.log(event.type, event.roomId));
   h.on("stage", (event) => console.log(event.stage.map((g) => g.playUrls.whep)));
   h.on("stage-invite", ({ from }) => console.log(from));
+  console.log(h.room.stage.map((g) => g.peerId), h.room.visibility === "private");
+  h.on("lost", ({ error }) => console.log(error.code));
+  client.on("close", ({ code }) => { if (code === 1008) client.close(); });
   const creds = await h.acceptStage(); console.log(creds.publish.whipUrl, h.stageToken);
   const sent: number = await h.inviteToStage("p"); console.log(sent);
   await h.declineStage(); await h.removeFromStage("p"); await h.leaveStage();
