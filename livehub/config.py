@@ -43,7 +43,7 @@ def _float(name: str, raw: str, *, minimum: float = 0.0) -> float:
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if not math.isfinite(value) or value < minimum:  # NaN, infinite or below range
-        raise ConfigError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
+        raise ConfigError(f"{name} must be a number >= {minimum}, and finite, got {raw!r}")
     return value
 
 
