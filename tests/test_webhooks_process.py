@@ -124,7 +124,11 @@ async def test_outbox_rows_survive_a_down_receiver_and_a_kill_9(
         for step in ("room.created", "room.live", "room.ended"):
             outbox.add([url], "r1", step)
         deadline = time.monotonic() + 30
-        while outbox.rows()[0]["attempts"] < 1:
+        # the attempt is written, then logged: the kill waits for both (the log is checked)
+        while (
+            outbox.rows()[0]["attempts"] < 1
+            or "attempt 1 failed (cannot connect" not in first.log.read_text()
+        ):
             assert time.monotonic() < deadline, first.log.read_text()
             await asyncio.sleep(0.05)
         assert outbox.states() == ["pending"] * 3
