@@ -23,7 +23,7 @@ from livehub.domain.errors import (
     RoomNotFound,
     Unauthorized,
 )
-from livehub.domain.recordings import RecordingNotFound
+from livehub.domain.recordings import RecordingFileKept, RecordingNotFound
 from livehub.domain.stage import NotOnStage
 from livehub.domain.store import StoreUnavailable
 from livehub.webhooks.queue import DeliveryNotFailed, DeliveryNotFound, WebhooksDisabled
@@ -79,6 +79,7 @@ STATUS: dict[type[LivehubError], int] = {
     StoreUnavailable: 503,
     RoomEnded: 409,
     RecordingNotFound: 404,
+    RecordingFileKept: 503,
     NotOnStage: 404,
     # webhooks
     DeliveryNotFound: 404,

@@ -104,7 +104,10 @@ DESCRIPTION = """Live rooms, WebSocket signaling (see docs/protocol.md), SRS hoo
 Every REST error has one shape, `Error`: `{"error": message, "code": snake_case, "details":
 object or null}`; validation errors name the offending fields in `details`. This includes
 the answers no operation below lists: 404 `not_found` for an unknown path and 405
-`method_not_allowed` (with an `Allow` header) for a method a path does not support."""
+`method_not_allowed` (with an `Allow` header) for a method a path does not support. Not in this
+shape: a request HTTP cannot parse (aiohttp answers its own plain-text 400 before any route),
+and the 404 of a file served as it is (a console file under `/static/` that does not exist, a
+recording's file deleted between its check and its sending), which is empty."""
 
 
 def build_spec() -> dict[str, Any]:
@@ -576,6 +579,11 @@ def add_recording_paths(spec: APISpec) -> None:
                     "404": _error(
                         "No such recording, or a private room's and the token is neither its "
                         "owner's nor the admin's (`recording_not_found`)"
+                    ),
+                    "503": _error(
+                        "The file could not be deleted (`recording_not_deleted`): the recording "
+                        "is kept, and the retention sweep tries again; or the database is "
+                        "unavailable (`database_unavailable`)"
                     ),
                 },
             },

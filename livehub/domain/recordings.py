@@ -50,6 +50,19 @@ class RecordingNotFound(LivehubError):
         super().__init__("Recording not found", details={"recordingId": recording_id})
 
 
+class RecordingFileKept(LivehubError):
+    """The file could not be deleted (permissions, a busy share): the recording is kept, and
+    the retention sweep tries again."""
+
+    code = "recording_not_deleted"
+
+    def __init__(self, recording_id: str) -> None:
+        super().__init__(
+            "The recording's file could not be deleted: try again later",
+            details={"recordingId": recording_id},
+        )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Recording:
     """One file of a room's broadcast. ``path`` is relative to the recordings directory."""
@@ -261,15 +274,20 @@ class RecordingService:
 
     async def delete(self, recording_id: str, bearer: str | None, admin_token: str | None) -> None:
         """Delete a recording, file and row: by the room's owner or the admin."""
-        _, room = await self.get(recording_id)
+        recording, room = await self.get(recording_id)
         self._rooms.authorize(room, bearer, admin_token)
-        await self._remove(recording_id)
+        if not await self._remove(recording):
+            raise RecordingFileKept(recording_id)
 
-    async def _remove(self, recording_id: str) -> bool:
-        gone = await self._store.delete_recording(recording_id)
-        if gone is None:
+    async def _remove(self, recording: Recording) -> bool:
+        """The file, then the row: a file that cannot be deleted keeps its row (the next sweep
+        tries again; nothing is left on disk that no row names). False if it could not."""
+        try:
+            await self.files.delete(recording.path)  # a file gone already is deleted
+        except OSError as exc:
+            log.warning("recording %s: its file could not be deleted: %s", recording.id, exc)
             return False
-        await self.files.delete(gone.path)
+        await self._store.delete_recording(recording.id)
         return True
 
     async def sweep(self, now: int | None = None) -> int:
@@ -279,7 +297,7 @@ class RecordingService:
         before = now - self._retention_ms if self._retention_ms > 0 else None
         deleted = 0
         for recording in await self._store.expired_recordings(before, SWEEP_BATCH):
-            if await self._remove(recording.id):
+            if await self._remove(recording):
                 deleted += 1
         if deleted:
             log.info("deleted %d recordings (retention, or their room is gone)", deleted)

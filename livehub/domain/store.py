@@ -33,6 +33,7 @@ Semantics every adapter keeps:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -49,6 +50,28 @@ class StoreUnavailable(LivehubError):
     """The store cannot be reached (maps to 503 ``database_unavailable``)."""
 
     code = "database_unavailable"
+
+
+class WriteHealth:
+    """Whether a store's writes fail now, which its reads may not show (a full disk, a
+    read-only standby): its last write failed less than ``window`` seconds ago and none has
+    succeeded since. Past the window it is given the benefit of the doubt again (a node taken
+    out of a load balancer for it gets no writes to show it has recovered)."""
+
+    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._failed_at: float | None = None
+
+    def succeeded(self) -> None:
+        self._failed_at = None
+
+    def failed(self) -> None:
+        self._failed_at = self._clock()
+
+    @property
+    def failing(self) -> bool:
+        return self._failed_at is not None and self._clock() - self._failed_at < self._window
 
 
 class RoomStore(Protocol):

@@ -11,6 +11,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.app import create_app
 from tests.conftest import HOOK_SECRET, Client, hook_for, make_config, send_hook
 from tests.fake_srs import FakeSRS
@@ -78,6 +79,39 @@ async def test_readyz_when_the_database_fails(
     body = await resp.json()
     assert body["status"] == "not_ready"
     assert body["checks"]["database"] == "failing" and body["checks"]["srs_api"] == "ok"
+
+
+async def test_readyz_when_writes_fail_and_reads_do_not(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """A full disk: reads answer, writes do not. The node is not ready (a load balancer takes
+    it out) until a write succeeds again."""
+    path = tmp_path / "livehub.db"
+    client = await aiohttp_client(create_app(make_config(srs_api_url=srs.url, db_path=str(path))))
+    store = client.app[keys.store]
+    assert isinstance(store, SQLiteStore) and store.writer is not None
+    writer = store.writer
+
+    def limit(pages: int | None) -> Any:
+        def run(db: sqlite3.Connection) -> None:  # SQLITE_FULL past this many pages
+            count = db.execute("PRAGMA page_count").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count = {pages or count}")
+
+        return run
+
+    await writer.run(limit(None))
+    for n in range(500):
+        resp = await client.post("/api/rooms", json={"title": f"{'x' * 90} {n}"})
+        if resp.status != 201:
+            break
+    assert resp.status == 503 and (await resp.json())["code"] == "database_unavailable"
+    assert (await client.get("/api/rooms")).status == 200  # reads still answer
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["checks"]["database"] == "failing"
+    await writer.run(limit(1_000_000))  # space again
+    assert (await client.post("/api/rooms", json={"title": "again"})).status == 201
+    assert (await client.get("/readyz")).status == 200
 
 
 # -- metrics -----------------------------------------------------------------------------------

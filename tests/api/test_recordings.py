@@ -435,6 +435,34 @@ async def test_retention_and_deleted_rooms_remove_file_and_row(
     assert not gone.exists()
 
 
+async def test_a_file_that_cannot_be_deleted_keeps_its_row_until_it_can(
+    client: Client, app: web.Application, recordings_dir: Path
+) -> None:
+    """Deleting the file fails (here a directory stands where the file was: EISDIR; on a
+    share, EACCES or EBUSY): the recording stays listed, the API answers 503, the sweep goes
+    on with the others and deletes it once it can. No file is left that no row names."""
+    room = await new_room(client, record=True)
+    stuck, other = recordings_dir / "live" / "stuck.mp4", recordings_dir / "live" / "other.mp4"
+    for file in (stuck, other):
+        write(file, 1000)
+        await send_hook(client, dvr_body(room, str(recordings_dir), f"live/{file.name}"))
+    first, second = await recordings(client, room["id"])
+    stuck.unlink()
+    stuck.mkdir()
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    resp = await client.delete(f"/api/recordings/{first['id']}", headers=owner)
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "recording_not_deleted"
+    assert [r["id"] for r in await recordings(client, room["id"])] == [first["id"], second["id"]]
+    service = app[keys.recordings]
+    assert await service.sweep(now=now_ms() + 2 * DAY_MS) == 1  # the other one
+    assert not other.exists()
+    assert [r["id"] for r in await recordings(client, room["id"])] == [first["id"]]
+    stuck.rmdir()  # it can be deleted now (a file gone already is deleted)
+    assert await service.sweep(now=now_ms() + 2 * DAY_MS) == 1
+    assert await recordings(client, room["id"]) == []
+
+
 async def test_any_node_of_a_cluster_serves_and_deletes_from_the_shared_directory(
     aiohttp_client: AiohttpClient, pg_url: str, recordings_dir: Path, tmp_path: Path
 ) -> None:

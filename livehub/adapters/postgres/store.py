@@ -48,7 +48,7 @@ from livehub.adapters.rows import (
 )
 from livehub.domain.recordings import Recording
 from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
-from livehub.domain.store import Cursor, StoreUnavailable
+from livehub.domain.store import Cursor, StoreUnavailable, WriteHealth
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutdown, crash recovery, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.ReadOnlySQLTransactionError,  # a standby (after a failover)
     asyncpg.InterfaceError,  # connection closed under us
     # a connection the server dropped mid-query, then used again: "cannot switch to state 12;
     # another operation (2) is in progress" (seen while PostgreSQL stopped under queries)
@@ -222,6 +223,8 @@ class PostgresStore:
         self._pool = pool
         self._command_timeout = command_timeout
         self.webhook_endpoints = tuple(webhook_endpoints)
+        #: whether writes fail now (ping says so: reads alone may not show it)
+        self.write_health = WriteHealth()
         self._event_view = event_view or bare_view
 
     @classmethod
@@ -332,6 +335,15 @@ class PostgresStore:
 
     async def _write(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """``work`` in a transaction; commit failures are reported, never retried."""
+        try:
+            result = await self._transaction(work)
+        except StoreUnavailable:  # unreachable, full, read-only: not a conflict
+            self.write_health.failed()
+            raise
+        self.write_health.succeeded()
+        return result
+
+    async def _transaction(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
 
         async def run(conn: asyncpg.Connection, attempt: _Attempt) -> T:
             transaction = conn.transaction()
@@ -589,7 +601,10 @@ class PostgresStore:
         return await self._recordings(f"(ended_at < $1 OR {orphan}) LIMIT $2", ended_before, limit)
 
     async def ping(self) -> bool:
-        """Whether the database answers a read of the rooms table now."""
+        """Whether the database answers a read of the rooms table now, and its writes do not
+        fail (:class:`WriteHealth`)."""
+        if self.write_health.failing:
+            return False
         try:
             async with asyncio.timeout(2.0):
                 await self._fetch(f"{_SELECT} LIMIT 1")

@@ -60,7 +60,7 @@ from livehub.adapters.rows import (
 )
 from livehub.domain.recordings import Recording
 from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
-from livehub.domain.store import Cursor, StoreUnavailable
+from livehub.domain.store import Cursor, StoreUnavailable, WriteHealth
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,8 @@ class SQLiteStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             private_file(path)
         self.path = path
+        #: whether writes fail now (ping says so: reads alone may not show it)
+        self.write_health = WriteHealth()
         self.webhook_endpoints = tuple(webhook_endpoints)
         self._event_view = event_view or bare_view
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -293,9 +295,13 @@ class SQLiteStore:
 
     async def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work`` on the writer's connection (inline for ``:memory:``, private to ours)."""
-        if self.writer is None:
-            return work(self._db)
-        return await self.writer.run(work)
+        try:
+            result = work(self._db) if self.writer is None else await self.writer.run(work)
+        except sqlite3.OperationalError:  # locked, full, read-only, I/O: not a conflict
+            self.write_health.failed()
+            raise
+        self.write_health.succeeded()
+        return result
 
     @_unavailable
     async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
@@ -583,7 +589,10 @@ class SQLiteStore:
         return self._recordings(f"(ended_at < ? OR {orphan}) LIMIT ?", ended_before, limit)
 
     async def ping(self) -> bool:
-        """Whether the database answers a read of the rooms table."""
+        """Whether the database answers a read of the rooms table, and its writes do not fail
+        (:class:`WriteHealth`)."""
+        if self.write_health.failing:
+            return False
         try:
             self._db.execute("SELECT 1 FROM rooms LIMIT 1").fetchone()
         except sqlite3.Error:
