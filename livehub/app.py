@@ -15,6 +15,7 @@ from aiohttp import web
 from livehub import keys
 from livehub.adapters.redis.leader import lead
 from livehub.adapters.srs.api import Kicker, PublicUrls, SRSClient, SRSOrigins
+from livehub.api import health
 from livehub.api.console import security_headers
 from livehub.api.listeners import listener_middleware
 from livehub.api.middlewares import error_middleware
@@ -37,6 +38,7 @@ from livehub.domain.viewer_tokens import PrivateRooms, ViewerTokens
 from livehub.domain.windows import Cancellable
 from livehub.engines import Engines
 from livehub.metrics import Metrics
+from livehub.readiness import Readiness
 from livehub.reconcile import Reconciler
 from livehub.recording_files import LocalRecordingFiles
 from livehub.tasks import cancel_and_wait
@@ -148,6 +150,7 @@ def create_app(config: Config) -> web.Application:
         measure=_json_size,
     )
     app[keys.openapi] = build_spec()
+    app[keys.readiness] = Readiness(functools.partial(health.check, app))
     # issue 18: private rooms, co-hosts on stage, chat moderation (all on the signaling)
     signaling = app[keys.signaling]
     app[keys.viewer_tokens] = viewer_tokens

@@ -349,6 +349,9 @@ class Config:
     reconnect_window: float = 30.0
     reconcile_interval: float = 10.0
     shutdown_timeout: float = 10.0
+    #: seconds a request's body may take to arrive once its headers are in (LIVEHUB_BODY_TIMEOUT):
+    #: then 408 and the connection is closed (a body that never comes held it for good)
+    body_timeout: float = 10.0
     cors_origins: tuple[str, ...] = ("*",)
     ws_origins: tuple[str, ...] = ("*",)
     log_level: str = "INFO"
@@ -510,6 +513,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_RECONNECT_WINDOW": ("reconnect_window", _float),
     "LIVEHUB_RECONCILE_INTERVAL": ("reconcile_interval", _float),
     "LIVEHUB_SHUTDOWN_TIMEOUT": ("shutdown_timeout", _float),
+    "LIVEHUB_BODY_TIMEOUT": ("body_timeout", lambda n, r: _float(n, r, minimum=0.1)),
     "LIVEHUB_CORS_ORIGINS": ("cors_origins", _list),
     "LIVEHUB_WS_ORIGINS": ("ws_origins", _list),
     "LIVEHUB_LOG_LEVEL": ("log_level", _log_level),

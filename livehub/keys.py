@@ -24,6 +24,7 @@ from livehub.domain.stage import Stage
 from livehub.domain.store import RoomStore
 from livehub.domain.viewer_tokens import ViewerTokens
 from livehub.metrics import Metrics
+from livehub.readiness import Readiness
 from livehub.reconcile import Reconciler
 from livehub.webhooks.dispatcher import Dispatcher, Tuning
 from livehub.webhooks.queue import DeliveryQueue, OutboxFactory
@@ -44,6 +45,8 @@ metrics = web.AppKey("metrics", Metrics)
 #: the first SRS origin (readiness); every origin is in ``srs_origins``
 srs = web.AppKey("srs", SRSClient)
 srs_origins = web.AppKey("srs_origins", SRSOrigins)
+#: /readyz's checks of the database and SRS, reused for a second
+readiness = web.AppKey("readiness", Readiness[tuple[bool, list[bool]]])
 kicker = web.AppKey("kicker", Kicker)
 reconciler = web.AppKey("reconciler", Reconciler)
 #: cluster mode only: the lock of the node that reconciles and sweeps

@@ -219,6 +219,17 @@ async def test_hooks_heartbeat_and_metrics_only_on_the_internal_port(
         for base in (public, internal):
             async with session.get(f"{base}/healthz") as resp:
                 assert resp.status == 200
+        # readiness on both; why SRS cannot be reached (its internal address) only here
+        async with session.get(f"{internal}/readyz") as resp:
+            assert resp.status == 503
+            error = (await resp.json())["checks"]["srs_api_error"]
+            assert "127.0.0.1:9" in error
+        async with session.get(f"{public}/readyz") as resp:
+            assert resp.status == 503
+            assert await resp.json() == {
+                "status": "not_ready",
+                "checks": {"database": "ok", "srs_api": "unreachable", "reconcile": "skipped"},
+            }
         # an unsigned heartbeat is refused on the internal port too
         status, reply = await post_json(
             session, f"{internal}/api/hooks/srs/heartbeat", hook_fixture("heartbeat.json")

@@ -4,13 +4,15 @@ middleware renders in the one error shape."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 from marshmallow import ValidationError
 
-from livehub.api.middlewares import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from livehub import keys
+from livehub.api.middlewares import BadRequest, BodyTimeout, PayloadTooLarge, UnsupportedMediaType
 
 
 def _is_json(content_type: str) -> bool:
@@ -24,9 +26,11 @@ async def read_json(request: web.Request, *, strict_content_type: bool = True) -
 
     400 when it is empty, malformed or cannot be decoded (bad chunking or Content-Encoding),
     413 when it is larger than the app's ``client_max_size`` (refused from ``Content-Length``
-    before reading when the client announces it), 415 when ``strict_content_type`` and the
-    Content-Type is not JSON. SRS callbacks pass ``strict_content_type=False``: SRS always sends
-    ``application/json``, and refusing a publish over a header would help nobody.
+    before reading when the client announces it), 408 when it has not arrived within
+    ``LIVEHUB_BODY_TIMEOUT`` seconds (the connection is closed), 415 when
+    ``strict_content_type`` and the Content-Type is not JSON. SRS callbacks pass
+    ``strict_content_type=False``: SRS always sends ``application/json``, and refusing a
+    publish over a header would help nobody.
     """
     if strict_content_type and not _is_json(request.content_type):
         raise UnsupportedMediaType(request.headers.get("Content-Type"))
@@ -34,8 +38,15 @@ async def read_json(request: web.Request, *, strict_content_type: bool = True) -
     declared = request.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(limit)
+    timeout = request.app[keys.config].body_timeout
     try:
-        raw = await request.read()
+        # at most 16 KiB: a real client sends it at once; one that trickles or never comes
+        # would hold the connection and this handler for good
+        async with asyncio.timeout(timeout):
+            raw = await request.read()
+    except TimeoutError:
+        request.content.feed_eof()  # nothing more is read from it: answer, then close
+        raise BodyTimeout(timeout) from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(limit) from None
     except web.RequestPayloadError as exc:

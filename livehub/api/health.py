@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from livehub import keys
 from livehub.adapters.srs.api import probe
 from livehub.api.jsonio import json_response
+from livehub.api.listeners import local_port
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -32,9 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
     """
     app = request.app
     origins = app[keys.srs_origins].clients
-    database, *answers = await asyncio.gather(
-        app[keys.store].ping(), *(probe(client) for client in origins)
-    )
+    database, answers = await app[keys.readiness].answer()
     up = sum(answers)
     last_ok = app[keys.reconciler].last_ok
     checks: dict[str, Any] = {
@@ -47,8 +46,11 @@ async def readyz(request: web.Request) -> web.Response:
         # reported, not required: a node without Redis still serves REST and its own members,
         # and taking every node out of the balancer at once would be worse
         checks["redis"] = "ok" if bus.healthy else "unreachable"
+    # the errors name SRS's internal address: with an internal port, only there
+    internal_port = app[keys.config].internal_port
+    details = internal_port is None or local_port(request) == internal_port
     if len(origins) == 1:
-        if not up and origins[0].last_error:
+        if not up and origins[0].last_error and details:
             checks["srs_api_error"] = origins[0].last_error
     else:
         checks["srs_origins"] = {
@@ -60,13 +62,23 @@ async def readyz(request: web.Request) -> web.Response:
             for client, ok in zip(origins, answers, strict=True)
             if not ok and client.last_error
         }
-        if errors:
+        if errors and details:
             checks["srs_api_errors"] = errors
     ready = bool(database) and up > 0
     return json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},
         status=200 if ready else 503,
     )
+
+
+async def check(app: web.Application) -> tuple[bool, list[bool]]:
+    """The database's and every SRS origin's answer, at once (each within its timeout); what
+    :class:`~livehub.readiness.Readiness` reuses for a second."""
+    origins = app[keys.srs_origins].clients
+    database, *answers = await asyncio.gather(
+        app[keys.store].ping(), *(probe(client) for client in origins)
+    )
+    return database, answers
 
 
 async def metrics(request: web.Request) -> web.Response:

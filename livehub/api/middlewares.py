@@ -50,6 +50,19 @@ class BadRequest(LivehubError):
         self.close_connection = close_connection
 
 
+class BodyTimeout(BadRequest):
+    """The request's body did not arrive in time (408): the connection is closed. A body that
+    never comes would otherwise hold its connection and handler for good (aiohttp's keep-alive
+    timer stops once the headers are in)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            "body_timeout",
+            f"The request body did not arrive within {seconds:g} s",
+            close_connection=True,
+        )
+
+
 class PayloadTooLarge(LivehubError):
     code = "body_too_large"
 
@@ -68,6 +81,7 @@ class UnsupportedMediaType(LivehubError):
 
 
 STATUS: dict[type[LivehubError], int] = {
+    BodyTimeout: 408,
     BadRequest: 400,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,

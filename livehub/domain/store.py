@@ -56,9 +56,11 @@ class WriteHealth:
     """Whether a store's writes fail now, which its reads may not show (a full disk, a
     read-only standby): its last write failed less than ``window`` seconds ago and none has
     succeeded since. Past the window it is given the benefit of the doubt again (a node taken
-    out of a load balancer for it gets no writes to show it has recovered)."""
+    out of a load balancer for it gets no writes to show it has recovered): under writes that
+    keep failing it stays failing, and once the database is back it is ready within the
+    window."""
 
-    def __init__(self, window: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._window = window
         self._clock = clock
         self._failed_at: float | None = None

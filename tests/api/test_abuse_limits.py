@@ -388,6 +388,14 @@ async def test_addresses_through_a_trusted_proxy_and_ipv6_by_64(start: Start) ->
         await open_from("2001:db8:0:2::1")
         # an IPv4-mapped IPv6 address is its IPv4 address
         await refused_upgrade(client, **{"X-Forwarded-For": "::ffff:203.0.113.5"})
+        # a proxy that writes the client's port (Azure Application Gateway, IIS ARR): one
+        # address whatever the port, not a new one per source port
+        await refused_upgrade(client, **{"X-Forwarded-For": "203.0.113.5:40001"})
+        await refused_upgrade(client, **{"X-Forwarded-For": "[2001:db8:0:1::4]:443"})
+        # a hop that is no address is the proxy's (the peer's): no key of its own
+        await open_from("not-an-address")
+        await open_from("still-not-one")
+        await refused_upgrade(client)  # the proxy's own two: counted as its
 
 
 async def test_the_anonymous_create_limit_counts_ipv6_by_64(start: Start) -> None:

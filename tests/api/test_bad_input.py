@@ -20,8 +20,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from pytest_aiohttp import AiohttpClient
 
-from tests.conftest import ADMIN_TOKEN, HOOK_SECRET, Client, CreateRoom, PostHook, hook_for
+from livehub.app import create_app
+from tests.conftest import (
+    ADMIN_TOKEN,
+    HOOK_SECRET,
+    Client,
+    CreateRoom,
+    PostHook,
+    hook_for,
+    make_config,
+)
 
 ERROR_KEYS = {"error", "code", "details"}
 WS_ERROR_KEYS = {"type", "code", "message", "inReplyTo", "roomId"}
@@ -409,6 +419,35 @@ async def test_rest_validation_names_every_bad_field(world: World) -> None:
         },
     }
     assert await world.snapshot() == before
+
+
+@pytest.mark.parametrize("target", ["/api/rooms", f"/api/hooks/srs?secret={HOOK_SECRET}"])
+async def test_a_body_that_never_arrives_is_cut_off(
+    aiohttp_client: AiohttpClient, target: str
+) -> None:
+    """Headers, then not the body they announce: 408 after LIVEHUB_BODY_TIMEOUT, and the
+    connection closed (it held its connection and handler for good: aiohttp's keep-alive timer
+    stops once the headers are in). Nothing is created."""
+    client = await aiohttp_client(create_app(make_config(body_timeout=0.3)))
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(
+            f"POST {target} HTTP/1.1\r\nHost: livehub\r\nContent-Type: application/json\r\n"
+            "Content-Length: 1000\r\n\r\n{".encode()
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), TIMEOUT)  # to the end: closed
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body) == {
+        "error": "The request body did not arrive within 0.3 s",
+        "code": "body_timeout",
+        "details": None,
+    }
+    assert await (await client.get("/api/rooms")).json() == []
 
 
 async def test_rest_declared_huge_body_is_refused_before_it_is_sent(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,25 @@ async def test_readyz_when_srs_cannot_be_reached(
     # SRS comes back: ready again without a restart
     srs.mode = "up"
     await srs.start()
+    await eventually(lambda: ready(client))  # once its last answer (a second) has aged
+
+
+async def test_readyz_checks_srs_and_the_database_once_however_many_ask(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """/readyz is public: a flood of it does not become a flood of SRS API calls and database
+    pings (one check in flight, its answer reused for a second)."""
+    client = await aiohttp_client(create_app(make_config(srs_api_url=srs.url)))
+    readiness = client.app[keys.readiness]
+    before = srs.requests.count(("GET", "/api/v1/versions"))
+    answers = await asyncio.gather(*(client.get("/readyz") for _ in range(50)))
+    assert {resp.status for resp in answers} == {200}
+    assert srs.requests.count(("GET", "/api/v1/versions")) - before <= 2
+    assert readiness.checks <= 2
+    checks = readiness.checks
+    await asyncio.sleep(1.1)  # the answer is a second old: checked again
     assert (await client.get("/readyz")).status == 200
+    assert readiness.checks == checks + 1
 
 
 async def test_readyz_when_the_database_fails(
@@ -111,7 +130,11 @@ async def test_readyz_when_writes_fail_and_reads_do_not(
     assert (await resp.json())["checks"]["database"] == "failing"
     await writer.run(limit(1_000_000))  # space again
     assert (await client.post("/api/rooms", json={"title": "again"})).status == 201
-    assert (await client.get("/readyz")).status == 200
+    await eventually(lambda: ready(client))
+
+
+async def ready(client: Client) -> bool:
+    return (await client.get("/readyz")).status == 200
 
 
 # -- metrics -----------------------------------------------------------------------------------

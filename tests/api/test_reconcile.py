@@ -359,9 +359,12 @@ async def test_nothing_is_ended_while_srs_cannot_be_asked(
         and record.levelno == logging.WARNING
     ]
     assert len(warnings) == 1  # once per outage, not once per skipped run
-    ready = await client.get("/readyz")
-    assert ready.status == 503
-    body = await ready.json()
+
+    async def unready() -> bool:  # readiness is checked at most once a second
+        return (await client.get("/readyz")).status == 503
+
+    await eventually(unready)
+    body = await (await client.get("/readyz")).json()
     assert body["status"] == "not_ready"
     assert body["checks"]["srs_api"] == "unreachable"
     assert body["checks"]["reconcile"] == "skipped"
@@ -370,7 +373,11 @@ async def test_nothing_is_ended_while_srs_cannot_be_asked(
     srs.mode = "up"
     await srs.start()
     await until_room(client.app[keys.rooms], room["id"], ended)
-    assert (await client.get("/readyz")).status == 200
+
+    async def ready() -> bool:
+        return (await client.get("/readyz")).status == 200
+
+    await eventually(ready)
 
 
 # -- closing kicks the publisher -------------------------------------------------------------

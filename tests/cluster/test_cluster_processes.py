@@ -71,8 +71,12 @@ async def test_postgres_lost_fails_closed_and_comes_back_without_a_restart(
             # on_publish fails closed: SRS refuses a publisher on any non-200 answer
             status, body = await hook(session, node, hook_for(waiting, "on_publish.json"))
             assert (status, body["code"]) == (503, "database_unavailable")
-            status, ready = await get_json(session, f"{node.url}/readyz")
-            assert (status, ready["checks"]["database"]) == (503, "failing")
+
+            async def failing() -> bool:  # readiness is checked at most once a second
+                status, ready = await get_json(session, f"{node.url}/readyz")
+                return (status, ready["checks"]["database"]) == (503, "failing")
+
+            await eventually(failing, 10, every=0.1)
             status, _ = await get_json(session, f"{node.url}/healthz")
             assert status == 200  # alive: the orchestrator must not restart it for this
 
