@@ -410,6 +410,18 @@ async def test_origin_credentials_never_reach_the_log(
     assert "hunter2-origin" not in log
 
 
+async def readyz_until(client: Client, origin: str, state: str) -> tuple[int, dict[str, Any]]:
+    """/readyz once it says ``origin`` is ``state`` (its checks are a second old at most)."""
+
+    async def answer() -> tuple[int, dict[str, Any]] | None:
+        resp = await client.get("/readyz")
+        body: dict[str, Any] = await resp.json()
+        return (resp.status, body) if body["checks"]["srs_origins"][origin] == state else None
+
+    found: tuple[int, dict[str, Any]] = await eventually(answer)
+    return found
+
+
 async def test_readyz_probes_every_origin_and_stays_ready_while_one_answers(
     origins: tuple[FakeSRS, FakeSRS], aiohttp_client: AiohttpClient
 ) -> None:
@@ -431,9 +443,8 @@ async def test_readyz_probes_every_origin_and_stays_ready_while_one_answers(
 
     # the second origin down: degraded, still ready, its error named by origin
     b.mode = "http500"
-    resp = await client.get("/readyz")
-    assert resp.status == 200
-    body = await resp.json()
+    status, body = await readyz_until(client, "srs-b", "unreachable")
+    assert status == 200
     assert body["status"] == "ready"
     assert body["checks"]["srs_api"] == "degraded"
     assert body["checks"]["srs_origins"] == {"srs-a": "ok", "srs-b": "unreachable"}
@@ -442,9 +453,8 @@ async def test_readyz_probes_every_origin_and_stays_ready_while_one_answers(
     # the first one (the one probed before) down instead: the same, by name
     b.mode = "up"
     await a.stop()
-    resp = await client.get("/readyz")
-    assert resp.status == 200
-    body = await resp.json()
+    status, body = await readyz_until(client, "srs-a", "unreachable")
+    assert status == 200
     assert body["checks"]["srs_api"] == "degraded"
     assert body["checks"]["srs_origins"] == {"srs-a": "unreachable", "srs-b": "ok"}
     assert list(body["checks"]["srs_api_errors"]) == ["srs-a"]
@@ -452,9 +462,8 @@ async def test_readyz_probes_every_origin_and_stays_ready_while_one_answers(
 
     # none answers: not ready
     await b.stop()
-    resp = await client.get("/readyz")
-    assert resp.status == 503
-    body = await resp.json()
+    status, body = await readyz_until(client, "srs-b", "unreachable")
+    assert status == 503
     assert body["status"] == "not_ready"
     assert body["checks"]["srs_api"] == "unreachable"
     assert body["checks"]["srs_origins"] == {"srs-a": "unreachable", "srs-b": "unreachable"}
@@ -463,6 +472,8 @@ async def test_readyz_probes_every_origin_and_stays_ready_while_one_answers(
     # both back: ready again without a restart
     await a.start()
     await b.start()
+    status, body = await readyz_until(client, "srs-a", "ok")
+    await readyz_until(client, "srs-b", "ok")
     resp = await client.get("/readyz")
     assert resp.status == 200
     assert (await resp.json())["checks"]["srs_api"] == "ok"

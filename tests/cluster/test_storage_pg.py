@@ -123,10 +123,11 @@ async def test_postgres_restart_the_pool_recovers_and_nothing_acknowledged_is_lo
 
         postgres.start()
         assert await store.get("room001") == acknowledged[0]  # stale connections replaced
-        assert await store.ping()
+        assert not await store.ping()  # reads answer; writes failed a moment ago
         room = make_room(4)
         await store.insert(room)
         acknowledged.append(room)
+        assert await store.ping()  # and now they do not
 
         postgres.kill()  # SIGKILL, every backend at once
         postgres.start()
