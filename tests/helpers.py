@@ -72,6 +72,14 @@ async def raw_request(
     return status, json.loads(body) if b"application/json" in head.lower() else body
 
 
+async def created(client: Client, title: str = "Test room") -> dict[str, Any]:
+    """A new public room, created anonymously: its creation answer (owner token included)."""
+    resp = await client.post("/api/rooms", json={"title": title})
+    assert resp.status == 201, await resp.text()
+    room: dict[str, Any] = await resp.json()
+    return room
+
+
 async def room_json(client: Client, room_id: str) -> dict[str, Any]:
     body: dict[str, Any] = await (await client.get(f"/api/rooms/{room_id}")).json()
     return body

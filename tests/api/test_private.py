@@ -29,6 +29,18 @@ async def client(aiohttp_client: AiohttpClient) -> Client:
     return await aiohttp_client(create_app(make_config(viewer_token_secret=SECRET)))
 
 
+def room_routes(rid: str) -> list[tuple[str, str]]:
+    """Every route of a room that takes a token."""
+    return [
+        ("GET", f"/api/rooms/{rid}"),
+        ("GET", f"/api/rooms/{rid}/members"),
+        ("POST", f"/api/rooms/{rid}/close"),
+        ("POST", f"/api/rooms/{rid}/viewer-tokens"),
+        ("DELETE", f"/api/rooms/{rid}/stage/somebody"),
+        ("GET", f"/api/rooms/{rid}/recordings"),
+    ]
+
+
 async def create(client: Client, visibility: str | None = "private") -> dict[str, Any]:
     body: dict[str, Any] = {"title": f"{visibility} room"}
     if visibility is not None:
@@ -167,19 +179,9 @@ async def test_a_private_room_is_an_unknown_id_to_strangers_on_every_route(
     )
     viewer = (await mint(client, private))["token"]
 
-    def routes(rid: str) -> list[tuple[str, str]]:
-        return [
-            ("GET", f"/api/rooms/{rid}"),
-            ("GET", f"/api/rooms/{rid}/members"),
-            ("POST", f"/api/rooms/{rid}/close"),
-            ("POST", f"/api/rooms/{rid}/viewer-tokens"),
-            ("DELETE", f"/api/rooms/{rid}/stage/somebody"),
-            ("GET", f"/api/rooms/{rid}/recordings"),
-        ]
-
     strangers = [None, "not-a-token", other["ownerToken"], private["publish"]["token"]]
     for (method, path), (_, unknown) in zip(
-        routes(private["id"]), routes("nosuchroom12"), strict=True
+        room_routes(private["id"]), room_routes("nosuchroom12"), strict=True
     ):
         # a viewer token opens the room's GETs (there it is no stranger's), not the owner's routes
         for token in strangers if method == "GET" else [*strangers, viewer]:
@@ -197,7 +199,7 @@ async def test_a_private_room_is_an_unknown_id_to_strangers_on_every_route(
                 },
             ), (method, path, token)
     # a public room's owner routes still tell a missing token from a wrong one
-    for method, path in routes(public["id"])[1:5]:
+    for method, path in room_routes(public["id"])[1:5]:
         resp = await client.request(method, path)
         assert (resp.status, (await resp.json())["code"]) == (401, "unauthorized"), path
         resp = await client.request(method, path, headers={"Authorization": "Bearer nope"})
@@ -232,14 +234,7 @@ async def test_a_token_that_is_no_ascii_is_a_wrong_token_never_a_500(client: Cli
     routes += [("POST", "/api/webhooks/deliveries/1/retry"), ("POST", "/api/rooms")]
     for room in (private, public):
         rid = room["id"]
-        routes += [
-            ("GET", f"/api/rooms/{rid}"),
-            ("GET", f"/api/rooms/{rid}/members"),
-            ("POST", f"/api/rooms/{rid}/close"),
-            ("POST", f"/api/rooms/{rid}/viewer-tokens"),
-            ("DELETE", f"/api/rooms/{rid}/stage/somebody"),
-            ("GET", f"/api/rooms/{rid}/recordings"),
-        ]
+        routes += room_routes(rid)
     for method, path in routes:
         wrong = await raw_request(client, method, path, b"Bearer not-the-token")
         assert wrong[0] < 500, (method, path, wrong)

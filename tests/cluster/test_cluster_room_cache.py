@@ -16,7 +16,7 @@ from livehub.config import Config
 from tests.conftest import Client, make_config
 from tests.engines import PostgresEngine, RedisEngine
 from tests.fake_srs import FakeSRS
-from tests.helpers import eventually
+from tests.helpers import created, eventually
 
 WS = ClientWebSocketResponse
 
@@ -42,10 +42,7 @@ async def joined(client: Client, room_id: str, **fields: Any) -> WS:
 
 
 async def create(client: Client) -> dict[str, Any]:
-    resp = await client.post("/api/rooms", json={"title": "cached"})
-    assert resp.status == 201
-    room: dict[str, Any] = await resp.json()
-    return room
+    return await created(client, "cached")
 
 
 async def test_embedded_a_room_is_read_once_however_many_join_and_chat(client: Client) -> None:

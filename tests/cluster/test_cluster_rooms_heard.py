@@ -29,7 +29,7 @@ from tests.cluster.members import Cluster
 from tests.conftest import Client, make_config
 from tests.engines import RedisEngine
 from tests.fake_srs import FakeSRS
-from tests.helpers import Gate, eventually
+from tests.helpers import Gate, created, eventually
 from tests.webhooks.conftest import secret, start_receiver, webhook_app
 
 WS = ClientWebSocketResponse
@@ -59,10 +59,7 @@ async def quiet(ws: WS, seconds: float = 0.5) -> list[dict[str, Any]]:
 
 
 async def create(client: Client) -> dict[str, Any]:
-    resp = await client.post("/api/rooms", json={"title": "heard"})
-    assert resp.status == 201
-    room: dict[str, Any] = await resp.json()
-    return room
+    return await created(client, "heard")
 
 
 async def close(client: Client, room: dict[str, Any]) -> None:
