@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
 import socket
 import sys
@@ -77,15 +78,15 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-#: paths whose rest is a secret (the signed heartbeat: /api/hooks/srs/heartbeat/<secret>)
-SIGNED_PATH = "/api/hooks/srs/heartbeat/"
+#: what follows a ``heartbeat`` segment of a path is a secret (the signed heartbeat:
+#: /api/hooks/srs/heartbeat/<secret>), wherever it is: a misconfigured SRS or proxy sends it
+#: with a prefix, or with doubled slashes, and the 404 it gets is logged too
+_SIGNED = re.compile(r"(/heartbeat/+).*", re.IGNORECASE)
 
 
 def loggable_target(request: BaseRequest) -> str:
     """The request's path and query as logs may show them."""
-    path = request.path
-    if path.startswith(SIGNED_PATH):
-        path = SIGNED_PATH + REDACTED
+    path = _SIGNED.sub(rf"\g<1>{REDACTED}", request.path)
     query = redact_query(request.query_string)
     return f"{path}?{query}" if query else path
 

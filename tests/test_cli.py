@@ -13,9 +13,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import unused_port
+from aiohttp.test_utils import make_mocked_request, unused_port
 
-from livehub.__main__ import _malformed_requests_at_info, load_config
+from livehub.__main__ import _malformed_requests_at_info, load_config, loggable_target
 from livehub.config import Config, ConfigError, redact_url
 from tests.conftest import hook_fixture
 
@@ -343,3 +343,21 @@ def test_a_host_that_does_not_resolve_is_named(tmp_path: Path) -> None:
         {"LIVEHUB_DB": str(tmp_path / "livehub.db"), "LIVEHUB_HOST": "no-such-host.invalid"}
     )
     assert "no-such-host.invalid does not resolve (LIVEHUB_HOST, --host)" in error
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/hooks/srs/heartbeat/{secret}",
+        "//api/hooks/srs/heartbeat/{secret}",  # srs.conf's base URL ends in '/'
+        "/livehub/api/hooks/srs/heartbeat/{secret}",  # a proxy prefix that is not stripped
+        "/api/hooks/srs//heartbeat/{secret}",
+        "/api/hooks/srs/heartbeat//{secret}/more",
+    ],
+)
+def test_the_access_log_masks_the_heartbeat_secret_in_any_such_path(path: str) -> None:
+    """The secret of a signed heartbeat is masked wherever the path puts it (a misconfigured
+    SRS or proxy gets a 404, which is logged at INFO all the same)."""
+    request = make_mocked_request("POST", path.format(secret=SECRET) + "?x=1")
+    shown = loggable_target(request)
+    assert SECRET not in shown and "heartbeat/" in shown and shown.endswith("***?x=1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -665,6 +666,33 @@ async def test_redis_down_at_start_then_up(redis_server: RedisEngine, redis_pref
             assert await other.count("r1") == 1
         finally:
             await other.close()
+    finally:
+        await bus.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:{port}/0?password={secret}", "unix://{dir}/nothing.sock?password={secret}"],
+)
+async def test_a_password_in_the_url_s_query_is_not_logged(
+    redis_server: RedisEngine, redis_prefix: str, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ``unix://`` URL can only carry its password in the query (redis-py reads it there
+    for ``redis://`` too): the bus's warnings that Redis is unreachable do not show it."""
+    secret = "Redis-query-password-0123"
+    redis_server.stop()
+    bus = RedisBus(
+        url.format(port=redis_server.port, dir=redis_server.dir, secret=secret),
+        node_id="a",
+        prefix=redis_prefix,
+        **FAST,
+    )
+    try:
+        with caplog.at_level(logging.DEBUG):
+            await bus.start(wait=0.3)
+            assert not bus.healthy
+        assert "unreachable" in caplog.text
+        assert secret not in caplog.text
     finally:
         await bus.close()
 

@@ -61,7 +61,6 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -72,6 +71,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from livehub.adapters.redis import scripts
+from livehub.config import redact_url
 from livehub.domain.bus import BusHandler, Member, PresenceDelta, Snapshot
 from livehub.tasks import cancel_and_wait, pause, run_together
 
@@ -482,7 +482,7 @@ class RedisBus:
                 if self.sessions > sessions or not self._outage_logged:
                     log.warning(
                         "redis bus: %s unreachable (%s); serving local members only",
-                        _redact(self.url),
+                        redact_url(self.url),
                         exc,
                     )
                     self._outage_logged = True
@@ -550,7 +550,7 @@ class RedisBus:
             if self.sessions > 1:
                 log.info(
                     "redis bus: %s reachable again; presence rebuilt (%d rooms)",
-                    _redact(self.url),
+                    redact_url(self.url),
                     len(rooms),
                 )
             stop = self._session_stop = _Stop(self._wake)
@@ -1057,15 +1057,3 @@ def _mac(key: bytes, message: bytes) -> bytes:
     It costs a quarter of an ``hmac.digest`` with SHA-256 (1.2 against 4.3 µs for a relayed
     offer), and a cross-node relay is signed once and checked once."""
     return hashlib.blake2b(message, digest_size=32, key=key).hexdigest().encode()
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
