@@ -104,6 +104,14 @@ def _open_sqlite(path: str) -> sqlite3.Connection:
     return db
 
 
+#: the tables a copy fills, which must be empty in the target, and what they hold
+_TARGET_TABLES = (
+    ("rooms", "rooms"),
+    ("webhook_deliveries", "webhook deliveries"),
+    ("recordings", "recordings"),
+)
+
+
 async def copy_sqlite_to_postgres(
     sqlite_path: str, database_url: str, *, batch: int = 5000
 ) -> CopyReport:
@@ -125,12 +133,17 @@ async def copy_sqlite_to_postgres(
             raise StoreUnavailable(f"PostgreSQL unreachable: {exc}") from exc
         try:
             async with conn.transaction():
-                # nobody else writes rooms while we check and copy
-                await conn.execute("LOCK TABLE rooms, webhook_deliveries IN EXCLUSIVE MODE")
-                if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rooms)"):
-                    raise MigrationRefused(
-                        "the PostgreSQL database already holds rooms: copy into an empty one"
-                    )
+                # nobody else writes these while we check and copy
+                await conn.execute(
+                    "LOCK TABLE rooms, webhook_deliveries, recordings IN EXCLUSIVE MODE"
+                )
+                for table, what in _TARGET_TABLES:
+                    # a database without rooms may still hold failed deliveries (kept for
+                    # good) or recordings: their ids and paths would collide with the copy's
+                    if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})"):
+                        raise MigrationRefused(
+                            f"the PostgreSQL database already holds {what}: copy into an empty one"
+                        )
                 rooms = 0
                 for chunk in _rows(db, "rooms", ROOM_COLUMNS, batch):
                     await conn.copy_records_to_table("rooms", records=chunk, columns=ROOM_COLUMNS)

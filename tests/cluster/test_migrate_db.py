@@ -183,6 +183,27 @@ async def test_the_cli_refuses_a_target_that_holds_rooms(tmp_path: Path, pg_url:
         await store.close()
 
 
+async def test_the_cli_refuses_a_target_without_rooms_that_holds_deliveries(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ended rooms are pruned after their retention, failed deliveries are kept for good: a
+    database without rooms can still hold rows whose ids the copy's would collide with. Refused
+    in words, not with a traceback of a unique violation."""
+    source = tmp_path / "livehub.db"
+    sqlite_db(source, SCHEMAS[-1], 3)
+    assert await asyncio.to_thread(main, ["--from", str(source), "--to", pg_url], {}) == 0
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("DELETE FROM rooms")  # pruned; their deliveries stay
+        assert await conn.fetchval("SELECT count(*) FROM webhook_deliveries") > 0
+    finally:
+        await conn.close()
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["--from", str(source), "--to", pg_url], {})
+    assert code == 2
+    assert "already holds webhook deliveries: copy into an empty one" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [
