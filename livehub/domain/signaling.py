@@ -134,9 +134,9 @@ JoinExtra = Callable[[Peer, Room, dict[str, Any]], dict[str, Any]]
 #: what a join sets off once it is answered and announced: ``(peer, room, message)``, done on
 #: return (None) or what to await (a guest taking its place on stage again writes the room)
 JoinFollowUp = Callable[[Peer, Room, dict[str, Any]], Awaitable[None] | None]
-#: hears that a member was kicked from a room on this node: ``(room_id, peer_id)``, before its
-#: departure is announced. Synchronous
-KickListener = Callable[[str, str], None]
+#: hears of one member of a room: ``(room_id, peer_id)``; kicked from a room on this node (before
+#: its departure is announced), or lost with a dead node. Synchronous
+MemberListener = Callable[[str, str], None]
 #: a check a chat line must pass (moderation): ``(peer, room)`` → fields the line gets;
 #: raises :class:`ProtocolError` to refuse it
 ChatCheck = Callable[[Peer, Room], dict[str, Any]]
@@ -198,10 +198,10 @@ class Signaling:
         self.join_checks: list[JoinCheck] = []
         self.join_extras: list[JoinExtra] = []
         self.join_follow_ups: list[JoinFollowUp] = []
-        self.kick_listeners: list[KickListener] = []
+        self.kick_listeners: list[MemberListener] = []
         #: hear of members of another node that died (cluster mode), reaped by this node alone:
         #: ``(room_id, peer_id)``. Synchronous
-        self.lost_listeners: list[KickListener] = []
+        self.lost_listeners: list[MemberListener] = []
         self.chat_checks: list[ChatCheck] = []
         rooms.subscribe(self.on_room_change)
         rooms.subscribe_quiet(self.on_quiet_change)
