@@ -4,7 +4,7 @@ the room's notices not confirmed yet), in-process nodes on one PostgreSQL and on
 - a node keeps what it read of a room only while it hears the room's changes, so a room closed
   while the node had no members there is not joined as it was;
 - a close that lands between a join's read and the node hearing the room still reaches the
-  joiner (``room_heard``);
+  joiner (``room_heard``), and a change of this node's own at that moment is told once;
 - a guest coming back through a node that read the room earlier takes its place on stage;
 - the count a node reports when its last member of a room leaves is the room's, not 0;
 - a guest whose node is killed leaves the stage after its reconnect window (whole processes).
@@ -26,7 +26,7 @@ from livehub import keys
 from livehub.app import create_app
 from livehub.config import Config
 from tests.cluster.members import Cluster
-from tests.conftest import Client, make_config
+from tests.conftest import Client, hook_for, make_config, send_hook
 from tests.engines import RedisEngine
 from tests.fake_srs import FakeSRS
 from tests.helpers import Gate, created, eventually
@@ -231,3 +231,32 @@ async def test_a_guest_whose_node_is_killed_leaves_the_stage(
     )
     # node a reaped it: the window opens there, and the place ends with it
     await host.until(lambda e: e["type"] == "stage" and e["stage"] == [], within=10)
+
+
+async def test_a_change_of_this_node_s_own_is_not_told_twice_when_it_hears_the_room(
+    aiohttp_client: AiohttpClient, pg_url: str, redis_alone: RedisEngine, srs: FakeSRS
+) -> None:
+    """When the node starts hearing the room, a publish on this node is committed but not yet
+    told to the members: the check of what the joiner missed does not take it for another
+    node's change (the publish tells it once)."""
+    node = await aiohttp_client(create_app(cluster_config(pg_url, redis_alone, srs)))
+    signaling = node.app[keys.signaling]
+    room = await create(node)
+    heard = Gate(signaling, "room_heard", before=True)
+    heard.arm()
+    written = Gate(node.app[keys.rooms].store, "update", before=False)
+    try:
+        ws, _ = await join(node, room)  # answered "preparing"; the node does not hear it yet
+        await heard.entered()
+        written.arm()
+        publish = asyncio.create_task(send_hook(node, hook_for(room, "on_publish.json")))
+        await written.entered()  # committed "live", not yet told
+        heard.open()
+        await asyncio.sleep(0.1)  # the check runs meanwhile
+        written.open()
+        assert await publish == {"code": 0}
+    finally:
+        heard.close()
+        written.close()
+    statuses = [e["status"] for e in await quiet(ws) if e["type"] == "room-status"]
+    assert statuses == ["live"]
