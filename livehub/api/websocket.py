@@ -16,7 +16,7 @@ one loop iteration in one :meth:`Connection.write`, which puts them on the conne
 RFC 6455 §5.2, so one header per broadcast serves every recipient). No task per recipient: the
 transport sends at once what the kernel takes and buffers the rest, in order; aiohttp's own
 writes (pongs, heartbeat pings, the close frame) are synchronous whole frames on the same
-transport, so they land between ours, never inside one. ``buffered`` is the transport's write
+transport, so they land between ours, never inside one. ``write`` returns the transport's write
 buffer; the hub closes a connection above ``LIVEHUB_SEND_QUEUE_BYTES`` with 1013, so a peer that
 reads nothing holds at most that much. A close asked for by the hub goes after everything
 already written (same transport, first in, first out).
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from typing import Any, Final, Literal
 
 import orjson
@@ -48,6 +49,10 @@ CONNECTIONS_RETRY_AFTER: Final = 10
 
 #: FIN + text opcode: every frame livehub sends is one whole text message
 _FIN_TEXT: Final = 0x81
+#: the header's three forms: a 7-bit length, 126 and a 16-bit length, 127 and a 64-bit length
+_HEADER_7: Final = struct.Struct("!BB").pack
+_HEADER_16: Final = struct.Struct("!BBH").pack
+_HEADER_64: Final = struct.Struct("!BBQ").pack
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -55,12 +60,10 @@ def text_frame(payload: bytes) -> bytes:
     length, or 126 and a 16-bit length, or 127 and a 64-bit length."""
     size = len(payload)
     if size < 126:
-        header = bytes((_FIN_TEXT, size))
-    elif size < 1 << 16:
-        header = bytes((_FIN_TEXT, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((_FIN_TEXT, 127)) + size.to_bytes(8, "big")
-    return header + payload
+        return _HEADER_7(_FIN_TEXT, size) + payload
+    if size < 1 << 16:
+        return _HEADER_16(_FIN_TEXT, 126, size) + payload
+    return _HEADER_64(_FIN_TEXT, 127, size) + payload
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -82,16 +85,14 @@ class Connection:
 
     # -- the hub's Sink ------------------------------------------------------------------------
 
-    def write(self, frames: list[bytes]) -> None:
+    def write(self, frames: list[bytes]) -> int:
+        """Write the frames; returns what the peer has not taken yet: the transport's write
+        buffer (0 once closing: nothing more is written)."""
         transport = self._transport
         if self._closing or transport is None or transport.is_closing() or self._ws.closed:
-            return
+            return 0
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-
-    def buffered(self) -> int:
-        """What the peer has not taken yet: the transport's write buffer."""
-        transport = self._transport
-        return transport.get_write_buffer_size() if transport is not None else 0
+        return transport.get_write_buffer_size()
 
     def abort(self, code: int, reason: str) -> None:
         """Close with ``code`` after what is already written, within :data:`CLOSE_TIMEOUT`."""

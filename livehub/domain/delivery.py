@@ -306,12 +306,12 @@ class Delivery:
             return
         self.stats.relayed += len(batch)
         try:
-            peer.sink.write(batch)
+            buffered = peer.sink.write(batch)
         except Exception:
             log.debug("write to peer %s failed", peer.id, exc_info=True)
             self._too_slow(peer)
             return
-        if peer.sink.buffered() > self._max_buffer:
+        if buffered > self._max_buffer:
             self._too_slow(peer)
 
     def _too_slow(self, peer: Peer) -> None:

@@ -18,12 +18,11 @@ class Sink(Protocol):
 
     ``write`` gets one batch per flush, one encoded message per WebSocket frame, in order; it must
     not block (the API queues them), and the list may be shared between peers and must not be
-    modified. ``buffered`` is what is written but not yet taken by the peer, in bytes. ``abort``
+    modified. It returns what is written but not yet taken by the peer, in bytes, this batch
+    included (one call per batch, not two: the relay path pays it per message). ``abort``
     closes the connection with ``code`` after what is already written."""
 
-    def write(self, frames: list[bytes]) -> None: ...
-
-    def buffered(self) -> int: ...
+    def write(self, frames: list[bytes]) -> int: ...
 
     def abort(self, code: int, reason: str) -> None: ...
 

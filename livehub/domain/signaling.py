@@ -286,6 +286,8 @@ class Signaling:
         if not isinstance(message, dict):
             self.reject(peer, "invalid_message", "A message must be a JSON object")
             return None
+        if "id" not in message:  # most messages: no request id, no context to set
+            return self._dispatch(peer, message, None)
         valid, request_id = request_id_of(message)
         if not valid:
             self.reject(
@@ -294,22 +296,29 @@ class Signaling:
                 f"Field 'id' must be a string of at most {MAX_ID_LENGTH} characters or an integer",
             )
             return None
-        # the id goes into the errors this message causes; without one (most messages) the
-        # context keeps its default, None
-        token = _request_id.set(request_id) if request_id is not None else None
+        if request_id is None:
+            return self._dispatch(peer, message, None)
+        # the id goes into the reply and into the errors this message causes
+        token = _request_id.set(request_id)
         try:
-            routed = self._route(peer, message)
-            if routed is None:
-                return None
-            kind, room_id, handler = routed
-            try:
-                pending = handler(peer, message, room_id)
-            except LivehubError as exc:
-                self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
-                return None
+            return self._dispatch(peer, message, request_id)
         finally:
-            if token is not None:
-                _request_id.reset(token)
+            _request_id.reset(token)
+
+    def _dispatch(
+        self, peer: Peer, message: dict[str, Any], request_id: str | int | None
+    ) -> Coroutine[Any, Any, None] | None:
+        """Route a checked message to its handler; what the handler returns to await is wrapped
+        so that its errors are answered as the handler's own, with ``request_id``."""
+        routed = self._route(peer, message)
+        if routed is None:
+            return None
+        kind, room_id, handler = routed
+        try:
+            pending = handler(peer, message, room_id)
+        except LivehubError as exc:
+            self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
+            return None
         if pending is None:
             return None
         return self._finish(peer, pending, request_id, kind, room_id)

@@ -11,7 +11,7 @@ from livehub.domain.hub import Hub
 
 
 class FakeSink:
-    """Records what the hub writes; ``backlog`` is what ``buffered()`` reports."""
+    """Records what the hub writes; ``backlog`` is what each ``write`` reports buffered."""
 
     def __init__(self, *, backlog: int = 0, fail: bool = False) -> None:
         self.writes: list[list[bytes]] = []
@@ -19,12 +19,10 @@ class FakeSink:
         self.fail = fail
         self.aborted: tuple[int, str] | None = None
 
-    def write(self, frames: list[bytes]) -> None:
+    def write(self, frames: list[bytes]) -> int:
         if self.fail:
             raise ConnectionResetError("peer went away")
         self.writes.append(list(frames))
-
-    def buffered(self) -> int:
         return self.backlog
 
     def abort(self, code: int, reason: str) -> None:
