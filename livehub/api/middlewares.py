@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
 from livehub.api.jsonio import json_response
+from livehub.config import printable
 from livehub.domain.errors import (
     Conflict,
     Forbidden,
@@ -194,9 +195,9 @@ def render_error(request: web.Request, exc: Exception) -> web.StreamResponse:
         # the client closed its connection before the answer went out (a WebSocket
         # handshake cut short): nothing went wrong here, and a traceback for each would
         # let anyone fill the log by opening and dropping connections
-        log.debug("client went away during %s %s", request.method, request.path)
+        log.debug("client went away during %s %s", request.method, printable(request.path))
         return error_response(499, "client_closed_request", "Client closed the request")
-    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    log.error("unhandled error in %s %s", request.method, printable(request.path), exc_info=exc)
     return error_response(500, "internal_error", "Internal server error")
 
 
