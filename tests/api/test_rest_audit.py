@@ -4,7 +4,11 @@ OpenAPI document did not list, and the durability a 2xx promises."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -12,7 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.__main__ import AccessLogger
 from livehub.app import create_app
-from tests.conftest import make_config
+from tests.conftest import HOOK_SECRET, hook_for, make_config
 
 # -- the access log ------------------------------------------------------------------------------
 
@@ -44,3 +48,76 @@ async def test_the_access_log_cannot_be_forged_through_the_path_or_query(
     line = lines[0]
     assert line.isprintable(), line  # no newline, carriage return, escape, NUL, U+2028
     assert "forged" in line or "red" in line or "x" in line  # escaped, not dropped
+
+
+# -- the OpenAPI document lists what the handlers answer ----------------------------------------
+
+
+def documented(spec: dict[str, Any], method: str, path: str) -> set[str]:
+    """The status codes the document lists for ``method path`` (a path template)."""
+    return set(spec["paths"][path][method]["responses"])
+
+
+async def _body_never_arrives(client: Any, target: str, headers: str = "") -> int:
+    """Headers announcing a body, one byte of it, then nothing: the status of the answer."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(
+            f"POST {target} HTTP/1.1\r\nHost: livehub\r\nContent-Type: application/json\r\n"
+            f"{headers}Content-Length: 100\r\n\r\n{{".encode()
+        )
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    return int(answer.split(b" ", 2)[1])
+
+
+async def test_every_body_timeout_is_documented(aiohttp_client: AiohttpClient) -> None:
+    """Each operation with a body answers 408 ``body_timeout`` to a body that does not arrive
+    in time; the document listed 408 for none of them."""
+    client = await aiohttp_client(create_app(make_config(body_timeout=0.2)))
+    spec = await (await client.get("/api/openapi.json")).json()
+    room = await (await client.post("/api/rooms", json={"title": "t"})).json()
+    owner = f"Authorization: Bearer {room['ownerToken']}\r\n"
+    cases = [
+        ("/api/rooms", "", "/api/rooms"),
+        (f"/api/rooms/{room['id']}/viewer-tokens", owner, "/api/rooms/{roomId}/viewer-tokens"),
+        (f"/api/hooks/srs?secret={HOOK_SECRET}", "", "/api/hooks/srs"),
+        (f"/api/hooks/srs/heartbeat/{HOOK_SECRET}", "", "/api/hooks/srs/heartbeat/{secret}"),
+    ]
+    for target, headers, template in cases:
+        assert await _body_never_arrives(client, target, headers) == 408, target
+        assert "408" in documented(spec, "post", template), template
+
+
+async def test_every_database_outage_answer_is_documented(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """A write while the database is unavailable answers 503 ``database_unavailable``; the
+    document listed it only for deleting a recording."""
+    path = tmp_path / "livehub.db"
+    client = await aiohttp_client(create_app(make_config(db_path=str(path))))
+    spec = await (await client.get("/api/openapi.json")).json()
+    room = await (await client.post("/api/rooms", json={"title": "before"})).json()
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, held: every write fails
+    try:
+        answers = {
+            ("post", "/api/rooms"): await client.post("/api/rooms", json={"title": "t"}),
+            ("post", "/api/rooms/{roomId}/close"): await client.post(
+                f"/api/rooms/{room['id']}/close", headers=owner
+            ),
+            ("post", "/api/hooks/srs"): await client.post(
+                f"/api/hooks/srs?secret={HOOK_SECRET}", json=hook_for(room, "on_publish.json")
+            ),
+        }
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    for (method, template), resp in answers.items():
+        assert resp.status == 503, template
+        assert (await resp.json())["code"] == "database_unavailable"
+        assert "503" in documented(spec, method, template), template
