@@ -16,7 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.__main__ import AccessLogger
 from livehub.app import create_app
-from tests.conftest import HOOK_SECRET, hook_for, make_config
+from tests.conftest import HOOK_SECRET, Client, CreateRoom, hook_for, make_config
 
 # -- the access log ------------------------------------------------------------------------------
 
@@ -121,3 +121,28 @@ async def test_every_database_outage_answer_is_documented(
         assert resp.status == 503, template
         assert (await resp.json())["code"] == "database_unavailable"
         assert "503" in documented(spec, method, template), template
+
+
+# -- pagination bounds ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", ["9223372036854775807", "99999999999999999999"])
+async def test_a_members_offset_past_any_bound_is_a_400_naming_it(
+    client: Client, create_room: CreateRoom, offset: str
+) -> None:
+    """``offset`` had no upper bound: past ``sys.maxsize`` (or near it, with the limit added)
+    the page's slice raised, and the owner got a 500 ``internal_error``."""
+    room = await create_room()
+    ws = await client.ws_connect("/ws")
+    await ws.send_json({"type": "join", "roomId": room["id"]})
+    assert (await ws.receive_json(timeout=5))["type"] == "joined"
+    owner = {"Authorization": f"Bearer {room['ownerToken']}"}
+    resp = await client.get(f"/api/rooms/{room['id']}/members?offset={offset}", headers=owner)
+    assert resp.status == 400
+    body = await resp.json()
+    assert (body["code"], list(body["details"])) == ("validation_error", ["offset"])
+    # a far offset within the bound is an empty page
+    resp = await client.get(
+        f"/api/rooms/{room['id']}/members?offset={2**53 - 1}&limit=1000", headers=owner
+    )
+    assert resp.status == 200 and (await resp.json())["members"] == []
