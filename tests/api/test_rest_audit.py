@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
 from livehub.__main__ import AccessLogger
@@ -38,7 +39,7 @@ async def test_the_access_log_cannot_be_forged_through_the_path_or_query(
     a new log line that looked like the server's own (an ERROR of livehub, say)."""
     server = TestServer(create_app(make_config()))
     await server.start_server(access_log_class=AccessLogger)  # what run_app serves with
-    client = await aiohttp_client(server)
+    client: TestClient[web.Request, None] = await aiohttp_client(server)
     with caplog.at_level(logging.INFO, logger="aiohttp.access"):
         resp = await client.get(target)
         assert resp.status in (400, 404)
@@ -146,3 +147,89 @@ async def test_a_members_offset_past_any_bound_is_a_400_naming_it(
         f"/api/rooms/{room['id']}/members?offset={2**53 - 1}&limit=1000", headers=owner
     )
     assert resp.status == 200 and (await resp.json())["members"] == []
+
+
+# -- bodies nobody reads -------------------------------------------------------------------------
+
+BIG = 10**9  # a declared Content-Length far over the app's limit (16 KiB)
+
+
+async def _answer_then_eof(client: Client, head: str, *, body: bytes = b"") -> tuple[bytes, int]:
+    """Send ``head`` (and ``body``, part of what it declares); the first answer's status line
+    and how many bytes arrived after it before the server closed the connection."""
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(head.encode() + body)
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 5)
+        # the server closes once it has answered: to the end of the stream, not a lingering
+        # read of the 1 GB it was told is coming
+        rest = await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+    return status.rstrip(), len(rest)
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        "POST /api/rooms HTTP/1.1",  # refused (413) from its Content-Length
+        "GET /api/rooms HTTP/1.1",  # a GET with a body: answered, the body never read
+        "POST /api/rooms/nope/close HTTP/1.1",  # refused (404) without reading the body
+    ],
+)
+async def test_an_unread_body_over_the_limit_is_not_drained_after_the_answer(
+    client: Client, request_line: str
+) -> None:
+    """After answering, aiohttp read and dropped a body the handler left unread, for up to
+    10 s (lingering), as fast as the client sent it: one request with ``Content-Length: 1e9``
+    made the server swallow a gigabyte (1 GB in 2 s on loopback). A body over the app's limit,
+    or of unknown length, now closes the connection with the answer."""
+    head = (
+        f"{request_line}\r\nHost: livehub\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {BIG}\r\n\r\n"
+    )
+    status, _ = await _answer_then_eof(client, head, body=b"x" * 65536)
+    assert status.split(b" ")[1] in (b"200", b"404", b"413"), status
+
+
+async def test_a_chunked_body_nobody_reads_is_not_drained_either(client: Client) -> None:
+    head = "GET /api/rooms HTTP/1.1\r\nHost: livehub\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n"
+    status, _ = await _answer_then_eof(client, head, body=b"x" * 65536 + b"\r\n")
+    assert status == b"HTTP/1.1 200 OK"
+
+
+async def test_expect_100_continue_is_refused_before_an_oversized_body(client: Client) -> None:
+    """``Expect: 100-continue`` lets a client ask before it sends a body: livehub answered
+    ``100 Continue`` to any, then 413 once the body it had invited was on its way."""
+    head = (
+        "POST /api/rooms HTTP/1.1\r\nHost: livehub\r\nContent-Type: application/json\r\n"
+        f"Expect: 100-continue\r\nContent-Length: {BIG}\r\n\r\n"
+    )
+    status, _ = await _answer_then_eof(client, head)
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
+    # a body within the limit is still invited
+    server = client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        body = b'{"title": "asked first"}'
+        writer.write(
+            (
+                "POST /api/rooms HTTP/1.1\r\nHost: livehub\r\nContent-Type: application/json\r\n"
+                f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+        )
+        assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 100 Continue\r\n"
+        writer.write(body)
+        await reader.readline()  # the blank line after 100 Continue
+        assert await asyncio.wait_for(reader.readline(), 5) == b"HTTP/1.1 201 Created\r\n"
+    finally:
+        writer.close()
+
+
+async def test_an_unknown_expectation_is_a_417_in_the_error_shape(client: Client) -> None:
+    resp = await client.post("/api/rooms", json={"title": "t"}, headers={"Expect": "teapot"})
+    assert resp.status == 417
+    assert (await resp.json())["code"] == "http_417"
+    assert (await (await client.get("/api/rooms")).json()) == []  # nothing was created
