@@ -37,6 +37,7 @@ from livehub.config import (
     Config,
     ConfigError,
     is_sensitive_param,
+    printable,
     redact_query,
     redact_url,
 )
@@ -85,10 +86,12 @@ _SIGNED = re.compile(r"(/heartbeat/+).*", re.IGNORECASE)
 
 
 def loggable_target(request: BaseRequest) -> str:
-    """The request's path and query as logs may show them."""
+    """The request's path and query as logs may show them: secrets masked, and what is not
+    printable escaped (:func:`~livehub.config.printable`: a decoded ``%0A`` would begin a forged
+    log line)."""
     path = _SIGNED.sub(rf"\g<1>{REDACTED}", request.path)
     query = redact_query(request.query_string)
-    return f"{path}?{query}" if query else path
+    return printable(f"{path}?{query}" if query else path)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -190,6 +190,19 @@ def redact_query(query: str) -> str:
     return "&".join(items)
 
 
+def printable(text: str) -> str:
+    """``text`` for a log line: each character that is not printable (C0 and C1 controls, DEL,
+    the line and paragraph separators, format characters) as its escape (``\\n``, ``\\x1b``,
+    ``\\u2028``). What a client sent (a decoded ``%0A`` in a path) can then neither begin a
+    line of its own, forging a log entry of the server's, nor drive an operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def redact_url(url: str) -> str:
     """``url`` for logs: the password of its userinfo (SRS API Basic auth, database and Redis
     passwords) and password-like query parameters masked."""

@@ -9,11 +9,12 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Final
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
 from livehub.api.jsonio import json_response
+from livehub.config import printable
 from livehub.domain.errors import (
     Conflict,
     Forbidden,
@@ -148,9 +149,52 @@ def error_middleware(request: web.Request, handler: Handler) -> Awaitable[web.St
 
 async def _rendering_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        return await handler(request)
+        response = await handler(request)
     except Exception as exc:
-        return render_error(request, exc)
+        response = render_error(request, exc)
+    if not _body_read_or_small(request) and not response.prepared:
+        # what is left is not read: answer, then close (see _body_read_or_small)
+        request.content.feed_eof()
+        response.force_close()
+    return response
+
+
+def _body_read_or_small(request: web.Request) -> bool:
+    """Whether the request's body was read to its end, or what is left of it is no larger than
+    the app reads (``client_max_size``). After the answer aiohttp reads and drops a body the
+    handler left unread, for up to 10 s (its lingering close) and as fast as the client sends:
+    one request announcing ``Content-Length: 1000000000`` (a 413, or a GET that never reads its
+    body) had the server swallow a gigabyte. A larger body, or one of unknown length (chunked),
+    closes the connection with the answer instead; a small one is drained (keep-alive)."""
+    if not request.body_exists or request.content.is_eof():
+        return True
+    declared = request.content_length
+    return declared is not None and declared <= request.client_max_size
+
+
+async def expect_continue(request: web.Request) -> web.StreamResponse | None:
+    """The routes' ``Expect: 100-continue`` handler: a body announced larger than the app reads
+    is refused (413, the connection closed) before the client sends it, where aiohttp's own
+    handler invited every body with ``100 Continue`` and the 413 came once it was on its way.
+    Any other gets ``100 Continue`` as from aiohttp's handler (417 for an expectation other than
+    ``100-continue``). An answer returned here skips the middlewares: it is rendered in the one
+    error shape here."""
+    limit = request.client_max_size
+    declared = request.content_length
+    refusal: Exception | None = None
+    if declared is not None and declared > limit:
+        refusal = PayloadTooLarge(limit)
+    elif request.headers.get("Expect", "").lower() != "100-continue":
+        refusal = web.HTTPExpectationFailed(text="Only Expect: 100-continue is supported")
+    if refusal is not None:
+        request.content.feed_eof()
+        response = render_error(request, refusal)
+        response.force_close()
+        return response
+    if request.version == HttpVersion11:  # HTTP/1.0 has no 100 Continue
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not begun (as aiohttp's does)
+    return None
 
 
 async def _answered(response: web.StreamResponse) -> web.StreamResponse:
@@ -194,9 +238,9 @@ def render_error(request: web.Request, exc: Exception) -> web.StreamResponse:
         # the client closed its connection before the answer went out (a WebSocket
         # handshake cut short): nothing went wrong here, and a traceback for each would
         # let anyone fill the log by opening and dropping connections
-        log.debug("client went away during %s %s", request.method, request.path)
+        log.debug("client went away during %s %s", request.method, printable(request.path))
         return error_response(499, "client_closed_request", "Client closed the request")
-    log.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
+    log.error("unhandled error in %s %s", request.method, printable(request.path), exc_info=exc)
     return error_response(500, "internal_error", "Internal server error")
 
 

@@ -424,7 +424,54 @@ def build_spec() -> dict[str, Any]:
     )
     add_webhook_paths(spec)
     add_recording_paths(spec)
-    return spec.to_dict()
+    document = spec.to_dict()
+    _common_answers(document)
+    return document
+
+
+#: the operations that read or write the database: each answers 503 while it is unavailable
+USES_DATABASE = frozenset(
+    {
+        "listRooms",
+        "createRoom",
+        "getRoom",
+        "closeRoom",
+        "createViewerToken",
+        "removeStageGuest",
+        "listMembers",
+        "srsHook",
+        "listWebhookDeliveries",
+        "retryWebhookDelivery",
+        "listRecordings",
+        "getRecordingFile",
+        "deleteRecording",
+    }
+)
+
+
+def _common_answers(document: dict[str, Any]) -> None:
+    """List on each operation the answers that come from what it shares with others, not from
+    its own rules: 408 ``body_timeout`` on every one that reads a body (``read_json``), 503
+    ``database_unavailable`` on every one that reads or writes the database. An operation that
+    already lists the status (with words of its own) keeps them."""
+    error = {"$ref": "#/components/schemas/Error"}
+    timeout = {
+        "description": "The body did not arrive within LIVEHUB_BODY_TIMEOUT seconds "
+        "(`body_timeout`); the connection is closed",
+        "content": {"application/json": {"schema": error}},
+    }
+    unavailable = {
+        "description": "The database is unavailable (`database_unavailable`): nothing was "
+        "changed, try again",
+        "content": {"application/json": {"schema": error}},
+    }
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            if "requestBody" in operation:
+                responses.setdefault("408", timeout)
+            if operation["operationId"] in USES_DATABASE:
+                responses.setdefault("503", unavailable)
 
 
 # -- webhooks (livehub/webhooks, docs/webhooks.md) -----------------------------------------------

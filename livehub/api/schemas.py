@@ -261,6 +261,9 @@ class HealthSchema(Schema):
 
 
 MEMBERS_LIMIT_MAX = 1000
+#: the largest offset (JavaScript's largest safe integer): a page's slice takes offset + limit,
+#: which past ``sys.maxsize`` raised (a 500 for the owner) instead of being an empty page
+MEMBERS_OFFSET_MAX = 2**53 - 1
 
 
 class MembersQuerySchema(Schema):
@@ -274,7 +277,7 @@ class MembersQuerySchema(Schema):
     )
     offset = QueryInteger(
         load_default=0,
-        validate=validate.Range(min=0),
+        validate=validate.Range(min=0, max=MEMBERS_OFFSET_MAX),
         metadata={"description": "Skip this many members first (join order)"},
     )
 

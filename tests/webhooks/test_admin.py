@@ -217,7 +217,7 @@ async def test_openapi_documents_the_admin_endpoints(
     assert listing["security"] == [{"adminToken": []}]
     assert {param["name"] for param in listing["parameters"]} == {"state", "limit", "offset"}
     retry = spec["paths"]["/api/webhooks/deliveries/{deliveryId}/retry"]["post"]
-    assert set(retry["responses"]) == {"200", "400", "401", "403", "404", "409"}
+    assert set(retry["responses"]) == {"200", "400", "401", "403", "404", "409", "503"}
     delivery = spec["components"]["schemas"]["WebhookDelivery"]
     assert {"webhookId", "roomId", "seq", "nextAttemptAt", "payload"} <= set(delivery["properties"])
 
