@@ -208,6 +208,19 @@ def build_spec() -> dict[str, Any]:
                             }
                         },
                     },
+                    "503": {
+                        **_error(
+                            "The service holds `LIVEHUB_MAX_OPEN_ROOMS` rooms not ended "
+                            "(`too_many_rooms`, `details.maxOpenRooms`, `details.retryAfter`): "
+                            "nothing was created; rooms that end make room"
+                        ),
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before trying again",
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
+                    },
                 },
             },
         },
