@@ -66,7 +66,8 @@ def setup_routes(app: web.Application, cors_origins: tuple[str, ...]) -> None:
     router.add_get("/healthz", health.healthz, name="healthz")
     router.add_get("/readyz", health.readyz, name="readyz")
     router.add_get("/metrics", health.metrics, name="metrics")
-    router.add_static("/static", console.STATIC, name="static")
+    # not add_static: its 404s were empty (console.static_file)
+    router.add_get("/static/{filename:.+}", console.static_file, name="static")
 
     _allow_cross_origin(app, cors_origins)
 
