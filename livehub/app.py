@@ -103,6 +103,7 @@ def create_app(config: Config) -> web.Application:
         origin_of=kicker.origin_of,
         origin_lost=kicker.origin_lost,
         play_allowed=viewer_tokens.play_allowed,
+        max_open_rooms=config.max_open_rooms,
     )
     engines = Engines(config, encode, _call_soon, _call_later)
     hub = engines.hub

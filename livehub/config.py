@@ -398,6 +398,9 @@ class Config:
     #: SHA-256 hex digests of the API keys (LIVEHUB_API_KEYS); empty: anonymous create
     api_key_hashes: frozenset[str] = frozenset()
     create_rate_per_min: int = 30
+    #: rooms not ended the whole service may hold (0: no limit): the per-address create rate
+    #: alone lets many addresses fill the store
+    max_open_rooms: int = 10_000
     trusted_proxies: tuple[Network, ...] = ()
     ended_retention_days: float = 0.0
     preparing_ttl_hours: float = 168.0
@@ -552,6 +555,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_KICK_BAN_S": ("kick_ban_s", _float),
     "LIVEHUB_API_KEYS": ("api_key_hashes", _api_keys),
     "LIVEHUB_CREATE_RATE_PER_MIN": ("create_rate_per_min", _int),
+    "LIVEHUB_MAX_OPEN_ROOMS": ("max_open_rooms", _int),
     "LIVEHUB_TRUSTED_PROXIES": ("trusted_proxies", _networks),
     "LIVEHUB_ENDED_RETENTION_DAYS": ("ended_retention_days", _float),
     "LIVEHUB_PREPARING_TTL_HOURS": ("preparing_ttl_hours", _float),

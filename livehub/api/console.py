@@ -1,5 +1,5 @@
 """The web console: ``/`` serves its page (and the seed's clients their WebSocket), ``/static``
-its files.
+its files (:func:`static_file`).
 
 The page is served with a Content-Security-Policy: scripts, styles and connections from this
 origin only, plus the SRS origins its players and publishers talk to (WHIP/WHEP on SRS's API
@@ -9,6 +9,7 @@ response says ``nosniff`` and sends no referrer (SRS and other origins never see
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp import web
@@ -90,3 +91,30 @@ async def sdk(request: web.Request) -> web.StreamResponse:
         SDK_FILE,
         headers={"Content-Type": "text/javascript", "Access-Control-Allow-Origin": "*"},
     )
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """``/static/{filename}``: a console file. Not ``router.add_static``: its 404 for a file
+    that is not there was decided while the answer was sent, past the error middleware, and went
+    out empty; here it is raised before, in the one JSON error shape (``not_found``). The file
+    system is asked off the event loop, as ``add_static`` did."""
+    name = request.match_info["filename"]
+    path = await asyncio.get_running_loop().run_in_executor(None, static_path, STATIC, name)
+    if path is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(path)
+
+
+def static_path(directory: Path, name: str) -> Path | None:
+    """The regular file ``name`` (a URL's decoded path) names inside ``directory``, or None.
+    Keeps ``add_static``'s guards: no absolute name (``//host/share``, ``C:\\`` on Windows),
+    nothing outside ``directory`` once ``..`` and every symlink are resolved; a directory, a
+    socket or a name the file system refuses (a NUL) is no file either."""
+    if Path(name).is_absolute():
+        return None
+    try:
+        path = (directory / name).resolve()
+        path.relative_to(directory.resolve())
+        return path if path.is_file() else None
+    except (ValueError, OSError, RuntimeError):  # outside, unreadable, a symlink loop
+        return None

@@ -22,6 +22,7 @@ from livehub.domain.errors import (
     RateLimited,
     RoomEnded,
     RoomNotFound,
+    TooManyRooms,
     Unauthorized,
 )
 from livehub.domain.recordings import RecordingFileKept, RecordingNotFound
@@ -91,6 +92,7 @@ STATUS: dict[type[LivehubError], int] = {
     RoomNotFound: 404,
     Conflict: 409,
     RateLimited: 429,
+    TooManyRooms: 503,
     StoreUnavailable: 503,
     RoomEnded: 409,
     RecordingNotFound: 404,
@@ -219,7 +221,7 @@ def render_error(request: web.Request, exc: Exception) -> web.StreamResponse:
             response.force_close()
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = "Bearer"
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | TooManyRooms):
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
     if isinstance(exc, web.HTTPException):

@@ -103,11 +103,11 @@ DESCRIPTION = """Live rooms, WebSocket signaling (see docs/protocol.md), SRS hoo
 
 Every REST error has one shape, `Error`: `{"error": message, "code": snake_case, "details":
 object or null}`; validation errors name the offending fields in `details`. This includes
-the answers no operation below lists: 404 `not_found` for an unknown path and 405
-`method_not_allowed` (with an `Allow` header) for a method a path does not support. Not in this
-shape: a request HTTP cannot parse (aiohttp answers its own plain-text 400 before any route),
-and the 404 of a file served as it is (a console file under `/static/` that does not exist, a
-recording's file deleted between its check and its sending), which is empty."""
+the answers no operation below lists: 404 `not_found` for an unknown path or a console file
+under `/static/` that does not exist, and 405 `method_not_allowed` (with an `Allow` header) for
+a method a path does not support. Not in this shape: a request HTTP cannot parse (aiohttp
+answers its own plain-text 400 before any route), and the 404 of a file found by its check but
+deleted before its sending (a console file, a recording's file), which is empty."""
 
 
 def build_spec() -> dict[str, Any]:
@@ -204,6 +204,19 @@ def build_spec() -> dict[str, Any]:
                         "headers": {
                             "Retry-After": {
                                 "description": "Seconds until a room may be created again",
+                                "schema": {"type": "integer", "minimum": 1},
+                            }
+                        },
+                    },
+                    "503": {
+                        **_error(
+                            "The service holds `LIVEHUB_MAX_OPEN_ROOMS` rooms not ended "
+                            "(`too_many_rooms`, `details.maxOpenRooms`, `details.retryAfter`): "
+                            "nothing was created; rooms that end make room"
+                        ),
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before trying again",
                                 "schema": {"type": "integer", "minimum": 1},
                             }
                         },

@@ -57,6 +57,20 @@ class TooManyConnections(RateLimited):
         self.details = {"retryAfter": retry_after, "maxConnections": limit}
 
 
+class TooManyRooms(LivehubError):
+    """The service holds as many open (not ended) rooms as it may (LIVEHUB_MAX_OPEN_ROOMS):
+    a capacity limit of the whole service, not of one client (HTTP 503 with Retry-After)."""
+
+    code = "too_many_rooms"
+
+    def __init__(self, limit: int, *, retry_after: int) -> None:
+        super().__init__(
+            f"Too many open rooms (at most {limit}): retry later",
+            details={"maxOpenRooms": limit, "retryAfter": retry_after},
+        )
+        self.retry_after = retry_after
+
+
 class Conflict(LivehubError):
     """A change kept losing the race to other writers of the same room."""
 

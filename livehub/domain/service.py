@@ -28,7 +28,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 from livehub.domain import lifecycle
 from livehub.domain.changes import RoomChanges, RoomListener
-from livehub.domain.errors import Forbidden, RoomNotFound, Unauthorized
+from livehub.domain.errors import Forbidden, RoomNotFound, TooManyRooms, Unauthorized
 from livehub.domain.hooks import (
     HookResult,
     Kicker,
@@ -73,6 +73,9 @@ class _NotOpen:
 _NOT_OPEN = cast(RoomStore, _NotOpen("room store"))
 _NO_PLAYERS = cast(PlayerCounts, _NotOpen("player counts"))
 _T = TypeVar("_T")
+#: seconds a creation refused for :class:`TooManyRooms` is told to wait (rooms end when their
+#: owners close them or their streams stop: minutes, not seconds)
+TOO_MANY_ROOMS_RETRY_AFTER = 60
 
 
 def deny(room: Room, bearer: str | None, needs: str) -> NoReturn:
@@ -105,9 +108,13 @@ class RoomService:
         origin_of: OriginOf = no_origin,
         origin_lost: OriginLost = never_lost,
         play_allowed: PlayAllowed | None = None,
+        max_open_rooms: int = 0,
         clock: Callable[[], int] = now_ms,
     ) -> None:
+        """``max_open_rooms``: rooms not ended the service may hold (0: no limit); the store
+        counts them in the creation's transaction, so every process sharing it is bound."""
         self._app = app
+        self.max_open_rooms = max_open_rooms
         self._window_ms = int(reconnect_window * 1000)
         self.publish_grace_ms = int(publish_grace * 1000)
         self._kick = kick
@@ -184,7 +191,8 @@ class RoomService:
     async def create(
         self, title: str, visibility: Visibility = Visibility.PUBLIC, *, record: bool = False
     ) -> tuple[Room, str]:
-        """Create a room; returns it with the owner token (only its hash is kept)."""
+        """Create a room; returns it with the owner token (only its hash is kept).
+        :class:`TooManyRooms` (nothing written) when the service holds ``max_open_rooms``."""
         owner_token = new_token()
         room_id = new_room_id()
         # creation times are unique in this process, so newest-first is creation order even
@@ -201,7 +209,8 @@ class RoomService:
             visibility=visibility,
         )
         created = RoomEvent(type=EventType.ROOM_CREATED, room_id=room_id, at=now)
-        await self.store.insert(room, [created])
+        if not await self.store.insert(room, [created], max_open=self.max_open_rooms):
+            raise TooManyRooms(self.max_open_rooms, retry_after=TOO_MANY_ROOMS_RETRY_AFTER)
         self._changes.notify(room)
         return room, owner_token
 

@@ -15,7 +15,11 @@ endpoint per event (none configured: nothing staged). Adapters: SQLite
 Semantics every adapter keeps:
 
 - ``insert`` stores a new room at ``version`` 1; the room's ``version`` and ``event_seq`` are
-  set on the object. A duplicate id or stream key raises.
+  set on the object. A duplicate id or stream key raises. With ``max_open`` > 0 it first counts
+  the rooms not ended in its transaction and, when there are ``max_open`` already, writes
+  nothing and returns False (SQLite, one writer: exact; PostgreSQL, read committed: creations
+  committing at the same moment on other connections may each pass it, so the count may end
+  above ``max_open`` by fewer than the creations in flight at once).
 - ``update`` writes every column of ``room`` where ``id`` matches and ``version`` equals
   ``expected_version``; on success ``room.version`` becomes ``expected_version + 1`` and
   ``room.event_seq`` grows by ``len(events)``, and it returns True. Otherwise nothing is written
@@ -77,7 +81,11 @@ class WriteHealth:
 
 
 class RoomStore(Protocol):
-    async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None: ...
+    async def insert(
+        self, room: Room, events: Sequence[RoomEvent] = (), *, max_open: int = 0
+    ) -> bool:
+        """True once stored; False when ``max_open`` rooms are open already (module docstring)."""
+        ...
 
     async def get(self, room_id: str) -> Room | None: ...
 

@@ -133,6 +133,8 @@ export function lobbyView(root) {
       keyInput.focus();
     } else if (err.status === 429) {
       formError(`Too many rooms created from here: try again in ${err.retryAfter ?? 'a few'} s.`);
+    } else if (err.code === 'too_many_rooms') {
+      formError(`This server holds as many open rooms as it may: try again in ${err.retryAfter ?? 'a few'} s.`);
     } else {
       errors.show(describe('Could not create the room', err), 'create');
     }

@@ -194,7 +194,9 @@ class Dispatcher:
             # the traceback at debug level only: an exception's text may quote the endpoint
             log.debug("traceback of the attempt's error", exc_info=True)
         if status is not None and 200 <= status < 300:
-            await self.queue.delivered(row.id, self.now_ms(), status)
+            if not await self.queue.delivered(row, self.now_ms(), status):
+                self._superseded(row, f"HTTP {status}")
+                return
             self._count("delivered")
             log.debug(
                 "webhook %s delivered to %s", message_id(row.id), endpoint_label(row.endpoint)
@@ -205,7 +207,9 @@ class Dispatcher:
         age = self._clock() - row.created_at / 1000
         delay = self.schedule.delay(attempts, self._random, retry_after, age)
         if delay is None:
-            await self.queue.fail(row.id, status=status, error=reason)
+            if not await self.queue.fail(row, status=status, error=reason):
+                self._superseded(row, reason)
+                return
             self._count("failed")
             log.warning(
                 "webhook %s (%s, room %s, seq %d) to %s failed for good after %d attempts: %s",
@@ -218,9 +222,10 @@ class Dispatcher:
                 reason,
             )
             return
-        await self.queue.retry_later(
-            row.id, at=self.now_ms() + int(delay * 1000), status=status, error=reason
-        )
+        at = self.now_ms() + int(delay * 1000)
+        if not await self.queue.retry_later(row, at=at, status=status, error=reason):
+            self._superseded(row, reason)
+            return
         self._count("retried")
         log.info(
             "webhook %s to %s: attempt %d failed (%s), next in %.1f s",
@@ -229,6 +234,18 @@ class Dispatcher:
             attempts,
             reason,
             delay,
+        )
+
+    def _superseded(self, row: Delivery, outcome: str) -> None:
+        """The attempt outlived its lease and the row was claimed again (by this node or
+        another): its outcome was not recorded, the new holder's will be (at least once)."""
+        log.warning(
+            "webhook %s to %s: the attempt (%s) outlived its lease and the row was claimed "
+            "again; its outcome is left to the newer attempt (a process paused that long, or "
+            "node clocks that differ by more than the lease?)",
+            message_id(row.id),
+            endpoint_label(row.endpoint),
+            outcome,
         )
 
     async def attempt(self, row: Delivery) -> tuple[int | None, str | None, float | None]:

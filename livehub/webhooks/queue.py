@@ -10,6 +10,17 @@ the rows after it. Claiming a row *leases* it (moves ``next_attempt_at`` past th
 timeout), so another dispatcher (another process, in cluster mode with ``FOR UPDATE SKIP
 LOCKED``) does not send it too; a dispatcher killed mid-attempt leaves a lease that simply
 expires, and the row is sent again: delivery is at least once.
+
+The lease is also the holder's token. A claimed row carries its lease's end in
+``next_attempt_at``, and an attempt's outcome (:meth:`DeliveryQueue.delivered`, ``retry_later``,
+``fail``) is recorded only while the row is still pending with that very value. An attempt that
+outlived its lease (a paused process, a node whose clock is behind the others') may find the row
+claimed again by another dispatcher, which is sending it now: recorded by id alone, its late
+outcome would overwrite that holder's row (a stale retry freeing it for a third sender, a stale
+failure or delivery ending it while it is in flight and letting the room's next event overtake
+it). Such an outcome is a no-op instead; the current holder's own outcome decides, and a holder
+that dies leaves its lease to expire, so delivery stays at least once. Each claim needs
+``now >= next_attempt_at`` and sets ``now + lease``, so no two claims of a row share a token.
 """
 
 from __future__ import annotations
@@ -86,18 +97,21 @@ class DeliveryQueue(Protocol):
 
     async def claim(self, now: int, limit: int, lease: int) -> list[Delivery]:
         """Up to ``limit`` due heads (pending, ``next_attempt_at <= now``, the oldest pending
-        row of their endpoint and room), oldest due first, each leased until ``now + lease``."""
+        row of their endpoint and room), oldest due first, each leased until ``now + lease``
+        (the returned rows' ``next_attempt_at``: the token their outcome is recorded with)."""
 
-    async def delivered(self, delivery_id: int, now: int, status: int) -> None:
-        """The attempt got a 2xx: the row is done."""
+    async def delivered(self, claimed: Delivery, now: int, status: int) -> bool:
+        """The attempt got a 2xx: the row is done. ``claimed`` is the row as :meth:`claim`
+        returned it; False (nothing written) when its lease is no longer this claim's."""
 
     async def retry_later(
-        self, delivery_id: int, *, at: int, status: int | None, error: str
-    ) -> None:
-        """The attempt failed: count it, try again at ``at``."""
+        self, claimed: Delivery, *, at: int, status: int | None, error: str
+    ) -> bool:
+        """The attempt failed: count it, try again at ``at``. False as for :meth:`delivered`."""
 
-    async def fail(self, delivery_id: int, *, status: int | None, error: str) -> None:
-        """The attempt failed and the schedule is over: count it, mark the row failed."""
+    async def fail(self, claimed: Delivery, *, status: int | None, error: str) -> bool:
+        """The attempt failed and the schedule is over: count it, mark the row failed. False as
+        for :meth:`delivered`."""
 
     async def get(self, delivery_id: int) -> Delivery | None: ...
 

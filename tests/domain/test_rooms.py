@@ -155,7 +155,9 @@ async def test_creation_times_are_unique_and_ordered() -> None:
 
 async def test_a_room_the_store_refuses_is_not_there() -> None:
     class Broken(SQLiteStore):
-        async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
+        async def insert(
+            self, room: Room, events: Sequence[RoomEvent] = (), *, max_open: int = 0
+        ) -> bool:
             raise OSError("disk full")
 
     rooms = RoomService(Broken(":memory:"), players=MemoryPlayers())

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
 
 from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
@@ -176,3 +178,85 @@ async def test_presence_events_wait_out_a_postgresql_outage(
         await store.close()
         if conn is not None:
             await conn.close()
+
+
+async def test_a_node_whose_lease_was_taken_over_leaves_the_row_to_the_new_holder(
+    pg_url: str,
+    rows: PostgresRows,
+    aiohttp_server: AiohttpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Node A's attempt outlives its lease (here: node B's clock is ahead by more than the
+    lease), B claims the row and sends it too. A's late 2xx must not mark the row delivered
+    while B's attempt is in flight: the room's next event would become the head and overtake
+    B's copy (the receiver would see created, live, created). Found by an audit."""
+    arrived: list[str] = []
+    gates = [asyncio.Event(), asyncio.Event()]
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.json()
+        arrived.append(body["type"])
+        if len(arrived) <= len(gates):  # the first two attempts wait to be let through
+            await gates[len(arrived) - 1].wait()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks", hook)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("/hooks"))
+    await rows.add([url], "r1", "room.created")
+    await rows.add([url], "r1", "room.live")
+    outcomes: list[list[str]] = [[], []]
+    timeout = 1.0
+    lease = timeout * 2 + 5
+
+    def node(n: int, skew: float) -> Dispatcher:
+        return Dispatcher(
+            PostgresDeliveryQueue(pg_url),
+            aiohttp.ClientSession(),
+            Signer((secret(),)),
+            timeout=timeout,
+            poll_interval=0.01,
+            stats_interval=0.0,
+            clock=lambda: time.time() + skew,
+            on_outcome=outcomes[n].append,
+        )
+
+    a, b = node(0, 0.0), node(1, lease + 1)
+    assert a.lease_ms == lease * 1000
+    tasks = [asyncio.create_task(a.run())]
+    try:
+        await eventually(lambda: arrived == ["room.created"])  # A's attempt, held
+        tasks.append(asyncio.create_task(b.run()))
+        await eventually(lambda: arrived == ["room.created"] * 2)  # B's, held too
+        gates[0].set()  # A's 204 comes late: the row is B's now
+        # A's outcome is written (before the fix) or dropped with a warning
+        await eventually(lambda: "outlived its lease" in caplog.text or outcomes[0])
+        assert outcomes[0] == []
+        [first, _] = await rows.rows()
+        assert (first["state"], first["attempts"]) == ("pending", 0)
+        assert arrived == ["room.created"] * 2  # room.live waits for B
+        # A is done: left running, it could claim room.live, which B (its clock 8 s ahead)
+        # would take over at once, and both would send it
+        tasks[0].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tasks[0]
+        gates[1].set()
+        await eventually(lambda: arrived == ["room.created", "room.created", "room.live"])
+        await eventually(lambda: len(outcomes[1]) == 2)
+        assert outcomes == [[], ["delivered", "delivered"]]
+        assert [(row["state"], row["attempts"]) for row in await rows.rows()] == [
+            ("delivered", 1),
+            ("delivered", 1),
+        ]
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for gate in gates:
+            gate.set()
+        for dispatcher in (a, b):
+            await dispatcher.stop(grace=1.0)
+            await dispatcher.session.close()
+            await dispatcher.queue.close()

@@ -105,9 +105,9 @@ async def test_only_the_oldest_pending_row_of_each_endpoint_and_room_is_claimed(
     # leased: not claimed again, and the rows behind them wait
     assert await queue.claim(now(), 10, lease=60_000) == []
 
-    await queue.delivered(claimed[0].id, now(), 200)
-    await queue.fail(claimed[1].id, status=500, error="HTTP 500")
-    await queue.retry_later(claimed[2].id, at=now() + 60_000, status=None, error="timed out")
+    await queue.delivered(claimed[0], now(), 200)
+    await queue.fail(claimed[1], status=500, error="HTTP 500")
+    await queue.retry_later(claimed[2], at=now() + 60_000, status=None, error="timed out")
     again = await queue.claim(now(), 10, lease=60_000)
     assert [(row.endpoint, row.room_id, row.seq) for row in again] == [(A, "r1", 2), (B, "r1", 2)]
     rows = {row["id"]: row for row in (await outbox.rows())}
@@ -131,7 +131,7 @@ async def test_list_pages_newest_first_by_state(outbox: Rows, queue: DeliveryQue
     for number in range(5):
         await outbox.add([A], f"r{number}", "room.created")
     [head, *_] = await queue.claim(now(), 1, lease=1000)
-    await queue.fail(head.id, status=None, error="cannot connect")
+    await queue.fail(head, status=None, error="cannot connect")
     listed = await queue.list(None, 3, 0)
     assert [row.room_id for row in listed] == ["r4", "r3", "r2"]
     assert [row.room_id for row in await queue.list(None, 3, 3)] == ["r1", "r0"]
@@ -145,7 +145,7 @@ async def test_retry_only_a_failed_row(outbox: Rows, queue: DeliveryQueue) -> No
     [row] = await queue.claim(now(), 1, lease=1000)
     with pytest.raises(DeliveryNotFailed):
         await queue.retry(row.id, now())
-    await queue.fail(row.id, status=503, error="HTTP 503")
+    await queue.fail(row, status=503, error="HTTP 503")
     at = now()
     retried = await queue.retry(row.id, at)
     assert (retried.state, retried.attempts, retried.next_attempt_at) == (
@@ -166,7 +166,7 @@ async def test_stats(outbox: Rows, queue: DeliveryQueue) -> None:
     assert empty.oldest_pending_created_at is None
     await outbox.add([A, B], "r1", "room.created")
     [first, _] = await queue.claim(now(), 2, lease=1000)
-    await queue.delivered(first.id, now(), 204)
+    await queue.delivered(first, now(), 204)
     stats = await queue.stats()
     assert stats.counts == {
         DeliveryState.PENDING: 1,
@@ -187,9 +187,9 @@ async def test_prune_deletes_only_delivered_rows_past_the_retention(
     for room in ("r1", "r2", "r3"):
         await outbox.add([A], room, "room.created")
     old, recent, failed = await queue.claim(now(), 3, lease=1000)
-    await queue.delivered(old.id, now() - 10_000, 204)
-    await queue.delivered(recent.id, now(), 204)
-    await queue.fail(failed.id, status=500, error="HTTP 500")
+    await queue.delivered(old, now() - 10_000, 204)
+    await queue.delivered(recent, now(), 204)
+    await queue.fail(failed, status=500, error="HTTP 500")
     await outbox.add([A], "r1", "room.live")  # pending
     assert await queue.prune(now() - 5_000, 10) == 1
     assert [(row["room_id"], row["state"]) for row in await outbox.rows()] == [
@@ -199,3 +199,44 @@ async def test_prune_deletes_only_delivered_rows_past_the_retention(
     ]
     assert await queue.prune(now() + 1, 10) == 1  # the recent one, once it is old enough
     assert await queue.prune(now() + 1, 10) == 0
+
+
+async def test_a_holder_whose_lease_was_taken_over_records_nothing(
+    outbox: Rows, queue: DeliveryQueue
+) -> None:
+    # node A claims a row, its attempt outlives the lease (a paused process, a clock behind the
+    # others'), node B claims the row again and sends it: A's late outcome must not overwrite
+    # the row B now holds (found by an audit: the outcome matched the id only)
+    await outbox.add([A], "r1", "room.created")
+    await outbox.add([A], "r1", "room.live")
+    t = now()
+    [first] = await queue.claim(t, 1, lease=1000)
+    [second] = await queue.claim(t + 1000, 1, lease=1000)
+    assert second.id == first.id and second.next_attempt_at == t + 2000
+    assert first.next_attempt_at == t + 1000  # a claimed row carries its lease's end
+
+    # A's late retry: B's lease stays, so nobody else sends the row while B does
+    assert not await queue.retry_later(first, at=t + 1001, status=503, error="HTTP 503")
+    assert await queue.claim(t + 1001, 10, lease=1000) == []
+    # A's late failure: the row stays pending (B's success must count)
+    assert not await queue.fail(first, status=None, error="timed out")
+    # A's late success: the row is B's; room.live stays behind it until B is done
+    assert not await queue.delivered(first, t + 1002, 200)
+    assert await queue.claim(t + 1002, 10, lease=1000) == []
+    [row] = [row for row in await outbox.rows() if row["id"] == first.id]
+    assert (row["state"], row["attempts"], row["next_attempt_at"]) == ("pending", 0, t + 2000)
+    assert row["last_status"] is None and row["delivered_at"] is None
+
+    # B's outcome counts, once
+    assert await queue.retry_later(second, at=t + 1500, status=500, error="HTTP 500")
+    assert not await queue.retry_later(second, at=t + 1500, status=500, error="HTTP 500")
+    [third] = await queue.claim(t + 1500, 1, lease=1000)
+    assert (third.id, third.attempts) == (first.id, 1)
+    assert not await queue.delivered(second, t + 1600, 200)  # B's lease ended with its retry
+    assert await queue.delivered(third, t + 1600, 204)
+    [row] = [row for row in await outbox.rows() if row["id"] == first.id]
+    assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 2, 204)
+    [live] = await queue.claim(t + 1600, 10, lease=1000)
+    assert live.type == "room.live"
+    assert await queue.fail(live, status=410, error="HTTP 410")
+    assert not await queue.fail(live, status=410, error="HTTP 410")  # once

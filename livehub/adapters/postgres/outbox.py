@@ -49,6 +49,9 @@ WHERE id IN (
 )
 RETURNING {_LIST}
 """
+#: the row is still held by the claim that leased it ($1 its id, $2 its lease's end): an attempt
+#: that outlived its lease records nothing over the row's new holder (livehub.webhooks.queue)
+_HELD = "id = $1 AND state = 'pending' AND next_attempt_at = $2"
 
 
 class PostgresDeliveryQueue:
@@ -79,35 +82,40 @@ class PostgresDeliveryQueue:
         rows = await pool.fetch(_CLAIM, now, limit, now + lease)
         return sorted((delivery_from_row(row) for row in rows), key=lambda row: row.id)
 
-    async def delivered(self, delivery_id: int, now: int, status: int) -> None:
-        await self._execute(
+    async def delivered(self, claimed: Delivery, now: int, status: int) -> bool:
+        return await self._record(
             "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, "
-            "delivered_at = $1, last_status = $2, last_error = NULL WHERE id = $3",
+            f"delivered_at = $3, last_status = $4, last_error = NULL WHERE {_HELD}",
+            claimed,
             now,
             status,
-            delivery_id,
         )
 
     async def retry_later(
-        self, delivery_id: int, *, at: int, status: int | None, error: str
-    ) -> None:
-        await self._execute(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $1, "
-            "last_status = $2, last_error = $3 WHERE id = $4 AND state = 'pending'",
+        self, claimed: Delivery, *, at: int, status: int | None, error: str
+    ) -> bool:
+        return await self._record(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $3, "
+            f"last_status = $4, last_error = $5 WHERE {_HELD}",
+            claimed,
             at,
             status,
             error,
-            delivery_id,
         )
 
-    async def fail(self, delivery_id: int, *, status: int | None, error: str) -> None:
-        await self._execute(
+    async def fail(self, claimed: Delivery, *, status: int | None, error: str) -> bool:
+        return await self._record(
             "UPDATE webhook_deliveries SET state = 'failed', attempts = attempts + 1, "
-            "last_status = $1, last_error = $2 WHERE id = $3 AND state = 'pending'",
+            f"last_status = $3, last_error = $4 WHERE {_HELD}",
+            claimed,
             status,
             error,
-            delivery_id,
         )
+
+    async def _record(self, sql: str, claimed: Delivery, *args: Any) -> bool:
+        """An attempt's outcome, written only while ``claimed``'s lease is still the row's."""
+        result = await self._execute(sql, claimed.id, claimed.next_attempt_at, *args)
+        return result == "UPDATE 1"
 
     async def _execute(self, sql: str, *args: Any) -> str:
         pool = await self._connection_pool()

@@ -161,6 +161,8 @@ _INSERT = (
     f"INSERT INTO rooms ({', '.join(ROOM_COLUMNS)}) "
     f"VALUES ({', '.join(f'${n}' for n in range(1, len(ROOM_COLUMNS) + 1))})"
 )
+#: rooms not ended (the partial index ``rooms_publisher`` holds exactly them)
+_COUNT_OPEN = "SELECT count(*) FROM rooms WHERE status != 'ended'"
 _UPDATE = (
     "UPDATE rooms SET "
     + ", ".join(f"{col} = ${n}" for n, col in enumerate(ROOM_COLUMNS[1:], start=1))
@@ -371,17 +373,28 @@ class PostgresStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
+    async def insert(
+        self, room: Room, events: Sequence[RoomEvent] = (), *, max_open: int = 0
+    ) -> bool:
         seq, version = room.event_seq, room.version
 
-        async def work(conn: asyncpg.Connection) -> None:
+        async def work(conn: asyncpg.Connection) -> bool:
+            # counted in the insert's transaction, but read committed: creations racing on
+            # other connections (of this node or others) do not see each other's rows, so the
+            # cap may be passed by at most the creations in flight at once (docs/operations.md)
+            if max_open > 0 and await conn.fetchval(_COUNT_OPEN) >= max_open:
+                raise _Conflict
             room.version = 1
             room.event_seq = seq + len(events)
             await conn.execute(_INSERT, *room_values(room))
             await self._stage(conn, room, events, seq)
+            return True
 
         try:
-            await self._write(work)
+            return await self._write(work)
+        except _Conflict:
+            room.version, room.event_seq = version, seq
+            return False
         except BaseException:
             room.version, room.event_seq = version, seq
             raise

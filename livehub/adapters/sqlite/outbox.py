@@ -13,6 +13,7 @@ and a stats scan does not hold up the writer. The table itself is created by the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,10 @@ WHERE d.state = 'pending' AND d.next_attempt_at <= :now
 ORDER BY d.next_attempt_at, d.id
 LIMIT :limit
 """
+#: the row is still held by the claim that leased it: an attempt that outlived its lease (the
+#: dispatcher re-claimed the row meanwhile) records nothing over the new attempt
+#: (livehub.webhooks.queue)
+_HELD = "id = :id AND state = 'pending' AND next_attempt_at = :leased_until"
 
 
 class SQLiteDeliveryQueue:
@@ -89,35 +94,49 @@ class SQLiteDeliveryQueue:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-            return [delivery_from_row(row) for row in rows]
+            # as leased: the lease's end is the token the outcome is recorded with
+            return [
+                dataclasses.replace(delivery_from_row(row), next_attempt_at=now + lease)
+                for row in rows
+            ]
 
         return await self._write(work)
 
-    async def delivered(self, delivery_id: int, now: int, status: int) -> None:
-        await self._update(
+    async def delivered(self, claimed: Delivery, now: int, status: int) -> bool:
+        return await self._record(
             "UPDATE webhook_deliveries SET state = 'delivered', attempts = attempts + 1, "
-            "delivered_at = ?, last_status = ?, last_error = NULL WHERE id = ?",
-            (now, status, delivery_id),
+            f"delivered_at = :now, last_status = :status, last_error = NULL WHERE {_HELD}",
+            claimed,
+            now=now,
+            status=status,
         )
 
     async def retry_later(
-        self, delivery_id: int, *, at: int, status: int | None, error: str
-    ) -> None:
-        await self._update(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = ?, "
-            "last_status = ?, last_error = ? WHERE id = ? AND state = 'pending'",
-            (at, status, error, delivery_id),
+        self, claimed: Delivery, *, at: int, status: int | None, error: str
+    ) -> bool:
+        return await self._record(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = :at, "
+            f"last_status = :status, last_error = :error WHERE {_HELD}",
+            claimed,
+            at=at,
+            status=status,
+            error=error,
         )
 
-    async def fail(self, delivery_id: int, *, status: int | None, error: str) -> None:
-        await self._update(
+    async def fail(self, claimed: Delivery, *, status: int | None, error: str) -> bool:
+        return await self._record(
             "UPDATE webhook_deliveries SET state = 'failed', attempts = attempts + 1, "
-            "last_status = ?, last_error = ? WHERE id = ? AND state = 'pending'",
-            (status, error, delivery_id),
+            f"last_status = :status, last_error = :error WHERE {_HELD}",
+            claimed,
+            status=status,
+            error=error,
         )
 
-    async def _update(self, sql: str, params: tuple[Any, ...]) -> None:
-        await self._write(lambda db: db.execute(sql, params))
+    async def _record(self, sql: str, claimed: Delivery, **params: Any) -> bool:
+        """An attempt's outcome, written only while ``claimed``'s lease is still the row's."""
+        params |= {"id": claimed.id, "leased_until": claimed.next_attempt_at}
+        changed: int = await self._write(lambda db: db.execute(sql, params).rowcount)
+        return changed == 1
 
     async def get(self, delivery_id: int) -> Delivery | None:
         def work(db: sqlite3.Connection) -> Delivery | None:

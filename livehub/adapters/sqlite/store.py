@@ -168,6 +168,8 @@ _SELECT = f"SELECT {', '.join(ROOM_COLUMNS)} FROM rooms"
 _INSERT = (
     f"INSERT INTO rooms ({', '.join(ROOM_COLUMNS)}) VALUES ({', '.join('?' for _ in ROOM_COLUMNS)})"
 )
+#: rooms not ended (the partial index ``rooms_publisher`` holds exactly them)
+_COUNT_OPEN = "SELECT count(*) FROM rooms WHERE status != 'ended'"
 _UPDATE = (
     "UPDATE rooms SET "
     + ", ".join(f"{col} = ?" for col in ROOM_COLUMNS[1:])
@@ -304,7 +306,9 @@ class SQLiteStore:
         return result
 
     @_unavailable
-    async def insert(self, room: Room, events: Sequence[RoomEvent] = ()) -> None:
+    async def insert(
+        self, room: Room, events: Sequence[RoomEvent] = (), *, max_open: int = 0
+    ) -> bool:
         seq = room.event_seq
         room.version = 1
         room.event_seq = seq + len(events)
@@ -312,14 +316,21 @@ class SQLiteStore:
         staged = self._rows(room, events, seq)
         outcome = _Outcome()
 
-        def work(db: sqlite3.Connection) -> None:
+        def work(db: sqlite3.Connection) -> bool:
             with _transaction(db, outcome):
+                # one writer: the count cannot change before the insert commits (exact)
+                if max_open > 0 and db.execute(_COUNT_OPEN).fetchone()[0] >= max_open:
+                    raise _Conflict
                 db.execute(_INSERT, values)
                 if staged:
                     db.executemany(_STAGE, staged)
+            return True
 
         try:
-            await self._write(work)
+            return await self._write(work)
+        except _Conflict:
+            room.version, room.event_seq = 0, seq
+            return False
         except BaseException:
             if not outcome.committed:
                 room.version, room.event_seq = 0, seq
