@@ -112,6 +112,8 @@ class RoomService:
         self.publish_grace_ms = int(publish_grace * 1000)
         self._kick = kick
         self._origin_of = origin_of
+        #: whether a publisher's SRS origin is known to be down (the stage's rule uses it too)
+        self.origin_lost = origin_lost
         self._clock = clock
         self._sweep = Sweep(
             window_ms=self._window_ms,

@@ -5,14 +5,15 @@ is a conditional write like the lifecycle's)::
 
     {"invites": {peer id: {"by": host peer id, "at": ms}},
      "guests":  {peer id: {"name", "streamKey", "token", "live", "clientId", "serverId",
-                           "origin", "joinedAt", "goneSince"}}}
+                           "serviceId", "origin", "joinedAt", "goneSince"}}}
 
 A host invites a member (``stage-invite``); nothing happens on the member's side until it
 accepts (``stage-accept``): then it becomes a guest with its own stream key
 ``<room stream key>-<peer id>`` and publish token (``stage-credentials``, to it alone), and
 ``stage.joined`` is reported. SRS's on_publish of a guest key is accepted only with that
-guest's token, while it is a guest and the room has not ended; every member then hears
-``stage`` with the public stage (no token). ``stage-remove`` (or ``DELETE
+guest's token, while it is a guest and the room has not ended, and (like the room's own
+publisher) from one publisher at a time unless that one's SRS restarted or its origin is down;
+every member then hears ``stage`` with the public stage (no token). ``stage-remove`` (or ``DELETE
 /api/rooms/{id}/stage/{peerId}``) ends a guest: its stream is kicked from SRS and its token
 forgotten, so a republish is refused (``stage.left``). A guest whose connection goes away
 stays on stage for the reconnect window (a new connection that joins with the guest's token as
@@ -28,6 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from livehub.domain import lifecycle
 from livehub.domain.errors import HookRejected, LivehubError, RoomEnded
 from livehub.domain.hooks import NO_ROOM, HookResult, Kicker, Publisher
 from livehub.domain.peer import Peer
@@ -61,6 +63,10 @@ PlayUrls = Callable[[str], dict[str, str]]
 Credentials = Callable[[str, str], dict[str, str]]
 #: runs a coroutine function after a delay in seconds
 Later = Callable[[float, Callable[[], Awaitable[None]]], object]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def guests(room: Room) -> dict[str, dict[str, Any]]:
@@ -231,6 +237,7 @@ class Stage:
                 "live": False,
                 "clientId": None,
                 "serverId": None,
+                "serviceId": None,
                 "origin": None,
                 "joinedAt": now,
                 "goneSince": None,
@@ -564,14 +571,27 @@ class Stage:
             expected = str(guest.get("token", "")).encode()
             if token is None or not hmac.compare_digest(expected, token.encode()):
                 raise HookRejected("guest token missing or wrong")
-            if guest.get("live") and guest.get("clientId") not in (None, event.client_id):
-                raise HookRejected("this guest stream already has a live publisher")
             if guest.get("live") and guest.get("clientId") == event.client_id:
-                return None
+                return None  # a duplicated on_publish of the guest's publisher
+            if (
+                guest.get("live")
+                and guest.get("clientId") is not None
+                and not lifecycle.publisher_left(
+                    event,
+                    _text(guest.get("serverId")),
+                    _text(guest.get("serviceId")),
+                    _text(guest.get("origin")),
+                    self._rooms.origin_lost,
+                )
+            ):
+                # (SRS restarted, or the guest's origin is down: it goes on, as the room's
+                # own publisher does)
+                raise HookRejected("this guest stream already has a live publisher")
             guest.update(
                 live=True,
                 clientId=event.client_id,
                 serverId=event.server_id,
+                serviceId=event.service_id,
                 origin=origin,
                 publishedAt=self._clock(),
             )

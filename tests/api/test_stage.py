@@ -585,3 +585,24 @@ async def test_the_members_last_stage_is_the_stored_one_when_an_acceptance_answe
     assert stages and stages[-1] == []
     known = scene.client.app[keys.signaling].known.peek(rid)
     assert known is not None and known.status.value == "ended"
+
+
+async def test_a_guest_republishing_after_srs_restarted_goes_on(scene: Scene) -> None:
+    """SRS restarted (SIGTERM: no on_unpublish): the guest's encoder publishes again with a new
+    client id, and SRS's new service id says why the old publisher is gone. The guest goes on
+    as the room's own publisher does; a second publisher on the restarted SRS is refused."""
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    assert await send_hook(client, guest_hook("on_publish.json", key, token, "g1")) == {"code": 0}
+    await expect(scene.viewer, "stage")
+    again = {**guest_hook("on_publish.json", key, token, "g2"), "service_id": "n3wsrv01"}
+    assert await send_hook(client, again) == {"code": 0}
+    guest = (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]
+    assert (guest["live"], guest["clientId"]) == (True, "g2")
+    # the old publisher's end, if SRS ever sent it, changes nothing now
+    assert await send_hook(client, guest_hook("on_unpublish.json", key, "", "g1")) == {"code": 0}
+    assert (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["live"]
+    # on the restarted SRS, another publisher of the guest's stream is refused as before
+    intruder = {**guest_hook("on_publish.json", key, token, "g3"), "service_id": "n3wsrv01"}
+    assert (await send_hook(client, intruder))["code"] != 0
