@@ -3,17 +3,19 @@
 :func:`reconcile_publishers` compares live rooms with SRS's stream list: a live room SRS does
 not list as published loses its publisher (through the reconnect window), unless its publish
 was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once it has acquired it).
-:func:`restore_players` counts SRS's players again after a shared registry lost them.
+:func:`restore_players` counts SRS's players again after a registry lost them (a shared one
+whose Redis restarted empty, this process's own after a restart), and :class:`LostPlayers`
+forgets the players SRS no longer lists (their on_stop was lost), after the same grace.
 ``livehub/reconcile.py`` asks SRS periodically and calls these through the room service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from livehub.domain import lifecycle
 from livehub.domain.changes import RoomChanges
-from livehub.domain.room import Room, RoomEvent
+from livehub.domain.room import Room, RoomEvent, RoomStatus
 from livehub.domain.store import PlayerCounts
 
 #: seconds after an accepted on_publish during which SRS may not list the stream as published
@@ -80,3 +82,50 @@ async def restore_players(
     for room in changed.values():
         changes.notify(room)
     return added
+
+
+class LostPlayers:
+    """Players counted that SRS no longer lists: their on_stop was lost (SRS sends no
+    retries, and nothing when it stops; livehub could not be reached), and they would count
+    as long as the room lives. A player is forgotten once SRS has left it out for the grace
+    period: SRS calls on_play before it lists the player (HTTP-FLV, WebRTC), so one listing
+    without it proves nothing. Remembers only the players left out of the last listing."""
+
+    def __init__(self) -> None:
+        #: client id -> when a listing (asked at, epoch ms) first left it out
+        self._unlisted: dict[str, int] = {}
+
+    async def forget(
+        self,
+        changes: RoomChanges,
+        counts: PlayerCounts,
+        counted: Mapping[str, str],
+        listed: Mapping[str, str],
+        *,
+        asked_at: int,
+        grace_ms: int,
+    ) -> int:
+        """``counted`` (client id -> room id, read before SRS was asked at ``asked_at``)
+        against ``listed`` (SRS's players, client id -> stream key, of every origin): forget
+        those left out for ``grace_ms``. Returns how many were forgotten."""
+        unlisted = {
+            client_id: self._unlisted.get(client_id, asked_at)
+            for client_id in counted
+            if client_id not in listed
+        }
+        self._unlisted = unlisted
+        forgotten = 0
+        changed: set[str] = set()
+        for client_id, since in list(unlisted.items()):
+            if asked_at - since < grace_ms:
+                continue
+            del unlisted[client_id]
+            room_id = await counts.remove(client_id)
+            if room_id is not None:
+                forgotten += 1
+                changed.add(room_id)
+        for room_id in changed:
+            room = await changes.store.get(room_id)
+            if room is not None and room.status is not RoomStatus.ENDED:
+                changes.notify(room)  # its viewer count changed (an ended room shows 0)
+        return forgotten

@@ -450,3 +450,84 @@ async def test_a_hanging_kick_does_not_hold_up_shutdown(
     await client.close()
     assert time.monotonic() - started < 15  # bounded by the shutdown timeout, not the 30 s kick
     assert "1 publisher kicks cancelled at shutdown" in [r.getMessage() for r in caplog.records]
+
+
+async def players_of(client: Client, room_id: str) -> int:
+    count: int = (await room_json(client, room_id))["playerCount"]
+    return count
+
+
+async def test_players_whose_on_stop_was_lost_are_not_counted_for_ever(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """SRS sends no retries, and nothing when it stops: a player's on_stop lost (livehub could
+    not be reached; SRS restarted) left it counted as long as the room lived. Reconciliation
+    forgets the players SRS no longer lists, as it does publishers."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    reconciler = client.app[keys.reconciler]
+    room = await live_room(client, srs)
+    for cid in ("ply00001", "ply00002", "ply00003"):
+        srs.play(room["streamKey"], cid)
+        assert await send_hook(client, hook_for(room, "on_play.json", client_id=cid)) == {"code": 0}
+    assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 3  # SRS lists all three
+    srs.stop_playing("ply00001")  # its on_stop was lost
+    assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 2
+    # SRS restarts (SIGTERM: no on_stop, no on_unpublish); the encoder is back at once
+    srs.restart("n3wsrv04")
+    srs.publish(room["streamKey"], "n3wc1i3n")
+    again = hook_for(room, "on_publish.json", service_id="n3wsrv04", client_id="n3wc1i3n")
+    assert await send_hook(client, again) == {"code": 0}
+    srs.play(room["streamKey"], "ply00004")
+    play = hook_for(room, "on_play.json", service_id="n3wsrv04", client_id="ply00004")
+    assert await send_hook(client, play) == {"code": 0}
+    assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 1
+    # a late on_stop of a forgotten player changes nothing
+    stop = hook_for(room, "on_stop.json", client_id="ply00002")
+    assert await send_hook(client, stop) == {"code": 0}
+    assert await players_of(client, room["id"]) == 1
+
+
+async def test_a_player_srs_does_not_list_yet_is_not_forgotten_within_the_grace(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """SRS calls on_play before it lists the player (HTTP-FLV, WebRTC): a player counted just
+    before a pass is not taken for gone."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config, grace=10.0)
+    reconciler = client.app[keys.reconciler]
+    room = await live_room(client, srs)
+    assert await send_hook(client, hook_for(room, "on_play.json", client_id="ply00001")) == {
+        "code": 0
+    }
+    for _ in range(3):
+        assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 1
+
+
+async def test_players_are_counted_again_after_livehub_restarts_embedded(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, tmp_path: Any
+) -> None:
+    """Embedded mode keeps player counts in memory: after a restart of livehub they are
+    counted again from SRS's client list, as a cluster's are after Redis restarts empty."""
+    config = make_config(
+        db_path=str(tmp_path / "livehub.db"), srs_api_url=srs.url, reconcile_interval=0.0
+    )
+    first = await start(aiohttp_client, config)
+    room = await live_room(first, srs)
+    for cid in ("ply00001", "ply00002"):
+        srs.play(room["streamKey"], cid)
+        assert await send_hook(first, hook_for(room, "on_play.json", client_id=cid)) == {"code": 0}
+    assert await players_of(first, room["id"]) == 2
+    await first.close()
+
+    second = await start(aiohttp_client, config)
+    reconciler = second.app[keys.reconciler]
+    await eventually(lambda: reconciler.last_ok is True)  # the start-up pass
+    assert await players_of(second, room["id"]) == 2
+    stop = hook_for(room, "on_stop.json", client_id="ply00001")
+    assert await send_hook(second, stop) == {"code": 0}
+    assert await players_of(second, room["id"]) == 1
