@@ -531,3 +531,21 @@ async def test_players_are_counted_again_after_livehub_restarts_embedded(
     stop = hook_for(room, "on_stop.json", client_id="ply00001")
     assert await send_hook(second, stop) == {"code": 0}
     assert await players_of(second, room["id"]) == 1
+
+
+async def test_a_stream_published_with_a_play_extension_is_the_room_s(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """A publish to ``KEY.flv`` (SRS's source ``/live/KEY``; its stream list names it
+    ``KEY.flv``, checked on SRS 5.0.216 and 6.0.157): the hook took it for the room ``KEY``,
+    and reconciliation does too."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
+    name = room["streamKey"] + ".flv"
+    srs.publish(name, "2o5x91ed")
+    srs.streams[-1]["url"] = f"/live/{room['streamKey']}"
+    body = hook_for(room, "on_publish.json", stream=name)
+    assert await send_hook(client, body) == {"code": 0}
+    assert await client.app[keys.reconciler].run_once()
+    assert (await room_json(client, room["id"]))["status"] == "live"
