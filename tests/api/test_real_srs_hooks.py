@@ -5,11 +5,15 @@ where SRS or ffmpeg is missing."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpClient
 
@@ -19,7 +23,7 @@ from livehub.domain.room import Room, RoomStatus
 from tests.conftest import Client, make_config
 from tests.engines import free_port
 from tests.helpers import eventually
-from tests.real_srs import VERSIONS, Publisher, RealSRS, need_ffmpeg, srs_binary
+from tests.real_srs import VERSIONS, Publisher, RealSRS, need_ffmpeg, srs_binary, whep_offer
 
 
 @dataclass
@@ -28,12 +32,22 @@ class Live:
     srs: RealSRS
     tmp: Path
     publishers: list[Publisher]
+    players: list[asyncio.subprocess.Process] = dataclasses.field(default_factory=list)
 
     async def publish(self, url: str, name: str) -> Publisher:
         publisher = Publisher(url, self.tmp / f"ffmpeg-{name}.log")
         self.publishers.append(publisher)
         await publisher.start()
         return publisher
+
+    async def play(self, url: str) -> None:
+        """ffmpeg playing ``url`` (HTTP-FLV or RTMP) until the test ends."""
+        proc = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", url,
+            "-t", "60", "-f", "null", "-",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self.players.append(proc)
 
     async def room(self) -> dict[str, Any]:
         resp = await self.client.post("/api/rooms", json={"title": "Real hooks"})
@@ -71,6 +85,10 @@ async def live(
     finally:
         for publisher in state.publishers:
             await publisher.stop()
+        for player in state.players:
+            with contextlib.suppress(ProcessLookupError):
+                player.kill()
+            await player.wait()
         await srs.stop()
 
 
@@ -124,3 +142,58 @@ async def test_a_stream_published_with_a_play_extension_stays_live(live: Live) -
     assert await reconciler.run_once()
     stored = await live.stored(room["id"])
     assert (stored.status, stored.reconnecting) == (RoomStatus.LIVE, False)
+
+
+async def test_every_kind_of_player_is_counted_as_srs_lists_it(live: Live) -> None:
+    """HTTP-FLV, RTMP, WHEP and HLS players: reconciliation finds each in SRS's client list
+    under the client id its on_play carried (HLS: its hls_ctx), so none is forgotten; once SRS
+    restarted (SIGTERM: no on_stop), none is counted any more."""
+    live.srs.hls = True
+    await live.srs.stop()
+    await live.srs.start()
+    room = await live.room()
+    token, key = room["publish"]["token"], room["streamKey"]
+    publisher = await live.publish(live.srs.rtmp_url(key, f"?secret={token}"), "main")
+    await until_live(live, room["id"], publisher)
+    reconciler = live.client.app[keys.reconciler]
+
+    async def players() -> int:
+        count: int = (await (await live.client.get(f"/api/rooms/{room['id']}")).json())[
+            "playerCount"
+        ]
+        return count
+
+    async def listed() -> bool:  # SRS lists the stream once it has acquired it
+        return bool(await reconciler._origins.primary.publishing())
+
+    await eventually(listed, within=10)
+    for url in (live.srs.flv_url(key), live.srs.rtmp_url(key)):
+        await live.play(url)
+    status, _ = await whep_offer(
+        f"http://127.0.0.1:{live.srs.api_port}/rtc/v1/whep/?app=live&stream={key}"
+    )
+    assert status == 201
+
+    async def hls_playing() -> bool:  # the first segment takes a second or two
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{live.srs.http_port}/live/{key}.m3u8"
+            async with session.get(url) as resp:
+                return resp.status == 200
+
+    await eventually(hls_playing, within=15)
+
+    async def all_counted() -> bool:
+        return await players() == 4
+
+    await eventually(all_counted, within=15)
+    live.client.app[keys.rooms].publish_grace_ms = 0  # SRS has had time to list them
+    for _ in range(2):
+        assert await reconciler.run_once()
+    assert await players() == 4
+    assert reconciler.players_forgotten == 0
+
+    await live.srs.stop()  # SIGTERM: SRS quits fast, no on_stop, no on_unpublish
+    await live.srs.start()
+    assert await reconciler.run_once()
+    assert await players() == 0
+    assert reconciler.players_forgotten == 4
