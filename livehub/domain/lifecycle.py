@@ -126,6 +126,15 @@ def publisher_gone(
     return [RoomEvent(type=EventType.ROOM_RECONNECTING, room_id=room.id, at=clock())]
 
 
+def resume(room: Room, clock: Clock) -> list[RoomEvent] | None:
+    """The publisher of a room in its reconnect window is there after all (SRS lists it,
+    reconciliation): the window closes, as when an encoder comes back."""
+    if room.status is not RoomStatus.LIVE or room.reconnecting_since is None:
+        return None
+    room.reconnecting_since = None
+    return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=clock())]
+
+
 def expire(room: Room, window_ms: int, clock: Clock) -> list[RoomEvent] | None:
     """End a room whose reconnect window has passed; it ended at the unpublish."""
     if room.status is not RoomStatus.LIVE or room.reconnecting_since is None:

@@ -2,7 +2,8 @@
 
 :func:`reconcile_publishers` compares live rooms with SRS's stream list: a live room SRS does
 not list as published loses its publisher (through the reconnect window), unless its publish
-was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once it has acquired it).
+was accepted within :data:`PUBLISH_GRACE` (SRS lists a stream only once it has acquired it);
+one in its window whose publisher SRS lists again is live again.
 :func:`restore_players` counts SRS's players again after a registry lost them (a shared one
 whose Redis restarted empty, this process's own after a restart), and :class:`LostPlayers`
 forgets the players SRS no longer lists (their on_stop was lost), after the same grace.
@@ -39,7 +40,9 @@ async def reconcile_publishers(
     ``publishing`` maps the stream names SRS has an active publisher for (in our app) to
     that publisher's client id when known; ``asked_at`` is when SRS was asked (epoch ms).
     A live room absent there loses its publisher (through the reconnect window), unless
-    its publish was accepted less than the grace period before SRS was asked. With several
+    its publish was accepted less than the grace period before SRS was asked; a room in its
+    window whose own publisher (the same client id) SRS lists, asked after the window
+    opened, is live again. With several
     SRS origins, ``answered`` tells whether the origin of a room's publisher was asked
     (rooms of an origin that did not answer keep their publisher). Returns the rooms that
     changed.
@@ -47,9 +50,20 @@ async def reconcile_publishers(
     grace_from = asked_at - grace_ms
 
     def gone(room: Room) -> list[RoomEvent] | None:
-        if room.stream_key in publishing or room.reconnecting:
-            return None
         if answered is not None and not answered(room):
+            return None
+        if room.reconnecting:
+            # SRS lists the room's own publisher, asked after the window opened: the window
+            # was opened by a pass that did not see it (a WebRTC publisher is active only once
+            # ICE and DTLS are done; a paged list shifted), and no hook will say otherwise
+            back = (
+                room.publisher_client_id is not None
+                and publishing.get(room.stream_key) == room.publisher_client_id
+                and room.reconnecting_since is not None
+                and room.reconnecting_since < asked_at
+            )
+            return lifecycle.resume(room, clock) if back else None
+        if room.stream_key in publishing:
             return None
         if room.published_at is not None and room.published_at > grace_from:
             return None

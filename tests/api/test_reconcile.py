@@ -549,3 +549,44 @@ async def test_a_stream_published_with_a_play_extension_is_the_room_s(
     assert await send_hook(client, body) == {"code": 0}
     assert await client.app[keys.reconciler].run_once()
     assert (await room_json(client, room["id"]))["status"] == "live"
+
+
+async def test_a_publisher_srs_lists_again_keeps_the_room_live(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """A pass found the stream missing (a WebRTC publisher is listed active only once ICE and
+    DTLS are done, which can take longer than the grace; a paged list that shifted) and opened
+    the window; SRS then lists it published by the same client: no hook will come (SRS sent
+    its on_publish already), so a later pass takes the room out of the window, or the window
+    would end a broadcast that is going on."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=60.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    rooms, reconciler = client.app[keys.rooms], client.app[keys.reconciler]
+    room = await live_room(client, srs)
+    srs.unpublish(room["streamKey"])
+    assert await reconciler.run_once()
+    assert (await rooms.get(room["id"])).reconnecting
+    srs.publish(room["streamKey"], "2o5x91ed")
+    assert await reconciler.run_once()
+    stored = await rooms.get(room["id"])
+    assert (stored.status, stored.reconnecting) == (RoomStatus.LIVE, False)
+    view = await room_json(client, room["id"])
+    assert (view["status"], view["reconnecting"]) == ("live", False)
+
+
+async def test_a_listing_older_than_the_unpublish_does_not_bring_the_room_back(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """on_unpublish came while a pass was asking SRS: what SRS listed before it says
+    nothing of the publisher now. Another client publishing the stream is not the room's."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=60.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    rooms = client.app[keys.rooms]
+    room = await live_room(client, srs)
+    asked_at = now_ms() - 1
+    unpublish = hook_for(room, "on_unpublish.json")
+    assert await send_hook(client, unpublish) == {"code": 0}
+    assert not await rooms.reconcile({room["streamKey"]: "2o5x91ed"}, asked_at)
+    assert (await rooms.get(room["id"])).reconnecting
+    assert not await rooms.reconcile({room["streamKey"]: "0th3rc1d"}, now_ms() + 1)
+    assert (await rooms.get(room["id"])).reconnecting
