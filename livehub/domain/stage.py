@@ -355,7 +355,8 @@ class Stage:
 
     def _kick_all(self, left: list[dict[str, Any]]) -> None:
         for guest in left:
-            if guest.get("live") and guest.get("clientId") and self.kick is not None:
+            # a guest reconciliation made not live keeps its client: SRS may still have it
+            if guest.get("clientId") and self.kick is not None:
                 self.kick(
                     Publisher(
                         client_id=guest["clientId"],
@@ -592,6 +593,7 @@ class Stage:
                 clientId=event.client_id,
                 serverId=event.server_id,
                 serviceId=event.service_id,
+                unlistedAt=None,
                 origin=origin,
                 publishedAt=self._clock(),
             )
@@ -612,7 +614,7 @@ class Stage:
             guest = guests(room).get(peer_id)
             if guest is None or guest.get("clientId") != event.client_id:
                 return None
-            guest.update(live=False, clientId=None)
+            guest.update(live=False, clientId=None, unlistedAt=None)
             return []
 
         if not peer_id:
@@ -638,8 +640,9 @@ class Stage:
     async def reconcile(self, publishing: Mapping[str, str | None], asked_at: int) -> int:
         """Hooks can be lost: a guest SRS does not list as publishing (``publishing``: stream
         name → client id, asked at ``asked_at``) is not live, unless its publish was accepted
-        within the grace period; guests whose reconnect window passed (timed by a node that
-        died) leave the stage. Returns the rooms changed."""
+        within the grace period, and live again when a later listing shows its client (no
+        hook will say it); guests whose reconnect window passed (timed by a node that died)
+        leave the stage. Returns the rooms changed."""
         grace_from = asked_at - self._rooms.publish_grace_ms
         changed = 0
 
@@ -648,12 +651,25 @@ class Stage:
             dirty = False
             for guest in guests(room).values():
                 published = guest.get("publishedAt")
+                unlisted = guest.get("unlistedAt")
                 if (
                     guest.get("live")
                     and guest.get("streamKey") not in publishing
                     and not (isinstance(published, int) and published > grace_from)
                 ):
-                    guest.update(live=False, clientId=None)
+                    # its client is kept: SRS may list it later after all (a WebRTC
+                    # publisher is active only once ICE and DTLS are done), and its
+                    # on_unpublish is still its own
+                    guest.update(live=False, unlistedAt=asked_at)
+                    dirty = True
+                elif (
+                    not guest.get("live")
+                    and guest.get("clientId") is not None
+                    and publishing.get(guest.get("streamKey", "")) == guest["clientId"]
+                    and isinstance(unlisted, int)
+                    and unlisted < asked_at
+                ):
+                    guest.update(live=True, unlistedAt=None)  # no hook will say it
                     dirty = True
             gone = self._purge(room, self._clock())
             removed.extend({**g, "peerId": p} for p, g in gone)

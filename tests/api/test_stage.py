@@ -606,3 +606,27 @@ async def test_a_guest_republishing_after_srs_restarted_goes_on(scene: Scene) ->
     # on the restarted SRS, another publisher of the guest's stream is refused as before
     intruder = {**guest_hook("on_publish.json", key, token, "g3"), "service_id": "n3wsrv01"}
     assert (await send_hook(client, intruder))["code"] != 0
+
+
+async def test_a_guest_srs_lists_again_is_live_again(scene: Scene, srs: FakeSRS) -> None:
+    """A pass did not see the guest's stream (a WebRTC publisher is listed active only once
+    ICE and DTLS are done) and made it not live; SRS then lists the same client publishing:
+    no hook will come, so a later pass makes it live again. Another client is not it."""
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", key, token, "g1"))
+    await expect(scene.viewer, "stage")
+    client.app[keys.rooms].publish_grace_ms = 0
+    reconciler = client.app[keys.reconciler]
+    assert await reconciler.run_once()
+    assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is False
+    srs.publish(key, "0th3rc1d")
+    assert await reconciler.run_once()
+    assert not (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["live"]
+    srs.publish(key, "g1")
+    assert await reconciler.run_once()
+    assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is True
+    # its on_unpublish, when it comes, is still the guest's
+    assert await send_hook(client, guest_hook("on_unpublish.json", key, "", "g1")) == {"code": 0}
+    assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is False
