@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -482,6 +483,42 @@ class Stage:
             log.info("room %s: guest %s left the stage (connection gone)", room_id, peer_id)
             self._kick_all(removed)
             self._announce(room)
+
+    async def orphaned(self) -> int:
+        """The start-up of the only process (embedded mode): nobody is connected yet, so every
+        guest the previous run left on stage is gone since now (unless it was already) and
+        gets what is left of its reconnect window (the timers that would have ended it died
+        with that run: a cluster's other nodes time a dead node's guests instead); a guest
+        that joins again with its stage token takes its place. Pending invitations lapse
+        (their invitees are gone). Returns the rooms changed."""
+        at = self._clock()
+        changed = 0
+        due: list[tuple[str, str, int]] = []
+
+        def decide(room: Room) -> list[RoomEvent] | None:
+            dirty = bool(invites(room))
+            if dirty:
+                room.stage["invites"] = {}
+            for guest in guests(room).values():
+                if not isinstance(guest.get("goneSince"), int):
+                    guest["goneSince"] = at
+                    dirty = True
+            return [] if dirty else None
+
+        for room in await self._rooms.store.staged():
+            try:
+                stored, did = await self._rooms.update(room.id, decide)
+            except LivehubError:
+                continue
+            changed += did
+            due.extend((stored.id, peer, g["goneSince"]) for peer, g in guests(stored).items())
+        for room_id, peer_id, gone in due:
+            delay = max(0, gone + self._window_ms - at) / 1000
+            if delay <= 0 or self._later is None:
+                await self._expire(room_id, peer_id)
+            else:
+                self._later(delay, functools.partial(self._expire, room_id, peer_id))
+        return changed
 
     # -- the room ends ------------------------------------------------------------------------
 

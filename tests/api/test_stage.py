@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -630,3 +631,28 @@ async def test_a_guest_srs_lists_again_is_live_again(scene: Scene, srs: FakeSRS)
     # its on_unpublish, when it comes, is still the guest's
     assert await send_hook(client, guest_hook("on_unpublish.json", key, "", "g1")) == {"code": 0}
     assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is False
+
+
+async def test_guests_of_an_embedded_livehub_that_stopped_leave_after_the_window(
+    aiohttp_client: AiohttpClient, srs: FakeSRS, tmp_path: Path
+) -> None:
+    """Embedded mode: livehub stopped (every connection with it) while a guest was on stage,
+    and no other node is left to time its window, as a cluster's nodes do for a node that
+    died. The restarted process gives it the window, then it leaves the stage."""
+    config = make_config(
+        db_path=str(tmp_path / "livehub.db"), srs_api_url=srs.url, reconnect_window=0.3
+    )
+    first = await aiohttp_client(create_app(config))
+    scene = await start_scene(first)
+    await on_stage(scene)
+    rid = scene.room["id"]
+    await first.close()
+
+    second = await aiohttp_client(create_app(config))
+
+    async def left() -> bool:
+        room = await second.app[keys.rooms].get(rid)
+        return not room.stage.get("guests") and not room.stage.get("invites")
+
+    await eventually(left, within=5)
+    assert (await (await second.get(f"/api/rooms/{rid}")).json())["stage"] == []
