@@ -197,3 +197,63 @@ async def test_every_kind_of_player_is_counted_as_srs_lists_it(live: Live) -> No
     assert await reconciler.run_once()
     assert await players() == 0
     assert reconciler.players_forgotten == 4
+
+
+class _Camera:
+    """A synthetic camera for aiortc (imported lazily: aiortc is a test extra)."""
+
+    @staticmethod
+    def track() -> Any:
+        from aiortc import VideoStreamTrack
+        from av import VideoFrame
+
+        class Camera(VideoStreamTrack):
+            async def recv(self) -> VideoFrame:
+                pts, time_base = await self.next_timestamp()
+                frame = VideoFrame(width=160, height=120, format="yuv420p")
+                for plane in frame.planes:
+                    plane.update(bytes([100]) * plane.buffer_size)
+                frame.pts, frame.time_base = pts, time_base
+                return frame
+
+        return Camera()
+
+
+async def test_a_whip_publisher_slower_than_the_grace_keeps_its_room_live(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SRS lists a WHIP publisher inactive until ICE and DTLS are done (seen: ``publish:
+    {active: false}`` at its on_publish). A pass in between opens the window; once SRS lists it
+    active, under the client id of its on_publish, a pass makes the room live again: no hook
+    would, and the window would end a broadcast that is on."""
+    aioice = pytest.importorskip("aioice")
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    room = await live.room()
+    rooms, reconciler = live.client.app[keys.rooms], live.client.app[keys.reconciler]
+    whip = room["publish"]["whipUrl"]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver(_Camera.track(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession() as session:
+            headers = {"Content-Type": "application/sdp"}
+            async with session.post(whip, data=pc.localDescription.sdp, headers=headers) as resp:
+                assert resp.status == 201
+                answer = await resp.text()
+        assert (await live.stored(room["id"])).status is RoomStatus.LIVE
+        rooms.publish_grace_ms = 0  # ICE "takes longer" than the grace: a pass comes first
+        assert await reconciler.run_once()
+        assert (await live.stored(room["id"])).reconnecting
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+        async def active() -> bool:
+            return room["streamKey"] in await reconciler._origins.primary.publishing()
+
+        await eventually(active, within=15)
+        assert await reconciler.run_once()
+        stored = await live.stored(room["id"])
+        assert (stored.status, stored.reconnecting) == (RoomStatus.LIVE, False)
+    finally:
+        await pc.close()
