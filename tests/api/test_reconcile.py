@@ -565,7 +565,9 @@ async def test_a_publisher_srs_lists_again_keeps_the_room_live(
     room = await live_room(client, srs)
     srs.unpublish(room["streamKey"])
     assert await reconciler.run_once()
-    assert (await rooms.get(room["id"])).reconnecting
+    since = (await rooms.get(room["id"])).reconnecting_since
+    assert since is not None
+    await eventually(lambda: now_ms() > since)  # a listing asked after the window opened
     srs.publish(room["streamKey"], "2o5x91ed")
     assert await reconciler.run_once()
     stored = await rooms.get(room["id"])

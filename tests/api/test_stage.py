@@ -16,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
+from livehub.domain.room import now_ms
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
 from tests.fake_srs import FakeSRS
 from tests.helpers import Gate, eventually, until_room
@@ -625,6 +626,8 @@ async def test_a_guest_srs_lists_again_is_live_again(scene: Scene, srs: FakeSRS)
     srs.publish(key, "0th3rc1d")
     assert await reconciler.run_once()
     assert not (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["live"]
+    unlisted = (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["unlistedAt"]
+    await eventually(lambda: now_ms() > unlisted)  # a listing asked after it was missed
     srs.publish(key, "g1")
     assert await reconciler.run_once()
     assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is True
