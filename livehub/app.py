@@ -230,7 +230,12 @@ async def sweep_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def stage_ctx(app: web.Application) -> AsyncIterator[None]:
     """Stage work in flight (a guest's window, an ended room's guests) ends before the store
-    closes."""
+    closes. Embedded mode (SQLite: one process) starts with nobody connected: the guests the
+    previous run left on stage get their reconnect window (``Stage.orphaned``)."""
+    if app[keys.config].database_url is None:
+        changed = await app[keys.stage].orphaned()
+        if changed:
+            log.info("%d rooms' stage guests are away since the restart: window opened", changed)
     yield
     await app[keys.stage].close()
 

@@ -1,6 +1,9 @@
 """Reconciliation with SRS: hooks can be lost (no retries, nothing sent when SRS stops), so
 live rooms are compared with SRS's own stream list at start-up, periodically, and whenever a
 hook's ``service_id`` shows SRS restarted. While SRS cannot be reached nothing is ended.
+Player counts are compared with SRS's client list in the same passes: players it no longer
+lists are forgotten (a lost on_stop), and a registry that started empty counts SRS's players
+again.
 
 A restart signal (a hook's or a heartbeat's new ``service``) triggers at most one pass per SRS
 origin per :data:`TRIGGER_INTERVAL` seconds, whoever sends it: a signal inside the interval is
@@ -70,15 +73,18 @@ class Reconciler:
         self._heartbeats: dict[str | None, str] = {}
         #: origins that did not answer the last pass (their rooms were left alone)
         self.unanswered: tuple[str, ...] = ()
-        #: cluster mode: the shared player registry's sessions with Redis; when it changed
-        #: since the players were last restored, a pass lists SRS's players again
-        self._player_sessions = player_sessions
+        #: the player registry's sessions (cluster mode: the shared registry's with Redis;
+        #: embedded: one, the process's): when it changed since the players were last
+        #: restored, a pass counts SRS's players again
+        self._player_sessions = player_sessions or (lambda: 1)
         #: the stage's reconciliation (guest streams SRS no longer publishes), once every
         #: origin answered
         self._stage = stage
         self._players_restored_for = 0
         #: players counted again from SRS's client list, since start-up
         self.players_restored = 0
+        #: players forgotten because SRS no longer listed them, since start-up
+        self.players_forgotten = 0
 
     def players_reset(self) -> None:
         """The player registry has a new session (Redis may have restarted empty): the
@@ -183,7 +189,7 @@ class Reconciler:
         )
         for room in changed:
             log.info("room %s has no publisher in SRS: publisher gone", room.id)
-        await self._restore_players([c for c in clients if c.name in answered])
+        await self._players([c for c in clients if c.name in answered])
         if failed:
             return False
         if self._stage is not None:
@@ -195,27 +201,35 @@ class Reconciler:
         self._metrics.reconciles.labels("ok").inc()
         return True
 
-    async def _restore_players(self, clients: list[SRSClient]) -> None:
-        """After the shared player registry started a new session (Redis back, maybe empty;
-        or this node's first pass): count SRS's players again. Only once every origin
-        answered, so no origin's players are missed."""
-        if self._player_sessions is None or len(clients) < len(self._origins.clients):
+    async def _players(self, clients: list[SRSClient]) -> None:
+        """Player counts against SRS's client list, once every origin answered (so no
+        origin's players are missed): the players SRS no longer lists are forgotten (their
+        on_stop was lost, see :class:`~livehub.domain.reconciliation.LostPlayers`), and after
+        the registry started a new session (this process's first pass: an embedded registry
+        starts empty at every start-up; a shared one whose Redis came back, maybe empty) SRS's
+        players are counted again."""
+        if len(clients) < len(self._origins.clients):
             return
-        sessions = self._player_sessions()
-        if sessions == self._players_restored_for:
-            return
+        counted = await self._rooms.players.clients()  # read before SRS is asked
+        asked_at = int(time.time() * 1000)
         players: dict[str, str] = {}
         try:
             for reply in await asyncio.gather(*(client.players() for client in clients)):
                 players.update(reply)
         except SRSUnavailable as exc:
-            log.warning("player counts not restored, SRS client list unavailable: %s", exc)
+            log.warning("player counts not checked, SRS client list unavailable: %s", exc)
             return
-        added = await self._rooms.restore_players(players)
-        self._players_restored_for = sessions
-        self.players_restored += added
-        if added:
-            log.info("player counts restored from SRS: %d players counted again", added)
+        sessions = self._player_sessions()
+        if sessions != self._players_restored_for:
+            added = await self._rooms.restore_players(players)
+            self._players_restored_for = sessions
+            self.players_restored += added
+            if added:
+                log.info("player counts restored from SRS: %d players counted again", added)
+        forgotten = await self._rooms.forget_lost_players(counted, players, asked_at)
+        self.players_forgotten += forgotten
+        if forgotten:
+            log.info("%d players SRS no longer lists are not counted any more", forgotten)
 
     def _deferred_due(self) -> bool:
         """Whether a deferred restart signal's pass is due now (it counts as triggered)."""

@@ -105,6 +105,9 @@ class FakeSRS:
             }
         )
 
+    def stop_playing(self, cid: str) -> None:
+        self.clients = [client for client in self.clients if client["id"] != cid]
+
     def unpublish(self, name: str) -> None:
         self.streams = [stream for stream in self.streams if stream["name"] != name]
 
@@ -113,9 +116,10 @@ class FakeSRS:
         return {**body, "server_id": self.server, "service_id": self.service}
 
     def restart(self, service: str) -> None:
-        """SRS restarted: a new service id, and no stream survives."""
+        """SRS restarted: a new service id, and no stream or client survives."""
         self.service = service
         self.streams = []
+        self.clients = []
 
     # -- handlers ---------------------------------------------------------------------------
 

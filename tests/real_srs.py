@@ -54,6 +54,8 @@ class RealSRS:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.proc: asyncio.subprocess.Process | None = None
         self.log = workdir / "srs.log"
+        #: HLS on (one-second segments), for tests of HLS players
+        self.hls = False
 
     def config(self) -> str:
         hook = f"http://127.0.0.1:{self.hook_port}/api/hooks/srs?secret={HOOK_SECRET}"
@@ -70,6 +72,7 @@ http_api {{ enabled on; listen 127.0.0.1:{self.api_port}; crossdomain on; }}
 http_server {{ enabled on; listen 127.0.0.1:{self.http_port}; dir {html}; }}
 rtc_server {{ enabled on; listen {self.rtc_port}; candidate 127.0.0.1; }}
 vhost __defaultVhost__ {{
+    {f"hls {{ enabled on; hls_fragment 1; hls_window 3; hls_path {html}; }}" if self.hls else ""}
     http_remux {{ enabled on; mount [vhost]/[app]/[stream].flv; }}
     rtc {{ enabled on; rtmp_to_rtc on; rtc_to_rtmp on; }}
     http_hooks {{

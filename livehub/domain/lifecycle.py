@@ -63,22 +63,14 @@ def publish(
     if room.status is RoomStatus.LIVE:
         if room.publisher_client_id == event.client_id and not room.reconnecting:
             return None  # a duplicated on_publish of the current publisher
-        # a new service id of the same SRS (another origin has its own service id)
-        same_server = (
-            event.server_id is None
-            or room.publisher_server_id is None
-            or event.server_id == room.publisher_server_id
+        gone = publisher_left(
+            event,
+            room.publisher_server_id,
+            room.publisher_service_id,
+            room.publisher_origin,
+            origin_lost,
         )
-        srs_restarted = (
-            same_server
-            and event.service_id is not None
-            and room.publisher_service_id is not None
-            and event.service_id != room.publisher_service_id
-        )
-        # the encoder moved to another SRS origin because its own is down (which sent
-        # no on_unpublish and which reconciliation cannot ask)
-        moved = not same_server and origin_lost(room.publisher_server_id, room.publisher_origin)
-        if not room.reconnecting and not srs_restarted and not moved:
+        if not room.reconnecting and not gone:
             raise HookRejected("room already has a live publisher")
         # the encoder came back inside the window (an RTMP republish on the same
         # connection keeps its client id), SRS restarted, or the encoder moved to
@@ -95,6 +87,29 @@ def publish(
     return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=now)]
 
 
+def publisher_left(
+    event: HookEvent,
+    server_id: str | None,
+    service_id: str | None,
+    origin: str | None,
+    origin_lost: OriginLost,
+) -> bool:
+    """Whether the live publisher that ``server_id``'s SRS (``service_id``, of the configured
+    ``origin``) accepted is gone without a word, so the new publisher of ``event`` takes its
+    place: that SRS restarted (a new service id of the same SRS sends no on_unpublish for the
+    old one), or the encoder moved to another origin because its own is down (which sent no
+    on_unpublish and which reconciliation cannot ask). Another origin has its own service
+    id: a publisher there is no restart. The room's and the stage guests' rule."""
+    same_server = event.server_id is None or server_id is None or event.server_id == server_id
+    srs_restarted = (
+        same_server
+        and event.service_id is not None
+        and service_id is not None
+        and event.service_id != service_id
+    )
+    return srs_restarted or (not same_server and origin_lost(server_id, origin))
+
+
 def publisher_gone(
     room: Room, at: int | None, window_ms: int, clock: Clock, client_id: str | None = None
 ) -> list[RoomEvent] | None:
@@ -109,6 +124,15 @@ def publisher_gone(
         return end(room, at, clock)
     room.reconnecting_since = at
     return [RoomEvent(type=EventType.ROOM_RECONNECTING, room_id=room.id, at=clock())]
+
+
+def resume(room: Room, clock: Clock) -> list[RoomEvent] | None:
+    """The publisher of a room in its reconnect window is there after all (SRS lists it,
+    reconciliation): the window closes, as when an encoder comes back."""
+    if room.status is not RoomStatus.LIVE or room.reconnecting_since is None:
+        return None
+    room.reconnecting_since = None
+    return [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=clock())]
 
 
 def expire(room: Room, window_ms: int, clock: Clock) -> list[RoomEvent] | None:

@@ -15,7 +15,8 @@ its nouns:
 - :mod:`livehub.domain.sweep`: the periodic sweep (windows due whoever opened them, the
   preparing TTL, the retention of ended rooms);
 - :mod:`livehub.domain.reconciliation`: hooks can be lost, so what SRS's API lists wins
-  (publishers SRS no longer lists, after :data:`PUBLISH_GRACE`; players a shared registry lost).
+  (publishers and players SRS no longer lists, after :data:`PUBLISH_GRACE`; players a
+  registry lost).
 
 Player counts sit behind :class:`PlayerCounts`.
 """
@@ -41,7 +42,12 @@ from livehub.domain.hooks import (
     no_origin,
 )
 from livehub.domain.lifecycle import Decision, OriginLost
-from livehub.domain.reconciliation import PUBLISH_GRACE, reconcile_publishers, restore_players
+from livehub.domain.reconciliation import (
+    PUBLISH_GRACE,
+    LostPlayers,
+    reconcile_publishers,
+    restore_players,
+)
 from livehub.domain.room import (
     EventType,
     ListedRoom,
@@ -119,6 +125,8 @@ class RoomService:
         self.publish_grace_ms = int(publish_grace * 1000)
         self._kick = kick
         self._origin_of = origin_of
+        #: whether a publisher's SRS origin is known to be down (the stage's rule uses it too)
+        self.origin_lost = origin_lost
         self._clock = clock
         self._sweep = Sweep(
             window_ms=self._window_ms,
@@ -140,6 +148,7 @@ class RoomService:
             play_allowed=play_allowed,
             clock=clock,
         )
+        self._lost_players = LostPlayers()
         self._last_created = 0
 
     @property
@@ -375,6 +384,20 @@ class RoomService:
         """Count SRS's players again (:func:`~livehub.domain.reconciliation.restore_players`);
         how many were counted."""
         return await restore_players(self._changes, self.players, players)
+
+    async def forget_lost_players(
+        self, counted: dict[str, str], listed: dict[str, str], asked_at: int
+    ) -> int:
+        """Forget the players SRS no longer lists
+        (:class:`~livehub.domain.reconciliation.LostPlayers`); how many were forgotten."""
+        return await self._lost_players.forget(
+            self._changes,
+            self.players,
+            counted,
+            listed,
+            asked_at=asked_at,
+            grace_ms=self.publish_grace_ms,
+        )
 
     def service_changed(self, service_id: str | None, server_id: str | None = None) -> bool:
         """Whether ``service_id`` differs from the last one seen from the SRS ``server_id``

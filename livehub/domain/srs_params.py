@@ -33,11 +33,12 @@ class HookEvent:
 def parse_param(param: str) -> dict[str, str]:
     """Parse SRS's ``param`` in any of its shapes: ``?k=v``, ``k=v`` (SRT) or WHIP's raw query.
 
-    One leading ``?`` and a ``#fragment`` are stripped; the first value of each key wins.
+    A ``#fragment`` is stripped, and every ``?`` separates fields as ``&`` does: an RTMP
+    client with a query in its tcUrl (OBS's server ``rtmp://host/live?secret=T``) gets
+    ``?secret=T?secret=T`` from SRS 5 and 6 (the tcUrl's query twice, after the stream's own:
+    ``?k=stream?k=tc?k=tc``). The first value of each key wins: the stream's own query.
     """
-    text = param.split("#", 1)[0]
-    if text.startswith("?"):
-        text = text[1:]
+    text = param.split("#", 1)[0].replace("?", "&")
     parsed = parse_qs(text, keep_blank_values=True)
     return {key: values[0] for key, values in parsed.items()}
 

@@ -5,14 +5,15 @@ is a conditional write like the lifecycle's)::
 
     {"invites": {peer id: {"by": host peer id, "at": ms}},
      "guests":  {peer id: {"name", "streamKey", "token", "live", "clientId", "serverId",
-                           "origin", "joinedAt", "goneSince"}}}
+                           "serviceId", "origin", "joinedAt", "goneSince"}}}
 
 A host invites a member (``stage-invite``); nothing happens on the member's side until it
 accepts (``stage-accept``): then it becomes a guest with its own stream key
 ``<room stream key>-<peer id>`` and publish token (``stage-credentials``, to it alone), and
 ``stage.joined`` is reported. SRS's on_publish of a guest key is accepted only with that
-guest's token, while it is a guest and the room has not ended; every member then hears
-``stage`` with the public stage (no token). ``stage-remove`` (or ``DELETE
+guest's token, while it is a guest and the room has not ended, and (like the room's own
+publisher) from one publisher at a time unless that one's SRS restarted or its origin is down;
+every member then hears ``stage`` with the public stage (no token). ``stage-remove`` (or ``DELETE
 /api/rooms/{id}/stage/{peerId}``) ends a guest: its stream is kicked from SRS and its token
 forgotten, so a republish is refused (``stage.left``). A guest whose connection goes away
 stays on stage for the reconnect window (a new connection that joins with the guest's token as
@@ -23,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from livehub.domain import lifecycle
 from livehub.domain.errors import HookRejected, LivehubError, RoomEnded
 from livehub.domain.hooks import NO_ROOM, HookResult, Kicker, Publisher
 from livehub.domain.peer import Peer
@@ -61,6 +64,10 @@ PlayUrls = Callable[[str], dict[str, str]]
 Credentials = Callable[[str, str], dict[str, str]]
 #: runs a coroutine function after a delay in seconds
 Later = Callable[[float, Callable[[], Awaitable[None]]], object]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def guests(room: Room) -> dict[str, dict[str, Any]]:
@@ -231,6 +238,7 @@ class Stage:
                 "live": False,
                 "clientId": None,
                 "serverId": None,
+                "serviceId": None,
                 "origin": None,
                 "joinedAt": now,
                 "goneSince": None,
@@ -348,7 +356,8 @@ class Stage:
 
     def _kick_all(self, left: list[dict[str, Any]]) -> None:
         for guest in left:
-            if guest.get("live") and guest.get("clientId") and self.kick is not None:
+            # a guest reconciliation made not live keeps its client: SRS may still have it
+            if guest.get("clientId") and self.kick is not None:
                 self.kick(
                     Publisher(
                         client_id=guest["clientId"],
@@ -475,6 +484,42 @@ class Stage:
             self._kick_all(removed)
             self._announce(room)
 
+    async def orphaned(self) -> int:
+        """The start-up of the only process (embedded mode): nobody is connected yet, so every
+        guest the previous run left on stage is gone since now (unless it was already) and
+        gets what is left of its reconnect window (the timers that would have ended it died
+        with that run: a cluster's other nodes time a dead node's guests instead); a guest
+        that joins again with its stage token takes its place. Pending invitations lapse
+        (their invitees are gone). Returns the rooms changed."""
+        at = self._clock()
+        changed = 0
+        due: list[tuple[str, str, int]] = []
+
+        def decide(room: Room) -> list[RoomEvent] | None:
+            dirty = bool(invites(room))
+            if dirty:
+                room.stage["invites"] = {}
+            for guest in guests(room).values():
+                if not isinstance(guest.get("goneSince"), int):
+                    guest["goneSince"] = at
+                    dirty = True
+            return [] if dirty else None
+
+        for room in await self._rooms.store.staged():
+            try:
+                stored, did = await self._rooms.update(room.id, decide)
+            except LivehubError:
+                continue
+            changed += did
+            due.extend((stored.id, peer, g["goneSince"]) for peer, g in guests(stored).items())
+        for room_id, peer_id, gone in due:
+            delay = max(0, gone + self._window_ms - at) / 1000
+            if delay <= 0 or self._later is None:
+                await self._expire(room_id, peer_id)
+            else:
+                self._later(delay, functools.partial(self._expire, room_id, peer_id))
+        return changed
+
     # -- the room ends ------------------------------------------------------------------------
 
     def _room_changed(self, room: Room) -> None:
@@ -564,14 +609,28 @@ class Stage:
             expected = str(guest.get("token", "")).encode()
             if token is None or not hmac.compare_digest(expected, token.encode()):
                 raise HookRejected("guest token missing or wrong")
-            if guest.get("live") and guest.get("clientId") not in (None, event.client_id):
-                raise HookRejected("this guest stream already has a live publisher")
             if guest.get("live") and guest.get("clientId") == event.client_id:
-                return None
+                return None  # a duplicated on_publish of the guest's publisher
+            if (
+                guest.get("live")
+                and guest.get("clientId") is not None
+                and not lifecycle.publisher_left(
+                    event,
+                    _text(guest.get("serverId")),
+                    _text(guest.get("serviceId")),
+                    _text(guest.get("origin")),
+                    self._rooms.origin_lost,
+                )
+            ):
+                # (SRS restarted, or the guest's origin is down: it goes on, as the room's
+                # own publisher does)
+                raise HookRejected("this guest stream already has a live publisher")
             guest.update(
                 live=True,
                 clientId=event.client_id,
                 serverId=event.server_id,
+                serviceId=event.service_id,
+                unlistedAt=None,
                 origin=origin,
                 publishedAt=self._clock(),
             )
@@ -592,7 +651,7 @@ class Stage:
             guest = guests(room).get(peer_id)
             if guest is None or guest.get("clientId") != event.client_id:
                 return None
-            guest.update(live=False, clientId=None)
+            guest.update(live=False, clientId=None, unlistedAt=None)
             return []
 
         if not peer_id:
@@ -618,8 +677,9 @@ class Stage:
     async def reconcile(self, publishing: Mapping[str, str | None], asked_at: int) -> int:
         """Hooks can be lost: a guest SRS does not list as publishing (``publishing``: stream
         name → client id, asked at ``asked_at``) is not live, unless its publish was accepted
-        within the grace period; guests whose reconnect window passed (timed by a node that
-        died) leave the stage. Returns the rooms changed."""
+        within the grace period, and live again when a later listing shows its client (no
+        hook will say it); guests whose reconnect window passed (timed by a node that died)
+        leave the stage. Returns the rooms changed."""
         grace_from = asked_at - self._rooms.publish_grace_ms
         changed = 0
 
@@ -628,12 +688,25 @@ class Stage:
             dirty = False
             for guest in guests(room).values():
                 published = guest.get("publishedAt")
+                unlisted = guest.get("unlistedAt")
                 if (
                     guest.get("live")
                     and guest.get("streamKey") not in publishing
                     and not (isinstance(published, int) and published > grace_from)
                 ):
-                    guest.update(live=False, clientId=None)
+                    # its client is kept: SRS may list it later after all (a WebRTC
+                    # publisher is active only once ICE and DTLS are done), and its
+                    # on_unpublish is still its own
+                    guest.update(live=False, unlistedAt=asked_at)
+                    dirty = True
+                elif (
+                    not guest.get("live")
+                    and guest.get("clientId") is not None
+                    and publishing.get(guest.get("streamKey", "")) == guest["clientId"]
+                    and isinstance(unlisted, int)
+                    and unlisted < asked_at
+                ):
+                    guest.update(live=True, unlistedAt=None)  # no hook will say it
                     dirty = True
             gone = self._purge(room, self._clock())
             removed.extend({**g, "peerId": p} for p, g in gone)

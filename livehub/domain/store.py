@@ -177,4 +177,9 @@ class PlayerCounts(Protocol):
         """Forget a player; returns the room it was counted in."""
         ...
 
+    async def clients(self) -> dict[str, str]:
+        """Every player counted: SRS client id -> room id (reconciliation compares them with
+        SRS's client list). Empty when the registry cannot be read."""
+        ...
+
     def count(self, room_id: str) -> int: ...

@@ -450,3 +450,145 @@ async def test_a_hanging_kick_does_not_hold_up_shutdown(
     await client.close()
     assert time.monotonic() - started < 15  # bounded by the shutdown timeout, not the 30 s kick
     assert "1 publisher kicks cancelled at shutdown" in [r.getMessage() for r in caplog.records]
+
+
+async def players_of(client: Client, room_id: str) -> int:
+    count: int = (await room_json(client, room_id))["playerCount"]
+    return count
+
+
+async def test_players_whose_on_stop_was_lost_are_not_counted_for_ever(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """SRS sends no retries, and nothing when it stops: a player's on_stop lost (livehub could
+    not be reached; SRS restarted) left it counted as long as the room lived. Reconciliation
+    forgets the players SRS no longer lists, as it does publishers."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    reconciler = client.app[keys.reconciler]
+    room = await live_room(client, srs)
+    for cid in ("ply00001", "ply00002", "ply00003"):
+        srs.play(room["streamKey"], cid)
+        assert await send_hook(client, hook_for(room, "on_play.json", client_id=cid)) == {"code": 0}
+    assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 3  # SRS lists all three
+    srs.stop_playing("ply00001")  # its on_stop was lost
+    assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 2
+    # SRS restarts (SIGTERM: no on_stop, no on_unpublish); the encoder is back at once
+    srs.restart("n3wsrv04")
+    srs.publish(room["streamKey"], "n3wc1i3n")
+    again = hook_for(room, "on_publish.json", service_id="n3wsrv04", client_id="n3wc1i3n")
+    assert await send_hook(client, again) == {"code": 0}
+    srs.play(room["streamKey"], "ply00004")
+    play = hook_for(room, "on_play.json", service_id="n3wsrv04", client_id="ply00004")
+    assert await send_hook(client, play) == {"code": 0}
+    assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 1
+    # a late on_stop of a forgotten player changes nothing
+    stop = hook_for(room, "on_stop.json", client_id="ply00002")
+    assert await send_hook(client, stop) == {"code": 0}
+    assert await players_of(client, room["id"]) == 1
+
+
+async def test_a_player_srs_does_not_list_yet_is_not_forgotten_within_the_grace(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """SRS calls on_play before it lists the player (HTTP-FLV, WebRTC): a player counted just
+    before a pass is not taken for gone."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config, grace=10.0)
+    reconciler = client.app[keys.reconciler]
+    room = await live_room(client, srs)
+    assert await send_hook(client, hook_for(room, "on_play.json", client_id="ply00001")) == {
+        "code": 0
+    }
+    for _ in range(3):
+        assert await reconciler.run_once()
+    assert await players_of(client, room["id"]) == 1
+
+
+async def test_players_are_counted_again_after_livehub_restarts_embedded(
+    srs: FakeSRS, aiohttp_client: AiohttpClient, tmp_path: Any
+) -> None:
+    """Embedded mode keeps player counts in memory: after a restart of livehub they are
+    counted again from SRS's client list, as a cluster's are after Redis restarts empty."""
+    config = make_config(
+        db_path=str(tmp_path / "livehub.db"), srs_api_url=srs.url, reconcile_interval=0.0
+    )
+    first = await start(aiohttp_client, config)
+    room = await live_room(first, srs)
+    for cid in ("ply00001", "ply00002"):
+        srs.play(room["streamKey"], cid)
+        assert await send_hook(first, hook_for(room, "on_play.json", client_id=cid)) == {"code": 0}
+    assert await players_of(first, room["id"]) == 2
+    await first.close()
+
+    second = await start(aiohttp_client, config)
+    reconciler = second.app[keys.reconciler]
+    await eventually(lambda: reconciler.last_ok is True)  # the start-up pass
+    assert await players_of(second, room["id"]) == 2
+    stop = hook_for(room, "on_stop.json", client_id="ply00001")
+    assert await send_hook(second, stop) == {"code": 0}
+    assert await players_of(second, room["id"]) == 1
+
+
+async def test_a_stream_published_with_a_play_extension_is_the_room_s(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """A publish to ``KEY.flv`` (SRS's source ``/live/KEY``; its stream list names it
+    ``KEY.flv``, checked on SRS 5.0.216 and 6.0.157): the hook took it for the room ``KEY``,
+    and reconciliation does too."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=0.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "t"})).json()
+    name = room["streamKey"] + ".flv"
+    srs.publish(name, "2o5x91ed")
+    srs.streams[-1]["url"] = f"/live/{room['streamKey']}"
+    body = hook_for(room, "on_publish.json", stream=name)
+    assert await send_hook(client, body) == {"code": 0}
+    assert await client.app[keys.reconciler].run_once()
+    assert (await room_json(client, room["id"]))["status"] == "live"
+
+
+async def test_a_publisher_srs_lists_again_keeps_the_room_live(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """A pass found the stream missing (a WebRTC publisher is listed active only once ICE and
+    DTLS are done, which can take longer than the grace; a paged list that shifted) and opened
+    the window; SRS then lists it published by the same client: no hook will come (SRS sent
+    its on_publish already), so a later pass takes the room out of the window, or the window
+    would end a broadcast that is going on."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=60.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    rooms, reconciler = client.app[keys.rooms], client.app[keys.reconciler]
+    room = await live_room(client, srs)
+    srs.unpublish(room["streamKey"])
+    assert await reconciler.run_once()
+    since = (await rooms.get(room["id"])).reconnecting_since
+    assert since is not None
+    await eventually(lambda: now_ms() > since)  # a listing asked after the window opened
+    srs.publish(room["streamKey"], "2o5x91ed")
+    assert await reconciler.run_once()
+    stored = await rooms.get(room["id"])
+    assert (stored.status, stored.reconnecting) == (RoomStatus.LIVE, False)
+    view = await room_json(client, room["id"])
+    assert (view["status"], view["reconnecting"]) == ("live", False)
+
+
+async def test_a_listing_older_than_the_unpublish_does_not_bring_the_room_back(
+    srs: FakeSRS, aiohttp_client: AiohttpClient
+) -> None:
+    """on_unpublish came while a pass was asking SRS: what SRS listed before it says
+    nothing of the publisher now. Another client publishing the stream is not the room's."""
+    config = make_config(srs_api_url=srs.url, reconnect_window=60.0, reconcile_interval=0.0)
+    client = await start(aiohttp_client, config)
+    rooms = client.app[keys.rooms]
+    room = await live_room(client, srs)
+    asked_at = now_ms() - 1
+    unpublish = hook_for(room, "on_unpublish.json")
+    assert await send_hook(client, unpublish) == {"code": 0}
+    assert not await rooms.reconcile({room["streamKey"]: "2o5x91ed"}, asked_at)
+    assert (await rooms.get(room["id"])).reconnecting
+    assert not await rooms.reconcile({room["streamKey"]: "0th3rc1d"}, now_ms() + 1)
+    assert (await rooms.get(room["id"])).reconnecting

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.app import create_app
+from livehub.domain.room import now_ms
 from tests.conftest import ADMIN_TOKEN, Client, hook_fixture, make_config, send_hook
 from tests.fake_srs import FakeSRS
 from tests.helpers import Gate, eventually, until_room
@@ -585,3 +587,75 @@ async def test_the_members_last_stage_is_the_stored_one_when_an_acceptance_answe
     assert stages and stages[-1] == []
     known = scene.client.app[keys.signaling].known.peek(rid)
     assert known is not None and known.status.value == "ended"
+
+
+async def test_a_guest_republishing_after_srs_restarted_goes_on(scene: Scene) -> None:
+    """SRS restarted (SIGTERM: no on_unpublish): the guest's encoder publishes again with a new
+    client id, and SRS's new service id says why the old publisher is gone. The guest goes on
+    as the room's own publisher does; a second publisher on the restarted SRS is refused."""
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    assert await send_hook(client, guest_hook("on_publish.json", key, token, "g1")) == {"code": 0}
+    await expect(scene.viewer, "stage")
+    again = {**guest_hook("on_publish.json", key, token, "g2"), "service_id": "n3wsrv01"}
+    assert await send_hook(client, again) == {"code": 0}
+    guest = (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]
+    assert (guest["live"], guest["clientId"]) == (True, "g2")
+    # the old publisher's end, if SRS ever sent it, changes nothing now
+    assert await send_hook(client, guest_hook("on_unpublish.json", key, "", "g1")) == {"code": 0}
+    assert (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["live"]
+    # on the restarted SRS, another publisher of the guest's stream is refused as before
+    intruder = {**guest_hook("on_publish.json", key, token, "g3"), "service_id": "n3wsrv01"}
+    assert (await send_hook(client, intruder))["code"] != 0
+
+
+async def test_a_guest_srs_lists_again_is_live_again(scene: Scene, srs: FakeSRS) -> None:
+    """A pass did not see the guest's stream (a WebRTC publisher is listed active only once
+    ICE and DTLS are done) and made it not live; SRS then lists the same client publishing:
+    no hook will come, so a later pass makes it live again. Another client is not it."""
+    client, rid = scene.client, scene.room["id"]
+    credentials = await on_stage(scene)
+    key, token = credentials["streamKey"], credentials["publish"]["token"]
+    await send_hook(client, guest_hook("on_publish.json", key, token, "g1"))
+    await expect(scene.viewer, "stage")
+    client.app[keys.rooms].publish_grace_ms = 0
+    reconciler = client.app[keys.reconciler]
+    assert await reconciler.run_once()
+    assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is False
+    srs.publish(key, "0th3rc1d")
+    assert await reconciler.run_once()
+    assert not (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["live"]
+    unlisted = (await client.app[keys.rooms].get(rid)).stage["guests"][scene.guest_id]["unlistedAt"]
+    await eventually(lambda: now_ms() > unlisted)  # a listing asked after it was missed
+    srs.publish(key, "g1")
+    assert await reconciler.run_once()
+    assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is True
+    # its on_unpublish, when it comes, is still the guest's
+    assert await send_hook(client, guest_hook("on_unpublish.json", key, "", "g1")) == {"code": 0}
+    assert (await expect(scene.viewer, "stage"))["stage"][0]["live"] is False
+
+
+async def test_guests_of_an_embedded_livehub_that_stopped_leave_after_the_window(
+    aiohttp_client: AiohttpClient, srs: FakeSRS, tmp_path: Path
+) -> None:
+    """Embedded mode: livehub stopped (every connection with it) while a guest was on stage,
+    and no other node is left to time its window, as a cluster's nodes do for a node that
+    died. The restarted process gives it the window, then it leaves the stage."""
+    config = make_config(
+        db_path=str(tmp_path / "livehub.db"), srs_api_url=srs.url, reconnect_window=0.3
+    )
+    first = await aiohttp_client(create_app(config))
+    scene = await start_scene(first)
+    await on_stage(scene)
+    rid = scene.room["id"]
+    await first.close()
+
+    second = await aiohttp_client(create_app(config))
+
+    async def left() -> bool:
+        room = await second.app[keys.rooms].get(rid)
+        return not room.stage.get("guests") and not room.stage.get("invites")
+
+    await eventually(left, within=5)
+    assert (await (await second.get(f"/api/rooms/{rid}")).json())["stage"] == []

@@ -142,3 +142,29 @@ def _sync_count(client: Client, room_id: str) -> int:
 async def players_of(client: Client, room_id: str) -> int:
     count: int = (await (await client.get(f"/api/rooms/{room_id}")).json())["playerCount"]
     return count
+
+
+async def test_players_whose_on_stop_was_lost_are_forgotten_on_every_node(
+    aiohttp_client: AiohttpClient, pg_url: str, redis_alone: RedisEngine, srs: FakeSRS
+) -> None:
+    """As in embedded mode: a player SRS no longer lists (its on_stop lost) stops counting,
+    read from the shared registry by the leader, on every node."""
+    leader = await aiohttp_client(create_app(cluster_config(pg_url, redis_alone, srs)))
+    follower = await aiohttp_client(create_app(cluster_config(pg_url, redis_alone, srs)))
+    assert leader.app[keys.leader].is_leader
+    room = await (await leader.post("/api/rooms", json={"title": "t"})).json()
+    srs.publish(room["streamKey"], "pub00001")
+    body = srs.hook(hook_for(room, "on_publish.json", client_id="pub00001"))
+    assert await send_hook(leader, body) == {"code": 0}
+    for cid in ("ply00001", "ply00002"):
+        srs.play(room["streamKey"], cid)
+        play = srs.hook(hook_for(room, "on_play.json", client_id=cid))
+        assert await send_hook(follower, play) == {"code": 0}
+    for client in (leader, follower):
+        await eventually(counted(client, room["id"], 2), within=5)
+    leader.app[keys.rooms].publish_grace_ms = 0  # SRS has had time to list them
+    srs.stop_playing("ply00001")  # its on_stop was lost
+    for client in (leader, follower):
+        await eventually(counted(client, room["id"], 1), within=5)
+    # by the leader (which may have changed under load): once
+    assert sum(c.app[keys.reconciler].players_forgotten for c in (leader, follower)) == 1

@@ -125,6 +125,11 @@ def stop(client_id: str) -> HookEvent:
         ("", None),
         ("?upstream=rtc", None),
         ("?secret=", None),
+        # RTMP with a query in the tcUrl (OBS server rtmp://host/live?secret=abc), as SRS 5.0.216
+        # and 6.0.157 send it: the tcUrl's query twice, after the stream's own
+        ("?secret=abc?secret=abc", "abc"),
+        ("?secret=abc?secret=tc?secret=tc", "abc"),
+        ("?x=1?secret=tc?secret=tc", "tc"),
     ],
 )
 def test_param_token_shapes(param: str, token: str | None) -> None:

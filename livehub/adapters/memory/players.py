@@ -30,5 +30,8 @@ class MemoryPlayers:
                     del self._players[room_id]
         return room_id
 
+    async def clients(self) -> dict[str, str]:
+        return dict(self._room_of)
+
     def count(self, room_id: str) -> int:
         return len(self._players.get(room_id, ()))

@@ -132,6 +132,19 @@ class RedisPlayers:
         self._apply(room_id, int(n), int(seq))
         return room_id
 
+    async def clients(self) -> dict[str, str]:
+        """The registry, read in pages (``HSCAN``): a large one does not hold Redis up."""
+        found: dict[str, str] = {}
+        try:
+            async for client_id, room_id in self._client.hscan_iter(
+                f"{self.prefix}players:room", count=1000
+            ):
+                found[client_id.decode()] = room_id.decode()
+        except SESSION_ERRORS as exc:
+            self._outage(exc)
+            return {}
+        return found
+
     async def _eval(self, script: str, *args: str) -> Any:
         """Run one of the scripts; once more on a fresh connection if the pooled one died
         (Redis restarted since: the first call after would fail, and the hook be lost). Both

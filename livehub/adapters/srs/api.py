@@ -199,7 +199,8 @@ class SRSClient:
         return False
 
     async def publishing(self, count: int = 500, max_pages: int = 200) -> dict[str, str | None]:
-        """Streams of our app with an active publisher: stream name → publisher client id.
+        """Streams of our app with an active publisher: stream key (the name, a play extension
+        stripped, as the hooks read it) → publisher client id.
 
         Reads ``GET /api/v1/streams/?start=&count=`` page by page (SRS raises ``count`` to at
         least 10 and lists no more than asked), so no stream is missed however many there are.
@@ -212,7 +213,10 @@ class SRSClient:
             publish = stream.get("publish")
             if isinstance(publish, dict) and publish.get("active") is True:
                 cid = publish.get("cid")
-                result[str(stream.get("name"))] = cid if isinstance(cid, str) else None
+                # a publish to ``KEY.flv`` is SRS's source ``/live/KEY``, listed by the name
+                # ``KEY.flv``: the stream key as the hooks took it
+                _, key = stream_of(self._app, str(stream.get("name")))
+                result[key] = cid if isinstance(cid, str) else None
         return result
 
     async def players(self, count: int = 500, max_pages: int = 200) -> dict[str, str]:
