@@ -13,7 +13,7 @@ import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from livehub import webhook_settings
@@ -260,6 +260,21 @@ def _log_level(name: str, raw: str) -> str:
     return level
 
 
+#: how an embedded (SQLite) store commits: ``full`` fsyncs each accepted change before it is
+#: answered (it survives a power loss), ``normal`` does not (it survives a process crash)
+DbSync = Literal["full", "normal"]
+
+
+def _db_sync(name: str, raw: str) -> DbSync:
+    value = raw.strip().lower()
+    if value not in ("full", "normal"):
+        raise ConfigError(
+            f"{name} must be full (every accepted change fsynced: survives a power loss) or "
+            f"normal (survives a process crash, not a power loss), got {raw!r}"
+        )
+    return "full" if value == "full" else "normal"
+
+
 def _bool(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -346,6 +361,9 @@ class Config:
     #: the bind address of ``internal_port`` (LIVEHUB_INTERNAL_HOST); None: ``host``
     internal_host: str | None = None
     db_path: str = "livehub.db"
+    #: how the SQLite file commits a store write (LIVEHUB_DB_SYNC): ``full`` fsyncs it before
+    #: the answer (survives a power loss), ``normal`` survives a process crash only
+    db_sync: DbSync = "full"
     hook_secret: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
     hook_secret_set: bool = False
     admin_token: str | None = None
@@ -516,6 +534,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_INTERNAL_PORT": ("internal_port", _port),
     "LIVEHUB_INTERNAL_HOST": ("internal_host", _nonempty),
     "LIVEHUB_DB": ("db_path", _nonempty),
+    "LIVEHUB_DB_SYNC": ("db_sync", _db_sync),
     "LIVEHUB_HOOK_SECRET": ("hook_secret", _hook_secret),
     "LIVEHUB_ADMIN_TOKEN": ("admin_token", _token),
     "LIVEHUB_SRS_API_URL": ("srs_api_url", _http_url),

@@ -123,7 +123,10 @@ class Engines:
             )
         try:
             store = SQLiteStore(
-                config.db_path, webhook_endpoints=config.webhook_urls, event_view=event_view
+                config.db_path,
+                webhook_endpoints=config.webhook_urls,
+                event_view=event_view,
+                sync=config.db_sync,
             )
         except (OSError, sqlite3.Error) as exc:
             # a directory, no permission, a read-only file system, a full disk: say which file

@@ -58,6 +58,8 @@ def test_config_from_env_and_flags() -> None:
         # the examples' keys (.env.example): anyone could sign with them
         ("LIVEHUB_VIEWER_TOKEN_SECRET", "change-me-viewer-token-secret-of-32-bytes-or-more"),
         ("LIVEHUB_CLUSTER_KEY", "change-me-cluster-key-of-32-characters-or-more"),
+        ("LIVEHUB_DB_SYNC", "off"),
+        ("LIVEHUB_DB_SYNC", "extra"),
     ],
 )
 def test_bad_config_names_the_variable(name: str, value: str) -> None:
@@ -72,6 +74,14 @@ def test_rate_limits_default_and_turn_off() -> None:
     assert defaults.presence_limit == 100
     off = Config.from_env({"LIVEHUB_RATE_PER_S": "0", "LIVEHUB_CHAT_RATE_PER_S": "0"})
     assert (off.rate_per_s, off.chat_rate_per_s) == (0.0, 0.0)
+
+
+def test_db_sync_is_full_unless_normal_is_asked_for() -> None:
+    """Embedded mode fsyncs every accepted change by default (it survives a power loss);
+    ``normal`` is the operator's explicit choice of throughput over that."""
+    assert Config.from_env({}).db_sync == "full"
+    assert Config.from_env({"LIVEHUB_DB_SYNC": "normal"}).db_sync == "normal"
+    assert Config.from_env({"LIVEHUB_DB_SYNC": " FULL "}).db_sync == "full"
 
 
 def test_unset_hook_secret_is_random_and_unset() -> None:

@@ -15,10 +15,14 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpClient
 
+from livehub import keys
 from livehub.adapters.memory.players import MemoryPlayers
 from livehub.adapters.sqlite import store as storage
+from livehub.adapters.sqlite.outbox import SQLiteDeliveryQueue
 from livehub.adapters.sqlite.store import MIGRATIONS, SchemaTooNew, SQLiteStore, apply_migrations
 from livehub.app import create_app
+from livehub.config import DbSync
+from livehub.domain.recordings import Recording
 from livehub.domain.room import LISTED_COLUMNS, EventType, Room, RoomEvent, RoomStatus
 from livehub.domain.service import RoomService
 from livehub.domain.srs_params import HookEvent
@@ -504,3 +508,113 @@ async def test_a_page_is_rendered_in_the_reader_thread(tmp_path: Path) -> None:
         ]  # fmt: skip
         assert (thread != loop_thread) is (path != ":memory:")
         await store.close()
+
+
+# -- durability: which writes are fsynced (LIVEHUB_DB_SYNC) -----------------------------------
+
+#: temporary triggers on the writer's connection: each write records, inside its own
+#: transaction, the ``synchronous`` level that connection commits it with
+WATCH_SYNC = """
+CREATE TEMP TABLE seen (what TEXT NOT NULL, level INTEGER NOT NULL);
+CREATE TEMP TRIGGER seen_room_insert AFTER INSERT ON main.rooms BEGIN
+    INSERT INTO seen SELECT 'room insert', synchronous FROM pragma_synchronous; END;
+CREATE TEMP TRIGGER seen_room_update AFTER UPDATE ON main.rooms BEGIN
+    INSERT INTO seen SELECT 'room update', synchronous FROM pragma_synchronous; END;
+CREATE TEMP TRIGGER seen_room_delete AFTER DELETE ON main.rooms BEGIN
+    INSERT INTO seen SELECT 'room prune', synchronous FROM pragma_synchronous; END;
+CREATE TEMP TRIGGER seen_recording AFTER INSERT ON main.recordings BEGIN
+    INSERT INTO seen SELECT 'recording', synchronous FROM pragma_synchronous; END;
+CREATE TEMP TRIGGER seen_staged AFTER INSERT ON main.webhook_deliveries BEGIN
+    INSERT INTO seen SELECT 'webhook staged', synchronous FROM pragma_synchronous; END;
+CREATE TEMP TRIGGER seen_outbox_update AFTER UPDATE ON main.webhook_deliveries BEGIN
+    INSERT INTO seen SELECT 'outbox ' || NEW.state, synchronous FROM pragma_synchronous; END;
+CREATE TEMP TRIGGER seen_outbox_prune AFTER DELETE ON main.webhook_deliveries BEGIN
+    INSERT INTO seen SELECT 'outbox prune', synchronous FROM pragma_synchronous; END;
+"""
+
+FULL, NORMAL = 2, 1  # PRAGMA synchronous's numbers
+
+
+@pytest.mark.parametrize(
+    ("sync", "durable"),
+    [("full", FULL), ("normal", NORMAL)],
+)
+async def test_store_writes_commit_with_full_sync_and_outbox_bookkeeping_with_normal(
+    tmp_path: Path, sync: DbSync, durable: int
+) -> None:
+    """LIVEHUB_DB_SYNC=full (the default): every store write (a room and the webhook rows it
+    stages, a recording) is committed with ``synchronous=FULL``, fsynced before it answers, so a
+    power loss cannot take back a 201; the outbox's own bookkeeping (claims, outcomes, pruning)
+    and the rooms' retention stay on NORMAL, whatever came before them on the one writer
+    (losing them only sends a webhook again, or deletes a room again). ``normal``: all NORMAL."""
+    path = str(tmp_path / "livehub.db")
+    store = SQLiteStore(path, webhook_endpoints=("https://a.example/hook",), sync=sync)
+    assert store.writer is not None
+    queue = SQLiteDeliveryQueue(path, writer=store.writer)
+    await store.writer.run(lambda db: db.executescript(WATCH_SYNC))
+    at = 1_796_050_000_000
+    room = make_room(status=RoomStatus.PREPARING, reconnecting_since=None)
+    await store.insert(room, [RoomEvent(type=EventType.ROOM_CREATED, room_id=room.id, at=at)])
+    [claimed] = await queue.claim(at, 10, 30_000)  # the outbox writes between store writes
+    live = dataclasses.replace(room, status=RoomStatus.LIVE)
+    assert await store.update(
+        live, 1, [RoomEvent(type=EventType.ROOM_LIVE, room_id=room.id, at=at)]
+    )
+    assert await queue.delivered(claimed, at, 200)
+    await store.insert_recording(
+        Recording(
+            id="rec1",
+            room_id=room.id,
+            started_at=at,
+            ended_at=at + 1000,
+            duration_ms=1000,
+            size_bytes=10,
+            path="abc123def456/a.flv",
+        )
+    )
+    assert await queue.prune(at + 1, 100) == 1
+    ended = make_room(
+        id="endedroom001",
+        stream_key="k-ended",
+        status=RoomStatus.ENDED,
+        end_time=at,
+        reconnecting_since=None,
+    )
+    await store.insert(ended)
+    assert await store.delete_ended_before(at + 1) == 1
+    await store.append_events([RoomEvent(type=EventType.HOST_JOINED, room_id=room.id, at=at)])
+
+    def seen(db: sqlite3.Connection) -> set[tuple[str, int]]:
+        return set(db.execute("SELECT what, level FROM seen").fetchall())
+
+    assert await store.writer.run(seen) == {
+        ("room insert", durable),
+        ("webhook staged", durable),
+        ("room update", durable),
+        ("recording", durable),
+        ("outbox pending", NORMAL),  # the claim's lease
+        ("outbox delivered", NORMAL),
+        ("outbox prune", NORMAL),
+        ("room prune", NORMAL),
+    }
+    await queue.close()
+    await store.close()
+
+
+@pytest.mark.parametrize(("sync", "level"), [(None, FULL), ("normal", NORMAL)])
+async def test_the_app_commits_a_created_room_as_livehub_db_sync_says(
+    aiohttp_client: AiohttpClient, tmp_path: Path, sync: str | None, level: int
+) -> None:
+    """The setting reaches the app's writer; unset, the 201 of a create is fsynced (FULL)."""
+    options = {} if sync is None else {"db_sync": sync}
+    client = await aiohttp_client(
+        create_app(make_config(db_path=str(tmp_path / "livehub.db"), **options))
+    )
+    store = client.app[keys.store]
+    assert isinstance(store, SQLiteStore) and store.writer is not None
+    await store.writer.run(lambda db: db.executescript(WATCH_SYNC))
+    assert (await client.post("/api/rooms", json={"title": "durable"})).status == 201
+    levels = await store.writer.run(
+        lambda db: db.execute("SELECT what, level FROM seen").fetchall()
+    )
+    assert levels == [("room insert", level)]

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from livehub.adapters.postgres.outbox import PostgresDeliveryQueue
 from livehub.adapters.postgres.store import MIGRATIONS, PostgresStore, SchemaTooNew
 from livehub.domain.room import EventType, RoomStatus
 from livehub.domain.store import StoreUnavailable
@@ -33,6 +34,22 @@ async def test_nodes_starting_together_migrate_once(pg_url: str) -> None:
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_the_store_and_the_outbox_commit_with_synchronous_commit_on(pg_url: str) -> None:
+    """A cluster's acknowledged change is flushed to PostgreSQL's WAL before the answer, as the
+    SQLite file's with LIVEHUB_DB_SYNC=full: no connection livehub opens turns that off (the
+    test server runs with ``synchronous_commit=on``; a session setting would show here)."""
+    store = await PostgresStore.open(pg_url)
+    queue = PostgresDeliveryQueue(pg_url)
+    try:
+        async with store._pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+        async with (await queue._connection_pool()).acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    finally:
+        await queue.close()
+        await store.close()
 
 
 async def test_a_newer_schema_is_refused(pg_url: str) -> None:

@@ -8,6 +8,14 @@ two files to stage rows with each change; one writer keeps them one transaction.
 admin list, stats) use a connection of their own on another thread: under WAL they wait for nobody,
 and a stats scan does not hold up the writer. The table itself is created by the store's migrations
 (:mod:`livehub.adapters.sqlite.store`).
+
+**Durability.** The rows themselves are staged by the store in its own transactions, fsynced
+with LIVEHUB_DB_SYNC=full. The outbox's bookkeeping (claims, outcomes, retries later, pruning)
+commits with ``synchronous=NORMAL`` in either mode (:meth:`SQLiteWriter.run` with
+``durable=False``): it survives the process being killed, and a power loss can take back only
+the last of it, so a webhook is sent again (delivery is at-least-once anyway) but never lost;
+and it does not pay an fsync per attempt. An operator's manual retry answers a client: it is a
+durable write.
 """
 
 from __future__ import annotations
@@ -78,8 +86,10 @@ class SQLiteDeliveryQueue:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: work(self._connection()))
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._writer.run(work)
+    async def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool) -> T:
+        """``work`` on the shared writer; ``durable`` only for what answers a client (see the
+        module docstring)."""
+        return await self._writer.run(work, durable=durable)
 
     async def claim(self, now: int, limit: int, lease: int) -> list[Delivery]:
         def work(db: sqlite3.Connection) -> list[Delivery]:
@@ -100,7 +110,7 @@ class SQLiteDeliveryQueue:
                 for row in rows
             ]
 
-        return await self._write(work)
+        return await self._write(work, durable=False)
 
     async def delivered(self, claimed: Delivery, now: int, status: int) -> bool:
         return await self._record(
@@ -135,7 +145,7 @@ class SQLiteDeliveryQueue:
     async def _record(self, sql: str, claimed: Delivery, **params: Any) -> bool:
         """An attempt's outcome, written only while ``claimed``'s lease is still the row's."""
         params |= {"id": claimed.id, "leased_until": claimed.next_attempt_at}
-        changed: int = await self._write(lambda db: db.execute(sql, params).rowcount)
+        changed: int = await self._write(lambda db: db.execute(sql, params).rowcount, durable=False)
         return changed == 1
 
     async def get(self, delivery_id: int) -> Delivery | None:
@@ -182,7 +192,7 @@ class SQLiteDeliveryQueue:
                 raise
             return delivery_from_row(row)
 
-        return await self._write(work)
+        return await self._write(work, durable=True)  # the operator is answered
 
     async def prune(self, delivered_before: int, limit: int) -> int:
         def work(db: sqlite3.Connection) -> int:
@@ -193,7 +203,7 @@ class SQLiteDeliveryQueue:
             )
             return cursor.rowcount
 
-        return await self._write(work)
+        return await self._write(work, durable=False)
 
     async def stats(self) -> QueueStats:
         def work(db: sqlite3.Connection) -> QueueStats:

@@ -2,10 +2,26 @@
 
 Every accepted change is one transaction: the room row (a conditional update on ``version``)
 and, for each event it reports, ``rooms.event_seq`` incremented and one ``webhook_deliveries``
-row per configured endpoint. WAL journal with ``synchronous=NORMAL``: a committed change
-survives the process being killed (``kill -9``); the WAL is fsynced at checkpoints. Owner
-tokens are stored only as SHA-256 hashes. The schema is versioned with ``PRAGMA user_version``
-and upgraded by the ordered ``MIGRATIONS`` at start-up (append new ones; never edit one).
+row per configured endpoint. Owner tokens are stored only as SHA-256 hashes.
+
+**Durability** (``LIVEHUB_DB_SYNC``). WAL journal. With ``full`` (the default) every store
+write (a room created or changed and the webhook rows it stages, a recording, a recording
+deleted) commits with ``synchronous=FULL``: the WAL is fsynced before ``COMMIT`` returns, so
+before the client or SRS gets its answer, and before any other connection can read the
+change; an answered change survives a power loss or an OS crash. The outbox's own bookkeeping
+(claims, outcomes, pruning) and the rooms' retention commit with ``synchronous=NORMAL`` even
+then: a power loss can take back only the last of them, which means a webhook sent again
+(at-least-once) or a room deleted again, never a change a client was told of. The writer
+switches the level between transactions (a pragma, ~2 µs, only when it changes). The WAL is
+written in order, so the fsync of a FULL commit also makes every NORMAL commit before it
+durable: what a power loss can lose is only bookkeeping written since the last store write.
+With ``normal`` every write commits with NORMAL (livehub before this setting): a committed
+change survives the process being killed (``kill -9``) but the last ones can be lost in a
+power loss (the WAL is fsynced at checkpoints only); for operators who prefer the throughput,
+or whose storage survives a power loss (a battery-backed write cache).
+
+The schema is versioned with ``PRAGMA user_version`` and upgraded by the ordered ``MIGRATIONS``
+at start-up (append new ones; never edit one).
 
 **Writes never run on the event loop.** One :class:`SQLiteWriter` owns the connection that
 writes the file, on its own thread: every store write (a room change and its outbox rows, or a
@@ -58,6 +74,7 @@ from livehub.adapters.rows import (
     room_values,
     schema_too_new,
 )
+from livehub.config import DbSync
 from livehub.domain.recordings import Recording
 from livehub.domain.room import ListedRoom, Room, RoomEvent, RoomStatus, Visibility
 from livehub.domain.store import Cursor, StoreUnavailable, WriteHealth
@@ -189,6 +206,8 @@ _INSERT_RECORDING = (
 
 #: milliseconds a write waits for another connection's lock once the store runs
 BUSY_TIMEOUT_MS = 100
+#: ``PRAGMA synchronous`` levels: FULL fsyncs the WAL at each commit, NORMAL at checkpoints
+SYNC_FULL, SYNC_NORMAL = 2, 1
 #: an event appended: the room's sequence moves on, and its version too (see the store's port)
 _BUMP_SEQ = "UPDATE rooms SET event_seq = ?, version = version + 1 WHERE id = ? AND event_seq = ?"
 
@@ -254,7 +273,9 @@ class SQLiteStore:
         webhook_endpoints: Sequence[str] = (),
         event_view: EventView | None = None,
         clock: Callable[[], int] | None = None,
+        sync: DbSync = "full",
     ) -> None:
+        """``sync``: LIVEHUB_DB_SYNC (see the module docstring)."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             private_file(path)
@@ -265,7 +286,8 @@ class SQLiteStore:
         self._event_view = event_view or bare_view
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # this connection writes only the migrations (and, for ``:memory:``, everything)
+        self._db.execute(f"PRAGMA synchronous={SYNC_FULL if sync == 'full' else SYNC_NORMAL}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self.migrate()
         # from here on the event loop waits at most this long for another writer's lock (a
@@ -279,7 +301,7 @@ class SQLiteStore:
             self._reader = concurrent.futures.ThreadPoolExecutor(1, "livehub-sqlite-read")
         #: the one connection that writes the file, on its own thread (None for ``:memory:``:
         #: writes run inline on our connection); the webhook outbox shares it
-        self.writer = None if path == ":memory:" else SQLiteWriter(path)
+        self.writer = None if path == ":memory:" else SQLiteWriter(path, sync=sync)
 
     @property
     def schema_version(self) -> int:
@@ -295,10 +317,15 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def _write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        """``work`` on the writer's connection (inline for ``:memory:``, private to ours)."""
+    async def _write(self, work: Callable[[sqlite3.Connection], _T], *, durable: bool = True) -> _T:
+        """``work`` on the writer's connection (inline for ``:memory:``, private to ours);
+        ``durable``: fsynced before this returns (with LIVEHUB_DB_SYNC=full), see
+        :meth:`SQLiteWriter.run`."""
         try:
-            result = work(self._db) if self.writer is None else await self.writer.run(work)
+            if self.writer is None:
+                result = work(self._db)
+            else:
+                result = await self.writer.run(work, durable=durable)
         except sqlite3.OperationalError:  # locked, full, read-only, I/O: not a conflict
             self.write_health.failed()
             raise
@@ -414,7 +441,8 @@ class SQLiteStore:
             )
             return cursor.rowcount
 
-        return await self._write(work)
+        # retention answers no one: lost in a power cut, the next sweep deletes them again
+        return await self._write(work, durable=False)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -676,25 +704,44 @@ class SQLiteWriter:
     caller does, so the caller waits for its outcome (and then gets the cancellation), and what
     it believes was or was not committed is what was."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, sync: DbSync = "full") -> None:
+        """``sync``: LIVEHUB_DB_SYNC, ``full`` (durable writes fsynced) or ``normal``."""
         self.path = path
+        self.sync = sync
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "livehub-sqlite-write")
         self._db: sqlite3.Connection | None = None
+        #: the connection's ``PRAGMA synchronous`` now (set only when a write needs another)
+        self._level = 0
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA synchronous={SYNC_NORMAL}")
+            self._level = SYNC_NORMAL
             # another process's lock (a backup tool): the write waits this long in its thread,
             # then fails (503 database_unavailable), as the loop's writes did before
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._db = db
         return self._db
 
-    async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _call(self, work: Callable[[sqlite3.Connection], _T], durable: bool) -> _T:
+        """``work`` at the level it needs (in the writer's thread, between two transactions:
+        SQLite refuses to change the level inside one, so a work left open fails loudly)."""
+        db = self._connection()
+        level = SYNC_FULL if durable and self.sync == "full" else SYNC_NORMAL
+        if level != self._level:
+            db.execute(f"PRAGMA synchronous={level}")
+            self._level = level
+        return work(db)
+
+    async def run(self, work: Callable[[sqlite3.Connection], _T], *, durable: bool = True) -> _T:
+        """``work`` on the writer's thread, after every write called before it. ``durable``
+        (a write someone is answered for): with LIVEHUB_DB_SYNC=full, its commit is fsynced
+        (``synchronous=FULL``) before this returns; False (the outbox's bookkeeping, which at
+        worst sends a webhook again): NORMAL, which survives a crash of the process only."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, lambda: work(self._connection()))
+        future = loop.run_in_executor(self._executor, self._call, work, durable)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -708,6 +755,7 @@ class SQLiteWriter:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+                self._level = 0
 
         loop = asyncio.get_running_loop()
         await asyncio.shield(loop.run_in_executor(self._executor, close))
