@@ -37,7 +37,7 @@ from livehub.domain.store import StoreUnavailable
 from livehub.domain.viewer_tokens import PrivateRooms, ViewerTokens
 from livehub.domain.windows import Cancellable
 from livehub.engines import Engines
-from livehub.guard import ConnectionGuard, guard_middleware
+from livehub.guard import ConnectionGuard, GuardCollector, guard_middleware
 from livehub.metrics import Metrics
 from livehub.readiness import Readiness
 from livehub.reconcile import Reconciler
@@ -137,6 +137,7 @@ def create_app(config: Config) -> web.Application:
     app[keys.hub] = hub
     app[keys.views] = views
     app[keys.metrics] = Metrics(rooms, hub)
+    app[keys.metrics].registry.register(GuardCollector(guard))
     app[keys.signaling] = Signaling(
         hub,
         rooms,

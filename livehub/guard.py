@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, cast
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from yarl import URL
 
 from livehub.config import Network, in_networks
@@ -128,6 +130,24 @@ class ConnectionGuard:
         if self._waiting.pop(transport, None) is not None:
             self.timed_out += 1
             transport.close()
+
+
+class GuardCollector(Collector):
+    """The guard's figures for ``/metrics``, read at scrape time (the accept path pays one
+    integer increment per refused or late connection)."""
+
+    def __init__(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        refused = CounterMetricFamily(
+            "livehub_connections_closed",
+            "Connections to the public port closed before their first request, by reason",
+            labels=["reason"],
+        )
+        refused.add_metric(["address_limit"], self._guard.refused)
+        refused.add_metric(["header_timeout"], self._guard.timed_out)
+        yield refused
 
 
 class GuardedProtocol(asyncio.Protocol):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from livehub.config import Config
 from tests.helpers import eventually
@@ -73,6 +74,23 @@ async def healthz(server: Server, source: str = OTHER) -> int:
         return resp.status
 
 
+async def closed_early(server: Server, reason: str) -> float:
+    """``livehub_connections_closed_total{reason=...}`` of the process's ``/metrics``."""
+    connector = aiohttp.TCPConnector(local_addr=(OTHER, 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.get(server.url + "/metrics") as resp,
+    ):
+        text = await resp.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "livehub_connections_closed_total" and sample.labels == {
+                "reason": reason
+            }:
+                return float(sample.value)
+    raise AssertionError(f"no livehub_connections_closed_total{{reason={reason}}}")
+
+
 def open_fds(server: Server) -> int:
     assert server.proc is not None
     return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
@@ -118,6 +136,7 @@ async def test_trickled_headers_are_cut_off_at_the_header_timeout(
     finally:
         trickling.cancel()
     assert all(b"200 OK" not in answer for answer in answers)
+    assert await closed_early(server, "header_timeout") == len(streams)
     assert await healthz(server) == 200
     assert await healthz(server, "127.0.0.1") == 200
 
@@ -179,6 +198,7 @@ async def test_connections_per_address_are_capped(servers: list[Server], tmp_pat
         assert b'"code":"too_many_connections"' in answer
         assert b"Retry-After:" in answer
     assert await healthz(server) == 200
+    assert await closed_early(server, "address_limit") == len(over)
     await close_all(held)
     assert await eventually(lambda: healthz(server, "127.0.0.1")) == 200
 
