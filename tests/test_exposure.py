@@ -304,13 +304,13 @@ async def test_a_flood_of_tiny_requests_does_not_starve_another_address(
 @pytest.mark.parametrize(
     ("request_head", "status"),
     [
-        (b"GET /healthz?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
-        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", b"431"),
+        (b"GET /healthz?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", b"400"),
         (
             b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
             + b"".join(b"X-%d: y\r\n" % n for n in range(200))
             + b"\r\n",
-            b"431",
+            b"400",
         ),
     ],
     ids=["long-url", "long-header", "many-headers"],
@@ -318,9 +318,11 @@ async def test_a_flood_of_tiny_requests_does_not_starve_another_address(
 async def test_oversized_request_heads_are_refused_and_closed(
     servers: list[Server], tmp_path: Path, request_head: bytes, status: bytes
 ) -> None:
+    """A request line or header over 8190 bytes, or more than 128 headers: aiohttp answers 400
+    (plain text, before the app) and closes; the server goes on serving."""
     server = await start(servers, tmp_path)
     stream = await connect(server)
     stream[1].write(request_head)
     answer = await closed_by_server(stream, within=10)
-    assert answer.split(b" ", 2)[1] in (status, b"400"), answer[:200]
+    assert answer.split(b" ", 2)[1] == status, answer[:200]
     assert await healthz(server, "127.0.0.1") == 200
