@@ -6,6 +6,7 @@ into PostgreSQL instead (:mod:`livehub.migrate_db`)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -28,7 +29,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
-from livehub import __version__
+from livehub import __version__, keys
 from livehub.adapters.postgres.store import SchemaTooNew as PgSchemaTooNew
 from livehub.adapters.sqlite.store import SchemaTooNew
 from livehub.app import create_app
@@ -42,6 +43,7 @@ from livehub.config import (
     redact_url,
 )
 from livehub.domain.store import StoreUnavailable
+from livehub.guard import GuardedSite
 from livehub.webhook_settings import endpoint_label
 
 log = logging.getLogger("livehub")
@@ -239,18 +241,7 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
     app = create_app(config)
     settle_garbage_collection()
     try:
-        web.run_app(
-            app,
-            host=config.host,
-            port=config.port,
-            backlog=LISTEN_BACKLOG,
-            reuse_port=reuse_port or None,
-            sock=internal,
-            shutdown_timeout=config.shutdown_timeout,
-            access_log_class=AccessLogger,
-            # run_app "prints" once every site is bound and listening: only then say so
-            print=lambda _text: _say_listening(config),
-        )
+        run(app, config, internal, reuse_port=reuse_port)
     except socket.gaierror as exc:
         log.error("cannot start: %s does not resolve (LIVEHUB_HOST, --host): %s", config.host, exc)
         raise SystemExit(1) from None
@@ -268,6 +259,64 @@ def serve(config: Config, *, reuse_port: bool = False) -> None:
         raise SystemExit(1) from None
     # run_app returns once a signal (SIGTERM, SIGINT) stopped it and every cleanup ran
     log.info("livehub shut down cleanly")
+
+
+def run(
+    app: web.Application, config: Config, internal: socket.socket | None, *, reuse_port: bool
+) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, as ``web.run_app`` does (its own event loop,
+    the same shutdown), but the public port through the app's :class:`ConnectionGuard`
+    (``GuardedSite``): ``run_app`` has no way to wrap its sites' connections. The internal
+    port (``internal``, not published) is a plain site."""
+    loop = asyncio.new_event_loop()
+    main = loop.create_task(_serve_app(app, config, internal, reuse_port=reuse_port))
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not main.done():  # a signal: the runner's cleanup runs as main is cancelled
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(main)
+        finally:
+            rest = asyncio.all_tasks(loop)
+            for task in rest:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+
+async def _serve_app(
+    app: web.Application, config: Config, internal: socket.socket | None, *, reuse_port: bool
+) -> None:
+    runner = web.AppRunner(
+        app,
+        handle_signals=True,
+        access_log_class=AccessLogger,
+        shutdown_timeout=config.shutdown_timeout,
+        keepalive_timeout=config.keepalive_timeout,
+    )
+    await runner.setup()
+    try:
+        public = GuardedSite(
+            runner,
+            app[keys.guard],
+            config.host,
+            config.port,
+            backlog=LISTEN_BACKLOG,
+            reuse_port=reuse_port or None,
+        )
+        await public.start()
+        if internal is not None:
+            await web.SockSite(runner, internal, backlog=LISTEN_BACKLOG).start()
+        _say_listening(config)  # every site is bound and listening
+        await asyncio.Event().wait()  # until a signal (GracefulExit) cancels this
+    finally:
+        await runner.cleanup()
 
 
 def _say_listening(config: Config) -> None:

@@ -37,6 +37,7 @@ from livehub.domain.store import StoreUnavailable
 from livehub.domain.viewer_tokens import PrivateRooms, ViewerTokens
 from livehub.domain.windows import Cancellable
 from livehub.engines import Engines
+from livehub.guard import ConnectionGuard, GuardCollector, guard_middleware
 from livehub.metrics import Metrics
 from livehub.readiness import Readiness
 from livehub.reconcile import Reconciler
@@ -84,11 +85,18 @@ def _call_later(delay: float, callback: Callable[[], None]) -> object:
 def create_app(config: Config) -> web.Application:
     """Build the application. Synchronous and free of I/O: storage, the SRS client, the
     reconciler and the sweep start in cleanup contexts."""
-    middlewares = [turns_middleware(Turns()), error_middleware]
+    guard = ConnectionGuard(
+        per_address=config.sockets_per_address,
+        header_timeout=config.header_timeout,
+        trusted_proxies=config.trusted_proxies,
+    )
+    # the guard's first: a request that waits for its turn has arrived all the same
+    middlewares = [guard_middleware(guard), turns_middleware(Turns()), error_middleware]
     if config.internal_port is not None:  # hooks and metrics on their own port
         middlewares.append(listener_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_size)
     app[keys.config] = config
+    app[keys.guard] = guard  # its site is made where the app is served (livehub.__main__)
     kicker = Kicker()
     viewer_tokens = ViewerTokens(config.viewer_token_secret or secrets.token_urlsafe(32))
     timers = _Timers()
@@ -129,6 +137,7 @@ def create_app(config: Config) -> web.Application:
     app[keys.hub] = hub
     app[keys.views] = views
     app[keys.metrics] = Metrics(rooms, hub)
+    app[keys.metrics].registry.register(GuardCollector(guard))
     app[keys.signaling] = Signaling(
         hub,
         rooms,

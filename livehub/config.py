@@ -12,7 +12,7 @@ import ipaddress
 import math
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -301,6 +301,18 @@ def _api_keys(name: str, raw: str) -> frozenset[str]:
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def in_networks(address: str, networks: Sequence[Network]) -> bool:
+    """Whether ``address`` is in one of ``networks`` (an IPv4-mapped IPv6 address, a
+    dual-stack socket's IPv4 peer, as its IPv4 address); False for what is no address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
 def _networks(name: str, raw: str) -> tuple[Network, ...]:
     networks = []
     for item in _list(name, raw):
@@ -345,6 +357,11 @@ def _hmac_key(name: str, raw: str) -> str:
     return value
 
 
+#: plain HTTP connections an address may hold beside its WebSockets (the default of
+#: LIVEHUB_MAX_SOCKETS_PER_ADDRESS): a browser opens at most 6 to a host, a NAT's audience
+#: a few dozen at once when the page loads
+HTTP_SOCKETS_BESIDE_WEBSOCKETS = 100
+
 #: the name of the one SRS origin given by LIVEHUB_SRS_API_URL
 DEFAULT_ORIGIN = "srs"
 
@@ -380,6 +397,12 @@ class Config:
     reconnect_window: float = 30.0
     reconcile_interval: float = 10.0
     shutdown_timeout: float = 10.0
+    #: seconds a new connection on the public port may take to send its first request
+    #: (LIVEHUB_HEADER_TIMEOUT): then it is closed (0: no deadline but the keep-alive timeout)
+    header_timeout: float = 10.0
+    #: seconds an idle kept-alive connection stays open (LIVEHUB_KEEPALIVE_TIMEOUT); behind a
+    #: proxy it must exceed the proxy's own idle timeout for upstream connections
+    keepalive_timeout: float = 75.0
     #: seconds a request's body may take to arrive once its headers are in (LIVEHUB_BODY_TIMEOUT):
     #: then 408 and the connection is closed (a body that never comes held it for good)
     body_timeout: float = 10.0
@@ -410,6 +433,9 @@ class Config:
     # per-address limits
     #: open WebSockets per client address, IPv6 by /64 (0: no limit)
     max_connections_per_address: int = 100
+    #: open TCP connections per client address on the public port, WebSockets included
+    #: (LIVEHUB_MAX_SOCKETS_PER_ADDRESS); None: :attr:`sockets_per_address` derives it
+    max_sockets_per_address: int | None = None
     #: seconds a kicked peer's address may not join that room again (0: no ban)
     kick_ban_s: float = 300.0
     # who may create rooms, and how history is kept
@@ -517,6 +543,17 @@ class Config:
             )
 
     @property
+    def sockets_per_address(self) -> int:
+        """The cap on one address's connections to the public port: as set, or the WebSocket
+        limit plus :data:`HTTP_SOCKETS_BESIDE_WEBSOCKETS` (0, no cap, when that limit is off),
+        so that raising the WebSocket limit for a NAT's audience raises this one with it."""
+        if self.max_sockets_per_address is not None:
+            return self.max_sockets_per_address
+        if not self.max_connections_per_address:
+            return 0
+        return self.max_connections_per_address + HTTP_SOCKETS_BESIDE_WEBSOCKETS
+
+    @property
     def srs_origins(self) -> tuple[tuple[str, str], ...]:
         """Every SRS origin as ``(name, API URL)``; one named :data:`DEFAULT_ORIGIN` unless
         LIVEHUB_SRS_API_URLS lists several."""
@@ -548,6 +585,8 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_RECONNECT_WINDOW": ("reconnect_window", _float),
     "LIVEHUB_RECONCILE_INTERVAL": ("reconcile_interval", _float),
     "LIVEHUB_SHUTDOWN_TIMEOUT": ("shutdown_timeout", _float),
+    "LIVEHUB_HEADER_TIMEOUT": ("header_timeout", _float),
+    "LIVEHUB_KEEPALIVE_TIMEOUT": ("keepalive_timeout", lambda n, r: _float(n, r, minimum=1)),
     "LIVEHUB_BODY_TIMEOUT": ("body_timeout", lambda n, r: _float(n, r, minimum=0.1)),
     "LIVEHUB_CORS_ORIGINS": ("cors_origins", _list),
     "LIVEHUB_WS_ORIGINS": ("ws_origins", _list),
@@ -571,6 +610,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_MAX_RELAY_BYTES": ("max_relay_bytes", _int),
     "LIVEHUB_RELAY_BYTES_PER_S": ("relay_bytes_per_s", _int),
     "LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS": ("max_connections_per_address", _int),
+    "LIVEHUB_MAX_SOCKETS_PER_ADDRESS": ("max_sockets_per_address", _int),
     "LIVEHUB_KICK_BAN_S": ("kick_ban_s", _float),
     "LIVEHUB_API_KEYS": ("api_key_hashes", _api_keys),
     "LIVEHUB_CREATE_RATE_PER_MIN": ("create_rate_per_min", _int),

@@ -23,6 +23,7 @@ from livehub.domain.signaling import Signaling
 from livehub.domain.stage import Stage
 from livehub.domain.store import RoomStore
 from livehub.domain.viewer_tokens import ViewerTokens
+from livehub.guard import ConnectionGuard
 from livehub.metrics import Metrics
 from livehub.readiness import Readiness
 from livehub.reconcile import Reconciler
@@ -36,6 +37,8 @@ recordings = web.AppKey("recordings", RecordingService)
 create_policy = web.AppKey("create_policy", CreatePolicy)
 #: open signaling connections per client address (LIVEHUB_MAX_CONNECTIONS_PER_ADDRESS)
 connections = web.AppKey("connections", ConnectionCounts)
+#: the public port's connections per address and first-request deadline (livehub.guard)
+guard = web.AppKey("guard", ConnectionGuard)
 hub = web.AppKey("hub", RoomHub)
 #: the bus between nodes (cluster mode only)
 bus = web.AppKey("bus", Bus)

@@ -14,17 +14,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from livehub.config import Network
-
-
-def _trusted(address: str, proxies: Sequence[Network]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # a dual-stack socket's IPv4 peer
-    return any(ip in network for network in proxies)
+from livehub.config import Network, in_networks
 
 
 def _bare(hop: str) -> str | None:
@@ -46,7 +36,7 @@ def client_address(request: web.Request, proxies: Sequence[Network]) -> str:
     trusted proxy. A hop that is no address (the proxy wrote something else) is the peer's,
     so that nobody can make up keys of their own for the per-address limits."""
     peer = request.remote or ""
-    if not proxies or not _trusted(peer, proxies):
+    if not proxies or not in_networks(peer, proxies):
         return peer
     hops = [
         hop.strip()
@@ -57,6 +47,6 @@ def client_address(request: web.Request, proxies: Sequence[Network]) -> str:
     for address in reversed(addresses):
         if address is None:
             return peer
-        if not _trusted(address, proxies):
+        if not in_networks(address, proxies):
             return address
     return addresses[0] or peer if addresses else peer

@@ -83,10 +83,10 @@ class Turns:
 
 
 def turns_middleware(turns: Turns) -> Middleware:
-    """The outermost middleware: every handler begins in its turn. A handler that has its turn
-    at once is returned as it is, not awaited here: no frame of this middleware's stays around
-    it (a WebSocket's handler runs for as long as the connection is open, and each of its
-    messages would pass through that frame)."""
+    """Outside every middleware but the connection guard's: every handler begins in its turn.
+    A handler that has its turn at once is returned as it is, not awaited here: no frame of
+    this middleware's stays around it (a WebSocket's handler runs for as long as the connection
+    is open, and each of its messages would pass through that frame)."""
 
     @web.middleware
     def take_turns(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
