@@ -126,7 +126,8 @@ Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None] | None]
 #: (the webhooks' presence events only queue)
 PresenceListener = Callable[[str, str, str | None, bool], None]
 #: a check a join must pass (private rooms): ``(peer, room, message, role)``, raises
-#: :class:`ProtocolError` to refuse
+#: :class:`LivehubError` to refuse. Made before any other check of the join (a room that
+#: has ended, the owner token, a kick ban), so that what it refuses learns nothing else
 JoinCheck = Callable[[Peer, Room, dict[str, Any], str], None]
 #: fields merged into the ``joined`` reply: ``(peer, room, message)`` → fields. Synchronous, so
 #: that nothing happens between the join and its reply
@@ -481,6 +482,9 @@ class Signaling:
             # not kept when the hub does not hear of the room yet (no members on this node):
             # a change then is told once it does (room_heard)
             kept = self.known.peek(room_id) is room
+            # first: a private room refuses a stranger as an unknown id, whatever its state
+            for check in self.join_checks:
+                check(peer, room, message, role)
             if room.status is RoomStatus.ENDED:
                 raise RoomEnded(room_id)
             if role == "host":
@@ -497,8 +501,6 @@ class Signaling:
                 raise ProtocolError(
                     "banned", "A peer from this address was kicked from this room: try again later"
                 )
-            for check in self.join_checks:
-                check(peer, room, message, role)
             await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
             latest = self.known.peek(room_id)
             if latest is room or (latest is None and not kept):

@@ -17,9 +17,10 @@ from typing import Any
 
 import jwt
 
+from livehub.domain.errors import RoomNotFound
 from livehub.domain.peer import Peer
 from livehub.domain.room import Room
-from livehub.domain.signaling import ProtocolError, Signaling
+from livehub.domain.signaling import Signaling
 from livehub.domain.srs_params import parse_param
 from livehub.domain.tokens import token_bytes
 
@@ -86,8 +87,8 @@ class ViewerTokens:
 
 class PrivateRooms:
     """Private rooms on the signaling channel: a ``join`` needs ``token`` (a viewer token of
-    the room, or its owner token) or gets ``forbidden``; the ``joined`` room view's play URLs
-    carry the viewer token (a freshly minted one for the owner)."""
+    the room, or its owner token) or gets ``room_not_found``, as an unknown id; the ``joined``
+    room view's play URLs carry the viewer token (a freshly minted one for the owner)."""
 
     def __init__(
         self,
@@ -102,13 +103,17 @@ class PrivateRooms:
         signaling.join_extras.append(self._joined)
 
     def _check(self, peer: Peer, room: Room, message: dict[str, Any], role: str) -> None:
-        if not room.private or role == "host":  # a host has shown the owner token already
+        """A stranger (no viewer token of the room, nor its owner token) is answered as for an
+        unknown id, whatever the room's state and the role asked for: ``forbidden`` or
+        ``room_ended`` would tell it that a private room of that id exists. Made before the
+        join's other checks (:data:`~livehub.domain.signaling.JoinCheck`)."""
+        if not room.private:
             return
         token = message.get("token")
         if not isinstance(token, str) or not (
             self._tokens.valid(token, room.id) or self._signaling.rooms.is_owner(room, token)
         ):
-            raise ProtocolError("forbidden", "This room is private: joining needs a viewer token")
+            raise RoomNotFound(room.id)
 
     def _joined(self, peer: Peer, room: Room, message: dict[str, Any]) -> dict[str, Any]:
         if not room.private:

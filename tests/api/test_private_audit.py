@@ -1,0 +1,71 @@
+"""An audit of private rooms and moderation over real WebSocket and HTTP connections: what a
+stranger can learn of a private room, and who may moderate what."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+from pytest_aiohttp import AiohttpClient
+
+from livehub.app import create_app
+from tests.conftest import Client, make_config
+from tests.signaling_client import expect, join, receive
+
+SECRET = "viewer-token-secret-for-the-tests-0123456789"
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient) -> Client:
+    return await aiohttp_client(create_app(make_config(viewer_token_secret=SECRET)))
+
+
+async def create(client: Client, visibility: str = "private") -> dict[str, Any]:
+    resp = await client.post("/api/rooms", json={"title": "t", "visibility": visibility})
+    assert resp.status == 201, await resp.text()
+    room: dict[str, Any] = await resp.json()
+    return room
+
+
+def without_room(event: dict[str, Any], room_id: str) -> dict[str, Any]:
+    """An error event with the room id asked for blanked out (it names what the client sent)."""
+    return {k: v.replace(room_id, "R") if isinstance(v, str) else v for k, v in event.items()}
+
+
+async def test_a_stranger_cannot_tell_a_private_room_from_an_unknown_id_on_join(
+    client: Client,
+) -> None:
+    live = await create(client)
+    ended = await create(client)
+    other = await create(client, "public")
+    resp = await client.post(
+        f"/api/rooms/{ended['id']}/close",
+        headers={"Authorization": f"Bearer {ended['ownerToken']}"},
+    )
+    assert resp.status == 200
+    ws = await client.ws_connect("/ws")
+    unknown_id = "zzzzzzzzzzzz"
+    foreign = jwt.encode({"room": other["id"], "exp": 2**40}, SECRET)
+    for fields in (
+        {},
+        {"token": "nope"},
+        {"token": foreign},
+        {"role": "host", "token": other["ownerToken"]},
+        {"role": "host"},
+    ):
+        answers = []
+        for rid in (unknown_id, live["id"], ended["id"]):
+            await ws.send_json({"type": "join", "roomId": rid, **fields})
+            answers.append(without_room(await receive(ws), rid))
+        assert answers[0]["code"] == "room_not_found", answers
+        assert answers[1] == answers[0], fields
+        assert answers[2] == answers[0], fields
+    # with a token the room is there (and an ended one says so)
+    token = jwt.encode({"room": ended["id"], "exp": 2**40}, SECRET)
+    await ws.send_json({"type": "join", "roomId": ended["id"], "token": token})
+    assert (await receive(ws))["code"] == "room_ended"
+    await join(ws, live["id"], token=jwt.encode({"room": live["id"], "exp": 2**40}, SECRET))
+    host = await client.ws_connect("/ws")
+    await join(host, live["id"], role="host", token=live["ownerToken"])
+    await expect(ws, "peer-joined")
