@@ -116,8 +116,11 @@ class Moderation:
         self._hub.broadcast(room_id, {"type": "chat-deleted", "roomId": room_id, "id": chat_id})
 
     async def _target(self, peer: Peer, message: dict[str, Any], room_id: str) -> str:
-        """The member a host names in ``peerId`` (on any node)."""
+        """The member a host names in ``peerId`` (on any node). The sender is checked first:
+        reading the room's members (every node's, from Redis in cluster mode) for anyone who
+        asks would let any connection make its node read any room's member list."""
         self._signaling.require_host(peer, room_id)
+        await self._hub.load(room_id)
         target = message.get("peerId")
         if (
             not isinstance(target, str)
@@ -128,7 +131,6 @@ class Moderation:
         return target
 
     async def _mute(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
-        await self._hub.load(room_id)
         target = await self._target(peer, message, room_id)
         seconds = _seconds(message, low=1, high=MAX_MUTE_SECONDS, default=DEFAULT_MUTE_SECONDS)
         until = self._wall_clock() + seconds * 1000
@@ -159,7 +161,6 @@ class Moderation:
         )
 
     async def _unmute(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
-        await self._hub.load(room_id)
         target = await self._target(peer, message, room_id)
 
         def decide(room: Room) -> list[RoomEvent] | None:
