@@ -11,6 +11,12 @@ them, whichever node the host is connected to; each chat line reads the room any
 an ended room is refused). When a member last chatted is known only to its own node, which is
 where its chat lines arrive. A mute names a peer id, that is one connection: a muted member
 that reconnects comes back unmuted (there are no accounts to mute).
+
+A host's moderation messages are limited per room (:data:`MODERATION_BURST` at once, then
+:data:`MODERATION_RATE_PER_S`; on each node): anyone may create a room and so be a host, and each
+``mute``, ``unmute`` or ``slow-mode`` writes the room to the store and tells members, each
+``chat-delete`` tells every member. Only a host's messages count, so nobody else can spend a
+room's budget.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ MAX_MUTE_SECONDS = 7 * 24 * 3600
 MAX_SLOW_MODE_SECONDS = 3600
 #: a mute without ``seconds`` lasts this long
 DEFAULT_MUTE_SECONDS = 300
+#: moderation messages of a room's hosts (on one node): a burst, then a rate per second
+MODERATION_BURST = 20
+MODERATION_RATE_PER_S = 2.0
+#: rooms whose moderation budget is tracked at most (a forgotten one starts full again)
+MAX_BUDGETS = 10_000
 
 
 def _seconds(message: dict[str, Any], *, low: int, high: int, default: int | None) -> int:
@@ -61,6 +72,9 @@ class Moderation:
         #: (room id, peer id) -> when a member of this node last chatted (monotonic), oldest
         #: first
         self._last_chat: dict[tuple[str, str], float] = {}
+        #: room id -> (tokens, when last counted) of its hosts' moderation messages, least
+        #: recently used first
+        self._budgets: dict[str, tuple[float, float]] = {}
         signaling.register("chat-delete", self._delete)
         signaling.register("mute", self._mute)
         signaling.register("unmute", self._unmute)
@@ -108,8 +122,30 @@ class Moderation:
 
     # -- host actions ---------------------------------------------------------------------
 
-    async def _delete(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+    def _require_host(self, peer: Peer, room_id: str) -> None:
+        """The sender is the room's host (or ``forbidden``), within the room's budget of
+        moderation messages (or ``rate_limited``)."""
         self._signaling.require_host(peer, room_id)
+        now = self._clock()
+        budgets = self._budgets
+        tokens, last = budgets.pop(room_id, (MODERATION_BURST, now))
+        tokens = min(MODERATION_BURST, tokens + (now - last) * MODERATION_RATE_PER_S)
+        if tokens < 1:
+            budgets[room_id] = (tokens, now)
+            raise ProtocolError(
+                "rate_limited", "Too many moderation messages in this room: slow down"
+            )
+        budgets[room_id] = (tokens - 1, now)
+        if len(budgets) > MAX_BUDGETS:
+            refill = MODERATION_BURST / MODERATION_RATE_PER_S
+            for key, (_, at) in list(budgets.items()):  # full again: the same as forgotten
+                if now - at >= refill:
+                    del budgets[key]
+            while len(budgets) > MAX_BUDGETS:
+                del budgets[next(iter(budgets))]
+
+    async def _delete(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
+        self._require_host(peer, room_id)
         chat_id = message.get("id")
         if not isinstance(chat_id, str) or not chat_id or len(chat_id) > MAX_ID_LENGTH:
             raise ProtocolError("invalid_id", "Field 'id' must be the id of a chat line")
@@ -119,7 +155,7 @@ class Moderation:
         """The member a host names in ``peerId`` (on any node). The sender is checked first:
         reading the room's members (every node's, from Redis in cluster mode) for anyone who
         asks would let any connection make its node read any room's member list."""
-        self._signaling.require_host(peer, room_id)
+        self._require_host(peer, room_id)
         await self._hub.load(room_id)
         target = message.get("peerId")
         if (
@@ -178,7 +214,7 @@ class Moderation:
         )
 
     async def _slow_mode(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
-        self._signaling.require_host(peer, room_id)
+        self._require_host(peer, room_id)
         seconds = _seconds(message, low=0, high=MAX_SLOW_MODE_SECONDS, default=None)
 
         def decide(room: Room) -> list[RoomEvent] | None:

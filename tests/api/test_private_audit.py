@@ -69,3 +69,34 @@ async def test_a_stranger_cannot_tell_a_private_room_from_an_unknown_id_on_join(
     host = await client.ws_connect("/ws")
     await join(host, live["id"], role="host", token=live["ownerToken"])
     await expect(ws, "peer-joined")
+
+
+async def test_a_hosts_moderation_messages_are_rate_limited(client: Client) -> None:
+    """Anyone may create a room (anonymous creation) and so be its host: each ``mute``,
+    ``unmute`` and ``slow-mode`` writes the room to the database and tells members, so at the
+    general rate (50/s per connection, 100 connections per address) a host could make thousands
+    of writes a second. The room's moderation has a budget of its own (20 at once, then 2/s):
+    40 back to back cannot all pass, whatever the machine's speed, short of 10 s between them."""
+    room = await create(client, "public")
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    await join(host, rid, role="host", token=room["ownerToken"])
+    for i in range(40):
+        await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": i % 2 + 1})
+    await host.send_json(
+        {"type": "join", "roomId": rid, "role": "host", "token": room["ownerToken"]}
+    )
+    settings, refused = 0, []
+    while (event := await receive(host))["type"] != "joined":
+        if event["type"] == "room-settings":
+            settings += 1
+        else:
+            refused.append(event)
+    assert refused, settings
+    assert refused[0]["code"] == "rate_limited" and refused[0]["inReplyTo"] == "slow-mode"
+    assert settings + len(refused) == 40
+    # a viewer's moderation is forbidden and costs the room's budget nothing
+    viewer = await client.ws_connect("/ws")
+    await join(viewer, rid)
+    await viewer.send_json({"type": "chat-delete", "roomId": rid, "id": "x"})
+    assert (await receive(viewer))["code"] == "forbidden"
