@@ -138,6 +138,9 @@ JoinFollowUp = Callable[[Peer, Room, dict[str, Any]], Awaitable[None] | None]
 #: hears of one member of a room: ``(room_id, peer_id)``; kicked from a room on this node (before
 #: its departure is announced), or lost with a dead node. Synchronous
 MemberListener = Callable[[str, str], None]
+#: a kick ban's key other than the address, from a join: ``(room_id, message)`` → the key, or
+#: None. Synchronous
+BanKey = Callable[[str, dict[str, Any]], str | None]
 #: a check a chat line must pass (moderation): ``(peer, room)`` → fields the line gets;
 #: raises :class:`ProtocolError` to refuse it
 ChatCheck = Callable[[Peer, Room], dict[str, Any]]
@@ -204,6 +207,9 @@ class Signaling:
         #: ``(room_id, peer_id)``. Synchronous
         self.lost_listeners: list[MemberListener] = []
         self.chat_checks: list[ChatCheck] = []
+        #: what else than its address a kick bans a peer by, read from a join (a private room's
+        #: viewer token); the key's ban is written by whoever keeps it (a kick listener)
+        self.ban_keys: list[BanKey] = []
         rooms.subscribe(self.on_room_change)
         rooms.subscribe_quiet(self.on_quiet_change)
         hub.listen(self)
@@ -491,22 +497,31 @@ class Signaling:
                 token = message.get("token")
                 if not isinstance(token, str) or not self.rooms.is_owner(room, token):
                     raise ProtocolError("forbidden", "Joining as host needs the room's owner token")
-            elif (
-                self.bans is not None
-                and peer.address
-                and not self.hub.is_member(peer, room_id)
-                and await self.bans.banned(room_id, peer.address)
-            ):
+            elif self.bans is not None and not self.hub.is_member(peer, room_id):
                 # the owner (host, with its token) is never banned from its own room
-                raise ProtocolError(
-                    "banned", "A peer from this address was kicked from this room: try again later"
-                )
+                await self._check_bans(self.bans, peer, message, room_id)
             await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
             latest = self.known.peek(room_id)
             if latest is room or (latest is None and not kept):
                 return room
             # the room changed while this join waited: check it again
         return room  # changing all the time: as of the last read
+
+    async def _check_bans(
+        self, bans: KickBans, peer: Peer, message: dict[str, Any], room_id: str
+    ) -> None:
+        """Refuse a join (``banned``) from a kicked peer's address, or with what else identified
+        it (:attr:`ban_keys`: a private room's viewer token)."""
+        if peer.address and await bans.banned(room_id, peer.address):
+            raise ProtocolError(
+                "banned", "A peer from this address was kicked from this room: try again later"
+            )
+        for ban_key in self.ban_keys:
+            key = ban_key(room_id, message)
+            if key and await bans.banned(room_id, key):
+                raise ProtocolError(
+                    "banned", "A peer with this token was kicked from this room: try again later"
+                )
 
     async def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         role = peer.roles.get(room_id)

@@ -3,6 +3,7 @@ stranger can learn of a private room, and who may moderate what."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import jwt
@@ -14,6 +15,8 @@ from tests.conftest import Client, make_config
 from tests.signaling_client import expect, join, receive
 
 SECRET = "viewer-token-secret-for-the-tests-0123456789"
+#: the test clients' address: a trusted proxy where a test needs other client addresses
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 @pytest.fixture
@@ -100,3 +103,33 @@ async def test_a_hosts_moderation_messages_are_rate_limited(client: Client) -> N
     await join(viewer, rid)
     await viewer.send_json({"type": "chat-delete", "roomId": rid, "id": "x"})
     assert (await receive(viewer))["code"] == "forbidden"
+
+
+async def test_a_kicked_viewer_of_a_private_room_cannot_rejoin_with_its_token_elsewhere(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """A kick bans the kicked peer's address; in a private room the viewer token it joined with
+    is who it is, so it is banned too: the same token from another address (a phone's mobile
+    network, a VPN) gets ``banned``. A token the application mints anew is its decision."""
+    client = await aiohttp_client(
+        create_app(
+            make_config(viewer_token_secret=SECRET, trusted_proxies=(LOOPBACK,), kick_ban_s=300)
+        )
+    )
+    room = await create(client)
+    rid = room["id"]
+    token = jwt.encode({"room": rid, "exp": 2**40, "sub": "troll"}, SECRET)
+    host = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.1"})
+    await join(host, rid, role="host", token=room["ownerToken"])
+    viewer = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.2"})
+    peer_id = (await join(viewer, rid, token=token))["peerId"]
+    await expect(host, "peer-joined")
+    await host.send_json({"type": "kick", "roomId": rid, "peerId": peer_id})
+    assert (await expect(viewer, "kicked"))["roomId"] == rid
+    again = await client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.9"})
+    await again.send_json({"type": "join", "roomId": rid, "token": token})
+    refused = await receive(again)
+    assert refused["type"] == "error" and refused["code"] == "banned", refused
+    assert token not in refused["message"]
+    fresh = jwt.encode({"room": rid, "exp": 2**40, "sub": "another"}, SECRET)
+    await join(again, rid, token=fresh)

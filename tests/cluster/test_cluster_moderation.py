@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import redis.asyncio as aioredis
 
-from tests.cluster.members import Cluster
+from tests.cluster.members import Cluster, Member, Node
 from tests.engines import RedisEngine
+from tests.helpers import eventually
 
 
 @pytest.fixture
@@ -55,3 +57,48 @@ async def test_a_strangers_moderation_reads_no_members_of_the_room(
     # the host's mute still reaches the viewer
     await host.send(type="mute", roomId=rid, peerId=viewer.peer_id, seconds=60)
     await viewer.until(of("muted", peerId=viewer.peer_id))
+
+
+async def test_a_kicked_viewers_token_is_banned_on_every_node(cluster: Cluster) -> None:
+    """A viewer of a private room on node b, kicked by a host on node a, comes back with the
+    same viewer token from another address: refused (``banned``) on its own node at once and on
+    the others once the ban has spread (Redis); a fresh token from that address joins."""
+    secret = "viewer-token-secret-of-the-cluster-test-0123"
+    env = {"LIVEHUB_VIEWER_TOKEN_SECRET": secret, "LIVEHUB_TRUSTED_PROXIES": "127.0.0.0/8"}
+    a, b = await cluster.start("a", "b", **env)
+    async with cluster.session.post(
+        f"{a.url}/api/rooms", json={"title": "p", "visibility": "private"}
+    ) as resp:
+        assert resp.status == 201
+        room = await resp.json()
+    rid = room["id"]
+    host = await cluster.join(a, room, "H", host=True)
+    token = jwt.encode({"room": rid, "exp": 2**40}, secret)
+
+    async def connect(node: Node, address: str) -> Member:
+        ws = await cluster.session.ws_connect(node.ws_url, headers={"X-Forwarded-For": address})
+        member = Member(ws)
+        cluster.members.append(member)
+        return member
+
+    async def answer(node: Node, address: str, token: str) -> dict[str, Any]:
+        member = await connect(node, address)
+        await member.send(type="join", roomId=rid, token=token)
+        event = await member.until(lambda e: e["type"] in ("joined", "error"))
+        await member.close()
+        return event
+
+    viewer = await connect(b, "203.0.113.2")
+    await viewer.send(type="join", roomId=rid, token=token, name="V")
+    peer_id = (await viewer.until(of("joined")))["peerId"]
+    await host.until(of("peer-joined"))
+    await host.send(type="kick", roomId=rid, peerId=peer_id)
+    await viewer.until(of("kicked"))
+    assert (await answer(b, "198.51.100.7", token)).get("code") == "banned"
+
+    async def banned_on_a() -> bool:
+        return (await answer(a, "198.51.100.8", token)).get("code") == "banned"
+
+    await eventually(banned_on_a)
+    fresh = jwt.encode({"room": rid, "exp": 2**40, "sub": "new"}, secret)
+    assert (await answer(a, "198.51.100.8", fresh))["type"] == "joined"
