@@ -133,3 +133,61 @@ async def test_a_kicked_viewer_of_a_private_room_cannot_rejoin_with_its_token_el
     assert token not in refused["message"]
     fresh = jwt.encode({"room": rid, "exp": 2**40, "sub": "another"}, SECRET)
     await join(again, rid, token=fresh)
+
+
+async def test_a_mute_outlasts_a_reconnect_under_a_new_name(client: Client) -> None:
+    """A mute named one connection: the muted member reloaded the page and chatted again under
+    another name. Now it follows the member's address (and in a private room its viewer token)
+    for as long as it lasts: the new connection is muted when it joins (``muted``), and the
+    host's ``unmute`` of the new peer id lifts it."""
+    room = await create(client, "public")
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    await join(host, rid, role="host", token=room["ownerToken"])
+    viewer = await client.ws_connect("/ws")
+    viewer_id = (await join(viewer, rid, name="Troll"))["peerId"]
+    await expect(host, "peer-joined")
+    await host.send_json({"type": "mute", "roomId": rid, "peerId": viewer_id, "seconds": 600})
+    until = (await expect(viewer, "muted"))["until"]
+    await viewer.close()
+    await expect(host, "peer-left")
+    again = await client.ws_connect("/ws")
+    new_id = (await join(again, rid, name="Nice person"))["peerId"]
+    notice = await expect(again, "muted")
+    assert (notice["peerId"], notice["until"]) == (new_id, until)
+    await again.send_json({"type": "chat", "roomId": rid, "text": "I am new here"})
+    refused = await receive(again)
+    assert refused["type"] == "error" and refused["code"] == "muted", refused
+    await host.send_json({"type": "unmute", "roomId": rid, "peerId": new_id})
+    await expect(again, "unmuted")
+    await again.send_json({"type": "chat", "roomId": rid, "text": "thanks"})
+    assert (await expect(again, "chat"))["text"] == "thanks"
+
+
+async def test_a_mute_in_a_private_room_follows_the_viewer_token(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    client = await aiohttp_client(
+        create_app(make_config(viewer_token_secret=SECRET, trusted_proxies=(LOOPBACK,)))
+    )
+    room = await create(client)
+    rid = room["id"]
+    token = jwt.encode({"room": rid, "exp": 2**40}, SECRET)
+    host = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.1"})
+    await join(host, rid, role="host", token=room["ownerToken"])
+    viewer = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.2"})
+    viewer_id = (await join(viewer, rid, token=token))["peerId"]
+    await expect(host, "peer-joined")
+    await host.send_json({"type": "mute", "roomId": rid, "peerId": viewer_id})
+    await expect(viewer, "muted")
+    await viewer.close()
+    again = await client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.3"})
+    await join(again, rid, token=token)
+    await expect(again, "muted")
+    await again.send_json({"type": "chat", "roomId": rid, "text": "hi"})
+    assert (await receive(again))["code"] == "muted"
+    # another viewer, another address and token: not muted
+    other = await client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.4"})
+    await join(other, rid, token=jwt.encode({"room": rid, "exp": 2**40, "sub": "b"}, SECRET))
+    await other.send_json({"type": "chat", "roomId": rid, "text": "hello"})
+    assert (await expect(other, "chat"))["text"] == "hello"

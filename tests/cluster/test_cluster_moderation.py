@@ -3,10 +3,12 @@ real WebSocket connections: a message a member may not send costs no read of the
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import jwt
 import pytest
 import redis.asyncio as aioredis
@@ -102,3 +104,46 @@ async def test_a_kicked_viewers_token_is_banned_on_every_node(cluster: Cluster) 
     await eventually(banned_on_a)
     fresh = jwt.encode({"room": rid, "exp": 2**40, "sub": "new"}, secret)
     assert (await answer(a, "198.51.100.8", fresh))["type"] == "joined"
+
+
+async def test_a_mute_follows_a_member_that_reconnects_to_another_node(cluster: Cluster) -> None:
+    """The host on node a mutes a viewer connected to node b (whose address only b knows): when
+    the viewer reconnects, to node a under another name, it is muted again (``muted``, its chat
+    refused) until the host unmutes its new peer id."""
+    a, b = await cluster.start("a", "b")
+    room = await cluster.create_room(a)
+    rid = room["id"]
+    host = await cluster.join(a, room, "H", host=True)
+    viewer = await cluster.join(b, room, "Troll")
+    await host.until(of("peer-joined"))
+    await host.send(type="mute", roomId=rid, peerId=viewer.peer_id, seconds=600)
+    until = (await viewer.until(of("muted", peerId=viewer.peer_id)))["until"]
+    await viewer.close()
+    await host.until(of("peer-left", peerId=viewer.peer_id))
+
+    async def keys_stored() -> bool:  # node b stores them once the viewer has left
+        stored = await _moderation(cluster, rid)
+        return any(e["peer"] == viewer.peer_id for e in stored.get("mutedKeys", {}).values())
+
+    await eventually(keys_stored)
+    again = await cluster.join(a, room, "Nice person")
+    notice = await again.until(of("muted", peerId=again.peer_id))
+    assert notice["until"] == until
+    await again.send(type="chat", roomId=rid, text="new here")
+    assert (await again.until(of("error", inReplyTo="chat")))["code"] == "muted"
+    await host.send(type="unmute", roomId=rid, peerId=again.peer_id)
+    await again.until(of("unmuted"))
+    await again.send(type="chat", roomId=rid, text="thanks")
+    await host.until(of("chat", text="thanks"))
+
+
+async def _moderation(cluster: Cluster, room_id: str) -> dict[str, Any]:
+    """The room's moderation as stored (PostgreSQL)."""
+    connection = await asyncpg.connect(cluster.database_url)
+    try:
+        row = await connection.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)
+    finally:
+        await connection.close()
+    assert row is not None
+    value = row["moderation"]
+    return json.loads(value) if isinstance(value, str) else dict(value)
