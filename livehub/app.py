@@ -176,7 +176,7 @@ def create_app(config: Config) -> web.Application:
         reconnect_window=config.reconnect_window,
         later=timers,
     )
-    Moderation(signaling, rooms, hub)
+    app[keys.moderation] = Moderation(signaling, rooms, hub)
 
     app[keys.outbox] = engines.outbox
     # the engines (bus, store, player counts, leader lock: livehub.engines) first, closed last
@@ -247,6 +247,7 @@ async def stage_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("%d rooms' stage guests are away since the restart: window opened", changed)
     yield
     await app[keys.stage].close()
+    await app[keys.moderation].close()
 
 
 async def srs_ctx(app: web.Application, engines: Engines) -> AsyncIterator[None]:

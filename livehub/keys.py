@@ -15,6 +15,7 @@ from livehub.config import Config
 from livehub.domain.addresses import ConnectionCounts
 from livehub.domain.admission import CreatePolicy
 from livehub.domain.bus import Bus
+from livehub.domain.moderation import Moderation
 from livehub.domain.recordings import RecordingService
 from livehub.domain.room import RoomPresenter
 from livehub.domain.room_hub import RoomHub
@@ -57,6 +58,8 @@ leader = web.AppKey("leader", LeaderLock)
 openapi = web.AppKey("openapi", dict[str, Any])
 #: co-hosts on stage, and private rooms' viewer tokens (issue 18)
 stage = web.AppKey("stage", Stage)
+#: chat moderation (issue 18): its writes in flight end before the store closes
+moderation = web.AppKey("moderation", Moderation)
 viewer_tokens = web.AppKey("viewer_tokens", ViewerTokens)
 # webhooks (livehub/webhooks): set by its cleanup context when LIVEHUB_WEBHOOK_URLS is set
 webhook_queue = web.AppKey("webhook_queue", DeliveryQueue)

@@ -126,7 +126,8 @@ Handler = Callable[[Peer, dict[str, Any], str], Awaitable[None] | None]
 #: (the webhooks' presence events only queue)
 PresenceListener = Callable[[str, str, str | None, bool], None]
 #: a check a join must pass (private rooms): ``(peer, room, message, role)``, raises
-#: :class:`ProtocolError` to refuse
+#: :class:`LivehubError` to refuse. Made before any other check of the join (a room that
+#: has ended, the owner token, a kick ban), so that what it refuses learns nothing else
 JoinCheck = Callable[[Peer, Room, dict[str, Any], str], None]
 #: fields merged into the ``joined`` reply: ``(peer, room, message)`` → fields. Synchronous, so
 #: that nothing happens between the join and its reply
@@ -137,6 +138,9 @@ JoinFollowUp = Callable[[Peer, Room, dict[str, Any]], Awaitable[None] | None]
 #: hears of one member of a room: ``(room_id, peer_id)``; kicked from a room on this node (before
 #: its departure is announced), or lost with a dead node. Synchronous
 MemberListener = Callable[[str, str], None]
+#: a kick ban's key other than the address, from a join: ``(room_id, message)`` → the key, or
+#: None. Synchronous
+BanKey = Callable[[str, dict[str, Any]], str | None]
 #: a check a chat line must pass (moderation): ``(peer, room)`` → fields the line gets;
 #: raises :class:`ProtocolError` to refuse it
 ChatCheck = Callable[[Peer, Room], dict[str, Any]]
@@ -203,6 +207,9 @@ class Signaling:
         #: ``(room_id, peer_id)``. Synchronous
         self.lost_listeners: list[MemberListener] = []
         self.chat_checks: list[ChatCheck] = []
+        #: what else than its address a kick bans a peer by, read from a join (a private room's
+        #: viewer token); the key's ban is written by whoever keeps it (a kick listener)
+        self.ban_keys: list[BanKey] = []
         rooms.subscribe(self.on_room_change)
         rooms.subscribe_quiet(self.on_quiet_change)
         hub.listen(self)
@@ -481,30 +488,40 @@ class Signaling:
             # not kept when the hub does not hear of the room yet (no members on this node):
             # a change then is told once it does (room_heard)
             kept = self.known.peek(room_id) is room
+            # first: a private room refuses a stranger as an unknown id, whatever its state
+            for check in self.join_checks:
+                check(peer, room, message, role)
             if room.status is RoomStatus.ENDED:
                 raise RoomEnded(room_id)
             if role == "host":
                 token = message.get("token")
                 if not isinstance(token, str) or not self.rooms.is_owner(room, token):
                     raise ProtocolError("forbidden", "Joining as host needs the room's owner token")
-            elif (
-                self.bans is not None
-                and peer.address
-                and not self.hub.is_member(peer, room_id)
-                and await self.bans.banned(room_id, peer.address)
-            ):
+            elif self.bans is not None and not self.hub.is_member(peer, room_id):
                 # the owner (host, with its token) is never banned from its own room
-                raise ProtocolError(
-                    "banned", "A peer from this address was kicked from this room: try again later"
-                )
-            for check in self.join_checks:
-                check(peer, room, message, role)
+                await self._check_bans(self.bans, peer, message, room_id)
             await self.hub.load(room_id)  # other nodes' members (nothing to do in one process)
             latest = self.known.peek(room_id)
             if latest is room or (latest is None and not kept):
                 return room
             # the room changed while this join waited: check it again
         return room  # changing all the time: as of the last read
+
+    async def _check_bans(
+        self, bans: KickBans, peer: Peer, message: dict[str, Any], room_id: str
+    ) -> None:
+        """Refuse a join (``banned``) from a kicked peer's address, or with what else identified
+        it (:attr:`ban_keys`: a private room's viewer token)."""
+        if peer.address and await bans.banned(room_id, peer.address):
+            raise ProtocolError(
+                "banned", "A peer from this address was kicked from this room: try again later"
+            )
+        for ban_key in self.ban_keys:
+            key = ban_key(room_id, message)
+            if key and await bans.banned(room_id, key):
+                raise ProtocolError(
+                    "banned", "A peer with this token was kicked from this room: try again later"
+                )
 
     async def _leave(self, peer: Peer, message: dict[str, Any], room_id: str) -> None:
         role = peer.roles.get(room_id)

@@ -17,11 +17,12 @@ from typing import Any
 
 import jwt
 
+from livehub.domain.errors import RoomNotFound
 from livehub.domain.peer import Peer
 from livehub.domain.room import Room
-from livehub.domain.signaling import ProtocolError, Signaling
+from livehub.domain.signaling import Signaling
 from livehub.domain.srs_params import parse_param
-from livehub.domain.tokens import token_bytes
+from livehub.domain.tokens import hash_token, token_bytes
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,25 @@ class ViewerTokens:
         return self.valid(parse_param(param).get(PARAM_NAME), room.id)
 
 
+def ban_key(room_id: str, message: dict[str, Any]) -> str | None:
+    """The kick-ban key of the token a join carries: a member of a private room is who its
+    viewer token says, whatever address it comes from. A digest: bans are kept in Redis and
+    in memory, where a token must not be."""
+    token = message.get("token")
+    if not isinstance(token, str) or not token or len(token) > 4096:
+        return None
+    return "token:" + hash_token(token)
+
+
 class PrivateRooms:
     """Private rooms on the signaling channel: a ``join`` needs ``token`` (a viewer token of
-    the room, or its owner token) or gets ``forbidden``; the ``joined`` room view's play URLs
-    carry the viewer token (a freshly minted one for the owner)."""
+    the room, or its owner token) or gets ``room_not_found``, as an unknown id; the ``joined``
+    room view's play URLs carry the viewer token (a freshly minted one for the owner).
+
+    A kicked member's token is banned from the room with its address (``banned`` for the kick
+    ban's length, :mod:`livehub.domain.addresses`): the same token from another address does
+    not come back in. Which token each member of this node joined with is kept (as its ban key)
+    while it is a member; a kick is carried out on the kicked member's node, which bans it."""
 
     def __init__(
         self,
@@ -98,21 +114,42 @@ class PrivateRooms:
         self._signaling = signaling
         self._tokens = tokens
         self._room_view = room_view
+        #: (room id, peer id) -> the ban key of the token a member of a private room joined with
+        self._joined_with: dict[tuple[str, str], str] = {}
         signaling.join_checks.append(self._check)
         signaling.join_extras.append(self._joined)
+        signaling.ban_keys.append(ban_key)
+        signaling.kick_listeners.append(self._kicked)
+        signaling.subscribe_presence(self._presence)
+
+    def _kicked(self, room_id: str, peer_id: str) -> None:
+        key = self._joined_with.get((room_id, peer_id))
+        if key is not None and self._signaling.bans is not None:
+            self._signaling.bans.ban(room_id, key)
+
+    def _presence(self, room_id: str, peer_id: str, role: str | None, joined: bool) -> None:
+        if not joined:  # a role change is a leave, then a join (whose extras record it again)
+            self._joined_with.pop((room_id, peer_id), None)
 
     def _check(self, peer: Peer, room: Room, message: dict[str, Any], role: str) -> None:
-        if not room.private or role == "host":  # a host has shown the owner token already
+        """A stranger (no viewer token of the room, nor its owner token) is answered as for an
+        unknown id, whatever the room's state and the role asked for: ``forbidden`` or
+        ``room_ended`` would tell it that a private room of that id exists. Made before the
+        join's other checks (:data:`~livehub.domain.signaling.JoinCheck`)."""
+        if not room.private:
             return
         token = message.get("token")
         if not isinstance(token, str) or not (
             self._tokens.valid(token, room.id) or self._signaling.rooms.is_owner(room, token)
         ):
-            raise ProtocolError("forbidden", "This room is private: joining needs a viewer token")
+            raise RoomNotFound(room.id)
 
     def _joined(self, peer: Peer, room: Room, message: dict[str, Any]) -> dict[str, Any]:
         if not room.private:
             return {}
+        key = ban_key(room.id, message)
+        if key is not None and peer.roles.get(room.id) != "host":
+            self._joined_with[(room.id, peer.id)] = key
         token = message.get("token")
         if not isinstance(token, str) or not self._tokens.valid(token, room.id):
             token, _ = self._tokens.mint(room.id, HOLDER_TTL)  # the owner's players need one

@@ -308,7 +308,7 @@ async def test_joining_a_private_room_needs_a_token(client: Client) -> None:
     ):
         await ws.send_json({"type": "join", "roomId": rid, **fields})
         event = await receive(ws)
-        assert (event["type"], event["code"]) == ("error", "forbidden"), event
+        assert (event["type"], event["code"]) == ("error", "room_not_found"), event
     joined = await join(ws, rid, token=token, name="Vi")
     assert {token_of(url) for url in joined["room"]["playUrls"].values()} == {token}
     host = await client.ws_connect("/ws")

@@ -101,7 +101,7 @@ async def test_private_rooms_and_moderation_across_nodes(cluster: Cluster) -> No
     viewer = Member(ws)
     cluster.members.append(viewer)
     await viewer.send(type="join", roomId=rid, name="Vi")
-    assert (await viewer.until(of("error")))["code"] == "forbidden"
+    assert (await viewer.until(of("error")))["code"] == "room_not_found"
     await viewer.send(type="join", roomId=rid, name="Vi", token=token)
     viewer.peer_id = (await viewer.until(of("joined")))["peerId"]
     await host.until(of("peer-joined"))
