@@ -330,6 +330,32 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
         assert "X-Content-Type-Options" not in resp.headers
 
 
+async def test_the_console_page_under_static_is_as_protected_as_at_the_root(
+    aiohttp_client: Any,
+) -> None:
+    """``/static/index.html`` is the same page as ``/`` (its scripts are absolute paths, so it
+    runs whole there, rooms, owner tokens and all). It went out with neither the policy nor
+    X-Frame-Options: any site could frame it and clickjack a room's owner into "Close room".
+    Every response now refuses framing, and every HTML page gets the console's policy."""
+    from livehub.app import create_app
+
+    client: Client = await aiohttp_client(create_app(make_config()))
+    root = await client.get("/")
+    page = await client.get("/static/index.html")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert page.headers.get("Content-Security-Policy") == root.headers["Content-Security-Policy"]
+    assert page.headers.get("X-Frame-Options") == "DENY"
+    for path in ("/static/app.js", "/sdk/livehub-client.js", "/api/rooms", "/static/nope"):
+        resp = await client.get(path)
+        assert resp.headers.get("X-Frame-Options") == "DENY", path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+        assert resp.headers["Referrer-Policy"] == "no-referrer", path
+    # a script keeps no page policy of its own: a module worker made from the SDK would run
+    # under it (its fetch and WebSocket refused by a policy meant for the page)
+    sdk = await client.get("/sdk/livehub-client.js")
+    assert "Content-Security-Policy" not in sdk.headers
+
+
 async def test_the_sdk_the_console_imports_is_served_to_module_imports(aiohttp_client: Any) -> None:
     """The console imports /sdk/livehub-client.js as a module: the browser sends an Origin
     (its own, or any frontend's); the file comes with `Access-Control-Allow-Origin: *`."""
