@@ -313,6 +313,9 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
     srs = ["http://media.example.org:1985", "http://media.example.org:8080"]
     assert set(srs) <= set(csp["connect-src"]) and set(srs) <= set(csp["media-src"])
     assert "'unsafe-inline'" not in resp.headers["Content-Security-Policy"]
+    # no HTML from strings at all (the console has no innerHTML): Trusted Types, no policy
+    assert csp["require-trusted-types-for"] == ["'script'"] and csp["trusted-types"] == ["'none'"]
+    assert resp.headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert resp.headers["X-Frame-Options"] == "DENY"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Referrer-Policy"] == "no-referrer"

@@ -59,6 +59,11 @@ def content_security_policy(config: Config) -> str:
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
+            # Trusted Types: a string given to innerHTML, insertAdjacentHTML, document.write or
+            # a script's src throws. The console builds its DOM with createElement and
+            # textContent only (ui.js `h`); this keeps it so, should a change slip one in.
+            "require-trusted-types-for 'script'",
+            "trusted-types 'none'",
         )
     )
 
@@ -89,6 +94,9 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
         headers.setdefault(
             "Content-Security-Policy", content_security_policy(request.app[keys.config])
         )
+        # a page of another origin that opened this one (or that it opens) gets no handle on
+        # its window: no `window.opener` navigation to a look-alike page
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
 
 
 async def sdk(request: web.Request) -> web.StreamResponse:

@@ -119,15 +119,35 @@ try {
 
   // the policy is enforced: another origin, an inline script
   await page.evaluate(() => fetch('http://127.0.0.1:9/elsewhere').catch(() => {}));
-  await page.evaluate(() => {
+  // an inline script: Trusted Types refuses its text first (a TypeError), script-src would too
+  out.inlineTextRefused = await page.evaluate(() => {
     const s = document.createElement('script');
-    s.textContent = 'window.__inline = 1';
+    try {
+      s.textContent = 'window.__inline = 1';
+    } catch (err) {
+      if (!(err instanceof TypeError)) throw err;
+      s.append(document.createTextNode('window.__inline = 1')); // around the setter
+      document.body.append(s);
+      return true;
+    }
     document.body.append(s);
+    return false;
   });
   await page.waitForTimeout(300);
+  // Trusted Types: markup from a string is refused outright (the console never does it)
+  const innerHtmlRefused = await page.evaluate(() => {
+    try {
+      document.body.insertAdjacentHTML('beforeend', '<img src=x data-tt="1">');
+      return false;
+    } catch (err) {
+      return err instanceof TypeError && !document.querySelector('[data-tt]');
+    }
+  });
   out.enforced = await page.evaluate(() => ({
     violations: window.__violations.slice(), inlineRan: window.__inline === 1,
   }));
+  out.enforced.innerHtmlRefused = innerHtmlRefused;
+  out.enforced.inlineTextRefused = out.inlineTextRefused;
 
   // framing: a page of another origin cannot embed the console
   const framer = await context.newPage();
