@@ -76,6 +76,40 @@ class Emitter {
   }
 }
 
+/** Whether `url` is on the origin of `base` (a URL that does not parse is on none). */
+function sameOrigin(url, base) {
+  try {
+    return new URL(url).origin === new URL(base).origin;
+  } catch {
+    return false;
+  }
+}
+
+/** `url` resolved against `base` when it is an http(s) URL, else null: a server's `javascript:`
+ * or `data:` URL never reaches a frontend's `href`. */
+function httpUrl(url, base) {
+  if (typeof url !== "string") return null;
+  try {
+    const resolved = new URL(url, base);
+    return resolved.protocol === "http:" || resolved.protocol === "https:" ? resolved.href : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A plain object (what every server message and member is), not null, an array or a scalar. */
+function isObject(value) {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** `list`'s members (objects with a peer id) by peer id; anything else is left out. */
+function memberMap(list) {
+  const members = new Map();
+  if (!Array.isArray(list)) return members;
+  for (const member of list) if (isObject(member)) members.set(member.peerId, member);
+  return members;
+}
+
 function trimSlash(url) {
   return url.replace(/\/+$/, "");
 }
@@ -144,7 +178,9 @@ export class Livehub {
     }
     const headers = {};
     const bearer = token ?? this.token;
-    if (bearer) headers.Authorization = `Bearer ${bearer}`;
+    // the token goes to this livehub only: a URL the server handed out (a `Link` next page)
+    // naming another origin gets the request without it
+    if (bearer && sameOrigin(url, this.baseUrl)) headers.Authorization = `Bearer ${bearer}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     let response;
     try {
@@ -247,17 +283,19 @@ export class Livehub {
 
   // -- recordings ------------------------------------------------------------------------
 
-  /** A room's recordings, oldest first; `url` made absolute (a `<video src>`). */
+  /** A room's recordings, oldest first; `url` made absolute (a `<video src>`). One whose URL
+   * is not http(s) (a `javascript:` URL, from a server not to be trusted) is left out. */
   async recordings(roomId, { token } = {}) {
     const list = await this.request(
       "GET",
       `/api/rooms/${encodeURIComponent(roomId)}/recordings`,
       { token },
     );
-    return list.map((recording) => ({
-      ...recording,
-      url: new URL(recording.url, `${this.baseUrl}/`).href,
-    }));
+    if (!Array.isArray(list)) return [];
+    return list
+      .filter(isObject)
+      .map((recording) => ({ ...recording, url: httpUrl(recording.url, `${this.baseUrl}/`) }))
+      .filter((recording) => recording.url !== null);
   }
 
   /** Delete a recording, file and row (the owner's or the admin token). */
@@ -274,6 +312,14 @@ export class Livehub {
 }
 
 const OPEN = 1;
+/** The client's own events and a handle's: a server message of one of these types is no such
+ * event (it reaches `message` listeners only), so a server cannot fake a close or a lost room. */
+const CLIENT_EVENTS = new Set(["open", "close", "reconnecting", "reconnected", "message"]);
+const HANDLE_EVENTS = new Set(["rejoined", "lost"]);
+/** Close codes that ask the client to come back slowly: a flood (1008), a client that does not
+ * read what its rooms send (1013). Rejoining works at once after either, so only a connection
+ * that stays up (maxDelay) starts the backoff again. */
+const SLOW_DOWN = new Set([1008, 1013]);
 /** The codes a rejoin may fail with that do not refuse it: the socket went away before the
  * answer (`disconnected`), no answer came (`timeout`), or the server could not answer it now. */
 const TRANSIENT = new Set(["disconnected", "timeout", "rate_limited", "database_unavailable", "conflict"]);
@@ -304,6 +350,7 @@ export class SignalingClient extends Emitter {
   #waits = new Set();
   #closed = false;
   #everOpened = false;
+  #slowDown = false;
 
   constructor(url, options = {}) {
     super();
@@ -368,7 +415,9 @@ export class SignalingClient extends Emitter {
       // connection (a broken proxy, a flood close) is not retried ever faster.
       clearTimeout(this.#steady);
       this.#steady = setTimeout(() => {
-        if (this.#ws === ws) this.#attempt = 0;
+        if (this.#ws !== ws) return;
+        this.#attempt = 0;
+        this.#slowDown = false;
       }, this.options.maxDelay);
       this.emit("open", {});
       // the rooms first (their joins go out now, in order), then what was sent meanwhile
@@ -401,6 +450,9 @@ export class SignalingClient extends Emitter {
     // 1008: the server closed this connection for flooding it (its rate limit): come back
     // after the longest delay, whatever the backoff had reached
     const delay = code === 1008 ? this.#jitter(this.options.maxDelay) : this.#backoff(this.#attempt);
+    // after 1008 or 1013 a rejoin does not start the backoff again (#rejoin): a client too
+    // slow for its room would be back twice a second, a leave and a join every member hears
+    this.#slowDown ||= SLOW_DOWN.has(code);
     this.#attempt += 1;
     this.emit("reconnecting", { attempt: this.#attempt, delay });
     this.#timer = setTimeout(() => {
@@ -416,7 +468,9 @@ export class SignalingClient extends Emitter {
     await Promise.all(rooms.map((handle) => this.#rejoinRoom(handle, ws)));
     // cut off before every answer came: the next connection joins them again
     if (this.#ws !== ws || !this.connected) return;
-    if (rooms.length > 0) this.#attempt = 0; // the server answered: this connection works
+    // the server answered: this connection works (unless it was closed for going too fast or
+    // reading too slowly: that shows only later)
+    if (rooms.length > 0 && !this.#slowDown) this.#attempt = 0;
     this.emit("reconnected", { rooms: [...this.rooms.keys()] });
   }
 
@@ -477,6 +531,9 @@ export class SignalingClient extends Emitter {
     } catch {
       return;
     }
+    // every server message is an object with a string type: anything else (`null`, a number,
+    // an array) would throw in the socket's handler below, and is no message
+    if (!isObject(event) || typeof event.type !== "string") return;
     if (event.type === "joined") this.peerId = event.peerId;
     // a reply carries the request's id in `id`; a chat line's `id` is the line's own, so the
     // sender's copy of its chat carries the request's in `requestId`
@@ -487,8 +544,8 @@ export class SignalingClient extends Emitter {
       clearTimeout(pending.timer);
       if (event.type === "error") {
         pending.reject(
-          new LivehubError(event.message, {
-            code: event.code,
+          new LivehubError(String(event.message ?? "error"), {
+            code: typeof event.code === "string" ? event.code : "error",
             details: { inReplyTo: event.inReplyTo ?? null, roomId: event.roomId ?? null },
           }),
         );
@@ -497,7 +554,7 @@ export class SignalingClient extends Emitter {
       }
     }
     this.emit("message", event);
-    this.emit(event.type, event);
+    if (!CLIENT_EVENTS.has(event.type)) this.emit(event.type, event);
     const handle = event.roomId === undefined ? undefined : this.rooms.get(event.roomId);
     if (handle) handle._event(event);
   }
@@ -673,7 +730,7 @@ export class RoomHandle extends Emitter {
   _joined(joined, again) {
     this.data = { ...joined };
     delete this.data.id;
-    this.members = new Map(joined.members.map((member) => [member.peerId, member]));
+    this.members = memberMap(joined.members);
     if (again) this.emit("rejoined", this.data);
   }
 
@@ -687,7 +744,7 @@ export class RoomHandle extends Emitter {
     if (data) {
       switch (event.type) {
         case "peer-joined":
-          this.members.set(event.peer.peerId, event.peer);
+          if (isObject(event.peer)) this.members.set(event.peer.peerId, event.peer);
           break;
         case "peer-left":
           this.members.delete(event.peerId);
@@ -695,8 +752,8 @@ export class RoomHandle extends Emitter {
         case "presence-mode":
           data.presence = event.presence;
           data.viewerCount = event.viewerCount;
-          if (event.members) {
-            this.members = new Map(event.members.map((member) => [member.peerId, member]));
+          if (Array.isArray(event.members)) {
+            this.members = memberMap(event.members);
           } else if (event.presence === "counted") {
             // viewers are no longer announced (their departures neither): keep what a counted
             // room lists, the hosts and this member
@@ -728,7 +785,7 @@ export class RoomHandle extends Emitter {
         default:
       }
     }
-    this.emit(event.type, event);
+    if (!HANDLE_EVENTS.has(event.type)) this.emit(event.type, event);
   }
 
   /** Send a chat line; resolves with your own `chat` event as the room got it. */

@@ -313,6 +313,9 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
     srs = ["http://media.example.org:1985", "http://media.example.org:8080"]
     assert set(srs) <= set(csp["connect-src"]) and set(srs) <= set(csp["media-src"])
     assert "'unsafe-inline'" not in resp.headers["Content-Security-Policy"]
+    # no HTML from strings at all (the console has no innerHTML): Trusted Types, no policy
+    assert csp["require-trusted-types-for"] == ["'script'"] and csp["trusted-types"] == ["'none'"]
+    assert resp.headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert resp.headers["X-Frame-Options"] == "DENY"
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Referrer-Policy"] == "no-referrer"
@@ -328,6 +331,32 @@ async def test_the_console_serves_csp_and_frame_protection(aiohttp_client: Any) 
     async with client.get("/ws", headers=UPGRADE) as resp:
         assert resp.status == 101
         assert "X-Content-Type-Options" not in resp.headers
+
+
+async def test_the_console_page_under_static_is_as_protected_as_at_the_root(
+    aiohttp_client: Any,
+) -> None:
+    """``/static/index.html`` is the same page as ``/`` (its scripts are absolute paths, so it
+    runs whole there, rooms, owner tokens and all). It went out with neither the policy nor
+    X-Frame-Options: any site could frame it and clickjack a room's owner into "Close room".
+    Every response now refuses framing, and every HTML page gets the console's policy."""
+    from livehub.app import create_app
+
+    client: Client = await aiohttp_client(create_app(make_config()))
+    root = await client.get("/")
+    page = await client.get("/static/index.html")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert page.headers.get("Content-Security-Policy") == root.headers["Content-Security-Policy"]
+    assert page.headers.get("X-Frame-Options") == "DENY"
+    for path in ("/static/app.js", "/sdk/livehub-client.js", "/api/rooms", "/static/nope"):
+        resp = await client.get(path)
+        assert resp.headers.get("X-Frame-Options") == "DENY", path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
+        assert resp.headers["Referrer-Policy"] == "no-referrer", path
+    # a script keeps no page policy of its own: a module worker made from the SDK would run
+    # under it (its fetch and WebSocket refused by a policy meant for the page)
+    sdk = await client.get("/sdk/livehub-client.js")
+    assert "Content-Security-Policy" not in sdk.headers
 
 
 async def test_the_sdk_the_console_imports_is_served_to_module_imports(aiohttp_client: Any) -> None:

@@ -4,7 +4,9 @@ its files (:func:`static_file`).
 The page is served with a Content-Security-Policy: scripts, styles and connections from this
 origin only, plus the SRS origins its players and publishers talk to (WHIP/WHEP on SRS's API
 port, FLV/HLS on its HTTP port); no framing (clickjacking), no plugins, no inline code. Every
-response says ``nosniff`` and sends no referrer (SRS and other origins never see room URLs).
+response says ``nosniff``, sends no referrer (SRS and other origins never see room URLs) and
+refuses to be framed; every HTML response gets the page's policy, wherever it is served from
+(``/static/index.html`` is the same page as ``/``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def content_security_policy(config: Config) -> str:
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
+            # Trusted Types: a string given to innerHTML, insertAdjacentHTML, document.write or
+            # a script's src throws. The console builds its DOM with createElement and
+            # textContent only (ui.js `h`); this keeps it so, should a change slip one in.
+            "require-trusted-types-for 'script'",
+            "trusted-types 'none'",
         )
     )
 
@@ -67,10 +74,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     but aiohttp wraps a handler that is not ``async def`` in one of its own.)"""
     if is_upgrade(request):
         return await websocket(request)
-    response = web.FileResponse(STATIC / "index.html")
-    response.headers["Content-Security-Policy"] = content_security_policy(request.app[keys.config])
-    response.headers["X-Frame-Options"] = "DENY"  # frame-ancestors, for older browsers
-    return response
+    return web.FileResponse(STATIC / "index.html")
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -79,8 +83,20 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     is open, 0.4 kB each of 10,000 sockets."""
     if response.status == 101:
         return
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
+    # the console's page is served at / and, as a file, at /static/index.html: it ran framed
+    # and without its policy there. Any HTML gets it; scripts do not (a module worker made
+    # from the SDK would run under a policy meant for the page).
+    if response.content_type == "text/html":
+        headers.setdefault(
+            "Content-Security-Policy", content_security_policy(request.app[keys.config])
+        )
+        # a page of another origin that opened this one (or that it opens) gets no handle on
+        # its window: no `window.opener` navigation to a look-alike page
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
 
 
 async def sdk(request: web.Request) -> web.StreamResponse:

@@ -114,6 +114,53 @@ describe("REST", () => {
   });
 });
 
+describe("REST against a hostile or mistaken server", () => {
+  /** A fetch that answers `answer(url)` and records every request. */
+  function recording(answer) {
+    const calls = [];
+    const fetch = async (url, init) => {
+      calls.push({ url: String(url), authorization: init.headers.Authorization ?? null });
+      return answer(String(url));
+    };
+    return { calls, fetch };
+  }
+
+  test("the bearer token goes to the livehub's own origin only, never to a Link elsewhere", async () => {
+    const { calls, fetch } = recording((url) =>
+      new Response("[]", {
+        status: 200,
+        headers: url.startsWith("http://live.test/")
+          ? { Link: '<http://elsewhere.test/api/rooms?page=2>; rel="next"' }
+          : {},
+      }),
+    );
+    const admin = new sdk.Livehub({ baseUrl: "http://live.test", token: "admin-secret", fetch });
+    const seen = [];
+    for await (const room of admin.listRooms()) seen.push(room);
+    assert.deepEqual(calls, [
+      { url: "http://live.test/api/rooms", authorization: "Bearer admin-secret" },
+      { url: "http://elsewhere.test/api/rooms?page=2", authorization: null },
+    ]);
+  });
+
+  test("recordings keep only http(s) URLs: a javascript: one is no <a href> waiting to run", async () => {
+    const rows = [
+      { id: "r1", url: "/api/recordings/r1/file" },
+      { id: "r2", url: "javascript:alert(document.domain)" },
+      { id: "r3", url: " JavaScript:alert(1)" },
+      { id: "r4", url: "data:text/html,<script>alert(1)</script>" },
+      { id: "r5", url: "https://cdn.test/r5.mp4" },
+      { id: "r6", url: null },
+    ];
+    const { fetch } = recording(() => new Response(JSON.stringify(rows), { status: 200 }));
+    const list = await new sdk.Livehub({ baseUrl: "http://live.test", fetch }).recordings("room");
+    assert.deepEqual(list.map((r) => [r.id, r.url]), [
+      ["r1", "http://live.test/api/recordings/r1/file"],
+      ["r5", "https://cdn.test/r5.mp4"],
+    ]);
+  });
+});
+
 describe("signaling", () => {
   test("two clients: join, presence, chat with request ids, relays, refusals, leave", async () => {
     const room = await lh.createRoom({ title: "chat" });
@@ -606,6 +653,87 @@ describe("without a server", () => {
       socket().drop();
       await eventually(() => ScriptedSocket.made.length === 5);
       assert.deepEqual(delays, [8, 16, 8, 8]);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("hostile server messages neither throw in the socket's handler nor break the client", async () => {
+    const { client, handles: [handle], socket } = await scripted(["r1"]);
+    const ws = socket();
+    try {
+      const frames = [
+        "null", "42", '"text"', "[]", "{}", "not json", '{"type":{"x":1}}', '{"type":"__proto__"}',
+        '{"type":"toString","roomId":"toString"}',
+        '{"type":"peer-joined","roomId":"r1"}',
+        '{"type":"peer-joined","roomId":"r1","peer":null}',
+        '{"type":"peer-joined","roomId":"r1","peer":"p9"}',
+        '{"type":"presence-mode","roomId":"r1","presence":"full","members":"everyone"}',
+        '{"type":"presence-mode","roomId":"r1","presence":"full","members":[null,7]}',
+        '{"type":"joined","roomId":"r1","members":{"length":1}}',
+        '{"type":"joined","roomId":"r1","members":[null]}',
+        '{"type":"stage-credentials","roomId":"r1","publish":null}',
+        '{"type":"room-status","roomId":"r1","room":null}',
+        '{"type":"stage","roomId":"r1","stage":null}',
+        '{"type":"error","roomId":"r1","code":{"no":1},"message":["x"]}',
+      ];
+      for (const data of frames) assert.doesNotThrow(() => ws.onmessage({ data }), data);
+      // still in working order: a line in the room arrives, a request is answered
+      const line = handle.once("chat");
+      ws.push({ type: "chat", roomId: "r1", id: "c1", from: "p2", name: "Al", text: "hi" });
+      assert.equal((await line).text, "hi");
+      assert.equal(client.rooms.get("r1"), handle);
+      // a reply without the members a `joined` has: the join still settles, with none
+      const joining = client.join("r2", { name: "Bo" });
+      const sent = ws.sent.findLast((m) => m.type === "join" && m.roomId === "r2");
+      ws.push({ type: "joined", roomId: "r2", peerId: "p1", id: sent.id });
+      const second = await joining;
+      assert.equal(second.members.size, 0);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("the server cannot pass its messages off as the client's own events", async () => {
+    const { client, handles: [handle], socket } = await scripted(["r1"]);
+    const local = [];
+    for (const type of ["open", "close", "reconnecting", "reconnected"]) {
+      client.on(type, () => local.push(`client ${type}`));
+    }
+    for (const type of ["rejoined", "lost"]) handle.on(type, () => local.push(`handle ${type}`));
+    const messages = [];
+    client.on("message", (event) => messages.push(event.type));
+    try {
+      for (const type of ["open", "close", "reconnecting", "reconnected", "message", "rejoined", "lost"]) {
+        socket().push({ type, roomId: "r1", code: 1000, attempt: 1, delay: 1, rooms: [], error: {} });
+      }
+      assert.deepEqual(local, []);
+      // each is still a server message, seen once by `message` listeners
+      assert.deepEqual(messages, ["open", "close", "reconnecting", "reconnected", "message", "rejoined", "lost"]);
+      assert.equal(handle.left, false);
+      assert.ok(client.connected);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("backoff: a client closed 1013 (too slow for its room) is not brought back faster by its rejoin", async () => {
+    const { client, socket } = await scripted(["r1"], { minDelay: 8, maxDelay: 200 });
+    const delays = [];
+    client.on("reconnecting", ({ delay }) => delays.push(delay));
+    try {
+      for (let n = 0; n < 4; n++) {
+        const made = ScriptedSocket.made.length;
+        socket().drop(n % 2 ? 1008 : 1013, "outbound queue full");
+        await eventually(() => ScriptedSocket.made.length === made + 1);
+        const back = client.once("reconnected");
+        socket().accept();
+        socket().answerJoin("r1"); // the rejoin works, and the room floods it again
+        await back;
+      }
+      // not [8, 200, 8, 200]: each rejoin used to start the backoff again, so a client too
+      // slow for its room came back at once, each time a leave and a join every member hears
+      assert.deepEqual(delays, [8, 200, 32, 200]);
     } finally {
       client.close();
     }

@@ -1,7 +1,9 @@
 """The console under its Content-Security-Policy in real headless Chromium (issue 15): the
 lobby and a live room's page (its player calling WHEP on SRS's origin) cause no violation,
 and the policy holds: a fetch to another origin, an inserted inline script and a frame of
-the console from another page are refused. livehub runs as deployed: hooks on
+the console from another page (at ``/`` or as ``/static/index.html``) are refused. Markup that
+other users control (a room title, a display name, a chat line, a room id in the URL) renders
+as text and runs nothing. livehub runs as deployed: hooks on
 LIVEHUB_INTERNAL_PORT. ``csp.e2e.mjs`` drives the browser."""
 
 from __future__ import annotations
@@ -76,10 +78,40 @@ def test_the_console_runs_without_a_csp_violation(csp_report: dict[str, Any]) ->
 def test_the_policy_refuses_other_origins_and_inline_scripts(csp_report: dict[str, Any]) -> None:
     enforced = csp_report["enforced"]
     directives = {v["directive"] for v in enforced["violations"]}
-    assert {"connect-src", "script-src-elem"} <= directives, enforced
+    assert "connect-src" in directives, enforced
+    # an inline script: its text refused by Trusted Types, and the script, put in around the
+    # setter, refused all the same (by Trusted Types or script-src)
+    assert enforced["inlineTextRefused"] is True
+    assert directives & {"script-src-elem", "require-trusted-types-for"}, enforced
     assert enforced["inlineRan"] is False
+    assert enforced["innerHtmlRefused"] is True  # Trusted Types
 
 
 def test_another_page_cannot_frame_the_console(csp_report: dict[str, Any]) -> None:
     assert csp_report["framedLoaded"] is False
     assert any("frame-ancestors" in text for text in csp_report["frameErrors"]), csp_report
+
+
+def test_the_page_under_static_cannot_be_framed_either(csp_report: dict[str, Any]) -> None:
+    """/static/index.html is the console too; it was served without the policy and framable."""
+    assert csp_report["framedStaticLoaded"] is False
+
+
+def test_markup_from_other_users_renders_as_text_and_runs_nothing(
+    csp_report: dict[str, Any],
+) -> None:
+    xss = csp_report["xss"]
+    evil = xss["evil"]
+    assert xss["created"] is True
+    for where in ("lobby", "room", "notFound"):
+        seen = xss[where]
+        assert seen["injected"] == 0, (where, seen)
+        assert seen["ran"] is None, (where, seen)
+        # an injected handler or script would be reported even where the policy stopped it
+        assert not [v for v in seen["violations"] if v.startswith("script-src")], (where, seen)
+    assert xss["lobby"]["title"] == f"t {evil}"
+    room = xss["room"]
+    assert room["title"] == f"t {evil}" and room["documentTitle"] == f"livehub · t {evil}"
+    assert room["chatName"] == xss["evilName"] and room["chatText"] == evil
+    assert xss["evilName"] in room["members"]
+    assert evil in xss["notFound"]["text"]
