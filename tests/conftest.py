@@ -23,6 +23,7 @@ from tests.engines import Engine, EngineUnavailable, PostgresEngine, RedisEngine
 
 if TYPE_CHECKING:
     from tests.fake_srs import FakeSRS
+    from tests.processes import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 # SRS's hook and API bodies, kept in the repository (tests/fixtures/srs-hooks/README.md says
@@ -179,6 +180,16 @@ def hook_for(room: dict[str, Any], name: str, **overrides: Any) -> dict[str, Any
     )
     body.update(overrides)
     return body
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[Server]]:
+    """The livehub processes a test starts (:class:`tests.processes.Server`): each is killed at
+    the end, whatever happened."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        await server.kill()
 
 
 @pytest.fixture

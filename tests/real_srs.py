@@ -18,8 +18,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from pytest_aiohttp import AiohttpClient
 
-from tests.conftest import HOOK_SECRET, SHARED
+from livehub.app import create_app
+from tests.conftest import HOOK_SECRET, SHARED, Client, make_config
 from tests.engines import free_port
 
 SRS_DIR = SHARED / "srs"
@@ -204,3 +206,30 @@ async def probe(url: str, within: float = 20.0) -> tuple[int, str]:
         await proc.wait()
         return -1, "timeout"
     return proc.returncode or 0, out.decode(errors="replace")
+
+
+async def start_with_srs(
+    version: str, tmp_path: Path, aiohttp_client: AiohttpClient, **config: object
+) -> tuple[Client, RealSRS]:
+    """livehub (the app as ``make_config`` builds it, with ``config`` on top) on a loopback
+    port, and a real SRS of ``version`` calling its hooks there, both started (skips without
+    SRS or ffmpeg). The caller stops the SRS."""
+    binary = srs_binary(version)
+    need_ffmpeg()
+    port = free_port()
+    srs = RealSRS(binary, tmp_path, port)
+    settings: dict[str, object] = {
+        "srs_api_url": srs.api_url,
+        "public_host": "127.0.0.1",
+        "rtmp_port": srs.rtmp_port,
+        "srs_http_port": srs.http_port,
+        "srs_api_port": srs.api_port,
+        "reconnect_window": 30.0,
+    }
+    settings.update(config)
+    # SRS calls the hooks on a port fixed before either starts
+    client = await aiohttp_client(
+        create_app(make_config(**settings)), server_kwargs={"host": "127.0.0.1", "port": port}
+    )
+    await srs.start()
+    return client, srs

@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import resource
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -28,14 +27,6 @@ from tests.helpers import eventually
 from tests.processes import Server
 
 OTHER = "127.0.0.2"  # a client that is not the flood
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        await server.kill()
 
 
 async def start(servers: list[Server], tmp_path: Path, **env: str) -> Server:

@@ -19,7 +19,6 @@ import signal
 import sqlite3
 import struct
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,6 @@ from tests.conftest import Client, hook_for, make_config, send_hook
 from tests.fake_srs import FakeSRS
 from tests.helpers import eventually
 from tests.processes import Server
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[list[Server]]:
-    """Every server a test starts is killed at the end, whatever happened."""
-    started: list[Server] = []
-    yield started
-    for server in started:
-        await server.kill()
 
 
 def server(servers: list[Server], tmp_path: Path, **env: str) -> Server:

@@ -18,12 +18,10 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
-from livehub.app import create_app
 from livehub.domain.room import Room, RoomStatus
-from tests.conftest import Client, make_config
-from tests.engines import free_port
+from tests.conftest import Client
 from tests.helpers import eventually
-from tests.real_srs import VERSIONS, Publisher, RealSRS, need_ffmpeg, srs_binary, whep_offer
+from tests.real_srs import VERSIONS, Publisher, RealSRS, start_with_srs, whep_offer
 
 
 @dataclass
@@ -63,22 +61,7 @@ class Live:
 async def live(
     request: pytest.FixtureRequest, tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> AsyncIterator[Live]:
-    binary = srs_binary(request.param)
-    need_ffmpeg()
-    port = free_port()
-    srs = RealSRS(binary, tmp_path, port)
-    config = make_config(
-        srs_api_url=srs.api_url,
-        public_host="127.0.0.1",
-        rtmp_port=srs.rtmp_port,
-        srs_http_port=srs.http_port,
-        srs_api_port=srs.api_port,
-        reconnect_window=30.0,
-    )
-    client = await aiohttp_client(
-        create_app(config), server_kwargs={"host": "127.0.0.1", "port": port}
-    )
-    await srs.start()
+    client, srs = await start_with_srs(request.param, tmp_path, aiohttp_client)
     state = Live(client, srs, tmp_path, [])
     try:
         yield state

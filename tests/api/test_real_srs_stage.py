@@ -15,16 +15,13 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from livehub.app import create_app
-from tests.conftest import Client, make_config
-from tests.engines import free_port
+from tests.conftest import Client
 from tests.real_srs import (
     VERSIONS,
     Publisher,
     RealSRS,
-    need_ffmpeg,
     probe,
-    srs_binary,
+    start_with_srs,
     whep_offer,
 )
 from tests.signaling_client import join, receive
@@ -54,24 +51,9 @@ async def live(
     tmp_path: Path,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Live]:
-    binary = srs_binary(request.param)
-    need_ffmpeg()
-    port = free_port()
-    srs = RealSRS(binary, tmp_path, port)
-    config = make_config(
-        srs_api_url=srs.api_url,
-        public_host="127.0.0.1",
-        rtmp_port=srs.rtmp_port,
-        srs_http_port=srs.http_port,
-        srs_api_port=srs.api_port,
-        viewer_token_secret=SECRET,
-        reconnect_window=30.0,
+    client, srs = await start_with_srs(
+        request.param, tmp_path, aiohttp_client, viewer_token_secret=SECRET
     )
-    # SRS calls the hooks on a port fixed before either starts
-    client = await aiohttp_client(
-        create_app(config), server_kwargs={"host": "127.0.0.1", "port": port}
-    )
-    await srs.start()
     state = Live(client, srs, tmp_path, [])
     try:
         yield state
