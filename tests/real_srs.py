@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import signal
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -208,12 +210,55 @@ async def probe(url: str, within: float = 20.0) -> tuple[int, str]:
     return proc.returncode or 0, out.decode(errors="replace")
 
 
+@dataclasses.dataclass
+class Live:
+    """livehub (a test client of the app) and a real SRS calling its hooks, with the ffmpeg
+    publishers and players a test starts: :meth:`stop` ends them all."""
+
+    client: Client
+    srs: RealSRS
+    tmp: Path
+    publishers: list[Publisher] = dataclasses.field(default_factory=list)
+    players: list[asyncio.subprocess.Process] = dataclasses.field(default_factory=list)
+
+    async def publish(self, url: str, name: str) -> Publisher:
+        publisher = Publisher(url, self.tmp / f"ffmpeg-{name}.log")
+        self.publishers.append(publisher)
+        await publisher.start()
+        return publisher
+
+    async def play(self, url: str) -> None:
+        """ffmpeg playing ``url`` (HTTP-FLV or RTMP) until the test ends."""
+        proc = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", url,
+            "-t", "60", "-f", "null", "-",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self.players.append(proc)
+
+    async def stop(self) -> None:
+        for publisher in self.publishers:
+            await publisher.stop()
+        for player in self.players:
+            with contextlib.suppress(ProcessLookupError):
+                player.kill()
+            await player.wait()
+        await self.srs.stop()
+
+
+L = TypeVar("L", bound=Live)
+
+
 async def start_with_srs(
-    version: str, tmp_path: Path, aiohttp_client: AiohttpClient, **config: object
-) -> tuple[Client, RealSRS]:
+    version: str,
+    tmp_path: Path,
+    aiohttp_client: AiohttpClient,
+    kind: type[L],
+    **config: object,
+) -> L:
     """livehub (the app as ``make_config`` builds it, with ``config`` on top) on a loopback
     port, and a real SRS of ``version`` calling its hooks there, both started (skips without
-    SRS or ffmpeg). The caller stops the SRS."""
+    SRS or ffmpeg), as a ``kind`` of :class:`Live`; the caller stops it."""
     binary = srs_binary(version)
     need_ffmpeg()
     port = free_port()
@@ -232,4 +277,4 @@ async def start_with_srs(
         create_app(make_config(**settings)), server_kwargs={"host": "127.0.0.1", "port": port}
     )
     await srs.start()
-    return client, srs
+    return kind(client, srs, tmp_path)

@@ -5,11 +5,7 @@ where SRS or ffmpeg is missing."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +15,13 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
 from livehub.domain.room import Room, RoomStatus
-from tests.conftest import Client
+from tests import real_srs
 from tests.helpers import eventually
-from tests.real_srs import VERSIONS, Publisher, RealSRS, start_with_srs, whep_offer
+from tests.real_srs import VERSIONS, Publisher, start_with_srs, whep_offer
 
 
-@dataclass
-class Live:
-    client: Client
-    srs: RealSRS
-    tmp: Path
-    publishers: list[Publisher]
-    players: list[asyncio.subprocess.Process] = dataclasses.field(default_factory=list)
-
-    async def publish(self, url: str, name: str) -> Publisher:
-        publisher = Publisher(url, self.tmp / f"ffmpeg-{name}.log")
-        self.publishers.append(publisher)
-        await publisher.start()
-        return publisher
-
-    async def play(self, url: str) -> None:
-        """ffmpeg playing ``url`` (HTTP-FLV or RTMP) until the test ends."""
-        proc = await asyncio.create_subprocess_exec(
-            "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-i", url,
-            "-t", "60", "-f", "null", "-",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        self.players.append(proc)
+class Live(real_srs.Live):
+    """A real SRS and livehub, with the rooms the hook tests read."""
 
     async def room(self) -> dict[str, Any]:
         resp = await self.client.post("/api/rooms", json={"title": "Real hooks"})
@@ -61,18 +37,11 @@ class Live:
 async def live(
     request: pytest.FixtureRequest, tmp_path: Path, aiohttp_client: AiohttpClient
 ) -> AsyncIterator[Live]:
-    client, srs = await start_with_srs(request.param, tmp_path, aiohttp_client)
-    state = Live(client, srs, tmp_path, [])
+    state = await start_with_srs(request.param, tmp_path, aiohttp_client, Live)
     try:
         yield state
     finally:
-        for publisher in state.publishers:
-            await publisher.stop()
-        for player in state.players:
-            with contextlib.suppress(ProcessLookupError):
-                player.kill()
-            await player.wait()
-        await srs.stop()
+        await state.stop()
 
 
 async def until_live(live: Live, room_id: str, publisher: Publisher) -> Room:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from tests.conftest import Client
 from tests.real_srs import (
     VERSIONS,
-    Publisher,
-    RealSRS,
+    Live,
     probe,
     start_with_srs,
     whep_offer,
@@ -31,36 +28,19 @@ SECRET = "viewer-token-secret-for-real-srs-0123456789"
 REFUSED_WITHIN = 15.0
 
 
-@dataclass
-class Live:
-    client: Client
-    srs: RealSRS
-    tmp: Path
-    publishers: list[Publisher]
-
-    async def publish(self, url: str, name: str) -> Publisher:
-        publisher = Publisher(url, self.tmp / f"ffmpeg-{name}.log")
-        self.publishers.append(publisher)
-        await publisher.start()
-        return publisher
-
-
 @pytest.fixture(params=VERSIONS)
 async def live(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     aiohttp_client: AiohttpClient,
 ) -> AsyncIterator[Live]:
-    client, srs = await start_with_srs(
-        request.param, tmp_path, aiohttp_client, viewer_token_secret=SECRET
+    state = await start_with_srs(
+        request.param, tmp_path, aiohttp_client, Live, viewer_token_secret=SECRET
     )
-    state = Live(client, srs, tmp_path, [])
     try:
         yield state
     finally:
-        for publisher in state.publishers:
-            await publisher.stop()
-        await srs.stop()
+        await state.stop()
 
 
 async def until_stage(ws: Any, check: Any, within: float = 20.0) -> dict[str, Any]:
