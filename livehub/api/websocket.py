@@ -67,8 +67,16 @@ def text_frame(payload: bytes) -> bytes:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """The hub's encoder: a message as one whole text frame, built once for all recipients."""
-    return text_frame(orjson.dumps(message))
+    """The hub's encoder: a message as one whole text frame (:func:`text_frame`), built once
+    for all recipients."""
+    # text_frame's body, without a second call per message
+    payload = orjson.dumps(message)
+    size = len(payload)
+    if size < 126:
+        return _HEADER_7(_FIN_TEXT, size) + payload
+    if size < 1 << 16:
+        return _HEADER_16(_FIN_TEXT, 126, size) + payload
+    return _HEADER_64(_FIN_TEXT, 127, size) + payload
 
 
 class Connection:

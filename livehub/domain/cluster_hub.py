@@ -277,6 +277,9 @@ class ClusterHub:
             self._peeked_counts.clear()
         self._peeked_counts.update(counts)
 
+    #: the bus to other nodes can back up
+    can_back_up = True
+
     def backed_up(self) -> bool:
         return self.bus.backed_up()
 

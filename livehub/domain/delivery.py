@@ -170,7 +170,16 @@ class Delivery:
                     continue
                 if earlier:
                     self._take_shares(peer)
-                self._enqueue_frame(peer, frame)
+                # _enqueue_frame, without the call per recipient
+                out = peer.out
+                if not out:
+                    self._dirty.append(peer)
+                    if not self._flush_scheduled:
+                        self._schedule_flush()
+                out.append(frame)
+                peer.out_bytes += len(frame)
+                if peer.out_bytes > self._max_buffer:
+                    self._too_slow(peer)
             return recipients
         backlog = self._backlogs.get(room_id)
         if backlog is None:

@@ -221,6 +221,9 @@ class Hub:
     async def prefetch(self, room_ids: list[str]) -> None:
         return None
 
+    #: no bus: never backed up
+    can_back_up = False
+
     def backed_up(self) -> bool:
         return False
 

@@ -72,6 +72,8 @@ class ConnectionLimiter:
         "_flood_after",
         "_general",
         "_relay",
+        "limits_frames",
+        "limits_relays",
         "refused",
     )
 
@@ -95,6 +97,11 @@ class ConnectionLimiter:
             if relay_bytes_per_s > 0
             else None
         )
+        #: whether frames are limited at all (:meth:`frame` is not called per frame otherwise:
+        #: it would pass every one, and an episode of other refusals ends in :meth:`_refuse`)
+        self.limits_frames = self._general is not None
+        #: whether relays are limited at all (:meth:`relay` is not called per relay otherwise)
+        self.limits_relays = self._relay is not None
         self._flood_after = flood_after
         self._clock = clock
         #: refusals in the current episode (0: none running)

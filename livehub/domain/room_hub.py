@@ -125,6 +125,10 @@ class RoomHub(Protocol):
         process."""
         ...
 
+    #: False when :meth:`backed_up` is always False (one process, no bus): signaling then
+    #: skips the call, made per message otherwise
+    can_back_up: bool
+
     def backed_up(self) -> bool:
         """Whether producers must wait in :meth:`writable` before their next message (the bus
         to other nodes is backed up); never in one process. A cheap check, made per message."""

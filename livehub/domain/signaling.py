@@ -27,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from livehub.domain.addresses import KickBans
 from livehub.domain.errors import LivehubError, RoomEnded
@@ -93,6 +93,10 @@ class Limits:
     max_relay_bytes: int = 16384
     #: relayed bytes per second per connection, payload x recipients (0: no limit)
     relay_bytes_per_s: int = 262144
+
+
+#: the message types relayed to other members as they are (``_relay``)
+RELAYED: Final = frozenset({"offer", "answer", "candidate"})
 
 
 class ProtocolError(LivehubError):
@@ -282,18 +286,39 @@ class Signaling:
         the work to await (the bus to other nodes is backed up, or the message's handler waits,
         for the store for instance). A relay, most of the traffic, is done on return: it costs
         no coroutine."""
-        if self.hub.backed_up():  # backpressure: the bus to other nodes is backed up
+        hub = self.hub
+        if hub.can_back_up and hub.backed_up():  # the bus to other nodes is backed up
             return self._handle_when_writable(peer, message)
         if peer.closed:
             return None  # being disconnected (flood, slow consumer): its last frames change nothing
-        verdict = peer.limiter.frame()
-        if verdict is not Verdict.PASS:
-            self._refused(peer, verdict)
-            return None
+        limiter = peer.limiter
+        if limiter.limits_frames:
+            verdict = limiter.frame()
+            if verdict is not Verdict.PASS:
+                self._refused(peer, verdict)
+                return None
         if not isinstance(message, dict):
             self.reject(peer, "invalid_message", "A message must be a JSON object")
             return None
         if "id" not in message:  # most messages: no request id, no context to set
+            kind = message.get("type")
+            room_id = message.get("roomId")
+            # the bulk of the traffic: a relay in one of the peer's rooms (whose ids were
+            # checked when it joined) goes straight to the relay; anything else is routed
+            if (
+                type(kind) is str
+                and kind in RELAYED
+                and type(room_id) is str
+                and room_id in peer.rooms
+            ):
+                try:
+                    pending = self._relay_member(peer, message, kind, room_id)
+                except LivehubError as exc:
+                    self.reject(peer, exc.code, exc.message, inReplyTo=kind, roomId=room_id)
+                    return None
+                if pending is None:
+                    return None
+                return self._finish(peer, pending, None, kind, room_id)
             return self._dispatch(peer, message, None)
         valid, request_id = request_id_of(message)
         if not valid:
@@ -536,7 +561,12 @@ class Signaling:
         """Relay at once to members on this node or through the hub's bus; a ``to`` that this
         node does not know returns the registry look-up to await."""
         self._member_room(peer, room_id)
-        kind = message["type"]
+        return self._relay_member(peer, message, message["type"], room_id)
+
+    def _relay_member(
+        self, peer: Peer, message: dict[str, Any], kind: str, room_id: str
+    ) -> Coroutine[Any, Any, None] | None:
+        """:meth:`_relay` of a member of the room."""
         payload = message.get("payload")
         to = message.get("to")
         if to is not None and not isinstance(to, str):
@@ -563,12 +593,18 @@ class Signaling:
             recipients = count - 1
         else:
             recipients = 1
-        verdict = peer.limiter.relay(size * recipients)
-        if verdict is not Verdict.PASS:
-            self._refused(
-                peer, verdict, "Too many relayed bytes: slow down", inReplyTo=kind, roomId=room_id
-            )
-            return None
+        limiter = peer.limiter
+        if limiter.limits_relays:
+            verdict = limiter.relay(size * recipients)
+            if verdict is not Verdict.PASS:
+                self._refused(
+                    peer,
+                    verdict,
+                    "Too many relayed bytes: slow down",
+                    inReplyTo=kind,
+                    roomId=room_id,
+                )
+                return None
         out = {"type": kind, "roomId": room_id, "payload": encoded, "from": peer.id}
         try:
             if to is None:

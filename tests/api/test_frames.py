@@ -74,6 +74,14 @@ def test_encode_is_the_json_text_of_one_frame() -> None:
     assert frame[2:] == '{"type":"chat","text":"直播 ✓","n":[1,2]}'.encode()
 
 
+def test_encode_frames_a_message_as_text_frame_does_in_every_length_form() -> None:
+    """``encode`` builds the frame itself (one call less per message): the same bytes."""
+    for size in SIZES:
+        text = "a" * max(size - 2, 0)  # the JSON string's two quotes make it ``size`` bytes
+        frame = encode(text)  # type: ignore[arg-type]  # any JSON value encodes alike
+        assert frame == text_frame(f'"{text}"'.encode())
+
+
 @pytest.mark.parametrize("heartbeat", [0.3])
 async def test_heartbeat_pings_during_a_flood_never_land_inside_a_frame(
     aiohttp_client: AiohttpClient, heartbeat: float

@@ -236,6 +236,7 @@ async def test_while_the_hub_is_backed_up_a_message_waits_then_is_handled(world:
     bob_sink.clear()
     released = asyncio.Event()
     hub = world.hub
+    hub.can_back_up = True  # as a cluster node's hub, whose bus can back up
     hub.backed_up = lambda: not released.is_set()  # type: ignore[method-assign]
     hub.writable = released.wait  # type: ignore[method-assign,assignment]
 
@@ -280,6 +281,62 @@ def test_a_payload_the_codec_cannot_encode_is_an_error_not_a_crash(world: World)
     }
     assert alice_sink.messages() == [expected, expected]
     assert bob_sink.messages() == []
+
+
+@pytest.mark.parametrize(
+    "limits", [Limits(), Limits(rate_per_s=0, relay_bytes_per_s=0)], ids=["limited", "unlimited"]
+)
+def test_a_relay_is_answered_alike_with_and_without_a_request_id(limits: Limits) -> None:
+    """A relay without ``id`` in one of the sender's rooms takes a shorter path (``handle``'s
+    own); with an ``id`` it is routed as any message. Both deliver and refuse the same."""
+    world = make_world(limits)
+    alice, alice_sink = world.connect()
+    bob, bob_sink = world.connect()
+    for peer in (alice, bob):
+        world.send(peer, {"type": "join", "roomId": world.room.id})
+    room_id = world.room.id
+    relays: list[dict[str, Any]] = [
+        {"type": "offer", "roomId": room_id, "payload": {"sdp": "v=0"}},
+        {"type": "answer", "roomId": room_id, "payload": "x", "to": bob.id},
+        {"type": "candidate", "roomId": room_id, "payload": None, "to": alice.id},
+        {"type": "candidate", "roomId": room_id, "payload": 1, "to": "nobody"},
+        {"type": "offer", "roomId": room_id, "payload": 1, "to": 7},
+        {"type": "offer", "roomId": room_id, "payload": "a" * 20_000},
+        {"type": "offer", "roomId": world.ended.id, "payload": 1},
+        {"type": "offer", "roomId": "", "payload": 1},
+        {"type": "offer", "roomId": ["x"], "payload": 1},
+        {"type": "offer", "roomId": "r" * 200, "payload": 1},
+    ]
+    answers = []
+    for relay in relays:
+        heard = []
+        for message in (relay, {**relay, "id": "r1"}):
+            alice_sink.clear()
+            bob_sink.clear()
+            world.send(alice, message)
+            heard.append(
+                (
+                    [{k: v for k, v in m.items() if k != "id"} for m in alice_sink.messages()],
+                    bob_sink.messages(),
+                )
+            )
+        assert heard[0] == heard[1], relay
+        answers.append(heard[0])
+    assert [bob_heard for _, bob_heard in answers[:2]] == [
+        [{"type": "offer", "roomId": room_id, "payload": {"sdp": "v=0"}, "from": alice.id}],
+        [{"type": "answer", "roomId": room_id, "payload": "x", "from": alice.id, "to": bob.id}],
+    ]
+    codes = [[m["code"] for m in alice_heard] for alice_heard, _ in answers[2:]]
+    assert codes == [
+        ["peer_not_found"],
+        ["peer_not_found"],
+        ["invalid_to"],
+        ["payload_too_large"],
+        ["not_in_room"],
+        ["missing_room_id"],
+        ["missing_room_id"],
+        ["missing_room_id"],
+    ]
 
 
 json_scalars = (
