@@ -94,7 +94,8 @@ export declare class LivehubError extends Error {
   constructor(message: string, options?: ErrorOptions);
   /** The server's snake_case code, or the SDK's own: network_error, timeout, disconnected,
    * closed, no_websocket, no_fetch, no_base_url, no_webrtc, whep_failed, whip_failed,
-   * http_error. */
+   * http_error, queue_full (the send queue is full while disconnected), websocket_error (the
+   * WebSocket constructor threw: a failed attempt), invalid_url (it threw a SyntaxError). */
   code: string;
   /** The HTTP status; 0 when there is none (signaling, network). */
   status: number;
@@ -243,6 +244,8 @@ export interface ErrorEvent {
   inReplyTo?: string;
   roomId?: string;
   id?: string | number;
+  /** The SDK's own `queue_full` (a `sendRaw` the full send queue refused): its bounds. */
+  details?: Record<string, unknown> | null;
 }
 
 export interface StageGuest {
@@ -367,7 +370,9 @@ export interface RoomEvents {
 export interface ClientEvents extends Omit<RoomEvents, "rejoined" | "lost"> {
   message: ServerEvent;
   open: Record<string, never>;
-  close: { code: number; reason: string };
+  /** `error`: when the WebSocket constructor threw (code 1006 then): `websocket_error`, or
+   * `invalid_url`, after which the client is stopped for good. */
+  close: { code: number; reason: string; error?: LivehubError };
   reconnecting: { attempt: number; delay: number };
   /** Every room has its answer on the new connection: `rooms`, those joined again. */
   reconnected: { rooms: string[] };
@@ -406,6 +411,11 @@ export interface SignalingOptions {
   maxDelay?: number;
   /** Random source of the jitter (Math.random). */
   random?: () => number;
+  /** Messages that may wait while the socket is not open (100): beyond it a request or
+   * notify rejects with `queue_full`, a sendRaw emits an `error` event with that code. */
+  maxQueue?: number;
+  /** Bytes (UTF-8 frames) that may wait while the socket is not open (1 MiB), likewise. */
+  maxQueueBytes?: number;
 }
 
 export interface JoinOptions {

@@ -16,7 +16,8 @@ export const VERSION = "0.1.0";
 
 /** Every failure the SDK reports: REST errors (the server's `{error, code, details}` with the
  * HTTP status and `Retry-After`), WebSocket `error` events answering a request, and the SDK's
- * own (`network_error`, `timeout`, `disconnected`, `closed`, `no_websocket`). */
+ * own (`network_error`, `timeout`, `disconnected`, `closed`, `no_websocket`, `queue_full`,
+ * `websocket_error`, `invalid_url`). */
 export class LivehubError extends Error {
   constructor(message, { code = "error", status = 0, details = null, retryAfter = null } = {}) {
     super(message);
@@ -323,6 +324,13 @@ const SLOW_DOWN = new Set([1008, 1013]);
 /** The codes a rejoin may fail with that do not refuse it: the socket went away before the
  * answer (`disconnected`), no answer came (`timeout`), or the server could not answer it now. */
 const TRANSIENT = new Set(["disconnected", "timeout", "rate_limited", "database_unavailable", "conflict"]);
+/** What may wait in the send queue while the socket is not open. 100 messages is half of
+ * livehub's default burst (LIVEHUB_RATE_BURST, 200), so the queue and the rejoins that go out
+ * before it fit in one burst on the next connection; 1 MiB bounds the memory whatever the
+ * messages' size. A frontend that keeps sending while offline meets it, a real one never. */
+const MAX_QUEUE = 100;
+const MAX_QUEUE_BYTES = 1024 * 1024;
+const encoder = new TextEncoder();
 
 /**
  * One signaling WebSocket: requests with ids, typed events, reconnect with backoff and jitter,
@@ -334,16 +342,24 @@ const TRANSIENT = new Set(["disconnected", "timeout", "rate_limited", "database_
  * (`{code, reason}`), `reconnecting` (`{attempt, delay}`), `reconnected`.
  *
  * options: `WebSocket` (constructor), `timeout` (ms a request waits for its answer, 10 000),
- * `reconnect` (true), `minDelay` (500 ms), `maxDelay` (15 000 ms), `random` (Math.random).
+ * `reconnect` (true), `minDelay` (500 ms), `maxDelay` (15 000 ms), `random` (Math.random),
+ * `maxQueue` (100 messages) and `maxQueueBytes` (1 MiB): what may wait while the socket is not
+ * open (beyond it a request or notify rejects with `queue_full`, a `sendRaw` emits an `error`
+ * event with that code, and nothing is queued).
  * The reconnect delay doubles from minDelay up to maxDelay, and starts again from minDelay
  * once a connection stayed open for maxDelay or joined its rooms again; after a flood close
- * (1008) it is maxDelay at once. The client never stops by itself (close() does).
+ * (1008) it is maxDelay at once. A WebSocket constructor that throws is a failed attempt
+ * (`close` with code 1006 and `error`, code `websocket_error`), except for an invalid URL
+ * (a `SyntaxError`): the first attempt throws it (`invalid_url`), a later one stops the client
+ * for good (its rooms emit `lost`, its requests reject with that error). Otherwise the client
+ * never stops by itself (close() does).
  */
 export class SignalingClient extends Emitter {
   #ws = null;
   #nextId = 1;
   #pending = new Map();
   #queue = [];
+  #queueBytes = 0;
   #attempt = 0;
   #timer = null;
   #steady = null;
@@ -351,6 +367,10 @@ export class SignalingClient extends Emitter {
   #closed = false;
   #everOpened = false;
   #slowDown = false;
+  /** The error that stopped the client for good (an invalid URL), or null. */
+  #failure = null;
+  /** opened() promises waiting while the client may still stop by itself. */
+  #openWaiters = new Set();
 
   constructor(url, options = {}) {
     super();
@@ -361,6 +381,8 @@ export class SignalingClient extends Emitter {
       minDelay: 500,
       maxDelay: 15_000,
       random: Math.random,
+      maxQueue: MAX_QUEUE,
+      maxQueueBytes: MAX_QUEUE_BYTES,
       ...options,
     };
     if (typeof this.options.WebSocket !== "function") {
@@ -374,7 +396,7 @@ export class SignalingClient extends Emitter {
     this.rooms = new Map();
     /** this connection's peer id (from the last `joined`; it changes on reconnect) */
     this.peerId = null;
-    this.#open();
+    this.#open(true);
   }
 
   get connected() {
@@ -384,12 +406,46 @@ export class SignalingClient extends Emitter {
   /** Resolves once the socket is open (at once if it is). */
   opened() {
     if (this.connected) return Promise.resolve();
-    if (this.#closed) return Promise.reject(new LivehubError("Client closed", { code: "closed" }));
-    return this.once("open");
+    if (this.#closed) {
+      return Promise.reject(this.#failure ?? new LivehubError("Client closed", { code: "closed" }));
+    }
+    return new Promise((resolve, reject) => {
+      const fail = (err) => {
+        off();
+        reject(err);
+      };
+      const off = this.on("open", () => {
+        off();
+        this.#openWaiters.delete(fail);
+        resolve();
+      });
+      this.#openWaiters.add(fail);
+    });
   }
 
-  #open() {
-    const ws = new this.options.WebSocket(this.url);
+  #open(first = false) {
+    let ws;
+    try {
+      ws = new this.options.WebSocket(this.url);
+    } catch (err) {
+      // a constructor that throws (a browser refusing: SecurityError) is a failed attempt,
+      // not the end of reconnecting; an invalid URL (SyntaxError) never gets better
+      const invalid = err?.name === "SyntaxError";
+      const error = new LivehubError(`Cannot open a WebSocket to ${this.url}: ${err?.message ?? err}`, {
+        code: invalid ? "invalid_url" : "websocket_error",
+        details: { name: err?.name ?? null },
+      });
+      if (invalid && first) throw error;
+      this.#ws = null;
+      // after the constructor returned, so that listeners added then hear it
+      queueMicrotask(() => {
+        if (this.#closed) return;
+        this.emit("close", { code: 1006, reason: error.message, error });
+        if (invalid) this.#fail(error);
+        else this.#scheduleReconnect(1006);
+      });
+      return;
+    }
     this.#ws = ws;
     let ended = false;
     const end = (code, reason) => {
@@ -422,6 +478,7 @@ export class SignalingClient extends Emitter {
       this.emit("open", {});
       // the rooms first (their joins go out now, in order), then what was sent meanwhile
       if (again) this.#rejoin(ws);
+      this.#queueBytes = 0;
       for (const { frame, id } of this.#queue.splice(0)) {
         ws.send(frame);
         const pending = id === null ? undefined : this.#pending.get(id);
@@ -559,11 +616,22 @@ export class SignalingClient extends Emitter {
     if (handle) handle._event(event);
   }
 
-  /** Send a message as it is (no id, no answer awaited). Queued until the socket is open. */
+  /** Send a message as it is (no id, no answer awaited). Queued until the socket is open; a
+   * full queue (maxQueue, maxQueueBytes) refuses it with an `error` event (`queue_full`). */
   sendRaw(message) {
-    this.#send(message, null);
+    const refused = this.#send(message, null);
+    if (!refused) return;
+    // the shape of the server's error events, so that the same handlers see it
+    const event = { type: "error", code: refused.code, message: refused.message };
+    if (typeof message?.type === "string") event.inReplyTo = message.type;
+    if (typeof message?.roomId === "string") event.roomId = message.roomId;
+    event.details = refused.details;
+    this.emit("error", event);
+    if (event.roomId !== undefined) this.rooms.get(event.roomId)?.emit("error", event);
   }
 
+  /** Send now, or queue until the socket is open; returns the LivehubError (`queue_full`)
+   * of a message the full queue refuses, else null. */
   #send(message, id) {
     const frame = JSON.stringify(id === null ? message : { ...message, id });
     if (this.connected) {
@@ -571,8 +639,25 @@ export class SignalingClient extends Emitter {
       const pending = id === null ? undefined : this.#pending.get(id);
       if (pending) pending.sent = true;
     } else if (!this.#closed) {
-      this.#queue.push({ frame, id });
+      const bytes = encoder.encode(frame).length;
+      const { maxQueue, maxQueueBytes } = this.options;
+      if (this.#queue.length + 1 > maxQueue || this.#queueBytes + bytes > maxQueueBytes) {
+        return new LivehubError(
+          `Not connected, and ${this.#queue.length} messages (${this.#queueBytes} bytes) wait already: ` +
+            `${message?.type ?? "the message"} was not queued`,
+          { code: "queue_full", details: { maxQueue, maxQueueBytes } },
+        );
+      }
+      this.#queue.push({ frame, id, bytes });
+      this.#queueBytes += bytes;
     }
+    return null;
+  }
+
+  /** Take request `id` out of the queue (it timed out before the socket opened). */
+  #unqueue(id) {
+    this.#queue = this.#queue.filter((queued) => queued.id !== id);
+    this.#queueBytes = this.#queue.reduce((sum, queued) => sum + queued.bytes, 0);
   }
 
   /** Send `message` with a fresh request id; resolves with the event that answers it
@@ -589,7 +674,7 @@ export class SignalingClient extends Emitter {
       let off = () => {};
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        this.#queue = this.#queue.filter((queued) => queued.id !== id);
+        this.#unqueue(id);
         off();
         reject(new LivehubError(`No answer to ${message.type} within ${timeout} ms`, { code: "timeout" }));
       }, timeout);
@@ -615,7 +700,13 @@ export class SignalingClient extends Emitter {
           }
         });
       }
-      this.#send(message, id);
+      const refused = this.#send(message, id);
+      if (refused) {
+        this.#pending.delete(id);
+        clearTimeout(timer);
+        off();
+        reject(refused);
+      }
     });
   }
 
@@ -626,8 +717,8 @@ export class SignalingClient extends Emitter {
   notify(message) {
     if (this.#closed) return Promise.reject(new LivehubError("Client closed", { code: "closed" }));
     const id = this.#nextId++;
-    this.#send(message, id);
-    return Promise.resolve(id);
+    const refused = this.#send(message, id);
+    return refused ? Promise.reject(refused) : Promise.resolve(id);
   }
 
   /** Join a room: resolves with its handle (carrying the `joined` event's data) once joined.
@@ -658,18 +749,35 @@ export class SignalingClient extends Emitter {
     return handle;
   }
 
+  /** Stopped for good by `error` (an invalid URL on a reconnect): like close(), but pending
+   * requests and opened() reject with it, and every room's handle emits `lost`. */
+  #fail(error) {
+    this.#failure = error;
+    const rooms = [...this.rooms.values()];
+    const waiters = [...this.#openWaiters];
+    this.#stop(error);
+    for (const handle of rooms) handle._lost(error);
+    for (const fail of waiters) fail(error);
+  }
+
   /** Close for good: no reconnect; pending requests reject with `closed`. */
   close() {
+    this.#stop(new LivehubError("Client closed", { code: "closed" }));
+  }
+
+  #stop(error) {
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
     clearTimeout(this.#steady);
     for (const done of [...this.#waits]) done();
+    this.#openWaiters.clear(); // close(): they wait on, as they always did
     this.#queue = [];
+    this.#queueBytes = 0;
     const ws = this.#ws;
     this.#ws = null;
     for (const [, pending] of this.#pending) {
       clearTimeout(pending.timer);
-      pending.reject(new LivehubError("Client closed", { code: "closed" }));
+      pending.reject(error);
     }
     this.#pending.clear();
     this.rooms.clear();

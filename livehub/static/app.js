@@ -9,11 +9,12 @@
 // signaling, WHIP/WHEP) goes through the JavaScript SDK, /sdk/livehub-client.js (api.js): the
 // same module any other frontend imports.
 
-import { setMyName, myName } from './identity.js';
+import { myName, pruneOwnerTokens, setMyName } from './identity.js';
 import { lobbyView } from './lobby.js';
 import { roomView } from './room.js';
 import { errors } from './ui.js';
 
+pruneOwnerTokens(); // owner tokens unused for long, or beyond the bound, go
 const viewEl = document.getElementById('view');
 const nameInput = document.getElementById('name-input');
 nameInput.value = myName();

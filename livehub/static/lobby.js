@@ -7,7 +7,7 @@
 // for once, by id, to learn how it ended.
 
 import { describe, fieldReasons, livehub } from './api.js';
-import { apiKey, ownerToken, saveApiKey, saveOwnerToken } from './identity.js';
+import { apiKey, forgetOwnerToken, ownerToken, saveApiKey, saveOwnerToken } from './identity.js';
 import { copyField, errors, h, plural, statusBadge, time, updateBadge } from './ui.js';
 
 const POLL_MS = 2000;
@@ -197,6 +197,8 @@ export function lobbyView(root) {
     row.viewersUnit.textContent = ` ${plural(row.room.viewerCount ?? 0, 'member')}`;
     row.playersUnit.textContent = ` ${plural(row.room.playerCount ?? 0, 'player')}`;
     row.tr.dataset.status = row.room.status;
+    // a public room that ended needs its owner token no more (identity.js)
+    if (row.room.status === 'ended' && row.room.visibility === 'public') forgetOwnerToken(room.id);
   }
 
   /** Insert a new row where the server's order puts it: newest first. */

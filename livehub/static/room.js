@@ -17,7 +17,7 @@
 import { describe, livehub } from './api.js';
 import { createCamera } from './camera.js';
 import { createChat } from './chat.js';
-import { myName, ownerToken } from './identity.js';
+import { forgetOwnerToken, myName, ownerToken } from './identity.js';
 import { createMembers } from './members.js';
 import { createOwnerPanel } from './owner.js';
 import { createPlayer } from './player.js';
@@ -57,7 +57,7 @@ function isOlder(next, current) {
 
 export function roomView(root, roomId) {
   document.title = 'livehub · room';
-  let token = ownerToken(roomId);
+  let token = ownerToken(roomId, { use: true });
   let playToken = hashToken(); // a private room's viewer token (this page's players carry it)
   const viewerToken = playToken;
   let role = null; // as `joined` said
@@ -215,6 +215,9 @@ export function roomView(root, roomId) {
     const merged = { ...room, ...next };
     if (before === 'ended') merged.status = 'ended'; // ended is final
     room = merged;
+    // a public room that ended needs its owner token no more; a private one's opens its page
+    // and its recordings (bounded like every kept token: identity.js)
+    if (room.status === 'ended' && room.visibility === 'public') forgetOwnerToken(roomId);
     titleEl.textContent = room.title || room.id;
     titleEl.title = room.title || '';
     document.title = `livehub · ${room.title || room.id}`;
@@ -238,7 +241,7 @@ export function roomView(root, roomId) {
   async function makeViewerLink() {
     errors.clear('viewer-link');
     try {
-      const made = await livehub.createViewerToken(roomId, { token, ttl: 24 * 3600 });
+      const made = await livehub.createViewerToken(roomId, { token, ttl: 24 * 3600 }).catch(refusedOwner);
       const link = `${location.origin}${location.pathname}#/room/${encodeURIComponent(roomId)}?token=${encodeURIComponent(made.token)}`;
       viewerLink.querySelector('.field')?.remove();
       viewerLink.append(copyField('Viewer link', link, 'viewer-link'));
@@ -292,10 +295,12 @@ export function roomView(root, roomId) {
     } catch (err) {
       if (token && (err.status === 401 || err.status === 403)) {
         errors.show(describe('The saved owner token was refused: you are a viewer here', err), 'owner');
+        forgetOwnerToken(roomId);
         token = null;
         return load();
       }
       if (err.status === 404) {
+        forgetOwnerToken(roomId); // no such room (any more)
         root.replaceChildren(h('section', { class: 'card', testid: 'room-not-found' },
           h('h1', {}, 'Room not found'),
           h('p', {}, `There is no room "${roomId}", or it is private and ${viewerToken ? 'this viewer link has expired' : 'needs a viewer link from its host'}. `,
@@ -309,17 +314,24 @@ export function roomView(root, roomId) {
     if (token && !publish) {
       // livehub answers a wrong token with the public room, without `publish`.
       errors.show('The saved owner token is not valid for this room: you are a viewer here.', 'owner');
+      forgetOwnerToken(roomId);
       token = null;
     }
     applyReply(reply, seen);
     return true;
   }
 
+  /** An owner route's refusal: a token refused (401, 403) or a room gone (404) is forgotten. */
+  function refusedOwner(err) {
+    if (err?.status === 401 || err?.status === 403 || err?.status === 404) forgetOwnerToken(roomId);
+    throw err;
+  }
+
   async function closeRoom() {
     errors.clear('close');
     const seen = pushes;
     try {
-      const res = await livehub.closeRoom(roomId, { token });
+      const res = await livehub.closeRoom(roomId, { token }).catch(refusedOwner);
       if (stopped) return;
       applyReply(res?.room ?? { status: 'ended' }, seen);
     } catch (err) {

@@ -764,3 +764,162 @@ describe("without a server", () => {
     }
   });
 });
+
+describe("while disconnected (without a server)", () => {
+  test("the send queue is bounded: past maxQueue a request rejects queue_full, sendRaw gets an error event", async () => {
+    const { client, handles: [handle], socket } = await scripted(["r1"], { maxQueue: 3 });
+    const errors = [];
+    client.on("error", (event) => errors.push(["client", event.code, event.inReplyTo, event.roomId]));
+    handle.on("error", (event) => errors.push(["handle", event.code, event.inReplyTo, event.roomId]));
+    try {
+      socket().drop();
+      const chats = [handle.chat("one"), handle.chat("two")];
+      for (const chat of chats) chat.catch(() => {}); // never answered: closed at the end
+      const id = await handle.mute("p2", 60); // the third: queued, resolves with its id
+      assert.equal(typeof id, "number");
+      // full: refused at once, visibly, and not queued
+      await rejects(handle.chat("four"), "queue_full");
+      await rejects(handle.unmute("p2"), "queue_full");
+      handle.send("p2", "candidate", { candidate: "c" });
+      assert.deepEqual(errors, [
+        ["client", "queue_full", "candidate", "r1"],
+        ["handle", "queue_full", "candidate", "r1"],
+      ]);
+      // on the next connection the rejoin goes first, then exactly what was queued, in order
+      await eventually(() => ScriptedSocket.made.length === 2);
+      const ws = socket();
+      ws.accept();
+      assert.deepEqual(ws.sent.map((m) => m.type), ["join", "chat", "chat", "mute"]);
+      assert.deepEqual(ws.sent.slice(1, 3).map((m) => m.text), ["one", "two"]);
+      // sent: room in the queue again
+      await client.notify({ type: "unmute", roomId: "r1", peerId: "p2" });
+      assert.equal(ws.sent.at(-1).type, "unmute");
+    } finally {
+      client.close();
+    }
+  });
+
+  test("the send queue's default bounds: 100 messages, 1 MiB", async () => {
+    const { client, socket } = await scripted([]);
+    try {
+      socket().drop();
+      for (let n = 0; n < 100; n++) client.sendRaw({ type: "candidate", roomId: "r1", payload: n });
+      await rejects(client.notify({ type: "mute", roomId: "r1", peerId: "p" }), "queue_full");
+      client.close();
+      // bytes: a few big messages fill it before the count does
+      const { client: big, socket: bigSocket } = await scripted([]);
+      try {
+        bigSocket().drop();
+        const payload = "x".repeat(300 * 1024);
+        for (let n = 0; n < 3; n++) await big.notify({ type: "offer", roomId: "r1", payload });
+        await assert.rejects(big.notify({ type: "offer", roomId: "r1", payload }), (err) => {
+          assert.equal(err.code, "queue_full");
+          assert.deepEqual(err.details, { maxQueue: 100, maxQueueBytes: 1024 * 1024 });
+          return true;
+        });
+        await big.notify({ type: "offer", roomId: "r1", payload: "small" }); // still room for it
+      } finally {
+        big.close();
+      }
+    } finally {
+      client.close();
+    }
+  });
+
+  /** A ScriptedSocket whose constructor throws `errors.shift()` while any are left. */
+  function throwingSocket(errors) {
+    return class extends ScriptedSocket {
+      constructor(url) {
+        const error = errors.shift();
+        if (error) throw error;
+        super(url);
+      }
+    };
+  }
+
+  test("a WebSocket constructor that throws (SecurityError) is a failed attempt: the backoff goes on", async () => {
+    const refusals = [new DOMException("refused", "SecurityError"), new Error("out of sockets")];
+    const errors = [];
+    const { client, handles: [handle], socket } = await scripted(["r1"], {
+      WebSocket: throwingSocket(errors),
+    });
+    const seen = [];
+    client.on("close", ({ code, error }) => seen.push(`close ${code} ${error?.code ?? "-"}`));
+    client.on("reconnecting", ({ attempt, delay }) => seen.push(`reconnecting ${attempt} ${delay}`));
+    const rejoined = handle.once("rejoined");
+    try {
+      errors.push(...refusals);
+      socket().drop();
+      await eventually(() => ScriptedSocket.made.length === 2);
+      assert.deepEqual(seen, [
+        "close 1006 -",
+        "reconnecting 1 10",
+        "close 1006 websocket_error",
+        "reconnecting 2 20",
+        "close 1006 websocket_error",
+        "reconnecting 3 40",
+      ]);
+      socket().accept();
+      socket().answerJoin("r1", { peerId: "p2" });
+      await rejoined;
+      assert.equal(handle.peerId, "p2");
+    } finally {
+      client.close();
+    }
+  });
+
+  test("an invalid URL stops for good: the rooms are lost, requests reject, opened() too", async () => {
+    const errors = [];
+    const { client, handles: [handle], socket } = await scripted(["r1"], {
+      WebSocket: throwingSocket(errors),
+    });
+    const lost = handle.once("lost");
+    const closes = [];
+    client.on("close", (event) => closes.push(event));
+    const attempts = [];
+    client.on("reconnecting", (event) => attempts.push(event));
+    try {
+      errors.push(new DOMException("The URL is invalid", "SyntaxError"));
+      socket().drop();
+      const pending = client.request({ type: "chat", roomId: "r1", text: "queued" });
+      const opened = client.opened();
+      const { error } = await lost;
+      assert.deepEqual([error.code, error.details], ["invalid_url", { name: "SyntaxError" }]);
+      await rejects(pending, "invalid_url");
+      await rejects(opened, "invalid_url");
+      await rejects(client.opened(), "invalid_url");
+      assert.equal(handle.left, true);
+      assert.equal(client.rooms.size, 0);
+      assert.equal(closes.at(-1).error.code, "invalid_url");
+      await pause(30);
+      assert.equal(attempts.length, 1); // the drop's; none after the invalid URL
+      assert.equal(ScriptedSocket.made.length, 1);
+    } finally {
+      client.close();
+    }
+  });
+
+  test("the first attempt: an invalid URL throws at once, a refusal is retried", async () => {
+    assert.throws(
+      () => new sdk.SignalingClient("not a url", { WebSocket: throwingSocket([new DOMException("bad", "SyntaxError")]) }),
+      (err) => err instanceof sdk.LivehubError && err.code === "invalid_url",
+    );
+    ScriptedSocket.made = [];
+    const client = new sdk.SignalingClient("ws://x.invalid/ws", {
+      WebSocket: throwingSocket([new DOMException("refused", "SecurityError")]),
+      minDelay: 10, maxDelay: 40, random: () => 1,
+    });
+    // listeners added after the constructor still hear the first failure
+    const closed = client.once("close");
+    const reconnecting = client.once("reconnecting");
+    try {
+      assert.equal((await closed).error.code, "websocket_error");
+      assert.deepEqual(await reconnecting, { attempt: 1, delay: 10 });
+      await eventually(() => ScriptedSocket.made.length === 1);
+      ScriptedSocket.made[0].accept();
+      await client.opened();
+    } finally {
+      client.close();
+    }
+  });
+});

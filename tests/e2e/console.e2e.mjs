@@ -1010,6 +1010,78 @@ try {
     return { link: link.replace(/token=.*/, 'token=…') };
   });
 
+  await scenario('owner_tokens_forgotten', async () => {
+    // The owner tokens this browser keeps (livehub.owner.<roomId>) go when the server says the
+    // room is gone, a public room ended or the token is refused; a private room's stays (its
+    // recordings need it). Whatever stays is bounded: at most 50 rooms, none unused for 30 days.
+    const frank = await newPage(browser, 'frank', { name: 'frank' });
+    try {
+      const room = (body) => http('POST', '/api/rooms', { body });
+      const [ended, gated, open, refused] = await Promise.all([
+        room({ title: 'Ended public' }), room({ title: 'Ended private', visibility: 'private' }),
+        room({ title: 'Still open' }), room({ title: 'Refused token' })]);
+      for (const r of [ended, gated]) await http('POST', `/api/rooms/${r.id}/close`, { token: r.ownerToken });
+      await frank.goto(`${BASE}/#/`);
+      await frank.waitForSelector(tid('create-form'), { timeout: T });
+      const seeded = { [ended.id]: ended.ownerToken, [gated.id]: gated.ownerToken, [open.id]: open.ownerToken, 'no-such-room': 'x'.repeat(20), [refused.id]: 'not-the-token' };
+      await frank.evaluate((tokens) => { for (const [id, t] of Object.entries(tokens)) localStorage.setItem(`livehub.owner.${id}`, t); }, seeded);
+      const stored = (id) => frank.evaluate((i) => localStorage.getItem(`livehub.owner.${i}`), id);
+      const visit = async (id) => {
+        await frank.goto(`${BASE}/#/room/${encodeURIComponent(id)}`);
+        await frank.waitForSelector(`${tid('room-page')}[data-room-id="${id}"], ${tid('room-not-found')}`, { timeout: T });
+      };
+      await visit(ended.id);
+      await waitForBadge(frank, 'ended');
+      await visit(gated.id);
+      await waitForBadge(frank, 'ended');
+      await visit(open.id);
+      await frank.waitForSelector(`${tid('owner-panel')}:visible`, { timeout: T });
+      await visit('no-such-room');
+      await visit(refused.id);
+      await frank.waitForFunction(() => /owner token (was refused|is not valid)/.test(document.querySelector('[data-testid="error-banner"]')?.textContent), null, { timeout: T });
+      await frank.waitForFunction((id) => localStorage.getItem(`livehub.owner.${id}`) === null, refused.id, { timeout: T });
+      const after = {
+        ended: await stored(ended.id), private: await stored(gated.id), open: await stored(open.id),
+        gone: await stored('no-such-room'), refused: await stored(refused.id),
+      };
+      // A live room's end (a push) forgets it too.
+      await visit(open.id);
+      await frank.waitForSelector(`${tid('owner-panel')}:visible`, { timeout: T });
+      await http('POST', `/api/rooms/${open.id}/close`, { token: open.ownerToken });
+      await waitForBadge(frank, 'ended');
+      await frank.waitForFunction((id) => localStorage.getItem(`livehub.owner.${id}`) === null, open.id, { timeout: T });
+      // The bound: 60 rooms saved, the oldest 10 dropped; one unused for 31 days dropped.
+      await frank.goto(`${BASE}/#/`);
+      await frank.waitForSelector(tid('create-form'), { timeout: T });
+      const bound = await frank.evaluate(async () => {
+        const identity = await import('/static/identity.js');
+        const owned = () => Object.keys(localStorage).filter((k) => k.startsWith('livehub.owner.')).map((k) => k.slice(14));
+        for (let n = 0; n < 60; n++) identity.saveOwnerToken(`bulk-${n}`, `token-${n}`);
+        const afterBulk = owned();
+        localStorage.setItem('livehub.owner.legacy', 'saved-before-the-index');
+        // the index: "<ms last used> <roomId>" a line, least recently used first
+        const monthAgo = Date.now() - 31 * 24 * 3600 * 1000;
+        const index = localStorage.getItem('livehub.owners').split('\n');
+        localStorage.setItem('livehub.owners', index.map((l) => (l.endsWith(' bulk-59') ? `${monthAgo} bulk-59` : l)).join('\n'));
+        identity.saveOwnerToken('newest', 'token-new');
+        const afterAge = owned();
+        return {
+          count: afterBulk.length,
+          oldestKept: afterBulk.includes('bulk-9') || afterBulk.includes('bulk-0'),
+          newestKept: afterBulk.includes('bulk-59') && afterBulk.includes('bulk-10'),
+          stale: afterAge.includes('bulk-59'),
+          legacy: afterAge.includes('legacy'),
+          bulk10: afterAge.includes('bulk-10'),
+          newest: identity.ownerToken('newest'),
+          total: afterAge.length,
+        };
+      });
+      return { after, bound };
+    } finally {
+      await frank.close();
+    }
+  });
+
   if (PRESENCE) await scenario('presence_both_ways', async () => {
     // Issue 20 items 2 and 7 against livehub itself, presence limit 3: Hana (the host, this
     // browser owns the room) and three guests on bare sockets make 4 members > 3: counted, and

@@ -292,6 +292,28 @@ def test_private_room_opens_only_with_a_viewer_link(report: dict[str, Any]) -> N
     assert result["link"].endswith("token=…")
 
 
+def test_stale_owner_tokens_are_forgotten_and_bounded(report: dict[str, Any]) -> None:
+    # gone (404), a public room ended, a refused token: forgotten; a private ended room's
+    # token (its recordings need it) and an open room's: kept
+    result = scenario(report, "owner_tokens_forgotten")
+    after = result["after"]
+    assert (after["ended"], after["gone"], after["refused"]) == (None, None, None)
+    # kept: the private room's and the open room's (both saved before the index existed)
+    assert after["private"] and after["open"]
+    # at most 50 rooms kept, the least recently used dropped first; 30 days unused: dropped; a
+    # token saved before the index existed counts as the least recently used
+    assert result["bound"] == {
+        "count": 50,
+        "oldestKept": False,
+        "newestKept": True,
+        "stale": False,
+        "legacy": False,
+        "bulk10": True,
+        "newest": "token-new",
+        "total": 50,
+    }
+
+
 def test_presence_both_ways_on_a_real_server(report: dict[str, Any]) -> None:
     # issue 20 items 2 and 7 against livehub itself (presence limit 3): the host's page says
     # "3 viewers and 1 host" above the limit, and lists everyone again back under it

@@ -19,7 +19,8 @@ async function main() {
   h.on("stage-invite", ({ from }) => console.log(from));
   console.log(h.room.stage.map((g) => g.peerId), h.room.visibility === "private");
   h.on("lost", ({ error }) => console.log(error.code));
-  client.on("close", ({ code }) => { if (code === 1008) client.close(); });
+  client.on("close", ({ code, error }) => { if (code === 1008 || error?.code === "invalid_url") client.close(); });
+  lh.connect({ maxQueue: 50, maxQueueBytes: 65536 }).on("error", ({ code, details }) => console.log(code, details));
   const creds = await h.acceptStage(); console.log(creds.publish.whipUrl, h.stageToken);
   const sent: number = await h.inviteToStage("p"); console.log(sent);
   await h.declineStage(); await h.removeFromStage("p"); await h.leaveStage();
