@@ -70,6 +70,12 @@ class AccessLogger(AbstractAccessLogger):
     """Access log with secrets masked: password-like query parameters (the hook URLs' secret,
     publish tokens) and a secret path segment (the signed heartbeat's)."""
 
+    @property
+    def enabled(self) -> bool:
+        # aiohttp asks once per connection; when INFO is off (LIVEHUB_LOG_LEVEL=WARNING) no
+        # line is built, and aiohttp does not time the requests for it
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %d %.1fms',

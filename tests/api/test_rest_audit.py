@@ -51,6 +51,32 @@ async def test_the_access_log_cannot_be_forged_through_the_path_or_query(
     assert "forged" in line or "red" in line or "x" in line  # escaped, not dropped
 
 
+async def test_the_access_log_builds_no_line_when_info_is_off(
+    aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At ``LIVEHUB_LOG_LEVEL=WARNING`` aiohttp asks the logger whether it is enabled and does
+    not call it (every WebSocket's upgrade is a request: its line cost a join CPU for nothing)."""
+    built: list[str] = []
+
+    class Counting(AccessLogger):
+        def log(self, request: Any, response: Any, time: float) -> None:
+            built.append(request.path)
+            super().log(request, response, time)
+
+    server = TestServer(create_app(make_config()))
+    await server.start_server(access_log_class=Counting)
+    client: TestClient[web.Request, None] = await aiohttp_client(server)
+    # (aiohttp asks once per connection: each request here has one of its own)
+    with caplog.at_level(logging.WARNING, logger="aiohttp.access"):
+        async with client.get("/api/rooms", headers={"Connection": "close"}) as resp:
+            assert resp.status == 200
+    assert built == []
+    with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+        async with client.get("/api/rooms", headers={"Connection": "close"}) as resp:
+            assert resp.status == 200
+    assert built == ["/api/rooms"]
+
+
 # -- the OpenAPI document lists what the handlers answer ----------------------------------------
 
 
