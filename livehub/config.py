@@ -397,8 +397,9 @@ class Config:
     reconnect_window: float = 30.0
     reconcile_interval: float = 10.0
     shutdown_timeout: float = 10.0
-    #: seconds a new connection on the public port may take to send its first request
-    #: (LIVEHUB_HEADER_TIMEOUT): then it is closed (0: no deadline but the keep-alive timeout)
+    #: seconds a new connection on the public port may take to send its first request, and a
+    #: kept-alive one its next request once its first bytes came (LIVEHUB_HEADER_TIMEOUT): then
+    #: it is closed (0: no deadline but the keep-alive timeout)
     header_timeout: float = 10.0
     #: seconds an idle kept-alive connection stays open (LIVEHUB_KEEPALIVE_TIMEOUT); behind a
     #: proxy it must exceed the proxy's own idle timeout for upstream connections

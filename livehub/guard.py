@@ -12,19 +12,31 @@ and nobody else was served. So, on the public port:
   closed at once. A trusted proxy's connections (``LIVEHUB_TRUSTED_PROXIES``) are not counted:
   behind a proxy every client comes from its address, and the proxy limits its clients itself.
 - a connection whose first request has not reached the app ``LIVEHUB_HEADER_TIMEOUT`` seconds
-  after it opened is closed (a real client sends its request at once). Later requests on a
-  kept-alive connection are bounded by the keep-alive timeout (``LIVEHUB_KEEPALIVE_TIMEOUT``),
-  which aiohttp also applies to a request whose headers are still coming.
+  after it opened is closed (a real client sends its request at once). So is a kept-alive
+  connection whose next request has not reached the app ``LIVEHUB_HEADER_TIMEOUT`` seconds
+  after its first bytes came: aiohttp alone let a later request's headers trickle for the
+  keep-alive timeout (``LIVEHUB_KEEPALIVE_TIMEOUT``, 75 s). An idle kept-alive connection (no
+  byte since the last response) is the keep-alive timeout's.
+
+Where a request's head ends needs no parsing here: aiohttp parses it, and the request reaches
+:func:`guard_middleware` (the outermost middleware) at once. What the guard must know is where
+the next head *begins*: the first bytes after a response, once the request's body has all
+arrived (bytes before are its body, or requests pipelined behind it, whose heads are complete).
+aiohttp handles each request in a task of its own that ends once the response is written: the
+middleware adds a done callback to it (``asyncio.current_task()``). Were a later aiohttp to
+handle requests in the connection's own task, the callback would come at the connection's end:
+later requests would be the keep-alive timeout's again, as before, and nothing closed wrongly.
 
 The guard wraps aiohttp's protocol factory (``AppRunner.server``) in :class:`GuardedSite`, a
 site of aiohttp's public ``BaseSite``: each connection's protocol is aiohttp's own, behind a
 thin :class:`asyncio.Protocol` that forwards every call. :func:`guard_middleware` tells the
-guard when a connection's first request arrived.
+guard when a connection's request arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, cast
@@ -62,8 +74,8 @@ def refusal(limit: int) -> bytes:
 
 
 class ConnectionGuard:
-    """Counts the public port's connections per address and closes those whose first request
-    is late. ``per_address`` 0: no cap; ``header_timeout`` 0: no deadline."""
+    """Counts the public port's connections per address and closes those whose requests'
+    heads are late. ``per_address`` 0: no cap; ``header_timeout`` 0: no deadline."""
 
     def __init__(
         self, *, per_address: int, header_timeout: float, trusted_proxies: Sequence[Network]
@@ -76,7 +88,8 @@ class ConnectionGuard:
         self.refused = 0
         self.timed_out = 0
         self._refusal = refusal(per_address)
-        #: connections whose first request has not arrived, with their deadline
+        #: connections whose next request's head has begun (or, for a new connection, may
+        #: begin) and not reached the app, with their deadline
         self._waiting: dict[asyncio.BaseTransport, asyncio.TimerHandle] = {}
 
     def wrap(self, factory: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
@@ -106,14 +119,25 @@ class ConnectionGuard:
     def arm(self, transport: asyncio.BaseTransport) -> None:
         if self.header_timeout > 0:
             loop = asyncio.get_running_loop()
+            handle = self._waiting.get(transport)
+            if handle is not None:
+                handle.cancel()
             self._waiting[transport] = loop.call_later(self.header_timeout, self._late, transport)
 
-    def began(self, transport: asyncio.BaseTransport | None) -> None:
-        """A request of this connection reached the app: its deadline is off."""
-        if self._waiting and transport is not None:
+    def began(self, request: web.BaseRequest) -> None:
+        """A request reached the app: its connection's deadline is off, and (a guarded
+        connection) the first bytes after its response begin the next head."""
+        transport = request.transport
+        if transport is None:
+            return
+        if self._waiting:
             handle = self._waiting.pop(transport, None)
             if handle is not None:
                 handle.cancel()
+        if self.header_timeout > 0:
+            protocol = transport.get_protocol()
+            if type(protocol) is GuardedProtocol:  # not the internal port's connections
+                protocol.began(request)
 
     def release(self, key: str, transport: asyncio.BaseTransport) -> None:
         handle = self._waiting.pop(transport, None)
@@ -142,7 +166,7 @@ class GuardCollector(Collector):
     def collect(self) -> Iterator[CounterMetricFamily]:
         refused = CounterMetricFamily(
             "livehub_connections_closed",
-            "Connections to the public port closed before their first request, by reason",
+            "Connections to the public port closed before a request, by reason",
             labels=["reason"],
         )
         refused.add_metric(["address_limit"], self._guard.refused)
@@ -150,11 +174,21 @@ class GuardCollector(Collector):
         yield refused
 
 
+def _drop(data: bytes) -> None:
+    """Bytes of a connection that was refused or is gone."""
+
+
 class GuardedProtocol(asyncio.Protocol):
     """aiohttp's protocol for one connection, made only once the guard admitted it; every
-    call of the transport is forwarded to it."""
+    call of the transport is forwarded to it.
 
-    __slots__ = ("_factory", "_guard", "_inner", "_key", "_transport")
+    Received bytes go to ``_receive``: the inner protocol's ``data_received`` itself, except
+    while the connection is idle after a response (then :meth:`_next_head`, which starts the
+    next head's deadline and puts the inner one back) and once it is refused or gone. So a
+    chunk costs one call, the same whether the guard watches (a kept-alive connection between
+    requests) or not (during a request, a WebSocket after its upgrade)."""
+
+    __slots__ = ("_factory", "_guard", "_inner", "_key", "_receive", "_requests", "_transport")
 
     def __init__(self, guard: ConnectionGuard, factory: Callable[[], asyncio.Protocol]) -> None:
         self._guard = guard
@@ -162,6 +196,9 @@ class GuardedProtocol(asyncio.Protocol):
         self._inner: asyncio.Protocol | None = None
         self._key: str | None = None
         self._transport: asyncio.BaseTransport | None = None
+        self._receive: Callable[[bytes], None] = _drop
+        #: requests of this connection that reached the app
+        self._requests = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -169,12 +206,37 @@ class GuardedProtocol(asyncio.Protocol):
         if self._key is None:
             return
         self._inner = self._factory()
+        self._receive = self._inner.data_received
         self._inner.connection_made(transport)
         self._guard.arm(transport)
 
     def data_received(self, data: bytes) -> None:
+        self._receive(data)
+
+    def began(self, request: web.BaseRequest) -> None:
+        """``request`` reached the app (its head is complete): once it is answered, the
+        connection is idle. Called in the request's task."""
+        self._requests += 1
         if self._inner is not None:
-            self._inner.data_received(data)
+            self._receive = self._inner.data_received
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(functools.partial(self._answered, request, self._requests))
+
+    def _answered(self, request: web.BaseRequest, number: int, task: asyncio.Task[Any]) -> None:
+        """The task of request ``number`` ended (its response is written): the next bytes
+        begin the next head, unless another request reached the app since (pipelined), the
+        request's body is still coming (bytes of it are no head), or the connection is gone."""
+        if number == self._requests and self._inner is not None and request.content.is_eof():
+            self._receive = self._next_head
+
+    def _next_head(self, data: bytes) -> None:
+        inner = self._inner
+        if inner is None or self._transport is None:
+            return
+        self._receive = inner.data_received
+        self._guard.arm(self._transport)
+        inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._inner is not None else None
@@ -191,6 +253,7 @@ class GuardedProtocol(asyncio.Protocol):
         if self._key is not None and self._transport is not None:
             self._guard.release(self._key, self._transport)
         self._transport = None
+        self._receive = _drop
         inner, self._inner = self._inner, None
         if inner is not None:
             inner.connection_lost(exc)
@@ -243,13 +306,13 @@ class GuardedSite(web.BaseSite):
 
 
 def guard_middleware(guard: ConnectionGuard) -> Middleware:
-    """Tells ``guard`` that a request arrived (its connection's header deadline is off). The
-    outermost middleware; returns the handler's awaitable as it is, with no frame of its own
-    around it (see ``turns_middleware``)."""
+    """Tells ``guard`` that a request arrived (its head is complete: its connection's header
+    deadline is off). The outermost middleware; returns the handler's awaitable as it is, with
+    no frame of its own around it (see ``turns_middleware``)."""
 
     @web.middleware
     def request_arrived(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-        guard.began(request.transport)
+        guard.began(request)
         return handler(request)
 
     return request_arrived

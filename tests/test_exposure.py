@@ -168,6 +168,97 @@ async def test_a_connection_keeps_its_keep_alive_after_its_first_request(
         writer.close()
 
 
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One whole response (its head, and a body of Content-Length bytes)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE)
+    assert length is not None, head
+    return head + await reader.readexactly(int(length[1]))
+
+
+async def test_a_later_requests_trickled_headers_are_cut_off_at_the_header_timeout(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """A kept-alive connection's next request: its headers trickled after a first request was
+    answered are cut off at the header timeout too, not the keep-alive timeout (aiohttp alone
+    waited 75 s for them)."""
+    server = await start(
+        servers, tmp_path, LIVEHUB_HEADER_TIMEOUT="1", LIVEHUB_KEEPALIVE_TIMEOUT="75"
+    )
+    reader, writer = await connect(server)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+
+    async def trickle() -> None:
+        for n in range(60):  # bounded: 30 s at most
+            if writer.is_closing():
+                return
+            writer.write(f"X-{n}: y\r\n".encode())
+            await asyncio.sleep(0.5)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        assert b"200 OK" not in await closed_by_server((reader, writer), within=20)
+    finally:
+        trickling.cancel()
+    assert await closed_early(server, "header_timeout") == 1
+    assert await healthz(server, "127.0.0.1") == 200
+
+
+def ws_frame(opcode: int, payload: bytes = b"") -> bytes:
+    """A client's (masked) WebSocket frame of under 126 bytes."""
+    mask = os.urandom(4)
+    masked = bytes(byte ^ mask[n % 4] for n, byte in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked
+
+
+async def test_the_header_timeout_spares_idle_connections_bodies_and_websockets(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """Only a head is timed: an idle kept-alive connection (nothing sent since a response), a
+    body that takes longer than the header timeout (sent alone or pipelined behind another
+    request), and a WebSocket opened after a first request on its connection stay open."""
+    server = await start(servers, tmp_path, LIVEHUB_HEADER_TIMEOUT="0.5")
+    reader, writer = await connect(server)
+    body = b'{"title": "slow body"}'
+    post = (
+        b"POST /api/rooms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+
+    async def trickled_body() -> None:
+        for n in range(0, len(body), 6):  # 4 pieces, 0.3 s apart: past the header timeout
+            await asyncio.sleep(0.3)
+            writer.write(body[n : n + 6])
+
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
+        await asyncio.sleep(1)  # idle, past the header timeout
+        writer.write(post)  # a whole head at once, then its body, slowly
+        await trickled_body()
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 201 ")
+        # pipelined: a second request's head behind the first, its body slowly
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + post)
+        await trickled_body()
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
+        assert (await read_response(reader)).startswith(b"HTTP/1.1 201 ")
+        # a WebSocket upgrade on the same connection: its frames are no head
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+        for n in range(3):
+            await asyncio.sleep(0.4)
+            writer.write(ws_frame(0x9, b"p%d" % n))  # ping: aiohttp answers pong
+            assert await reader.readexactly(4) == bytes([0x8A, 2]) + b"p%d" % n
+    finally:
+        writer.close()
+    assert await closed_early(server, "header_timeout") == 0
+
+
 # -- connections per address -------------------------------------------------------------------
 
 

@@ -81,12 +81,14 @@ async def create_room(request: web.Request) -> web.Response:
     policy = app[keys.create_policy]
     anonymous = policy.authenticate(bearer_token(request))  # 401/403 before anything else
     data = _CREATE.load(await read_json(request))
-    if anonymous:  # only a creation that would happen counts against the address
-        await policy.admit(client_address(request, app[keys.config].trusted_proxies))
     record = data.get("record", app[keys.config].record_default)
-    room, owner_token = await app[keys.rooms].create(
-        data["title"], data["visibility"], record=record
-    )
+    # only a creation that happens counts against its address: one refused (the cap on open
+    # rooms, the store failing) is given back
+    client = client_address(request, app[keys.config].trusted_proxies) if anonymous else None
+    async with policy.admission(client):
+        room, owner_token = await app[keys.rooms].create(
+            data["title"], data["visibility"], record=record
+        )
     log.info("room %s created (%s)", room.id, room.visibility.value)
     token = _holder_token(request, room)
     return json_response(app[keys.views].created(room, owner_token, token), status=201)

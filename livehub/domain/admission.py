@@ -7,6 +7,11 @@ gets ``rate_per_min`` creations a minute (a token bucket with a burst of the sam
 admin token is not limited. Keys are compared as SHA-256 digests: the keys themselves are not
 kept.
 
+A creation is taken from its bucket before the room is written (so that two concurrent
+creations cannot both pass a bucket holding one) and given back if the room is not written
+after all (the cap on open rooms, the store failing): a refused creation spends nothing
+(:meth:`CreatePolicy.admission`). A creation is given back to the bucket it was taken from.
+
 Addresses are counted by :func:`~livehub.domain.addresses.address_key` (IPv6 by its /64). In
 cluster mode the buckets are shared by every node (``shared``, in Redis); while it cannot be
 reached each node keeps its own, as in one process.
@@ -18,12 +23,15 @@ bucket, which only errs towards letting someone create).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import enum
 import hmac
 import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Protocol
 
 from livehub.domain.addresses import SharedUnavailable, address_key
@@ -43,6 +51,19 @@ class CreateBuckets(Protocol):
         many): 0 if it was taken, else the seconds until one is there. Raises
         :class:`SharedUnavailable` when the shared state cannot be reached."""
         ...
+
+    async def give_back_create(self, key: str, rate_per_min: int) -> None:
+        """Put back a creation taken from the bucket of ``key`` (the room was not written).
+        Raises :class:`SharedUnavailable` when the shared state cannot be reached."""
+        ...
+
+
+class Taken(enum.Enum):
+    """Where :meth:`CreatePolicy.admit` took a creation from (where it is given back)."""
+
+    NOWHERE = "nowhere"  # no limit
+    SHARED = "shared"
+    LOCAL = "local"
 
 
 class CreatePolicy:
@@ -105,10 +126,11 @@ class CreatePolicy:
         if self._burst > 0:  # LIVEHUB_CREATE_RATE_PER_MIN=0: no limit
             self._take(address_key(client))
 
-    async def admit(self, client: str) -> None:
-        """:meth:`take`, from the buckets every node shares when there are (cluster mode)."""
+    async def admit(self, client: str) -> Taken:
+        """:meth:`take`, from the buckets every node shares when there are (cluster mode);
+        returns where the creation was taken from."""
         if self._burst <= 0:
-            return
+            return Taken.NOWHERE
         if self.shared is not None:
             try:
                 wait = await self.shared.take_create(address_key(client), self._rate_per_min)
@@ -123,8 +145,41 @@ class CreatePolicy:
                         f"Too many rooms created from this address: retry in {wait} s",
                         retry_after=wait,
                     )
-                return
+                return Taken.SHARED
         self._take(address_key(client))
+        return Taken.LOCAL
+
+    async def give_back(self, client: str, taken: Taken) -> None:
+        """Put back a creation :meth:`admit` took (``taken``: where from) for a room that was
+        not written. Shared state unreachable: it stays spent (the outage is logged once by
+        the shared state's adapter)."""
+        key = address_key(client)
+        if taken is Taken.LOCAL:
+            self._give_back(key)
+        elif taken is Taken.SHARED and self.shared is not None:
+            try:
+                await self.shared.give_back_create(key, self._rate_per_min)
+            except SharedUnavailable as exc:
+                log.debug("room creation limits: a refused creation stays spent (%s)", exc)
+
+    @contextlib.asynccontextmanager
+    async def admission(self, client: str | None) -> AsyncIterator[None]:
+        """Admit an anonymous creation from address ``client`` (None: not limited, the admin
+        token or an API key) around the writing of its room: :class:`RateLimited` when its
+        bucket is empty; the creation is given back when the block raises an exception (the
+        room was not written; were it written all the same, this errs towards letting someone
+        create). Exceptions go through unchanged; a cancellation keeps the creation spent (the
+        room may be written)."""
+        if client is None:
+            yield
+            return
+        taken = await self.admit(client)
+        try:
+            yield
+        except Exception:
+            # shielded: a cancellation now must not lose the give-back
+            await asyncio.shield(self.give_back(client, taken))
+            raise
 
     def check(self, bearer: str | None, client: str) -> None:
         """Allow a creation by ``bearer`` from address ``client``, or raise why not."""
@@ -145,6 +200,14 @@ class CreatePolicy:
         self._buckets[client] = (tokens - 1.0, now)
         if len(self._buckets) > MAX_TRACKED:
             self._prune(now)
+
+    def _give_back(self, client: str) -> None:
+        state = self._buckets.get(client)
+        if state is None:
+            return  # forgotten since: it starts again full
+        now = self._clock()
+        tokens, last = state
+        self._buckets[client] = (min(self._burst, tokens + (now - last) * self._rate + 1.0), now)
 
     def _prune(self, now: float) -> None:
         refill = self._burst / self._rate if self._rate else 0.0

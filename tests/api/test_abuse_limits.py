@@ -493,6 +493,9 @@ class _Unreachable:
     async def take_create(self, key: str, rate_per_min: int) -> int:
         raise SharedUnavailable("Redis unreachable")
 
+    async def give_back_create(self, key: str, rate_per_min: int) -> None:
+        raise SharedUnavailable("Redis unreachable")
+
 
 async def test_without_the_shared_buckets_the_create_limit_is_the_process_own() -> None:
     policy = CreatePolicy(rate_per_min=2, shared=_Unreachable())

@@ -90,7 +90,8 @@ async def test_views_with_a_stage_and_a_viewer_token_equal_the_schema_dump(clien
                     "streamKey": f"{room.stream_key}-p-1",
                     "token": "SECRET",
                     "live": True,
-                    "clientId": "c9",
+                    # upper case: no room id, stream key or URL holds it (they are lower case)
+                    "clientId": "CLIENT-9",
                 },
             }
         }
@@ -102,9 +103,11 @@ async def test_views_with_a_stage_and_a_viewer_token_equal_the_schema_dump(clien
         view = views.public(room, token)
         assert view == views.public_by_schema(room, token)
         assert list(view) == list(views.public_by_schema(room, token))
-        assert "SECRET" not in orjson.dumps(view).decode() and "c9" not in str(view["stage"])
+        shown = orjson.dumps(view).decode()
+        assert "SECRET" not in shown and "CLIENT-9" not in shown
         assert view["visibility"] == "private"
         [guest] = view["stage"]
+        assert list(guest) == ["peerId", "name", "streamKey", "live", "playUrls"]
         assert (guest["peerId"], guest["name"], guest["live"]) == ("p-1", "Gus", True)
         carried = {url.endswith("token=a.viewer.token") for url in guest["playUrls"].values()}
         assert carried == {token is not None}

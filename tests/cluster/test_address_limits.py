@@ -136,6 +136,25 @@ async def test_kick_bans_and_create_buckets_are_shared(start: Start) -> None:
     assert await b.take_create("198.51.100.7", 2) == 0
 
 
+async def test_a_creation_given_back_is_there_again_on_every_node(start: Start) -> None:
+    a, b = await start("a"), await start("b")
+    assert await a.take_create("198.51.100.9", 2) == 0
+    assert await b.take_create("198.51.100.9", 2) == 0
+    assert await a.take_create("198.51.100.9", 2) >= 1  # spent
+    await b.give_back_create("198.51.100.9", 2)  # its room was not written
+    assert await a.take_create("198.51.100.9", 2) == 0
+    assert await b.take_create("198.51.100.9", 2) >= 1
+    # never more than the burst: a bucket that is full (or gone) stays as it is
+    await a.give_back_create("198.51.100.10", 2)
+    await a.give_back_create("198.51.100.10", 2)
+    assert await a.take_create("198.51.100.10", 2) == 0
+    assert await a.take_create("198.51.100.10", 2) == 0
+    assert await a.take_create("198.51.100.10", 2) >= 1
+    for _ in range(3):
+        await a.give_back_create("198.51.100.10", 2)
+    assert [await b.take_create("198.51.100.10", 2) == 0 for _ in range(3)] == [True, True, False]
+
+
 async def test_without_redis_each_node_limits_on_its_own(
     start: Start, redis_server: RedisEngine
 ) -> None:
@@ -148,6 +167,8 @@ async def test_without_redis_each_node_limits_on_its_own(
     assert await a.banned("room-1", "198.51.100.8")  # its own bans
     with pytest.raises(SharedUnavailable):
         await a.take_create("198.51.100.8", 2)  # the create policy falls back to its own
+    with pytest.raises(SharedUnavailable):
+        await a.give_back_create("198.51.100.8", 2)
     a.release("198.51.100.8")
     redis_server.start()
 

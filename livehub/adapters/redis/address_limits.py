@@ -22,7 +22,8 @@ unreachable) a node checks Redis as before, its own bans first; it subscribes an
 again when Redis is back. A rejoin on the banning node is refused at once, whatever Redis does.
 
 Create buckets: ``P create:<address>``, a token bucket (tokens, last refill by Redis's clock)
-updated by one script, with a TTL of one full refill.
+updated by one script, with a TTL of one full refill. A creation whose room was not written is
+given back by another script (a bucket gone since is full again: nothing to give back).
 
 Redis unreachable: each node limits on its own (its mirror of its connections against the same
 limit, its own bans and create buckets) and tries Redis again after ``retry_interval``; a
@@ -103,6 +104,20 @@ redis.call('PEXPIRE', key, 61000)
 return wait
 """
 
+#: ARGV: prefix, address, rate per minute (= the burst). Puts back one creation; 0.
+GIVE_BACK_CREATE = """
+local key, burst = ARGV[1] .. 'create:' .. ARGV[2], tonumber(ARGV[3])
+local state = redis.call('HMGET', key, 'tokens', 'last')
+if not state[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local elapsed = math.max(0, now - tonumber(state[2]))
+local tokens = math.min(burst, tonumber(state[1]) + elapsed * burst / 60.0 + 1)
+redis.call('HSET', key, 'tokens', tostring(tokens), 'last', tostring(now))
+redis.call('PEXPIRE', key, 61000)
+return 0
+"""
+
 
 class RedisAddressLimits:
     """``ConnectionCounts``, ``KickBans`` and ``CreateBuckets`` on Redis (module docstring)."""
@@ -131,6 +146,7 @@ class RedisAddressLimits:
         self._acquire = self._client.register_script(ACQUIRE)
         self._release = self._client.register_script(RELEASE)
         self._take_create = self._client.register_script(TAKE_CREATE)
+        self._give_back_create = self._client.register_script(GIVE_BACK_CREATE)
         #: this node's open connections per address: the truth its hash is rewritten from
         self.local = LocalConnections(limit)
         self._bans = LocalBans(ban_seconds)
@@ -388,6 +404,16 @@ class RedisAddressLimits:
             raise SharedUnavailable(str(exc)) from None
         self._back()
         return int(wait)
+
+    async def give_back_create(self, key: str, rate_per_min: int) -> None:
+        if not self._up():
+            raise SharedUnavailable("Redis unreachable")
+        try:
+            await self._give_back_create(args=[self.prefix, key, rate_per_min])
+        except SESSION_ERRORS as exc:
+            self._outage(exc)
+            raise SharedUnavailable(str(exc)) from None
+        self._back()
 
     # -- internals --------------------------------------------------------------------------
 
