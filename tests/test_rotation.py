@@ -120,3 +120,16 @@ def test_the_debug_config_dump_leaves_the_old_values_out() -> None:
 
     for field in ("old_hook_secrets", "old_viewer_token_secrets", "old_cluster_keys"):
         assert field in SECRET_FIELDS
+
+
+def test_the_config_repr_shows_none_of_the_rotated_secrets() -> None:
+    config = Config.from_env(
+        {
+            "LIVEHUB_HOOK_SECRET": f"{HOOK_NEW},{HOOK_OLD}",
+            "LIVEHUB_VIEWER_TOKEN_SECRET": f"{VIEWER_NEW},{VIEWER_OLD}",
+            "LIVEHUB_CLUSTER_KEY": f"{CLUSTER_NEW},{CLUSTER_OLD}",
+        }
+    )
+    shown = repr(config)
+    for secret in (HOOK_NEW, HOOK_OLD, VIEWER_NEW, VIEWER_OLD, CLUSTER_NEW, CLUSTER_OLD):
+        assert secret not in shown
