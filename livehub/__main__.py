@@ -63,7 +63,19 @@ _BIND_ERRORS = {
 }
 
 #: config fields the DEBUG config dump leaves out (secrets, and what they can be guessed from)
-SECRET_FIELDS = frozenset({"hook_secret", "admin_token", "api_key_hashes", "webhook_secrets"})
+SECRET_FIELDS = frozenset(
+    {
+        "hook_secret",
+        "old_hook_secrets",
+        "admin_token",
+        "api_key_hashes",
+        "webhook_secrets",
+        "viewer_token_secret",
+        "old_viewer_token_secrets",
+        "cluster_key",
+        "old_cluster_keys",
+    }
+)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -175,6 +187,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             "LIVEHUB_HOOK_SECRET is not set: a random secret is in use, so SRS hooks are "
             "refused until you set it (and the same secret in srs.conf)"
         )
+    for setting, count, first in (
+        ("LIVEHUB_HOOK_SECRET", len(config.old_hook_secrets), "is the one for SRS's URLs"),
+        ("LIVEHUB_VIEWER_TOKEN_SECRET", len(config.old_viewer_token_secrets), "signs"),
+        ("LIVEHUB_CLUSTER_KEY", len(config.old_cluster_keys), "signs"),
+    ):
+        if count:  # how many, never which: the values are secrets
+            log.info(
+                "%s: %d values (a rotation): the first %s, each one is accepted; remove the "
+                "old ones when the rotation is done",
+                setting,
+                count + 1,
+                first,
+            )
     if config.viewer_token_secret is None:
         log.warning(
             "LIVEHUB_VIEWER_TOKEN_SECRET is not set: private rooms' viewer tokens are signed "

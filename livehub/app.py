@@ -98,7 +98,10 @@ def create_app(config: Config) -> web.Application:
     app[keys.config] = config
     app[keys.guard] = guard  # its site is made where the app is served (livehub.__main__)
     kicker = Kicker()
-    viewer_tokens = ViewerTokens(config.viewer_token_secret or secrets.token_urlsafe(32))
+    viewer_tokens = ViewerTokens(
+        config.viewer_token_secret or secrets.token_urlsafe(32),
+        old_secrets=config.old_viewer_token_secrets,
+    )
     timers = _Timers()
     rooms = RoomService(
         None,

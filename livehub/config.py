@@ -357,6 +357,49 @@ def _hmac_key(name: str, raw: str) -> str:
     return value
 
 
+#: values a rotated secret may list: the one in use, then the old ones still accepted
+MAX_ROTATED_SECRETS = 4
+
+
+def _rotated(one: Callable[[str, str], str]) -> Callable[[str, str], tuple[str, ...]]:
+    """A secret that can be rotated without downtime: ``new,old`` (comma-separated, at most
+    :data:`MAX_ROTATED_SECRETS`). The first is the one in use (it signs, SRS is told it); each
+    one is accepted. Each value passes ``one``'s checks; an error names the setting and the
+    value's position (``value 2``), never the value."""
+
+    def cast(name: str, raw: str) -> tuple[str, ...]:
+        items = [item.strip() for item in raw.split(",")]
+        values = [item for item in items if item]
+        if len(values) == 1:
+            return (one(name, values[0]),)  # one value: the checks and messages as ever
+        if not values:
+            return (one(name, ""),)  # raises: empty
+        if len(values) > MAX_ROTATED_SECRETS:
+            raise ConfigError(
+                f"{name}: at most {MAX_ROTATED_SECRETS} values (the one in use first, then "
+                "the old ones)"
+            )
+        checked: list[str] = []
+        for position, value in enumerate(values, start=1):
+            value = one(f"{name}: value {position}", value)
+            if value in checked:
+                raise ConfigError(
+                    f"{name}: values {checked.index(value) + 1} and {position} are the same"
+                )
+            checked.append(value)
+        return tuple(checked)
+
+    return cast
+
+
+#: fields read from a rotated setting: the value in use, and the field of the others
+ROTATED = {
+    "hook_secret": "old_hook_secrets",
+    "viewer_token_secret": "old_viewer_token_secrets",
+    "cluster_key": "old_cluster_keys",
+}
+
+
 #: plain HTTP connections an address may hold beside its WebSockets (the default of
 #: LIVEHUB_MAX_SOCKETS_PER_ADDRESS): a browser opens at most 6 to a host, a NAT's audience
 #: a few dozen at once when the page loads
@@ -381,7 +424,12 @@ class Config:
     #: how the SQLite file commits a store write (LIVEHUB_DB_SYNC): ``full`` fsyncs it before
     #: the answer (survives a power loss), ``normal`` survives a process crash only
     db_sync: DbSync = "full"
-    hook_secret: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(32))
+    #: the hook secret SRS is told (the first of LIVEHUB_HOOK_SECRET)
+    hook_secret: str = dataclasses.field(
+        default_factory=lambda: secrets.token_urlsafe(32), repr=False
+    )
+    #: the others of LIVEHUB_HOOK_SECRET (a rotation): hooks signed with them are accepted too
+    old_hook_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     hook_secret_set: bool = False
     admin_token: str | None = None
     srs_api_url: str = "http://127.0.0.1:1985"
@@ -457,7 +505,9 @@ class Config:
     #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
     redis_url: str | None = None
     #: MAC key signing the bus's messages (every node the same); None: unsigned
-    cluster_key: str | None = None
+    cluster_key: str | None = dataclasses.field(default=None, repr=False)
+    #: the others of LIVEHUB_CLUSTER_KEY (a rotation): messages signed with them are accepted
+    old_cluster_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     # webhooks (docs/webhooks.md): no URL, no webhooks
     webhook_urls: tuple[str, ...] = ()
     webhook_secrets: tuple[WebhookSecret, ...] = ()
@@ -473,7 +523,9 @@ class Config:
     # private rooms and the stage (issue 18)
     #: the HS256 key of private rooms' viewer tokens (its UTF-8 bytes); None: a random one per
     #: process (embedded mode only: every node must verify every node's tokens)
-    viewer_token_secret: str | None = None
+    viewer_token_secret: str | None = dataclasses.field(default=None, repr=False)
+    #: the others of LIVEHUB_VIEWER_TOKEN_SECRET (a rotation): tokens they signed are accepted
+    old_viewer_token_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     #: guests on a room's stage at most (accepted invitations)
     stage_max: int = 6
 
@@ -495,6 +547,28 @@ class Config:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        for field, old in ROTATED.items():
+            if getattr(self, old) and getattr(self, field) is None:
+                raise ConfigError(f"{old} needs {field}: the first value, the one in use")
+
+    @property
+    def hook_secrets(self) -> tuple[str, ...]:
+        """Every hook secret accepted: the one SRS is told first."""
+        return (self.hook_secret, *self.old_hook_secrets)
+
+    @property
+    def viewer_token_secrets(self) -> tuple[str, ...]:
+        """Every viewer-token secret accepted, the signing one first; () when unset."""
+        if self.viewer_token_secret is None:
+            return ()
+        return (self.viewer_token_secret, *self.old_viewer_token_secrets)
+
+    @property
+    def cluster_keys(self) -> tuple[str, ...]:
+        """Every cluster key accepted, the signing one first; () when unset."""
+        if self.cluster_key is None:
+            return ()
+        return (self.cluster_key, *self.old_cluster_keys)
 
     @property
     def cluster(self) -> bool:
@@ -510,6 +584,10 @@ class Config:
             if raw is None or raw == "":
                 continue
             values[field] = cast(name, raw)
+        for field, old in ROTATED.items():
+            if field in values:
+                values[field], *others = values[field]
+                values[old] = tuple(others)
         if "hook_secret" in values:
             values["hook_secret_set"] = True
         if "srs_api_url" in values and "srs_api_urls" in values:
@@ -573,7 +651,7 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "LIVEHUB_INTERNAL_HOST": ("internal_host", _nonempty),
     "LIVEHUB_DB": ("db_path", _nonempty),
     "LIVEHUB_DB_SYNC": ("db_sync", _db_sync),
-    "LIVEHUB_HOOK_SECRET": ("hook_secret", _hook_secret),
+    "LIVEHUB_HOOK_SECRET": ("hook_secret", _rotated(_hook_secret)),
     "LIVEHUB_ADMIN_TOKEN": ("admin_token", _token),
     "LIVEHUB_SRS_API_URL": ("srs_api_url", _http_url),
     "LIVEHUB_SRS_API_URLS": ("srs_api_urls", _srs_api_urls),
@@ -623,14 +701,17 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     # cluster mode
     "LIVEHUB_DATABASE_URL": ("database_url", _database_url),
     "LIVEHUB_REDIS_URL": ("redis_url", _redis_url),
-    "LIVEHUB_CLUSTER_KEY": ("cluster_key", lambda n, r: _secret(n, r, minimum=32)),
+    "LIVEHUB_CLUSTER_KEY": (
+        "cluster_key",
+        _rotated(lambda n, r: _secret(n, r, minimum=32)),
+    ),
     "LIVEHUB_WORKERS": ("workers", lambda n, r: _int(n, r, minimum=1, maximum=256)),
     # recordings
     "LIVEHUB_RECORD_DEFAULT": ("record_default", _bool),
     "LIVEHUB_RECORDINGS_DIR": ("recordings_dir", _nonempty),
     "LIVEHUB_RECORDING_RETENTION_DAYS": ("recording_retention_days", _float),
     # private rooms and the stage
-    "LIVEHUB_VIEWER_TOKEN_SECRET": ("viewer_token_secret", _hmac_key),
+    "LIVEHUB_VIEWER_TOKEN_SECRET": ("viewer_token_secret", _rotated(_hmac_key)),
     "LIVEHUB_STAGE_MAX": ("stage_max", lambda n, r: _int(n, r, minimum=0, maximum=64)),
 }
 

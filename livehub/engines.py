@@ -76,7 +76,8 @@ class Engines:
         self.hub: RoomHub
         if config.redis_url is not None:
             key = None if config.cluster_key is None else config.cluster_key.encode()
-            bus = RedisBus(config.redis_url, key=key)
+            old_keys = tuple(old.encode() for old in config.old_cluster_keys)
+            bus = RedisBus(config.redis_url, key=key, old_keys=old_keys)
             self._cluster = ClusterHub(
                 bus, encode, call_soon, call_later, max_buffer=queue, count_interval=interval
             )

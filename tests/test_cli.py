@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -101,6 +102,14 @@ def test_bad_config_exits_2_with_message() -> None:
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    async with serving(tmp_path) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, **settings: str) -> AsyncIterator[tuple[str, Path]]:
+    """``python -m livehub`` at DEBUG with ``settings`` over the tests' ones: its base URL and
+    its log file."""
     port = unused_port()
     log_path = tmp_path / "livehub.log"
     env = {
@@ -110,6 +119,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
         "LIVEHUB_SRS_API_URL": "http://127.0.0.1:9",
         "LIVEHUB_RECONNECT_WINDOW": "0",
         "LIVEHUB_LOG_LEVEL": "DEBUG",
+        **settings,
     }
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -200,6 +210,35 @@ async def test_full_flow_keeps_secrets_out_of_logs(server: tuple[str, Path]) -> 
     assert "LIVEHUB_VIEWER_TOKEN_SECRET is not set" in logged  # a random key: said once
     for secret in (SECRET, token, owner, guest_token, viewer_token, private["ownerToken"]):
         assert secret not in logged  # …but no secret is in it
+
+
+async def test_rotated_secrets_work_and_stay_out_of_the_logs(tmp_path: Path) -> None:
+    """``new,old``: start-up says how many values a setting has (never which), a hook with the
+    old secret is accepted, and none of the values is ever logged (the DEBUG config dump too)."""
+    old_hook, viewer_new, viewer_old = "old-hook-secret-0123456789", "v" * 40, "w" * 40
+    rotated = {
+        "LIVEHUB_HOOK_SECRET": f"{SECRET},{old_hook}",
+        "LIVEHUB_VIEWER_TOKEN_SECRET": f"{viewer_new},{viewer_old}",
+    }
+    async with serving(tmp_path, **rotated) as (base, log_path):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{base}/api/rooms", json={"title": "cli"}) as resp:
+                room = await resp.json()
+            body = hook_fixture("on_publish.json")
+            body.update(
+                stream=room["streamKey"],
+                stream_url=f"/live/{room['streamKey']}",
+                param=f"?secret={room['publish']['token']}",
+            )
+            async with session.post(f"{base}/api/hooks/srs?secret={old_hook}", json=body) as resp:
+                assert await resp.json() == {"code": 0}
+        await asyncio.sleep(0.2)  # let the access log line of the last request be written
+    logged = log_path.read_text()
+    assert "LIVEHUB_HOOK_SECRET: 2 values (a rotation)" in logged
+    assert "LIVEHUB_VIEWER_TOKEN_SECRET: 2 values (a rotation)" in logged
+    assert "config: {" in logged and "POST /api/hooks/srs?secret=***" in logged
+    for secret in (SECRET, old_hook, viewer_new, viewer_old):
+        assert secret not in logged
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ srs.conf carries in the hook URL's query. Allow is HTTP 200 ``{"code": 0}``; ref
 with a non-zero code (SRS refuses on either). End events are always acknowledged.
 
 SRS's heartbeat carries the same secret as the last segment of its path (SRS drops the query
-of the heartbeat URL). A hook or heartbeat without the secret is refused with 403."""
+of the heartbeat URL). A hook or heartbeat without the secret is refused with 403. During a
+rotation (``LIVEHUB_HOOK_SECRET=new,old``) any of the secrets is accepted."""
 
 from __future__ import annotations
 
@@ -30,8 +31,13 @@ _HEARTBEAT = SRSHeartbeatSchema()
 
 
 def _authorized(request: web.Request, given: str) -> bool:
-    expected = request.app[keys.config].hook_secret
-    return same_token(given, expected)
+    """``given`` is one of the hook secrets (``new,old`` during a rotation): compared with
+    each of them in constant time, every one of them every time, so neither the time taken nor
+    an early exit tells which one matched, or how far a guess got."""
+    authorized = False
+    for expected in request.app[keys.config].hook_secrets:
+        authorized |= same_token(given, expected)
+    return authorized
 
 
 def _refused() -> web.Response:

@@ -1,7 +1,9 @@
 """Viewer tokens of private rooms: standard JWTs (HS256) an application can mint itself.
 
 Claims: ``room`` (the room id), ``exp`` (epoch seconds), optionally ``sub`` and ``name``;
-signed with the UTF-8 bytes of ``LIVEHUB_VIEWER_TOKEN_SECRET``. A token opens one room: its
+signed with the UTF-8 bytes of ``LIVEHUB_VIEWER_TOKEN_SECRET``. During a rotation
+(``new,old``) tokens are signed with the first secret and a token signed with any of them is
+accepted: links handed out before still work until they expire. A token opens one room: its
 ``GET /api/rooms/{id}``, a WebSocket ``join`` and SRS plays of its streams (main and stage),
 where SRS's ``param`` carries it as ``token=``. Expired, foreign-room or badly signed tokens
 open nothing. The owner and the admin are never handed a viewer token by themselves: their
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jwt
@@ -37,8 +39,16 @@ PARAM_NAME = "token"
 
 
 class ViewerTokens:
-    def __init__(self, secret: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        old_secrets: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``secret`` signs and verifies; ``old_secrets`` (a rotation) only verify."""
         self._key = secret.encode()
+        self._old_keys = tuple(old.encode() for old in old_secrets)
         self._clock = clock
 
     def mint(
@@ -62,20 +72,40 @@ class ViewerTokens:
         """The claims of ``token`` if it is valid now for ``room_id``; None otherwise."""
         if not token or len(token) > 4096:
             return None
+        raw = token_bytes(token)  # any str: PyJWT's own encode() raises on a surrogate
+        claims: dict[str, Any] | None
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token_bytes(token),  # any str: PyJWT's own encode() raises on a surrogate
-                self._key,
-                algorithms=[ALGORITHM],
-                # exp is checked below against the injected clock
-                options={"require": ["exp", "room"], "verify_exp": False},
-            )
+            claims = self._decode(raw, self._key)
+        except jwt.InvalidSignatureError:
+            claims = self._decode_old(raw)
         except jwt.PyJWTError:
+            return None
+        if claims is None:
             return None
         exp = claims.get("exp")
         if claims.get("room") != room_id or not isinstance(exp, int) or exp <= self._clock():
             return None
         return claims
+
+    @staticmethod
+    def _decode(token: bytes, key: bytes) -> dict[str, Any]:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            # exp is checked by the caller against the injected clock
+            options={"require": ["exp", "room"], "verify_exp": False},
+        )
+        return claims
+
+    def _decode_old(self, token: bytes) -> dict[str, Any] | None:
+        """The claims of a token not signed with the current secret, if an old one signed it."""
+        for key in self._old_keys:
+            try:
+                return self._decode(token, key)
+            except jwt.PyJWTError:
+                continue
+        return None
 
     def valid(self, token: str | None, room_id: str) -> bool:
         return self.claims(token, room_id) is not None

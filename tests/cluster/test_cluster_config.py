@@ -37,7 +37,7 @@ def test_cluster_mode_needs_the_viewer_token_secret() -> None:
     cluster = {"LIVEHUB_DATABASE_URL": "postgresql://db/livehub", "LIVEHUB_REDIS_URL": "redis://r"}
     with pytest.raises(ConfigError, match="LIVEHUB_VIEWER_TOKEN_SECRET is required"):
         Config.from_env(cluster)
-    secret = "a viewer-token secret in ünïcode, long enough"
+    secret = "a viewer-token secret in ünïcode; long enough"  # a comma separates secrets
     config = Config.from_env({**cluster, "LIVEHUB_VIEWER_TOKEN_SECRET": secret})
     assert config.viewer_token_secret == secret
     assert Config.from_env({}).viewer_token_secret is None  # embedded: random per process

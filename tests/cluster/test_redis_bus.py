@@ -1101,3 +1101,74 @@ def test_the_bus_packs_its_commands_as_redis_py_does() -> None:
     for wrong in (1.5, True, None):
         with pytest.raises(TypeError):
             _packed([("PUBLISH", "c", wrong)])  # type: ignore[list-item]
+
+
+async def test_the_cluster_key_is_rotated_node_by_node(node: Nodes) -> None:
+    """``LIVEHUB_CLUSTER_KEY=new,old``: a node signs with its first key and accepts a message
+    signed with any of its keys, so nodes are restarted one by one (docs/security.md): first
+    every node gets ``old,new`` (still signs with the old key, already accepts the new one),
+    then ``new,old`` (signs with the new one), then ``new``. At each step the nodes of the
+    step before and those of the step after exchange broadcasts, direct sends and presence
+    both ways. A node whose key is unrelated is still dropped as forged, both ways."""
+    old, new, unrelated = b"o" * 32, b"n" * 40, b"u" * 32
+
+    async def exchange(
+        room: str, x: tuple[RedisBus, Recorder], y: tuple[RedisBus, Recorder]
+    ) -> None:
+        (bx, _), (by, _) = x, y
+        bx.join(room, f"p{bx.node_id}", "x", "host")
+        by.join(room, f"p{by.node_id}", "y", "viewer")
+        await bx.flush()
+        await by.flush()
+        assert await bx.count(room) == await by.count(room) == 2
+        for sender, receiver in ((bx, by), (by, bx)):
+            sender.broadcast(room, b"from " + sender.node_id.encode())
+            sender.send(f"p{receiver.node_id}", b"to " + receiver.node_id.encode())
+            await sender.flush()
+        for (bus, rec), other in ((x, by), (y, bx)):
+
+            async def arrived(
+                bus: RedisBus = bus, rec: Recorder = rec, other: RedisBus = other
+            ) -> bool:
+                return (room, b"from " + other.node_id.encode(), None) in rec.rooms and (
+                    f"p{bus.node_id}",
+                    b"to " + bus.node_id.encode(),
+                ) in rec.peers
+
+            await eventually(arrived, 5)
+
+    before = await node("before", key=old)
+    adding = await node("adding", key=old, old_keys=(new,))  # step 1: old,new
+    await exchange("r1", before, adding)
+    switched = await node("switched", key=new, old_keys=(old,))  # step 2: new,old
+    await exchange("r2", adding, switched)
+    after = await node("after", key=new)  # step 3: new
+    await exchange("r3", switched, after)
+    assert [bus.forged for bus, _ in (before, adding, switched, after)] == [0, 0, 0, 0]
+
+    # step 1 skipped is what breaks: a node with only the old key drops the new key's messages;
+    # and a node with an unrelated key drops every other node's, and they drop its
+    intruder, rec_intruder = await node("intruder", key=unrelated)
+    for bus, _ in (before, switched, adding):
+        bus.join("r4", f"p{bus.node_id}4", "z", "viewer")
+        await bus.flush()
+    intruder.join("r4", "pi", "intruder", "viewer")
+    await intruder.flush()
+    for bus, frame in (
+        (switched[0], b"signed with the new key"),
+        (before[0], b"signed with the old key"),
+        (intruder, b"signed with an unrelated key"),
+        (adding[0], b"marker"),  # Redis delivers each subscriber its messages in order
+    ):
+        bus.broadcast("r4", frame)
+        await bus.flush()
+
+    def r4(rec: Recorder) -> list[bytes]:
+        return [frame for room, frame, _ in rec.rooms if room == "r4"]
+
+    await eventually(lambda: _true(b"marker" in r4(before[1]) and b"marker" in r4(switched[1])), 5)
+    assert r4(before[1]) == [b"marker"]
+    assert r4(switched[1]) == [b"signed with the old key", b"marker"]
+    assert before[0].forged >= 2 and switched[0].forged >= 1 and adding[0].forged >= 1
+    await eventually(lambda: _true(intruder.forged >= 3), 5)
+    assert rec_intruder.rooms == []

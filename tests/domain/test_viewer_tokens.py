@@ -82,3 +82,18 @@ def test_on_play_reads_the_token_from_every_param_shape(param: str) -> None:
     assert tokens.play_allowed(room(), param.format(t=token))
     assert not tokens.play_allowed(room("room2"), param.format(t=token))
     assert not tokens.play_allowed(room(), param.format(t="nope"))
+
+
+def test_during_a_rotation_tokens_of_every_secret_are_valid_new_ones_use_the_first() -> None:
+    old = "the-old-viewer-token-secret-of-32-bytes"
+    tokens = ViewerTokens(SECRET, old_secrets=(old,), clock=Clock(1_800_000_000.0))
+    token, _ = tokens.mint("room1")
+    assert jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+    by_old = jwt.encode({"room": "room1", "exp": 1_800_000_100}, old, algorithm="HS256")
+    assert tokens.valid(token, "room1") and tokens.valid(by_old, "room1")
+    assert not tokens.valid(by_old, "room2")  # the old secret's tokens still open one room
+    expired = jwt.encode({"room": "room1", "exp": 1_800_000_000}, old, algorithm="HS256")
+    assert not tokens.valid(expired, "room1")
+    unknown = jwt.encode({"room": "room1", "exp": 1_800_000_100}, "u" * 40, algorithm="HS256")
+    assert not tokens.valid(unknown, "room1")
+    assert not ViewerTokens(SECRET, clock=Clock(1_800_000_000.0)).valid(by_old, "room1")

@@ -59,7 +59,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import orjson
@@ -160,11 +160,17 @@ class RedisBus:
         timeout: float = 2.0,
         max_queued: int = MAX_QUEUED,
         key: bytes | None = None,
+        old_keys: Sequence[bytes] = (),
     ) -> None:
         """``key``: every message is signed with it (keyed BLAKE2b) and a message that is not
-        signed with it is dropped (``LIVEHUB_CLUSTER_KEY``: the same on every node)."""
+        signed with it is dropped (``LIVEHUB_CLUSTER_KEY``: the same on every node).
+        ``old_keys`` (a rotation, ``LIVEHUB_CLUSTER_KEY=new,old``): a message signed with one
+        of them is accepted too; they are tried only when ``key`` fails."""
         self.url = url
         self._key = None if key is None else _mac_key(key)
+        if old_keys and key is None:
+            raise ValueError("old_keys need a key: the one that signs")
+        self._old_keys = tuple(_mac_key(old) for old in old_keys)
         #: messages dropped because their signature was missing or wrong
         self.forged = 0
         self.node_id = node_id or secrets.token_hex(6)
@@ -812,16 +818,22 @@ class RedisBus:
 
     def _verified(self, data: bytes) -> bytes | None:
         """The message without its signature; None if the node has a key and the message is
-        not signed with it (forged, or from a node without the key)."""
+        signed neither with it nor with one of its old keys (forged, or from a node without
+        the key)."""
         if self._key is None:
             return data
         mac, _, message = data.partition(b"\n")
-        if not hmac.compare_digest(mac, _mac(self._key, message)):
+        if not hmac.compare_digest(mac, _mac(self._key, message)) and not (
+            # a rotation: another node may still sign with an old key (tried only now, so
+            # with one key a message costs one MAC and one compare, as before)
+            self._old_keys
+            and any(hmac.compare_digest(mac, _mac(old, message)) for old in self._old_keys)
+        ):
             self.forged += 1
             if self.forged == 1 or self.forged % 1000 == 0:
                 log.warning(
                     "redis bus: dropped %d message(s) not signed with LIVEHUB_CLUSTER_KEY "
-                    "(a node without the key, or a forgery)",
+                    "(a node without the key or with another one, or a forgery)",
                     self.forged,
                 )
             return None
