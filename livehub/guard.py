@@ -21,7 +21,9 @@ and nobody else was served. So, on the public port:
 Where a request's head ends needs no parsing here: aiohttp parses it, and the request reaches
 :func:`guard_middleware` (the outermost middleware) at once. What the guard must know is where
 the next head *begins*: the first bytes after a response, once the request's body has all
-arrived (bytes before are its body, or requests pipelined behind it, whose heads are complete).
+arrived (bytes before are its body, or requests pipelined behind it, whose heads are complete),
+be it before the response or after it (a handler that never read the body: aiohttp reads the
+rest then, and the head that follows it is timed as any other).
 aiohttp handles each request in a task of its own that ends once the response is written: the
 middleware adds a done callback to it (``asyncio.current_task()``). Were a later aiohttp to
 handle requests in the connection's own task, the callback would come at the connection's end:
@@ -224,10 +226,16 @@ class GuardedProtocol(asyncio.Protocol):
             task.add_done_callback(functools.partial(self._answered, request, self._requests))
 
     def _answered(self, request: web.BaseRequest, number: int, task: asyncio.Task[Any]) -> None:
-        """The task of request ``number`` ended (its response is written): the next bytes
-        begin the next head, unless another request reached the app since (pipelined), the
-        request's body is still coming (bytes of it are no head), or the connection is gone."""
-        if number == self._requests and self._inner is not None and request.content.is_eof():
+        """The task of request ``number`` ended (its response is written): once its body is
+        all in (at once, or when aiohttp has read the rest after the response: bytes of it
+        are no head), the next bytes begin the next head."""
+        if number == self._requests and self._inner is not None:
+            request.content.on_eof(functools.partial(self._idle, number))
+
+    def _idle(self, number: int) -> None:
+        """Request ``number`` is answered and its body all in: the connection is idle, unless
+        another request reached the app since (pipelined) or the connection is gone."""
+        if number == self._requests and self._inner is not None:
             self._receive = self._next_head
 
     def _next_head(self, data: bytes) -> None:

@@ -206,6 +206,35 @@ async def test_a_later_requests_trickled_headers_are_cut_off_at_the_header_timeo
     assert await healthz(server, "127.0.0.1") == 200
 
 
+async def test_a_body_sent_after_its_response_does_not_lift_the_next_heads_timeout(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """A request answered before its body came (the handler never read it; aiohttp reads the
+    rest after the response): the head that follows the body is cut off at the header
+    timeout too (it had the 75 s keep-alive timeout: a way around the deadline)."""
+    server = await start(
+        servers, tmp_path, LIVEHUB_HEADER_TIMEOUT="1", LIVEHUB_KEEPALIVE_TIMEOUT="75"
+    )
+    reader, writer = await connect(server)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n")
+    assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
+    writer.write(b"x" + b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the body, the next head
+
+    async def trickle() -> None:
+        for n in range(60):  # bounded: 30 s at most
+            if writer.is_closing():
+                return
+            writer.write(f"X-{n}: y\r\n".encode())
+            await asyncio.sleep(0.5)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        assert b"200 OK" not in await closed_by_server((reader, writer), within=20)
+    finally:
+        trickling.cancel()
+    assert await closed_early(server, "header_timeout") == 1
+
+
 def ws_frame(opcode: int, payload: bytes = b"") -> bytes:
     """A client's (masked) WebSocket frame of under 126 bytes."""
     mask = os.urandom(4)
