@@ -40,12 +40,14 @@ async def main():
     if runner is not None:
         await runner.cleanup()
 asyncio.run(main())"
-    with=$(count -c "$code" "$rounds") without=$(count -c "$code" 0)
+    with=$(count -c "$code" "$rounds")  # (apart: a failed run stops the script)
+    without=$(count -c "$code" 0)
     echo "$what: $(( (with - without) / (rounds * pairs) )) instructions per round trip ($ROOT)"
     ;;
   join)
     clients="${K:-300}"
-    with=$(count "$HERE/join_cost.py" "$clients") without=$(count "$HERE/join_cost.py" 0)
+    with=$(count "$HERE/join_cost.py" "$clients")
+    without=$(count "$HERE/join_cost.py" 0)
     echo "join: $(( (with - without) / clients )) instructions per connection, join and leave, client included ($ROOT)"
     ;;
   *) echo "usage: instructions.sh relay|floor|join" >&2; exit 2 ;;

@@ -48,7 +48,10 @@ async def main(clients: int, port: int) -> None:
     await site.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session:
+        # no cap on the clients' connections (aiohttp's default is 100 at once)
+        connector = aiohttp.TCPConnector(limit=0)
+        timeout = aiohttp.ClientTimeout(total=60)  # a client that hangs fails the count
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             async with session.post(f"{base}/api/rooms", json={"title": "join cost"}) as resp:
                 room_id = (await resp.json())["id"]
             sockets = []
