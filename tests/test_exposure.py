@@ -176,6 +176,25 @@ async def read_response(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(int(length[1]))
 
 
+async def trickled_until_closed(stream: Stream) -> bytes:
+    """Send a header line every 0.5 s (30 s at most) on a connection whose request head has
+    begun, until the server closes it (within 20 s): what the server sent."""
+    _, writer = stream
+
+    async def trickle() -> None:
+        for n in range(60):
+            if writer.is_closing():
+                return
+            writer.write(f"X-{n}: y\r\n".encode())
+            await asyncio.sleep(0.5)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        return await closed_by_server(stream, within=20)
+    finally:
+        trickling.cancel()
+
+
 async def test_a_later_requests_trickled_headers_are_cut_off_at_the_header_timeout(
     servers: list[Server], tmp_path: Path
 ) -> None:
@@ -189,19 +208,7 @@ async def test_a_later_requests_trickled_headers_are_cut_off_at_the_header_timeo
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-
-    async def trickle() -> None:
-        for n in range(60):  # bounded: 30 s at most
-            if writer.is_closing():
-                return
-            writer.write(f"X-{n}: y\r\n".encode())
-            await asyncio.sleep(0.5)
-
-    trickling = asyncio.create_task(trickle())
-    try:
-        assert b"200 OK" not in await closed_by_server((reader, writer), within=20)
-    finally:
-        trickling.cancel()
+    assert b"200 OK" not in await trickled_until_closed((reader, writer))
     assert await closed_early(server, "header_timeout") == 1
     assert await healthz(server, "127.0.0.1") == 200
 
@@ -219,19 +226,7 @@ async def test_a_body_sent_after_its_response_does_not_lift_the_next_heads_timeo
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n")
     assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
     writer.write(b"x" + b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the body, the next head
-
-    async def trickle() -> None:
-        for n in range(60):  # bounded: 30 s at most
-            if writer.is_closing():
-                return
-            writer.write(f"X-{n}: y\r\n".encode())
-            await asyncio.sleep(0.5)
-
-    trickling = asyncio.create_task(trickle())
-    try:
-        assert b"200 OK" not in await closed_by_server((reader, writer), within=20)
-    finally:
-        trickling.cancel()
+    assert b"200 OK" not in await trickled_until_closed((reader, writer))
     assert await closed_early(server, "header_timeout") == 1
 
 

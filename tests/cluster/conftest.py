@@ -1,6 +1,7 @@
 """The cluster tests' engines (fixtures ``postgres``, ``redis_server``, ``pg_url``,
 ``redis_prefix``) are in ``tests/conftest.py``: the store behaviour suite runs on PostgreSQL too.
-Here: ``make_node``, whole-process nodes of one cluster."""
+Here: ``make_node``, whole-process nodes of one cluster, and ``cluster``, a cluster of them with
+members (a module may override it)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.members import Cluster
 from tests.cluster.nodes import Node, StartNode
 from tests.engines import RedisEngine
 
@@ -43,3 +45,12 @@ async def make_node(
         await node.kill()
     for node in nodes:
         node.check_cancellations()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, pg_url: str, redis_alone: RedisEngine) -> AsyncIterator[Cluster]:
+    """Nodes of one cluster (``Cluster.start``) on one PostgreSQL database and a Redis of the
+    test's own, stopped at the end."""
+    instance = Cluster(tmp_path, pg_url, redis_alone.url)
+    yield instance
+    await instance.close()

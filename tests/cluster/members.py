@@ -147,3 +147,8 @@ class Cluster:
             await node.kill()
         for node in self.nodes:
             node.check_cancellations()
+
+
+def of(kind: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
+    """Matches an event of type ``kind`` whose ``fields`` have these values."""
+    return lambda e: e["type"] == kind and all(e.get(k) == v for k, v in fields.items())

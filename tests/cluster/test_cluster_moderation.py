@@ -4,29 +4,15 @@ real WebSocket connections: a message a member may not send costs no read of the
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import jwt
-import pytest
 import redis.asyncio as aioredis
 
-from tests.cluster.members import Cluster, Member, Node
+from tests.cluster.members import Cluster, Member, Node, of
 from tests.engines import RedisEngine
 from tests.helpers import eventually
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path, pg_url: str, redis_alone: RedisEngine) -> AsyncIterator[Cluster]:
-    instance = Cluster(tmp_path, pg_url, redis_alone.url)
-    yield instance
-    await instance.close()
-
-
-def of(kind: str, **fields: Any) -> Any:
-    return lambda e: e["type"] == kind and all(e.get(k) == v for k, v in fields.items())
 
 
 async def test_a_strangers_moderation_reads_no_members_of_the_room(

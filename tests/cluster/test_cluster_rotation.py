@@ -5,29 +5,11 @@ crosses the bus both ways and each node's viewer tokens open the private room on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-
-from tests.cluster.members import Cluster, Member, Node
-from tests.engines import RedisEngine
+from tests.cluster.members import Cluster, Member, Node, of
 
 OLD_KEY, NEW_KEY = "cluster-key-old-0123456789-abcdefghij", "cluster-key-new-0123456789-abcdefghij"
 OLD_SECRET = "viewer-token-secret-old-0123456789-abcdef"
 NEW_SECRET = "viewer-token-secret-new-0123456789-abcdef"
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path, pg_url: str, redis_alone: RedisEngine) -> AsyncIterator[Cluster]:
-    instance = Cluster(tmp_path, pg_url, redis_alone.url)
-    yield instance
-    await instance.close()
-
-
-def of(kind: str, **fields: Any) -> Any:
-    return lambda e: e["type"] == kind and all(e.get(k) == v for k, v in fields.items())
 
 
 async def test_nodes_mid_rotation_work_together(cluster: Cluster) -> None:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.cluster.members import Cluster, Member
+from tests.cluster.members import Cluster, Member, of
 from tests.conftest import hook_fixture, send_hook
 from tests.engines import RedisEngine
 from tests.fake_srs import FakeSRS
@@ -24,10 +23,6 @@ async def cluster(tmp_path: Path, pg_url: str, redis_server: RedisEngine) -> Asy
     instance = Cluster(tmp_path, pg_url, redis_server.url)
     yield instance
     await instance.close()
-
-
-def of(kind: str, **fields: Any) -> Any:
-    return lambda e: e["type"] == kind and all(e.get(k) == v for k, v in fields.items())
 
 
 async def test_a_guest_on_stage_is_seen_on_every_node(cluster: Cluster, srs: FakeSRS) -> None:
