@@ -434,6 +434,7 @@ export declare class SignalingClient extends Emitter<ClientEvents> {
   /** This connection's peer id (changes on reconnect). */
   peerId: string | null;
   readonly rooms: Map<string, RoomHandle>;
+  /** Resolves once the socket is open; rejects with `closed` if close() comes first. */
   opened(): Promise<void>;
   /** Send with a fresh request id; resolves with the answering event, rejects with its error. */
   request<T = ServerEvent>(

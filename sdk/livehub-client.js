@@ -754,13 +754,11 @@ export class SignalingClient extends Emitter {
   #fail(error) {
     this.#failure = error;
     const rooms = [...this.rooms.values()];
-    const waiters = [...this.#openWaiters];
     this.#stop(error);
     for (const handle of rooms) handle._lost(error);
-    for (const fail of waiters) fail(error);
   }
 
-  /** Close for good: no reconnect; pending requests reject with `closed`. */
+  /** Close for good: no reconnect; pending requests and waiting opened() reject with `closed`. */
   close() {
     this.#stop(new LivehubError("Client closed", { code: "closed" }));
   }
@@ -770,7 +768,11 @@ export class SignalingClient extends Emitter {
     if (this.#timer) clearTimeout(this.#timer);
     clearTimeout(this.#steady);
     for (const done of [...this.#waits]) done();
-    this.#openWaiters.clear(); // close(): they wait on, as they always did
+    // opened() promises still waiting reject as one asked for now would (with `closed`, or
+    // with the error that stopped the client); their `open` listeners go with them
+    const waiters = [...this.#openWaiters];
+    this.#openWaiters.clear();
+    for (const fail of waiters) fail(error);
     this.#queue = [];
     this.#queueBytes = 0;
     const ws = this.#ws;

@@ -799,6 +799,15 @@ describe("while disconnected (without a server)", () => {
     }
   });
 
+  test("opened() waiting when close() is called rejects with closed", { timeout: 5000 }, async () => {
+    const { client, socket } = await scripted([]);
+    socket().drop();
+    const waiting = client.opened();
+    client.close();
+    await rejects(waiting, "closed");
+    await rejects(client.opened(), "closed"); // as one asked for after close()
+  });
+
   test("the send queue's default bounds: 100 messages, 1 MiB", async () => {
     const { client, socket } = await scripted([]);
     try {
