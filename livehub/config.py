@@ -431,7 +431,7 @@ class Config:
     #: the others of LIVEHUB_HOOK_SECRET (a rotation): hooks signed with them are accepted too
     old_hook_secrets: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     hook_secret_set: bool = False
-    admin_token: str | None = None
+    admin_token: str | None = dataclasses.field(default=None, repr=False)
     srs_api_url: str = "http://127.0.0.1:1985"
     #: several SRS origins as ``(name, API URL)`` (LIVEHUB_SRS_API_URLS); empty: the one
     #: ``srs_api_url``, named :data:`DEFAULT_ORIGIN`
@@ -501,15 +501,15 @@ class Config:
     sweep_interval: float = 5.0
     # cluster mode (issue 9): both set = several livehub processes form one service
     #: PostgreSQL instead of the SQLite file (``postgresql://...``); None: embedded SQLite
-    database_url: str | None = None
+    database_url: str | None = dataclasses.field(default=None, repr=False)  # a password
     #: Redis for the bus between nodes and cluster presence (``redis://...``); None: one node
-    redis_url: str | None = None
+    redis_url: str | None = dataclasses.field(default=None, repr=False)  # a password
     #: MAC key signing the bus's messages (every node the same); None: unsigned
     cluster_key: str | None = dataclasses.field(default=None, repr=False)
     #: the others of LIVEHUB_CLUSTER_KEY (a rotation): messages signed with them are accepted
     old_cluster_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     # webhooks (docs/webhooks.md): no URL, no webhooks
-    webhook_urls: tuple[str, ...] = ()
+    webhook_urls: tuple[str, ...] = dataclasses.field(default=(), repr=False)  # query tokens
     webhook_secrets: tuple[WebhookSecret, ...] = ()
     webhook_timeout: float = 10.0
     webhook_concurrency: int = 16

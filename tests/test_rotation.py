@@ -133,3 +133,26 @@ def test_the_config_repr_shows_none_of_the_rotated_secrets() -> None:
     shown = repr(config)
     for secret in (HOOK_NEW, HOOK_OLD, VIEWER_NEW, VIEWER_OLD, CLUSTER_NEW, CLUSTER_OLD):
         assert secret not in shown
+
+
+def test_the_config_repr_shows_no_other_secret_either() -> None:
+    """The admin token, the engines' URLs (their passwords) and the webhook URLs (tokens in
+    their queries) stay out of the repr too: a logged or printed config leaks none of them."""
+    config = Config.from_env(
+        {
+            "LIVEHUB_ADMIN_TOKEN": "admin-token-0123456789-abcdef",
+            "LIVEHUB_DATABASE_URL": "postgresql://livehub:pg-password-0123456789@db/livehub",
+            "LIVEHUB_REDIS_URL": "redis://:redis-password-0123456789@redis:6379/0",
+            "LIVEHUB_VIEWER_TOKEN_SECRET": VIEWER_NEW,
+            "LIVEHUB_WEBHOOK_URLS": "https://hooks.example/in?token=hook-url-token-0123456789",
+            "LIVEHUB_WEBHOOK_SECRET": "whsec_" + "A" * 32,
+        }
+    )
+    shown = repr(config)
+    for secret in (
+        "admin-token-0123456789",
+        "pg-password-0123456789",
+        "redis-password-0123456789",
+        "hook-url-token-0123456789",
+    ):
+        assert secret not in shown
