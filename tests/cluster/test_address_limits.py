@@ -301,3 +301,30 @@ async def test_a_rewrite_of_the_counts_loses_no_change_made_meanwhile(
             assert a.local.counts[address] == 9
     finally:
         await client.aclose()
+
+
+async def test_close_ends_the_loops_even_when_a_redis_call_spends_their_cancellation(
+    start: Start,
+) -> None:
+    """redis-py 8.2 was seen to spend a cancellation inside a call (livehub/tasks.py): the
+    heartbeat then went back to its sleep and ignored the stop (CI, teardown of a ban test).
+    The loops end on close()'s stop event too."""
+    limits = await start("a")
+    inside = asyncio.Event()
+    spent = False
+
+    async def spends_its_cancellation() -> None:
+        nonlocal spent
+        inside.set()
+        if spent:
+            return
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            spent = True  # what redis-py did, once: the cancellation is gone
+
+    limits._beat_once = spends_its_cancellation  # type: ignore[method-assign]
+    await asyncio.wait_for(inside.wait(), 5)
+    started = time.monotonic()
+    await limits.close()  # the suite fails a test whose task ignored its cancellation
+    assert time.monotonic() - started < 1.0

@@ -48,7 +48,7 @@ from livehub.adapters.redis.bus import (
     subscriptions_confirmed,
 )
 from livehub.domain.addresses import LocalBans, LocalConnections, SharedUnavailable
-from livehub.tasks import cancel_and_wait
+from livehub.tasks import cancel_and_wait, pause
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,9 @@ class RedisAddressLimits:
         self._checks: dict[str, asyncio.Future[bool]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beat: asyncio.Task[None] | None = None
+        #: set by close(): the background loops end on it even if redis-py spent their
+        #: cancellation (livehub/tasks.py)
+        self._stop = asyncio.Event()
         #: monotonic time before which Redis is not tried again (after a failure)
         self._down_until = 0.0
         self._outage_logged = False
@@ -177,6 +180,7 @@ class RedisAddressLimits:
     # -- life -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._stop.clear()
         if self._beat is None:
             self._beat = asyncio.create_task(self._heartbeat(), name="livehub-address-limits")
         if self._feed is None and self.seconds > 0:
@@ -184,6 +188,7 @@ class RedisAddressLimits:
 
     async def close(self) -> None:
         """Stop the heartbeat; this node's connections (all closed by now) stop counting."""
+        self._stop.set()
         if self._beat is not None:
             await cancel_and_wait(self._beat)
             self._beat = None
@@ -345,7 +350,8 @@ class RedisAddressLimits:
                 log.debug("address limits: ban feed interrupted (%s); asking Redis meanwhile", exc)
             except Exception:
                 log.exception("address limits: ban feed failed; asking Redis meanwhile")
-            await asyncio.sleep(self.retry_interval)
+            if await pause(self._stop, self.retry_interval):
+                return
 
     async def _follow_bans(self) -> None:
         pubsub = self._client.pubsub()
@@ -355,7 +361,7 @@ class RedisAddressLimits:
             # subscribed: every later ban arrives; now the bans made before
             await self._read_bans()
             self.bans_mirrored = True
-            while True:
+            while not self._stop.is_set():
                 message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "message":
                     self._mirror(message["data"])
@@ -472,7 +478,7 @@ class RedisAddressLimits:
         await self.write_counts()
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self._stop.is_set():
             if self.limit:
                 try:
                     await self._beat_once()
@@ -481,7 +487,7 @@ class RedisAddressLimits:
                 else:
                     self._down_until = 0.0
                     self._back()
-            await asyncio.sleep(self.heartbeat)
+            await pause(self._stop, self.heartbeat)
 
 
 def _glob_escape(text: str) -> str:
