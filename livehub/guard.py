@@ -38,6 +38,7 @@ guard when a connection's request arrived.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -180,6 +181,10 @@ def _drop(data: bytes) -> None:
     """Bytes of a connection that was refused or is gone."""
 
 
+#: the context of the guard's callbacks on request tasks: they read no context variable
+_NO_CONTEXT = contextvars.Context()
+
+
 class GuardedProtocol(asyncio.Protocol):
     """aiohttp's protocol for one connection, made only once the guard admitted it; every
     call of the transport is forwarded to it.
@@ -190,7 +195,17 @@ class GuardedProtocol(asyncio.Protocol):
     chunk costs one call, the same whether the guard watches (a kept-alive connection between
     requests) or not (during a request, a WebSocket after its upgrade)."""
 
-    __slots__ = ("_factory", "_guard", "_inner", "_key", "_receive", "_requests", "_transport")
+    __slots__ = (
+        "_answering",
+        "_factory",
+        "_guard",
+        "_inner",
+        "_key",
+        "_receive",
+        "_request",
+        "_requests",
+        "_transport",
+    )
 
     def __init__(self, guard: ConnectionGuard, factory: Callable[[], asyncio.Protocol]) -> None:
         self._guard = guard
@@ -201,6 +216,9 @@ class GuardedProtocol(asyncio.Protocol):
         self._receive: Callable[[bytes], None] = _drop
         #: requests of this connection that reached the app
         self._requests = 0
+        #: the latest of them and its task, until the task ends (:meth:`_answered`)
+        self._request: web.BaseRequest | None = None
+        self._answering: asyncio.Task[Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
@@ -223,14 +241,22 @@ class GuardedProtocol(asyncio.Protocol):
             self._receive = self._inner.data_received
         task = asyncio.current_task()
         if task is not None:
-            task.add_done_callback(functools.partial(self._answered, request, self._requests))
+            # the request and its task on the protocol, and no context copied for the callback
+            # (the callback reads none): a WebSocket's task lasts as long as its connection,
+            # and a partial with a copied context was a quarter of a kB of each one's memory
+            self._request, self._answering = request, task
+            task.add_done_callback(self._answered, context=_NO_CONTEXT)
 
-    def _answered(self, request: web.BaseRequest, number: int, task: asyncio.Task[Any]) -> None:
-        """The task of request ``number`` ended (its response is written): once its body is
+    def _answered(self, task: asyncio.Task[Any]) -> None:
+        """The task of the latest request ended (its response is written): once its body is
         all in (at once, or when aiohttp has read the rest after the response: bytes of it
-        are no head), the next bytes begin the next head."""
-        if number == self._requests and self._inner is not None:
-            request.content.on_eof(functools.partial(self._idle, number))
+        are no head), the next bytes begin the next head. The task of an earlier request (a
+        later one reached the app since) changes nothing."""
+        if task is not self._answering:
+            return
+        request, self._request, self._answering = self._request, None, None
+        if request is not None and self._inner is not None:
+            request.content.on_eof(functools.partial(self._idle, self._requests))
 
     def _idle(self, number: int) -> None:
         """Request ``number`` is answered and its body all in: the connection is idle, unless
