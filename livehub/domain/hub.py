@@ -101,7 +101,6 @@ class Hub:
         if peer.id in members:
             return False
         members[peer.id] = peer
-        peer.rooms.add(room_id)
         self._delivery.joined(peer, room_id)
         self.count_changed(room_id)
         return True
@@ -114,9 +113,8 @@ class Hub:
         del members[peer.id]
         if room_id in self._hosts:
             self._drop_host(room_id, peer.id)
-        peer.rooms.discard(room_id)
         peer.names.pop(room_id, None)
-        peer.roles.pop(room_id, None)
+        peer.roles.pop(room_id, None)  # its rooms are its roles' keys
         if members:
             del self._described[room_id][peer.id]
         else:
@@ -126,7 +124,7 @@ class Hub:
         return True
 
     def is_member(self, peer: Peer, room_id: str) -> bool:
-        return room_id in peer.rooms
+        return room_id in peer.roles
 
     def count(self, room_id: str) -> int:
         members = self.rooms.get(room_id)

@@ -309,7 +309,7 @@ class Signaling:
                 type(kind) is str
                 and kind in RELAYED
                 and type(room_id) is str
-                and room_id in peer.rooms
+                and room_id in peer.roles  # its rooms (without the property's call)
             ):
                 try:
                     pending = self._relay_member(peer, message, kind, room_id)
