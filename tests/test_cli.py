@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -146,21 +147,29 @@ async def serving(tmp_path: Path, **settings: str) -> AsyncIterator[tuple[str, P
             await asyncio.wait_for(proc.wait(), timeout=15)
 
 
+async def published_room(
+    session: aiohttp.ClientSession, base: str, hook_secret: str
+) -> dict[str, Any]:
+    """A new room whose stream SRS's on_publish (sent with ``hook_secret``) made live."""
+    async with session.post(f"{base}/api/rooms", json={"title": "cli"}) as resp:
+        assert resp.status == 201
+        room: dict[str, Any] = await resp.json()
+    body = hook_fixture("on_publish.json")
+    body.update(
+        stream=room["streamKey"],
+        stream_url=f"/live/{room['streamKey']}",
+        param=f"?secret={room['publish']['token']}",
+    )
+    async with session.post(f"{base}/api/hooks/srs?secret={hook_secret}", json=body) as resp:
+        assert await resp.json() == {"code": 0}
+    return room
+
+
 async def test_full_flow_keeps_secrets_out_of_logs(server: tuple[str, Path]) -> None:
     base, log_path = server
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{base}/api/rooms", json={"title": "cli"}) as resp:
-            assert resp.status == 201
-            room = await resp.json()
+        room = await published_room(session, base, SECRET)
         token, owner = room["publish"]["token"], room["ownerToken"]
-        body = hook_fixture("on_publish.json")
-        body.update(
-            stream=room["streamKey"],
-            stream_url=f"/live/{room['streamKey']}",
-            param=f"?secret={token}",
-        )
-        async with session.post(f"{base}/api/hooks/srs?secret={SECRET}", json=body) as resp:
-            assert await resp.json() == {"code": 0}
         async with session.ws_connect(f"{base}/ws") as ws:
             await ws.send_json(
                 {"type": "join", "roomId": room["id"], "role": "host", "token": owner}
@@ -222,16 +231,7 @@ async def test_rotated_secrets_work_and_stay_out_of_the_logs(tmp_path: Path) -> 
     }
     async with serving(tmp_path, **rotated) as (base, log_path):
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{base}/api/rooms", json={"title": "cli"}) as resp:
-                room = await resp.json()
-            body = hook_fixture("on_publish.json")
-            body.update(
-                stream=room["streamKey"],
-                stream_url=f"/live/{room['streamKey']}",
-                param=f"?secret={room['publish']['token']}",
-            )
-            async with session.post(f"{base}/api/hooks/srs?secret={old_hook}", json=body) as resp:
-                assert await resp.json() == {"code": 0}
+            await published_room(session, base, old_hook)
         await asyncio.sleep(0.2)  # let the access log line of the last request be written
     logged = log_path.read_text()
     assert "LIVEHUB_HOOK_SECRET: 2 values (a rotation)" in logged

@@ -107,8 +107,11 @@ class Cluster:
             started.append(node)
         return started
 
-    async def create_room(self, node: Node) -> dict[str, Any]:
-        async with self.session.post(f"{node.url}/api/rooms", json={"title": "x"}) as resp:
+    async def create_room(self, node: Node, **fields: Any) -> dict[str, Any]:
+        """A room created through ``node`` (``fields``: more of the request's, e.g.
+        ``visibility="private"``)."""
+        body = {"title": "x", **fields}
+        async with self.session.post(f"{node.url}/api/rooms", json=body) as resp:
             assert resp.status == 201
             room: dict[str, Any] = await resp.json()
             return room

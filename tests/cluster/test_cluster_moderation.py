@@ -54,11 +54,7 @@ async def test_a_kicked_viewers_token_is_banned_on_every_node(cluster: Cluster) 
     secret = "viewer-token-secret-of-the-cluster-test-0123"
     env = {"LIVEHUB_VIEWER_TOKEN_SECRET": secret, "LIVEHUB_TRUSTED_PROXIES": "127.0.0.0/8"}
     a, b = await cluster.start("a", "b", **env)
-    async with cluster.session.post(
-        f"{a.url}/api/rooms", json={"title": "p", "visibility": "private"}
-    ) as resp:
-        assert resp.status == 201
-        room = await resp.json()
+    room = await cluster.create_room(a, visibility="private")
     rid = room["id"]
     host = await cluster.join(a, room, "H", host=True)
     token = jwt.encode({"room": rid, "exp": 2**40}, secret)

@@ -23,11 +23,7 @@ async def test_nodes_mid_rotation_work_together(cluster: Cluster) -> None:
         LIVEHUB_CLUSTER_KEY=f"{NEW_KEY},{OLD_KEY}",
         LIVEHUB_VIEWER_TOKEN_SECRET=f"{NEW_SECRET},{OLD_SECRET}",
     )
-    async with cluster.session.post(
-        f"{a.url}/api/rooms", json={"title": "p", "visibility": "private"}
-    ) as resp:
-        assert resp.status == 201
-        room = await resp.json()
+    room = await cluster.create_room(a, visibility="private")
     rid = room["id"]
 
     async def mint(node: Node) -> str:

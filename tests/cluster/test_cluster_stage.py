@@ -70,10 +70,7 @@ async def test_a_guest_on_stage_is_seen_on_every_node(cluster: Cluster, srs: Fak
 
 async def test_private_rooms_and_moderation_across_nodes(cluster: Cluster) -> None:
     a, b = await cluster.start("a", "b")
-    async with cluster.session.post(
-        f"{a.url}/api/rooms", json={"title": "secret", "visibility": "private"}
-    ) as resp:
-        room = await resp.json()
+    room = await cluster.create_room(a, visibility="private")
     rid = room["id"]
     owner = {"Authorization": f"Bearer {room['ownerToken']}"}
     async with cluster.session.post(
