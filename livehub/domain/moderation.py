@@ -8,8 +8,16 @@ refused with ``slow_mode``). A viewer's moderation message gets ``forbidden``.
 
 Mutes and slow mode are stored with the room (``Room.moderation``), so every node applies
 them, whichever node the host is connected to; each chat line reads the room anyway (a chat in
-an ended room is refused). When a member last chatted is known only to its own node, which is
-where its chat lines arrive.
+an ended room is refused). When a member last chatted is known to its own node, which is where
+its chat lines arrive.
+
+Slow mode follows a member the same way, through a reconnect: when a viewer that chatted within
+the interval leaves, its last line's time is kept under its address and (private room) viewer
+token, on its node at once and with the room (``slowKeys``, digests: ``{key: epoch ms}``, at most
+:data:`MAX_SLOW_KEYS`), and a connection that joins with one of those keys inherits it: a reload
+does not reset slow mode. Members already in the room are not affected (behind one NAT address,
+two viewers chat side by side); one who joins from that address within the interval waits out
+the rest of it once.
 
 A mute names a peer id, that is one connection; it also follows the muted member's address (its
 :func:`~livehub.domain.addresses.address_key`) and, in a private room, the viewer token it
@@ -57,6 +65,8 @@ MODERATION_BURST = 20
 MODERATION_RATE_PER_S = 2.0
 #: rooms whose moderation budget is tracked at most (a forgotten one starts full again)
 MAX_BUDGETS = 10_000
+#: departed chatters' keys a room keeps for slow mode, the latest lines' (about 45 kB of JSON)
+MAX_SLOW_KEYS = 500
 
 
 def _seconds(message: dict[str, Any], *, low: int, high: int, default: int | None) -> int:
@@ -84,7 +94,8 @@ class Moderation:
         self._clock = clock
         self._wall_clock = wall_clock
         #: (room id, peer id) -> when a member of this node last chatted (monotonic), oldest
-        #: first
+        #: first (nearly: an inherited time goes to the end); (room id, mute key) -> the last
+        #: line of a member of this node that left with that key
         self._last_chat: dict[tuple[str, str], float] = {}
         #: room id -> (tokens, when last counted) of its hosts' moderation messages, least
         #: recently used first
@@ -146,7 +157,72 @@ class Moderation:
                 keys.append(token_key)
             if keys:
                 self._keys[(room.id, peer.id)] = tuple(keys)
+                if room.moderation.get("slowMode"):
+                    self._inherit(peer, room, keys)
         return {"slowMode": room.moderation.get("slowMode") or 0}
+
+    # -- slow mode that follows a member ------------------------------------------------------
+
+    def _inherit(self, peer: Peer, room: Room, keys: list[str]) -> None:
+        """A joiner whose address or token left the room after a chat line within the slow
+        mode interval: that line counts as its own."""
+        now = self._clock()
+        wall = self._wall_clock()
+        stored = room.moderation.get("slowKeys") or {}
+        latest: float | None = None
+        for key in keys:
+            here = self._last_chat.get((room.id, key))  # left from this node
+            if here is not None and (latest is None or here > latest):
+                latest = here
+            at = stored.get(key)  # left from any node
+            if isinstance(at, int) and not isinstance(at, bool):
+                there = now - (wall - at) / 1000
+                if latest is None or there > latest:
+                    latest = there
+        if latest is None or now - latest >= room.moderation["slowMode"]:
+            return
+        own = (room.id, peer.id)
+        if self._last_chat.get(own, latest - 1) < latest:
+            self._last_chat[own] = latest
+
+    def _departed(self, room_id: str, peer_id: str, keys: tuple[str, ...]) -> None:
+        """A viewer of this node left: its last chat line, if within the slow mode interval,
+        is kept under its keys (on this node, and with the room for the others)."""
+        last = self._last_chat.get((room_id, peer_id))
+        if last is None:
+            return
+        for key in keys:
+            entry = (room_id, key)
+            if self._last_chat.get(entry, last - 1) < last:
+                self._last_chat[entry] = last
+        room = self._signaling.known.peek(room_id)
+        slow = (room.moderation.get("slowMode") or 0) if room is not None else 0
+        if room is not None and (not slow or self._clock() - last >= slow):
+            return
+        at = self._wall_clock() - int((self._clock() - last) * 1000)
+        self._spawn(self._store_slow(room_id, keys, at))
+
+    async def _store_slow(self, room_id: str, keys: tuple[str, ...], at: int) -> None:
+        def decide(room: Room) -> list[RoomEvent] | None:
+            slow = room.moderation.get("slowMode") or 0
+            now = self._wall_clock()
+            if not slow or now - at >= slow * 1000:
+                return None
+            kept = {
+                k: t
+                for k, t in (room.moderation.get("slowKeys") or {}).items()
+                if isinstance(t, int) and now - t < slow * 1000
+            }
+            if all(kept.get(k, at - 1) >= at for k in keys):
+                return None
+            for key in keys:
+                kept[key] = max(kept.get(key, at), at)
+            if len(kept) > MAX_SLOW_KEYS:
+                kept = dict(sorted(kept.items(), key=lambda e: e[1])[-MAX_SLOW_KEYS:])
+            room.moderation["slowKeys"] = kept
+            return []
+
+        await self._rooms.update(room_id, decide)
 
     # -- mutes that follow a member ---------------------------------------------------------
 
@@ -213,6 +289,7 @@ class Moderation:
         keys = self._keys.pop((room_id, peer_id), None)
         if keys is None:
             return
+        self._departed(room_id, peer_id, keys)
         room = self._signaling.known.peek(room_id)
         if room is not None and not self._unrecorded(room, peer_id, keys):
             return
@@ -252,9 +329,9 @@ class Moderation:
         try:
             await coroutine
         except LivehubError as exc:  # the room was deleted meanwhile, the store unreachable
-            log.info("a muted member's keys were not stored: %s", exc.message)
+            log.info("a departed member's moderation keys were not stored: %s", exc.message)
         except Exception:
-            log.exception("a muted member's keys were not stored")
+            log.exception("a departed member's moderation keys were not stored")
 
     async def close(self) -> None:
         """Cancel what is in flight (the app's shutdown, before the store closes)."""
@@ -386,6 +463,7 @@ class Moderation:
                 room.moderation["slowMode"] = seconds
             else:
                 room.moderation.pop("slowMode", None)
+                room.moderation.pop("slowKeys", None)
             return []
 
         await self._rooms.update(room_id, decide)

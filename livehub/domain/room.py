@@ -84,7 +84,7 @@ class Room:
     #: invite}}``, stored as JSON; guests carry their publish token (a secret)
     stage: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: chat moderation (``livehub.domain.moderation``): ``{"slowMode": s, "mutes": {peer id:
-    #: until ms}}``, stored as JSON
+    #: until ms}, "mutedBy", "mutedKeys", "slowKeys"}``, stored as JSON (the keys are digests)
     moderation: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property

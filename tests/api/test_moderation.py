@@ -4,15 +4,23 @@ unmute, slow mode with room-settings; a viewer's moderation is forbidden; bad in
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+import pytest
 from aiohttp import ClientWebSocketResponse
+from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
-from tests.conftest import Client
+from livehub.app import create_app
+from livehub.domain import moderation
+from tests.conftest import Client, make_config
+from tests.helpers import eventually
 from tests.signaling_client import expect, join, receive
 
 WS = ClientWebSocketResponse
+#: the test clients' address: a trusted proxy where a test needs other client addresses
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 async def room_with_members(client: Client) -> tuple[dict[str, Any], WS, str, WS, str]:
@@ -156,3 +164,100 @@ async def test_no_mute_or_slow_mode_in_an_ended_room(client: Client) -> None:
         event = await receive(host)
         assert (event["type"], event["code"]) == ("error", "room_ended"), event
     assert (await client.app[keys.rooms].get(rid)).moderation == {}
+
+
+async def test_slow_mode_outlasts_a_reconnect(aiohttp_client: AiohttpClient) -> None:
+    """A viewer chatted, reloaded the page and chatted again at once: slow mode follows its
+    address through the reconnect, as a mute does. Viewers already in the room from that
+    address (one NAT) chat on; another address is not slowed; the room keeps a digest."""
+    client = await aiohttp_client(create_app(make_config(trusted_proxies=(LOOPBACK,))))
+    presence = ("viewer-count", "peer-joined", "peer-left")
+
+    async def connect(address: str) -> WS:
+        return await client.ws_connect("/ws", headers={"X-Forwarded-For": address})
+
+    async def heard(ws: WS) -> str:
+        event = await receive(ws, skip=presence)
+        assert event["type"] == "chat", event
+        text: str = event["text"]
+        return text
+
+    room = await (await client.post("/api/rooms", json={"title": "Slow"})).json()
+    rid = room["id"]
+    host = await connect("203.0.113.1")
+    await join(host, rid, role="host", token=room["ownerToken"])
+    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
+    await expect(host, "room-settings")
+    neighbour = await connect("198.51.100.7")  # behind the same NAT, there before
+    await join(neighbour, rid, name="N")
+    viewer = await connect("198.51.100.7")
+    viewer_id = (await join(viewer, rid, name="V"))["peerId"]
+    await chat(viewer, rid, "one")
+    assert await heard(host) == "one"
+    await viewer.close()
+
+    async def stored_keys() -> dict[str, Any]:
+        moderation = (await client.app[keys.rooms].get(rid)).moderation
+        return dict(moderation.get("slowKeys") or {})
+
+    stored = await eventually(stored_keys)
+    assert all(key.startswith("address:") for key in stored), stored
+    assert "198.51.100" not in str(stored) and viewer_id not in str(stored)
+
+    again = await connect("198.51.100.7")
+    await join(again, rid, name="Someone else")
+    await chat(again, rid, "two")
+    refused = await receive(again)
+    assert (refused["type"], refused["code"], refused["inReplyTo"]) == (
+        "error",
+        "slow_mode",
+        "chat",
+    )
+    await chat(neighbour, rid, "hello from the same address")
+    assert await heard(host) == "hello from the same address"
+    elsewhere = await connect("192.0.2.9")
+    await join(elsewhere, rid)
+    await chat(elsewhere, rid, "hello from elsewhere")
+    assert await heard(host) == "hello from elsewhere"
+    # slow mode off: the kept keys go with it
+    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 0})
+    assert (await receive(again, skip=(*presence, "chat")))["type"] == "room-settings"
+    assert (await client.app[keys.rooms].get(rid)).moderation == {}
+    await chat(again, rid, "three")
+    assert (await receive(host, skip=(*presence, "room-settings")))["text"] == "three"
+
+
+async def test_a_room_keeps_the_latest_departed_chatters_only(
+    aiohttp_client: AiohttpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slow-mode keys a room stores are bounded (``MAX_SLOW_KEYS``): the latest lines'
+    are kept, so a flood of departures cannot grow the room's row."""
+    monkeypatch.setattr(moderation, "MAX_SLOW_KEYS", 3)
+    client = await aiohttp_client(create_app(make_config(trusted_proxies=(LOOPBACK,))))
+    room = await (await client.post("/api/rooms", json={"title": "Busy"})).json()
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    await join(host, rid, role="host", token=room["ownerToken"])
+    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
+    await expect(host, "room-settings")
+
+    async def stored() -> dict[str, int]:
+        kept = (await client.app[keys.rooms].get(rid)).moderation
+        return dict(kept.get("slowKeys") or {})
+
+    order: list[str] = []  # each departure's key, in order
+    for n in range(5):
+        ws = await client.ws_connect("/ws", headers={"X-Forwarded-For": f"198.51.100.{n + 1}"})
+        await join(ws, rid)
+        await chat(ws, rid, f"line {n}")
+        echoed = await receive(ws, skip=("viewer-count", "peer-joined"))
+        assert echoed["type"] == "chat", echoed
+        await ws.close()
+
+        async def new_key() -> list[str]:
+            return [key for key in await stored() if key not in order]
+
+        (key,) = await eventually(new_key)
+        order.append(key)
+        assert len(await stored()) == min(n + 1, 3)
+    assert set(await stored()) == set(order[-3:])

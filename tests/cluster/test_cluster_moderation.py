@@ -119,6 +119,32 @@ async def test_a_mute_follows_a_member_that_reconnects_to_another_node(cluster: 
     await host.until(of("chat", text="thanks"))
 
 
+async def test_slow_mode_follows_a_member_that_reconnects_to_another_node(
+    cluster: Cluster,
+) -> None:
+    """A viewer on node b chats in slow mode and reconnects at once, to node a: its line is
+    stored with the room under its address (a digest) when it leaves b, and a's new connection
+    inherits it (``slow_mode``)."""
+    a, b = await cluster.start("a", "b")
+    room = await cluster.create_room(a)
+    rid = room["id"]
+    host = await cluster.join(a, room, "H", host=True)
+    await host.send(type="slow-mode", roomId=rid, seconds=600)
+    await host.until(of("room-settings", slowMode=600))
+    viewer = await cluster.join(b, room, "V")
+    await viewer.send(type="chat", roomId=rid, text="one")
+    await host.until(of("chat", text="one"))
+    await viewer.close()
+
+    async def line_stored() -> bool:  # node b stores it once the viewer has left
+        return bool((await _moderation(cluster, rid)).get("slowKeys"))
+
+    await eventually(line_stored)
+    again = await cluster.join(a, room, "Someone else")
+    await again.send(type="chat", roomId=rid, text="two")
+    assert (await again.until(of("error", inReplyTo="chat")))["code"] == "slow_mode"
+
+
 async def _moderation(cluster: Cluster, room_id: str) -> dict[str, Any]:
     """The room's moderation as stored (PostgreSQL)."""
     connection = await asyncpg.connect(cluster.database_url)

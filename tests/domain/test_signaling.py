@@ -738,3 +738,49 @@ def test_a_host_that_kicks_in_a_counted_room_hears_the_peer_left() -> None:
         {"type": "peer-left", "roomId": world.room.id, "peerId": target.id}
     ]
     assert viewers[0][1].of_type("peer-left") == []
+
+
+# -- slow mode through a reconnect (the rest over real connections: tests/api/test_moderation.py)
+
+
+def test_slow_mode_follows_an_address_only_within_its_interval() -> None:
+    """A viewer whose last line is older than the slow-mode interval when it leaves leaves
+    nothing behind: the next connection from its address chats at once, and nothing is stored
+    with the room. Within the interval, a connection from that address on this node inherits
+    the line (the store write for the other nodes is tested over real connections)."""
+    world = make_world()
+    Moderation(
+        world.signaling,
+        world.rooms,
+        world.hub,
+        clock=world.clock,
+        wall_clock=lambda: int(world.clock.now * 1000),
+    )
+    rid = world.room.id
+    host, _ = world.connect()
+    world.send(host, {"type": "join", "roomId": rid, "role": "host", "token": world.owner_token})
+    world.send(host, {"type": "slow-mode", "roomId": rid, "seconds": 10})
+
+    def viewer() -> tuple[Peer, FakeSink]:
+        sink = FakeSink()
+        peer = world.signaling.open(sink, "198.51.100.7")
+        world.send(peer, {"type": "join", "roomId": rid})
+        sink.clear()
+        return peer, sink
+
+    def chat(peer: Peer, sink: FakeSink, text: str) -> list[dict[str, Any]]:
+        sink.clear()
+        world.send(peer, {"type": "chat", "roomId": rid, "text": text})
+        return [m for m in sink.messages() if m["type"] in ("chat", "error")]
+
+    first, first_sink = viewer()
+    assert [m["type"] for m in chat(first, first_sink, "one")] == ["chat"]
+    world.clock.now += 10  # the interval has passed when it leaves
+    world.signaling.close(first)
+    second, second_sink = viewer()
+    assert [m["type"] for m in chat(second, second_sink, "two")] == ["chat"]
+    assert "slowKeys" not in drive(world.rooms.get(rid)).moderation
+    # a line within the interval, from the same connection: refused as ever
+    world.clock.now += 9
+    refused = chat(second, second_sink, "three")
+    assert [(m["type"], m.get("code")) for m in refused] == [("error", "slow_mode")]
