@@ -197,8 +197,8 @@ async def test_slow_mode_outlasts_a_reconnect(aiohttp_client: AiohttpClient) -> 
     await viewer.close()
 
     async def stored_keys() -> dict[str, Any]:
-        moderation = (await client.app[keys.rooms].get(rid)).moderation
-        return dict(moderation.get("slowKeys") or {})
+        kept = (await client.app[keys.rooms].get(rid)).moderation
+        return dict(kept.get("slowKeys") or {})
 
     stored = await eventually(stored_keys)
     assert all(key.startswith("address:") for key in stored), stored

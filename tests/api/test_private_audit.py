@@ -10,8 +10,10 @@ import jwt
 import pytest
 from pytest_aiohttp import AiohttpClient
 
+from livehub import keys
 from livehub.app import create_app
 from tests.conftest import Client, make_config
+from tests.helpers import eventually
 from tests.signaling_client import expect, join, receive
 
 SECRET = "viewer-token-secret-for-the-tests-0123456789"
@@ -191,3 +193,35 @@ async def test_a_mute_in_a_private_room_follows_the_viewer_token(
     await join(other, rid, token=jwt.encode({"room": rid, "exp": 2**40, "sub": "b"}, SECRET))
     await other.send_json({"type": "chat", "roomId": rid, "text": "hello"})
     assert (await expect(other, "chat"))["text"] == "hello"
+
+
+async def test_slow_mode_in_a_private_room_follows_the_viewer_token(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    """A viewer of a private room chats in slow mode, leaves and comes back at once with the
+    same viewer token from another address: its line is handed on (``slow_mode``)."""
+    client = await aiohttp_client(
+        create_app(make_config(viewer_token_secret=SECRET, trusted_proxies=(LOOPBACK,)))
+    )
+    room = await create(client)
+    rid = room["id"]
+    token = jwt.encode({"room": rid, "exp": 2**40}, SECRET)
+    host = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.1"})
+    await join(host, rid, role="host", token=room["ownerToken"])
+    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
+    await expect(host, "room-settings")
+    viewer = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.2"})
+    await join(viewer, rid, token=token)
+    await viewer.send_json({"type": "chat", "roomId": rid, "text": "one"})
+    assert (await receive(viewer, skip=("viewer-count", "peer-joined")))["type"] == "chat"
+    await viewer.close()
+
+    async def stored() -> bool:
+        kept = (await client.app[keys.rooms].get(rid)).moderation.get("slowKeys") or {}
+        return any(key.startswith("token:") for key in kept)
+
+    await eventually(stored)
+    again = await client.ws_connect("/ws", headers={"X-Forwarded-For": "198.51.100.3"})
+    await join(again, rid, token=token)
+    await again.send_json({"type": "chat", "roomId": rid, "text": "two"})
+    assert (await receive(again))["code"] == "slow_mode"

@@ -746,8 +746,8 @@ def test_a_host_that_kicks_in_a_counted_room_hears_the_peer_left() -> None:
 def test_slow_mode_follows_an_address_only_within_its_interval() -> None:
     """A viewer whose last line is older than the slow-mode interval when it leaves leaves
     nothing behind: the next connection from its address chats at once, and nothing is stored
-    with the room. Within the interval, a connection from that address on this node inherits
-    the line (the store write for the other nodes is tested over real connections)."""
+    with the room. (A line within the interval is handed on: tests/api/test_moderation.py and
+    the cluster's test, over real connections, for it writes the room in the background.)"""
     world = make_world()
     Moderation(
         world.signaling,
