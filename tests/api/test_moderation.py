@@ -5,6 +5,7 @@ unmute, slow mode with room-settings; a viewer's moderation is forbidden; bad in
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from aiohttp import ClientWebSocketResponse
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
+from livehub.adapters.sqlite.store import SQLiteStore
 from livehub.app import create_app
 from livehub.domain import moderation
 from tests.conftest import Client, make_config
@@ -261,3 +263,34 @@ async def test_a_room_keeps_the_latest_departed_chatters_only(
         order.append(key)
         assert len(await stored()) == min(n + 1, 3)
     assert set(await stored()) == set(order[-3:])
+
+
+async def test_a_shutdown_writes_the_lines_of_the_members_it_closes(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """A restart closes every connection: the slow-mode line of a viewer that chatted just
+    before is written while the shutdown waits for the connections' handlers, before the store
+    closes, so its reconnect after the restart is slowed."""
+    path = str(tmp_path / "livehub.db")
+    client = await aiohttp_client(create_app(make_config(db_path=path)))
+    room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
+    rid = room["id"]
+    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
+    await expect(viewer, "room-settings")
+    await chat(viewer, rid, "one")
+    assert (await expect(viewer, "chat"))["text"] == "one"
+    await client.close()  # the viewer is still connected: the shutdown closes it
+
+    store = SQLiteStore(path)
+    try:
+        stored = await store.get(rid)
+    finally:
+        await store.close()
+    assert stored is not None
+    assert [key.split(":")[0] for key in stored.moderation.get("slowKeys", {})] == ["address"]
+
+    again = await aiohttp_client(create_app(make_config(db_path=path)))
+    ws = await again.ws_connect("/ws")
+    await join(ws, rid)
+    await chat(ws, rid, "two")
+    assert (await receive(ws))["code"] == "slow_mode"
