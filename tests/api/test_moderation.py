@@ -42,6 +42,14 @@ async def chat(ws: WS, room_id: str, text: str) -> None:
     await ws.send_json({"type": "chat", "roomId": room_id, "text": text})
 
 
+async def slow_mode_after_a_line(host: WS, viewer: WS, room_id: str) -> None:
+    """The host sets slow mode to 600 s and the viewer chats once ("one")."""
+    await host.send_json({"type": "slow-mode", "roomId": room_id, "seconds": 600})
+    await expect(viewer, "room-settings")
+    await chat(viewer, room_id, "one")
+    assert (await expect(viewer, "chat"))["text"] == "one"
+
+
 async def test_chat_lines_carry_id_and_role_and_hosts_delete_them(client: Client) -> None:
     room, host, _host_id, viewer, viewer_id = await room_with_members(client)
     rid = room["id"]
@@ -141,10 +149,7 @@ async def test_slow_mode_spaces_out_non_hosts(client: Client) -> None:
 async def test_slow_mode_outlasts_a_leave_and_a_join_again(client: Client) -> None:
     room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
     rid = room["id"]
-    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
-    await expect(viewer, "room-settings")
-    await chat(viewer, rid, "one")
-    assert (await expect(viewer, "chat"))["text"] == "one"
+    await slow_mode_after_a_line(host, viewer, rid)
     await viewer.send_json({"type": "leave", "roomId": rid})
     await expect(viewer, "left")
     await join(viewer, rid, name="V")
@@ -275,10 +280,7 @@ async def test_a_shutdown_writes_the_lines_of_the_members_it_closes(
     client = await aiohttp_client(create_app(make_config(db_path=path)))
     room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
     rid = room["id"]
-    await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
-    await expect(viewer, "room-settings")
-    await chat(viewer, rid, "one")
-    assert (await expect(viewer, "chat"))["text"] == "one"
+    await slow_mode_after_a_line(host, viewer, rid)
     await client.close()  # the viewer is still connected: the shutdown closes it
 
     store = SQLiteStore(path)

@@ -8,6 +8,7 @@ from typing import Any
 
 import jwt
 import pytest
+from aiohttp import ClientWebSocketResponse
 from pytest_aiohttp import AiohttpClient
 
 from livehub import keys
@@ -31,6 +32,22 @@ async def create(client: Client, visibility: str = "private") -> dict[str, Any]:
     assert resp.status == 201, await resp.text()
     room: dict[str, Any] = await resp.json()
     return room
+
+
+async def private_room_with_host(
+    aiohttp_client: AiohttpClient,
+) -> tuple[Client, str, str, ClientWebSocketResponse]:
+    """A client that may name its address (``X-Forwarded-For``), a private room, a viewer token
+    of it, and its host joined from 203.0.113.1."""
+    client = await aiohttp_client(
+        create_app(make_config(viewer_token_secret=SECRET, trusted_proxies=(LOOPBACK,)))
+    )
+    room = await create(client)
+    rid = room["id"]
+    token = jwt.encode({"room": rid, "exp": 2**40}, SECRET)
+    host = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.1"})
+    await join(host, rid, role="host", token=room["ownerToken"])
+    return client, rid, token, host
 
 
 def without_room(event: dict[str, Any], room_id: str) -> dict[str, Any]:
@@ -169,14 +186,7 @@ async def test_a_mute_outlasts_a_reconnect_under_a_new_name(client: Client) -> N
 async def test_a_mute_in_a_private_room_follows_the_viewer_token(
     aiohttp_client: AiohttpClient,
 ) -> None:
-    client = await aiohttp_client(
-        create_app(make_config(viewer_token_secret=SECRET, trusted_proxies=(LOOPBACK,)))
-    )
-    room = await create(client)
-    rid = room["id"]
-    token = jwt.encode({"room": rid, "exp": 2**40}, SECRET)
-    host = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.1"})
-    await join(host, rid, role="host", token=room["ownerToken"])
+    client, rid, token, host = await private_room_with_host(aiohttp_client)
     viewer = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.2"})
     viewer_id = (await join(viewer, rid, token=token))["peerId"]
     await expect(host, "peer-joined")
@@ -200,14 +210,7 @@ async def test_slow_mode_in_a_private_room_follows_the_viewer_token(
 ) -> None:
     """A viewer of a private room chats in slow mode, leaves and comes back at once with the
     same viewer token from another address: its line is handed on (``slow_mode``)."""
-    client = await aiohttp_client(
-        create_app(make_config(viewer_token_secret=SECRET, trusted_proxies=(LOOPBACK,)))
-    )
-    room = await create(client)
-    rid = room["id"]
-    token = jwt.encode({"room": rid, "exp": 2**40}, SECRET)
-    host = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.1"})
-    await join(host, rid, role="host", token=room["ownerToken"])
+    client, rid, token, host = await private_room_with_host(aiohttp_client)
     await host.send_json({"type": "slow-mode", "roomId": rid, "seconds": 600})
     await expect(host, "room-settings")
     viewer = await client.ws_connect("/ws", headers={"X-Forwarded-For": "203.0.113.2"})
