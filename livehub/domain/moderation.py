@@ -181,9 +181,12 @@ class Moderation:
                     latest = there
         if latest is None or now - latest >= room.moderation["slowMode"]:
             return
-        own = (room.id, peer.id)
-        if self._last_chat.get(own, latest - 1) < latest:
-            self._last_chat[own] = latest
+        self._keep_later((room.id, peer.id), latest)
+
+    def _keep_later(self, entry: tuple[str, str], at: float) -> None:
+        """``entry``'s last chat line was at ``at``, unless a later one is known."""
+        if self._last_chat.get(entry, at - 1) < at:
+            self._last_chat[entry] = at
 
     def _departed(self, room_id: str, peer_id: str, keys: tuple[str, ...]) -> None:
         """A viewer of this node left: its last chat line, if within the slow mode interval,
@@ -192,9 +195,7 @@ class Moderation:
         if last is None:
             return
         for key in keys:
-            entry = (room_id, key)
-            if self._last_chat.get(entry, last - 1) < last:
-                self._last_chat[entry] = last
+            self._keep_later((room_id, key), last)
         room = self._signaling.known.peek(room_id)
         slow = (room.moderation.get("slowMode") or 0) if room is not None else 0
         if room is not None and (not slow or self._clock() - last >= slow):
