@@ -49,11 +49,18 @@ def shipped_dvr_block(recordings: Path) -> str:
 
 class RealSRS:
     def __init__(self, tmp_path: Path, livehub_url: str, recordings: Path) -> None:
-        self.rtmp_port, self.api_port = unused_port(), unused_port()
         self.dir = tmp_path / "srs"
         self.dir.mkdir()
-        hook = f"{livehub_url}/api/hooks/srs?secret={HOOK_SECRET}"
+        self.hook = f"{livehub_url}/api/hooks/srs?secret={HOOK_SECRET}"
+        self.recordings = recordings
         self.conf = self.dir / "srs.conf"
+        self.rtmp_port = self.api_port = 0
+        self.proc: asyncio.subprocess.Process | None = None
+
+    def _configure(self) -> None:
+        """Fresh ports, and the config that listens on them."""
+        self.rtmp_port, self.api_port = unused_port(), unused_port()
+        hook = self.hook
         self.conf.write_text(
             f"""
 listen 127.0.0.1:{self.rtmp_port};
@@ -64,7 +71,7 @@ pid {self.dir}/srs.pid;
 query_latest_version off;
 http_api {{ enabled on; listen 127.0.0.1:{self.api_port}; }}
 vhost __defaultVhost__ {{
-{shipped_dvr_block(recordings)}
+{shipped_dvr_block(self.recordings)}
     http_hooks {{
         enabled on;
         on_publish {hook};
@@ -74,27 +81,39 @@ vhost __defaultVhost__ {{
 }}
 """
         )
-        self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
+        """SRS on free ports. A port another process took between its choice and SRS's bind
+        makes SRS exit: then again on other ports (three tries). Ready once SRS's API answers
+        with this process's pid: a connection to the RTMP port alone may reach whoever holds
+        it."""
         assert SRS is not None
-        self.proc = await asyncio.create_subprocess_exec(
-            str(SRS),
-            "-c",
-            str(self.conf),
-            cwd=self.dir,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(OSError):
-                _, writer = await asyncio.open_connection("127.0.0.1", self.rtmp_port)
-                writer.close()
+        for attempt in range(3):
+            self._configure()
+            self.proc = await asyncio.create_subprocess_exec(
+                str(SRS),
+                "-c",
+                str(self.conf),
+                cwd=self.dir,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            if await self._ready(self.proc):
                 return
-            assert self.proc.returncode is None, self.log()
-            assert time.monotonic() < deadline, f"SRS did not start: {self.log()}"
-            await asyncio.sleep(0.05)
+            assert attempt < 2, f"SRS did not start: {self.log()}"
+
+    async def _ready(self, proc: asyncio.subprocess.Process) -> bool:
+        """Whether SRS came up (False: it exited)."""
+        url = f"http://127.0.0.1:{self.api_port}/api/v1/summaries"
+        async with asyncio.timeout(15), aiohttp.ClientSession() as session:
+            while proc.returncode is None:
+                with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
+                    async with session.get(url) as resp:
+                        body = await resp.json(content_type=None)
+                        if body["data"]["self"]["pid"] == proc.pid:
+                            return True
+                await asyncio.sleep(0.05)
+        return False
 
     def log(self) -> str:
         with contextlib.suppress(OSError):
