@@ -44,6 +44,10 @@ def need_ffmpeg() -> None:
             pytest.skip(f"{tool} is not installed (Debian package ffmpeg)")
 
 
+class SRSExited(RuntimeError):
+    """SRS exited while starting: most often a port it was given was taken meanwhile."""
+
+
 class RealSRS:
     """One SRS process: RTMP, HTTP API and HTTP-FLV on free loopback ports, hooks to livehub."""
 
@@ -100,13 +104,16 @@ vhost __defaultVhost__ {{
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
+        # ready once SRS's API answers with this process's pid: whoever else holds a port
+        # given to SRS may answer on it
         async with aiohttp.ClientSession() as session:
             for _ in range(200):
                 if self.proc.returncode is not None:
-                    raise RuntimeError(f"SRS exited at start: see {self.log}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{self.api_url}/api/v1/versions") as resp:
-                        if resp.status == 200:
+                    raise SRSExited(f"SRS exited at start: see {self.log}")
+                with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
+                    async with session.get(f"{self.api_url}/api/v1/summaries") as resp:
+                        body = await resp.json(content_type=None)
+                        if body["data"]["self"]["pid"] == self.proc.pid:
                             return
                 await asyncio.sleep(0.05)
         raise RuntimeError("SRS did not answer its API in time")
@@ -261,20 +268,37 @@ async def start_with_srs(
     SRS or ffmpeg), as a ``kind`` of :class:`Live`; the caller stops it."""
     binary = srs_binary(version)
     need_ffmpeg()
-    port = free_port()
-    srs = RealSRS(binary, tmp_path, port)
-    settings: dict[str, object] = {
-        "srs_api_url": srs.api_url,
-        "public_host": "127.0.0.1",
-        "rtmp_port": srs.rtmp_port,
-        "srs_http_port": srs.http_port,
-        "srs_api_port": srs.api_port,
-        "reconnect_window": 30.0,
-    }
-    settings.update(config)
-    # SRS calls the hooks on a port fixed before either starts
-    client = await aiohttp_client(
-        create_app(make_config(**settings)), server_kwargs={"host": "127.0.0.1", "port": port}
-    )
-    await srs.start()
-    return kind(client, srs, tmp_path)
+    for attempt in range(3):
+        # the ports are chosen before either starts (SRS calls the hooks on livehub's, livehub
+        # asks SRS's API on its): when another process takes one of them meanwhile, both start
+        # again on fresh ones
+        port = free_port()
+        srs = RealSRS(binary, tmp_path, port)
+        settings: dict[str, object] = {
+            "srs_api_url": srs.api_url,
+            "public_host": "127.0.0.1",
+            "rtmp_port": srs.rtmp_port,
+            "srs_http_port": srs.http_port,
+            "srs_api_port": srs.api_port,
+            "reconnect_window": 30.0,
+        }
+        settings.update(config)
+        try:
+            client = await aiohttp_client(
+                create_app(make_config(**settings)),
+                server_kwargs={"host": "127.0.0.1", "port": port},
+            )
+        except OSError:  # livehub's port was taken
+            if attempt == 2:
+                raise
+            continue
+        try:
+            await srs.start()
+        except SRSExited:
+            await srs.stop()
+            await client.close()
+            if attempt == 2:
+                raise
+            continue
+        return kind(client, srs, tmp_path)
+    raise AssertionError("unreachable")
