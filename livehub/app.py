@@ -250,7 +250,8 @@ async def stage_ctx(app: web.Application) -> AsyncIterator[None]:
             log.info("%d rooms' stage guests are away since the restart: window opened", changed)
     yield
     await app[keys.stage].close()
-    await app[keys.moderation].close()
+    # the members' moderation keys the shutdown's disconnects left to write: T/4 to land
+    await app[keys.moderation].close(app[keys.config].shutdown_timeout / 4)
 
 
 async def srs_ctx(app: web.Application, engines: Engines) -> AsyncIterator[None]:
@@ -282,6 +283,7 @@ async def srs_ctx(app: web.Application, engines: Engines) -> AsyncIterator[None]
         yield
         await cancel_and_wait(task)
         # let kicks in flight finish, then cancel what is left before the session goes. The
-        # budget: WebSockets close within T/2, handlers get T, kicks T/4: at worst 1.75 T.
+        # budget: WebSockets close within T/2, handlers get T, moderation's key writes T/4,
+        # kicks T/4: at worst 2 T.
         await app[keys.kicker].drain(config.shutdown_timeout / 4)
         app[keys.kicker].origins = None

@@ -483,7 +483,8 @@ def test_database_is_relative_and_lands_in_the_volume() -> None:
 def test_stop_grace_period_exceeds_shutdown_timeout() -> None:
     grace = duration(str(service("livehub")["stop_grace_period"]))
     timeout = livehub_config().shutdown_timeout
-    assert grace > timeout, f"stop_grace_period {grace}s <= LIVEHUB_SHUTDOWN_TIMEOUT {timeout}s"
+    # a shutdown takes at most twice the timeout (docs/operations.md, Shutdown)
+    assert grace > 2 * timeout, f"stop_grace_period {grace}s <= 2 x LIVEHUB_SHUTDOWN_TIMEOUT"
     assert service("livehub").get("restart") and service("srs").get("restart")
 
 

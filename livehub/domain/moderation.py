@@ -52,6 +52,7 @@ from livehub.domain.service import RoomService
 from livehub.domain.signaling import MAX_ID_LENGTH, ProtocolError, Signaling
 from livehub.domain.tokens import hash_token
 from livehub.domain.viewer_tokens import ban_key
+from livehub.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -334,12 +335,16 @@ class Moderation:
         except Exception:
             log.exception("a departed member's moderation keys were not stored")
 
-    async def close(self) -> None:
-        """Cancel what is in flight (the app's shutdown, before the store closes)."""
+    async def close(self, budget: float) -> None:
+        """The app's shutdown, before the store closes: the key writes in flight (the members
+        the shutdown disconnected) get ``budget`` seconds to land; what is left is cancelled."""
         tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=budget or None)
+        if late:
+            log.warning("%d moderation key writes cancelled at shutdown", len(late))
+            await cancel_and_wait(*late)
 
     # -- host actions ---------------------------------------------------------------------
 

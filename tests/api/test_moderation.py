@@ -4,7 +4,10 @@ unmute, slow mode with room-settings; a viewer's moderation is forbidden; bad in
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -282,17 +285,69 @@ async def test_a_shutdown_writes_the_lines_of_the_members_it_closes(
     rid = room["id"]
     await slow_mode_after_a_line(host, viewer, rid)
     await client.close()  # the viewer is still connected: the shutdown closes it
-
-    store = SQLiteStore(path)
-    try:
-        stored = await store.get(rid)
-    finally:
-        await store.close()
-    assert stored is not None
-    assert [key.split(":")[0] for key in stored.moderation.get("slowKeys", {})] == ["address"]
+    assert [key.split(":")[0] for key in await stored_slow_keys(path, rid)] == ["address"]
 
     again = await aiohttp_client(create_app(make_config(db_path=path)))
     ws = await again.ws_connect("/ws")
     await join(ws, rid)
     await chat(ws, rid, "two")
     assert (await receive(ws))["code"] == "slow_mode"
+
+
+async def stored_slow_keys(path: str, room_id: str) -> dict[str, Any]:
+    store = SQLiteStore(path)
+    try:
+        stored = await store.get(room_id)
+    finally:
+        await store.close()
+    assert stored is not None
+    keys: dict[str, Any] = stored.moderation.get("slowKeys", {})
+    return keys
+
+
+def delay_writes(app: Any, seconds: float) -> None:
+    """The app's store answers each write ``seconds`` late (a slow database)."""
+    store = app[keys.store]
+    update = store.update
+
+    async def late_update(*args: Any) -> bool:
+        await asyncio.sleep(seconds)
+        answer: bool = await update(*args)
+        return answer
+
+    store.update = late_update
+
+
+async def test_a_shutdown_waits_for_a_slow_store_to_write_the_lines(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """The line of a member the shutdown disconnects is written even when the store is slower
+    than the handlers' end: the shutdown waits for it (up to a quarter of its timeout) before
+    the store closes."""
+    path = str(tmp_path / "livehub.db")
+    app = create_app(make_config(db_path=path, shutdown_timeout=10.0))
+    client = await aiohttp_client(app)
+    room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
+    await slow_mode_after_a_line(host, viewer, room["id"])
+    delay_writes(app, 0.5)
+    await client.close()
+    assert [key.split(":")[0] for key in await stored_slow_keys(path, room["id"])] == ["address"]
+
+
+async def test_a_shutdown_gives_a_store_that_does_not_answer_a_quarter_of_its_timeout(
+    aiohttp_client: AiohttpClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that does not answer holds the shutdown a quarter of its timeout, no longer:
+    the write is cancelled and said so, and the room is as it was."""
+    path = str(tmp_path / "livehub.db")
+    app = create_app(make_config(db_path=path, shutdown_timeout=2.0))
+    client = await aiohttp_client(app)
+    room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
+    await slow_mode_after_a_line(host, viewer, room["id"])
+    delay_writes(app, 60)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="livehub.domain.moderation"):
+        await client.close()
+    assert time.monotonic() - started < 30  # bounded: not the store's 60 s
+    assert "1 moderation key writes cancelled at shutdown" in caplog.text
+    assert await stored_slow_keys(path, room["id"]) == {}
