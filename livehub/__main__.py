@@ -15,7 +15,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import signal
 import socket
 import sys
@@ -34,11 +33,11 @@ from livehub.adapters.postgres.store import SchemaTooNew as PgSchemaTooNew
 from livehub.adapters.sqlite.store import SchemaTooNew
 from livehub.app import create_app
 from livehub.config import (
-    REDACTED,
     Config,
     ConfigError,
     is_sensitive_param,
     printable,
+    redact_path,
     redact_query,
     redact_url,
 )
@@ -99,17 +98,11 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
-#: what follows a ``heartbeat`` segment of a path is a secret (the signed heartbeat:
-#: /api/hooks/srs/heartbeat/<secret>), wherever it is: a misconfigured SRS or proxy sends it
-#: with a prefix, or with doubled slashes, and the 404 it gets is logged too
-_SIGNED = re.compile(r"(/heartbeat/+).*", re.IGNORECASE)
-
-
 def loggable_target(request: BaseRequest) -> str:
     """The request's path and query as logs may show them: secrets masked, and what is not
     printable escaped (:func:`~livehub.config.printable`: a decoded ``%0A`` would begin a forged
     log line)."""
-    path = _SIGNED.sub(rf"\g<1>{REDACTED}", request.path)
+    path = redact_path(request.path)
     query = redact_query(request.query_string)
     return printable(f"{path}?{query}" if query else path)
 

@@ -190,6 +190,17 @@ def redact_query(query: str) -> str:
     return "&".join(items)
 
 
+#: what follows a ``heartbeat`` segment of a path is a secret (the signed heartbeat:
+#: /api/hooks/srs/heartbeat/<secret>), wherever it is: a misconfigured SRS or proxy sends it
+#: with a prefix, or with doubled slashes, and the 404 it gets is logged too
+_SIGNED_PATH = re.compile(r"(/heartbeat/+).*", re.IGNORECASE)
+
+
+def redact_path(path: str) -> str:
+    """A request's path for logs: the signed heartbeat's secret segment masked."""
+    return _SIGNED_PATH.sub(rf"\g<1>{REDACTED}", path)
+
+
 def printable(text: str) -> str:
     """``text`` for a log line: each character that is not printable (C0 and C1 controls, DEL,
     the line and paragraph separators, format characters) as its escape (``\\n``, ``\\x1b``,

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from marshmallow import ValidationError
 
 from livehub.api.jsonio import json_response
-from livehub.config import printable
+from livehub.config import printable, redact_path
 from livehub.domain.errors import (
     Conflict,
     Forbidden,
@@ -240,10 +240,16 @@ def render_error(request: web.Request, exc: Exception) -> web.StreamResponse:
         # the client closed its connection before the answer went out (a WebSocket
         # handshake cut short): nothing went wrong here, and a traceback for each would
         # let anyone fill the log by opening and dropping connections
-        log.debug("client went away during %s %s", request.method, printable(request.path))
+        log.debug("client went away during %s %s", request.method, _loggable(request))
         return error_response(499, "client_closed_request", "Client closed the request")
-    log.error("unhandled error in %s %s", request.method, printable(request.path), exc_info=exc)
+    log.error("unhandled error in %s %s", request.method, _loggable(request), exc_info=exc)
     return error_response(500, "internal_error", "Internal server error")
+
+
+def _loggable(request: web.Request) -> str:
+    """The request's path as a log line may show it: as the access log shows it (the signed
+    heartbeat's secret masked, what is not printable escaped), without the query."""
+    return printable(redact_path(request.path))
 
 
 def _client_gone(request: web.Request) -> bool:

@@ -618,7 +618,15 @@ def add_recording_paths(spec: APISpec) -> None:
                         "description": "The range asked for",
                         "content": {"video/mp4": {"schema": {"type": "string"}}},
                     },
+                    "304": {
+                        "description": "Not modified since the `If-None-Match` or "
+                        "`If-Modified-Since` given (no body)"
+                    },
                     "404": _error("No such recording (`recording_not_found`)"),
+                    "412": {
+                        "description": "The `If-Match` or `If-Unmodified-Since` given does not "
+                        "hold (no body)"
+                    },
                     "416": {"description": "The range is not satisfiable"},
                 },
             },

@@ -17,6 +17,7 @@ from pytest_aiohttp import AiohttpClient
 
 from livehub.__main__ import AccessLogger
 from livehub.app import create_app
+from livehub.reconcile import Reconciler
 from tests.conftest import HOOK_SECRET, Client, CreateRoom, hook_for, make_config
 
 # -- the access log ------------------------------------------------------------------------------
@@ -75,6 +76,28 @@ async def test_the_access_log_builds_no_line_when_info_is_off(
         async with client.get("/api/rooms", headers={"Connection": "close"}) as resp:
             assert resp.status == 200
     assert built == ["/api/rooms"]
+
+
+async def test_the_log_of_an_unexpected_error_masks_the_heartbeats_secret(
+    client: Client, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signed heartbeat carries the hook secret as its path's last segment. The access log
+    masks it (``heartbeat/***``); the error middleware's line for an unexpected failure (a
+    logged 500) wrote the path as it was, secret and all."""
+
+    def broken(self: Reconciler, server_id: str | None, service_id: str | None) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Reconciler, "heartbeat", broken)
+    with caplog.at_level(logging.DEBUG, logger="livehub"):
+        resp = await client.post(
+            f"/api/hooks/srs/heartbeat/{HOOK_SECRET}", json={"server": "s", "service": "t"}
+        )
+        assert resp.status == 500
+        assert (await resp.json())["code"] == "internal_error"
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("livehub")]
+    assert "unhandled error in POST /api/hooks/srs/heartbeat/***" in lines
+    assert not [line for line in lines if HOOK_SECRET in line]
 
 
 # -- the OpenAPI document lists what the handlers answer ----------------------------------------
