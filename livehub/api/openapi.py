@@ -608,7 +608,7 @@ def add_recording_paths(spec: APISpec) -> None:
                         "description": "e.g. `bytes=0-1023`",
                     },
                 ],
-                "security": [{}, *BEARER],
+                "security": [{}, *BEARER, {"viewerToken": []}],
                 "responses": {
                     "200": {
                         "description": "The whole file",

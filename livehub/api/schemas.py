@@ -28,6 +28,9 @@ _SPACE = r"\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 #: the same to every client (JavaScript's without the ``u`` flag reads surrogate halves).
 TITLE_PATTERN = rf"^[{_SPACE}]*[^{_SPACE}\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*[{_SPACE}]*$"
 TITLE_ERROR = "Must contain a visible character and no control characters."
+#: no control characters (C0, DEL, C1): text a client may show, such as a viewer token's claims
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+NO_CONTROL_ERROR = "Must not contain control characters."
 
 
 class VisibleText(validate.Regexp):
@@ -328,11 +331,21 @@ class ViewerTokenCreateSchema(Schema):
         metadata={"description": "Seconds the token is valid (default 3600, at most 7 days)"},
     )
     sub = fields.String(
-        validate=validate.Length(min=1, max=128),
-        metadata={"description": "The JWT `sub` claim (who the viewer is, for you)"},
+        validate=[
+            validate.Length(min=1, max=128),
+            validate.Regexp(NO_CONTROL_PATTERN, error=NO_CONTROL_ERROR),
+        ],
+        metadata={
+            "description": "The JWT `sub` claim (who the viewer is, for you); no control "
+            "characters"
+        },
     )
     name = fields.String(
-        validate=validate.Length(min=1, max=64), metadata={"description": "The JWT `name` claim"}
+        validate=[
+            validate.Length(min=1, max=64),
+            validate.Regexp(NO_CONTROL_PATTERN, error=NO_CONTROL_ERROR),
+        ],
+        metadata={"description": "The JWT `name` claim; no control characters"},
     )
 
 

@@ -276,6 +276,35 @@ async def test_viewer_token_minting_rules(client: Client) -> None:
     assert resp.status == 404
 
 
+@pytest.mark.parametrize("claim", ["sub", "name"])
+@pytest.mark.parametrize("value", ["a\u0000b", "line\nbreak", "\u001b[31m", "x\u0085", "\u007f"])
+async def test_token_claims_take_no_control_characters(
+    client: Client, claim: str, value: str
+) -> None:
+    """``sub`` and ``name`` are text a frontend may show: a control character is refused, and
+    no token is made."""
+    room = await create(client)
+    resp = await client.post(
+        f"/api/rooms/{room['id']}/viewer-tokens",
+        json={claim: value},
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    assert (resp.status, await resp.json()) == (
+        400,
+        {
+            "error": f"Invalid input: {claim}",
+            "code": "validation_error",
+            "details": {claim: ["Must not contain control characters."]},
+        },
+    )
+    ok = await client.post(
+        f"/api/rooms/{room['id']}/viewer-tokens",
+        json={claim: "Zoë \u263a"},
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    assert ok.status == 201
+
+
 @pytest.mark.parametrize("ttl", [1.5, 60.0, "60", "\uff11\uff10", True, None], ids=repr)
 async def test_a_ttl_is_a_json_integer(client: Client, ttl: Any) -> None:
     """Not a number marshmallow could make an integer of: 1.5 was read as 1, "60" as 60."""
