@@ -336,8 +336,7 @@ class ViewerTokenCreateSchema(Schema):
             validate.Regexp(NO_CONTROL_PATTERN, error=NO_CONTROL_ERROR),
         ],
         metadata={
-            "description": "The JWT `sub` claim (who the viewer is, for you); no control "
-            "characters"
+            "description": "The JWT `sub` claim (who the viewer is, for you); no control characters"
         },
     )
     name = fields.String(
