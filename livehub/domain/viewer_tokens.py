@@ -13,6 +13,7 @@ views carry a freshly minted one (:data:`HOLDER_TTL`) so their players work too.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -82,8 +83,7 @@ class ViewerTokens:
             return None
         if claims is None:
             return None
-        exp = claims.get("exp")
-        if claims.get("room") != room_id or not isinstance(exp, int) or exp <= self._clock():
+        if claims.get("room") != room_id or not _before(claims.get("exp"), self._clock()):
             return None
         return claims
 
@@ -113,6 +113,16 @@ class ViewerTokens:
     def play_allowed(self, room: Room, param: str) -> bool:
         """The room service's check of a private room's on_play: ``token=`` in ``param``."""
         return self.valid(parse_param(param).get(PARAM_NAME), room.id)
+
+
+def _before(exp: object, now: float) -> bool:
+    """Whether ``now`` is before ``exp``: a JWT NumericDate, which may have a fraction
+    (RFC 7519, section 2: ``"exp": time.time() + 3600`` is one). A bool, a string, NaN or an
+    infinity is no time."""
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return False
+    # an int is compared as it is: math.isfinite() of one with 400 digits raises
+    return (isinstance(exp, int) or math.isfinite(exp)) and exp > now
 
 
 def ban_key(room_id: str, message: dict[str, Any]) -> str | None:

@@ -254,6 +254,37 @@ async def test_a_token_that_is_no_ascii_is_a_wrong_token_never_a_500(client: Cli
         assert (await resp.json())["status"] == "preparing"
 
 
+async def test_a_token_whose_exp_is_not_a_whole_second_opens_the_room_until_then(
+    client: Client,
+) -> None:
+    """``exp`` is a JWT NumericDate, which may have a fraction (RFC 7519, section 2): an
+    application writing ``"exp": time.time() + 3600`` (PyJWT leaves the float as it is, as do
+    JavaScript libraries with ``Date.now() / 1000 + 3600``) has a token that opens the room and
+    plays it until then. Past it, or with an exp that is no time at all, nothing opens."""
+    room = await create(client)
+    rid = room["id"]
+    now = time.time()
+
+    def token(exp: object) -> str:
+        return jwt.encode({"room": rid, "exp": exp}, SECRET.encode(), algorithm="HS256")
+
+    async def opens(token: str) -> bool:
+        resp = await client.get(f"/api/rooms/{rid}?token={quote(token)}")
+        assert resp.status in (200, 404), await resp.text()
+        play = hook_fixture("on_play.json")
+        play.update(stream=room["streamKey"], stream_url=f"/live/{room['streamKey']}")
+        play.update(param=f"?token={token}", client_id=f"p-{len(token)}-{resp.status}")
+        played: bool = (await send_hook(client, play))["code"] == 0
+        assert played == (resp.status == 200), token
+        return played
+
+    assert await opens(token(now + 3600.25))
+    assert not await opens(token(now - 0.5))  # expired
+    for nonsense in (float("nan"), float("inf"), True, "2000000000", -(10**400)):
+        assert not await opens(token(nonsense)), nonsense
+    assert await opens(token(10**400))  # whole seconds of any size, as before (never a 500)
+
+
 async def test_viewer_token_minting_rules(client: Client) -> None:
     room = await create(client, visibility=None)
     path = f"/api/rooms/{room['id']}/viewer-tokens"
