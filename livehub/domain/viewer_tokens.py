@@ -37,6 +37,9 @@ MAX_TTL = 7 * 24 * 3600
 HOLDER_TTL = 12 * 3600
 #: the ``param`` field SRS hands on_play that carries the viewer token
 PARAM_NAME = "token"
+#: seconds a token's ``nbf`` or ``iat`` may lie ahead of this clock: the application that
+#: mints its own tokens runs on another machine, whose clock may be a little ahead
+CLOCK_SKEW = 60
 
 
 class ViewerTokens:
@@ -95,6 +98,7 @@ class ViewerTokens:
             algorithms=[ALGORITHM],
             # exp is checked by the caller against the injected clock
             options={"require": ["exp", "room"], "verify_exp": False},
+            leeway=CLOCK_SKEW,  # for nbf and iat, which PyJWT checks against the real clock
         )
         return claims
 

@@ -3,6 +3,8 @@ clock), refused when forged, foreign, expired or malformed; SRS's ``param`` in i
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
 
@@ -97,3 +99,16 @@ def test_during_a_rotation_tokens_of_every_secret_are_valid_new_ones_use_the_fir
     unknown = jwt.encode({"room": "room1", "exp": 1_800_000_100}, "u" * 40, algorithm="HS256")
     assert not tokens.valid(unknown, "room1")
     assert not ViewerTokens(SECRET, clock=Clock(1_800_000_000.0)).valid(by_old, "room1")
+
+
+def test_a_minting_clock_a_little_ahead_is_allowed_for() -> None:
+    """An application minting its own tokens (with ``iat``, as Node's jsonwebtoken adds, or
+    ``nbf``) on a machine whose clock is up to a minute ahead: its fresh token is valid at
+    once. One from further in the future is not valid yet."""
+    tokens = ViewerTokens(SECRET, clock=time.time)
+    now = int(time.time())
+    for claim in ("iat", "nbf"):
+        ahead = jwt.encode({"room": "room1", "exp": now + 3600, claim: now + 30}, SECRET)
+        assert tokens.valid(ahead, "room1"), claim
+        future = jwt.encode({"room": "room1", "exp": now + 3600, claim: now + 600}, SECRET)
+        assert not tokens.valid(future, "room1"), claim
