@@ -386,7 +386,8 @@ class Stage:
 
     async def _resume(self, peer: Peer, room: Room, token: str) -> Room:
         """The guest whose token this is now connects as ``peer`` (its stream key stays);
-        a token that is no guest's changes nothing. A ``peer`` kicked while this was written
+        a token that is no guest's, or a ``peer`` that has a place of its own, changes
+        nothing. A ``peer`` kicked while this was written
         is taken off the stage."""
         moved: list[str] = []
 
@@ -396,6 +397,8 @@ class Stage:
                 if hmac.compare_digest(str(guest.get("token", "")).encode(), token.encode()):
                     if self._expired(guest, self._clock()):
                         return None
+                    if peer_id != peer.id and peer.id in guests(room):
+                        return None  # ``peer`` holds a place of its own: one each
                     del room.stage["guests"][peer_id]
                     guest["goneSince"] = None
                     room.stage["guests"][peer.id] = guest

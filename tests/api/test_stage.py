@@ -659,3 +659,35 @@ async def test_guests_of_an_embedded_livehub_that_stopped_leave_after_the_window
 
     await eventually(left, within=5)
     assert (await (await second.get(f"/api/rooms/{rid}")).json())["stage"] == []
+
+
+async def test_a_guest_cannot_take_a_second_place_on_stage(windowed: Scene, srs: FakeSRS) -> None:
+    """A connection that holds a place on stage (here in its reconnect window: it left and
+    joined again) and joins with another guest's stage token takes nothing: both places stay
+    as they were, its own is not overwritten (its stream would go on unaccounted for)."""
+    scene, rid = windowed, windowed.room["id"]
+    await on_stage(scene)
+    await scene.host.send_json({"type": "stage-invite", "roomId": rid, "to": scene.viewer_id})
+    await expect(scene.viewer, "stage-invite")
+    await scene.viewer.send_json({"type": "stage-accept", "roomId": rid})
+    other_token = (await expect(scene.viewer, "stage-credentials"))["publish"]["token"]
+    await expect(scene.viewer, "stage")
+    rooms = scene.client.app[keys.rooms]
+    before = (await rooms.get(rid)).stage["guests"]
+    assert set(before) == {scene.guest_id, scene.viewer_id}
+
+    await scene.guest.send_json({"type": "leave", "roomId": rid})
+
+    async def in_window() -> bool:
+        guest = (await rooms.get(rid)).stage["guests"].get(scene.guest_id)
+        return guest is not None and guest["goneSince"] is not None
+
+    await eventually(in_window)
+    await events_within(scene.guest, 0.1)
+    joined = await join(scene.guest, rid, name="Gus", stageToken=other_token)
+    assert joined["peerId"] == scene.guest_id
+    await events_within(scene.guest, 0.3)
+    after = (await rooms.get(rid)).stage["guests"]
+    assert set(after) == {scene.guest_id, scene.viewer_id}
+    assert after[scene.viewer_id] == before[scene.viewer_id]
+    assert after[scene.guest_id]["token"] == before[scene.guest_id]["token"]
