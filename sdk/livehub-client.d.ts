@@ -434,7 +434,8 @@ export declare class SignalingClient extends Emitter<ClientEvents> {
   /** This connection's peer id (changes on reconnect). */
   peerId: string | null;
   readonly rooms: Map<string, RoomHandle>;
-  /** Resolves once the socket is open; rejects with `closed` if close() comes first. */
+  /** Resolves once the socket is open; rejects with `closed` if close() comes first, and with
+   * `disconnected` once the socket is gone with `reconnect: false` (no attempt follows). */
   opened(): Promise<void>;
   /** Send with a fresh request id; resolves with the answering event, rejects with its error. */
   request<T = ServerEvent>(

@@ -808,6 +808,31 @@ describe("while disconnected (without a server)", () => {
     await rejects(client.opened(), "closed"); // as one asked for after close()
   });
 
+  test("reconnect: false: opened() rejects once the socket is gone for good, never hangs", { timeout: 5000 }, async () => {
+    // a real WebSocket to a port where nothing listens: the one attempt fails
+    const refused = new sdk.SignalingClient("ws://127.0.0.1:9/ws", {
+      WebSocket: globalThis.WebSocket,
+      reconnect: false,
+    });
+    try {
+      const waiting = refused.opened();
+      await refused.once("close");
+      await rejects(waiting, "disconnected");
+      await rejects(refused.opened(), "disconnected"); // asked for after the drop
+    } finally {
+      refused.close();
+    }
+    // a connection that was open, then dropped
+    const { client, socket } = await scripted([], { reconnect: false });
+    try {
+      await client.opened();
+      socket().drop(1001, "server shutdown");
+      await rejects(client.opened(), "disconnected");
+    } finally {
+      client.close();
+    }
+  });
+
   test("the send queue's default bounds: 100 messages, 1 MiB", async () => {
     const { client, socket } = await scripted([]);
     try {
