@@ -74,6 +74,13 @@ export interface Recording {
   url: string;
 }
 
+export interface ViewerToken {
+  /** An HS256 JWT: join and play the private room with it. */
+  token: string;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
 export interface RoomsPage {
   rooms: Room[];
   /** How many rooms match, over all pages (X-Total-Count; null if the server sends none). */
@@ -157,8 +164,13 @@ export declare class Livehub {
   listRooms(options?: { status?: RoomStatus; limit?: number }): AsyncGenerator<Room, void, undefined>;
   closeRoom(roomId: string, options?: TokenOption): Promise<{ success: boolean; room: Room }>;
   members(roomId: string, options?: TokenOption & { limit?: number; offset?: number }): Promise<MembersPage>;
-  /** POST /api/rooms/{id}/viewer-tokens: arrives with private rooms (livehub issue 18). */
-  createViewerToken(roomId: string, options?: TokenOption & Record<string, unknown>): Promise<Record<string, unknown>>;
+  /** POST /api/rooms/{id}/viewer-tokens (the owner's token, an API key or the admin token):
+   * a private room's viewer token. `ttl` in seconds (3600; at most 7 days); `sub` and `name`
+   * become the JWT's claims. */
+  createViewerToken(
+    roomId: string,
+    options?: TokenOption & { ttl?: number; sub?: string; name?: string },
+  ): Promise<ViewerToken>;
   recordings(roomId: string, options?: TokenOption): Promise<Recording[]>;
   deleteRecording(recordingId: string, options?: TokenOption): Promise<void>;
 
@@ -176,6 +188,8 @@ export interface JoinedEvent {
   members: Member[];
   presence: "full" | "counted";
   viewerCount: number;
+  /** The room's slow mode: seconds between a non-host's chat lines; 0 = off. */
+  slowMode: number;
   id?: string | number;
 }
 export interface PeerJoinedEvent {

@@ -324,9 +324,11 @@ describe("signaling", () => {
     try {
       const host = await a.join(room.id, { role: "host", token: room.ownerToken });
       const guest = await b.join(room.id, { name: "Bo" });
+      assert.equal(guest.data.slowMode, 0); // joined says the room's slow mode (typed: JoinedEvent)
 
       const settings = await host.setSlowMode(30);
       assert.deepEqual([settings.type, settings.slowMode], ["room-settings", 30]);
+      assert.equal((await b.join(room.id, { name: "Bo" })).data.slowMode, 30);
       const line = await guest.chat("first");
       await rejects(guest.chat("second"), "slow_mode");
       await host.chat("hosts are not slowed");
