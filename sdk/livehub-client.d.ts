@@ -484,6 +484,8 @@ export declare class RoomHandle extends Emitter<RoomEvents> {
   send(to: string | null, type: "offer" | "answer" | "candidate" | string, payload: unknown): void;
   kick(peerId: string): Promise<PeerLeftEvent>;
   close(): Promise<RoomStatusEvent>;
+  /** Leave the room; a handle that is done (kicked, lost, left) resolves at once and sends
+   * nothing (the room joined again since, on a new handle, stays joined). */
   leave(): Promise<void>;
   /** This member's stage publish token while it is a guest (kept for rejoins), else null. */
   readonly stageToken: string | null;

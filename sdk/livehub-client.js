@@ -1026,8 +1026,14 @@ export class RoomHandle extends Emitter {
     );
   }
 
-  /** Leave the room (not joined again after a reconnect). */
+  /** Leave the room (not joined again after a reconnect). A handle that is done already
+   * (kicked, lost, left) has nothing to leave: it resolves at once, and the handle of the
+   * same room joined again since stays joined. */
   async leave() {
+    if (this.left || this.client.rooms.get(this.roomId) !== this) {
+      this.left = true;
+      return;
+    }
     this.left = true;
     this.client._forget(this.roomId);
     if (!this.client.connected) return;

@@ -741,6 +741,28 @@ describe("without a server", () => {
     }
   });
 
+  test("leave() of a handle that is done (kicked, lost) leaves nothing: not the room joined again since", async () => {
+    const { client, handles: [kicked], socket } = await scripted(["r1"]);
+    const ws = socket();
+    try {
+      ws.push({ type: "kicked", roomId: "r1", by: "h1" });
+      assert.equal(kicked.left, true);
+      const joining = client.join("r1", { name: "Bo" }); // back in (a kick is not a ban)
+      ws.answerJoin("r1", { peerId: "p2" });
+      const again = await joining;
+      assert.notEqual(again, kicked);
+      const sent = ws.sent.length;
+      const leaving = kicked.leave(); // the old handle, say a page's cleanup
+      leaving.catch(() => {});
+      assert.equal(client.rooms.get("r1"), again); // the room joined since is still this client's
+      assert.deepEqual(ws.sent.slice(sent).map((m) => m.type), []); // and no `leave` took it out
+      await leaving;
+      assert.equal(again.left, false);
+    } finally {
+      client.close();
+    }
+  });
+
   test("joining again (a new name) keeps the stage token: the rejoin still takes the place", async () => {
     const { client, handles: [handle], socket } = await scripted(["r1"]);
     try {
