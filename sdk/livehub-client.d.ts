@@ -74,6 +74,13 @@ export interface Recording {
   url: string;
 }
 
+export interface ViewerToken {
+  /** An HS256 JWT: join and play the private room with it. */
+  token: string;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
 export interface RoomsPage {
   rooms: Room[];
   /** How many rooms match, over all pages (X-Total-Count; null if the server sends none). */
@@ -157,8 +164,13 @@ export declare class Livehub {
   listRooms(options?: { status?: RoomStatus; limit?: number }): AsyncGenerator<Room, void, undefined>;
   closeRoom(roomId: string, options?: TokenOption): Promise<{ success: boolean; room: Room }>;
   members(roomId: string, options?: TokenOption & { limit?: number; offset?: number }): Promise<MembersPage>;
-  /** POST /api/rooms/{id}/viewer-tokens: arrives with private rooms (livehub issue 18). */
-  createViewerToken(roomId: string, options?: TokenOption & Record<string, unknown>): Promise<Record<string, unknown>>;
+  /** POST /api/rooms/{id}/viewer-tokens (the owner's token, an API key or the admin token):
+   * a private room's viewer token. `ttl` in seconds (3600; at most 7 days); `sub` and `name`
+   * become the JWT's claims. */
+  createViewerToken(
+    roomId: string,
+    options?: TokenOption & { ttl?: number; sub?: string; name?: string },
+  ): Promise<ViewerToken>;
   recordings(roomId: string, options?: TokenOption): Promise<Recording[]>;
   deleteRecording(recordingId: string, options?: TokenOption): Promise<void>;
 
@@ -176,6 +188,8 @@ export interface JoinedEvent {
   members: Member[];
   presence: "full" | "counted";
   viewerCount: number;
+  /** The room's slow mode: seconds between a non-host's chat lines; 0 = off. */
+  slowMode: number;
   id?: string | number;
 }
 export interface PeerJoinedEvent {
@@ -434,7 +448,8 @@ export declare class SignalingClient extends Emitter<ClientEvents> {
   /** This connection's peer id (changes on reconnect). */
   peerId: string | null;
   readonly rooms: Map<string, RoomHandle>;
-  /** Resolves once the socket is open; rejects with `closed` if close() comes first. */
+  /** Resolves once the socket is open; rejects with `closed` if close() comes first, and with
+   * `disconnected` once the socket is gone with `reconnect: false` (no attempt follows). */
   opened(): Promise<void>;
   /** Send with a fresh request id; resolves with the answering event, rejects with its error. */
   request<T = ServerEvent>(
@@ -469,6 +484,8 @@ export declare class RoomHandle extends Emitter<RoomEvents> {
   send(to: string | null, type: "offer" | "answer" | "candidate" | string, payload: unknown): void;
   kick(peerId: string): Promise<PeerLeftEvent>;
   close(): Promise<RoomStatusEvent>;
+  /** Leave the room; a handle that is done (kicked, lost, left) resolves at once and sends
+   * nothing (the room joined again since, on a new handle, stays joined). */
   leave(): Promise<void>;
   /** This member's stage publish token while it is a guest (kept for rejoins), else null. */
   readonly stageToken: string | null;

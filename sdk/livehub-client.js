@@ -409,6 +409,7 @@ export class SignalingClient extends Emitter {
     if (this.#closed) {
       return Promise.reject(this.#failure ?? new LivehubError("Client closed", { code: "closed" }));
     }
+    if (this.#ws === null && !this.options.reconnect) return Promise.reject(SignalingClient.#gone());
     return new Promise((resolve, reject) => {
       const fail = (err) => {
         off();
@@ -502,8 +503,20 @@ export class SignalingClient extends Emitter {
     return Math.round(ceiling / 2 + this.options.random() * (ceiling / 2));
   }
 
+  /** What opened() rejects with once the socket is gone and `reconnect: false` brings none. */
+  static #gone() {
+    return new LivehubError("Disconnected, and reconnect is off", { code: "disconnected" });
+  }
+
   #scheduleReconnect(code) {
-    if (this.#closed || !this.options.reconnect) return;
+    if (this.#closed) return;
+    if (!this.options.reconnect) {
+      // no attempt follows: opened() promises waiting for one would wait forever
+      const waiters = [...this.#openWaiters];
+      this.#openWaiters.clear();
+      for (const fail of waiters) fail(SignalingClient.#gone());
+      return;
+    }
     // 1008: the server closed this connection for flooding it (its rate limit): come back
     // after the longest delay, whatever the backoff had reached
     const delay = code === 1008 ? this.#jitter(this.options.maxDelay) : this.#backoff(this.#attempt);
@@ -1013,8 +1026,14 @@ export class RoomHandle extends Emitter {
     );
   }
 
-  /** Leave the room (not joined again after a reconnect). */
+  /** Leave the room (not joined again after a reconnect). A handle that is done already
+   * (kicked, lost, left) has nothing to leave: it resolves at once, and the handle of the
+   * same room joined again since stays joined. */
   async leave() {
+    if (this.left || this.client.rooms.get(this.roomId) !== this) {
+      this.left = true;
+      return;
+    }
     this.left = true;
     this.client._forget(this.roomId);
     if (!this.client.connected) return;

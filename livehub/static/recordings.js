@@ -2,8 +2,8 @@
 // <video> (livehub answers range requests, so it seeks). Shown once the room has ended and
 // has any; a room that did not record has none.
 
-import { livehub } from './api.js';
-import { h } from './ui.js';
+import { describe, livehub } from './api.js';
+import { errors, h } from './ui.js';
 
 function duration(ms) {
   const s = Math.round(ms / 1000);
@@ -26,10 +26,12 @@ export function createRecordings({ roomId, token = () => null }) {
     try {
       // a private room's need its viewer token; the listed urls then carry one
       recordings = await livehub.recordings(roomId, { token: token() });
-    } catch {
+    } catch (err) {
       loaded = false; // try again on the next change
+      errors.show(describe('Could not list the recordings', err), 'recordings');
       return;
     }
+    errors.clear('recordings');
     list.replaceChildren(...recordings.map((rec, n) => h('figure', { testid: 'recording', dataset: { recordingId: rec.id } },
       h('video', { src: rec.url, controls: true, preload: 'metadata', playsInline: true }),
       h('figcaption', {}, `Part ${n + 1} · ${new Date(rec.startedAt).toLocaleString()} · ${duration(rec.durationMs)} · ${size(rec.sizeBytes)}`))));

@@ -324,9 +324,11 @@ describe("signaling", () => {
     try {
       const host = await a.join(room.id, { role: "host", token: room.ownerToken });
       const guest = await b.join(room.id, { name: "Bo" });
+      assert.equal(guest.data.slowMode, 0); // joined says the room's slow mode (typed: JoinedEvent)
 
       const settings = await host.setSlowMode(30);
       assert.deepEqual([settings.type, settings.slowMode], ["room-settings", 30]);
+      assert.equal((await b.join(room.id, { name: "Bo" })).data.slowMode, 30);
       const line = await guest.chat("first");
       await rejects(guest.chat("second"), "slow_mode");
       await host.chat("hosts are not slowed");
@@ -739,6 +741,28 @@ describe("without a server", () => {
     }
   });
 
+  test("leave() of a handle that is done (kicked, lost) leaves nothing: not the room joined again since", async () => {
+    const { client, handles: [kicked], socket } = await scripted(["r1"]);
+    const ws = socket();
+    try {
+      ws.push({ type: "kicked", roomId: "r1", by: "h1" });
+      assert.equal(kicked.left, true);
+      const joining = client.join("r1", { name: "Bo" }); // back in (a kick is not a ban)
+      ws.answerJoin("r1", { peerId: "p2" });
+      const again = await joining;
+      assert.notEqual(again, kicked);
+      const sent = ws.sent.length;
+      const leaving = kicked.leave(); // the old handle, say a page's cleanup
+      leaving.catch(() => {});
+      assert.equal(client.rooms.get("r1"), again); // the room joined since is still this client's
+      assert.deepEqual(ws.sent.slice(sent).map((m) => m.type), []); // and no `leave` took it out
+      await leaving;
+      assert.equal(again.left, false);
+    } finally {
+      client.close();
+    }
+  });
+
   test("joining again (a new name) keeps the stage token: the rejoin still takes the place", async () => {
     const { client, handles: [handle], socket } = await scripted(["r1"]);
     try {
@@ -806,6 +830,31 @@ describe("while disconnected (without a server)", () => {
     client.close();
     await rejects(waiting, "closed");
     await rejects(client.opened(), "closed"); // as one asked for after close()
+  });
+
+  test("reconnect: false: opened() rejects once the socket is gone for good, never hangs", { timeout: 5000 }, async () => {
+    // a real WebSocket to a port where nothing listens: the one attempt fails
+    const refused = new sdk.SignalingClient("ws://127.0.0.1:9/ws", {
+      WebSocket: globalThis.WebSocket,
+      reconnect: false,
+    });
+    try {
+      const waiting = refused.opened();
+      await refused.once("close");
+      await rejects(waiting, "disconnected");
+      await rejects(refused.opened(), "disconnected"); // asked for after the drop
+    } finally {
+      refused.close();
+    }
+    // a connection that was open, then dropped
+    const { client, socket } = await scripted([], { reconnect: false });
+    try {
+      await client.opened();
+      socket().drop(1001, "server shutdown");
+      await rejects(client.opened(), "disconnected");
+    } finally {
+      client.close();
+    }
   });
 
   test("the send queue's default bounds: 100 messages, 1 MiB", async () => {

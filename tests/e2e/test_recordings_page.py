@@ -94,3 +94,46 @@ async def test_an_ended_room_page_plays_its_recordings(tmp_path: Path) -> None:
         assert abs(report["seeked"] - 2) < 0.5
     finally:
         await server.kill()
+
+
+async def test_an_ended_room_page_says_when_its_recordings_cannot_be_listed(
+    tmp_path: Path,
+) -> None:
+    """The list of an ended room's recordings answers an error (503, as with the database
+    unreachable): the page shows it in the error banner, it does not just show no recordings."""
+    server = Server(tmp_path, tmp_path / "livehub.db")
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(f"{server.url}/api/rooms", json={"title": "Rec", "record": True})
+            room = await resp.json()
+            resp = await http.post(
+                f"{server.url}/api/rooms/{room['id']}/close",
+                headers={"Authorization": f"Bearer {room['ownerToken']}"},
+            )
+            assert resp.status == 200
+        assert NODE is not None
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [NODE, str(HERE / "recordings.e2e.mjs")],
+            env={
+                **os.environ,
+                "LIVEHUB_URL": server.url,
+                "ROOM_ID": room["id"],
+                "CHROMIUM": CHROMIUM,
+                "RECORDINGS_FAIL": "503",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert report["errors"] == []
+        assert any(
+            "recordings" in message and "database_unavailable" in message and "503" in message
+            for message in report["messages"]
+        ), report["messages"]
+    finally:
+        await server.kill()

@@ -36,3 +36,16 @@ async function main() {
   await h.leave(); client.close();
 }
 main();
+async function serverShapes(lh: Livehub, roomId: string, ownerToken: string) {
+  // joined carries the room's slow mode (docs/protocol.md, joined); the handle keeps it
+  const client = lh.connect();
+  const h = await client.join(roomId, { token: ownerToken, role: "host" });
+  const slow: number = h.data.slowMode;
+  client.on("joined", (event) => console.log(event.slowMode + 1));
+  // a viewer token: {token, expiresAt} (POST /api/rooms/{id}/viewer-tokens)
+  const made = await lh.createViewerToken(roomId, { token: ownerToken, ttl: 60, sub: "u1", name: "Bo" });
+  const viewerToken: string = made.token;
+  const expiresAt: number = made.expiresAt;
+  await client.join(roomId, { token: viewerToken });
+  console.log(slow, expiresAt);
+}
