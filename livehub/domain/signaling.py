@@ -483,12 +483,12 @@ class Signaling:
         for extra in self.join_extras:
             joined.update(extra(peer, room, message))
         self._reply(peer, joined)
-        # hosts are always announced; in a counted room a viewer is not, and a viewer that
-        # comes back as host is announced then (a host that comes back as viewer leaves the
-        # others' lists, which hold only hosts there)
-        if (not already and (role == "host" or not counted)) or (
-            already and counted and role == "host" and not was_host
-        ):
+        # hosts are always announced; in a counted room a viewer is not. A member that comes
+        # back with another role is announced again where the others' lists hold it (they
+        # hold roles: a co-host a full room's lists kept as host would stay in them once the
+        # room is counted); a host that comes back as viewer leaves a counted room's lists,
+        # which hold only hosts there
+        if (not already or old_role != role) and (role == "host" or not counted):
             self.hub.broadcast(
                 room_id,
                 {"type": "peer-joined", "roomId": room_id, "peer": peer.describe(room_id)},

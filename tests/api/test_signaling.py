@@ -585,7 +585,7 @@ async def test_a_host_that_joins_again_as_viewer_leaves_the_counted_lists(start:
         gone = await receive(ws, skip=("viewer-count", "presence-mode"))
         assert gone == {"type": "peer-left", "roomId": rid, "peerId": co_id}
     await co_host.send_json({"type": "leave", "roomId": rid})
-    await expect(co_host, "left")
+    assert (await receive(co_host, skip=("viewer-count", "presence-mode")))["type"] == "left"
     await host.send_json({"type": "chat", "roomId": rid, "text": "marker"})
     for ws in (host, viewer):  # its leave, as a viewer: not announced again
         seen = [await receive(ws, skip=("viewer-count",))]
@@ -593,6 +593,37 @@ async def test_a_host_that_joins_again_as_viewer_leaves_the_counted_lists(start:
             seen.append(await receive(ws, skip=("viewer-count",)))
         assert [e["type"] for e in seen] == ["presence-mode", "chat"]  # back to full: 2 left
         assert co_id not in json.dumps(seen[0]["members"])
+
+
+async def test_a_role_change_in_a_full_room_reaches_the_others_lists(start: Start) -> None:
+    """Members keep their lists from the events (a counted room's holds its hosts): a co-host
+    that comes back as a viewer while the room is still full is announced with its new role,
+    or the others would keep it as a host once the room is counted, and its leave then (a
+    viewer's, not announced) would leave it in their lists for good."""
+    client = await start(presence_limit=2)
+    room = await create_room_via(client)
+    rid = room["id"]
+    host = await client.ws_connect("/ws")
+    host_id = (await join(host, rid, role="host", token=room["ownerToken"], name="Host"))["peerId"]
+    listed = {host_id: "host"}  # the host's list, kept as docs/protocol.md says
+    co_host = await client.ws_connect("/ws")
+    co_id = (await join(co_host, rid, role="host", token=room["ownerToken"], name="Co"))["peerId"]
+    assert (await expect(host, "peer-joined"))["peer"]["role"] == "host"
+    listed[co_id] = "host"
+    assert (await join(co_host, rid, role="viewer"))["presence"] == "full"
+    viewer = await client.ws_connect("/ws")
+    assert (await join(viewer, rid))["presence"] == "counted"
+    await co_host.send_json({"type": "leave", "roomId": rid})
+    assert (await receive(co_host, skip=("viewer-count", "presence-mode")))["type"] == "left"
+    await host.send_json({"type": "chat", "roomId": rid, "text": "marker"})
+    while (event := await receive(host))["type"] != "chat":
+        if event["type"] == "peer-joined":
+            listed[event["peer"]["peerId"]] = event["peer"]["role"]
+        elif event["type"] == "peer-left":
+            listed.pop(event["peerId"], None)
+        elif event["type"] == "presence-mode" and event["presence"] == "counted":
+            listed = {p: role for p, role in listed.items() if role == "host" or p == host_id}
+    assert listed == {host_id: "host"}
 
 
 async def test_a_join_in_a_counted_room_costs_o1_messages(start: Start) -> None:
