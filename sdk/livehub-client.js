@@ -271,9 +271,8 @@ export class Livehub {
     });
   }
 
-  /** A viewer token for a private room (the owner's token). The endpoint,
-   * `POST /api/rooms/{id}/viewer-tokens`, comes with private rooms (livehub issue 18): a
-   * livehub without it answers 404 `not_found`. */
+  /** A viewer token for a private room (the owner's or the admin token):
+   * `POST /api/rooms/{id}/viewer-tokens` with optional `ttl`, `sub` and `name`. */
   createViewerToken(roomId, options = {}) {
     const { token, ...body } = options;
     return this.request("POST", `/api/rooms/${encodeURIComponent(roomId)}/viewer-tokens`, {

@@ -16,7 +16,9 @@ const SLOW_MODES = [0, 5, 15, 30, 60, 300];
  */
 export function createChat({ myPeerId, canModerate = () => false, onSend, onDelete, onSlowMode }) {
   const log = h('div', { class: 'chat-log', testid: 'chat-log' });
-  const input = h('input', { maxLength: 500, placeholder: 'Say something…', testid: 'chat-input', disabled: true, autocomplete: 'off' });
+  // No maxlength: it counts UTF-16 units (an emoji twice), livehub counts characters, and its
+  // limit is the server's setting (LIVEHUB_MAX_CHAT_LENGTH): a longer line gets its error.
+  const input = h('input', { placeholder: 'Say something…', testid: 'chat-input', disabled: true, autocomplete: 'off' });
   const button = h('button', { type: 'submit', testid: 'chat-send', disabled: true }, 'Send');
   const closed = h('p', { class: 'muted chat-closed', testid: 'chat-closed', hidden: true }, 'The room has ended: chat is closed.');
   const form = h('form', { class: 'field-row', testid: 'chat-form', onsubmit: submit }, input, button);

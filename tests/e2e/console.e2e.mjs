@@ -471,6 +471,13 @@ try {
     await alice.fill(tid('chat-input'), 'hi bob, welcome');
     await alice.click(tid('chat-send'));
     await waitForChat(bob, 'hi bob, welcome');
+    // 300 emoji, typed or pasted: 300 characters as livehub counts them (its limit is 500), 600
+    // UTF-16 units; the input keeps them all (a maxlength of 500 would cut them at 250)
+    const emoji = '\u{1F600}'.repeat(300);
+    await bob.focus(tid('chat-input'));
+    await bob.keyboard.insertText(emoji);
+    await bob.press(tid('chat-input'), 'Enter');
+    await waitForChat(alice, emoji);
     await alice.waitForFunction((sel) => document.querySelector(sel)?.textContent === '2', `${tid('room-page')} ${tid('viewer-count')}`, { timeout: T });
     const two = await stat(alice, 'viewer-count');
     check(two === '2 members', `two in the room: "${two}"`);
