@@ -20,15 +20,18 @@ export function createPublisher({ getWhipUrl, camera, onChange }) {
       const whipUrl = getWhipUrl();
       if (!whipUrl) return;
       errors.clear('publish');
+      const attempt = {};
+      this.attempt = attempt;
       this.set('Starting the camera…', true);
       const stream = await camera.get();
+      // stopped while the browser asked for the camera (its prompt), or started again
+      if (this.attempt !== attempt) return;
       if (!stream?.getVideoTracks().length) {
+        this.attempt = null;
         this.set('Not publishing: no camera available.', false);
         errors.show('Cannot go live: no camera is available in this browser.', 'publish');
         return;
       }
-      const attempt = {};
-      this.attempt = attempt;
       this.set('Sending the offer to SRS…');
       let session;
       try {

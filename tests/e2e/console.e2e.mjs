@@ -832,6 +832,43 @@ try {
   }
   const media = (page) => page.evaluate(() => ({ ...window.__media }));
 
+  await scenario('stop_while_the_camera_is_asked', async () => {
+    // The owner presses "Go live", then "Stop publishing" while the browser still asks for the
+    // camera (its permission prompt): once the camera comes, nothing is published.
+    const page = await newPage(browser, 'hesitant', { name: 'hesitant' });
+    await page.addInitScript(() => {
+      window.__media = { peerConnections: 0 };
+      let release;
+      const asked = new Promise((resolve) => { release = resolve; });
+      window.__giveCamera = () => release();
+      const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+      navigator.mediaDevices.getUserMedia = async (c) => { await asked; return gum(c); };
+      const Native = window.RTCPeerConnection;
+      window.RTCPeerConnection = class extends Native {
+        constructor(...args) { super(...args); window.__media.peerConnections += 1; }
+      };
+    });
+    try {
+      await page.goto(`${BASE}/#/`);
+      await page.fill(tid('create-title'), 'Second thoughts');
+      await page.click(tid('create-submit'));
+      await page.click(tid('created-room-link'));
+      await page.click(tid('go-live-button'));
+      await page.waitForSelector(`${tid('stop-live-button')}:visible`, { timeout: T });
+      await page.click(tid('stop-live-button'));
+      await page.evaluate(() => window.__giveCamera());
+      await page.waitForSelector(`${tid('camera-state')}[data-state="on"]`, { state: 'attached', timeout: T });
+      await page.waitForTimeout(1000); // a WHIP offer would have been made by now
+      const made = await page.evaluate(() => window.__media.peerConnections);
+      check(made === 0, `published after "Stop publishing": ${made} peer connections`);
+      check(await page.isVisible(tid('go-live-button')), 'no "Go live" button after the stop');
+      check(await badge(page) === 'preparing', 'the room went live');
+      return { peerConnections: made };
+    } finally {
+      await page.close();
+    }
+  });
+
   await scenario('offers_are_ignored', async () => {
     // Issue 15 item 6: the console answers no call it did not ask for. It has no
     // browser-to-browser call any more (guests publish to SRS: the stage), so an anonymous

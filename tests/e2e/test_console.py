@@ -281,6 +281,10 @@ def test_invite_accept_and_the_guest_is_on_every_stage(report: dict[str, Any]) -
         assert result[side]["width"] > 0 and result[side]["frames"] >= 5, side
 
 
+def test_a_stop_while_the_camera_is_asked_for_publishes_nothing(report: dict[str, Any]) -> None:
+    assert scenario(report, "stop_while_the_camera_is_asked")["peerConnections"] == 0
+
+
 def test_declining_opens_no_camera_and_hosts_moderate_chat(report: dict[str, Any]) -> None:
     result = scenario(report, "stage_decline_and_moderation")
     assert result["declined"]["getUserMedia"] == 0
