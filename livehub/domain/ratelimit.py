@@ -27,6 +27,13 @@ from collections.abc import Callable
 
 #: seconds without a refused message that end a rate-limit episode
 FLOOD_QUIET_S = 1.0
+#: what a ``join`` costs of the message rate, its own frame included: each join is announced
+#: to the room (``peer-joined`` to up to the presence limit's members), so joining and leaving
+#: in a loop would have the room's members hear the message rate many times over. 10: 5 joins
+#: a second, 20 at once with the default rate (a client joins its rooms, at most 16, once per
+#: connection). Charged to the general bucket: a bucket of its own would cost every
+#: connection memory.
+JOIN_COST = 10
 
 
 class TokenBucket:
@@ -119,6 +126,12 @@ class ConnectionLimiter:
     def chat(self) -> Verdict:
         """A chat message is about to be sent to its room."""
         if self._chat is None or self._chat.take():
+            return Verdict.PASS
+        return self._refuse()
+
+    def join(self) -> Verdict:
+        """A ``join`` is about to be announced; its frame has paid one token already."""
+        if self._general is None or self._general.take(JOIN_COST - 1):
             return Verdict.PASS
         return self._refuse()
 

@@ -451,6 +451,12 @@ class Signaling:
                 raise ProtocolError("too_many_rooms", "This connection has joined too many rooms")
             if self.hub.count(room_id) >= self.limits.max_members_per_room:
                 raise ProtocolError("room_full", "Room is full")
+        verdict = peer.limiter.join()
+        if verdict is not Verdict.PASS:
+            self._refused(
+                peer, verdict, "Too many joins: slow down", inReplyTo="join", roomId=room_id
+            )
+            return
         old_role = peer.roles.get(room_id)
         was_host = old_role == "host"
         self.hub.join(peer, room_id, name.strip(), role)

@@ -336,6 +336,54 @@ async def refused_upgrade(client: Client, path: str = "/ws", **headers: str) -> 
     }
 
 
+async def test_joining_and_leaving_in_a_loop_is_bounded_by_the_message_rate(start: Start) -> None:
+    """Each join is announced to the room, so a connection that joins and leaves in a loop
+    would have every member hear its message rate many times over: a join costs 10 messages of
+    the rate (its frame and 9 more). With 100 tokens that barely refill, 9 rounds of join (10)
+    and leave (1) pass; the 10th join is refused with one ``rate_limited`` naming it, changes
+    nothing, and the room heard 9 joins."""
+    client = await start(rate_per_s=0.001, rate_burst=100, chat_rate_per_s=0)
+    async with members() as opened:
+        room, host, _ = await room_of(client, opened, 2)
+        rid = room["id"]
+        churner = await connect(client, opened)
+        for _ in range(9):
+            assert (await join(churner, rid))["type"] == "joined"
+            await churner.send(type="leave", roomId=rid)
+        assert await join(churner, rid) == {
+            "type": "error",
+            "code": "rate_limited",
+            "message": "Too many joins: slow down",
+            "inReplyTo": "join",
+            "roomId": rid,
+        }
+        await host.send(type="chat", roomId=rid, text="still here")
+        await host.until(lambda e: e["type"] == "chat")
+        heard = [e for e in host.of_type("peer-joined") if e["peer"]["peerId"] == churner.peer_id]
+        assert len(heard) == 9
+        view = await (await client.get(f"/api/rooms/{rid}")).json()
+        assert view["viewerCount"] == 2  # the host and its viewer: the refused join changed nothing
+
+
+async def test_a_client_joins_its_16_rooms_at_once_within_the_default_rate(
+    client: Client,
+) -> None:
+    """What a real client does when it connects (the SDK rejoins all its rooms): 16 joins at
+    once, then a candidate for each room, pass the default limits."""
+    async with members() as opened:
+        member = await connect(client, opened)
+        rooms = [await new_room(client) for _ in range(16)]
+        for room in rooms:
+            await member.send(type="join", roomId=room["id"])
+        for room in rooms:
+            await member.send(type="candidate", roomId=room["id"], to="nobody", payload={})
+        last = rooms[-1]["id"]
+        await member.until(lambda e: e.get("inReplyTo") == "candidate" and e["roomId"] == last)
+        assert len(member.of_type("joined")) == 16
+        # each candidate got its peer_not_found: it was read, not dropped by the rate
+        assert [e["code"] for e in member.of_type("error")] == ["peer_not_found"] * 16
+
+
 async def test_the_101st_socket_from_one_address_is_refused_before_the_upgrade(
     client: Client, config: Config
 ) -> None:
