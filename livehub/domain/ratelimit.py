@@ -32,7 +32,7 @@ FLOOD_QUIET_S = 1.0
 #: in a loop would have the room's members hear the message rate many times over. 10: 5 joins
 #: a second, 20 at once with the default rate (a client joins its rooms, at most 16, once per
 #: connection). Charged to the general bucket: a bucket of its own would cost every
-#: connection memory.
+#: connection memory. A burst smaller than this makes a join cost the whole burst.
 JOIN_COST = 10
 
 
@@ -130,8 +130,11 @@ class ConnectionLimiter:
         return self._refuse()
 
     def join(self) -> Verdict:
-        """A ``join`` is about to be announced; its frame has paid one token already."""
-        if self._general is None or self._general.take(JOIN_COST - 1):
+        """A ``join`` is about to be announced; its frame has paid one token already. It costs
+        :data:`JOIN_COST`, or the whole burst where that is smaller (a full bucket always
+        pays for a join)."""
+        general = self._general
+        if general is None or general.take(min(JOIN_COST, general.burst) - 1):
             return Verdict.PASS
         return self._refuse()
 

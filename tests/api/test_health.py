@@ -226,7 +226,8 @@ async def test_hook_counters_and_timing_by_action_and_result(
 
 
 async def test_connection_and_relay_counters(aiohttp_client: AiohttpClient) -> None:
-    config = make_config(rate_per_s=1.0, rate_burst=3)
+    # a join costs 10 tokens: 2 chat lines are left of the burst for each connection
+    config = make_config(rate_per_s=1.0, rate_burst=12)
     client = await aiohttp_client(create_app(config))
     room: dict[str, Any] = await (await client.post("/api/rooms", json={"title": "m"})).json()
     assert await scrape(client, "livehub_ws_connections") == 0

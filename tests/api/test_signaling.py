@@ -27,6 +27,7 @@ from pytest_aiohttp import AiohttpClient
 from livehub import keys
 from livehub.app import create_app
 from livehub.config import Config
+from livehub.domain.ratelimit import JOIN_COST
 from tests.conftest import ADMIN_TOKEN, Client, CreateRoom, PostHook, hook_for, make_config
 from tests.signaling_client import TIMEOUT, WS, error, expect, join, receive
 
@@ -1148,9 +1149,10 @@ async def test_a_client_under_the_rate_is_never_throttled(start: Start) -> None:
     client = await start(rate_per_s=50, rate_burst=20)
     room = await new_room(client)
     (sender, _), (receiver, _) = await joined_peers(client, room["id"], 2)
-    for seq in range(19):  # the rest of the burst (the join took one token), all at once
+    rest = 20 - JOIN_COST  # the rest of the burst (the join took JOIN_COST tokens), at once
+    for seq in range(rest):
         await sender.send_json({"type": "candidate", "roomId": room["id"], "payload": seq})
-    for seq in range(19):
+    for seq in range(rest):
         assert (await receive(receiver))["payload"] == seq
     await asyncio.sleep(0.1)  # time refills the bucket (5 tokens): nothing to await
     await sender.send_json({"type": "candidate", "roomId": room["id"], "payload": "after"})
@@ -1193,10 +1195,10 @@ async def test_a_burst_of_3000_from_one_connection_is_mostly_refused_and_closed_
                 break
             relayed.append(event["payload"])
     elapsed = time.monotonic() - started
-    # what the token bucket guarantees, whatever the timing: the burst less the join's token
-    # gets through, and nothing beyond the burst plus what the rate refilled meanwhile
-    assert limits.rate_burst - 1 <= len(relayed) <= limits.rate_burst + limits.rate_per_s * elapsed
-    burst = limits.rate_burst - 1
+    # what the token bucket guarantees, whatever the timing: the burst less the join's tokens
+    # gets through, and nothing beyond that plus what the rate refilled meanwhile
+    burst = limits.rate_burst - JOIN_COST
+    assert burst <= len(relayed) <= burst + limits.rate_per_s * elapsed
     # the burst is the first messages, whole; what the refill let through later comes after it,
     # in send order (a later message may pass where earlier ones were refused)
     assert relayed[:burst] == list(range(burst))
