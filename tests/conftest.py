@@ -107,6 +107,14 @@ async def client(aiohttp_client: AiohttpClient, app: web.Application) -> Client:
     return await aiohttp_client(app)
 
 
+@pytest.fixture
+def recordings_dir(tmp_path: Path) -> Path:
+    """An empty ``LIVEHUB_RECORDINGS_DIR`` with SRS's ``live`` app folder."""
+    path = tmp_path / "recordings"
+    (path / "live").mkdir(parents=True)
+    return path
+
+
 CreateRoom = Callable[..., Awaitable[dict[str, Any]]]
 
 

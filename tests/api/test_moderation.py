@@ -318,20 +318,29 @@ def delay_writes(app: Any, seconds: float) -> None:
     store.update = late_update
 
 
+async def line_then_slow_store(
+    aiohttp_client: AiohttpClient, tmp_path: Path, shutdown_timeout: float, delay: float
+) -> tuple[str, Client, str]:
+    """An app on a database file (with ``shutdown_timeout``), slow mode on and a viewer's line
+    in a room, then every store write ``delay`` seconds late: the file, the client, the room."""
+    path = str(tmp_path / "livehub.db")
+    app = create_app(make_config(db_path=path, shutdown_timeout=shutdown_timeout))
+    client = await aiohttp_client(app)
+    room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
+    await slow_mode_after_a_line(host, viewer, room["id"])
+    delay_writes(app, delay)
+    return path, client, room["id"]
+
+
 async def test_a_shutdown_waits_for_a_slow_store_to_write_the_lines(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
     """The line of a member the shutdown disconnects is written even when the store is slower
     than the handlers' end: the shutdown waits for it (up to a quarter of its timeout) before
     the store closes."""
-    path = str(tmp_path / "livehub.db")
-    app = create_app(make_config(db_path=path, shutdown_timeout=10.0))
-    client = await aiohttp_client(app)
-    room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
-    await slow_mode_after_a_line(host, viewer, room["id"])
-    delay_writes(app, 0.5)
+    path, client, room_id = await line_then_slow_store(aiohttp_client, tmp_path, 10.0, 0.5)
     await client.close()
-    assert [key.split(":")[0] for key in await stored_slow_keys(path, room["id"])] == ["address"]
+    assert [key.split(":")[0] for key in await stored_slow_keys(path, room_id)] == ["address"]
 
 
 async def test_a_shutdown_gives_a_store_that_does_not_answer_a_quarter_of_its_timeout(
@@ -339,15 +348,10 @@ async def test_a_shutdown_gives_a_store_that_does_not_answer_a_quarter_of_its_ti
 ) -> None:
     """A store that does not answer holds the shutdown a quarter of its timeout, no longer:
     the write is cancelled and said so, and the room is as it was."""
-    path = str(tmp_path / "livehub.db")
-    app = create_app(make_config(db_path=path, shutdown_timeout=2.0))
-    client = await aiohttp_client(app)
-    room, host, _host_id, viewer, _viewer_id = await room_with_members(client)
-    await slow_mode_after_a_line(host, viewer, room["id"])
-    delay_writes(app, 60)
+    path, client, room_id = await line_then_slow_store(aiohttp_client, tmp_path, 2.0, 60)
     started = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="livehub.domain.moderation"):
         await client.close()
     assert time.monotonic() - started < 30  # bounded: not the store's 60 s
     assert "1 moderation key writes cancelled at shutdown" in caplog.text
-    assert await stored_slow_keys(path, room["id"]) == {}
+    assert await stored_slow_keys(path, room_id) == {}

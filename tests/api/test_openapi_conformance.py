@@ -90,13 +90,6 @@ def mp4(duration_ms: int) -> bytes:
 
 
 @pytest.fixture
-def recordings_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "recordings"
-    (path / "live").mkdir(parents=True)
-    return path
-
-
-@pytest.fixture
 def app(tmp_path: Path, recordings_dir: Path) -> web.Application:
     return create_app(
         make_config(

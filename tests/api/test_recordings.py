@@ -54,13 +54,6 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def recordings_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "recordings"
-    (path / "live").mkdir(parents=True)
-    return path
-
-
-@pytest.fixture
 def app(
     request: pytest.FixtureRequest, mode: str, tmp_path: Path, recordings_dir: Path
 ) -> web.Application:

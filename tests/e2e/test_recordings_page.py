@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,6 +33,32 @@ def make_mp4(path: Path, seconds: int) -> None:
          "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
         check=True,
     )  # fmt: skip
+
+
+async def close_room(http: aiohttp.ClientSession, server: Server, room: dict[str, Any]) -> None:
+    resp = await http.post(
+        f"{server.url}/api/rooms/{room['id']}/close",
+        headers={"Authorization": f"Bearer {room['ownerToken']}"},
+    )
+    assert resp.status == 200
+
+
+async def open_page(server: Server, room_id: str, **env: str) -> dict[str, Any]:
+    """recordings.e2e.mjs on the room's page in Chromium: its report."""
+    assert NODE is not None
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [NODE, str(HERE / "recordings.e2e.mjs")],
+        env={**os.environ, "LIVEHUB_URL": server.url, "ROOM_ID": room_id, "CHROMIUM": CHROMIUM}
+        | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
 
 
 async def test_an_ended_room_page_plays_its_recordings(tmp_path: Path) -> None:
@@ -66,28 +93,8 @@ async def test_an_ended_room_page_plays_its_recordings(tmp_path: Path) -> None:
                     data=json.dumps(body),
                 )
                 assert await resp.json() == {"code": 0}
-            resp = await http.post(
-                f"{server.url}/api/rooms/{room['id']}/close",
-                headers={"Authorization": f"Bearer {room['ownerToken']}"},
-            )
-            assert resp.status == 200
-        assert NODE is not None
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [NODE, str(HERE / "recordings.e2e.mjs")],
-            env={
-                **os.environ,
-                "LIVEHUB_URL": server.url,
-                "ROOM_ID": room["id"],
-                "CHROMIUM": CHROMIUM,
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads(result.stdout.strip().splitlines()[-1])
+            await close_room(http, server, room)
+        report = await open_page(server, room["id"])
         assert report["count"] == 2 and report["errors"] == []
         assert report["captions"][0].startswith("Part 1 ·") and "0:04" in report["captions"][0]
         assert 3.5 <= report["duration"] <= 4.5
@@ -107,29 +114,8 @@ async def test_an_ended_room_page_says_when_its_recordings_cannot_be_listed(
         async with aiohttp.ClientSession() as http:
             resp = await http.post(f"{server.url}/api/rooms", json={"title": "Rec", "record": True})
             room = await resp.json()
-            resp = await http.post(
-                f"{server.url}/api/rooms/{room['id']}/close",
-                headers={"Authorization": f"Bearer {room['ownerToken']}"},
-            )
-            assert resp.status == 200
-        assert NODE is not None
-        result = await asyncio.to_thread(
-            subprocess.run,
-            [NODE, str(HERE / "recordings.e2e.mjs")],
-            env={
-                **os.environ,
-                "LIVEHUB_URL": server.url,
-                "ROOM_ID": room["id"],
-                "CHROMIUM": CHROMIUM,
-                "RECORDINGS_FAIL": "503",
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        report = json.loads(result.stdout.strip().splitlines()[-1])
+            await close_room(http, server, room)
+        report = await open_page(server, room["id"], RECORDINGS_FAIL="503")
         assert report["errors"] == []
         assert any(
             "recordings" in message and "database_unavailable" in message and "503" in message
