@@ -387,8 +387,7 @@ class Stage:
     async def _resume(self, peer: Peer, room: Room, token: str) -> Room:
         """The guest whose token this is now connects as ``peer`` (its stream key stays);
         a token that is no guest's, or a ``peer`` that has a place of its own, changes
-        nothing. A ``peer`` kicked while this was written
-        is taken off the stage."""
+        nothing. A ``peer`` kicked while this was written is taken off the stage."""
         moved: list[str] = []
 
         def decide(room: Room) -> list[RoomEvent] | None:
