@@ -77,8 +77,10 @@ class BusHandler(Protocol):
         """A broadcast from another node: hand ``frame`` to every local member of the room
         except the peer ``exclude``."""
 
-    def deliver_peer(self, peer_id: str, frame: bytes) -> None:
-        """A direct send from another node to the local peer ``peer_id``."""
+    def deliver_peer(self, peer_id: str, frame: bytes, room_id: str | None) -> None:
+        """A direct send from another node to the local peer ``peer_id``: dropped if it is no
+        longer a member of ``room_id`` (it left after the sender's view of the room was
+        written); ``None``: whatever its rooms."""
 
     def presence_delta(self, delta: PresenceDelta) -> None:
         """A member joined or left the room on another node (in that node's order)."""
@@ -122,9 +124,12 @@ class Bus(Protocol):
 
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None: ...
 
-    def send(self, peer_id: str, frame: bytes, node_id: str | None = None) -> None:
+    def send(
+        self, peer_id: str, frame: bytes, node_id: str | None = None, room_id: str | None = None
+    ) -> None:
         """A frame for ``peer_id``, connected on ``node_id`` if the caller knows it (then no
-        look-up), else wherever the registry has it."""
+        look-up), else wherever the registry has it; for it only while it is a member of
+        ``room_id`` when one is named (:meth:`BusHandler.deliver_peer`)."""
 
     def notify(self, room_id: str, notice: bytes) -> None:
         """A room-changed notice for the nodes with members in the room (not this one)."""

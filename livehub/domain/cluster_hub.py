@@ -311,14 +311,15 @@ class ClusterHub:
         if peer_id not in self._remote.get(room_id, ()):
             return False
         # straight to its node (no look-up) when the view knows it, as it does once read
-        self.bus.send(peer_id, self._encode(message), self._homes.get(room_id, {}).get(peer_id))
+        home = self._homes.get(room_id, {}).get(peer_id)
+        self.bus.send(peer_id, self._encode(message), home, room_id)
         return True
 
     async def send_elsewhere(self, room_id: str, peer_id: str, message: dict[str, Any]) -> bool:
         node = await self._node_elsewhere(room_id, peer_id)
         if node is None:
             return False
-        self.bus.send(peer_id, self._encode(message), node)
+        self.bus.send(peer_id, self._encode(message), node, room_id)
         return True
 
     async def kick_elsewhere(self, room_id: str, peer_id: str, by: str) -> bool:
@@ -348,8 +349,13 @@ class ClusterHub:
         excluded = self.local.peers.get(exclude) if exclude else None
         self.local.broadcast_frame(room_id, frame, excluded)
 
-    def deliver_peer(self, peer_id: str, frame: bytes) -> None:
-        peer = self.local.peers.get(peer_id)
+    def deliver_peer(self, peer_id: str, frame: bytes, room_id: str | None) -> None:
+        # a send for a member of a room: not for a peer that has left it since the sender's
+        # view named it (a left or kicked peer gets nothing more of the room, as in one process)
+        if room_id is None:
+            peer = self.local.peers.get(peer_id)
+        else:
+            peer = self.local.member(room_id, peer_id)
         if peer is not None:
             self.local.send_frame(peer, frame)
 

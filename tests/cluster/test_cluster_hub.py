@@ -489,3 +489,31 @@ async def test_rooms_of_two_joined_at_once_across_two_nodes_see_both_members(
     for i in range(0, 600, 60):
         assert a.send_to(rooms[i], f"{rooms[i]}-b", {"type": "offer", "i": i})
     assert a.bus.looked_up == 0
+
+
+async def test_a_direct_send_reaches_its_peer_only_while_it_is_a_member_of_the_room(
+    node: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay with ``to`` is for a member of the room, as in one process (where ``send_to``
+    finds no member once it left): a peer that left the room on its node (still connected, in
+    another room) before the sender's view heard of it does not get the room's relays."""
+    a, _ = await node("a")
+    b, _ = await node("b")
+    pa, _ = connect(a, "pa")
+    pb, sink_b = connect(b, "pb")
+    a.join(pa, "r1", "ann", "host")
+    b.join(pb, "r1", "bob", "viewer")
+    b.join(pb, "r2", "bob", "viewer")
+    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    await _settled(a, b)
+    # pb leaves r1 on b; its delta has not reached a yet (held back): a's view still holds it
+    monkeypatch.setattr(a, "presence_delta", lambda delta: None)
+    assert b.leave(pb, "r1")
+    await b.bus.flush()
+    stale = {"type": "offer", "roomId": "r1", "payload": {"sdp": "o"}, "from": "pa", "to": "pb"}
+    assert a.send_to("r1", "pb", stale)  # a's view of r1 still names pb
+    # a send for a room pb is in, after it over the same writer and reader: it arrives second
+    marker = {"type": "offer", "roomId": "r2", "payload": {"sdp": "m"}, "from": "x", "to": "pb"}
+    assert await a.send_elsewhere("r2", "pb", marker)
+    await eventually(lambda: marker in sink_b.messages())
+    assert stale not in sink_b.messages()

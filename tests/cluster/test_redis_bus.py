@@ -45,7 +45,7 @@ class Recorder:
         self.rooms.append((room_id, frame, exclude))
         self.frames.append(frame)
 
-    def deliver_peer(self, peer_id: str, frame: bytes) -> None:
+    def deliver_peer(self, peer_id: str, frame: bytes, room_id: str | None) -> None:
         self.peers.append((peer_id, frame))
         self.frames.append(frame)
 

@@ -37,7 +37,9 @@ class LocalBus:
     def broadcast(self, room_id: str, frame: bytes, exclude: str | None = None) -> None:
         pass
 
-    def send(self, peer_id: str, frame: bytes, node_id: str | None = None) -> None:
+    def send(
+        self, peer_id: str, frame: bytes, node_id: str | None = None, room_id: str | None = None
+    ) -> None:
         pass
 
     def notify(self, room_id: str, notice: bytes) -> None:

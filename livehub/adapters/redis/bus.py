@@ -288,10 +288,15 @@ class RedisBus:
         header = {"k": "b", "n": self.node_id, "r": room_id, "x": exclude}
         self._enqueue(("publish", self._room_channel(room_id), _pack(header, frame)), drop=True)
 
-    def send(self, peer_id: str, frame: bytes, node_id: str | None = None) -> None:
+    def send(
+        self, peer_id: str, frame: bytes, node_id: str | None = None, room_id: str | None = None
+    ) -> None:
         """A known node gets a plain PUBLISH on its channel; otherwise the SEND script looks
-        the peer's node up in Redis."""
+        the peer's node up in Redis. ``room_id`` goes in the header: the peer's node delivers
+        the frame only while the peer is a member of that room."""
         header = {"k": "d", "n": self.node_id, "p": peer_id}
+        if room_id is not None:
+            header["r"] = room_id
         message = _pack(header, frame)
         if node_id is None:
             self._enqueue(("send", peer_id, message), drop=True)
@@ -895,7 +900,7 @@ class RedisBus:
             if kind == "b":
                 handler.deliver_room(header["r"], frame, header.get("x"))
             elif kind == "d":
-                handler.deliver_peer(header["p"], frame)
+                handler.deliver_peer(header["p"], frame, header.get("r"))
             elif kind == "j" or kind == "l":
                 self.deltas += 1
                 handler.presence_delta(
