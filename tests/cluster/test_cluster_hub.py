@@ -115,14 +115,24 @@ def connect(hub: ClusterHub, peer_id: str) -> tuple[Peer, Sink]:
     return peer, sink
 
 
-async def test_counts_members_and_sends_cross_nodes(node: Nodes) -> None:
+async def host_and_viewer(
+    node: Nodes, *viewer_rooms: str
+) -> tuple[ClusterHub, ClusterHub, Peer, Sink, Peer, Sink]:
+    """Nodes a and b: host ``pa`` on a and viewer ``pb`` on b in room r1 (pb in
+    ``viewer_rooms`` too), both nodes counting r1's two."""
     a, _ = await node("a")
     b, _ = await node("b")
     pa, sink_a = connect(a, "pa")
     pb, sink_b = connect(b, "pb")
     a.join(pa, "r1", "ann", "host")
-    b.join(pb, "r1", "bob", "viewer")
+    for room in ("r1", *viewer_rooms):
+        b.join(pb, room, "bob", "viewer")
     await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    return a, b, pa, sink_a, pb, sink_b
+
+
+async def test_counts_members_and_sends_cross_nodes(node: Nodes) -> None:
+    a, b, pa, sink_a, pb, sink_b = await host_and_viewer(node)
     described = sorted(d["peerId"] for d in a.describe_members("r1"))
     assert described == ["pa", "pb"] == sorted(d["peerId"] for d in b.describe_members("r1"))
     assert [d["peerId"] for d in b.describe_hosts("r1")] == ["pa"]
@@ -497,14 +507,7 @@ async def test_a_direct_send_reaches_its_peer_only_while_it_is_a_member_of_the_r
     """A relay with ``to`` is for a member of the room, as in one process (where ``send_to``
     finds no member once it left): a peer that left the room on its node (still connected, in
     another room) before the sender's view heard of it does not get the room's relays."""
-    a, _ = await node("a")
-    b, _ = await node("b")
-    pa, _ = connect(a, "pa")
-    pb, sink_b = connect(b, "pb")
-    a.join(pa, "r1", "ann", "host")
-    b.join(pb, "r1", "bob", "viewer")
-    b.join(pb, "r2", "bob", "viewer")
-    await eventually(lambda: a.count("r1") == 2 and b.count("r1") == 2)
+    a, b, _pa, _sink_a, pb, sink_b = await host_and_viewer(node, "r2")
     await _settled(a, b)
     # pb leaves r1 on b; its delta has not reached a yet (held back): a's view still holds it
     monkeypatch.setattr(a, "presence_delta", lambda delta: None)
