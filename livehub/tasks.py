@@ -13,8 +13,8 @@ an event as well as on ``CancelledError`` (so such a loop still ends), and clean
 :func:`cancel_and_wait` cancels once and waits; a task still running after ``grace`` seconds
 ignored its cancellation: that is a bug, so its stack is logged at WARNING (the line starts with
 :data:`IGNORED`; the test suite fails on it) and it is cancelled again, so that the stop still
-ends. :func:`run_together` is a task group for loops meant to run until cancelled that stops
-them so.
+ends. :func:`drain` lets work in flight finish within a budget first. :func:`run_together` is
+a task group for loops meant to run until cancelled that stops them so.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,16 @@ async def cancel_and_wait(
     for task in finished:
         if log_errors and not task.cancelled() and task.exception() is not None:
             log.error("%r ended with an error", task, exc_info=task.exception())
+
+
+async def drain(tasks: Collection[asyncio.Future[Any]], budget: float) -> int:
+    """Let ``tasks`` (work in flight at a shutdown) finish within ``budget`` seconds, then
+    cancel the rest (:func:`cancel_and_wait`); returns how many were cancelled."""
+    if not tasks:
+        return 0
+    _, late = await asyncio.wait(tasks, timeout=budget)
+    await cancel_and_wait(*late)
+    return len(late)
 
 
 async def pause(stop: asyncio.Event, seconds: float) -> bool:

@@ -44,6 +44,22 @@ def need_ffmpeg() -> None:
             pytest.skip(f"{tool} is not installed (Debian package ffmpeg)")
 
 
+async def srs_up(proc: asyncio.subprocess.Process, api_port: int, within: float = 15.0) -> bool:
+    """Whether the SRS ``proc`` came up (False: it exited first; TimeoutError after
+    ``within`` s). Up once its API answers with this process's pid: whoever else holds a port
+    given to SRS may answer on it."""
+    url = f"http://127.0.0.1:{api_port}/api/v1/summaries"
+    async with asyncio.timeout(within), aiohttp.ClientSession() as session:
+        while proc.returncode is None:
+            with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
+                async with session.get(url) as resp:
+                    body = await resp.json(content_type=None)
+                    if body["data"]["self"]["pid"] == proc.pid:
+                        return True
+            await asyncio.sleep(0.05)
+    return False
+
+
 class SRSExited(RuntimeError):
     """SRS exited while starting: most often a port it was given was taken meanwhile."""
 
@@ -104,19 +120,8 @@ vhost __defaultVhost__ {{
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        # ready once SRS's API answers with this process's pid: whoever else holds a port
-        # given to SRS may answer on it
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                if self.proc.returncode is not None:
-                    raise SRSExited(f"SRS exited at start: see {self.log}")
-                with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
-                    async with session.get(f"{self.api_url}/api/v1/summaries") as resp:
-                        body = await resp.json(content_type=None)
-                        if body["data"]["self"]["pid"] == self.proc.pid:
-                            return
-                await asyncio.sleep(0.05)
-        raise RuntimeError("SRS did not answer its API in time")
+        if not await srs_up(self.proc, self.api_port):
+            raise SRSExited(f"SRS exited at start: see {self.log}")
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -24,6 +24,7 @@ from aiohttp.test_utils import unused_port
 
 from tests.conftest import HOOK_SECRET, SHARED
 from tests.processes import ROOT, Server
+from tests.real_srs import srs_up
 
 SRS = next(
     (path for path in (SHARED / "srs" / "srs-6.0", SHARED / "srs" / "srs-5.0") if path.is_file()),
@@ -98,22 +99,9 @@ vhost __defaultVhost__ {{
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
             )
-            if await self._ready(self.proc):
+            if await srs_up(self.proc, self.api_port):
                 return
             assert attempt < 2, f"SRS did not start: {self.log()}"
-
-    async def _ready(self, proc: asyncio.subprocess.Process) -> bool:
-        """Whether SRS came up (False: it exited)."""
-        url = f"http://127.0.0.1:{self.api_port}/api/v1/summaries"
-        async with asyncio.timeout(15), aiohttp.ClientSession() as session:
-            while proc.returncode is None:
-                with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
-                    async with session.get(url) as resp:
-                        body = await resp.json(content_type=None)
-                        if body["data"]["self"]["pid"] == proc.pid:
-                            return True
-                await asyncio.sleep(0.05)
-        return False
 
     def log(self) -> str:
         with contextlib.suppress(OSError):

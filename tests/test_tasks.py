@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from livehub.tasks import IGNORED, cancel_and_wait, run_together
+from livehub.tasks import IGNORED, cancel_and_wait, drain, run_together
 
 
 async def _swallows_once(started: asyncio.Event) -> None:
@@ -114,3 +114,12 @@ async def test_an_error_a_task_ended_with_is_logged_not_raised(
         await cancel_and_wait(failed, finished, None)
     assert failed.done() and finished.done()
     assert [r.exc_info[1] for r in caplog.records if r.exc_info] == [failed.exception()]
+
+
+async def test_drain_lets_work_finish_within_its_budget_and_cancels_the_rest() -> None:
+    quick = asyncio.create_task(asyncio.sleep(0.01))
+    stuck = asyncio.create_task(asyncio.sleep(60))
+    assert await drain([quick, stuck], 0.5) == 1
+    assert quick.done() and not quick.cancelled()
+    assert stuck.cancelled()
+    assert await drain([], 0.5) == 0

@@ -52,7 +52,7 @@ from livehub.domain.service import RoomService
 from livehub.domain.signaling import MAX_ID_LENGTH, ProtocolError, Signaling
 from livehub.domain.tokens import hash_token
 from livehub.domain.viewer_tokens import ban_key
-from livehub.tasks import cancel_and_wait
+from livehub.tasks import drain
 
 log = logging.getLogger(__name__)
 
@@ -338,13 +338,9 @@ class Moderation:
     async def close(self, budget: float) -> None:
         """The app's shutdown, before the store closes: the key writes in flight (the members
         the shutdown disconnected) get ``budget`` seconds to land; what is left is cancelled."""
-        tasks = list(self._tasks)
-        if not tasks:
-            return
-        _, late = await asyncio.wait(tasks, timeout=budget or None)
+        late = await drain(list(self._tasks), budget)
         if late:
-            log.warning("%d moderation key writes cancelled at shutdown", len(late))
-            await cancel_and_wait(*late)
+            log.warning("%d moderation key writes cancelled at shutdown", late)
 
     # -- host actions ---------------------------------------------------------------------
 

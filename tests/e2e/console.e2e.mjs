@@ -835,18 +835,13 @@ try {
   await scenario('stop_while_the_camera_is_asked', async () => {
     // The owner presses "Go live", then "Stop publishing" while the browser still asks for the
     // camera (its permission prompt): once the camera comes, nothing is published.
-    const page = await newPage(browser, 'hesitant', { name: 'hesitant' });
-    await page.addInitScript(() => {
-      window.__media = { peerConnections: 0 };
+    const page = await countingPage('hesitant', 'hesitant');
+    await page.addInitScript(() => { // the camera comes only once the test gives it
       let release;
       const asked = new Promise((resolve) => { release = resolve; });
       window.__giveCamera = () => release();
       const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
       navigator.mediaDevices.getUserMedia = async (c) => { await asked; return gum(c); };
-      const Native = window.RTCPeerConnection;
-      window.RTCPeerConnection = class extends Native {
-        constructor(...args) { super(...args); window.__media.peerConnections += 1; }
-      };
     });
     try {
       await page.goto(`${BASE}/#/`);
@@ -859,7 +854,7 @@ try {
       await page.evaluate(() => window.__giveCamera());
       await page.waitForSelector(`${tid('camera-state')}[data-state="on"]`, { state: 'attached', timeout: T });
       await page.waitForTimeout(1000); // a WHIP offer would have been made by now
-      const made = await page.evaluate(() => window.__media.peerConnections);
+      const made = (await media(page)).peerConnections;
       check(made === 0, `published after "Stop publishing": ${made} peer connections`);
       check(await page.isVisible(tid('go-live-button')), 'no "Go live" button after the stop');
       check(await badge(page) === 'preparing', 'the room went live');

@@ -17,7 +17,7 @@ import aiohttp
 from livehub.config import DEFAULT_ORIGIN, Config
 from livehub.domain.hooks import Publisher
 from livehub.domain.srs_params import stream_of
-from livehub.tasks import cancel_and_wait
+from livehub.tasks import drain
 
 log = logging.getLogger(__name__)
 
@@ -398,10 +398,6 @@ class Kicker:
 
     async def drain(self, budget: float) -> None:
         """Let kicks in flight finish within ``budget`` seconds; cancel the rest."""
-        pending = list(self._tasks)
-        if not pending:
-            return
-        _, late = await asyncio.wait(pending, timeout=budget)
+        late = await drain(list(self._tasks), budget)
         if late:
-            log.warning("%d publisher kicks cancelled at shutdown", len(late))
-            await cancel_and_wait(*late)
+            log.warning("%d publisher kicks cancelled at shutdown", late)
